@@ -1,0 +1,81 @@
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Queue } from 'bullmq'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import type { Config } from '../core/config.js'
+import { JobStore } from '../core/job-store.js'
+import { createRedis } from '../core/redis.js'
+import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
+import { WorkerRegistry } from '../core/worker-registry.js'
+import { registerAuth } from './plugins/auth.js'
+import { registerErrorHandler } from './plugins/error-handler.js'
+import healthRoutes from './routes/health.js'
+import jobsRoutes from './routes/v1/jobs/index.js'
+import runtimesRoutes from './routes/v1/runtimes/index.js'
+import { JobWaiter } from './services/job-waiter.js'
+
+export interface Services {
+  config: Config
+  redis: Redis
+  store: JobStore
+  queue: Queue
+  registry: WorkerRegistry
+  waiter: JobWaiter
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: Services
+  }
+}
+
+export interface BuildAppOptions {
+  config: Config
+  logger: Logger
+}
+
+/**
+ * The API: external plugins, then our services (Redis, queue, store), then routes,
+ * one folder per resource. Connections are closed with the app.
+ */
+export async function buildApp({ config, logger }: BuildAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: config.bodyLimitBytes,
+    requestIdHeader: 'x-request-id',
+  }).withTypeProvider<TypeBoxTypeProvider>()
+  app.setValidatorCompiler(TypeBoxValidatorCompiler)
+  registerErrorHandler(app)
+
+  const keys = redisKeys(config.redisPrefix)
+  const redis = createRedis(config.redisUrl, 'command')
+  const subscriber = createRedis(config.redisUrl, 'blocking')
+  const queueConnection = createRedis(config.redisUrl, 'command')
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'))
+  subscriber.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber error'))
+  queueConnection.on('error', (err) => logger.warn({ err: err.message }, 'redis queue error'))
+  await Promise.all([redis.connect(), subscriber.connect(), queueConnection.connect()])
+
+  const services: Services = {
+    config,
+    redis,
+    store: new JobStore(redis, keys, config.jobRetentionSeconds),
+    queue: new Queue(QUEUE_NAME, { connection: queueConnection, prefix: keys.bullPrefix }),
+    registry: new WorkerRegistry(redis, keys),
+    waiter: new JobWaiter(subscriber, keys.finishedChannel),
+  }
+  app.decorate('services', services)
+  app.addHook('onClose', async () => {
+    await services.queue.close().catch(() => undefined)
+    subscriber.disconnect()
+    queueConnection.disconnect()
+    redis.disconnect()
+  })
+
+  registerAuth(app, config.tenantsByKey)
+  await app.register(healthRoutes)
+  await app.register(jobsRoutes, { prefix: '/v1/jobs' })
+  await app.register(runtimesRoutes, { prefix: '/v1/runtimes' })
+  return app
+}

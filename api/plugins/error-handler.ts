@@ -1,0 +1,66 @@
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { AirlockError, ErrorCodes, isAirlockError, type ErrorCode } from '../../core/errors.js'
+import type { ErrorResponse } from '../schemas.js'
+
+// fastify's own errors for bad requests -> our catalogue.
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 'AIRLOCK_ERR_MALFORMED_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'AIRLOCK_ERR_MALFORMED_JSON',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'AIRLOCK_ERR_BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'AIRLOCK_ERR_VALIDATION',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_VALIDATION: 'AIRLOCK_ERR_VALIDATION',
+  FST_ERR_BAD_URL: 'AIRLOCK_ERR_VALIDATION',
+  FST_ERR_INVALID_URL: 'AIRLOCK_ERR_VALIDATION',
+}
+
+function isStoreUnavailable(err: Error): boolean {
+  // ioredis, when Redis is down: offline queue disabled, retries exhausted, or socket errors.
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|ECONNRESET/.test(err.message)
+  )
+}
+
+export function toErrorResponse(err: FastifyError | Error): { status: number; body: ErrorResponse; log: boolean } {
+  if (isAirlockError(err)) {
+    return { status: err.statusCode, body: { statusCode: err.statusCode, code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) }, log: err.statusCode >= 500 }
+  }
+  const f = err as FastifyError
+  if (f.validation) {
+    const details = f.validation.map((v) => ({ path: v.instancePath || '/', message: v.message ?? 'invalid' }))
+    const where = f.validationContext ?? 'request'
+    return {
+      status: 400,
+      body: { statusCode: 400, code: 'AIRLOCK_ERR_VALIDATION', message: `invalid ${where}: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`.slice(0, 2000), details: details.slice(0, 20) },
+      log: false,
+    }
+  }
+  const mapped = f.code ? FASTIFY_CODES[f.code] : undefined
+  if (mapped) {
+    const status = ErrorCodes[mapped]
+    return { status, body: { statusCode: status, code: mapped, message: f.message }, log: false }
+  }
+  if (isStoreUnavailable(err)) {
+    return { status: 503, body: { statusCode: 503, code: 'AIRLOCK_ERR_STORE_UNAVAILABLE', message: 'the job store is unavailable; retry shortly' }, log: true }
+  }
+  // Any other client error fastify raised keeps its status, under a generic code.
+  if (typeof f.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
+    return { status: f.statusCode, body: { statusCode: f.statusCode, code: 'AIRLOCK_ERR_VALIDATION', message: f.message }, log: false }
+  }
+  return { status: 500, body: { statusCode: 500, code: 'AIRLOCK_ERR_INTERNAL', message: 'internal error' }, log: true }
+}
+
+/** One error handler: 4xx carry the message and code; 5xx are logged and answered generically. */
+export function registerErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const { status, body, log } = toErrorResponse(err)
+    if (log) request.log.error({ err }, 'request failed')
+    if (status === 503) reply.header('retry-after', '1')
+    return reply.status(status).send(body)
+  })
+  app.setNotFoundHandler((request, reply) => {
+    const err = new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)
+    return reply.status(404).send({ statusCode: 404, code: err.code, message: err.message })
+  })
+}

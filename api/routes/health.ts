@@ -1,0 +1,32 @@
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { isolationRefusal } from '../../core/worker-registry.js'
+
+const ReadySchema = Type.Object({ ready: Type.Boolean(), checks: Type.Record(Type.String(), Type.String()) })
+
+/** Liveness and readiness; readiness says why it is not ready. */
+const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/healthz', { schema: { response: { 200: Type.Object({ ok: Type.Boolean() }) } } }, async () => ({ ok: true }))
+
+  app.get('/readyz', { schema: { response: { 200: ReadySchema, 503: ReadySchema } } }, async (_request, reply) => {
+    const checks: Record<string, string> = {}
+    let ready = true
+    try {
+      await app.services.redis.ping()
+      checks.redis = 'ok'
+      const workers = await app.services.registry.live()
+      const refusal = isolationRefusal(workers)
+      if (refusal) {
+        ready = false
+        checks.isolation = refusal
+      } else {
+        checks.isolation = workers.length === 0 ? 'no live worker yet; jobs will queue' : `ok (${workers.filter((w) => w.isolation.ok).length} worker(s) can isolate)`
+      }
+    } catch (err) {
+      ready = false
+      checks.redis = `unreachable: ${(err as Error).message}`
+    }
+    return reply.status(ready ? 200 : 503).send({ ready, checks })
+  })
+}
+
+export default healthRoutes

@@ -1,0 +1,93 @@
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { AirlockError } from '../../../../core/errors.js'
+import { JobAcceptedSchema, JobSchema } from '../../../../core/job.js'
+import { JobRequestSchema, resolveJobSpec } from '../../../../core/job-spec.js'
+import { JOB_ID_PATTERN, newJobId } from '../../../../core/job-store.js'
+import { isFinalStatus } from '../../../../core/job-status.js'
+import { isolationRefusal } from '../../../../core/worker-registry.js'
+import { errorResponses } from '../../../schemas.js'
+
+const JobParams = Type.Object({ id: Type.String({ maxLength: 128 }) })
+
+const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { store, queue, registry, waiter, config } = app.services
+
+  async function ownJob(id: string, tenant: string) {
+    // Another tenant's job and a job that never existed look the same: 404.
+    const stored = JOB_ID_PATTERN.test(id) ? await store.getForTenant(id, tenant) : undefined
+    if (!stored) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
+    return stored
+  }
+
+  app.post(
+    '/',
+    {
+      schema: {
+        summary: 'Submit a job',
+        querystring: Type.Object({ wait: Type.Optional(Type.Boolean({ description: 'Hold the request until the job ends' })) }),
+        body: JobRequestSchema,
+        response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 413, 415, 503) },
+      },
+    },
+    async (request, reply) => {
+      const spec = resolveJobSpec(request.body, config)
+      const refusal = isolationRefusal(await registry.live())
+      if (refusal) throw new AirlockError('AIRLOCK_ERR_ISOLATION_UNAVAILABLE', refusal)
+
+      const id = newJobId()
+      await store.create(id, request.tenant, spec)
+      try {
+        await queue.add('run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true })
+      } catch (err) {
+        // Never answer 202 for a job no worker will see.
+        await store.remove(id).catch(() => undefined)
+        throw err
+      }
+      request.log.info({ jobId: id, tenant: request.tenant, runtime: spec.runtime }, 'job accepted')
+
+      if (request.query.wait) {
+        await waiter.ready()
+        const waitMs = Math.min(config.maxWaitMs, spec.limits.timeoutMs + 60_000)
+        const abort = new AbortController()
+        request.raw.once('close', () => abort.abort())
+        const { finished } = waiter.wait(id, waitMs, abort.signal)
+        const now = await store.get(id)
+        if (!(now && isFinalStatus(now.status))) await finished
+        const done = await store.get(id)
+        if (done && isFinalStatus(done.status)) return reply.status(200).send(done.job)
+      }
+      return reply.status(202).send({ id, status: 'queued' as const })
+    },
+  )
+
+  app.get(
+    '/:id',
+    { schema: { summary: 'Get a job', params: JobParams, response: { 200: JobSchema, ...errorResponses(401, 404, 503) } } },
+    async (request) => (await ownJob(request.params.id, request.tenant)).job,
+  )
+
+  app.delete(
+    '/:id',
+    {
+      schema: {
+        summary: 'Cancel a queued or running job',
+        params: JobParams,
+        response: { 202: JobSchema, ...errorResponses(401, 404, 409, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params
+      await ownJob(id, request.tenant)
+      const result = await store.cancel(id, request.tenant)
+      if (result === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
+      if (result !== 'cancelled' && result !== 'cancelling') {
+        throw new AirlockError('AIRLOCK_ERR_JOB_FINISHED', `job ${id} already ended with status ${result}`)
+      }
+      if (result === 'cancelled') await queue.remove(id).catch(() => undefined)
+      // 202: a running sandbox is being killed; the job turns `cancelled` shortly.
+      return reply.status(202).send((await ownJob(id, request.tenant)).job)
+    },
+  )
+}
+
+export default jobsRoutes

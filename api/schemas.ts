@@ -1,0 +1,16 @@
+import { Type, type Static } from 'typebox'
+
+/** The one error shape every 4xx and 5xx has. Clients branch on `code`. */
+export const ErrorResponseSchema = Type.Object({
+  statusCode: Type.Integer(),
+  code: Type.String({ description: 'Stable machine-readable code, AIRLOCK_ERR_*' }),
+  message: Type.String(),
+  details: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),
+})
+
+export type ErrorResponse = Static<typeof ErrorResponseSchema>
+
+/** Error responses a route declares, so they are documented and serialized alike. */
+export function errorResponses(...statuses: number[]): Record<number, typeof ErrorResponseSchema> {
+  return Object.fromEntries(statuses.map((s) => [s, ErrorResponseSchema]))
+}

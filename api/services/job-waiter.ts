@@ -1,0 +1,51 @@
+import type { Redis } from 'ioredis'
+
+/**
+ * Lets requests wait for jobs to finish (`?wait=true`) without polling: one Redis
+ * subscription per API process to the "finished" channel, fanned out in memory.
+ * Callers must re-read the job after `register`, since it may have finished before.
+ */
+export class JobWaiter {
+  private readonly waiting = new Map<string, Set<() => void>>()
+  private subscribed: Promise<unknown> | undefined
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly channel: string,
+  ) {
+    subscriber.on('message', (_channel: string, jobId: string) => {
+      const set = this.waiting.get(jobId)
+      if (!set) return
+      this.waiting.delete(jobId)
+      for (const wake of set) wake()
+    })
+  }
+
+  async ready(): Promise<void> {
+    this.subscribed ??= this.subscriber.subscribe(this.channel)
+    await this.subscribed
+  }
+
+  /** Resolves true when the job finishes, false after `timeoutMs` or when `signal` aborts. */
+  wait(jobId: string, timeoutMs: number, signal?: AbortSignal): { finished: Promise<boolean>; cancel: () => void } {
+    let wake!: () => void
+    let timer: NodeJS.Timeout | undefined
+    const finished = new Promise<boolean>((resolve) => {
+      const done = (value: boolean) => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.waiting.get(jobId)?.delete(wake)
+        if (this.waiting.get(jobId)?.size === 0) this.waiting.delete(jobId)
+        resolve(value)
+      }
+      const onAbort = () => done(false)
+      wake = () => done(true)
+      timer = setTimeout(() => done(false), timeoutMs)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      const set = this.waiting.get(jobId) ?? new Set()
+      set.add(wake)
+      this.waiting.set(jobId, set)
+    })
+    return { finished, cancel: () => wake() }
+  }
+}

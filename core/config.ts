@@ -1,0 +1,149 @@
+/**
+ * Configuration from the environment, validated once at start. A bad value stops the
+ * process with a message naming the variable and what is allowed; api and worker read
+ * the same settings through this one module.
+ */
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`invalid configuration: ${variable}: ${message}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+interface Setting<T> {
+  name: string
+  doc: string
+  default: T
+  parse(raw: string): T
+}
+
+function int(name: string, doc: string, def: number, min: number, max: number): Setting<number> {
+  return {
+    name,
+    doc,
+    default: def,
+    parse(raw) {
+      if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `expected an integer, got ${JSON.stringify(raw)}`)
+      const n = Number(raw)
+      if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`)
+      return n
+    },
+  }
+}
+
+function num(name: string, doc: string, def: number, min: number, max: number): Setting<number> {
+  return {
+    name,
+    doc,
+    default: def,
+    parse(raw) {
+      const n = Number(raw)
+      if (raw.trim() === '' || !Number.isFinite(n)) throw new ConfigError(name, `expected a number, got ${JSON.stringify(raw)}`)
+      if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`)
+      return n
+    },
+  }
+}
+
+function str(name: string, doc: string, def: string, pattern?: RegExp, allowed?: string): Setting<string> {
+  return {
+    name,
+    doc,
+    default: def,
+    parse(raw) {
+      if (pattern && !pattern.test(raw)) throw new ConfigError(name, `must be ${allowed ?? `match ${pattern}`}, got ${JSON.stringify(raw)}`)
+      return raw
+    },
+  }
+}
+
+function oneOf<T extends string>(name: string, doc: string, def: T, values: readonly T[]): Setting<T> {
+  return {
+    name,
+    doc,
+    default: def,
+    parse(raw) {
+      if (!(values as readonly string[]).includes(raw)) throw new ConfigError(name, `must be one of ${values.join(', ')}, got ${JSON.stringify(raw)}`)
+      return raw as T
+    },
+  }
+}
+
+/** `tenantA:keyA,tenantB:keyB` -> key -> tenant. */
+export function parseApiKeys(raw: string, name = 'AIRLOCK_API_KEYS'): Map<string, string> {
+  const keys = new Map<string, string>()
+  for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const sep = entry.indexOf(':')
+    const tenant = sep > 0 ? entry.slice(0, sep) : ''
+    const key = sep > 0 ? entry.slice(sep + 1) : ''
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(tenant)) {
+      throw new ConfigError(name, `each entry must be tenant:key with a tenant of letters, digits, '_', '.', '-' (got an entry starting ${JSON.stringify(entry.slice(0, 8))})`)
+    }
+    if (key.length < 8) throw new ConfigError(name, `the key of tenant ${tenant} must be at least 8 characters`)
+    if (keys.has(key)) throw new ConfigError(name, `a key is declared twice`)
+    keys.set(key, tenant)
+  }
+  return keys
+}
+
+export const SETTINGS = {
+  port: int('PORT', 'HTTP port of the API', 8080, 0, 65535),
+  host: str('HOST', 'Address the API listens on', '0.0.0.0'),
+  redisUrl: str('REDIS_URL', 'Redis connection URL', 'redis://127.0.0.1:6379', /^rediss?:\/\//, 'a redis:// or rediss:// URL'),
+  redisPrefix: str('AIRLOCK_REDIS_PREFIX', 'Prefix of every Redis key (lets deployments share a Redis)', 'airlock', /^[A-Za-z0-9_.-]{1,64}$/, '1-64 letters, digits, _ . -'),
+  apiKeys: str('AIRLOCK_API_KEYS', 'Static tenants and keys, `tenantA:keyA,tenantB:keyB`', ''),
+  logLevel: oneOf('AIRLOCK_LOG_LEVEL', 'Log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+  executor: oneOf('AIRLOCK_EXECUTOR', 'Sandbox executor', 'local', ['local'] as const),
+  workerConcurrency: int('AIRLOCK_WORKER_CONCURRENCY', 'Jobs one worker process runs at once', 2, 1, 256),
+  bodyLimitBytes: int('AIRLOCK_MAX_BODY_BYTES', 'Largest request body accepted', 2 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+  jobRetentionSeconds: int('AIRLOCK_JOB_RETENTION_SECONDS', 'How long a finished job stays queryable', 7 * 24 * 3600, 60, 365 * 24 * 3600),
+  maxWaitMs: int('AIRLOCK_MAX_WAIT_MS', 'Longest a `?wait=true` request is held before it answers 202', 330_000, 1000, 3_600_000),
+  runscPath: str('AIRLOCK_RUNSC_PATH', 'The runsc binary', 'runsc'),
+  runscPlatform: oneOf('AIRLOCK_RUNSC_PLATFORM', 'gVisor platform', 'ptrace', ['ptrace', 'kvm', 'systrap'] as const),
+  imagesDir: str('AIRLOCK_IMAGES_DIR', 'Where sandbox root filesystems are installed', '/var/lib/airlock/images'),
+  stateDir: str('AIRLOCK_STATE_DIR', 'Runtime state: runsc state, bundles', '/run/airlock'),
+  cgroupParent: str('AIRLOCK_CGROUP_PARENT', 'Parent cgroup of every sandbox (cgroup v1)', 'airlock', /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a relative cgroup path'),
+  sandboxOverheadMb: int('AIRLOCK_SANDBOX_OVERHEAD_MB', "Memory added to a job's limit for gVisor itself", 64, 0, 4096),
+  workspaceMb: int('AIRLOCK_WORKSPACE_MB', 'Size of the writable /workspace and of /tmp (tmpfs, counts against memory)', 64, 1, 65536),
+  defaultTimeoutMs: int('AIRLOCK_DEFAULT_TIMEOUT_MS', 'Default wall-clock limit of a job', 10_000, 100, 86_400_000),
+  maxTimeoutMs: int('AIRLOCK_MAX_TIMEOUT_MS', 'Largest timeoutMs a job may ask for', 300_000, 100, 86_400_000),
+  defaultMemoryMb: int('AIRLOCK_DEFAULT_MEMORY_MB', 'Default memory limit', 256, 16, 1 << 20),
+  maxMemoryMb: int('AIRLOCK_MAX_MEMORY_MB', 'Largest memoryMb a job may ask for', 2048, 16, 1 << 20),
+  defaultCpus: num('AIRLOCK_DEFAULT_CPUS', 'Default CPU limit (cores)', 1, 0.01, 1024),
+  maxCpus: num('AIRLOCK_MAX_CPUS', 'Largest cpus a job may ask for', 2, 0.01, 1024),
+  defaultPids: int('AIRLOCK_DEFAULT_PIDS', 'Default limit of processes and threads', 64, 1, 1 << 16),
+  maxPids: int('AIRLOCK_MAX_PIDS', 'Largest pids a job may ask for', 512, 1, 1 << 16),
+  defaultOutputBytes: int('AIRLOCK_DEFAULT_OUTPUT_BYTES', 'Default cap of stdout and of stderr, each', 1024 * 1024, 1, 1 << 30),
+  maxOutputBytes: int('AIRLOCK_MAX_OUTPUT_BYTES', 'Largest outputBytes a job may ask for', 10 * 1024 * 1024, 1, 1 << 30),
+} as const
+
+type Settings = typeof SETTINGS
+export type Config = { [K in keyof Settings]: Settings[K]['default'] } & {
+  /** Parsed AIRLOCK_API_KEYS: key -> tenant. */
+  tenantsByKey: Map<string, string>
+}
+
+export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  const out: Record<string, unknown> = {}
+  for (const [field, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
+    const raw = env[setting.name]
+    out[field] = raw === undefined || raw === '' ? setting.default : setting.parse(raw)
+  }
+  const config = { ...(out as Omit<Config, 'tenantsByKey'>), ...overrides } as Config
+  config.tenantsByKey = overrides.tenantsByKey ?? parseApiKeys(config.apiKeys)
+  const pairs: [keyof Config, keyof Config][] = [
+    ['defaultTimeoutMs', 'maxTimeoutMs'],
+    ['defaultMemoryMb', 'maxMemoryMb'],
+    ['defaultCpus', 'maxCpus'],
+    ['defaultPids', 'maxPids'],
+    ['defaultOutputBytes', 'maxOutputBytes'],
+  ]
+  for (const [def, max] of pairs) {
+    if ((config[def] as number) > (config[max] as number)) {
+      throw new ConfigError(SETTINGS[def as keyof Settings].name, `must not exceed ${SETTINGS[max as keyof Settings].name} (${String(config[max])})`)
+    }
+  }
+  return config
+}

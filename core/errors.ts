@@ -1,0 +1,48 @@
+/**
+ * The catalogue of Airlock errors. Clients branch on `code`, never on the message,
+ * so a code, once published, keeps its meaning and its HTTP status.
+ */
+export const ErrorCodes = {
+  AIRLOCK_ERR_UNAUTHORIZED: 401,
+  AIRLOCK_ERR_VALIDATION: 400,
+  AIRLOCK_ERR_MALFORMED_JSON: 400,
+  AIRLOCK_ERR_UNKNOWN_RUNTIME: 400,
+  AIRLOCK_ERR_SOURCE_REQUIRED: 400,
+  AIRLOCK_ERR_INVALID_FILE: 400,
+  AIRLOCK_ERR_LIMIT_EXCEEDED: 400,
+  AIRLOCK_ERR_NOT_FOUND: 404,
+  AIRLOCK_ERR_ROUTE_NOT_FOUND: 404,
+  AIRLOCK_ERR_METHOD_NOT_ALLOWED: 405,
+  AIRLOCK_ERR_JOB_FINISHED: 409,
+  AIRLOCK_ERR_BODY_TOO_LARGE: 413,
+  AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
+  AIRLOCK_ERR_INTERNAL: 500,
+  AIRLOCK_ERR_ISOLATION_UNAVAILABLE: 503,
+  AIRLOCK_ERR_STORE_UNAVAILABLE: 503,
+} as const
+
+export type ErrorCode = keyof typeof ErrorCodes
+
+/** One detail of a validation failure: where in the request, and what is wrong. */
+export interface ErrorDetail {
+  path: string
+  message: string
+}
+
+export class AirlockError extends Error {
+  readonly code: ErrorCode
+  readonly statusCode: number
+  readonly details: ErrorDetail[] | undefined
+
+  constructor(code: ErrorCode, message: string, details?: ErrorDetail[]) {
+    super(message)
+    this.name = 'AirlockError'
+    this.code = code
+    this.statusCode = ErrorCodes[code]
+    this.details = details
+  }
+}
+
+export function isAirlockError(err: unknown): err is AirlockError {
+  return err instanceof AirlockError
+}

@@ -1,0 +1,197 @@
+import { Type, type Static } from 'typebox'
+import { AirlockError, type ErrorDetail } from './errors.js'
+import { findRuntime, RUNTIMES } from './runtimes.js'
+import type { Config } from './config.js'
+
+/**
+ * What a client may send to `POST /v1/jobs`. The schema checks shapes and absolute
+ * bounds; `resolveJobSpec` then applies the server's configurable maximums and
+ * defaults, which a static schema cannot know.
+ */
+export const LimitsSchema = Type.Object(
+  {
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, description: 'Wall-clock limit, milliseconds' })),
+    memoryMb: Type.Optional(Type.Integer({ minimum: 16, description: 'Memory limit, MiB' })),
+    cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'CPU limit, cores (fractions allowed)' })),
+    pids: Type.Optional(Type.Integer({ minimum: 1, description: 'Processes and threads at once' })),
+    outputBytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Cap of stdout and of stderr, each, bytes' })),
+  },
+  { additionalProperties: false },
+)
+
+export const JobFileSchema = Type.Object(
+  {
+    path: Type.String({ minLength: 1, maxLength: 255 }),
+    content: Type.String({ maxLength: 1024 * 1024 }),
+  },
+  { additionalProperties: false },
+)
+
+export const MAX_FILES = 100
+export const MAX_TOTAL_FILE_BYTES = 1024 * 1024
+export const MAX_ARGS = 64
+export const MAX_ENV = 64
+
+export const JobRequestSchema = Type.Object(
+  {
+    runtime: Type.String({ minLength: 1, maxLength: 64, description: `One of ${RUNTIMES.map((r) => r.name).join(', ')}` }),
+    source: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES, description: 'Program text; stored as the runtime\'s default entrypoint' })),
+    files: Type.Optional(Type.Array(JobFileSchema, { maxItems: MAX_FILES })),
+    entrypoint: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    args: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: MAX_ARGS })),
+    stdin: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES })),
+    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' }), Type.String({ maxLength: 4096 }), { maxProperties: MAX_ENV })),
+    limits: Type.Optional(LimitsSchema),
+  },
+  { additionalProperties: false },
+)
+
+export type JobRequest = Static<typeof JobRequestSchema>
+
+export interface Limits {
+  timeoutMs: number
+  memoryMb: number
+  cpus: number
+  pids: number
+  outputBytes: number
+}
+
+export interface JobFile {
+  path: string
+  content: string
+}
+
+/** A validated, normalized job: every default applied, every bound checked. */
+export interface JobSpec {
+  runtime: string
+  files: JobFile[]
+  entrypoint: string
+  args: string[]
+  stdin: string
+  env: Record<string, string>
+  limits: Limits
+}
+
+export type LimitsPolicy = Pick<
+  Config,
+  | 'defaultTimeoutMs' | 'maxTimeoutMs'
+  | 'defaultMemoryMb' | 'maxMemoryMb'
+  | 'defaultCpus' | 'maxCpus'
+  | 'defaultPids' | 'maxPids'
+  | 'defaultOutputBytes' | 'maxOutputBytes'
+>
+
+// Names the sandbox sets itself; a job may not override them.
+const RESERVED_ENV = new Set(['PATH', 'HOME', 'PWD'])
+
+/** Checks a relative file path inside the workspace; returns what is wrong, or undefined. */
+export function filePathProblem(path: string): string | undefined {
+  if (path.includes('\0')) return 'contains a NUL byte'
+  if (path.startsWith('/')) return 'must be relative to the workspace'
+  if (path.includes('\\')) return 'must use / as separator'
+  const parts = path.split('/')
+  if (parts.some((p) => p === '' || p === '.' || p === '..')) return "must not contain empty, '.' or '..' segments"
+  if (parts.length > 16) return 'is nested too deeply (16 levels at most)'
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(path)) return 'contains control characters'
+  return undefined
+}
+
+function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy): Limits {
+  const limits: Limits = {
+    timeoutMs: requested?.timeoutMs ?? policy.defaultTimeoutMs,
+    memoryMb: requested?.memoryMb ?? policy.defaultMemoryMb,
+    cpus: requested?.cpus ?? policy.defaultCpus,
+    pids: requested?.pids ?? policy.defaultPids,
+    outputBytes: requested?.outputBytes ?? policy.defaultOutputBytes,
+  }
+  const maxima: [keyof Limits, number][] = [
+    ['timeoutMs', policy.maxTimeoutMs],
+    ['memoryMb', policy.maxMemoryMb],
+    ['cpus', policy.maxCpus],
+    ['pids', policy.maxPids],
+    ['outputBytes', policy.maxOutputBytes],
+  ]
+  const over: ErrorDetail[] = maxima
+    .filter(([name, max]) => limits[name] > max)
+    .map(([name, max]) => ({ path: `/limits/${name}`, message: `${limits[name]} is above this server's maximum of ${max}` }))
+  if (over.length > 0) {
+    throw new AirlockError('AIRLOCK_ERR_LIMIT_EXCEEDED', `limits above the server maximum: ${over.map((o) => o.path.slice(8)).join(', ')}`, over)
+  }
+  return limits
+}
+
+function utf8Bytes(s: string): number {
+  return Buffer.byteLength(s, 'utf8')
+}
+
+/**
+ * Turns a schema-valid request into a JobSpec, or throws an AirlockError (4xx) that
+ * says what is wrong. Pure: no I/O, so every rule here is tested directly.
+ */
+export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSpec {
+  const runtime = findRuntime(request.runtime)
+  if (!runtime) {
+    throw new AirlockError('AIRLOCK_ERR_UNKNOWN_RUNTIME', `unknown runtime ${JSON.stringify(request.runtime)}; available: ${RUNTIMES.map((r) => r.name).join(', ')}`, [
+      { path: '/runtime', message: 'unknown runtime' },
+    ])
+  }
+  if (request.source !== undefined && request.files !== undefined) {
+    throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'send either source or files, not both', [{ path: '/files', message: 'not allowed together with source' }])
+  }
+  let files: JobFile[]
+  if (request.source !== undefined) {
+    files = [{ path: runtime.defaultEntrypoint, content: request.source }]
+  } else if (request.files !== undefined && request.files.length > 0) {
+    files = request.files
+  } else {
+    throw new AirlockError('AIRLOCK_ERR_SOURCE_REQUIRED', 'a job needs source or at least one file', [{ path: '/source', message: 'required when files is absent' }])
+  }
+
+  const seen = new Set<string>()
+  let total = 0
+  files.forEach((file, i) => {
+    const problem = filePathProblem(file.path)
+    if (problem) throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file path ${JSON.stringify(file.path)} ${problem}`, [{ path: `/files/${i}/path`, message: problem }])
+    if (seen.has(file.path)) throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file ${JSON.stringify(file.path)} is given twice`, [{ path: `/files/${i}/path`, message: 'duplicate path' }])
+    // A file that is also a directory of another ("a" and "a/b") cannot be laid out.
+    for (const other of seen) {
+      if (other.startsWith(`${file.path}/`) || file.path.startsWith(`${other}/`)) {
+        throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file ${JSON.stringify(file.path)} collides with ${JSON.stringify(other)}`, [{ path: `/files/${i}/path`, message: 'is both a file and a directory' }])
+      }
+    }
+    seen.add(file.path)
+    total += utf8Bytes(file.content)
+  })
+  if (total > MAX_TOTAL_FILE_BYTES) {
+    throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `files add up to ${total} bytes; at most ${MAX_TOTAL_FILE_BYTES} are allowed`, [{ path: '/files', message: 'too large' }])
+  }
+
+  const entrypoint = request.entrypoint ?? (seen.has(runtime.defaultEntrypoint) ? runtime.defaultEntrypoint : files.length === 1 ? files[0]!.path : undefined)
+  if (entrypoint === undefined) {
+    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `entrypoint is required when there are several files and none is ${runtime.defaultEntrypoint}`, [{ path: '/entrypoint', message: 'required' }])
+  }
+  if (!seen.has(entrypoint)) {
+    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `entrypoint ${JSON.stringify(entrypoint)} is not one of the files`, [{ path: '/entrypoint', message: 'not among files' }])
+  }
+
+  const env = request.env ?? {}
+  for (const [name, value] of Object.entries(env)) {
+    if (RESERVED_ENV.has(name)) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} is set by the sandbox and cannot be overridden`, [{ path: `/env/${name}`, message: 'reserved' }])
+    if (value.includes('\0')) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} contains a NUL byte`, [{ path: `/env/${name}`, message: 'NUL byte' }])
+  }
+  const args = request.args ?? []
+  args.forEach((a, i) => {
+    if (a.includes('\0')) throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'arguments must not contain NUL bytes', [{ path: `/args/${i}`, message: 'NUL byte' }])
+  })
+
+  return {
+    runtime: runtime.name,
+    files,
+    entrypoint,
+    args,
+    stdin: request.stdin ?? '',
+    env,
+    limits: resolveLimits(request.limits, policy),
+  }
+}

@@ -1,0 +1,59 @@
+import type { Redis } from 'ioredis'
+import type { RedisKeys } from './redis-keys.js'
+
+/** What a worker tells the rest of the deployment about itself, every few seconds. */
+export interface WorkerHeartbeat {
+  id: string
+  executor: string
+  /** Whether this worker can isolate jobs; a worker that cannot takes none. */
+  isolation: { ok: boolean; technology: string; detail: string; reason: string | null }
+  /** Runtime name -> version, as found in the worker's sandbox images. */
+  runtimes: Record<string, string>
+  at: number
+}
+
+export const HEARTBEAT_INTERVAL_MS = 5000
+export const HEARTBEAT_TTL_MS = 3 * HEARTBEAT_INTERVAL_MS
+
+export class WorkerRegistry {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  async beat(hb: WorkerHeartbeat): Promise<void> {
+    await this.redis
+      .multi()
+      .zadd(this.keys.workers, hb.at, hb.id)
+      .hset(this.keys.workerInfo, hb.id, JSON.stringify(hb))
+      .exec()
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.redis.multi().zrem(this.keys.workers, id).hdel(this.keys.workerInfo, id).exec()
+  }
+
+  /** Workers that beat within the TTL; forgets the long dead ones on the way. */
+  async live(now = Date.now()): Promise<WorkerHeartbeat[]> {
+    const dead = await this.redis.zrangebyscore(this.keys.workers, '-inf', `(${now - 20 * HEARTBEAT_TTL_MS}`)
+    if (dead.length > 0) {
+      await this.redis.multi().zrem(this.keys.workers, ...dead).hdel(this.keys.workerInfo, ...dead).exec()
+    }
+    const ids = await this.redis.zrangebyscore(this.keys.workers, now - HEARTBEAT_TTL_MS, '+inf')
+    if (ids.length === 0) return []
+    const infos = await this.redis.hmget(this.keys.workerInfo, ...ids)
+    return infos.filter((s): s is string => s !== null).map((s) => JSON.parse(s) as WorkerHeartbeat)
+  }
+}
+
+/**
+ * Fail closed: when workers are alive and none of them can isolate a job, new jobs are
+ * refused with the workers' reasons. With no live worker at all, jobs still queue
+ * (a rolling restart must not turn away work); each worker refuses to run if it
+ * cannot isolate, so nothing runs unsandboxed either way.
+ */
+export function isolationRefusal(workers: readonly WorkerHeartbeat[]): string | undefined {
+  if (workers.length === 0 || workers.some((w) => w.isolation.ok)) return undefined
+  const reasons = [...new Set(workers.map((w) => w.isolation.reason ?? 'unknown reason'))]
+  return `no worker can isolate jobs: ${reasons.join('; ')}`
+}

@@ -1,0 +1,42 @@
+import type { JobOutcome } from '../../core/job.js'
+import type { JobSpec } from '../../core/job-spec.js'
+
+export interface IsolationReport {
+  ok: boolean
+  /** e.g. "gvisor" */
+  technology: string
+  /** e.g. "runsc 0.0~20221219.0, platform ptrace" */
+  detail: string
+  /** Why isolation cannot be guaranteed; null when ok. */
+  reason: string | null
+}
+
+export interface ExecutionRequest {
+  jobId: string
+  spec: JobSpec
+  /** Aborted when the job is cancelled; the sandbox is then killed. */
+  signal: AbortSignal
+}
+
+/**
+ * One interface, two implementations (local runsc, Kubernetes); the worker does not
+ * know which it has. `run` resolves with the job's outcome whatever the user's code
+ * did; it rejects only for faults of ours.
+ */
+export interface Executor {
+  readonly name: string
+  checkIsolation(): Promise<IsolationReport>
+  runtimeVersions(): Promise<Record<string, string>>
+  run(request: ExecutionRequest): Promise<JobOutcome>
+  /** Removes sandboxes left behind by workers that died. Returns how many. */
+  reapOrphans(): Promise<number>
+  close(): Promise<void>
+}
+
+/** A fault of ours while running a job (not the user's code failing). */
+export class ExecutorError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'ExecutorError'
+  }
+}

@@ -1,0 +1,222 @@
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from 'pino'
+import type { JobOutcome } from '../../../core/job.js'
+import type { JobSpec } from '../../../core/job-spec.js'
+import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
+import { ExecutorError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
+import { CgroupV1 } from './cgroups-v1.js'
+import { ImageStore } from './images.js'
+import { buildOciConfig } from './oci-bundle.js'
+import { classifyEnd } from './outcome.js'
+import { CappedOutput, collect } from './output-capture.js'
+import { logTail, Runsc } from './runsc.js'
+
+export interface LocalExecutorOptions {
+  runscPath: string
+  platform: string
+  imagesDir: string
+  stateDir: string
+  cgroupParent: string
+  sandboxOverheadMb: number
+  workspaceMb: number
+  logger: Logger
+}
+
+const CONTAINER_PREFIX = 'airlock-'
+// Output pipes close when the sandbox exits; this bounds the wait for their last bytes.
+const DRAIN_GRACE_MS = 2000
+
+/**
+ * Runs each job in its own gVisor sandbox with runsc, on this machine. Each worker
+ * process keeps its runsc state under its own directory (named by its pid), which
+ * is how sandboxes left by a dead worker are told apart from a live one's.
+ */
+export class LocalExecutor implements Executor {
+  readonly name = 'local'
+  private readonly images: ImageStore
+  private readonly runsc: Runsc
+  private readonly ownDir: string
+
+  constructor(private readonly options: LocalExecutorOptions) {
+    this.images = new ImageStore(options.imagesDir)
+    this.ownDir = join(options.stateDir, 'workers', String(process.pid))
+    this.runsc = new Runsc({ binary: options.runscPath, root: join(this.ownDir, 'runsc'), platform: options.platform })
+  }
+
+  async checkIsolation(): Promise<IsolationReport> {
+    const fail = (reason: string, detail = 'unavailable'): IsolationReport => ({ ok: false, technology: 'gvisor', detail, reason })
+    let version: string
+    try {
+      version = await this.runsc.version()
+    } catch (err) {
+      return fail(`runsc cannot run (${this.options.runscPath}): ${(err as Error).message.split('\n')[0]}`)
+    }
+    const detail = `runsc ${version}, platform ${this.options.platform}`
+    const cgroupProblem = await CgroupV1.available()
+    if (cgroupProblem) return fail(cgroupProblem, detail)
+    for (const image of new Set(RUNTIMES.map((r) => r.image))) {
+      const problem = await this.images.problem(image)
+      if (problem) return fail(problem, detail)
+    }
+    // Only a real sandbox proves that runsc works here (platform, kernel, permissions).
+    try {
+      const probe = await this.run({
+        jobId: `probe_${process.pid}_${Date.now()}`,
+        spec: { runtime: 'bash', files: [{ path: 'main.sh', content: 'echo ok' }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 30_000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } },
+        signal: new AbortController().signal,
+      })
+      if (probe.status !== 'succeeded' || probe.stdout.trim() !== 'ok') {
+        return fail(`a probe sandbox did not run correctly (status ${probe.status}${probe.reason ? `: ${probe.reason}` : ''}; stderr: ${probe.stderr.slice(0, 300)})`, detail)
+      }
+    } catch (err) {
+      return fail(`a probe sandbox failed: ${(err as Error).message}`, detail)
+    }
+    return { ok: true, technology: 'gvisor', detail, reason: null }
+  }
+
+  async runtimeVersions(): Promise<Record<string, string>> {
+    const versions: Record<string, string> = {}
+    for (const runtime of RUNTIMES) {
+      const manifest = await this.images.manifest(runtime.image)
+      const v = manifest?.versions[runtime.name]
+      if (v) versions[runtime.name] = v
+    }
+    return versions
+  }
+
+  async run({ jobId, spec, signal }: ExecutionRequest): Promise<JobOutcome> {
+    const runtime = findRuntime(spec.runtime)
+    if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
+    const id = `${CONTAINER_PREFIX}${jobId}`
+    const bundle = join(this.ownDir, 'bundles', id)
+    const logFile = join(bundle, 'runsc.log')
+    const cgroup = new CgroupV1(`${this.options.cgroupParent}/${id}`)
+    const t0 = Date.now()
+    let created = false
+    try {
+      await this.writeBundle(bundle, spec, runtime, cgroup.path)
+      await cgroup.create({
+        memoryBytes: (spec.limits.memoryMb + this.options.sandboxOverheadMb) * 1024 * 1024,
+        // A backstop for the sandbox's own host threads (gVisor's Sentry, Gofer and the
+        // ptrace stubs); the job's own process limit is enforced inside by RLIMIT_NPROC.
+        pids: spec.limits.pids * 4 + 256,
+        cpus: spec.limits.cpus,
+      })
+      if (signal.aborted) return cancelledBeforeStart()
+
+      const stdout = new CappedOutput(spec.limits.outputBytes)
+      const stderr = new CappedOutput(spec.limits.outputBytes)
+      const child = this.runsc.create(id, bundle, logFile)
+      created = true
+      const drained = Promise.all([collect(child.stdout, stdout), collect(child.stderr, stderr)])
+      child.stdin.on('error', () => undefined) // the program may exit without reading stdin
+      child.stdin.end(spec.stdin)
+      const [createCode] = (await once(child, 'exit')) as [number | null]
+      if (createCode !== 0) {
+        throw new ExecutorError(`runsc create failed (exit ${createCode}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
+      }
+      if (signal.aborted) return cancelledBeforeStart()
+
+      await this.runsc.start(id, logFile)
+      const started = Date.now()
+      let timedOut = false
+      let cancelled = false
+      const kill = () => void this.runsc.kill(id, logFile)
+      const timer = setTimeout(() => {
+        timedOut = true
+        kill()
+      }, spec.limits.timeoutMs)
+      const onAbort = () => {
+        cancelled = true
+        kill()
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      let exitStatus: number | null
+      try {
+        exitStatus = await this.runsc.wait(id, logFile)
+      } finally {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', onAbort)
+      }
+      const ended = Date.now()
+      await Promise.race([drained, sleep(DRAIN_GRACE_MS)])
+      const oomKills = await cgroup.oomKills()
+      const end = classifyEnd({ exitStatus, timedOut, cancelled, oomKills, timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb })
+      return {
+        ...end,
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+        truncated: stdout.truncated || stderr.truncated,
+        startupMs: started - t0,
+        runMs: ended - started,
+      }
+    } finally {
+      if (created) await this.runsc.delete(id, logFile)
+      await cgroup.remove().catch((err: unknown) => this.options.logger.error({ err, jobId }, 'could not remove sandbox cgroup'))
+      await rm(bundle, { recursive: true, force: true })
+    }
+  }
+
+  private async writeBundle(bundle: string, spec: JobSpec, runtime: NonNullable<ReturnType<typeof findRuntime>>, cgroupsPath: string): Promise<void> {
+    const filesDir = join(bundle, 'files')
+    await mkdir(filesDir, { recursive: true, mode: 0o755 })
+    for (const file of spec.files) {
+      // Paths were checked at the edge (relative, no '..'); join cannot leave filesDir.
+      const target = join(filesDir, file.path)
+      await mkdir(dirname(target), { recursive: true, mode: 0o755 })
+      await writeFile(target, file.content, { mode: 0o644 })
+    }
+    const config = buildOciConfig({
+      spec,
+      runtime,
+      rootfsPath: this.images.rootfs(runtime.image),
+      jobFilesPath: filesDir,
+      cgroupsPath,
+      workspaceMb: this.options.workspaceMb,
+    })
+    await writeFile(join(bundle, 'config.json'), JSON.stringify(config))
+  }
+
+  /**
+   * Removes sandboxes, cgroups and bundles of worker processes that no longer exist.
+   * Runs at worker start, before it takes jobs.
+   */
+  async reapOrphans(): Promise<number> {
+    const workersDir = join(this.options.stateDir, 'workers')
+    const owners = await readdir(workersDir).catch(() => [] as string[])
+    let reaped = 0
+    for (const owner of owners) {
+      const pid = Number(owner)
+      if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue
+      const runsc = new Runsc({ ...this.runsc.options, root: join(workersDir, owner, 'runsc') })
+      for (const id of await runsc.list()) {
+        if (!id.startsWith(CONTAINER_PREFIX)) continue
+        await runsc.delete(id)
+        await new CgroupV1(`${this.options.cgroupParent}/${id}`).remove().catch(() => undefined)
+        reaped++
+      }
+      await rm(join(workersDir, owner), { recursive: true, force: true })
+    }
+    return reaped
+  }
+
+  async close(): Promise<void> {
+    await rm(this.ownDir, { recursive: true, force: true })
+  }
+}
+
+function cancelledBeforeStart(): JobOutcome {
+  return { status: 'cancelled', exitCode: null, signal: null, reason: 'cancelled before it started', stdout: '', stderr: '', truncated: false, startupMs: null, runMs: null }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

@@ -1,0 +1,93 @@
+import type { JobSpec } from '../../../core/job-spec.js'
+import type { RuntimeDefinition } from '../../../core/runtimes.js'
+
+/** The fixed non-root identity every job runs as (the same uid/gid on Kubernetes). */
+export const SANDBOX_UID = 10001
+export const SANDBOX_GID = 10001
+
+export const WORKSPACE = '/workspace'
+/** Where the job's files are mounted read-only before being copied to the workspace. */
+export const JOB_FILES_MOUNT = '/airlock/job'
+
+export interface BundleInput {
+  spec: JobSpec
+  runtime: RuntimeDefinition
+  /** Host path of the image's root filesystem (mounted read-only). */
+  rootfsPath: string
+  /** Host directory holding the job's files. */
+  jobFilesPath: string
+  /** cgroup path (relative to each controller's root) the sandbox joins. */
+  cgroupsPath: string
+  workspaceMb: number
+}
+
+const NO_CAPS = { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] }
+
+/**
+ * job spec -> OCI runtime config (config.json) for runsc. Pure, so the sandbox's
+ * restrictions are asserted by unit tests as well as by probes inside real sandboxes.
+ */
+export function buildOciConfig(input: BundleInput): Record<string, unknown> {
+  const { spec, runtime } = input
+  const tmpfs = (destination: string, sizeMb: number) => ({
+    destination,
+    type: 'tmpfs',
+    source: 'tmpfs',
+    options: ['nosuid', 'nodev', `size=${sizeMb}m`, 'mode=1777'],
+  })
+  // The job's files are read-only on the host side; copying them into the tmpfs
+  // workspace gives programs the writable working directory they expect without
+  // ever writing to the host's disk.
+  const prelude = `cp -R ${JOB_FILES_MOUNT}/. ${WORKSPACE}/ && exec "$@"`
+  const env = {
+    ...spec.env,
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    HOME: WORKSPACE,
+    LANG: spec.env.LANG ?? 'C.UTF-8',
+    PYTHONUNBUFFERED: spec.env.PYTHONUNBUFFERED ?? '1',
+  }
+  const cpuPeriod = 100_000
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: SANDBOX_UID, gid: SANDBOX_GID, additionalGids: [] },
+      args: ['/bin/sh', '-c', prelude, 'airlock', ...runtime.command(spec.entrypoint, spec.args)],
+      env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      cwd: WORKSPACE,
+      capabilities: NO_CAPS,
+      noNewPrivileges: true,
+      rlimits: [
+        // gVisor counts every task of the sandbox under this limit (they all share one
+        // uid), which makes it the sandbox's process and thread limit.
+        { type: 'RLIMIT_NPROC', hard: spec.limits.pids, soft: spec.limits.pids },
+        { type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 },
+        { type: 'RLIMIT_CORE', hard: 0, soft: 0 },
+      ],
+    },
+    root: { path: input.rootfsPath, readonly: true },
+    hostname: 'sandbox',
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      tmpfs('/tmp', input.workspaceMb),
+      tmpfs(WORKSPACE, input.workspaceMb),
+      { destination: JOB_FILES_MOUNT, type: 'bind', source: input.jobFilesPath, options: ['rbind', 'ro', 'nosuid', 'nodev'] },
+    ],
+    linux: {
+      cgroupsPath: input.cgroupsPath,
+      resources: {
+        memory: { limit: spec.limits.memoryMb * 1024 * 1024 },
+        cpu: { quota: Math.max(1000, Math.round(spec.limits.cpus * cpuPeriod)), period: cpuPeriod },
+        pids: { limit: spec.limits.pids },
+      },
+      // A fresh network namespace; runsc --network=none leaves only loopback in it.
+      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      maskedPaths: ['/proc/kcore', '/proc/keys', '/proc/timer_list', '/sys/firmware'],
+      readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  }
+}

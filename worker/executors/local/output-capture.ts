@@ -1,0 +1,55 @@
+import type { Readable } from 'node:stream'
+
+/**
+ * Keeps the first `capBytes` of a stream and drains the rest, so a program that floods
+ * its output neither blocks on a full pipe nor grows our memory.
+ */
+export class CappedOutput {
+  private readonly chunks: Buffer[] = []
+  private kept = 0
+  truncated = false
+
+  constructor(private readonly capBytes: number) {}
+
+  push(chunk: Buffer): void {
+    const room = this.capBytes - this.kept
+    if (room <= 0) {
+      if (chunk.length > 0) this.truncated = true
+      return
+    }
+    const part = chunk.length > room ? chunk.subarray(0, room) : chunk
+    if (part.length < chunk.length) this.truncated = true
+    this.chunks.push(part)
+    this.kept += part.length
+  }
+
+  /** The kept bytes as text; a multi-byte character cut by the cap is dropped whole. */
+  text(): string {
+    const buf = Buffer.concat(this.chunks)
+    return (this.truncated ? buf.subarray(0, utf8Boundary(buf)) : buf).toString('utf8')
+  }
+}
+
+/** Length of `buf` without a trailing incomplete UTF-8 sequence. */
+export function utf8Boundary(buf: Buffer): number {
+  let i = buf.length - 1
+  let back = 0
+  // Walk back over continuation bytes (10xxxxxx) to the lead byte, at most 3.
+  while (i >= 0 && back < 3 && (buf[i]! & 0xc0) === 0x80) {
+    i--
+    back++
+  }
+  if (i < 0) return buf.length
+  const lead = buf[i]!
+  const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1
+  return need > back + 1 ? i : buf.length
+}
+
+export function collect(stream: Readable, into: CappedOutput): Promise<void> {
+  return new Promise((resolve) => {
+    stream.on('data', (chunk: Buffer) => into.push(chunk))
+    stream.once('end', resolve)
+    stream.once('close', resolve)
+    stream.once('error', () => resolve())
+  })
+}
