@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -28,6 +28,7 @@ export interface LocalExecutorOptions {
 const CONTAINER_PREFIX = 'airlock-'
 // Output pipes close when the sandbox exits; this bounds the wait for their last bytes.
 const DRAIN_GRACE_MS = 2000
+const SANDBOX_CREATE_TIMEOUT_MS = 60_000
 
 /**
  * Runs each job in its own gVisor sandbox with runsc, on this machine. Each worker
@@ -93,7 +94,7 @@ export class LocalExecutor implements Executor {
     const id = `${CONTAINER_PREFIX}${jobId}`
     const bundle = join(this.ownDir, 'bundles', id)
     const logFile = join(bundle, 'runsc.log')
-    const cgroup = new CgroupV1(`${this.options.cgroupParent}/${id}`)
+    const cgroup = new CgroupV1(`/${this.options.cgroupParent}/${id}`)
     const t0 = Date.now()
     let created = false
     try {
@@ -109,34 +110,41 @@ export class LocalExecutor implements Executor {
 
       const stdout = new CappedOutput(spec.limits.outputBytes)
       const stderr = new CappedOutput(spec.limits.outputBytes)
-      const child = this.runsc.create(id, bundle, logFile)
+      const pidFile = join(bundle, 'sandbox.pid')
+      const child = this.runsc.run(id, bundle, logFile, pidFile)
       created = true
+      const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
       const drained = Promise.all([collect(child.stdout, stdout), collect(child.stderr, stderr)])
       child.stdin.on('error', () => undefined) // the program may exit without reading stdin
       child.stdin.end(spec.stdin)
-      const [createCode] = (await once(child, 'exit')) as [number | null]
-      if (createCode !== 0) {
-        throw new ExecutorError(`runsc create failed (exit ${createCode}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
-      }
-      if (signal.aborted) return cancelledBeforeStart()
 
-      await this.runsc.start(id, logFile)
-      const started = Date.now()
       let timedOut = false
       let cancelled = false
       const kill = () => void this.runsc.kill(id, logFile)
-      const timer = setTimeout(() => {
-        timedOut = true
-        kill()
-      }, spec.limits.timeoutMs)
       const onAbort = () => {
         cancelled = true
         kill()
       }
       signal.addEventListener('abort', onAbort, { once: true })
+      let timer: NodeJS.Timeout | undefined
+      let started: number
       let exitStatus: number | null
       try {
-        exitStatus = await this.runsc.wait(id, logFile)
+        const up = await Promise.race([waitForFile(pidFile, SANDBOX_CREATE_TIMEOUT_MS).then(() => true), exited.then(() => false)])
+        started = Date.now()
+        if (up) {
+          // The time limit counts from the sandbox's start, so a busy host does not eat into it.
+          timer = setTimeout(() => {
+            timedOut = true
+            kill()
+          }, spec.limits.timeoutMs)
+          if (signal.aborted) kill()
+        }
+        const [code, sig] = await exited
+        if (!up && code !== 0) {
+          throw new ExecutorError(`runsc could not start the sandbox (exit ${code ?? sig}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
+        }
+        exitStatus = code
       } finally {
         clearTimeout(timer)
         signal.removeEventListener('abort', onAbort)
@@ -195,7 +203,7 @@ export class LocalExecutor implements Executor {
       for (const id of await runsc.list()) {
         if (!id.startsWith(CONTAINER_PREFIX)) continue
         await runsc.delete(id)
-        await new CgroupV1(`${this.options.cgroupParent}/${id}`).remove().catch(() => undefined)
+        await new CgroupV1(`/${this.options.cgroupParent}/${id}`).remove().catch(() => undefined)
         reaped++
       }
       await rm(join(workersDir, owner), { recursive: true, force: true })
@@ -210,6 +218,17 @@ export class LocalExecutor implements Executor {
 
 function cancelledBeforeStart(): JobOutcome {
   return { status: 'cancelled', exitCode: null, signal: null, reason: 'cancelled before it started', stdout: '', stderr: '', truncated: false, startupMs: null, runMs: null }
+}
+
+/** Resolves once `path` exists and is non-empty; rejects after `timeoutMs`. */
+async function waitForFile(path: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const size = await stat(path).then((s) => s.size, () => 0)
+    if (size > 0) return
+    if (Date.now() > deadline) throw new ExecutorError(`the sandbox was not created within ${timeoutMs} ms`)
+    await sleep(5)
+  }
 }
 
 function isAlive(pid: number): boolean {

@@ -16,7 +16,7 @@ export interface BundleInput {
   rootfsPath: string
   /** Host directory holding the job's files. */
   jobFilesPath: string
-  /** cgroup path (relative to each controller's root) the sandbox joins. */
+  /** Absolute cgroup path (from each controller's root) the sandbox joins; a relative one would be taken relative to runsc's own cgroup. */
   cgroupsPath: string
   workspaceMb: number
 }

@@ -31,32 +31,17 @@ export class Runsc {
   }
 
   /**
-   * Creates the sandbox. Its stdio is this child's stdio, so the returned process's
-   * pipes carry the job's stdin, stdout and stderr until the sandbox exits.
+   * Creates, starts and waits for the sandbox in one process. `runsc run` must be the
+   * one that waits: it is the sandbox's parent, and once a single-container sandbox
+   * exits no other runsc process can learn its exit status. Exits with the program's
+   * status (128 + n for signal n). The pid file appears once the sandbox exists.
+   * The child's pipes carry the job's stdin, stdout and stderr.
    */
-  create(id: string, bundle: string, logFile: string): ChildProcessWithoutNullStreams {
-    return spawn(this.options.binary, [...this.globalArgs(logFile), 'create', `--bundle=${bundle}`, id], {
+  run(id: string, bundle: string, logFile: string, pidFile: string): ChildProcessWithoutNullStreams {
+    return spawn(this.options.binary, [...this.globalArgs(logFile), 'run', `--bundle=${bundle}`, `--pid-file=${pidFile}`, id], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: {},
     })
-  }
-
-  async start(id: string, logFile: string): Promise<void> {
-    await this.exec(['start', id], logFile, 30_000)
-  }
-
-  /** Waits for the container's process; returns its exit status (128 + n for signal n). */
-  async wait(id: string, logFile: string): Promise<number | null> {
-    try {
-      const { stdout } = await execFileP(this.options.binary, [...this.globalArgs(logFile), 'wait', id], { env: {} })
-      return parseWaitOutput(stdout)
-    } catch (err) {
-      // runsc wait exits with the program's status, so a non-zero exit is still an answer.
-      const stdout = (err as { stdout?: string }).stdout ?? ''
-      const status = parseWaitOutput(stdout)
-      if (status !== null) return status
-      return null
-    }
   }
 
   async kill(id: string, logFile: string): Promise<void> {
@@ -83,15 +68,6 @@ export class Runsc {
       const tail = logFile ? await logTail(logFile) : ''
       throw new ExecutorError(`runsc ${args[0]} failed: ${(err as Error).message.split('\n')[0]}${tail ? `; runsc log: ${tail}` : ''}`, { cause: err })
     }
-  }
-}
-
-export function parseWaitOutput(stdout: string): number | null {
-  try {
-    const parsed = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { exitStatus?: unknown }
-    return typeof parsed.exitStatus === 'number' ? parsed.exitStatus : null
-  } catch {
-    return null
   }
 }
 
