@@ -47,6 +47,8 @@ export async function buildApp({ config, logger }: BuildAppOptions): Promise<Fas
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
   registerErrorHandler(app)
+  // JSON only: a text body would otherwise reach validation and get a misleading 400.
+  app.removeContentTypeParser('text/plain')
 
   const keys = redisKeys(config.redisPrefix)
   const redis = createRedis(config.redisUrl, 'command')

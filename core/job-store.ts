@@ -21,7 +21,8 @@ export interface StoredJob {
 }
 
 export type ClaimResult = 'claimed' | 'cancelled' | 'missing' | Exclude<JobStatus, 'queued'>
-export type CancelResult = 'cancelled' | 'cancelling' | 'missing' | JobStatus
+/** What a cancel did: ended a queued job, signalled a running one, or found it absent or already ended. */
+export type CancelResult = { kind: 'cancelled' | 'cancelling' | 'missing' } | { kind: 'finished'; status: JobStatus }
 
 // KEYS[1] job; ARGV: now, worker id, ttl seconds, finished channel, job id
 const CLAIM = `
@@ -56,14 +57,14 @@ if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finishedAt', ARGV[2], 'reason', 'cancelled before it started', 'cancelRequested', '1')
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('PUBLISH', ARGV[4], ARGV[6])
-  return 'cancelled'
+  return 'do:cancelled'
 end
 if status == 'running' then
   redis.call('HSET', KEYS[1], 'cancelRequested', '1')
   redis.call('PUBLISH', ARGV[5], ARGV[6])
-  return 'cancelling'
+  return 'do:cancelling'
 end
-return status
+return 'was:' .. status
 `
 
 export function newJobId(): string {
@@ -174,6 +175,10 @@ export class JobStore {
   }
 
   async cancel(id: string, tenant: string, now = Date.now()): Promise<CancelResult> {
-    return (await this.redis.eval(CANCEL, 1, this.keys.job(id), tenant, now, this.retentionSeconds, this.keys.finishedChannel, this.keys.cancelChannel, id)) as CancelResult
+    const r = (await this.redis.eval(CANCEL, 1, this.keys.job(id), tenant, now, this.retentionSeconds, this.keys.finishedChannel, this.keys.cancelChannel, id)) as string
+    if (r === 'do:cancelled') return { kind: 'cancelled' }
+    if (r === 'do:cancelling') return { kind: 'cancelling' }
+    if (r.startsWith('was:')) return { kind: 'finished', status: r.slice(4) as JobStatus }
+    return { kind: 'missing' }
   }
 }

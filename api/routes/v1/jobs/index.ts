@@ -79,11 +79,9 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { id } = request.params
       await ownJob(id, request.tenant)
       const result = await store.cancel(id, request.tenant)
-      if (result === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
-      if (result !== 'cancelled' && result !== 'cancelling') {
-        throw new AirlockError('AIRLOCK_ERR_JOB_FINISHED', `job ${id} already ended with status ${result}`)
-      }
-      if (result === 'cancelled') await queue.remove(id).catch(() => undefined)
+      if (result.kind === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
+      if (result.kind === 'finished') throw new AirlockError('AIRLOCK_ERR_JOB_FINISHED', `job ${id} already ended with status ${result.status}`)
+      if (result.kind === 'cancelled') await queue.remove(id).catch(() => undefined)
       // 202: a running sandbox is being killed; the job turns `cancelled` shortly.
       return reply.status(202).send((await ownJob(id, request.tenant)).job)
     },

@@ -1,0 +1,126 @@
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { redisKeys } from '../../core/redis-keys.js'
+import { WorkerRegistry } from '../../core/worker-registry.js'
+import { build, TENANTS } from '../helper.js'
+
+// The API's contract at the edge, against the real Redis. No worker runs here, so
+// accepted jobs stay queued; running them is covered in test/e2e.
+
+t.test('requests without a key or with a wrong key get 401 with a code', async (t) => {
+  const h = await build(t, { worker: false })
+  const none = await h.app.inject({ method: 'GET', url: '/v1/runtimes' })
+  t.equal(none.statusCode, 401)
+  t.equal(none.json().code, 'AIRLOCK_ERR_UNAUTHORIZED')
+  const wrong = await h.app.inject({ method: 'GET', url: '/v1/runtimes', headers: { authorization: 'Bearer not-a-key-at-all' } })
+  t.equal(wrong.statusCode, 401)
+  t.equal(wrong.json().code, 'AIRLOCK_ERR_UNAUTHORIZED')
+  const basic = await h.app.inject({ method: 'GET', url: '/v1/runtimes', headers: { authorization: `Basic ${TENANTS.alice}` } })
+  t.equal(basic.statusCode, 401)
+  const ok = await h.request('GET', '/v1/runtimes')
+  t.equal(ok.statusCode, 200)
+  t.same(ok.json().runtimes.map((r: { name: string }) => r.name), ['python', 'node', 'bash'])
+})
+
+t.test('a valid job is accepted with 202 and is queryable by its tenant only', async (t) => {
+  const h = await build(t, { worker: false })
+  const res = await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(1)' })
+  t.equal(res.statusCode, 202)
+  const { id, status } = res.json()
+  t.match(id, /^job_[0-9a-f]{32}$/)
+  t.equal(status, 'queued')
+
+  const mine = await h.request('GET', `/v1/jobs/${id}`)
+  t.equal(mine.statusCode, 200)
+  t.match(mine.json(), { id, runtime: 'python', status: 'queued', exitCode: null, stdout: '', truncated: false, startedAt: null })
+
+  const theirs = await h.request('GET', `/v1/jobs/${id}`, undefined, 'bob')
+  t.equal(theirs.statusCode, 404, "another tenant's job does not exist for bob")
+  t.equal(theirs.json().code, 'AIRLOCK_ERR_NOT_FOUND')
+  const cancelTheirs = await h.request('DELETE', `/v1/jobs/${id}`, undefined, 'bob')
+  t.equal(cancelTheirs.statusCode, 404, 'bob cannot cancel it either')
+
+  const missing = await h.request('GET', '/v1/jobs/job_00000000000000000000000000000000')
+  t.equal(missing.statusCode, 404)
+  const garbage = await h.request('GET', '/v1/jobs/..%2F..%2Fetc')
+  t.equal(garbage.statusCode, 404)
+})
+
+t.test('cancelling a queued job ends it as cancelled; cancelling again is a conflict', async (t) => {
+  const h = await build(t, { worker: false })
+  const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'sleep 100' })).json()
+  const cancel = await h.request('DELETE', `/v1/jobs/${id}`)
+  t.equal(cancel.statusCode, 202)
+  t.equal(cancel.json().status, 'cancelled')
+  t.ok(cancel.json().finishedAt)
+  const again = await h.request('DELETE', `/v1/jobs/${id}`)
+  t.equal(again.statusCode, 409)
+  t.equal(again.json().code, 'AIRLOCK_ERR_JOB_FINISHED')
+})
+
+t.test('bad requests get 4xx with a machine-readable code', async (t) => {
+  const h = await build(t, { worker: false, env: { AIRLOCK_MAX_BODY_BYTES: '65536' } })
+  const post = (payload: string, contentType = 'application/json') =>
+    h.app.inject({ method: 'POST', url: '/v1/jobs', headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': contentType }, payload })
+  const cases: [string, string, number, string][] = [
+    ['unknown runtime', JSON.stringify({ runtime: 'cobol', source: 'x' }), 400, 'AIRLOCK_ERR_UNKNOWN_RUNTIME'],
+    ['missing source', JSON.stringify({ runtime: 'python' }), 400, 'AIRLOCK_ERR_SOURCE_REQUIRED'],
+    ['missing runtime', JSON.stringify({ source: 'x' }), 400, 'AIRLOCK_ERR_VALIDATION'],
+    ['wrong type', JSON.stringify({ runtime: 'python', source: 42 }), 400, 'AIRLOCK_ERR_VALIDATION'],
+    ['unknown field', JSON.stringify({ runtime: 'python', source: 'x', sudo: true }), 400, 'AIRLOCK_ERR_VALIDATION'],
+    ['limits over maximum', JSON.stringify({ runtime: 'python', source: 'x', limits: { memoryMb: 1_000_000 } }), 400, 'AIRLOCK_ERR_LIMIT_EXCEEDED'],
+    ['limit below minimum', JSON.stringify({ runtime: 'python', source: 'x', limits: { timeoutMs: 1 } }), 400, 'AIRLOCK_ERR_VALIDATION'],
+    ['path traversal', JSON.stringify({ runtime: 'python', files: [{ path: '../../etc/passwd', content: '' }] }), 400, 'AIRLOCK_ERR_INVALID_FILE'],
+    ['absolute path', JSON.stringify({ runtime: 'python', files: [{ path: '/etc/passwd', content: '' }] }), 400, 'AIRLOCK_ERR_INVALID_FILE'],
+    ['malformed JSON', '{"runtime": "python", ', 400, 'AIRLOCK_ERR_MALFORMED_JSON'],
+    ['empty body', '', 400, 'AIRLOCK_ERR_MALFORMED_JSON'],
+    ['JSON that is not an object', '[1,2,3]', 400, 'AIRLOCK_ERR_VALIDATION'],
+    ['oversized body', JSON.stringify({ runtime: 'python', source: 'x'.repeat(70_000) }), 413, 'AIRLOCK_ERR_BODY_TOO_LARGE'],
+  ]
+  for (const [name, payload, status, code] of cases) {
+    const res = await post(payload)
+    t.equal(res.statusCode, status, `${name}: status`)
+    t.equal(res.json().code, code, `${name}: code`)
+    t.type(res.json().message, 'string', `${name}: message`)
+  }
+  const text = await post('print(1)', 'text/plain')
+  t.equal(text.statusCode, 415)
+  t.equal(text.json().code, 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE')
+  const route = await h.request('GET', '/v1/nothing-here')
+  t.equal(route.statusCode, 404)
+  t.equal(route.json().code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
+})
+
+t.test('when live workers report that they cannot isolate, new jobs are refused with 503 and the reason', async (t) => {
+  const h = await build(t, { worker: false })
+  const redis = new Redis(h.config.redisUrl)
+  t.teardown(() => redis.disconnect())
+  const registry = new WorkerRegistry(redis, redisKeys(h.config.redisPrefix))
+  await registry.beat({
+    id: 'broken-worker',
+    executor: 'local',
+    isolation: { ok: false, technology: 'gvisor', detail: 'unavailable', reason: 'runsc cannot run (runsc): spawn runsc ENOENT' },
+    runtimes: {},
+    at: Date.now(),
+  })
+  const res = await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(1)' })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'AIRLOCK_ERR_ISOLATION_UNAVAILABLE')
+  t.match(res.json().message, /runsc cannot run/)
+  const ready = await h.app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(ready.statusCode, 503)
+  t.match(ready.json().checks.isolation, /runsc cannot run/)
+  await registry.remove('broken-worker')
+  const after = await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(1)' })
+  t.equal(after.statusCode, 202, 'with no worker reporting failure, jobs queue again')
+})
+
+t.test('health endpoints answer without a key', async (t) => {
+  const h = await build(t, { worker: false })
+  const health = await h.app.inject({ method: 'GET', url: '/healthz' })
+  t.equal(health.statusCode, 200)
+  t.same(health.json(), { ok: true })
+  const ready = await h.app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(ready.statusCode, 200)
+  t.equal(ready.json().checks.redis, 'ok')
+})

@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto'
+import { basename } from 'node:path'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { Redis } from 'ioredis'
+import { pino } from 'pino'
+import { buildApp } from '../api/app.js'
+import { loadConfig, type Config } from '../core/config.js'
+import type { Job } from '../core/job.js'
+import { LocalExecutor } from '../worker/executors/local/local-executor.js'
+import { WorkerService } from '../worker/worker-service.js'
+
+/** The subset of tap's Test that the helper needs. */
+interface TestLike {
+  teardown(fn: () => unknown): void
+  name?: string
+}
+
+export const TENANTS = {
+  alice: 'alice-test-key-0001',
+  bob: 'bob-test-key-0002',
+} as const
+
+export type Tenant = keyof typeof TENANTS
+
+export interface Harness {
+  app: FastifyInstance
+  config: Config
+  worker: WorkerService | undefined
+  /** Sends a request as `tenant` (default alice). */
+  request(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown, tenant?: Tenant): Promise<LightMyRequestResponse>
+  /** Submits a job with ?wait=true and returns the finished job. */
+  run(body: Record<string, unknown>, tenant?: Tenant): Promise<Job>
+  /** Polls GET /v1/jobs/:id until `until` holds. */
+  poll(id: string, until: (job: Job) => boolean, timeoutMs?: number): Promise<Job>
+}
+
+export interface BuildOptions {
+  /** Start an in-process worker (real runsc). Default true. */
+  worker?: boolean
+  env?: Record<string, string>
+}
+
+export function redisUrl(): string {
+  return process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+}
+
+/**
+ * Starts the API (and by default a worker with the real local executor) against the
+ * real Redis, under a Redis prefix of its own so test files never see each other's
+ * keys, and tears everything down with the test.
+ */
+export async function build(t: TestLike, options: BuildOptions = {}): Promise<Harness> {
+  const prefix = `test-${basename(process.argv[1] ?? 'x').replace(/\W+/g, '-')}-${randomBytes(4).toString('hex')}`
+  const config = loadConfig({
+    REDIS_URL: redisUrl(),
+    AIRLOCK_REDIS_PREFIX: prefix,
+    AIRLOCK_API_KEYS: Object.entries(TENANTS).map(([tenant, key]) => `${tenant}:${key}`).join(','),
+    AIRLOCK_STATE_DIR: `/run/airlock-test/${prefix}`,
+    AIRLOCK_CGROUP_PARENT: `airlock-test/${prefix}`,
+    ...options.env,
+  })
+  const logger = pino({ level: process.env.AIRLOCK_LOG_LEVEL ?? 'silent' })
+  let worker: WorkerService | undefined
+  if (options.worker !== false) {
+    const executor = new LocalExecutor({
+      runscPath: config.runscPath,
+      platform: config.runscPlatform,
+      imagesDir: config.imagesDir,
+      stateDir: config.stateDir,
+      cgroupParent: config.cgroupParent,
+      sandboxOverheadMb: config.sandboxOverheadMb,
+      workspaceMb: config.workspaceMb,
+      logger,
+    })
+    worker = new WorkerService(config, executor, logger)
+    await worker.start()
+  }
+  const app = await buildApp({ config, logger })
+  await app.ready()
+
+  t.teardown(async () => {
+    await app.close()
+    await worker?.stop(1000)
+    const redis = new Redis(config.redisUrl)
+    const keys = await redis.keys(`{${prefix}}*`)
+    if (keys.length > 0) await redis.del(...keys)
+    redis.disconnect()
+  })
+
+  const request: Harness['request'] = (method, url, body, tenant = 'alice') =>
+    app.inject({
+      method,
+      url,
+      headers: { authorization: `Bearer ${TENANTS[tenant]}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+    })
+
+  return {
+    app,
+    config,
+    worker,
+    request,
+    async run(body, tenant) {
+      const res = await request('POST', '/v1/jobs?wait=true', body, tenant)
+      if (res.statusCode !== 200) throw new Error(`expected 200 from POST /v1/jobs?wait=true, got ${res.statusCode}: ${res.body}`)
+      return res.json<Job>()
+    },
+    async poll(id, until, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const job = (await request('GET', `/v1/jobs/${id}`)).json<Job>()
+        if (until(job)) return job
+        if (Date.now() > deadline) throw new Error(`job ${id} did not reach the expected state; last: ${JSON.stringify(job)}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    },
+  }
+}
