@@ -1,0 +1,75 @@
+#!/bin/bash
+# Installs what Airlock needs on a Debian 12 machine (as root) and builds it:
+# Debian packages (redis-server, runsc, debootstrap), a running Redis, node modules,
+# the compiled server and the sandbox image. Safe to run again: it only does what is
+# missing. With --start it then runs the service (API + worker + local gVisor
+# executor) in the foreground.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root: installing packages, managing cgroups and runsc sandboxes need it"
+
+# --- Node.js: the machine's own; Debian 12's nodejs (18) is too old for us.
+command -v node >/dev/null || die "Node.js 20 or newer is required (node not found)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || die "Node.js 20 or newer is required (found $(node --version))"
+
+# --- Debian packages
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v runsc >/dev/null || missing+=(runsc)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- Redis: start a local one if REDIS_URL (default local) does not answer.
+redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
+if ! redis-cli -u "$redis_url" ping >/dev/null 2>&1; then
+  case "$redis_url" in
+    redis://127.0.0.1:*|redis://localhost:*)
+      port=${redis_url##*:}; port=${port%%/*}
+      log "starting redis-server on 127.0.0.1:$port (append-only file in /var/lib/redis)"
+      mkdir -p /var/lib/redis /var/log/redis
+      redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --appendonly yes \
+        --dir /var/lib/redis --logfile /var/log/redis/airlock-redis.log
+      for _ in $(seq 1 50); do redis-cli -u "$redis_url" ping >/dev/null 2>&1 && break; sleep 0.1; done
+      redis-cli -u "$redis_url" ping >/dev/null 2>&1 || die "redis-server did not start; see /var/log/redis/airlock-redis.log"
+      ;;
+    *) die "Redis at $redis_url does not answer, and it is not local, so setup cannot start it" ;;
+  esac
+fi
+
+# --- Node modules and build
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing node modules"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+log "building"
+npm run --silent build
+
+# --- Sandbox image (cached: rebuilt only when its definition changes)
+bash sandbox-images/build.sh default
+
+# --- A key for local use, made once and kept out of git.
+if [ ! -f .airlock/local.env ]; then
+  mkdir -p .airlock
+  printf 'AIRLOCK_API_KEYS=local:%s\n' "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" > .airlock/local.env
+  chmod 600 .airlock/local.env
+fi
+
+log "ready"
+if [ "${1:-}" = "--start" ]; then
+  set -a
+  # shellcheck disable=SC1091
+  . .airlock/local.env
+  set +a
+  log "starting Airlock on port ${PORT:-8080}; tenant 'local', key: ${AIRLOCK_API_KEYS#local:}"
+  exec npm start --silent
+fi

@@ -1,0 +1,144 @@
+import { release } from 'node:os'
+import { readdir } from 'node:fs/promises'
+import t from 'tap'
+import type { Job } from '../../core/job.js'
+import { build } from '../helper.js'
+
+// Real jobs in real gVisor sandboxes, through the public API, against the real Redis.
+
+t.test('jobs run under gVisor', async (t) => {
+  const h = await build(t)
+
+  t.test('python, node and bash jobs succeed with the right stdout', async (t) => {
+    const py = await h.run({ runtime: 'python', source: 'import sys\nprint("py", sum(range(10)), sys.version_info[0])' })
+    t.match(py, { status: 'succeeded', exitCode: 0, stdout: 'py 45 3\n', stderr: '', executor: 'local', isolation: 'gvisor' })
+    const node = await h.run({ runtime: 'node', source: 'console.log("node", [1,2,3].map(x => x * 2).join(","))' })
+    t.match(node, { status: 'succeeded', exitCode: 0, stdout: 'node 2,4,6\n', stderr: '' })
+    const bash = await h.run({ runtime: 'bash', source: 'for i in 1 2 3; do echo -n "$i"; done; echo; echo err >&2' })
+    t.match(bash, { status: 'succeeded', exitCode: 0, stdout: '123\n', stderr: 'err\n' })
+    t.ok(py.startedAt && py.finishedAt, 'timestamps are set')
+    t.ok((py.timings.startupMs ?? -1) >= 0 && (py.timings.runMs ?? -1) >= 0 && (py.timings.queuedMs ?? -1) >= 0, 'timings are measured')
+  })
+
+  t.test('files, entrypoint, args, stdin and env reach the program', async (t) => {
+    const job = await h.run({
+      runtime: 'python',
+      files: [
+        { path: 'app/main.py', content: 'import sys, os\nfrom helper import greet\nprint(greet(sys.argv[1]), os.environ["GREETING"], sys.stdin.read().strip())' },
+        { path: 'app/helper.py', content: 'def greet(name): return "hello " + name' },
+      ],
+      entrypoint: 'app/main.py',
+      args: ['world'],
+      stdin: 'from stdin\n',
+      env: { GREETING: 'hi' },
+    })
+    t.match(job, { status: 'succeeded', stdout: 'hello world hi from stdin\n' })
+  })
+
+  t.test('a non-zero exit is failed with its exit code', async (t) => {
+    const job = await h.run({ runtime: 'bash', source: 'echo before; exit 7' })
+    t.match(job, { status: 'failed', exitCode: 7, signal: null, stdout: 'before\n' })
+    const py = await h.run({ runtime: 'python', source: 'raise SystemExit(3)' })
+    t.match(py, { status: 'failed', exitCode: 3 })
+  })
+
+  t.test('an endless loop becomes timeout', async (t) => {
+    const job = await h.run({ runtime: 'python', source: 'while True: pass', limits: { timeoutMs: 1000 } })
+    t.equal(job.status, 'timeout')
+    t.match(job.reason, /1000 ms/)
+    t.ok((job.timings.runMs ?? 0) >= 1000, 'ran for at least its time limit')
+    t.ok((job.timings.runMs ?? Infinity) < 10_000, 'and was killed soon after it')
+  })
+
+  t.test('allocating past the memory limit becomes oom', async (t) => {
+    const job = await h.run({ runtime: 'python', source: 'chunks = []\nwhile True: chunks.append(bytearray(8 * 1024 * 1024))', limits: { memoryMb: 64, timeoutMs: 30_000 } })
+    t.equal(job.status, 'oom')
+    t.match(job.reason, /64 MiB/)
+  })
+
+  t.test('huge output is truncated at the cap, per stream', async (t) => {
+    const job = await h.run({ runtime: 'python', source: 'import sys\nsys.stdout.write("x" * 1_000_000)\nsys.stderr.write("e" * 10)', limits: { outputBytes: 1000 } })
+    t.equal(job.status, 'succeeded', 'the program is not blocked by the cap')
+    t.equal(job.truncated, true)
+    t.equal(job.stdout, 'x'.repeat(1000))
+    t.equal(job.stderr, 'e'.repeat(10))
+    const small = await h.run({ runtime: 'bash', source: 'echo ok' })
+    t.equal(small.truncated, false)
+  })
+
+  t.test('cancelling a running job kills it', async (t) => {
+    const res = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo started; sleep 60; echo never', limits: { timeoutMs: 120_000 } })
+    t.equal(res.statusCode, 202)
+    const { id } = res.json<Job>()
+    await h.poll(id, (j) => j.status === 'running')
+    // The sandbox takes a moment to start after the job is claimed.
+    await new Promise((r) => setTimeout(r, 1000))
+    const cancel = await h.request('DELETE', `/v1/jobs/${id}`)
+    t.equal(cancel.statusCode, 202)
+    const t0 = Date.now()
+    const job = await h.poll(id, (j) => j.status !== 'running', 20_000)
+    t.equal(job.status, 'cancelled')
+    t.notMatch(job.stdout, /never/)
+    t.ok(Date.now() - t0 < 15_000, 'the sandbox was killed, not waited for')
+  })
+
+  t.test('uname -r and dmesg show gVisor, not the host kernel', async (t) => {
+    const job = await h.run({ runtime: 'bash', source: 'uname -r; dmesg 2>&1 | head -n 3' })
+    t.equal(job.status, 'succeeded')
+    const [kernel, ...dmesg] = job.stdout.trim().split('\n')
+    t.not(kernel, release(), `sandbox kernel ${kernel} is not the host's ${release()}`)
+    t.match(dmesg.join('\n'), /gVisor/i)
+  })
+
+  t.test('the program runs as a non-root user without capabilities, on a read-only root', async (t) => {
+    const job = await h.run({
+      runtime: 'bash',
+      source: [
+        'id -u',
+        'grep CapEff /proc/self/status',
+        'touch /usr/x 2>/dev/null && echo usr-writable || echo usr-readonly',
+        'touch /etc/x 2>/dev/null && echo etc-writable || echo etc-readonly',
+        'echo data > /workspace/out.txt && cat /workspace/out.txt',
+        'echo tmp > /tmp/t && cat /tmp/t',
+      ].join('\n'),
+    })
+    t.equal(job.status, 'succeeded')
+    t.equal(job.stdout, '10001\nCapEff:\t0000000000000000\nusr-readonly\netc-readonly\ndata\ntmp\n')
+  })
+
+  t.test('nothing of the host or the worker is visible inside', async (t) => {
+    const job = await h.run({
+      runtime: 'python',
+      source: [
+        'import os, socket',
+        'print("env", sorted(k for k in os.environ if k.startswith(("REDIS", "AIRLOCK", "npm_", "TAP"))))',
+        'print("root", os.path.exists("/root/.pyenv"), os.path.exists("/work"), os.path.exists("/run/airlock"))',
+        'try:',
+        '    socket.create_connection(("127.0.0.1", 6379), timeout=2); print("redis reachable")',
+        'except OSError as e:',
+        '    print("redis unreachable")',
+        'try:',
+        '    socket.getaddrinfo("example.com", 80); print("dns works")',
+        'except OSError:',
+        '    print("no dns")',
+      ].join('\n'),
+    })
+    t.equal(job.status, 'succeeded')
+    t.equal(job.stdout, 'env []\nroot False False False\nredis unreachable\nno dns\n')
+  })
+
+  t.test('a second tenant cannot read the first tenant\'s finished job', async (t) => {
+    const job = await h.run({ runtime: 'bash', source: 'echo secret' })
+    const res = await h.request('GET', `/v1/jobs/${job.id}`, undefined, 'bob')
+    t.equal(res.statusCode, 404)
+    t.equal(res.json().code, 'AIRLOCK_ERR_NOT_FOUND')
+    t.notMatch(res.body, /secret/)
+  })
+
+  t.test('no sandbox state is left behind', async (t) => {
+    const cgroups = await readdir(`/sys/fs/cgroup/memory/${h.config.cgroupParent}`).catch(() => [] as string[])
+    t.same(cgroups.filter((d) => d.startsWith('airlock-')), [], 'no job cgroups remain')
+    const bundles = await readdir(`${h.config.stateDir}/workers/${process.pid}/bundles`).catch(() => [] as string[])
+    t.same(bundles, [], 'no bundles remain')
+  })
+})
