@@ -1,0 +1,45 @@
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import type { Job } from '../../core/job.js'
+import { newJobId, JobStore } from '../../core/job-store.js'
+import { resolveJobSpec } from '../../core/job-spec.js'
+import { QUEUE_NAME, redisKeys } from '../../core/redis-keys.js'
+import { build } from '../helper.js'
+
+t.test('a job handed out again after its worker died is not run twice', async (t) => {
+  const h = await build(t)
+  const redis = new Redis(h.config.redisUrl)
+  const keys = redisKeys(h.config.redisPrefix)
+  const queue = new Queue(QUEUE_NAME, { connection: redis, prefix: keys.bullPrefix })
+  t.teardown(async () => {
+    await queue.close()
+    redis.disconnect()
+  })
+  const store = new JobStore(redis, keys, 3600)
+
+  // What a crash leaves behind: the job claimed by a worker that is gone, and the
+  // queue delivering it again (as BullMQ does for a stalled job).
+  const id = newJobId()
+  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'echo ran' }, h.config))
+  t.equal(await store.claim(id, 'worker-that-died'), 'claimed')
+  await queue.add('run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true })
+
+  const job = await h.poll(id, (j: Job) => j.status !== 'running')
+  t.equal(job.status, 'error')
+  t.match(job.reason, /not run again/)
+  t.equal(job.stdout, '', 'the program did not run a second time')
+})
+
+t.test('a job is claimed once: a second claim sees it running', async (t) => {
+  const h = await build(t, { worker: false })
+  const redis = new Redis(h.config.redisUrl)
+  t.teardown(() => redis.disconnect())
+  const store = new JobStore(redis, redisKeys(h.config.redisPrefix), 3600)
+  const id = newJobId()
+  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, h.config))
+  const claims = await Promise.all([store.claim(id, 'a'), store.claim(id, 'b'), store.claim(id, 'c')])
+  t.same(claims.filter((c) => c === 'claimed').length, 1)
+  t.same(claims.filter((c) => c === 'running').length, 2)
+  t.equal(await store.claim('job_ffffffffffffffffffffffffffffffff', 'a'), 'missing')
+})
