@@ -51,7 +51,12 @@ export function redisUrl(): string {
  */
 export async function build(t: TestLike, options: BuildOptions = {}): Promise<Harness> {
   const prefix = `test-${basename(process.argv[1] ?? 'x').replace(/\W+/g, '-')}-${randomBytes(4).toString('hex')}`
+  // Machine-level settings (where runsc and the images are) come from the environment.
+  const machine = Object.fromEntries(
+    ['AIRLOCK_RUNSC_PATH', 'AIRLOCK_RUNSC_PLATFORM', 'AIRLOCK_IMAGES_DIR'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])),
+  )
   const config = loadConfig({
+    ...machine,
     REDIS_URL: redisUrl(),
     AIRLOCK_REDIS_PREFIX: prefix,
     AIRLOCK_API_KEYS: Object.entries(TENANTS).map(([tenant, key]) => `${tenant}:${key}`).join(','),
