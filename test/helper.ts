@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { rm, rmdir } from 'node:fs/promises'
 import { basename } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
@@ -86,6 +87,8 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
   t.teardown(async () => {
     await app.close()
     await worker?.stop(1000)
+    await rm(config.stateDir, { recursive: true, force: true })
+    for (const controller of ['memory', 'pids', 'cpu']) await rmdir(`/sys/fs/cgroup/${controller}/${config.cgroupParent}`).catch(() => undefined)
     const redis = new Redis(config.redisUrl)
     const keys = await redis.keys(`{${prefix}}*`)
     if (keys.length > 0) await redis.del(...keys)

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdir, readdir, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { pino } from 'pino'
@@ -52,7 +52,11 @@ t.test('sandboxes left by a worker that died are removed when a worker starts', 
   t.match(listed, /airlock-orphan/, 'the orphan sandbox is running before the worker starts')
 
   const executor = new LocalExecutor({ ...base, runscPath: base.runscPath, platform: base.runscPlatform, logger: pino({ level: 'silent' }) })
-  t.teardown(() => executor.close())
+  t.teardown(async () => {
+    await executor.close()
+    await rm(base.stateDir, { recursive: true, force: true })
+    for (const c of ['memory', 'pids', 'cpu']) await rmdir(`/sys/fs/cgroup/${c}/${base.cgroupParent}`).catch(() => undefined)
+  })
   const reaped = await executor.reapOrphans()
   t.equal(reaped, 1)
   const owners = await readdir(join(base.stateDir, 'workers')).catch(() => [] as string[])
