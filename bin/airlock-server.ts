@@ -1,7 +1,7 @@
 import { pino } from 'pino'
 import { buildApp } from '../api/app.js'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
-import { LocalExecutor } from '../worker/executors/local/local-executor.js'
+import { createExecutor } from '../worker/executors/create-executor.js'
 import { WorkerService } from '../worker/worker-service.js'
 
 /**
@@ -19,19 +19,6 @@ function parseRole(argv: string[]): Role {
     process.exit(2)
   }
   return role
-}
-
-export function createExecutor(config: Config, logger: pino.Logger): LocalExecutor {
-  return new LocalExecutor({
-    runscPath: config.runscPath,
-    platform: config.runscPlatform,
-    imagesDir: config.imagesDir,
-    stateDir: config.stateDir,
-    cgroupParent: config.cgroupParent,
-    sandboxOverheadMb: config.sandboxOverheadMb,
-    workspaceMb: config.workspaceMb,
-    logger: logger.child({ component: 'executor' }),
-  })
 }
 
 async function main(): Promise<void> {

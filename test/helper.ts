@@ -7,7 +7,7 @@ import { pino } from 'pino'
 import { buildApp } from '../api/app.js'
 import { loadConfig, type Config } from '../core/config.js'
 import type { Job } from '../core/job.js'
-import { LocalExecutor } from '../worker/executors/local/local-executor.js'
+import { createExecutor } from '../worker/executors/create-executor.js'
 import { WorkerService } from '../worker/worker-service.js'
 
 /** The subset of tap's Test that the helper needs. */
@@ -68,16 +68,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
   const logger = pino({ level: process.env.AIRLOCK_LOG_LEVEL ?? 'silent' })
   let worker: WorkerService | undefined
   if (options.worker !== false) {
-    const executor = new LocalExecutor({
-      runscPath: config.runscPath,
-      platform: config.runscPlatform,
-      imagesDir: config.imagesDir,
-      stateDir: config.stateDir,
-      cgroupParent: config.cgroupParent,
-      sandboxOverheadMb: config.sandboxOverheadMb,
-      workspaceMb: config.workspaceMb,
-      logger,
-    })
+    const executor = createExecutor(config, logger)
     worker = new WorkerService(config, executor, logger)
     await worker.start()
   }
