@@ -101,6 +101,7 @@ export const SETTINGS = {
   jobRetentionSeconds: int('AIRLOCK_JOB_RETENTION_SECONDS', 'How long a finished job stays queryable', 7 * 24 * 3600, 60, 365 * 24 * 3600),
   maxWaitMs: int('AIRLOCK_MAX_WAIT_MS', 'Longest a `?wait=true` request is held before it answers 202', 330_000, 1000, 3_600_000),
   runscPath: str('AIRLOCK_RUNSC_PATH', 'The runsc binary', 'runsc'),
+  sandboxNetwork: oneOf('AIRLOCK_SANDBOX_NETWORK', 'Sandbox network: none (loopback only). host is INSECURE, for proving that `airlock verify` catches a weakened sandbox', 'none', ['none', 'host'] as const),
   runscPlatform: oneOf('AIRLOCK_RUNSC_PLATFORM', 'gVisor platform', 'ptrace', ['ptrace', 'kvm', 'systrap'] as const),
   imagesDir: str('AIRLOCK_IMAGES_DIR', 'Where sandbox root filesystems are installed', '/var/lib/airlock/images'),
   stateDir: str('AIRLOCK_STATE_DIR', 'Runtime state: runsc state, bundles', '/run/airlock'),

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import type { Job, JobOutcome } from './job.js'
+import type { Isolation, Job, JobOutcome } from './job.js'
 import type { JobSpec } from './job-spec.js'
 import type { JobStatus } from './job-status.js'
 import type { RedisKeys } from './redis-keys.js'
@@ -112,7 +112,7 @@ function toStoredJob(id: string, h: Record<string, string>): StoredJob {
         runMs: intOrNull(h.runMs),
       },
       executor: h.executor || null,
-      isolation: h.isolation || null,
+      isolation: h.isolation ? (JSON.parse(h.isolation) as Isolation) : null,
     },
   }
 }
@@ -154,7 +154,7 @@ export class JobStore {
   }
 
   /** Writes a final status once; returns false if the job had already ended. */
-  async finish(id: string, outcome: JobOutcome, meta: { executor: string; isolation: string | null }, now = Date.now()): Promise<boolean> {
+  async finish(id: string, outcome: JobOutcome, meta: { executor: string; isolation: Isolation | null }, now = Date.now()): Promise<boolean> {
     const fields: Record<string, string> = {
       status: outcome.status,
       finishedAt: String(now),
@@ -167,7 +167,7 @@ export class JobStore {
       startupMs: outcome.startupMs === null ? '' : String(outcome.startupMs),
       runMs: outcome.runMs === null ? '' : String(outcome.runMs),
       executor: meta.executor,
-      isolation: meta.isolation ?? '',
+      isolation: meta.isolation ? JSON.stringify(meta.isolation) : '',
     }
     const args = Object.entries(fields).flat()
     const done = await this.redis.eval(FINISH, 1, this.keys.job(id), this.retentionSeconds, this.keys.finishedChannel, id, ...args)

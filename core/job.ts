@@ -3,6 +3,20 @@ import { JobStatusSchema, type JobStatus } from './job-status.js'
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()])
 
+/** How a job was isolated, as recorded by the worker that ran it. */
+export const IsolationSchema = Type.Object({
+  technology: Type.String({ description: 'e.g. gvisor' }),
+  runtime: Type.String({ description: 'OCI runtime, e.g. runsc' }),
+  version: Type.String(),
+  platform: Type.String({ description: 'gVisor platform, e.g. ptrace' }),
+  network: Type.Union([Type.Literal('none'), Type.Literal('host')], { description: 'none: loopback only' }),
+  readOnlyRoot: Type.Boolean(),
+  uid: Type.Integer(),
+  capabilities: Type.Array(Type.String(), { description: 'Capabilities the program holds; empty' }),
+})
+
+export type Isolation = Static<typeof IsolationSchema>
+
 /** A job as clients see it (`GET /v1/jobs/:id`). */
 export const JobSchema = Type.Object({
   id: Type.String(),
@@ -23,7 +37,7 @@ export const JobSchema = Type.Object({
     runMs: Nullable(Type.Integer({ description: 'Program started to program ended' })),
   }),
   executor: Nullable(Type.String({ description: 'Executor that ran the job: local or kubernetes' })),
-  isolation: Nullable(Type.String({ description: 'Sandbox technology that isolated the job, e.g. gvisor' })),
+  isolation: Nullable(IsolationSchema),
 })
 
 export type Job = Static<typeof JobSchema>

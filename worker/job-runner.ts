@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { JobOutcome } from '../core/job.js'
+import type { Isolation, JobOutcome } from '../core/job.js'
 import type { JobStore } from '../core/job-store.js'
 import type { Executor } from './executors/executor.js'
 
@@ -14,7 +14,7 @@ export class JobRunner {
   constructor(
     private readonly store: JobStore,
     private readonly executor: Executor,
-    private readonly isolation: string,
+    private readonly isolation: Isolation,
     private readonly workerId: string,
     private readonly logger: Logger,
   ) {}

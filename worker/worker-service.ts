@@ -67,7 +67,8 @@ export class WorkerService {
     this.logger.info({ executor: this.executor.name, isolation: this.isolationReport.detail, runtimes: this.versions }, 'worker ready')
 
     const store = new JobStore(this.redis, this.keys, this.config.jobRetentionSeconds)
-    const runner = new JobRunner(store, this.executor, this.isolationReport.technology, this.id, this.logger)
+    if (!this.isolationReport.isolation) throw new Error('an executor that can isolate must describe its isolation')
+    const runner = new JobRunner(store, this.executor, this.isolationReport.isolation, this.id, this.logger)
     this.runner = runner
     await this.subscriber.subscribe(this.keys.cancelChannel)
     this.subscriber.on('message', (_channel: string, jobId: string) => runner.cancel(jobId))

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { pino } from 'pino'
 import { loadConfig } from '../../core/config.js'
-import { LocalExecutor } from '../../worker/executors/local/local-executor.js'
+import { createExecutor } from '../../worker/executors/create-executor.js'
 import { build } from '../helper.js'
 
 t.test('a worker that cannot run runsc takes no jobs, and the API refuses new ones saying why', async (t) => {
@@ -51,7 +51,7 @@ t.test('sandboxes left by a worker that died are removed when a worker starts', 
   const listed = spawnSync(base.runscPath, runsc('list', '-quiet'), { encoding: 'utf8' }).stdout
   t.match(listed, /airlock-orphan/, 'the orphan sandbox is running before the worker starts')
 
-  const executor = new LocalExecutor({ ...base, runscPath: base.runscPath, platform: base.runscPlatform, logger: pino({ level: 'silent' }) })
+  const executor = createExecutor(base, pino({ level: 'silent' }))
   t.teardown(async () => {
     await executor.close()
     await rm(base.stateDir, { recursive: true, force: true })

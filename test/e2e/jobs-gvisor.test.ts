@@ -11,7 +11,7 @@ t.test('jobs run under gVisor', async (t) => {
 
   t.test('python, node and bash jobs succeed with the right stdout', async (t) => {
     const py = await h.run({ runtime: 'python', source: 'import sys\nprint("py", sum(range(10)), sys.version_info[0])' })
-    t.match(py, { status: 'succeeded', exitCode: 0, stdout: 'py 45 3\n', stderr: '', executor: 'local', isolation: 'gvisor' })
+    t.match(py, { status: 'succeeded', exitCode: 0, stdout: 'py 45 3\n', stderr: '', executor: 'local', isolation: { technology: 'gvisor', runtime: 'runsc', network: 'none', readOnlyRoot: true, uid: 10001, capabilities: [] } })
     const node = await h.run({ runtime: 'node', source: 'console.log("node", [1,2,3].map(x => x * 2).join(","))' })
     t.match(node, { status: 'succeeded', exitCode: 0, stdout: 'node 2,4,6\n', stderr: '' })
     const bash = await h.run({ runtime: 'bash', source: 'for i in 1 2 3; do echo -n "$i"; done; echo; echo err >&2' })

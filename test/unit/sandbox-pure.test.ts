@@ -8,7 +8,7 @@ import { CappedOutput, utf8Boundary } from '../../worker/executors/local/output-
 
 t.test('the OCI config carries every sandbox restriction', async (t) => {
   const spec = resolveJobSpec({ runtime: 'python', source: 'print(1)', args: ['a'], env: { X: '1' }, limits: { memoryMb: 128, cpus: 0.5, pids: 10 } }, loadConfig({}))
-  const config = buildOciConfig({ spec, runtime: findRuntime('python')!, rootfsPath: '/images/default/rootfs', jobFilesPath: '/bundle/files', cgroupsPath: '/airlock/x', workspaceMb: 32 }) as any
+  const config = buildOciConfig({ spec, runtime: findRuntime('python')!, rootfsPath: '/images/default/rootfs', jobFilesPath: '/bundle/files', cgroupsPath: '/airlock/x', workspaceMb: 32, network: 'none' }) as any
   t.same(config.root, { path: '/images/default/rootfs', readonly: true })
   t.equal(config.process.user.uid, SANDBOX_UID)
   t.not(config.process.user.uid, 0)

@@ -8,6 +8,7 @@ export function createExecutor(config: Config, logger: Logger): Executor {
   return new LocalExecutor({
     runscPath: config.runscPath,
     platform: config.runscPlatform,
+    network: config.sandboxNetwork,
     imagesDir: config.imagesDir,
     stateDir: config.stateDir,
     cgroupParent: config.cgroupParent,

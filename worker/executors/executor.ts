@@ -1,4 +1,4 @@
-import type { JobOutcome } from '../../core/job.js'
+import type { Isolation, JobOutcome } from '../../core/job.js'
 import type { JobSpec } from '../../core/job-spec.js'
 
 export interface IsolationReport {
@@ -9,6 +9,8 @@ export interface IsolationReport {
   detail: string
   /** Why isolation cannot be guaranteed; null when ok. */
   reason: string | null
+  /** What every job of this executor gets; recorded in each job. Null when not ok. */
+  isolation: Isolation | null
 }
 
 export interface ExecutionRequest {

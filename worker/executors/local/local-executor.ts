@@ -9,7 +9,7 @@ import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
 import { ExecutorError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
 import { CgroupV1 } from './cgroups-v1.js'
 import { ImageStore } from './images.js'
-import { buildOciConfig } from './oci-bundle.js'
+import { buildOciConfig, SANDBOX_UID } from './oci-bundle.js'
 import { classifyEnd } from './outcome.js'
 import { CappedOutput, collect } from './output-capture.js'
 import { logTail, Runsc } from './runsc.js'
@@ -17,6 +17,7 @@ import { logTail, Runsc } from './runsc.js'
 export interface LocalExecutorOptions {
   runscPath: string
   platform: string
+  network: 'none' | 'host'
   imagesDir: string
   stateDir: string
   cgroupParent: string
@@ -44,11 +45,11 @@ export class LocalExecutor implements Executor {
   constructor(private readonly options: LocalExecutorOptions) {
     this.images = new ImageStore(options.imagesDir)
     this.ownDir = join(options.stateDir, 'workers', String(process.pid))
-    this.runsc = new Runsc({ binary: options.runscPath, root: join(this.ownDir, 'runsc'), platform: options.platform })
+    this.runsc = new Runsc({ binary: options.runscPath, root: join(this.ownDir, 'runsc'), platform: options.platform, network: options.network })
   }
 
   async checkIsolation(): Promise<IsolationReport> {
-    const fail = (reason: string, detail = 'unavailable'): IsolationReport => ({ ok: false, technology: 'gvisor', detail, reason })
+    const fail = (reason: string, detail = 'unavailable'): IsolationReport => ({ ok: false, technology: 'gvisor', detail, reason, isolation: null })
     let version: string
     try {
       version = await this.runsc.version()
@@ -75,7 +76,16 @@ export class LocalExecutor implements Executor {
     } catch (err) {
       return fail(`a probe sandbox failed: ${(err as Error).message}`, detail)
     }
-    return { ok: true, technology: 'gvisor', detail, reason: null }
+    if (this.options.network !== 'none') {
+      this.options.logger.warn({ network: this.options.network }, 'INSECURE: sandboxes share the host network (AIRLOCK_SANDBOX_NETWORK); use only to test airlock verify')
+    }
+    return {
+      ok: true,
+      technology: 'gvisor',
+      detail,
+      reason: null,
+      isolation: { technology: 'gvisor', runtime: 'runsc', version, platform: this.options.platform, network: this.options.network, readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] },
+    }
   }
 
   async runtimeVersions(): Promise<Record<string, string>> {
@@ -184,6 +194,7 @@ export class LocalExecutor implements Executor {
       jobFilesPath: filesDir,
       cgroupsPath,
       workspaceMb: this.options.workspaceMb,
+      network: this.options.network,
     })
     await writeFile(join(bundle, 'config.json'), JSON.stringify(config))
   }

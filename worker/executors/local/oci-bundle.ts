@@ -19,6 +19,8 @@ export interface BundleInput {
   /** Absolute cgroup path (from each controller's root) the sandbox joins; a relative one would be taken relative to runsc's own cgroup. */
   cgroupsPath: string
   workspaceMb: number
+  /** none: a fresh network namespace with loopback only. host: stay in the host's (insecure; tests only). */
+  network: 'none' | 'host'
 }
 
 const NO_CAPS = { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] }
@@ -85,7 +87,7 @@ export function buildOciConfig(input: BundleInput): Record<string, unknown> {
         pids: { limit: spec.limits.pids },
       },
       // A fresh network namespace; runsc --network=none leaves only loopback in it.
-      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      namespaces: [{ type: 'pid' }, ...(input.network === 'none' ? [{ type: 'network' }] : []), { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
       maskedPaths: ['/proc/kcore', '/proc/keys', '/proc/timer_list', '/sys/firmware'],
       readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },

@@ -10,14 +10,16 @@ export interface RunscOptions {
   /** runsc's state directory; one per worker process, so reaping never touches a live worker's sandboxes. */
   root: string
   platform: string
+  /** none: loopback only. host: the host's network (insecure; tests only). */
+  network: 'none' | 'host'
 }
 
-/** A thin wrapper over the runsc command line; every sandbox runs with no network. */
+/** A thin wrapper over the runsc command line. */
 export class Runsc {
   constructor(readonly options: RunscOptions) {}
 
   private globalArgs(logFile?: string): string[] {
-    const args = [`--root=${this.options.root}`, `--platform=${this.options.platform}`, '--network=none']
+    const args = [`--root=${this.options.root}`, `--platform=${this.options.platform}`, `--network=${this.options.network}`]
     // runsc writes its own messages to stderr unless told otherwise; that stderr is the
     // job's, so send them to a file of ours instead.
     if (logFile) args.push(`--log=${logFile}`, '--log-format=text')
