@@ -26,6 +26,8 @@ export type Tenant = keyof typeof TENANTS
 export interface Harness {
   app: FastifyInstance
   config: Config
+  /** http://127.0.0.1:PORT when built with `listen: true`. */
+  baseUrl: string
   worker: WorkerService | undefined
   /** Sends a request as `tenant` (default alice). */
   request(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown, tenant?: Tenant): Promise<LightMyRequestResponse>
@@ -38,6 +40,8 @@ export interface Harness {
 export interface BuildOptions {
   /** Start an in-process worker (real runsc). Default true. */
   worker?: boolean
+  /** Also listen on a loopback port, for clients that speak real HTTP. */
+  listen?: boolean
   env?: Record<string, string>
 }
 
@@ -74,6 +78,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
   }
   const app = await buildApp({ config, logger })
   await app.ready()
+  const baseUrl = options.listen ? await app.listen({ port: 0, host: '127.0.0.1' }) : ''
 
   t.teardown(async () => {
     await app.close()
@@ -97,6 +102,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
   return {
     app,
     config,
+    baseUrl,
     worker,
     request,
     async run(body, tenant) {

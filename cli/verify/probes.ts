@@ -1,0 +1,352 @@
+import type { Job } from '../../core/job.js'
+import type { JobRequest } from '../../core/job-spec.js'
+import type { AirlockClient } from '../client.js'
+
+/**
+ * Hostile workloads, each with the outcome that proves one claim about the sandbox.
+ * `airlock verify` and the test suite run the same catalog through the public API,
+ * so what operators check on their deployment is exactly what CI checks here.
+ */
+export interface ProbeResult {
+  pass: boolean
+  /** What the attack actually got: a status, an exit code or the exact error. */
+  observed: string
+}
+
+export interface Probe {
+  name: string
+  claim: string
+  run(client: AirlockClient): Promise<ProbeResult>
+}
+
+/** A probe's program prints one JSON line last; this reads it. */
+export function lastJson<T = Record<string, unknown>>(job: Job): T | undefined {
+  const line = job.stdout.trim().split('\n').pop()
+  try {
+    return line ? (JSON.parse(line) as T) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function py(source: string, limits?: JobRequest['limits']): JobRequest {
+  return { runtime: 'python', source, ...(limits ? { limits } : {}) }
+}
+
+function verdict(pass: boolean, observed: string): ProbeResult {
+  return { pass, observed }
+}
+
+function unexpected(job: Job): ProbeResult {
+  return verdict(false, `job ${job.status}${job.exitCode !== null ? ` (exit ${job.exitCode})` : ''}${job.reason ? `: ${job.reason}` : ''}; stderr: ${job.stderr.slice(0, 200)}`)
+}
+
+const single = (name: string, claim: string, request: JobRequest, check: (job: Job) => ProbeResult): Probe => ({
+  name,
+  claim,
+  run: async (client) => check(await client.run(request)),
+})
+
+// Python helper embedded in network probes: the errno a TCP connect gets.
+const TCP = `
+import json, socket
+def tcp(host, port):
+    try:
+        s = socket.create_connection((host, port), timeout=3)
+        s.close()
+        return "connected"
+    except OSError as e:
+        return f"errno {e.errno}: {e.strerror or e}"
+`
+
+const failedToConnect = (r: string) => r !== 'connected' && /^errno \d+/.test(r)
+
+export const PROBES: readonly Probe[] = [
+  single(
+    'kernel.gvisor',
+    "uname and dmesg show gVisor's kernel",
+    py('import json, platform, subprocess\nd = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()\nprint(json.dumps({"release": platform.release(), "dmesg": d[0] if d else ""}))'),
+    (job) => {
+      const r = lastJson<{ release: string; dmesg: string }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(/gvisor/i.test(r.dmesg), `uname -r ${r.release}; dmesg: ${r.dmesg}`)
+    },
+  ),
+
+  single('identity.non-root', 'the program runs as a non-root user', py('import os, json\nprint(json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid()}))'), (job) => {
+    const r = lastJson<{ uid: number; euid: number; gid: number }>(job)
+    if (job.status !== 'succeeded' || !r) return unexpected(job)
+    return verdict(r.uid !== 0 && r.euid !== 0 && r.gid !== 0, `uid ${r.uid}, euid ${r.euid}, gid ${r.gid}`)
+  }),
+
+  single(
+    'identity.capabilities',
+    'the program holds no capabilities',
+    py('import json\ncaps = {l.split(":")[0]: l.split()[1] for l in open("/proc/self/status") if l.startswith("Cap")}\nprint(json.dumps(caps))'),
+    (job) => {
+      const r = lastJson<Record<string, string>>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      const held = Object.entries(r).filter(([, v]) => !/^0+$/.test(v))
+      return verdict(held.length === 0 && 'CapEff' in r, Object.entries(r).map(([k, v]) => `${k}=${v}`).join(' '))
+    },
+  ),
+
+  single(
+    'identity.setuid',
+    'setuid gives nothing: setuid(0) is refused and no setuid/setgid programs exist',
+    py(`import os, json, stat
+try:
+    os.setuid(0); res = "became root"
+except OSError as e:
+    res = f"errno {e.errno}: {e.strerror}"
+found = []
+for d in ["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec", "/usr/local"]:
+    for root, dirs, files in os.walk(d):
+        for f in files:
+            p = os.path.join(root, f)
+            try:
+                if os.lstat(p).st_mode & (stat.S_ISUID | stat.S_ISGID): found.append(p)
+            except OSError: pass
+print(json.dumps({"setuid": res, "setuidFiles": found[:10]}))`),
+    (job) => {
+      const r = lastJson<{ setuid: string; setuidFiles: string[] }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(r.setuid.startsWith('errno 1:') && r.setuidFiles.length === 0, `setuid(0): ${r.setuid}; setuid/setgid files: ${r.setuidFiles.length ? r.setuidFiles.join(', ') : 'none'}`)
+    },
+  ),
+
+  single(
+    'fs.read-only-root',
+    'writing to /, /usr and /etc fails; / is mounted read-only',
+    py(`import json
+out = {}
+for p in ["/probe", "/usr/probe", "/etc/probe", "/etc/passwd"]:
+    try:
+        open(p, "a").close(); out[p] = "written"
+    except OSError as e:
+        out[p] = f"errno {e.errno}: {e.strerror}"
+root = [l.split() for l in open("/proc/mounts") if l.split()[1] == "/"]
+out["rootMount"] = root[-1][3] if root else "unknown"
+print(json.dumps(out))`),
+    (job) => {
+      const r = lastJson<Record<string, string>>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      const writes = Object.entries(r).filter(([k]) => k !== 'rootMount')
+      const refused = writes.every(([, v]) => /^errno (13|30):/.test(v))
+      const ro = (r.rootMount ?? '').split(',').includes('ro')
+      return verdict(refused && ro, `${writes.map(([k, v]) => `${k}: ${v}`).join('; ')}; / mounted ${r.rootMount}`)
+    },
+  ),
+
+  single(
+    'fs.workspace-fill',
+    'filling the workspace stops at its size with ENOSPC',
+    py(`import json, os
+written = 0
+err = "none"
+try:
+    with open("/workspace/fill", "wb") as f:
+        while written < 8 * 1024 ** 3:
+            f.write(b"\\0" * (1 << 20)); f.flush(); written += 1 << 20
+except OSError as e:
+    err = f"errno {e.errno}: {e.strerror}"
+print(json.dumps({"writtenMb": written >> 20, "error": err}))`, { timeoutMs: 60_000 }),
+    (job) => {
+      const r = lastJson<{ writtenMb: number; error: string }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(r.error.startsWith('errno 28:'), `stopped after ${r.writtenMb} MiB with ${r.error}`)
+    },
+  ),
+
+  single(
+    'resources.fork-bomb',
+    'a fork bomb is stopped by the process limit and the job ends',
+    py(`import os, json, time
+n = 0
+err = "none"
+try:
+    while n < 10000:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30); os._exit(0)
+        n += 1
+except OSError as e:
+    err = f"errno {e.errno}: {e.strerror}"
+print(json.dumps({"forked": n, "error": err}), flush=True)
+os._exit(0)`, { pids: 32, timeoutMs: 60_000 }),
+    (job) => {
+      const r = lastJson<{ forked: number; error: string }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(r.error.startsWith('errno 11:') && r.forked < 32, `${r.forked} forks, then ${r.error}; job ${job.status}`)
+    },
+  ),
+
+  single('resources.memory-bomb', 'allocating past the memory limit ends the job as oom', py('chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))', { memoryMb: 64, timeoutMs: 60_000 }), (job) =>
+    verdict(job.status === 'oom', `job ${job.status}${job.reason ? `: ${job.reason}` : ''}`),
+  ),
+
+  {
+    name: 'resources.cpu-spin',
+    claim: 'a CPU spin ends as timeout while other jobs keep running',
+    async run(client) {
+      const spin = client.run(py('while True:\n    pass', { timeoutMs: 4000 }))
+      // Give the spin a head start so the second job runs while it spins.
+      await new Promise((r) => setTimeout(r, 1500))
+      const other = await client.run({ runtime: 'bash', source: 'echo alive', limits: { timeoutMs: 30_000 } })
+      const otherEnded = Date.now()
+      const spun = await spin
+      const spinEnded = spun.finishedAt ? Date.parse(spun.finishedAt) : Infinity
+      const pass = spun.status === 'timeout' && other.status === 'succeeded' && other.stdout === 'alive\n' && otherEnded < spinEnded + 1000
+      return verdict(pass, `spin: ${spun.status} after ${spun.timings.runMs} ms; other job: ${other.status} ${JSON.stringify(other.stdout)}, ended ${Math.round((spinEnded - otherEnded) / 1000)} s before the spin`)
+    },
+  },
+
+  single('resources.output-flood', 'an output flood is capped and marked truncated', py('import sys\nwhile True:\n    sys.stdout.write("A" * 65536)', { outputBytes: 4096, timeoutMs: 3000 }), (job) =>
+    verdict(job.truncated && job.stdout.length === 4096 && job.status === 'timeout', `job ${job.status}, truncated ${job.truncated}, kept ${job.stdout.length} bytes`),
+  ),
+
+  single('network.dns', 'DNS lookups fail', py('import json, socket\ntry:\n    r = str(socket.getaddrinfo("example.com", 443)[0][4])\nexcept OSError as e:\n    r = f"errno {e.errno}: {e}"\nprint(json.dumps({"dns": r}))'), (job) => {
+    const r = lastJson<{ dns: string }>(job)
+    if (job.status !== 'succeeded' || !r) return unexpected(job)
+    return verdict(r.dns.startsWith('errno'), `getaddrinfo(example.com): ${r.dns}`)
+  }),
+
+  single(
+    'network.host-ports',
+    "TCP to the host's 127.0.0.1 service ports fails (Redis, API, SSH, kubelet, etcd)",
+    py(`${TCP}
+print(json.dumps({str(p): tcp("127.0.0.1", p) for p in [6379, 8080, 22, 10250, 2379]}))`),
+    (job) => {
+      const r = lastJson<Record<string, string>>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(Object.values(r).every(failedToConnect), Object.entries(r).map(([p, v]) => `:${p} ${v}`).join('; '))
+    },
+  ),
+
+  single('network.external', 'TCP to an external address fails', py(`${TCP}\nprint(json.dumps({"1.1.1.1:443": tcp("1.1.1.1", 443), "8.8.8.8:53": tcp("8.8.8.8", 53)}))`), (job) => {
+    const r = lastJson<Record<string, string>>(job)
+    if (job.status !== 'succeeded' || !r) return unexpected(job)
+    return verdict(Object.values(r).every(failedToConnect), Object.entries(r).map(([p, v]) => `${p} ${v}`).join('; '))
+  }),
+
+  single('network.metadata', 'the cloud metadata address 169.254.169.254 is unreachable', py(`${TCP}\nprint(json.dumps({"r": tcp("169.254.169.254", 80)}))`), (job) => {
+    const r = lastJson<{ r: string }>(job)
+    if (job.status !== 'succeeded' || !r) return unexpected(job)
+    return verdict(failedToConnect(r.r), `169.254.169.254:80 ${r.r}`)
+  }),
+
+  single('network.interfaces', 'the sandbox has no network interface but loopback', py('import os, json\nprint(json.dumps(sorted(os.listdir("/sys/class/net"))))'), (job) => {
+    const r = lastJson<string[]>(job)
+    if (job.status !== 'succeeded' || !r) return unexpected(job)
+    return verdict(r.length === 1 && r[0] === 'lo', `interfaces: ${r.join(', ')}`)
+  }),
+
+  single(
+    'secrets.shadow',
+    '/etc/shadow cannot be read',
+    py('import json\ntry:\n    open("/etc/shadow").read(); r = "read"\nexcept OSError as e:\n    r = f"errno {e.errno}: {e.strerror}"\nprint(json.dumps({"r": r}))'),
+    (job) => {
+      const r = lastJson<{ r: string }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(r.r.startsWith('errno 13:') || r.r.startsWith('errno 2:'), `open(/etc/shadow): ${r.r}`)
+    },
+  ),
+
+  single(
+    'secrets.environment',
+    "no worker or cluster environment reaches the program (Redis URL, API keys, service account)",
+    py(`import os, json, glob
+leaks = [k for k in os.environ if k.startswith(("REDIS", "AIRLOCK", "KUBERNETES", "NODE_OPTIONS", "AWS_", "GOOGLE_"))]
+for f in glob.glob("/proc/*/environ"):
+    try:
+        data = open(f, "rb").read()
+        if b"redis://" in data or b"AIRLOCK_" in data: leaks.append(f)
+    except OSError: pass
+tokens = [p for p in ["/var/run/secrets/kubernetes.io/serviceaccount/token", "/run/secrets/kubernetes.io/serviceaccount/token"] if os.path.exists(p)]
+print(json.dumps({"leaks": leaks, "tokens": tokens, "env": sorted(os.environ)}))`),
+    (job) => {
+      const r = lastJson<{ leaks: string[]; tokens: string[]; env: string[] }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(r.leaks.length === 0 && r.tokens.length === 0, `leaks: ${r.leaks.join(', ') || 'none'}; service account tokens: ${r.tokens.join(', ') || 'none'}; env: ${r.env.join(' ')}`)
+    },
+  ),
+
+  single(
+    'secrets.host-processes',
+    "no host process is visible in /proc",
+    py(`import os, json
+procs = {}
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try: procs[p] = open(f"/proc/{p}/comm").read().strip()
+        except OSError: pass
+print(json.dumps(procs))`),
+    (job) => {
+      const r = lastJson<Record<string, string>>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      const names = Object.values(r)
+      const foreign = names.filter((n) => !['python3', 'sh'].includes(n))
+      return verdict(foreign.length === 0 && names.length <= 2, `visible processes: ${Object.entries(r).map(([p, n]) => `${p}:${n}`).join(' ')}`)
+    },
+  ),
+
+  single(
+    'secrets.host-files',
+    "host home directories, Airlock's state and the host's root are not visible",
+    py(`import os, json
+seen = {}
+for p in ["/root", "/home", "/run/airlock", "/var/lib/airlock", "/var/lib/redis", "/var/run/docker.sock", "/run/containerd"]:
+    try:
+        seen[p] = sorted(os.listdir(p))[:5] if os.path.isdir(p) else ("exists" if os.path.exists(p) else "absent")
+    except OSError as e:
+        seen[p] = f"errno {e.errno}"
+print(json.dumps(seen))`),
+    (job) => {
+      const r = lastJson<Record<string, unknown>>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      const exposed = Object.entries(r).filter(([, v]) => !(v === 'absent' || (Array.isArray(v) && v.length === 0) || (typeof v === 'string' && v.startsWith('errno'))))
+      return verdict(exposed.length === 0, Object.entries(r).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('; '))
+    },
+  ),
+
+  {
+    name: 'jobs.cross-visibility',
+    claim: "two jobs running at once cannot see each other's files or processes",
+    async run(client) {
+      const marker = `airlock-marker-${Math.random().toString(36).slice(2)}`
+      const first = client.run({
+        runtime: 'bash',
+        source: `echo secret > /workspace/${marker}; echo secret > /tmp/${marker}; exec -a ${marker} sleep 6`,
+        limits: { timeoutMs: 30_000 },
+      })
+      await new Promise((r) => setTimeout(r, 2000))
+      const second = await client.run(
+        py(`import os, json
+found = []
+for top in ["/workspace", "/tmp", "/"]:
+    for root, dirs, files in os.walk(top):
+        if root.startswith(("/proc", "/sys", "/dev")): continue
+        found += [os.path.join(root, f) for f in files if "${marker}" in f]
+        if top == "/" and root.count("/") > 3: dirs[:] = []
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            if "${marker}" in open(f"/proc/{p}/cmdline").read(): found.append(f"/proc/{p}")
+        except OSError: pass
+print(json.dumps({"found": found}))`),
+      )
+      const firstJob = await first
+      const r = lastJson<{ found: string[] }>(second)
+      const overlapped = firstJob.finishedAt !== null && second.finishedAt !== null && Date.parse(second.finishedAt) < Date.parse(firstJob.finishedAt)
+      if (second.status !== 'succeeded' || !r) return unexpected(second)
+      return verdict(r.found.length === 0 && overlapped && firstJob.status === 'succeeded', `found: ${r.found.join(', ') || 'nothing'}; ran while the other job ran: ${overlapped}`)
+    },
+  },
+
+  single('isolation.record', 'the job record states how it was isolated', { runtime: 'bash', source: 'true' }, (job) => {
+    const i = job.isolation
+    if (!i) return verdict(false, 'no isolation recorded')
+    const pass = i.technology === 'gvisor' && i.network === 'none' && i.readOnlyRoot && i.uid !== 0 && i.capabilities.length === 0
+    return verdict(pass, `${i.technology} (${i.runtime} ${i.version}, ${i.platform}), network ${i.network}, read-only root ${i.readOnlyRoot}, uid ${i.uid}, capabilities ${i.capabilities.length ? i.capabilities.join(',') : 'none'}`)
+  }),
+]
