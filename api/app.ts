@@ -14,6 +14,12 @@ import healthRoutes from './routes/health.js'
 import jobsRoutes from './routes/v1/jobs/index.js'
 import runtimesRoutes from './routes/v1/runtimes/index.js'
 import { JobWaiter } from './services/job-waiter.js'
+import { EventHub } from './services/event-hub.js'
+import { StreamTokens } from './services/stream-tokens.js'
+import { CloseCodes, DEFAULT_STREAM_LIMITS, type StreamLimits, type StreamSession } from './services/stream-session.js'
+import streamRoutes from './routes/v1/jobs/stream.js'
+import websocket from '@fastify/websocket'
+import { JobEventReader } from '../core/job-events.js'
 
 export interface Services {
   config: Config
@@ -22,6 +28,12 @@ export interface Services {
   queue: Queue
   registry: WorkerRegistry
   waiter: JobWaiter
+  events: JobEventReader
+  hub: EventHub
+  streamTokens: StreamTokens
+  streamLimits: StreamLimits
+  /** Open stream sessions of this process, closed with a resumable code on shutdown. */
+  streamSessions: Set<StreamSession>
 }
 
 declare module 'fastify' {
@@ -33,13 +45,14 @@ declare module 'fastify' {
 export interface BuildAppOptions {
   config: Config
   logger: Logger
+  streamLimits?: Partial<StreamLimits>
 }
 
 /**
  * The API: external plugins, then our services (Redis, queue, store), then routes,
  * one folder per resource. Connections are closed with the app.
  */
-export async function buildApp({ config, logger }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, logger, streamLimits }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
@@ -66,6 +79,11 @@ export async function buildApp({ config, logger }: BuildAppOptions): Promise<Fas
     queue: new Queue(QUEUE_NAME, { connection: queueConnection, prefix: keys.bullPrefix }),
     registry: new WorkerRegistry(redis, keys),
     waiter: new JobWaiter(subscriber, keys.finishedChannel),
+    events: new JobEventReader(redis, keys),
+    hub: new EventHub(subscriber, keys),
+    streamTokens: new StreamTokens(redis, keys),
+    streamLimits: { ...DEFAULT_STREAM_LIMITS, ...streamLimits },
+    streamSessions: new Set(),
   }
   app.decorate('services', services)
   app.addHook('onClose', async () => {
@@ -75,9 +93,19 @@ export async function buildApp({ config, logger }: BuildAppOptions): Promise<Fas
     redis.disconnect()
   })
 
-  registerAuth(app, config.tenantsByKey)
+  registerAuth(app, config.tenantsByKey, services.streamTokens)
+  await app.register(websocket, {
+    options: { maxPayload: 4096 },
+    // Tell each watcher where it was, so it resumes on another replica without a gap.
+    preClose: function (done) {
+      for (const session of services.streamSessions) session.close(CloseCodes.RESTARTING, `server restarting; reconnect with ?from=${session.seq}`)
+      for (const client of app.websocketServer.clients) client.close(CloseCodes.RESTARTING, 'server restarting')
+      app.websocketServer.close(() => done())
+    },
+  })
   await app.register(healthRoutes)
   await app.register(jobsRoutes, { prefix: '/v1/jobs' })
+  await app.register(streamRoutes, { prefix: '/v1/jobs' })
   await app.register(runtimesRoutes, { prefix: '/v1/runtimes' })
   return app
 }

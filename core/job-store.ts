@@ -24,47 +24,78 @@ export type ClaimResult = 'claimed' | 'cancelled' | 'missing' | Exclude<JobStatu
 /** What a cancel did: ended a queued job, signalled a running one, or found it absent or already ended. */
 export type CancelResult = { kind: 'cancelled' | 'cancelling' | 'missing' } | { kind: 'finished'; status: JobStatus }
 
-// KEYS[1] job; ARGV: now, worker id, ttl seconds, finished channel, job id
-const CLAIM = `
+// Every script gets the same KEYS (job hash, events stream, seq counter) and the same
+// first six ARGV, so each status change and its event are written in one atomic step.
+const PRELUDE = `
+local now, ttl, liveTtl, notify, finished, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local function event(...)
+  local seq = redis.call('INCR', KEYS[3])
+  redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'ts', now, ...)
+  redis.call('EXPIRE', KEYS[2], liveTtl)
+  redis.call('EXPIRE', KEYS[3], liveTtl)
+  redis.call('PUBLISH', notify, seq)
+  return seq
+end
+local function final(status)
+  event('type', 'status', 'status', status)
+  event('type', 'end')
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+  redis.call('PUBLISH', finished, id)
+end
+`
+
+// ARGV[7..]: field/value pairs of the new record
+const CREATE = `${PRELUDE}
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], liveTtl)
+event('type', 'status', 'status', 'queued')
+return 1
+`
+
+// ARGV[7]: worker id
+const CLAIM = `${PRELUDE}
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
 if status ~= 'queued' then return status end
 if redis.call('HGET', KEYS[1], 'cancelRequested') == '1' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finishedAt', ARGV[1], 'reason', 'cancelled before it started')
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finishedAt', now, 'reason', 'cancelled before it started')
+  final('cancelled')
   return 'cancelled'
 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', ARGV[1], 'worker', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', now, 'worker', ARGV[7])
+event('type', 'status', 'status', 'running')
 return 'claimed'
 `
 
-// KEYS[1] job; ARGV: ttl seconds, finished channel, job id, then field/value pairs
-const FINISH = `
+// ARGV[7]: final status; ARGV[8..]: field/value pairs
+const FINISH = `${PRELUDE}
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'running' and status ~= 'queued' then return 0 end
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+final(ARGV[7])
 return 1
 `
 
-// KEYS[1] job; ARGV: tenant, now, ttl seconds, finished channel, cancel channel, job id
-const CANCEL = `
-if redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[1] then return 'missing' end
+// ARGV[7]: tenant; ARGV[8]: cancel channel
+const CANCEL = `${PRELUDE}
+if redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[7] then return 'missing' end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finishedAt', ARGV[2], 'reason', 'cancelled before it started', 'cancelRequested', '1')
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', ARGV[4], ARGV[6])
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finishedAt', now, 'reason', 'cancelled before it started', 'cancelRequested', '1')
+  final('cancelled')
   return 'do:cancelled'
 end
 if status == 'running' then
   redis.call('HSET', KEYS[1], 'cancelRequested', '1')
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
+  redis.call('PUBLISH', ARGV[8], id)
   return 'do:cancelling'
 end
 return 'was:' .. status
+`
+
+// ARGV[7]: stream name; ARGV[8]: data
+const APPEND_LOG = `${PRELUDE}
+return event('type', 'log', 'stream', ARGV[7], 'data', ARGV[8])
 `
 
 export function newJobId(): string {
@@ -118,23 +149,29 @@ function toStoredJob(id: string, h: Record<string, string>): StoredJob {
 }
 
 export class JobStore {
+  /** Events of a job that has not ended yet are kept at least this long. */
+  private readonly liveTtlSeconds: number
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly retentionSeconds: number,
-  ) {}
-
-  async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<void> {
-    await this.redis.hset(this.keys.job(id), {
-      tenant,
-      status: 'queued',
-      spec: JSON.stringify(spec),
-      createdAt: String(now),
-    })
+  ) {
+    this.liveTtlSeconds = retentionSeconds + 24 * 3600
   }
 
+  private script(lua: string, id: string, now: number, ...args: (string | number)[]): Promise<unknown> {
+    const k = this.keys
+    return this.redis.eval(lua, 3, k.job(id), k.jobEvents(id), k.jobSeq(id), now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, ...args)
+  }
+
+  async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<void> {
+    await this.script(CREATE, id, now, 'tenant', tenant, 'status', 'queued', 'spec', JSON.stringify(spec), 'createdAt', String(now))
+  }
+
+  /** Removes a job that was never accepted (its queue entry could not be written). */
   async remove(id: string): Promise<void> {
-    await this.redis.del(this.keys.job(id))
+    await this.redis.del(this.keys.job(id), this.keys.jobEvents(id), this.keys.jobSeq(id))
   }
 
   async get(id: string): Promise<StoredJob | undefined> {
@@ -150,7 +187,12 @@ export class JobStore {
   }
 
   async claim(id: string, workerId: string, now = Date.now()): Promise<ClaimResult> {
-    return (await this.redis.eval(CLAIM, 1, this.keys.job(id), now, workerId, this.retentionSeconds, this.keys.finishedChannel, id)) as ClaimResult
+    return (await this.script(CLAIM, id, now, workerId)) as ClaimResult
+  }
+
+  /** Appends output to the job's event stream; returns its seq. */
+  async appendLog(id: string, stream: 'stdout' | 'stderr', data: string, now = Date.now()): Promise<number> {
+    return Number(await this.script(APPEND_LOG, id, now, stream, data))
   }
 
   /** Writes a final status once; returns false if the job had already ended. */
@@ -169,13 +211,12 @@ export class JobStore {
       executor: meta.executor,
       isolation: meta.isolation ? JSON.stringify(meta.isolation) : '',
     }
-    const args = Object.entries(fields).flat()
-    const done = await this.redis.eval(FINISH, 1, this.keys.job(id), this.retentionSeconds, this.keys.finishedChannel, id, ...args)
+    const done = await this.script(FINISH, id, now, outcome.status, ...Object.entries(fields).flat())
     return done === 1
   }
 
   async cancel(id: string, tenant: string, now = Date.now()): Promise<CancelResult> {
-    const r = (await this.redis.eval(CANCEL, 1, this.keys.job(id), tenant, now, this.retentionSeconds, this.keys.finishedChannel, this.keys.cancelChannel, id)) as string
+    const r = (await this.script(CANCEL, id, now, tenant, this.keys.cancelChannel)) as string
     if (r === 'do:cancelled') return { kind: 'cancelled' }
     if (r === 'do:cancelling') return { kind: 'cancelling' }
     if (r.startsWith('was:')) return { kind: 'finished', status: r.slice(4) as JobStatus }

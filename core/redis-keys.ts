@@ -9,6 +9,14 @@ export interface RedisKeys {
   /** BullMQ's own prefix; its keys live under `{prefix}:bull:<queue>:*`. */
   readonly bullPrefix: string
   job(id: string): string
+  /** Stream of a job's events (status changes and output), entry ids `<seq>-0`. */
+  jobEvents(id: string): string
+  /** Counter that numbers a job's events. */
+  jobSeq(id: string): string
+  /** Pub/sub: the newest seq is published here after each event of the job. */
+  jobNotify(id: string): string
+  /** A short-lived, single-use token for opening a job's stream from a browser. */
+  streamToken(digest: string): string
   /** Pub/sub: a job id is published here when the job reaches a final status. */
   readonly finishedChannel: string
   /** Pub/sub: a job id is published here when a running job must be killed. */
@@ -25,6 +33,10 @@ export function redisKeys(prefix: string): RedisKeys {
     prefix: p,
     bullPrefix: `${p}:bull`,
     job: (id) => `${p}:job:${id}`,
+    jobEvents: (id) => `${p}:job:${id}:events`,
+    jobSeq: (id) => `${p}:job:${id}:seq`,
+    jobNotify: (id) => `${p}:job:${id}:notify`,
+    streamToken: (digest) => `${p}:stream-token:${digest}`,
     finishedChannel: `${p}:events:finished`,
     cancelChannel: `${p}:events:cancel`,
     workers: `${p}:workers`,

@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../core/job.js'
 import type { JobStore } from '../core/job-store.js'
 import type { Executor } from './executors/executor.js'
+import { LogBatcher } from './log-batcher.js'
 
 /**
  * Runs one queued job through the executor and records its one final status.
@@ -54,13 +55,21 @@ export class JobRunner {
       if (!stored) return
       // A cancel published between the claim and the registration above is seen here.
       if (stored.cancelRequested) controller.abort()
+      // Live output goes to the job's event stream; a failed write loses only live
+      // output, never the stored result.
+      const logs = new LogBatcher(
+        (piece) => this.store.appendLog(jobId, piece.stream, piece.data),
+        (err) => log.warn({ err }, 'could not publish output'),
+      )
       let outcome: JobOutcome
       try {
-        outcome = await this.executor.run({ jobId, spec: stored.spec, signal: controller.signal })
+        outcome = await this.executor.run({ jobId, spec: stored.spec, signal: controller.signal, onOutput: (stream, text) => logs.push(stream, text) })
       } catch (err) {
         log.error({ err }, 'executor failed')
         outcome = errorOutcome(`the sandbox could not be run: ${(err as Error).message}`)
       }
+      // Every log event precedes the final status and the end event.
+      await logs.close()
       await this.finish(jobId, outcome)
       log.info({ status: outcome.status, startupMs: outcome.startupMs, runMs: outcome.runMs }, 'job finished')
     } finally {

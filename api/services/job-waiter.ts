@@ -13,7 +13,8 @@ export class JobWaiter {
     private readonly subscriber: Redis,
     private readonly channel: string,
   ) {
-    subscriber.on('message', (_channel: string, jobId: string) => {
+    subscriber.on('message', (channel: string, jobId: string) => {
+      if (channel !== this.channel) return
       const set = this.waiting.get(jobId)
       if (!set) return
       this.waiting.delete(jobId)

@@ -98,7 +98,7 @@ export class LocalExecutor implements Executor {
     return versions
   }
 
-  async run({ jobId, spec, signal }: ExecutionRequest): Promise<JobOutcome> {
+  async run({ jobId, spec, signal, onOutput }: ExecutionRequest): Promise<JobOutcome> {
     const runtime = findRuntime(spec.runtime)
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
     const id = `${CONTAINER_PREFIX}${jobId}`
@@ -124,7 +124,10 @@ export class LocalExecutor implements Executor {
       const child = this.runsc.run(id, bundle, logFile, pidFile)
       created = true
       const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-      const drained = Promise.all([collect(child.stdout, stdout), collect(child.stderr, stderr)])
+      const drained = Promise.all([
+        collect(child.stdout, stdout, onOutput && ((text) => onOutput('stdout', text))),
+        collect(child.stderr, stderr, onOutput && ((text) => onOutput('stderr', text))),
+      ])
       child.stdin.on('error', () => undefined) // the program may exit without reading stdin
       child.stdin.end(spec.stdin)
 

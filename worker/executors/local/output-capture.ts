@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream'
+import { StringDecoder } from 'node:string_decoder'
 
 /**
  * Keeps the first `capBytes` of a stream and drains the rest, so a program that floods
@@ -11,16 +12,18 @@ export class CappedOutput {
 
   constructor(private readonly capBytes: number) {}
 
-  push(chunk: Buffer): void {
+  /** Keeps what fits under the cap; returns the kept part (empty once the cap is reached). */
+  push(chunk: Buffer): Buffer {
     const room = this.capBytes - this.kept
     if (room <= 0) {
       if (chunk.length > 0) this.truncated = true
-      return
+      return chunk.subarray(0, 0)
     }
     const part = chunk.length > room ? chunk.subarray(0, room) : chunk
     if (part.length < chunk.length) this.truncated = true
     this.chunks.push(part)
     this.kept += part.length
+    return part
   }
 
   /** The kept bytes as text; a multi-byte character cut by the cap is dropped whole. */
@@ -45,9 +48,20 @@ export function utf8Boundary(buf: Buffer): number {
   return need > back + 1 ? i : buf.length
 }
 
-export function collect(stream: Readable, into: CappedOutput): Promise<void> {
+/**
+ * Reads `stream` into `into`; each kept piece is also passed on as text as it arrives
+ * (a multi-byte character split across chunks is passed on whole, with the next one).
+ */
+export function collect(stream: Readable, into: CappedOutput, onText?: (text: string) => void): Promise<void> {
+  const decoder = new StringDecoder('utf8')
   return new Promise((resolve) => {
-    stream.on('data', (chunk: Buffer) => into.push(chunk))
+    stream.on('data', (chunk: Buffer) => {
+      const kept = into.push(chunk)
+      if (onText && kept.length > 0) {
+        const text = decoder.write(kept)
+        if (text) onText(text)
+      }
+    })
     stream.once('end', resolve)
     stream.once('close', resolve)
     stream.once('error', () => resolve())

@@ -1,0 +1,52 @@
+import { Type, type Static } from 'typebox'
+import type { Redis } from 'ioredis'
+import { JobSchema } from './job.js'
+import { JobStatusSchema } from './job-status.js'
+import type { RedisKeys } from './redis-keys.js'
+
+/**
+ * A job's events, as stored in its Redis Stream and as sent to clients. `seq` numbers
+ * every event of a job from 1 without gaps; `?from=<seq>` resumes after one.
+ */
+export const LogEventSchema = Type.Object({
+  type: Type.Literal('log'),
+  stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]),
+  data: Type.String(),
+  seq: Type.Integer(),
+  ts: Type.String({ format: 'date-time' }),
+})
+export const StatusEventSchema = Type.Object({ type: Type.Literal('status'), status: JobStatusSchema, seq: Type.Integer(), ts: Type.String({ format: 'date-time' }) })
+export const EndEventSchema = Type.Object({ type: Type.Literal('end'), job: JobSchema, seq: Type.Integer(), ts: Type.String({ format: 'date-time' }) })
+export const JobEventSchema = Type.Union([LogEventSchema, StatusEventSchema, EndEventSchema])
+
+export type LogEvent = Static<typeof LogEventSchema>
+export type StatusEvent = Static<typeof StatusEventSchema>
+export type EndEvent = Static<typeof EndEventSchema>
+export type JobEvent = Static<typeof JobEventSchema>
+/** What the stream holds; the `end` event gets its job when it is sent. */
+export type StoredEvent = LogEvent | StatusEvent | Omit<EndEvent, 'job'>
+
+function toEvent(fields: string[]): StoredEvent | undefined {
+  const f: Record<string, string> = {}
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!
+  const seq = Number(f.seq)
+  const ts = new Date(Number(f.ts)).toISOString()
+  if (f.type === 'log') return { type: 'log', stream: f.stream === 'stderr' ? 'stderr' : 'stdout', data: f.data ?? '', seq, ts }
+  if (f.type === 'status') return { type: 'status', status: f.status as StatusEvent['status'], seq, ts }
+  if (f.type === 'end') return { type: 'end', seq, ts }
+  return undefined
+}
+
+export class JobEventReader {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  /** Up to `count` events with seq greater than `afterSeq`, in order. */
+  async after(jobId: string, afterSeq: number, count: number): Promise<StoredEvent[]> {
+    const start = afterSeq > 0 ? `(${afterSeq}-0` : '-'
+    const entries = await this.redis.xrange(this.keys.jobEvents(jobId), start, '+', 'COUNT', count)
+    return entries.map(([, fields]) => toEvent(fields)).filter((e): e is StoredEvent => e !== undefined)
+  }
+}
