@@ -93,7 +93,8 @@ export async function buildApp({ config, logger, streamLimits }: BuildAppOptions
     redis.disconnect()
   })
 
-  registerAuth(app, config.tenantsByKey, services.streamTokens)
+  // Before the auth hook: its own hooks must see every upgrade, or a refused one
+  // would leave its socket open.
   await app.register(websocket, {
     options: { maxPayload: 4096 },
     // Tell each watcher where it was, so it resumes on another replica without a gap.
@@ -103,6 +104,7 @@ export async function buildApp({ config, logger, streamLimits }: BuildAppOptions
       app.websocketServer.close(() => done())
     },
   })
+  registerAuth(app, config.tenantsByKey, services.streamTokens)
   await app.register(healthRoutes)
   await app.register(jobsRoutes, { prefix: '/v1/jobs' })
   await app.register(streamRoutes, { prefix: '/v1/jobs' })

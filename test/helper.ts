@@ -5,6 +5,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { buildApp } from '../api/app.js'
+import type { StreamLimits } from '../api/services/stream-session.js'
 import { loadConfig, type Config } from '../core/config.js'
 import type { Job } from '../core/job.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
@@ -42,6 +43,7 @@ export interface BuildOptions {
   worker?: boolean
   /** Also listen on a loopback port, for clients that speak real HTTP. */
   listen?: boolean
+  streamLimits?: Partial<StreamLimits>
   env?: Record<string, string>
 }
 
@@ -76,7 +78,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     worker = new WorkerService(config, executor, logger)
     await worker.start()
   }
-  const app = await buildApp({ config, logger })
+  const app = await buildApp({ config, logger, ...(options.streamLimits ? { streamLimits: options.streamLimits } : {}) })
   await app.ready()
   const baseUrl = options.listen ? await app.listen({ port: 0, host: '127.0.0.1' }) : ''
 
