@@ -1,25 +1,30 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import websocket from '@fastify/websocket'
 import { Queue } from 'bullmq'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Config } from '../core/config.js'
+import { JobEventReader } from '../core/job-events.js'
 import { JobStore } from '../core/job-store.js'
+import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
 import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
 import { WorkerRegistry } from '../core/worker-registry.js'
 import { registerAuth } from './plugins/auth.js'
 import { registerErrorHandler } from './plugins/error-handler.js'
+import adminRoutes from './routes/v1/admin/index.js'
 import healthRoutes from './routes/health.js'
 import jobsRoutes from './routes/v1/jobs/index.js'
-import runtimesRoutes from './routes/v1/runtimes/index.js'
-import { JobWaiter } from './services/job-waiter.js'
-import { EventHub } from './services/event-hub.js'
-import { StreamTokens } from './services/stream-tokens.js'
-import { CloseCodes, DEFAULT_STREAM_LIMITS, type StreamLimits, type StreamSession } from './services/stream-session.js'
 import streamRoutes from './routes/v1/jobs/stream.js'
-import websocket from '@fastify/websocket'
-import { JobEventReader } from '../core/job-events.js'
+import runtimesRoutes from './routes/v1/runtimes/index.js'
+import { EventHub } from './services/event-hub.js'
+import { JobWaiter } from './services/job-waiter.js'
+import { readQueueState } from './services/queue-state.js'
+import { CloseCodes, DEFAULT_STREAM_LIMITS, type StreamLimits, type StreamSession } from './services/stream-session.js'
+import { StreamTokens } from './services/stream-tokens.js'
 
 export interface Services {
   config: Config
@@ -34,6 +39,7 @@ export interface Services {
   streamLimits: StreamLimits
   /** Open stream sessions of this process, closed with a resumable code on shutdown. */
   streamSessions: Set<StreamSession>
+  metrics: Metrics
 }
 
 declare module 'fastify' {
@@ -45,21 +51,22 @@ declare module 'fastify' {
 export interface BuildAppOptions {
   config: Config
   logger: Logger
+  metrics: Metrics
   streamLimits?: Partial<StreamLimits>
 }
 
 /**
- * The API: external plugins, then our services (Redis, queue, store), then routes,
- * one folder per resource. Connections are closed with the app.
+ * The API: external plugins (websocket, OpenAPI), then our services (Redis, queue,
+ * store), then routes, one folder per resource. Connections are closed with the app.
  */
-export async function buildApp({ config, logger, streamLimits }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, logger, metrics, streamLimits }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
     requestIdHeader: 'x-request-id',
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
-  registerErrorHandler(app)
+  registerErrorHandler(app, metrics)
   // JSON only: a text body would otherwise reach validation and get a misleading 400.
   app.removeContentTypeParser('text/plain')
 
@@ -84,8 +91,10 @@ export async function buildApp({ config, logger, streamLimits }: BuildAppOptions
     streamTokens: new StreamTokens(redis, keys),
     streamLimits: { ...DEFAULT_STREAM_LIMITS, ...streamLimits },
     streamSessions: new Set(),
+    metrics,
   }
   app.decorate('services', services)
+  metrics.addQueueGauges(() => readQueueState(services.queue))
   app.addHook('onClose', async () => {
     await services.queue.close().catch(() => undefined)
     subscriber.disconnect()
@@ -93,21 +102,35 @@ export async function buildApp({ config, logger, streamLimits }: BuildAppOptions
     redis.disconnect()
   })
 
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Airlock', version: '1', description: 'Run untrusted code in gVisor sandboxes.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
   // Before the auth hook: its own hooks must see every upgrade, or a refused one
   // would leave its socket open.
   await app.register(websocket, {
     options: { maxPayload: 4096 },
     // Tell each watcher where it was, so it resumes on another replica without a gap.
     preClose: function (done) {
+      services.waiter.releaseAll()
       for (const session of services.streamSessions) session.close(CloseCodes.RESTARTING, `server restarting; reconnect with ?from=${session.seq}`)
       for (const client of app.websocketServer.clients) client.close(CloseCodes.RESTARTING, 'server restarting')
       app.websocketServer.close(() => done())
     },
+  })
+  // @fastify/websocket hides WebSocket routes from the document; ours is part of the API.
+  app.addHook('onRoute', (route) => {
+    if (route.url === '/v1/jobs/:id/stream' && route.schema) route.schema.hide = false
   })
   registerAuth(app, config.tenantsByKey, services.streamTokens)
   await app.register(healthRoutes)
   await app.register(jobsRoutes, { prefix: '/v1/jobs' })
   await app.register(streamRoutes, { prefix: '/v1/jobs' })
   await app.register(runtimesRoutes, { prefix: '/v1/runtimes' })
+  await app.register(adminRoutes, { prefix: '/v1/admin' })
   return app
 }

@@ -1,6 +1,8 @@
-import { pino } from 'pino'
+import { createServer } from 'node:http'
 import { buildApp } from '../api/app.js'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
+import { createLogger } from '../core/logger.js'
+import { Metrics } from '../core/metrics.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
 import { WorkerService } from '../worker/worker-service.js'
 
@@ -33,30 +35,45 @@ async function main(): Promise<void> {
     }
     throw err
   }
-  const logger = pino({ level: config.logLevel, base: { role } })
+  const logger = createLogger(config.logLevel, { role })
+  const metrics = new Metrics({ processMetrics: true })
   const stops: (() => Promise<void>)[] = []
 
   if (role === 'all' || role === 'worker') {
-    const worker = new WorkerService(config, createExecutor(config, logger), logger.child({ component: 'worker' }))
+    const worker = new WorkerService(config, createExecutor(config, logger), logger.child({ component: 'worker' }), metrics)
     await worker.start()
     stops.push(() => worker.stop())
   }
-  if (role === 'all' || role === 'api') {
+  if (role === 'api' || role === 'all') {
     if (config.tenantsByKey.size === 0) logger.warn('AIRLOCK_API_KEYS is empty: every /v1 request will get 401')
-    const app = await buildApp({ config, logger })
+    const app = await buildApp({ config, logger, metrics })
     await app.listen({ port: config.port, host: config.host })
-    stops.unshift(() => app.close())
+    stops.push(() => app.close())
+  } else {
+    // A worker-only process has no API; it still serves /metrics and /healthz.
+    const server = createServer((req, res) => {
+      if (req.url === '/metrics') {
+        void metrics.registry.metrics().then((body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body))
+      } else if (req.url === '/healthz') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
+      } else {
+        res.writeHead(404).end()
+      }
+    }).listen(config.metricsPort, config.host)
+    stops.push(() => new Promise((resolve) => server.close(() => resolve())))
   }
 
   let stopping = false
   const shutdown = (signal: string) => {
     if (stopping) return
     stopping = true
-    logger.info({ signal }, 'shutting down')
-    void (async () => {
-      for (const stop of stops) await stop().catch((err: unknown) => logger.error({ err }, 'shutdown step failed'))
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down')
+    // The API stops accepting and answers what is in flight while the worker finishes
+    // or hands back its running jobs; neither waits for the other.
+    void Promise.all(stops.map((stop) => stop().catch((err: unknown) => logger.error({ err }, 'shutdown step failed')))).then(() => {
+      logger.info('stopped')
       process.exit(0)
-    })()
+    })
   }
   process.on('SIGTERM', () => shutdown('SIGTERM'))
   process.on('SIGINT', () => shutdown('SIGINT'))

@@ -10,6 +10,8 @@ export class ConfigError extends Error {
   }
 }
 
+import { readFileSync } from 'node:fs'
+
 type Env = Record<string, string | undefined>
 
 interface Setting<T> {
@@ -99,6 +101,10 @@ export const SETTINGS = {
   workerConcurrency: int('AIRLOCK_WORKER_CONCURRENCY', 'Jobs one worker process runs at once', 2, 1, 256),
   bodyLimitBytes: int('AIRLOCK_MAX_BODY_BYTES', 'Largest request body accepted', 2 * 1024 * 1024, 1024, 64 * 1024 * 1024),
   jobRetentionSeconds: int('AIRLOCK_JOB_RETENTION_SECONDS', 'How long a finished job stays queryable', 7 * 24 * 3600, 60, 365 * 24 * 3600),
+  adminKey: str('AIRLOCK_ADMIN_KEY', 'Credential for /v1/admin (queue state); admin routes answer 401 when unset', '', /^(|.{16,})$/, 'empty or at least 16 characters'),
+  metricsPort: int('AIRLOCK_METRICS_PORT', 'Port of /metrics for worker-only processes (the API serves /metrics on PORT)', 9464, 0, 65535),
+  shutdownGraceMs: int('AIRLOCK_SHUTDOWN_GRACE_MS', 'On SIGTERM, how long running jobs may finish before they are handed back to the queue', 25_000, 0, 3_600_000),
+  isolationCheckIntervalMs: int('AIRLOCK_ISOLATION_CHECK_INTERVAL_MS', 'How often a worker re-checks that it can isolate jobs (a probe sandbox)', 60_000, 200, 86_400_000),
   maxWaitMs: int('AIRLOCK_MAX_WAIT_MS', 'Longest a `?wait=true` request is held before it answers 202', 330_000, 1000, 3_600_000),
   runscPath: str('AIRLOCK_RUNSC_PATH', 'The runsc binary', 'runsc'),
   sandboxNetwork: oneOf('AIRLOCK_SANDBOX_NETWORK', 'Sandbox network: none (loopback only). host is INSECURE, for proving that `airlock verify` catches a weakened sandbox', 'none', ['none', 'host'] as const),
@@ -126,7 +132,33 @@ export type Config = { [K in keyof Settings]: Settings[K]['default'] } & {
   tenantsByKey: Map<string, string>
 }
 
+/**
+ * Reads an optional settings file (AIRLOCK_CONFIG_FILE): `NAME=value` lines, `#`
+ * comments. Names must be known settings, so a typo stops the process instead of being
+ * ignored. The environment wins over the file.
+ */
+export function readConfigFile(path: string): Env {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError('AIRLOCK_CONFIG_FILE', `cannot read ${path}: ${(err as Error).message}`)
+  }
+  const known = new Set(Object.values(SETTINGS).map((s) => s.name))
+  const env: Env = {}
+  text.split('\n').forEach((line, i) => {
+    const trimmed = line.trim()
+    if (!trimmed || trimmed.startsWith('#')) return
+    const m = /^([A-Z_][A-Z0-9_]*)\s*=\s*(.*)$/.exec(trimmed)
+    if (!m) throw new ConfigError('AIRLOCK_CONFIG_FILE', `${path}:${i + 1}: expected NAME=value`)
+    if (!known.has(m[1]!)) throw new ConfigError('AIRLOCK_CONFIG_FILE', `${path}:${i + 1}: unknown setting ${m[1]}`)
+    env[m[1]!] = m[2]!.replace(/^(["'])(.*)\1$/, '$2')
+  })
+  return env
+}
+
 export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  if (env.AIRLOCK_CONFIG_FILE) env = { ...readConfigFile(env.AIRLOCK_CONFIG_FILE), ...env }
   const out: Record<string, unknown> = {}
   for (const [field, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
     const raw = env[setting.name]

@@ -93,6 +93,16 @@ end
 return 'was:' .. status
 `
 
+// ARGV[7]: worker id. Only the worker that claimed the job may hand it back.
+const REQUEUE = `${PRELUDE}
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[7] then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('HDEL', KEYS[1], 'startedAt', 'worker')
+redis.call('HINCRBY', KEYS[1], 'handedBack', 1)
+event('type', 'status', 'status', 'queued')
+return 1
+`
+
 // ARGV[7]: stream name; ARGV[8]: data
 const APPEND_LOG = `${PRELUDE}
 return event('type', 'log', 'stream', ARGV[7], 'data', ARGV[8])
@@ -188,6 +198,14 @@ export class JobStore {
 
   async claim(id: string, workerId: string, now = Date.now()): Promise<ClaimResult> {
     return (await this.script(CLAIM, id, now, workerId)) as ClaimResult
+  }
+
+  /**
+   * Puts a running job back to `queued` (worker shutting down past its grace period),
+   * so that a claim can take it again. False if this worker no longer holds it.
+   */
+  async requeue(id: string, workerId: string, now = Date.now()): Promise<boolean> {
+    return (await this.script(REQUEUE, id, now, workerId)) === 1
   }
 
   /** Appends output to the job's event stream; returns its seq. */

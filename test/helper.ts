@@ -7,6 +7,7 @@ import { pino } from 'pino'
 import { buildApp } from '../api/app.js'
 import type { StreamLimits } from '../api/services/stream-session.js'
 import { loadConfig, type Config } from '../core/config.js'
+import { Metrics } from '../core/metrics.js'
 import type { Job } from '../core/job.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
 import { WorkerService } from '../worker/worker-service.js'
@@ -27,6 +28,7 @@ export type Tenant = keyof typeof TENANTS
 export interface Harness {
   app: FastifyInstance
   config: Config
+  metrics: Metrics
   /** http://127.0.0.1:PORT when built with `listen: true`. */
   baseUrl: string
   worker: WorkerService | undefined
@@ -72,13 +74,14 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     ...options.env,
   })
   const logger = pino({ level: process.env.AIRLOCK_LOG_LEVEL ?? 'silent' })
+  const metrics = new Metrics()
   let worker: WorkerService | undefined
   if (options.worker !== false) {
     const executor = createExecutor(config, logger)
-    worker = new WorkerService(config, executor, logger)
+    worker = new WorkerService(config, executor, logger, metrics)
     await worker.start()
   }
-  const app = await buildApp({ config, logger, ...(options.streamLimits ? { streamLimits: options.streamLimits } : {}) })
+  const app = await buildApp({ config, logger, metrics, ...(options.streamLimits ? { streamLimits: options.streamLimits } : {}) })
   await app.ready()
   const baseUrl = options.listen ? await app.listen({ port: 0, host: '127.0.0.1' }) : ''
 
@@ -104,6 +107,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
   return {
     app,
     config,
+    metrics,
     baseUrl,
     worker,
     request,

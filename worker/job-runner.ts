@@ -1,8 +1,15 @@
 import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../core/job.js'
-import type { JobStore } from '../core/job-store.js'
+import type { JobStore, StoredJob } from '../core/job-store.js'
+import type { Metrics } from '../core/metrics.js'
 import type { Executor } from './executors/executor.js'
 import { LogBatcher } from './log-batcher.js'
+
+/** Abort reason when the worker stops: the job goes back to the queue, it is not cancelled. */
+const SHUTDOWN = Symbol('shutdown')
+
+/** What became of a delivered job: done (any final status or skipped), or handed back. */
+export type RunResult = 'done' | 'handed-back'
 
 /**
  * Runs one queued job through the executor and records its one final status.
@@ -18,6 +25,7 @@ export class JobRunner {
     private readonly isolation: Isolation,
     private readonly workerId: string,
     private readonly logger: Logger,
+    private readonly metrics: Metrics,
   ) {}
 
   get active(): number {
@@ -29,56 +37,89 @@ export class JobRunner {
     this.running.get(jobId)?.abort()
   }
 
-  /** Kills every sandbox of this worker (shutdown past its grace period). */
-  abortAll(): void {
-    for (const controller of this.running.values()) controller.abort()
+  /** Kills this worker's sandboxes so their jobs can be handed back (shutdown past the grace period). */
+  interruptAll(): void {
+    for (const controller of this.running.values()) controller.abort(SHUTDOWN)
   }
 
-  async run(jobId: string): Promise<void> {
+  async run(jobId: string): Promise<RunResult> {
     const log = this.logger.child({ jobId })
     const claim = await this.store.claim(jobId, this.workerId)
     if (claim === 'running') {
       // Claimed before by a worker that stopped holding it: the program may have run.
       // At most once: record the loss instead of running it again.
-      await this.finish(jobId, errorOutcome('the worker running this job stopped before it finished; it was not run again'))
+      await this.finishLost(jobId)
       log.warn('job was running on a worker that stopped; marked error')
-      return
+      return 'done'
     }
     if (claim !== 'claimed') {
       log.info({ claim }, 'job not run')
-      return
+      return 'done'
     }
     const controller = new AbortController()
     this.running.set(jobId, controller)
+    this.metrics.activeSandboxes.inc()
     try {
       const stored = await this.store.get(jobId)
-      if (!stored) return
+      if (!stored) return 'done'
+      const labels = { runtime: stored.spec.runtime, tenant: this.metrics.tenant(stored.tenant) }
+      this.metrics.jobsStarted.inc(labels)
+      if (stored.job.timings.queuedMs !== null) this.metrics.queueWait.observe({ runtime: labels.runtime }, stored.job.timings.queuedMs / 1000)
       // A cancel published between the claim and the registration above is seen here.
       if (stored.cancelRequested) controller.abort()
-      // Live output goes to the job's event stream; a failed write loses only live
-      // output, never the stored result.
-      const logs = new LogBatcher(
-        (piece) => this.store.appendLog(jobId, piece.stream, piece.data),
-        (err) => log.warn({ err }, 'could not publish output'),
-      )
-      let outcome: JobOutcome
-      try {
-        outcome = await this.executor.run({ jobId, spec: stored.spec, signal: controller.signal, onOutput: (stream, text) => logs.push(stream, text) })
-      } catch (err) {
-        log.error({ err }, 'executor failed')
-        outcome = errorOutcome(`the sandbox could not be run: ${(err as Error).message}`)
+      const outcome = await this.execute(stored, controller.signal, log.child({ tenant: stored.tenant }))
+
+      if (controller.signal.aborted && controller.signal.reason === SHUTDOWN && !(await this.store.get(jobId))?.cancelRequested) {
+        if (await this.store.requeue(jobId, this.workerId)) {
+          log.warn('worker stopping: job handed back to the queue')
+          return 'handed-back'
+        }
       }
-      // Every log event precedes the final status and the end event.
-      await logs.close()
-      await this.finish(jobId, outcome)
-      log.info({ status: outcome.status, startupMs: outcome.startupMs, runMs: outcome.runMs }, 'job finished')
+      if (await this.finish(jobId, outcome)) this.observeFinished(stored, outcome)
+      log.info({ tenant: stored.tenant, status: outcome.status, startupMs: outcome.startupMs, runMs: outcome.runMs }, 'job finished')
+      return 'done'
     } finally {
       this.running.delete(jobId)
+      this.metrics.activeSandboxes.dec()
     }
   }
 
-  private async finish(jobId: string, outcome: JobOutcome): Promise<void> {
-    await this.store.finish(jobId, outcome, { executor: this.executor.name, isolation: this.isolation })
+  private async execute(stored: StoredJob, signal: AbortSignal, log: Logger): Promise<JobOutcome> {
+    // Live output goes to the job's event stream; a failed write loses only live
+    // output, never the stored result.
+    const logs = new LogBatcher(
+      (piece) => {
+        this.metrics.logBytesPublished.inc(Buffer.byteLength(piece.data))
+        return this.store.appendLog(stored.id, piece.stream, piece.data)
+      },
+      (err) => log.warn({ err }, 'could not publish output'),
+    )
+    let outcome: JobOutcome
+    try {
+      outcome = await this.executor.run({ jobId: stored.id, spec: stored.spec, signal, onOutput: (stream, text) => logs.push(stream, text) })
+    } catch (err) {
+      log.error({ err }, 'executor failed')
+      outcome = errorOutcome(`the sandbox could not be run: ${(err as Error).message}`)
+    }
+    // Every log event precedes the final status and the end event.
+    await logs.close()
+    return outcome
+  }
+
+  private observeFinished(stored: StoredJob, outcome: JobOutcome): void {
+    const runtime = stored.spec.runtime
+    this.metrics.jobsFinished.inc({ runtime, tenant: this.metrics.tenant(stored.tenant), status: outcome.status })
+    this.metrics.endToEnd.observe({ runtime, status: outcome.status }, (Date.now() - Date.parse(stored.job.createdAt)) / 1000)
+    if (outcome.startupMs !== null) this.metrics.sandboxStart.observe({ runtime }, outcome.startupMs / 1000)
+    if (outcome.runMs !== null) this.metrics.run.observe({ runtime, status: outcome.status }, outcome.runMs / 1000)
+  }
+
+  private async finishLost(jobId: string): Promise<void> {
+    await this.finish(jobId, errorOutcome('the worker running this job stopped before it finished; it was not run again'))
+  }
+
+  private async finish(jobId: string, outcome: JobOutcome): Promise<boolean> {
+    return this.store.finish(jobId, outcome, { executor: this.executor.name, isolation: this.isolation })
   }
 }
 

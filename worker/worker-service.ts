@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
-import { Worker } from 'bullmq'
+import { DelayedError, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Config } from '../core/config.js'
 import { JobStore } from '../core/job-store.js'
+import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
 import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
 import { HEARTBEAT_INTERVAL_MS, WorkerRegistry, type WorkerHeartbeat } from '../core/worker-registry.js'
@@ -18,7 +19,8 @@ export interface QueuedJobData {
 /**
  * A worker process: checks that its executor can isolate jobs, then takes jobs from
  * the queue. If isolation cannot be guaranteed it takes none (fail closed) and says
- * why in its heartbeat, which the API turns into 503s for new jobs.
+ * why in its heartbeat, which the API turns into 503s for new jobs. It checks again
+ * every AIRLOCK_ISOLATION_CHECK_INTERVAL_MS and pauses or resumes accordingly.
  */
 export class WorkerService {
   readonly id = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`
@@ -27,22 +29,29 @@ export class WorkerService {
   private readonly subscriber: Redis
   private readonly bullConnection: Redis
   private readonly registry: WorkerRegistry
+  private readonly store: JobStore
   private runner: JobRunner | undefined
   private worker: Worker<QueuedJobData> | undefined
   private heartbeat: NodeJS.Timeout | undefined
+  private checker: NodeJS.Timeout | undefined
   private isolationReport: IsolationReport | undefined
   private versions: Record<string, string> = {}
+  private stopping = false
+  private checking = false
 
   constructor(
     private readonly config: Config,
     private readonly executor: Executor,
     private readonly logger: Logger,
+    private readonly metrics: Metrics,
   ) {
     this.keys = redisKeys(config.redisPrefix)
     this.redis = createRedis(config.redisUrl, 'blocking')
     this.subscriber = createRedis(config.redisUrl, 'blocking')
     this.bullConnection = createRedis(config.redisUrl, 'blocking')
+    for (const c of [this.redis, this.subscriber, this.bullConnection]) c.on('error', (err) => logger.warn({ err: err.message }, 'redis error'))
     this.registry = new WorkerRegistry(this.redis, this.keys)
+    this.store = new JobStore(this.redis, this.keys, config.jobRetentionSeconds)
   }
 
   get isolation(): IsolationReport | undefined {
@@ -53,42 +62,72 @@ export class WorkerService {
     await Promise.all([this.redis.connect(), this.subscriber.connect(), this.bullConnection.connect()])
     const reaped = await this.executor.reapOrphans()
     if (reaped > 0) this.logger.warn({ reaped }, 'removed sandboxes left by workers that died')
-
-    this.isolationReport = await this.executor.checkIsolation()
     this.versions = await this.executor.runtimeVersions()
-    await this.beat()
+    await this.subscriber.subscribe(this.keys.cancelChannel)
+    this.subscriber.on('message', (_channel: string, jobId: string) => this.runner?.cancel(jobId))
+
+    await this.checkIsolation()
     this.heartbeat = setInterval(() => void this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed')), HEARTBEAT_INTERVAL_MS)
     this.heartbeat.unref()
+    this.checker = setInterval(() => void this.checkIsolation(), this.config.isolationCheckIntervalMs)
+    this.checker.unref()
+  }
 
-    if (!this.isolationReport.ok) {
-      this.logger.error({ reason: this.isolationReport.reason }, 'isolation cannot be guaranteed; this worker will not run jobs')
+  /** Runs the executor's isolation check; takes jobs only while it passes. */
+  private async checkIsolation(): Promise<void> {
+    if (this.stopping || this.checking) return
+    this.checking = true
+    try {
+      await this.applyIsolation(await this.executor.checkIsolation())
+    } finally {
+      this.checking = false
+    }
+  }
+
+  private async applyIsolation(report: IsolationReport): Promise<void> {
+    const was = this.isolationReport?.ok
+    this.isolationReport = report
+    await this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed'))
+    if (!report.ok) {
+      if (was !== false) this.logger.error({ reason: report.reason }, 'isolation cannot be guaranteed; this worker takes no jobs until it can')
+      if (this.worker && !this.worker.isPaused()) await this.worker.pause(true)
       return
     }
-    this.logger.info({ executor: this.executor.name, isolation: this.isolationReport.detail, runtimes: this.versions }, 'worker ready')
+    if (was !== true) this.logger.info({ executor: this.executor.name, isolation: report.detail, runtimes: this.versions }, 'worker ready')
+    if (!this.worker) this.startTakingJobs(report)
+    else if (this.worker.isPaused()) this.worker.resume()
+  }
 
-    const store = new JobStore(this.redis, this.keys, this.config.jobRetentionSeconds)
-    if (!this.isolationReport.isolation) throw new Error('an executor that can isolate must describe its isolation')
-    const runner = new JobRunner(store, this.executor, this.isolationReport.isolation, this.id, this.logger)
+  private startTakingJobs(report: IsolationReport): void {
+    if (!report.isolation) throw new Error('an executor that can isolate must describe its isolation')
+    const runner = new JobRunner(this.store, this.executor, report.isolation, this.id, this.logger, this.metrics)
     this.runner = runner
-    await this.subscriber.subscribe(this.keys.cancelChannel)
-    this.subscriber.on('message', (_channel: string, jobId: string) => runner.cancel(jobId))
-
-    this.worker = new Worker<QueuedJobData>(QUEUE_NAME, async (job) => runner.run(job.data.jobId), {
-      connection: this.bullConnection,
-      prefix: this.keys.bullPrefix,
-      concurrency: this.config.workerConcurrency,
-      // A job whose lock lapses is handed out once more; JobRunner then records it as
-      // lost rather than running it twice.
-      maxStalledCount: 1,
-      removeOnComplete: { count: 0 },
-      removeOnFail: { count: 0 },
-    })
+    this.worker = new Worker<QueuedJobData>(
+      QUEUE_NAME,
+      async (job, token) => {
+        if ((await runner.run(job.data.jobId)) === 'handed-back') {
+          // Back to the queue for another worker; BullMQ's way to release a job unfinished.
+          await job.moveToDelayed(Date.now(), token)
+          throw new DelayedError()
+        }
+      },
+      {
+        connection: this.bullConnection,
+        prefix: this.keys.bullPrefix,
+        concurrency: this.config.workerConcurrency,
+        // A job whose lock lapses is handed out once more; JobRunner then records it as
+        // lost rather than running it twice.
+        maxStalledCount: 1,
+        removeOnComplete: { count: 0 },
+        removeOnFail: { count: 0 },
+      },
+    )
     this.worker.on('error', (err) => this.logger.error({ err }, 'queue worker error'))
   }
 
   private async beat(): Promise<void> {
     const report = this.isolationReport
-    if (!report) return
+    if (!report || this.stopping) return
     const hb: WorkerHeartbeat = {
       id: this.id,
       executor: this.executor.name,
@@ -101,17 +140,20 @@ export class WorkerService {
 
   /**
    * Stops taking jobs and lets running ones finish for up to `graceMs`; past that, kills
-   * their sandboxes (they end as `cancelled`, never silently lost).
+   * their sandboxes and hands the jobs back to the queue (another worker runs them), so
+   * nothing accepted is lost.
    */
-  async stop(graceMs = 30_000): Promise<void> {
-    if (this.heartbeat) clearInterval(this.heartbeat)
+  async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    this.stopping = true
+    clearInterval(this.heartbeat)
+    clearInterval(this.checker)
+    await this.registry.remove(this.id).catch(() => undefined)
     if (this.worker) {
       const closing = this.worker.close()
-      const timer = setTimeout(() => this.runner?.abortAll(), graceMs)
+      const timer = setTimeout(() => this.runner?.interruptAll(), graceMs)
       await closing
       clearTimeout(timer)
     }
-    await this.registry.remove(this.id).catch(() => undefined)
     await this.executor.close()
     this.subscriber.disconnect()
     this.bullConnection.disconnect()

@@ -22,7 +22,8 @@ export function registerAuth(app: FastifyInstance, tenantsByKey: ReadonlyMap<str
   const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [digest(key), tenant]))
   app.decorateRequest('tenant', '')
   app.addHook('onRequest', async (request: FastifyRequest) => {
-    if (!request.url.startsWith('/v1/') && request.url !== '/v1') return
+    // Admin routes have their own credential (plugins/admin-auth.ts).
+    if (!request.url.startsWith('/v1/') || request.url.startsWith('/v1/admin/')) return
     const header = request.headers.authorization
     // A browser opening a job's stream authenticates with a single-use token instead.
     const query = request.query as { token?: unknown } | undefined
@@ -31,6 +32,7 @@ export function registerAuth(app: FastifyInstance, tenantsByKey: ReadonlyMap<str
       const tenant = await streamTokens.redeem(query.token, jobId)
       if (!tenant) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid or expired stream token')
       request.tenant = tenant
+      request.log = request.log.child({ tenant })
       return
     }
     const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
@@ -38,5 +40,6 @@ export function registerAuth(app: FastifyInstance, tenantsByKey: ReadonlyMap<str
     const tenant = tenantsByDigest.get(digest(m[1]!))
     if (!tenant) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid API key')
     request.tenant = tenant
+    request.log = request.log.child({ tenant })
   })
 }

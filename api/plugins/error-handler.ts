@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
 import { AirlockError, ErrorCodes, isAirlockError, type ErrorCode } from '../../core/errors.js'
+import type { Metrics } from '../../core/metrics.js'
 import type { ErrorResponse } from '../schemas.js'
 
 // fastify's own errors for bad requests -> our catalogue.
@@ -52,15 +53,17 @@ export function toErrorResponse(err: FastifyError | Error): { status: number; bo
 }
 
 /** One error handler: 4xx carry the message and code; 5xx are logged and answered generically. */
-export function registerErrorHandler(app: FastifyInstance): void {
+export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const { status, body, log } = toErrorResponse(err)
+    metrics.rejectedRequests.inc({ code: body.code })
     if (log) request.log.error({ err }, 'request failed')
     if (status === 503) reply.header('retry-after', '1')
     return reply.status(status).send(body)
   })
   app.setNotFoundHandler((request, reply) => {
     const err = new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)
+    metrics.rejectedRequests.inc({ code: err.code })
     return reply.status(404).send({ statusCode: 404, code: err.code, message: err.message })
   })
 }

@@ -5,9 +5,14 @@ const ReadySchema = Type.Object({ ready: Type.Boolean(), checks: Type.Record(Typ
 
 /** Liveness and readiness; readiness says why it is not ready. */
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  app.get('/healthz', { schema: { response: { 200: Type.Object({ ok: Type.Boolean() }) } } }, async () => ({ ok: true }))
+  app.get('/healthz', { schema: { summary: 'Liveness: the process is up', security: [], response: { 200: Type.Object({ ok: Type.Boolean() }) } } }, async () => ({ ok: true }))
 
-  app.get('/readyz', { schema: { response: { 200: ReadySchema, 503: ReadySchema } } }, async (_request, reply) => {
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', security: [], response: { 200: Type.String() } } }, async (_request, reply) => {
+    const { registry } = app.services.metrics
+    return reply.type(registry.contentType).send(await registry.metrics())
+  })
+
+  app.get('/readyz', { schema: { summary: 'Readiness: Redis reachable and workers able to isolate; says why not', security: [], response: { 200: ReadySchema, 503: ReadySchema } } }, async (_request, reply) => {
     const checks: Record<string, string> = {}
     let ready = true
     try {

@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis'
 export class JobWaiter {
   private readonly waiting = new Map<string, Set<() => void>>()
   private subscribed: Promise<unknown> | undefined
+  private readonly releases = new Set<() => void>()
 
   constructor(
     private readonly subscriber: Redis,
@@ -27,13 +28,20 @@ export class JobWaiter {
     await this.subscribed
   }
 
+  /** Answers every waiting request now (shutdown): they reply with the job's current state. */
+  releaseAll(): void {
+    for (const release of [...this.releases]) release()
+  }
+
   /** Resolves true when the job finishes, false after `timeoutMs` or when `signal` aborts. */
   wait(jobId: string, timeoutMs: number, signal?: AbortSignal): { finished: Promise<boolean>; cancel: () => void } {
     let wake!: () => void
+    let release!: () => void
     let timer: NodeJS.Timeout | undefined
     const finished = new Promise<boolean>((resolve) => {
       const done = (value: boolean) => {
         clearTimeout(timer)
+        this.releases.delete(release)
         signal?.removeEventListener('abort', onAbort)
         this.waiting.get(jobId)?.delete(wake)
         if (this.waiting.get(jobId)?.size === 0) this.waiting.delete(jobId)
@@ -41,6 +49,8 @@ export class JobWaiter {
       }
       const onAbort = () => done(false)
       wake = () => done(true)
+      release = () => done(false)
+      this.releases.add(release)
       timer = setTimeout(() => done(false), timeoutMs)
       signal?.addEventListener('abort', onAbort, { once: true })
       const set = this.waiting.get(jobId) ?? new Set()

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { JobEventReader, StoredEvent } from '../../core/job-events.js'
 import type { JobStore } from '../../core/job-store.js'
 import { isFinalStatus } from '../../core/job-status.js'
+import type { Metrics } from '../../core/metrics.js'
 import type { EventHub } from './event-hub.js'
 
 /** WebSocket close codes clients act on. */
@@ -34,6 +35,7 @@ export interface SessionDeps {
   hub: EventHub
   log: FastifyBaseLogger
   limits: StreamLimits
+  metrics: Metrics
 }
 
 /**
@@ -64,6 +66,7 @@ export class StreamSession {
   }
 
   async start(): Promise<void> {
+    this.deps.metrics.streamClients.inc()
     this.socket.on('close', () => void this.stop())
     this.socket.on('error', () => void this.stop())
     // Clients have nothing to say on this stream; whatever they send is dropped.
@@ -82,6 +85,7 @@ export class StreamSession {
   private async stop(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    this.deps.metrics.streamClients.dec()
     clearInterval(this.poll)
     await this.unwatch?.()
   }
@@ -124,6 +128,7 @@ export class StreamSession {
 
   private send(event: StoredEvent): void {
     this.socket.send(JSON.stringify(event))
+    if (event.type === 'log') this.deps.metrics.streamBytesSent.inc(Buffer.byteLength(event.data))
     this.cursor = event.seq
   }
 

@@ -10,7 +10,7 @@ import { errorResponses } from '../../../schemas.js'
 const JobParams = Type.Object({ id: Type.String({ maxLength: 128 }) })
 
 const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { store, queue, registry, waiter, config } = app.services
+  const { store, queue, registry, waiter, config, metrics } = app.services
 
   async function ownJob(id: string, tenant: string) {
     // Another tenant's job and a job that never existed look the same: 404.
@@ -43,7 +43,9 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         await store.remove(id).catch(() => undefined)
         throw err
       }
-      request.log.info({ jobId: id, tenant: request.tenant, runtime: spec.runtime }, 'job accepted')
+      request.log = request.log.child({ jobId: id })
+      request.log.info({ runtime: spec.runtime }, 'job accepted')
+      metrics.jobsSubmitted.inc({ runtime: spec.runtime, tenant: metrics.tenant(request.tenant) })
 
       if (request.query.wait) {
         await waiter.ready()
@@ -77,11 +79,14 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { id } = request.params
-      await ownJob(id, request.tenant)
+      const stored = await ownJob(id, request.tenant)
       const result = await store.cancel(id, request.tenant)
       if (result.kind === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
       if (result.kind === 'finished') throw new AirlockError('AIRLOCK_ERR_JOB_FINISHED', `job ${id} already ended with status ${result.status}`)
-      if (result.kind === 'cancelled') await queue.remove(id).catch(() => undefined)
+      if (result.kind === 'cancelled') {
+        await queue.remove(id).catch(() => undefined)
+        metrics.jobsFinished.inc({ runtime: stored.spec.runtime, tenant: metrics.tenant(request.tenant), status: 'cancelled' })
+      }
       // 202: a running sandbox is being killed; the job turns `cancelled` shortly.
       return reply.status(202).send((await ownJob(id, request.tenant)).job)
     },

@@ -10,7 +10,7 @@ const MAX_LOG_EVENTS = 100_000
 
 /** Live logs: a WebSocket per watcher, the whole log as text or NDJSON, and browser tokens. */
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { store, events, hub, streamTokens, streamLimits, streamSessions } = app.services
+  const { store, events, hub, streamTokens, streamLimits, streamSessions, metrics } = app.services
 
   async function ownJob(id: string, tenant: string) {
     const stored = JOB_ID_PATTERN.test(id) ? await store.getForTenant(id, tenant) : undefined
@@ -41,7 +41,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (socket, request) => {
-      const session = new StreamSession(socket, request.params.id, request.query.from ?? 0, { store, reader: events, hub, log: request.log, limits: streamLimits })
+      const session = new StreamSession(socket, request.params.id, request.query.from ?? 0, { store, reader: events, hub, log: request.log.child({ jobId: request.params.id }), limits: streamLimits, metrics })
       streamSessions.add(session)
       socket.once('close', () => streamSessions.delete(session))
       await session.start()

@@ -1,0 +1,58 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { AirlockError } from '../../../../core/errors.js'
+import { errorResponses } from '../../../schemas.js'
+import { readQueueState } from '../../../services/queue-state.js'
+
+const WorkerSchema = Type.Object({
+  id: Type.String(),
+  executor: Type.String(),
+  isolation: Type.Object({ ok: Type.Boolean(), technology: Type.String(), detail: Type.String(), reason: Type.Union([Type.String(), Type.Null()]) }),
+  runtimes: Type.Record(Type.String(), Type.String()),
+  lastSeenMs: Type.Integer({ description: 'Milliseconds since the worker last reported' }),
+})
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest()
+}
+
+/** Operator endpoints, behind AIRLOCK_ADMIN_KEY (not tenant keys). */
+const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { config, queue, registry } = app.services
+  const adminDigest = config.adminKey ? digest(config.adminKey) : undefined
+
+  app.addHook('onRequest', async (request) => {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')
+    if (!adminDigest || !m || !timingSafeEqual(digest(m[1]!), adminDigest)) {
+      throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', adminDigest ? 'admin routes need the admin key' : 'admin routes are disabled: AIRLOCK_ADMIN_KEY is not set')
+    }
+  })
+
+  app.get(
+    '/queue',
+    {
+      schema: {
+        summary: 'Queue state: jobs by state, age of the oldest waiting job, live workers',
+        response: {
+          200: Type.Object({
+            counts: Type.Record(Type.String(), Type.Integer()),
+            oldestQueuedAgeMs: Type.Union([Type.Integer(), Type.Null()]),
+            workers: Type.Array(WorkerSchema),
+          }),
+          ...errorResponses(401, 503),
+        },
+      },
+    },
+    async () => {
+      const [state, workers] = await Promise.all([readQueueState(queue), registry.live()])
+      const now = Date.now()
+      return {
+        counts: state.counts,
+        oldestQueuedAgeMs: state.oldestQueuedMs === null ? null : Math.max(0, now - state.oldestQueuedMs),
+        workers: workers.map(({ at, ...w }) => ({ ...w, lastSeenMs: Math.max(0, now - at) })),
+      }
+    },
+  )
+}
+
+export default adminRoutes
