@@ -96,7 +96,8 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   app.decorate('services', services)
   metrics.addQueueGauges(() => readQueueState(services.queue))
   app.addHook('onClose', async () => {
-    await services.queue.close().catch(() => undefined)
+    // BullMQ waits for Redis to close cleanly; with Redis gone that would never happen.
+    await Promise.race([services.queue.close().catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())])
     subscriber.disconnect()
     queueConnection.disconnect()
     redis.disconnect()

@@ -46,6 +46,8 @@ export interface BuildOptions {
   /** Also listen on a loopback port, for clients that speak real HTTP. */
   listen?: boolean
   streamLimits?: Partial<StreamLimits>
+  /** Another Redis than the shared test one. */
+  redisUrl?: string
   env?: Record<string, string>
 }
 
@@ -66,7 +68,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
   )
   const config = loadConfig({
     ...machine,
-    REDIS_URL: redisUrl(),
+    REDIS_URL: options.redisUrl ?? redisUrl(),
     AIRLOCK_REDIS_PREFIX: prefix,
     AIRLOCK_API_KEYS: Object.entries(TENANTS).map(([tenant, key]) => `${tenant}:${key}`).join(','),
     AIRLOCK_STATE_DIR: `/run/airlock-test/${prefix}`,
@@ -90,10 +92,18 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     await worker?.stop(1000)
     await rm(config.stateDir, { recursive: true, force: true })
     for (const controller of ['memory', 'pids', 'cpu']) await rmdir(`/sys/fs/cgroup/${controller}/${config.cgroupParent}`).catch(() => undefined)
-    const redis = new Redis(config.redisUrl)
-    const keys = await redis.keys(`{${prefix}}*`)
-    if (keys.length > 0) await redis.del(...keys)
-    redis.disconnect()
+    // The Redis may be gone (tests that stop it); cleaning up is then moot.
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true })
+    redis.on('error', () => undefined)
+    try {
+      await redis.connect()
+      const keys = await redis.keys(`{${prefix}}*`)
+      if (keys.length > 0) await redis.del(...keys)
+    } catch {
+      // nothing to clean
+    } finally {
+      redis.disconnect()
+    }
   })
 
   const request: Harness['request'] = (method, url, body, tenant = 'alice') =>

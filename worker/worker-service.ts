@@ -37,7 +37,7 @@ export class WorkerService {
   private isolationReport: IsolationReport | undefined
   private versions: Record<string, string> = {}
   private stopping = false
-  private checking = false
+  private checking: Promise<void> | undefined
 
   constructor(
     private readonly config: Config,
@@ -76,15 +76,17 @@ export class WorkerService {
   /** Runs the executor's isolation check; takes jobs only while it passes. */
   private async checkIsolation(): Promise<void> {
     if (this.stopping || this.checking) return
-    this.checking = true
-    try {
-      await this.applyIsolation(await this.executor.checkIsolation())
-    } finally {
-      this.checking = false
-    }
+    this.checking = this.executor
+      .checkIsolation()
+      .then((report) => this.applyIsolation(report))
+      .finally(() => {
+        this.checking = undefined
+      })
+    await this.checking
   }
 
   private async applyIsolation(report: IsolationReport): Promise<void> {
+    if (this.stopping) return
     const was = this.isolationReport?.ok
     this.isolationReport = report
     await this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed'))
@@ -147,6 +149,8 @@ export class WorkerService {
     this.stopping = true
     clearInterval(this.heartbeat)
     clearInterval(this.checker)
+    // A probe sandbox in flight must finish before the executor removes its state.
+    await this.checking?.catch(() => undefined)
     await this.registry.remove(this.id).catch(() => undefined)
     if (this.worker) {
       const closing = this.worker.close()

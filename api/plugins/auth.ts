@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
 import type { StreamTokens } from '../services/stream-tokens.js'
 
@@ -21,7 +21,7 @@ function digest(key: string): string {
 export function registerAuth(app: FastifyInstance, tenantsByKey: ReadonlyMap<string, string>, streamTokens: StreamTokens): void {
   const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [digest(key), tenant]))
   app.decorateRequest('tenant', '')
-  app.addHook('onRequest', async (request: FastifyRequest) => {
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     // Admin routes have their own credential (plugins/admin-auth.ts).
     if (!request.url.startsWith('/v1/') || request.url.startsWith('/v1/admin/')) return
     const header = request.headers.authorization
@@ -32,7 +32,7 @@ export function registerAuth(app: FastifyInstance, tenantsByKey: ReadonlyMap<str
       const tenant = await streamTokens.redeem(query.token, jobId)
       if (!tenant) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid or expired stream token')
       request.tenant = tenant
-      request.log = request.log.child({ tenant })
+      request.log = reply.log = request.log.child({ tenant })
       return
     }
     const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
@@ -40,6 +40,6 @@ export function registerAuth(app: FastifyInstance, tenantsByKey: ReadonlyMap<str
     const tenant = tenantsByDigest.get(digest(m[1]!))
     if (!tenant) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid API key')
     request.tenant = tenant
-    request.log = request.log.child({ tenant })
+    request.log = reply.log = request.log.child({ tenant })
   })
 }

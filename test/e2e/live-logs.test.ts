@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import t from 'tap'
 import type { Job } from '../../core/job.js'
 import type { JobEvent } from '../../core/job-events.js'
 import { build, TENANTS } from '../helper.js'
+import { freePort, startAirlock } from '../processes.js'
 import { openStream, strip } from '../ws-client.js'
 
 async function refusedWith(promise: Promise<unknown>): Promise<number | undefined> {
@@ -115,31 +114,10 @@ t.test('live logs over WebSocket', async (t) => {
   })
 })
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
 t.test('two API processes on one Redis both stream the same job', async (t) => {
   const h = await build(t, { listen: true })
-  const cli = new URL('../../dist/bin/airlock-server.js', import.meta.url).pathname
   const port = await freePort()
-  const second = spawn(process.execPath, [cli, '--role=api'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      REDIS_URL: h.config.redisUrl,
-      AIRLOCK_REDIS_PREFIX: h.config.redisPrefix,
-      AIRLOCK_API_KEYS: h.config.apiKeys,
-      AIRLOCK_LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
+  const second = startAirlock('api', { PORT: String(port), REDIS_URL: h.config.redisUrl, AIRLOCK_REDIS_PREFIX: h.config.redisPrefix, AIRLOCK_API_KEYS: h.config.apiKeys })
   t.teardown(() => void second.kill('SIGTERM'))
   const otherUrl = `http://127.0.0.1:${port}`
   for (let i = 0; ; i++) {

@@ -43,7 +43,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         await store.remove(id).catch(() => undefined)
         throw err
       }
-      request.log = request.log.child({ jobId: id })
+      request.log = reply.log = request.log.child({ jobId: id })
       request.log.info({ runtime: spec.runtime }, 'job accepted')
       metrics.jobsSubmitted.inc({ runtime: spec.runtime, tenant: metrics.tenant(request.tenant) })
 

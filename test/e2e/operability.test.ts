@@ -1,0 +1,189 @@
+import { mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
+import t from 'tap'
+import type { Job } from '../../core/job.js'
+import { build, TENANTS } from '../helper.js'
+import { exited, freePort, startAirlock, startRedis, until } from '../processes.js'
+import { openStream } from '../ws-client.js'
+
+/** Reads one sample of the Prometheus text format. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  const want = Object.entries(labels)
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue
+    const labelText = /\{(.*)\}/.exec(line)?.[1] ?? ''
+    if (want.every(([k, v]) => labelText.includes(`${k}="${v}"`))) return Number(line.split(' ').pop())
+  }
+  return 0
+}
+
+t.test('metrics move as jobs run', async (t) => {
+  const h = await build(t, { listen: true })
+  const scrape = async () => (await h.app.inject({ method: 'GET', url: '/metrics' })).body
+  const before = await scrape()
+  t.equal(sample(before, 'airlock_jobs_submitted_total', { runtime: 'bash' }), 0)
+
+  await h.run({ runtime: 'bash', source: 'echo hello' })
+  await h.run({ runtime: 'bash', source: 'exit 3' })
+  await h.run({ runtime: 'python', source: 'while True: pass', limits: { timeoutMs: 500 } })
+  await h.request('POST', '/v1/jobs', { runtime: 'cobol', source: 'x' })
+  const streamed = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo streamed' })).json<{ id: string }>().id
+  await openStream(h.baseUrl, `/v1/jobs/${streamed}/stream`, { authorization: `Bearer ${TENANTS.alice}` })
+
+  const m = await scrape()
+  t.equal(sample(m, 'airlock_jobs_submitted_total', { runtime: 'bash', tenant: 'alice' }), 3)
+  t.equal(sample(m, 'airlock_jobs_submitted_total', { runtime: 'python', tenant: 'alice' }), 1)
+  t.equal(sample(m, 'airlock_jobs_started_total', { runtime: 'bash', tenant: 'alice' }), 3)
+  t.equal(sample(m, 'airlock_jobs_finished_total', { runtime: 'bash', status: 'succeeded' }), 2)
+  t.equal(sample(m, 'airlock_jobs_finished_total', { runtime: 'bash', status: 'failed' }), 1)
+  t.equal(sample(m, 'airlock_jobs_finished_total', { runtime: 'python', status: 'timeout' }), 1)
+  t.equal(sample(m, 'airlock_job_end_to_end_seconds_count', { runtime: 'bash', status: 'succeeded' }), 2)
+  t.equal(sample(m, 'airlock_job_run_seconds_count', { runtime: 'python', status: 'timeout' }), 1)
+  t.ok(sample(m, 'airlock_job_run_seconds_sum', { runtime: 'python', status: 'timeout' }) >= 0.5, 'the timeout ran for at least its limit')
+  t.equal(sample(m, 'airlock_sandbox_start_seconds_count', { runtime: 'bash' }), 3)
+  t.equal(sample(m, 'airlock_job_queue_wait_seconds_count', { runtime: 'bash' }), 3)
+  t.equal(sample(m, 'airlock_requests_rejected_total', { code: 'AIRLOCK_ERR_UNKNOWN_RUNTIME' }), 1)
+  t.equal(sample(m, 'airlock_active_sandboxes'), 0)
+  t.equal(sample(m, 'airlock_log_bytes_published_total'), 'hello\n'.length + 'streamed\n'.length)
+  t.equal(sample(m, 'airlock_stream_bytes_sent_total'), 'streamed\n'.length)
+  t.match(m, /airlock_queue_depth\{state="waiting"\} 0/)
+  t.match(m, /airlock_queue_oldest_age_seconds 0/)
+})
+
+t.test('the OpenAPI document lists every route with its request and response schemas', async (t) => {
+  const h = await build(t, { worker: false })
+  const res = await h.app.inject({ method: 'GET', url: '/docs/json' })
+  t.equal(res.statusCode, 200)
+  const doc = res.json<{ openapi: string; paths: Record<string, Record<string, { requestBody?: unknown; parameters?: unknown[]; responses: Record<string, { content?: unknown }> }>> }>()
+  t.match(doc.openapi, /^3\./)
+  const expected = [
+    'get /healthz', 'get /readyz', 'get /metrics',
+    'post /v1/jobs/', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
+    'get /v1/jobs/{id}/stream', 'post /v1/jobs/{id}/stream-tokens', 'get /v1/jobs/{id}/logs',
+    'get /v1/runtimes/', 'get /v1/admin/queue',
+  ]
+  const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`))
+  t.same([...listed].sort(), [...expected].sort())
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      t.ok(Object.values(op.responses).some((r) => r.content), `${method} ${path} documents a response schema`)
+      if (path.includes('{id}')) t.ok(op.parameters?.length, `${method} ${path} documents its parameters`)
+    }
+  }
+  t.ok(doc.paths['/v1/jobs/']?.post?.requestBody, 'POST /v1/jobs documents its body')
+  t.ok(doc.paths['/v1/jobs/']?.post?.responses['400']?.content, 'and its 400 error')
+  const ui = await h.app.inject({ method: 'GET', url: '/docs/' })
+  t.equal(ui.statusCode, 200)
+  t.match(ui.body, /swagger/i)
+})
+
+t.test('the admin queue endpoint needs the admin key, not a tenant key', async (t) => {
+  const h = await build(t, { worker: false, env: { AIRLOCK_ADMIN_KEY: 'admin-key-for-tests-0001' } })
+  const asTenant = await h.request('GET', '/v1/admin/queue')
+  t.equal(asTenant.statusCode, 401)
+  await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
+  const res = await h.app.inject({ method: 'GET', url: '/v1/admin/queue', headers: { authorization: 'Bearer admin-key-for-tests-0001' } })
+  t.equal(res.statusCode, 200)
+  const body = res.json<{ counts: Record<string, number>; oldestQueuedAgeMs: number | null }>()
+  t.equal(body.counts.waiting, 1, 'the queued job is counted (no worker runs here)')
+  t.ok(body.oldestQueuedAgeMs !== null && body.oldestQueuedAgeMs >= 0)
+  const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body
+  t.equal(sample(metrics, 'airlock_queue_depth', { state: 'waiting' }), 1)
+})
+
+t.test('readyz goes not-ready while Redis is down and ready again after', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => void redis.process.kill('SIGKILL'))
+  const h = await build(t, { worker: false, env: {}, redisUrl: redis.url })
+  const ready = () => h.app.inject({ method: 'GET', url: '/readyz' })
+  t.equal((await ready()).statusCode, 200)
+  redis.process.kill('SIGKILL')
+  await exited(redis.process)
+  const down = await until(ready, (r) => r.statusCode === 503, 10_000, 'readyz 503')
+  t.match(down.json().checks.redis, /unreachable/)
+  const submit = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
+  t.equal(submit.statusCode, 503, 'submissions get 503 while Redis is down')
+  t.equal(submit.json().code, 'AIRLOCK_ERR_STORE_UNAVAILABLE')
+  const again = await startRedis(redis.port)
+  t.teardown(() => void again.process.kill('SIGKILL'))
+  await until(ready, (r) => r.statusCode === 200, 20_000, 'readyz 200 after Redis is back')
+  t.pass('ready again once Redis is back')
+})
+
+t.test('readyz goes not-ready while runsc is unusable and ready again after; jobs are refused meanwhile', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'airlock-runsc-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const runsc = join(dir, 'runsc')
+  const real = execFileSync('sh', ['-c', 'command -v runsc'], { encoding: 'utf8' }).trim()
+  await symlink(real, runsc)
+  const h = await build(t, { env: { AIRLOCK_RUNSC_PATH: runsc, AIRLOCK_ISOLATION_CHECK_INTERVAL_MS: '300' } })
+  const ready = () => h.app.inject({ method: 'GET', url: '/readyz' })
+  t.equal((await ready()).statusCode, 200)
+
+  await unlink(runsc)
+  await writeFile(runsc, '#!/bin/sh\necho "runsc is broken" >&2\nexit 1\n', { mode: 0o755 })
+  const broken = await until(ready, (r) => r.statusCode === 503, 15_000, 'readyz 503')
+  t.match(broken.json().checks.isolation, /no worker can isolate jobs/)
+  const refused = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
+  t.equal(refused.statusCode, 503)
+  t.equal(refused.json().code, 'AIRLOCK_ERR_ISOLATION_UNAVAILABLE')
+
+  await unlink(runsc)
+  await symlink(real, runsc)
+  await until(ready, (r) => r.statusCode === 200, 15_000, 'readyz 200 after runsc is back')
+  const job = await h.run({ runtime: 'bash', source: 'echo back' })
+  t.match(job, { status: 'succeeded', stdout: 'back\n' })
+})
+
+t.test('SIGTERM during a running job loses nothing and runs nothing twice', async (t) => {
+  const h = await build(t, { worker: false })
+  const env = { REDIS_URL: h.config.redisUrl, AIRLOCK_REDIS_PREFIX: h.config.redisPrefix, AIRLOCK_STATE_DIR: `${h.config.stateDir}-w`, AIRLOCK_CGROUP_PARENT: `${h.config.cgroupParent}-w` }
+  const source = 'import time\nprint("start", flush=True)\ntime.sleep(3)\nprint("done", flush=True)'
+  const runningOn = async (id: string) => h.poll(id, (j: Job) => j.status === 'running' && j.startedAt !== null)
+  const logOf = async (id: string) => (await h.request('GET', `/v1/jobs/${id}/logs`)).body
+  const statuses = async (id: string) =>
+    (await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/logs`, headers: { authorization: `Bearer ${TENANTS.alice}`, accept: 'application/x-ndjson' } })).body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; status?: string })
+      .filter((e) => e.type === 'status')
+      .map((e) => e.status)
+
+  t.test('within the grace period the running job finishes', async (t) => {
+    const worker = startAirlock('worker', { ...env, AIRLOCK_SHUTDOWN_GRACE_MS: '30000' })
+    t.teardown(() => void worker.kill('SIGKILL'))
+    const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'python', source, limits: { timeoutMs: 30_000 } })).json<{ id: string }>()
+    await runningOn(id)
+    await until(() => logOf(id), (l) => l.includes('start'), 10_000, 'the program to start')
+    worker.kill('SIGTERM')
+    t.equal(await exited(worker), 0, 'the worker exits cleanly')
+    const job = (await h.request('GET', `/v1/jobs/${id}`)).json<Job>()
+    t.match(job, { status: 'succeeded', stdout: 'start\ndone\n' })
+    t.same(await statuses(id), ['queued', 'running', 'succeeded'])
+  })
+
+  t.test('past the grace period the job is handed back and another worker runs it once', async (t) => {
+    const first = startAirlock('worker', { ...env, AIRLOCK_SHUTDOWN_GRACE_MS: '300' })
+    t.teardown(() => void first.kill('SIGKILL'))
+    const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'python', source, limits: { timeoutMs: 30_000 } })).json<{ id: string }>()
+    await runningOn(id)
+    await until(() => logOf(id), (l) => l.includes('start'), 10_000, 'the program to start')
+    first.kill('SIGTERM')
+    t.equal(await exited(first), 0, 'the worker exits cleanly')
+    const handedBack = (await h.request('GET', `/v1/jobs/${id}`)).json<Job>()
+    t.equal(handedBack.status, 'queued', 'the job waits in the queue again, not lost')
+
+    const second = startAirlock('worker', { ...env, AIRLOCK_SHUTDOWN_GRACE_MS: '30000' })
+    t.teardown(async () => {
+      second.kill('SIGTERM')
+      await exited(second)
+    })
+    const job = await h.poll(id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
+    t.match(job, { status: 'succeeded', stdout: 'start\ndone\n' })
+    t.same(await statuses(id), ['queued', 'running', 'queued', 'running', 'succeeded'])
+    const log = await logOf(id)
+    t.equal(log.split('done').length - 1, 1, 'the program ran to completion exactly once')
+  })
+})
