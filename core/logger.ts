@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino'
+import { pino, type DestinationStream, type Logger } from 'pino'
 
 /** Strips stream tokens from URLs before they are logged. */
 export function redactUrl(url: string): string {
@@ -10,8 +10,8 @@ export function redactUrl(url: string): string {
  * tenant and job id); nothing here ever logs bodies, so job source, stdin and output
  * never reach the logs, and keys and tokens are redacted from headers and URLs.
  */
-export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
-  return pino({
+export function createLogger(level: string, base: Record<string, unknown> = {}, destination?: DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base,
     redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'], censor: '[redacted]' },
@@ -24,5 +24,6 @@ export function createLogger(level: string, base: Record<string, unknown> = {}):
       }),
       err: pino.stdSerializers.err,
     },
-  })
+  }
+  return destination ? pino(options, destination) : pino(options)
 }

@@ -3,11 +3,11 @@ import { rm, rmdir } from 'node:fs/promises'
 import { basename } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
-import { pino } from 'pino'
 import { buildApp } from '../api/app.js'
 import type { StreamLimits } from '../api/services/stream-session.js'
 import { loadConfig, type Config } from '../core/config.js'
 import { Metrics } from '../core/metrics.js'
+import { createLogger } from '../core/logger.js'
 import type { Job } from '../core/job.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
 import { WorkerService } from '../worker/worker-service.js'
@@ -48,6 +48,8 @@ export interface BuildOptions {
   streamLimits?: Partial<StreamLimits>
   /** Another Redis than the shared test one. */
   redisUrl?: string
+  /** Where the JSON log lines go (default: nowhere, unless AIRLOCK_LOG_LEVEL is set). */
+  logStream?: NodeJS.WritableStream
   env?: Record<string, string>
 }
 
@@ -75,7 +77,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     AIRLOCK_CGROUP_PARENT: `airlock-test/${prefix}`,
     ...options.env,
   })
-  const logger = pino({ level: process.env.AIRLOCK_LOG_LEVEL ?? 'silent' })
+  const logger = options.logStream ? createLogger('debug', {}, options.logStream) : createLogger(process.env.AIRLOCK_LOG_LEVEL ?? 'silent')
   const metrics = new Metrics()
   let worker: WorkerService | undefined
   if (options.worker !== false) {

@@ -2,6 +2,7 @@ import { mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
+import { Writable } from 'node:stream'
 import t from 'tap'
 import type { Job } from '../../core/job.js'
 import { build, TENANTS } from '../helper.js'
@@ -186,4 +187,30 @@ t.test('SIGTERM during a running job loses nothing and runs nothing twice', asyn
     const log = await logOf(id)
     t.equal(log.split('done').length - 1, 1, 'the program ran to completion exactly once')
   })
+})
+
+t.test('logs carry request id, tenant and job id, and never source, stdin, output or keys', async (t) => {
+  const lines: string[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean))
+      done()
+    },
+  })
+  const h = await build(t, { logStream: sink })
+  const secret = 'SOURCE-SECRET-7f3a'
+  const job = await h.run({ runtime: 'python', source: `import sys\n# ${secret}\nprint("OUTPUT-SECRET-" + sys.stdin.read())`, stdin: 'STDIN-SECRET-91b2' })
+  t.equal(job.stdout, 'OUTPUT-SECRET-STDIN-SECRET-91b2\n')
+  const token = (await h.request('POST', `/v1/jobs/${job.id}/stream-tokens`)).json<{ token: string }>().token
+  await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/logs?token=${token}` })
+  await new Promise((r) => setTimeout(r, 100))
+  const all = lines.join('\n')
+  for (const leak of [secret, 'OUTPUT-SECRET', 'STDIN-SECRET', TENANTS.alice, token]) t.notOk(all.includes(leak), `${leak.slice(0, 12)}... never logged`)
+  const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+  const accepted = parsed.find((l) => l.msg === 'job accepted')
+  t.match(accepted, { tenant: 'alice', jobId: job.id, reqId: /.+/ })
+  const finished = parsed.find((l) => l.msg === 'job finished')
+  t.match(finished, { tenant: 'alice', jobId: job.id, status: 'succeeded' })
+  const completed = parsed.filter((l) => l.msg === 'request completed' && l.tenant === 'alice')
+  t.ok(completed.length > 0, 'request lines carry the tenant')
 })

@@ -1,0 +1,31 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { ConfigError, loadConfig } from '../../core/config.js'
+import { settingsTable } from '../../core/config-docs.js'
+
+t.test("the README's settings table is the generated one", async (t) => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+  const m = /<!-- settings:start[^>]*-->\n([\s\S]*?)<!-- settings:end -->/.exec(readme)
+  t.ok(m, 'the README has the settings markers')
+  t.equal(m?.[1]?.trim(), settingsTable().trim(), 'regenerate with: npm run build && node dist/core/config-docs.js')
+})
+
+t.test('settings can come from a file; the environment wins; typos stop the process', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'airlock-config-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'airlock.env')
+  await writeFile(file, '# comment\nPORT=9090\nAIRLOCK_WORKER_CONCURRENCY="4"\nAIRLOCK_API_KEYS=t1:file-key-0001\n')
+  const config = loadConfig({ AIRLOCK_CONFIG_FILE: file, PORT: '7070' })
+  t.equal(config.port, 7070, 'the environment wins')
+  t.equal(config.workerConcurrency, 4)
+  t.equal(config.tenantsByKey.get('file-key-0001'), 't1')
+
+  await writeFile(file, 'AIRLOCK_WORKER_CONCURENCY=4\n')
+  t.throws(() => loadConfig({ AIRLOCK_CONFIG_FILE: file }), /unknown setting AIRLOCK_WORKER_CONCURENCY/)
+  await writeFile(file, 'PORT=http\n')
+  t.throws(() => loadConfig({ AIRLOCK_CONFIG_FILE: file }), /PORT: expected an integer/)
+  t.throws(() => loadConfig({ AIRLOCK_CONFIG_FILE: join(dir, 'missing.env') }), ConfigError)
+})
