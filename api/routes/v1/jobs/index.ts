@@ -2,9 +2,10 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import { AirlockError } from '../../../../core/errors.js'
 import { JobAcceptedSchema, JobSchema } from '../../../../core/job.js'
 import { JobRequestSchema, resolveJobSpec } from '../../../../core/job-spec.js'
-import { JOB_ID_PATTERN, newJobId } from '../../../../core/job-store.js'
+import { newJobId } from '../../../../core/job-store.js'
 import { isFinalStatus } from '../../../../core/job-status.js'
 import { isolationRefusal } from '../../../../core/worker-registry.js'
+import { ownJob } from './own-job.js'
 import { errorResponses } from '../../../schemas.js'
 
 const JobParams = Type.Object({ id: Type.String({ maxLength: 128 }) })
@@ -12,12 +13,6 @@ const JobParams = Type.Object({ id: Type.String({ maxLength: 128 }) })
 const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { store, queue, registry, waiter, config, metrics } = app.services
 
-  async function ownJob(id: string, tenant: string) {
-    // Another tenant's job and a job that never existed look the same: 404.
-    const stored = JOB_ID_PATTERN.test(id) ? await store.getForTenant(id, tenant) : undefined
-    if (!stored) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
-    return stored
-  }
 
   app.post(
     '/',
@@ -65,7 +60,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/:id',
     { schema: { summary: 'Get a job', params: JobParams, response: { 200: JobSchema, ...errorResponses(401, 404, 503) } } },
-    async (request) => (await ownJob(request.params.id, request.tenant)).job,
+    async (request) => (await ownJob(store, request.params.id, request.tenant)).job,
   )
 
   app.delete(
@@ -79,7 +74,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { id } = request.params
-      const stored = await ownJob(id, request.tenant)
+      const stored = await ownJob(store, id, request.tenant)
       const result = await store.cancel(id, request.tenant)
       if (result.kind === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
       if (result.kind === 'finished') throw new AirlockError('AIRLOCK_ERR_JOB_FINISHED', `job ${id} already ended with status ${result.status}`)
@@ -88,7 +83,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         metrics.jobsFinished.inc({ runtime: stored.spec.runtime, tenant: metrics.tenant(request.tenant), status: 'cancelled' })
       }
       // 202: a running sandbox is being killed; the job turns `cancelled` shortly.
-      return reply.status(202).send((await ownJob(id, request.tenant)).job)
+      return reply.status(202).send((await ownJob(store, id, request.tenant)).job)
     },
   )
 }

@@ -1,7 +1,7 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
 import type { StoredEvent } from '../../../../core/job-events.js'
-import { JOB_ID_PATTERN } from '../../../../core/job-store.js'
+import { ownJob } from './own-job.js'
 import { errorResponses } from '../../../schemas.js'
 import { StreamSession } from '../../../services/stream-session.js'
 
@@ -12,11 +12,6 @@ const MAX_LOG_EVENTS = 100_000
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { store, events, hub, streamTokens, streamLimits, streamSessions, metrics } = app.services
 
-  async function ownJob(id: string, tenant: string) {
-    const stored = JOB_ID_PATTERN.test(id) ? await store.getForTenant(id, tenant) : undefined
-    if (!stored) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
-    return stored
-  }
 
   app.get(
     '/:id/stream',
@@ -37,7 +32,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
       // Ownership is checked before the upgrade, so refusals are plain HTTP answers.
       preHandler: async (request) => {
-        await ownJob(request.params.id, request.tenant)
+        await ownJob(store, request.params.id, request.tenant)
       },
     },
     async (socket, request) => {
@@ -58,7 +53,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await ownJob(request.params.id, request.tenant)
+      await ownJob(store, request.params.id, request.tenant)
       return reply.status(201).send(await streamTokens.issue(request.tenant, request.params.id))
     },
   )
@@ -73,7 +68,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const stored = await ownJob(request.params.id, request.tenant)
+      const stored = await ownJob(store, request.params.id, request.tenant)
       const all: StoredEvent[] = []
       for (let cursor = 0; all.length < MAX_LOG_EVENTS; ) {
         const batch = await events.after(stored.id, cursor, 1000)
