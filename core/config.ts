@@ -104,6 +104,7 @@ export const SETTINGS = {
   adminKey: str('AIRLOCK_ADMIN_KEY', 'Credential for /v1/admin (queue state); admin routes answer 401 when unset', '', /^(|.{16,})$/, 'empty or at least 16 characters'),
   metricsPort: int('AIRLOCK_METRICS_PORT', 'Port of /metrics for worker-only processes (the API serves /metrics on PORT)', 9464, 0, 65535),
   shutdownGraceMs: int('AIRLOCK_SHUTDOWN_GRACE_MS', 'On SIGTERM, how long running jobs may finish before they are handed back to the queue', 25_000, 0, 3_600_000),
+  jobLockMs: int('AIRLOCK_JOB_LOCK_MS', "A worker's lock on a job it holds; a job whose worker died is handed out again after this", 30_000, 1000, 600_000),
   isolationCheckIntervalMs: int('AIRLOCK_ISOLATION_CHECK_INTERVAL_MS', 'How often a worker re-checks that it can isolate jobs (a probe sandbox)', 60_000, 200, 86_400_000),
   maxWaitMs: int('AIRLOCK_MAX_WAIT_MS', 'Longest a `?wait=true` request is held before it answers 202', 330_000, 1000, 3_600_000),
   runscPath: str('AIRLOCK_RUNSC_PATH', 'The runsc binary', 'runsc'),

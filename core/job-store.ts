@@ -17,6 +17,8 @@ export interface StoredJob {
   spec: JobSpec
   status: JobStatus
   cancelRequested: boolean
+  /** Sandboxes started for this job; more than 1 would break at-most-once. */
+  launches: number
   job: Job
 }
 
@@ -37,6 +39,7 @@ local function event(...)
   return seq
 end
 local function final(status)
+  redis.call('ZREM', KEYS[4], id)
   event('type', 'status', 'status', status)
   event('type', 'end')
   for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
@@ -63,6 +66,7 @@ if redis.call('HGET', KEYS[1], 'cancelRequested') == '1' then
   return 'cancelled'
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', now, 'worker', ARGV[7])
+redis.call('ZADD', KEYS[4], now, id)
 event('type', 'status', 'status', 'running')
 return 'claimed'
 `
@@ -99,7 +103,21 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS
 redis.call('HSET', KEYS[1], 'status', 'queued')
 redis.call('HDEL', KEYS[1], 'startedAt', 'worker')
 redis.call('HINCRBY', KEYS[1], 'handedBack', 1)
+redis.call('ZREM', KEYS[4], id)
 event('type', 'status', 'status', 'queued')
+return 1
+`
+
+// ARGV[7]: the worker believed dead; ARGV[8]: reason. Ends a running job whose worker
+// is gone, unless it has moved on meanwhile.
+const LOST = `${PRELUDE}
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then
+  redis.call('ZREM', KEYS[4], id)
+  return 0
+end
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[7] then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'error', 'finishedAt', now, 'reason', ARGV[8])
+final('error')
 return 1
 `
 
@@ -134,6 +152,7 @@ function toStoredJob(id: string, h: Record<string, string>): StoredJob {
     spec,
     status,
     cancelRequested: h.cancelRequested === '1',
+    launches: Number(h.launches ?? 0),
     job: {
       id,
       runtime: spec.runtime,
@@ -172,7 +191,7 @@ export class JobStore {
 
   private script(lua: string, id: string, now: number, ...args: (string | number)[]): Promise<unknown> {
     const k = this.keys
-    return this.redis.eval(lua, 3, k.job(id), k.jobEvents(id), k.jobSeq(id), now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, ...args)
+    return this.redis.eval(lua, 4, k.job(id), k.jobEvents(id), k.jobSeq(id), k.running, now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, ...args)
   }
 
   async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<void> {
@@ -206,6 +225,25 @@ export class JobStore {
    */
   async requeue(id: string, workerId: string, now = Date.now()): Promise<boolean> {
     return (await this.script(REQUEUE, id, now, workerId)) === 1
+  }
+
+  /** Counts a sandbox launch for the job (the record of at-most-once); returns the count. */
+  async countLaunch(id: string): Promise<number> {
+    return this.redis.hincrby(this.keys.job(id), 'launches', 1)
+  }
+
+  /** Running jobs and the worker each one was claimed by. */
+  async running(): Promise<{ id: string; worker: string }[]> {
+    const ids = await this.redis.zrange(this.keys.running, '0', '-1')
+    const out: { id: string; worker: string }[] = []
+    for (const id of ids) out.push({ id, worker: (await this.redis.hget(this.keys.job(id), 'worker')) ?? '' })
+    return out
+  }
+
+  /** Ends a running job whose worker is gone as `error`; false if it had moved on. */
+  async markLost(id: string, deadWorker: string, now = Date.now()): Promise<boolean> {
+    const reason = 'the worker running this job stopped before it finished; it was not run again'
+    return (await this.script(LOST, id, now, deadWorker, reason)) === 1
   }
 
   /** Appends output to the job's event stream; returns its seq. */

@@ -21,6 +21,8 @@ export interface RedisKeys {
   readonly finishedChannel: string
   /** Pub/sub: a job id is published here when a running job must be killed. */
   readonly cancelChannel: string
+  /** Sorted set of running jobs (scored by claim time), for finding jobs whose worker died. */
+  readonly running: string
   /** Sorted set of live workers, scored by last heartbeat (ms). */
   readonly workers: string
   /** Hash: worker id -> JSON heartbeat (executor, isolation report). */
@@ -39,6 +41,7 @@ export function redisKeys(prefix: string): RedisKeys {
     streamToken: (digest) => `${p}:stream-token:${digest}`,
     finishedChannel: `${p}:events:finished`,
     cancelChannel: `${p}:events:cancel`,
+    running: `${p}:running`,
     workers: `${p}:workers`,
     workerInfo: `${p}:workers:info`,
   }

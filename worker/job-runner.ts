@@ -96,7 +96,15 @@ export class JobRunner {
     )
     let outcome: JobOutcome
     try {
-      outcome = await this.executor.run({ jobId: stored.id, spec: stored.spec, signal, onOutput: (stream, text) => logs.push(stream, text) })
+      outcome = await this.executor.run({
+        jobId: stored.id,
+        spec: stored.spec,
+        signal,
+        beforeLaunch: async () => {
+          await this.store.countLaunch(stored.id)
+        },
+        onOutput: (stream, text) => logs.push(stream, text),
+      })
     } catch (err) {
       log.error({ err }, 'executor failed')
       outcome = errorOutcome(`the sandbox could not be run: ${(err as Error).message}`)

@@ -67,7 +67,10 @@ export class WorkerService {
     this.subscriber.on('message', (_channel: string, jobId: string) => this.runner?.cancel(jobId))
 
     await this.checkIsolation()
-    this.heartbeat = setInterval(() => void this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed')), HEARTBEAT_INTERVAL_MS)
+    this.heartbeat = setInterval(() => {
+      void this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed'))
+      void this.sweepLost().catch((err: unknown) => this.logger.warn({ err }, 'sweep of lost jobs failed'))
+    }, HEARTBEAT_INTERVAL_MS)
     this.heartbeat.unref()
     this.checker = setInterval(() => void this.checkIsolation(), this.config.isolationCheckIntervalMs)
     this.checker.unref()
@@ -120,6 +123,8 @@ export class WorkerService {
         // A job whose lock lapses is handed out once more; JobRunner then records it as
         // lost rather than running it twice.
         maxStalledCount: 1,
+        lockDuration: this.config.jobLockMs,
+        stalledInterval: this.config.jobLockMs,
         removeOnComplete: { count: 0 },
         removeOnFail: { count: 0 },
       },
@@ -127,9 +132,26 @@ export class WorkerService {
     this.worker.on('error', (err) => this.logger.error({ err }, 'queue worker error'))
   }
 
+  /**
+   * Ends, as `error`, running jobs whose worker has stopped beating: the program may have
+   * run, so it is not run again (at most once), but the job still gets its one final
+   * status (at-least-once completion). BullMQ's stalled-job check would get there too,
+   * but only once the job's lock lapses and only while BullMQ still holds the job.
+   */
+  private async sweepLost(): Promise<void> {
+    if (this.stopping || !this.isolationReport?.ok) return
+    const running = await this.store.running()
+    if (running.length === 0) return
+    const live = new Set((await this.registry.live()).map((w) => w.id))
+    for (const { id, worker } of running) {
+      if (worker === this.id || live.has(worker)) continue
+      if (await this.store.markLost(id, worker)) this.logger.warn({ jobId: id, worker }, 'job ended as error: its worker stopped')
+    }
+  }
+
   private async beat(): Promise<void> {
     const report = this.isolationReport
-    if (!report || this.stopping) return
+    if (!report) return
     const hb: WorkerHeartbeat = {
       id: this.id,
       executor: this.executor.name,
@@ -147,17 +169,18 @@ export class WorkerService {
    */
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     this.stopping = true
-    clearInterval(this.heartbeat)
     clearInterval(this.checker)
     // A probe sandbox in flight must finish before the executor removes its state.
     await this.checking?.catch(() => undefined)
-    await this.registry.remove(this.id).catch(() => undefined)
     if (this.worker) {
       const closing = this.worker.close()
       const timer = setTimeout(() => this.runner?.interruptAll(), graceMs)
       await closing
       clearTimeout(timer)
     }
+    // Beats go on while running jobs finish, so no other worker takes them for lost.
+    clearInterval(this.heartbeat)
+    await this.registry.remove(this.id).catch(() => undefined)
     await this.executor.close()
     this.subscriber.disconnect()
     this.bullConnection.disconnect()

@@ -18,6 +18,8 @@ export interface ExecutionRequest {
   spec: JobSpec
   /** Aborted when the job is cancelled; the sandbox is then killed. */
   signal: AbortSignal
+  /** Called (and awaited) right before the sandbox starts: the launch record. */
+  beforeLaunch?: () => Promise<void>
   /** Called with output as the program produces it (within the output cap), in order. */
   onOutput?: (stream: 'stdout' | 'stderr', text: string) => void
 }

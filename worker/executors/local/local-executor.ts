@@ -98,7 +98,7 @@ export class LocalExecutor implements Executor {
     return versions
   }
 
-  async run({ jobId, spec, signal, onOutput }: ExecutionRequest): Promise<JobOutcome> {
+  async run({ jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome> {
     const runtime = findRuntime(spec.runtime)
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
     const id = `${CONTAINER_PREFIX}${jobId}`
@@ -120,6 +120,7 @@ export class LocalExecutor implements Executor {
 
       const stdout = new CappedOutput(spec.limits.outputBytes)
       const stderr = new CappedOutput(spec.limits.outputBytes)
+      await beforeLaunch?.()
       const pidFile = join(bundle, 'sandbox.pid')
       const child = this.runsc.run(id, bundle, logFile, pidFile)
       created = true
@@ -214,8 +215,11 @@ export class LocalExecutor implements Executor {
       const pid = Number(owner)
       if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue
       const runsc = new Runsc({ ...this.runsc.options, root: join(workersDir, owner, 'runsc') })
-      for (const id of await runsc.list()) {
-        if (!id.startsWith(CONTAINER_PREFIX)) continue
+      // Sandboxes runsc knows of, and bundles of launches it may not have got to: the
+      // cgroups exist from the moment the bundle does.
+      const bundles = await readdir(join(workersDir, owner, 'bundles')).catch(() => [] as string[])
+      const ids = new Set([...(await runsc.list()), ...bundles].filter((id) => id.startsWith(CONTAINER_PREFIX)))
+      for (const id of ids) {
         await runsc.delete(id)
         await new CgroupV1(`/${this.options.cgroupParent}/${id}`).remove().catch(() => undefined)
         reaped++
