@@ -28,10 +28,11 @@ export function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)))
 }
 
-/** A private Redis on a free port, for tests that stop and start it. */
-export async function startRedis(port?: number): Promise<{ port: number; url: string; process: ChildProcess }> {
+/** A private Redis on a free port, for tests that stop and start it; `aofDir` turns on persistence. */
+export async function startRedis(port?: number, aofDir?: string): Promise<{ port: number; url: string; process: ChildProcess }> {
   const p = port ?? (await freePort())
-  const child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+  const persistence = aofDir ? ['--appendonly', 'yes', '--dir', aofDir] : ['--appendonly', 'no']
+  const child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: 'ignore' })
   const url = `redis://127.0.0.1:${p}`
   for (let i = 0; i < 100; i++) {
     const up = await new Promise<boolean>((resolve) => {
