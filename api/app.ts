@@ -14,7 +14,7 @@ import { createRedis } from '../core/redis.js'
 import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
 import { WorkerRegistry } from '../core/worker-registry.js'
 import { registerAuth } from './plugins/auth.js'
-import { registerErrorHandler } from './plugins/error-handler.js'
+import { clientErrorHandler, frameworkErrors, registerErrorHandler } from './plugins/error-handler.js'
 import adminRoutes from './routes/v1/admin/index.js'
 import healthRoutes from './routes/health.js'
 import jobsRoutes from './routes/v1/jobs/index.js'
@@ -64,6 +64,8 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
     requestIdHeader: 'x-request-id',
+    clientErrorHandler,
+    frameworkErrors: frameworkErrors(metrics),
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
   registerErrorHandler(app, metrics)

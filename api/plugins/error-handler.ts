@@ -1,4 +1,6 @@
-import type { FastifyError, FastifyInstance } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError, ErrorCodes, isAirlockError, type ErrorCode } from '../../core/errors.js'
 import type { Metrics } from '../../core/metrics.js'
 import type { ErrorResponse } from '../schemas.js'
@@ -13,6 +15,8 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_VALIDATION: 'AIRLOCK_ERR_VALIDATION',
   FST_ERR_BAD_URL: 'AIRLOCK_ERR_VALIDATION',
   FST_ERR_INVALID_URL: 'AIRLOCK_ERR_VALIDATION',
+  FST_ERR_MAX_PARAM_LENGTH: 'AIRLOCK_ERR_URI_TOO_LONG',
+  FST_ERR_ASYNC_CONSTRAINT: 'AIRLOCK_ERR_VALIDATION',
 }
 
 function isStoreUnavailable(err: Error): boolean {
@@ -50,6 +54,37 @@ export function toErrorResponse(err: FastifyError | Error): { status: number; bo
     return { status: f.statusCode, body: { statusCode: f.statusCode, code: 'AIRLOCK_ERR_VALIDATION', message: f.message }, log: false }
   }
   return { status: 500, body: { statusCode: 500, code: 'AIRLOCK_ERR_INTERNAL', message: 'internal error' }, log: true }
+}
+
+/**
+ * Requests Node's HTTP parser rejects (oversized headers, garbage) never reach fastify's
+ * handlers; they still get our error shape and code.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, code, message]: [number, ErrorCode, string] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'AIRLOCK_ERR_HEADERS_TOO_LARGE', 'request headers are too large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'AIRLOCK_ERR_REQUEST_TIMEOUT', 'the request took too long to arrive']
+        : [400, 'AIRLOCK_ERR_BAD_REQUEST', 'the HTTP request could not be parsed']
+  const body = JSON.stringify({ statusCode: status, code, message })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
+
+/**
+ * Errors the router raises before any route runs (bad URL encoding, over-long path
+ * parameters) bypass the error handler; this gives them the same shape.
+ */
+export function frameworkErrors(metrics: Metrics) {
+  return (err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void => {
+    const { status, body } = toErrorResponse(err)
+    metrics.rejectedRequests.inc({ code: body.code })
+    void reply.code(status).send(body)
+  }
 }
 
 /** One error handler: 4xx carry the message and code; 5xx are logged and answered generically. */

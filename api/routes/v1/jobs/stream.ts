@@ -25,7 +25,8 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Authenticate with the Authorization header, or with ?token= from POST /v1/jobs/:id/stream-tokens (browsers).',
         params: JobParams,
         querystring: Type.Object({
-          from: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Resume after this seq' })),
+          // A string, parsed below: numeric coercion would quietly turn "1.5" into a seq.
+          from: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Resume after this seq' })),
           token: Type.Optional(Type.String({ maxLength: 128, description: 'Single-use stream token' })),
         }),
         response: errorResponses(400, 401, 404),
@@ -36,7 +37,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (socket, request) => {
-      const session = new StreamSession(socket, request.params.id, request.query.from ?? 0, { store, reader: events, hub, log: request.log.child({ jobId: request.params.id }), limits: streamLimits, metrics })
+      const session = new StreamSession(socket, request.params.id, Number(request.query.from ?? 0), { store, reader: events, hub, log: request.log.child({ jobId: request.params.id }), limits: streamLimits, metrics })
       streamSessions.add(session)
       socket.once('close', () => streamSessions.delete(session))
       await session.start()
