@@ -8,7 +8,7 @@ import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
 import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
-import { HEARTBEAT_INTERVAL_MS, WorkerRegistry, type WorkerHeartbeat } from '../core/worker-registry.js'
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TTL_MS, WorkerRegistry, type WorkerHeartbeat } from '../core/worker-registry.js'
 import type { Executor, IsolationReport } from './executors/executor.js'
 import { JobRunner } from './job-runner.js'
 
@@ -37,6 +37,8 @@ export class WorkerService {
   private isolationReport: IsolationReport | undefined
   private versions: Record<string, string> = {}
   private stopping = false
+  /** When this worker's Redis connection last became ready. */
+  private connectedSince = Date.now()
   private checking: Promise<void> | undefined
 
   constructor(
@@ -50,6 +52,9 @@ export class WorkerService {
     this.subscriber = createRedis(config.redisUrl, 'blocking')
     this.bullConnection = createRedis(config.redisUrl, 'blocking')
     for (const c of [this.redis, this.subscriber, this.bullConnection]) c.on('error', (err) => logger.warn({ err: err.message }, 'redis error'))
+    this.redis.on('ready', () => {
+      this.connectedSince = Date.now()
+    })
     this.registry = new WorkerRegistry(this.redis, this.keys)
     this.store = new JobStore(this.redis, this.keys, config.jobRetentionSeconds)
   }
@@ -140,6 +145,9 @@ export class WorkerService {
    */
   private async sweepLost(): Promise<void> {
     if (this.stopping || !this.isolationReport?.ok) return
+    // After a Redis outage every heartbeat looks stale; give live workers a full TTL to
+    // beat again before taking anyone for dead.
+    if (Date.now() - this.connectedSince < HEARTBEAT_TTL_MS) return
     const running = await this.store.running()
     if (running.length === 0) return
     const live = new Set((await this.registry.live()).map((w) => w.id))
