@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import type { Isolation, Job, JobOutcome } from './job.js'
+import type { Isolation, Job, JobList, JobOutcome, JobSummary } from './job.js'
 import type { JobSpec } from './job-spec.js'
 import type { JobStatus } from './job-status.js'
 import type { RedisKeys } from './redis-keys.js'
@@ -47,10 +47,14 @@ local function final(status)
 end
 `
 
-// ARGV[7..]: field/value pairs of the new record
+// KEYS[5]: the tenant's job index; ARGV[7]: index entries older than this are
+// dropped (their records have expired); ARGV[8..]: field/value pairs of the new record
 const CREATE = `${PRELUDE}
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], liveTtl)
+redis.call('ZADD', KEYS[5], now, id)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[7])
+redis.call('EXPIRE', KEYS[5], liveTtl)
 event('type', 'status', 'status', 'queued')
 return 1
 `
@@ -177,6 +181,30 @@ function toStoredJob(id: string, h: Record<string, string>): StoredJob {
   }
 }
 
+export interface ListOptions {
+  /** Only jobs with one of these statuses; all when absent. */
+  statuses?: readonly JobStatus[]
+  limit: number
+  /** From a previous page's `nextCursor`. */
+  cursor?: string
+}
+
+/** Opaque to clients: the score and id of the last index entry a page looked at. */
+export function encodeCursor(score: number, id: string): string {
+  return Buffer.from(`${score}:${id}`).toString('base64url')
+}
+
+export function decodeCursor(cursor: string): { score: number; id: string } | undefined {
+  const m = /^([0-9]{1,15}):(job_[0-9a-f]{32})$/.exec(Buffer.from(cursor, 'base64url').toString())
+  return m ? { score: Number(m[1]), id: m[2]! } : undefined
+}
+
+const SUMMARY_FIELDS = ['status', 'runtime', 'exitCode', 'reason', 'createdAt', 'startedAt', 'finishedAt'] as const
+// A filtered page stops after looking at this many index entries, so one request's
+// cost is bounded however rare the wanted status is; the cursor carries on from there.
+const LIST_SCAN_MAX = 2000
+const LIST_BATCH = 200
+
 export class JobStore {
   /** Events of a job that has not ended yet are kept at least this long. */
   private readonly liveTtlSeconds: number
@@ -190,17 +218,23 @@ export class JobStore {
   }
 
   private script(lua: string, id: string, now: number, ...args: (string | number)[]): Promise<unknown> {
+    return this.scriptWithKeys(lua, id, [], now, ...args)
+  }
+
+  private scriptWithKeys(lua: string, id: string, extraKeys: string[], now: number, ...args: (string | number)[]): Promise<unknown> {
     const k = this.keys
-    return this.redis.eval(lua, 4, k.job(id), k.jobEvents(id), k.jobSeq(id), k.running, now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, ...args)
+    const keys = [k.job(id), k.jobEvents(id), k.jobSeq(id), k.running, ...extraKeys]
+    return this.redis.eval(lua, keys.length, ...keys, now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, ...args)
   }
 
   async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<void> {
-    await this.script(CREATE, id, now, 'tenant', tenant, 'status', 'queued', 'spec', JSON.stringify(spec), 'createdAt', String(now))
+    const oldest = now - this.liveTtlSeconds * 1000
+    await this.scriptWithKeys(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', JSON.stringify(spec), 'createdAt', String(now))
   }
 
   /** Removes a job that was never accepted (its queue entry could not be written). */
-  async remove(id: string): Promise<void> {
-    await this.redis.del(this.keys.job(id), this.keys.jobEvents(id), this.keys.jobSeq(id))
+  async remove(id: string, tenant: string): Promise<void> {
+    await this.redis.multi().del(this.keys.job(id), this.keys.jobEvents(id), this.keys.jobSeq(id)).zrem(this.keys.tenantJobs(tenant), id).exec()
   }
 
   async get(id: string): Promise<StoredJob | undefined> {
@@ -213,6 +247,59 @@ export class JobStore {
   async getForTenant(id: string, tenant: string): Promise<StoredJob | undefined> {
     const stored = await this.get(id)
     return stored && stored.tenant === tenant ? stored : undefined
+  }
+
+  /**
+   * The tenant's jobs, newest first, a page at a time. Index entries whose record has
+   * expired are dropped as they are met.
+   */
+  async list(tenant: string, options: ListOptions): Promise<JobList> {
+    const index = this.keys.tenantJobs(tenant)
+    const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor)
+    const wanted = options.statuses && options.statuses.length > 0 ? new Set(options.statuses) : undefined
+    const items: JobSummary[] = []
+    const max = after ? String(after.score) : '+inf'
+    let offset = 0
+    let scanned = 0
+    let last: { score: number; id: string } | undefined
+    for (;;) {
+      const raw = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', offset, LIST_BATCH)
+      const batch: { id: string; score: number }[] = []
+      for (let i = 0; i + 1 < raw.length; i += 2) batch.push({ id: raw[i]!, score: Number(raw[i + 1]) })
+      // Entries that share the cursor's score sort by id, descending; skip those already seen.
+      const fresh = batch.filter((e) => !(after && e.score === after.score && e.id >= after.id))
+      const pipeline = this.redis.pipeline()
+      for (const e of fresh) pipeline.hmget(this.keys.job(e.id), ...SUMMARY_FIELDS)
+      const rows = (await pipeline.exec()) ?? []
+      const gone: string[] = []
+      for (const [i, e] of fresh.entries()) {
+        if (items.length === options.limit) return { items, nextCursor: encodeCursor(last!.score, last!.id) }
+        if (scanned === LIST_SCAN_MAX) return { items, nextCursor: last ? encodeCursor(last.score, last.id) : null }
+        scanned++
+        last = e
+        const values = rows[i]?.[1] as (string | null)[] | undefined
+        const [status, runtime, exitCode, reason, createdAt, startedAt, finishedAt] = values ?? []
+        if (!status) {
+          gone.push(e.id)
+          continue
+        }
+        if (wanted && !wanted.has(status as JobStatus)) continue
+        items.push({
+          id: e.id,
+          runtime: runtime ?? '',
+          status: status as JobStatus,
+          exitCode: intOrNull(exitCode ?? undefined),
+          reason: reason || null,
+          createdAt: new Date(Number(createdAt ?? e.score)).toISOString(),
+          startedAt: iso(startedAt ?? undefined),
+          finishedAt: iso(finishedAt ?? undefined),
+        })
+      }
+      if (gone.length > 0) await this.redis.zrem(index, ...gone)
+      if (batch.length < LIST_BATCH) return { items, nextCursor: null }
+      // Removed entries shift the later ones up by as many places.
+      offset += LIST_BATCH - gone.length
+    }
   }
 
   async claim(id: string, workerId: string, now = Date.now()): Promise<ClaimResult> {

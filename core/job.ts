@@ -42,6 +42,27 @@ export const JobSchema = Type.Object({
 
 export type Job = Static<typeof JobSchema>
 
+/** A job in a listing: no output, which can be large; `GET /v1/jobs/:id` has it. */
+export const JobSummarySchema = Type.Object({
+  id: Type.String(),
+  runtime: Type.String(),
+  status: JobStatusSchema,
+  exitCode: Nullable(Type.Integer()),
+  reason: Nullable(Type.String()),
+  createdAt: Type.String({ format: 'date-time' }),
+  startedAt: Nullable(Type.String({ format: 'date-time' })),
+  finishedAt: Nullable(Type.String({ format: 'date-time' })),
+})
+
+export type JobSummary = Static<typeof JobSummarySchema>
+
+export const JobListSchema = Type.Object({
+  items: Type.Array(JobSummarySchema, { description: 'Newest first' }),
+  nextCursor: Nullable(Type.String({ description: 'Pass as cursor for the next page; null on the last page' })),
+})
+
+export type JobList = Static<typeof JobListSchema>
+
 export const JobAcceptedSchema = Type.Object({ id: Type.String(), status: JobStatusSchema })
 
 /** What the worker learns from running a job; becomes part of the stored record. */

@@ -15,6 +15,8 @@ export interface RedisKeys {
   jobSeq(id: string): string
   /** Pub/sub: the newest seq is published here after each event of the job. */
   jobNotify(id: string): string
+  /** Sorted set of a tenant's job ids, scored by creation time (ms), for listing. */
+  tenantJobs(tenant: string): string
   /** A short-lived, single-use token for opening a job's stream from a browser. */
   streamToken(digest: string): string
   /** Pub/sub: a job id is published here when the job reaches a final status. */
@@ -38,6 +40,7 @@ export function redisKeys(prefix: string): RedisKeys {
     jobEvents: (id) => `${p}:job:${id}:events`,
     jobSeq: (id) => `${p}:job:${id}:seq`,
     jobNotify: (id) => `${p}:job:${id}:notify`,
+    tenantJobs: (tenant) => `${p}:tenant:${tenant}:jobs`,
     streamToken: (digest) => `${p}:stream-token:${digest}`,
     finishedChannel: `${p}:events:finished`,
     cancelChannel: `${p}:events:cancel`,

@@ -1,9 +1,9 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
-import { JobAcceptedSchema, JobSchema } from '../../../../core/job.js'
+import { JobAcceptedSchema, JobListSchema, JobSchema } from '../../../../core/job.js'
 import { JobRequestSchema, resolveJobSpec } from '../../../../core/job-spec.js'
-import { newJobId } from '../../../../core/job-store.js'
-import { isFinalStatus } from '../../../../core/job-status.js'
+import { decodeCursor, newJobId } from '../../../../core/job-store.js'
+import { isFinalStatus, JOB_STATUSES, type JobStatus } from '../../../../core/job-status.js'
 import { isolationRefusal } from '../../../../core/worker-registry.js'
 import { ownJob } from './own-job.js'
 import { errorResponses } from '../../../schemas.js'
@@ -35,7 +35,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         await queue.add('run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true })
       } catch (err) {
         // Never answer 202 for a job no worker will see.
-        await store.remove(id).catch(() => undefined)
+        await store.remove(id, request.tenant).catch(() => undefined)
         throw err
       }
       request.log = reply.log = request.log.child({ jobId: id })
@@ -54,6 +54,33 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (done && isFinalStatus(done.status)) return reply.status(200).send(done.job)
       }
       return reply.status(202).send({ id, status: 'queued' as const })
+    },
+  )
+
+  app.get(
+    '/',
+    {
+      schema: {
+        summary: "List the calling tenant's jobs, newest first",
+        querystring: Type.Object({
+          status: Type.Optional(Type.String({ maxLength: 200, description: `Comma-separated statuses to keep: ${JOB_STATUSES.join(', ')}` })),
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+          cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
+        }),
+        response: { 200: JobListSchema, ...errorResponses(400, 401, 503) },
+      },
+    },
+    async (request) => {
+      const { status, limit, cursor } = request.query
+      const statuses = status === undefined ? undefined : status.split(',').map((s) => s.trim())
+      const unknown = statuses?.filter((s) => !(JOB_STATUSES as readonly string[]).includes(s)) ?? []
+      if (unknown.length > 0) {
+        throw new AirlockError('AIRLOCK_ERR_VALIDATION', `unknown status ${JSON.stringify(unknown[0])}; one of ${JOB_STATUSES.join(', ')}`, [{ path: '/status', message: 'unknown status' }])
+      }
+      if (cursor !== undefined && !decodeCursor(cursor)) {
+        throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'cursor is not one this server gave out', [{ path: '/cursor', message: 'invalid cursor' }])
+      }
+      return store.list(request.tenant, { statuses: statuses as JobStatus[] | undefined, limit: limit ?? 20, cursor })
     },
   )
 

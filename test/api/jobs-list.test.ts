@@ -1,0 +1,100 @@
+import t from 'tap'
+import { Redis } from 'ioredis'
+import type { JobList } from '../../core/job.js'
+import type { JobSpec } from '../../core/job-spec.js'
+import { newJobId } from '../../core/job-store.js'
+import { build } from '../helper.js'
+
+const spec: JobSpec = {
+  runtime: 'bash',
+  files: [{ path: 'main.sh', content: 'true' }],
+  entrypoint: 'main.sh',
+  args: [],
+  stdin: '',
+  env: {},
+  limits: { timeoutMs: 1000, memoryMb: 64, cpus: 1, pids: 32, outputBytes: 1024 },
+}
+
+t.test('GET /v1/jobs pages through the tenant\'s jobs newest first, without gaps or repeats', async (t) => {
+  const h = await build(t, { worker: false })
+  const { store } = h.app.services
+  const base = Date.now() - 100_000
+  const ids: string[] = []
+  // Several jobs share a millisecond, so the cursor must break ties.
+  for (let i = 0; i < 45; i++) {
+    const id = newJobId()
+    ids.push(id)
+    await store.create(id, 'alice', spec, base + Math.floor(i / 3))
+  }
+  await store.create(newJobId(), 'bob', spec, base)
+
+  const seen: string[] = []
+  let cursor: string | null = null
+  let pages = 0
+  do {
+    const res = await h.request('GET', `/v1/jobs?limit=20${cursor ? `&cursor=${cursor}` : ''}`)
+    t.equal(res.statusCode, 200)
+    const page = res.json<JobList>()
+    t.ok(page.items.length <= 20)
+    seen.push(...page.items.map((j) => j.id))
+    cursor = page.nextCursor
+    pages++
+  } while (cursor && pages < 10)
+  t.equal(pages, 3, 'three pages of 20, 20 and 5')
+  t.equal(seen.length, 45)
+  t.equal(new Set(seen).size, 45, 'no job twice')
+  t.same(new Set(seen), new Set(ids), "only alice's jobs")
+  const created = await Promise.all(seen.map(async (id) => (await store.get(id))!.job.createdAt))
+  t.same(created, [...created].sort().reverse(), 'newest first')
+
+  const bob = (await h.request('GET', '/v1/jobs', undefined, 'bob')).json<JobList>()
+  t.equal(bob.items.length, 1, 'bob sees only his own job')
+  t.notOk(ids.includes(bob.items[0]!.id))
+})
+
+t.test('GET /v1/jobs?status= filters, and a listing carries no output', async (t) => {
+  const h = await build(t, { worker: false })
+  const { store } = h.app.services
+  const queued = newJobId()
+  const cancelled = newJobId()
+  await store.create(queued, 'alice', spec)
+  await store.create(cancelled, 'alice', spec)
+  t.same(await store.cancel(cancelled, 'alice'), { kind: 'cancelled' })
+
+  const onlyCancelled = (await h.request('GET', '/v1/jobs?status=cancelled')).json<JobList>()
+  t.same(onlyCancelled.items.map((j) => j.id), [cancelled])
+  t.equal(onlyCancelled.items[0]!.status, 'cancelled')
+  t.equal(onlyCancelled.items[0]!.reason, 'cancelled before it started')
+  t.notOk('stdout' in onlyCancelled.items[0]!, 'no output in a listing')
+  const both = (await h.request('GET', '/v1/jobs?status=queued,cancelled')).json<JobList>()
+  t.same(new Set(both.items.map((j) => j.id)), new Set([queued, cancelled]))
+  t.equal(both.nextCursor, null)
+})
+
+t.test('GET /v1/jobs drops index entries whose job record has expired', async (t) => {
+  const h = await build(t, { worker: false })
+  const { store } = h.app.services
+  const kept = newJobId()
+  const expired = newJobId()
+  await store.create(kept, 'alice', spec)
+  await store.create(expired, 'alice', spec)
+  const redis = new Redis(h.config.redisUrl)
+  t.teardown(() => redis.disconnect())
+  const keys = h.app.services.store['keys' as never] as { job(id: string): string; tenantJobs(t: string): string }
+  await redis.del(keys.job(expired))
+  const list = (await h.request('GET', '/v1/jobs')).json<JobList>()
+  t.same(list.items.map((j) => j.id), [kept])
+  t.equal(await redis.zscore(keys.tenantJobs('alice'), expired), null, 'the stale entry is gone from the index')
+})
+
+t.test('GET /v1/jobs refuses a bad status, limit or cursor with 400 and a code', async (t) => {
+  const h = await build(t, { worker: false })
+  for (const query of ['status=done', 'status=queued,', 'limit=0', 'limit=101', 'limit=x', 'cursor=abc', `cursor=${Buffer.from('1:job_zz').toString('base64url')}`]) {
+    const res = await h.request('GET', `/v1/jobs?${query}`)
+    t.equal(res.statusCode, 400, query)
+    t.equal(res.json<{ code: string }>().code, 'AIRLOCK_ERR_VALIDATION', query)
+  }
+  t.equal((await h.request('GET', '/v1/jobs', undefined)).statusCode, 200)
+  const anon = await h.app.inject({ method: 'GET', url: '/v1/jobs' })
+  t.equal(anon.statusCode, 401)
+})
