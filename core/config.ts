@@ -90,6 +90,18 @@ export function parseApiKeys(raw: string, name = 'AIRLOCK_API_KEYS'): Map<string
   return keys
 }
 
+/** `image=ref@sha256:...` pairs -> image -> reference. Tags alone are refused: a tag can move. */
+export function parseImageRefs(raw: string, name = 'AIRLOCK_K8S_IMAGES'): Map<string, string> {
+  const refs = new Map<string, string>()
+  for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const m = /^([a-z0-9][a-z0-9_.-]*)=(\S+)$/.exec(entry)
+    if (!m) throw new ConfigError(name, `each entry must be image=reference, got ${JSON.stringify(entry)}`)
+    if (!/^[^@\s]+@sha256:[0-9a-f]{64}$/.test(m[2]!)) throw new ConfigError(name, `the reference of image ${m[1]} must be pinned by digest (name@sha256:<64 hex>), got ${JSON.stringify(m[2])}`)
+    refs.set(m[1]!, m[2]!)
+  }
+  return refs
+}
+
 export const SETTINGS = {
   port: int('PORT', 'HTTP port of the API', 8080, 0, 65535),
   host: str('HOST', 'Address the API listens on', '0.0.0.0'),
@@ -97,7 +109,7 @@ export const SETTINGS = {
   redisPrefix: str('AIRLOCK_REDIS_PREFIX', 'Prefix of every Redis key (lets deployments share a Redis)', 'airlock', /^[A-Za-z0-9_.-]{1,64}$/, '1-64 letters, digits, _ . -'),
   apiKeys: str('AIRLOCK_API_KEYS', 'Static tenants and keys, `tenantA:keyA,tenantB:keyB`', ''),
   logLevel: oneOf('AIRLOCK_LOG_LEVEL', 'Log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
-  executor: oneOf('AIRLOCK_EXECUTOR', 'Sandbox executor', 'local', ['local'] as const),
+  executor: oneOf('AIRLOCK_EXECUTOR', 'Sandbox executor: local (runsc on this machine) or kubernetes (a Job per job under the gVisor RuntimeClass)', 'local', ['local', 'kubernetes'] as const),
   workerConcurrency: int('AIRLOCK_WORKER_CONCURRENCY', 'Jobs one worker process runs at once', 2, 1, 256),
   bodyLimitBytes: int('AIRLOCK_MAX_BODY_BYTES', 'Largest request body accepted', 2 * 1024 * 1024, 1024, 64 * 1024 * 1024),
   jobRetentionSeconds: int('AIRLOCK_JOB_RETENTION_SECONDS', 'How long a finished job stays queryable', 7 * 24 * 3600, 60, 365 * 24 * 3600),
@@ -115,6 +127,14 @@ export const SETTINGS = {
   cgroupParent: str('AIRLOCK_CGROUP_PARENT', 'Parent cgroup of every sandbox (cgroup v1)', 'airlock', /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a relative cgroup path'),
   sandboxOverheadMb: int('AIRLOCK_SANDBOX_OVERHEAD_MB', "Memory added to a job's limit for gVisor itself", 64, 0, 4096),
   workspaceMb: int('AIRLOCK_WORKSPACE_MB', 'Size of the writable /workspace and of /tmp (tmpfs, counts against memory)', 64, 1, 65536),
+  k8sKubeconfig: str('AIRLOCK_K8S_KUBECONFIG', 'kubernetes executor: kubeconfig file; empty means the in-cluster service account', ''),
+  k8sNamespace: str('AIRLOCK_K8S_NAMESPACE', 'kubernetes executor: namespace of sandbox Jobs (must enforce Pod Security restricted and deny all traffic)', 'airlock-sandbox', /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'a namespace name'),
+  k8sRuntimeClass: str('AIRLOCK_K8S_RUNTIME_CLASS', 'kubernetes executor: RuntimeClass of sandbox pods (its handler must be runsc)', 'gvisor', /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'a RuntimeClass name'),
+  k8sImages: str('AIRLOCK_K8S_IMAGES', 'kubernetes executor: sandbox image references pinned by digest, `default=registry/airlock/default@sha256:...` (comma-separated)', ''),
+  k8sUnschedulableWaitMs: int('AIRLOCK_K8S_UNSCHEDULABLE_WAIT_MS', 'kubernetes executor: how long a pod may stay unschedulable before its job ends as error', 60_000, 0, 3_600_000),
+  k8sStartAllowanceMs: int('AIRLOCK_K8S_START_ALLOWANCE_MS', "kubernetes executor: time for scheduling and image pull added to a job's timeout in the Job's activeDeadlineSeconds (the cluster-side backstop)", 120_000, 0, 3_600_000),
+  k8sTtlAfterFinishedSeconds: int('AIRLOCK_K8S_TTL_AFTER_FINISHED_SECONDS', 'kubernetes executor: ttlSecondsAfterFinished, for Jobs a worker could not delete itself', 3600, 0, 7 * 24 * 3600),
+  k8sWatchTimeoutSeconds: int('AIRLOCK_K8S_WATCH_TIMEOUT_SECONDS', 'kubernetes executor: the longest one watch request lasts before it is resumed', 300, 1, 3600),
   defaultTimeoutMs: int('AIRLOCK_DEFAULT_TIMEOUT_MS', 'Default wall-clock limit of a job', 10_000, 100, 86_400_000),
   maxTimeoutMs: int('AIRLOCK_MAX_TIMEOUT_MS', 'Largest timeoutMs a job may ask for', 300_000, 100, 86_400_000),
   defaultMemoryMb: int('AIRLOCK_DEFAULT_MEMORY_MB', 'Default memory limit', 256, 16, 1 << 20),
@@ -131,6 +151,8 @@ type Settings = typeof SETTINGS
 export type Config = { [K in keyof Settings]: Settings[K]['default'] } & {
   /** Parsed AIRLOCK_API_KEYS: key -> tenant. */
   tenantsByKey: Map<string, string>
+  /** Parsed AIRLOCK_K8S_IMAGES: sandbox image -> reference pinned by digest. */
+  k8sImageRefs: Map<string, string>
 }
 
 /**
@@ -165,8 +187,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     const raw = env[setting.name]
     out[field] = raw === undefined || raw === '' ? setting.default : setting.parse(raw)
   }
-  const config = { ...(out as Omit<Config, 'tenantsByKey'>), ...overrides } as Config
+  const config = { ...(out as Omit<Config, 'tenantsByKey' | 'k8sImageRefs'>), ...overrides } as Config
   config.tenantsByKey = overrides.tenantsByKey ?? parseApiKeys(config.apiKeys)
+  config.k8sImageRefs = overrides.k8sImageRefs ?? parseImageRefs(config.k8sImages)
   const pairs: [keyof Config, keyof Config][] = [
     ['defaultTimeoutMs', 'maxTimeoutMs'],
     ['defaultMemoryMb', 'maxMemoryMb'],

@@ -112,6 +112,15 @@ event('type', 'status', 'status', 'queued')
 return 1
 `
 
+// ARGV[7]: the worker taking over a running job whose worker stopped; ARGV[8]: that
+// worker, or '' for whichever it was.
+const TAKE_OVER = `${PRELUDE}
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if ARGV[8] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[8] then return 0 end
+redis.call('HSET', KEYS[1], 'worker', ARGV[7])
+return 1
+`
+
 // ARGV[7]: the worker believed dead; ARGV[8]: reason. Ends a running job whose worker
 // is gone, unless it has moved on meanwhile.
 const LOST = `${PRELUDE}
@@ -312,6 +321,15 @@ export class JobStore {
    */
   async requeue(id: string, workerId: string, now = Date.now()): Promise<boolean> {
     return (await this.script(REQUEUE, id, now, workerId)) === 1
+  }
+
+  /**
+   * Makes this worker the holder of a running job whose worker stopped, to follow a
+   * sandbox that outlived it. False if the job is no longer running (or, when
+   * `fromWorker` is given, no longer held by that worker).
+   */
+  async takeOver(id: string, workerId: string, fromWorker = '', now = Date.now()): Promise<boolean> {
+    return (await this.script(TAKE_OVER, id, now, workerId, fromWorker)) === 1
   }
 
   /** Counts a sandbox launch for the job (the record of at-most-once); returns the count. */

@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npm run --silent typecheck
+# The kubernetes executor is tested against a real control plane built from the
+# k8s.io/kubernetes Go module; cached, so only a fresh machine pays for the build.
+bash test/kube/build.sh >/dev/null
 npx tap

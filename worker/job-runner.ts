@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../core/job.js'
 import type { JobStore, StoredJob } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
-import type { Executor } from './executors/executor.js'
+import { IsolationUnavailableError, type Executor } from './executors/executor.js'
 import { LogBatcher } from './log-batcher.js'
 
 /** Abort reason when the worker stops: the job goes back to the queue, it is not cancelled. */
@@ -26,6 +26,8 @@ export class JobRunner {
     private readonly workerId: string,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    /** Told when a launch found isolation gone; the worker then stops taking jobs. */
+    private readonly onIsolationLost: (reason: string) => void = () => undefined,
   ) {}
 
   get active(): number {
@@ -47,7 +49,8 @@ export class JobRunner {
     const claim = await this.store.claim(jobId, this.workerId)
     if (claim === 'running') {
       // Claimed before by a worker that stopped holding it: the program may have run.
-      // At most once: record the loss instead of running it again.
+      // At most once: follow its sandbox if it outlived that worker, else record the loss.
+      if (this.running.has(jobId) || (this.executor.adopt && (await this.adopt(jobId, log)))) return 'done'
       await this.finishLost(jobId)
       log.warn('job was running on a worker that stopped; marked error')
       return 'done'
@@ -67,7 +70,17 @@ export class JobRunner {
       if (stored.job.timings.queuedMs !== null) this.metrics.queueWait.observe({ runtime: labels.runtime }, stored.job.timings.queuedMs / 1000)
       // A cancel published between the claim and the registration above is seen here.
       if (stored.cancelRequested) controller.abort()
-      const outcome = await this.execute(stored, controller.signal, log.child({ tenant: stored.tenant }))
+      let outcome: JobOutcome
+      try {
+        outcome = await this.execute(stored, controller.signal, log.child({ tenant: stored.tenant }))
+      } catch (err) {
+        if (!(err instanceof IsolationUnavailableError)) throw err
+        // Not launched: back to the queue for when isolation is restored (fail closed).
+        log.error({ reason: err.message }, 'isolation cannot be guaranteed; job not launched and handed back')
+        this.onIsolationLost(err.message)
+        if (await this.store.requeue(jobId, this.workerId)) return 'handed-back'
+        outcome = errorOutcome(`isolation could not be guaranteed: ${err.message}`)
+      }
 
       if (controller.signal.aborted && controller.signal.reason === SHUTDOWN && !(await this.store.get(jobId))?.cancelRequested) {
         if (await this.store.requeue(jobId, this.workerId)) {
@@ -76,12 +89,47 @@ export class JobRunner {
         }
       }
       if (await this.finish(jobId, outcome)) this.observeFinished(stored, outcome)
+      await this.forget(jobId, log)
       log.info({ tenant: stored.tenant, status: outcome.status, startupMs: outcome.startupMs, runMs: outcome.runMs }, 'job finished')
       return 'done'
     } finally {
       this.running.delete(jobId)
       this.metrics.activeSandboxes.dec()
     }
+  }
+
+  /**
+   * For a running job whose worker stopped (`fromWorker`): follows its sandbox if the
+   * executor can, else ends it as lost. Never runs it again.
+   */
+  async adoptOrLose(jobId: string, fromWorker: string): Promise<void> {
+    if (this.running.has(jobId)) return
+    const log = this.logger.child({ jobId })
+    if (this.executor.adopt && (await this.adopt(jobId, log, fromWorker))) return
+    if (await this.store.markLost(jobId, fromWorker)) log.warn({ worker: fromWorker }, 'job ended as error: its worker stopped')
+  }
+
+  /** Follows a sandbox a stopped worker launched; false when there is none to follow. */
+  private async adopt(jobId: string, log: Logger, fromWorker = ''): Promise<boolean> {
+    const stored = await this.store.get(jobId)
+    if (!stored || !(await this.store.takeOver(jobId, this.workerId, fromWorker))) return false
+    const controller = new AbortController()
+    this.running.set(jobId, controller)
+    try {
+      if ((await this.store.get(jobId))?.cancelRequested) controller.abort()
+      const outcome = await this.executor.adopt!({ jobId, tenant: stored.tenant, spec: stored.spec, signal: controller.signal })
+      if (!outcome) return false
+      log.warn({ status: outcome.status }, 'adopted the sandbox of a worker that stopped')
+      if (await this.finish(jobId, outcome)) this.observeFinished(stored, outcome)
+      await this.forget(jobId, log)
+      return true
+    } finally {
+      this.running.delete(jobId)
+    }
+  }
+
+  private async forget(jobId: string, log: Logger): Promise<void> {
+    await this.executor.forget?.(jobId).catch((err: unknown) => log.warn({ err }, 'executor could not clean up after the job'))
   }
 
   private async execute(stored: StoredJob, signal: AbortSignal, log: Logger): Promise<JobOutcome> {
@@ -98,6 +146,7 @@ export class JobRunner {
     try {
       outcome = await this.executor.run({
         jobId: stored.id,
+        tenant: stored.tenant,
         spec: stored.spec,
         signal,
         beforeLaunch: async () => {
@@ -106,6 +155,10 @@ export class JobRunner {
         onOutput: (stream, text) => logs.push(stream, text),
       })
     } catch (err) {
+      if (err instanceof IsolationUnavailableError) {
+        await logs.close()
+        throw err
+      }
       log.error({ err }, 'executor failed')
       outcome = errorOutcome(`the sandbox could not be run: ${(err as Error).message}`)
     }

@@ -110,7 +110,9 @@ export class WorkerService {
 
   private startTakingJobs(report: IsolationReport): void {
     if (!report.isolation) throw new Error('an executor that can isolate must describe its isolation')
-    const runner = new JobRunner(this.store, this.executor, report.isolation, this.id, this.logger, this.metrics)
+    const runner = new JobRunner(this.store, this.executor, report.isolation, this.id, this.logger, this.metrics, (reason) => {
+      void this.applyIsolation({ ok: false, technology: report.technology, detail: report.detail, reason, isolation: null })
+    })
     this.runner = runner
     this.worker = new Worker<QueuedJobData>(
       QUEUE_NAME,
@@ -140,7 +142,8 @@ export class WorkerService {
   /**
    * Ends, as `error`, running jobs whose worker has stopped beating: the program may have
    * run, so it is not run again (at most once), but the job still gets its one final
-   * status (at-least-once completion). BullMQ's stalled-job check would get there too,
+   * status (at-least-once completion). Where the sandbox outlived its worker (a
+   * Kubernetes Job), this worker follows it to its real result instead. BullMQ's stalled-job check would get there too,
    * but only once the job's lock lapses and only while BullMQ still holds the job.
    */
   private async sweepLost(): Promise<void> {
@@ -153,7 +156,8 @@ export class WorkerService {
     const live = new Set((await this.registry.live()).map((w) => w.id))
     for (const { id, worker } of running) {
       if (worker === this.id || live.has(worker)) continue
-      if (await this.store.markLost(id, worker)) this.logger.warn({ jobId: id, worker }, 'job ended as error: its worker stopped')
+      // Adoption follows a sandbox to its end, which takes a while: it runs on.
+      void this.runner?.adoptOrLose(id, worker).catch((err: unknown) => this.logger.warn({ err, jobId: id }, 'could not take over a lost job'))
     }
   }
 

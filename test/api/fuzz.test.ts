@@ -73,7 +73,9 @@ t.test('every route refuses hostile input with a 4xx and a code', async (t) => {
   )
   t.pass('POST /v1/jobs with random bytes, invalid UTF-8 included')
 
-  const ids = fc.oneof(nasty, fc.stringMatching(/^job_[0-9a-f]{32}$/)).map((s) => encodeURIComponent(s))
+  // '', '.' and '..' (dot segments the URL parser removes) address the listing
+  // GET /v1/jobs/ or its parent, not a job.
+  const ids = fc.oneof(nasty, fc.stringMatching(/^job_[0-9a-f]{32}$/)).filter((s) => !['', '.', '..'].includes(s)).map((s) => encodeURIComponent(s))
   await fc.assert(
     fc.asyncProperty(ids, fc.constantFrom('GET', 'DELETE'), fc.constantFrom('', '/logs', '/stream-tokens'), async (id, method, tail) => {
       const m = tail === '/stream-tokens' ? 'POST' : tail === '/logs' ? 'GET' : method

@@ -61,7 +61,7 @@ t.test('the OpenAPI document lists every route with its request and response sch
   t.match(doc.openapi, /^3\./)
   const expected = [
     'get /healthz', 'get /readyz', 'get /metrics',
-    'post /v1/jobs/', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
+    'post /v1/jobs/', 'get /v1/jobs/', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
     'get /v1/jobs/{id}/stream', 'post /v1/jobs/{id}/stream-tokens', 'get /v1/jobs/{id}/logs',
     'get /v1/runtimes/', 'get /v1/admin/queue',
   ]

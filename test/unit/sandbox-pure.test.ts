@@ -3,8 +3,8 @@ import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { findRuntime } from '../../core/runtimes.js'
 import { buildOciConfig, JOB_FILES_MOUNT, SANDBOX_UID, WORKSPACE } from '../../worker/executors/local/oci-bundle.js'
-import { classifyEnd, type SandboxEnd } from '../../worker/executors/local/outcome.js'
-import { CappedOutput, utf8Boundary } from '../../worker/executors/local/output-capture.js'
+import { classifyEnd, type SandboxEnd } from '../../worker/executors/outcome.js'
+import { CappedOutput, utf8Boundary } from '../../worker/executors/output-capture.js'
 
 t.test('the OCI config carries every sandbox restriction', async (t) => {
   const spec = resolveJobSpec({ runtime: 'python', source: 'print(1)', args: ['a'], env: { X: '1' }, limits: { memoryMb: 128, cpus: 0.5, pids: 10 } }, loadConfig({}))

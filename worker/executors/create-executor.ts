@@ -1,10 +1,25 @@
 import type { Logger } from 'pino'
 import type { Config } from '../../core/config.js'
 import type { Executor } from './executor.js'
+import { KubernetesExecutor } from './kubernetes/kubernetes-executor.js'
 import { LocalExecutor } from './local/local-executor.js'
 
 /** The executor named by AIRLOCK_EXECUTOR, built from config. */
 export function createExecutor(config: Config, logger: Logger): Executor {
+  if (config.executor === 'kubernetes') {
+    return new KubernetesExecutor({
+      kubeconfig: config.k8sKubeconfig,
+      namespace: config.k8sNamespace,
+      runtimeClassName: config.k8sRuntimeClass,
+      images: config.k8sImageRefs,
+      workspaceMb: config.workspaceMb,
+      unschedulableWaitMs: config.k8sUnschedulableWaitMs,
+      startAllowanceMs: config.k8sStartAllowanceMs,
+      ttlAfterFinishedSeconds: config.k8sTtlAfterFinishedSeconds,
+      watchTimeoutSeconds: config.k8sWatchTimeoutSeconds,
+      logger: logger.child({ component: 'executor' }),
+    })
+  }
   return new LocalExecutor({
     runscPath: config.runscPath,
     platform: config.runscPlatform,

@@ -15,6 +15,8 @@ export interface IsolationReport {
 
 export interface ExecutionRequest {
   jobId: string
+  /** Who submitted the job; labels what the executor creates for it. */
+  tenant: string
   spec: JobSpec
   /** Aborted when the job is cancelled; the sandbox is then killed. */
   signal: AbortSignal
@@ -34,6 +36,15 @@ export interface Executor {
   checkIsolation(): Promise<IsolationReport>
   runtimeVersions(): Promise<Record<string, string>>
   run(request: ExecutionRequest): Promise<JobOutcome>
+  /**
+   * For a job a worker that stopped had launched: follows its sandbox to the end if
+   * the sandbox outlived that worker (a Kubernetes Job does), instead of running the
+   * job again. Null when there is nothing to adopt. Executors whose sandboxes die with
+   * their worker do not have it.
+   */
+  adopt?(request: ExecutionRequest): Promise<JobOutcome | null>
+  /** Called once the job's result is stored: removes what the executor kept for it. */
+  forget?(jobId: string): Promise<void>
   /** Removes sandboxes left behind by workers that died. Returns how many. */
   reapOrphans(): Promise<number>
   close(): Promise<void>
@@ -44,5 +55,16 @@ export class ExecutorError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options)
     this.name = 'ExecutorError'
+  }
+}
+
+/**
+ * Isolation cannot be guaranteed right now (found at launch time): the job was not
+ * launched and goes back to the queue, and the worker stops taking jobs (fail closed).
+ */
+export class IsolationUnavailableError extends ExecutorError {
+  constructor(reason: string) {
+    super(reason)
+    this.name = 'IsolationUnavailableError'
   }
 }

@@ -10,8 +10,8 @@ import { ExecutorError, type ExecutionRequest, type Executor, type IsolationRepo
 import { CgroupV1 } from './cgroups-v1.js'
 import { ImageStore } from './images.js'
 import { buildOciConfig, SANDBOX_UID } from './oci-bundle.js'
-import { classifyEnd } from './outcome.js'
-import { CappedOutput, collect } from './output-capture.js'
+import { classifyEnd } from '../outcome.js'
+import { CappedOutput, collect } from '../output-capture.js'
 import { logTail, Runsc } from './runsc.js'
 
 export interface LocalExecutorOptions {
@@ -67,6 +67,7 @@ export class LocalExecutor implements Executor {
     try {
       const probe = await this.run({
         jobId: `probe_${process.pid}_${Date.now()}`,
+        tenant: 'airlock-probe',
         spec: { runtime: 'bash', files: [{ path: 'main.sh', content: 'echo ok' }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 30_000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } },
         signal: new AbortController().signal,
       })

@@ -1,13 +1,8 @@
 import type { JobSpec } from '../../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../../core/runtimes.js'
+import { JOB_FILES_MOUNT, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, WORKSPACE } from '../sandbox-process.js'
 
-/** The fixed non-root identity every job runs as (the same uid/gid on Kubernetes). */
-export const SANDBOX_UID = 10001
-export const SANDBOX_GID = 10001
-
-export const WORKSPACE = '/workspace'
-/** Where the job's files are mounted read-only before being copied to the workspace. */
-export const JOB_FILES_MOUNT = '/airlock/job'
+export { JOB_FILES_MOUNT, SANDBOX_GID, SANDBOX_UID, WORKSPACE }
 
 export interface BundleInput {
   spec: JobSpec
@@ -37,24 +32,15 @@ export function buildOciConfig(input: BundleInput): Record<string, unknown> {
     source: 'tmpfs',
     options: ['nosuid', 'nodev', `size=${sizeMb}m`, 'mode=1777'],
   })
-  // The job's files are read-only on the host side; copying them into the tmpfs
-  // workspace gives programs the writable working directory they expect without
-  // ever writing to the host's disk.
-  const prelude = `cp -R ${JOB_FILES_MOUNT}/. ${WORKSPACE}/ && exec "$@"`
-  const env = {
-    ...spec.env,
-    PATH: '/usr/local/bin:/usr/bin:/bin',
-    HOME: WORKSPACE,
-    LANG: spec.env.LANG ?? 'C.UTF-8',
-    PYTHONUNBUFFERED: spec.env.PYTHONUNBUFFERED ?? '1',
-  }
+  // The workspace is a tmpfs: the job's files are copied there, never to the host's disk.
+  const env = sandboxEnv(spec)
   const cpuPeriod = 100_000
   return {
     ociVersion: '1.0.2',
     process: {
       terminal: false,
       user: { uid: SANDBOX_UID, gid: SANDBOX_GID, additionalGids: [] },
-      args: ['/bin/sh', '-c', prelude, 'airlock', ...runtime.command(spec.entrypoint, spec.args)],
+      args: sandboxArgv(spec, runtime),
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
       cwd: WORKSPACE,
       capabilities: NO_CAPS,

@@ -1,5 +1,5 @@
 import { constants } from 'node:os'
-import type { JobOutcome } from '../../../core/job.js'
+import type { JobOutcome } from '../../core/job.js'
 
 export interface SandboxEnd {
   /** runsc's exit status: the code, or 128 + signal number. null if unknown. */

@@ -1,0 +1,168 @@
+import { createHash } from 'node:crypto'
+import type { V1Job, V1Secret } from '@kubernetes/client-node'
+import type { JobSpec } from '../../../core/job-spec.js'
+import type { RuntimeDefinition } from '../../../core/runtimes.js'
+import { JOB_FILES_MOUNT, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, WORKSPACE } from '../sandbox-process.js'
+
+export const MANAGED_BY = 'airlock'
+export const LABEL_JOB = 'airlock.dev/job'
+export const LABEL_TENANT = 'airlock.dev/tenant'
+/** Every sandbox pod carries it; the namespace's deny-all NetworkPolicy must select it. */
+export const LABEL_SANDBOX = 'airlock.dev/sandbox'
+export const ANNOTATION_TENANT = 'airlock.dev/tenant'
+export const CONTAINER_NAME = 'job'
+/** A Secret holds at most 1 MiB of data. */
+export const MAX_SECRET_BYTES = 1024 * 1024
+
+export interface ManifestInput {
+  jobId: string
+  tenant: string
+  spec: JobSpec
+  runtime: RuntimeDefinition
+  namespace: string
+  runtimeClassName: string
+  /** Image reference pinned by digest. */
+  image: string
+  workspaceMb: number
+  /** Added to the job's timeout in activeDeadlineSeconds: scheduling and image pull. */
+  startAllowanceMs: number
+  ttlAfterFinishedSeconds: number
+}
+
+/**
+ * Our job id -> the Kubernetes Job's name. Deterministic, so a second attempt at the
+ * same job finds the first one's Job instead of creating another.
+ */
+export function kubeJobName(jobId: string): string {
+  return `airlock-${jobId.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 63).replace(/-+$/, '')
+}
+
+/** A label value for a tenant: the name itself when it is a valid label value, else a stable hash. */
+export function tenantLabel(tenant: string): string {
+  if (/^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/.test(tenant)) return tenant
+  return `h-${createHash('sha256').update(tenant).digest('hex').slice(0, 40)}`
+}
+
+export function jobLabels(jobId: string, tenant: string): Record<string, string> {
+  return { 'app.kubernetes.io/managed-by': MANAGED_BY, [LABEL_JOB]: kubeJobName(jobId), [LABEL_TENANT]: tenantLabel(tenant), [LABEL_SANDBOX]: 'true' }
+}
+
+/** Secret keys cannot hold '/', so files get numbered keys and their paths come back through volume items. */
+function secretKeyOfFile(i: number): string {
+  return `file-${i}`
+}
+
+/**
+ * Job spec -> the Secret carrying the job's files and stdin (the code reaches the pod
+ * without any network). Pure. Its owner reference to the Job is added once the Job
+ * exists, so it is garbage-collected with it.
+ */
+export function buildSecret(input: ManifestInput): V1Secret {
+  const stringData: Record<string, string> = { stdin: input.spec.stdin }
+  input.spec.files.forEach((f, i) => {
+    stringData[secretKeyOfFile(i)] = f.content
+  })
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: kubeJobName(input.jobId), namespace: input.namespace, labels: jobLabels(input.jobId, input.tenant), annotations: { [ANNOTATION_TENANT]: input.tenant } },
+    type: 'Opaque',
+    immutable: true,
+    stringData,
+  }
+}
+
+/** Bytes the Secret will hold; above MAX_SECRET_BYTES the API server refuses it. */
+export function secretBytes(spec: JobSpec): number {
+  return Buffer.byteLength(spec.stdin) + spec.files.reduce((n, f) => n + Buffer.byteLength(f.content), 0)
+}
+
+function quantityMi(mb: number): string {
+  return `${mb}Mi`
+}
+
+/**
+ * Job spec -> the Kubernetes Job that runs it under the gVisor RuntimeClass. Pure, so
+ * every restriction is asserted without a cluster; the real API server (Pod Security
+ * `restricted`, RuntimeClass admission) then checks them again in the integration tests.
+ * Node placement and pod overhead come from the RuntimeClass, not from here.
+ */
+export function buildJob(input: ManifestInput): V1Job {
+  const { spec, runtime } = input
+  const name = kubeJobName(input.jobId)
+  const labels = jobLabels(input.jobId, input.tenant)
+  const cpu = `${Math.max(1, Math.round(spec.limits.cpus * 1000))}m`
+  const memory = quantityMi(spec.limits.memoryMb)
+  // The workspace and /tmp, plus room for the container's log.
+  const ephemeral = quantityMi(2 * input.workspaceMb + 16)
+  const resources = { cpu, memory, 'ephemeral-storage': ephemeral }
+  const env = sandboxEnv(spec)
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name, namespace: input.namespace, labels, annotations: { [ANNOTATION_TENANT]: input.tenant } },
+    spec: {
+      backoffLimit: 0,
+      completions: 1,
+      parallelism: 1,
+      // The worker enforces the exact timeout from the program's start; this is the
+      // cluster's own backstop for when no worker is watching.
+      activeDeadlineSeconds: Math.ceil((spec.limits.timeoutMs + input.startAllowanceMs) / 1000),
+      ttlSecondsAfterFinished: input.ttlAfterFinishedSeconds,
+      template: {
+        metadata: { labels },
+        spec: {
+          runtimeClassName: input.runtimeClassName,
+          restartPolicy: 'Never',
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          hostNetwork: false,
+          hostPID: false,
+          hostIPC: false,
+          terminationGracePeriodSeconds: 1,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: SANDBOX_UID,
+            runAsGroup: SANDBOX_GID,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: CONTAINER_NAME,
+              image: input.image,
+              imagePullPolicy: 'IfNotPresent',
+              command: sandboxArgv(spec, runtime, { filesSubdir: 'files', stdinFile: 'stdin', pidsLimit: spec.limits.pids }),
+              workingDir: WORKSPACE,
+              env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })),
+              resources: { requests: resources, limits: resources },
+              securityContext: {
+                readOnlyRootFilesystem: true,
+                allowPrivilegeEscalation: false,
+                privileged: false,
+                runAsNonRoot: true,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: [
+                { name: 'job', mountPath: JOB_FILES_MOUNT, readOnly: true },
+                { name: 'workspace', mountPath: WORKSPACE },
+                { name: 'tmp', mountPath: '/tmp' },
+              ],
+            },
+          ],
+          volumes: [
+            {
+              name: 'job',
+              secret: {
+                secretName: name,
+                defaultMode: 0o444,
+                items: [{ key: 'stdin', path: 'stdin' }, ...spec.files.map((f, i) => ({ key: secretKeyOfFile(i), path: `files/${f.path}` }))],
+              },
+            },
+            { name: 'workspace', emptyDir: { sizeLimit: quantityMi(input.workspaceMb) } },
+            { name: 'tmp', emptyDir: { sizeLimit: quantityMi(input.workspaceMb) } },
+          ],
+        },
+      },
+    },
+  }
+}

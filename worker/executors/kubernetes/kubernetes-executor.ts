@@ -1,0 +1,376 @@
+import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, NetworkingV1Api, NodeV1Api, VersionApi, type V1Job, type V1Pod } from '@kubernetes/client-node'
+import { StringDecoder } from 'node:string_decoder'
+import type { Logger } from 'pino'
+import type { JobOutcome } from '../../../core/job.js'
+import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
+import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
+import { CappedOutput } from '../output-capture.js'
+import { SANDBOX_UID } from '../sandbox-process.js'
+import { buildJob, buildSecret, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_JOB, MAX_SECRET_BYTES, secretBytes, type ManifestInput } from './job-manifests.js'
+import { LogFollower } from './log-follower.js'
+import { namespaceProblems } from './namespace-safety.js'
+import { observe, type Observation } from './pod-state.js'
+import { ResumableWatch } from './resumable-watch.js'
+
+export interface KubernetesExecutorOptions {
+  /** A kubeconfig file; empty for the in-cluster service account. */
+  kubeconfig: string
+  namespace: string
+  runtimeClassName: string
+  /** Sandbox image name -> reference pinned by digest. */
+  images: Map<string, string>
+  workspaceMb: number
+  unschedulableWaitMs: number
+  startAllowanceMs: number
+  ttlAfterFinishedSeconds: number
+  watchTimeoutSeconds: number
+  logger: Logger
+}
+
+// The namespace's safety is checked before launches, at most this often.
+const SAFETY_CACHE_MS = 5000
+// After the container ended, how long its log may take to reach its end.
+const DRAIN_GRACE_MS = 5000
+
+function status(err: unknown): number | undefined {
+  return err instanceof ApiException ? err.code : undefined
+}
+
+async function orNotFound<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p
+  } catch (err) {
+    if (status(err) === 404) return undefined
+    throw err
+  }
+}
+
+/**
+ * Runs each job as a Kubernetes Job under the gVisor RuntimeClass. It refuses to
+ * launch (fail closed) unless the namespace enforces Pod Security `restricted`, a
+ * NetworkPolicy denies all traffic to and from sandbox pods, and the RuntimeClass
+ * exists. It watches the Job and its pod rather than polling, and follows the
+ * container's log into the job's live output.
+ */
+export class KubernetesExecutor implements Executor {
+  readonly name = 'kubernetes'
+  private readonly kc = new KubeConfig()
+  private readonly core: CoreV1Api
+  private readonly batch: BatchV1Api
+  private readonly networking: NetworkingV1Api
+  private readonly node: NodeV1Api
+  private safeUntil = 0
+  /** Watch requests that ended and were resumed; a measure of how often watches break. */
+  watchResumes = 0
+
+  constructor(private readonly options: KubernetesExecutorOptions) {
+    if (options.kubeconfig) this.kc.loadFromFile(options.kubeconfig)
+    else this.kc.loadFromCluster()
+    this.core = this.kc.makeApiClient(CoreV1Api)
+    this.batch = this.kc.makeApiClient(BatchV1Api)
+    this.networking = this.kc.makeApiClient(NetworkingV1Api)
+    this.node = this.kc.makeApiClient(NodeV1Api)
+  }
+
+  /** What is missing for sandboxes to be safe in the namespace; empty when nothing is. */
+  async safetyProblems(): Promise<string[]> {
+    const { namespace, runtimeClassName } = this.options
+    const [ns, runtimeClass, policies] = await Promise.all([
+      orNotFound(this.core.readNamespace({ name: namespace })),
+      orNotFound(this.node.readRuntimeClass({ name: runtimeClassName })),
+      this.networking.listNamespacedNetworkPolicy({ namespace }).then((l) => l.items, (err: unknown) => (status(err) === 404 ? [] : Promise.reject(err))),
+    ])
+    const problems = namespaceProblems({ namespaceName: namespace, namespace: ns, runtimeClassName, runtimeClass, networkPolicies: policies, podLabels: jobLabels('probe', 'probe') })
+    for (const runtime of RUNTIMES) {
+      if (!this.options.images.has(runtime.image)) problems.push(`no image reference pinned by digest for sandbox image ${runtime.image} (runtime ${runtime.name}); set AIRLOCK_K8S_IMAGES`)
+    }
+    return problems
+  }
+
+  async checkIsolation(): Promise<IsolationReport> {
+    let problems: string[]
+    let version = 'unknown'
+    try {
+      version = (await this.kc.makeApiClient(VersionApi).getCode()).gitVersion
+      problems = await this.safetyProblems()
+    } catch (err) {
+      problems = [`the Kubernetes API cannot be reached: ${(err as Error).message}`]
+    }
+    const detail = `Kubernetes ${version}, RuntimeClass ${this.options.runtimeClassName}, namespace ${this.options.namespace}`
+    if (problems.length > 0) {
+      this.safeUntil = 0
+      return { ok: false, technology: 'gvisor', detail, reason: problems.join('; '), isolation: null }
+    }
+    this.safeUntil = Date.now() + SAFETY_CACHE_MS
+    return {
+      ok: true,
+      technology: 'gvisor',
+      detail,
+      reason: null,
+      isolation: { technology: 'gvisor', runtime: 'runsc', version: `RuntimeClass ${this.options.runtimeClassName} on Kubernetes ${version}`, platform: 'kubernetes', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] },
+    }
+  }
+
+  /** Throws IsolationUnavailableError unless the namespace is (still) safe. */
+  private async ensureSafe(): Promise<void> {
+    if (Date.now() < this.safeUntil) return
+    const problems = await this.safetyProblems()
+    if (problems.length > 0) throw new IsolationUnavailableError(problems.join('; '))
+    this.safeUntil = Date.now() + SAFETY_CACHE_MS
+  }
+
+  async runtimeVersions(): Promise<Record<string, string>> {
+    // Versions are recorded in the images' manifests when they are built (sandbox-images/);
+    // a Kubernetes worker does not pull images itself to read them.
+    return {}
+  }
+
+  async run(request: ExecutionRequest): Promise<JobOutcome> {
+    const { jobId, spec, tenant } = request
+    const runtime = findRuntime(spec.runtime)
+    if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
+    const image = this.options.images.get(runtime.image)
+    if (!image) throw new IsolationUnavailableError(`no image reference for sandbox image ${runtime.image}`)
+    const t0 = Date.now()
+    const name = kubeJobName(jobId)
+    const { namespace } = this.options
+
+    if (await orNotFound(this.batch.readNamespacedJob({ name, namespace }))) {
+      this.options.logger.warn({ jobId, kubeJob: name }, 'adopting the Kubernetes Job of an earlier attempt')
+      return this.follow(request, t0)
+    }
+    await this.ensureSafe()
+    if (secretBytes(spec) > MAX_SECRET_BYTES) {
+      return endedBeforeStart('error', `the job's files and stdin add up to ${secretBytes(spec)} bytes; the kubernetes executor carries at most ${MAX_SECRET_BYTES}`)
+    }
+    if (request.signal.aborted) return endedBeforeStart('cancelled', 'cancelled before it started')
+    const input: ManifestInput = {
+      jobId, tenant, spec, runtime, namespace, image,
+      runtimeClassName: this.options.runtimeClassName,
+      workspaceMb: this.options.workspaceMb,
+      startAllowanceMs: this.options.startAllowanceMs,
+      ttlAfterFinishedSeconds: this.options.ttlAfterFinishedSeconds,
+    }
+    await request.beforeLaunch?.()
+    let job: V1Job
+    try {
+      job = await this.batch.createNamespacedJob({ namespace, body: buildJob(input) })
+    } catch (err) {
+      // Another attempt got there first: follow its Job rather than start a second.
+      if (status(err) !== 409) throw new ExecutorError(`the Kubernetes Job could not be created: ${apiMessage(err)}`, { cause: err })
+      return this.follow(request, t0)
+    }
+    const secret = buildSecret(input)
+    secret.metadata!.ownerReferences = [{ apiVersion: 'batch/v1', kind: 'Job', name, uid: job.metadata!.uid!, controller: true, blockOwnerDeletion: false }]
+    try {
+      await this.core.createNamespacedSecret({ namespace, body: secret })
+    } catch (err) {
+      if (status(err) !== 409) {
+        await this.deleteJob(name)
+        throw new ExecutorError(`the job's Secret could not be created: ${apiMessage(err)}`, { cause: err })
+      }
+    }
+    return this.follow(request, t0)
+  }
+
+  async adopt(request: ExecutionRequest): Promise<JobOutcome | null> {
+    const name = kubeJobName(request.jobId)
+    if (!(await orNotFound(this.batch.readNamespacedJob({ name, namespace: this.options.namespace })))) return null
+    return this.follow(request, Date.now())
+  }
+
+  /** Watches the Job and its pod until the job has an outcome. */
+  private follow({ jobId, spec, signal, onOutput }: ExecutionRequest, t0: number): Promise<JobOutcome> {
+    const { namespace, logger } = this.options
+    const name = kubeJobName(jobId)
+    const log = logger.child({ jobId, kubeJob: name })
+    const stdout = new CappedOutput(spec.limits.outputBytes)
+    const limits = { timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb }
+
+    return new Promise<JobOutcome>((resolve) => {
+      let job: V1Job | undefined
+      let jobSeen = false
+      const pods = new Map<string, V1Pod>()
+      let logs: LogFollower | undefined
+      let runningSince: number | undefined
+      let timeoutTimer: NodeJS.Timeout | undefined
+      let unschedulableTimer: NodeJS.Timeout | undefined
+      let settled = false
+
+      const watches = [
+        new ResumableWatch<V1Job>(this.kc, {
+          path: `/apis/batch/v1/namespaces/${namespace}/jobs`,
+          query: { fieldSelector: `metadata.name=${name}` },
+          timeoutSeconds: this.options.watchTimeoutSeconds,
+          onEvent: (type, object) => {
+            if (type === 'DELETED') {
+              job = undefined
+              if (jobSeen) finishWith(endedBeforeStart('error', 'the Kubernetes Job was deleted by someone else before it finished'))
+              return
+            }
+            jobSeen = true
+            job = object
+            update()
+          },
+          onResume: () => this.watchResumes++,
+          onError: (err) => log.warn({ err: apiMessage(err) }, 'job watch broke; resuming'),
+        }),
+        new ResumableWatch<V1Pod>(this.kc, {
+          path: `/api/v1/namespaces/${namespace}/pods`,
+          query: { labelSelector: `${LABEL_JOB}=${name}` },
+          timeoutSeconds: this.options.watchTimeoutSeconds,
+          onEvent: (type, object) => {
+            const key = object.metadata?.name ?? ''
+            if (type === 'DELETED') pods.delete(key)
+            else pods.set(key, object)
+            update()
+          },
+          onResume: () => this.watchResumes++,
+          onError: (err) => log.warn({ err: apiMessage(err) }, 'pod watch broke; resuming'),
+        }),
+      ]
+
+      const newestPod = (): V1Pod | undefined =>
+        [...pods.values()].sort((a, b) => new Date(b.metadata?.creationTimestamp ?? 0).getTime() - new Date(a.metadata?.creationTimestamp ?? 0).getTime())[0]
+
+      const followLogs = (pod: V1Pod) => {
+        logs ??= this.followLogs(pod, stdout, onOutput && ((text) => onOutput('stdout', text)), log)
+      }
+
+      const stopAll = () => {
+        settled = true
+        clearTimeout(timeoutTimer)
+        clearTimeout(unschedulableTimer)
+        signal.removeEventListener('abort', onAbort)
+        for (const w of watches) w.stop()
+      }
+
+      const finishWith = (outcome: JobOutcome) => {
+        if (settled) return
+        stopAll()
+        logs?.stop()
+        resolve(outcome)
+      }
+
+      /** Ends the job by deleting its Kubernetes Job (pods and Secret go with it). */
+      const endByUs = (end: Pick<JobOutcome, 'status' | 'reason'>) => {
+        if (settled) return
+        const startedAt = runningSince ?? null
+        void this.deleteJob(name).catch((err: unknown) => log.error({ err: apiMessage(err) }, 'could not delete the Kubernetes Job'))
+        finishWith({
+          status: end.status, exitCode: null, signal: null, reason: end.reason,
+          stdout: stdout.text(), stderr: '', truncated: stdout.truncated,
+          startupMs: startedAt === null ? null : startedAt - t0,
+          runMs: startedAt === null ? null : Date.now() - startedAt,
+        })
+      }
+
+      const onAbort = () => endByUs({ status: 'cancelled', reason: runningSince ? 'cancelled while running' : 'cancelled before it started' })
+      signal.addEventListener('abort', onAbort, { once: true })
+      if (signal.aborted) return onAbort()
+
+      const update = () => {
+        if (settled) return
+        const pod = newestPod()
+        const seen: Observation = observe(job, pod, limits)
+        if (seen.kind !== 'unschedulable' && unschedulableTimer) {
+          clearTimeout(unschedulableTimer)
+          unschedulableTimer = undefined
+        }
+        switch (seen.kind) {
+          case 'pending':
+            return
+          case 'unschedulable':
+            unschedulableTimer ??= setTimeout(
+              () => endByUs({ status: 'error', reason: `no node of the sandbox pool can take this job after ${this.options.unschedulableWaitMs} ms: ${seen.message}` }),
+              this.options.unschedulableWaitMs,
+            )
+            return
+          case 'cannot-start':
+            return endByUs({ status: 'error', reason: seen.reason })
+          case 'running':
+            if (runningSince === undefined) {
+              // The time limit counts from when the program runs, as with the local executor.
+              runningSince = Date.now()
+              timeoutTimer = setTimeout(() => endByUs({ status: 'timeout', reason: `exceeded the time limit of ${spec.limits.timeoutMs} ms` }), spec.limits.timeoutMs)
+            }
+            if (pod) followLogs(pod)
+            return
+          case 'ended': {
+            stopAll()
+            if (pod && seen.end.status !== 'timeout') followLogs(pod)
+            const startedAt = seen.startedAt ?? runningSince ?? null
+            const finishedAt = seen.finishedAt ?? Date.now()
+            const drained = logs ? Promise.race([logs.done, new Promise((r) => setTimeout(r, DRAIN_GRACE_MS))]) : Promise.resolve()
+            void drained.then(() => {
+              logs?.stop()
+              resolve({
+                ...seen.end,
+                stdout: stdout.text(), stderr: '', truncated: stdout.truncated,
+                startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
+                runMs: startedAt === null ? null : Math.max(0, finishedAt - startedAt),
+              })
+            })
+            return
+          }
+        }
+      }
+
+      for (const w of watches) w.start()
+    })
+  }
+
+  private followLogs(pod: V1Pod, into: CappedOutput, onText: ((text: string) => void) | undefined, log: Logger): LogFollower {
+    const decoder = new StringDecoder('utf8')
+    const follower = new LogFollower(
+      this.kc,
+      { namespace: this.options.namespace, pod: pod.metadata!.name!, container: CONTAINER_NAME },
+      (chunk) => {
+        const kept = into.push(chunk)
+        const text = kept.length > 0 ? decoder.write(kept) : ''
+        if (text && onText) onText(text)
+      },
+      (err) => log.warn({ err: apiMessage(err) }, 'container log stream broke; resuming'),
+    )
+    follower.start()
+    return follower
+  }
+
+  /** Deletes the Job; its pods and Secret are garbage-collected with it. */
+  private async deleteJob(name: string): Promise<void> {
+    await orNotFound(this.batch.deleteNamespacedJob({ name, namespace: this.options.namespace, propagationPolicy: 'Background', gracePeriodSeconds: 0 }))
+  }
+
+  async forget(jobId: string): Promise<void> {
+    await this.deleteJob(kubeJobName(jobId))
+  }
+
+  async reapOrphans(): Promise<number> {
+    // Jobs outlive the worker that launched them: a retried attempt adopts its Job, and
+    // ttlSecondsAfterFinished removes finished ones nobody came back for.
+    return 0
+  }
+
+  async close(): Promise<void> {}
+}
+
+function endedBeforeStart(status: 'error' | 'cancelled', reason: string): JobOutcome {
+  return { status, exitCode: null, signal: null, reason, stdout: '', stderr: '', truncated: false, startupMs: null, runMs: null }
+}
+
+function apiMessage(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body = err.body as { message?: string } | string | undefined
+    const message = typeof body === 'string' ? (tryJson(body)?.message ?? body) : body?.message
+    return `HTTP ${err.code}: ${message ?? 'no message'}`
+  }
+  return (err as Error)?.message ?? String(err)
+}
+
+function tryJson(s: string): { message?: string } | undefined {
+  try {
+    return JSON.parse(s) as { message?: string }
+  } catch {
+    return undefined
+  }
+}

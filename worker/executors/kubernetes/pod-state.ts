@@ -1,0 +1,67 @@
+import type { V1Job, V1Pod } from '@kubernetes/client-node'
+import type { JobOutcome } from '../../../core/job.js'
+import { classifyEnd } from '../outcome.js'
+import { CONTAINER_NAME } from './job-manifests.js'
+
+/** What the Job and its pod say, reduced to what the executor acts on. */
+export type Observation =
+  | { kind: 'pending' }
+  /** The scheduler cannot place the pod; an error once it has lasted too long. */
+  | { kind: 'unschedulable'; message: string }
+  | { kind: 'running'; startedAt: number }
+  | { kind: 'ended'; end: Pick<JobOutcome, 'status' | 'exitCode' | 'signal' | 'reason'>; startedAt: number | null; finishedAt: number | null }
+  /** It will never start: a reason the user can act on. */
+  | { kind: 'cannot-start'; reason: string }
+
+// Waiting reasons a container does not recover from without someone changing something.
+const IMAGE_REASONS = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull'])
+const CONFIG_REASONS = new Set(['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError'])
+
+function time(t: Date | string | undefined): number | null {
+  if (t === undefined) return null
+  const ms = new Date(t).getTime()
+  return Number.isNaN(ms) ? null : ms
+}
+
+export interface ObserveLimits {
+  timeoutMs: number
+  memoryMb: number
+}
+
+/**
+ * The Job and its newest pod -> an Observation. Pure. The Job controller's deadline
+ * wins over what the pod shows (it killed the pod); a container's OOMKilled wins over
+ * the SIGKILL exit code it produced, as with the local executor.
+ */
+export function observe(job: V1Job | undefined, pod: V1Pod | undefined, limits: ObserveLimits): Observation {
+  const failed = job?.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True')
+  const container = pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME)
+  const startedAt = time(container?.state?.running?.startedAt ?? container?.state?.terminated?.startedAt)
+  if (failed?.reason === 'DeadlineExceeded') {
+    return { kind: 'ended', end: classifyEnd({ exitStatus: null, timedOut: true, cancelled: false, oomKills: 0, ...limits }), startedAt, finishedAt: time(failed.lastTransitionTime) }
+  }
+  const terminated = container?.state?.terminated
+  if (terminated) {
+    const end = classifyEnd({ exitStatus: terminated.exitCode, timedOut: false, cancelled: false, oomKills: terminated.reason === 'OOMKilled' ? 1 : 0, ...limits })
+    return { kind: 'ended', end, startedAt, finishedAt: time(terminated.finishedAt) }
+  }
+  const waiting = container?.state?.waiting
+  if (waiting?.reason && IMAGE_REASONS.has(waiting.reason)) {
+    return { kind: 'cannot-start', reason: `the sandbox image ${container?.image ?? ''} could not be pulled (${waiting.reason}): ${waiting.message ?? 'no detail'}` }
+  }
+  if (waiting?.reason && CONFIG_REASONS.has(waiting.reason)) {
+    return { kind: 'cannot-start', reason: `the sandbox container could not be created (${waiting.reason}): ${waiting.message ?? 'no detail'}` }
+  }
+  if (container?.state?.running) return { kind: 'running', startedAt: startedAt ?? Date.now() }
+  if (pod?.status?.phase === 'Failed') {
+    return { kind: 'cannot-start', reason: `the sandbox pod failed before its program ran (${pod.status.reason ?? 'Failed'}): ${pod.status.message ?? 'no detail'}` }
+  }
+  const scheduled = pod?.status?.conditions?.find((c) => c.type === 'PodScheduled')
+  if (scheduled?.status === 'False' && scheduled.reason === 'Unschedulable') {
+    return { kind: 'unschedulable', message: scheduled.message ?? 'no node fits' }
+  }
+  if (failed) {
+    return { kind: 'cannot-start', reason: `the Kubernetes Job failed (${failed.reason ?? 'Failed'}): ${failed.message ?? 'no detail'}` }
+  }
+  return { kind: 'pending' }
+}
