@@ -14,3 +14,12 @@ export type ErrorResponse = Static<typeof ErrorResponseSchema>
 export function errorResponses(...statuses: number[]): Record<number, typeof ErrorResponseSchema> {
   return Object.fromEntries(statuses.map((s) => [s, ErrorResponseSchema]))
 }
+
+export const RuntimeSchema = Type.Object({
+  name: Type.String(),
+  description: Type.String(),
+  version: Type.Union([Type.String(), Type.Null()], { description: 'As reported by live workers; null when none reports it' }),
+  defaultEntrypoint: Type.String(),
+})
+
+export const RuntimeListSchema = Type.Object({ runtimes: Type.Array(RuntimeSchema) })

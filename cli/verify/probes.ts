@@ -1,6 +1,6 @@
 import type { Job } from '../../core/job.js'
 import type { JobRequest } from '../../core/job-spec.js'
-import type { AirlockClient } from '../client.js'
+import type { Airlock } from '../../sdk/src/index.js'
 
 /**
  * Hostile workloads, each with the outcome that proves one claim about the sandbox.
@@ -16,7 +16,7 @@ export interface ProbeResult {
 export interface Probe {
   name: string
   claim: string
-  run(client: AirlockClient): Promise<ProbeResult>
+  run(client: Airlock): Promise<ProbeResult>
 }
 
 /** A probe's program prints one JSON line last; this reads it. */

@@ -1,4 +1,4 @@
-import type { AirlockClient } from '../client.js'
+import type { Airlock } from '../../sdk/src/index.js'
 import { PROBES, type Probe } from './probes.js'
 
 export interface ProbeOutcome {
@@ -10,7 +10,7 @@ export interface ProbeOutcome {
 }
 
 /** Runs the probes one after another (two of them run two jobs at once by design). */
-export async function runProbes(client: AirlockClient, probes: readonly Probe[] = PROBES, onResult?: (o: ProbeOutcome) => void): Promise<ProbeOutcome[]> {
+export async function runProbes(client: Airlock, probes: readonly Probe[] = PROBES, onResult?: (o: ProbeOutcome) => void): Promise<ProbeOutcome[]> {
   const outcomes: ProbeOutcome[] = []
   for (const probe of probes) {
     const t0 = Date.now()

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, statfsSync } from 'node:fs'
 import { release } from 'node:os'
 import t from 'tap'
-import { AirlockClient } from '../../cli/client.js'
+import { Airlock } from '../../sdk/src/index.js'
 import { PROBES } from '../../cli/verify/probes.js'
 import { runProbes } from '../../cli/verify/verify.js'
 import { build, TENANTS } from '../helper.js'
@@ -18,7 +18,7 @@ function freeHostBytes(): number {
 
 t.test('every hostile probe is contained', async (t) => {
   const h = await build(t, { listen: true })
-  const client = new AirlockClient({ baseUrl: h.baseUrl, apiKey: TENANTS.alice })
+  const client = new Airlock({ baseUrl: h.baseUrl, apiKey: TENANTS.alice })
   const diskBefore = freeHostBytes()
   const outcomes = await runProbes(client)
   const diskAfter = freeHostBytes()

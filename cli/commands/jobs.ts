@@ -1,0 +1,68 @@
+import type { Airlock, Job, JobStatus, JobSummary } from '../../sdk/src/index.js'
+import { EXIT } from '../exit-codes.js'
+import { UsageError } from '../settings.js'
+
+function print(json: boolean, data: unknown, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`)
+}
+
+/** Rows of cells -> aligned columns. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n')
+}
+
+export async function listJobs(client: Airlock, flags: { status?: string; limit?: string; cursor?: string; json?: boolean }): Promise<number> {
+  const limit = flags.limit === undefined ? undefined : Number(flags.limit)
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 100)) throw new UsageError('--limit takes a whole number from 1 to 100')
+  const page = await client.jobs.list({ status: flags.status?.split(',') as JobStatus[] | undefined, limit, cursor: flags.cursor })
+  print(!!flags.json, page, () => {
+    const rows = [['ID', 'STATUS', 'RUNTIME', 'EXIT', 'CREATED'], ...page.items.map((j: JobSummary) => [j.id, j.status, j.runtime, j.exitCode === null ? '-' : String(j.exitCode), j.createdAt])]
+    return table(rows) + (page.nextCursor ? `\n(more: --cursor ${page.nextCursor})` : '')
+  })
+  return EXIT.ok
+}
+
+export async function getJob(client: Airlock, id: string, flags: { json?: boolean }): Promise<number> {
+  const job = await client.jobs.get(id)
+  print(!!flags.json, job, () => describe(job))
+  return EXIT.ok
+}
+
+function describe(job: Job): string {
+  const lines = [
+    `id:        ${job.id}`,
+    `status:    ${job.status}${job.reason ? ` (${job.reason})` : ''}`,
+    `runtime:   ${job.runtime}`,
+    `exit code: ${job.exitCode ?? '-'}${job.signal ? ` (${job.signal})` : ''}`,
+    `created:   ${job.createdAt}`,
+    `timings:   queued ${job.timings.queuedMs ?? '-'} ms, startup ${job.timings.startupMs ?? '-'} ms, run ${job.timings.runMs ?? '-'} ms`,
+  ]
+  if (job.isolation) lines.push(`isolation: ${job.isolation.technology} (${job.isolation.runtime} ${job.isolation.version}, ${job.isolation.platform}), network ${job.isolation.network}`)
+  if (job.stdout) lines.push('--- stdout', job.stdout.replace(/\n$/, ''))
+  if (job.stderr) lines.push('--- stderr', job.stderr.replace(/\n$/, ''))
+  return lines.join('\n')
+}
+
+export async function jobLogs(client: Airlock, id: string, flags: { follow?: boolean }): Promise<number> {
+  if (!flags.follow) {
+    process.stdout.write(await client.jobs.logs(id))
+    return EXIT.ok
+  }
+  for await (const event of client.jobs.stream(id)) {
+    if (event.type === 'log') (event.stream === 'stderr' ? process.stderr : process.stdout).write(event.data)
+  }
+  return EXIT.ok
+}
+
+export async function cancelJob(client: Airlock, id: string, flags: { json?: boolean }): Promise<number> {
+  const job = await client.jobs.cancel(id)
+  print(!!flags.json, job, () => `${job.id}: ${job.status}${job.status === 'running' ? ' (cancelling)' : ''}`)
+  return EXIT.ok
+}
+
+export async function listRuntimes(client: Airlock, flags: { json?: boolean }): Promise<number> {
+  const runtimes = await client.runtimes()
+  print(!!flags.json, runtimes, () => table([['NAME', 'VERSION', 'ENTRYPOINT', 'DESCRIPTION'], ...runtimes.map((r) => [r.name, r.version ?? '-', r.defaultEntrypoint, r.description])]))
+  return EXIT.ok
+}

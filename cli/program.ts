@@ -1,0 +1,134 @@
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { Command, CommanderError } from 'commander'
+import { AirlockError } from '../sdk/src/index.js'
+import { cancelJob, getJob, jobLogs, listJobs, listRuntimes } from './commands/jobs.js'
+import { runCommand, type RunFlags } from './commands/run.js'
+import { EXIT, exitCodeForError } from './exit-codes.js'
+import { clientFor, UsageError, type GlobalFlags } from './settings.js'
+import { renderTable, runProbes, selectProbes } from './verify/verify.js'
+
+const SERVER_JS = fileURLToPath(new URL('../bin/airlock-server.js', import.meta.url))
+
+/**
+ * The `airlock` command. Each action resolves to an exit code; errors of the API map
+ * to distinct codes (cli/exit-codes.ts).
+ */
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('airlock')
+    .description('Run untrusted code in gVisor sandboxes, and operate Airlock')
+    .option('--url <url>', 'Airlock base URL (env AIRLOCK_URL, default http://127.0.0.1:8080)')
+    .option('--key <key>', 'API key (env AIRLOCK_API_KEY)')
+    .option('--config <file>', 'JSON config file {"url","apiKey"} (env AIRLOCK_CONFIG, default ~/.config/airlock/config.json)')
+    .showHelpAfterError()
+    .exitOverride()
+
+  const globals = (): GlobalFlags => program.opts<GlobalFlags>()
+  const action =
+    <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>
+    async (...args: A) => {
+      setExit(await fn(...args))
+    }
+
+  program
+    .command('run')
+    .description("run FILE in a sandbox, stream its output, exit with the job's exit code (timeout 124, oom 125, cancelled 130, error 70)")
+    .argument('<file>', 'program file; the runtime comes from its extension (.py, .js, .sh) unless --runtime')
+    .argument('[args...]', 'arguments for the program (after --)')
+    .option('-r, --runtime <runtime>', 'python, node or bash')
+    .option('--stdin <file>', "file to feed to the program's stdin ('-' for this stdin)")
+    .option('-t, --timeout <duration>', 'time limit, e.g. 10s, 500ms, 2m')
+    .option('-m, --memory <mib>', 'memory limit, MiB')
+    .option('-e, --env <NAME=value...>', 'environment variables for the program')
+    .option('--json', 'print the finished job as JSON instead of streaming output')
+    .action(action((file: string, args: string[], flags: RunFlags) => runCommand(clientFor(globals()), file, args, flags)))
+
+  const jobs = program.command('jobs').description("this tenant's jobs")
+  jobs
+    .command('list')
+    .description('jobs, newest first')
+    .option('--status <statuses>', 'comma-separated, e.g. running,queued')
+    .option('--limit <n>', 'page size, 1-100', '20')
+    .option('--cursor <cursor>', 'next page')
+    .option('--json', 'print JSON')
+    .action(action((flags: { status?: string; limit?: string; cursor?: string; json?: boolean }) => listJobs(clientFor(globals()), flags)))
+  jobs
+    .command('get')
+    .description('a job, with its output')
+    .argument('<id>')
+    .option('--json', 'print JSON')
+    .action(action((id: string, flags: { json?: boolean }) => getJob(clientFor(globals()), id, flags)))
+  jobs
+    .command('logs')
+    .description("a job's output")
+    .argument('<id>')
+    .option('-f, --follow', 'stream until the job ends')
+    .action(action((id: string, flags: { follow?: boolean }) => jobLogs(clientFor(globals()), id, flags)))
+  jobs
+    .command('cancel')
+    .description('cancel a queued or running job')
+    .argument('<id>')
+    .option('--json', 'print JSON')
+    .action(action((id: string, flags: { json?: boolean }) => cancelJob(clientFor(globals()), id, flags)))
+
+  program
+    .command('runtimes')
+    .description('the runtimes jobs may use')
+    .option('--json', 'print JSON')
+    .action(action((flags: { json?: boolean }) => listRuntimes(clientFor(globals()), flags)))
+
+  program
+    .command('verify')
+    .description('run the hostile-workload probes as an ordinary tenant; exit 0 only when every probe passes')
+    .option('--only <name...>', 'only these probes or groups, e.g. network')
+    .option('--json', 'print results as JSON')
+    .action(
+      action(async (flags: { only?: string[]; json?: boolean }) => {
+        const client = clientFor(globals())
+        const outcomes = await runProbes(client, selectProbes(flags.only), (o) => {
+          if (!flags.json) process.stderr.write(`${o.pass ? 'pass' : 'FAIL'} ${o.name} (${(o.durationMs / 1000).toFixed(1)} s)\n`)
+        })
+        const passed = outcomes.every((o) => o.pass)
+        if (flags.json) process.stdout.write(`${JSON.stringify({ url: client.baseUrl, passed, probes: outcomes }, null, 2)}\n`)
+        else process.stdout.write(`${renderTable(outcomes, process.stdout.columns ?? 160)}\n`)
+        return passed ? EXIT.ok : 1
+      }),
+    )
+
+  program
+    .command('serve')
+    .description('run the Airlock server (API and worker; settings from the environment, see the README)')
+    .option('--role <role>', 'all, api or worker', 'all')
+    .action(
+      action(async (flags: { role: string }) => {
+        const child = spawn(process.execPath, [SERVER_JS, `--role=${flags.role}`], { stdio: 'inherit' })
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig))
+        return new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))))
+      }),
+    )
+  return program
+}
+
+/** Runs the CLI; resolves with the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = EXIT.ok
+  const program = buildProgram((c) => {
+    code = c
+  })
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return code
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage
+    if (err instanceof UsageError) {
+      process.stderr.write(`airlock: ${err.message}\n`)
+      return EXIT.usage
+    }
+    if (err instanceof AirlockError) {
+      process.stderr.write(`airlock: ${err.message} (${err.code})\n`)
+      return exitCodeForError(err)
+    }
+    process.stderr.write(`airlock: ${(err as Error).message}\n`)
+    return EXIT.software
+  }
+}

@@ -1,0 +1,118 @@
+import { AbortedError, AirlockError, ConnectionError, errorFromResponse, RateLimitError, TimeoutError, UnavailableError } from './errors.js'
+import type { CallOptions, Logger } from './options.js'
+
+export interface HttpOptions {
+  baseUrl: string
+  apiKey: string
+  requestTimeoutMs: number
+  maxRetries: number
+  logger: Logger
+}
+
+export interface RequestSpec extends CallOptions {
+  method: 'GET' | 'POST' | 'DELETE'
+  path: string
+  query?: Record<string, string | number | boolean | undefined>
+  body?: unknown
+  /** Safe to send twice (retried on network errors too). */
+  idempotent: boolean
+  /** Accept header; JSON by default. */
+  accept?: string
+}
+
+export interface HttpResponse<T> {
+  status: number
+  body: T
+}
+
+const BASE_BACKOFF_MS = 250
+const MAX_BACKOFF_MS = 8000
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED'))
+    const timer = setTimeout(done, ms)
+    function done() {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }
+    function onAbort() {
+      clearTimeout(timer)
+      reject(new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED'))
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+export function backoffMs(attempt: number, retryAfterMs?: number): number {
+  if (retryAfterMs !== undefined) return Math.min(retryAfterMs, 60_000)
+  const base = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** attempt)
+  return base / 2 + Math.random() * (base / 2)
+}
+
+/** HTTP with one error mapping, timeouts, abort, and retries where they are safe. */
+export class Http {
+  constructor(readonly options: HttpOptions) {}
+
+  url(path: string, query?: RequestSpec['query']): string {
+    const url = new URL(`${this.options.baseUrl.replace(/\/+$/, '')}${path}`)
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v))
+    return url.toString()
+  }
+
+  async request<T>(spec: RequestSpec): Promise<HttpResponse<T>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.once<T>(spec)
+      } catch (err) {
+        const retryable =
+          err instanceof RateLimitError || err instanceof UnavailableError || (spec.idempotent && (err instanceof ConnectionError || err instanceof TimeoutError))
+        if (!retryable || attempt >= this.options.maxRetries) throw err
+        const waitMs = backoffMs(attempt, (err as RateLimitError).retryAfterMs)
+        this.options.logger.debug(`airlock: ${spec.method} ${spec.path} failed (${(err as AirlockError).code}); retry ${attempt + 1} in ${Math.round(waitMs)} ms`)
+        await sleep(waitMs, spec.signal)
+      }
+    }
+  }
+
+  private async once<T>(spec: RequestSpec): Promise<HttpResponse<T>> {
+    const timeoutMs = spec.timeoutMs ?? this.options.requestTimeoutMs
+    const timeout = AbortSignal.timeout(timeoutMs)
+    const signal = spec.signal ? AbortSignal.any([spec.signal, timeout]) : timeout
+    let res: Response
+    try {
+      res = await fetch(this.url(spec.path, spec.query), {
+        method: spec.method,
+        headers: {
+          authorization: `Bearer ${this.options.apiKey}`,
+          accept: spec.accept ?? 'application/json',
+          ...(spec.body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(spec.body === undefined ? {} : { body: JSON.stringify(spec.body) }),
+        signal,
+      })
+    } catch (err) {
+      if (spec.signal?.aborted) throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
+      if (timeout.aborted) throw new TimeoutError(`${spec.method} ${spec.path} took longer than ${timeoutMs} ms`, 'AIRLOCK_SDK_TIMEOUT', undefined, undefined, { cause: err })
+      throw new ConnectionError(`cannot reach Airlock at ${this.options.baseUrl}: ${(err as Error).message}`, 'AIRLOCK_SDK_CONNECTION', undefined, undefined, { cause: err })
+    }
+    let text: string
+    try {
+      text = await res.text()
+    } catch (err) {
+      if (spec.signal?.aborted) throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
+      throw new ConnectionError(`the answer to ${spec.method} ${spec.path} broke off`, 'AIRLOCK_SDK_CONNECTION', undefined, undefined, { cause: err })
+    }
+    const json = (res.headers.get('content-type') ?? '').includes('json') ? safeJson(text) : undefined
+    if (res.status >= 400) throw errorFromResponse(res.status, json as never, res.headers.get('retry-after'))
+    return { status: res.status, body: (json ?? text) as T }
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,114 @@
+import type { Job, JobAccepted, JobEvent, JobList, JobRequest, JobStatus, JobSummary } from './api-types.js'
+import { TimeoutError } from './errors.js'
+import { sleep, type Http } from './http.js'
+import type { CallOptions } from './options.js'
+import { streamJobEvents, type StreamOptions } from './stream.js'
+
+const FINAL: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'])
+
+/** Whether a job has ended (its status will not change again). */
+export function isFinished(job: Pick<Job, 'status'>): boolean {
+  return FINAL.has(job.status)
+}
+
+export interface ListOptions extends CallOptions {
+  /** Keep only jobs with these statuses. */
+  status?: JobStatus[]
+  /** Page size, 1-100. @default 20 */
+  limit?: number
+  /** `nextCursor` of the previous page. */
+  cursor?: string
+}
+
+export interface WaitOptions extends CallOptions {
+  /** Give up waiting after this long, milliseconds (the job keeps running). @default no limit */
+  timeoutMs?: number
+  /** First poll interval, milliseconds; it grows to 2 s. @default 200 */
+  pollIntervalMs?: number
+}
+
+export interface RunOptions extends CallOptions {
+  /** Called with output as the job produces it. */
+  onOutput?: (stream: 'stdout' | 'stderr', data: string) => void
+  /** Called when the job's status changes (queued, running, ...). */
+  onStatus?: (status: JobStatus) => void
+}
+
+const path = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`
+
+export class Jobs {
+  constructor(private readonly http: Http) {}
+
+  /** Submits a job; it is queued. Retried only when the server refused it (429, 503). */
+  async create(request: JobRequest, options: CallOptions = {}): Promise<JobAccepted> {
+    return (await this.http.request<JobAccepted>({ method: 'POST', path: '/v1/jobs', body: request, idempotent: false, ...options })).body
+  }
+
+  async get(id: string, options: CallOptions = {}): Promise<Job> {
+    return (await this.http.request<Job>({ method: 'GET', path: path(id), idempotent: true, ...options })).body
+  }
+
+  /** One page of this tenant's jobs, newest first. */
+  async list(options: ListOptions = {}): Promise<JobList> {
+    const { status, limit, cursor, ...call } = options
+    return (await this.http.request<JobList>({ method: 'GET', path: '/v1/jobs', query: { status: status?.join(','), limit, cursor }, idempotent: true, ...call })).body
+  }
+
+  /** Every job of this tenant, newest first, page by page. */
+  async *iterate(options: Omit<ListOptions, 'cursor'> = {}): AsyncGenerator<JobSummary, void, undefined> {
+    let cursor: string | undefined
+    do {
+      const page = await this.list({ ...options, cursor })
+      yield* page.items
+      cursor = page.nextCursor ?? undefined
+    } while (cursor)
+  }
+
+  /** Asks for the job to be cancelled; returns the job as it is then. ConflictError if it has ended. */
+  async cancel(id: string, options: CallOptions = {}): Promise<Job> {
+    return (await this.http.request<Job>({ method: 'DELETE', path: path(id), idempotent: true, ...options })).body
+  }
+
+  /** The job's whole output so far, as text. */
+  async logs(id: string, options: CallOptions = {}): Promise<string> {
+    return (await this.http.request<string>({ method: 'GET', path: `${path(id)}/logs`, idempotent: true, accept: 'text/plain', ...options })).body
+  }
+
+  /** Resolves with the job once it has ended. */
+  async wait(id: string, options: WaitOptions = {}): Promise<Job> {
+    const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs
+    let interval = options.pollIntervalMs ?? 200
+    for (;;) {
+      const job = await this.get(id, { signal: options.signal })
+      if (isFinished(job)) return job
+      if (Date.now() + interval > deadline) throw new TimeoutError(`job ${id} had not ended after ${options.timeoutMs} ms`, 'AIRLOCK_SDK_TIMEOUT')
+      await sleep(interval, options.signal)
+      interval = Math.min(2000, interval * 1.5)
+    }
+  }
+
+  /**
+   * The job's events (output, status changes, then `end` with the final job) as an
+   * async iterator; survives dropped connections without losing or repeating events.
+   */
+  stream(id: string, options: StreamOptions = {}): AsyncGenerator<JobEvent, void, undefined> {
+    return streamJobEvents(this.http, id, options)
+  }
+
+  /** Submits a job, streams its output to `onOutput`, and resolves with the ended job. */
+  async run(request: JobRequest, options: RunOptions = {}): Promise<Job> {
+    const { id } = await this.create(request, options)
+    try {
+      for await (const event of this.stream(id, { signal: options.signal })) {
+        if (event.type === 'log') options.onOutput?.(event.stream, event.data)
+        else if (event.type === 'status') options.onStatus?.(event.status)
+        else return event.job
+      }
+    } catch (err) {
+      if (options.signal?.aborted) throw err
+      // The stream could not be kept up; the result is still there to fetch.
+      this.http.options.logger.warn(`airlock: stream of ${id} failed (${(err as Error).message}); waiting for the result instead`)
+    }
+    return this.wait(id, { signal: options.signal })
+  }
+}

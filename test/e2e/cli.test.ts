@@ -1,0 +1,123 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { build, TENANTS } from '../helper.js'
+
+const CLI = new URL('../../dist/bin/airlock.js', import.meta.url).pathname
+if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (scripts/test.sh does)`)
+
+const h = await build(t, { listen: true })
+const dir = await mkdtemp(join(tmpdir(), 'airlock-cli-'))
+t.teardown(() => rm(dir, { recursive: true, force: true }))
+
+interface Result {
+  code: number | null
+  stdout: string
+  stderr: string
+  /** When stdout first received something, ms after the start. */
+  firstStdoutMs: number | null
+  ms: number
+}
+
+function airlock(args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<Result> {
+  const t0 = Date.now()
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice, ...options.env },
+  })
+  let stdout = ''
+  let stderr = ''
+  let firstStdoutMs: number | null = null
+  child.stdout.on('data', (d: Buffer) => {
+    firstStdoutMs ??= Date.now() - t0
+    stdout += d.toString()
+  })
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  child.stdin.end(options.input ?? '')
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr, firstStdoutMs, ms: Date.now() - t0 })))
+}
+
+async function file(name: string, content: string): Promise<string> {
+  const path = join(dir, name)
+  await writeFile(path, content)
+  return path
+}
+
+t.test('airlock run streams stdout and stderr apart, as the program runs, and exits with its code', async (t) => {
+  const prog = await file('ticks.py', 'import sys, time\nfor i in range(4):\n    print("tick", i, flush=True)\n    time.sleep(0.4)\nprint("warn", file=sys.stderr)\nsys.exit(3)\n')
+  const r = await airlock(['run', prog])
+  t.equal(r.code, 3, "the program's exit code")
+  t.equal(r.stdout, 'tick 0\ntick 1\ntick 2\ntick 3\n')
+  t.match(r.stderr, /warn\n/)
+  t.ok(r.firstStdoutMs !== null && r.firstStdoutMs < r.ms - 800, `output arrived while the job ran (first at ${r.firstStdoutMs} ms of ${r.ms} ms)`)
+})
+
+t.test('airlock run: arguments, --stdin, --env, and --json', async (t) => {
+  const prog = await file('echo.sh', 'read line; echo "$line $1 $GREETING"')
+  const input = await file('input.txt', 'hello\n')
+  const r = await airlock(['run', prog, '--stdin', input, '--env', 'GREETING=hi', '--', 'world'])
+  t.equal(r.code, 0)
+  t.equal(r.stdout, 'hello world hi\n')
+  const piped = await airlock(['run', prog, '--stdin', '-', '--json'], { input: 'from-pipe\n' })
+  t.equal(piped.code, 0)
+  t.match(JSON.parse(piped.stdout), { status: 'succeeded', stdout: 'from-pipe  \n' })
+})
+
+t.test('airlock run exits 124 on timeout and 125 on oom', async (t) => {
+  const loop = await file('loop.js', 'for (;;) {}')
+  const timeout = await airlock(['run', loop, '--timeout', '1s'])
+  t.equal(timeout.code, 124)
+  t.match(timeout.stderr, /timeout: exceeded the time limit of 1000 ms/)
+  const hog = await file('hog.py', 'x = bytearray(512 * 1024 * 1024)\nprint(len(x))\n')
+  const oom = await airlock(['run', hog, '--memory', '64'])
+  t.equal(oom.code, 125)
+})
+
+t.test('airlock jobs list, get, logs and cancel; airlock runtimes', async (t) => {
+  const prog = await file('hello.sh', 'echo hello-cli')
+  const run = await airlock(['run', prog, '--json'])
+  const { id } = JSON.parse(run.stdout) as { id: string }
+  const list = JSON.parse((await airlock(['jobs', 'list', '--json'])).stdout) as { items: { id: string }[] }
+  t.ok(list.items.some((j) => j.id === id), 'listed')
+  const table = await airlock(['jobs', 'list', '--limit', '1'])
+  t.match(table.stdout, new RegExp(`^ID +STATUS +RUNTIME +EXIT +CREATED\\n${id} +succeeded +bash +0 `))
+  t.match(JSON.parse((await airlock(['jobs', 'get', id, '--json'])).stdout), { id, status: 'succeeded', stdout: 'hello-cli\n' })
+  t.match((await airlock(['jobs', 'get', id])).stdout, /status: +succeeded[\s\S]*--- stdout\nhello-cli/)
+  t.equal((await airlock(['jobs', 'logs', id])).stdout, 'hello-cli\n')
+  t.equal((await airlock(['jobs', 'logs', id, '--follow'])).stdout, 'hello-cli\n')
+  const runtimes = JSON.parse((await airlock(['runtimes', '--json'])).stdout) as { name: string }[]
+  t.same(runtimes.map((r) => r.name).sort(), ['bash', 'node', 'python'])
+
+  const { id: sleeper } = await (await fetch(`${h.baseUrl}/v1/jobs`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ runtime: 'bash', source: 'sleep 30' }),
+  })).json() as { id: string }
+  const cancel = await airlock(['jobs', 'cancel', sleeper])
+  t.equal(cancel.code, 0)
+  t.match(cancel.stdout, new RegExp(`^${sleeper}: `))
+  t.equal((await h.poll(sleeper, (j) => j.status === 'cancelled')).status, 'cancelled')
+  const again = await airlock(['jobs', 'cancel', sleeper])
+  t.equal(again.code, 70, 'cancelling an ended job fails')
+  t.match(again.stderr, /AIRLOCK_ERR_JOB_FINISHED/)
+})
+
+t.test('distinct exit codes for usage, auth, not found and an unreachable server; settings from a config file', async (t) => {
+  t.equal((await airlock(['run', await file('prog.rb', 'puts 1')])).code, 64, 'unknown extension without --runtime')
+  t.equal((await airlock(['frobnicate'])).code, 64, 'unknown command')
+  const help = await airlock(['--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /run \[options\] <file> \[args\.\.\.\][\s\S]*jobs[\s\S]*runtimes[\s\S]*verify[\s\S]*serve/)
+  t.equal((await airlock(['jobs', 'list'], { env: { AIRLOCK_API_KEY: 'wrong-key-000' } })).code, 77)
+  t.equal((await airlock(['jobs', 'get', 'job_00000000000000000000000000000000'])).code, 66)
+  const down = await airlock(['jobs', 'list', '--url', 'http://127.0.0.1:9'])
+  t.equal(down.code, 69)
+  t.match(down.stderr, /cannot reach Airlock at http:\/\/127\.0\.0\.1:9/)
+  const config = await file('config.json', JSON.stringify({ url: h.baseUrl, apiKey: TENANTS.bob }))
+  const viaFile = await airlock(['jobs', 'list', '--json', '--config', config], { env: { AIRLOCK_URL: '', AIRLOCK_API_KEY: '' } })
+  t.equal(viaFile.code, 0, 'url and key from the config file')
+  t.same(JSON.parse(viaFile.stdout).items, [], "bob sees none of alice's jobs")
+  t.equal((await airlock(['jobs', 'list', '--config', join(dir, 'missing.json')])).code, 64, 'a named config file must exist')
+})
