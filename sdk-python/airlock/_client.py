@@ -1,0 +1,333 @@
+"""Sync and asyncio clients of the Airlock API, sharing one request policy."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import quote
+
+import httpx
+import websockets
+import websockets.sync.client
+
+from ._errors import (
+    AirlockError,
+    ConnectionError,
+    RateLimitError,
+    TimeoutError,
+    UnavailableError,
+    error_from_response,
+)
+from ._types import FINAL_STATUSES, Job, JobAccepted, JobEvent, JobList, JobRequest, JobSummary, Runtime
+
+OutputCallback = Callable[[str, str], None]
+
+_BASE_BACKOFF_S = 0.25
+_MAX_BACKOFF_S = 8.0
+
+
+def _backoff(attempt: int, retry_after: Optional[float]) -> float:
+    if retry_after is not None:
+        return min(retry_after, 60.0)
+    base = min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2**attempt)
+    return base / 2 + random.random() * base / 2
+
+
+def _retryable(err: AirlockError, idempotent: bool) -> bool:
+    # 429 and 503 mean the request was not taken, so any call may be sent again;
+    # a broken connection may have been processed, so only calls safe to repeat.
+    return isinstance(err, (RateLimitError, UnavailableError)) or (idempotent and isinstance(err, (ConnectionError, TimeoutError)))
+
+
+def _job_path(job_id: str) -> str:
+    return f"/v1/jobs/{quote(job_id, safe='')}"
+
+
+class _Settings:
+    def __init__(self, base_url: Optional[str], api_key: Optional[str], timeout: float, max_retries: int):
+        key = api_key if api_key is not None else os.environ.get("AIRLOCK_API_KEY")
+        if not key:
+            raise AirlockError("an API key is required: pass api_key or set AIRLOCK_API_KEY", "AIRLOCK_SDK_CONFIG")
+        self.base_url = (base_url or os.environ.get("AIRLOCK_URL") or "http://127.0.0.1:8080").rstrip("/")
+        self.api_key = key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.headers = {"authorization": f"Bearer {key}", "accept": "application/json"}
+
+    def ws_url(self, path: str, params: Dict[str, Any]) -> str:
+        query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
+        return f"{'ws' + self.base_url[4:] if self.base_url.startswith('http') else self.base_url}{path}?{query}"
+
+
+def _answer(res: httpx.Response) -> Any:
+    is_json = "json" in res.headers.get("content-type", "")
+    body: Any
+    try:
+        body = res.json() if is_json and res.content else res.text
+    except ValueError:
+        body = None
+    if res.status_code >= 400:
+        raise error_from_response(res.status_code, body, res.headers.get("retry-after"))
+    return body
+
+
+def _transport_error(err: Exception, base_url: str) -> AirlockError:
+    if isinstance(err, httpx.TimeoutException):
+        return TimeoutError(f"the request to {base_url} timed out", "AIRLOCK_SDK_TIMEOUT")
+    return ConnectionError(f"cannot reach Airlock at {base_url}: {err}", "AIRLOCK_SDK_CONNECTION")
+
+
+class Jobs:
+    """Jobs of this tenant (sync)."""
+
+    def __init__(self, client: "Airlock"):
+        self._c = client
+
+    def create(self, request: JobRequest) -> JobAccepted:
+        """Submits a job; it is queued."""
+        return self._c._request("POST", "/v1/jobs", body=request, idempotent=False)
+
+    def get(self, job_id: str) -> Job:
+        return self._c._request("GET", _job_path(job_id))
+
+    def list(self, status: Optional[List[str]] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> JobList:
+        """One page of this tenant's jobs, newest first."""
+        return self._c._request("GET", "/v1/jobs", params=_list_params(status, limit, cursor))
+
+    def iterate(self, status: Optional[List[str]] = None, limit: Optional[int] = None) -> Iterator[JobSummary]:
+        """Every job of this tenant, newest first, page by page."""
+        cursor = None
+        while True:
+            page = self.list(status, limit, cursor)
+            yield from page["items"]
+            cursor = page["nextCursor"]
+            if not cursor:
+                return
+
+    def cancel(self, job_id: str) -> Job:
+        """Asks for the job to be cancelled; ConflictError if it has ended."""
+        return self._c._request("DELETE", _job_path(job_id))
+
+    def logs(self, job_id: str) -> str:
+        """The job's whole output so far."""
+        return self._c._request("GET", f"{_job_path(job_id)}/logs", accept="text/plain")
+
+    def wait(self, job_id: str, timeout: Optional[float] = None, poll_interval: float = 0.2) -> Job:
+        """Blocks until the job has ended; TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job["status"] in FINAL_STATUSES:
+                return job
+            if deadline is not None and time.monotonic() + poll_interval > deadline:
+                raise TimeoutError(f"job {job_id} had not ended after {timeout} s", "AIRLOCK_SDK_TIMEOUT")
+            time.sleep(poll_interval)
+            poll_interval = min(2.0, poll_interval * 1.5)
+
+    def stream(self, job_id: str, from_seq: int = 0, max_reconnects: int = 8) -> Iterator[JobEvent]:
+        """The job's events (log, status, then end). A dropped connection is reopened
+        from the last event received: no event is lost or repeated."""
+        failures = 0
+        last = from_seq
+        while True:
+            token = self._c._request("POST", f"{_job_path(job_id)}/stream-tokens")["token"]
+            url = self._c._s.ws_url(f"{_job_path(job_id)}/stream", {"from": last, "token": token})
+            try:
+                with websockets.sync.client.connect(url, open_timeout=self._c._s.timeout) as ws:
+                    for message in ws:
+                        event = json.loads(message)
+                        if event["seq"] <= last:
+                            continue
+                        last = event["seq"]
+                        failures = 0
+                        yield event
+                        if event["type"] == "end":
+                            return
+            except (OSError, websockets.exceptions.WebSocketException):
+                pass
+            failures += 1
+            if failures > max_reconnects:
+                raise ConnectionError(f"the stream of job {job_id} keeps breaking", "AIRLOCK_SDK_CONNECTION")
+            time.sleep(_backoff(failures - 1, None))
+
+    def run(self, request: JobRequest, on_output: Optional[OutputCallback] = None) -> Job:
+        """Submits a job, passes its output to ``on_output(stream, data)`` as it comes,
+        and returns the ended job."""
+        job_id = self.create(request)["id"]
+        try:
+            for event in self.stream(job_id):
+                if event["type"] == "log" and on_output:
+                    on_output(event["stream"], event["data"])
+                elif event["type"] == "end":
+                    return event["job"]
+        except ConnectionError:
+            pass  # the result is still there to fetch
+        return self.wait(job_id)
+
+
+class Airlock:
+    """Sync client. ``Airlock()`` reads AIRLOCK_URL and AIRLOCK_API_KEY.
+
+    :param timeout: time limit of one HTTP request, seconds
+    :param max_retries: retries of calls refused with 429/503 (and, for calls safe to
+        repeat, of network errors), with backoff or Retry-After
+    """
+
+    def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *, timeout: float = 30.0, max_retries: int = 3):
+        self._s = _Settings(base_url, api_key, timeout, max_retries)
+        self._http = httpx.Client(base_url=self._s.base_url, headers=self._s.headers, timeout=timeout)
+        self.jobs = Jobs(self)
+
+    def __enter__(self) -> "Airlock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def run(self, request: JobRequest, on_output: Optional[OutputCallback] = None) -> Job:
+        return self.jobs.run(request, on_output)
+
+    def runtimes(self) -> List[Runtime]:
+        return self._request("GET", "/v1/runtimes")["runtimes"]
+
+    def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None) -> Any:
+        attempt = 0
+        while True:
+            try:
+                try:
+                    res = self._http.request(method, path, json=body, params=params, headers={"accept": accept} if accept else None)
+                except httpx.HTTPError as err:
+                    raise _transport_error(err, self._s.base_url) from err
+                return _answer(res)
+            except AirlockError as err:
+                if not _retryable(err, idempotent) or attempt >= self._s.max_retries:
+                    raise
+                time.sleep(_backoff(attempt, getattr(err, "retry_after", None)))
+                attempt += 1
+
+
+def _list_params(status: Optional[List[str]], limit: Optional[int], cursor: Optional[str]) -> Dict[str, Any]:
+    params: Dict[str, Any] = {}
+    if status:
+        params["status"] = ",".join(status)
+    if limit is not None:
+        params["limit"] = limit
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+
+class AsyncJobs:
+    """Jobs of this tenant (asyncio)."""
+
+    def __init__(self, client: "AsyncAirlock"):
+        self._c = client
+
+    async def create(self, request: JobRequest) -> JobAccepted:
+        return await self._c._request("POST", "/v1/jobs", body=request, idempotent=False)
+
+    async def get(self, job_id: str) -> Job:
+        return await self._c._request("GET", _job_path(job_id))
+
+    async def list(self, status: Optional[List[str]] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> JobList:
+        return await self._c._request("GET", "/v1/jobs", params=_list_params(status, limit, cursor))
+
+    async def cancel(self, job_id: str) -> Job:
+        return await self._c._request("DELETE", _job_path(job_id))
+
+    async def logs(self, job_id: str) -> str:
+        return await self._c._request("GET", f"{_job_path(job_id)}/logs", accept="text/plain")
+
+    async def wait(self, job_id: str, timeout: Optional[float] = None, poll_interval: float = 0.2) -> Job:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = await self.get(job_id)
+            if job["status"] in FINAL_STATUSES:
+                return job
+            if deadline is not None and time.monotonic() + poll_interval > deadline:
+                raise TimeoutError(f"job {job_id} had not ended after {timeout} s", "AIRLOCK_SDK_TIMEOUT")
+            await asyncio.sleep(poll_interval)
+            poll_interval = min(2.0, poll_interval * 1.5)
+
+    async def stream(self, job_id: str, from_seq: int = 0, max_reconnects: int = 8) -> AsyncIterator[JobEvent]:
+        from websockets.asyncio.client import connect
+
+        failures = 0
+        last = from_seq
+        while True:
+            token = (await self._c._request("POST", f"{_job_path(job_id)}/stream-tokens"))["token"]
+            url = self._c._s.ws_url(f"{_job_path(job_id)}/stream", {"from": last, "token": token})
+            try:
+                async with connect(url, open_timeout=self._c._s.timeout) as ws:
+                    async for message in ws:
+                        event = json.loads(message)
+                        if event["seq"] <= last:
+                            continue
+                        last = event["seq"]
+                        failures = 0
+                        yield event
+                        if event["type"] == "end":
+                            return
+            except (OSError, websockets.exceptions.WebSocketException):
+                pass
+            failures += 1
+            if failures > max_reconnects:
+                raise ConnectionError(f"the stream of job {job_id} keeps breaking", "AIRLOCK_SDK_CONNECTION")
+            await asyncio.sleep(_backoff(failures - 1, None))
+
+    async def run(self, request: JobRequest, on_output: Optional[OutputCallback] = None) -> Job:
+        job_id = (await self.create(request))["id"]
+        try:
+            async for event in self.stream(job_id):
+                if event["type"] == "log" and on_output:
+                    on_output(event["stream"], event["data"])
+                elif event["type"] == "end":
+                    return event["job"]
+        except ConnectionError:
+            pass
+        return await self.wait(job_id)
+
+
+class AsyncAirlock:
+    """asyncio client; same surface as :class:`Airlock` with ``await``."""
+
+    def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *, timeout: float = 30.0, max_retries: int = 3):
+        self._s = _Settings(base_url, api_key, timeout, max_retries)
+        self._http = httpx.AsyncClient(base_url=self._s.base_url, headers=self._s.headers, timeout=timeout)
+        self.jobs = AsyncJobs(self)
+
+    async def __aenter__(self) -> "AsyncAirlock":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def run(self, request: JobRequest, on_output: Optional[OutputCallback] = None) -> Job:
+        return await self.jobs.run(request, on_output)
+
+    async def runtimes(self) -> List[Runtime]:
+        return (await self._request("GET", "/v1/runtimes"))["runtimes"]
+
+    async def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None) -> Any:
+        attempt = 0
+        while True:
+            try:
+                try:
+                    res = await self._http.request(method, path, json=body, params=params, headers={"accept": accept} if accept else None)
+                except httpx.HTTPError as err:
+                    raise _transport_error(err, self._s.base_url) from err
+                return _answer(res)
+            except AirlockError as err:
+                if not _retryable(err, idempotent) or attempt >= self._s.max_retries:
+                    raise
+                await asyncio.sleep(_backoff(attempt, getattr(err, "retry_after", None)))
+                attempt += 1

@@ -1,0 +1,120 @@
+"""Shapes of the API's requests and responses. Held to the server's schemas
+(``schemas.json``, generated from them) by the SDK's tests."""
+from __future__ import annotations
+
+from typing import Dict, List, Literal, Optional, TypedDict, Union
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "timeout", "oom", "cancelled", "error"]
+FINAL_STATUSES = frozenset({"succeeded", "failed", "timeout", "oom", "cancelled", "error"})
+
+
+class JobFile(TypedDict):
+    path: str
+    content: str
+
+
+class Limits(TypedDict, total=False):
+    timeoutMs: int  # wall-clock limit, milliseconds
+    memoryMb: int  # memory limit, MiB
+    cpus: float  # CPU limit, cores
+    pids: int  # processes and threads at once
+    outputBytes: int  # cap of stdout and of stderr, each, bytes
+
+
+class JobRequest(TypedDict, total=False):
+    runtime: str
+    source: str
+    files: List[JobFile]
+    entrypoint: str
+    args: List[str]
+    stdin: str
+    env: Dict[str, str]
+    limits: Limits
+
+
+class Isolation(TypedDict):
+    technology: str
+    runtime: str
+    version: str
+    platform: str
+    network: str
+    readOnlyRoot: bool
+    uid: int
+    capabilities: List[str]
+
+
+class Timings(TypedDict):
+    queuedMs: Optional[int]
+    startupMs: Optional[int]
+    runMs: Optional[int]
+
+
+class Job(TypedDict):
+    id: str
+    runtime: str
+    status: JobStatus
+    exitCode: Optional[int]
+    signal: Optional[str]
+    reason: Optional[str]
+    stdout: str
+    stderr: str
+    truncated: bool
+    createdAt: str
+    startedAt: Optional[str]
+    finishedAt: Optional[str]
+    timings: Timings
+    executor: Optional[str]
+    isolation: Optional[Isolation]
+
+
+class JobSummary(TypedDict):
+    id: str
+    runtime: str
+    status: JobStatus
+    exitCode: Optional[int]
+    reason: Optional[str]
+    createdAt: str
+    startedAt: Optional[str]
+    finishedAt: Optional[str]
+
+
+class JobList(TypedDict):
+    items: List[JobSummary]
+    nextCursor: Optional[str]
+
+
+class JobAccepted(TypedDict):
+    id: str
+    status: JobStatus
+
+
+class LogEvent(TypedDict):
+    type: Literal["log"]
+    stream: Literal["stdout", "stderr"]
+    data: str
+    seq: int
+    ts: str
+
+
+class StatusEvent(TypedDict):
+    type: Literal["status"]
+    status: JobStatus
+    seq: int
+    ts: str
+
+
+class EndEvent(TypedDict):
+    type: Literal["end"]
+    job: Job
+    seq: int
+    ts: str
+
+
+JobEvent = Union[LogEvent, StatusEvent, EndEvent]
+
+
+class Runtime(TypedDict):
+    name: str
+    description: str
+    version: Optional[str]
+    defaultEntrypoint: str
