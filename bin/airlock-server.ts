@@ -39,10 +39,11 @@ async function main(): Promise<void> {
   const metrics = new Metrics({ processMetrics: true })
   const stops: (() => Promise<void>)[] = []
 
+  let worker: WorkerService | undefined
   if (role === 'all' || role === 'worker') {
-    const worker = new WorkerService(config, createExecutor(config, logger), logger.child({ component: 'worker' }), metrics)
+    worker = new WorkerService(config, createExecutor(config, logger), logger.child({ component: 'worker' }), metrics)
     await worker.start()
-    stops.push(() => worker.stop())
+    stops.push(() => worker!.stop())
   }
   if (role === 'api' || role === 'all') {
     if (config.tenantsByKey.size === 0) logger.warn('AIRLOCK_API_KEYS is empty: every /v1 request will get 401')
@@ -50,12 +51,16 @@ async function main(): Promise<void> {
     await app.listen({ port: config.port, host: config.host })
     stops.push(() => app.close())
   } else {
-    // A worker-only process has no API; it still serves /metrics and /healthz.
+    // A worker-only process has no API; it still serves /metrics, /healthz, and /readyz
+    // (ready while it can isolate jobs, so an orchestrator sees a fail-closed worker).
     const server = createServer((req, res) => {
       if (req.url === '/metrics') {
         void metrics.registry.metrics().then((body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body))
       } else if (req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
+      } else if (req.url === '/readyz') {
+        const isolation = worker?.isolation
+        res.writeHead(isolation?.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: !!isolation?.ok, reason: isolation?.reason ?? null }))
       } else {
         res.writeHead(404).end()
       }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control-plane binaries the executor tests run against
-# (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet) from the
+# (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, and kubectl
+# whose kustomize renders deploy/ offline) from the
 # k8s.io/kubernetes Go module, and etcd from the etcd server module at the
 # version that release itself requires, and caches them by version. A fresh
 # machine needs only Go and the Go module proxy. Prints the bin directory.
 set -euo pipefail
 KUBE_VERSION="${AIRLOCK_KUBE_VERSION:-1.34.4}"
 CACHE="${AIRLOCK_KUBE_CACHE:-/var/cache/airlock/kube}/v${KUBE_VERSION}"
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet etcd)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd)
 
 have_all() { for b in "${BINARIES[@]}"; do [[ -x "$CACHE/bin/$b" ]] || return 1; done; }
 if have_all; then echo "$CACHE/bin"; exit 0; fi
@@ -38,6 +39,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
 # Debian's etcd (3.4) is older than this Kubernetes supports; etcd's own main

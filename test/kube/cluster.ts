@@ -68,9 +68,29 @@ export async function startCluster(t: TestLike): Promise<Cluster> {
   return { dir, kubeconfig, kc, core, objects: KubernetesObjectApi.makeApiClient(kc) }
 }
 
-/** The manifests operators apply for sandboxes (deploy/kubernetes/sandbox), as objects. */
+/** kubectl, built with the control plane (test/kube/build.sh). */
+export async function kubectlPath(): Promise<string> {
+  return join((await run('bash', [join(HERE, 'build.sh')], { maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 })).stdout.trim(), 'kubectl')
+}
+
+/** An overlay of deploy/kubernetes rendered by kustomize, as objects. */
+export async function renderOverlay(overlay: string): Promise<{ yaml: string; objects: KubernetesObject[] }> {
+  const { stdout } = await run(await kubectlPath(), ['kustomize', join(ROOT, 'deploy/kubernetes/overlays', overlay)], { maxBuffer: 16 * 1024 * 1024 })
+  return { yaml: stdout, objects: loadAllYaml(stdout) as KubernetesObject[] }
+}
+
+/**
+ * What makes the sandbox namespace safe, as operators apply it (the self-managed
+ * overlay): the namespace, its deny-all NetworkPolicy and the gvisor RuntimeClass.
+ */
 export async function sandboxManifests(): Promise<KubernetesObject[]> {
-  return loadAllYaml(await readFile(join(ROOT, 'deploy/kubernetes/sandbox/sandbox.yaml'), 'utf8')) as KubernetesObject[]
+  const { objects } = await renderOverlay('self-managed')
+  return objects.filter(
+    (o) =>
+      (o.kind === 'Namespace' && o.metadata?.name === 'airlock-sandbox') ||
+      (o.kind === 'NetworkPolicy' && o.metadata?.namespace === 'airlock-sandbox') ||
+      o.kind === 'RuntimeClass',
+  )
 }
 
 export async function applyObjects(cluster: Cluster, objects: KubernetesObject[]): Promise<void> {

@@ -116,7 +116,7 @@ t.test('namespace safety: every missing guarantee is named', async (t) => {
   t.match(namespaceProblems({ ...safe, namespace: undefined }), [/namespace ns does not exist/])
   t.match(namespaceProblems({ ...safe, namespace: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } } }), [/"baseline"/])
   t.match(namespaceProblems({ ...safe, runtimeClass: undefined }), [/RuntimeClass gvisor does not exist/])
-  t.match(namespaceProblems({ ...safe, runtimeClass: { handler: 'runc' } }), [/handler "runc", not runsc/])
+  t.match(namespaceProblems({ ...safe, runtimeClass: { handler: 'runc' } }), [/handler "runc", not gVisor \(runsc or gvisor\)/])
   t.match(namespaceProblems({ ...safe, networkPolicies: [] }), [/denies all Ingress and Egress/])
   t.match(namespaceProblems({ ...safe, networkPolicies: [policy({ podSelector: {}, policyTypes: ['Ingress'] })] }), [/denies all Egress/])
   t.match(namespaceProblems({ ...safe, networkPolicies: [policy({ podSelector: { matchLabels: { app: 'other' } }, policyTypes: ['Ingress', 'Egress'] })] }), [/denies all/], 'a policy that selects other pods does not count')

@@ -10,6 +10,9 @@ export interface SafetyInput {
   podLabels: Record<string, string>
 }
 
+/** Handlers that are gVisor: ours on containerd (runsc), and GKE Sandbox's (gvisor). */
+const GVISOR_HANDLERS = new Set(['runsc', 'gvisor'])
+
 function selects(policy: V1NetworkPolicy, labels: Record<string, string>): boolean {
   const selector = policy.spec?.podSelector
   if (!selector) return false
@@ -55,8 +58,8 @@ export function namespaceProblems(input: SafetyInput): string[] {
   }
   if (!input.runtimeClass) {
     problems.push(`RuntimeClass ${input.runtimeClassName} does not exist`)
-  } else if (input.runtimeClass.handler !== 'runsc') {
-    problems.push(`RuntimeClass ${input.runtimeClassName} has handler ${JSON.stringify(input.runtimeClass.handler)}, not runsc (gVisor)`)
+  } else if (!GVISOR_HANDLERS.has(input.runtimeClass.handler)) {
+    problems.push(`RuntimeClass ${input.runtimeClassName} has handler ${JSON.stringify(input.runtimeClass.handler)}, not gVisor (${[...GVISOR_HANDLERS].join(' or ')})`)
   }
   const selecting = input.networkPolicies.filter((p) => selects(p, input.podLabels))
   const allowing = selecting.filter((p) => (p.spec?.ingress?.length ?? 0) > 0 || (p.spec?.egress?.length ?? 0) > 0)
