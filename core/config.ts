@@ -130,7 +130,7 @@ export const SETTINGS = {
   k8sKubeconfig: str('AIRLOCK_K8S_KUBECONFIG', 'kubernetes executor: kubeconfig file; empty means the in-cluster service account', ''),
   k8sNamespace: str('AIRLOCK_K8S_NAMESPACE', 'kubernetes executor: namespace of sandbox Jobs (must enforce Pod Security restricted and deny all traffic)', 'airlock-sandbox', /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'a namespace name'),
   k8sRuntimeClass: str('AIRLOCK_K8S_RUNTIME_CLASS', 'kubernetes executor: RuntimeClass of sandbox pods (its handler must be runsc)', 'gvisor', /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'a RuntimeClass name'),
-  k8sImages: str('AIRLOCK_K8S_IMAGES', 'kubernetes executor: sandbox image references pinned by digest, `default=registry/airlock/default@sha256:...` (comma-separated)', ''),
+  k8sImages: str('AIRLOCK_K8S_IMAGES', 'kubernetes executor: sandbox images (the catalog\'s image names) pinned by digest, `python=REGISTRY/airlock/python@sha256:...,node=...` (comma-separated)', ''),
   k8sUnschedulableWaitMs: int('AIRLOCK_K8S_UNSCHEDULABLE_WAIT_MS', 'kubernetes executor: how long a pod may stay unschedulable before its job ends as error', 60_000, 0, 3_600_000),
   k8sStartAllowanceMs: int('AIRLOCK_K8S_START_ALLOWANCE_MS', "kubernetes executor: time for scheduling and image pull added to a job's timeout in the Job's activeDeadlineSeconds (the cluster-side backstop)", 120_000, 0, 3_600_000),
   k8sTtlAfterFinishedSeconds: int('AIRLOCK_K8S_TTL_AFTER_FINISHED_SECONDS', 'kubernetes executor: ttlSecondsAfterFinished, for Jobs a worker could not delete itself', 3600, 0, 7 * 24 * 3600),

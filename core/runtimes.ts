@@ -1,42 +1,65 @@
+import { readFileSync } from 'node:fs'
+
 /**
- * The runtime catalog: which languages a job may ask for, which sandbox image holds
- * each one, and how its entrypoint is started. Versions are not written here: they
- * are read from the built image (see sandbox-images/), so they cannot lie.
+ * The runtime catalog (sandbox-images/catalog.json): which languages a job may ask
+ * for, which sandbox image holds each one, and how its entrypoint is started. Exact
+ * versions are read from the built images (see sandbox-images/), so they cannot lie;
+ * the catalog's `version` is the line each image is built from, checked by a test.
  */
 export interface RuntimeDefinition {
   readonly name: string
   readonly description: string
-  /** Image (root filesystem) under sandbox-images/ that carries the interpreter. */
+  /** Interpreter line the image is built from, e.g. 3.11. */
+  readonly version: string
+  /** Image folder under sandbox-images/ (with its Dockerfile); the kubernetes executor's image key. */
   readonly image: string
+  /** Root filesystem the local executor runs it in (sandbox-images/build.sh IMAGE). */
+  readonly localImage: string
   /** File name given to `source` when a job sends a single source string. */
   readonly defaultEntrypoint: string
   /** argv inside the sandbox, relative to the workspace. */
   command(entrypoint: string, args: readonly string[]): string[]
 }
 
-export const RUNTIMES: readonly RuntimeDefinition[] = [
-  {
-    name: 'python',
-    description: 'CPython 3',
-    image: 'default',
-    defaultEntrypoint: 'main.py',
-    command: (entrypoint, args) => ['python3', entrypoint, ...args],
-  },
-  {
-    name: 'node',
-    description: 'Node.js',
-    image: 'default',
-    defaultEntrypoint: 'main.js',
-    command: (entrypoint, args) => ['node', entrypoint, ...args],
-  },
-  {
-    name: 'bash',
-    description: 'GNU Bash',
-    image: 'default',
-    defaultEntrypoint: 'main.sh',
-    command: (entrypoint, args) => ['bash', entrypoint, ...args],
-  },
-]
+interface CatalogEntry extends Omit<RuntimeDefinition, 'command'> {
+  command: string[]
+}
+
+/** Catalog JSON -> definitions, refusing anything malformed. Pure. */
+export function parseCatalog(text: string): RuntimeDefinition[] {
+  const data = JSON.parse(text) as { runtimes?: unknown }
+  if (!Array.isArray(data.runtimes) || data.runtimes.length === 0) throw new Error('runtime catalog: "runtimes" must be a non-empty array')
+  const names = new Set<string>()
+  return (data.runtimes as CatalogEntry[]).map((entry, i) => {
+    for (const field of ['name', 'description', 'version', 'image', 'localImage', 'defaultEntrypoint'] as const) {
+      if (typeof entry[field] !== 'string' || entry[field] === '') throw new Error(`runtime catalog: runtimes[${i}].${field} must be a non-empty string`)
+    }
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(entry.name) || names.has(entry.name)) throw new Error(`runtime catalog: bad or duplicate name ${JSON.stringify(entry.name)}`)
+    names.add(entry.name)
+    if (!Array.isArray(entry.command) || !entry.command.includes('{entrypoint}') || entry.command.some((c) => typeof c !== 'string')) {
+      throw new Error(`runtime catalog: runtimes[${i}].command must be strings including "{entrypoint}"`)
+    }
+    const { command, ...rest } = entry
+    return {
+      ...rest,
+      command: (entrypoint: string, args: readonly string[]) => command.flatMap((part) => (part === '{args}' ? [...args] : [part === '{entrypoint}' ? entrypoint : part])),
+    }
+  })
+}
+
+/** sandbox-images/catalog.json, found from here whether running from source or from dist/. */
+function catalogText(): string {
+  for (const up of ['../sandbox-images/catalog.json', '../../sandbox-images/catalog.json']) {
+    try {
+      return readFileSync(new URL(up, import.meta.url), 'utf8')
+    } catch {
+      // try the next location
+    }
+  }
+  throw new Error('sandbox-images/catalog.json not found')
+}
+
+export const RUNTIMES: readonly RuntimeDefinition[] = parseCatalog(catalogText())
 
 export function findRuntime(name: string): RuntimeDefinition | undefined {
   return RUNTIMES.find((r) => r.name === name)

@@ -14,7 +14,11 @@ suite=bookworm
 
 [ -f "$def/packages" ] || { echo "no image definition at $def" >&2; exit 1; }
 
-hash=$(cat "$here/build.sh" "$def"/* | sha256sum | cut -c1-16)
+# Images share the default image's setup (sandbox user, no setuid, no package caches)
+# unless they bring their own.
+setup="$def/setup.sh"
+[ -f "$setup" ] || setup="$here/default/setup.sh"
+hash=$(cat "$here/build.sh" "$setup" "$def"/* | sha256sum | cut -c1-16)
 target="$images_dir/$image"
 if [ -f "$target/manifest.json" ] && grep -q "\"definitionHash\":\"$hash\"" "$target/manifest.json"; then
   echo "sandbox image $image is up to date ($hash)"
@@ -39,7 +43,7 @@ packages=$(grep -vE '^\s*(#|$)' "$def/packages" | paste -sd, -)
 echo "building sandbox image $image from $suite ($packages); this takes a minute or two"
 debootstrap --variant=minbase --include="$packages" "$suite" "$work/rootfs" "$mirror" > "$work/debootstrap.log" 2>&1 \
   || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
-cp "$def/setup.sh" "$work/rootfs/tmp/setup.sh"
+cp "$setup" "$work/rootfs/tmp/setup.sh"
 chroot "$work/rootfs" /bin/sh /tmp/setup.sh
 cp "$def/versions.sh" "$work/rootfs/tmp/versions.sh"
 versions=$(chroot "$work/rootfs" /bin/sh /tmp/versions.sh)

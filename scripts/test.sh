@@ -8,6 +8,8 @@ npm run --silent typecheck
 # The kubernetes executor is tested against a real control plane built from the
 # k8s.io/kubernetes Go module; cached, so only a fresh machine pays for the build.
 bash test/kube/build.sh >/dev/null
+# docker-compose.yml is validated with Debian's docker-compose (no engine needed).
+command -v docker-compose >/dev/null || apt-get install -y -qq docker-compose >/dev/null
 # The Python SDK's tests need httpx, websockets and pytest (a cached venv).
 AIRLOCK_PYTHON="$(bash scripts/python-sdk-env.sh)"
 export AIRLOCK_PYTHON

@@ -39,7 +39,7 @@ def test_create_stream_wait_get_list_logs(client):
     assert all(j["status"] == "failed" for j in client.jobs.list(status=["failed"])["items"])
     assert [j["id"] for j in client.jobs.iterate(limit=1)] == [j["id"] for j in client.jobs.list(limit=100)["items"]]
     assert client.jobs.logs(accepted["id"]).startswith("tick 1\ntick 2\n")
-    assert sorted(r["name"] for r in client.runtimes()) == ["bash", "node", "python"]
+    assert sorted(r["name"] for r in client.runtimes()) == ["bash", "ml-python", "node", "python"]
 
 
 def test_cancel_then_conflict(client):

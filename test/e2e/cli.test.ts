@@ -88,7 +88,7 @@ t.test('airlock jobs list, get, logs and cancel; airlock runtimes', async (t) =>
   t.equal((await airlock(['jobs', 'logs', id])).stdout, 'hello-cli\n')
   t.equal((await airlock(['jobs', 'logs', id, '--follow'])).stdout, 'hello-cli\n')
   const runtimes = JSON.parse((await airlock(['runtimes', '--json'])).stdout) as { name: string }[]
-  t.same(runtimes.map((r) => r.name).sort(), ['bash', 'node', 'python'])
+  t.same(runtimes.map((r) => r.name).sort(), ['bash', 'ml-python', 'node', 'python'])
 
   const { id: sleeper } = await (await fetch(`${h.baseUrl}/v1/jobs`, {
     method: 'POST',

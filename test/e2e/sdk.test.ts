@@ -50,7 +50,7 @@ t.test('create, stream, wait, get, list and logs', async (t) => {
   for await (const j of airlock.jobs.iterate({ limit: 1 })) all.push(j.id)
   t.same(all, (await airlock.jobs.list({ limit: 100 })).items.map((j) => j.id), 'iterate walks every page of one job each')
   t.match(await airlock.jobs.logs(id), /tick 1\ntick 2/)
-  t.same((await airlock.runtimes()).map((r) => r.name).sort(), ['bash', 'node', 'python'])
+  t.same((await airlock.runtimes()).map((r) => r.name).sort(), ['bash', 'ml-python', 'node', 'python'])
 })
 
 t.test('cancel: a running job ends cancelled; cancelling it again is a ConflictError', async (t) => {

@@ -23,7 +23,7 @@ function executor(options: Partial<KubernetesExecutorOptions> = {}): KubernetesE
     kubeconfig: cluster.kubeconfig,
     namespace: NAMESPACE,
     runtimeClassName: 'gvisor',
-    images: new Map([['default', IMAGE]]),
+    images: new Map(['python', 'node', 'bash', 'ml-python'].map((image) => [image, IMAGE])),
     workspaceMb: 32,
     unschedulableWaitMs: 1500,
     startAllowanceMs: 0,
@@ -261,7 +261,7 @@ t.test('through the API: a kubernetes worker runs jobs, and takes none while the
     env: {
       AIRLOCK_EXECUTOR: 'kubernetes',
       AIRLOCK_K8S_KUBECONFIG: cluster.kubeconfig,
-      AIRLOCK_K8S_IMAGES: `default=${IMAGE}`,
+      AIRLOCK_K8S_IMAGES: ['python', 'node', 'bash', 'ml-python'].map((image) => `${image}=${IMAGE}`).join(','),
       AIRLOCK_ISOLATION_CHECK_INTERVAL_MS: '300',
     },
   })

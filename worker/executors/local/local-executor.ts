@@ -59,10 +59,11 @@ export class LocalExecutor implements Executor {
     const detail = `runsc ${version}, platform ${this.options.platform}`
     const cgroupProblem = await CgroupV1.available()
     if (cgroupProblem) return fail(cgroupProblem, detail)
-    for (const image of new Set(RUNTIMES.map((r) => r.image))) {
-      const problem = await this.images.problem(image)
-      if (problem) return fail(problem, detail)
-    }
+    // Runtimes whose image is not installed here are not offered by this worker (they
+    // are optional, e.g. ml-python); the probe's image must be.
+    const probeImage = findRuntime('bash')?.localImage ?? 'default'
+    const problem = await this.images.problem(probeImage)
+    if (problem) return fail(problem, detail)
     // Only a real sandbox proves that runsc works here (platform, kernel, permissions).
     try {
       const probe = await this.run({
@@ -92,7 +93,7 @@ export class LocalExecutor implements Executor {
   async runtimeVersions(): Promise<Record<string, string>> {
     const versions: Record<string, string> = {}
     for (const runtime of RUNTIMES) {
-      const manifest = await this.images.manifest(runtime.image)
+      const manifest = await this.images.manifest(runtime.localImage)
       const v = manifest?.versions[runtime.name]
       if (v) versions[runtime.name] = v
     }
@@ -102,6 +103,8 @@ export class LocalExecutor implements Executor {
   async run({ jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome> {
     const runtime = findRuntime(spec.runtime)
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
+    const missing = await this.images.problem(runtime.localImage)
+    if (missing) throw new ExecutorError(`runtime ${spec.runtime} is not installed on this worker (${missing}); build it with sandbox-images/build.sh ${runtime.localImage}`)
     const id = `${CONTAINER_PREFIX}${jobId}`
     const bundle = join(this.ownDir, 'bundles', id)
     const logFile = join(bundle, 'runsc.log')
@@ -156,7 +159,9 @@ export class LocalExecutor implements Executor {
           if (signal.aborted) kill()
         }
         const [code, sig] = await exited
-        if (!up && code !== 0) {
+        // A cancel that lands while runsc is still creating the sandbox kills runsc
+        // itself; that is the cancel taking effect, not a failure to start.
+        if (!up && code !== 0 && !cancelled) {
           throw new ExecutorError(`runsc could not start the sandbox (exit ${code ?? sig}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
         }
         exitStatus = code
@@ -195,7 +200,7 @@ export class LocalExecutor implements Executor {
     const config = buildOciConfig({
       spec,
       runtime,
-      rootfsPath: this.images.rootfs(runtime.image),
+      rootfsPath: this.images.rootfs(runtime.localImage),
       jobFilesPath: filesDir,
       cgroupsPath,
       workspaceMb: this.options.workspaceMb,
