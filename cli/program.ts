@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError } from 'commander'
-import { AirlockError } from '../sdk/src/index.js'
+import { Airlock, AirlockError } from '../sdk/src/index.js'
+import { benchCommand, type BenchFlags } from './bench/command.js'
 import { cancelJob, getJob, jobLogs, listJobs, listRuntimes } from './commands/jobs.js'
 import { runCommand, type RunFlags } from './commands/run.js'
 import { EXIT, exitCodeForError } from './exit-codes.js'
-import { clientFor, UsageError, type GlobalFlags } from './settings.js'
+import { clientFor, resolveSettings, UsageError, type GlobalFlags } from './settings.js'
 import { renderTable, runProbes, selectProbes } from './verify/verify.js'
 
 const SERVER_JS = fileURLToPath(new URL('../bin/airlock-server.js', import.meta.url))
@@ -92,6 +93,25 @@ export function buildProgram(setExit: (code: number) => void): Command {
         if (flags.json) process.stdout.write(`${JSON.stringify({ url: client.baseUrl, passed, probes: outcomes }, null, 2)}\n`)
         else process.stdout.write(`${renderTable(outcomes, process.stdout.columns ?? 160)}\n`)
         return passed ? EXIT.ok : 1
+      }),
+    )
+
+  program
+    .command('bench')
+    .description('measure what gVisor costs: each workload under gVisor and under runc (interleaved), plus API ingest; writes bench.json and report.html')
+    .option('--quick', 'a short run (3 jobs per runtime, 2 s of ingest)')
+    .option('--jobs <n>', 'jobs per workload and runtime (default 10)')
+    .option('-c, --concurrency <n>', 'jobs at once', '2')
+    .option('--workload <file...>', 'add workloads from a JSON file: {name, stresses, request}')
+    .option('--only <names>', 'comma-separated workload names')
+    .option('--out <dir>', 'where to write bench.json and report.html')
+    .option('--no-direct', 'skip direct executor runs (the service-overhead baseline; needs root on the Airlock machine)')
+    .option('--ingest-seconds <s>', 'seconds of each API ingest run (0: none)')
+    .option('--json', 'print the report JSON')
+    .action(
+      action(async (flags: BenchFlags) => {
+        const { url, apiKey } = resolveSettings(globals())
+        return benchCommand(new Airlock({ baseUrl: url, apiKey, requestTimeoutMs: 120_000 }), apiKey, flags)
       }),
     )
 

@@ -120,6 +120,8 @@ export const SETTINGS = {
   isolationCheckIntervalMs: int('AIRLOCK_ISOLATION_CHECK_INTERVAL_MS', 'How often a worker re-checks that it can isolate jobs (a probe sandbox)', 60_000, 200, 86_400_000),
   maxWaitMs: int('AIRLOCK_MAX_WAIT_MS', 'Longest a `?wait=true` request is held before it answers 202', 330_000, 1000, 3_600_000),
   runscPath: str('AIRLOCK_RUNSC_PATH', 'The runsc binary', 'runsc'),
+  runcPath: str('AIRLOCK_RUNC_PATH', 'The runc binary, for the runc comparison runtime of benchmarks', 'runc'),
+  benchTenants: str('AIRLOCK_BENCH_TENANTS', 'Tenants allowed to ask for `isolation: runc` (no gVisor) to measure what gVisor costs; comma-separated; empty: nobody', '', /^[A-Za-z0-9_.,-]*$/, 'tenant names separated by commas'),
   sandboxNetwork: oneOf('AIRLOCK_SANDBOX_NETWORK', 'Sandbox network: none (loopback only). host is INSECURE, for proving that `airlock verify` catches a weakened sandbox', 'none', ['none', 'host'] as const),
   runscPlatform: oneOf('AIRLOCK_RUNSC_PLATFORM', 'gVisor platform', 'ptrace', ['ptrace', 'kvm', 'systrap'] as const),
   imagesDir: str('AIRLOCK_IMAGES_DIR', 'Where sandbox root filesystems are installed', '/var/lib/airlock/images'),

@@ -42,6 +42,11 @@ export const JobRequestSchema = Type.Object(
     stdin: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES })),
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' }), Type.String({ maxLength: 4096 }), { maxProperties: MAX_ENV })),
     limits: Type.Optional(LimitsSchema),
+    isolation: Type.Optional(
+      Type.Union([Type.Literal('gvisor'), Type.Literal('runc')], {
+        description: 'gvisor (default). runc: a plain container with no gVisor, for benchmarks only; refused (403) unless the tenant is in AIRLOCK_BENCH_TENANTS',
+      }),
+    ),
   },
   { additionalProperties: false },
 )
@@ -70,6 +75,8 @@ export interface JobSpec {
   stdin: string
   env: Record<string, string>
   limits: Limits
+  /** runc only for benchmark tenants (checked at the edge); absent in records made before it existed. */
+  isolation?: 'gvisor' | 'runc'
 }
 
 export type LimitsPolicy = Pick<
@@ -193,5 +200,6 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
     stdin: request.stdin ?? '',
     env,
     limits: resolveLimits(request.limits, policy),
+    isolation: request.isolation ?? 'gvisor',
   }
 }

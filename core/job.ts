@@ -76,4 +76,6 @@ export interface JobOutcome {
   truncated: boolean
   startupMs: number | null
   runMs: number | null
+  /** How this job was isolated, when not the executor's usual way (the runc comparison runtime). */
+  isolation?: Isolation
 }

@@ -180,7 +180,7 @@ export class JobRunner {
   }
 
   private async finish(jobId: string, outcome: JobOutcome): Promise<boolean> {
-    return this.store.finish(jobId, outcome, { executor: this.executor.name, isolation: this.isolation })
+    return this.store.finish(jobId, outcome, { executor: this.executor.name, isolation: outcome.isolation ?? this.isolation })
   }
 }
 

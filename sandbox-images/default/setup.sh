@@ -7,6 +7,8 @@ echo 'sandbox:x:10001:10001:Airlock sandbox:/workspace:/usr/sbin/nologin' >> /et
 echo 'sandbox:x:10001:' >> /etc/group
 echo 'sandbox:!:19000::::::' >> /etc/shadow
 mkdir -p /workspace /airlock/job
+# runc gives a tmpfs the mode of the directory it covers; runsc uses the mount's own.
+chmod 1777 /workspace
 
 # No setuid or setgid programs: no_new_privs already makes them powerless, and
 # an image without them stays safe if that ever changed.

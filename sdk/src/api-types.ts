@@ -3,7 +3,7 @@
 
 export interface JobRequest {
   /**
-   * One of python, node, bash
+   * One of python, node, bash, ml-python
    */
   runtime: string;
   /**
@@ -52,6 +52,10 @@ export interface JobRequest {
      */
     outputBytes?: number;
   };
+  /**
+   * gvisor (default). runc: a plain container with no gVisor, for benchmarks only; refused (403) unless the tenant is in AIRLOCK_BENCH_TENANTS
+   */
+  isolation?: "gvisor" | "runc";
 }
 
 export interface Job {

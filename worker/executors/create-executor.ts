@@ -22,6 +22,7 @@ export function createExecutor(config: Config, logger: Logger): Executor {
   }
   return new LocalExecutor({
     runscPath: config.runscPath,
+    runcPath: config.runcPath,
     platform: config.runscPlatform,
     network: config.sandboxNetwork,
     imagesDir: config.imagesDir,

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
-import type { JobOutcome } from '../../../core/job.js'
+import type { Isolation, JobOutcome } from '../../../core/job.js'
 import type { JobSpec } from '../../../core/job-spec.js'
 import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
 import { ExecutorError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
@@ -16,6 +16,8 @@ import { logTail, Runsc } from './runsc.js'
 
 export interface LocalExecutorOptions {
   runscPath: string
+  /** runc, for jobs that ask for the runc comparison runtime (benchmark tenants only). */
+  runcPath: string
   platform: string
   network: 'none' | 'host'
   imagesDir: string
@@ -40,12 +42,14 @@ export class LocalExecutor implements Executor {
   readonly name = 'local'
   private readonly images: ImageStore
   private readonly runsc: Runsc
+  private readonly runc: Runsc
   private readonly ownDir: string
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.images = new ImageStore(options.imagesDir)
     this.ownDir = join(options.stateDir, 'workers', String(process.pid))
     this.runsc = new Runsc({ binary: options.runscPath, root: join(this.ownDir, 'runsc'), platform: options.platform, network: options.network })
+    this.runc = new Runsc({ kind: 'runc', binary: options.runcPath, root: join(this.ownDir, 'runc'), platform: '', network: 'none' })
   }
 
   async checkIsolation(): Promise<IsolationReport> {
@@ -106,6 +110,9 @@ export class LocalExecutor implements Executor {
     const missing = await this.images.problem(runtime.localImage)
     if (missing) throw new ExecutorError(`runtime ${spec.runtime} is not installed on this worker (${missing}); build it with sandbox-images/build.sh ${runtime.localImage}`)
     const id = `${CONTAINER_PREFIX}${jobId}`
+    // The runc comparison runtime: the same bundle in a plain container (no gVisor).
+    const runtimeCli = spec.isolation === 'runc' ? this.runc : this.runsc
+    const comparison = spec.isolation === 'runc' ? await this.runcIsolation() : undefined
     const bundle = join(this.ownDir, 'bundles', id)
     const logFile = join(bundle, 'runsc.log')
     const cgroup = new CgroupV1(`/${this.options.cgroupParent}/${id}`)
@@ -126,7 +133,7 @@ export class LocalExecutor implements Executor {
       const stderr = new CappedOutput(spec.limits.outputBytes)
       await beforeLaunch?.()
       const pidFile = join(bundle, 'sandbox.pid')
-      const child = this.runsc.run(id, bundle, logFile, pidFile)
+      const child = runtimeCli.run(id, bundle, logFile, pidFile)
       created = true
       const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
       const drained = Promise.all([
@@ -138,7 +145,7 @@ export class LocalExecutor implements Executor {
 
       let timedOut = false
       let cancelled = false
-      const kill = () => void this.runsc.kill(id, logFile)
+      const kill = () => void runtimeCli.kill(id, logFile)
       const onAbort = () => {
         cancelled = true
         kill()
@@ -159,10 +166,13 @@ export class LocalExecutor implements Executor {
           if (signal.aborted) kill()
         }
         const [code, sig] = await exited
+        // A program that ends within the pid-file poll (runc starts in milliseconds) did
+        // start: its pid file is there.
+        const sandboxStarted = up || (await stat(pidFile).then((st) => st.size > 0, () => false))
         // A cancel that lands while runsc is still creating the sandbox kills runsc
         // itself; that is the cancel taking effect, not a failure to start.
-        if (!up && code !== 0 && !cancelled) {
-          throw new ExecutorError(`runsc could not start the sandbox (exit ${code ?? sig}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
+        if (!sandboxStarted && code !== 0 && !cancelled) {
+          throw new ExecutorError(`${spec.isolation === 'runc' ? 'runc' : 'runsc'} could not start the sandbox (exit ${code ?? sig}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
         }
         exitStatus = code
       } finally {
@@ -180,12 +190,24 @@ export class LocalExecutor implements Executor {
         truncated: stdout.truncated || stderr.truncated,
         startupMs: started - t0,
         runMs: ended - started,
+        ...(comparison ? { isolation: comparison } : {}),
       }
     } finally {
-      if (created) await this.runsc.delete(id, logFile)
+      if (created) await runtimeCli.delete(id, logFile)
       await cgroup.remove().catch((err: unknown) => this.options.logger.error({ err, jobId }, 'could not remove sandbox cgroup'))
       await rm(bundle, { recursive: true, force: true })
     }
+  }
+
+  /** What a runc job gets: a container, not a sandbox. Recorded in the job so it is never mistaken for one. */
+  private async runcIsolation(): Promise<Isolation> {
+    let version: string
+    try {
+      version = await this.runc.version()
+    } catch (err) {
+      throw new ExecutorError(`runc cannot run (${this.options.runcPath}): ${(err as Error).message.split('\n')[0]}`)
+    }
+    return { technology: 'none', runtime: 'runc', version, platform: 'native', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] }
   }
 
   private async writeBundle(bundle: string, spec: JobSpec, runtime: NonNullable<ReturnType<typeof findRuntime>>, cgroupsPath: string): Promise<void> {
@@ -221,12 +243,14 @@ export class LocalExecutor implements Executor {
       const pid = Number(owner)
       if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue
       const runsc = new Runsc({ ...this.runsc.options, root: join(workersDir, owner, 'runsc') })
+      const runc = new Runsc({ ...this.runc.options, root: join(workersDir, owner, 'runc') })
       // Sandboxes runsc knows of, and bundles of launches it may not have got to: the
       // cgroups exist from the moment the bundle does.
       const bundles = await readdir(join(workersDir, owner, 'bundles')).catch(() => [] as string[])
       const ids = new Set([...(await runsc.list()), ...bundles].filter((id) => id.startsWith(CONTAINER_PREFIX)))
       for (const id of ids) {
         await runsc.delete(id)
+        await runc.delete(id)
         await new CgroupV1(`/${this.options.cgroupParent}/${id}`).remove().catch(() => undefined)
         reaped++
       }

@@ -6,6 +6,8 @@ import { ExecutorError } from '../executor.js'
 const execFileP = promisify(execFile)
 
 export interface RunscOptions {
+  /** runsc (gVisor), or runc: a plain container, only for measuring what gVisor costs. */
+  kind?: 'runsc' | 'runc'
   binary: string
   /** runsc's state directory; one per worker process, so reaping never touches a live worker's sandboxes. */
   root: string
@@ -14,12 +16,16 @@ export interface RunscOptions {
   network: 'none' | 'host'
 }
 
-/** A thin wrapper over the runsc command line. */
+/** A thin wrapper over the runsc command line (and runc's, which takes the same verbs). */
 export class Runsc {
   constructor(readonly options: RunscOptions) {}
 
+  private get isRunc(): boolean {
+    return this.options.kind === 'runc'
+  }
+
   private globalArgs(logFile?: string): string[] {
-    const args = [`--root=${this.options.root}`, `--platform=${this.options.platform}`, `--network=${this.options.network}`]
+    const args = this.isRunc ? [`--root=${this.options.root}`] : [`--root=${this.options.root}`, `--platform=${this.options.platform}`, `--network=${this.options.network}`]
     // runsc writes its own messages to stderr unless told otherwise; that stderr is the
     // job's, so send them to a file of ours instead.
     if (logFile) args.push(`--log=${logFile}`, '--log-format=text')
@@ -28,7 +34,7 @@ export class Runsc {
 
   async version(): Promise<string> {
     const { stdout } = await execFileP(this.options.binary, ['--version'], { timeout: 10_000 })
-    const m = /runsc version (\S+)/.exec(stdout)
+    const m = /(?:runsc|runc) version (\S+)/.exec(stdout)
     return m?.[1] ?? stdout.trim().split('\n')[0] ?? 'unknown'
   }
 
@@ -56,7 +62,7 @@ export class Runsc {
 
   async list(): Promise<string[]> {
     try {
-      const { stdout } = await execFileP(this.options.binary, [...this.globalArgs(), 'list', '-quiet'], { timeout: 30_000, env: {} })
+      const { stdout } = await execFileP(this.options.binary, [...this.globalArgs(), 'list', this.isRunc ? '--quiet' : '-quiet'], { timeout: 30_000, env: {} })
       return stdout.split('\n').map((s) => s.trim()).filter(Boolean)
     } catch {
       return []
@@ -68,7 +74,7 @@ export class Runsc {
       await execFileP(this.options.binary, [...this.globalArgs(logFile), ...args], { timeout: timeoutMs, env: {} })
     } catch (err) {
       const tail = logFile ? await logTail(logFile) : ''
-      throw new ExecutorError(`runsc ${args[0]} failed: ${(err as Error).message.split('\n')[0]}${tail ? `; runsc log: ${tail}` : ''}`, { cause: err })
+      throw new ExecutorError(`${this.options.kind ?? 'runsc'} ${args[0]} failed: ${(err as Error).message.split('\n')[0]}${tail ? `; runsc log: ${tail}` : ''}`, { cause: err })
     }
   }
 }

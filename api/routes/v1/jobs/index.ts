@@ -21,11 +21,14 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Submit a job',
         querystring: Type.Object({ wait: Type.Optional(Type.Boolean({ description: 'Hold the request until the job ends' })) }),
         body: JobRequestSchema,
-        response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 413, 415, 503) },
+        response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 413, 415, 503) },
       },
     },
     async (request, reply) => {
       const spec = resolveJobSpec(request.body, config)
+      if (spec.isolation === 'runc' && !config.benchTenants.split(',').includes(request.tenant)) {
+        throw new AirlockError('AIRLOCK_ERR_ISOLATION_FORBIDDEN', 'isolation runc (no gVisor) is only for benchmark tenants (AIRLOCK_BENCH_TENANTS)', [{ path: '/isolation', message: 'not allowed for this tenant' }])
+      }
       const refusal = isolationRefusal(await registry.live())
       if (refusal) throw new AirlockError('AIRLOCK_ERR_ISOLATION_UNAVAILABLE', refusal)
 

@@ -1,0 +1,76 @@
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import type { Airlock } from '../../sdk/src/index.js'
+import { EXIT } from '../exit-codes.js'
+import { UsageError } from '../settings.js'
+import { localDirectRunner } from './direct.js'
+import { renderHtml, renderTable } from './report.js'
+import { runBench } from './run-bench.js'
+import { BUILTIN_WORKLOADS, loadWorkloadFile, type Workload } from './workloads.js'
+
+export interface BenchFlags {
+  quick?: boolean
+  jobs?: string
+  concurrency?: string
+  workload?: string[]
+  only?: string
+  out?: string
+  direct?: boolean
+  ingestSeconds?: string
+  json?: boolean
+}
+
+function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} takes a whole number from ${min} to ${max}`)
+  return n
+}
+
+/** `airlock bench`: gVisor against runc on the built-in and the user's workloads. */
+export async function benchCommand(client: Airlock, apiKey: string, flags: BenchFlags): Promise<number> {
+  let workloads: Workload[] = [...BUILTIN_WORKLOADS]
+  for (const file of flags.workload ?? []) workloads.push(...(await loadWorkloadFile(file)))
+  if (flags.only) {
+    const names = flags.only.split(',')
+    const unknown = names.filter((n) => !workloads.some((w) => w.name === n))
+    if (unknown.length > 0) throw new UsageError(`unknown workload ${unknown.join(', ')}; known: ${workloads.map((w) => w.name).join(', ')}`)
+    workloads = workloads.filter((w) => names.includes(w.name))
+  }
+  const jobsPerRuntime = int('jobs', flags.jobs, flags.quick ? 3 : 10, 1, 10_000)
+  const concurrency = int('concurrency', flags.concurrency, 2, 1, 256)
+  const ingestSeconds = int('ingest-seconds', flags.ingestSeconds, flags.quick ? 2 : 10, 0, 600)
+  const out = resolve(flags.out ?? `airlock-bench-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+
+  let direct: Awaited<ReturnType<typeof localDirectRunner>> | undefined
+  if (flags.direct !== false) {
+    direct = await localDirectRunner()
+    if ('unavailable' in direct) process.stderr.write(`airlock bench: no direct runs (${direct.unavailable}); the service overhead is not reported\n`)
+  }
+  const isTty = process.stderr.isTTY
+  try {
+    const report = await runBench(client, {
+      jobsPerRuntime,
+      concurrency,
+      workloads,
+      direct: direct && 'runner' in direct ? direct.runner : undefined,
+      ingestSeconds,
+      apiKey,
+      onProgress: (done, total, label) => {
+        const width = 30
+        const filled = Math.min(width, Math.round((done / Math.max(total, 1)) * width))
+        const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${label}`
+        process.stderr.write(isTty ? `\r\x1b[K${line}` : `${line}\n`)
+      },
+    })
+    if (isTty) process.stderr.write('\r\x1b[K')
+    await mkdir(out, { recursive: true })
+    await writeFile(join(out, 'bench.json'), `${JSON.stringify(report, null, 2)}\n`)
+    await writeFile(join(out, 'report.html'), renderHtml(report))
+    if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+    else process.stdout.write(`${renderTable(report)}\n\nwrote ${join(out, 'bench.json')} and ${join(out, 'report.html')}\n`)
+    return EXIT.ok
+  } finally {
+    if (direct && 'runner' in direct) await direct.close()
+  }
+}

@@ -1,0 +1,47 @@
+import { rmdir } from 'node:fs/promises'
+import { loadConfig } from '../../core/config.js'
+import { resolveJobSpec } from '../../core/job-spec.js'
+import { createLogger } from '../../core/logger.js'
+import type { JobRequest } from '../../sdk/src/index.js'
+import { LocalExecutor } from '../../worker/executors/local/local-executor.js'
+import type { DirectRunner, Isolation } from './run-bench.js'
+
+/**
+ * Runs jobs directly with the local executor (runsc or runc, no API, no queue, no
+ * Redis), for the raw sandbox time the service's own overhead is measured against.
+ * Needs what a local worker needs: root, runsc, runc, the images; null if missing.
+ */
+export async function localDirectRunner(): Promise<{ runner: DirectRunner; close(): Promise<void> } | { unavailable: string }> {
+  if (process.getuid?.() !== 0) return { unavailable: 'not root' }
+  const config = loadConfig({ ...process.env, AIRLOCK_STATE_DIR: `/run/airlock-bench-${process.pid}`, AIRLOCK_CGROUP_PARENT: `airlock-bench-${process.pid}` })
+  const executor = new LocalExecutor({
+    runscPath: config.runscPath,
+    runcPath: config.runcPath,
+    platform: config.runscPlatform,
+    network: 'none',
+    imagesDir: config.imagesDir,
+    stateDir: config.stateDir,
+    cgroupParent: config.cgroupParent,
+    sandboxOverheadMb: config.sandboxOverheadMb,
+    workspaceMb: config.workspaceMb,
+    logger: createLogger('silent'),
+  })
+  const report = await executor.checkIsolation()
+  if (!report.ok) return { unavailable: report.reason ?? 'isolation check failed' }
+  let n = 0
+  return {
+    runner: {
+      async run(request: JobRequest, isolation: Isolation) {
+        // The SDK's request type and the server's are one schema; only optionality of env values differs.
+        const spec = resolveJobSpec({ ...request, isolation } as Parameters<typeof resolveJobSpec>[0], config)
+        const t0 = performance.now()
+        const outcome = await executor.run({ jobId: `bench_${process.pid}_${n++}`, tenant: 'bench', spec, signal: new AbortController().signal })
+        return outcome.status === 'succeeded' ? performance.now() - t0 : null
+      },
+    },
+    async close() {
+      await executor.close()
+      for (const c of ['memory', 'pids', 'cpu']) await rmdir(`/sys/fs/cgroup/${c}/${config.cgroupParent}`).catch(() => undefined)
+    },
+  }
+}

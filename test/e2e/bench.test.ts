@@ -1,0 +1,94 @@
+import t from 'tap'
+import { execFile, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { release, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import type { BenchReport, RuntimeResult } from '../../cli/bench/run-bench.js'
+import { ratio } from '../../cli/bench/stats.js'
+import { build, TENANTS } from '../helper.js'
+
+const run = promisify(execFile)
+const CLI = new URL('../../dist/bin/airlock.js', import.meta.url).pathname
+if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (scripts/test.sh does)`)
+
+const h = await build(t, { listen: true, env: { AIRLOCK_BENCH_TENANTS: 'alice' } })
+const dir = await mkdtemp(join(tmpdir(), 'airlock-bench-'))
+t.teardown(() => rm(dir, { recursive: true, force: true }))
+
+t.test('runc is a comparison runtime for benchmark tenants only, and says so in the job', async (t) => {
+  const refused = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true', isolation: 'runc' }, 'bob')
+  t.equal(refused.statusCode, 403)
+  t.equal(refused.json().code, 'AIRLOCK_ERR_ISOLATION_FORBIDDEN')
+  const plain = await h.run({ runtime: 'bash', source: 'uname -r', isolation: 'runc' })
+  t.equal(plain.status, 'succeeded')
+  t.equal(plain.stdout.trim(), release(), "a runc job sees the host's kernel")
+  t.match(plain.isolation, { technology: 'none', runtime: 'runc', platform: 'native' }, 'and is recorded as not sandboxed')
+  const sandboxed = await h.run({ runtime: 'bash', source: 'uname -r' })
+  t.not(sandboxed.stdout.trim(), release(), "a default job sees gVisor's kernel, not the host's")
+  t.equal(sandboxed.isolation?.technology, 'gvisor')
+})
+
+t.test('airlock bench --quick writes a table, a JSON report with sane numbers, and an HTML report', async (t) => {
+  const out = join(dir, 'quick')
+  const child = spawn(process.execPath, [CLI, 'bench', '--quick', '--only', 'startup-bash,cpu,syscalls,ml', '--ingest-seconds', '1', '--out', out], {
+    env: { PATH: process.env.PATH ?? '', AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice, AIRLOCK_IMAGES_DIR: process.env.AIRLOCK_IMAGES_DIR ?? '' },
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  t.equal(code, 0, stderr)
+  t.match(stdout, /WORKLOAD +RUNTIME[\s\S]*startup-bash +gvisor[\s\S]*startup-bash +runc/, 'a table in the terminal')
+  t.match(stderr, /\[#+\.*\] \d+\/\d+/, 'a progress bar')
+
+  const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as BenchReport
+  t.equal(report.schema, 'airlock-bench/1')
+  t.same(report.workloads.map((w) => w.name), ['startup-bash', 'cpu', 'syscalls', 'ml'])
+  const measured = report.workloads.filter((w) => !w.skipped)
+  const mlInstalled = (await h.request('GET', '/v1/runtimes')).json<{ runtimes: { name: string; version: string | null }[] }>().runtimes.find((r) => r.name === 'ml-python')?.version
+  if (mlInstalled) {
+    t.same(measured.map((w) => w.name), ['startup-bash', 'cpu', 'syscalls', 'ml'], 'ml-python is installed here: ml is measured')
+  } else {
+    t.same(measured.map((w) => w.name), ['startup-bash', 'cpu', 'syscalls'], 'ml is measured only where ml-python is installed')
+    t.match(report.workloads.find((w) => w.name === 'ml')?.skipped, /no live worker has runtime ml-python installed/)
+  }
+  for (const w of measured) {
+    for (const [name, r] of [['gvisor', w.gvisor], ['runc', w.runc]] as [string, RuntimeResult][]) {
+      t.same(r.statuses, { succeeded: 3 }, `${w.name}/${name}: every job succeeded`)
+      for (const key of ['submitToStartMs', 'startToEndMs', 'endToEndMs'] as const) {
+        const s = r[key]!
+        t.ok(s.p50 > 0 && s.p50 <= s.p90 && s.p90 <= s.p99 && s.p99 <= s.max, `${w.name}/${name}/${key}: positive, ordered percentiles`)
+        t.equal(s.n, r.samples[key].length)
+      }
+      t.ok(r.throughputJobsPerS! > 0)
+      t.ok(r.directMs && r.directMs.p50 > 0, `${w.name}/${name}: a direct run was measured`)
+      t.equal(r.serviceOverheadMs, r.endToEndMs!.p50 - r.directMs!.p50, 'service overhead = end-to-end p50 - direct p50')
+    }
+    const recomputed = ratio(w.gvisor!.samples.startToEndMs, w.runc!.samples.startToEndMs)!
+    t.equal(w.ratios.startToEnd!.ofMedians, recomputed.ofMedians, `${w.name}: the ratio comes from the measured values`)
+    t.equal(w.ratios.startToEnd!.ofMedians, w.gvisor!.startToEndMs!.p50 / w.runc!.startToEndMs!.p50)
+  }
+  const syscalls = measured.find((w) => w.name === 'syscalls')!
+  t.ok(syscalls.ratios.startToEnd!.ofMedians > 1, `syscall-heavy work costs more under gVisor (${syscalls.ratios.startToEnd!.ofMedians.toFixed(1)}x)`)
+  t.same(report.ingest.map((i) => i.route), ['GET /healthz', 'POST /v1/jobs'])
+  for (const i of report.ingest) t.ok(i.requestsPerSec > 0 && i.latencyMs.p50 <= i.latencyMs.p99, `${i.route}: measured`)
+  const left = await h.request('GET', '/v1/jobs?status=queued,running&limit=100')
+  t.same(left.json().items, [], 'the ingest run cancelled what it queued')
+
+  // The HTML report, rendered by headless Chromium without network.
+  const html = join(out, 'report.html')
+  const chromium = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-default-apps', '--disable-domain-reliability', '--no-pings', `--user-data-dir=${join(dir, 'chromium')}`]
+  const dom = (await run('chromium', [...chromium, '--dump-dom', `file://${html}`], { maxBuffer: 32 * 1024 * 1024, timeout: 60_000 })).stdout
+  t.match(dom, new RegExp(`data-rendered="${1 + measured.length}"`), 'the script drew the ratio chart and one latency chart per workload')
+  t.match(dom, /data-chart="ratios"/)
+  for (const w of measured) t.match(dom, new RegExp(`data-chart="latency-${w.name}"`))
+  t.equal((dom.match(/class="sample"/g) ?? []).length, measured.length * 6, 'one dot per job')
+  const shot = join(dir, 'report.png')
+  await run('chromium', [...chromium, `--screenshot=${shot}`, '--window-size=1100,1600', `file://${html}`], { timeout: 60_000 })
+  const png = await readFile(shot)
+  t.same([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], 'a PNG screenshot')
+  t.ok(png.length > 20_000, `with content (${png.length} bytes)`)
+})
