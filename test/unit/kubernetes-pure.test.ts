@@ -67,6 +67,7 @@ t.test('job spec -> Job: gVisor, no token, non-root, read-only root, no capabili
   t.match(c.command?.[2], /^ulimit -p 40 && cp -R \/airlock\/job\/files\/\. \/workspace\/ && exec "\$@" < \/airlock\/job\/stdin$/)
   t.same(pod.volumes?.[0]?.secret?.items, [{ key: 'stdin', path: 'stdin' }, { key: 'file-0', path: 'files/main.py' }, { key: 'file-1', path: 'files/lib/a.py' }])
   t.ok(c.env?.some((e) => e.name === 'FOO' && e.value === 'bar'))
+  t.equal(buildJob({ ...input, spec: { ...spec, isolation: 'runc' } }).spec?.template.spec?.runtimeClassName, 'runc', 'the benchmark comparison runtime')
 })
 
 t.test('job spec -> Secret: files and stdin, immutable, labelled', async (t) => {

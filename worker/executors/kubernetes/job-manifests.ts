@@ -112,7 +112,8 @@ export function buildJob(input: ManifestInput): V1Job {
       template: {
         metadata: { labels },
         spec: {
-          runtimeClassName: input.runtimeClassName,
+          // runc: the comparison runtime of benchmark tenants (a RuntimeClass named runc).
+          runtimeClassName: spec.isolation === 'runc' ? 'runc' : input.runtimeClassName,
           restartPolicy: 'Never',
           automountServiceAccountToken: false,
           enableServiceLinks: false,
