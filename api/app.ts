@@ -13,9 +13,11 @@ import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
 import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
 import { WorkerRegistry } from '../core/worker-registry.js'
+import { TenantStore } from '../core/tenant-store.js'
 import { registerAuth } from './plugins/auth.js'
 import { clientErrorHandler, frameworkErrors, registerErrorHandler } from './plugins/error-handler.js'
 import adminRoutes from './routes/v1/admin/index.js'
+import auditRoutes from './routes/v1/audit/index.js'
 import healthRoutes from './routes/health.js'
 import jobsRoutes from './routes/v1/jobs/index.js'
 import streamRoutes from './routes/v1/jobs/stream.js'
@@ -36,6 +38,7 @@ export interface Services {
   events: JobEventReader
   hub: EventHub
   streamTokens: StreamTokens
+  tenants: TenantStore
   streamLimits: StreamLimits
   /** Open stream sessions of this process, closed with a resumable code on shutdown. */
   streamSessions: Set<StreamSession>
@@ -91,6 +94,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     events: new JobEventReader(redis, keys),
     hub: new EventHub(subscriber, keys),
     streamTokens: new StreamTokens(redis, keys),
+    tenants: new TenantStore(redis, keys),
     streamLimits: { ...DEFAULT_STREAM_LIMITS, ...streamLimits },
     streamSessions: new Set(),
     metrics,
@@ -129,11 +133,12 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   app.addHook('onRoute', (route) => {
     if (route.url === '/v1/jobs/:id/stream' && route.schema) route.schema.hide = false
   })
-  registerAuth(app, config.tenantsByKey, services.streamTokens)
+  registerAuth(app, config.tenantsByKey, services.streamTokens, services.tenants)
   await app.register(healthRoutes)
   await app.register(jobsRoutes, { prefix: '/v1/jobs' })
   await app.register(streamRoutes, { prefix: '/v1/jobs' })
   await app.register(runtimesRoutes, { prefix: '/v1/runtimes' })
+  await app.register(auditRoutes, { prefix: '/v1/audit' })
   await app.register(adminRoutes, { prefix: '/v1/admin' })
   return app
 }

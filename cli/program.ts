@@ -5,6 +5,7 @@ import { Airlock, AirlockError } from '../sdk/src/index.js'
 import { benchCommand, type BenchFlags } from './bench/command.js'
 import { cancelJob, getJob, jobLogs, listJobs, listRuntimes } from './commands/jobs.js'
 import { runCommand, type RunFlags } from './commands/run.js'
+import { addTenantCommands } from './commands/tenants.js'
 import { EXIT, exitCodeForError } from './exit-codes.js'
 import { clientFor, resolveSettings, UsageError, type GlobalFlags } from './settings.js'
 import { renderTable, runProbes, selectProbes } from './verify/verify.js'
@@ -95,6 +96,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
         return passed ? EXIT.ok : 1
       }),
     )
+
+  addTenantCommands(program, globals, action)
 
   program
     .command('bench')

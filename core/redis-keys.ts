@@ -17,6 +17,20 @@ export interface RedisKeys {
   jobNotify(id: string): string
   /** Sorted set of a tenant's job ids, scored by creation time (ms), for listing. */
   tenantJobs(tenant: string): string
+  /** Hash: a tenant made through the admin API (createdAt, quotas as JSON). */
+  tenant(name: string): string
+  /** Set of the names of tenants made through the admin API. */
+  readonly tenants: string
+  /** Hash: keyId -> JSON of a tenant's API keys (never the key itself). */
+  tenantKeys(name: string): string
+  /** Hash: what an API key (by its SHA-256) authenticates: tenant, keyId, role. */
+  apiKey(digest: string): string
+  /** Stream: a tenant's audit trail (admin actions, key use). */
+  audit(tenant: string): string
+  /** Counter of a tenant's submissions in one second (rate quota). */
+  submitWindow(tenant: string, second: number): string
+  /** Marks that a key's use was audited recently (one audit entry per key per minute). */
+  keyUse(keyId: string): string
   /** A short-lived, single-use token for opening a job's stream from a browser. */
   streamToken(digest: string): string
   /** Pub/sub: a job id is published here when the job reaches a final status. */
@@ -41,6 +55,13 @@ export function redisKeys(prefix: string): RedisKeys {
     jobSeq: (id) => `${p}:job:${id}:seq`,
     jobNotify: (id) => `${p}:job:${id}:notify`,
     tenantJobs: (tenant) => `${p}:tenant:${tenant}:jobs`,
+    tenant: (name) => `${p}:tenant:${name}`,
+    tenants: `${p}:tenants`,
+    tenantKeys: (name) => `${p}:tenant:${name}:keys`,
+    apiKey: (digest) => `${p}:apikey:${digest}`,
+    audit: (tenant) => `${p}:tenant:${tenant}:audit`,
+    submitWindow: (tenant, second) => `${p}:tenant:${tenant}:submits:${second}`,
+    keyUse: (keyId) => `${p}:keyuse:${keyId}`,
     streamToken: (digest) => `${p}:stream-token:${digest}`,
     finishedChannel: `${p}:events:finished`,
     cancelChannel: `${p}:events:cancel`,

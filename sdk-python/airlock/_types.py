@@ -30,6 +30,7 @@ class JobRequest(TypedDict, total=False):
     stdin: str
     env: Dict[str, str]
     limits: Limits
+    isolation: Literal["gvisor", "runc"]  # runc: benchmark tenants only (AIRLOCK_BENCH_TENANTS)
 
 
 class Isolation(TypedDict):

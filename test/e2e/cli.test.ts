@@ -121,3 +121,25 @@ t.test('distinct exit codes for usage, auth, not found and an unreachable server
   t.same(JSON.parse(viaFile.stdout).items, [], "bob sees none of alice's jobs")
   t.equal((await airlock(['jobs', 'list', '--config', join(dir, 'missing.json')])).code, 64, 'a named config file must exist')
 })
+
+t.test('airlock tenants: create, issue a key, set quotas, audit, revoke', async (t) => {
+  const adminKey = 'admin-key-for-cli-tests-01'
+  const server = await build(t, { listen: true, worker: false, env: { AIRLOCK_ADMIN_KEY: adminKey } })
+  const env = { AIRLOCK_URL: server.baseUrl, AIRLOCK_ADMIN_KEY: adminKey, AIRLOCK_API_KEY: '' }
+  t.equal((await airlock(['tenants', 'create', 'ivy', '--submits-per-second', '5'], { env })).code, 0)
+  t.equal((await airlock(['tenants', 'create', 'ivy'], { env })).code, 70, 'exists already')
+  const issued = await airlock(['tenants', 'keys', 'issue', 'ivy', '--role', 'admin', '--json'], { env })
+  const { key, info } = JSON.parse(issued.stdout) as { key: string; info: { keyId: string } }
+  const asIvy = { ...env, AIRLOCK_API_KEY: key }
+  t.equal((await airlock(['jobs', 'list', '--json'], { env: asIvy })).code, 0, 'the new key works')
+  t.equal((await airlock(['tenants', 'quotas', 'ivy', '--max-memory-mb', '128'], { env })).code, 0)
+  const got = JSON.parse((await airlock(['tenants', 'get', 'ivy', '--json'], { env })).stdout) as { quotas: object; keys: { keyId: string }[] }
+  t.same(got.quotas, { maxMemoryMb: 128 })
+  t.same(got.keys.map((k) => k.keyId), [info.keyId])
+  t.match((await airlock(['tenants', 'list'], { env })).stdout, /^ivy$/m)
+  t.match((await airlock(['tenants', 'audit', 'ivy'], { env })).stdout, /admin +key\.issued/)
+  t.equal((await airlock(['tenants', 'keys', 'revoke', 'ivy', info.keyId], { env })).code, 0)
+  t.equal((await airlock(['jobs', 'list'], { env: asIvy })).code, 77, 'the revoked key is refused')
+  t.equal((await airlock(['tenants', 'list'], { env: { ...env, AIRLOCK_ADMIN_KEY: key } })).code, 77, 'a tenant key is not an admin key')
+  t.equal((await airlock(['tenants', 'list'], { env: { ...env, AIRLOCK_ADMIN_KEY: '' } })).code, 64, 'no admin key: usage')
+})

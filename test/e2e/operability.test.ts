@@ -63,14 +63,16 @@ t.test('the OpenAPI document lists every route with its request and response sch
     'get /healthz', 'get /readyz', 'get /metrics',
     'post /v1/jobs/', 'get /v1/jobs/', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
     'get /v1/jobs/{id}/stream', 'post /v1/jobs/{id}/stream-tokens', 'get /v1/jobs/{id}/logs',
-    'get /v1/runtimes/', 'get /v1/admin/queue',
+    'get /v1/runtimes/', 'get /v1/admin/queue', 'get /v1/audit/',
+    'post /v1/admin/tenants/', 'get /v1/admin/tenants/', 'get /v1/admin/tenants/{name}', 'put /v1/admin/tenants/{name}/quotas',
+    'post /v1/admin/tenants/{name}/keys', 'delete /v1/admin/tenants/{name}/keys/{keyId}', 'get /v1/admin/tenants/{name}/audit',
   ]
   const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`))
   t.same([...listed].sort(), [...expected].sort())
   for (const [path, ops] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(ops)) {
       t.ok(Object.values(op.responses).some((r) => r.content), `${method} ${path} documents a response schema`)
-      if (path.includes('{id}')) t.ok(op.parameters?.length, `${method} ${path} documents its parameters`)
+      if (/\{(id|name)\}/.test(path)) t.ok(op.parameters?.length, `${method} ${path} documents its parameters`)
     }
   }
   t.ok(doc.paths['/v1/jobs/']?.post?.requestBody, 'POST /v1/jobs documents its body')

@@ -3,6 +3,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import { AirlockError } from '../../../../core/errors.js'
 import { errorResponses } from '../../../schemas.js'
 import { readQueueState } from '../../../services/queue-state.js'
+import tenantRoutes from './tenants.js'
 
 const WorkerSchema = Type.Object({
   id: Type.String(),
@@ -27,6 +28,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', adminDigest ? 'admin routes need the admin key' : 'admin routes are disabled: AIRLOCK_ADMIN_KEY is not set')
     }
   })
+  await app.register(tenantRoutes, { prefix: '/tenants' })
 
   app.get(
     '/queue',

@@ -5,13 +5,14 @@ import { JobRequestSchema, resolveJobSpec } from '../../../../core/job-spec.js'
 import { decodeCursor, newJobId } from '../../../../core/job-store.js'
 import { isFinalStatus, JOB_STATUSES, type JobStatus } from '../../../../core/job-status.js'
 import { isolationRefusal } from '../../../../core/worker-registry.js'
+import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../../../core/quotas.js'
 import { ownJob } from './own-job.js'
 import { errorResponses } from '../../../schemas.js'
 
 const JobParams = Type.Object({ id: Type.String({ maxLength: 128 }) })
 
 const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { store, queue, registry, waiter, config, metrics } = app.services
+  const { store, queue, registry, waiter, config, metrics, tenants } = app.services
 
 
   app.post(
@@ -21,11 +22,24 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Submit a job',
         querystring: Type.Object({ wait: Type.Optional(Type.Boolean({ description: 'Hold the request until the job ends' })) }),
         body: JobRequestSchema,
-        response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 413, 415, 503) },
+        response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
-      const spec = resolveJobSpec(request.body, config)
+      const quotas = await tenants.quotas(request.tenant)
+      const spec = resolveJobSpec(request.body, tenantLimitsPolicy(config, quotas))
+      const tooBig = jobLimitsOverQuota(spec.limits, quotas)
+      if (tooBig.length > 0) {
+        throw new AirlockError('AIRLOCK_ERR_QUOTA_JOB_LIMITS', `limits above this tenant's quota: ${tooBig.map((d) => d.path.slice(8)).join(', ')}`, tooBig)
+      }
+      const perSecond = quotas.submitsPerSecond ?? config.defaultSubmitsPerSecond
+      if (perSecond > 0) {
+        const waitMs = await tenants.takeSubmission(request.tenant, perSecond)
+        if (waitMs > 0) {
+          reply.header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000))))
+          throw new AirlockError('AIRLOCK_ERR_QUOTA_RATE', `more than ${perSecond} submissions per second for this tenant; retry after ${waitMs} ms`)
+        }
+      }
       if (spec.isolation === 'runc' && !config.benchTenants.split(',').includes(request.tenant)) {
         throw new AirlockError('AIRLOCK_ERR_ISOLATION_FORBIDDEN', 'isolation runc (no gVisor) is only for benchmark tenants (AIRLOCK_BENCH_TENANTS)', [{ path: '/isolation', message: 'not allowed for this tenant' }])
       }

@@ -1,0 +1,98 @@
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { AirlockError } from '../../../../core/errors.js'
+import { AuditEntrySchema, KeyInfoSchema, KeyRoleSchema, QuotasSchema, TenantSchema } from '../../../../core/tenant-store.js'
+import { errorResponses } from '../../../schemas.js'
+
+const TenantName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Letters, digits, _ . -; at most 64' })
+const NameParams = Type.Object({ name: TenantName })
+
+/** Tenants, their keys and quotas (behind the admin credential of the parent plugin). Every change is audited. */
+const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { tenants } = app.services
+
+  const mustExist = async (name: string) => {
+    if (!(await tenants.exists(name))) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no tenant ${name}`)
+  }
+
+  app.post(
+    '/',
+    { schema: { summary: 'Create a tenant', body: Type.Object({ name: TenantName, quotas: Type.Optional(QuotasSchema) }, { additionalProperties: false }), response: { 201: TenantSchema, ...errorResponses(400, 401, 409, 503) } } },
+    async (request, reply) => {
+      const { name, quotas = {} } = request.body
+      if (!(await tenants.create(name, quotas))) throw new AirlockError('AIRLOCK_ERR_TENANT_EXISTS', `tenant ${name} exists already`)
+      await tenants.audit(name, 'admin', 'tenant.created', JSON.stringify(quotas))
+      return reply.status(201).send((await tenants.get(name))!)
+    },
+  )
+
+  app.get('/', { schema: { summary: 'List tenants', response: { 200: Type.Object({ tenants: Type.Array(Type.String()) }), ...errorResponses(401, 503) } } }, async () => ({ tenants: await tenants.list() }))
+
+  app.get('/:name', { schema: { summary: 'A tenant, its quotas and keys (never the keys themselves)', params: NameParams, response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) } } }, async (request) => {
+    const tenant = await tenants.get(request.params.name)
+    if (!tenant) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no tenant ${request.params.name}`)
+    return tenant
+  })
+
+  app.put(
+    '/:name/quotas',
+    { schema: { summary: "Replace a tenant's quotas", params: NameParams, body: QuotasSchema, response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) } } },
+    async (request) => {
+      await mustExist(request.params.name)
+      await tenants.setQuotas(request.params.name, request.body)
+      await tenants.audit(request.params.name, 'admin', 'quotas.set', JSON.stringify(request.body))
+      return (await tenants.get(request.params.name))!
+    },
+  )
+
+  app.post(
+    '/:name/keys',
+    {
+      schema: {
+        summary: 'Issue an API key; the key is in this answer only',
+        params: NameParams,
+        body: Type.Object({ role: Type.Optional(KeyRoleSchema) }, { additionalProperties: false }),
+        response: { 201: Type.Object({ key: Type.String(), info: KeyInfoSchema }), ...errorResponses(400, 401, 404, 503) },
+      },
+    },
+    async (request, reply) => {
+      await mustExist(request.params.name)
+      const issued = await tenants.issueKey(request.params.name, request.body.role ?? 'member')
+      await tenants.audit(request.params.name, 'admin', 'key.issued', `${issued.info.keyId} (${issued.info.role})`)
+      return reply.status(201).send(issued)
+    },
+  )
+
+  app.delete(
+    '/:name/keys/:keyId',
+    {
+      schema: {
+        summary: 'Revoke an API key; it stops working on every replica at once',
+        params: Type.Object({ name: TenantName, keyId: Type.String({ maxLength: 64 }) }),
+        response: { 204: Type.Null(), ...errorResponses(400, 401, 404, 503) },
+      },
+    },
+    async (request, reply) => {
+      if (!(await tenants.revokeKey(request.params.name, request.params.keyId))) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no live key ${request.params.keyId} for tenant ${request.params.name}`)
+      await tenants.audit(request.params.name, 'admin', 'key.revoked', request.params.keyId)
+      return reply.status(204).send(null)
+    },
+  )
+
+  app.get(
+    '/:name/audit',
+    {
+      schema: {
+        summary: "A tenant's audit trail, newest first",
+        params: NameParams,
+        querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) }),
+        response: { 200: Type.Object({ entries: Type.Array(AuditEntrySchema) }), ...errorResponses(400, 401, 404, 503) },
+      },
+    },
+    async (request) => {
+      await mustExist(request.params.name)
+      return { entries: await tenants.readAudit(request.params.name, request.query.limit ?? 100) }
+    },
+  )
+}
+
+export default tenantRoutes

@@ -1,0 +1,159 @@
+import { createHash, randomBytes } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import { Type, type Static } from 'typebox'
+import type { RedisKeys } from './redis-keys.js'
+
+/** Per-tenant quotas; an absent field means the server's default. */
+export const QuotasSchema = Type.Object(
+  {
+    submitsPerSecond: Type.Optional(Type.Integer({ minimum: 1, description: 'Job submissions per second (429 AIRLOCK_ERR_QUOTA_RATE above it)' })),
+    maxTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, description: 'Largest timeoutMs one job may ask for' })),
+    maxMemoryMb: Type.Optional(Type.Integer({ minimum: 16, description: 'Largest memoryMb one job may ask for' })),
+    maxCpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Largest cpus one job may ask for' })),
+    maxPids: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest pids one job may ask for' })),
+    maxOutputBytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest outputBytes one job may ask for' })),
+  },
+  { additionalProperties: false },
+)
+export type Quotas = Static<typeof QuotasSchema>
+
+export const KeyRoleSchema = Type.Union([Type.Literal('admin'), Type.Literal('member')], { description: 'admin may also read the tenant\'s audit trail' })
+export type KeyRole = Static<typeof KeyRoleSchema>
+
+export const KeyInfoSchema = Type.Object({
+  keyId: Type.String(),
+  role: KeyRoleSchema,
+  /** The key's first characters, to recognise it; never the key. */
+  prefix: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+})
+export type KeyInfo = Static<typeof KeyInfoSchema>
+
+export const TenantSchema = Type.Object({ name: Type.String(), createdAt: Type.String({ format: 'date-time' }), quotas: QuotasSchema, keys: Type.Array(KeyInfoSchema) })
+export type Tenant = Static<typeof TenantSchema>
+
+export const AuditEntrySchema = Type.Object({ at: Type.String({ format: 'date-time' }), actor: Type.String(), action: Type.String(), detail: Type.String() })
+export type AuditEntry = Static<typeof AuditEntrySchema>
+
+export interface KeyIdentity {
+  tenant: string
+  keyId: string
+  role: KeyRole
+}
+
+const AUDIT_MAX = 10_000
+
+export function keyDigest(key: string): string {
+  return createHash('sha256').update(key).digest('hex')
+}
+
+/**
+ * Tenants, their API keys and audit trails in Redis, so every API replica sees a
+ * revocation at once. A key is random, shown once when issued, and stored only as its
+ * SHA-256.
+ */
+export class TenantStore {
+  constructor(private readonly redis: Redis, private readonly keys: RedisKeys) {}
+
+  /** False if the tenant exists already. */
+  async create(name: string, quotas: Quotas, now = Date.now()): Promise<boolean> {
+    const created = await this.redis.hsetnx(this.keys.tenant(name), 'createdAt', String(now))
+    if (!created) return false
+    await this.redis.multi().hset(this.keys.tenant(name), 'quotas', JSON.stringify(quotas)).sadd(this.keys.tenants, name).exec()
+    return true
+  }
+
+  async exists(name: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.tenant(name))) === 1
+  }
+
+  async get(name: string): Promise<Tenant | null> {
+    const [h, keys] = await Promise.all([this.redis.hgetall(this.keys.tenant(name)), this.redis.hvals(this.keys.tenantKeys(name))])
+    if (!h.createdAt) return null
+    return {
+      name,
+      createdAt: new Date(Number(h.createdAt)).toISOString(),
+      quotas: JSON.parse(h.quotas ?? '{}') as Quotas,
+      keys: keys.map((k) => JSON.parse(k) as KeyInfo & { digest?: string }).map(({ digest: _digest, ...k }) => k).sort((a, b) => a.createdAt.localeCompare(b.createdAt)),
+    }
+  }
+
+  async list(): Promise<string[]> {
+    return (await this.redis.smembers(this.keys.tenants)).sort()
+  }
+
+  /** Quotas of a tenant; empty for tenants not made through the admin API (static keys). */
+  async quotas(name: string): Promise<Quotas> {
+    const raw = await this.redis.hget(this.keys.tenant(name), 'quotas')
+    return raw ? (JSON.parse(raw) as Quotas) : {}
+  }
+
+  async setQuotas(name: string, quotas: Quotas): Promise<void> {
+    await this.redis.hset(this.keys.tenant(name), 'quotas', JSON.stringify(quotas))
+  }
+
+  /** A new key for the tenant; the only time the key itself is seen. */
+  async issueKey(tenant: string, role: KeyRole, now = Date.now()): Promise<{ key: string; info: KeyInfo }> {
+    const key = `ak_${randomBytes(24).toString('base64url')}`
+    const keyId = `key_${randomBytes(6).toString('hex')}`
+    const digest = keyDigest(key)
+    const info: KeyInfo = { keyId, role, prefix: key.slice(0, 7), createdAt: new Date(now).toISOString(), revokedAt: null }
+    await this.redis
+      .multi()
+      .hset(this.keys.apiKey(digest), 'tenant', tenant, 'keyId', keyId, 'role', role)
+      .hset(this.keys.tenantKeys(tenant), keyId, JSON.stringify({ ...info, digest }))
+      .exec()
+    return { key, info }
+  }
+
+  /** False if there is no such live key. The key stops working on every replica at once. */
+  async revokeKey(tenant: string, keyId: string, now = Date.now()): Promise<boolean> {
+    const raw = await this.redis.hget(this.keys.tenantKeys(tenant), keyId)
+    if (!raw) return false
+    const info = JSON.parse(raw) as KeyInfo & { digest: string }
+    if (info.revokedAt) return false
+    await this.redis
+      .multi()
+      .del(this.keys.apiKey(info.digest))
+      .hset(this.keys.tenantKeys(tenant), keyId, JSON.stringify({ ...info, revokedAt: new Date(now).toISOString() }))
+      .exec()
+    return true
+  }
+
+  async authenticate(digest: string): Promise<KeyIdentity | null> {
+    const h = await this.redis.hgetall(this.keys.apiKey(digest))
+    if (!h.tenant || !h.keyId) return null
+    return { tenant: h.tenant, keyId: h.keyId, role: h.role === 'admin' ? 'admin' : 'member' }
+  }
+
+  async audit(tenant: string, actor: string, action: string, detail = '', now = Date.now()): Promise<void> {
+    await this.redis.xadd(this.keys.audit(tenant), 'MAXLEN', '~', String(AUDIT_MAX), '*', 'at', String(now), 'actor', actor, 'action', action, 'detail', detail)
+  }
+
+  /** Audits a key's use at most once a minute per key. */
+  async auditKeyUse(identity: KeyIdentity, what: string): Promise<void> {
+    if ((await this.redis.set(this.keys.keyUse(identity.keyId), '1', 'EX', 60, 'NX')) === 'OK') await this.audit(identity.tenant, identity.keyId, 'key.used', what)
+  }
+
+  /** Newest first. */
+  async readAudit(tenant: string, limit: number): Promise<AuditEntry[]> {
+    const entries = await this.redis.xrevrange(this.keys.audit(tenant), '+', '-', 'COUNT', limit)
+    return entries.map(([, fields]) => {
+      const f: Record<string, string> = {}
+      for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!
+      return { at: new Date(Number(f.at)).toISOString(), actor: f.actor ?? '', action: f.action ?? '', detail: f.detail ?? '' }
+    })
+  }
+
+  /**
+   * Counts a submission in the current one-second window; returns the milliseconds to
+   * wait when over `perSecond`, else 0. Kept in Redis, so it holds across API replicas.
+   */
+  async takeSubmission(tenant: string, perSecond: number, now = Date.now()): Promise<number> {
+    const second = Math.floor(now / 1000)
+    const key = this.keys.submitWindow(tenant, second)
+    const [[, count]] = (await this.redis.multi().incr(key).pexpire(key, 2000).exec()) as [[null, number], [null, number]]
+    return count > perSecond ? (second + 1) * 1000 - now : 0
+  }
+}
