@@ -22,7 +22,8 @@ export interface StoredJob {
   job: Job
 }
 
-export type ClaimResult = 'claimed' | 'cancelled' | 'missing' | Exclude<JobStatus, 'queued'>
+/** `throttled`: the tenant is at its maxRunning quota; the job stays queued. */
+export type ClaimResult = 'claimed' | 'cancelled' | 'missing' | 'throttled' | Exclude<JobStatus, 'queued'>
 /** What a cancel did: ended a queued job, signalled a running one, or found it absent or already ended. */
 export type CancelResult = { kind: 'cancelled' | 'cancelling' | 'missing' } | { kind: 'finished'; status: JobStatus }
 
@@ -38,8 +39,23 @@ local function event(...)
   redis.call('PUBLISH', notify, seq)
   return seq
 end
+-- Per-tenant sets of queued and running jobs, and the tenant's quotas, hang off the
+-- same prefix as KEYS[4] ({prefix}:running), so they stay in the deployment's slot.
+local prefix = string.sub(KEYS[4], 1, -9)
+local function tkey(tenant, suffix) return prefix .. ':tenant:' .. tenant .. ':' .. suffix end
+local function jobTenant() return redis.call('HGET', KEYS[1], 'tenant') or '' end
+local function quota(tenant, name)
+  local q = redis.call('HGET', prefix .. ':tenant:' .. tenant, 'quotas')
+  if not q then return nil end
+  local ok, d = pcall(cjson.decode, q)
+  if ok and type(d) == 'table' and type(d[name]) == 'number' then return d[name] end
+  return nil
+end
 local function final(status)
   redis.call('ZREM', KEYS[4], id)
+  local t = jobTenant()
+  redis.call('ZREM', tkey(t, 'running'), id)
+  redis.call('ZREM', tkey(t, 'queued'), id)
   event('type', 'status', 'status', status)
   event('type', 'end')
   for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
@@ -48,8 +64,14 @@ end
 `
 
 // KEYS[5]: the tenant's job index; ARGV[7]: index entries older than this are
-// dropped (their records have expired); ARGV[8..]: field/value pairs of the new record
+// dropped (their records have expired); ARGV[8..]: field/value pairs of the new record,
+// the first pair being 'tenant', <tenant>. Returns 0, creating nothing, when the
+// tenant's maxQueued quota is reached.
 const CREATE = `${PRELUDE}
+local tenant = ARGV[9]
+local maxQueued = quota(tenant, 'maxQueued')
+if maxQueued and redis.call('ZCARD', tkey(tenant, 'queued')) >= maxQueued then return 0 end
+redis.call('ZADD', tkey(tenant, 'queued'), now, id)
 for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], liveTtl)
 redis.call('ZADD', KEYS[5], now, id)
@@ -69,8 +91,15 @@ if redis.call('HGET', KEYS[1], 'cancelRequested') == '1' then
   final('cancelled')
   return 'cancelled'
 end
+-- The fair-share gate: a tenant at its maxRunning quota waits; its job goes back to
+-- the queue for a moment and the worker takes the next one, often another tenant's.
+local tenant = jobTenant()
+local maxRunning = quota(tenant, 'maxRunning')
+if maxRunning and redis.call('ZCARD', tkey(tenant, 'running')) >= maxRunning then return 'throttled' end
 redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', now, 'worker', ARGV[7])
 redis.call('ZADD', KEYS[4], now, id)
+redis.call('ZREM', tkey(tenant, 'queued'), id)
+redis.call('ZADD', tkey(tenant, 'running'), now, id)
 event('type', 'status', 'status', 'running')
 return 'claimed'
 `
@@ -108,6 +137,8 @@ redis.call('HSET', KEYS[1], 'status', 'queued')
 redis.call('HDEL', KEYS[1], 'startedAt', 'worker')
 redis.call('HINCRBY', KEYS[1], 'handedBack', 1)
 redis.call('ZREM', KEYS[4], id)
+redis.call('ZREM', tkey(jobTenant(), 'running'), id)
+redis.call('ZADD', tkey(jobTenant(), 'queued'), now, id)
 event('type', 'status', 'status', 'queued')
 return 1
 `
@@ -236,9 +267,10 @@ export class JobStore {
     return this.redis.eval(lua, keys.length, ...keys, now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, ...args)
   }
 
-  async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<void> {
+  /** False, creating nothing, when the tenant has its maxQueued quota of queued jobs. */
+  async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<boolean> {
     const oldest = now - this.liveTtlSeconds * 1000
-    await this.scriptWithKeys(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', JSON.stringify(spec), 'createdAt', String(now))
+    return (await this.scriptWithKeys(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', JSON.stringify(spec), 'createdAt', String(now))) === 1
   }
 
   /** Removes a job that was never accepted (its queue entry could not be written). */

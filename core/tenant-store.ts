@@ -6,6 +6,8 @@ import type { RedisKeys } from './redis-keys.js'
 /** Per-tenant quotas; an absent field means the server's default. */
 export const QuotasSchema = Type.Object(
   {
+    maxRunning: Type.Optional(Type.Integer({ minimum: 1, description: 'Jobs running at once; more wait in the queue while other tenants\' jobs go first' })),
+    maxQueued: Type.Optional(Type.Integer({ minimum: 1, description: 'Jobs queued at once (429 AIRLOCK_ERR_QUOTA_QUEUED above it)' })),
     submitsPerSecond: Type.Optional(Type.Integer({ minimum: 1, description: 'Job submissions per second (429 AIRLOCK_ERR_QUOTA_RATE above it)' })),
     maxTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, description: 'Largest timeoutMs one job may ask for' })),
     maxMemoryMb: Type.Optional(Type.Integer({ minimum: 16, description: 'Largest memoryMb one job may ask for' })),

@@ -9,7 +9,7 @@ import { LogBatcher } from './log-batcher.js'
 const SHUTDOWN = Symbol('shutdown')
 
 /** What became of a delivered job: done (any final status or skipped), or handed back. */
-export type RunResult = 'done' | 'handed-back'
+export type RunResult = 'done' | 'handed-back' | 'throttled'
 
 /**
  * Runs one queued job through the executor and records its one final status.
@@ -55,6 +55,7 @@ export class JobRunner {
       log.warn('job was running on a worker that stopped; marked error')
       return 'done'
     }
+    if (claim === 'throttled') return 'throttled'
     if (claim !== 'claimed') {
       log.info({ claim }, 'job not run')
       return 'done'

@@ -12,6 +12,8 @@ import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TTL_MS, WorkerRegistry, type WorkerHea
 import type { Executor, IsolationReport } from './executors/executor.js'
 import { JobRunner } from './job-runner.js'
 
+const THROTTLE_DELAY_MS = 250
+
 export interface QueuedJobData {
   jobId: string
 }
@@ -117,9 +119,12 @@ export class WorkerService {
     this.worker = new Worker<QueuedJobData>(
       QUEUE_NAME,
       async (job, token) => {
-        if ((await runner.run(job.data.jobId)) === 'handed-back') {
-          // Back to the queue for another worker; BullMQ's way to release a job unfinished.
-          await job.moveToDelayed(Date.now(), token)
+        const result = await runner.run(job.data.jobId)
+        if (result === 'handed-back' || result === 'throttled') {
+          // Back to the queue, BullMQ's way to release a job unfinished: at once for
+          // another worker, or after a moment when its tenant is at its running quota,
+          // so that this worker takes the next job (fair share; docs/fair-share.md).
+          await job.moveToDelayed(Date.now() + (result === 'throttled' ? THROTTLE_DELAY_MS + Math.random() * THROTTLE_DELAY_MS : 0), token)
           throw new DelayedError()
         }
       },

@@ -31,6 +31,8 @@ class AdminClient {
 }
 
 const QUOTA_FLAGS: [string, string, string][] = [
+  ['--max-running <n>', 'maxRunning', 'jobs running at once (fair share)'],
+  ['--max-queued <n>', 'maxQueued', 'jobs queued at once'],
   ['--submits-per-second <n>', 'submitsPerSecond', 'job submissions per second'],
   ['--max-timeout-ms <n>', 'maxTimeoutMs', 'largest timeoutMs of one job'],
   ['--max-memory-mb <n>', 'maxMemoryMb', 'largest memoryMb of one job'],

@@ -108,3 +108,19 @@ t.test("an audit trail of admin actions and key use, readable by the tenant's ad
   t.ok(actions.some((a) => / key\.used$/.test(a) && a.startsWith('key_')), 'key use is recorded, by key id')
   t.same((await admin('GET', '/v1/admin/tenants/hank/audit?limit=1')).json<{ entries: unknown[] }>().entries.length, 1)
 })
+
+t.test('quota of queued jobs: 429 with its code once reached; a cancel makes room', async (t) => {
+  const { key } = await tenantWithKey('jill', { maxQueued: 2 })
+  const ids: string[] = []
+  for (let i = 0; i < 2; i++) {
+    const res = await as(a, key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
+    t.equal(res.statusCode, 202)
+    ids.push(res.json<{ id: string }>().id)
+  }
+  const over = await as(b, key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
+  t.equal(over.statusCode, 429)
+  t.equal(over.json().code, 'AIRLOCK_ERR_QUOTA_QUEUED')
+  t.ok(over.headers['retry-after'])
+  t.equal((await a.app.inject({ method: 'DELETE', url: `/v1/jobs/${ids[0]}`, headers: { authorization: `Bearer ${key}` } })).statusCode, 202)
+  t.equal((await as(b, key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).statusCode, 202, 'room again after a cancel')
+})

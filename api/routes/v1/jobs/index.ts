@@ -47,7 +47,10 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (refusal) throw new AirlockError('AIRLOCK_ERR_ISOLATION_UNAVAILABLE', refusal)
 
       const id = newJobId()
-      await store.create(id, request.tenant, spec)
+      if (!(await store.create(id, request.tenant, spec))) {
+        reply.header('retry-after', '1')
+        throw new AirlockError('AIRLOCK_ERR_QUOTA_QUEUED', `this tenant has its quota of ${quotas.maxQueued} queued jobs; wait for some to start`)
+      }
       try {
         await queue.add('run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true })
       } catch (err) {
