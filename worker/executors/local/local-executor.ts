@@ -168,7 +168,10 @@ export class LocalExecutor implements Executor {
         const [code, sig] = await exited
         // A program that ends within the pid-file poll (runc starts in milliseconds) did
         // start: its pid file is there.
-        const sandboxStarted = up || (await stat(pidFile).then((st) => st.size > 0, () => false))
+        const pidStat = up ? undefined : await stat(pidFile).catch(() => undefined)
+        const sandboxStarted = up || (pidStat !== undefined && pidStat.size > 0)
+        // Its start is when the runtime wrote the pid file, not when we saw the exit.
+        if (!up && pidStat) started = Math.min(started, Math.max(t0, Math.round(pidStat.mtimeMs)))
         // A cancel that lands while runsc is still creating the sandbox kills runsc
         // itself; that is the cancel taking effect, not a failure to start.
         if (!sandboxStarted && code !== 0 && !cancelled) {
