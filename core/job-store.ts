@@ -137,8 +137,9 @@ redis.call('HSET', KEYS[1], 'status', 'queued')
 redis.call('HDEL', KEYS[1], 'startedAt', 'worker')
 redis.call('HINCRBY', KEYS[1], 'handedBack', 1)
 redis.call('ZREM', KEYS[4], id)
-redis.call('ZREM', tkey(jobTenant(), 'running'), id)
-redis.call('ZADD', tkey(jobTenant(), 'queued'), now, id)
+local tenant = jobTenant()
+redis.call('ZREM', tkey(tenant, 'running'), id)
+redis.call('ZADD', tkey(tenant, 'queued'), now, id)
 event('type', 'status', 'status', 'queued')
 return 1
 `

@@ -148,8 +148,9 @@ export class WorkerService {
    * Ends, as `error`, running jobs whose worker has stopped beating: the program may have
    * run, so it is not run again (at most once), but the job still gets its one final
    * status (at-least-once completion). Where the sandbox outlived its worker (a
-   * Kubernetes Job), this worker follows it to its real result instead. BullMQ's stalled-job check would get there too,
-   * but only once the job's lock lapses and only while BullMQ still holds the job.
+   * Kubernetes Job), this worker follows it to its real result instead. BullMQ's
+   * stalled-job check would get there too, but only once the job's lock lapses and only
+   * while BullMQ still holds the job.
    */
   private async sweepLost(): Promise<void> {
     if (this.stopping || !this.isolationReport?.ok) return

@@ -3,7 +3,7 @@ import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { createLogger } from '../../core/logger.js'
 import type { JobRequest } from '../../sdk/src/index.js'
-import { LocalExecutor } from '../../worker/executors/local/local-executor.js'
+import { createExecutor } from '../../worker/executors/create-executor.js'
 import type { DirectRunner, Isolation } from './run-bench.js'
 
 /**
@@ -13,19 +13,14 @@ import type { DirectRunner, Isolation } from './run-bench.js'
  */
 export async function localDirectRunner(): Promise<{ runner: DirectRunner; close(): Promise<void> } | { unavailable: string }> {
   if (process.getuid?.() !== 0) return { unavailable: 'not root' }
-  const config = loadConfig({ ...process.env, AIRLOCK_STATE_DIR: `/run/airlock-bench-${process.pid}`, AIRLOCK_CGROUP_PARENT: `airlock-bench-${process.pid}` })
-  const executor = new LocalExecutor({
-    runscPath: config.runscPath,
-    runcPath: config.runcPath,
-    platform: config.runscPlatform,
-    network: 'none',
-    imagesDir: config.imagesDir,
-    stateDir: config.stateDir,
-    cgroupParent: config.cgroupParent,
-    sandboxOverheadMb: config.sandboxOverheadMb,
-    workspaceMb: config.workspaceMb,
-    logger: createLogger('silent'),
+  const config = loadConfig({
+    ...process.env,
+    AIRLOCK_EXECUTOR: 'local',
+    AIRLOCK_SANDBOX_NETWORK: 'none',
+    AIRLOCK_STATE_DIR: `/run/airlock-bench-${process.pid}`,
+    AIRLOCK_CGROUP_PARENT: `airlock-bench-${process.pid}`,
   })
+  const executor = createExecutor(config, createLogger('silent'))
   const report = await executor.checkIsolation()
   if (!report.ok) return { unavailable: report.reason ?? 'isolation check failed' }
   let n = 0

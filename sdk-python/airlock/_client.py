@@ -80,6 +80,33 @@ def _transport_error(err: Exception, base_url: str) -> AirlockError:
     return ConnectionError(f"cannot reach Airlock at {base_url}: {err}", "AIRLOCK_SDK_CONNECTION")
 
 
+class _Resume:
+    """Where a job's event stream is, across connections: events already seen are
+    skipped, and a connection that broke counts against ``max_reconnects``."""
+
+    def __init__(self, job_id: str, from_seq: int, max_reconnects: int):
+        self.job_id = job_id
+        self.last = from_seq
+        self.failures = 0
+        self.max_reconnects = max_reconnects
+
+    def fresh(self, message: Any) -> Optional[JobEvent]:
+        """The event of a message, or None when it was seen before."""
+        event = json.loads(message)
+        if event["seq"] <= self.last:
+            return None
+        self.last = event["seq"]
+        self.failures = 0
+        return event
+
+    def broke(self) -> float:
+        """Seconds to wait before reconnecting; ConnectionError past max_reconnects."""
+        self.failures += 1
+        if self.failures > self.max_reconnects:
+            raise ConnectionError(f"the stream of job {self.job_id} keeps breaking", "AIRLOCK_SDK_CONNECTION")
+        return _backoff(self.failures - 1, None)
+
+
 class Jobs:
     """Jobs of this tenant (sync)."""
 
@@ -130,28 +157,22 @@ class Jobs:
     def stream(self, job_id: str, from_seq: int = 0, max_reconnects: int = 8) -> Iterator[JobEvent]:
         """The job's events (log, status, then end). A dropped connection is reopened
         from the last event received: no event is lost or repeated."""
-        failures = 0
-        last = from_seq
+        at = _Resume(job_id, from_seq, max_reconnects)
         while True:
             token = self._c._request("POST", f"{_job_path(job_id)}/stream-tokens")["token"]
-            url = self._c._s.ws_url(f"{_job_path(job_id)}/stream", {"from": last, "token": token})
+            url = self._c._s.ws_url(f"{_job_path(job_id)}/stream", {"from": at.last, "token": token})
             try:
                 with websockets.sync.client.connect(url, open_timeout=self._c._s.timeout) as ws:
                     for message in ws:
-                        event = json.loads(message)
-                        if event["seq"] <= last:
+                        event = at.fresh(message)
+                        if event is None:
                             continue
-                        last = event["seq"]
-                        failures = 0
                         yield event
                         if event["type"] == "end":
                             return
             except (OSError, websockets.exceptions.WebSocketException):
                 pass
-            failures += 1
-            if failures > max_reconnects:
-                raise ConnectionError(f"the stream of job {job_id} keeps breaking", "AIRLOCK_SDK_CONNECTION")
-            time.sleep(_backoff(failures - 1, None))
+            time.sleep(at.broke())
 
     def run(self, request: JobRequest, on_output: Optional[OutputCallback] = None) -> Job:
         """Submits a job, passes its output to ``on_output(stream, data)`` as it comes,
@@ -258,28 +279,22 @@ class AsyncJobs:
     async def stream(self, job_id: str, from_seq: int = 0, max_reconnects: int = 8) -> AsyncIterator[JobEvent]:
         from websockets.asyncio.client import connect
 
-        failures = 0
-        last = from_seq
+        at = _Resume(job_id, from_seq, max_reconnects)
         while True:
             token = (await self._c._request("POST", f"{_job_path(job_id)}/stream-tokens"))["token"]
-            url = self._c._s.ws_url(f"{_job_path(job_id)}/stream", {"from": last, "token": token})
+            url = self._c._s.ws_url(f"{_job_path(job_id)}/stream", {"from": at.last, "token": token})
             try:
                 async with connect(url, open_timeout=self._c._s.timeout) as ws:
                     async for message in ws:
-                        event = json.loads(message)
-                        if event["seq"] <= last:
+                        event = at.fresh(message)
+                        if event is None:
                             continue
-                        last = event["seq"]
-                        failures = 0
                         yield event
                         if event["type"] == "end":
                             return
             except (OSError, websockets.exceptions.WebSocketException):
                 pass
-            failures += 1
-            if failures > max_reconnects:
-                raise ConnectionError(f"the stream of job {job_id} keeps breaking", "AIRLOCK_SDK_CONNECTION")
-            await asyncio.sleep(_backoff(failures - 1, None))
+            await asyncio.sleep(at.broke())
 
     async def run(self, request: JobRequest, on_output: Optional[OutputCallback] = None) -> Job:
         job_id = (await self.create(request))["id"]

@@ -158,54 +158,7 @@ export type JobEvent =
     }
   | {
       type: "end";
-      job: {
-        id: string;
-        runtime: string;
-        status: "queued" | "running" | "succeeded" | "failed" | "timeout" | "oom" | "cancelled" | "error";
-        exitCode: number | null;
-        signal: string | null;
-        reason: string | null;
-        stdout: string;
-        stderr: string;
-        /**
-         * stdout or stderr was cut at limits.outputBytes
-         */
-        truncated: boolean;
-        createdAt: string;
-        startedAt: string | null;
-        finishedAt: string | null;
-        timings: {
-          queuedMs: number | null;
-          startupMs: number | null;
-          runMs: number | null;
-        };
-        executor: string | null;
-        isolation: {
-          /**
-           * e.g. gvisor
-           */
-          technology: string;
-          /**
-           * OCI runtime, e.g. runsc
-           */
-          runtime: string;
-          version: string;
-          /**
-           * gVisor platform, e.g. ptrace
-           */
-          platform: string;
-          /**
-           * none: loopback only
-           */
-          network: "none" | "host";
-          readOnlyRoot: boolean;
-          uid: number;
-          /**
-           * Capabilities the program holds; empty
-           */
-          capabilities: string[];
-        } | null;
-      };
+      job: Job;
       seq: number;
       ts: string;
     };

@@ -44,6 +44,9 @@ export class LocalExecutor implements Executor {
   private readonly runsc: Runsc
   private readonly runc: Runsc
   private readonly ownDir: string
+  /** Images found installed; a swap by build.sh replaces an image whole, so this stays true. */
+  private readonly installed = new Set<string>()
+  private runcIdentity: Promise<Isolation> | undefined
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.images = new ImageStore(options.imagesDir)
@@ -107,8 +110,11 @@ export class LocalExecutor implements Executor {
   async run({ jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome> {
     const runtime = findRuntime(spec.runtime)
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
-    const missing = await this.images.problem(runtime.localImage)
-    if (missing) throw new ExecutorError(`runtime ${spec.runtime} is not installed on this worker (${missing}); build it with sandbox-images/build.sh ${runtime.localImage}`)
+    if (!this.installed.has(runtime.localImage)) {
+      const missing = await this.images.problem(runtime.localImage)
+      if (missing) throw new ExecutorError(`runtime ${spec.runtime} is not installed on this worker (${missing}); build it with sandbox-images/build.sh ${runtime.localImage}`)
+      this.installed.add(runtime.localImage)
+    }
     const id = `${CONTAINER_PREFIX}${jobId}`
     // The runc comparison runtime: the same bundle in a plain container (no gVisor).
     const runtimeCli = spec.isolation === 'runc' ? this.runc : this.runsc
@@ -202,15 +208,19 @@ export class LocalExecutor implements Executor {
     }
   }
 
-  /** What a runc job gets: a container, not a sandbox. Recorded in the job so it is never mistaken for one. */
-  private async runcIsolation(): Promise<Isolation> {
-    let version: string
-    try {
-      version = await this.runc.version()
-    } catch (err) {
-      throw new ExecutorError(`runc cannot run (${this.options.runcPath}): ${(err as Error).message.split('\n')[0]}`)
-    }
-    return { technology: 'none', runtime: 'runc', version, platform: 'native', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] }
+  /**
+   * What a runc job gets: a container, not a sandbox. Recorded in the job so it is never
+   * mistaken for one. runc's version is asked once; a failed ask is asked again next time.
+   */
+  private runcIsolation(): Promise<Isolation> {
+    this.runcIdentity ??= this.runc.version().then(
+      (version): Isolation => ({ technology: 'none', runtime: 'runc', version, platform: 'native', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] }),
+      (err: unknown) => {
+        this.runcIdentity = undefined
+        throw new ExecutorError(`runc cannot run (${this.options.runcPath}): ${(err as Error).message.split('\n')[0]}`)
+      },
+    )
+    return this.runcIdentity
   }
 
   private async writeBundle(bundle: string, spec: JobSpec, runtime: NonNullable<ReturnType<typeof findRuntime>>, cgroupsPath: string): Promise<void> {
