@@ -3,7 +3,7 @@
 # kube-apiserver (TLS with generated certificates, RBAC, the default admission
 # chain including PodSecurity and RuntimeClass), kube-controller-manager (the
 # Job, garbage-collector, TTL and service-account controllers) and
-# kube-scheduler. There is no kubelet; nodes are registered by the tests.
+# kube-scheduler. No kubelet: node.sh adds a real one, or tests register nodes.
 #
 #   control-plane.sh start DIR   builds or reuses the binaries, starts, waits
 #                                until ready, writes DIR/kubeconfig
@@ -112,11 +112,14 @@ for _ in $(seq 600); do
 done
 if [[ -z ${ready:-} ]]; then echo "kube-apiserver did not become ready; last log lines:" >&2; tail -20 "$dir/logs/apiserver.log" >&2; exit 1; fi
 
-# No node-lifecycle controller: test nodes have no kubelet to renew leases, and
-# it would taint them unreachable and evict their pods.
+# The node-lifecycle controller only with a real kubelet (AIRLOCK_KUBE_REAL_NODE=1,
+# as cluster.sh sets): the tests' harness nodes renew no leases, and it would taint
+# them unreachable and evict their pods.
+controllers=job-controller,garbage-collector-controller,ttl-after-finished-controller,serviceaccount-controller,namespace-controller,pod-garbage-collector-controller
+[[ ${AIRLOCK_KUBE_REAL_NODE:-} == 1 ]] && controllers+=,node-lifecycle-controller
 launch controller-manager "$bin/kube-controller-manager" \
   --kubeconfig "$dir/kubeconfig" --leader-elect=false --secure-port 0 \
-  --controllers job-controller,garbage-collector-controller,ttl-after-finished-controller,serviceaccount-controller,namespace-controller,pod-garbage-collector-controller \
+  --controllers "$controllers" \
   --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" --v 1
 launch scheduler "$bin/kube-scheduler" --kubeconfig "$dir/kubeconfig" --leader-elect=false --secure-port 0 --v 1
 
