@@ -189,15 +189,18 @@ os._exit(0)`, { pids: 32, timeoutMs: 60_000 }),
     name: 'resources.cpu-spin',
     claim: 'a CPU spin ends as timeout while other jobs keep running',
     async run(client) {
-      const spin = client.run(py('while True:\n    pass', { timeoutMs: 4000 }))
-      // Give the spin a head start so the second job runs while it spins.
-      await new Promise((r) => setTimeout(r, 1500))
-      const other = await client.run({ runtime: 'bash', source: 'echo alive', limits: { timeoutMs: 30_000 } })
-      const otherEnded = Date.now()
+      let spinning = (): void => undefined
+      const started = new Promise<void>((resolve) => (spinning = resolve))
+      // Half a CPU each, so both fit on a small node next to each other.
+      const spin = client.run(py('print("spinning", flush=True)\nwhile True:\n    pass', { timeoutMs: 10_000, cpus: 0.5 }), { onOutput: () => spinning() })
+      // The other job goes in once the spin really spins, however long its sandbox took to start.
+      await Promise.race([started, spin])
+      const other = await client.run({ runtime: 'bash', source: 'echo alive', limits: { timeoutMs: 30_000, cpus: 0.5 } })
       const spun = await spin
-      const spinEnded = spun.finishedAt ? Date.parse(spun.finishedAt) : Infinity
-      const pass = spun.status === 'timeout' && other.status === 'succeeded' && other.stdout === 'alive\n' && otherEnded < spinEnded + 1000
-      return verdict(pass, `spin: ${spun.status} after ${spun.timings.runMs} ms; other job: ${other.status} ${JSON.stringify(other.stdout)}, ended ${Math.round((spinEnded - otherEnded) / 1000)} s before the spin`)
+      // Both times are the server's, so a client's clock does not matter.
+      const lead = Date.parse(spun.finishedAt ?? '') - Date.parse(other.finishedAt ?? '')
+      const pass = spun.status === 'timeout' && other.status === 'succeeded' && other.stdout === 'alive\n' && lead > 0
+      return verdict(pass, `spin: ${spun.status} after ${spun.timings.runMs} ms; other job: ${other.status} ${JSON.stringify(other.stdout)}, ended ${(lead / 1000).toFixed(1)} s before the spin`)
     },
   },
 
@@ -314,14 +317,20 @@ print(json.dumps(seen))`),
     claim: "two jobs running at once cannot see each other's files or processes",
     async run(client) {
       const marker = `airlock-marker-${Math.random().toString(36).slice(2)}`
-      const first = client.run({
+      const { id: firstId } = await client.jobs.create({
         runtime: 'bash',
-        source: `echo secret > /workspace/${marker}; echo secret > /tmp/${marker}; exec -a ${marker} sleep 6`,
-        limits: { timeoutMs: 30_000 },
+        source: `echo secret > /workspace/${marker}; echo secret > /tmp/${marker}; echo ready; exec -a ${marker} sleep 120`,
+        limits: { timeoutMs: 150_000, cpus: 0.5 },
       })
-      await new Promise((r) => setTimeout(r, 2000))
-      const second = await client.run(
-        py(`import os, json
+      try {
+        // The second job starts once the first holds its files and process, however
+        // long its sandbox took to start; the first is cancelled when the second is done.
+        for await (const event of client.jobs.stream(firstId)) {
+          if (event.type === 'log' ? event.data.includes('ready') : event.type !== 'status') break
+        }
+        const second = await client.run(
+          py(
+            `import os, json
 found = []
 for top in ["/workspace", "/tmp", "/"]:
     for root, dirs, files in os.walk(top):
@@ -333,13 +342,17 @@ for p in os.listdir("/proc"):
         try:
             if "${marker}" in open(f"/proc/{p}/cmdline").read(): found.append(f"/proc/{p}")
         except OSError: pass
-print(json.dumps({"found": found}))`),
-      )
-      const firstJob = await first
-      const r = lastJson<{ found: string[] }>(second)
-      const overlapped = firstJob.finishedAt !== null && second.finishedAt !== null && Date.parse(second.finishedAt) < Date.parse(firstJob.finishedAt)
-      if (second.status !== 'succeeded' || !r) return unexpected(second)
-      return verdict(r.found.length === 0 && overlapped && firstJob.status === 'succeeded', `found: ${r.found.join(', ') || 'nothing'}; ran while the other job ran: ${overlapped}`)
+print(json.dumps({"found": found}))`,
+            { cpus: 0.5 },
+          ),
+        )
+        const overlapped = (await client.jobs.get(firstId)).status === 'running'
+        const r = lastJson<{ found: string[] }>(second)
+        if (second.status !== 'succeeded' || !r) return unexpected(second)
+        return verdict(r.found.length === 0 && overlapped, `found: ${r.found.join(', ') || 'nothing'}; ran while the other job ran: ${overlapped}`)
+      } finally {
+        await client.jobs.cancel(firstId).catch(() => undefined)
+      }
     },
   },
 

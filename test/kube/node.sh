@@ -11,7 +11,8 @@
 #   node.sh stop DIR    stops the kubelet and containerd, removes their
 #                       containers, mounts and network devices
 #
-# Settings: AIRLOCK_KUBE_NODE_IMAGES (sandbox images to import; python bash node),
+# Settings: AIRLOCK_KUBE_NODE_IMAGES (sandbox images to import; all of the
+# catalog's: python bash node ml-python),
 # AIRLOCK_KUBELET_PORT (10250).
 set -euo pipefail
 cmd="${1:?usage: node.sh start|stop DIR}"
@@ -145,7 +146,7 @@ while read -r name archive; do
   digest="$(ctr -a "$ctr_sock" -n k8s.io images ls -q | sed -n "s#^$ref@\(sha256:[0-9a-f]*\)\$#\1#p" | head -1)"
   [[ -n $digest ]] || { echo "importing $archive left no $ref@sha256 image" >&2; exit 1; }
   [[ $name == pause ]] || k8s_images+=("$name=$ref@$digest")
-done < <(bash "$here/images.sh" pause ${AIRLOCK_KUBE_NODE_IMAGES:-python bash node})
+done < <(bash "$here/images.sh" pause ${AIRLOCK_KUBE_NODE_IMAGES:-python bash node ml-python})
 echo "AIRLOCK_K8S_IMAGES=$(IFS=,; echo "${k8s_images[*]}")" > "$dir/images.env"
 
 cat > "$dir/kubelet/config.yaml" <<EOF

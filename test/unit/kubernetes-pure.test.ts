@@ -59,12 +59,18 @@ t.test('job spec -> Job: gVisor, no token, non-root, read-only root, no capabili
   t.notOk(pod.hostNetwork || pod.hostPID || pod.hostIPC)
   t.same(pod.securityContext, { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } })
   t.same(c.securityContext, { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false, runAsNonRoot: true, capabilities: { drop: ['ALL'] } })
-  t.same(c.resources?.limits, { cpu: '1500m', memory: '256Mi', 'ephemeral-storage': '144Mi' })
+  t.same(c.resources?.limits, { cpu: '1500m', memory: '256Mi', 'ephemeral-storage': '64Mi' }, 'disk only for the container log')
   t.same(c.resources?.requests, c.resources?.limits)
   t.equal(c.image, input.image)
-  t.same(pod.volumes?.filter((v) => v.emptyDir).map((v) => v.emptyDir?.sizeLimit), ['64Mi', '64Mi'], 'size-limited emptyDirs')
+  t.same(pod.volumes?.filter((v) => v.emptyDir).map((v) => v.emptyDir), [{ medium: 'Memory', sizeLimit: '64Mi' }, { medium: 'Memory', sizeLimit: '64Mi' }], 'tmpfs of a fixed size, not an eviction threshold')
   t.same(c.command?.slice(3), ['airlock', 'python3', 'main.py', 'x'])
-  t.match(c.command?.[2], /^ulimit -p 40 && cp -R \/airlock\/job\/files\/\. \/workspace\/ && exec "\$@" < \/airlock\/job\/stdin$/)
+  const names = (c.env ?? []).map((e) => e.name)
+  t.same(names.sort(), ['FOO', 'HOME', 'LANG', 'PATH', 'PYTHONUNBUFFERED'])
+  t.equal(
+    c.command?.[2],
+    `ulimit -p 40 && cp -R /airlock/job/files/. /workspace/ && exec env -i ${(c.env ?? []).map((e) => `"${e.name}=$${e.name}"`).join(' ')} "$@" < /airlock/job/stdin`,
+    'the program sees only the job\'s variables, not the ones the kubelet adds',
+  )
   t.same(pod.volumes?.[0]?.secret?.items, [{ key: 'stdin', path: 'stdin' }, { key: 'file-0', path: 'files/main.py' }, { key: 'file-1', path: 'files/lib/a.py' }])
   t.ok(c.env?.some((e) => e.name === 'FOO' && e.value === 'bar'))
   t.equal(buildJob({ ...input, spec: { ...spec, isolation: 'runc' } }).spec?.template.spec?.runtimeClassName, 'runc', 'the benchmark comparison runtime')

@@ -35,6 +35,11 @@ export interface ArgvOptions {
    * runtime cannot set rlimits itself, as Kubernetes cannot.
    */
   pidsLimit?: number
+  /**
+   * The only variables the program may see (the job's, from sandboxEnv), where the
+   * runtime adds its own to the container's environment, as the kubelet does.
+   */
+  onlyEnv?: readonly string[]
 }
 
 /**
@@ -46,6 +51,8 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
   const steps = [`cp -R ${from}/. ${WORKSPACE}/`]
   // dash's name for RLIMIT_NPROC is -p.
   if (options.pidsLimit !== undefined) steps.unshift(`ulimit -p ${options.pidsLimit}`)
-  const exec = options.stdinFile ? `exec "$@" < ${JOB_FILES_MOUNT}/${options.stdinFile}` : 'exec "$@"'
+  // Names are validated identifiers; values stay in the environment, never in the script.
+  const clearEnv = options.onlyEnv ? `env -i ${options.onlyEnv.map((name) => `"${name}=$${name}"`).join(' ')} ` : ''
+  const exec = `exec ${clearEnv}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
   return ['/bin/sh', '-c', `${steps.join(' && ')} && ${exec}`, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
 }

@@ -77,6 +77,8 @@ export function secretBytes(spec: JobSpec): number {
   return Buffer.byteLength(spec.stdin) + spec.files.reduce((n, f) => n + Buffer.byteLength(f.content), 0)
 }
 
+const LOG_ALLOWANCE_MB = 64
+
 function quantityMi(mb: number): string {
   return `${mb}Mi`
 }
@@ -93,8 +95,9 @@ export function buildJob(input: ManifestInput): V1Job {
   const labels = jobLabels(input.jobId, input.tenant)
   const cpu = `${Math.max(1, Math.round(spec.limits.cpus * 1000))}m`
   const memory = quantityMi(spec.limits.memoryMb)
-  // The workspace and /tmp, plus room for the container's log.
-  const ephemeral = quantityMi(2 * input.workspaceMb + 16)
+  // The container's log, which the kubelet rotates at 10 MiB x 5 files by default.
+  // The workspace and /tmp are memory-backed and count against memory instead.
+  const ephemeral = quantityMi(LOG_ALLOWANCE_MB)
   const resources = { cpu, memory, 'ephemeral-storage': ephemeral }
   const env = sandboxEnv(spec)
   return {
@@ -132,7 +135,8 @@ export function buildJob(input: ManifestInput): V1Job {
               name: CONTAINER_NAME,
               image: input.image,
               imagePullPolicy: 'IfNotPresent',
-              command: sandboxArgv(spec, runtime, { filesSubdir: 'files', stdinFile: 'stdin', pidsLimit: spec.limits.pids }),
+              // onlyEnv: the kubelet adds KUBERNETES_SERVICE_* and the like to every container.
+              command: sandboxArgv(spec, runtime, { filesSubdir: 'files', stdinFile: 'stdin', pidsLimit: spec.limits.pids, onlyEnv: Object.keys(env) }),
               workingDir: WORKSPACE,
               env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })),
               resources: { requests: resources, limits: resources },
@@ -159,8 +163,11 @@ export function buildJob(input: ManifestInput): V1Job {
                 items: [{ key: 'stdin', path: 'stdin' }, ...spec.files.map((f, i) => ({ key: secretKeyOfFile(i), path: `files/${f.path}` }))],
               },
             },
-            { name: 'workspace', emptyDir: { sizeLimit: quantityMi(input.workspaceMb) } },
-            { name: 'tmp', emptyDir: { sizeLimit: quantityMi(input.workspaceMb) } },
+            // tmpfs of exactly that size, as the local executor's: a disk-backed
+            // emptyDir's sizeLimit is only checked by the kubelet's eviction pass,
+            // every 10 s, and a job writes gigabytes before it runs.
+            { name: 'workspace', emptyDir: { medium: 'Memory', sizeLimit: quantityMi(input.workspaceMb) } },
+            { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: quantityMi(input.workspaceMb) } },
           ],
         },
       },
