@@ -9,7 +9,9 @@ export const IsolationSchema = Type.Object({
   runtime: Type.String({ description: 'OCI runtime, e.g. runsc' }),
   version: Type.String(),
   platform: Type.String({ description: 'gVisor platform, e.g. ptrace' }),
-  network: Type.Union([Type.Literal('none'), Type.Literal('host')], { description: 'none: loopback only' }),
+  network: Type.Union([Type.Literal('none'), Type.Literal('host'), Type.Literal('pod')], {
+    description: "none: loopback only; pod: the cluster's pod network, limited by the namespace's deny-all NetworkPolicy (runc benchmark jobs on Kubernetes)",
+  }),
   readOnlyRoot: Type.Boolean(),
   uid: Type.Integer(),
   capabilities: Type.Array(Type.String(), { description: 'Capabilities the program holds; empty' }),

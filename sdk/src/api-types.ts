@@ -95,9 +95,9 @@ export interface Job {
      */
     platform: string;
     /**
-     * none: loopback only
+     * none: loopback only; pod: the cluster's pod network, limited by the namespace's deny-all NetworkPolicy (runc benchmark jobs on Kubernetes)
      */
-    network: "none" | "host";
+    network: "none" | "host" | "pod";
     readOnlyRoot: boolean;
     uid: number;
     /**

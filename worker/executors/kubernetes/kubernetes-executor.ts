@@ -1,7 +1,7 @@
 import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, NetworkingV1Api, NodeV1Api, VersionApi, type V1Job, type V1Pod } from '@kubernetes/client-node'
 import { StringDecoder } from 'node:string_decoder'
 import type { Logger } from 'pino'
-import type { JobOutcome } from '../../../core/job.js'
+import type { Isolation, JobOutcome } from '../../../core/job.js'
 import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
 import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
 import { CappedOutput } from '../output-capture.js'
@@ -60,6 +60,8 @@ export class KubernetesExecutor implements Executor {
   private readonly networking: NetworkingV1Api
   private readonly node: NodeV1Api
   private safeUntil = 0
+  /** The API server's version, as last seen by checkIsolation. */
+  private kubeVersion = 'unknown'
   /** Watch requests that ended and were resumed; a measure of how often watches break. */
   watchResumes = 0
 
@@ -102,6 +104,7 @@ export class KubernetesExecutor implements Executor {
       return { ok: false, technology: 'gvisor', detail, reason: problems.join('; '), isolation: null }
     }
     this.safeUntil = Date.now() + SAFETY_CACHE_MS
+    this.kubeVersion = version
     return {
       ok: true,
       technology: 'gvisor',
@@ -126,6 +129,16 @@ export class KubernetesExecutor implements Executor {
   }
 
   async run(request: ExecutionRequest): Promise<JobOutcome> {
+    const outcome = await this.launchOrAdopt(request)
+    // A runc job (benchmarks only) had a container, not a sandbox; its record says so.
+    return request.spec.isolation === 'runc' ? { ...outcome, isolation: this.runcIsolation() } : outcome
+  }
+
+  private runcIsolation(): Isolation {
+    return { technology: 'none', runtime: 'runc', version: `RuntimeClass runc on Kubernetes ${this.kubeVersion}`, platform: 'kubernetes', network: 'pod', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] }
+  }
+
+  private async launchOrAdopt(request: ExecutionRequest): Promise<JobOutcome> {
     const { jobId, spec, tenant } = request
     const runtime = findRuntime(spec.runtime)
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)

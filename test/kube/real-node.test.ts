@@ -1,0 +1,137 @@
+/**
+ * The Kubernetes path end to end on a real node: test/kube/cluster.sh brings up this
+ * machine as a one-node cluster (control plane, containerd with the runsc and runc
+ * handlers, kubelet), and Airlock runs with the kubernetes executor against it. Jobs
+ * go in over REST, run in real pods under gVisor, and stream back over WebSocket.
+ */
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node'
+import type { Job } from '../../core/job.js'
+import type { JobEvent } from '../../core/job-events.js'
+import { runProbes } from '../../cli/verify/verify.js'
+import { kubeJobName, LABEL_JOB } from '../../worker/executors/kubernetes/job-manifests.js'
+import { Airlock } from '../../sdk/src/index.js'
+import { exited, freePort, startAirlock, startRedis, until } from '../processes.js'
+import { openStream } from '../ws-client.js'
+
+const run = promisify(execFile)
+const HERE = new URL('.', import.meta.url).pathname
+const KEY = 'real-node-key-0123456789abcdef0123456789'
+const BENCH_KEY = 'real-node-bench-0123456789abcdef01234567'
+
+// Bringing the cluster up (and on a fresh machine, building its images) and the
+// whole probe catalog on real pods take longer than .taprc's limit for one file.
+t.setTimeout(15 * 60_000)
+
+const dir = await mkdtemp(join(tmpdir(), 'airlock-cluster-'))
+t.teardown(() => run('bash', [join(HERE, 'cluster.sh'), 'down', dir]).catch(() => undefined))
+const t0 = Date.now()
+const envFile = (await run('bash', [join(HERE, 'cluster.sh'), 'up', dir], { maxBuffer: 64 * 1024 * 1024, timeout: 40 * 60_000 })).stdout.trim()
+t.comment(`single-node cluster up in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+const clusterEnv = Object.fromEntries(
+  (await readFile(envFile, 'utf8'))
+    .split('\n')
+    .filter((l) => l.includes('='))
+    .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+) as Record<string, string>
+
+const kc = new KubeConfig()
+kc.loadFromFile(clusterEnv.AIRLOCK_K8S_KUBECONFIG!)
+const core = kc.makeApiClient(CoreV1Api)
+
+const redis = await startRedis()
+t.teardown(() => void redis.process.kill())
+const port = await freePort()
+const baseUrl = `http://127.0.0.1:${port}`
+const airlock = startAirlock('all', {
+  ...clusterEnv,
+  REDIS_URL: redis.url,
+  PORT: String(port),
+  AIRLOCK_API_KEYS: `tenant-a:${KEY},bench:${BENCH_KEY}`,
+  AIRLOCK_BENCH_TENANTS: 'bench',
+  // Two sandboxes at once (verify's concurrency probes); both fit the node.
+  AIRLOCK_WORKER_CONCURRENCY: '2',
+})
+t.teardown(async () => {
+  airlock.kill('SIGTERM')
+  await exited(airlock)
+})
+await until(
+  () => fetch(`${baseUrl}/readyz`).then((r) => r.json() as Promise<{ ready: boolean }>, () => ({ ready: false })),
+  (r) => r.ready,
+  60_000,
+  'Airlock on the kubernetes executor to be ready',
+)
+
+async function submit(key: string, body: Record<string, unknown>): Promise<string> {
+  const res = await fetch(`${baseUrl}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  if (res.status !== 202) throw new Error(`POST /v1/jobs: ${res.status} ${await res.text()}`)
+  return ((await res.json()) as { id: string }).id
+}
+
+async function stored(key: string, id: string): Promise<Job> {
+  return (await (await fetch(`${baseUrl}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Job
+}
+
+/** The pods of job `id`, while they exist. */
+async function podsOf(id: string): Promise<V1Pod[]> {
+  return (await core.listNamespacedPod({ namespace: 'airlock-sandbox', labelSelector: `${LABEL_JOB}=${kubeJobName(id)}` })).items
+}
+
+const TICKING = `import os, time
+print("kernel", os.uname().release, flush=True)
+for i in range(3):
+    time.sleep(1)
+    print("tick", i, flush=True)
+`
+
+t.test('a python job over REST runs in a gVisor pod and streams its output over WebSocket while it runs', async (t) => {
+  const id = await submit(KEY, { runtime: 'python', source: TICKING, limits: { timeoutMs: 60_000 } })
+  const stream = openStream(baseUrl, `/v1/jobs/${id}/stream`, { authorization: `Bearer ${KEY}` })
+  // The pod, seen while it exists: the RuntimeClass it ran under and the node.
+  const pod = (await until(() => podsOf(id), (pods) => pods.length > 0, 60_000, `a pod for ${id}`))[0]
+  const got = await stream
+  const logs = got.events.filter((e): e is Extract<JobEvent, { type: 'log' }> & { at: number } => e.type === 'log')
+  const end = got.events.find((e) => e.type === 'end')
+  t.ok(end, 'the stream ends with the job')
+  const text = logs.map((e) => e.data).join('')
+  t.match(text, /^kernel 4\.4\.0\n/, "uname -r inside the pod is gVisor's kernel, not the host's")
+  t.match(text, /tick 0\ntick 1\ntick 2\n$/)
+  const first = logs.find((e) => e.data.includes('kernel'))!
+  t.ok(end!.at - first.at >= 2000, `the first line arrived ${end!.at - first.at} ms before the end, while the job ran`)
+  const ticks = logs.filter((e) => e.data.includes('tick'))
+  t.ok(ticks.length >= 2 && ticks.at(-1)!.at - ticks[0]!.at >= 1000, 'ticks arrived as they were printed, not all at the end')
+
+  t.equal(pod?.spec?.runtimeClassName, 'gvisor')
+  t.equal(pod?.spec?.nodeName, 'airlock-node-1', 'scheduled on the real node')
+  t.ok(pod?.spec?.overhead?.memory, 'the RuntimeClass overhead was added to the pod')
+
+  const job = await stored(KEY, id)
+  t.match(job, { id, status: 'succeeded', exitCode: 0, executor: 'kubernetes' })
+  t.equal(job.stdout, text, 'the stored result has the same output as the stream')
+  t.match(job.isolation, { technology: 'gvisor', runtime: 'runsc', platform: 'kubernetes' })
+})
+
+t.test('the same job under the runc RuntimeClass runs on the host kernel, recorded as no sandbox', async (t) => {
+  const id = await submit(BENCH_KEY, { runtime: 'python', source: TICKING, isolation: 'runc', limits: { timeoutMs: 60_000 } })
+  const pod = (await until(() => podsOf(id), (pods) => pods.length > 0, 60_000, `a pod for ${id}`))[0]
+  const job = await until(() => stored(BENCH_KEY, id), (j) => j.finishedAt !== null, 120_000, `job ${id} to end`)
+  t.equal(pod?.spec?.runtimeClassName, 'runc')
+  t.equal(job.status, 'succeeded')
+  const kernel = /^kernel (\S+)/.exec(job.stdout)?.[1]
+  t.equal(kernel, (await run('uname', ['-r'])).stdout.trim(), "runc shares the host's kernel")
+  t.match(job.isolation, { technology: 'none', runtime: 'runc', platform: 'kubernetes', network: 'pod' })
+  t.ok(job.timings.startupMs !== null && job.timings.runMs !== null, 'timings recorded, as the load test compares them')
+})
+
+t.test('the isolation probes of airlock verify pass against the cluster', async (t) => {
+  const client = new Airlock({ baseUrl, apiKey: KEY })
+  const outcomes = await runProbes(client)
+  t.ok(outcomes.length >= 20, `${outcomes.length} probes ran`)
+  for (const o of outcomes) t.ok(o.pass, `${o.name}: ${o.claim} (${o.observed})`)
+})
