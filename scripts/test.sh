@@ -9,11 +9,17 @@ npm run --silent typecheck
 # k8s.io/kubernetes Go module; cached, so only a fresh machine pays for the build.
 bash test/kube/build.sh >/dev/null
 # docker-compose.yml is validated with Debian's docker-compose (no engine needed);
-# airlock bench compares gVisor with runc; its HTML report is rendered by Chromium.
-for tool in docker-compose runc chromium; do
-  command -v "$tool" >/dev/null && continue
-  apt-get install -y -qq "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
+# airlock bench compares gVisor with runc; its HTML report is rendered by Chromium;
+# the one-node cluster (test/kube/cluster.sh) runs pods with containerd, Debian's
+# CNI plugins, and images made with umoci. Each: a file it installs, its package.
+for need in /usr/bin/docker-compose:docker-compose /usr/sbin/runc:runc /usr/bin/chromium:chromium \
+  /usr/bin/containerd:containerd /usr/lib/cni/bridge:containernetworking-plugins /usr/bin/umoci:umoci; do
+  [[ -e ${need%%:*} ]] && continue
+  pkg="${need#*:}"
+  apt-get install -y -qq "$pkg" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$pkg" >/dev/null; }
 done
+# The cluster's images (pause and every sandbox image), cached like the binaries.
+bash test/kube/images.sh pause python bash node ml-python >/dev/null
 # The Python SDK's tests need httpx, websockets and pytest (a cached venv).
 AIRLOCK_PYTHON="$(bash scripts/python-sdk-env.sh)"
 export AIRLOCK_PYTHON

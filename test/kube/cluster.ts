@@ -81,16 +81,13 @@ export async function renderOverlay(overlay: string): Promise<{ yaml: string; ob
 
 /**
  * What makes the sandbox namespace safe, as operators apply it (the self-managed
- * overlay): the namespace, its deny-all NetworkPolicy and the gvisor RuntimeClass.
+ * overlay's objects labelled airlock.dev/component=sandbox, as cluster.sh applies
+ * them): the namespace, its deny-all NetworkPolicy, quota and limits, and the
+ * gvisor RuntimeClass.
  */
 export async function sandboxManifests(): Promise<KubernetesObject[]> {
   const { objects } = await renderOverlay('self-managed')
-  return objects.filter(
-    (o) =>
-      (o.kind === 'Namespace' && o.metadata?.name === 'airlock-sandbox') ||
-      (o.kind === 'NetworkPolicy' && o.metadata?.namespace === 'airlock-sandbox') ||
-      o.kind === 'RuntimeClass',
-  )
+  return objects.filter((o) => o.metadata?.labels?.['airlock.dev/component'] === 'sandbox')
 }
 
 export async function applyObjects(cluster: Cluster, objects: KubernetesObject[]): Promise<void> {

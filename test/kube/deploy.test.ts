@@ -7,7 +7,7 @@ import { AuthorizationV1Api, type KubernetesObject, type V1Container, type V1Pod
 import { applyObjects, kubectlPath, renderOverlay, startCluster } from './cluster.js'
 
 const run = promisify(execFile)
-const OVERLAYS = ['gke', 'self-managed']
+const OVERLAYS = ['gke', 'self-managed', 'single-node']
 const cluster = await startCluster(t)
 const kubectl = await kubectlPath()
 
@@ -70,7 +70,10 @@ for (const overlay of OVERLAYS) {
     t.ok(find(objects, 'LimitRange', 'sandbox', 'airlock-sandbox'), 'LimitRange')
     t.equal(find(objects, 'ConfigMap', 'airlock-config')?.data?.AIRLOCK_EXECUTOR, 'kubernetes')
     const runtimeClass = find(objects, 'RuntimeClass', 'gvisor') as (Obj & { handler?: string; overhead?: unknown; scheduling?: { nodeSelector?: object; tolerations?: unknown[] } }) | undefined
-    if (overlay === 'self-managed') {
+    const runc = find(objects, 'RuntimeClass', 'runc') as (Obj & { handler?: string }) | undefined
+    if (overlay === 'single-node') t.equal(runc?.handler, 'runc', 'the runc comparison RuntimeClass, for the load test on one machine')
+    else t.equal(runc, undefined, 'no RuntimeClass without gVisor in a cluster for tenants')
+    if (overlay !== 'gke') {
       t.equal(runtimeClass?.handler, 'runsc')
       t.ok(runtimeClass?.overhead, 'pod overhead')
       t.ok(runtimeClass?.scheduling?.nodeSelector && runtimeClass.scheduling.tolerations?.length, 'placed on the gVisor pool')
@@ -79,6 +82,15 @@ for (const overlay of OVERLAYS) {
     }
   })
 }
+
+t.test('airlock.dev/component=sandbox selects what sandboxes need and nothing of airlock-system', async (t) => {
+  const { objects } = await renderOverlay('single-node')
+  const selected = objects.filter((o) => o.metadata?.labels?.['airlock.dev/component'] === 'sandbox')
+  t.same(
+    selected.map((o) => `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`).sort(),
+    ['LimitRange/airlock-sandbox/sandbox', 'Namespace//airlock-sandbox', 'NetworkPolicy/airlock-sandbox/deny-all', 'ResourceQuota/airlock-sandbox/sandboxes', 'RuntimeClass//gvisor', 'RuntimeClass//runc'],
+  )
+})
 
 t.test("the worker's RBAC allows what the executor does, in the sandbox namespace only", async (t) => {
   const { objects } = await renderOverlay('self-managed')
@@ -94,6 +106,7 @@ t.test("the worker's RBAC allows what the executor does, in the sandbox namespac
     ['create', 'secrets', 'airlock-sandbox'],
     ['watch', 'pods', 'airlock-sandbox'],
     ['get', 'pods', 'airlock-sandbox', '', 'log'],
+    ['list', 'events', 'airlock-sandbox'],
     ['list', 'networkpolicies', 'airlock-sandbox', 'networking.k8s.io'],
     ['get', 'namespaces', undefined, '', undefined, 'airlock-sandbox'],
     ['get', 'runtimeclasses', undefined, 'node.k8s.io', undefined, 'gvisor'],
@@ -101,6 +114,7 @@ t.test("the worker's RBAC allows what the executor does, in the sandbox namespac
   for (const [verb, resource, ns, group, sub, name] of allowed) t.ok(await can(verb, resource, ns, group, sub, name), `may ${verb} ${resource}${sub ? `/${sub}` : ''} in ${ns ?? 'the cluster'}`)
   const denied: [string, string, string | undefined, string?, string?, string?][] = [
     ['list', 'secrets', 'airlock-sandbox'],
+    ['list', 'events', 'airlock-system'],
     ['get', 'secrets', 'airlock-system'],
     ['create', 'pods', 'airlock-sandbox'],
     ['create', 'pods', 'airlock-sandbox', '', 'exec'],

@@ -153,10 +153,18 @@ t.test('an image that cannot be pulled is error with a reason to act on', async 
 })
 
 t.test('a pod no gVisor node can take is error after the wait, even though an ordinary node could', async (t) => {
-  const { jobId, outcome } = await runJob({ exitCode: 0 }, { limits: { memoryMb: 16384 } })
+  // The LimitRange's largest container (8Gi) plus the RuntimeClass overhead: more than the gVisor node has.
+  const { jobId, outcome } = await runJob({ exitCode: 0 }, { limits: { memoryMb: 8192 } })
   t.equal(outcome.status, 'error')
   t.match(outcome.reason, /no node of the sandbox pool can take this job after 1500 ms: 0\/2 nodes are available/)
   t.equal(podsOf(jobId).length, 0, 'the pod was never bound to a node')
+})
+
+t.test("a pod the namespace refuses (above its LimitRange) is error at once, with the API server's reason", async (t) => {
+  const { jobId, outcome } = await runJob({ exitCode: 0 }, { limits: { memoryMb: 16384 } })
+  t.equal(outcome.status, 'error')
+  t.match(outcome.reason, /^the cluster refused the job's pod: .*maximum memory usage per Container is 8Gi/)
+  t.ok(await gone(() => batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE })), 'the Job is deleted')
 })
 
 t.test('cancel deletes the Job, its pod and its Secret', async (t) => {

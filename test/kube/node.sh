@@ -71,6 +71,11 @@ if [[ $cmd == stop ]]; then stop; exit 0; fi
 for tool in containerd ctr runsc runc /usr/lib/cni/bridge umoci; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y containerd runc runsc containernetworking-plugins umoci" >&2; exit 1; }
 done
+# One node per machine: its address, bridge and kubelet port are fixed.
+if (exec 3<>"/dev/tcp/$node_ip/${AIRLOCK_KUBELET_PORT:-10250}") 2>/dev/null; then
+  echo "a kubelet already listens on $node_ip:${AIRLOCK_KUBELET_PORT:-10250}: another node.sh node is up; stop it first (cluster.sh down DIR)" >&2
+  exit 1
+fi
 bin="$(bash "$here/build.sh")"
 mkdir -p "$dir/containerd" "$dir/cni/net.d" "$dir/kubelet" "$dir/logs" "$dir/bin"
 trap 'stop' ERR

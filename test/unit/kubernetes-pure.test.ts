@@ -5,7 +5,7 @@ import type { JobSpec } from '../../core/job-spec.js'
 import { findRuntime } from '../../core/runtimes.js'
 import { buildJob, buildSecret, jobLabels, kubeJobName, secretBytes, tenantLabel, type ManifestInput } from '../../worker/executors/kubernetes/job-manifests.js'
 import { namespaceProblems, type SafetyInput } from '../../worker/executors/kubernetes/namespace-safety.js'
-import { observe } from '../../worker/executors/kubernetes/pod-state.js'
+import { isTransientRefusal, observe } from '../../worker/executors/kubernetes/pod-state.js'
 
 const spec: JobSpec = {
   runtime: 'python',
@@ -141,4 +141,10 @@ t.test('image references must be pinned by digest', async (t) => {
   t.throws(() => parseImageRefs('default=reg/a:latest'), ConfigError)
   t.throws(() => parseImageRefs('nonsense'), ConfigError)
   t.same([...parseImageRefs('')], [])
+})
+
+t.test('a full quota may clear; a LimitRange or Pod Security refusal does not', async (t) => {
+  t.ok(isTransientRefusal('pods "airlock-job-1-x" is forbidden: exceeded quota: sandboxes, requested: pods=1, used: pods=200, limited: pods=200'))
+  t.notOk(isTransientRefusal('pods "airlock-job-1-x" is forbidden: maximum memory usage per Container is 8Gi, but limit is 16Gi'))
+  t.notOk(isTransientRefusal('pods "airlock-job-1-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'))
 })

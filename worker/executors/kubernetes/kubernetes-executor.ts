@@ -1,4 +1,4 @@
-import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, NetworkingV1Api, NodeV1Api, VersionApi, type V1Job, type V1Pod } from '@kubernetes/client-node'
+import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, NetworkingV1Api, NodeV1Api, VersionApi, type CoreV1Event, type V1Job, type V1Pod } from '@kubernetes/client-node'
 import { StringDecoder } from 'node:string_decoder'
 import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../../../core/job.js'
@@ -9,7 +9,7 @@ import { SANDBOX_UID } from '../sandbox-process.js'
 import { buildJob, buildSecret, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_JOB, MAX_SECRET_BYTES, secretBytes, type ManifestInput } from './job-manifests.js'
 import { LogFollower } from './log-follower.js'
 import { namespaceProblems } from './namespace-safety.js'
-import { observe, type Observation } from './pod-state.js'
+import { isTransientRefusal, observe, type Observation } from './pod-state.js'
 import { ResumableWatch } from './resumable-watch.js'
 
 export interface KubernetesExecutorOptions {
@@ -31,6 +31,12 @@ export interface KubernetesExecutorOptions {
 const SAFETY_CACHE_MS = 5000
 // After the container ended, how long its log may take to reach its end.
 const DRAIN_GRACE_MS = 5000
+/** How often a Job that has no pod yet is checked for a refused one. */
+const REFUSAL_CHECK_MS = 1000
+
+function eventTime(e: CoreV1Event): number {
+  return new Date(e.lastTimestamp ?? e.eventTime ?? e.metadata?.creationTimestamp ?? 0).getTime()
+}
 
 function status(err: unknown): number | undefined {
   return err instanceof ApiException ? err.code : undefined
@@ -208,6 +214,8 @@ export class KubernetesExecutor implements Executor {
       let runningSince: number | undefined
       let timeoutTimer: NodeJS.Timeout | undefined
       let unschedulableTimer: NodeJS.Timeout | undefined
+      let refusalTimer: NodeJS.Timeout | undefined
+      let refusedSince: number | undefined
       let settled = false
 
       const watches = [
@@ -254,6 +262,7 @@ export class KubernetesExecutor implements Executor {
         settled = true
         clearTimeout(timeoutTimer)
         clearTimeout(unschedulableTimer)
+        clearTimeout(refusalTimer)
         signal.removeEventListener('abort', onAbort)
         for (const w of watches) w.stop()
       }
@@ -278,6 +287,28 @@ export class KubernetesExecutor implements Executor {
         })
       }
 
+      /**
+       * A Job without a pod: the Job controller's pod was refused at admission (a
+       * LimitRange, Pod Security, the quota), which shows only as a FailedCreate
+       * event. A full quota may clear, so it gets the unschedulable wait; the rest
+       * end the job at once with the API server's words.
+       */
+      const checkRefusal = async () => {
+        refusalTimer = undefined
+        const refusal = await this.podRefusal(name).catch((err: unknown) => {
+          log.warn({ err: apiMessage(err) }, 'could not read the Job\'s events')
+          return undefined
+        })
+        if (settled || newestPod()) return
+        if (refusal !== undefined) {
+          refusedSince ??= Date.now()
+          if (!isTransientRefusal(refusal) || Date.now() - refusedSince >= this.options.unschedulableWaitMs) {
+            return endByUs({ status: 'error', reason: `the cluster refused the job's pod: ${refusal}` })
+          }
+        }
+        refusalTimer = setTimeout(checkRefusal, REFUSAL_CHECK_MS)
+      }
+
       const onAbort = () => endByUs({ status: 'cancelled', reason: runningSince ? 'cancelled while running' : 'cancelled before it started' })
       signal.addEventListener('abort', onAbort, { once: true })
       if (signal.aborted) return onAbort()
@@ -290,6 +321,8 @@ export class KubernetesExecutor implements Executor {
           clearTimeout(unschedulableTimer)
           unschedulableTimer = undefined
         }
+        if (pod) clearTimeout(refusalTimer)
+        else if (job && seen.kind === 'pending') refusalTimer ??= setTimeout(checkRefusal, REFUSAL_CHECK_MS)
         switch (seen.kind) {
           case 'pending':
             return
@@ -331,6 +364,16 @@ export class KubernetesExecutor implements Executor {
 
       for (const w of watches) w.start()
     })
+  }
+
+  /** The newest FailedCreate message of Kubernetes Job `name`, if its pod was refused. */
+  private async podRefusal(name: string): Promise<string | undefined> {
+    const events = await this.core.listNamespacedEvent({
+      namespace: this.options.namespace,
+      fieldSelector: `involvedObject.kind=Job,involvedObject.name=${name},reason=FailedCreate`,
+    })
+    const newest = events.items.sort((a, b) => eventTime(b) - eventTime(a))[0]
+    return newest?.message
   }
 
   private followLogs(pod: V1Pod, into: CappedOutput, onText: ((text: string) => void) | undefined, log: Logger): LogFollower {

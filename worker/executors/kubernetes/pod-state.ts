@@ -65,3 +65,12 @@ export function observe(job: V1Job | undefined, pod: V1Pod | undefined, limits: 
   }
   return { kind: 'pending' }
 }
+
+/**
+ * Whether the API server's refusal of a sandbox pod may clear by itself: a full
+ * ResourceQuota frees up as other jobs end. A LimitRange or Pod Security refusal
+ * stays whatever happens. Pure.
+ */
+export function isTransientRefusal(message: string): boolean {
+  return /exceeded quota/.test(message)
+}
