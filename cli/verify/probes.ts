@@ -191,8 +191,9 @@ os._exit(0)`, { pids: 32, timeoutMs: 60_000 }),
     async run(client) {
       let spinning = (): void => undefined
       const started = new Promise<void>((resolve) => (spinning = resolve))
-      // Half a CPU each, so both fit on a small node next to each other.
-      const spin = client.run(py('print("spinning", flush=True)\nwhile True:\n    pass', { timeoutMs: 10_000, cpus: 0.5 }), { onOutput: () => spinning() })
+      // Half a CPU each, so both fit on a small node next to each other; 20 s leaves the
+      // other job time to start a sandbox (a pod, on Kubernetes) on a busy machine.
+      const spin = client.run(py('print("spinning", flush=True)\nwhile True:\n    pass', { timeoutMs: 20_000, cpus: 0.5 }), { onOutput: () => spinning() })
       // The other job goes in once the spin really spins, however long its sandbox took to start.
       await Promise.race([started, spin])
       const other = await client.run({ runtime: 'bash', source: 'echo alive', limits: { timeoutMs: 30_000, cpus: 0.5 } })

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { ApiException, BatchV1Api, type KubernetesObject } from '@kubernetes/client-node'
 import type { JobSpec } from '../../core/job-spec.js'
 import { createLogger } from '../../core/logger.js'
+import { RUNTIMES } from '../../core/runtimes.js'
 import { IsolationUnavailableError } from '../../worker/executors/executor.js'
 import { kubeJobName, LABEL_JOB } from '../../worker/executors/kubernetes/job-manifests.js'
 import { KubernetesExecutor, type KubernetesExecutorOptions } from '../../worker/executors/kubernetes/kubernetes-executor.js'
@@ -292,4 +293,10 @@ t.test('through the API: a kubernetes worker runs jobs, and takes none while the
   for (let i = 0; i < 100 && h.worker?.isolation?.ok !== true; i++) await sleep(100)
   t.equal(h.worker?.isolation?.ok, true, 'ready again once the policy is back')
   t.equal((await h.run({ runtime: 'bash', source: 'echo hi' })).status, 'succeeded')
+})
+
+t.test("runtimes are offered when their image is configured, at the catalog's version", async (t) => {
+  const python = RUNTIMES.find((r) => r.name === 'python')!
+  t.same(await executor({ images: new Map([['python', IMAGE]]) }).runtimeVersions(), { python: python.version })
+  t.same(Object.keys(await executor().runtimeVersions()).sort(), RUNTIMES.map((r) => r.name).sort())
 })

@@ -72,7 +72,9 @@ for tool in containerd ctr runsc runc /usr/lib/cni/bridge umoci; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y containerd runc runsc containernetworking-plugins umoci" >&2; exit 1; }
 done
 # One node per machine: its address, bridge and kubelet port are fixed.
-if (exec 3<>"/dev/tcp/$node_ip/${AIRLOCK_KUBELET_PORT:-10250}") 2>/dev/null; then
+# (Only when the address is ours: otherwise the connection would leave the machine.)
+if ip -4 -o addr show dev "$node_if" 2>/dev/null | grep -q "inet $node_ip/" \
+  && (exec 3<>"/dev/tcp/$node_ip/${AIRLOCK_KUBELET_PORT:-10250}") 2>/dev/null; then
   echo "a kubelet already listens on $node_ip:${AIRLOCK_KUBELET_PORT:-10250}: another node.sh node is up; stop it first (cluster.sh down DIR)" >&2
   exit 1
 fi

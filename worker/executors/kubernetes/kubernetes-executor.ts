@@ -128,10 +128,13 @@ export class KubernetesExecutor implements Executor {
     this.safeUntil = Date.now() + SAFETY_CACHE_MS
   }
 
+  /**
+   * A runtime is offered when its image is configured. A Kubernetes worker pulls no
+   * images to read their manifests, so the version is the catalog's line, which a
+   * test checks against the built images (sandbox-images/).
+   */
   async runtimeVersions(): Promise<Record<string, string>> {
-    // Versions are recorded in the images' manifests when they are built (sandbox-images/);
-    // a Kubernetes worker does not pull images itself to read them.
-    return {}
+    return Object.fromEntries(RUNTIMES.filter((r) => this.options.images.has(r.image)).map((r) => [r.name, r.version]))
   }
 
   async run(request: ExecutionRequest): Promise<JobOutcome> {
