@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import WebSocket from 'ws'
+import { CgroupV1 } from '../worker/executors/local/cgroups-v1.js'
 
 export interface SoakOptions {
   seconds: number
@@ -152,5 +154,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     api.kill('SIGTERM')
     worker.kill('SIGTERM')
     await Promise.all([api, worker].map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))))
+    // This run's own parent cgroup and state directory, empty once its worker is gone.
+    await new CgroupV1(env.AIRLOCK_CGROUP_PARENT).remove().catch((err: unknown) => log(`could not remove cgroup ${env.AIRLOCK_CGROUP_PARENT}: ${(err as Error).message}`))
+    await rm(env.AIRLOCK_STATE_DIR, { recursive: true, force: true })
   }
 }

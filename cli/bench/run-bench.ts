@@ -218,14 +218,14 @@ async function ingestBench(client: Airlock, apiKey: string, seconds: number): Pr
     })
     results.push({ route: t.route, requestsPerSec: r.requests.average, latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max }, non2xx: r.non2xx, errors: r.errors })
   }
-  // Cancel what the ingest run queued, so the service is left as it was found.
-  // Bounded only by what was submitted: a 10 s run at 1,000/s queues 10,000 jobs.
-  const submitted = results.find((r) => r.route === 'POST /v1/jobs')
-  const rounds = Math.ceil(((submitted?.requestsPerSec ?? 0) * seconds * 1.2 + 100) / 100)
-  for (let round = 0; round < rounds; round++) {
-    const page = await client.jobs.list({ status: ['queued', 'running'], limit: 100 })
-    if (page.items.length === 0) break
+  // Cancel what the ingest run queued, so the service is left as it was found: one
+  // pass over the tenant's unfinished jobs, page by page. A page can be empty and
+  // still not the last (the server scans a bounded number of jobs per page).
+  let cursor: string | undefined
+  do {
+    const page = await client.jobs.list({ status: ['queued', 'running'], limit: 100, cursor })
     await Promise.all(page.items.map((j) => client.jobs.cancel(j.id).catch(() => undefined)))
-  }
+    cursor = page.nextCursor ?? undefined
+  } while (cursor)
   return results
 }
