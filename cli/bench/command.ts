@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path'
 import type { Airlock } from '../../sdk/src/index.js'
 import { EXIT } from '../exit-codes.js'
 import { UsageError } from '../settings.js'
-import { localDirectRunner } from './direct.js'
+import { directRunner } from './direct.js'
 import { renderHtml, renderTable } from './report.js'
 import { runBench } from './run-bench.js'
 import { BUILTIN_WORKLOADS, loadWorkloadFile, type Workload } from './workloads.js'
@@ -42,9 +42,9 @@ export async function benchCommand(client: Airlock, apiKey: string, flags: Bench
   const ingestSeconds = int('ingest-seconds', flags.ingestSeconds, flags.quick ? 2 : 10, 0, 600)
   const out = resolve(flags.out ?? `airlock-bench-${new Date().toISOString().replace(/[:.]/g, '-')}`)
 
-  let direct: Awaited<ReturnType<typeof localDirectRunner>> | undefined
+  let direct: Awaited<ReturnType<typeof directRunner>> | undefined
   if (flags.direct !== false) {
-    direct = await localDirectRunner()
+    direct = await directRunner()
     if ('unavailable' in direct) process.stderr.write(`airlock bench: no direct runs (${direct.unavailable}); the service overhead is not reported\n`)
   }
   const isTty = process.stderr.isTTY

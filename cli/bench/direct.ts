@@ -7,15 +7,18 @@ import { createExecutor } from '../../worker/executors/create-executor.js'
 import type { DirectRunner, Isolation } from './run-bench.js'
 
 /**
- * Runs jobs directly with the local executor (runsc or runc, no API, no queue, no
- * Redis), for the raw sandbox time the service's own overhead is measured against.
- * Needs what a local worker needs: root, runsc, runc, the images; null if missing.
+ * Runs jobs directly with the executor the service uses (AIRLOCK_EXECUTOR: local,
+ * runsc or runc on this machine; kubernetes, a Job in the cluster of
+ * AIRLOCK_K8S_*), with no API, no queue and no Redis: the raw sandbox time the
+ * service's own overhead is measured against. The local executor needs what a local
+ * worker needs (root, runsc, runc, the images); null if anything is missing.
  */
-export async function localDirectRunner(): Promise<{ runner: DirectRunner; close(): Promise<void> } | { unavailable: string }> {
-  if (process.getuid?.() !== 0) return { unavailable: 'not root' }
+export async function directRunner(): Promise<{ runner: DirectRunner; close(): Promise<void> } | { unavailable: string }> {
+  const kubernetes = process.env.AIRLOCK_EXECUTOR === 'kubernetes'
+  if (!kubernetes && process.getuid?.() !== 0) return { unavailable: 'not root' }
   const config = loadConfig({
     ...process.env,
-    AIRLOCK_EXECUTOR: 'local',
+    AIRLOCK_EXECUTOR: kubernetes ? 'kubernetes' : 'local',
     AIRLOCK_SANDBOX_NETWORK: 'none',
     AIRLOCK_STATE_DIR: `/run/airlock-bench-${process.pid}`,
     AIRLOCK_CGROUP_PARENT: `airlock-bench-${process.pid}`,
@@ -36,6 +39,7 @@ export async function localDirectRunner(): Promise<{ runner: DirectRunner; close
     },
     async close() {
       await executor.close()
+      if (kubernetes) return
       for (const c of ['memory', 'pids', 'cpu']) await rmdir(`/sys/fs/cgroup/${c}/${config.cgroupParent}`).catch(() => undefined)
     },
   }
