@@ -218,14 +218,22 @@ async function ingestBench(client: Airlock, apiKey: string, seconds: number): Pr
     })
     results.push({ route: t.route, requestsPerSec: r.requests.average, latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max }, non2xx: r.non2xx, errors: r.errors })
   }
-  // Cancel what the ingest run queued, so the service is left as it was found: one
-  // pass over the tenant's unfinished jobs, page by page. A page can be empty and
-  // still not the last (the server scans a bounded number of jobs per page).
-  let cursor: string | undefined
-  do {
-    const page = await client.jobs.list({ status: ['queued', 'running'], limit: 100, cursor })
-    await Promise.all(page.items.map((j) => client.jobs.cancel(j.id).catch(() => undefined)))
-    cursor = page.nextCursor ?? undefined
-  } while (cursor)
+  // Cancel what the ingest run queued, so the service is left as it was found: passes
+  // over the tenant's unfinished jobs, page by page (a page can be empty and still not
+  // the last: the server scans a bounded number of jobs per page), until a pass finds
+  // none. Requests still in flight when the load generator stopped create jobs after
+  // the first pass has gone by.
+  for (let pass = 0; pass < 10; pass++) {
+    let cancelled = 0
+    let cursor: string | undefined
+    do {
+      const page = await client.jobs.list({ status: ['queued', 'running'], limit: 100, cursor })
+      await Promise.all(page.items.map((j) => client.jobs.cancel(j.id).catch(() => undefined)))
+      cancelled += page.items.length
+      cursor = page.nextCursor ?? undefined
+    } while (cursor)
+    if (cancelled === 0) break
+    await new Promise((r) => setTimeout(r, 200))
+  }
   return results
 }
