@@ -136,6 +136,7 @@ export const SETTINGS = {
   k8sUnschedulableWaitMs: int('AIRLOCK_K8S_UNSCHEDULABLE_WAIT_MS', 'kubernetes executor: how long a pod may stay unschedulable before its job ends as error', 60_000, 0, 3_600_000),
   k8sStartAllowanceMs: int('AIRLOCK_K8S_START_ALLOWANCE_MS', "kubernetes executor: time for scheduling and image pull added to a job's timeout in the Job's activeDeadlineSeconds (the cluster-side backstop)", 120_000, 0, 3_600_000),
   k8sTtlAfterFinishedSeconds: int('AIRLOCK_K8S_TTL_AFTER_FINISHED_SECONDS', 'kubernetes executor: ttlSecondsAfterFinished, for Jobs a worker could not delete itself', 3600, 0, 7 * 24 * 3600),
+  k8sLogStreams: oneOf('AIRLOCK_K8S_LOG_STREAMS', "kubernetes executor: auto keeps stdout and stderr apart where the cluster allows it (feature gate PodLogsQuerySplitStreams on the API server and kubelets), else merges them into stdout; merged always merges them", 'auto', ['auto', 'merged'] as const),
   k8sWatchTimeoutSeconds: int('AIRLOCK_K8S_WATCH_TIMEOUT_SECONDS', 'kubernetes executor: the longest one watch request lasts before it is resumed', 300, 1, 3600),
   defaultSubmitsPerSecond: int('AIRLOCK_DEFAULT_SUBMITS_PER_SECOND', "Submissions per second of a tenant without its own quota; 0: no limit", 0, 0, 1_000_000),
   defaultTimeoutMs: int('AIRLOCK_DEFAULT_TIMEOUT_MS', 'Default wall-clock limit of a job', 10_000, 100, 86_400_000),

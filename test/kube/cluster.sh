@@ -31,6 +31,9 @@ esac
 
 mkdir -p "$dir"
 trap 'down' ERR
+# The log API may then return a container's stdout and stderr apart, so jobs keep
+# them apart as under the local executor (alpha in 1.34; API server and kubelet both).
+export AIRLOCK_KUBE_FEATURE_GATES="${AIRLOCK_KUBE_FEATURE_GATES-PodLogsQuerySplitStreams=true}"
 AIRLOCK_KUBE_REAL_NODE=1 bash "$here/control-plane.sh" start "$dir" >/dev/null
 bash "$here/node.sh" start "$dir" >/dev/null
 bin="$(bash "$here/build.sh")"

@@ -47,9 +47,14 @@ export interface Cluster {
 }
 
 /** Starts a control plane for this test file (built or reused binaries) and stops it at teardown. */
-export async function startCluster(t: TestLike): Promise<Cluster> {
+export async function startCluster(t: TestLike, options: { featureGates?: string } = {}): Promise<Cluster> {
   const dir = await mkdtemp(join(tmpdir(), 'airlock-kube-'))
-  const env = { ...process.env, AIRLOCK_KUBE_API_PORT: String(await freePort()), AIRLOCK_KUBE_ETCD_PORT: String(await freePort()) }
+  const env = {
+    ...process.env,
+    AIRLOCK_KUBE_API_PORT: String(await freePort()),
+    AIRLOCK_KUBE_ETCD_PORT: String(await freePort()),
+    AIRLOCK_KUBE_FEATURE_GATES: options.featureGates ?? '',
+  }
   t.teardown(async () => {
     await run('bash', [join(HERE, 'control-plane.sh'), 'stop', dir]).catch(() => undefined)
     await rm(dir, { recursive: true, force: true })
@@ -108,13 +113,13 @@ export async function deleteObject(cluster: Cluster, o: KubernetesObject): Promi
   })
 }
 
-/** Behaviour of a sandbox container, as the test wants the kubelet to report it. */
+/** Behaviour of a sandbox container, as the test wants the kubelet to report it. `output` is stdout. */
 export type Behaviour =
-  | { exitCode: number; output?: string; runMs?: number }
+  | { exitCode: number; output?: string; stderr?: string; runMs?: number }
   | { oomKilled: true; output?: string; runMs?: number }
   | { imagePullError: string }
   /** Runs until the pod is deleted. */
-  | { hang: true; output?: string }
+  | { hang: true; output?: string; stderr?: string }
   /** Accepted by the node, but its container never gets created. */
   | { creating: true }
 
@@ -122,6 +127,7 @@ interface PodRun {
   behaviour: Behaviour
   startedAt: Date
   output: string
+  stderr: string
   terminated: boolean
 }
 
@@ -141,7 +147,12 @@ export class FakeKubelet {
   /** Pods this kubelet saw, with the node they were bound to. */
   readonly seen = new Map<string, { node: string; pod: V1Pod }>()
 
-  constructor(private readonly cluster: Cluster) {}
+  /**
+   * @param splitStreams whether this kubelet has the PodLogsQuerySplitStreams feature
+   * gate: with it a log request may ask for stdout or stderr alone; without it such a
+   * request gets the real kubelet's 400.
+   */
+  constructor(private readonly cluster: Cluster, public splitStreams = true) {}
 
   /** How the pod of Kubernetes Job `kubeJob` behaves (default: prints nothing, exits 0). */
   plan(kubeJob: string, behaviour: Behaviour): void {
@@ -178,8 +189,14 @@ export class FakeKubelet {
         res.writeHead(404).end('no such container')
         return
       }
+      // As the kubelet (server.go, getContainerLogs): the log holds both streams unless one is chosen.
+      const stream = url.searchParams.get('stream') ?? 'All'
+      if (stream !== 'All' && !this.splitStreams) {
+        res.writeHead(400).end(`unable to return the given log stream: "${stream}". Please enable PodLogsQuerySplitStreams feature gate in kubelet`)
+        return
+      }
       res.writeHead(200, { 'content-type': 'text/plain' })
-      res.write(podRun.output)
+      res.write(stream === 'Stdout' ? podRun.output : stream === 'Stderr' ? podRun.stderr : podRun.output + podRun.stderr)
       const follow = url.searchParams.get('follow') === 'true'
       if (!follow || podRun.terminated) return void res.end()
       const timer = setInterval(() => {
@@ -248,7 +265,13 @@ export class FakeKubelet {
     if (!podRun) {
       const kubeJob = pod.metadata?.labels?.['airlock.dev/job'] ?? ''
       const behaviour = this.plans.get(kubeJob) ?? { exitCode: 0 }
-      podRun = { behaviour, startedAt: new Date(), output: 'output' in behaviour ? (behaviour.output ?? '') : '', terminated: false }
+      podRun = {
+        behaviour,
+        startedAt: new Date(),
+        output: 'output' in behaviour ? (behaviour.output ?? '') : '',
+        stderr: 'stderr' in behaviour ? (behaviour.stderr ?? '') : '',
+        terminated: false,
+      }
       this.runs.set(key, podRun)
       await this.writeStatus(pod, podRun, false)
       return

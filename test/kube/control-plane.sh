@@ -10,7 +10,8 @@
 #   control-plane.sh stop DIR    stops everything started in DIR
 #
 # Ports come from AIRLOCK_KUBE_API_PORT and AIRLOCK_KUBE_ETCD_PORT (the
-# etcd peer port is the client port + 1).
+# etcd peer port is the client port + 1). AIRLOCK_KUBE_FEATURE_GATES (for
+# example PodLogsQuerySplitStreams=true) goes to the API server's --feature-gates.
 set -euo pipefail
 cmd="${1:?usage: control-plane.sh start|stop DIR}"
 dir="${2:?usage: control-plane.sh start|stop DIR}"
@@ -103,7 +104,8 @@ launch apiserver "$bin/kube-apiserver" \
   --kubelet-preferred-address-types InternalIP \
   --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
   --allow-privileged=false --profiling=false \
-  --cert-dir "$dir/pki/generated" --v 1
+  --cert-dir "$dir/pki/generated" --v 1 \
+  ${AIRLOCK_KUBE_FEATURE_GATES:+--feature-gates "$AIRLOCK_KUBE_FEATURE_GATES"}
 
 for _ in $(seq 600); do
   if curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "https://127.0.0.1:${api_port}/readyz" >/dev/null 2>&1; then ready=1; break; fi

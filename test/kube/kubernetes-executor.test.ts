@@ -7,7 +7,7 @@ import { RUNTIMES } from '../../core/runtimes.js'
 import { IsolationUnavailableError } from '../../worker/executors/executor.js'
 import { kubeJobName, LABEL_JOB } from '../../worker/executors/kubernetes/job-manifests.js'
 import { KubernetesExecutor, type KubernetesExecutorOptions } from '../../worker/executors/kubernetes/kubernetes-executor.js'
-import { applyObjects, deleteObject, FakeKubelet, GVISOR_NODE, sandboxManifests, startCluster, type Behaviour } from './cluster.js'
+import { applyObjects, deleteObject, FakeKubelet, GVISOR_NODE, sandboxManifests, startCluster, type Behaviour, type Cluster } from './cluster.js'
 
 const NAMESPACE = 'airlock-sandbox'
 const IMAGE = `registry.invalid/airlock/default@sha256:${'a'.repeat(64)}`
@@ -19,9 +19,9 @@ const kubelet = new FakeKubelet(cluster)
 await kubelet.start(t)
 const batch = cluster.kc.makeApiClient(BatchV1Api)
 
-function executor(options: Partial<KubernetesExecutorOptions> = {}): KubernetesExecutor {
+function executor(options: Partial<KubernetesExecutorOptions> = {}, on: Cluster = cluster): KubernetesExecutor {
   return new KubernetesExecutor({
-    kubeconfig: cluster.kubeconfig,
+    kubeconfig: on.kubeconfig,
     namespace: NAMESPACE,
     runtimeClassName: 'gvisor',
     images: new Map(['python', 'node', 'bash', 'ml-python'].map((image) => [image, IMAGE])),
@@ -30,6 +30,7 @@ function executor(options: Partial<KubernetesExecutorOptions> = {}): KubernetesE
     startAllowanceMs: 0,
     ttlAfterFinishedSeconds: 600,
     watchTimeoutSeconds: 300,
+    logStreams: 'auto',
     logger: createLogger('silent'),
     ...options,
   })
@@ -49,10 +50,11 @@ function spec(limits: Partial<JobSpec['limits']> = {}): JobSpec {
 
 let n = 0
 /** Runs a job whose pod behaves as `behaviour`; returns the outcome and what was seen. */
-async function runJob(behaviour: Behaviour, options: { limits?: Partial<JobSpec['limits']>; exec?: KubernetesExecutor; signal?: AbortSignal } = {}) {
+async function runJob(behaviour: Behaviour, options: { limits?: Partial<JobSpec['limits']>; exec?: KubernetesExecutor; signal?: AbortSignal; kubelet?: FakeKubelet } = {}) {
   const jobId = `job_test${Date.now()}${n++}`
-  kubelet.plan(kubeJobName(jobId), behaviour)
+  ;(options.kubelet ?? kubelet).plan(kubeJobName(jobId), behaviour)
   const output: string[] = []
+  const live = { stdout: '', stderr: '' }
   let launches = 0
   const outcome = await (options.exec ?? executor()).run({
     jobId,
@@ -62,9 +64,12 @@ async function runJob(behaviour: Behaviour, options: { limits?: Partial<JobSpec[
     beforeLaunch: async () => {
       launches++
     },
-    onOutput: (_stream, text) => output.push(text),
+    onOutput: (stream, text) => {
+      output.push(text)
+      live[stream] += text
+    },
   })
-  return { jobId, outcome, output: output.join(''), launches }
+  return { jobId, outcome, output: output.join(''), live, launches }
 }
 
 function podsOf(jobId: string) {
@@ -209,6 +214,50 @@ t.test('a second attempt at the same job adopts the running Job instead of launc
   t.equal(launches, 1, 'launched once')
   t.equal(podsOf(jobId).length, 1, 'one pod ran')
   t.equal(await executor().adopt({ ...request(), jobId: 'job_nothing_here' }), null, 'nothing to adopt when there is no Job')
+})
+
+t.test('where the cluster cannot choose a log stream (the default), stderr arrives merged into stdout', async (t) => {
+  const exec = executor()
+  const report = await exec.checkIsolation()
+  t.match(report.detail, /stdout and stderr merged/, 'the worker says so')
+  const { outcome, live } = await runJob({ exitCode: 0, output: 'to stdout\n', stderr: 'to stderr\n' }, { exec })
+  t.equal(outcome.stdout, 'to stdout\nto stderr\n')
+  t.equal(outcome.stderr, '')
+  t.same(live, { stdout: 'to stdout\nto stderr\n', stderr: '' })
+})
+
+t.test('with the PodLogsQuerySplitStreams feature gate, stdout and stderr stay apart', async (t) => {
+  const gated = await startCluster(t, { featureGates: 'PodLogsQuerySplitStreams=true' })
+  await applyObjects(gated, manifests)
+  const gatedKubelet = new FakeKubelet(gated)
+  await gatedKubelet.start(t)
+  const behaviour = { exitCode: 1, output: 'to stdout\n', stderr: 'Traceback: to stderr\n' }
+
+  const exec = executor({}, gated)
+  t.match((await exec.checkIsolation()).detail, /stdout and stderr apart/, 'the worker found the API server allows choosing a stream')
+  const split = await runJob(behaviour, { exec, kubelet: gatedKubelet })
+  t.equal(split.outcome.status, 'failed')
+  t.equal(split.outcome.stdout, 'to stdout\n')
+  t.equal(split.outcome.stderr, 'Traceback: to stderr\n')
+  t.same(split.live, { stdout: 'to stdout\n', stderr: 'Traceback: to stderr\n' }, 'streamed live apart too')
+
+  const forced = executor({ logStreams: 'merged' }, gated)
+  t.match((await forced.checkIsolation()).detail, /merged/, 'AIRLOCK_K8S_LOG_STREAMS=merged merges anyway')
+  t.equal((await runJob(behaviour, { exec: forced, kubelet: gatedKubelet })).outcome.stdout, 'to stdout\nTraceback: to stderr\n')
+
+  // A node whose kubelet lacks the gate answers 400; that job falls back to the merged log.
+  const warnings: string[] = []
+  const logger = createLogger('warn', {}, { write: (line: string) => void warnings.push(line) })
+  const onOldNode = executor({ logger }, gated)
+  await onOldNode.checkIsolation()
+  gatedKubelet.splitStreams = false
+  t.teardown(() => {
+    gatedKubelet.splitStreams = true
+  })
+  const fellBack = await runJob(behaviour, { exec: onOldNode, kubelet: gatedKubelet })
+  t.equal(fellBack.outcome.stdout, 'to stdout\nTraceback: to stderr\n', 'nothing lost, nothing repeated')
+  t.equal(fellBack.outcome.stderr, '')
+  t.match(warnings.join(''), /PodLogsQuerySplitStreams feature gate in kubelet/, 'the refusal is logged')
 })
 
 t.test('watches interrupted mid-job resume and the job still ends with the right result', async (t) => {

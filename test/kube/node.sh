@@ -13,7 +13,8 @@
 #
 # Settings: AIRLOCK_KUBE_NODE_IMAGES (sandbox images to import; all of the
 # catalog's: python bash node ml-python),
-# AIRLOCK_KUBELET_PORT (10250).
+# AIRLOCK_KUBELET_PORT (10250), AIRLOCK_KUBE_FEATURE_GATES (the kubelet's
+# featureGates, as `Name=true,Other=false`).
 set -euo pipefail
 cmd="${1:?usage: node.sh start|stop DIR}"
 dir="$(realpath -m "${2:?usage: node.sh start|stop DIR}")"
@@ -181,6 +182,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: { memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1% }
 serializeImagePulls: false
+featureGates: { $(sed 's/=/: /g; s/,/, /g' <<<"${AIRLOCK_KUBE_FEATURE_GATES:-}") }
 registerNode: true
 registerWithTaints:
   - { key: airlock.dev/pool, value: gvisor, effect: NoSchedule }

@@ -83,25 +83,28 @@ async function podsOf(id: string): Promise<V1Pod[]> {
   return (await core.listNamespacedPod({ namespace: 'airlock-sandbox', labelSelector: `${LABEL_JOB}=${kubeJobName(id)}` })).items
 }
 
-const TICKING = `import os, time
+const TICKING = `import os, sys, time
 print("kernel", os.uname().release, flush=True)
 for i in range(3):
     time.sleep(1)
     print("tick", i, flush=True)
+print("done", file=sys.stderr, flush=True)
 `
 
 t.test('a python job over REST runs in a gVisor pod and streams its output over WebSocket while it runs', async (t) => {
   const id = await submit(KEY, { runtime: 'python', source: TICKING, limits: { timeoutMs: 60_000 } })
   const stream = openStream(baseUrl, `/v1/jobs/${id}/stream`, { authorization: `Bearer ${KEY}` })
-  // The pod, seen while it exists: the RuntimeClass it ran under and the node.
-  const pod = (await until(() => podsOf(id), (pods) => pods.length > 0, 60_000, `a pod for ${id}`))[0]
+  // The pod, seen while it exists and once it is bound: the RuntimeClass it ran under and the node.
+  const pod = (await until(() => podsOf(id), (pods) => pods.some((p) => p.spec?.nodeName), 60_000, `a scheduled pod for ${id}`))[0]
   const got = await stream
   const logs = got.events.filter((e): e is Extract<JobEvent, { type: 'log' }> & { at: number } => e.type === 'log')
   const end = got.events.find((e) => e.type === 'end')
   t.ok(end, 'the stream ends with the job')
-  const text = logs.map((e) => e.data).join('')
+  const text = logs.filter((e) => e.stream === 'stdout').map((e) => e.data).join('')
+  const errText = logs.filter((e) => e.stream === 'stderr').map((e) => e.data).join('')
   t.match(text, /^kernel 4\.4\.0\n/, "uname -r inside the pod is gVisor's kernel, not the host's")
   t.match(text, /tick 0\ntick 1\ntick 2\n$/)
+  t.equal(errText, 'done\n', "stderr is streamed apart from stdout (the cluster's PodLogsQuerySplitStreams gate)")
   const first = logs.find((e) => e.data.includes('kernel'))!
   t.ok(end!.at - first.at >= 2000, `the first line arrived ${end!.at - first.at} ms before the end, while the job ran`)
   const ticks = logs.filter((e) => e.data.includes('tick'))
@@ -114,6 +117,7 @@ t.test('a python job over REST runs in a gVisor pod and streams its output over 
   const job = await stored(KEY, id)
   t.match(job, { id, status: 'succeeded', exitCode: 0, executor: 'kubernetes' })
   t.equal(job.stdout, text, 'the stored result has the same output as the stream')
+  t.equal(job.stderr, 'done\n')
   t.match(job.isolation, { technology: 'gvisor', runtime: 'runsc', platform: 'kubernetes' })
 })
 

@@ -17,6 +17,7 @@ export function createExecutor(config: Config, logger: Logger): Executor {
       startAllowanceMs: config.k8sStartAllowanceMs,
       ttlAfterFinishedSeconds: config.k8sTtlAfterFinishedSeconds,
       watchTimeoutSeconds: config.k8sWatchTimeoutSeconds,
+      logStreams: config.k8sLogStreams,
       logger: logger.child({ component: 'executor' }),
     })
   }

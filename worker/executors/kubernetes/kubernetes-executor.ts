@@ -1,13 +1,11 @@
 import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, NetworkingV1Api, NodeV1Api, VersionApi, type CoreV1Event, type V1Job, type V1Pod } from '@kubernetes/client-node'
-import { StringDecoder } from 'node:string_decoder'
 import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../../../core/job.js'
 import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
 import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
-import { CappedOutput } from '../output-capture.js'
 import { SANDBOX_UID } from '../sandbox-process.js'
 import { buildJob, buildSecret, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_JOB, MAX_SECRET_BYTES, secretBytes, type ManifestInput } from './job-manifests.js'
-import { LogFollower } from './log-follower.js'
+import { ContainerOutput } from './container-output.js'
 import { namespaceProblems } from './namespace-safety.js'
 import { isTransientRefusal, observe, type Observation } from './pod-state.js'
 import { ResumableWatch } from './resumable-watch.js'
@@ -24,6 +22,8 @@ export interface KubernetesExecutorOptions {
   startAllowanceMs: number
   ttlAfterFinishedSeconds: number
   watchTimeoutSeconds: number
+  /** auto: stdout and stderr apart where the cluster allows choosing a log stream; merged: always one log, as stdout. */
+  logStreams: 'auto' | 'merged'
   logger: Logger
 }
 
@@ -68,6 +68,8 @@ export class KubernetesExecutor implements Executor {
   private safeUntil = 0
   /** The API server's version, as last seen by checkIsolation. */
   private kubeVersion = 'unknown'
+  /** Whether the API server lets a log request choose stdout or stderr, as last seen by checkIsolation. */
+  private splitStreams = false
   /** Watch requests that ended and were resumed; a measure of how often watches break. */
   watchResumes = 0
 
@@ -101,10 +103,12 @@ export class KubernetesExecutor implements Executor {
     try {
       version = (await this.kc.makeApiClient(VersionApi).getCode()).gitVersion
       problems = await this.safetyProblems()
+      this.splitStreams = await this.clusterSplitsStreams()
     } catch (err) {
       problems = [`the Kubernetes API cannot be reached: ${(err as Error).message}`]
     }
-    const detail = `Kubernetes ${version}, RuntimeClass ${this.options.runtimeClassName}, namespace ${this.options.namespace}`
+    const logs = this.splitStreams ? 'stdout and stderr apart' : 'stdout and stderr merged'
+    const detail = `Kubernetes ${version}, RuntimeClass ${this.options.runtimeClassName}, namespace ${this.options.namespace}, ${logs}`
     if (problems.length > 0) {
       this.safeUntil = 0
       return { ok: false, technology: 'gvisor', detail, reason: problems.join('; '), isolation: null }
@@ -117,6 +121,21 @@ export class KubernetesExecutor implements Executor {
       detail,
       reason: null,
       isolation: { technology: 'gvisor', runtime: 'runsc', version: `RuntimeClass ${this.options.runtimeClassName} on Kubernetes ${version}`, platform: 'kubernetes', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] },
+    }
+  }
+
+  /**
+   * Asks the API server for one stream of a pod that does not exist: with the
+   * PodLogsQuerySplitStreams feature gate the answer is 404 (no such pod), without it
+   * 422 (`stream` may not be specified), before any pod is looked up.
+   */
+  private async clusterSplitsStreams(): Promise<boolean> {
+    if (this.options.logStreams !== 'auto') return false
+    try {
+      await this.core.readNamespacedPodLog({ name: 'airlock-log-stream-probe', namespace: this.options.namespace, stream: 'Stdout' })
+      return true
+    } catch (err) {
+      return status(err) === 404
     }
   }
 
@@ -206,14 +225,13 @@ export class KubernetesExecutor implements Executor {
     const { namespace, logger } = this.options
     const name = kubeJobName(jobId)
     const log = logger.child({ jobId, kubeJob: name })
-    const stdout = new CappedOutput(spec.limits.outputBytes)
     const limits = { timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb }
 
     return new Promise<JobOutcome>((resolve) => {
       let job: V1Job | undefined
       let jobSeen = false
       const pods = new Map<string, V1Pod>()
-      let logs: LogFollower | undefined
+      let logs: ContainerOutput | undefined
       let runningSince: number | undefined
       let timeoutTimer: NodeJS.Timeout | undefined
       let unschedulableTimer: NodeJS.Timeout | undefined
@@ -258,8 +276,18 @@ export class KubernetesExecutor implements Executor {
         [...pods.values()].sort((a, b) => new Date(b.metadata?.creationTimestamp ?? 0).getTime() - new Date(a.metadata?.creationTimestamp ?? 0).getTime())[0]
 
       const followLogs = (pod: V1Pod) => {
-        logs ??= this.followLogs(pod, stdout, onOutput && ((text) => onOutput('stdout', text)), log)
+        if (logs) return
+        logs = new ContainerOutput({
+          kc: this.kc,
+          target: { namespace, pod: pod.metadata!.name!, container: CONTAINER_NAME },
+          capBytes: spec.limits.outputBytes,
+          split: this.splitStreams,
+          onOutput,
+          onProblem: (err) => log.warn({ err: apiMessage(err) }, 'container log stream broke; resuming or falling back'),
+        })
+        logs.start()
       }
+      const output = () => ({ stdout: logs?.stdout.text() ?? '', stderr: logs?.stderr.text() ?? '', truncated: logs?.truncated ?? false })
 
       const stopAll = () => {
         settled = true
@@ -284,7 +312,7 @@ export class KubernetesExecutor implements Executor {
         void this.deleteJob(name).catch((err: unknown) => log.error({ err: apiMessage(err) }, 'could not delete the Kubernetes Job'))
         finishWith({
           status: end.status, exitCode: null, signal: null, reason: end.reason,
-          stdout: stdout.text(), stderr: '', truncated: stdout.truncated,
+          ...output(),
           startupMs: startedAt === null ? null : startedAt - t0,
           runMs: startedAt === null ? null : Date.now() - startedAt,
         })
@@ -355,7 +383,7 @@ export class KubernetesExecutor implements Executor {
               logs?.stop()
               resolve({
                 ...seen.end,
-                stdout: stdout.text(), stderr: '', truncated: stdout.truncated,
+                ...output(),
                 startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
                 runMs: startedAt === null ? null : Math.max(0, finishedAt - startedAt),
               })
@@ -377,22 +405,6 @@ export class KubernetesExecutor implements Executor {
     })
     const newest = events.items.sort((a, b) => eventTime(b) - eventTime(a))[0]
     return newest?.message
-  }
-
-  private followLogs(pod: V1Pod, into: CappedOutput, onText: ((text: string) => void) | undefined, log: Logger): LogFollower {
-    const decoder = new StringDecoder('utf8')
-    const follower = new LogFollower(
-      this.kc,
-      { namespace: this.options.namespace, pod: pod.metadata!.name!, container: CONTAINER_NAME },
-      (chunk) => {
-        const kept = into.push(chunk)
-        const text = kept.length > 0 ? decoder.write(kept) : ''
-        if (text && onText) onText(text)
-      },
-      (err) => log.warn({ err: apiMessage(err) }, 'container log stream broke; resuming'),
-    )
-    follower.start()
-    return follower
   }
 
   /** Deletes the Job; its pods and Secret are garbage-collected with it. */
