@@ -289,8 +289,10 @@ print(json.dumps(procs))`),
       const r = lastJson<Record<string, string>>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
       const names = Object.values(r)
-      const foreign = names.filter((n) => !['python3', 'sh'].includes(n))
-      return verdict(foreign.length === 0 && names.length <= 2, `visible processes: ${Object.entries(r).map(([p, n]) => `${p}:${n}`).join(' ')}`)
+      // The program, and on Kubernetes the launcher that caps its output in the
+      // sandbox: its shell, a subshell and a head/cat reader per stream.
+      const foreign = names.filter((n) => !['python3', 'sh', 'head', 'cat'].includes(n))
+      return verdict(foreign.length === 0 && names.length <= 5, `visible processes: ${Object.entries(r).map(([p, n]) => `${p}:${n}`).join(' ')}`)
     },
   ),
 

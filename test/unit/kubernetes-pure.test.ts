@@ -6,6 +6,7 @@ import { findRuntime } from '../../core/runtimes.js'
 import { buildJob, buildSecret, jobLabels, kubeJobName, secretBytes, tenantLabel, type ManifestInput } from '../../worker/executors/kubernetes/job-manifests.js'
 import { namespaceProblems, type SafetyInput } from '../../worker/executors/kubernetes/namespace-safety.js'
 import { isTransientRefusal, observe } from '../../worker/executors/kubernetes/pod-state.js'
+import { CAP_HELPER_PROCESSES } from '../../worker/executors/sandbox-process.js'
 
 const spec: JobSpec = {
   runtime: 'python',
@@ -61,16 +62,20 @@ t.test('job spec -> Job: gVisor, no token, non-root, read-only root, no capabili
   t.same(c.securityContext, { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false, runAsNonRoot: true, capabilities: { drop: ['ALL'] } })
   t.same(c.resources?.limits, { cpu: '1500m', memory: '256Mi', 'ephemeral-storage': '64Mi' }, 'disk only for the container log')
   t.same(c.resources?.requests, c.resources?.limits)
+  const big = buildJob({ ...input, spec: { ...spec, limits: { ...spec.limits, outputBytes: 100 * 1024 * 1024 } } }).spec?.template.spec?.containers[0]
+  t.equal(big?.resources?.limits?.['ephemeral-storage'], '217Mi', 'room in the log for both streams at a large cap')
   t.equal(c.image, input.image)
   t.same(pod.volumes?.filter((v) => v.emptyDir).map((v) => v.emptyDir), [{ medium: 'Memory', sizeLimit: '64Mi' }, { medium: 'Memory', sizeLimit: '64Mi' }], 'tmpfs of a fixed size, not an eviction threshold')
   t.same(c.command?.slice(3), ['airlock', 'python3', 'main.py', 'x'])
   const names = (c.env ?? []).map((e) => e.name)
   t.same(names.sort(), ['FOO', 'HOME', 'LANG', 'PATH', 'PYTHONUNBUFFERED'])
-  t.equal(
-    c.command?.[2],
-    `ulimit -p 40 && cp -R /airlock/job/files/. /workspace/ && exec env -i ${(c.env ?? []).map((e) => `"${e.name}=$${e.name}"`).join(' ')} "$@" < /airlock/job/stdin`,
-    'the program sees only the job\'s variables, not the ones the kubelet adds',
+  const script = c.command?.[2] ?? ''
+  t.ok(
+    script.includes(`(ulimit -p ${40 + CAP_HELPER_PROCESSES} && exec env -i ${(c.env ?? []).map((e) => `"${e.name}=$${e.name}"`).join(' ')} "$@" < /airlock/job/stdin)`),
+    'the program sees only the job\'s variables, not the ones the kubelet adds, under the process limit (its own plus the launcher\'s helpers)',
   )
+  t.ok(script.startsWith('cp -R /airlock/job/files/. /workspace/'), 'the files are copied to the workspace first')
+  t.equal(script.match(/head -c 101;/g)?.length, 2, 'stdout and stderr each capped at outputBytes + 1 in the sandbox, not on the node\'s disk')
   t.same(pod.volumes?.[0]?.secret?.items, [{ key: 'stdin', path: 'stdin' }, { key: 'file-0', path: 'files/main.py' }, { key: 'file-1', path: 'files/lib/a.py' }])
   t.ok(c.env?.some((e) => e.name === 'FOO' && e.value === 'bar'))
   t.equal(buildJob({ ...input, spec: { ...spec, isolation: 'runc' } }).spec?.template.spec?.runtimeClassName, 'runc', 'the benchmark comparison runtime')

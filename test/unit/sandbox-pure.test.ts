@@ -1,3 +1,7 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
@@ -5,6 +9,7 @@ import { findRuntime } from '../../core/runtimes.js'
 import { buildOciConfig, JOB_FILES_MOUNT, SANDBOX_UID, WORKSPACE } from '../../worker/executors/local/oci-bundle.js'
 import { classifyEnd, type SandboxEnd } from '../../worker/executors/outcome.js'
 import { CappedOutput, utf8Boundary } from '../../worker/executors/output-capture.js'
+import { sandboxArgv } from '../../worker/executors/sandbox-process.js'
 
 t.test('the OCI config carries every sandbox restriction', async (t) => {
   const spec = resolveJobSpec({ runtime: 'python', source: 'print(1)', args: ['a'], env: { X: '1' }, limits: { memoryMb: 128, cpus: 0.5, pids: 10 } }, loadConfig({}))
@@ -58,4 +63,46 @@ t.test('output is capped per stream without splitting a UTF-8 character', async 
   t.equal(utf8Boundary(Buffer.from('a€')), 4)
   t.equal(utf8Boundary(Buffer.from('a€').subarray(0, 3)), 1)
   t.equal(utf8Boundary(Buffer.from('😀').subarray(0, 2)), 0)
+})
+
+t.test("the capped launcher keeps the program's exit status and the first bytes of each stream, and drains the rest", async (t) => {
+  // The launcher's own script, run by this machine's dash with the sandbox's paths
+  // moved under a temporary directory: the FIFO plumbing is what is under test.
+  const root = await mkdtemp(join(tmpdir(), 'airlock-launcher-'))
+  t.teardown(() => rm(root, { recursive: true, force: true }))
+  await mkdir(join(root, 'job/files'), { recursive: true })
+  await mkdir(join(root, 'workspace'))
+  await writeFile(join(root, 'job/stdin'), 'from stdin')
+  await writeFile(join(root, 'job/files/main.sh'), 'read line; echo "got $line"; echo oops >&2; head -c 50000000 /dev/zero; echo late >&2; exit 7')
+  const spec = resolveJobSpec({ runtime: 'bash', source: 'x', limits: { outputBytes: 16 } }, loadConfig({}))
+  const argv = sandboxArgv({ ...spec, entrypoint: 'main.sh' }, findRuntime('bash')!, { filesSubdir: 'files', stdinFile: 'stdin', capOutputBytes: 16 })
+  const script = argv[2]!.replaceAll(`${JOB_FILES_MOUNT}/`, `${root}/job/`).replaceAll(`${WORKSPACE}/`, `${root}/workspace/`)
+  const started = Date.now()
+  const r = spawnSync('/bin/sh', ['-c', script, ...argv.slice(3)], { cwd: join(root, 'workspace'), maxBuffer: 1 << 20 })
+  t.equal(r.status, 7, "the program's exit status")
+  t.equal(r.stdout.toString(), 'got from stdin\n\0\0', 'stdout: the first 16 bytes plus one, so the reader sees the cut')
+  t.equal(r.stdout.length, 17)
+  t.equal(r.stderr.toString(), 'oops\nlate\n', 'stderr is capped on its own')
+  t.comment(`50 MB drained in the sandbox in ${Date.now() - started} ms`)
+})
+
+t.test('the capped launcher passes output on as it is written, not when the program ends', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'airlock-launcher-'))
+  t.teardown(() => rm(root, { recursive: true, force: true }))
+  await mkdir(join(root, 'job/files'), { recursive: true })
+  await mkdir(join(root, 'workspace'))
+  await writeFile(join(root, 'job/stdin'), '')
+  await writeFile(join(root, 'job/files/main.sh'), 'echo first; echo first-err >&2; sleep 1; echo second')
+  const spec = resolveJobSpec({ runtime: 'bash', source: 'x' }, loadConfig({}))
+  const argv = sandboxArgv({ ...spec, entrypoint: 'main.sh' }, findRuntime('bash')!, { filesSubdir: 'files', stdinFile: 'stdin', capOutputBytes: 1024 })
+  const script = argv[2]!.replaceAll(`${JOB_FILES_MOUNT}/`, `${root}/job/`).replaceAll(`${WORKSPACE}/`, `${root}/workspace/`)
+  const child = spawn('/bin/sh', ['-c', script, ...argv.slice(3)], { cwd: join(root, 'workspace') })
+  const arrived: Record<string, number> = {}
+  child.stdout.on('data', (d: Buffer) => (arrived[d.toString().trim().split('\n')[0]!] ??= Date.now()))
+  child.stderr.on('data', (d: Buffer) => (arrived[d.toString().trim()] ??= Date.now()))
+  const code = await new Promise((resolve) => child.on('close', resolve))
+  const ended = Date.now()
+  t.equal(code, 0)
+  t.ok(arrived.first !== undefined && ended - arrived.first >= 800, `stdout's first line came ${ended - arrived.first!} ms before the end`)
+  t.ok(arrived['first-err'] !== undefined && ended - arrived['first-err'] >= 800, 'so did stderr\'s')
 })

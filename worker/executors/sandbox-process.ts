@@ -40,7 +40,22 @@ export interface ArgvOptions {
    * runtime adds its own to the container's environment, as the kubelet does.
    */
   onlyEnv?: readonly string[]
+  /**
+   * Keep only this many bytes (plus one, so the reader sees the cut) of stdout and of
+   * stderr inside the sandbox and drain the rest there, where the runtime writes all
+   * output to the node's disk, as the kubelet's container log does: a flood would fill
+   * it and get the pod evicted. The program still runs to its end or its time limit,
+   * as under the local executor, which caps while it reads its pipes.
+   */
+  capOutputBytes?: number
 }
+
+/**
+ * Helper processes the capped launcher keeps beside the program (the shell, the stderr
+ * reader's subshell and its head/cat, the stdout reader's head/cat), all running as the
+ * sandbox user and so counted by RLIMIT_NPROC.
+ */
+export const CAP_HELPER_PROCESSES = 4
 
 /**
  * The sandbox's argv. The job's files are read-only where they are mounted; copying
@@ -48,11 +63,31 @@ export interface ArgvOptions {
  */
 export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: ArgvOptions = {}): string[] {
   const from = options.filesSubdir ? `${JOB_FILES_MOUNT}/${options.filesSubdir}` : JOB_FILES_MOUNT
-  const steps = [`cp -R ${from}/. ${WORKSPACE}/`]
-  // dash's name for RLIMIT_NPROC is -p.
-  if (options.pidsLimit !== undefined) steps.unshift(`ulimit -p ${options.pidsLimit}`)
+  const copy = `cp -R ${from}/. ${WORKSPACE}/`
   // Names are validated identifiers; values stay in the environment, never in the script.
   const clearEnv = options.onlyEnv ? `env -i ${options.onlyEnv.map((name) => `"${name}=$${name}"`).join(' ')} ` : ''
   const exec = `exec ${clearEnv}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
-  return ['/bin/sh', '-c', `${steps.join(' && ')} && ${exec}`, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
+  const argv = (script: string) => ['/bin/sh', '-c', script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
+  // dash's name for RLIMIT_NPROC is -p.
+  const ulimit = (extra: number) => (options.pidsLimit === undefined ? '' : `ulimit -p ${options.pidsLimit + extra} && `)
+  if (options.capOutputBytes === undefined) return argv(`${ulimit(0)}${copy} && ${exec}`)
+
+  // The program writes into two FIFOs; a head/cat pair per stream passes the first
+  // bytes on as they come (unbuffered: head's stdio would hold them until it ends)
+  // and drains the rest. The shell waits for the stdout reader, the stderr
+  // reader, then the program, and exits with the program's status, so the container's
+  // exit code is the program's. dash has no pipefail, hence the FIFOs.
+  const keep = `{ stdbuf -o0 head -c ${options.capOutputBytes + 1}; cat >/dev/null; }`
+  return argv(
+    [
+      `${copy} && f=$(mktemp -d) && mkfifo "$f/o" "$f/e" || exit 125`,
+      `${keep} <"$f/e" >&2 &`,
+      'e=$!',
+      `(${ulimit(CAP_HELPER_PROCESSES)}${exec}) >"$f/o" 2>"$f/e" &`,
+      'p=$!',
+      `${keep} <"$f/o"`,
+      'wait $e',
+      'wait $p',
+    ].join('\n'),
+  )
 }

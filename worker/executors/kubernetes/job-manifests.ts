@@ -95,9 +95,10 @@ export function buildJob(input: ManifestInput): V1Job {
   const labels = jobLabels(input.jobId, input.tenant)
   const cpu = `${Math.max(1, Math.round(spec.limits.cpus * 1000))}m`
   const memory = quantityMi(spec.limits.memoryMb)
-  // The container's log, which the kubelet rotates at 10 MiB x 5 files by default.
-  // The workspace and /tmp are memory-backed and count against memory instead.
-  const ephemeral = quantityMi(LOG_ALLOWANCE_MB)
+  // The container's log: at most outputBytes + 1 of each stream reaches it (the
+  // launcher drains the rest in the sandbox). The workspace and /tmp are
+  // memory-backed and count against memory instead.
+  const ephemeral = quantityMi(Math.max(LOG_ALLOWANCE_MB, Math.ceil((2 * (spec.limits.outputBytes + 1)) / (1024 * 1024)) + 16))
   const resources = { cpu, memory, 'ephemeral-storage': ephemeral }
   const env = sandboxEnv(spec)
   return {
@@ -136,7 +137,13 @@ export function buildJob(input: ManifestInput): V1Job {
               image: input.image,
               imagePullPolicy: 'IfNotPresent',
               // onlyEnv: the kubelet adds KUBERNETES_SERVICE_* and the like to every container.
-              command: sandboxArgv(spec, runtime, { filesSubdir: 'files', stdinFile: 'stdin', pidsLimit: spec.limits.pids, onlyEnv: Object.keys(env) }),
+              command: sandboxArgv(spec, runtime, {
+                filesSubdir: 'files',
+                stdinFile: 'stdin',
+                pidsLimit: spec.limits.pids,
+                onlyEnv: Object.keys(env),
+                capOutputBytes: spec.limits.outputBytes,
+              }),
               workingDir: WORKSPACE,
               env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })),
               resources: { requests: resources, limits: resources },

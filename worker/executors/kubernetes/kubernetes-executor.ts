@@ -287,6 +287,8 @@ export class KubernetesExecutor implements Executor {
         })
         logs.start()
       }
+      /** Until the log has ended (the container is gone), at most DRAIN_GRACE_MS. */
+      const drain = (): Promise<unknown> => (logs ? Promise.race([logs.done, new Promise((r) => setTimeout(r, DRAIN_GRACE_MS))]) : Promise.resolve())
       const output = () => ({ stdout: logs?.stdout.text() ?? '', stderr: logs?.stderr.text() ?? '', truncated: logs?.truncated ?? false })
 
       const stopAll = () => {
@@ -305,16 +307,25 @@ export class KubernetesExecutor implements Executor {
         resolve(outcome)
       }
 
-      /** Ends the job by deleting its Kubernetes Job (pods and Secret go with it). */
+      /**
+       * Ends the job by deleting its Kubernetes Job (pods and Secret go with it). The
+       * log is read on until the container is gone (at most DRAIN_GRACE_MS): the
+       * container runtime holds a line without its newline until the stream closes.
+       */
       const endByUs = (end: Pick<JobOutcome, 'status' | 'reason'>) => {
         if (settled) return
         const startedAt = runningSince ?? null
-        void this.deleteJob(name).catch((err: unknown) => log.error({ err: apiMessage(err) }, 'could not delete the Kubernetes Job'))
-        finishWith({
-          status: end.status, exitCode: null, signal: null, reason: end.reason,
-          ...output(),
-          startupMs: startedAt === null ? null : startedAt - t0,
-          runMs: startedAt === null ? null : Date.now() - startedAt,
+        const endedAt = Date.now()
+        stopAll()
+        const deleted = this.deleteJob(name).catch((err: unknown) => log.error({ err: apiMessage(err) }, 'could not delete the Kubernetes Job'))
+        void Promise.all([deleted, drain()]).then(() => {
+          logs?.stop()
+          resolve({
+            status: end.status, exitCode: null, signal: null, reason: end.reason,
+            ...output(),
+            startupMs: startedAt === null ? null : startedAt - t0,
+            runMs: startedAt === null ? null : endedAt - startedAt,
+          })
         })
       }
 
@@ -378,8 +389,7 @@ export class KubernetesExecutor implements Executor {
             if (pod && seen.end.status !== 'timeout') followLogs(pod)
             const startedAt = seen.startedAt ?? runningSince ?? null
             const finishedAt = seen.finishedAt ?? Date.now()
-            const drained = logs ? Promise.race([logs.done, new Promise((r) => setTimeout(r, DRAIN_GRACE_MS))]) : Promise.resolve()
-            void drained.then(() => {
+            void drain().then(() => {
               logs?.stop()
               resolve({
                 ...seen.end,
