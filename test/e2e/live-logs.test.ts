@@ -138,8 +138,10 @@ t.test('a client that cannot keep up is dropped with 4001 and resumes with from,
   const h = await build(t, { listen: true, streamLimits: { maxBufferedBytes: 64 * 1024, slowClientGraceMs: 300 } })
   const res = await h.request('POST', '/v1/jobs', {
     runtime: 'python',
-    source: 'import sys\nfor i in range(4000):\n    sys.stdout.write(f"{i:06d}" + "x" * 1000 + "\\n")\n    sys.stdout.flush()',
-    limits: { outputBytes: 8 * 1024 * 1024, timeoutMs: 60_000 },
+    // ~9 MB: well past what the kernel holds for a paused loopback socket (the
+    // sender's buffer autotunes up to 4 MiB), so the server's own queue must grow.
+    source: 'import sys\nfor i in range(9000):\n    sys.stdout.write(f"{i:06d}" + "x" * 1000 + "\\n")\n    sys.stdout.flush()',
+    limits: { outputBytes: 10 * 1024 * 1024, timeoutMs: 60_000 },
   })
   const { id } = res.json<{ id: string }>()
   await h.poll(id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
@@ -158,5 +160,5 @@ t.test('a client that cannot keep up is dropped with 4001 and resumes with from,
   t.same(seqs(all), all.map((_, i) => i + 1), 'together the two connections got every message once')
   const text = all.map((e) => (e.type === 'log' ? e.data : '')).join('')
   t.equal(text, (await h.request('GET', `/v1/jobs/${id}/logs`)).body)
-  t.equal(text.split('\n').length - 1, 4000)
+  t.equal(text.split('\n').length - 1, 9000)
 })
