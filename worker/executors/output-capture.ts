@@ -49,19 +49,26 @@ export function utf8Boundary(buf: Buffer): number {
 }
 
 /**
- * Reads `stream` into `into`; each kept piece is also passed on as text as it arrives
- * (a multi-byte character split across chunks is passed on whole, with the next one).
+ * A sink for one stream's chunks: keeps them in `into` and passes each kept piece on
+ * as text as it arrives (a multi-byte character split across chunks is passed on
+ * whole, with the next one).
  */
-export function collect(stream: Readable, into: CappedOutput, onText?: (text: string) => void): Promise<void> {
+export function keepAndPassOn(into: CappedOutput, onText?: (text: string) => void): (chunk: Buffer) => void {
   const decoder = new StringDecoder('utf8')
+  return (chunk) => {
+    const kept = into.push(chunk)
+    if (onText && kept.length > 0) {
+      const text = decoder.write(kept)
+      if (text) onText(text)
+    }
+  }
+}
+
+/** Reads `stream` into `into`, passing kept output on as it arrives (keepAndPassOn). */
+export function collect(stream: Readable, into: CappedOutput, onText?: (text: string) => void): Promise<void> {
+  const sink = keepAndPassOn(into, onText)
   return new Promise((resolve) => {
-    stream.on('data', (chunk: Buffer) => {
-      const kept = into.push(chunk)
-      if (onText && kept.length > 0) {
-        const text = decoder.write(kept)
-        if (text) onText(text)
-      }
-    })
+    stream.on('data', sink)
     stream.once('end', resolve)
     stream.once('close', resolve)
     stream.once('error', () => resolve())

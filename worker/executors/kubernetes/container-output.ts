@@ -1,6 +1,5 @@
-import { StringDecoder } from 'node:string_decoder'
 import type { KubeConfig } from '@kubernetes/client-node'
-import { CappedOutput } from '../output-capture.js'
+import { CappedOutput, keepAndPassOn } from '../output-capture.js'
 import { LogFollower, StreamSelectionRefused, type LogStream } from './log-follower.js'
 
 export interface ContainerOutputOptions {
@@ -28,7 +27,6 @@ export class ContainerOutput {
   private followers: LogFollower[] = []
   private delivered = false
   private stopped = false
-  private fellBack = false
   private resolveDone!: () => void
   /** Resolves when every followed stream has ended (the container exited) or was given up. */
   readonly done = new Promise<void>((resolve) => {
@@ -58,16 +56,14 @@ export class ContainerOutput {
   private follow(streams: ['stdout' | 'stderr', LogStream | undefined][]): void {
     const refused = { seen: false }
     this.followers = streams.map(([name, stream]) => {
-      const into = name === 'stdout' ? this.stdout : this.stderr
-      const decoder = new StringDecoder('utf8')
+      const onOutput = this.options.onOutput
+      const sink = keepAndPassOn(name === 'stdout' ? this.stdout : this.stderr, onOutput && ((text) => onOutput(name, text)))
       return new LogFollower(
         this.options.kc,
         { ...this.options.target, ...(stream ? { stream } : {}) },
         (chunk) => {
           this.delivered = true
-          const kept = into.push(chunk)
-          const text = kept.length > 0 ? decoder.write(kept) : ''
-          if (text) this.options.onOutput?.(name, text)
+          sink(chunk)
         },
         (err) => {
           this.options.onProblem(err)
@@ -83,8 +79,8 @@ export class ContainerOutput {
       if (this.stopped || current !== this.followers) return
       // The refusal comes before any output, so the merged log loses and repeats nothing.
       // Past that point the streams cannot be merged byte-exactly; what was read stays.
-      if (refused.seen && !this.delivered && !this.fellBack) {
-        this.fellBack = true
+      // The merged log chooses no stream, so it cannot be refused in turn.
+      if (refused.seen && !this.delivered) {
         return this.follow([['stdout', undefined]])
       }
       this.resolveDone()

@@ -287,9 +287,17 @@ export class KubernetesExecutor implements Executor {
         })
         logs.start()
       }
-      /** Until the log has ended (the container is gone), at most DRAIN_GRACE_MS. */
-      const drain = (): Promise<unknown> => (logs ? Promise.race([logs.done, new Promise((r) => setTimeout(r, DRAIN_GRACE_MS))]) : Promise.resolve())
-      const output = () => ({ stdout: logs?.stdout.text() ?? '', stderr: logs?.stderr.text() ?? '', truncated: logs?.truncated ?? false })
+      /**
+       * Resolves once the log has ended (the container is gone), at most after
+       * DRAIN_GRACE_MS, with the outcome and the output read by then.
+       */
+      const resolveAfterLog = (end: Omit<JobOutcome, 'stdout' | 'stderr' | 'truncated'>, alsoWaitFor?: Promise<unknown>) => {
+        const drained = logs ? Promise.race([logs.done, new Promise((r) => setTimeout(r, DRAIN_GRACE_MS))]) : undefined
+        void Promise.all([drained, alsoWaitFor]).then(() => {
+          logs?.stop()
+          resolve({ ...end, stdout: logs?.stdout.text() ?? '', stderr: logs?.stderr.text() ?? '', truncated: logs?.truncated ?? false })
+        })
+      }
 
       const stopAll = () => {
         settled = true
@@ -318,15 +326,14 @@ export class KubernetesExecutor implements Executor {
         const endedAt = Date.now()
         stopAll()
         const deleted = this.deleteJob(name).catch((err: unknown) => log.error({ err: apiMessage(err) }, 'could not delete the Kubernetes Job'))
-        void Promise.all([deleted, drain()]).then(() => {
-          logs?.stop()
-          resolve({
+        resolveAfterLog(
+          {
             status: end.status, exitCode: null, signal: null, reason: end.reason,
-            ...output(),
             startupMs: startedAt === null ? null : startedAt - t0,
             runMs: startedAt === null ? null : endedAt - startedAt,
-          })
-        })
+          },
+          deleted,
+        )
       }
 
       /**
@@ -389,14 +396,10 @@ export class KubernetesExecutor implements Executor {
             if (pod && seen.end.status !== 'timeout') followLogs(pod)
             const startedAt = seen.startedAt ?? runningSince ?? null
             const finishedAt = seen.finishedAt ?? Date.now()
-            void drain().then(() => {
-              logs?.stop()
-              resolve({
-                ...seen.end,
-                ...output(),
-                startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
-                runMs: startedAt === null ? null : Math.max(0, finishedAt - startedAt),
-              })
+            resolveAfterLog({
+              ...seen.end,
+              startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
+              runMs: startedAt === null ? null : Math.max(0, finishedAt - startedAt),
             })
             return
           }

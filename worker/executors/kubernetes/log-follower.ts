@@ -19,8 +19,8 @@ export class StreamSelectionRefused extends Error {
 }
 
 /** Whether a refused log request refused its `stream` parameter (rather than failing for another reason). */
-export function refusesStreamSelection(statusCode: number, body: string): boolean {
-  return (statusCode === 400 || statusCode === 422) && /stream|PodLogsQuerySplitStreams/i.test(body)
+function refusesStreamSelection(statusCode: number, body: string): boolean {
+  return (statusCode === 400 || statusCode === 422) && /stream/i.test(body)
 }
 
 /**
