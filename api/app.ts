@@ -12,9 +12,12 @@ import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
 import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
+import { tenantDefaults } from '../core/quotas.js'
 import { WorkerRegistry } from '../core/worker-registry.js'
 import { TenantStore } from '../core/tenant-store.js'
-import { registerAuth } from './plugins/auth.js'
+import { JobOutputReader } from '../core/job-output.js'
+import { decorateTenant, registerAuth } from './plugins/auth.js'
+import { limitConnections } from './plugins/connection-limits.js'
 import { clientErrorHandler, frameworkErrors, registerErrorHandler } from './plugins/error-handler.js'
 import adminRoutes from './routes/v1/admin/index.js'
 import auditRoutes from './routes/v1/audit/index.js'
@@ -24,6 +27,9 @@ import streamRoutes from './routes/v1/jobs/stream.js'
 import runtimesRoutes from './routes/v1/runtimes/index.js'
 import { EventHub } from './services/event-hub.js'
 import { JobWaiter } from './services/job-waiter.js'
+import { OutputBudget } from './services/output-budget.js'
+import { OutputWriter } from './services/output-writer.js'
+import { StreamGate } from './services/stream-gate.js'
 import { readQueueState } from './services/queue-state.js'
 import { CloseCodes, DEFAULT_STREAM_LIMITS, type StreamLimits, type StreamSession } from './services/stream-session.js'
 import { StreamTokens } from './services/stream-tokens.js'
@@ -42,6 +48,12 @@ export interface Services {
   streamLimits: StreamLimits
   /** Open stream sessions of this process, closed with a resumable code on shutdown. */
   streamSessions: Set<StreamSession>
+  /** Caps on the streams one tenant and one address hold open. */
+  streamGate: StreamGate
+  /** Bytes of job output this process holds for all readers together. */
+  budget: OutputBudget
+  /** Sends job output (a job, its log, a stream's end) in pieces under the budget. */
+  outputWriter: OutputWriter
   metrics: Metrics
 }
 
@@ -69,11 +81,19 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     requestIdHeader: 'x-request-id',
     clientErrorHandler,
     frameworkErrors: frameworkErrors(metrics),
+    // Slow clients are timed out whether or not they have a key: headers, the whole
+    // request (a body trickled a byte a second), and idle keep-alive connections.
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    requestTimeout: config.requestTimeoutMs,
+    http: { headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs), connectionsCheckingInterval: 1000 },
   }).withTypeProvider<TypeBoxTypeProvider>()
+  limitConnections(app.server, { maxConnections: config.maxConnections, maxPerAddress: config.maxConnectionsPerAddress, log: logger, metrics })
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
   registerErrorHandler(app, metrics)
   // JSON only: a text body would otherwise reach validation and get a misleading 400.
   app.removeContentTypeParser('text/plain')
+
+  decorateTenant(app)
 
   const keys = redisKeys(config.redisPrefix)
   const redis = createRedis(config.redisUrl, 'command')
@@ -84,19 +104,25 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   queueConnection.on('error', (err) => logger.warn({ err: err.message }, 'redis queue error'))
   await Promise.all([redis.connect(), subscriber.connect(), queueConnection.connect()])
 
+  const events = new JobEventReader(redis, keys)
+  const budget = new OutputBudget(config.outputReadBufferBytes)
+  const limits = { ...DEFAULT_STREAM_LIMITS, ...streamLimits }
   const services: Services = {
     config,
     redis,
-    store: new JobStore(redis, keys, config.jobRetentionSeconds),
+    store: new JobStore(redis, keys, config.jobRetentionSeconds, tenantDefaults(config)),
     queue: new Queue(QUEUE_NAME, { connection: queueConnection, prefix: keys.bullPrefix }),
     registry: new WorkerRegistry(redis, keys),
     waiter: new JobWaiter(subscriber, keys.finishedChannel),
-    events: new JobEventReader(redis, keys),
+    events,
     hub: new EventHub(subscriber, keys),
     streamTokens: new StreamTokens(redis, keys),
     tenants: new TenantStore(redis, keys),
-    streamLimits: { ...DEFAULT_STREAM_LIMITS, ...streamLimits },
+    streamLimits: limits,
     streamSessions: new Set(),
+    streamGate: new StreamGate(config.maxStreamsPerTenant, config.maxStreamsPerAddress),
+    budget,
+    outputWriter: new OutputWriter(new JobOutputReader(redis, keys), events, budget, limits.slowClientGraceMs),
     metrics,
   }
   app.decorate('services', services)
@@ -133,12 +159,20 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   app.addHook('onRoute', (route) => {
     if (route.url === '/v1/jobs/:id/stream' && route.schema) route.schema.hide = false
   })
-  registerAuth(app, config.tenantsByKey, services.streamTokens, services.tenants)
   await app.register(healthRoutes)
-  await app.register(jobsRoutes, { prefix: '/v1/jobs' })
-  await app.register(streamRoutes, { prefix: '/v1/jobs' })
-  await app.register(runtimesRoutes, { prefix: '/v1/runtimes' })
-  await app.register(auditRoutes, { prefix: '/v1/audit' })
+  // Every tenant route lives in one scope whose hook authenticates: it runs on the route
+  // the router matched (the decoded path), so no spelling of a URL walks around it.
+  await app.register(
+    async (v1) => {
+      registerAuth(v1, { tenantsByKey: config.tenantsByKey, streamTokens: services.streamTokens, tenants: services.tenants })
+      await v1.register(jobsRoutes, { prefix: '/jobs' })
+      await v1.register(streamRoutes, { prefix: '/jobs' })
+      await v1.register(runtimesRoutes, { prefix: '/runtimes' })
+      await v1.register(auditRoutes, { prefix: '/audit' })
+    },
+    { prefix: '/v1' },
+  )
+  // Operator routes have their own credential (routes/v1/admin/index.ts).
   await app.register(adminRoutes, { prefix: '/v1/admin' })
   return app
 }

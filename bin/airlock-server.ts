@@ -50,21 +50,23 @@ async function main(): Promise<void> {
     const app = await buildApp({ config, logger, metrics })
     await app.listen({ port: config.port, host: config.host })
     stops.push(() => app.close())
-  } else {
-    // A worker-only process has no API; it still serves /metrics, /healthz, and /readyz
-    // (ready while it can isolate jobs, so an orchestrator sees a fail-closed worker).
+  }
+  {
+    // Every process serves /metrics on a listener of its own, off the public port (a
+    // worker-only process also /healthz and /readyz: ready while it can isolate jobs,
+    // so an orchestrator sees a fail-closed worker).
     const server = createServer((req, res) => {
       if (req.url === '/metrics') {
         void metrics.registry.metrics().then((body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body))
       } else if (req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
-      } else if (req.url === '/readyz') {
+      } else if (req.url === '/readyz' && worker) {
         const isolation = worker?.isolation
         res.writeHead(isolation?.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: !!isolation?.ok, reason: isolation?.reason ?? null }))
       } else {
         res.writeHead(404).end()
       }
-    }).listen(config.metricsPort, config.host)
+    }).listen(config.metricsPort, config.metricsHost)
     stops.push(() => new Promise((resolve) => server.close(() => resolve())))
   }
 

@@ -110,11 +110,21 @@ export const SETTINGS = {
   apiKeys: str('AIRLOCK_API_KEYS', 'Static tenants and keys, `tenantA:keyA,tenantB:keyB`', ''),
   logLevel: oneOf('AIRLOCK_LOG_LEVEL', 'Log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   executor: oneOf('AIRLOCK_EXECUTOR', 'Sandbox executor: local (runsc on this machine) or kubernetes (a Job per job under the gVisor RuntimeClass)', 'local', ['local', 'kubernetes'] as const),
-  workerConcurrency: int('AIRLOCK_WORKER_CONCURRENCY', 'Jobs one worker process runs at once', 2, 1, 256),
+  workerConcurrency: int('AIRLOCK_WORKER_CONCURRENCY', 'Jobs one worker process runs at once', 4, 1, 256),
   bodyLimitBytes: int('AIRLOCK_MAX_BODY_BYTES', 'Largest request body accepted', 2 * 1024 * 1024, 1024, 64 * 1024 * 1024),
   jobRetentionSeconds: int('AIRLOCK_JOB_RETENTION_SECONDS', 'How long a finished job stays queryable', 7 * 24 * 3600, 60, 365 * 24 * 3600),
   adminKey: str('AIRLOCK_ADMIN_KEY', 'Credential for /v1/admin (queue state); admin routes answer 401 when unset', '', /^(|.{16,})$/, 'empty or at least 16 characters'),
-  metricsPort: int('AIRLOCK_METRICS_PORT', 'Port of /metrics for worker-only processes (the API serves /metrics on PORT)', 9464, 0, 65535),
+  metricsPort: int('AIRLOCK_METRICS_PORT', 'Port of the metrics listener (/metrics, /healthz, /readyz), apart from the public API port', 9464, 0, 65535),
+  metricsHost: str('AIRLOCK_METRICS_HOST', 'Address the metrics listener binds; keep it off the public network', '127.0.0.1'),
+  metricsOnApiPort: oneOf('AIRLOCK_METRICS_ON_API_PORT', 'Also serve /metrics on the public API port (tenant names and counts: only where that port is private)', 'false', ['true', 'false'] as const),
+  maxConnections: int('AIRLOCK_MAX_CONNECTIONS', "Open HTTP connections the API accepts at once (also held below the process's open-file limit, so the worker keeps descriptors for sandboxes)", 4096, 16, 1_000_000),
+  maxConnectionsPerAddress: int('AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS', 'Open HTTP connections from one client address at once', 256, 1, 1_000_000),
+  headersTimeoutMs: int('AIRLOCK_HEADERS_TIMEOUT_MS', "Longest a client may take to send a request's headers", 10_000, 100, 600_000),
+  requestTimeoutMs: int('AIRLOCK_REQUEST_TIMEOUT_MS', 'Longest a client may take to send a whole request (headers and body); answered 408', 30_000, 100, 3_600_000),
+  keepAliveTimeoutMs: int('AIRLOCK_KEEP_ALIVE_TIMEOUT_MS', 'How long an idle keep-alive connection stays open', 5_000, 100, 600_000),
+  maxStreamsPerTenant: int('AIRLOCK_MAX_STREAMS_PER_TENANT', "WebSocket streams one tenant may have open on one API process (429 AIRLOCK_ERR_TOO_MANY_STREAMS above it)", 64, 1, 1_000_000),
+  maxStreamsPerAddress: int('AIRLOCK_MAX_STREAMS_PER_ADDRESS', 'WebSocket streams one client address may have open on one API process', 64, 1, 1_000_000),
+  outputReadBufferBytes: int('AIRLOCK_OUTPUT_READ_BUFFER_BYTES', "Bytes of job output one API process holds at once for all readers together (GET a job, its logs, a stream's messages); readers past it wait their turn", 32 * 1024 * 1024, 1024 * 1024, 1 << 30),
   shutdownGraceMs: int('AIRLOCK_SHUTDOWN_GRACE_MS', 'On SIGTERM, how long running jobs may finish before they are handed back to the queue', 25_000, 0, 3_600_000),
   jobLockMs: int('AIRLOCK_JOB_LOCK_MS', "A worker's lock on a job it holds; a job whose worker died is handed out again after this", 30_000, 1000, 600_000),
   isolationCheckIntervalMs: int('AIRLOCK_ISOLATION_CHECK_INTERVAL_MS', 'How often a worker re-checks that it can isolate jobs (a probe sandbox)', 60_000, 200, 86_400_000),
@@ -138,7 +148,10 @@ export const SETTINGS = {
   k8sTtlAfterFinishedSeconds: int('AIRLOCK_K8S_TTL_AFTER_FINISHED_SECONDS', 'kubernetes executor: ttlSecondsAfterFinished, for Jobs a worker could not delete itself', 3600, 0, 7 * 24 * 3600),
   k8sLogStreams: oneOf('AIRLOCK_K8S_LOG_STREAMS', "kubernetes executor: auto keeps stdout and stderr apart where the cluster allows it (feature gate PodLogsQuerySplitStreams on the API server and kubelets), else merges them into stdout; merged always merges them", 'auto', ['auto', 'merged'] as const),
   k8sWatchTimeoutSeconds: int('AIRLOCK_K8S_WATCH_TIMEOUT_SECONDS', 'kubernetes executor: the longest one watch request lasts before it is resumed', 300, 1, 3600),
-  defaultSubmitsPerSecond: int('AIRLOCK_DEFAULT_SUBMITS_PER_SECOND', "Submissions per second of a tenant without its own quota; 0: no limit", 0, 0, 1_000_000),
+  defaultSubmitsPerSecond: int('AIRLOCK_DEFAULT_SUBMITS_PER_SECOND', "Submissions per second of a tenant without its own quota; 0: no limit", 100, 0, 1_000_000),
+  defaultMaxRunning: int('AIRLOCK_DEFAULT_MAX_RUNNING', "Jobs one tenant without its own quota may run at once, over every worker (keep it below the deployment's slots so no tenant holds them all); 0: no limit", 2, 0, 1_000_000),
+  defaultMaxQueued: int('AIRLOCK_DEFAULT_MAX_QUEUED', 'Jobs one tenant without its own quota may have queued at once; 0: no limit', 1000, 0, 1_000_000),
+  defaultMaxStoredBytes: int('AIRLOCK_DEFAULT_MAX_STORED_BYTES', "Bytes one tenant without its own quota may hold in Redis (each job's input and output; a job reserves its output cap until it ends); 0: no limit", 256 * 1024 * 1024, 0, 2 ** 50),
   defaultTimeoutMs: int('AIRLOCK_DEFAULT_TIMEOUT_MS', 'Default wall-clock limit of a job', 10_000, 100, 86_400_000),
   maxTimeoutMs: int('AIRLOCK_MAX_TIMEOUT_MS', 'Largest timeoutMs a job may ask for', 300_000, 100, 86_400_000),
   defaultMemoryMb: int('AIRLOCK_DEFAULT_MEMORY_MB', 'Default memory limit', 256, 16, 1 << 20),
@@ -157,6 +170,13 @@ export type Config = { [K in keyof Settings]: Settings[K]['default'] } & {
   tenantsByKey: Map<string, string>
   /** Parsed AIRLOCK_K8S_IMAGES: sandbox image -> reference pinned by digest. */
   k8sImageRefs: Map<string, string>
+  /** Parsed AIRLOCK_BENCH_TENANTS, empty entries dropped. */
+  benchTenantSet: ReadonlySet<string>
+}
+
+/** `a,b,,c` -> {a, b, c}: an empty entry names no tenant (the empty tenant is nobody). */
+export function parseTenantList(raw: string): Set<string> {
+  return new Set(raw.split(',').map((e) => e.trim()).filter(Boolean))
 }
 
 /**
@@ -191,7 +211,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     const raw = env[setting.name]
     out[field] = raw === undefined || raw === '' ? setting.default : setting.parse(raw)
   }
-  const config = { ...(out as Omit<Config, 'tenantsByKey' | 'k8sImageRefs'>), ...overrides } as Config
+  const config = { ...(out as Omit<Config, 'tenantsByKey' | 'k8sImageRefs' | 'benchTenantSet'>), ...overrides } as Config
+  config.benchTenantSet = parseTenantList(config.benchTenants)
   config.tenantsByKey = overrides.tenantsByKey ?? parseApiKeys(config.apiKeys)
   config.k8sImageRefs = overrides.k8sImageRefs ?? parseImageRefs(config.k8sImages)
   const pairs: [keyof Config, keyof Config][] = [

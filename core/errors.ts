@@ -18,6 +18,12 @@ export const ErrorCodes = {
   AIRLOCK_ERR_QUOTA_JOB_LIMITS: 400,
   AIRLOCK_ERR_QUOTA_RATE: 429,
   AIRLOCK_ERR_QUOTA_QUEUED: 429,
+  /** The submission would take the tenant past the bytes it may hold in Redis. */
+  AIRLOCK_ERR_QUOTA_STORAGE: 429,
+  /** The tenant, or the client's address, has its most WebSocket streams open. */
+  AIRLOCK_ERR_TOO_MANY_STREAMS: 429,
+  /** The process, or the client's address, has its most connections open. */
+  AIRLOCK_ERR_TOO_MANY_CONNECTIONS: 503,
   AIRLOCK_ERR_FORBIDDEN: 403,
   AIRLOCK_ERR_TENANT_EXISTS: 409,
   AIRLOCK_ERR_ISOLATION_FORBIDDEN: 403,
@@ -30,6 +36,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_INTERNAL: 500,
   AIRLOCK_ERR_ISOLATION_UNAVAILABLE: 503,
   AIRLOCK_ERR_STORE_UNAVAILABLE: 503,
+  /** Redis refused a write (its maxmemory is reached); nothing was accepted. */
+  AIRLOCK_ERR_STORE_FULL: 503,
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes

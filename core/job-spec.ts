@@ -19,28 +19,59 @@ export const LimitsSchema = Type.Object(
   { additionalProperties: false },
 )
 
+export const MAX_FILES = 100
+export const MAX_TOTAL_FILE_BYTES = 1024 * 1024
+/**
+ * A file path's bounds, in UTF-8 bytes: Linux (and gVisor) refuse a name segment over
+ * NAME_MAX (255 bytes) with ENAMETOOLONG, and the whole path has to fit under PATH_MAX
+ * (4096) with the worker's state directory in front of it on the host.
+ */
+export const MAX_PATH_SEGMENT_BYTES = 255
+export const MAX_FILE_PATH_BYTES = 1024
+export const MAX_PATH_DEPTH = 16
+export const MAX_ARGS = 64
+export const MAX_ARG_LENGTH = 4096
+export const MAX_ENV = 64
+export const MAX_ENV_NAME_LENGTH = 128
+export const MAX_ENV_VALUE_LENGTH = 4096
+/** All of env as the kernel counts it (NAME=value and a NUL each), bytes; checked by resolveJobSpec. */
+export const MAX_TOTAL_ENV_BYTES = 64 * 1024
+/**
+ * A POSIX name (IEEE Std 1003.1, 3.235): what every shell and libc accepts as a
+ * variable, and never anything that could split an assignment ('=', newline, NUL).
+ */
+export const ENV_NAME_PATTERN = `^[A-Za-z_][A-Za-z0-9_]{0,${MAX_ENV_NAME_LENGTH - 1}}$`
+const ENV_NAME = new RegExp(ENV_NAME_PATTERN)
+
 export const JobFileSchema = Type.Object(
   {
-    path: Type.String({ minLength: 1, maxLength: 255 }),
+    // In characters here (a character is at least a byte); filePathProblem counts bytes.
+    path: Type.String({ minLength: 1, maxLength: MAX_FILE_PATH_BYTES }),
     content: Type.String({ maxLength: 1024 * 1024 }),
   },
   { additionalProperties: false },
 )
 
-export const MAX_FILES = 100
-export const MAX_TOTAL_FILE_BYTES = 1024 * 1024
-export const MAX_ARGS = 64
-export const MAX_ENV = 64
+/**
+ * additionalProperties: false is what makes the name pattern a rule: TypeBox's Record
+ * emits the key type as patternProperties, which by itself lets any other key through
+ * with any value.
+ */
+export const JobEnvSchema = Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String({ maxLength: MAX_ENV_VALUE_LENGTH }), {
+  maxProperties: MAX_ENV,
+  additionalProperties: false,
+  description: `Variables for the program: at most ${MAX_ENV}, names matching ${ENV_NAME_PATTERN}, values of at most ${MAX_ENV_VALUE_LENGTH} characters, ${MAX_TOTAL_ENV_BYTES} bytes in all`,
+})
 
 export const JobRequestSchema = Type.Object(
   {
     runtime: Type.String({ minLength: 1, maxLength: 64, description: `One of ${RUNTIMES.map((r) => r.name).join(', ')}` }),
     source: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES, description: 'Program text; stored as the runtime\'s default entrypoint' })),
     files: Type.Optional(Type.Array(JobFileSchema, { maxItems: MAX_FILES })),
-    entrypoint: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
-    args: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: MAX_ARGS })),
+    entrypoint: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_FILE_PATH_BYTES })),
+    args: Type.Optional(Type.Array(Type.String({ maxLength: MAX_ARG_LENGTH }), { maxItems: MAX_ARGS })),
     stdin: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES })),
-    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' }), Type.String({ maxLength: 4096 }), { maxProperties: MAX_ENV })),
+    env: Type.Optional(JobEnvSchema),
     limits: Type.Optional(LimitsSchema),
     isolation: Type.Optional(
       Type.Union([Type.Literal('gvisor'), Type.Literal('runc')], {
@@ -98,7 +129,11 @@ export function filePathProblem(path: string): string | undefined {
   if (path.includes('\\')) return 'must use / as separator'
   const parts = path.split('/')
   if (parts.some((p) => p === '' || p === '.' || p === '..')) return "must not contain empty, '.' or '..' segments"
-  if (parts.length > 16) return 'is nested too deeply (16 levels at most)'
+  if (parts.length > MAX_PATH_DEPTH) return `is nested too deeply (${MAX_PATH_DEPTH} levels at most)`
+  // Checked here rather than left to the filesystem, whose ENAMETOOLONG would come
+  // from the worker, past the edge.
+  if (parts.some((p) => utf8Bytes(p) > MAX_PATH_SEGMENT_BYTES)) return `has a name longer than ${MAX_PATH_SEGMENT_BYTES} bytes`
+  if (utf8Bytes(path) > MAX_FILE_PATH_BYTES) return `is longer than ${MAX_FILE_PATH_BYTES} bytes`
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(path)) return 'contains control characters'
   return undefined
@@ -130,6 +165,40 @@ function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy): L
 
 function utf8Bytes(s: string): number {
   return Buffer.byteLength(s, 'utf8')
+}
+
+/** Characters as JSON Schema's maxLength counts them: code points, not UTF-16 units. */
+function characters(s: string): number {
+  let n = 0
+  for (const _ of s) n++
+  return n
+}
+
+/** One variable as the kernel counts it in a process's environment: NAME=value and its NUL. */
+export function envEntryBytes(name: string, value: string): number {
+  return utf8Bytes(name) + 1 + utf8Bytes(value) + 1
+}
+
+/**
+ * The job's variables, or an AirlockError saying which is wrong. The schema refuses
+ * bad names and values already; they are checked again so that a request that did not
+ * go through it is still a 400, never a TypeError.
+ */
+function checkEnv(env: Record<string, string>): Record<string, string> {
+  const entries = Object.entries(env)
+  if (entries.length > MAX_ENV) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env has ${entries.length} variables; at most ${MAX_ENV} are allowed`, [{ path: '/env', message: 'too many' }])
+  let bytes = 0
+  for (const [name, value] of entries) {
+    if (!ENV_NAME.test(name)) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env name ${JSON.stringify(name.slice(0, 64))} is not a POSIX name of at most ${MAX_ENV_NAME_LENGTH} characters`, [{ path: '/env', message: 'bad name' }])
+    if (typeof value !== 'string' || characters(value) > MAX_ENV_VALUE_LENGTH) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} must be a string of at most ${MAX_ENV_VALUE_LENGTH} characters`, [{ path: `/env/${name}`, message: 'bad value' }])
+    if (RESERVED_ENV.has(name)) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} is set by the sandbox and cannot be overridden`, [{ path: `/env/${name}`, message: 'reserved' }])
+    if (value.includes('\0')) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} contains a NUL byte`, [{ path: `/env/${name}`, message: 'NUL byte' }])
+    bytes += envEntryBytes(name, value)
+  }
+  if (bytes > MAX_TOTAL_ENV_BYTES) {
+    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env adds up to ${bytes} bytes; at most ${MAX_TOTAL_ENV_BYTES} are allowed`, [{ path: '/env', message: 'too large' }])
+  }
+  return env
 }
 
 /**
@@ -182,13 +251,11 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
     throw new AirlockError('AIRLOCK_ERR_VALIDATION', `entrypoint ${JSON.stringify(entrypoint)} is not one of the files`, [{ path: '/entrypoint', message: 'not among files' }])
   }
 
-  const env = request.env ?? {}
-  for (const [name, value] of Object.entries(env)) {
-    if (RESERVED_ENV.has(name)) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} is set by the sandbox and cannot be overridden`, [{ path: `/env/${name}`, message: 'reserved' }])
-    if (value.includes('\0')) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} contains a NUL byte`, [{ path: `/env/${name}`, message: 'NUL byte' }])
-  }
+  const env = checkEnv(request.env ?? {})
   const args = request.args ?? []
+  if (args.length > MAX_ARGS) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `${args.length} arguments; at most ${MAX_ARGS} are allowed`, [{ path: '/args', message: 'too many' }])
   args.forEach((a, i) => {
+    if (typeof a !== 'string' || characters(a) > MAX_ARG_LENGTH) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `argument ${i} must be a string of at most ${MAX_ARG_LENGTH} characters`, [{ path: `/args/${i}`, message: 'bad argument' }])
     if (a.includes('\0')) throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'arguments must not contain NUL bytes', [{ path: `/args/${i}`, message: 'NUL byte' }])
   })
 

@@ -11,26 +11,52 @@ import type { RedisKeys } from './redis-keys.js'
  * (a queued job is claimed once; a final status is written once).
  */
 
-export interface StoredJob {
+/** Where a job's output lives: its event stream (the usual), or keys of its own. */
+export type OutputPlace = 'events' | 'keys'
+
+/** A job record without its spec and output, which can be megabytes: what the API reads. */
+export interface JobView {
   id: string
   tenant: string
-  spec: JobSpec
   status: JobStatus
   cancelRequested: boolean
+  output: OutputPlace
+  /** The job as clients see it, but for stdout and stderr (read in pieces: job-output.ts). */
+  job: Omit<Job, 'stdout' | 'stderr'>
+}
+
+export interface StoredJob extends JobView {
+  spec: JobSpec
   /** Sandboxes started for this job; more than 1 would break at-most-once. */
   launches: number
-  job: Job
 }
+
+/** Server-wide quotas of tenants that have none of their own; 0 means no limit. */
+export interface TenantDefaults {
+  maxRunning: number
+  maxQueued: number
+  maxStoredBytes: number
+}
+
+export const NO_TENANT_DEFAULTS: TenantDefaults = { maxRunning: 0, maxQueued: 0, maxStoredBytes: 0 }
+
+/** What a create did: made the job, or refused it for a quota of the tenant's. */
+export type CreateResult = 'created' | 'queued-quota' | 'storage-quota'
+
+/** Bytes a job record costs Redis beyond its input and output (fields, events, indexes). */
+export const JOB_OVERHEAD_BYTES = 2048
 
 /** `throttled`: the tenant is at its maxRunning quota; the job stays queued. */
 export type ClaimResult = 'claimed' | 'cancelled' | 'missing' | 'throttled' | Exclude<JobStatus, 'queued'>
 /** What a cancel did: ended a queued job, signalled a running one, or found it absent or already ended. */
 export type CancelResult = { kind: 'cancelled' | 'cancelling' | 'missing' } | { kind: 'finished'; status: JobStatus }
 
-// Every script gets the same KEYS (job hash, events stream, seq counter) and the same
-// first six ARGV, so each status change and its event are written in one atomic step.
+// Every script gets the same KEYS (job hash, events stream, seq counter, running set)
+// and the same first seven ARGV, so each status change and its event are written in
+// one atomic step. ARGV[7]: the server's default quotas (JSON), for tenants without.
 const PRELUDE = `
 local now, ttl, liveTtl, notify, finished, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local defaults = cjson.decode(ARGV[7])
 local function event(...)
   local seq = redis.call('INCR', KEYS[3])
   redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'ts', now, ...)
@@ -44,13 +70,36 @@ end
 local prefix = string.sub(KEYS[4], 1, -9)
 local function tkey(tenant, suffix) return prefix .. ':tenant:' .. tenant .. ':' .. suffix end
 local function jobTenant() return redis.call('HGET', KEYS[1], 'tenant') or '' end
+-- The tenant's own quota, else the server's default; nil (or 0 by default) is no limit.
 local function quota(tenant, name)
   local q = redis.call('HGET', prefix .. ':tenant:' .. tenant, 'quotas')
-  if not q then return nil end
-  local ok, d = pcall(cjson.decode, q)
-  if ok and type(d) == 'table' and type(d[name]) == 'number' then return d[name] end
+  if q then
+    local ok, d = pcall(cjson.decode, q)
+    if ok and type(d) == 'table' and type(d[name]) == 'number' then return d[name] end
+  end
+  local v = defaults[name]
+  if type(v) == 'number' and v > 0 then return v end
   return nil
 end
+-- What a tenant holds in Redis: each job's bytes (a reservation until it ends, then
+-- what it really holds), scored by when the record expires, and their running total.
+local function storageForget(t, ids)
+  for _, j in ipairs(ids) do
+    local b = tonumber(redis.call('HGET', tkey(t, 'stored:bytes'), j) or '0')
+    redis.call('DECRBY', tkey(t, 'stored:total'), b)
+    redis.call('HDEL', tkey(t, 'stored:bytes'), j)
+    redis.call('ZREM', tkey(t, 'stored'), j)
+  end
+end
+local function storageSet(t, j, bytes, expiresAt, keepFor)
+  local was = tonumber(redis.call('HGET', tkey(t, 'stored:bytes'), j) or '0')
+  redis.call('INCRBY', tkey(t, 'stored:total'), bytes - was)
+  redis.call('HSET', tkey(t, 'stored:bytes'), j, bytes)
+  redis.call('ZADD', tkey(t, 'stored'), expiresAt, j)
+  for _, suffix in ipairs({'stored', 'stored:bytes', 'stored:total'}) do redis.call('EXPIRE', tkey(t, suffix), keepFor) end
+end
+-- Output written to keys of its own (KEYS[5], KEYS[6]) instead of the event stream.
+local function outputKeys() return {KEYS[5], KEYS[6]} end
 local function final(status)
   redis.call('ZREM', KEYS[4], id)
   local t = jobTenant()
@@ -58,30 +107,48 @@ local function final(status)
   redis.call('ZREM', tkey(t, 'queued'), id)
   event('type', 'status', 'status', status)
   event('type', 'end')
-  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+  -- A tenant's retention quota can only shorten how long its jobs are kept.
+  local keep = tonumber(ttl)
+  local own = quota(t, 'retentionSeconds')
+  if own and own < keep then keep = own end
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], keep) end
+  if redis.call('HGET', KEYS[1], 'output') == 'keys' and #KEYS >= 6 then
+    for _, k in ipairs(outputKeys()) do redis.call('EXPIRE', k, keep) end
+  end
+  local held = tonumber(redis.call('HGET', KEYS[1], 'inputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'outputBytes') or '0') + ${JOB_OVERHEAD_BYTES}
+  storageSet(t, id, held, tonumber(now) + keep * 1000, liveTtl)
   redis.call('PUBLISH', finished, id)
 end
 `
 
-// KEYS[5]: the tenant's job index; ARGV[7]: index entries older than this are
-// dropped (their records have expired); ARGV[8..]: field/value pairs of the new record,
-// the first pair being 'tenant', <tenant>. Returns 0, creating nothing, when the
-// tenant's maxQueued quota is reached.
+// KEYS[5]: the tenant's job index; ARGV[8]: index entries older than this are
+// dropped (their records have expired); ARGV[9]: bytes the job reserves (its input
+// and the most output it may write); ARGV[10..]: field/value pairs of the new record,
+// the first pair being 'tenant', <tenant>. Returns 'created', or what quota refused it
+// (creating nothing): 'queued-quota' or 'storage-quota:<held bytes>'.
 const CREATE = `${PRELUDE}
-local tenant = ARGV[9]
+local tenant = ARGV[11]
 local maxQueued = quota(tenant, 'maxQueued')
-if maxQueued and redis.call('ZCARD', tkey(tenant, 'queued')) >= maxQueued then return 0 end
+if maxQueued and redis.call('ZCARD', tkey(tenant, 'queued')) >= maxQueued then return 'queued-quota' end
+local maxStored = quota(tenant, 'maxStoredBytes')
+if maxStored then
+  -- Records that expired free their bytes here, a bounded number per submission.
+  storageForget(tenant, redis.call('ZRANGEBYSCORE', tkey(tenant, 'stored'), '-inf', now, 'LIMIT', 0, 200))
+  local held = tonumber(redis.call('GET', tkey(tenant, 'stored:total')) or '0')
+  if held + tonumber(ARGV[9]) > maxStored then return 'storage-quota:' .. held end
+end
+storageSet(tenant, id, tonumber(ARGV[9]), tonumber(now) + liveTtl * 1000, liveTtl)
 redis.call('ZADD', tkey(tenant, 'queued'), now, id)
-for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], liveTtl)
 redis.call('ZADD', KEYS[5], now, id)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[8])
 redis.call('EXPIRE', KEYS[5], liveTtl)
 event('type', 'status', 'status', 'queued')
-return 1
+return 'created'
 `
 
-// ARGV[7]: worker id
+// ARGV[8]: worker id
 const CLAIM = `${PRELUDE}
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
@@ -96,7 +163,7 @@ end
 local tenant = jobTenant()
 local maxRunning = quota(tenant, 'maxRunning')
 if maxRunning and redis.call('ZCARD', tkey(tenant, 'running')) >= maxRunning then return 'throttled' end
-redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', now, 'worker', ARGV[7])
+redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', now, 'worker', ARGV[8])
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('ZREM', tkey(tenant, 'queued'), id)
 redis.call('ZADD', tkey(tenant, 'running'), now, id)
@@ -104,18 +171,25 @@ event('type', 'status', 'status', 'running')
 return 'claimed'
 `
 
-// ARGV[7]: final status; ARGV[8..]: field/value pairs
+// KEYS[5], KEYS[6]: the job's stdout and stderr keys; ARGV[8]: final status; ARGV[9],
+// ARGV[10]: stdout and stderr to keep in those keys, when the record's output field
+// says 'keys' (the event stream missed some); ARGV[11..]: field/value pairs.
 const FINISH = `${PRELUDE}
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'running' and status ~= 'queued' then return 0 end
-for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-final(ARGV[7])
+for i = 11, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if redis.call('HGET', KEYS[1], 'output') == 'keys' then
+  redis.call('SET', KEYS[5], ARGV[9])
+  redis.call('SET', KEYS[6], ARGV[10])
+  redis.call('HSET', KEYS[1], 'outputBytes', #ARGV[9] + #ARGV[10])
+end
+final(ARGV[8])
 return 1
 `
 
-// ARGV[7]: tenant; ARGV[8]: cancel channel
+// ARGV[8]: tenant; ARGV[9]: cancel channel
 const CANCEL = `${PRELUDE}
-if redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[7] then return 'missing' end
+if redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[8] then return 'missing' end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finishedAt', now, 'reason', 'cancelled before it started', 'cancelRequested', '1')
@@ -124,15 +198,15 @@ if status == 'queued' then
 end
 if status == 'running' then
   redis.call('HSET', KEYS[1], 'cancelRequested', '1')
-  redis.call('PUBLISH', ARGV[8], id)
+  redis.call('PUBLISH', ARGV[9], id)
   return 'do:cancelling'
 end
 return 'was:' .. status
 `
 
-// ARGV[7]: worker id. Only the worker that claimed the job may hand it back.
+// ARGV[8]: worker id. Only the worker that claimed the job may hand it back.
 const REQUEUE = `${PRELUDE}
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[7] then return 0 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[8] then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'queued')
 redis.call('HDEL', KEYS[1], 'startedAt', 'worker')
 redis.call('HINCRBY', KEYS[1], 'handedBack', 1)
@@ -144,32 +218,39 @@ event('type', 'status', 'status', 'queued')
 return 1
 `
 
-// ARGV[7]: the worker taking over a running job whose worker stopped; ARGV[8]: that
+// ARGV[8]: the worker taking over a running job whose worker stopped; ARGV[9]: that
 // worker, or '' for whichever it was.
 const TAKE_OVER = `${PRELUDE}
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if ARGV[8] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[8] then return 0 end
-redis.call('HSET', KEYS[1], 'worker', ARGV[7])
+if ARGV[9] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[9] then return 0 end
+redis.call('HSET', KEYS[1], 'worker', ARGV[8])
 return 1
 `
 
-// ARGV[7]: the worker believed dead; ARGV[8]: reason. Ends a running job whose worker
+// ARGV[8]: the worker believed dead; ARGV[9]: reason. Ends a running job whose worker
 // is gone, unless it has moved on meanwhile.
 const LOST = `${PRELUDE}
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then
   redis.call('ZREM', KEYS[4], id)
   return 0
 end
-if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[7] then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'error', 'finishedAt', now, 'reason', ARGV[8])
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[8] then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'error', 'finishedAt', now, 'reason', ARGV[9])
 final('error')
 return 1
 `
 
-// ARGV[7]: stream name; ARGV[8]: data
+// ARGV[8]: stream name; ARGV[9]: data. The record counts its output bytes, which its
+// tenant's storage quota holds once the job ends.
 const APPEND_LOG = `${PRELUDE}
-return event('type', 'log', 'stream', ARGV[7], 'data', ARGV[8])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], 'outputBytes', #ARGV[9]) end
+return event('type', 'log', 'stream', ARGV[8], 'data', ARGV[9])
 `
+
+/** What a job holds against its tenant's storage quota until it ends: input, and both streams at their cap. */
+export function jobReservationBytes(inputBytes: number, outputBytes: number): number {
+  return inputBytes + 2 * outputBytes + JOB_OVERHEAD_BYTES
+}
 
 export function newJobId(): string {
   return `job_${randomUUID().replaceAll('-', '')}`
@@ -186,27 +267,27 @@ function intOrNull(v: string | undefined): number | null {
   return v === undefined || v === '' ? null : Number(v)
 }
 
-function toStoredJob(id: string, h: Record<string, string>): StoredJob {
-  const spec = JSON.parse(h.spec ?? '{}') as JobSpec
+/** Fields of a record the API reads: everything but the spec (and legacy output). */
+const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'executor', 'isolation'] as const
+type ViewFields = Partial<Record<(typeof VIEW_FIELDS)[number], string>>
+
+function toView(id: string, h: ViewFields, runtime: string): JobView {
   const status = h.status as JobStatus
   const created = Number(h.createdAt)
   const started = h.startedAt ? Number(h.startedAt) : null
   return {
     id,
     tenant: h.tenant ?? '',
-    spec,
     status,
     cancelRequested: h.cancelRequested === '1',
-    launches: Number(h.launches ?? 0),
+    output: h.output === 'keys' ? 'keys' : 'events',
     job: {
       id,
-      runtime: spec.runtime,
+      runtime,
       status,
       exitCode: intOrNull(h.exitCode),
       signal: h.signal || null,
       reason: h.reason || null,
-      stdout: h.stdout ?? '',
-      stderr: h.stderr ?? '',
       truncated: h.truncated === '1',
       createdAt: new Date(created).toISOString(),
       startedAt: iso(h.startedAt),
@@ -250,12 +331,16 @@ export class JobStore {
   /** Events of a job that has not ended yet are kept at least this long. */
   private readonly liveTtlSeconds: number
 
+  private readonly defaultsJson: string
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly retentionSeconds: number,
+    defaults: TenantDefaults = NO_TENANT_DEFAULTS,
   ) {
     this.liveTtlSeconds = retentionSeconds + 24 * 3600
+    this.defaultsJson = JSON.stringify(defaults)
   }
 
   private script(lua: string, id: string, now: number, ...args: (string | number)[]): Promise<unknown> {
@@ -265,30 +350,72 @@ export class JobStore {
   private scriptWithKeys(lua: string, id: string, extraKeys: string[], now: number, ...args: (string | number)[]): Promise<unknown> {
     const k = this.keys
     const keys = [k.job(id), k.jobEvents(id), k.jobSeq(id), k.running, ...extraKeys]
-    return this.redis.eval(lua, keys.length, ...keys, now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, ...args)
+    return this.redis.eval(lua, keys.length, ...keys, now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, this.defaultsJson, ...args)
   }
 
-  /** False, creating nothing, when the tenant has its maxQueued quota of queued jobs. */
-  async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<boolean> {
+  /**
+   * Creates the job unless one of the tenant's quotas refuses it (maxQueued, or the
+   * bytes it may hold: the job reserves its input and the most output it may write).
+   */
+  async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<{ result: CreateResult; heldBytes?: number }> {
     const oldest = now - this.liveTtlSeconds * 1000
-    return (await this.scriptWithKeys(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', JSON.stringify(spec), 'createdAt', String(now))) === 1
+    const specJson = JSON.stringify(spec)
+    const inputBytes = Buffer.byteLength(specJson)
+    const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes)
+    const r = String(
+      await this.scriptWithKeys(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, reserve, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', specJson, 'inputBytes', inputBytes, 'createdAt', String(now)),
+    )
+    if (r.startsWith('storage-quota:')) return { result: 'storage-quota', heldBytes: Number(r.slice('storage-quota:'.length)) }
+    return { result: r === 'queued-quota' ? 'queued-quota' : 'created' }
+  }
+
+  /** Bytes the tenant holds in Redis now (reservations of unfinished jobs included). */
+  async storedBytes(tenant: string): Promise<number> {
+    return Number((await this.redis.get(this.keys.tenantStoredTotal(tenant))) ?? 0)
   }
 
   /** Removes a job that was never accepted (its queue entry could not be written). */
   async remove(id: string, tenant: string): Promise<void> {
-    await this.redis.multi().del(this.keys.job(id), this.keys.jobEvents(id), this.keys.jobSeq(id)).zrem(this.keys.tenantJobs(tenant), id).exec()
+    const k = this.keys
+    const bytes = Number((await this.redis.hget(k.tenantStoredBytes(tenant), id)) ?? 0)
+    await this.redis
+      .multi()
+      .del(k.job(id), k.jobEvents(id), k.jobSeq(id))
+      .zrem(k.tenantJobs(tenant), id)
+      .zrem(k.tenantQueued(tenant), id)
+      .zrem(k.tenantStored(tenant), id)
+      .hdel(k.tenantStoredBytes(tenant), id)
+      .decrby(k.tenantStoredTotal(tenant), bytes)
+      .exec()
   }
 
+  /** The whole record, spec included: what a worker needs to run the job. */
   async get(id: string): Promise<StoredJob | undefined> {
-    const h = await this.redis.hgetall(this.keys.job(id))
-    if (!h.status) return undefined
-    return toStoredJob(id, h)
+    const [view, spec, launches] = await Promise.all([this.view(id), this.redis.hget(this.keys.job(id), 'spec'), this.redis.hget(this.keys.job(id), 'launches')])
+    if (!view || spec === null) return undefined
+    return { ...view, spec: JSON.parse(spec) as JobSpec, launches: Number(launches ?? 0) }
   }
 
-  /** The job if it exists and belongs to `tenant`; other tenants' jobs do not exist for them. */
-  async getForTenant(id: string, tenant: string): Promise<StoredJob | undefined> {
-    const stored = await this.get(id)
-    return stored && stored.tenant === tenant ? stored : undefined
+  /** The record without spec and output, so reading it costs the same however big the job. */
+  async view(id: string): Promise<JobView | undefined> {
+    const [values, runtime] = await Promise.all([this.redis.hmget(this.keys.job(id), ...VIEW_FIELDS), this.redis.hget(this.keys.job(id), 'runtime')])
+    const h: ViewFields = {}
+    VIEW_FIELDS.forEach((f, i) => {
+      if (values[i] !== null && values[i] !== undefined) h[f] = values[i]!
+    })
+    if (!h.status) return undefined
+    return toView(id, h, runtime ?? '')
+  }
+
+  /**
+   * The job if it exists and belongs to `tenant`; other tenants' jobs do not exist for
+   * them. The owner is checked before anything else is read, so a 404 costs the same
+   * whether or not the id is another tenant's.
+   */
+  async viewForTenant(id: string, tenant: string): Promise<JobView | undefined> {
+    if ((await this.redis.hget(this.keys.job(id), 'tenant')) !== tenant) return undefined
+    const view = await this.view(id)
+    return view && view.tenant === tenant ? view : undefined
   }
 
   /**
@@ -389,23 +516,28 @@ export class JobStore {
     return Number(await this.script(APPEND_LOG, id, now, stream, data))
   }
 
-  /** Writes a final status once; returns false if the job had already ended. */
-  async finish(id: string, outcome: JobOutcome, meta: { executor: string; isolation: Isolation | null }, now = Date.now()): Promise<boolean> {
+  /**
+   * Writes a final status once; returns false if the job had already ended. The output
+   * is stored once: in the event stream, where the live log put it, or, when
+   * `outputInEvents` is false (a live write failed), in keys of the job's own.
+   */
+  async finish(id: string, outcome: JobOutcome, meta: { executor: string; isolation: Isolation | null; outputInEvents: boolean }, now = Date.now()): Promise<boolean> {
     const fields: Record<string, string> = {
+      output: meta.outputInEvents ? 'events' : 'keys',
       status: outcome.status,
       finishedAt: String(now),
       exitCode: outcome.exitCode === null ? '' : String(outcome.exitCode),
       signal: outcome.signal ?? '',
       reason: outcome.reason ?? '',
-      stdout: outcome.stdout,
-      stderr: outcome.stderr,
       truncated: outcome.truncated ? '1' : '0',
       startupMs: outcome.startupMs === null ? '' : String(outcome.startupMs),
       runMs: outcome.runMs === null ? '' : String(outcome.runMs),
       executor: meta.executor,
       isolation: meta.isolation ? JSON.stringify(meta.isolation) : '',
     }
-    const done = await this.script(FINISH, id, now, outcome.status, ...Object.entries(fields).flat())
+    const k = this.keys
+    const [stdout, stderr] = meta.outputInEvents ? ['', ''] : [outcome.stdout, outcome.stderr]
+    const done = await this.scriptWithKeys(FINISH, id, [k.jobOutput(id, 'stdout'), k.jobOutput(id, 'stderr')], now, outcome.status, stdout, stderr, ...Object.entries(fields).flat())
     return done === 1
   }
 

@@ -1,9 +1,15 @@
 import { pino, type DestinationStream, type Logger } from 'pino'
 
-/** Strips stream tokens from URLs before they are logged. */
+/** A logged URL is cut here, so a caller's 12 KB query string costs the log 256 bytes. */
+export const LOGGED_URL_MAX = 256
+
+/** Strips stream tokens from URLs before they are logged, and bounds their length. */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&]token=)[^&]*/g, '$1[redacted]')
+  const redacted = url.replace(/([?&]token=)[^&]*/g, '$1[redacted]')
+  return redacted.length > LOGGED_URL_MAX ? `${redacted.slice(0, LOGGED_URL_MAX)}…(${redacted.length} chars)` : redacted
 }
+
+const bounded = (s: string | undefined, max = 128) => (s === undefined || s.length <= max ? s : `${s.slice(0, max)}…`)
 
 /**
  * JSON logs for every process. Request lines carry the request id (and, once known, the
@@ -19,7 +25,7 @@ export function createLogger(level: string, base: Record<string, unknown> = {}, 
       req: (req: { method?: string; url?: string; hostname?: string; ip?: string }) => ({
         method: req.method,
         url: redactUrl(req.url ?? ''),
-        hostname: req.hostname,
+        hostname: bounded(req.hostname),
         remoteAddress: req.ip,
       }),
       err: pino.stdSerializers.err,

@@ -1,6 +1,13 @@
 import type { ErrorDetail } from './errors.js'
 import type { Limits, LimitsPolicy } from './job-spec.js'
 import type { Quotas } from './tenant-store.js'
+import type { Config } from './config.js'
+import type { TenantDefaults } from './job-store.js'
+
+/** The quotas every tenant without its own has (fair share and storage by default). */
+export function tenantDefaults(config: Pick<Config, 'defaultMaxRunning' | 'defaultMaxQueued' | 'defaultMaxStoredBytes'>): TenantDefaults {
+  return { maxRunning: config.defaultMaxRunning, maxQueued: config.defaultMaxQueued, maxStoredBytes: config.defaultMaxStoredBytes }
+}
 
 const PER_JOB: [keyof Limits, keyof Quotas][] = [
   ['timeoutMs', 'maxTimeoutMs'],

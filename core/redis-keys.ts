@@ -11,12 +11,22 @@ export interface RedisKeys {
   job(id: string): string
   /** Stream of a job's events (status changes and output), entry ids `<seq>-0`. */
   jobEvents(id: string): string
+  /** A job's stdout or stderr, when it is not in its event stream (a live write failed). */
+  jobOutput(id: string, stream: 'stdout' | 'stderr'): string
   /** Counter that numbers a job's events. */
   jobSeq(id: string): string
   /** Pub/sub: the newest seq is published here after each event of the job. */
   jobNotify(id: string): string
   /** Sorted set of a tenant's job ids, scored by creation time (ms), for listing. */
   tenantJobs(tenant: string): string
+  /** Sorted set of a tenant's queued jobs (maxQueued); the Lua scripts name it too. */
+  tenantQueued(tenant: string): string
+  /** Sorted set: the tenant's jobs that hold bytes in Redis, scored by when they expire (ms). */
+  tenantStored(tenant: string): string
+  /** Hash: job id -> bytes the job holds against the tenant's storage quota. */
+  tenantStoredBytes(tenant: string): string
+  /** Counter: the sum of tenantStoredBytes. */
+  tenantStoredTotal(tenant: string): string
   /** Hash: a tenant made through the admin API (createdAt, quotas as JSON). */
   tenant(name: string): string
   /** Set of the names of tenants made through the admin API. */
@@ -53,8 +63,13 @@ export function redisKeys(prefix: string): RedisKeys {
     job: (id) => `${p}:job:${id}`,
     jobEvents: (id) => `${p}:job:${id}:events`,
     jobSeq: (id) => `${p}:job:${id}:seq`,
+    jobOutput: (id, stream) => `${p}:job:${id}:${stream}`,
     jobNotify: (id) => `${p}:job:${id}:notify`,
     tenantJobs: (tenant) => `${p}:tenant:${tenant}:jobs`,
+    tenantQueued: (tenant) => `${p}:tenant:${tenant}:queued`,
+    tenantStored: (tenant) => `${p}:tenant:${tenant}:stored`,
+    tenantStoredBytes: (tenant) => `${p}:tenant:${tenant}:stored:bytes`,
+    tenantStoredTotal: (tenant) => `${p}:tenant:${tenant}:stored:total`,
     tenant: (name) => `${p}:tenant:${name}`,
     tenants: `${p}:tenants`,
     tenantKeys: (name) => `${p}:tenant:${name}:keys`,

@@ -14,6 +14,8 @@ export const QuotasSchema = Type.Object(
     maxCpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Largest cpus one job may ask for' })),
     maxPids: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest pids one job may ask for' })),
     maxOutputBytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest outputBytes one job may ask for' })),
+    maxStoredBytes: Type.Optional(Type.Integer({ minimum: 1, description: "Bytes the tenant may hold in Redis: each job's input and output (a job reserves its output cap until it ends); 429 AIRLOCK_ERR_QUOTA_STORAGE above it" })),
+    retentionSeconds: Type.Optional(Type.Integer({ minimum: 60, description: "How long the tenant's finished jobs are kept; only shortens the server's AIRLOCK_JOB_RETENTION_SECONDS" })),
   },
   { additionalProperties: false },
 )

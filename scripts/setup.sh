@@ -4,6 +4,10 @@
 # the compiled server and the sandbox image. Safe to run again: it only does what is
 # missing. With --start it then runs the service (API + worker + local gVisor
 # executor) in the foreground.
+#
+# AIRLOCK_REDIS_MAXMEMORY (default 1gb) caps the Redis that setup starts, or a local
+# one it finds without a cap. Airlock needs maxmemory-policy noeviction: a full Redis
+# must refuse writes (the API answers 503 with a code), never drop jobs or keys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,19 +36,36 @@ fi
 
 # --- Redis: start a local one if REDIS_URL (default local) does not answer.
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
-if ! redis-cli -u "$redis_url" ping >/dev/null 2>&1; then
-  case "$redis_url" in
-    redis://127.0.0.1:*|redis://localhost:*)
-      port=${redis_url##*:}; port=${port%%/*}
-      log "starting redis-server on 127.0.0.1:$port (append-only file in /var/lib/redis)"
-      mkdir -p /var/lib/redis /var/log/redis
-      redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --appendonly yes \
-        --dir /var/lib/redis --logfile /var/log/redis/airlock-redis.log
-      for _ in $(seq 1 50); do redis-cli -u "$redis_url" ping >/dev/null 2>&1 && break; sleep 0.1; done
-      redis-cli -u "$redis_url" ping >/dev/null 2>&1 || die "redis-server did not start; see /var/log/redis/airlock-redis.log"
-      ;;
-    *) die "Redis at $redis_url does not answer, and it is not local, so setup cannot start it" ;;
-  esac
+redis_maxmemory=${AIRLOCK_REDIS_MAXMEMORY:-1gb}
+[[ $redis_maxmemory =~ ^[1-9][0-9]*([kmg]b?)?$ ]] || die "AIRLOCK_REDIS_MAXMEMORY must be a size such as 1gb or 768mb, got '$redis_maxmemory'"
+redis() { redis-cli --no-auth-warning -u "$redis_url" "$@" 2>/dev/null; }
+redis_is_local=false
+case "$redis_url" in redis://127.0.0.1:*|redis://localhost:*) redis_is_local=true ;; esac
+if ! redis ping >/dev/null; then
+  $redis_is_local || die "Redis at $redis_url does not answer, and it is not local, so setup cannot start it"
+  port=${redis_url##*:}; port=${port%%/*}
+  log "starting redis-server on 127.0.0.1:$port (append-only file in /var/lib/redis, maxmemory $redis_maxmemory, noeviction)"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --appendonly yes \
+    --maxmemory "$redis_maxmemory" --maxmemory-policy noeviction \
+    --dir /var/lib/redis --logfile /var/log/redis/airlock-redis.log
+  for _ in $(seq 1 50); do redis ping >/dev/null && break; sleep 0.1; done
+  redis ping >/dev/null || die "redis-server did not start; see /var/log/redis/airlock-redis.log"
+elif $redis_is_local; then
+  # A Redis that was already there (Debian's redis-server service, say): cap it only
+  # if it has no cap, so an operator's own maxmemory stands. CONFIG SET lasts until
+  # that Redis restarts; its redis.conf keeps it for good.
+  maxmemory=$(redis CONFIG GET maxmemory | sed -n 2p || true)
+  policy=$(redis CONFIG GET maxmemory-policy | sed -n 2p || true)
+  if [ -z "$maxmemory" ]; then
+    log "warning: cannot read the configuration of the Redis at $redis_url (CONFIG refused); make sure it has maxmemory and maxmemory-policy noeviction"
+  elif [ "$maxmemory" = 0 ]; then
+    log "the Redis at $redis_url has no maxmemory: setting maxmemory $redis_maxmemory, noeviction (until it restarts; put both in its redis.conf to keep them)"
+    [ "$(redis CONFIG SET maxmemory "$redis_maxmemory")" = OK ] && [ "$(redis CONFIG SET maxmemory-policy noeviction)" = OK ] \
+      || die "could not set maxmemory on the Redis at $redis_url"
+  elif [ "$policy" != noeviction ]; then
+    log "warning: the Redis at $redis_url evicts keys when full (maxmemory-policy $policy); Airlock needs noeviction, or jobs and keys vanish silently"
+  fi
 fi
 
 # --- Node modules and build

@@ -3,6 +3,7 @@ import type { Isolation, JobOutcome } from '../core/job.js'
 import type { JobStore, StoredJob } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { IsolationUnavailableError, type Executor } from './executors/executor.js'
+import { executorFailureReason } from './executors/outcome.js'
 import { LogBatcher } from './log-batcher.js'
 
 /** Abort reason when the worker stops: the job goes back to the queue, it is not cancelled. */
@@ -72,8 +73,9 @@ export class JobRunner {
       // A cancel published between the claim and the registration above is seen here.
       if (stored.cancelRequested) controller.abort()
       let outcome: JobOutcome
+      let outputInEvents = false
       try {
-        outcome = await this.execute(stored, controller.signal, log.child({ tenant: stored.tenant }))
+        ;({ outcome, outputInEvents } = await this.execute(stored, controller.signal, log.child({ tenant: stored.tenant })))
       } catch (err) {
         if (!(err instanceof IsolationUnavailableError)) throw err
         // Not launched: back to the queue for when isolation is restored (fail closed).
@@ -89,7 +91,7 @@ export class JobRunner {
           return 'handed-back'
         }
       }
-      if (await this.finish(jobId, outcome)) this.observeFinished(stored, outcome)
+      if (await this.finish(jobId, outcome, outputInEvents)) this.observeFinished(stored, outcome)
       await this.forget(jobId, log)
       log.info({ tenant: stored.tenant, status: outcome.status, startupMs: outcome.startupMs, runMs: outcome.runMs }, 'job finished')
       return 'done'
@@ -121,7 +123,8 @@ export class JobRunner {
       const outcome = await this.executor.adopt!({ jobId, tenant: stored.tenant, spec: stored.spec, signal: controller.signal })
       if (!outcome) return false
       log.warn({ status: outcome.status }, 'adopted the sandbox of a worker that stopped')
-      if (await this.finish(jobId, outcome)) this.observeFinished(stored, outcome)
+      // Its live log was the stopped worker's, maybe cut short: the outcome's output is kept.
+      if (await this.finish(jobId, outcome, false)) this.observeFinished(stored, outcome)
       await this.forget(jobId, log)
       return true
     } finally {
@@ -133,15 +136,24 @@ export class JobRunner {
     await this.executor.forget?.(jobId).catch((err: unknown) => log.warn({ err }, 'executor could not clean up after the job'))
   }
 
-  private async execute(stored: StoredJob, signal: AbortSignal, log: Logger): Promise<JobOutcome> {
-    // Live output goes to the job's event stream; a failed write loses only live
-    // output, never the stored result.
+  /**
+   * Runs the job; `outputInEvents` says its event stream holds exactly the outcome's
+   * output, so the record need not keep a second copy.
+   */
+  private async execute(stored: StoredJob, signal: AbortSignal, log: Logger): Promise<{ outcome: JobOutcome; outputInEvents: boolean }> {
+    // Live output goes to the job's event stream, which is where the output is stored.
+    // A failed write loses no output: the record then keeps the outcome's own copy.
+    const streamed = { stdout: 0, stderr: 0, failed: false }
     const logs = new LogBatcher(
-      (piece) => {
+      async (piece) => {
         this.metrics.logBytesPublished.inc(Buffer.byteLength(piece.data))
-        return this.store.appendLog(stored.id, piece.stream, piece.data)
+        await this.store.appendLog(stored.id, piece.stream, piece.data)
+        streamed[piece.stream] += piece.data.length
       },
-      (err) => log.warn({ err }, 'could not publish output'),
+      (err) => {
+        streamed.failed = true
+        log.warn({ err }, 'could not publish output')
+      },
     )
     let outcome: JobOutcome
     try {
@@ -161,11 +173,13 @@ export class JobRunner {
         throw err
       }
       log.error({ err }, 'executor failed')
-      outcome = errorOutcome(`the sandbox could not be run: ${(err as Error).message}`)
+      outcome = errorOutcome(executorFailureReason(err))
     }
     // Every log event precedes the final status and the end event.
     await logs.close()
-    return outcome
+    const outputInEvents = !streamed.failed && streamed.stdout === outcome.stdout.length && streamed.stderr === outcome.stderr.length
+    if (!outputInEvents) log.warn({ streamed, stdout: outcome.stdout.length, stderr: outcome.stderr.length }, 'live log differs from the outcome; the record keeps the output itself')
+    return { outcome, outputInEvents }
   }
 
   private observeFinished(stored: StoredJob, outcome: JobOutcome): void {
@@ -180,8 +194,8 @@ export class JobRunner {
     await this.finish(jobId, errorOutcome('the worker running this job stopped before it finished; it was not run again'))
   }
 
-  private async finish(jobId: string, outcome: JobOutcome): Promise<boolean> {
-    return this.store.finish(jobId, outcome, { executor: this.executor.name, isolation: outcome.isolation ?? this.isolation })
+  private async finish(jobId: string, outcome: JobOutcome, outputInEvents = true): Promise<boolean> {
+    return this.store.finish(jobId, outcome, { executor: this.executor.name, isolation: outcome.isolation ?? this.isolation, outputInEvents })
   }
 }
 

@@ -4,6 +4,7 @@ import { DelayedError, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Config } from '../core/config.js'
+import { tenantDefaults } from '../core/quotas.js'
 import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
@@ -58,7 +59,7 @@ export class WorkerService {
       this.connectedSince = Date.now()
     })
     this.registry = new WorkerRegistry(this.redis, this.keys)
-    this.store = new JobStore(this.redis, this.keys, config.jobRetentionSeconds)
+    this.store = new JobStore(this.redis, this.keys, config.jobRetentionSeconds, tenantDefaults(config))
   }
 
   get isolation(): IsolationReport | undefined {
@@ -83,6 +84,24 @@ export class WorkerService {
     this.checker.unref()
   }
 
+  private failedChecks = 0
+  private recheck: NodeJS.Timeout | undefined
+
+  /**
+   * A failed check is tried again soon (1 s, doubling up to the interval), not only at
+   * the next interval: a passing pressure (say, the process short of descriptors for a
+   * moment) must not keep a worker paused for a minute. It stays paused until a check passes.
+   */
+  private recheckSoon(): void {
+    if (this.stopping || this.recheck) return
+    const delayMs = Math.min(this.config.isolationCheckIntervalMs, 1000 * 2 ** Math.min(this.failedChecks++, 10))
+    this.recheck = setTimeout(() => {
+      this.recheck = undefined
+      void this.checkIsolation()
+    }, delayMs)
+    this.recheck.unref()
+  }
+
   /** Runs the executor's isolation check; takes jobs only while it passes. */
   private async checkIsolation(): Promise<void> {
     if (this.stopping || this.checking) return
@@ -103,8 +122,10 @@ export class WorkerService {
     if (!report.ok) {
       if (was !== false) this.logger.error({ reason: report.reason }, 'isolation cannot be guaranteed; this worker takes no jobs until it can')
       if (this.worker && !this.worker.isPaused()) await this.worker.pause(true)
+      this.recheckSoon()
       return
     }
+    this.failedChecks = 0
     if (was !== true) this.logger.info({ executor: this.executor.name, isolation: report.detail, runtimes: this.versions }, 'worker ready')
     if (!this.worker) this.startTakingJobs(report)
     else if (this.worker.isPaused()) this.worker.resume()
@@ -188,6 +209,7 @@ export class WorkerService {
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     this.stopping = true
     clearInterval(this.checker)
+    clearTimeout(this.recheck)
     // A probe sandbox in flight must finish before the executor removes its state.
     await this.checking?.catch(() => undefined)
     if (this.worker) {

@@ -5,26 +5,57 @@ import { keyDigest, type KeyRole, type TenantStore } from '../../core/tenant-sto
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The authenticated tenant; set on every /v1 request that reaches a handler. */
+    /**
+     * The authenticated tenant. Reading it on a request that was not authenticated
+     * throws 401: a route outside the auth scope fails closed instead of serving the
+     * empty tenant.
+     */
     tenant: string
     /** The key's role: static keys (AIRLOCK_API_KEYS) are their tenant's admins. */
     keyRole: KeyRole
   }
 }
 
-/**
- * Bearer-key authentication: the static keys of AIRLOCK_API_KEYS, then the keys issued
- * through the admin API (in Redis, uncached, so a revocation holds on every replica at
- * once). Keys are looked up by their SHA-256, so the lookup's timing says nothing
- * about how much of a guessed key was right.
- */
-export function registerAuth(app: FastifyInstance, tenantsByKey: ReadonlyMap<string, string>, streamTokens: StreamTokens, tenants: TenantStore): void {
-  const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
-  app.decorateRequest('tenant', '')
+const TENANT = Symbol('tenant')
+type WithTenant = FastifyRequest & { [TENANT]?: string }
+
+/** A tenant name as AIRLOCK_API_KEYS and the admin API allow; never empty. */
+const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+
+/** Gives every request a `tenant` that exists only once authentication set it. */
+export function decorateTenant(app: FastifyInstance): void {
+  app.decorateRequest('tenant', {
+    getter(this: WithTenant): string {
+      const tenant = this[TENANT]
+      if (!tenant) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'this request is not authenticated')
+      return tenant
+    },
+    setter(this: WithTenant, tenant: string): void {
+      // An empty or malformed tenant is nobody: it is never authorized for anything.
+      if (!TENANT_NAME.test(tenant)) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'this credential names no tenant')
+      this[TENANT] = tenant
+    },
+  })
   app.decorateRequest('keyRole', 'member')
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    // Admin routes have their own credential (plugins/admin-auth.ts).
-    if (!request.url.startsWith('/v1/') || request.url.startsWith('/v1/admin/')) return
+}
+
+export interface AuthOptions {
+  tenantsByKey: ReadonlyMap<string, string>
+  streamTokens: StreamTokens
+  tenants: TenantStore
+}
+
+/**
+ * Bearer-key authentication for the scope it is registered in (every tenant route under
+ * /v1). It runs on the route fastify matched, so no spelling of the path (percent-encoded,
+ * absolute-form) reaches a handler without it. Static keys (AIRLOCK_API_KEYS) first,
+ * then the keys issued through the admin API (in Redis, uncached, so a revocation holds
+ * on every replica at once). Keys are looked up by their SHA-256, so the lookup's timing
+ * says nothing about how much of a guessed key was right.
+ */
+export function registerAuth(scope: FastifyInstance, { tenantsByKey, streamTokens, tenants }: AuthOptions): void {
+  const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
+  scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization
     // A browser opening a job's stream authenticates with a single-use token instead.
     const query = request.query as { token?: unknown } | undefined
@@ -49,7 +80,7 @@ export function registerAuth(app: FastifyInstance, tenantsByKey: ReadonlyMap<str
       if (!identity) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid or revoked API key')
       request.tenant = identity.tenant
       request.keyRole = identity.role
-      void tenants.auditKeyUse(identity, `${request.method} ${request.routeOptions.url ?? request.url}`).catch(() => undefined)
+      void tenants.auditKeyUse(identity, `${request.method} ${request.routeOptions.url ?? '?'}`).catch(() => undefined)
     }
     request.log = reply.log = request.log.child({ tenant: request.tenant })
   })

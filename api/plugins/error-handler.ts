@@ -46,6 +46,10 @@ export function toErrorResponse(err: FastifyError | Error): { status: number; bo
     const status = ErrorCodes[mapped]
     return { status, body: { statusCode: status, code: mapped, message: f.message }, log: false }
   }
+  // noeviction: a full Redis refuses writes; the request changed nothing and may be retried.
+  if (/^OOM /.test(err.message)) {
+    return { status: 503, body: { statusCode: 503, code: 'AIRLOCK_ERR_STORE_FULL', message: 'the job store is full; nothing was accepted; retry later' }, log: true }
+  }
   if (isStoreUnavailable(err)) {
     return { status: 503, body: { statusCode: 503, code: 'AIRLOCK_ERR_STORE_UNAVAILABLE', message: 'the job store is unavailable; retry shortly' }, log: true }
   }
@@ -94,6 +98,9 @@ export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): vo
     metrics.rejectedRequests.inc({ code: body.code })
     if (log) request.log.error({ err }, 'request failed')
     if (status === 503) reply.header('retry-after', '1')
+    // A caller that failed authentication gets no second try on the same connection:
+    // it cannot keep a socket (and a body it trickles) open on an unauthenticated request.
+    if (status === 401) reply.header('connection', 'close')
     return reply.status(status).send(body)
   })
   app.setNotFoundHandler((request, reply) => {

@@ -5,6 +5,8 @@ import type { JobStore } from '../../core/job-store.js'
 import { isFinalStatus } from '../../core/job-status.js'
 import type { Metrics } from '../../core/metrics.js'
 import type { EventHub } from './event-hub.js'
+import type { OutputBudget } from './output-budget.js'
+import { pieceMemoryBytes, type OutputWriter } from './output-writer.js'
 
 /** WebSocket close codes clients act on. */
 export const CloseCodes = {
@@ -27,7 +29,12 @@ export interface StreamLimits {
   pollMs: number
 }
 
-export const DEFAULT_STREAM_LIMITS: StreamLimits = { maxBufferedBytes: 1024 * 1024, slowClientGraceMs: 10_000, batch: 32, pollMs: 2000 }
+// A batch is a few events: each holds up to the log batcher's 64 K chars, and a batch is
+// held against the process's output budget until the client has taken it.
+export const DEFAULT_STREAM_LIMITS: StreamLimits = { maxBufferedBytes: 1024 * 1024, slowClientGraceMs: 10_000, batch: 4, pollMs: 2000 }
+
+/** Memory an event may take on its way, reserved before it is read: 64 K chars (pieceMemoryBytes). */
+const EVENT_MAX_MEMORY_BYTES = pieceMemoryBytes(64 * 1024)
 
 export interface SessionDeps {
   store: JobStore
@@ -36,12 +43,17 @@ export interface SessionDeps {
   log: FastifyBaseLogger
   limits: StreamLimits
   metrics: Metrics
+  writer: OutputWriter
+  budget: OutputBudget
 }
 
 /**
  * One client watching one job: replays events after `from`, then follows new ones,
  * then sends `end` with the finished job and closes. Reads only as fast as the client
- * drains, so a slow client costs at most `maxBufferedBytes` plus one batch of memory.
+ * drains, so a slow client costs at most `maxBufferedBytes` plus one batch of memory,
+ * and every batch (the `end` message's pieces too) is held against the process's
+ * output budget until it has left. Whatever message it waits for, a client that stays
+ * above `maxBufferedBytes` for `slowClientGraceMs` is closed with 4001.
  */
 export class StreamSession {
   private cursor: number
@@ -102,19 +114,27 @@ export class StreamSession {
         this.dirty = false
         for (;;) {
           if (!(await this.roomToSend())) return
-          const events = await this.deps.reader.after(this.jobId, this.cursor, this.deps.limits.batch)
-          if (events.length === 0) break
-          for (const event of events) {
-            if (this.closed) return
-            if (event.type === 'end') return await this.end(event)
-            if (!(await this.roomToSend())) return
-            this.send(event)
+          const hold = await this.deps.budget.take(this.deps.limits.batch * EVENT_MAX_MEMORY_BYTES)
+          const sent: Promise<void>[] = []
+          try {
+            const events = await this.deps.reader.after(this.jobId, this.cursor, this.deps.limits.batch)
+            hold.shrink(events.reduce((n, e) => n + (e.type === 'log' ? pieceMemoryBytes(e.data.length) : 0) + 256, 0))
+            if (events.length === 0) break
+            for (const event of events) {
+              if (this.closed) return
+              if (event.type === 'end') return await this.end(event)
+              if (!(await this.roomToSend())) return
+              sent.push(this.send(event))
+            }
+          } finally {
+            // Given back once the client's socket has taken the batch (or is gone).
+            void Promise.all(sent).finally(() => hold.release())
           }
         }
       } while (this.dirty && !this.closed)
       // Events of a finished job can be gone (retention) while its record is not.
       if (checkFinished) {
-        const stored = await this.deps.store.get(this.jobId)
+        const stored = await this.deps.store.view(this.jobId)
         if (stored && isFinalStatus(stored.status) && (await this.deps.reader.after(this.jobId, this.cursor, 1)).length === 0) {
           await this.end({ type: 'end', seq: this.cursor + 1, ts: stored.job.finishedAt ?? new Date().toISOString() })
         }
@@ -126,18 +146,47 @@ export class StreamSession {
     }
   }
 
-  private send(event: StoredEvent): void {
-    this.socket.send(JSON.stringify(event))
+  /** Resolves once the message has left for the client (or the socket is gone). */
+  private send(event: StoredEvent): Promise<void> {
+    const left = new Promise<void>((resolve) => this.socket.send(JSON.stringify(event), () => resolve()))
     if (event.type === 'log') this.deps.metrics.streamBytesSent.inc(Buffer.byteLength(event.data))
     this.cursor = event.seq
+    return left
   }
 
+  /**
+   * The `end` message carries the whole job, output included: it is sent as fragments
+   * of one WebSocket message, read a piece at a time under the budget, and the client
+   * is held to the same slow-client limit between pieces as for any other message.
+   */
   private async end(event: Extract<StoredEvent, { type: 'end' }>): Promise<void> {
-    const stored = await this.deps.store.get(this.jobId)
-    if (this.closed || !stored) return
-    this.socket.send(JSON.stringify({ ...event, job: stored.job }))
+    const view = await this.deps.store.view(this.jobId)
+    if (this.closed || !view) return
+    const parts = this.deps.writer.endMessage(view, event.seq, event.ts)
+    let pending: string | undefined
+    try {
+      await this.deps.writer.drain(
+        parts,
+        async (text) => {
+          // One piece is kept back so the last one can be sent with fin set.
+          if (pending !== undefined) await this.fragment(pending, false)
+          pending = text
+          if (!(await this.roomToSend())) throw new Error('closed')
+        },
+        () => this.closed,
+      )
+    } catch {
+      if (!this.closed) this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer; reconnect with ?from=<last seq received>')
+      return
+    }
+    if (this.closed || pending === undefined) return
+    await this.fragment(pending, true)
     this.cursor = event.seq
     this.close(CloseCodes.ENDED, 'job ended')
+  }
+
+  private fragment(text: string, fin: boolean): Promise<void> {
+    return new Promise((resolve) => this.socket.send(text, { fin, binary: false }, () => resolve()))
   }
 
   /** Waits while the client's queue is full; drops the client if it stays full. */

@@ -23,6 +23,9 @@ export interface JobRequest {
    */
   args?: string[];
   stdin?: string;
+  /**
+   * Variables for the program: at most 64, names matching ^[A-Za-z_][A-Za-z0-9_]{0,127}$, values of at most 4096 characters, 65536 bytes in all
+   */
   env?: {
     /**
      * This interface was referenced by `undefined`'s JSON-Schema definition

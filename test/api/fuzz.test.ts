@@ -4,6 +4,7 @@ import t from 'tap'
 import WebSocket from 'ws'
 import { ErrorCodes } from '../../core/errors.js'
 import { build, TENANTS } from '../helper.js'
+import { rawRequest } from '../raw-http.js'
 
 // Hostile input at every route: never a 5xx, never a crash or a hang, and every refusal
 // is a 4xx with a code from the catalogue.
@@ -94,6 +95,32 @@ t.test('every route refuses hostile input with a 4xx and a code', async (t) => {
     { numRuns: RUNS },
   )
   t.pass('any Authorization header')
+
+  // Request targets spelled every way a router might decode: percent-encoded characters
+  // (upper and lower case hex, double-encoded), dot segments, doubled slashes, and the
+  // absolute form. Without a key none reaches a handler; none is ever a 5xx.
+  const port = Number(new URL(h.baseUrl).port)
+  const segment = fc.constantFrom('v1', 'jobs', 'runtimes', 'audit', 'logs', 'stream', 'stream-tokens', 'admin', 'queue', 'tenants', '.', '..', '', 'job_0123456789abcdef0123456789abcdef')
+  const spell = (s: string) =>
+    fc.array(fc.constantFrom('plain', 'upper', 'lower', 'double'), { minLength: s.length, maxLength: s.length }).map((ways) =>
+      [...s].map((c, i) => {
+        const hex = c.charCodeAt(0).toString(16).padStart(2, '0')
+        return ways[i] === 'upper' ? `%${hex.toUpperCase()}` : ways[i] === 'lower' ? `%${hex}` : ways[i] === 'double' ? `%25${hex}` : c
+      }).join(''),
+    )
+  const target = fc
+    .array(segment.chain(spell), { minLength: 1, maxLength: 5 })
+    .chain((parts) => fc.tuple(fc.constant(`/${parts.join('/')}`), fc.constantFrom('', `http://127.0.0.1:${port}`, 'http://elsewhere.invalid'), fc.constantFrom('', '?wait=true', '?from=1&token=x')))
+    .map(([path, origin, query]) => `${origin}${path}${query}`)
+  await fc.assert(
+    fc.asyncProperty(target, fc.constantFrom('GET', 'POST', 'DELETE', 'PUT'), async (path, method) => {
+      const body = method === 'POST' || method === 'PUT' ? '{"runtime":"bash","source":"echo ran"}' : ''
+      const res = await rawRequest(port, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}`, body)
+      return res.status !== 0 && res.status < 500 && (res.status >= 400 || /^\/?(docs|healthz|readyz)/.test(path.replace(/^http:\/\/[^/]+/, '').replace(/^\//, '')))
+    }),
+    { numRuns: RUNS },
+  )
+  t.pass('keyless requests to percent-encoded and absolute-form targets')
 
   const cases: [string, string, number, string][] = [
     ['deeply nested JSON', `${'['.repeat(100_000)}${']'.repeat(100_000)}`, 400, 'AIRLOCK_ERR_VALIDATION'],

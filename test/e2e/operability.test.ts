@@ -22,7 +22,8 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 
 t.test('metrics move as jobs run', async (t) => {
   const h = await build(t, { listen: true })
-  const scrape = async () => (await h.app.inject({ method: 'GET', url: '/metrics' })).body
+  // The metrics listener serves this registry; the public port does not (next test).
+  const scrape = () => h.metrics.registry.metrics()
   const before = await scrape()
   t.equal(sample(before, 'airlock_jobs_submitted_total', { runtime: 'bash' }), 0)
 
@@ -53,6 +54,18 @@ t.test('metrics move as jobs run', async (t) => {
   t.match(m, /airlock_queue_oldest_age_seconds 0/)
 })
 
+t.test('/metrics (tenant names and counts) is off the public port unless an operator puts it there', async (t) => {
+  const closed = await build(t, { worker: false })
+  const res = await closed.app.inject({ method: 'GET', url: '/metrics' })
+  t.equal(res.statusCode, 404, 'not served on the API port by default')
+  t.equal(res.json().code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
+  t.equal(closed.config.metricsHost, '127.0.0.1', 'the metrics listener binds loopback by default')
+  const open = await build(t, { worker: false, env: { AIRLOCK_METRICS_ON_API_PORT: 'true' } })
+  const served = await open.app.inject({ method: 'GET', url: '/metrics' })
+  t.equal(served.statusCode, 200)
+  t.match(served.body, /airlock_queue_depth/)
+})
+
 t.test('the OpenAPI document lists every route with its request and response schemas', async (t) => {
   const h = await build(t, { worker: false })
   const res = await h.app.inject({ method: 'GET', url: '/docs/json' })
@@ -60,7 +73,7 @@ t.test('the OpenAPI document lists every route with its request and response sch
   const doc = res.json<{ openapi: string; paths: Record<string, Record<string, { requestBody?: unknown; parameters?: unknown[]; responses: Record<string, { content?: unknown }> }>> }>()
   t.match(doc.openapi, /^3\./)
   const expected = [
-    'get /healthz', 'get /readyz', 'get /metrics',
+    'get /healthz', 'get /readyz',
     'post /v1/jobs/', 'get /v1/jobs/', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
     'get /v1/jobs/{id}/stream', 'post /v1/jobs/{id}/stream-tokens', 'get /v1/jobs/{id}/logs',
     'get /v1/runtimes/', 'get /v1/admin/queue', 'get /v1/audit/',
@@ -92,7 +105,7 @@ t.test('the admin queue endpoint needs the admin key, not a tenant key', async (
   const body = res.json<{ counts: Record<string, number>; oldestQueuedAgeMs: number | null }>()
   t.equal(body.counts.waiting, 1, 'the queued job is counted (no worker runs here)')
   t.ok(body.oldestQueuedAgeMs !== null && body.oldestQueuedAgeMs >= 0)
-  const metrics = (await h.app.inject({ method: 'GET', url: '/metrics' })).body
+  const metrics = await h.metrics.registry.metrics()
   t.equal(sample(metrics, 'airlock_queue_depth', { state: 'waiting' }), 1)
 })
 

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { AuthorizationV1Api, type KubernetesObject, type V1Container, type V1PodSpec } from '@kubernetes/client-node'
+import { AuthorizationV1Api, type KubernetesObject, type V1Container, type V1NetworkPolicySpec, type V1ObjectMeta, type V1PodSpec, type V1ServiceSpec } from '@kubernetes/client-node'
 import { applyObjects, kubectlPath, renderOverlay, startCluster } from './cluster.js'
 
 const run = promisify(execFile)
@@ -22,6 +22,27 @@ function podSpecs(objects: Obj[]): { name: string; spec: V1PodSpec }[] {
 function find(objects: Obj[], kind: string, name: string, namespace?: string): Obj | undefined {
   return objects.find((o) => o.kind === kind && o.metadata?.name === name && (namespace === undefined || o.metadata?.namespace === namespace))
 }
+
+function podTemplate(objects: Obj[], kind: string, name: string): { metadata?: V1ObjectMeta; spec: V1PodSpec } {
+  return (find(objects, kind, name)?.spec as { template: { metadata?: V1ObjectMeta; spec: V1PodSpec } }).template
+}
+
+/** Redis's sizes (`768mb`: k, m, g are powers of 1000; kb, mb, gb of 1024) and Kubernetes quantities (`1Gi`), in bytes. */
+function redisBytes(size: string): number {
+  const m = /^(\d+)(k|kb|m|mb|g|gb)?$/i.exec(size)
+  if (!m) return NaN
+  const unit = { k: 1e3, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 }[(m[2] ?? '').toLowerCase() as 'k'] ?? 1
+  return Number(m[1]) * unit
+}
+function quantityBytes(quantity: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi|k|M|G)?$/.exec(quantity)
+  if (!m) return NaN
+  const unit = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, k: 1e3, M: 1e6, G: 1e9 }[m[2] as 'Ki'] ?? 1
+  return Number(m[1]) * unit
+}
+
+const REDIS_SECRET = { name: 'airlock-redis', key: 'REDIS_PASSWORD' }
+const METRICS_PORT = 9464
 
 for (const overlay of OVERLAYS) {
   t.test(`overlay ${overlay}: the rendered objects are accepted by the real API server (server-side dry run), with no Pod Security warning`, async (t) => {
@@ -80,6 +101,85 @@ for (const overlay of OVERLAYS) {
     } else {
       t.equal(runtimeClass, undefined, 'GKE brings its own gvisor RuntimeClass')
     }
+  })
+}
+
+for (const overlay of OVERLAYS) {
+  t.test(`overlay ${overlay}: Redis is capped below its memory limit with noeviction and wants the password from a Secret`, async (t) => {
+    const { objects } = await renderOverlay(overlay)
+    const redis = podTemplate(objects, 'StatefulSet', 'redis').spec.containers[0]!
+    const args = redis.args ?? []
+    const arg = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined)
+    t.equal(arg('--maxmemory-policy'), 'noeviction', 'a full Redis refuses writes (503 with a code) instead of evicting keys')
+    const maxmemory = redisBytes(arg('--maxmemory') ?? '')
+    const limit = quantityBytes(String(redis.resources?.limits?.memory))
+    t.ok(maxmemory > 0, `maxmemory is set (${arg('--maxmemory')})`)
+    t.ok(maxmemory <= 0.8 * limit, `maxmemory ${arg('--maxmemory')} leaves room under the ${redis.resources?.limits?.memory} limit for an AOF rewrite's copy-on-write`)
+    t.equal(arg('--requirepass'), '$(REDIS_PASSWORD)', 'a password is required')
+    t.same(redis.env?.find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef, REDIS_SECRET, 'and it comes from the Secret airlock-redis')
+    for (const probe of [redis.readinessProbe, redis.livenessProbe]) {
+      const command = (probe?.exec?.command ?? []).join(' ')
+      t.match(command, /REDISCLI_AUTH="\$REDIS_PASSWORD" redis-cli ping/, 'the probe authenticates')
+      t.match(command, /PONG/, 'and checks the answer (redis-cli exits 0 on NOAUTH)')
+    }
+    const governing = find(objects, 'Service', String(find(objects, 'StatefulSet', 'redis')?.spec?.serviceName), 'airlock-system')?.spec as V1ServiceSpec | undefined
+    t.equal(governing?.clusterIP, 'None', "the StatefulSet's serviceName is a headless Service")
+    t.same(governing?.selector, { 'app.kubernetes.io/name': 'redis' })
+  })
+
+  t.test(`overlay ${overlay}: API and workers reach Redis with the password, from the same Secret, through REDIS_URL`, async (t) => {
+    const { objects } = await renderOverlay(overlay)
+    t.equal(find(objects, 'ConfigMap', 'airlock-config')?.data?.REDIS_URL, undefined, 'no password-less REDIS_URL in the ConfigMap')
+    for (const name of ['airlock-api', 'airlock-worker']) {
+      const env = podTemplate(objects, 'Deployment', name).spec.containers[0]!.env ?? []
+      const password = env.findIndex((e) => e.name === 'REDIS_PASSWORD')
+      const url = env.findIndex((e) => e.name === 'REDIS_URL')
+      t.same(env[password]?.valueFrom?.secretKeyRef, REDIS_SECRET, `${name}: REDIS_PASSWORD from the Secret`)
+      t.match(env[url]?.value, /^redis:\/\/:\$\(REDIS_PASSWORD\)@redis\.airlock-system\.svc:6379$/, `${name}: REDIS_URL carries the password`)
+      t.ok(password >= 0 && password < url, `${name}: REDIS_PASSWORD comes first, or the kubelet leaves $(REDIS_PASSWORD) unexpanded`)
+    }
+  })
+
+  t.test(`overlay ${overlay}: /metrics is on its own port, which neither the API's Service nor its public NetworkPolicy opens`, async (t) => {
+    const objects: Obj[] = (await renderOverlay(overlay)).objects
+    for (const name of ['airlock-api', 'airlock-worker']) {
+      const { metadata, spec } = podTemplate(objects, 'Deployment', name)
+      const c = spec.containers[0]!
+      const env = new Map((c.env ?? []).map((e) => [e.name, e.value]))
+      t.equal(env.get('AIRLOCK_METRICS_PORT'), String(METRICS_PORT), `${name}: metrics listener on ${METRICS_PORT}`)
+      t.equal(env.get('AIRLOCK_METRICS_HOST'), '0.0.0.0', `${name}: reachable from outside the pod (scrapes, the worker's probes)`)
+      t.equal(c.ports?.find((p) => p.name === 'metrics')?.containerPort, METRICS_PORT, `${name}: a container port named metrics`)
+      t.equal(metadata?.annotations?.['prometheus.io/port'], String(METRICS_PORT), `${name}: scraped on the metrics port`)
+    }
+    const api = podTemplate(objects, 'Deployment', 'airlock-api').spec.containers[0]!
+    const http = api.ports?.find((p) => p.name === 'http')?.containerPort
+    t.equal(String(http), (api.env ?? []).find((e) => e.name === 'PORT')?.value, 'the API listens on its http port')
+    t.not(http, METRICS_PORT, 'which is not the metrics port')
+    t.not(api.env?.find((e) => e.name === 'AIRLOCK_METRICS_ON_API_PORT')?.value, 'true', 'the API port does not serve /metrics')
+
+    const apiLabels = podTemplate(objects, 'Deployment', 'airlock-api').metadata?.labels ?? {}
+    const selects = (o: Obj) => {
+      const selector = (o.spec as V1ServiceSpec).selector
+      return selector !== undefined && Object.entries(selector).every(([k, v]) => apiLabels[k] === v)
+    }
+    const apiServices = objects.filter((o) => o.kind === 'Service' && selects(o))
+    t.same(apiServices.map((o) => o.metadata?.name), ['airlock-api'], 'one Service selects the API pods')
+    for (const o of apiServices) {
+      for (const p of (o.spec as V1ServiceSpec).ports ?? []) t.ok(p.targetPort === 'http' || p.targetPort === http, `Service ${o.metadata?.name} port ${p.port} routes to the API port only`)
+    }
+    t.same(objects.filter((o) => o.kind === 'Ingress'), [], 'no Ingress: the operator routes the Service')
+
+    const policies = objects.filter((o) => o.kind === 'NetworkPolicy' && o.metadata?.namespace === 'airlock-system')
+    for (const o of policies) {
+      for (const rule of (o.spec as V1NetworkPolicySpec).ingress ?? []) {
+        const opensMetrics = !rule.ports?.length || rule.ports.some((p) => p.port === METRICS_PORT || p.port === 'metrics')
+        if (opensMetrics) t.ok(rule._from?.length, `NetworkPolicy ${o.metadata?.name}: the metrics port only from chosen peers, never from everyone`)
+      }
+    }
+    const apiIngress = find(policies, 'NetworkPolicy', 'api-ingress')?.spec as V1NetworkPolicySpec | undefined
+    t.same(apiIngress?.ingress?.flatMap((r) => r.ports?.map((p) => p.port) ?? []), [http], 'clients may reach the API port, and only it')
+    const metricsIngress = find(policies, 'NetworkPolicy', 'metrics-ingress')?.spec as V1NetworkPolicySpec | undefined
+    t.same(metricsIngress?.ingress?.flatMap((r) => r.ports?.map((p) => p.port) ?? []), [METRICS_PORT], 'Prometheus may reach the metrics port')
   })
 }
 

@@ -14,11 +14,27 @@ interface Service {
   ports?: unknown[]
   environment?: Record<string, string>
   volumes?: unknown[]
+  command?: string | string[]
+  secrets?: (string | { source: string })[]
+  healthcheck?: { test?: string | string[] }
 }
 
+interface Compose {
+  services: Record<string, Service>
+  volumes: Record<string, unknown>
+  secrets?: Record<string, { file?: string }>
+}
+
+async function composeConfig(env: Record<string, string> = {}): Promise<Compose> {
+  const { stdout } = await run('docker-compose', ['-f', 'docker-compose.yml', 'config'], { cwd: root, env: { ...process.env, AIRLOCK_API_KEYS: 'me:a-long-secret-key', ...env } })
+  return loadYaml<Compose>(stdout)
+}
+
+const commandOf = (s: Service | undefined) => [s?.command ?? []].flat().join(' ')
+const secretsOf = (s: Service | undefined) => (s?.secrets ?? []).map((x) => (typeof x === 'string' ? x : x.source))
+
 t.test('docker-compose.yml validates with docker-compose config, with an unprivileged API and a privileged worker only', async (t) => {
-  const { stdout } = await run('docker-compose', ['-f', 'docker-compose.yml', 'config'], { cwd: root, env: { ...process.env, AIRLOCK_API_KEYS: 'me:a-long-secret-key' } })
-  const config = loadYaml<{ services: Record<string, Service>; volumes: Record<string, unknown> }>(stdout)
+  const config = await composeConfig()
   t.same(Object.keys(config.services).sort(), ['api', 'redis', 'worker'])
   const { api, worker, redis } = config.services
   t.notOk(api!.privileged, 'the API is not privileged')
@@ -30,6 +46,35 @@ t.test('docker-compose.yml validates with docker-compose config, with an unprivi
   t.equal(worker!.environment?.AIRLOCK_API_KEYS, undefined, 'and holds no API keys')
   t.ok(redis!.volumes?.length, 'Redis data persists on a volume')
   t.ok('redis-data' in config.volumes)
+})
+
+t.test('Redis is capped with noeviction and wants the password from the redis_password secret, which API and worker put in REDIS_URL', async (t) => {
+  const config = await composeConfig()
+  const { api, worker, redis } = config.services
+  const redisCommand = commandOf(redis)
+  t.match(redisCommand, /--maxmemory 1gb\b/, 'capped at AIRLOCK_REDIS_MAXMEMORY, 1gb by default')
+  t.match(redisCommand, /--maxmemory-policy noeviction\b/, 'a full Redis refuses writes instead of evicting keys')
+  t.match(redisCommand, /cat \/run\/secrets\/redis_password/, 'the password comes from the secret')
+  t.match(redisCommand, /--requirepass "\$\$password"/)
+  t.match(redisCommand, /\[ -n "\$\$password" \] \|\| \{[^}]*exit 1; \}/, 'no password, no Redis (never an open one)')
+  t.match(config.secrets?.redis_password?.file, /\/\.airlock\/redis-password$/, 'the secret is the file scripts/compose-secrets.sh makes')
+  t.match([redis?.healthcheck?.test ?? []].flat().join(' '), /REDISCLI_AUTH=\$\$\(cat \/run\/secrets\/redis_password\).*= PONG/, 'the healthcheck authenticates and wants PONG')
+  for (const [name, service] of [['api', api], ['worker', worker]] as const) {
+    t.ok(secretsOf(service).includes('redis_password'), `${name} reads the secret`)
+    t.match(commandOf(service), /password=\$\$\(cat \/run\/secrets\/redis_password\) && export REDIS_URL=redis:\/\/:\$\$password@redis:6379 && exec node /, `${name}'s REDIS_URL carries the password`)
+    t.equal(service?.environment?.REDIS_URL, undefined, `${name} has no REDIS_URL without the password`)
+  }
+  t.ok(secretsOf(redis).includes('redis_password'))
+
+  const smaller = await composeConfig({ AIRLOCK_REDIS_MAXMEMORY: '256mb' })
+  t.match(commandOf(smaller.services.redis), /--maxmemory 256mb --maxmemory-policy noeviction/, 'AIRLOCK_REDIS_MAXMEMORY sets the cap')
+})
+
+t.test('only the API port is published: /metrics stays on its own listener, unpublished', async (t) => {
+  const { api } = (await composeConfig()).services
+  const published = (api?.ports ?? []).map((p) => (typeof p === 'object' && p !== null ? String((p as { published?: unknown }).published) : String(p).split(':').at(-2)))
+  t.same(published, ['8080'])
+  t.notOk(JSON.stringify(api?.ports).includes('9464'), 'the metrics port is not published')
 })
 
 t.test('docker-compose config refuses to start without API keys', async (t) => {

@@ -1,7 +1,22 @@
 import t from 'tap'
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import type { FastifyRouteSchemaDef } from 'fastify/types/schema.js'
+import type { TSchema } from 'typebox'
 import { loadConfig } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
-import { filePathProblem, resolveJobSpec, type JobRequest } from '../../core/job-spec.js'
+import {
+  filePathProblem,
+  JobRequestSchema,
+  MAX_ARG_LENGTH,
+  MAX_ENV,
+  MAX_ENV_NAME_LENGTH,
+  MAX_ENV_VALUE_LENGTH,
+  MAX_FILE_PATH_BYTES,
+  MAX_PATH_SEGMENT_BYTES,
+  MAX_TOTAL_ENV_BYTES,
+  resolveJobSpec,
+  type JobRequest,
+} from '../../core/job-spec.js'
 
 const policy = loadConfig({})
 
@@ -80,4 +95,82 @@ t.test('env may not override sandbox variables or carry NUL bytes; args may not 
 t.test('files larger than the total cap are refused', async (t) => {
   const big = 'x'.repeat(600 * 1024)
   t.equal(codeOf({ runtime: 'python', files: [{ path: 'a.py', content: big }, { path: 'b.py', content: big }], entrypoint: 'a.py' }), 'AIRLOCK_ERR_INVALID_FILE')
+})
+
+/** The body validator fastify runs for POST /v1/jobs (api/app.ts sets this compiler). */
+const validateBody = TypeBoxValidatorCompiler({ schema: JobRequestSchema, httpPart: 'body', method: 'POST', url: '/v1/jobs' } as FastifyRouteSchemaDef<TSchema>)
+function schemaAccepts(body: unknown): boolean {
+  const result = validateBody(body) as { error?: unknown }
+  return result.error === undefined
+}
+
+t.test('env names are POSIX names and values bounded strings, refused by the schema itself (a 400, not a TypeError)', async (t) => {
+  const job = (env: unknown) => ({ runtime: 'bash', source: 'env', env })
+  const badNames = ['N-1', 'A=B', 'A\nB', 'A\n', '\nA', 'A\0', 'A B', '1A', '', 'É', 'X"; cat /dev/zero >&2; : "', '$(reboot)', 'a'.repeat(MAX_ENV_NAME_LENGTH + 1)]
+  for (const name of badNames) t.notOk(schemaAccepts(job({ [name]: 'x' })), `refuses the name ${JSON.stringify(name)}`)
+  t.notOk(schemaAccepts(job({ 'N-1': { a: 1 } })), 'an object under a bad name (was a 500)')
+  for (const value of [{ a: 1 }, 1, true, null, ['x']]) t.notOk(schemaAccepts(job({ GOOD: value })), `refuses the value ${JSON.stringify(value)}`)
+  t.notOk(schemaAccepts(job({ A: 'x'.repeat(MAX_ENV_VALUE_LENGTH + 1) })), 'a value over the bound')
+  t.notOk(schemaAccepts(job({ A: 'x'.repeat(200_000) })), 'a 200 kB value')
+  t.notOk(schemaAccepts(job(Object.fromEntries(Array.from({ length: MAX_ENV + 1 }, (_, i) => [`V${i}`, '1'])))), 'too many variables')
+  t.notOk(schemaAccepts(job(['A=1'])), 'env is an object, not a list')
+
+  const good = { A: '1', _x: '', a9_B: 'with spaces, = and\nnewlines', ['L'.repeat(MAX_ENV_NAME_LENGTH)]: 'x'.repeat(MAX_ENV_VALUE_LENGTH) }
+  t.ok(schemaAccepts(job(good)), 'good names and values pass the schema')
+  t.ok(schemaAccepts(job(Object.fromEntries(Array.from({ length: MAX_ENV }, (_, i) => [`V${i}`, '1'])))), `${MAX_ENV} variables pass`)
+  t.same(resolveJobSpec(job(good) as JobRequest, policy).env, good)
+})
+
+t.test('resolveJobSpec refuses what the schema refuses, for a request that did not go through it', async (t) => {
+  const env = (e: unknown) => codeOf({ runtime: 'bash', source: 'env', env: e as Record<string, string> })
+  for (const name of ['N-1', 'A=B', 'A\n', 'A\0', 'a'.repeat(MAX_ENV_NAME_LENGTH + 1)]) t.equal(env({ [name]: 'x' }), 'AIRLOCK_ERR_VALIDATION', `name ${JSON.stringify(name)}`)
+  t.equal(env({ 'N-1': { a: 1 } }), 'AIRLOCK_ERR_VALIDATION', 'an object value under a bad name')
+  t.equal(env({ A: { a: 1 } }), 'AIRLOCK_ERR_VALIDATION', 'an object value')
+  t.equal(env({ A: 7 }), 'AIRLOCK_ERR_VALIDATION', 'a number')
+  t.equal(env({ A: 'x'.repeat(MAX_ENV_VALUE_LENGTH + 1) }), 'AIRLOCK_ERR_VALIDATION', 'a long value')
+  t.equal(env(Object.fromEntries(Array.from({ length: MAX_ENV + 1 }, (_, i) => [`V${i}`, '1']))), 'AIRLOCK_ERR_VALIDATION', 'too many')
+  const args = (a: unknown) => codeOf({ runtime: 'bash', source: 'env', args: a as string[] })
+  t.equal(args(['x'.repeat(MAX_ARG_LENGTH + 1)]), 'AIRLOCK_ERR_VALIDATION', 'a long argument')
+  t.equal(args([{ a: 1 }]), 'AIRLOCK_ERR_VALIDATION', 'an argument that is not a string')
+  t.equal(args(Array.from({ length: 65 }, () => 'a')), 'AIRLOCK_ERR_VALIDATION', 'too many arguments')
+  t.equal(args(['x'.repeat(MAX_ARG_LENGTH)]), undefined, 'an argument at the bound')
+})
+
+t.test('env adding up to more than its total is refused, naming /env', async (t) => {
+  // 32 values of 4000 characters: each within its bound, 128 kB together.
+  const env = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`V${i}`, 'x'.repeat(4000)]))
+  t.ok(schemaAccepts({ runtime: 'bash', source: 'env', env }), 'the schema cannot see the total')
+  try {
+    resolveJobSpec({ runtime: 'bash', source: 'env', env }, policy)
+    t.fail('expected an error')
+  } catch (err) {
+    const e = err as AirlockError
+    t.equal(e.code, 'AIRLOCK_ERR_VALIDATION')
+    t.equal(e.statusCode, 400)
+    t.same(e.details?.map((d) => d.path), ['/env'])
+    t.match(e.message, new RegExp(`at most ${MAX_TOTAL_ENV_BYTES}`))
+  }
+  // Multi-byte characters count as the bytes they are.
+  const wide = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`W${i}`, '€'.repeat(4000)]))
+  t.equal(codeOf({ runtime: 'bash', source: 'env', env: wide }), 'AIRLOCK_ERR_VALIDATION', '6 x 4000 three-byte characters')
+  t.equal(codeOf({ runtime: 'bash', source: 'env', env: Object.fromEntries(Array.from({ length: 15 }, (_, i) => [`V${i}`, 'x'.repeat(4000)])) }), undefined, '60 kB is within the total')
+})
+
+t.test('file names and paths the filesystem would refuse are refused at the edge', async (t) => {
+  const segment = 'a'.repeat(MAX_PATH_SEGMENT_BYTES)
+  const cases: [string, boolean][] = [
+    [segment, true],
+    [`${segment}a`, false],
+    [`dir/${segment}a.py`, false],
+    ['é'.repeat(128), false], // 256 bytes in 128 characters
+    ['é'.repeat(127), true],
+    [Array.from({ length: 5 }, () => 'b'.repeat(205)).join('/'), false], // 1029 bytes
+    [Array.from({ length: 4 }, () => 'b'.repeat(250)).join('/'), true], // 1003 bytes
+  ]
+  for (const [path, ok] of cases) {
+    t.equal(filePathProblem(path) === undefined, ok, `${ok ? 'accepts' : 'refuses'} a path of ${Buffer.byteLength(path)} bytes`)
+    if (!ok) t.equal(codeOf({ runtime: 'python', files: [{ path, content: '' }], entrypoint: path }), 'AIRLOCK_ERR_INVALID_FILE')
+  }
+  t.ok(filePathProblem('x'.repeat(MAX_FILE_PATH_BYTES + 1))?.includes('bytes'))
+  t.ok(schemaAccepts({ runtime: 'python', files: [{ path: cases[6]![0], content: '' }] }), 'the schema lets a long nested path through to be counted in bytes')
 })

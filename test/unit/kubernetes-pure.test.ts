@@ -1,12 +1,16 @@
+import { spawnSync } from 'node:child_process'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import t from 'tap'
-import type { V1Job, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node'
+import type { V1Job, V1NetworkPolicy, V1Pod, V1Secret } from '@kubernetes/client-node'
 import { ConfigError, parseImageRefs } from '../../core/config.js'
 import type { JobSpec } from '../../core/job-spec.js'
 import { findRuntime } from '../../core/runtimes.js'
-import { buildJob, buildSecret, jobLabels, kubeJobName, secretBytes, tenantLabel, type ManifestInput } from '../../worker/executors/kubernetes/job-manifests.js'
+import { buildJob, buildSecret, jobLabels, kubeJobName, kubeLiteral, secretBytes, tenantLabel, type ManifestInput } from '../../worker/executors/kubernetes/job-manifests.js'
 import { namespaceProblems, type SafetyInput } from '../../worker/executors/kubernetes/namespace-safety.js'
-import { isTransientRefusal, observe } from '../../worker/executors/kubernetes/pod-state.js'
-import { CAP_HELPER_PROCESSES } from '../../worker/executors/sandbox-process.js'
+import { isTransientRefusal, observe, podDisruption } from '../../worker/executors/kubernetes/pod-state.js'
+import { CAP_HELPER_PROCESSES, JOB_FILES_MOUNT, WORKSPACE } from '../../worker/executors/sandbox-process.js'
 
 const spec: JobSpec = {
   runtime: 'python',
@@ -67,26 +71,122 @@ t.test('job spec -> Job: gVisor, no token, non-root, read-only root, no capabili
   t.equal(c.image, input.image)
   t.same(pod.volumes?.filter((v) => v.emptyDir).map((v) => v.emptyDir), [{ medium: 'Memory', sizeLimit: '64Mi' }, { medium: 'Memory', sizeLimit: '64Mi' }], 'tmpfs of a fixed size, not an eviction threshold')
   t.same(c.command?.slice(3), ['airlock', 'python3', 'main.py', 'x'])
-  const names = (c.env ?? []).map((e) => e.name)
-  t.same(names.sort(), ['FOO', 'HOME', 'LANG', 'PATH', 'PYTHONUNBUFFERED'])
-  const script = c.command?.[2] ?? ''
+  t.same(c.env, [{ name: 'PATH', value: '/usr/local/bin:/usr/bin:/bin' }, { name: 'HOME', value: '/workspace' }], "the container's own environment is only what the launcher needs")
+  // As the kubelet passes it on: every $ is doubled in the manifest (kubeLiteral).
+  const script = (c.command?.[2] ?? '').replaceAll('$$', '$')
   t.ok(
-    script.includes(`(ulimit -p ${40 + CAP_HELPER_PROCESSES} && exec env -i ${(c.env ?? []).map((e) => `"${e.name}=$${e.name}"`).join(' ')} "$@" < /airlock/job/stdin)`),
-    'the program sees only the job\'s variables, not the ones the kubelet adds, under the process limit (its own plus the launcher\'s helpers)',
+    script.includes(`(ulimit -p ${40 + CAP_HELPER_PROCESSES} && exec env -i -- "$@" < /airlock/job/stdin)`),
+    "the program sees only the job's variables, not the ones the kubelet adds, under the process limit (its own plus the launcher's helpers)",
   )
-  t.ok(script.startsWith('cp -R /airlock/job/files/. /workspace/'), 'the files are copied to the workspace first')
+  t.ok(script.indexOf('cp -R /airlock/job/files/. /workspace/') < script.indexOf('mkfifo'), 'the files are copied to the workspace first')
   t.equal(script.match(/head -c 101;/g)?.length, 2, 'stdout and stderr each capped at outputBytes + 1 in the sandbox, not on the node\'s disk')
-  t.same(pod.volumes?.[0]?.secret?.items, [{ key: 'stdin', path: 'stdin' }, { key: 'file-0', path: 'files/main.py' }, { key: 'file-1', path: 'files/lib/a.py' }])
-  t.ok(c.env?.some((e) => e.name === 'FOO' && e.value === 'bar'))
+  t.same(pod.volumes?.[0]?.secret?.items, [
+    { key: 'stdin', path: 'stdin' },
+    { key: 'file-0', path: 'files/main.py' },
+    { key: 'file-1', path: 'files/lib/a.py' },
+    ...['0', '1', '2', '3', '4'].map((i) => ({ key: `env-${i}`, path: `env/${i}` })),
+  ])
+  t.notOk(JSON.stringify(job).includes('bar'), "the job's variables are not in the Job")
   t.equal(buildJob({ ...input, spec: { ...spec, isolation: 'runc' } }).spec?.template.spec?.runtimeClassName, 'runc', 'the benchmark comparison runtime')
 })
 
 t.test('job spec -> Secret: files and stdin, immutable, labelled', async (t) => {
   const secret = buildSecret(input)
-  t.same(secret.stringData, { stdin: 'in', 'file-0': 'print(1)', 'file-1': 'A = 1' })
+  t.same(secret.stringData, {
+    stdin: 'in',
+    'file-0': 'print(1)',
+    'file-1': 'A = 1',
+    'env-0': 'FOO=bar',
+    'env-1': 'PATH=/usr/local/bin:/usr/bin:/bin',
+    'env-2': 'HOME=/workspace',
+    'env-3': 'LANG=C.UTF-8',
+    'env-4': 'PYTHONUNBUFFERED=1',
+  })
   t.equal(secret.immutable, true)
   t.equal(secret.metadata?.name, kubeJobName(input.jobId))
-  t.equal(secretBytes(spec), 2 + 8 + 5)
+  t.equal(secretBytes(spec), Object.values(secret.stringData ?? {}).reduce((n, v) => n + Buffer.byteLength(v), 0), 'what the Secret holds, env included')
+})
+
+/** The kubelet's $(NAME) expansion of command and env values (k8s third_party/forked/golang/expansion). */
+function kubeletExpand(s: string, vars: Record<string, string>): string {
+  let out = ''
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] !== '$' || i + 1 === s.length) {
+      out += s[i]
+      continue
+    }
+    const next = s[i + 1]
+    const close = next === '(' ? s.indexOf(')', i + 2) : -1
+    if (next === '$') out += '$'
+    else if (close >= 0) out += vars[s.slice(i + 2, close)] ?? s.slice(i, close + 1)
+    else out += `$${next}`
+    i = close >= 0 ? close : i + 1
+  }
+  return out
+}
+
+/**
+ * Runs a Job's launcher as the kubelet would start it, on this machine's dash: the
+ * Secret laid out by its volume items, the command and env expanded, the kubelet's own
+ * variables added, the sandbox's paths moved under a temporary directory.
+ */
+async function runLauncher(t: { teardown(fn: () => unknown): void }, job: V1Job, secret: V1Secret): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const root = await mkdtemp(join(tmpdir(), 'airlock-kube-launcher-'))
+  t.teardown(() => rm(root, { recursive: true, force: true }))
+  await mkdir(join(root, 'workspace'))
+  const pod = job.spec!.template.spec!
+  for (const item of pod.volumes![0]!.secret!.items!) {
+    await mkdir(dirname(join(root, 'job', item.path)), { recursive: true })
+    await writeFile(join(root, 'job', item.path), secret.stringData![item.key]!)
+  }
+  const c = pod.containers[0]!
+  const containerEnv = Object.fromEntries((c.env ?? []).map((e) => [e.name, kubeletExpand(e.value ?? '', {})]))
+  const command = c.command!.map((part) => kubeletExpand(part, containerEnv))
+  // RLIMIT_NPROC is asserted on the script's text; here it would count this machine's processes.
+  const script = command[2]!.replaceAll(`${JOB_FILES_MOUNT}/`, `${root}/job/`).replaceAll(`${WORKSPACE}/`, `${root}/workspace/`).replace(/ulimit -p \d+ && /, '')
+  const r = spawnSync(command[0]!, [command[1]!, script, ...command.slice(3)], {
+    cwd: join(root, 'workspace'),
+    env: { ...containerEnv, KUBERNETES_SERVICE_HOST: '10.0.0.1', HOSTNAME: 'pod' },
+    maxBuffer: 1 << 20,
+  })
+  return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() }
+}
+
+t.test('a hostile env name or value never becomes shell text, and reaches the program exactly', async (t) => {
+  const hostile = {
+    'X"; cat /dev/zero >&2; : "': 'v',
+    'Y$(echo INJECTED >&2)': '`echo INJECTED >&2`',
+    'Z\necho INJECTED >&2\n': '$(echo INJECTED >&2); "\'\\',
+    SAFE: 'a value\nwith "quotes", $(HOME), $$, `ticks`, a trailing newline\n\n',
+    EMPTY: '',
+  }
+  const args = ['$(HOME)', '$$', 'a b', '$']
+  // Node prints what it was given: its argv after `-e CODE` and its environment.
+  const runtime = { ...findRuntime('node')!, command: (_entrypoint: string, a: readonly string[]) => ['node', '-e', 'process.stdout.write(JSON.stringify({ argv: process.argv.slice(1), env: process.env }))', ...a] }
+  const hostileInput: ManifestInput = { ...input, runtime, spec: { ...spec, env: hostile, args, limits: { ...spec.limits, outputBytes: 1 << 20 } } }
+  const job = buildJob(hostileInput)
+  const secret = buildSecret(hostileInput)
+  const c = job.spec!.template.spec!.containers[0]!
+  const script = c.command![2]!
+  for (const [name, value] of Object.entries(hostile)) {
+    t.notOk(script.includes(name), `the name ${JSON.stringify(name)} is not in the launcher's script`)
+    if (value.length > 1) t.notOk(script.includes(value), `nor the value ${JSON.stringify(value)}`)
+    t.notOk(JSON.stringify(c.command).includes(JSON.stringify(name).slice(1, -1)), 'nor anywhere in the command')
+    t.notOk(JSON.stringify(c.env).includes(JSON.stringify(name).slice(1, -1)), "nor in the container's environment")
+    t.ok(Object.values(secret.stringData!).includes(`${name}=${value}`), 'it is data in the Secret')
+  }
+
+  const r = await runLauncher(t, job, secret)
+  t.equal(r.status, 0, r.stderr)
+  t.notMatch(r.stderr, /INJECTED/, 'nothing the job sent ran as shell')
+  const seen = JSON.parse(r.stdout) as { argv: string[]; env: Record<string, string> }
+  t.same(seen.argv, args, 'arguments arrive as sent, $ and $(NAME) included (the kubelet would expand them)')
+  t.same(seen.env, { ...hostile, PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/workspace', LANG: 'C.UTF-8', PYTHONUNBUFFERED: '1' }, "exactly the job's variables and the sandbox's: none of the kubelet's")
+})
+
+t.test('every $ of the command is doubled for the kubelet, which reads $$ as $', async (t) => {
+  for (const s of ['$(HOME)', '$$(HOME)', 'a$', '$', '$$$', 'no dollar', '$(', '$x']) t.equal(kubeletExpand(kubeLiteral(s), { HOME: '/workspace', x: 'X' }), s, JSON.stringify(s))
+  t.equal(kubeletExpand('$(HOME)/$$(HOME)', { HOME: '/w' }), '/w/$(HOME)', 'the expansion the escaping undoes')
 })
 
 const running = (startedAt: string): V1Pod => ({ status: { phase: 'Running', containerStatuses: [{ name: 'job', image: 'i', imageID: '', ready: true, restartCount: 0, state: { running: { startedAt: new Date(startedAt) } } }] } })
@@ -111,6 +211,33 @@ t.test('pod and Job state -> what the executor does', async (t) => {
   t.match(observe(undefined, { status: { phase: 'Failed', reason: 'Evicted', message: 'disk' } }, limits), { kind: 'cannot-start', reason: /Evicted/ })
   t.same(observe(undefined, { status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: 'no fit' }] } }, limits), { kind: 'unschedulable', message: 'no fit' })
   t.match(observe(failedJob('BackoffLimitExceeded'), undefined, limits), { kind: 'cannot-start', reason: /BackoffLimitExceeded/ })
+})
+
+t.test('a pod the cluster ended is an error of the host, not the program failing', async (t) => {
+  const disrupted = (exitCode: number, condition: { reason: string; message: string } | undefined, status: Partial<NonNullable<V1Pod['status']>> = {}): V1Pod => {
+    const pod = terminated(exitCode, 'Error')
+    pod.status = { ...pod.status, ...status, conditions: condition ? [{ type: 'DisruptionTarget', status: 'True', ...condition }] : [] }
+    return pod
+  }
+  const evicted = disrupted(137, { reason: 'TerminationByKubelet', message: 'The node was low on resource: memory.' }, { reason: 'Evicted', message: 'The node was low on resource: memory.' })
+  t.match(observe(undefined, evicted, limits), { kind: 'ended', end: { status: 'error', exitCode: null, signal: 'SIGKILL', reason: /^the host stopped the sandbox: the cluster ended its pod \(TerminationByKubelet\): The node was low on resource: memory\.$/ } })
+  t.match(observe(undefined, disrupted(143, { reason: 'PreemptionByScheduler', message: 'preempted' }), limits), { kind: 'ended', end: { status: 'error', reason: /PreemptionByScheduler/ } })
+  t.match(observe(undefined, disrupted(2, undefined, { reason: 'Evicted', message: 'disk' }), limits), { kind: 'ended', end: { status: 'error', exitCode: null, reason: /\(Evicted\): disk/ } }, 'an eviction on a cluster without DisruptionTarget')
+  t.match(observe(undefined, disrupted(0, { reason: 'DeletionByTaintManager', message: 'm' }), limits), { kind: 'ended', end: { status: 'succeeded' } }, 'a program that ended first succeeded')
+  const oom = terminated(137, 'OOMKilled')
+  oom.status!.conditions = [{ type: 'DisruptionTarget', status: 'True', reason: 'TerminationByKubelet', message: 'm' }]
+  t.match(observe(undefined, oom, limits), { kind: 'ended', end: { status: 'oom' } }, "the job's own memory limit still wins")
+  t.equal(podDisruption(terminated(1, 'Error')), null, 'a pod left alone')
+  t.equal(podDisruption({ status: { conditions: [{ type: 'DisruptionTarget', status: 'False' }] } }), null)
+})
+
+t.test("the node's paths do not reach a job's reason", async (t) => {
+  const pod = waiting('RunContainerError')
+  pod.status!.containerStatuses![0]!.state!.waiting!.message =
+    'failed to create containerd task: OCI runtime create failed: open /run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/log.json: no such file; mount "/var/lib/kubelet/pods/123/volumes/x" failed'
+  const seen = observe(undefined, pod, limits)
+  t.match(seen, { kind: 'cannot-start', reason: /RunContainerError.*OCI runtime create failed/ })
+  t.notMatch((seen as { reason: string }).reason, /\/run\/|\/var\/lib|kubelet\/pods/)
 })
 
 const safe: SafetyInput = {

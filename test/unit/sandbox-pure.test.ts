@@ -7,7 +7,9 @@ import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { findRuntime } from '../../core/runtimes.js'
 import { buildOciConfig, JOB_FILES_MOUNT, SANDBOX_UID, WORKSPACE } from '../../worker/executors/local/oci-bundle.js'
-import { classifyEnd, type SandboxEnd } from '../../worker/executors/outcome.js'
+import { hostThreadLimit } from '../../worker/executors/local/local-executor.js'
+import { classifyEnd, executorFailureReason, localHostKill, withoutHostPaths, type SandboxEnd } from '../../worker/executors/outcome.js'
+import { ExecutorError } from '../../worker/executors/executor.js'
 import { CappedOutput, utf8Boundary } from '../../worker/executors/output-capture.js'
 import { sandboxArgv } from '../../worker/executors/sandbox-process.js'
 
@@ -23,6 +25,7 @@ t.test('the OCI config carries every sandbox restriction', async (t) => {
   t.equal(config.process.cwd, WORKSPACE)
   t.ok(config.process.env.includes('X=1'))
   t.notOk(config.process.env.some((e: string) => e.startsWith('REDIS_URL=') || e.startsWith('AIRLOCK_')), 'no worker environment leaks in')
+  t.equal(config.process.args[2], 'cp -R /airlock/job/. /workspace/ && exec "$@"', 'the env is data in the OCI config, never shell text')
   t.same(config.process.rlimits.find((r: any) => r.type === 'RLIMIT_NPROC'), { type: 'RLIMIT_NPROC', hard: 10, soft: 10 })
   t.equal(config.linux.resources.memory.limit, 128 * 1024 * 1024)
   t.same(config.linux.resources.cpu, { quota: 50_000, period: 100_000 })
@@ -45,6 +48,59 @@ t.test('a sandbox end maps to the job status', async (t) => {
   t.match(classifyEnd({ ...base, exitStatus: 137, oomKills: 1 }), { status: 'oom', reason: /64 MiB/ })
   t.match(classifyEnd({ ...base, exitStatus: 137, cancelled: true, timedOut: true }), { status: 'cancelled' })
   t.match(classifyEnd({ ...base, exitStatus: null }), { status: 'error' })
+})
+
+t.test('a sandbox the host stopped is an error of ours, not the program failing', async (t) => {
+  const threads = localHostKill({ threadRefusals: 3, threadLimit: hostThreadLimit(10), runtimeSignal: null })
+  t.match(threads, /host's limit of 296 threads/)
+  // The Go runtime exits with 2 when it cannot get a thread: runsc's status, not the program's.
+  for (const exitStatus of [2, 1, 137, 139, 255, null]) {
+    const end = classifyEnd({ ...base, exitStatus, hostKill: threads })
+    t.equal(end.status, 'error', `status ${exitStatus}`)
+    t.equal(end.exitCode, null, 'no exit code is claimed for the program')
+    t.match(end.reason, /^the host stopped the sandbox: the sandbox reached the host's limit of 296 threads/)
+  }
+  t.match(classifyEnd({ ...base, exitStatus: 137, hostKill: threads }), { signal: 'SIGKILL' }, 'the signal that ended it is still told')
+
+  const killed = localHostKill({ threadRefusals: 0, threadLimit: 296, runtimeSignal: 'SIGKILL' })
+  t.match(classifyEnd({ ...base, exitStatus: null, hostKill: killed }), { status: 'error', reason: /host stopped the sandbox: the sandbox runtime was killed by SIGKILL on the host/ })
+  t.equal(localHostKill({ threadRefusals: 0, threadLimit: 296, runtimeSignal: null }), null, 'a sandbox left alone')
+  t.match(classifyEnd({ ...base, exitStatus: 2, hostKill: null }), { status: 'failed', exitCode: 2 }, "without the host's doing, exit 2 is the program's")
+
+  t.match(classifyEnd({ ...base, exitStatus: 0, hostKill: threads }), { status: 'succeeded' }, 'a program that ran to its end succeeded')
+  t.match(classifyEnd({ ...base, exitStatus: 137, timedOut: true, hostKill: threads }), { status: 'timeout' }, "the job's time limit wins")
+  t.match(classifyEnd({ ...base, exitStatus: 137, cancelled: true, hostKill: threads }), { status: 'cancelled' }, 'a cancel wins')
+  t.match(classifyEnd({ ...base, exitStatus: 137, oomKills: 1, hostKill: threads }), { status: 'oom' }, "the job's memory limit wins")
+})
+
+t.test("an executor's failure reaches the job as a fixed sentence and an errno code, never its message", async (t) => {
+  const pid = 48213
+  const enametoolong = Object.assign(new Error(`ENAMETOOLONG: name too long, open '/run/airlock/workers/${pid}/bundles/airlock-job_x/files/${'a'.repeat(300)}'`), {
+    code: 'ENAMETOOLONG',
+    errno: -36,
+    path: `/run/airlock/workers/${pid}/bundles/airlock-job_x/files/a`,
+  })
+  const cases: [unknown, RegExp][] = [
+    [enametoolong, /\(ENAMETOOLONG\)/],
+    [new ExecutorError(`runsc could not start the sandbox (exit 1): /run/airlock/workers/${pid}/runsc: permission denied`), /^the sandbox could not be run: [^()]*$/],
+    [new ExecutorError('the Kubernetes Job could not be created: boom', { cause: Object.assign(new Error('x'), { code: 'ENOSPC' }) }), /\(ENOSPC\)/],
+    [Object.assign(new Error(`bad /run/airlock/${pid}`), { code: 'ERR_INVALID_ARG_TYPE' }), /^the sandbox could not be run: [^()]*$/],
+    [Object.assign(new Error('api'), { code: 500 }), /^the sandbox could not be run: [^()]*$/],
+    ['a string thrown', /^the sandbox could not be run/],
+    [undefined, /^the sandbox could not be run/],
+  ]
+  for (const [err, expected] of cases) {
+    const reason = executorFailureReason(err)
+    t.match(reason, expected)
+    t.notMatch(reason, /\/run|airlock\/workers|48213|permission|boom|bad/, `no host path, pid or message text in ${JSON.stringify(reason)}`)
+  }
+})
+
+t.test("absolute paths are taken out of the node's messages", async (t) => {
+  t.equal(withoutHostPaths('open /run/containerd/x/log.json: no such file'), 'open …: no such file')
+  t.equal(withoutHostPaths('mount "/var/lib/kubelet/pods/1/volumes/x" failed'), 'mount "…" failed')
+  t.equal(withoutHostPaths('/leading/path at start, (in /parens) and key=/v'), '… at start, (in …) and key=…')
+  t.equal(withoutHostPaths('image r/default@sha256:abc not found; 3/4 nodes'), 'image r/default@sha256:abc not found; 3/4 nodes', 'relative names stay')
 })
 
 t.test('output is capped per stream without splitting a UTF-8 character', async (t) => {

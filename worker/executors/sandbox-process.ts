@@ -14,12 +14,17 @@ export const WORKSPACE = '/workspace'
 /** Where the job's files are mounted read-only before being copied to the workspace. */
 export const JOB_FILES_MOUNT = '/airlock/job'
 
+/** Variables the sandbox sets whatever the job asks (core/job-spec.ts refuses them in a job's env). */
+export const SANDBOX_FIXED_ENV: Readonly<Record<string, string>> = {
+  PATH: '/usr/local/bin:/usr/bin:/bin',
+  HOME: WORKSPACE,
+}
+
 /** The job's environment: its own variables, and the ones the sandbox fixes. */
 export function sandboxEnv(spec: JobSpec): Record<string, string> {
   return {
     ...spec.env,
-    PATH: '/usr/local/bin:/usr/bin:/bin',
-    HOME: WORKSPACE,
+    ...SANDBOX_FIXED_ENV,
     LANG: spec.env.LANG ?? 'C.UTF-8',
     PYTHONUNBUFFERED: spec.env.PYTHONUNBUFFERED ?? '1',
   }
@@ -36,10 +41,13 @@ export interface ArgvOptions {
    */
   pidsLimit?: number
   /**
-   * The only variables the program may see (the job's, from sandboxEnv), where the
-   * runtime adds its own to the container's environment, as the kubelet does.
+   * A directory under JOB_FILES_MOUNT with one file per variable of the program's
+   * environment, each holding exactly `NAME=value` (envFiles): the program gets these
+   * and no others, where the runtime adds its own to the container's environment, as
+   * the kubelet does. They reach the program as data (argv of `env -i`), never as
+   * shell text, and the launcher's own helpers never see them.
    */
-  onlyEnv?: readonly string[]
+  envDir?: string
   /**
    * Keep only this many bytes (plus one, so the reader sees the cut) of stdout and of
    * stderr inside the sandbox and drain the rest there, where the runtime writes all
@@ -64,13 +72,12 @@ export const CAP_HELPER_PROCESSES = 4
 export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: ArgvOptions = {}): string[] {
   const from = options.filesSubdir ? `${JOB_FILES_MOUNT}/${options.filesSubdir}` : JOB_FILES_MOUNT
   const copy = `cp -R ${from}/. ${WORKSPACE}/`
-  // Names are validated identifiers; values stay in the environment, never in the script.
-  const clearEnv = options.onlyEnv ? `env -i ${options.onlyEnv.map((name) => `"${name}=$${name}"`).join(' ')} ` : ''
-  const exec = `exec ${clearEnv}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
+  const readEnv = options.envDir === undefined ? '' : `${readEnvScript(`${JOB_FILES_MOUNT}/${options.envDir}`)}\n`
+  const exec = `exec ${options.envDir === undefined ? '' : 'env -i -- '}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
   const argv = (script: string) => ['/bin/sh', '-c', script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
   // dash's name for RLIMIT_NPROC is -p.
   const ulimit = (extra: number) => (options.pidsLimit === undefined ? '' : `ulimit -p ${options.pidsLimit + extra} && `)
-  if (options.capOutputBytes === undefined) return argv(`${ulimit(0)}${copy} && ${exec}`)
+  if (options.capOutputBytes === undefined) return argv(`${readEnv}${ulimit(0)}${copy} && ${exec}`)
 
   // The program writes into two FIFOs; a head/cat pair per stream passes the first
   // bytes on as they come (unbuffered: head's stdio would hold them until it ends)
@@ -79,6 +86,7 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
   // exit code is the program's. dash has no pipefail, hence the FIFOs.
   const keep = `{ stdbuf -o0 head -c ${options.capOutputBytes + 1}; cat >/dev/null; }`
   return argv(
+    readEnv +
     [
       `${copy} && f=$(mktemp -d) && mkfifo "$f/o" "$f/e" || exit 125`,
       `${keep} <"$f/e" >&2 &`,
@@ -90,4 +98,33 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
       'wait $p',
     ].join('\n'),
   )
+}
+
+/**
+ * The program's environment as files for ArgvOptions.envDir: one per variable, named
+ * by its index (a name never becomes a path), holding exactly `NAME=value`. Pure.
+ */
+export function envFiles(env: Record<string, string>): { name: string; content: string }[] {
+  return Object.entries(env).map(([name, value], i) => ({ name: String(i), content: `${name}=${value}` }))
+}
+
+/**
+ * Shell text that appends each file of `dir` (envFiles) to "$@" as one word, then
+ * moves the program's argv after them, ready for `env -i -- "$@"`. No eval and no
+ * text of the job's: its names and values are only ever read into variables, byte for
+ * byte, and passed on as words. Only builtins: a fork per variable is slow in gVisor.
+ * `read` drops the newline that ends each line and leaves an unterminated last line in
+ * `l`, so joining the lines back gives the file exactly, trailing newlines included.
+ */
+function readEnvScript(dir: string): string {
+  return [
+    'n=$#',
+    `for v in ${dir}/*; do`,
+    '  [ -f "$v" ] || continue',
+    '  a= l= nl=',
+    `  while IFS= read -r l; do a=$a$nl$l; nl='\n'; done <"$v" || exit 125`,
+    '  set -- "$@" "$a$nl$l"',
+    'done',
+    'while [ "$n" -gt 0 ]; do set -- "$@" "$1"; shift; n=$((n - 1)); done',
+  ].join('\n')
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { V1Job, V1Secret } from '@kubernetes/client-node'
 import type { JobSpec } from '../../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../../core/runtimes.js'
-import { JOB_FILES_MOUNT, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, WORKSPACE } from '../sandbox-process.js'
+import { envFiles, JOB_FILES_MOUNT, SANDBOX_FIXED_ENV, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, WORKSPACE } from '../sandbox-process.js'
 
 export const MANAGED_BY = 'airlock'
 export const LABEL_JOB = 'airlock.dev/job'
@@ -52,16 +52,25 @@ function secretKeyOfFile(i: number): string {
   return `file-${i}`
 }
 
+function secretKeyOfEnv(fileName: string): string {
+  return `env-${fileName}`
+}
+
+/** Where the program's environment is, one file per variable, under JOB_FILES_MOUNT (sandboxArgv's envDir). */
+const ENV_DIR = 'env'
+
 /**
- * Job spec -> the Secret carrying the job's files and stdin (the code reaches the pod
- * without any network). Pure. Its owner reference to the Job is added once the Job
- * exists, so it is garbage-collected with it.
+ * Job spec -> the Secret carrying the job's files, stdin and environment (the code
+ * reaches the pod without any network, and the variables, often credentials, are not
+ * in the Job for anyone who may read Jobs). Pure. Its owner reference to the Job is
+ * added once the Job exists, so it is garbage-collected with it.
  */
 export function buildSecret(input: ManifestInput): V1Secret {
   const stringData: Record<string, string> = { stdin: input.spec.stdin }
   input.spec.files.forEach((f, i) => {
     stringData[secretKeyOfFile(i)] = f.content
   })
+  for (const file of envFiles(sandboxEnv(input.spec))) stringData[secretKeyOfEnv(file.name)] = file.content
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -74,7 +83,17 @@ export function buildSecret(input: ManifestInput): V1Secret {
 
 /** Bytes the Secret will hold; above MAX_SECRET_BYTES the API server refuses it. */
 export function secretBytes(spec: JobSpec): number {
-  return Buffer.byteLength(spec.stdin) + spec.files.reduce((n, f) => n + Buffer.byteLength(f.content), 0)
+  const contents = [spec.stdin, ...spec.files.map((f) => f.content), ...envFiles(sandboxEnv(spec)).map((f) => f.content)]
+  return contents.reduce((n, c) => n + Buffer.byteLength(c), 0)
+}
+
+/**
+ * A string the kubelet passes on as it is: it expands `$(NAME)` in a container's
+ * command and env values and reads `$$` as `$`, so every `$` is doubled. Without it a
+ * job's argument `$(HOME)` would reach the program as /workspace.
+ */
+export function kubeLiteral(s: string): string {
+  return s.replaceAll('$', '$$$$')
 }
 
 const LOG_ALLOWANCE_MB = 64
@@ -100,7 +119,6 @@ export function buildJob(input: ManifestInput): V1Job {
   // memory-backed and count against memory instead.
   const ephemeral = quantityMi(Math.max(LOG_ALLOWANCE_MB, Math.ceil((2 * (spec.limits.outputBytes + 1)) / (1024 * 1024)) + 16))
   const resources = { cpu, memory, 'ephemeral-storage': ephemeral }
-  const env = sandboxEnv(spec)
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
@@ -136,16 +154,18 @@ export function buildJob(input: ManifestInput): V1Job {
               name: CONTAINER_NAME,
               image: input.image,
               imagePullPolicy: 'IfNotPresent',
-              // onlyEnv: the kubelet adds KUBERNETES_SERVICE_* and the like to every container.
+              // envDir: the program's environment comes from the Secret, as data, and
+              // replaces the container's, to which the kubelet adds KUBERNETES_SERVICE_*
+              // and the like. The container's own is only what the launcher needs.
               command: sandboxArgv(spec, runtime, {
                 filesSubdir: 'files',
                 stdinFile: 'stdin',
+                envDir: ENV_DIR,
                 pidsLimit: spec.limits.pids,
-                onlyEnv: Object.keys(env),
                 capOutputBytes: spec.limits.outputBytes,
-              }),
+              }).map(kubeLiteral),
               workingDir: WORKSPACE,
-              env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })),
+              env: Object.entries(SANDBOX_FIXED_ENV).map(([k, v]) => ({ name: k, value: kubeLiteral(v) })),
               resources: { requests: resources, limits: resources },
               securityContext: {
                 readOnlyRootFilesystem: true,
@@ -167,7 +187,11 @@ export function buildJob(input: ManifestInput): V1Job {
               secret: {
                 secretName: name,
                 defaultMode: 0o444,
-                items: [{ key: 'stdin', path: 'stdin' }, ...spec.files.map((f, i) => ({ key: secretKeyOfFile(i), path: `files/${f.path}` }))],
+                items: [
+                  { key: 'stdin', path: 'stdin' },
+                  ...spec.files.map((f, i) => ({ key: secretKeyOfFile(i), path: `files/${f.path}` })),
+                  ...envFiles(sandboxEnv(spec)).map((f) => ({ key: secretKeyOfEnv(f.name), path: `${ENV_DIR}/${f.name}` })),
+                ],
               },
             },
             // tmpfs of exactly that size, as the local executor's: a disk-backed

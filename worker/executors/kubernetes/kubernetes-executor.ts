@@ -182,7 +182,7 @@ export class KubernetesExecutor implements Executor {
     }
     await this.ensureSafe()
     if (secretBytes(spec) > MAX_SECRET_BYTES) {
-      return endedBeforeStart('error', `the job's files and stdin add up to ${secretBytes(spec)} bytes; the kubernetes executor carries at most ${MAX_SECRET_BYTES}`)
+      return endedBeforeStart('error', `the job's files, stdin and env add up to ${secretBytes(spec)} bytes; the kubernetes executor carries at most ${MAX_SECRET_BYTES}`)
     }
     if (request.signal.aborted) return endedBeforeStart('cancelled', 'cancelled before it started')
     const input: ManifestInput = {

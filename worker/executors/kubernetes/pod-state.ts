@@ -1,6 +1,6 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node'
 import type { JobOutcome } from '../../../core/job.js'
-import { classifyEnd } from '../outcome.js'
+import { classifyEnd, withoutHostPaths } from '../outcome.js'
 import { CONTAINER_NAME } from './job-manifests.js'
 
 /** What the Job and its pod say, reduced to what the executor acts on. */
@@ -23,6 +23,19 @@ function time(t: Date | string | undefined): number | null {
   return Number.isNaN(ms) ? null : ms
 }
 
+/**
+ * Why the cluster ended a pod that was running, when it did: the kubelet's eviction
+ * (node pressure), a preemption, a drain or a node shutdown. The container's exit code
+ * is then the signal it was sent, not its program's doing. Null for a pod left alone.
+ */
+export function podDisruption(pod: V1Pod | undefined): string | null {
+  const target = pod?.status?.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True')
+  if (target) return `the cluster ended its pod (${target.reason ?? 'DisruptionTarget'}): ${withoutHostPaths(target.message ?? 'no detail')}`
+  // Before Kubernetes 1.26 (no DisruptionTarget) an eviction shows only as the pod's reason.
+  if (pod?.status?.phase === 'Failed' && pod.status.reason) return `the cluster ended its pod (${pod.status.reason}): ${withoutHostPaths(pod.status.message ?? 'no detail')}`
+  return null
+}
+
 export interface ObserveLimits {
   timeoutMs: number
   memoryMb: number
@@ -42,19 +55,19 @@ export function observe(job: V1Job | undefined, pod: V1Pod | undefined, limits: 
   }
   const terminated = container?.state?.terminated
   if (terminated) {
-    const end = classifyEnd({ exitStatus: terminated.exitCode, timedOut: false, cancelled: false, oomKills: terminated.reason === 'OOMKilled' ? 1 : 0, ...limits })
+    const end = classifyEnd({ exitStatus: terminated.exitCode, timedOut: false, cancelled: false, oomKills: terminated.reason === 'OOMKilled' ? 1 : 0, hostKill: podDisruption(pod), ...limits })
     return { kind: 'ended', end, startedAt, finishedAt: time(terminated.finishedAt) }
   }
   const waiting = container?.state?.waiting
   if (waiting?.reason && IMAGE_REASONS.has(waiting.reason)) {
-    return { kind: 'cannot-start', reason: `the sandbox image ${container?.image ?? ''} could not be pulled (${waiting.reason}): ${waiting.message ?? 'no detail'}` }
+    return { kind: 'cannot-start', reason: `the sandbox image ${container?.image ?? ''} could not be pulled (${waiting.reason}): ${withoutHostPaths(waiting.message ?? 'no detail')}` }
   }
   if (waiting?.reason && CONFIG_REASONS.has(waiting.reason)) {
-    return { kind: 'cannot-start', reason: `the sandbox container could not be created (${waiting.reason}): ${waiting.message ?? 'no detail'}` }
+    return { kind: 'cannot-start', reason: `the sandbox container could not be created (${waiting.reason}): ${withoutHostPaths(waiting.message ?? 'no detail')}` }
   }
   if (container?.state?.running) return { kind: 'running', startedAt: startedAt ?? Date.now() }
   if (pod?.status?.phase === 'Failed') {
-    return { kind: 'cannot-start', reason: `the sandbox pod failed before its program ran (${pod.status.reason ?? 'Failed'}): ${pod.status.message ?? 'no detail'}` }
+    return { kind: 'cannot-start', reason: `the sandbox pod failed before its program ran (${pod.status.reason ?? 'Failed'}): ${withoutHostPaths(pod.status.message ?? 'no detail')}` }
   }
   const scheduled = pod?.status?.conditions?.find((c) => c.type === 'PodScheduled')
   if (scheduled?.status === 'False' && scheduled.reason === 'Unschedulable') {

@@ -57,6 +57,17 @@ export class CgroupV1 {
     }
   }
 
+  /**
+   * Forks and clones of the sandbox's host processes that the pids limit refused
+   * (pids.events "max"): each is gVisor failing to get a thread. 0 where the kernel
+   * does not count them.
+   */
+  async threadRefusals(): Promise<number> {
+    const text = await readFile(this.file('pids', 'pids.events'), 'utf8').catch(() => '')
+    const m = /^max (\d+)$/m.exec(text)
+    return m ? Number(m[1]) : 0
+  }
+
   async remove(): Promise<void> {
     for (const c of CONTROLLERS) {
       const dir = join(ROOT, c, this.path)

@@ -10,7 +10,7 @@ import { ExecutorError, type ExecutionRequest, type Executor, type IsolationRepo
 import { CgroupV1 } from './cgroups-v1.js'
 import { ImageStore } from './images.js'
 import { buildOciConfig, SANDBOX_UID } from './oci-bundle.js'
-import { classifyEnd } from '../outcome.js'
+import { classifyEnd, localHostKill } from '../outcome.js'
 import { CappedOutput, collect } from '../output-capture.js'
 import { logTail, Runsc } from './runsc.js'
 
@@ -32,6 +32,15 @@ const CONTAINER_PREFIX = 'airlock-'
 // Output pipes close when the sandbox exits; this bounds the wait for their last bytes.
 const DRAIN_GRACE_MS = 2000
 const SANDBOX_CREATE_TIMEOUT_MS = 60_000
+
+/**
+ * The sandbox's pids cgroup: a backstop for the sandbox's own host threads (gVisor's
+ * Sentry, Gofer and the ptrace stubs); the job's own process limit is enforced inside
+ * by RLIMIT_NPROC. A sandbox that reaches it is stopped by the host, not by its job.
+ */
+export function hostThreadLimit(pids: number): number {
+  return pids * 4 + 256
+}
 
 /**
  * Runs each job in its own gVisor sandbox with runsc, on this machine. Each worker
@@ -128,9 +137,7 @@ export class LocalExecutor implements Executor {
       await this.writeBundle(bundle, spec, runtime, cgroup.path)
       await cgroup.create({
         memoryBytes: (spec.limits.memoryMb + this.options.sandboxOverheadMb) * 1024 * 1024,
-        // A backstop for the sandbox's own host threads (gVisor's Sentry, Gofer and the
-        // ptrace stubs); the job's own process limit is enforced inside by RLIMIT_NPROC.
-        pids: spec.limits.pids * 4 + 256,
+        pids: hostThreadLimit(spec.limits.pids),
         cpus: spec.limits.cpus,
       })
       if (signal.aborted) return cancelledBeforeStart()
@@ -160,6 +167,7 @@ export class LocalExecutor implements Executor {
       let timer: NodeJS.Timeout | undefined
       let started: number
       let exitStatus: number | null
+      let runtimeSignal: NodeJS.Signals | null
       try {
         const up = await Promise.race([waitForFile(pidFile, SANDBOX_CREATE_TIMEOUT_MS).then(() => true), exited.then(() => false)])
         started = Date.now()
@@ -184,6 +192,7 @@ export class LocalExecutor implements Executor {
           throw new ExecutorError(`${spec.isolation === 'runc' ? 'runc' : 'runsc'} could not start the sandbox (exit ${code ?? sig}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
         }
         exitStatus = code
+        runtimeSignal = code === null ? sig : null
       } finally {
         clearTimeout(timer)
         signal.removeEventListener('abort', onAbort)
@@ -191,7 +200,8 @@ export class LocalExecutor implements Executor {
       const ended = Date.now()
       await Promise.race([drained, sleep(DRAIN_GRACE_MS)])
       const oomKills = await cgroup.oomKills()
-      const end = classifyEnd({ exitStatus, timedOut, cancelled, oomKills, timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb })
+      const hostKill = localHostKill({ threadRefusals: await cgroup.threadRefusals(), threadLimit: hostThreadLimit(spec.limits.pids), runtimeSignal })
+      const end = classifyEnd({ exitStatus, timedOut, cancelled, oomKills, hostKill, timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb })
       return {
         ...end,
         stdout: stdout.text(),

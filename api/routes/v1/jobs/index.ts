@@ -12,7 +12,7 @@ import { errorResponses } from '../../../schemas.js'
 const JobParams = Type.Object({ id: Type.String({ maxLength: 128 }) })
 
 const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { store, queue, registry, waiter, config, metrics, tenants } = app.services
+  const { store, queue, registry, waiter, config, metrics, tenants, outputWriter } = app.services
 
 
   app.post(
@@ -22,7 +22,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Submit a job',
         querystring: Type.Object({ wait: Type.Optional(Type.Boolean({ description: 'Hold the request until the job ends' })) }),
         body: JobRequestSchema,
-        response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 413, 415, 429, 503) },
+        response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 408, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -40,16 +40,24 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
           throw new AirlockError('AIRLOCK_ERR_QUOTA_RATE', `more than ${perSecond} submissions per second for this tenant; retry after ${waitMs} ms`)
         }
       }
-      if (spec.isolation === 'runc' && !config.benchTenants.split(',').includes(request.tenant)) {
+      if (spec.isolation === 'runc' && !config.benchTenantSet.has(request.tenant)) {
         throw new AirlockError('AIRLOCK_ERR_ISOLATION_FORBIDDEN', 'isolation runc (no gVisor) is only for benchmark tenants (AIRLOCK_BENCH_TENANTS)', [{ path: '/isolation', message: 'not allowed for this tenant' }])
       }
       const refusal = isolationRefusal(await registry.live())
       if (refusal) throw new AirlockError('AIRLOCK_ERR_ISOLATION_UNAVAILABLE', refusal)
 
       const id = newJobId()
-      if (!(await store.create(id, request.tenant, spec))) {
+      const created = await store.create(id, request.tenant, spec)
+      if (created.result === 'queued-quota') {
         reply.header('retry-after', '1')
-        throw new AirlockError('AIRLOCK_ERR_QUOTA_QUEUED', `this tenant has its quota of ${quotas.maxQueued} queued jobs; wait for some to start`)
+        throw new AirlockError('AIRLOCK_ERR_QUOTA_QUEUED', `this tenant has its quota of ${quotas.maxQueued ?? config.defaultMaxQueued} queued jobs; wait for some to start`)
+      }
+      if (created.result === 'storage-quota') {
+        const max = quotas.maxStoredBytes ?? config.defaultMaxStoredBytes
+        throw new AirlockError(
+          'AIRLOCK_ERR_QUOTA_STORAGE',
+          `this job would take this tenant past its storage quota (${created.heldBytes} of ${max} bytes held; a job reserves its input and twice limits.outputBytes until it ends, and a finished job frees its bytes when it expires)`,
+        )
       }
       try {
         await queue.add('run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true })
@@ -68,10 +76,10 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const abort = new AbortController()
         request.raw.once('close', () => abort.abort())
         const { finished } = waiter.wait(id, waitMs, abort.signal)
-        const now = await store.get(id)
+        const now = await store.view(id)
         if (!(now && isFinalStatus(now.status))) await finished
-        const done = await store.get(id)
-        if (done && isFinalStatus(done.status)) return reply.status(200).send(done.job)
+        const done = await store.view(id)
+        if (done && isFinalStatus(done.status)) return outputWriter.sendJob(reply, 200, done)
       }
       return reply.status(202).send({ id, status: 'queued' as const })
     },
@@ -107,7 +115,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/:id',
     { schema: { summary: 'Get a job', params: JobParams, response: { 200: JobSchema, ...errorResponses(401, 404, 503) } } },
-    async (request) => (await ownJob(store, request.params.id, request.tenant)).job,
+    async (request, reply) => outputWriter.sendJob(reply, 200, await ownJob(store, request.params.id, request.tenant)),
   )
 
   app.delete(
@@ -121,16 +129,16 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { id } = request.params
-      const stored = await ownJob(store, id, request.tenant)
+      const view = await ownJob(store, id, request.tenant)
       const result = await store.cancel(id, request.tenant)
       if (result.kind === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
       if (result.kind === 'finished') throw new AirlockError('AIRLOCK_ERR_JOB_FINISHED', `job ${id} already ended with status ${result.status}`)
       if (result.kind === 'cancelled') {
         await queue.remove(id).catch(() => undefined)
-        metrics.jobsFinished.inc({ runtime: stored.spec.runtime, tenant: metrics.tenant(request.tenant), status: 'cancelled' })
+        metrics.jobsFinished.inc({ runtime: view.job.runtime, tenant: metrics.tenant(request.tenant), status: 'cancelled' })
       }
       // 202: a running sandbox is being killed; the job turns `cancelled` shortly.
-      return reply.status(202).send((await ownJob(store, id, request.tenant)).job)
+      return outputWriter.sendJob(reply, 202, await ownJob(store, id, request.tenant))
     },
   )
 }

@@ -1,16 +1,14 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
-import type { StoredEvent } from '../../../../core/job-events.js'
 import { ownJob } from './own-job.js'
 import { errorResponses } from '../../../schemas.js'
 import { StreamSession } from '../../../services/stream-session.js'
 
 const JobParams = Type.Object({ id: Type.String({ maxLength: 128 }) })
-const MAX_LOG_EVENTS = 100_000
 
 /** Live logs: a WebSocket per watcher, the whole log as text or NDJSON, and browser tokens. */
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { store, events, hub, streamTokens, streamLimits, streamSessions, metrics } = app.services
+  const { store, events, hub, streamTokens, streamLimits, streamSessions, metrics, streamGate, outputWriter, budget } = app.services
 
 
   app.get(
@@ -29,15 +27,26 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
           from: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Resume after this seq' })),
           token: Type.Optional(Type.String({ maxLength: 128, description: 'Single-use stream token' })),
         }),
-        response: errorResponses(400, 401, 404),
+        response: errorResponses(400, 401, 404, 429),
       },
-      // Ownership is checked before the upgrade, so refusals are plain HTTP answers.
+      // Ownership and the stream caps are checked before the upgrade, so refusals are
+      // plain HTTP answers.
       preHandler: async (request) => {
         await ownJob(store, request.params.id, request.tenant)
+        streamGate.enter(request.tenant, request.ip, request.raw.socket)
       },
     },
     async (socket, request) => {
-      const session = new StreamSession(socket, request.params.id, Number(request.query.from ?? 0), { store, reader: events, hub, log: request.log.child({ jobId: request.params.id }), limits: streamLimits, metrics })
+      const session = new StreamSession(socket, request.params.id, Number(request.query.from ?? 0), {
+        store,
+        reader: events,
+        hub,
+        log: request.log.child({ jobId: request.params.id }),
+        limits: streamLimits,
+        metrics,
+        writer: outputWriter,
+        budget,
+      })
       streamSessions.add(session)
       socket.once('close', () => streamSessions.delete(session))
       await session.start()
@@ -69,19 +78,10 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const stored = await ownJob(store, request.params.id, request.tenant)
-      const all: StoredEvent[] = []
-      for (let cursor = 0; all.length < MAX_LOG_EVENTS; ) {
-        const batch = await events.after(stored.id, cursor, 1000)
-        if (batch.length === 0) break
-        all.push(...batch)
-        cursor = batch[batch.length - 1]!.seq
-      }
-      if ((request.headers.accept ?? '').includes('application/x-ndjson')) {
-        const lines = all.map((e) => JSON.stringify(e.type === 'end' ? { ...e, job: stored.job } : e))
-        return reply.type('application/x-ndjson').send(lines.length ? `${lines.join('\n')}\n` : '')
-      }
-      return reply.type('text/plain; charset=utf-8').send(all.map((e) => (e.type === 'log' ? e.data : '')).join(''))
+      const view = await ownJob(store, request.params.id, request.tenant)
+      // Sent as it is read, a piece at a time, under the process's output budget.
+      if ((request.headers.accept ?? '').includes('application/x-ndjson')) return outputWriter.send(reply, 200, 'application/x-ndjson', outputWriter.ndjson(view))
+      return outputWriter.send(reply, 200, 'text/plain; charset=utf-8', outputWriter.logText(view))
     },
   )
 }

@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs'
+import type { Server } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Logger } from 'pino'
+import type { Metrics } from '../../core/metrics.js'
+
+/** Descriptors kept for everything but client connections: Redis, sandboxes, files. */
+export const RESERVED_DESCRIPTORS = 1024
+
+/** The soft open-file limit of this process, from /proc (Node has no getrlimit); undefined when unknown. */
+export function openFileLimit(limits = '/proc/self/limits'): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(limits, 'utf8'))
+    return m && m[1] !== 'unlimited' ? Number(m[1]) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * How many connections the API may hold: the setting, but never so many that client
+ * sockets leave the process without descriptors for its own work (the worker's
+ * sandboxes and isolation checks share the process in the embedded default). Pure.
+ */
+export function connectionCap(setting: number, fileLimit: number | undefined): number {
+  if (fileLimit === undefined) return setting
+  return Math.max(16, Math.min(setting, fileLimit - RESERVED_DESCRIPTORS))
+}
+
+export interface ConnectionLimitOptions {
+  maxConnections: number
+  maxPerAddress: number
+  log: Logger | FastifyBaseLogger
+  metrics: Metrics
+}
+
+/** The answer to a connection over a cap, written before any of its request is read. */
+function refuse(socket: Socket, message: string): void {
+  const body = JSON.stringify({ statusCode: 503, code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS', message })
+  socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n${body}`)
+  // A peer that never reads must not keep even a refused socket.
+  setTimeout(() => socket.destroy(), 1000).unref()
+}
+
+/**
+ * Caps the connections the server holds, in all and per client address, whether or
+ * not they ever authenticate. Over a cap, a connection is answered 503
+ * AIRLOCK_ERR_TOO_MANY_CONNECTIONS and closed. Node's own `maxConnections` stays a
+ * little above as a backstop: past it, connections are dropped unanswered.
+ */
+export function limitConnections(server: Server, { maxConnections, maxPerAddress, log, metrics }: ConnectionLimitOptions): void {
+  const cap = connectionCap(maxConnections, openFileLimit())
+  server.maxConnections = cap + 64
+  const byAddress = new Map<string, number>()
+  let open = 0
+  // Decided before the HTTP server sees the socket: a refused connection never gets a
+  // parser, so nothing it sends is ever read as a request.
+  const emit = server.emit.bind(server) as (event: string | symbol, ...args: unknown[]) => boolean
+  server.emit = ((event: string | symbol, ...args: unknown[]) => {
+    if (event !== 'connection') return emit(event, ...args)
+    const socket = args[0] as Socket
+    const address = socket.remoteAddress ?? '?'
+    const fromAddress = byAddress.get(address) ?? 0
+    if (open >= cap || fromAddress >= maxPerAddress) {
+      metrics.rejectedRequests.inc({ code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS' })
+      log.warn({ remoteAddress: address, open, fromAddress }, 'connection refused: over the connection cap')
+      refuse(socket, open >= cap ? 'the server has its most connections open; retry shortly' : 'this address has its most connections open; close some first')
+      return true
+    }
+    open++
+    byAddress.set(address, fromAddress + 1)
+    socket.once('close', () => {
+      open--
+      const n = (byAddress.get(address) ?? 1) - 1
+      if (n <= 0) byAddress.delete(address)
+      else byAddress.set(address, n)
+    })
+    return emit(event, ...args)
+  }) as typeof server.emit
+}

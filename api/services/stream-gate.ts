@@ -1,0 +1,45 @@
+import type { Socket } from 'node:net'
+import { AirlockError } from '../../core/errors.js'
+
+/**
+ * Caps the WebSocket streams one tenant and one client address hold open on this
+ * process, so no tenant can drive Redis reads (or our memory) up by opening thousands
+ * of watchers. A slot is taken before the upgrade and given back when the connection
+ * closes, however it ends.
+ */
+export class StreamGate {
+  private readonly byTenant = new Map<string, number>()
+  private readonly byAddress = new Map<string, number>()
+
+  constructor(
+    private readonly maxPerTenant: number,
+    private readonly maxPerAddress: number,
+  ) {}
+
+  /** Takes a slot for the tenant and address until `socket` closes; 429 when either is at its cap. */
+  enter(tenant: string, address: string, socket: Socket): void {
+    if ((this.byTenant.get(tenant) ?? 0) >= this.maxPerTenant) {
+      throw new AirlockError('AIRLOCK_ERR_TOO_MANY_STREAMS', `this tenant has ${this.maxPerTenant} streams open on this server, its most; close some first`)
+    }
+    if ((this.byAddress.get(address) ?? 0) >= this.maxPerAddress) {
+      throw new AirlockError('AIRLOCK_ERR_TOO_MANY_STREAMS', `this address has ${this.maxPerAddress} streams open on this server, its most; close some first`)
+    }
+    bump(this.byTenant, tenant, 1)
+    bump(this.byAddress, address, 1)
+    socket.once('close', () => {
+      bump(this.byTenant, tenant, -1)
+      bump(this.byAddress, address, -1)
+    })
+  }
+
+  /** Streams open for a tenant (for tests and metrics). */
+  openFor(tenant: string): number {
+    return this.byTenant.get(tenant) ?? 0
+  }
+}
+
+function bump(map: Map<string, number>, key: string, by: number): void {
+  const n = (map.get(key) ?? 0) + by
+  if (n <= 0) map.delete(key)
+  else map.set(key, n)
+}

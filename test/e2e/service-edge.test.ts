@@ -1,0 +1,328 @@
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { Writable } from 'node:stream'
+import { promisify } from 'node:util'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import WebSocket from 'ws'
+import { parseTenantList } from '../../core/config.js'
+import { JobStore, newJobId } from '../../core/job-store.js'
+import { resolveJobSpec } from '../../core/job-spec.js'
+import { redisKeys } from '../../core/redis-keys.js'
+import { TenantStore } from '../../core/tenant-store.js'
+import { build, TENANTS, type Harness } from '../helper.js'
+import { startRedis, until } from '../processes.js'
+import { openRaw, percentSpellings, rawRequest } from '../raw-http.js'
+
+// The hostile-tenant suite for the service edge: each class of attack the sandbox never
+// sees (walking around authentication, holding connections, many readers, many streams,
+// filling Redis, holding every slot, injecting through env, reading what leaks), run
+// against the real service over real sockets, with the outcome asserted.
+
+const portOf = (h: Harness) => Number(new URL(h.baseUrl).port)
+const JOB_BODY = JSON.stringify({ runtime: 'bash', source: 'echo ran' })
+
+async function jobCount(h: Harness): Promise<number> {
+  const redis = new Redis(h.config.redisUrl)
+  try {
+    return (await redis.keys(`{${h.config.redisPrefix}}:job:job_*`)).filter((k) => /:job:job_[0-9a-f]{32}$/.test(k)).length
+  } finally {
+    redis.disconnect()
+  }
+}
+
+t.test('no spelling of a /v1 path reaches a handler without a key', async (t) => {
+  const h = await build(t, { worker: false, listen: true })
+  const port = portOf(h)
+  const own = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo secret' })).json<{ id: string }>().id
+  const before = await jobCount(h)
+
+  const submitPaths = [
+    ...percentSpellings('/v1/jobs'),
+    '/v1/jobs', '/v1/jobs/', '//v1/jobs', '/v1//jobs', '/v1/./jobs', '/v1/x/../jobs', '/v1/jobs?wait=true', '/v1/jobs;x=1',
+    '/%2fv1/jobs', '/v1%2fjobs', '/%2576%2531/jobs', '/V1/jobs',
+    `http://127.0.0.1:${port}/v1/jobs`, `http://127.0.0.1:${port}/%76%31/jobs?wait=true`, 'http://another-host.invalid/v1/jobs',
+  ]
+  for (const target of submitPaths) {
+    const res = await rawRequest(port, `POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}`, JOB_BODY)
+    t.ok([400, 401, 404, 405].includes(res.status), `POST ${target}: ${res.status} ${res.body.slice(0, 80)}`)
+  }
+  const readPaths = [
+    ...percentSpellings(`/v1/jobs/${own}`),
+    ...percentSpellings(`/v1/jobs/${own}/logs`).slice(0, 20),
+    ...percentSpellings('/v1/runtimes'),
+    ...percentSpellings('/v1/audit'),
+    `http://127.0.0.1:${port}/v1/jobs/${own}`, `http://127.0.0.1:${port}/v1/jobs`, `/v1/jobs/${own}/./logs`, `/v1/jobs/${own}/x/../logs`,
+  ]
+  for (const target of readPaths) {
+    const res = await rawRequest(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1`)
+    t.ok([400, 401, 404].includes(res.status), `GET ${target}: ${res.status}`)
+    t.notMatch(res.body, /secret|"items"|"runtimes"|"entries"/, `GET ${target} reads nothing`)
+  }
+  t.equal(await jobCount(h), before, 'no keyless request created a job')
+
+  // The router decodes the path before it matches; with a key the same spelling works,
+  // and the job belongs to the key's tenant.
+  const keyed = await rawRequest(port, `POST /%76%31/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}`, JOB_BODY)
+  t.equal(keyed.status, 202, 'a keyed request spelled with %76%31 reaches the route')
+  const id = (JSON.parse(keyed.body) as { id: string }).id
+  t.equal((await h.request('GET', `/v1/jobs/${id}`, undefined, 'alice')).statusCode, 200, "and its job is the key's tenant's")
+  t.equal((await h.request('GET', `/v1/jobs/${id}`, undefined, 'bob')).statusCode, 404)
+
+  for (const header of ['Bearer ', 'Bearer', 'Basic YTpi', `Bearer ${TENANTS.alice}x`, `bearer  ${'x'.repeat(64)}`]) {
+    const res = await rawRequest(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${header}`)
+    t.equal(res.status, 401, `Authorization: ${header.slice(0, 20)} -> 401`)
+    t.equal((JSON.parse(res.body) as { code: string }).code, 'AIRLOCK_ERR_UNAUTHORIZED')
+  }
+})
+
+t.test('the empty tenant is nobody: bench tenants are parsed without empty entries, and runc stays refused', async (t) => {
+  t.same([...parseTenantList('')], [], 'an unset AIRLOCK_BENCH_TENANTS names nobody')
+  t.same([...parseTenantList(',bench-a,, ,bench-b,')].sort(), ['bench-a', 'bench-b'])
+  const h = await build(t, { worker: false })
+  t.equal(h.config.benchTenantSet.size, 0)
+  const res = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true', isolation: 'runc' })
+  t.equal(res.statusCode, 403)
+  t.equal(res.json().code, 'AIRLOCK_ERR_ISOLATION_FORBIDDEN')
+})
+
+t.test('slow clients are timed out, keyless ones at once, and no address holds more than its share of connections', async (t) => {
+  const h = await build(t, {
+    worker: false,
+    listen: true,
+    env: { AIRLOCK_REQUEST_TIMEOUT_MS: '1500', AIRLOCK_HEADERS_TIMEOUT_MS: '1000', AIRLOCK_KEEP_ALIVE_TIMEOUT_MS: '500', AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '20' },
+  })
+  const port = portOf(h)
+  const closedWithin = (socket: import('node:net').Socket, ms: number) =>
+    new Promise<{ closed: boolean; data: string }>((resolve) => {
+      let data = ''
+      socket.on('data', (d: Buffer) => (data += d.toString()))
+      const timer = setTimeout(() => resolve({ closed: false, data }), ms)
+      socket.once('close', () => {
+        clearTimeout(timer)
+        resolve({ closed: true, data })
+      })
+    })
+  const trickle = (socket: import('node:net').Socket) => {
+    const timer = setInterval(() => socket.writable && socket.write('x'), 200)
+    socket.once('close', () => clearInterval(timer))
+    return timer
+  }
+
+  // Keyless, with a body announced and trickled: answered 401 and closed at once.
+  const keyless = await openRaw(port, 'POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2000000')
+  trickle(keyless)
+  const k = await closedWithin(keyless, 1200)
+  t.ok(k.closed, 'the connection of a request that failed auth is closed, before its body arrives')
+  t.match(k.data, /^HTTP\/1\.1 401/)
+  t.match(k.data, /AIRLOCK_ERR_UNAUTHORIZED/)
+
+  // With a key, the same trickle ends at the request timeout with 408.
+  const keyed = await openRaw(port, `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: 2000000`)
+  trickle(keyed)
+  const s = await closedWithin(keyed, 6000)
+  t.ok(s.closed, 'a body trickled past AIRLOCK_REQUEST_TIMEOUT_MS is cut')
+  t.match(s.data, /408/)
+  t.match(s.data, /AIRLOCK_ERR_REQUEST_TIMEOUT/)
+
+  // Headers trickled a byte at a time: cut at the headers timeout.
+  const headers = await openRaw(port, 'GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a')
+  const headerTimer = setInterval(() => headers.writable && headers.write('a'), 200)
+  t.ok((await closedWithin(headers, 6000)).closed, 'slow headers are cut')
+  clearInterval(headerTimer)
+
+  // An idle keep-alive connection is closed after its timeout.
+  const idle = await openRaw(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`)
+  const i = await closedWithin(idle, 4000)
+  t.ok(i.closed, 'an idle keep-alive connection is closed')
+  t.match(i.data, /^HTTP\/1\.1 200/)
+
+  // Past the per-address cap, a connection is answered 503 with a code and closed.
+  const held = await Promise.all(Array.from({ length: 20 }, () => openRaw(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nX-Hold: 1`)))
+  const over = await rawRequest(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`)
+  t.equal(over.status, 503)
+  t.equal((JSON.parse(over.body) as { code: string }).code, 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS')
+  for (const socket of held) socket.destroy()
+  const after = await until(() => rawRequest(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`), (r) => r.status === 200, 5000, 'a connection once the held ones closed')
+  t.equal(after.status, 200, 'the address gets connections again once it closes some')
+})
+
+t.test('WebSocket streams are capped per tenant and per address, with a code', async (t) => {
+  const h = await build(t, { worker: false, listen: true, env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '3', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '4' } })
+  const job = async (tenant: 'alice' | 'bob') => (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, tenant)).json<{ id: string }>().id
+  const [a, b] = [await job('alice'), await job('bob')]
+  const open = (id: string, tenant: 'alice' | 'bob') =>
+    new Promise<{ status: number; code?: string; ws?: WebSocket }>((resolve) => {
+      const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, { headers: { authorization: `Bearer ${TENANTS[tenant]}` } })
+      ws.on('open', () => resolve({ status: 101, ws }))
+      ws.on('unexpected-response', (_req, res) => {
+        let body = ''
+        res.on('data', (d: Buffer) => (body += d.toString()))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, code: (JSON.parse(body) as { code: string }).code }))
+      })
+      ws.on('error', () => undefined)
+    })
+  const alice = [await open(a, 'alice'), await open(a, 'alice'), await open(a, 'alice')]
+  t.same(alice.map((r) => r.status), [101, 101, 101])
+  const fourth = await open(a, 'alice')
+  t.equal(fourth.status, 429, "the tenant's fourth stream is refused")
+  t.equal(fourth.code, 'AIRLOCK_ERR_TOO_MANY_STREAMS')
+  const bob = await open(b, 'bob')
+  t.equal(bob.status, 101, 'another tenant still gets its stream')
+  const bobSecond = await open(b, 'bob')
+  t.equal(bobSecond.status, 429, 'the address has its most streams open')
+  t.equal(bobSecond.code, 'AIRLOCK_ERR_TOO_MANY_STREAMS')
+  alice[0]!.ws!.close()
+  const again = await until(() => open(a, 'alice'), (r) => r.status === 101, 5000, 'a stream once one closed')
+  t.equal(again.status, 101, 'a closed stream gives its slot back')
+  for (const r of [...alice, bob, again]) r.ws?.terminate()
+})
+
+t.test('100 readers of a job with 10 MiB on each stream: the process lives, its memory stays bounded, the output is stored once', async (t) => {
+  const bench = new URL('../../dist/bench/big-job-readers.js', import.meta.url).pathname
+  if (!existsSync(bench)) {
+    t.fail(`${bench} is missing: build first (scripts/test.sh does)`)
+    return
+  }
+  // The server's memory is measured, not the test runner's coverage of it.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(NODE_OPTIONS|NODE_V8_COVERAGE|_TAPJS_|TAP)/.test(k)))
+  const { stdout } = await promisify(execFile)(process.execPath, [bench, '--mib', '10', '--readers', '100', '--stalled', '60', '--hold-seconds', '5'], { env, maxBuffer: 1 << 20, timeout: 170_000 })
+  const report = JSON.parse(stdout.slice(stdout.indexOf('\n{') + 1)) as { peakRssMb: number; idleRssMb: number; readersComplete: number; processAlive: boolean; redisGrowthMb: number }
+  t.comment(JSON.stringify(report))
+  t.equal(report.processAlive, true, 'the all-in-one process is alive')
+  t.equal(report.readersComplete, 100, 'every reader got the whole job or log')
+  // README "Security model": the readers add under 384 MiB to the process, whose peak
+  // stays under 1 GiB, with the default 32 MiB output budget (before: 3.9 GB, and a heap OOM at 20 MB).
+  t.ok(report.peakRssMb - report.idleRssMb < 384, `the readers added ${report.peakRssMb - report.idleRssMb} MiB (under 384 MiB)`)
+  t.ok(report.peakRssMb < 1024, `peak RSS ${report.peakRssMb} MiB is under 1 GiB`)
+  // 20 MiB of output kept once (plus Redis's own per-entry cost), not twice (51 MB before).
+  t.ok(report.redisGrowthMb < 32, `the job added ${report.redisGrowthMb} MB to Redis: its output once`)
+})
+
+t.test('a tenant cannot fill Redis: a storage quota refuses with a code, and a full Redis answers 503, not 500', async (t) => {
+  const h = await build(t, { worker: false, env: { AIRLOCK_DEFAULT_MAX_STORED_BYTES: String(7 * 1024 * 1024) } })
+  const big = { runtime: 'bash', source: 'cat', stdin: 'x'.repeat(1_000_000) }
+  const first = await h.request('POST', '/v1/jobs', big)
+  const second = await h.request('POST', '/v1/jobs', big)
+  t.same([first.statusCode, second.statusCode], [202, 202], 'two jobs of ~3 MiB each (1 MB input, 2 x 1 MiB output reserved) fit 7 MiB')
+  const third = await h.request('POST', '/v1/jobs', big)
+  t.equal(third.statusCode, 429, 'the third would pass the quota')
+  t.equal(third.json().code, 'AIRLOCK_ERR_QUOTA_STORAGE')
+  t.equal((await h.request('POST', '/v1/jobs', big, 'bob')).statusCode, 202, "another tenant's quota is its own")
+  // An ended job holds what it really has (its input; no output), not its reservation.
+  for (const res of [first, second]) t.equal((await h.request('DELETE', `/v1/jobs/${res.json().id}`)).statusCode, 202)
+  const fourth = await h.request('POST', '/v1/jobs', big)
+  t.equal(fourth.statusCode, 202, 'cancelled jobs gave back their output reservation')
+
+  const redis = await startRedis()
+  t.teardown(() => void redis.process.kill('SIGKILL'))
+  const full = await build(t, { worker: false, redisUrl: redis.url, env: { AIRLOCK_DEFAULT_MAX_STORED_BYTES: '0' } })
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  const used = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))?.[1])
+  await admin.config('SET', 'maxmemory', String(used + 4 * 1024 * 1024))
+  await admin.config('SET', 'maxmemory-policy', 'noeviction')
+  const statuses: number[] = []
+  let code = ''
+  for (let i = 0; i < 20 && !statuses.includes(503); i++) {
+    const res = await full.request('POST', '/v1/jobs', big)
+    statuses.push(res.statusCode)
+    if (res.statusCode >= 500) code = res.json().code
+  }
+  t.ok(statuses.includes(503), `Redis at its maxmemory refuses a write: ${statuses.join(',')}`)
+  t.notOk(statuses.some((s) => s === 500), 'never 500')
+  t.equal(code, 'AIRLOCK_ERR_STORE_FULL')
+})
+
+t.test("a tenant's retention quota shortens how long its jobs are kept", async (t) => {
+  const h = await build(t, { worker: false })
+  const redis = new Redis(h.config.redisUrl)
+  t.teardown(() => redis.disconnect())
+  const keys = redisKeys(h.config.redisPrefix)
+  await new TenantStore(redis, keys).create('brief', { retentionSeconds: 60 })
+  const store = new JobStore(redis, keys, h.config.jobRetentionSeconds)
+  const id = newJobId()
+  await store.create(id, 'brief', resolveJobSpec({ runtime: 'bash', source: 'true' }, h.config))
+  t.equal(await store.claim(id, 'w1'), 'claimed')
+  await store.finish(id, { status: 'succeeded', exitCode: 0, signal: null, reason: null, stdout: 'ok\n', stderr: '', truncated: false, startupMs: 1, runMs: 1 }, { executor: 'local', isolation: null, outputInEvents: false })
+  for (const key of [keys.job(id), keys.jobEvents(id), keys.jobOutput(id, 'stdout')]) {
+    const ttl = await redis.ttl(key)
+    t.ok(ttl > 0 && ttl <= 60, `${key.split(':').slice(-2).join(':')} expires within the tenant's 60 s (ttl ${ttl})`)
+  }
+})
+
+t.test('fair share by default: one tenant cannot hold every slot', async (t) => {
+  const h = await build(t, { env: { AIRLOCK_WORKER_CONCURRENCY: '3', AIRLOCK_DEFAULT_MAX_RUNNING: '2' } })
+  const long = await Promise.all([1, 2, 3].map(async () => (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'sleep 6' })).json<{ id: string }>().id))
+  // Wait until alice holds what she may (2), then bob's trivial job must not wait for her.
+  await until(async () => (await h.request('GET', '/v1/jobs?status=running')).json<{ items: unknown[] }>().items.length, (n) => n === 2, 30_000, 'two of alice jobs running')
+  const started = Date.now()
+  const bob = await h.run({ runtime: 'bash', source: 'echo fair' }, 'bob')
+  t.equal(bob.stdout, 'fair\n')
+  const bobMs = Date.now() - started
+  const running = (await h.request('GET', '/v1/jobs?status=running')).json<{ items: { id: string }[] }>().items
+  t.ok(running.length <= 2, `alice never runs more than her default of 2 (${running.length} running while bob ran)`)
+  const third = (await h.request('GET', `/v1/jobs/${long[2]}`)).json<{ status: string }>()
+  t.ok(third.status === 'queued' || bobMs < 6000, `bob's job ran beside alice's (it took ${bobMs} ms; her third job is ${third.status})`)
+  for (const id of long) await h.request('DELETE', `/v1/jobs/${id}`)
+})
+
+t.test('env names are POSIX names with bounds, and values reach the program as data', async (t) => {
+  const h = await build(t)
+  const bad: [string, unknown][] = [
+    ['a non-string value', { 'N-1': { a: 1 } }],
+    ['an object value', { N: { a: 1 } }],
+    ['= in a name', { 'A=B': 'x' }],
+    ['a newline in a name', { 'A\nB': 'x' }],
+    ['a NUL in a name', { 'A\u0000': 'x' }],
+    ['a 129-character name', { ['X'.repeat(129)]: 'x' }],
+    ['a 200 kB value', { X: 'v'.repeat(200_000) }],
+    ['shell text as a name', { 'X"; cat /dev/zero >&2; : "': 'x' }],
+    ['65 variables', Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`V${i}`, 'x']))],
+  ]
+  for (const [name, env] of bad) {
+    const res = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true', env })
+    t.equal(res.statusCode, 400, `${name}: 400`)
+    t.equal(res.json().code, 'AIRLOCK_ERR_VALIDATION', `${name}: a validation code`)
+  }
+  const value = `it's $(id) \`id\` "q" ; exit 9`
+  const job = await h.run({ runtime: 'bash', source: 'printf %s "$GREETING"', env: { GREETING: value } })
+  t.equal(job.status, 'succeeded')
+  t.equal(job.stdout, value, 'the value reaches the program byte for byte, never as shell text')
+})
+
+t.test("a 404 for another tenant's big job reads no more of it than a 404 for a missing id", async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => void redis.process.kill('SIGKILL'))
+  const h = await build(t, { worker: false, redisUrl: redis.url })
+  const probe = new Redis(redis.url)
+  t.teardown(() => probe.disconnect())
+  const bobs = (await h.request('POST', '/v1/jobs', { runtime: 'bash', files: [{ path: 'main.sh', content: 'y'.repeat(1_000_000) }], stdin: 'z'.repeat(1_000_000) }, 'bob')).json<{ id: string }>().id
+  const sent = async () => Number(/total_net_output_bytes:(\d+)/.exec(await probe.info('stats'))?.[1])
+  const cost = async (id: string) => {
+    const before = await sent()
+    const res = await h.request('GET', `/v1/jobs/${id}`)
+    t.equal(res.statusCode, 404)
+    return (await sent()) - before
+  }
+  const other = await cost(bobs)
+  const missing = await cost(newJobId())
+  t.ok(other < 4096, `Redis sent ${other} bytes to answer 404 for bob's 2 MB job (a missing id: ${missing})`)
+})
+
+t.test('request logging is bounded whatever the request', async (t) => {
+  let bytes = 0
+  let lines = 0
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      bytes += chunk.length
+      lines += chunk.toString().split('\n').length - 1
+      done()
+    },
+  })
+  const h = await build(t, { worker: false, logStream: sink })
+  const query = `q=${'a'.repeat(12_000)}&token=st_secret`
+  for (let i = 0; i < 200; i++) await h.app.inject({ method: 'GET', url: `/v1/jobs?${query}` })
+  t.ok(lines > 0, 'requests are logged')
+  t.ok(bytes / 200 < 2048, `each 12 KB-query request costs the log ${(bytes / 200).toFixed(0)} bytes`)
+})
