@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -17,7 +18,7 @@ import { WorkerRegistry } from '../core/worker-registry.js'
 import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, registerAuth } from './plugins/auth.js'
-import { limitConnections } from './plugins/connection-limits.js'
+import { limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { clientErrorHandler, frameworkErrors, registerErrorHandler } from './plugins/error-handler.js'
 import adminRoutes from './routes/v1/admin/index.js'
 import auditRoutes from './routes/v1/audit/index.js'
@@ -78,7 +79,13 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
-    requestIdHeader: 'x-request-id',
+    // A caller's x-request-id is used only if it is short and plain: it is on every log line.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID()
+    },
+    trustProxy: trustedProxies(config.trustProxy),
     clientErrorHandler,
     frameworkErrors: frameworkErrors(metrics),
     // Slow clients are timed out whether or not they have a key: headers, the whole
@@ -87,7 +94,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     requestTimeout: config.requestTimeoutMs,
     http: { headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs), connectionsCheckingInterval: 1000 },
   }).withTypeProvider<TypeBoxTypeProvider>()
-  limitConnections(app.server, { maxConnections: config.maxConnections, maxPerAddress: config.maxConnectionsPerAddress, log: logger, metrics })
+  limitConnections(app.server, { maxConnections: config.maxConnections, maxPerAddress: config.maxConnectionsPerAddress, trustProxy: config.trustProxy, log: logger, metrics })
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
   registerErrorHandler(app, metrics)
   // JSON only: a text body would otherwise reach validation and get a misleading 400.

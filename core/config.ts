@@ -118,6 +118,7 @@ export const SETTINGS = {
   metricsHost: str('AIRLOCK_METRICS_HOST', 'Address the metrics listener binds; keep it off the public network', '127.0.0.1'),
   metricsOnApiPort: oneOf('AIRLOCK_METRICS_ON_API_PORT', 'Also serve /metrics on the public API port (tenant names and counts: only where that port is private)', 'false', ['true', 'false'] as const),
   maxConnections: int('AIRLOCK_MAX_CONNECTIONS', "Open HTTP connections the API accepts at once (also held below the process's open-file limit, so the worker keeps descriptors for sandboxes)", 4096, 16, 1_000_000),
+  trustProxy: str('AIRLOCK_TRUST_PROXY', "Addresses or CIDRs of the proxies in front of the API (comma-separated): their X-Forwarded-For names the client for the per-address caps, and their own connections are not held to the per-address connection cap; empty: none", '', /^[0-9A-Fa-f.:/, ]*$/, 'addresses or CIDRs separated by commas'),
   maxConnectionsPerAddress: int('AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS', 'Open HTTP connections from one client address at once', 256, 1, 1_000_000),
   headersTimeoutMs: int('AIRLOCK_HEADERS_TIMEOUT_MS', "Longest a client may take to send a request's headers", 10_000, 100, 600_000),
   requestTimeoutMs: int('AIRLOCK_REQUEST_TIMEOUT_MS', 'Longest a client may take to send a whole request (headers and body); answered 408', 30_000, 100, 3_600_000),

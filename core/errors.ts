@@ -36,6 +36,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_INTERNAL: 500,
   AIRLOCK_ERR_ISOLATION_UNAVAILABLE: 503,
   AIRLOCK_ERR_STORE_UNAVAILABLE: 503,
+  /** The API process is sending as much job output as it may hold at once; retry shortly. */
+  AIRLOCK_ERR_OUTPUT_BUSY: 503,
   /** Redis refused a write (its maxmemory is reached); nothing was accepted. */
   AIRLOCK_ERR_STORE_FULL: 503,
 } as const

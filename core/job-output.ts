@@ -5,11 +5,52 @@ import type { RedisKeys } from './redis-keys.js'
 
 export type OutputStream = 'stdout' | 'stderr'
 
+/** Reserves memory for one read; the hold is given back once what was read has left. */
+export type TakeBudget = (bytes: number) => Promise<{ shrink(actualBytes: number): void; release(): void }>
+
+/**
+ * KEYS[1]: a job's event stream. ARGV[1]: read after this entry id ('-' from the
+ * start); ARGV[2]: 'stdout', 'stderr' or 'both'; ARGV[3]: stop once this many bytes
+ * are gathered; ARGV[4]: stop after looking at this many entries. Returns the id of the
+ * last entry looked at ('' when none) and the data of the matching log events, joined:
+ * a read costs one round trip and a bounded reply however small or many the events
+ * (a program alternating stdout and stderr a byte at a time makes an event per byte).
+ * Read-only, so it answers even when Redis is at its maxmemory.
+ */
+const READ_OUTPUT = `#!lua flags=no-writes
+local start, want, maxBytes, maxEntries = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local parts, bytes, seen, last, count = {}, 0, 0, '', 4
+while bytes < maxBytes and seen < maxEntries do
+  -- A few entries first (an event holds up to 64 K characters); more while they are small.
+  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count)
+  if #entries == 0 then break end
+  for _, e in ipairs(entries) do
+    seen = seen + 1
+    last = e[1]
+    local f, kind, s, data = e[2], nil, 'stdout', nil
+    for i = 1, #f, 2 do
+      if f[i] == 'type' then kind = f[i + 1] elseif f[i] == 'stream' then s = f[i + 1] elseif f[i] == 'data' then data = f[i + 1] end
+    end
+    if kind == 'log' and data and (want == 'both' or want == s) then
+      parts[#parts + 1] = data
+      bytes = bytes + #data
+    end
+    if bytes >= maxBytes or seen >= maxEntries then break end
+  end
+  start = '(' .. last
+  if #entries < count then break end
+  if bytes < maxBytes / 4 then count = math.min(count * 4, 256) end
+end
+return {last, table.concat(parts)}
+`
+
 /**
  * Reads a job's output in bounded pieces, wherever it is stored (once): its event
  * stream's log events, or keys of its own (the fallback when a live write failed).
- * A reader never holds a whole stream, so N readers of a 20 MB job cost N pieces, not
- * N copies; `pieceBytes` bounds one piece.
+ * A reader never holds a whole stream: each read is reserved with `take` before it is
+ * made and given back when its pieces have all been taken by the consumer (which asks
+ * for the next piece only once the last one has left), so a reader holds at most one
+ * reservation, and never waits for one while holding another.
  */
 export class JobOutputReader {
   constructor(
@@ -17,78 +58,72 @@ export class JobOutputReader {
     private readonly keys: RedisKeys,
   ) {}
 
-  /** Events read from Redis at once. */
-  private static readonly EVENTS_PER_READ = 4
-  /** Bytes of a key read at once. */
-  private static readonly KEY_READ_BYTES = 64 * 1024
+  /** Bytes of output one read gathers, at least (one more event can pass it). */
+  static readonly READ_BYTES = 128 * 1024
+  /** The most bytes one log event holds: the log batcher's 64 K characters, 3 bytes each at most. */
+  static readonly EVENT_MAX_BYTES = 3 * 64 * 1024
+  /** Entries one read looks at, at most. */
+  private static readonly READ_ENTRIES = 2000
   /**
-   * Most characters one piece holds. Output is read as bytes (Buffers, outside the JS
+   * Most characters one piece holds. Output is read as bytes (a Buffer, outside the JS
    * heap) and handed on as small strings, so no piece is a large heap object that only
-   * a full collection frees: memory under many readers follows what they hold, not GC.
+   * a full collection frees: memory under many readers follows what they hold.
    */
   static readonly PIECE_CHARS = 16 * 1024
 
-  /** Most characters one piece holds (PIECE_CHARS). */
-  get pieceChars(): number {
-    return JobOutputReader.PIECE_CHARS
+  /** What one read may cost the process: its reply, and the text and JSON made of it. */
+  static memoryOf(bytes: number): number {
+    return 3 * bytes
   }
 
   /** A stream's output (or, with 'both', every log event's in order) as pieces of text. */
-  async *pieces(jobId: string, place: OutputPlace, stream: OutputStream | 'both'): AsyncGenerator<string> {
+  async *pieces(jobId: string, place: OutputPlace, stream: OutputStream | 'both', take: TakeBudget): AsyncGenerator<string> {
     if (place === 'keys') {
-      for (const s of stream === 'both' ? (['stdout', 'stderr'] as const) : [stream]) yield* this.fromKey(this.keys.jobOutput(jobId, s))
+      for (const s of stream === 'both' ? (['stdout', 'stderr'] as const) : [stream]) yield* this.fromKey(this.keys.jobOutput(jobId, s), take)
     } else {
-      yield* this.fromEvents(jobId, stream)
+      yield* this.fromEvents(jobId, stream, take)
     }
   }
 
-  private async *fromEvents(jobId: string, stream: OutputStream | 'both'): AsyncGenerator<string> {
+  private async *fromEvents(jobId: string, stream: OutputStream | 'both', take: TakeBudget): AsyncGenerator<string> {
     const key = this.keys.jobEvents(jobId)
-    let start = '-'
-    for (;;) {
-      const entries = await this.redis.xrangeBuffer(key, start, '+', 'COUNT', JobOutputReader.EVENTS_PER_READ)
-      if (entries.length === 0) return
-      for (const [, fields] of entries) {
-        let type = ''
-        let s = ''
-        let data: Buffer | undefined
-        for (let i = 0; i + 1 < fields.length; i += 2) {
-          const name = fields[i]!.toString()
-          if (name === 'type') type = fields[i + 1]!.toString()
-          else if (name === 'stream') s = fields[i + 1]!.toString()
-          else if (name === 'data') data = fields[i + 1]
-        }
-        if (type === 'log' && data && data.length > 0 && (stream === 'both' || (s === 'stderr' ? 'stderr' : 'stdout') === stream)) yield* textPieces(data)
+    for (let start = '-'; ; ) {
+      const hold = await take(JobOutputReader.memoryOf(JobOutputReader.READ_BYTES + JobOutputReader.EVENT_MAX_BYTES))
+      try {
+        const [last, data] = (await this.redis.callBuffer('EVAL', [READ_OUTPUT, 1, key, start, stream, JobOutputReader.READ_BYTES, JobOutputReader.READ_ENTRIES])) as [Buffer, Buffer]
+        hold.shrink(JobOutputReader.memoryOf(data.length))
+        yield* textPieces(data)
+        if (last.length === 0) return
+        start = `(${last.toString()}`
+      } finally {
+        hold.release()
       }
-      start = `(${entries[entries.length - 1]![0].toString()}`
-      if (entries.length < JobOutputReader.EVENTS_PER_READ) return
     }
   }
 
-  private async *fromKey(key: string): AsyncGenerator<string> {
+  private async *fromKey(key: string, take: TakeBudget): AsyncGenerator<string> {
     // Byte ranges can cut a character; the decoder carries it to the next piece.
     const decoder = new StringDecoder('utf8')
-    const size = JobOutputReader.KEY_READ_BYTES
+    const size = JobOutputReader.READ_BYTES
     for (let at = 0; ; at += size) {
-      const chunk = await this.redis.getrangeBuffer(key, at, at + size - 1)
-      if (chunk.length > 0) yield* textPieces(chunk, decoder)
-      if (chunk.length < size) break
+      const hold = await take(JobOutputReader.memoryOf(size))
+      try {
+        const chunk = await this.redis.getrangeBuffer(key, at, at + size - 1)
+        hold.shrink(JobOutputReader.memoryOf(chunk.length))
+        if (chunk.length > 0) yield* textPieces(chunk, decoder)
+        if (chunk.length < size) break
+      } finally {
+        hold.release()
+      }
     }
     const rest = decoder.end()
     if (rest) yield rest
-  }
-
-  /** A stream's whole text; for callers that need it in memory and bound it themselves. */
-  async text(jobId: string, place: OutputPlace, stream: OutputStream): Promise<string> {
-    let out = ''
-    for await (const piece of this.pieces(jobId, place, stream)) out += piece
-    return out
   }
 }
 
 /**
  * UTF-8 bytes as strings of at most PIECE_CHARS characters; a character cut at a
- * slice's end is carried over (by `decoder`, across calls when one is passed).
+ * slice's end is carried over (by `carry`, across calls, when one is passed).
  */
 function* textPieces(bytes: Buffer, carry?: StringDecoder): Generator<string> {
   const decoder = carry ?? new StringDecoder('utf8')

@@ -43,8 +43,16 @@ export const NO_TENANT_DEFAULTS: TenantDefaults = { maxRunning: 0, maxQueued: 0,
 /** What a create did: made the job, or refused it for a quota of the tenant's. */
 export type CreateResult = 'created' | 'queued-quota' | 'storage-quota'
 
-/** Bytes a job record costs Redis beyond its input and output (fields, events, indexes). */
+/** Bytes a job record costs Redis beyond its input and output (fields, status events, indexes). */
 export const JOB_OVERHEAD_BYTES = 2048
+/** What one log event costs Redis beyond its data (its entry, id and fields), counted against the tenant's storage. */
+export const LOG_EVENT_OVERHEAD_BYTES = 96
+/**
+ * Log events one job may write. A program that alternates stdout and stderr a byte at
+ * a time makes an event per byte; past this its live log stops and the record keeps
+ * its output itself, so neither Redis nor a reader pays for millions of entries.
+ */
+export const MAX_LOG_EVENTS = 10_000
 
 /** `throttled`: the tenant is at its maxRunning quota; the job stays queued. */
 export type ClaimResult = 'claimed' | 'cancelled' | 'missing' | 'throttled' | Exclude<JobStatus, 'queued'>
@@ -128,6 +136,8 @@ end
 // (creating nothing): 'queued-quota' or 'storage-quota:<held bytes>'.
 const CREATE = `${PRELUDE}
 local tenant = ARGV[11]
+-- A queued entry older than any record can live is one whose record expired unclaimed.
+redis.call('ZREMRANGEBYSCORE', tkey(tenant, 'queued'), '-inf', '(' .. ARGV[8])
 local maxQueued = quota(tenant, 'maxQueued')
 if maxQueued and redis.call('ZCARD', tkey(tenant, 'queued')) >= maxQueued then return 'queued-quota' end
 local maxStored = quota(tenant, 'maxStoredBytes')
@@ -139,6 +149,7 @@ if maxStored then
 end
 storageSet(tenant, id, tonumber(ARGV[9]), tonumber(now) + liveTtl * 1000, liveTtl)
 redis.call('ZADD', tkey(tenant, 'queued'), now, id)
+redis.call('EXPIRE', tkey(tenant, 'queued'), liveTtl)
 for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], liveTtl)
 redis.call('ZADD', KEYS[5], now, id)
@@ -181,7 +192,8 @@ for i = 11, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if redis.call('HGET', KEYS[1], 'output') == 'keys' then
   redis.call('SET', KEYS[5], ARGV[9])
   redis.call('SET', KEYS[6], ARGV[10])
-  redis.call('HSET', KEYS[1], 'outputBytes', #ARGV[9] + #ARGV[10])
+  -- Whatever the live log holds stays too (it is what streams replay): both are counted.
+  redis.call('HINCRBY', KEYS[1], 'outputBytes', #ARGV[9] + #ARGV[10])
 end
 final(ARGV[8])
 return 1
@@ -240,16 +252,20 @@ final('error')
 return 1
 `
 
-// ARGV[8]: stream name; ARGV[9]: data. The record counts its output bytes, which its
-// tenant's storage quota holds once the job ends.
+// ARGV[8]: stream name; ARGV[9]: data. Only a running job's log grows (not one already
+// ended, say as lost, whose worker still writes), and only to MAX_LOG_EVENTS events.
+// The record counts the bytes, which its tenant's storage quota holds once it ends.
+// Returns the event's seq, or 0 when nothing was written.
 const APPEND_LOG = `${PRELUDE}
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], 'outputBytes', #ARGV[9]) end
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('HINCRBY', KEYS[1], 'logEvents', 1) > ${MAX_LOG_EVENTS} then return 0 end
+redis.call('HINCRBY', KEYS[1], 'outputBytes', #ARGV[9] + ${LOG_EVENT_OVERHEAD_BYTES})
 return event('type', 'log', 'stream', ARGV[8], 'data', ARGV[9])
 `
 
-/** What a job holds against its tenant's storage quota until it ends: input, and both streams at their cap. */
+/** What a job holds against its tenant's storage quota until it ends: input, both streams at their cap, and its log events. */
 export function jobReservationBytes(inputBytes: number, outputBytes: number): number {
-  return inputBytes + 2 * outputBytes + JOB_OVERHEAD_BYTES
+  return inputBytes + 2 * outputBytes + MAX_LOG_EVENTS * LOG_EVENT_OVERHEAD_BYTES + JOB_OVERHEAD_BYTES
 }
 
 export function newJobId(): string {
@@ -374,19 +390,22 @@ export class JobStore {
     return Number((await this.redis.get(this.keys.tenantStoredTotal(tenant))) ?? 0)
   }
 
-  /** Removes a job that was never accepted (its queue entry could not be written). */
+  /**
+   * Removes a job that was never accepted (its queue entry could not be written, often
+   * because Redis is full). Deleting and removing are allowed when Redis is at its
+   * maxmemory, so they go first, each on its own; giving back the reservation is a
+   * write that a full Redis may refuse, and then the reservation lapses with its expiry.
+   */
   async remove(id: string, tenant: string): Promise<void> {
     const k = this.keys
+    await this.redis.pipeline().del(k.job(id), k.jobEvents(id), k.jobSeq(id)).zrem(k.tenantJobs(tenant), id).zrem(k.tenantQueued(tenant), id).exec()
     const bytes = Number((await this.redis.hget(k.tenantStoredBytes(tenant), id)) ?? 0)
-    await this.redis
-      .multi()
-      .del(k.job(id), k.jobEvents(id), k.jobSeq(id))
-      .zrem(k.tenantJobs(tenant), id)
-      .zrem(k.tenantQueued(tenant), id)
-      .zrem(k.tenantStored(tenant), id)
-      .hdel(k.tenantStoredBytes(tenant), id)
-      .decrby(k.tenantStoredTotal(tenant), bytes)
-      .exec()
+    try {
+      await this.redis.decrby(k.tenantStoredTotal(tenant), bytes)
+    } catch {
+      return // the entry stays, and is forgotten (and subtracted) once it expires
+    }
+    await this.redis.pipeline().zrem(k.tenantStored(tenant), id).hdel(k.tenantStoredBytes(tenant), id).exec()
   }
 
   /** The whole record, spec included: what a worker needs to run the job. */
@@ -511,7 +530,7 @@ export class JobStore {
     return (await this.script(LOST, id, now, deadWorker, reason)) === 1
   }
 
-  /** Appends output to the job's event stream; returns its seq. */
+  /** Appends output to a running job's event stream; returns its seq, or 0 when it was not written (MAX_LOG_EVENTS, or the job is not running). */
   async appendLog(id: string, stream: 'stdout' | 'stderr', data: string, now = Date.now()): Promise<number> {
     return Number(await this.script(APPEND_LOG, id, now, stream, data))
   }

@@ -5,7 +5,26 @@ export const LOGGED_URL_MAX = 256
 
 /** Strips stream tokens from URLs before they are logged, and bounds their length. */
 export function redactUrl(url: string): string {
-  const redacted = url.replace(/([?&]token=)[^&]*/g, '$1[redacted]')
+  const q = url.indexOf('?')
+  // Names are compared decoded, as the router reads them: `?%74oken=` is a token too.
+  const redacted =
+    q < 0
+      ? url
+      : `${url.slice(0, q + 1)}${url
+          .slice(q + 1)
+          .split('&')
+          .map((pair) => {
+            const eq = pair.indexOf('=')
+            const name = eq < 0 ? pair : pair.slice(0, eq)
+            let decoded = name
+            try {
+              decoded = decodeURIComponent(name.replaceAll('+', ' '))
+            } catch {
+              // not valid percent-encoding: compared as it is
+            }
+            return decoded === 'token' ? `${name}=[redacted]` : pair
+          })
+          .join('&')}`
   return redacted.length > LOGGED_URL_MAX ? `${redacted.slice(0, LOGGED_URL_MAX)}…(${redacted.length} chars)` : redacted
 }
 

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { RedisKeys } from './redis-keys.js'
+import { publicText } from './public-text.js'
 
 /** What a worker tells the rest of the deployment about itself, every few seconds. */
 export interface WorkerHeartbeat {
@@ -54,6 +55,6 @@ export class WorkerRegistry {
  */
 export function isolationRefusal(workers: readonly WorkerHeartbeat[]): string | undefined {
   if (workers.length === 0 || workers.some((w) => w.isolation.ok)) return undefined
-  const reasons = [...new Set(workers.map((w) => w.isolation.reason ?? 'unknown reason'))]
-  return `no worker can isolate jobs: ${reasons.join('; ')}`
+  const reasons = [...new Set(workers.map((w) => publicText(w.isolation.reason ?? 'unknown reason', 200)))]
+  return `no worker can isolate jobs: ${reasons.slice(0, 3).join('; ')}`
 }

@@ -5,6 +5,7 @@ import type { Metrics } from '../core/metrics.js'
 import { IsolationUnavailableError, type Executor } from './executors/executor.js'
 import { executorFailureReason } from './executors/outcome.js'
 import { LogBatcher } from './log-batcher.js'
+import { publicText } from '../core/public-text.js'
 
 /** Abort reason when the worker stops: the job goes back to the queue, it is not cancelled. */
 const SHUTDOWN = Symbol('shutdown')
@@ -82,7 +83,7 @@ export class JobRunner {
         log.error({ reason: err.message }, 'isolation cannot be guaranteed; job not launched and handed back')
         this.onIsolationLost(err.message)
         if (await this.store.requeue(jobId, this.workerId)) return 'handed-back'
-        outcome = errorOutcome(`isolation could not be guaranteed: ${err.message}`)
+        outcome = errorOutcome(`isolation could not be guaranteed: ${publicText(err.message)}`)
       }
 
       if (controller.signal.aborted && controller.signal.reason === SHUTDOWN && !(await this.store.get(jobId))?.cancelRequested) {
@@ -146,9 +147,11 @@ export class JobRunner {
     const streamed = { stdout: 0, stderr: 0, failed: false }
     const logs = new LogBatcher(
       async (piece) => {
+        // Once a write is refused or lost the record keeps the output itself; the live log stops.
+        if (streamed.failed) return
         this.metrics.logBytesPublished.inc(Buffer.byteLength(piece.data))
-        await this.store.appendLog(stored.id, piece.stream, piece.data)
-        streamed[piece.stream] += piece.data.length
+        if ((await this.store.appendLog(stored.id, piece.stream, piece.data)) === 0) streamed.failed = true
+        else streamed[piece.stream] += piece.data.length
       },
       (err) => {
         streamed.failed = true

@@ -85,6 +85,8 @@ export class WorkerService {
   }
 
   private failedChecks = 0
+  /** Claims in a row that found their tenant at its running quota. */
+  private throttledRun = 0
   private recheck: NodeJS.Timeout | undefined
 
   /**
@@ -141,11 +143,16 @@ export class WorkerService {
       QUEUE_NAME,
       async (job, token) => {
         const result = await runner.run(job.data.jobId)
+        if (result === 'done') this.throttledRun = 0
         if (result === 'handed-back' || result === 'throttled') {
           // Back to the queue, BullMQ's way to release a job unfinished: at once for
           // another worker, or after a moment when its tenant is at its running quota,
           // so that this worker takes the next job (fair share; docs/fair-share.md).
-          await job.moveToDelayed(Date.now() + (result === 'throttled' ? THROTTLE_DELAY_MS + Math.random() * THROTTLE_DELAY_MS : 0), token)
+          // A run of throttled claims (a tenant with many jobs queued behind its quota)
+          // backs off, up to 16 times the delay, so the gate is not a hot loop.
+          this.throttledRun = result === 'throttled' ? Math.min(this.throttledRun + 1, 64) : 0
+          const delayMs = result === 'throttled' ? THROTTLE_DELAY_MS * (1 + Math.floor(this.throttledRun / 4)) * (1 + Math.random()) : 0
+          await job.moveToDelayed(Date.now() + delayMs, token)
           throw new DelayedError()
         }
       },

@@ -3,6 +3,7 @@ import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Logger } from 'pino'
+import { compile } from '@fastify/proxy-addr'
 import type { Metrics } from '../../core/metrics.js'
 
 /** Descriptors kept for everything but client connections: Redis, sandboxes, files. */
@@ -28,9 +29,17 @@ export function connectionCap(setting: number, fileLimit: number | undefined): n
   return Math.max(16, Math.min(setting, fileLimit - RESERVED_DESCRIPTORS))
 }
 
+/** AIRLOCK_TRUST_PROXY -> what fastify's trustProxy takes: false, or the list. */
+export function trustedProxies(raw: string): false | string[] {
+  const list = raw.split(',').map((a) => a.trim()).filter(Boolean)
+  return list.length > 0 ? list : false
+}
+
 export interface ConnectionLimitOptions {
   maxConnections: number
   maxPerAddress: number
+  /** AIRLOCK_TRUST_PROXY: proxies' own connections carry many clients, so no per-address cap for them. */
+  trustProxy: string
   log: Logger | FastifyBaseLogger
   metrics: Metrics
 }
@@ -49,8 +58,14 @@ function refuse(socket: Socket, message: string): void {
  * AIRLOCK_ERR_TOO_MANY_CONNECTIONS and closed. Node's own `maxConnections` stays a
  * little above as a backstop: past it, connections are dropped unanswered.
  */
-export function limitConnections(server: Server, { maxConnections, maxPerAddress, log, metrics }: ConnectionLimitOptions): void {
+export function limitConnections(server: Server, { maxConnections, maxPerAddress, trustProxy, log, metrics }: ConnectionLimitOptions): void {
   const cap = connectionCap(maxConnections, openFileLimit())
+  const proxies = trustedProxies(trustProxy)
+  const isProxy = proxies ? compile(proxies) : () => false
+  // One warning a second at most, with how many were refused: an anonymous flood of
+  // connections must not become a flood of log lines.
+  let refused = 0
+  let lastWarning = 0
   server.maxConnections = cap + 64
   const byAddress = new Map<string, number>()
   let open = 0
@@ -62,9 +77,14 @@ export function limitConnections(server: Server, { maxConnections, maxPerAddress
     const socket = args[0] as Socket
     const address = socket.remoteAddress ?? '?'
     const fromAddress = byAddress.get(address) ?? 0
-    if (open >= cap || fromAddress >= maxPerAddress) {
+    if (open >= cap || (fromAddress >= maxPerAddress && !isProxy(address, 0))) {
       metrics.rejectedRequests.inc({ code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS' })
-      log.warn({ remoteAddress: address, open, fromAddress }, 'connection refused: over the connection cap')
+      refused++
+      if (Date.now() - lastWarning >= 1000) {
+        log.warn({ remoteAddress: address, open, fromAddress, refused }, 'connections refused: over the connection cap')
+        lastWarning = Date.now()
+        refused = 0
+      }
       refuse(socket, open >= cap ? 'the server has its most connections open; retry shortly' : 'this address has its most connections open; close some first')
       return true
     }

@@ -1,51 +1,102 @@
+import { AirlockError } from '../../core/errors.js'
+
 /**
  * The bytes of job output one API process holds at once, for every reader together:
- * a reader takes its piece's bytes before reading it and gives them back once the
- * piece is written to the socket. Readers past the budget wait their turn (first come,
- * first served), so the process's memory under N readers of a big job is bounded by
- * this setting, not by N.
+ * a reader takes a batch's bytes before it reads the batch from Redis and gives them
+ * back once the batch has left the process. A reader holds at most one hold at a time
+ * and gives it back before it asks for the next, so readers can never wait on each
+ * other in a circle, and every hold is given back within the slow-reader limit. No
+ * tenant may hold more than `tenantShare` of the budget, so one tenant's stalled
+ * readers cannot starve the others; a reader that is not `patient` (one that has sent
+ * nothing yet) and waits longer than `waitMs` gets AIRLOCK_ERR_OUTPUT_BUSY. The process's memory under N readers of a big
+ * job is bounded by this setting, not by N.
  */
 export class OutputBudget {
   private used = 0
-  private readonly waiting: { bytes: number; resolve: () => void }[] = []
+  private readonly byTenant = new Map<string, number>()
+  private readonly waiting: Waiter[] = []
+  private readonly tenantCapacity: number
 
-  constructor(readonly capacityBytes: number) {}
+  constructor(
+    readonly capacityBytes: number,
+    readonly waitMs = 30_000,
+    tenantShare = 0.5,
+  ) {
+    this.tenantCapacity = Math.max(1, Math.floor(capacityBytes * tenantShare))
+  }
 
   get inUse(): number {
     return this.used
   }
 
-  /** Waits for `bytes` (at most the whole budget); the hold gives them back. */
-  async take(bytes: number): Promise<BudgetHold> {
-    let held = Math.min(Math.max(0, Math.ceil(bytes)), this.capacityBytes)
-    if (this.waiting.length > 0 || this.used + held > this.capacityBytes) {
-      await new Promise<void>((resolve) => this.waiting.push({ bytes: held, resolve }))
+  /** Waits for `bytes` (at most one tenant's share) for `tenant`; the hold gives them back. */
+  async take(tenant: string, bytes: number, patient = false): Promise<BudgetHold> {
+    let held = Math.min(Math.max(0, Math.ceil(bytes)), this.tenantCapacity)
+    if (this.waiting.length > 0 || !this.fits(tenant, held)) {
+      await new Promise<void>((resolve, reject) => {
+        const waiter: Waiter = { tenant, bytes: held, resolve, timer: undefined }
+        if (!patient) {
+          waiter.timer = setTimeout(() => {
+            this.waiting.splice(this.waiting.indexOf(waiter), 1)
+            reject(new AirlockError('AIRLOCK_ERR_OUTPUT_BUSY', 'the server is sending as much job output as it may hold; retry shortly'))
+          }, this.waitMs)
+        }
+        this.waiting.push(waiter)
+        // A waiter of a tenant under its share may go ahead of one whose tenant is at it.
+        this.wake()
+      })
     } else {
-      this.used += held
+      this.add(tenant, held)
     }
     return {
       shrink: (actual) => {
         const to = Math.max(0, Math.ceil(actual))
         if (to >= held) return
-        this.used -= held - to
+        this.add(tenant, to - held)
         held = to
         this.wake()
       },
       release: () => {
-        this.used -= held
+        if (held === 0) return
+        this.add(tenant, -held)
         held = 0
         this.wake()
       },
     }
   }
 
+  private fits(tenant: string, bytes: number): boolean {
+    return this.used + bytes <= this.capacityBytes && (this.byTenant.get(tenant) ?? 0) + bytes <= this.tenantCapacity
+  }
+
+  private add(tenant: string, bytes: number): void {
+    this.used += bytes
+    const n = (this.byTenant.get(tenant) ?? 0) + bytes
+    if (n <= 0) this.byTenant.delete(tenant)
+    else this.byTenant.set(tenant, n)
+  }
+
   private wake(): void {
-    while (this.waiting.length > 0 && this.used + this.waiting[0]!.bytes <= this.capacityBytes) {
-      const next = this.waiting.shift()!
-      this.used += next.bytes
-      next.resolve()
+    for (let i = 0; i < this.waiting.length; ) {
+      const w = this.waiting[i]!
+      if (this.used + w.bytes > this.capacityBytes) return
+      if (!this.fits(w.tenant, w.bytes)) {
+        i++
+        continue
+      }
+      this.waiting.splice(i, 1)
+      clearTimeout(w.timer)
+      this.add(w.tenant, w.bytes)
+      w.resolve()
     }
   }
+}
+
+interface Waiter {
+  tenant: string
+  bytes: number
+  resolve: () => void
+  timer: NodeJS.Timeout | undefined
 }
 
 export interface BudgetHold {

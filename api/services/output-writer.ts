@@ -1,13 +1,11 @@
 import type { FastifyReply } from 'fastify'
 import type { JobEventReader } from '../../core/job-events.js'
-import type { JobOutputReader } from '../../core/job-output.js'
+import type { JobOutputReader, TakeBudget } from '../../core/job-output.js'
 import type { JobView } from '../../core/job-store.js'
 import type { OutputBudget } from './output-budget.js'
 
 /** Writes text out of the process; resolves once it has left (flushed to the socket). */
 export type Flush = (text: string) => Promise<void>
-
-const EVENTS_PER_READ = 4
 
 /** A reader left a piece unread past the slow-reader limit. */
 export class SlowReaderError extends Error {
@@ -17,20 +15,16 @@ export class SlowReaderError extends Error {
   }
 }
 
-/**
- * What a piece costs the process while it is on its way, roughly: its share of the
- * reply Redis sent, the string (2 bytes a character), its JSON-escaped copy and the
- * bytes handed to the socket. The budget counts this, not just the text.
- */
+/** What a piece of `chars` characters costs the process on its way out (string, JSON copy, bytes). */
 export function pieceMemoryBytes(chars: number): number {
   return chars * 8
 }
 
 /**
  * Everything the API sends that carries job output (a job, its log, a stream's `end`
- * message) goes out through here: read from Redis a piece at a time, each piece held
- * against the process's output budget from before it is read until it has left the
- * process. Nothing here ever holds a whole stream of output.
+ * message) goes out through here: read from Redis a bounded piece at a time, each read
+ * held against the process's output budget (for the job's tenant) from before it is
+ * made until its pieces have left the process. Nothing here ever holds a whole stream.
  */
 export class OutputWriter {
   constructor(
@@ -41,13 +35,27 @@ export class OutputWriter {
     private readonly slowReaderMs: number,
   ) {}
 
+  /**
+   * The budget for one response's reads. Only its first read may give up (503
+   * AIRLOCK_ERR_OUTPUT_BUSY, before anything is sent); later ones wait their turn,
+   * which always comes: every hold is given back within the slow-reader limit.
+   */
+  private take(tenant: string): TakeBudget {
+    let first = true
+    return (bytes) => {
+      const patient = !first
+      first = false
+      return this.budget.take(tenant, bytes, patient)
+    }
+  }
+
   /** The job as JSON (the shape of JobSchema), its stdout and stderr read in pieces. */
   async *jobJson(view: JobView): AsyncGenerator<string> {
     const head = JSON.stringify(view.job)
     yield `${head.slice(0, -1)},"stdout":"`
-    for await (const piece of this.output.pieces(view.id, view.output, 'stdout')) yield JSON.stringify(piece).slice(1, -1)
+    for await (const piece of this.output.pieces(view.id, view.output, 'stdout', this.take(view.tenant))) yield JSON.stringify(piece).slice(1, -1)
     yield '","stderr":"'
-    for await (const piece of this.output.pieces(view.id, view.output, 'stderr')) yield JSON.stringify(piece).slice(1, -1)
+    for await (const piece of this.output.pieces(view.id, view.output, 'stderr', this.take(view.tenant))) yield JSON.stringify(piece).slice(1, -1)
     yield '"}'
   }
 
@@ -60,48 +68,51 @@ export class OutputWriter {
 
   /** Every log event's text, in order (`GET /logs` as text). */
   logText(view: JobView): AsyncGenerator<string> {
-    return this.output.pieces(view.id, view.output, 'both')
+    return this.output.pieces(view.id, view.output, 'both', this.take(view.tenant))
   }
 
   /** Every event as a line of JSON; the `end` line carries the job (`GET /logs` as NDJSON). */
   async *ndjson(view: JobView): AsyncGenerator<string> {
-    for await (const event of this.allEvents(view.id)) {
-      if (event.type !== 'end') {
-        yield `${JSON.stringify(event)}\n`
-        continue
-      }
-      yield `{"type":"end","seq":${event.seq},"ts":${JSON.stringify(event.ts)},"job":`
-      yield* this.jobJson(view)
-      yield '}\n'
-    }
-  }
-
-  private async *allEvents(jobId: string) {
     for (let cursor = 0; ; ) {
-      const batch = await this.events.after(jobId, cursor, EVENTS_PER_READ)
-      yield* batch
-      if (batch.length < EVENTS_PER_READ) return
-      cursor = batch[batch.length - 1]!.seq
+      const hold = await this.budget.take(view.tenant, EVENTS_PER_READ * 3 * EVENT_MAX_BYTES)
+      try {
+        const batch = await this.events.after(view.id, cursor, EVENTS_PER_READ)
+        hold.shrink(batch.reduce((n, e) => n + 3 * (e.type === 'log' ? e.data.length * 2 : 0) + 256, 0))
+        for (const event of batch) {
+          if (event.type !== 'end') {
+            yield `${JSON.stringify(event)}\n`
+            continue
+          }
+          hold.release()
+          yield `{"type":"end","seq":${event.seq},"ts":${JSON.stringify(event.ts)},"job":`
+          yield* this.jobJson(view)
+          yield '}\n'
+        }
+        if (batch.length < EVENTS_PER_READ) return
+        cursor = batch[batch.length - 1]!.seq
+      } finally {
+        hold.release()
+      }
     }
   }
 
   /**
-   * Pulls `parts` one at a time under the budget: a piece's bytes are taken before it is
-   * read and given back once `flush` says it left the process.
+   * Pulls `parts` one at a time, asking for the next only once `flush` says the last
+   * left the process (which is what lets a read's reservation be given back), and cuts
+   * a reader that does not take a piece within the slow-reader limit.
    */
-  async drain(parts: AsyncIterator<string>, flush: Flush, isClosed: () => boolean = () => false): Promise<void> {
-    const reserve = pieceMemoryBytes(this.output.pieceChars)
-    for (;;) {
-      if (isClosed()) return
-      const hold = await this.budget.take(reserve)
-      try {
+  async drain(parts: AsyncGenerator<string>, flush: Flush, isClosed: () => boolean = () => false): Promise<void> {
+    try {
+      for (;;) {
+        if (isClosed()) return
         const next = await parts.next()
         if (next.done) return
-        hold.shrink(pieceMemoryBytes(next.value.length))
         await this.flushInTime(flush, next.value)
-      } finally {
-        hold.release()
       }
+    } finally {
+      // However it ends (a slow reader cut, a closed socket), the reader's last
+      // reservation is given back now, not whenever the generator is collected.
+      await parts.return(undefined)
     }
   }
 
@@ -121,13 +132,20 @@ export class OutputWriter {
   }
 
   /**
-   * Answers with a body of `parts`, written straight to the socket so the budget knows
-   * when each piece has left. An error before the first byte is the caller's to answer;
-   * after it, the connection is cut (the client sees a truncated body, never a wrong one).
+   * Answers with a body of `parts`, written straight to the socket so that each piece
+   * is known to have left before the next is read. An error before the first byte is
+   * the caller's to answer (the error handler's 503 for a busy budget or a Redis
+   * failure); after it, the connection is cut (the client sees a truncated body, never
+   * a wrong one).
    */
   async send(reply: FastifyReply, status: number, contentType: string, parts: AsyncGenerator<string>): Promise<void> {
-    // The first part is read before anything is sent, so a store error still gets an answer.
-    const first = await parts.next()
+    let first: IteratorResult<string>
+    try {
+      first = await parts.next()
+    } catch (err) {
+      await parts.return(undefined)
+      throw err
+    }
     const res = reply.raw
     reply.hijack()
     res.writeHead(status, { 'content-type': contentType, ...(reply.getHeaders() as Record<string, string>) })
@@ -136,8 +154,10 @@ export class OutputWriter {
         res.write(text, (err) => (err ? reject(err) : resolve()))
       })
     try {
-      if (!first.done) await flush(first.value)
-      if (!first.done) await this.drain(parts, flush, () => res.destroyed)
+      if (!first.done) {
+        await this.flushInTime(flush, first.value)
+        await this.drain(parts, flush, () => res.destroyed)
+      }
       res.end()
     } catch (err) {
       if (err instanceof SlowReaderError) reply.log.info('reader too slow; response cut short')
@@ -153,3 +173,7 @@ export class OutputWriter {
     return this.send(reply, status, 'application/json; charset=utf-8', this.jobJson(view))
   }
 }
+
+const EVENTS_PER_READ = 4
+/** Characters of one log event at most (the log batcher's cap), 2 bytes each as a string. */
+const EVENT_MAX_BYTES = 64 * 1024 * 2

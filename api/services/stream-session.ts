@@ -45,6 +45,8 @@ export interface SessionDeps {
   metrics: Metrics
   writer: OutputWriter
   budget: OutputBudget
+  /** The job's tenant, whose share of the output budget the session draws on. */
+  tenant: string
 }
 
 /**
@@ -114,22 +116,10 @@ export class StreamSession {
         this.dirty = false
         for (;;) {
           if (!(await this.roomToSend())) return
-          const hold = await this.deps.budget.take(this.deps.limits.batch * EVENT_MAX_MEMORY_BYTES)
-          const sent: Promise<void>[] = []
-          try {
-            const events = await this.deps.reader.after(this.jobId, this.cursor, this.deps.limits.batch)
-            hold.shrink(events.reduce((n, e) => n + (e.type === 'log' ? pieceMemoryBytes(e.data.length) : 0) + 256, 0))
-            if (events.length === 0) break
-            for (const event of events) {
-              if (this.closed) return
-              if (event.type === 'end') return await this.end(event)
-              if (!(await this.roomToSend())) return
-              sent.push(this.send(event))
-            }
-          } finally {
-            // Given back once the client's socket has taken the batch (or is gone).
-            void Promise.all(sent).finally(() => hold.release())
-          }
+          const { ended, more } = await this.sendBatch()
+          // The batch's reservation is given back before the end message takes its own.
+          if (ended) return await this.end(ended)
+          if (!more) break
         }
       } while (this.dirty && !this.closed)
       // Events of a finished job can be gone (retention) while its record is not.
@@ -143,6 +133,30 @@ export class StreamSession {
       this.deps.log.warn({ err, jobId: this.jobId }, 'stream read failed; will retry')
     } finally {
       this.reading = false
+    }
+  }
+
+  /**
+   * Sends one batch of events, held against the output budget until the client's socket
+   * has taken them (or is gone). Returns the end event when the batch reached it, and
+   * whether there may be more to read.
+   */
+  private async sendBatch(): Promise<{ ended?: Extract<StoredEvent, { type: 'end' }>; more: boolean }> {
+    const { batch } = this.deps.limits
+    const hold = await this.deps.budget.take(this.deps.tenant, batch * EVENT_MAX_MEMORY_BYTES)
+    const sent: Promise<void>[] = []
+    try {
+      const events = await this.deps.reader.after(this.jobId, this.cursor, batch)
+      hold.shrink(events.reduce((n, e) => n + (e.type === 'log' ? pieceMemoryBytes(e.data.length) : 0) + 256, 0))
+      for (const event of events) {
+        if (this.closed) return { more: false }
+        if (event.type === 'end') return { ended: event, more: false }
+        if (!(await this.roomToSend())) return { more: false }
+        sent.push(this.send(event))
+      }
+      return { more: events.length > 0 }
+    } finally {
+      void Promise.all(sent).finally(() => hold.release())
     }
   }
 

@@ -88,11 +88,4 @@ function errnoCode(err: unknown): string | undefined {
   return undefined
 }
 
-/**
- * A message from the node (the kubelet's, the container runtime's) with its absolute
- * paths taken out: they are the node's (/var/lib/kubelet/pods/..., /run/containerd/...),
- * and a job's reason is read by its tenant. Pure.
- */
-export function withoutHostPaths(message: string): string {
-  return message.replace(/(^|[\s"'(=:,;[])\/[^\s"'(),:;\]]+/g, '$1…')
-}
+export { withoutHostPaths } from '../../core/public-text.js'

@@ -33,7 +33,8 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       // plain HTTP answers.
       preHandler: async (request) => {
         await ownJob(store, request.params.id, request.tenant)
-        streamGate.enter(request.tenant, request.ip, request.raw.socket)
+        // Only a real upgrade holds a stream; a plain GET here is answered and gone.
+        if (request.headers.upgrade?.toLowerCase() === 'websocket') streamGate.enter(request.tenant, request.ip, request.raw.socket)
       },
     },
     async (socket, request) => {
@@ -46,6 +47,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         metrics,
         writer: outputWriter,
         budget,
+        tenant: request.tenant,
       })
       streamSessions.add(session)
       socket.once('close', () => streamSessions.delete(session))
