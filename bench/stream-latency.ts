@@ -55,7 +55,10 @@ async function startAirlock(): Promise<{ url: string; key: string; child: ChildP
   const port = await freePort()
   const key = `bench-${Math.random().toString(36).slice(2)}-key`
   const child = spawn(process.execPath, [new URL('../bin/airlock-server.js', import.meta.url).pathname], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', AIRLOCK_API_KEYS: `bench:${key}`, AIRLOCK_REDIS_PREFIX: `bench-${port}`, AIRLOCK_LOG_LEVEL: 'warn' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', AIRLOCK_API_KEYS: `bench:${key}`, AIRLOCK_REDIS_PREFIX: `bench-${port}`, AIRLOCK_LOG_LEVEL: 'warn', AIRLOCK_METRICS_PORT: '0',
+      // Thousands of subscribers from one address and one tenant are this bench's point;
+      // the per-tenant and per-address caps that refuse them in service are lifted here.
+      AIRLOCK_MAX_STREAMS_PER_TENANT: '100000', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '100000', AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '100000' },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   const url = `http://127.0.0.1:${port}`

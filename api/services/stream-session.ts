@@ -85,7 +85,12 @@ export class StreamSession {
     this.socket.on('error', () => void this.stop())
     // Clients have nothing to say on this stream; whatever they send is dropped.
     this.socket.on('message', () => undefined)
-    this.unwatch = await this.deps.hub.watch(this.jobId, () => void this.pump())
+    // A client gone already (it closed during the upgrade) must leave no subscription
+    // and no poll behind: else each open-and-close would leak a Redis read every pollMs.
+    if (this.closed || this.socket.readyState !== this.socket.OPEN) return void this.stop()
+    const unwatch = await this.deps.hub.watch(this.jobId, () => void this.pump())
+    if (this.closed) return void (await unwatch())
+    this.unwatch = unwatch
     this.poll = setInterval(() => void this.pump(true), this.deps.limits.pollMs)
     await this.pump(true)
   }

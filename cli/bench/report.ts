@@ -27,6 +27,11 @@ export function renderTable(report: BenchReport): string {
   lines.push('', 'times in ms; START = accepted to program start; RUN = program start to end; E2E = submit to result at the client;')
   lines.push('DIRECT = the same job run by the executor on this machine without API or queue; SVC + = E2E p50 - DIRECT p50')
   for (const i of report.ingest) lines.push(`ingest ${i.route}: ${i.requestsPerSec.toFixed(0)} req/s, latency p50 ${i.latencyMs.p50} ms p99 ${i.latencyMs.p99} ms, non-2xx ${i.non2xx}`)
+  // Fair share by default: a tenant without quotas of its own is held to the server's
+  // default submissions per second and queued jobs, which an ingest run passes at once.
+  if (report.ingest.some((i) => i.route.startsWith('POST') && i.non2xx > 0)) {
+    lines.push('  (non-2xx submissions are this tenant\'s rate and queue quotas answering 429: give the bench tenant its own, e.g. airlock tenants quotas NAME --submits-per-second 100000 --max-queued 1000000)')
+  }
   return lines.join('\n')
 }
 

@@ -39,6 +39,8 @@ const QUOTA_FLAGS: [string, string, string][] = [
   ['--max-cpus <n>', 'maxCpus', 'largest cpus of one job'],
   ['--max-pids <n>', 'maxPids', 'largest pids of one job'],
   ['--max-output-bytes <n>', 'maxOutputBytes', 'largest outputBytes of one job'],
+  ['--max-stored-bytes <n>', 'maxStoredBytes', 'bytes its jobs may hold in Redis (input and output)'],
+  ['--retention-seconds <n>', 'retentionSeconds', 'how long its finished jobs are kept (only shorter than the server\'s)'],
 ]
 
 function quotasFrom(flags: Record<string, string | undefined>): Record<string, number> {

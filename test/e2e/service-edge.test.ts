@@ -234,6 +234,25 @@ t.test('a program alternating stdout and stderr a byte at a time cannot make mil
   t.equal(logs.body.length, 30000, 'its log text is whole too')
 })
 
+t.test('clients that open a stream and go at once leave no subscription or poll behind', async (t) => {
+  const h = await build(t, { worker: false, listen: true })
+  const id = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json<{ id: string }>().id
+  await Promise.all(
+    Array.from({ length: 40 }, (_, i) =>
+      new Promise<void>((resolve) => {
+        const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, { headers: { authorization: `Bearer ${TENANTS.alice}` } })
+        // Some go as soon as they are upgraded, some a moment later.
+        ws.on('open', () => setTimeout(() => ws.terminate(), i % 2 ? 0 : 20))
+        ws.on('close', () => resolve())
+        ws.on('error', () => resolve())
+      }),
+    ),
+  )
+  const { hub, streamSessions } = h.app.services
+  await until(async () => hub.watchedJobs + streamSessions.size, (n) => n === 0, 5000, 'every session to be gone')
+  t.equal(hub.watchedJobs, 0, 'no job is still watched (each watch is a Redis subscription and a poll)')
+})
+
 t.test('plain GETs of a stream route hold no stream slot', async (t) => {
   const h = await build(t, { worker: false, listen: true, env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '2' } })
   const id = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json<{ id: string }>().id
