@@ -6,6 +6,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { build, TENANTS } from '../helper.js'
 
+// Every check here starts the CLI as its own Node process (1.6-2.1 s each on this
+// 2-core machine), dozens of times: the file runs close to tap's default 180 s.
+t.setTimeout(6 * 60_000)
+
 const CLI = new URL('../../dist/bin/airlock.js', import.meta.url).pathname
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (scripts/test.sh does)`)
 
