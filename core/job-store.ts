@@ -385,11 +385,6 @@ export class JobStore {
     return { result: r === 'queued-quota' ? 'queued-quota' : 'created' }
   }
 
-  /** Bytes the tenant holds in Redis now (reservations of unfinished jobs included). */
-  async storedBytes(tenant: string): Promise<number> {
-    return Number((await this.redis.get(this.keys.tenantStoredTotal(tenant))) ?? 0)
-  }
-
   /**
    * Removes a job that was never accepted (its queue entry could not be written, often
    * because Redis is full). Deleting and removing are allowed when Redis is at its

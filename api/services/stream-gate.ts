@@ -31,11 +31,6 @@ export class StreamGate {
       bump(this.byAddress, address, -1)
     })
   }
-
-  /** Streams open for a tenant (for tests and metrics). */
-  openFor(tenant: string): number {
-    return this.byTenant.get(tenant) ?? 0
-  }
 }
 
 function bump(map: Map<string, number>, key: string, by: number): void {

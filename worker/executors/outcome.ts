@@ -87,5 +87,3 @@ function errnoCode(err: unknown): string | undefined {
   }
   return undefined
 }
-
-export { withoutHostPaths } from '../../core/public-text.js'

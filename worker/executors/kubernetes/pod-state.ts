@@ -1,6 +1,7 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node'
 import type { JobOutcome } from '../../../core/job.js'
-import { classifyEnd, withoutHostPaths } from '../outcome.js'
+import { withoutHostPaths } from '../../../core/public-text.js'
+import { classifyEnd } from '../outcome.js'
 import { CONTAINER_NAME } from './job-manifests.js'
 
 /** What the Job and its pod say, reduced to what the executor acts on. */
