@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { rm, rmdir } from 'node:fs/promises'
+import { readdir, rm } from 'node:fs/promises'
 import { basename } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
@@ -10,6 +10,7 @@ import { Metrics } from '../core/metrics.js'
 import { createLogger } from '../core/logger.js'
 import type { Job } from '../core/job.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
+import { CgroupV1 } from '../worker/executors/local/cgroups-v1.js'
 import { WorkerService } from '../worker/worker-service.js'
 
 /** The subset of tap's Test that the helper needs. */
@@ -53,6 +54,23 @@ export interface BuildOptions {
   env?: Record<string, string>
 }
 
+/**
+ * Removes the harness's parent cgroup and any a test derived from it (`<parent>-w` for
+ * a worker process of its own), sandboxes' cgroups first. CgroupV1.remove waits out a
+ * sandbox whose last processes are still being reaped, where a single rmdir would not.
+ */
+async function removeCgroups(parent: string): Promise<void> {
+  const slash = parent.lastIndexOf('/')
+  const [under, name] = [parent.slice(0, slash), parent.slice(slash + 1)]
+  const siblings = await readdir(`/sys/fs/cgroup/memory/${under}`, { withFileTypes: true }).catch(() => [])
+  for (const dir of siblings.filter((d) => d.isDirectory() && (d.name === name || d.name.startsWith(`${name}-`)))) {
+    const path = `${under}/${dir.name}`
+    const children = await readdir(`/sys/fs/cgroup/memory/${path}`, { withFileTypes: true }).catch(() => [])
+    for (const child of children.filter((d) => d.isDirectory())) await new CgroupV1(`${path}/${child.name}`).remove().catch(() => undefined)
+    await new CgroupV1(path).remove().catch(() => undefined)
+  }
+}
+
 export function redisUrl(): string {
   return process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 }
@@ -93,7 +111,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     await app.close()
     await worker?.stop(1000)
     await rm(config.stateDir, { recursive: true, force: true })
-    for (const controller of ['memory', 'pids', 'cpu']) await rmdir(`/sys/fs/cgroup/${controller}/${config.cgroupParent}`).catch(() => undefined)
+    await removeCgroups(config.cgroupParent)
     // The Redis may be gone (tests that stop it); cleaning up is then moot.
     const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true })
     redis.on('error', () => undefined)

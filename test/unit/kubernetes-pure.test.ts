@@ -146,7 +146,7 @@ async function runLauncher(t: { teardown(fn: () => unknown): void }, job: V1Job,
   const script = command[2]!.replaceAll(`${JOB_FILES_MOUNT}/`, `${root}/job/`).replaceAll(`${WORKSPACE}/`, `${root}/workspace/`).replace(/ulimit -p \d+ && /, '')
   const r = spawnSync(command[0]!, [command[1]!, script, ...command.slice(3)], {
     cwd: join(root, 'workspace'),
-    env: { ...containerEnv, KUBERNETES_SERVICE_HOST: '10.0.0.1', HOSTNAME: 'pod' },
+    env: { ...containerEnv, KUBERNETES_SERVICE_HOST: '127.0.0.1', HOSTNAME: 'pod' },
     maxBuffer: 1 << 20,
   })
   return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() }
