@@ -11,10 +11,11 @@
  */
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { rm, rmdir } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
+import { removeCgroup } from '../worker/executors/local/cgroup-host.js'
 import { freePort, rssMb } from './local-process.js'
 
 const { values } = parseArgs({
@@ -165,5 +166,5 @@ try {
   if (keys.length > 0) await redis.del(...keys)
   redis.disconnect()
   await rm(env.AIRLOCK_STATE_DIR, { recursive: true, force: true })
-  for (const c of ['memory', 'pids', 'cpu']) await rmdir(`/sys/fs/cgroup/${c}/${env.AIRLOCK_CGROUP_PARENT}`).catch(() => undefined)
+  await removeCgroup(env.AIRLOCK_CGROUP_PARENT).catch(() => undefined)
 }

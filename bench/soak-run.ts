@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import WebSocket from 'ws'
-import { CgroupV1 } from '../worker/executors/local/cgroups-v1.js'
+import { removeCgroup } from '../worker/executors/local/cgroup-host.js'
 import { freePort, rssMb } from './local-process.js'
 
 export interface SoakOptions {
@@ -139,7 +139,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     worker.kill('SIGTERM')
     await Promise.all([api, worker].map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))))
     // This run's own parent cgroup and state directory, empty once its worker is gone.
-    await new CgroupV1(env.AIRLOCK_CGROUP_PARENT).remove().catch((err: unknown) => log(`could not remove cgroup ${env.AIRLOCK_CGROUP_PARENT}: ${(err as Error).message}`))
+    await removeCgroup(env.AIRLOCK_CGROUP_PARENT).catch((err: unknown) => log(`could not remove cgroup ${env.AIRLOCK_CGROUP_PARENT}: ${(err as Error).message}`))
     await rm(env.AIRLOCK_STATE_DIR, { recursive: true, force: true })
   }
 }

@@ -11,6 +11,7 @@ export class ConfigError extends Error {
 }
 
 import { readFileSync } from 'node:fs'
+import { PLATFORM_CHOICES } from './runsc-platforms.js'
 
 type Env = Record<string, string | undefined>
 
@@ -130,14 +131,14 @@ export const SETTINGS = {
   jobLockMs: int('AIRLOCK_JOB_LOCK_MS', "A worker's lock on a job it holds; a job whose worker died is handed out again after this", 30_000, 1000, 600_000),
   isolationCheckIntervalMs: int('AIRLOCK_ISOLATION_CHECK_INTERVAL_MS', 'How often a worker re-checks that it can isolate jobs (a probe sandbox)', 60_000, 200, 86_400_000),
   maxWaitMs: int('AIRLOCK_MAX_WAIT_MS', 'Longest a `?wait=true` request is held before it answers 202', 330_000, 1000, 3_600_000),
-  runscPath: str('AIRLOCK_RUNSC_PATH', 'The runsc binary', 'runsc'),
+  runscPath: str('AIRLOCK_RUNSC_PATH', "The runsc binary: the pinned gVisor release scripts/build-gvisor.sh installs; /usr/bin/runsc is Debian's 2022 release (ptrace only, kept for comparison)", '/usr/local/bin/runsc'),
   runcPath: str('AIRLOCK_RUNC_PATH', 'The runc binary, for the runc comparison runtime of benchmarks', 'runc'),
   benchTenants: str('AIRLOCK_BENCH_TENANTS', 'Tenants allowed to ask for `isolation: runc` (no gVisor) to measure what gVisor costs; comma-separated; empty: nobody', '', /^[A-Za-z0-9_.,-]*$/, 'tenant names separated by commas'),
   sandboxNetwork: oneOf('AIRLOCK_SANDBOX_NETWORK', 'Sandbox network: none (loopback only). host is INSECURE, for proving that `airlock verify` catches a weakened sandbox', 'none', ['none', 'host'] as const),
-  runscPlatform: oneOf('AIRLOCK_RUNSC_PLATFORM', 'gVisor platform', 'ptrace', ['ptrace', 'kvm', 'systrap'] as const),
+  runscPlatform: oneOf('AIRLOCK_RUNSC_PLATFORM', 'gVisor platform: auto takes the first of systrap, ptrace that runs a probe sandbox on this host (the worker reports which work); a named one is used or no job runs', 'auto', PLATFORM_CHOICES),
   imagesDir: str('AIRLOCK_IMAGES_DIR', 'Where sandbox root filesystems are installed', '/var/lib/airlock/images'),
   stateDir: str('AIRLOCK_STATE_DIR', 'Runtime state: runsc state, bundles', '/run/airlock'),
-  cgroupParent: str('AIRLOCK_CGROUP_PARENT', 'Parent cgroup of every sandbox (cgroup v1)', 'airlock', /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a relative cgroup path'),
+  cgroupParent: str('AIRLOCK_CGROUP_PARENT', 'Parent cgroup of every sandbox (cgroup v1 or v2, whichever the host has; on v2 it must hold no processes)', 'airlock', /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a relative cgroup path'),
   sandboxOverheadMb: int('AIRLOCK_SANDBOX_OVERHEAD_MB', "Memory added to a job's limit for gVisor itself", 64, 0, 4096),
   workspaceMb: int('AIRLOCK_WORKSPACE_MB', 'Size of the writable /workspace and of /tmp (tmpfs, counts against memory)', 64, 1, 65536),
   k8sKubeconfig: str('AIRLOCK_K8S_KUBECONFIG', 'kubernetes executor: kubeconfig file; empty means the in-cluster service account', ''),

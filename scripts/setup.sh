@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs what Airlock needs on a Debian 12 machine (as root) and builds it:
-# Debian packages (redis-server, runsc, debootstrap), a running Redis, node modules,
-# the compiled server and the sandbox image. Safe to run again: it only does what is
+# Debian packages (redis-server, runsc, debootstrap), gVisor built from its Go module
+# (scripts/build-gvisor.sh), a running Redis, node modules, the compiled server and
+# the sandbox image. Safe to run again: it only does what is
 # missing. With --start it then runs the service (API + worker + local gVisor
 # executor) in the foreground.
 #
@@ -33,6 +34,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# --- gVisor: the pinned release, built from its Go module (cached by version).
+# Debian's runsc (installed above) stays for comparison: AIRLOCK_RUNSC_PATH=/usr/bin/runsc.
+log "gVisor $(bash scripts/build-gvisor.sh)"
 
 # --- Redis: start a local one if REDIS_URL (default local) does not answer.
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379}

@@ -10,7 +10,7 @@ import { Metrics } from '../core/metrics.js'
 import { createLogger } from '../core/logger.js'
 import type { Job } from '../core/job.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
-import { CgroupV1 } from '../worker/executors/local/cgroups-v1.js'
+import { hostCgroups } from '../worker/executors/local/cgroup-host.js'
 import { WorkerService } from '../worker/worker-service.js'
 
 /** The subset of tap's Test that the helper needs. */
@@ -60,15 +60,19 @@ export interface BuildOptions {
  * sandbox whose last processes are still being reaped, where a single rmdir would not.
  */
 async function removeCgroups(parent: string): Promise<void> {
+  const host = await hostCgroups()
+  if (!host) return
   const slash = parent.lastIndexOf('/')
   const [under, name] = [parent.slice(0, slash), parent.slice(slash + 1)]
-  const siblings = await readdir(`/sys/fs/cgroup/memory/${under}`, { withFileTypes: true }).catch(() => [])
-  for (const dir of siblings.filter((d) => d.isDirectory() && (d.name === name || d.name.startsWith(`${name}-`)))) {
-    const path = `${under}/${dir.name}`
-    const children = await readdir(`/sys/fs/cgroup/memory/${path}`, { withFileTypes: true }).catch(() => [])
-    for (const child of children.filter((d) => d.isDirectory())) await new CgroupV1(`${path}/${child.name}`).remove().catch(() => undefined)
-    await new CgroupV1(path).remove().catch(() => undefined)
+  for (const sibling of await host.children(under)) {
+    if (sibling === name || sibling.startsWith(`${name}-`)) await host.sandbox(`${under}/${sibling}`).remove().catch(() => undefined)
   }
+}
+
+/** Cgroups of sandboxes (airlock-<job>) left below `parent`, on the host's hierarchy. */
+export async function sandboxCgroupsLeft(parent: string): Promise<string[]> {
+  const host = await hostCgroups()
+  return ((await host?.children(parent)) ?? []).filter((d) => d.startsWith('airlock-'))
 }
 
 export function redisUrl(): string {

@@ -1,9 +1,9 @@
-import { rmdir } from 'node:fs/promises'
 import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { createLogger } from '../../core/logger.js'
 import type { JobRequest } from '../../sdk/src/index.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
+import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
 import type { DirectRunner, Isolation } from './run-bench.js'
 
 /**
@@ -44,7 +44,7 @@ export async function directRunner(): Promise<{ runner: DirectRunner; close(): P
     async close() {
       await executor.close()
       if (kubernetes) return
-      for (const c of ['memory', 'pids', 'cpu']) await rmdir(`/sys/fs/cgroup/${c}/${config.cgroupParent}`).catch(() => undefined)
+      await removeCgroup(config.cgroupParent).catch(() => undefined)
     },
   }
 }

@@ -14,9 +14,5 @@ chmod 1777 /workspace
 # an image without them stays safe if that ever changed.
 find / -xdev -type f -perm /6000 -exec chmod ug-s {} +
 
-# gVisor's 2022 release (Debian's runsc) rejects statx(AT_NO_AUTOMOUNT), which
-# coreutils' ls and stat use; busybox's versions use plain stat and work.
-for tool in ls stat; do ln -sf /bin/busybox "/usr/local/bin/$tool"; done
-
 # Package tooling is of no use in a read-only sandbox.
 rm -rf /var/cache/apt/* /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* /usr/share/locale/*

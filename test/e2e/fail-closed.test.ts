@@ -1,10 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { pino } from 'pino'
 import { loadConfig } from '../../core/config.js'
+import { AUTO_PLATFORMS } from '../../core/runsc-platforms.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
+import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
 import { build } from '../helper.js'
 
 t.test('a worker that cannot run runsc takes no jobs, and the API refuses new ones saying why', async (t) => {
@@ -47,7 +49,7 @@ t.test('sandboxes left by a worker that died are removed when a worker starts', 
     }),
   )
   // Start a real sandbox as the dead worker would have, and leave it running.
-  const runsc = (...args: string[]) => [`--root=${root}`, `--platform=${base.runscPlatform}`, '--network=none', ...args]
+  const runsc = (...args: string[]) => [`--root=${root}`, `--platform=${base.runscPlatform === 'auto' ? AUTO_PLATFORMS[0] : base.runscPlatform}`, '--network=none', ...args]
   const orphan = spawn(base.runscPath, runsc('run', '--detach', `--bundle=${bundle}`, 'airlock-orphan'), { stdio: 'ignore' })
   await new Promise((resolve) => orphan.once('exit', resolve))
   const listed = spawnSync(base.runscPath, runsc('list', '-quiet'), { encoding: 'utf8' }).stdout
@@ -57,7 +59,7 @@ t.test('sandboxes left by a worker that died are removed when a worker starts', 
   t.teardown(async () => {
     await executor.close()
     await rm(base.stateDir, { recursive: true, force: true })
-    for (const c of ['memory', 'pids', 'cpu']) await rmdir(`/sys/fs/cgroup/${c}/${base.cgroupParent}`).catch(() => undefined)
+    await removeCgroup(base.cgroupParent).catch(() => undefined)
   })
   const reaped = await executor.reapOrphans()
   t.equal(reaped, 1)

@@ -2,7 +2,7 @@ import { release } from 'node:os'
 import { readdir } from 'node:fs/promises'
 import t from 'tap'
 import type { Job } from '../../core/job.js'
-import { build } from '../helper.js'
+import { build, sandboxCgroupsLeft } from '../helper.js'
 
 // Real jobs in real gVisor sandboxes, through the public API, against the real Redis.
 
@@ -136,8 +136,7 @@ t.test('jobs run under gVisor', async (t) => {
   })
 
   t.test('no sandbox state is left behind', async (t) => {
-    const cgroups = await readdir(`/sys/fs/cgroup/memory/${h.config.cgroupParent}`).catch(() => [] as string[])
-    t.same(cgroups.filter((d) => d.startsWith('airlock-')), [], 'no job cgroups remain')
+    t.same(await sandboxCgroupsLeft(h.config.cgroupParent), [], 'no job cgroups remain')
     const bundles = await readdir(`${h.config.stateDir}/workers/${process.pid}/bundles`).catch(() => [] as string[])
     t.same(bundles, [], 'no bundles remain')
   })

@@ -1,100 +1,88 @@
-import { access, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { CGROUP_ROOT, CONTROLLERS, CPU_PERIOD_US, cpuQuotaUs, exists, flatKeyed, killListed, removeDirTree, subdirectories, writeControl, type CgroupHost, type HostLimits, type SandboxCgroup } from './cgroups.js'
 
-const ROOT = '/sys/fs/cgroup'
-const CONTROLLERS = ['memory', 'pids', 'cpu'] as const
-
-export interface HostLimits {
-  memoryBytes: number
-  pids: number
-  cpus: number
+/**
+ * The files that set a sandbox's limits on cgroup v1, in the order they are written,
+ * by controller. Pure. `optional` files may be missing: memsw exists only with swap
+ * accounting on; where it does, swap is forbidden too, or the limit would only slow
+ * a memory bomb down.
+ */
+export function v1LimitWrites(limits: HostLimits): { controller: (typeof CONTROLLERS)[number]; file: string; value: string; optional?: true }[] {
+  return [
+    { controller: 'memory', file: 'memory.limit_in_bytes', value: String(limits.memoryBytes) },
+    { controller: 'memory', file: 'memory.memsw.limit_in_bytes', value: String(limits.memoryBytes), optional: true },
+    { controller: 'pids', file: 'pids.max', value: String(limits.pids) },
+    { controller: 'cpu', file: 'cpu.cfs_period_us', value: String(CPU_PERIOD_US) },
+    { controller: 'cpu', file: 'cpu.cfs_quota_us', value: String(cpuQuotaUs(limits.cpus)) },
+  ]
 }
 
 /**
- * The sandbox's cgroups, created by us before runsc starts. runsc joins a cgroup that
- * already exists and leaves it in place when the sandbox ends, so we can still read
- * the OOM-kill count afterwards, then remove it ourselves.
+ * OOM kills from memory.oom_control; kernels before 4.13 have no oom_kill counter,
+ * and there a failed charge (memory.failcnt) is the next best sign. Pure.
  */
-export class CgroupV1 {
-  constructor(readonly path: string) {}
+export function v1OomKills(oomControl: string, failcnt: string): number {
+  const kills = flatKeyed(oomControl, 'oom_kill')
+  if (kills !== undefined) return kills
+  return Number(failcnt.trim()) > 0 ? 1 : 0
+}
 
-  static async available(): Promise<string | undefined> {
+export class CgroupV1Host implements CgroupHost {
+  readonly version = 'v1'
+  constructor(readonly root = CGROUP_ROOT) {}
+
+  async problem(): Promise<string | undefined> {
     for (const c of CONTROLLERS) {
-      try {
-        await access(join(ROOT, c, 'tasks'))
-      } catch {
-        return `cgroup v1 controller "${c}" is not mounted at ${join(ROOT, c)} (the local executor needs cgroup v1 memory, pids and cpu controllers)`
+      if (!(await exists(join(this.root, c, 'tasks')))) {
+        return `cgroup v1 controller "${c}" is not mounted at ${join(this.root, c)} (the local executor needs the memory, pids and cpu controllers)`
       }
     }
     return undefined
   }
 
-  private file(controller: (typeof CONTROLLERS)[number], name: string): string {
-    return join(ROOT, controller, this.path, name)
+  children(path: string): Promise<string[]> {
+    return subdirectories(join(this.root, 'memory', path))
   }
 
-  async create(limits: HostLimits): Promise<void> {
-    for (const c of CONTROLLERS) await mkdir(join(ROOT, c, this.path), { recursive: true })
-    await writeFile(this.file('memory', 'memory.limit_in_bytes'), String(limits.memoryBytes))
-    // Where swap accounting exists, forbid swap too, or the limit would only slow a memory bomb down.
-    await writeFile(this.file('memory', 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => undefined)
-    await writeFile(this.file('pids', 'pids.max'), String(limits.pids))
-    await writeFile(this.file('cpu', 'cpu.cfs_period_us'), '100000')
-    await writeFile(this.file('cpu', 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(limits.cpus * 100_000))))
-  }
-
-  async oomKills(): Promise<number> {
-    try {
-      const text = await readFile(this.file('memory', 'memory.oom_control'), 'utf8')
-      const m = /^oom_kill (\d+)$/m.exec(text)
-      if (m) return Number(m[1])
-      // Kernels before 4.13 have no oom_kill counter; a failed charge is the next best sign.
-      const failcnt = await readFile(this.file('memory', 'memory.failcnt'), 'utf8')
-      return Number(failcnt.trim()) > 0 ? 1 : 0
-    } catch {
-      return 0
-    }
-  }
-
-  /**
-   * Forks and clones of the sandbox's host processes that the pids limit refused
-   * (pids.events "max"): each is gVisor failing to get a thread. 0 where the kernel
-   * does not count them.
-   */
-  async threadRefusals(): Promise<number> {
-    const text = await readFile(this.file('pids', 'pids.events'), 'utf8').catch(() => '')
-    const m = /^max (\d+)$/m.exec(text)
-    return m ? Number(m[1]) : 0
-  }
-
-  async remove(): Promise<void> {
-    for (const c of CONTROLLERS) {
-      const dir = join(ROOT, c, this.path)
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await rmdir(dir)
-          break
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code
-          if (code === 'ENOENT') break
-          if (attempt >= 50) throw err
-          // EBUSY while the sandbox's last processes are being reaped.
-          await killAll(join(dir, 'cgroup.procs'))
-          await sleep(20)
-        }
-      }
-    }
+  sandbox(path: string): SandboxCgroup {
+    return new CgroupV1(path, this.root)
   }
 }
 
-async function killAll(procsFile: string): Promise<void> {
-  const text = await readFile(procsFile, 'utf8').catch(() => '')
-  for (const pid of text.split('\n').filter(Boolean)) {
-    try {
-      process.kill(Number(pid), 'SIGKILL')
-    } catch {
-      // already gone
-    }
+/**
+ * A sandbox's cgroup on v1: one directory per controller. runsc also makes the
+ * same path in every other hierarchy mounted here (cpuset, devices, freezer, the
+ * systemd and unified ones), so removal covers them all.
+ */
+export class CgroupV1 implements SandboxCgroup {
+  constructor(
+    readonly path: string,
+    private readonly root = CGROUP_ROOT,
+  ) {}
+
+  private file(controller: string, name: string): string {
+    return join(this.root, controller, this.path, name)
+  }
+
+  async create(limits: HostLimits): Promise<void> {
+    for (const c of CONTROLLERS) await mkdir(join(this.root, c, this.path), { recursive: true })
+    for (const w of v1LimitWrites(limits)) await writeControl(this.file(w.controller, w.file), w.value, w.optional)
+  }
+
+  async oomKills(): Promise<number> {
+    const [oomControl, failcnt] = await Promise.all([readFile(this.file('memory', 'memory.oom_control'), 'utf8').catch(() => ''), readFile(this.file('memory', 'memory.failcnt'), 'utf8').catch(() => '0')])
+    return v1OomKills(oomControl, failcnt)
+  }
+
+  async threadRefusals(): Promise<number> {
+    return flatKeyed(await readFile(this.file('pids', 'pids.events'), 'utf8').catch(() => ''), 'max') ?? 0
+  }
+
+  async remove(): Promise<void> {
+    const hierarchies = await readdir(this.root, { withFileTypes: true }).catch(() => [])
+    // The limiting controllers first: their processes are the sandbox's.
+    const names = [...CONTROLLERS, ...hierarchies.filter((d) => d.isDirectory() && !(CONTROLLERS as readonly string[]).includes(d.name)).map((d) => d.name)]
+    for (const name of names) await removeDirTree(join(this.root, name, this.path), (dir) => killListed(join(dir, 'cgroup.procs')))
   }
 }

@@ -6,19 +6,23 @@ import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../../../core/job.js'
 import type { JobSpec } from '../../../core/job-spec.js'
 import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
-import { ExecutorError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
-import { CgroupV1 } from './cgroups-v1.js'
+import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
+import { hostCgroups } from './cgroup-host.js'
+import type { CgroupHost } from './cgroups.js'
+import { unmountUnder } from './mounts.js'
 import { ImageStore } from './images.js'
 import { buildOciConfig, SANDBOX_UID } from './oci-bundle.js'
 import { classifyEnd, localHostKill } from '../outcome.js'
 import { CappedOutput, collect } from '../output-capture.js'
 import { logTail, Runsc } from './runsc.js'
+import { AUTO_PLATFORMS, type PlatformChoice, type RunscPlatform } from '../../../core/runsc-platforms.js'
 
 export interface LocalExecutorOptions {
   runscPath: string
   /** runc, for jobs that ask for the runc comparison runtime (benchmark tenants only). */
   runcPath: string
-  platform: string
+  /** A gVisor platform, or auto: the first of AUTO_PLATFORMS that works on this host. */
+  platform: PlatformChoice
   network: 'none' | 'host'
   imagesDir: string
   stateDir: string
@@ -26,6 +30,8 @@ export interface LocalExecutorOptions {
   sandboxOverheadMb: number
   workspaceMb: number
   logger: Logger
+  /** Where the host's cgroup hierarchy is mounted (tests point it elsewhere). */
+  cgroupRoot?: string
 }
 
 const CONTAINER_PREFIX = 'airlock-'
@@ -50,18 +56,35 @@ export function hostThreadLimit(pids: number): number {
 export class LocalExecutor implements Executor {
   readonly name = 'local'
   private readonly images: ImageStore
-  private readonly runsc: Runsc
+  private runsc: Runsc
   private readonly runc: Runsc
   private readonly ownDir: string
   /** Images found installed; a swap by build.sh replaces an image whole, so this stays true. */
   private readonly installed = new Set<string>()
   private runcIdentity: Promise<Isolation> | undefined
+  private cgroupHost: Promise<CgroupHost | undefined> | undefined
+  /** Platforms found working (true) or not (the reason) by the last full probe. */
+  private platformsSeen = new Map<RunscPlatform, true | string>()
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.images = new ImageStore(options.imagesDir)
     this.ownDir = join(options.stateDir, 'workers', String(process.pid))
-    this.runsc = new Runsc({ binary: options.runscPath, root: join(this.ownDir, 'runsc'), platform: options.platform, network: options.network })
+    this.runsc = this.runscOn(options.platform === 'auto' ? 'systrap' : options.platform)
     this.runc = new Runsc({ kind: 'runc', binary: options.runcPath, root: join(this.ownDir, 'runc'), platform: '', network: 'none' })
+  }
+
+  private runscOn(platform: RunscPlatform): Runsc {
+    return new Runsc({ binary: this.options.runscPath, root: join(this.ownDir, 'runsc'), platform, network: this.options.network })
+  }
+
+  /** The platform jobs run on: the configured one, or the one auto found working. */
+  get platform(): RunscPlatform {
+    return this.runsc.options.platform as RunscPlatform
+  }
+
+  private cgroups(): Promise<CgroupHost | undefined> {
+    this.cgroupHost ??= hostCgroups(this.options.cgroupRoot)
+    return this.cgroupHost
   }
 
   async checkIsolation(): Promise<IsolationReport> {
@@ -72,28 +95,29 @@ export class LocalExecutor implements Executor {
     } catch (err) {
       return fail(`runsc cannot run (${this.options.runscPath}): ${(err as Error).message.split('\n')[0]}`)
     }
-    const detail = `runsc ${version}, platform ${this.options.platform}`
-    const cgroupProblem = await CgroupV1.available()
-    if (cgroupProblem) return fail(cgroupProblem, detail)
+    const cgroups = await this.cgroups()
+    const cgroupProblem = cgroups ? await cgroups.problem() : `no cgroup hierarchy (v1 or v2) is mounted at ${this.options.cgroupRoot ?? '/sys/fs/cgroup'}`
+    if (cgroupProblem) return fail(cgroupProblem, `runsc ${version}`)
+    const hierarchy = `cgroup ${cgroups!.version}`
     // Runtimes whose image is not installed here are not offered by this worker (they
     // are optional, e.g. ml-python); the probe's image must be.
     const probeImage = findRuntime('bash')?.localImage ?? 'default'
     const problem = await this.images.problem(probeImage)
-    if (problem) return fail(problem, detail)
+    if (problem) return fail(problem, `runsc ${version}, ${hierarchy}`)
     // Only a real sandbox proves that runsc works here (platform, kernel, permissions).
-    try {
-      const probe = await this.run({
-        jobId: `probe_${process.pid}_${Date.now()}`,
-        tenant: 'airlock-probe',
-        spec: { runtime: 'bash', files: [{ path: 'main.sh', content: 'echo ok' }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 30_000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } },
-        signal: new AbortController().signal,
-      })
-      if (probe.status !== 'succeeded' || probe.stdout.trim() !== 'ok') {
-        return fail(`a probe sandbox did not run correctly (status ${probe.status}${probe.reason ? `: ${probe.reason}` : ''}; stderr: ${probe.stderr.slice(0, 300)})`, detail)
-      }
-    } catch (err) {
-      return fail(`a probe sandbox failed: ${(err as Error).message}`, detail)
+    // The platform in use is probed each time; the others when there is no working
+    // one yet, or it stopped working, so the report says which of them this host runs.
+    const current = this.platformsSeen.get(this.platform) === true ? await this.probe(this.platform) : undefined
+    if (current !== true) await this.probeAll()
+    const working = [...this.platformsSeen].filter(([, seen]) => seen === true).map(([p]) => p)
+    const chosen = this.options.platform === 'auto' ? AUTO_PLATFORMS.find((p) => this.platformsSeen.get(p) === true) : this.options.platform
+    const detail = `runsc ${version}, platform ${chosen ?? this.platform}, ${hierarchy}; platforms that work here: ${working.join(', ') || 'none'}`
+    if (chosen === undefined || this.platformsSeen.get(chosen) !== true) {
+      const why = [...this.platformsSeen].filter(([, seen]) => seen !== true).map(([p, seen]) => `${p}: ${String(seen)}`).join('; ')
+      const hint = this.options.platform !== 'auto' && working.length > 0 ? ` (set AIRLOCK_RUNSC_PLATFORM to ${working.join(' or ')}, or auto)` : ''
+      return fail(`no gVisor platform ${this.options.platform === 'auto' ? `of ${AUTO_PLATFORMS.join(', ')} ` : `${this.options.platform} `}works on this host${hint}: ${why}`, detail)
     }
+    if (chosen !== this.platform) this.runsc = this.runscOn(chosen)
     if (this.options.network !== 'none') {
       this.options.logger.warn({ network: this.options.network }, 'INSECURE: sandboxes share the host network (AIRLOCK_SANDBOX_NETWORK); use only to test airlock verify')
     }
@@ -102,7 +126,7 @@ export class LocalExecutor implements Executor {
       technology: 'gvisor',
       detail,
       reason: null,
-      isolation: { technology: 'gvisor', runtime: 'runsc', version, platform: this.options.platform, network: this.options.network, readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] },
+      isolation: { technology: 'gvisor', runtime: 'runsc', version, platform: this.platform, network: this.options.network, readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] },
     }
   }
 
@@ -116,7 +140,35 @@ export class LocalExecutor implements Executor {
     return versions
   }
 
-  async run({ jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome> {
+  /** Runs a probe sandbox on `platform`; true, or why it did not run. Remembered in platformsSeen. */
+  private async probe(platform: RunscPlatform): Promise<true | string> {
+    let seen: true | string
+    try {
+      const probe = await this.runWith(platform === this.platform ? this.runsc : this.runscOn(platform), {
+        jobId: `probe_${process.pid}_${Date.now()}`,
+        tenant: 'airlock-probe',
+        spec: { runtime: 'bash', files: [{ path: 'main.sh', content: 'echo ok' }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 30_000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } },
+        signal: new AbortController().signal,
+      })
+      seen = probe.status === 'succeeded' && probe.stdout.trim() === 'ok' ? true : `a probe sandbox did not run correctly (status ${probe.status}${probe.reason ? `: ${probe.reason}` : ''}; stderr: ${probe.stderr.slice(0, 300)})`
+    } catch (err) {
+      seen = `a probe sandbox failed: ${(err as Error).message}`
+    }
+    this.platformsSeen.set(platform, seen)
+    return seen
+  }
+
+  private async probeAll(): Promise<void> {
+    const configured = this.options.platform === 'auto' ? AUTO_PLATFORMS : [this.options.platform]
+    for (const platform of new Set([...configured, ...AUTO_PLATFORMS])) await this.probe(platform)
+  }
+
+  run(request: ExecutionRequest): Promise<JobOutcome> {
+    // The runc comparison runtime: the same bundle in a plain container (no gVisor).
+    return this.runWith(request.spec.isolation === 'runc' ? this.runc : this.runsc, request)
+  }
+
+  private async runWith(runtimeCli: Runsc, { jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome> {
     const runtime = findRuntime(spec.runtime)
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
     if (!this.installed.has(runtime.localImage)) {
@@ -124,13 +176,13 @@ export class LocalExecutor implements Executor {
       if (missing) throw new ExecutorError(`runtime ${spec.runtime} is not installed on this worker (${missing}); build it with sandbox-images/build.sh ${runtime.localImage}`)
       this.installed.add(runtime.localImage)
     }
+    const cgroups = await this.cgroups()
+    if (!cgroups) throw new IsolationUnavailableError('no cgroup hierarchy is mounted: sandboxes cannot be limited')
     const id = `${CONTAINER_PREFIX}${jobId}`
-    // The runc comparison runtime: the same bundle in a plain container (no gVisor).
-    const runtimeCli = spec.isolation === 'runc' ? this.runc : this.runsc
     const comparison = spec.isolation === 'runc' ? await this.runcIsolation() : undefined
     const bundle = join(this.ownDir, 'bundles', id)
     const logFile = join(bundle, 'runsc.log')
-    const cgroup = new CgroupV1(`/${this.options.cgroupParent}/${id}`)
+    const cgroup = cgroups.sandbox(`/${this.options.cgroupParent}/${id}`)
     const t0 = Date.now()
     let created = false
     try {
@@ -261,6 +313,7 @@ export class LocalExecutor implements Executor {
   async reapOrphans(): Promise<number> {
     const workersDir = join(this.options.stateDir, 'workers')
     const owners = await readdir(workersDir).catch(() => [] as string[])
+    const cgroups = await this.cgroups()
     let reaped = 0
     for (const owner of owners) {
       const pid = Number(owner)
@@ -274,15 +327,17 @@ export class LocalExecutor implements Executor {
       for (const id of ids) {
         await runsc.delete(id)
         await runc.delete(id)
-        await new CgroupV1(`/${this.options.cgroupParent}/${id}`).remove().catch(() => undefined)
+        await cgroups?.sandbox(`/${this.options.cgroupParent}/${id}`).remove().catch(() => undefined)
         reaped++
       }
+      await unmountUnder(join(workersDir, owner))
       await rm(join(workersDir, owner), { recursive: true, force: true })
     }
     return reaped
   }
 
   async close(): Promise<void> {
+    await unmountUnder(this.ownDir)
     await rm(this.ownDir, { recursive: true, force: true })
   }
 }
