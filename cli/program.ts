@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError } from 'commander'
 import { Airlock, AirlockError } from '../sdk/src/index.js'
-import { benchCommand, type BenchFlags } from './bench/command.js'
+import { benchCommand, benchSandboxesCommand, type BenchFlags } from './bench/command.js'
+import { SANDBOX_CONFIG_NAMES } from './bench/sandbox-compare.js'
 import { cancelJob, getJob, jobLogs, listJobs, listRuntimes } from './commands/jobs.js'
 import { runCommand, type RunFlags } from './commands/run.js'
 import { addTenantCommands } from './commands/tenants.js'
@@ -111,8 +112,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--no-direct', 'skip direct executor runs (the service-overhead baseline; needs root on the Airlock machine)')
     .option('--ingest-seconds <s>', 'seconds of each API ingest run (0: none)')
     .option('--json', 'print the report JSON')
+    .option('--sandboxes <configs>', `instead: the workloads run directly under several sandbox configurations on this machine, side by side (${SANDBOX_CONFIG_NAMES.join(', ')}, or all; needs root, no server); writes sandboxes.json`)
     .action(
       action(async (flags: BenchFlags) => {
+        if (flags.sandboxes !== undefined) return benchSandboxesCommand(flags)
         const { url, apiKey } = resolveSettings(globals())
         return benchCommand(new Airlock({ baseUrl: url, apiKey, requestTimeoutMs: 120_000 }), apiKey, flags)
       }),

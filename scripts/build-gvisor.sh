@@ -19,6 +19,14 @@
 # docs/benchmarks.md. test/e2e/gvisor-install.test.ts checks that runsc boots the
 # sentry from the sidecar, so a pin that changes this is noticed.
 #
+# A node that withholds CAP_SYS_RESOURCE (this development machine does) cannot run
+# the shim as released: it gives itself oom_score_adj -999 and stops when that is
+# refused, where containerd's own shims carry on. For such nodes only, a variant that
+# carries on too is built into $CACHE/node-test/ (from a copy of the module with
+# that one line changed by a sed that must match, or the build fails);
+# test/kube/node.sh uses it when the host lacks the capability. It is never
+# installed for production nodes.
+#
 # Debian's runsc (/usr/bin/runsc) is left alone: AIRLOCK_RUNSC_PATH=/usr/bin/runsc
 # selects it, and airlock bench compares against it.
 set -euo pipefail
@@ -27,7 +35,10 @@ CACHE="${AIRLOCK_GVISOR_CACHE:-/var/cache/airlock/gvisor}/${GVISOR_VERSION}"
 PREFIX="${AIRLOCK_GVISOR_PREFIX:-/usr/local/bin}"
 BINARIES=(runsc gvisor_sentry containerd-shim-runsc-v1)
 
-have_all() { for b in "${BINARIES[@]}"; do [[ -x "$CACHE/bin/$b" ]] || return 1; done; }
+have_all() {
+  for b in "${BINARIES[@]}"; do [[ -x "$CACHE/bin/$b" ]] || return 1; done
+  [[ -x "$CACHE/node-test/containerd-shim-runsc-v1" ]]
+}
 
 if ! have_all; then
   command -v go >/dev/null || { echo "build-gvisor: Go is required to build gVisor (go not found)" >&2; exit 1; }
@@ -79,6 +90,21 @@ GO
     go build -trimpath -ldflags "$ldflags" -o "$CACHE/bin/$b.tmp" "$pkg"
     mv "$CACHE/bin/$b.tmp" "$CACHE/bin/$b"
   done
+  if [[ ! -x "$CACHE/node-test/containerd-shim-runsc-v1" ]]; then
+    # A copy of the module with the one file changed, in a module of its own that
+    # replaces gvisor.dev/gvisor with it (the go command will not overlay its cache).
+    cp -r "$(go list -m -f '{{.Dir}}' gvisor.dev/gvisor)" gvisor-node-test
+    chmod -R u+w gvisor-node-test
+    manager=gvisor-node-test/pkg/shim/v1/manager.go
+    sed -i 's/if err := sys.SetOOMScore(cmd.Process.Pid, oomScoreMax); err != nil {/if err := sys.SetOOMScore(cmd.Process.Pid, oomScoreMax); err != nil \&\& !os.IsPermission(err) {/' "$manager"
+    grep -q 'err != nil && !os.IsPermission(err)' "$manager" || { echo "build-gvisor: the shim's OOM score call changed in ${GVISOR_VERSION}; update the node-test variant" >&2; exit 1; }
+    mkdir -p node-test "$CACHE/node-test"
+    cp go.mod go.sum node-test/
+    (cd node-test && go mod edit -module airlock.local/gvisorbuild-node-test -replace "gvisor.dev/gvisor=../gvisor-node-test" \
+      && echo "build-gvisor: building containerd-shim-runsc-v1 (node-test variant) ${GVISOR_VERSION}" >&2 \
+      && go build -trimpath -ldflags "$ldflags" -o "$CACHE/node-test/containerd-shim-runsc-v1.tmp" gvisor.dev/gvisor/shim)
+    mv "$CACHE/node-test/containerd-shim-runsc-v1.tmp" "$CACHE/node-test/containerd-shim-runsc-v1"
+  fi
 fi
 
 # Install by copy, replacing whole files (a running sandbox keeps its old inode).

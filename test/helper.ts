@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { readdir, rm } from 'node:fs/promises'
-import { basename } from 'node:path'
+import { readdir, rm, rmdir } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
 import { buildApp } from '../api/app.js'
@@ -11,6 +11,7 @@ import { createLogger } from '../core/logger.js'
 import type { Job } from '../core/job.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
 import { hostCgroups } from '../worker/executors/local/cgroup-host.js'
+import { unmountUnder } from '../worker/executors/local/mounts.js'
 import { WorkerService } from '../worker/worker-service.js'
 
 /** The subset of tap's Test that the helper needs. */
@@ -69,6 +70,21 @@ async function removeCgroups(parent: string): Promise<void> {
   }
 }
 
+/**
+ * Removes the harness's state directory and those a test derived from it (`-w`,
+ * `-crash`), detaching first what runsc left mounted there (its null-netns pin, from
+ * a worker that was killed), then their parent if nothing else is in it.
+ */
+async function removeStateDirs(stateDir: string): Promise<void> {
+  const [parent, name] = [dirname(stateDir), basename(stateDir)]
+  for (const entry of await readdir(parent).catch(() => [] as string[])) {
+    if (entry !== name && !entry.startsWith(`${name}-`)) continue
+    await unmountUnder(join(parent, entry))
+    await rm(join(parent, entry), { recursive: true, force: true })
+  }
+  await rmdir(parent).catch(() => undefined)
+}
+
 /** Cgroups of sandboxes (airlock-<job>) left below `parent`, on the host's hierarchy. */
 export async function sandboxCgroupsLeft(parent: string): Promise<string[]> {
   const host = await hostCgroups()
@@ -114,7 +130,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
   t.teardown(async () => {
     await app.close()
     await worker?.stop(1000)
-    await rm(config.stateDir, { recursive: true, force: true })
+    await removeStateDirs(config.stateDir)
     await removeCgroups(config.cgroupParent)
     // The Redis may be gone (tests that stop it); cleaning up is then moot.
     const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true })

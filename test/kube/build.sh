@@ -18,8 +18,12 @@ mkdir -p "$CACHE/bin"
 staging_version="0.${KUBE_VERSION#1.}"
 # The kubernetes module points its staging modules at ./staging paths that do
 # not exist in the published module; pin each to its matching release instead.
-staging=$(curl -fsS "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/v${KUBE_VERSION}.mod" \
-  | sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p')
+# The module's go.mod, through the go command: it follows whatever module proxy this
+# machine is configured with (GOPROXY), and checks the file against the checksum database.
+export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local
+kube_mod=$(cd "$work" && go mod download -json "k8s.io/kubernetes@v${KUBE_VERSION}" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')
+[[ -f $kube_mod ]] || { echo "build.sh: go mod download found no go.mod for k8s.io/kubernetes@v${KUBE_VERSION}" >&2; exit 1; }
+staging=$(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$kube_mod")
 {
   echo "module airlock.local/kubebuild"
   echo
@@ -57,7 +61,6 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
 cd "$work"
-export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local
 go mod tidy -e >/dev/null 2>&1 || true
 go get "k8s.io/kubernetes@v${KUBE_VERSION}" >&2
 for b in "${BINARIES[@]}"; do

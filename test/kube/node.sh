@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A real node for the control plane of control-plane.sh: Debian's containerd with
-# two runtime handlers (runsc: gVisor through containerd's runc shim, see
-# runsc-for-containerd.sh; runc: plain containers, for benchmarks only), Debian's
-# CNI plugins, and the kubelet built with the control plane. Everything lives in DIR
+# two runtime handlers (runsc: gVisor through gVisor's own containerd shim,
+# containerd-shim-runsc-v1 from scripts/build-gvisor.sh, one sandbox per pod;
+# runc: plain containers, for benchmarks only), Debian's CNI plugins, and the
+# kubelet built with the control plane. Everything lives in DIR
 # (state, sockets, logs); nothing is installed system-wide.
 #
 #   node.sh start DIR   after `control-plane.sh start DIR`: starts containerd,
@@ -56,6 +57,9 @@ stop() {
   fi
   # Shims (and their sandboxes) that lost their containers: only ours, by socket path.
   pkill -9 -f "containerd-shim-runc-v2 .*-address $ctr_sock" 2>/dev/null || true
+  pkill -9 -f "containerd-shim-runsc-v1 .*-address $ctr_sock" 2>/dev/null || true
+  # Sandboxes and gofers of the shim's runsc, by their state root (their shim may be gone).
+  pkill -9 -f -- "--root=$dir/containerd/runsc" 2>/dev/null || true
   # Mounts the kubelet and containerd made under DIR, deepest first.
   awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   # Pod network namespaces that containerd had no chance to tear down: those with
@@ -69,9 +73,24 @@ stop() {
 if [[ $cmd == stop ]]; then stop; exit 0; fi
 [[ $cmd == start ]] || { echo "unknown command $cmd" >&2; exit 64; }
 [[ -f $dir/kubeconfig && -f $dir/pki/ca.crt ]] || { echo "no control plane in $dir: run control-plane.sh start $dir first" >&2; exit 1; }
-for tool in containerd ctr runsc runc /usr/lib/cni/bridge umoci; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y containerd runc runsc containernetworking-plugins umoci" >&2; exit 1; }
+for tool in containerd ctr runc /usr/lib/cni/bridge umoci; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y containerd runc containernetworking-plugins umoci" >&2; exit 1; }
 done
+# gVisor: the pinned release and its shim (built, or found cached, by build-gvisor.sh).
+gvisor_version="$(bash "$here/../../scripts/build-gvisor.sh")"
+gvisor_bin="${AIRLOCK_GVISOR_PREFIX:-/usr/local/bin}"
+for tool in runsc containerd-shim-runsc-v1; do
+  [[ -x $gvisor_bin/$tool ]] || { echo "missing $gvisor_bin/$tool after scripts/build-gvisor.sh" >&2; exit 1; }
+done
+# The shim as released stops when it cannot give itself oom_score_adj -999, which
+# needs CAP_SYS_RESOURCE; where this host withholds it (this development machine
+# does), containerd finds build-gvisor.sh's node-test variant first, which carries on
+# as containerd's own shims do.
+shim="$gvisor_bin/containerd-shim-runsc-v1"
+cap_eff=$(awk '/^CapEff:/ { print $2 }' /proc/self/status)
+if (( (16#$cap_eff >> 24 & 1) == 0 )); then
+  shim="${AIRLOCK_GVISOR_CACHE:-/var/cache/airlock/gvisor}/$gvisor_version/node-test/containerd-shim-runsc-v1"
+fi
 # One node per machine: its address, bridge and kubelet port are fixed.
 # (Only when the address is ours: otherwise the connection would leave the machine.)
 if ip -4 -o addr show dev "$node_if" 2>/dev/null | grep -q "inet $node_ip/" \
@@ -87,7 +106,16 @@ ip link add "$node_if" type bridge 2>/dev/null || true
 ip addr replace "$node_ip/32" dev "$node_if"
 ip link set "$node_if" up
 
-install -m 0755 "$here/runsc-for-containerd.sh" "$dir/bin/runsc"
+# The shim's runsc settings (its ConfigPath): runsc_config holds runsc's own flags.
+# No network inside the sandbox at all, whatever the pod's network namespace and the
+# cluster's NetworkPolicy enforcement do (defence in depth): sandbox pods need none.
+cat > "$dir/containerd/runsc.toml" <<EOF
+binary_name = "$gvisor_bin/runsc"
+root = "$dir/containerd/runsc"
+[runsc_config]
+  platform = "${AIRLOCK_NODE_RUNSC_PLATFORM:-systrap}"
+  network = "none"
+EOF
 cat > "$dir/containerd/config.toml" <<EOF
 version = 2
 root = "$dir/containerd/root"
@@ -112,12 +140,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "$(command -v runc)"
         Root = "$dir/containerd/runc"
-    # gVisor (RuntimeClass gvisor, handler runsc).
+    # gVisor (RuntimeClass gvisor, handler runsc): containerd runs the shim named by
+    # runtime_type (containerd-shim-runsc-v1, found on its PATH), which puts a pod's
+    # containers, pause included, into one sandbox.
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]
-      runtime_type = "io.containerd.runc.v2"
+      runtime_type = "io.containerd.runsc.v1"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc.options]
-        BinaryName = "$dir/bin/runsc"
-        Root = "$dir/containerd/runsc"
+        TypeUrl = "io.containerd.runsc.v1.options"
+        ConfigPath = "$dir/containerd/runsc.toml"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$dir/cni/net.d"
@@ -139,7 +169,14 @@ launch() { # name, then the command
   setsid "$@" >"$dir/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$dir/$name.pid"
 }
-launch containerd containerd --config "$dir/containerd/config.toml"
+# containerd looks the shim up on its PATH by name; before 2.0 it needs the wrapper
+# that speaks its older start-up handshake (shim-for-containerd-1.6.sh).
+if [[ "$(containerd --version | awk '{print $3}')" == 1.* ]]; then
+  install -m 0755 "$here/shim-for-containerd-1.6.sh" "$dir/bin/containerd-shim-runsc-v1"
+else
+  ln -sf "$shim" "$dir/bin/containerd-shim-runsc-v1"
+fi
+AIRLOCK_RUNSC_SHIM="$shim" PATH="$dir/bin:$PATH" launch containerd containerd --config "$dir/containerd/config.toml"
 for _ in $(seq 100); do ctr -a "$ctr_sock" version >/dev/null 2>&1 && break; sleep 0.1; done
 ctr -a "$ctr_sock" version >/dev/null || { echo "containerd did not start:" >&2; tail -20 "$dir/logs/containerd.log" >&2; exit 1; }
 
