@@ -35,6 +35,9 @@ export interface SandboxResult {
   runMs: Summary | null
   /** The whole run as the caller waits for it. */
   wallMs: Summary | null
+  /** What the program measured of itself (workloads that time themselves), ms. */
+  innerMs: Summary | null
+  innerOverRunc: Ratio | null
   /** Against runc: run time and the whole run. */
   runOverRunc: Ratio | null
   wallOverRunc: Ratio | null
@@ -90,7 +93,7 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
     let n = 0
     const workloads: SandboxCompareReport['workloads'] = []
     for (const w of options.workloads) {
-      const samples = new Map(runners.map((r) => [r.name, { startup: [] as number[], run: [] as number[], wall: [] as number[], statuses: {} as Record<string, number> }]))
+      const samples = new Map(runners.map((r) => [r.name, { startup: [] as number[], run: [] as number[], wall: [] as number[], inner: [] as number[], statuses: {} as Record<string, number> }]))
       let skipped: string | null = null
       for (let round = 0; round < options.jobs && !skipped; round++) {
         for (let i = 0; i < runners.length && !skipped; i++) {
@@ -105,6 +108,8 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
               s.wall.push(performance.now() - t0)
               if (outcome.startupMs !== null) s.startup.push(outcome.startupMs)
               if (outcome.runMs !== null) s.run.push(outcome.runMs)
+              const seconds = w.timesItself ? Number(outcome.stdout.trim().split('\n').pop()) : NaN
+              if (Number.isFinite(seconds)) s.inner.push(seconds * 1000)
             }
           } catch (err) {
             // A runtime whose image is not installed here, say: the workload is skipped.
@@ -128,6 +133,8 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
                 startupMs: summarize(s.startup),
                 runMs: summarize(s.run),
                 wallMs: summarize(s.wall),
+                innerMs: summarize(s.inner),
+                innerOverRunc: runc && r.name !== 'runc' ? ratio(s.inner, runc.inner) : null,
                 runOverRunc: runc && r.name !== 'runc' ? ratio(s.run, runc.run) : null,
                 wallOverRunc: runc && r.name !== 'runc' ? ratio(s.wall, runc.wall) : null,
               }
@@ -146,19 +153,20 @@ const x = (r: Ratio | null) => (r === null ? '-' : `${r.ofMedians.toFixed(2)}x`)
 
 /** The terminal table of a comparison: one row per workload and configuration. */
 export function renderSandboxTable(report: SandboxCompareReport): string {
-  const rows: string[][] = [['WORKLOAD', 'SANDBOX', 'OK', 'START p50', 'RUN p50', 'RUN p90', 'WALL p50', 'RUN/RUNC', 'WALL/RUNC']]
+  const rows: string[][] = [['WORKLOAD', 'SANDBOX', 'OK', 'START p50', 'RUN p50', 'RUN p90', 'WALL p50', 'RUN/RUNC', 'WALL/RUNC', 'INNER p50', 'INNER/RUNC']]
   for (const w of report.workloads) {
     if (w.skipped) {
       rows.push([w.name, '-', '-', '', '', '', '', '', `skipped: ${w.skipped.split('\n')[0]}`])
       continue
     }
     for (const r of w.results) {
-      rows.push([w.name, r.config, `${r.wallMs?.n ?? 0}/${Object.values(r.statuses).reduce((a, b) => a + b, 0)}`, ms(r.startupMs?.p50), ms(r.runMs?.p50), ms(r.runMs?.p90), ms(r.wallMs?.p50), x(r.runOverRunc), x(r.wallOverRunc)])
+      rows.push([w.name, r.config, `${r.wallMs?.n ?? 0}/${Object.values(r.statuses).reduce((a, b) => a + b, 0)}`, ms(r.startupMs?.p50), ms(r.runMs?.p50), ms(r.runMs?.p90), ms(r.wallMs?.p50), x(r.runOverRunc), x(r.wallOverRunc), ms(r.innerMs?.p50), x(r.innerOverRunc)])
     }
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
   const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd())
-  lines.push('', 'times in ms, each job alone; START = sandbox start to the program\'s start; RUN = the program; WALL = the whole run; ratios of medians to runc')
+  lines.push('', 'times in ms, each job alone; START = sandbox start to the program\'s start; RUN = the program; WALL = the whole run; INNER = what a workload timed of itself;')
+  lines.push('ratios are of medians, to runc')
   for (const c of report.configs) lines.push(`${c.name}: ${c.describe}${c.isolation ? ` (runsc ${c.isolation.version}, ${c.isolation.platform})` : ''}${c.unavailable ? ` - not run: ${c.unavailable}` : ''}`)
   return lines.join('\n')
 }

@@ -8,6 +8,8 @@ export interface Workload {
   /** What it measures, for the report. */
   stresses: string
   request: Omit<JobRequest, 'isolation'>
+  /** The program prints the seconds its own measured part took as its last line (no interpreter start in it). */
+  timesItself?: true
 }
 
 const limits = { timeoutMs: 60_000, memoryMb: 512 }
@@ -29,6 +31,18 @@ export const BUILTIN_WORKLOADS: readonly Workload[] = [
       source: 'import os\nfor i in range(400):\n    p = f"/tmp/f{i}"\n    with open(p, "w") as f:\n        f.write("x")\n    os.stat(p)\n    os.unlink(p)\nprint("ok")',
       limits,
     },
+  },
+  {
+    name: 'stat',
+    stresses: 'one system call, many times: 20,000 stat calls in a loop (timed inside the program too)',
+    request: { runtime: 'python', source: 'import os, time\nt = time.perf_counter()\nfor _ in range(20_000):\n    os.stat("/")\nprint(f"{time.perf_counter() - t:.4f}")', limits },
+    timesItself: true,
+  },
+  {
+    name: 'create-files',
+    stresses: 'creating 2,000 files in the workspace',
+    request: { runtime: 'python', source: 'import time\nt = time.perf_counter()\nfor i in range(2000):\n    open(f"f{i}", "w").close()\nprint(f"{time.perf_counter() - t:.4f}")', limits },
+    timesItself: true,
   },
   {
     name: 'file-io',

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { BenchReport, RuntimeResult } from '../../cli/bench/run-bench.js'
 import { ratio } from '../../cli/bench/stats.js'
+import type { SandboxCompareReport } from '../../cli/bench/sandbox-compare.js'
 import { build, TENANTS } from '../helper.js'
 
 const run = promisify(execFile)
@@ -96,4 +97,30 @@ t.test('airlock bench --quick writes a table, a JSON report with sane numbers, a
   const png = await readFile(shot)
   t.same([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], 'a PNG screenshot')
   t.ok(png.length > 20_000, `with content (${png.length} bytes)`)
+})
+
+t.test('airlock bench --sandboxes runs the same workloads under each sandbox configuration, side by side', async (t) => {
+  const out = join(dir, 'sandboxes')
+  const { stdout } = await run(process.execPath, [CLI, 'bench', '--sandboxes', 'all', '--only', 'startup-bash,stat', '--jobs', '2', '--out', out], {
+    env: { PATH: process.env.PATH ?? '', AIRLOCK_IMAGES_DIR: process.env.AIRLOCK_IMAGES_DIR ?? '' },
+    timeout: 170_000,
+  })
+  t.match(stdout, /WORKLOAD +SANDBOX[\s\S]*stat +debian-ptrace[\s\S]*stat +systrap/, 'a table in the terminal')
+  const report = JSON.parse(await readFile(join(out, 'sandboxes.json'), 'utf8')) as SandboxCompareReport
+  t.equal(report.schema, 'airlock-bench-sandboxes/1')
+  t.same(report.configs.map((c) => [c.name, c.unavailable]), [['debian-ptrace', null], ['ptrace', null], ['systrap', null], ['runc', null]], 'all four run on this machine')
+  t.match(report.configs.find((c) => c.name === 'debian-ptrace')?.isolation, { version: /^0\.0~2022/, platform: 'ptrace' })
+  t.match(report.configs.find((c) => c.name === 'systrap')?.isolation, { version: /^v0\.0\.0-/, platform: 'systrap' })
+  for (const w of report.workloads) {
+    t.equal(w.skipped, null)
+    t.same(w.results.map((r) => r.config), ['debian-ptrace', 'ptrace', 'systrap', 'runc'])
+    for (const r of w.results) {
+      t.same(r.statuses, { succeeded: 2 }, `${w.name}/${r.config}: every job succeeded`)
+      t.ok(r.startupMs && r.startupMs.p50 > 0 && r.wallMs && r.wallMs.p50 >= r.startupMs.p50, `${w.name}/${r.config}: start-up and wall time measured`)
+      if (r.config === 'runc') t.equal(r.runOverRunc, null, 'runc is the baseline, with no ratio to itself')
+      else t.ok(r.wallOverRunc && r.wallOverRunc.ofMedians > 0, `${w.name}/${r.config}: a ratio to runc`)
+    }
+  }
+  const stat = report.workloads.find((w) => w.name === 'stat')!
+  t.ok(stat.results.every((r) => r.innerMs && r.innerMs.p50 > 0), 'the stat loop timed itself under every configuration')
 })
