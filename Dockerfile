@@ -1,8 +1,15 @@
 # Airlock with the local gVisor executor. Runs as root inside the container because
 # runsc needs it; jobs run as uid 10001 inside gVisor sandboxes.
+# gVisor: the pinned release, built static from its Go module by the same script
+# setup.sh uses (runsc, its sentry sidecar, containerd-shim-runsc-v1).
+FROM golang:1.26-bookworm AS gvisor
+COPY scripts/build-gvisor.sh /build-gvisor.sh
+RUN AIRLOCK_GVISOR_PREFIX=/out bash /build-gvisor.sh
+
 FROM node:20-bookworm
-RUN apt-get update && apt-get install -y --no-install-recommends runsc debootstrap redis-tools \
+RUN apt-get update && apt-get install -y --no-install-recommends debootstrap redis-tools \
     && rm -rf /var/lib/apt/lists/*
+COPY --from=gvisor /out/ /usr/local/bin/
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm install --no-audit --no-fund
