@@ -1,9 +1,9 @@
 import { mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { execFileSync } from 'node:child_process'
 import { Writable } from 'node:stream'
 import t from 'tap'
+import { loadConfig } from '../../core/config.js'
 import type { Job } from '../../core/job.js'
 import { build, TENANTS } from '../helper.js'
 import { exited, freePort, startAirlock, startRedis, until } from '../processes.js'
@@ -132,7 +132,8 @@ t.test('readyz goes not-ready while runsc is unusable and ready again after; job
   const dir = await mkdtemp(join(tmpdir(), 'airlock-runsc-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const runsc = join(dir, 'runsc')
-  const real = execFileSync('sh', ['-c', 'command -v runsc'], { encoding: 'utf8' }).trim()
+  // The runsc a worker uses by default; through a symlink it still finds its gvisor-bin/ sidecar.
+  const real = loadConfig({}).runscPath
   await symlink(real, runsc)
   const h = await build(t, { env: { AIRLOCK_RUNSC_PATH: runsc, AIRLOCK_ISOLATION_CHECK_INTERVAL_MS: '300' } })
   const ready = () => h.app.inject({ method: 'GET', url: '/readyz' })
