@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises'
 import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { createLogger } from '../../core/logger.js'
@@ -45,6 +46,7 @@ export async function directRunner(): Promise<{ runner: DirectRunner; close(): P
       await executor.close()
       if (kubernetes) return
       await removeCgroup(config.cgroupParent).catch(() => undefined)
+      await rm(config.stateDir, { recursive: true, force: true })
     },
   }
 }

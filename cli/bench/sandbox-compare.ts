@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises'
 import { cpus, release, totalmem } from 'node:os'
 import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
@@ -67,6 +68,7 @@ interface Runner {
 export async function compareSandboxes(options: { names: readonly SandboxConfigName[]; workloads: readonly Workload[]; jobs: number; onProgress?: (done: number, total: number, label: string) => void }): Promise<SandboxCompareReport> {
   const startedAt = new Date().toISOString()
   const cgroupParent = `airlock-bench-${process.pid}`
+  const stateRoot = `/run/airlock-bench-${process.pid}`
   const base = loadConfig({ ...process.env, AIRLOCK_EXECUTOR: 'local', AIRLOCK_SANDBOX_NETWORK: 'none', AIRLOCK_CGROUP_PARENT: cgroupParent })
   const runners: Runner[] = []
   const configs: SandboxCompareReport['configs'] = []
@@ -78,7 +80,7 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
         AIRLOCK_EXECUTOR: 'local',
         AIRLOCK_SANDBOX_NETWORK: 'none',
         AIRLOCK_CGROUP_PARENT: cgroupParent,
-        AIRLOCK_STATE_DIR: `/run/airlock-bench-${process.pid}/${name}`,
+        AIRLOCK_STATE_DIR: `${stateRoot}/${name}`,
         AIRLOCK_RUNSC_PATH: def.runscPath ?? base.runscPath,
         AIRLOCK_RUNSC_PLATFORM: def.platform ?? base.runscPlatform,
       })
@@ -145,6 +147,7 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
   } finally {
     for (const r of runners) await r.executor.close()
     await removeCgroup(cgroupParent).catch(() => undefined)
+    await rm(stateRoot, { recursive: true, force: true })
   }
 }
 
