@@ -8,7 +8,7 @@ export const IsolationSchema = Type.Object({
   technology: Type.String({ description: 'e.g. gvisor' }),
   runtime: Type.String({ description: 'OCI runtime, e.g. runsc' }),
   version: Type.String(),
-  platform: Type.String({ description: 'gVisor platform, e.g. ptrace' }),
+  platform: Type.String({ description: 'How gVisor ran the job: systrap or ptrace (local executor); kubernetes (the node chooses); native for runc' }),
   network: Type.Union([Type.Literal('none'), Type.Literal('host'), Type.Literal('pod')], {
     description: "none: loopback only; pod: the cluster's pod network, limited by the namespace's deny-all NetworkPolicy (runc benchmark jobs on Kubernetes)",
   }),

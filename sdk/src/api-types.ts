@@ -94,7 +94,7 @@ export interface Job {
     runtime: string;
     version: string;
     /**
-     * gVisor platform, e.g. ptrace
+     * How gVisor ran the job: systrap or ptrace (local executor); kubernetes (the node chooses); native for runc
      */
     platform: string;
     /**
