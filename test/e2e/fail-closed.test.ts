@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { pino } from 'pino'
@@ -7,6 +8,7 @@ import { loadConfig } from '../../core/config.js'
 import { AUTO_PLATFORMS } from '../../core/runsc-platforms.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
 import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
+import { LocalExecutor } from '../../worker/executors/local/local-executor.js'
 import { build } from '../helper.js'
 
 t.test('a worker that cannot run runsc takes no jobs, and the API refuses new ones saying why', async (t) => {
@@ -67,4 +69,25 @@ t.test('sandboxes left by a worker that died are removed when a worker starts', 
   t.notOk(owners.includes(String(deadPid)), "the dead worker's state is gone")
   const ps = spawnSync('pgrep', ['-f', 'airlock-orphan'], { encoding: 'utf8' }).stdout.trim()
   t.equal(ps, '', 'no sandbox process of the orphan remains')
+})
+
+t.test('a host with no cgroup hierarchy the executor knows takes no jobs, and says so', async (t) => {
+  // An empty directory stands in for /sys/fs/cgroup: neither v1 controllers nor a v2 root.
+  const root = await mkdtemp(join(tmpdir(), 'airlock-no-cgroups-'))
+  const base = loadConfig({ AIRLOCK_STATE_DIR: `/run/airlock-test/nocg-${process.pid}` })
+  const executor = new LocalExecutor({ runscPath: base.runscPath, runcPath: base.runcPath, platform: base.runscPlatform, network: 'none', imagesDir: base.imagesDir, stateDir: base.stateDir, cgroupParent: 'airlock-test/nocg', sandboxOverheadMb: 64, workspaceMb: 64, logger: pino({ level: 'silent' }), cgroupRoot: root })
+  t.teardown(async () => {
+    await executor.close()
+    await rm(root, { recursive: true, force: true })
+    await rm(base.stateDir, { recursive: true, force: true })
+  })
+  const report = await executor.checkIsolation()
+  t.equal(report.ok, false)
+  t.match(report.reason, /no cgroup hierarchy \(v1 or v2\) is mounted/)
+  t.equal(report.isolation, null)
+  await t.rejects(
+    executor.run({ jobId: 'nocg', tenant: 't', spec: { runtime: 'bash', files: [{ path: 'main.sh', content: 'true' }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 5000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } }, signal: new AbortController().signal }),
+    { name: 'IsolationUnavailableError' },
+    'a job that reaches it anyway is refused before any sandbox starts',
+  )
 })
