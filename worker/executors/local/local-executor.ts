@@ -117,7 +117,11 @@ export class LocalExecutor implements Executor {
       const hint = this.options.platform !== 'auto' && working.length > 0 ? ` (set AIRLOCK_RUNSC_PLATFORM to ${working.join(' or ')}, or auto)` : ''
       return fail(`no gVisor platform ${this.options.platform === 'auto' ? `of ${AUTO_PLATFORMS.join(', ')} ` : `${this.options.platform} `}works on this host${hint}: ${why}`, detail)
     }
-    if (chosen !== this.platform) this.runsc = this.runscOn(chosen)
+    if (chosen !== this.platform) {
+      // Either is gVisor; the change is still worth an operator's eye (systrap stopped working, say).
+      if (current !== undefined) this.options.logger.warn({ from: this.platform, to: chosen, detail }, 'gVisor platform changed: the one in use stopped working here')
+      this.runsc = this.runscOn(chosen)
+    }
     if (this.options.network !== 'none') {
       this.options.logger.warn({ network: this.options.network }, 'INSECURE: sandboxes share the host network (AIRLOCK_SANDBOX_NETWORK); use only to test airlock verify')
     }
