@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { readdir, rm, rmdir } from 'node:fs/promises'
+import { mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
@@ -83,6 +83,24 @@ async function removeStateDirs(stateDir: string): Promise<void> {
     await rm(join(parent, entry), { recursive: true, force: true })
   }
   await rmdir(parent).catch(() => undefined)
+}
+
+/**
+ * Writes a bare OCI bundle that runs `args` as the sandbox user on the default image,
+ * for tests that drive runsc themselves rather than through the executor.
+ */
+export async function writeBareBundle(bundle: string, args: string[], imagesDir: string): Promise<void> {
+  await mkdir(bundle, { recursive: true })
+  await writeFile(
+    join(bundle, 'config.json'),
+    JSON.stringify({
+      ociVersion: '1.0.2',
+      process: { terminal: false, user: { uid: 10001, gid: 10001 }, args, env: ['PATH=/usr/bin:/bin'], cwd: '/' },
+      root: { path: join(imagesDir, 'default', 'rootfs'), readonly: true },
+      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+      linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
+    }),
+  )
 }
 
 /** Cgroups of sandboxes (airlock-<job>) left below `parent`, on the host's hierarchy. */

@@ -1,7 +1,13 @@
 import type { BenchReport, RuntimeResult } from './run-bench.js'
 
-const ms = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(1))
+export const ms = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(1))
 const x = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${v.toFixed(2)}x`)
+
+/** A terminal table's lines: each column as wide as its widest cell. */
+export function alignColumns(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd())
+}
 
 /** The terminal table: one row per workload and runtime. */
 export function renderTable(report: BenchReport): string {
@@ -22,8 +28,7 @@ export function renderTable(report: BenchReport): string {
       ])
     }
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd())
+  const lines = alignColumns(rows)
   lines.push('', 'times in ms; START = accepted to program start; RUN = program start to end; E2E = submit to result at the client;')
   lines.push('DIRECT = the same job run by the executor on this machine without API or queue; SVC + = E2E p50 - DIRECT p50')
   for (const i of report.ingest) lines.push(`ingest ${i.route}: ${i.requestsPerSec.toFixed(0)} req/s, latency p50 ${i.latencyMs.p50} ms p99 ${i.latencyMs.p99} ms, non-2xx ${i.non2xx}`)

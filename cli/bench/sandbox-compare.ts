@@ -8,6 +8,7 @@ import type { PlatformChoice } from '../../core/runsc-platforms.js'
 import type { Executor } from '../../worker/executors/executor.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
 import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
+import { alignColumns, ms } from './report.js'
 import { ratio, summarize, type Ratio, type Summary } from './stats.js'
 import type { Workload } from './workloads.js'
 
@@ -151,7 +152,6 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
   }
 }
 
-const ms = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(1))
 const x = (r: Ratio | null) => (r === null ? '-' : `${r.ofMedians.toFixed(2)}x`)
 
 /** The terminal table of a comparison: one row per workload and configuration. */
@@ -166,8 +166,7 @@ export function renderSandboxTable(report: SandboxCompareReport): string {
       rows.push([w.name, r.config, `${r.wallMs?.n ?? 0}/${Object.values(r.statuses).reduce((a, b) => a + b, 0)}`, ms(r.startupMs?.p50), ms(r.runMs?.p50), ms(r.runMs?.p90), ms(r.wallMs?.p50), x(r.runOverRunc), x(r.wallOverRunc), ms(r.innerMs?.p50), x(r.innerOverRunc)])
     }
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd())
+  const lines = alignColumns(rows)
   lines.push('', 'times in ms, each job alone; START = sandbox start to the program\'s start; RUN = the program; WALL = the whole run; INNER = what a workload timed of itself;')
   lines.push('ratios are of medians, to runc')
   for (const c of report.configs) lines.push(`${c.name}: ${c.describe}${c.isolation ? ` (runsc ${c.isolation.version}, ${c.isolation.platform})` : ''}${c.unavailable ? ` - not run: ${c.unavailable}` : ''}`)

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -9,7 +9,7 @@ import { AUTO_PLATFORMS } from '../../core/runsc-platforms.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
 import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
 import { LocalExecutor } from '../../worker/executors/local/local-executor.js'
-import { build } from '../helper.js'
+import { build, writeBareBundle } from '../helper.js'
 
 t.test('a worker that cannot run runsc takes no jobs, and the API refuses new ones saying why', async (t) => {
   const h = await build(t, { env: { AIRLOCK_RUNSC_PATH: '/nonexistent/runsc' } })
@@ -39,17 +39,7 @@ t.test('sandboxes left by a worker that died are removed when a worker starts', 
   const root = join(base.stateDir, 'workers', String(deadPid), 'runsc')
   const bundle = join(base.stateDir, 'workers', String(deadPid), 'bundles', 'airlock-orphan')
   await mkdir(root, { recursive: true })
-  await mkdir(bundle, { recursive: true })
-  await writeFile(
-    join(bundle, 'config.json'),
-    JSON.stringify({
-      ociVersion: '1.0.2',
-      process: { terminal: false, user: { uid: 10001, gid: 10001 }, args: ['/bin/sleep', '600'], env: ['PATH=/usr/bin:/bin'], cwd: '/' },
-      root: { path: join(base.imagesDir, 'default', 'rootfs'), readonly: true },
-      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
-      linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
-    }),
-  )
+  await writeBareBundle(bundle, ['/bin/sleep', '600'], base.imagesDir)
   // Start a real sandbox as the dead worker would have, and leave it running.
   const runsc = (...args: string[]) => [`--root=${root}`, `--platform=${base.runscPlatform === 'auto' ? AUTO_PLATFORMS[0] : base.runscPlatform}`, '--network=none', ...args]
   const orphan = spawn(base.runscPath, runsc('run', '--detach', `--bundle=${bundle}`, 'airlock-orphan'), { stdio: 'ignore' })

@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process'
-import { access, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { loadConfig } from '../../core/config.js'
 import { hostCgroups } from '../../worker/executors/local/cgroup-host.js'
-import { build } from '../helper.js'
+import { exists } from '../../worker/executors/local/cgroups.js'
+import { build, writeBareBundle } from '../helper.js'
 
 // The one place the pinned release is written down is the build script.
 const buildScript = await readFile(new URL('../../scripts/build-gvisor.sh', import.meta.url), 'utf8')
@@ -80,17 +81,7 @@ t.test('runsc boots the sandbox from the sentry sidecar built with it', async (t
   const dir = await mkdtemp('/run/airlock-test-sidecar-')
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const bundle = join(dir, 'bundle')
-  await mkdir(bundle)
-  await writeFile(
-    join(bundle, 'config.json'),
-    JSON.stringify({
-      ociVersion: '1.0.2',
-      process: { terminal: false, user: { uid: 10001, gid: 10001 }, args: ['/bin/true'], env: ['PATH=/usr/bin:/bin'], cwd: '/' },
-      root: { path: join(config.imagesDir, 'default', 'rootfs'), readonly: true },
-      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
-      linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
-    }),
-  )
+  await writeBareBundle(bundle, ['/bin/true'], config.imagesDir)
   await mkdir(join(dir, 'alone'))
   await writeFile(join(dir, 'alone', 'runsc'), await readFile(config.runscPath), { mode: 0o755 })
   const boot = async (runsc: string, name: string) => {
@@ -126,7 +117,7 @@ t.test('a v1 sandbox cgroup is removed from every hierarchy runsc made it in', a
   await host.sandbox(`/airlock-test/hierarchies-${process.pid}`).remove()
   const left: string[] = []
   for (const h of await readdir('/sys/fs/cgroup')) {
-    if (await access(join('/sys/fs/cgroup', h, `airlock-test/hierarchies-${process.pid}`)).then(() => true, () => false)) left.push(h)
+    if (await exists(join('/sys/fs/cgroup', h, `airlock-test/hierarchies-${process.pid}`))) left.push(h)
   }
   t.same(left, [], 'nothing is left in memory, pids, cpu, or cpuset, devices, freezer, systemd, unified')
 })

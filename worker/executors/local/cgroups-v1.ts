@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CGROUP_ROOT, CONTROLLERS, CPU_PERIOD_US, cpuQuotaUs, exists, flatKeyed, killListed, removeDirTree, subdirectories, writeControl, type CgroupHost, type HostLimits, type SandboxCgroup } from './cgroups.js'
 
@@ -30,6 +30,8 @@ export function v1OomKills(oomControl: string, failcnt: string): number {
 
 export class CgroupV1Host implements CgroupHost {
   readonly version = 'v1'
+  /** The hierarchies mounted under the root, the limiting controllers first; read once, not per sandbox. */
+  private hierarchies: Promise<string[]> | undefined
   constructor(readonly root = CGROUP_ROOT) {}
 
   async problem(): Promise<string | undefined> {
@@ -46,7 +48,8 @@ export class CgroupV1Host implements CgroupHost {
   }
 
   sandbox(path: string): SandboxCgroup {
-    return new CgroupV1(path, this.root)
+    this.hierarchies ??= subdirectories(this.root).then((names) => [...CONTROLLERS, ...names.filter((n) => !(CONTROLLERS as readonly string[]).includes(n))])
+    return new CgroupV1(path, this.root, this.hierarchies)
   }
 }
 
@@ -58,7 +61,9 @@ export class CgroupV1Host implements CgroupHost {
 export class CgroupV1 implements SandboxCgroup {
   constructor(
     readonly path: string,
-    private readonly root = CGROUP_ROOT,
+    private readonly root: string,
+    /** Every hierarchy to remove the path from (CgroupV1Host's list). */
+    private readonly hierarchies: Promise<string[]>,
   ) {}
 
   private file(controller: string, name: string): string {
@@ -80,9 +85,7 @@ export class CgroupV1 implements SandboxCgroup {
   }
 
   async remove(): Promise<void> {
-    const hierarchies = await readdir(this.root, { withFileTypes: true }).catch(() => [])
     // The limiting controllers first: their processes are the sandbox's.
-    const names = [...CONTROLLERS, ...hierarchies.filter((d) => d.isDirectory() && !(CONTROLLERS as readonly string[]).includes(d.name)).map((d) => d.name)]
-    for (const name of names) await removeDirTree(join(this.root, name, this.path), (dir) => killListed(join(dir, 'cgroup.procs')))
+    for (const name of await this.hierarchies) await removeDirTree(join(this.root, name, this.path), (dir) => killListed(join(dir, 'cgroup.procs')))
   }
 }
