@@ -12,18 +12,28 @@ import { alignColumns, ms } from './report.js'
 import { ratio, summarize, type Ratio, type Summary } from './stats.js'
 import type { Workload } from './workloads.js'
 
+interface SandboxConfigDef {
+  describe: string
+  runscPath?: string
+  platform?: PlatformChoice
+  runc?: true
+  seccomp?: false
+}
+
 /**
  * Sandbox configurations `airlock bench --sandboxes` compares on this machine: the
  * same job through the local executor (same bundle, cgroups and capture), under
  * Debian's 2022 runsc, the pinned runsc on either platform, and runc (no sandbox:
- * the baseline every ratio is taken to).
+ * the baseline every ratio is taken to), and systrap without the seccomp profile.
  */
 export const SANDBOX_CONFIGS = {
   'debian-ptrace': { describe: "Debian's runsc (2022), ptrace", runscPath: '/usr/bin/runsc', platform: 'ptrace' },
   ptrace: { describe: 'pinned runsc, ptrace', platform: 'ptrace' },
   systrap: { describe: 'pinned runsc, systrap', platform: 'systrap' },
+  // What the seccomp profile costs: the same sandbox without it (never a setting).
+  'systrap-no-seccomp': { describe: 'pinned runsc, systrap, without the seccomp profile', platform: 'systrap', seccomp: false },
   runc: { describe: 'runc: a plain container, no gVisor', runc: true },
-} as const satisfies Record<string, { describe: string; runscPath?: string; platform?: PlatformChoice; runc?: true }>
+} as const satisfies Record<string, SandboxConfigDef>
 
 export type SandboxConfigName = keyof typeof SANDBOX_CONFIGS
 export const SANDBOX_CONFIG_NAMES = Object.keys(SANDBOX_CONFIGS) as SandboxConfigName[]
@@ -75,7 +85,7 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
   const configs: SandboxCompareReport['configs'] = []
   try {
     for (const name of options.names) {
-      const def: { describe: string; runscPath?: string; platform?: PlatformChoice; runc?: true } = SANDBOX_CONFIGS[name]
+      const def: SandboxConfigDef = SANDBOX_CONFIGS[name]
       const config = loadConfig({
         ...process.env,
         AIRLOCK_EXECUTOR: 'local',
@@ -85,7 +95,7 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
         AIRLOCK_RUNSC_PATH: def.runscPath ?? base.runscPath,
         AIRLOCK_RUNSC_PLATFORM: def.platform ?? base.runscPlatform,
       })
-      const executor = createExecutor(config, createLogger('silent'))
+      const executor = createExecutor(config, createLogger('silent'), def.seccomp === false ? { seccomp: false } : {})
       const report = await executor.checkIsolation()
       configs.push({ name, describe: def.describe, isolation: def.runc ? null : report.isolation, unavailable: report.ok ? null : (report.reason ?? 'isolation check failed') })
       if (report.ok) runners.push({ name, executor, runc: def.runc === true })

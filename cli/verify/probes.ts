@@ -61,6 +61,53 @@ def tcp(host, port):
 
 const failedToConnect = (r: string) => r !== 'connected' && /^errno \d+/.test(r)
 
+// Python helper embedded in the seccomp probes: raw system calls by number (x86_64
+// and arm64), each answering "ok" or the errno's name, so a probe states exactly
+// what the kernel in the sandbox said.
+const SYSCALLS = String.raw`
+import ctypes, errno, json, os, signal, struct, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+NR = {
+  "x86_64": dict(unshare=272, setns=308, clone=56, clone3=435, ptrace=101, keyctl=250, add_key=248, request_key=249, bpf=321,
+    perf_event_open=298, userfaultfd=323, io_uring_setup=425, mount=165, umount2=166, pivot_root=155, chroot=161, kexec_load=246,
+    init_module=175, open_by_handle_at=304, process_vm_readv=310, syslog=103),
+  "aarch64": dict(unshare=97, setns=268, clone=220, clone3=435, ptrace=117, keyctl=219, add_key=217, request_key=218, bpf=280,
+    perf_event_open=241, userfaultfd=282, io_uring_setup=425, mount=40, umount2=39, pivot_root=41, chroot=51, kexec_load=104,
+    init_module=105, open_by_handle_at=265, process_vm_readv=270, syslog=116),
+}[os.uname().machine]
+def sys(name, *args):
+    r = libc.syscall(ctypes.c_long(NR[name]), *[ctypes.c_long(a) for a in args])
+    if r == -1:
+        return errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+    return r
+def ok(r):
+    return "ok" if isinstance(r, int) else r
+def forked(r):
+    # A clone that succeeded returns twice: the child leaves at once.
+    if r == 0: os._exit(0)
+    if isinstance(r, int):
+        os.waitpid(r, 0)
+        return "created"
+    return r
+def status(field):
+    return [l.split(":", 1)[1].strip() for l in open("/proc/self/status") if l.startswith(field + ":")][0]
+def in_child(fn):
+    # Each attempt in a child of its own, so one that succeeds changes nothing for the next.
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try: os.write(w, json.dumps(fn()).encode())
+        finally: os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    return json.loads(os.read(r, 65536) or b'"no answer"')
+`
+
+/** What a refused call answers: our profile's EPERM, or ENOSYS where it asks for that (clone3). */
+const refused = (r: unknown) => r === 'EPERM' || r === 'ENOSYS'
+const listing = (r: Record<string, unknown>) => Object.entries(r).map(([k, v]) => `${k} ${String(v)}`).join('; ')
+
 export const PROBES: readonly Probe[] = [
   single(
     'kernel.gvisor',
@@ -245,6 +292,119 @@ print(json.dumps({str(p): tcp("127.0.0.1", p) for p in [6379, 8080, 22, 10250, 2
     if (job.status !== 'succeeded' || !r) return unexpected(job)
     return verdict(r.length === 1 && r[0] === 'lo', `interfaces: ${r.join(', ')}`)
   }),
+
+  single(
+    'seccomp.namespaces',
+    "no new namespace of any kind (unshare, setns, clone's and clone3's CLONE_NEW* flags), threads still start, and a process that tried for a user namespace holds no capability",
+    py(`${SYSCALLS}
+CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET, SIGCHLD = 0x10000000, 0x00020000, 0x40000000, 17
+def clone3(flags):
+    args = ctypes.create_string_buffer(struct.pack("8Q", flags, 0, 0, 0, SIGCHLD, 0, 0, 0))
+    return forked(sys("clone3", ctypes.addressof(args), 64))
+out = {"seccomp": status("Seccomp")}
+out["unshare(NEWUSER)"] = in_child(lambda: ok(sys("unshare", CLONE_NEWUSER)))
+out["unshare(NEWNS)"] = in_child(lambda: ok(sys("unshare", CLONE_NEWNS)))
+out["unshare(NEWNET)"] = in_child(lambda: ok(sys("unshare", CLONE_NEWNET)))
+out["setns(net)"] = in_child(lambda: ok(sys("setns", os.open("/proc/self/ns/net", os.O_RDONLY), 0)))
+out["clone(NEWUSER)"] = in_child(lambda: forked(sys("clone", CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0)))
+out["clone3(NEWUSER)"] = in_child(lambda: clone3(CLONE_NEWUSER))
+out["clone3(no flags)"] = in_child(lambda: clone3(0))
+import threading
+t = threading.Thread(target=lambda: None); t.start(); t.join()
+out["threads"] = "ok"
+tried, caps = in_child(lambda: [ok(sys("unshare", CLONE_NEWUSER)), status("CapEff")])
+out["child unshare(NEWUSER)"] = tried
+out["child CapEff"] = caps
+print(json.dumps(out))`),
+    (job) => {
+      const r = lastJson<Record<string, string>>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      const calls = Object.entries(r).filter(([k]) => !['seccomp', 'threads', 'child CapEff'].includes(k))
+      return verdict(r.seccomp === '2' && calls.every(([, v]) => refused(v)) && r.threads === 'ok' && /^0+$/.test(r['child CapEff'] ?? ''), listing(r))
+    },
+  ),
+
+  single(
+    'seccomp.raw-sockets',
+    'raw and packet sockets are refused, and so they stay after an attempt at a user namespace; TCP, UDP and Unix sockets work',
+    py(`${SYSCALLS}
+import socket
+def sock(family, type_, proto=0):
+    try:
+        socket.socket(family, type_, proto).close(); return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+out = {}
+out["AF_PACKET SOCK_RAW"] = sock(17, socket.SOCK_RAW, 0x0300)
+out["AF_PACKET SOCK_DGRAM"] = sock(17, socket.SOCK_DGRAM, 0x0300)
+out["AF_INET SOCK_RAW"] = sock(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+out["AF_INET6 SOCK_RAW"] = sock(socket.AF_INET6, socket.SOCK_RAW, 58)
+out["AF_INET SOCK_PACKET"] = sock(socket.AF_INET, 10, 0x0300)
+out["AF_PACKET SOCK_RAW after unshare(NEWUSER|NEWNET)"] = in_child(lambda: [ok(sys("unshare", 0x10000000 | 0x40000000)), sock(17, socket.SOCK_RAW, 0x0300)][1])
+allowed = {"AF_INET SOCK_STREAM": sock(socket.AF_INET, socket.SOCK_STREAM), "AF_INET6 SOCK_DGRAM": sock(socket.AF_INET6, socket.SOCK_DGRAM), "AF_UNIX SOCK_STREAM": sock(socket.AF_UNIX, socket.SOCK_STREAM)}
+print(json.dumps({"refused": out, "allowed": allowed}))`),
+    (job) => {
+      const r = lastJson<{ refused: Record<string, string>; allowed: Record<string, string> }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      const pass = Object.values(r.refused).every(refused) && Object.values(r.allowed).every((v) => v === 'ok')
+      return verdict(pass, `${listing(r.refused)}; still allowed: ${listing(r.allowed)}`)
+    },
+  ),
+
+  single(
+    'seccomp.kernel-interfaces',
+    'keyrings, bpf, perf events, userfaultfd, io_uring, mounts, chroot, kexec, modules, file handles, other processes\' memory and clearing the kernel log are refused',
+    py(`${SYSCALLS}
+calls = {
+  "keyctl": ("keyctl", 0, -3, 0), "add_key": ("add_key", 0, 0, 0, 0, -3), "request_key": ("request_key", 0, 0, 0, 0),
+  "bpf": ("bpf", 0, 0, 0), "perf_event_open": ("perf_event_open", 0, 0, -1, -1, 0), "userfaultfd": ("userfaultfd", 0),
+  "io_uring_setup": ("io_uring_setup", 1, 0), "mount": ("mount", 0, 0, 0, 0, 0), "umount2": ("umount2", 0, 0),
+  "pivot_root": ("pivot_root", 0, 0), "chroot": ("chroot", 0), "kexec_load": ("kexec_load", 0, 0, 0, 0),
+  "init_module": ("init_module", 0, 0, 0), "open_by_handle_at": ("open_by_handle_at", -100, 0, 0),
+  "process_vm_readv": ("process_vm_readv", 1, 0, 0, 0, 0, 0), "syslog(CLEAR)": ("syslog", 5, 0, 0),
+}
+print(json.dumps({k: ok(sys(*v)) for k, v in calls.items()}))`),
+    (job) => {
+      const r = lastJson<Record<string, string>>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(Object.values(r).every(refused), listing(r))
+    },
+  ),
+
+  single(
+    'seccomp.ptrace',
+    'a program traces its own child that asked to be traced, but cannot attach to or seize another process, trace system calls or seccomp events',
+    py(`${SYSCALLS}
+TRACEME, CONT, ATTACH, SYSCALL, SETOPTIONS, SEIZE = 0, 7, 16, 24, 0x4200, 0x4206
+out = {}
+pid = os.fork()
+if pid == 0:
+    sys("ptrace", TRACEME, 0, 0, 0)
+    os.kill(os.getpid(), signal.SIGSTOP)
+    os._exit(7)
+_, st = os.waitpid(pid, 0)
+out["child stopped for its tracer"] = os.WIFSTOPPED(st)
+out["PTRACE_SYSCALL"] = ok(sys("ptrace", SYSCALL, pid, 0, 0))
+out["PTRACE_SETOPTIONS(TRACESECCOMP)"] = ok(sys("ptrace", SETOPTIONS, pid, 0, 0x80))
+out["PTRACE_SETOPTIONS(TRACESYSGOOD)"] = ok(sys("ptrace", SETOPTIONS, pid, 0, 0x1))
+out["PTRACE_CONT"] = ok(sys("ptrace", CONT, pid, 0, 0))
+_, st = os.waitpid(pid, 0)
+out["child exit"] = os.WEXITSTATUS(st) if os.WIFEXITED(st) else -1
+other = os.fork()
+if other == 0:
+    time.sleep(30); os._exit(0)
+out["PTRACE_ATTACH"] = ok(sys("ptrace", ATTACH, other, 0, 0))
+out["PTRACE_SEIZE"] = ok(sys("ptrace", SEIZE, other, 0, 0))
+os.kill(other, signal.SIGKILL); os.waitpid(other, 0)
+print(json.dumps(out))`),
+    (job) => {
+      const r = lastJson<Record<string, unknown>>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      const denied = ['PTRACE_SYSCALL', 'PTRACE_SETOPTIONS(TRACESECCOMP)', 'PTRACE_ATTACH', 'PTRACE_SEIZE'].every((k) => refused(r[k]))
+      const traced = r['child stopped for its tracer'] === true && r['PTRACE_SETOPTIONS(TRACESYSGOOD)'] === 'ok' && r['PTRACE_CONT'] === 'ok' && r['child exit'] === 7
+      return verdict(denied && traced, listing(r))
+    },
+  ),
 
   single(
     'secrets.shadow',

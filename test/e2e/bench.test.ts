@@ -105,15 +105,15 @@ t.test('airlock bench --sandboxes runs the same workloads under each sandbox con
     env: { PATH: process.env.PATH ?? '', AIRLOCK_IMAGES_DIR: process.env.AIRLOCK_IMAGES_DIR ?? '' },
     timeout: 170_000,
   })
-  t.match(stdout, /WORKLOAD +SANDBOX[\s\S]*stat +debian-ptrace[\s\S]*stat +systrap/, 'a table in the terminal')
+  t.match(stdout, /WORKLOAD +SANDBOX[\s\S]*stat +debian-ptrace[\s\S]*stat +systrap[\s\S]*stat +systrap-no-seccomp/, 'a table in the terminal')
   const report = JSON.parse(await readFile(join(out, 'sandboxes.json'), 'utf8')) as SandboxCompareReport
   t.equal(report.schema, 'airlock-bench-sandboxes/1')
-  t.same(report.configs.map((c) => [c.name, c.unavailable]), [['debian-ptrace', null], ['ptrace', null], ['systrap', null], ['runc', null]], 'all four run on this machine')
+  t.same(report.configs.map((c) => [c.name, c.unavailable]), [['debian-ptrace', null], ['ptrace', null], ['systrap', null], ['systrap-no-seccomp', null], ['runc', null]], 'all five run on this machine')
   t.match(report.configs.find((c) => c.name === 'debian-ptrace')?.isolation, { version: /^0\.0~2022/, platform: 'ptrace' })
   t.match(report.configs.find((c) => c.name === 'systrap')?.isolation, { version: /^v0\.0\.0-/, platform: 'systrap' })
   for (const w of report.workloads) {
     t.equal(w.skipped, null)
-    t.same(w.results.map((r) => r.config), ['debian-ptrace', 'ptrace', 'systrap', 'runc'])
+    t.same(w.results.map((r) => r.config), ['debian-ptrace', 'ptrace', 'systrap', 'systrap-no-seccomp', 'runc'])
     for (const r of w.results) {
       t.same(r.statuses, { succeeded: 2 }, `${w.name}/${r.config}: every job succeeded`)
       t.ok(r.startupMs && r.startupMs.p50 > 0 && r.wallMs && r.wallMs.p50 >= r.startupMs.p50, `${w.name}/${r.config}: start-up and wall time measured`)

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -24,6 +24,23 @@ t.test('a worker that cannot run runsc takes no jobs, and the API refuses new on
   const ready = await h.app.inject({ method: 'GET', url: '/readyz' })
   t.equal(ready.statusCode, 503)
   t.equal(ready.json().ready, false)
+})
+
+t.test("a runsc that does not enforce the sandbox's seccomp profile runs no job, and the worker says why", async (t) => {
+  // A wrapper that drops --oci-seccomp stands in for a runsc that ignores the
+  // bundle's profile (as every runsc does without that flag).
+  const dir = await mkdtemp(join(tmpdir(), 'airlock-no-seccomp-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const wrapper = join(dir, 'runsc')
+  const real = loadConfig({}).runscPath
+  await writeFile(wrapper, `#!/bin/sh\nfor a; do shift; [ "$a" = --oci-seccomp ] || set -- "$@" "$a"; done\nexec ${real} "$@"\n`, { mode: 0o755 })
+  const h = await build(t, { env: { AIRLOCK_RUNSC_PATH: wrapper } })
+  t.equal(h.worker?.isolation?.ok, false)
+  t.match(h.worker?.isolation?.reason, /seccomp profile is not enforced inside it \(the probe's \/proc\/self\/status shows Seccomp: 0, not 2\)/)
+  const res = await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(1)' })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'AIRLOCK_ERR_ISOLATION_UNAVAILABLE')
+  t.match(res.json().message, /seccomp profile is not enforced/, 'says why')
 })
 
 t.test('a worker without its sandbox image refuses to run jobs', async (t) => {

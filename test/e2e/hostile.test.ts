@@ -4,7 +4,15 @@ import { release } from 'node:os'
 import t from 'tap'
 import { Airlock } from '../../sdk/src/index.js'
 import { PROBES } from '../../cli/verify/probes.js'
-import { runProbes } from '../../cli/verify/verify.js'
+import { runProbes, selectProbes } from '../../cli/verify/verify.js'
+import { rm } from 'node:fs/promises'
+import { pino } from 'pino'
+import { loadConfig } from '../../core/config.js'
+import type { Job } from '../../core/job.js'
+import { resolveJobSpec } from '../../core/job-spec.js'
+import type { JobRequest } from '../../sdk/src/index.js'
+import { createExecutor } from '../../worker/executors/create-executor.js'
+import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
 import { build, TENANTS } from '../helper.js'
 
 // The hostile-workload suite: every probe of `airlock verify`, run as an ordinary
@@ -43,6 +51,9 @@ t.test('every hostile probe is contained', async (t) => {
   t.match(observed.get('secrets.shadow'), /errno 13: Permission denied/)
   t.match(observed.get('secrets.environment'), /leaks: none; service account tokens: none/)
   t.match(observed.get('secrets.host-processes'), /^visible processes: 1:python3$/)
+  t.match(observed.get('seccomp.namespaces'), /^seccomp 2; unshare\(NEWUSER\) EPERM; .*clone\(NEWUSER\) EPERM; clone3\(NEWUSER\) ENOSYS; clone3\(no flags\) ENOSYS; threads ok; child unshare\(NEWUSER\) EPERM; child CapEff 0{16}$/)
+  t.match(observed.get('seccomp.raw-sockets'), /AF_PACKET SOCK_RAW after unshare\(NEWUSER\|NEWNET\) EPERM; still allowed: AF_INET SOCK_STREAM ok/)
+  t.match(observed.get('seccomp.ptrace'), /PTRACE_CONT ok; child exit 7; PTRACE_ATTACH EPERM; PTRACE_SEIZE EPERM/)
 
   // Host-side checks.
   const kernel = /uname -r (\S+)/.exec(observed.get('kernel.gvisor') ?? '')?.[1]
@@ -89,4 +100,32 @@ t.test('airlock verify passes against a correctly isolated service and prints a 
   t.equal(code, 0)
   t.match(stdout, /PASS {2}identity\.non-root/)
   t.match(stdout, /all 4 probes passed/)
+})
+
+t.test('the seccomp probes fail against a sandbox without the profile: they can tell', async (t) => {
+  // The one way to run a sandbox without the profile is the benchmark's override;
+  // the probes' jobs go straight to that executor, with no service in between.
+  const config = loadConfig({ AIRLOCK_STATE_DIR: `/run/airlock-test/noseccomp-${process.pid}`, AIRLOCK_CGROUP_PARENT: 'airlock-test/noseccomp', AIRLOCK_SANDBOX_NETWORK: 'none' })
+  const executor = createExecutor(config, pino({ level: 'silent' }), { seccomp: false })
+  t.teardown(async () => {
+    await executor.close()
+    await removeCgroup(config.cgroupParent).catch(() => undefined)
+    await rm(config.stateDir, { recursive: true, force: true })
+  })
+  t.ok((await executor.checkIsolation()).ok, 'the unfiltered sandbox itself runs')
+  let n = 0
+  const direct = {
+    async run(request: JobRequest) {
+      const spec = resolveJobSpec(request as Parameters<typeof resolveJobSpec>[0], config)
+      const outcome = await executor.run({ jobId: `noseccomp_${n++}`, tenant: 't', spec, signal: new AbortController().signal })
+      return { ...outcome, isolation: null } as unknown as Job
+    },
+  } as unknown as Airlock
+  const outcomes = await runProbes(direct, selectProbes(['seccomp']))
+  t.equal(outcomes.length, 4)
+  for (const o of outcomes) t.notOk(o.pass, `${o.name} fails without the profile: ${o.observed}`)
+  const observed = new Map(outcomes.map((o) => [o.name, o.observed]))
+  t.match(observed.get('seccomp.namespaces'), /^seccomp 0; unshare\(NEWUSER\) ok/, 'without it a job makes a user namespace')
+  t.match(observed.get('seccomp.namespaces'), /child unshare\(NEWUSER\) ok; child CapEff 0*[13]f{9,}$/, '...and then holds a full capability set')
+  t.match(observed.get('seccomp.raw-sockets'), /AF_PACKET SOCK_RAW after unshare\(NEWUSER\|NEWNET\) ok/, '...and with a network namespace of its own, a raw packet socket')
 })

@@ -24,6 +24,7 @@ function executor(options: Partial<KubernetesExecutorOptions> = {}, on: Cluster 
     kubeconfig: on.kubeconfig,
     namespace: NAMESPACE,
     runtimeClassName: 'gvisor',
+    seccompProfile: 'airlock/sandbox.json',
     images: new Map(['python', 'node', 'bash', 'ml-python'].map((image) => [image, IMAGE])),
     workspaceMb: 32,
     unschedulableWaitMs: 1500,

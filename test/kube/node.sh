@@ -109,13 +109,19 @@ ip link set "$node_if" up
 # The shim's runsc settings (its ConfigPath): runsc_config holds runsc's own flags.
 # No network inside the sandbox at all, whatever the pod's network namespace and the
 # cluster's NetworkPolicy enforcement do (defence in depth): sandbox pods need none.
+# oci-seccomp: runsc enforces the pod's seccomp profile inside the sandbox, on the
+# job's own system calls (without it runsc ignores the profile).
 cat > "$dir/containerd/runsc.toml" <<EOF
 binary_name = "$gvisor_bin/runsc"
 root = "$dir/containerd/runsc"
 [runsc_config]
   platform = "${AIRLOCK_NODE_RUNSC_PLATFORM:-systrap}"
   network = "none"
+  oci-seccomp = "true"
 EOF
+# The sandbox pods' Localhost seccomp profile (AIRLOCK_K8S_SECCOMP_PROFILE), where the
+# kubelet looks for it: <root-dir>/seccomp/.
+install -D -m 0644 "$here/../../deploy/kubernetes/overlays/self-managed/node/seccomp/airlock/sandbox.json" "$dir/kubelet/root/seccomp/airlock/sandbox.json"
 cat > "$dir/containerd/config.toml" <<EOF
 version = 2
 root = "$dir/containerd/root"

@@ -28,6 +28,7 @@ const input: ManifestInput = {
   spec,
   runtime: findRuntime('python')!,
   namespace: 'airlock-sandbox',
+  seccompProfile: 'airlock/sandbox.json',
   runtimeClassName: 'gvisor',
   image: `r/default@sha256:${'b'.repeat(64)}`,
   workspaceMb: 64,
@@ -62,7 +63,7 @@ t.test('job spec -> Job: gVisor, no token, non-root, read-only root, no capabili
   t.equal(pod.automountServiceAccountToken, false)
   t.equal(pod.enableServiceLinks, false)
   t.notOk(pod.hostNetwork || pod.hostPID || pod.hostIPC)
-  t.same(pod.securityContext, { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } })
+  t.same(pod.securityContext, { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'Localhost', localhostProfile: 'airlock/sandbox.json' } })
   t.same(c.securityContext, { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false, runAsNonRoot: true, capabilities: { drop: ['ALL'] } })
   t.same(c.resources?.limits, { cpu: '1500m', memory: '256Mi', 'ephemeral-storage': '64Mi' }, 'disk only for the container log')
   t.same(c.resources?.requests, c.resources?.limits)

@@ -4,13 +4,20 @@ import type { Executor } from './executor.js'
 import { KubernetesExecutor } from './kubernetes/kubernetes-executor.js'
 import { LocalExecutor } from './local/local-executor.js'
 
+/** What only `airlock bench` changes: not settings, so no deployment can weaken a sandbox. */
+export interface ExecutorOverrides {
+  /** false: local sandboxes without the seccomp profile, to measure what it costs. */
+  seccomp?: false
+}
+
 /** The executor named by AIRLOCK_EXECUTOR, built from config. */
-export function createExecutor(config: Config, logger: Logger): Executor {
+export function createExecutor(config: Config, logger: Logger, overrides: ExecutorOverrides = {}): Executor {
   if (config.executor === 'kubernetes') {
     return new KubernetesExecutor({
       kubeconfig: config.k8sKubeconfig,
       namespace: config.k8sNamespace,
       runtimeClassName: config.k8sRuntimeClass,
+      seccompProfile: config.k8sSeccompProfile,
       images: config.k8sImageRefs,
       workspaceMb: config.workspaceMb,
       unschedulableWaitMs: config.k8sUnschedulableWaitMs,
@@ -32,5 +39,6 @@ export function createExecutor(config: Config, logger: Logger): Executor {
     sandboxOverheadMb: config.sandboxOverheadMb,
     workspaceMb: config.workspaceMb,
     logger: logger.child({ component: 'executor' }),
+    ...(overrides.seccomp === false ? { seccomp: false } : {}),
   })
 }

@@ -56,7 +56,19 @@ export interface ArgvOptions {
    * as under the local executor, which caps while it reads its pipes.
    */
   capOutputBytes?: number
+  /**
+   * Run the program only if the launcher itself is under a seccomp filter (mode 2),
+   * where the runtime's enforcement of the profile cannot be seen from outside, as a
+   * node's runsc configuration cannot be from the API server. Without one it exits
+   * with NO_SECCOMP_EXIT before anything of the job's runs.
+   */
+  requireSeccomp?: boolean
 }
+
+/** The launcher's exit status when it refused to run a program with no seccomp filter. */
+export const NO_SECCOMP_EXIT = 126
+/** What it writes to stderr then: the job ends failed with this as its stderr, and nothing of it ran. */
+export const NO_SECCOMP_MESSAGE = 'airlock: the sandbox is not under its seccomp profile (the node must run runsc with oci-seccomp); the program was not run'
 
 /**
  * Helper processes the capped launcher keeps beside the program (the shell, the stderr
@@ -74,7 +86,10 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
   const copy = `cp -R ${from}/. ${WORKSPACE}/`
   const readEnv = options.envDir === undefined ? '' : `${readEnvScript(`${JOB_FILES_MOUNT}/${options.envDir}`)}\n`
   const exec = `exec ${options.envDir === undefined ? '' : 'env -i -- '}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
-  const argv = (script: string) => ['/bin/sh', '-c', script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
+  const seccompCheck = options.requireSeccomp
+    ? `s=; while read -r k v; do [ "$k" = Seccomp: ] && s=$v; done </proc/self/status; [ "$s" = 2 ] || { echo '${NO_SECCOMP_MESSAGE}' >&2; exit ${NO_SECCOMP_EXIT}; }\n`
+    : ''
+  const argv = (script: string) => ['/bin/sh', '-c', seccompCheck + script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
   // dash's name for RLIMIT_NPROC is -p.
   const ulimit = (extra: number) => (options.pidsLimit === undefined ? '' : `ulimit -p ${options.pidsLimit + extra} && `)
   if (options.capOutputBytes === undefined) return argv(`${readEnv}${ulimit(0)}${copy} && ${exec}`)

@@ -21,6 +21,8 @@ export interface ManifestInput {
   runtime: RuntimeDefinition
   namespace: string
   runtimeClassName: string
+  /** The Localhost seccomp profile (sandbox-seccomp.ts as a node holds it), relative to the kubelet's seccomp directory. */
+  seccompProfile: string
   /** Image reference pinned by digest. */
   image: string
   workspaceMb: number
@@ -147,7 +149,9 @@ export function buildJob(input: ManifestInput): V1Job {
             runAsNonRoot: true,
             runAsUser: SANDBOX_UID,
             runAsGroup: SANDBOX_GID,
-            seccompProfile: { type: 'RuntimeDefault' },
+            // Ours, not RuntimeDefault: under gVisor, RuntimeDefault's clone3 ENOSYS becomes
+            // EPERM and breaks every thread (sandbox-seccomp.ts says why).
+            seccompProfile: { type: 'Localhost', localhostProfile: input.seccompProfile },
           },
           containers: [
             {
@@ -163,6 +167,7 @@ export function buildJob(input: ManifestInput): V1Job {
                 envDir: ENV_DIR,
                 pidsLimit: spec.limits.pids,
                 capOutputBytes: spec.limits.outputBytes,
+                requireSeccomp: true,
               }).map(kubeLiteral),
               workingDir: WORKSPACE,
               env: Object.entries(SANDBOX_FIXED_ENV).map(([k, v]) => ({ name: k, value: kubeLiteral(v) })),

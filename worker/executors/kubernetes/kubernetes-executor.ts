@@ -15,6 +15,8 @@ export interface KubernetesExecutorOptions {
   kubeconfig: string
   namespace: string
   runtimeClassName: string
+  /** Sandbox pods' Localhost seccomp profile (AIRLOCK_K8S_SECCOMP_PROFILE). */
+  seccompProfile: string
   /** Sandbox image name -> reference pinned by digest. */
   images: Map<string, string>
   workspaceMb: number
@@ -108,7 +110,10 @@ export class KubernetesExecutor implements Executor {
       problems = [`the Kubernetes API cannot be reached: ${(err as Error).message}`]
     }
     const logs = this.splitStreams ? 'stdout and stderr apart' : 'stdout and stderr merged'
-    const detail = `Kubernetes ${version}, RuntimeClass ${this.options.runtimeClassName}, namespace ${this.options.namespace}, ${logs}`
+    // A node's runsc configuration is not visible through the API server; each sandbox's
+    // launcher checks for the filter itself and runs no program without it.
+    const seccomp = `seccomp profile ${this.options.seccompProfile} (whether nodes enforce it cannot be seen from the API server: each sandbox checks it before the program starts, and airlock verify's seccomp probes show it)`
+    const detail = `Kubernetes ${version}, RuntimeClass ${this.options.runtimeClassName}, namespace ${this.options.namespace}, ${logs}, ${seccomp}`
     if (problems.length > 0) {
       this.safeUntil = 0
       return { ok: false, technology: 'gvisor', detail, reason: problems.join('; '), isolation: null }
@@ -188,6 +193,7 @@ export class KubernetesExecutor implements Executor {
     const input: ManifestInput = {
       jobId, tenant, spec, runtime, namespace, image,
       runtimeClassName: this.options.runtimeClassName,
+      seccompProfile: this.options.seccompProfile,
       workspaceMb: this.options.workspaceMb,
       startAllowanceMs: this.options.startAllowanceMs,
       ttlAfterFinishedSeconds: this.options.ttlAfterFinishedSeconds,

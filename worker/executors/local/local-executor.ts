@@ -32,9 +32,21 @@ export interface LocalExecutorOptions {
   logger: Logger
   /** Where the host's cgroup hierarchy is mounted (tests point it elsewhere). */
   cgroupRoot?: string
+  /**
+   * Run sandboxes under the seccomp profile (sandbox-seccomp.ts). Only `airlock bench`
+   * turns it off, to measure what it costs; it is not a setting.
+   * @default true
+   */
+  seccomp?: boolean
 }
 
 const CONTAINER_PREFIX = 'airlock-'
+/**
+ * The isolation probe: it runs, and its own process is under a seccomp filter (mode 2
+ * in /proc/self/status) that only the bundle's profile can have put there.
+ */
+const PROBE_SCRIPT = 's=; while read -r k v; do [ "$k" = Seccomp: ] && s=$v; done </proc/self/status; echo "ok seccomp=$s"'
+const SECCOMP_MODE_FILTER = '2'
 // Output pipes close when the sandbox exits; this bounds the wait for their last bytes.
 const DRAIN_GRACE_MS = 2000
 const SANDBOX_CREATE_TIMEOUT_MS = 60_000
@@ -151,10 +163,17 @@ export class LocalExecutor implements Executor {
       const probe = await this.runWith(platform === this.platform ? this.runsc : this.runscOn(platform), {
         jobId: `probe_${process.pid}_${Date.now()}`,
         tenant: 'airlock-probe',
-        spec: { runtime: 'bash', files: [{ path: 'main.sh', content: 'echo ok' }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 30_000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } },
+        spec: { runtime: 'bash', files: [{ path: 'main.sh', content: PROBE_SCRIPT }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 30_000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } },
         signal: new AbortController().signal,
       })
-      seen = probe.status === 'succeeded' && probe.stdout.trim() === 'ok' ? true : `a probe sandbox did not run correctly (status ${probe.status}${probe.reason ? `: ${probe.reason}` : ''}; stderr: ${probe.stderr.slice(0, 300)})`
+      const seccomp = /^ok seccomp=(\S*)$/.exec(probe.stdout.trim())?.[1]
+      const wanted = this.options.seccomp === false ? '0' : SECCOMP_MODE_FILTER
+      if (probe.status !== 'succeeded' || seccomp === undefined) {
+        seen = `a probe sandbox did not run correctly (status ${probe.status}${probe.reason ? `: ${probe.reason}` : ''}; stderr: ${probe.stderr.slice(0, 300)})`
+      } else {
+        // Fail closed: a runsc that ignores --oci-seccomp (or the bundle's profile) runs no job.
+        seen = seccomp === wanted ? true : `the sandbox's seccomp profile is not enforced inside it (the probe's /proc/self/status shows Seccomp: ${seccomp || 'nothing'}, not ${wanted}); this runsc does not apply --oci-seccomp`
+      }
     } catch (err) {
       seen = `a probe sandbox failed: ${(err as Error).message}`
     }
@@ -306,6 +325,7 @@ export class LocalExecutor implements Executor {
       cgroupsPath,
       workspaceMb: this.options.workspaceMb,
       network: this.options.network,
+      seccomp: this.options.seccomp !== false,
     })
     await writeFile(join(bundle, 'config.json'), JSON.stringify(config))
   }

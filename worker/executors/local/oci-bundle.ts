@@ -1,6 +1,7 @@
 import type { JobSpec } from '../../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../../core/runtimes.js'
 import { JOB_FILES_MOUNT, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, WORKSPACE } from '../sandbox-process.js'
+import { SANDBOX_SECCOMP } from '../sandbox-seccomp.js'
 
 export { JOB_FILES_MOUNT, SANDBOX_GID, SANDBOX_UID, WORKSPACE }
 
@@ -16,6 +17,12 @@ export interface BundleInput {
   workspaceMb: number
   /** none: a fresh network namespace with loopback only. host: stay in the host's (insecure; tests only). */
   network: 'none' | 'host'
+  /**
+   * The sandbox's seccomp profile (sandbox-seccomp.ts), enforced inside it by runsc
+   * --oci-seccomp. Off only for `airlock bench`'s measure of what it costs.
+   * @default true
+   */
+  seccomp?: boolean
 }
 
 const NO_CAPS = { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] }
@@ -74,6 +81,7 @@ export function buildOciConfig(input: BundleInput): Record<string, unknown> {
       },
       // A fresh network namespace; runsc --network=none leaves only loopback in it.
       namespaces: [{ type: 'pid' }, ...(input.network === 'none' ? [{ type: 'network' }] : []), { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      ...(input.seccomp === false ? {} : { seccomp: SANDBOX_SECCOMP }),
       maskedPaths: ['/proc/kcore', '/proc/keys', '/proc/timer_list', '/sys/firmware'],
       readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },

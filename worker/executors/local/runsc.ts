@@ -25,7 +25,8 @@ export class Runsc {
   }
 
   private globalArgs(logFile?: string): string[] {
-    const args = this.isRunc ? [`--root=${this.options.root}`] : [`--root=${this.options.root}`, `--platform=${this.options.platform}`, `--network=${this.options.network}`]
+    // --oci-seccomp: gVisor ignores the bundle's linux.seccomp without it (runc applies it always).
+    const args = this.isRunc ? [`--root=${this.options.root}`] : [`--root=${this.options.root}`, `--platform=${this.options.platform}`, `--network=${this.options.network}`, '--oci-seccomp']
     // runsc writes its own messages to stderr unless told otherwise; that stderr is the
     // job's, so send them to a file of ours instead.
     if (logFile) args.push(`--log=${logFile}`, '--log-format=text')
