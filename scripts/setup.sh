@@ -75,10 +75,10 @@ fi
 
 # --- Node modules and build
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "installing node modules"
-  # npm ci rejects the lock npm 11 writes (it leaves out other platforms' optional
-  # packages); npm install honours the same lock without rewriting it.
-  npm install --no-audit --no-fund --loglevel=error
+  # npm ci installs exactly what the lock says (it holds every platform's optional
+  # packages, so it is the same lock on every machine) and never rewrites it.
+  log "installing node modules (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 log "building"
 npm run --silent build

@@ -30,6 +30,14 @@ node_ip=10.254.254.1
 pod_bridge=airlock-cni0
 pod_subnet=10.254.0.0/24
 ctr_sock="$dir/containerd/containerd.sock"
+# The kubelet's cgroupRoot: every pod's cgroup goes below this one of Airlock's own,
+# not the host's /kubepods, and stop removes it whole.
+kube_cgroup=airlock-kube-node
+# Each mounted hierarchy: the v2 root, or every v1 controller's mount (not its aliases).
+cgroup_hierarchies() {
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then echo /sys/fs/cgroup; return; fi
+  for h in /sys/fs/cgroup/*; do [[ -d $h && ! -L $h ]] && echo "$h"; done
+}
 
 stop() {
   if [[ -f $dir/kubelet.pid ]]; then
@@ -69,6 +77,10 @@ stop() {
   done
   ip link del "$pod_bridge" 2>/dev/null || true
   ip link del "$node_if" 2>/dev/null || true
+  # The pods' cgroups, deepest first (their processes are gone with the shims).
+  for h in $(cgroup_hierarchies); do
+    [[ -d $h/$kube_cgroup ]] && find "$h/$kube_cgroup" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
 }
 if [[ $cmd == stop ]]; then stop; exit 0; fi
 [[ $cmd == start ]] || { echo "unknown command $cmd" >&2; exit 64; }
@@ -200,6 +212,12 @@ while read -r name archive; do
 done < <(bash "$here/images.sh" pause ${AIRLOCK_KUBE_NODE_IMAGES:-python bash node ml-python})
 echo "AIRLOCK_K8S_IMAGES=$(IFS=,; echo "${k8s_images[*]}")" > "$dir/images.env"
 
+# The kubelet wants its cgroupRoot to exist in every hierarchy it uses.
+for h in $(cgroup_hierarchies); do mkdir -p "$h/$kube_cgroup"; done
+if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+  # v2: let the kubelet's children have the controllers the root hands down.
+  sed 's/\([a-z_]\+\)/+\1/g' /sys/fs/cgroup/cgroup.subtree_control > "/sys/fs/cgroup/$kube_cgroup/cgroup.subtree_control" 2>/dev/null || true
+fi
 cat > "$dir/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -216,6 +234,7 @@ authorization:
   mode: Webhook
 containerRuntimeEndpoint: unix://$ctr_sock
 cgroupDriver: cgroupfs
+cgroupRoot: /$kube_cgroup
 # This machine has cgroup v1; kubelet 1.35 drops it.
 failCgroupV1: false
 failSwapOn: false
