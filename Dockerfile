@@ -12,7 +12,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends debootstrap red
 COPY --from=gvisor /out/ /usr/local/bin/
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm install --no-audit --no-fund
+RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build && bash sandbox-images/build.sh default && npm prune --omit=dev
 ENV NODE_ENV=production

@@ -107,6 +107,7 @@ export const SETTINGS = {
   port: int('PORT', 'HTTP port of the API', 8080, 0, 65535),
   host: str('HOST', 'Address the API listens on', '0.0.0.0'),
   redisUrl: str('REDIS_URL', 'Redis connection URL', 'redis://127.0.0.1:6379', /^rediss?:\/\//, 'a redis:// or rediss:// URL'),
+  redisPassword: str('REDIS_PASSWORD', "Redis's password, where REDIS_URL carries none (read it from a mounted Secret with REDIS_PASSWORD_FILE)", ''),
   redisPrefix: str('AIRLOCK_REDIS_PREFIX', 'Prefix of every Redis key (lets deployments share a Redis)', 'airlock', /^[A-Za-z0-9_.-]{1,64}$/, '1-64 letters, digits, _ . -'),
   apiKeys: str('AIRLOCK_API_KEYS', 'Static tenants and keys, `tenantA:keyA,tenantB:keyB`', ''),
   logLevel: oneOf('AIRLOCK_LOG_LEVEL', 'Log level', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
@@ -194,7 +195,7 @@ export function readConfigFile(path: string): Env {
   } catch (err) {
     throw new ConfigError('AIRLOCK_CONFIG_FILE', `cannot read ${path}: ${(err as Error).message}`)
   }
-  const known = new Set(Object.values(SETTINGS).map((s) => s.name))
+  const known = new Set(Object.values(SETTINGS).flatMap((s) => [s.name, `${s.name}_FILE`]))
   const env: Env = {}
   text.split('\n').forEach((line, i) => {
     const trimmed = line.trim()
@@ -207,13 +208,38 @@ export function readConfigFile(path: string): Env {
   return env
 }
 
+/**
+ * `NAME_FILE`: any setting's value from a file, as a Secret mounted as a volume gives it
+ * (one file per key), so credentials need not be environment variables, which leak
+ * into child processes, crash reports and `kubectl describe`. One newline at the end of
+ * the file is not part of the value. NAME itself, where set, wins.
+ */
+export function readSettingFile(name: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
+  } catch (err) {
+    throw new ConfigError(`${name}_FILE`, `cannot read ${path}: ${(err as Error).message}`)
+  }
+}
+
+/** REDIS_URL with REDIS_PASSWORD put in, unless the URL has a password of its own. */
+function withRedisPassword(url: string, password: string): string {
+  if (!password) return url
+  const u = new URL(url)
+  if (u.password) return url
+  u.password = password
+  return u.toString()
+}
+
 export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
   if (env.AIRLOCK_CONFIG_FILE) env = { ...readConfigFile(env.AIRLOCK_CONFIG_FILE), ...env }
   const out: Record<string, unknown> = {}
   for (const [field, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
-    const raw = env[setting.name]
+    const file = env[`${setting.name}_FILE`]
+    const raw = env[setting.name] ?? (file ? readSettingFile(setting.name, file) : undefined)
     out[field] = raw === undefined || raw === '' ? setting.default : setting.parse(raw)
   }
+  out.redisUrl = withRedisPassword(out.redisUrl as string, out.redisPassword as string)
   const config = { ...(out as Omit<Config, 'tenantsByKey' | 'k8sImageRefs' | 'benchTenantSet'>), ...overrides } as Config
   config.benchTenantSet = parseTenantList(config.benchTenants)
   config.tenantsByKey = overrides.tenantsByKey ?? parseApiKeys(config.apiKeys)

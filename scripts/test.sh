@@ -20,6 +20,8 @@ for need in /usr/bin/docker-compose:docker-compose /usr/sbin/runc:runc /usr/bin/
 done
 # The cluster's images (pause and every sandbox image), cached like the binaries.
 bash test/kube/images.sh pause python bash node ml-python >/dev/null
+# The deploy manifests are linted with checkov and kube-score (pinned, cached).
+bash scripts/deploy-linters.sh >/dev/null
 # The Python SDK's tests need httpx, websockets and pytest (a cached venv).
 AIRLOCK_PYTHON="$(bash scripts/python-sdk-env.sh)"
 export AIRLOCK_PYTHON

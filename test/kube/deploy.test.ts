@@ -42,6 +42,16 @@ function quantityBytes(quantity: string): number {
 }
 
 const REDIS_SECRET = { name: 'airlock-redis', key: 'REDIS_PASSWORD' }
+
+/** Secret volumes the container mounts: Secret name -> where, and which keys. */
+function secretMounts(spec: V1PodSpec, c: V1Container): Map<string, { dir: string; keys: string[] }> {
+  const out = new Map<string, { dir: string; keys: string[] }>()
+  for (const m of c.volumeMounts ?? []) {
+    const secret = spec.volumes?.find((v) => v.name === m.name)?.secret
+    if (secret?.secretName) out.set(secret.secretName, { dir: m.mountPath, keys: (secret.items ?? []).map((i) => i.key) })
+  }
+  return out
+}
 const METRICS_PORT = 9464
 
 for (const overlay of OVERLAYS) {
@@ -105,9 +115,10 @@ for (const overlay of OVERLAYS) {
 }
 
 for (const overlay of OVERLAYS) {
-  t.test(`overlay ${overlay}: Redis is capped below its memory limit with noeviction and wants the password from a Secret`, async (t) => {
+  t.test(`overlay ${overlay}: Redis is capped below its memory limit with noeviction and reads its password from the Secret's file`, async (t) => {
     const { objects } = await renderOverlay(overlay)
-    const redis = podTemplate(objects, 'StatefulSet', 'redis').spec.containers[0]!
+    const template = podTemplate(objects, 'StatefulSet', 'redis')
+    const redis = template.spec.containers[0]!
     const args = redis.args ?? []
     const arg = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined)
     t.equal(arg('--maxmemory-policy'), 'noeviction', 'a full Redis refuses writes (503 with a code) instead of evicting keys')
@@ -115,28 +126,48 @@ for (const overlay of OVERLAYS) {
     const limit = quantityBytes(String(redis.resources?.limits?.memory))
     t.ok(maxmemory > 0, `maxmemory is set (${arg('--maxmemory')})`)
     t.ok(maxmemory <= 0.8 * limit, `maxmemory ${arg('--maxmemory')} leaves room under the ${redis.resources?.limits?.memory} limit for an AOF rewrite's copy-on-write`)
-    t.equal(arg('--requirepass'), '$(REDIS_PASSWORD)', 'a password is required')
-    t.same(redis.env?.find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef, REDIS_SECRET, 'and it comes from the Secret airlock-redis')
+    const mounted = secretMounts(template.spec, redis)
+    t.same(mounted.get(REDIS_SECRET.name), { dir: '/etc/redis/secret', keys: [REDIS_SECRET.key] }, 'the Secret airlock-redis is a file')
+    t.match((redis.command ?? []).join(' '), /requirepass.*\$\(cat \/etc\/redis\/secret\/REDIS_PASSWORD\)\)? \| exec redis-server - "\$@"/, 'redis-server reads requirepass from that file, on its standard input')
+    t.notOk(JSON.stringify(args).includes('requirepass'), 'the password is in no argument')
+    t.same(redis.env ?? [], [], 'and in no environment variable')
     for (const probe of [redis.readinessProbe, redis.livenessProbe]) {
       const command = (probe?.exec?.command ?? []).join(' ')
-      t.match(command, /REDISCLI_AUTH="\$REDIS_PASSWORD" redis-cli ping/, 'the probe authenticates')
+      t.match(command, /REDISCLI_AUTH="\$\(cat \/etc\/redis\/secret\/REDIS_PASSWORD\)" redis-cli ping/, 'the probe authenticates')
       t.match(command, /PONG/, 'and checks the answer (redis-cli exits 0 on NOAUTH)')
     }
+    t.ok(Number(template.spec.securityContext?.runAsUser) > 10000 && Number(template.spec.securityContext?.runAsGroup) > 10000, 'a uid and gid above the host range')
     const governing = find(objects, 'Service', String(find(objects, 'StatefulSet', 'redis')?.spec?.serviceName), 'airlock-system')?.spec as V1ServiceSpec | undefined
     t.equal(governing?.clusterIP, 'None', "the StatefulSet's serviceName is a headless Service")
     t.same(governing?.selector, { 'app.kubernetes.io/name': 'redis' })
   })
 
-  t.test(`overlay ${overlay}: API and workers reach Redis with the password, from the same Secret, through REDIS_URL`, async (t) => {
+  t.test(`overlay ${overlay}: API and workers read the Redis password and the API keys as files of the Secrets, never as environment variables`, async (t) => {
     const { objects } = await renderOverlay(overlay)
-    t.equal(find(objects, 'ConfigMap', 'airlock-config')?.data?.REDIS_URL, undefined, 'no password-less REDIS_URL in the ConfigMap')
+    t.equal(find(objects, 'ConfigMap', 'airlock-config')?.data?.REDIS_URL, 'redis://redis.airlock-system.svc:6379', 'REDIS_URL without a password, in the ConfigMap')
     for (const name of ['airlock-api', 'airlock-worker']) {
-      const env = podTemplate(objects, 'Deployment', name).spec.containers[0]!.env ?? []
-      const password = env.findIndex((e) => e.name === 'REDIS_PASSWORD')
-      const url = env.findIndex((e) => e.name === 'REDIS_URL')
-      t.same(env[password]?.valueFrom?.secretKeyRef, REDIS_SECRET, `${name}: REDIS_PASSWORD from the Secret`)
-      t.match(env[url]?.value, /^redis:\/\/:\$\(REDIS_PASSWORD\)@redis\.airlock-system\.svc:6379$/, `${name}: REDIS_URL carries the password`)
-      t.ok(password >= 0 && password < url, `${name}: REDIS_PASSWORD comes first, or the kubelet leaves $(REDIS_PASSWORD) unexpanded`)
+      const { spec } = podTemplate(objects, 'Deployment', name)
+      const c = spec.containers[0]!
+      const env = new Map((c.env ?? []).map((e) => [e.name, e]))
+      t.notOk((c.env ?? []).some((e) => e.valueFrom?.secretKeyRef) || (c.envFrom ?? []).some((e) => e.secretRef), `${name}: no Secret in its environment`)
+      const mounted = secretMounts(spec, c)
+      t.equal(env.get('REDIS_PASSWORD_FILE')?.value, `${mounted.get(REDIS_SECRET.name)?.dir}/${REDIS_SECRET.key}`, `${name}: REDIS_PASSWORD_FILE is the mounted key`)
+      if (name === 'airlock-api') t.equal(env.get('AIRLOCK_API_KEYS_FILE')?.value, `${mounted.get('airlock-api-keys')?.dir}/AIRLOCK_API_KEYS`, 'the API: AIRLOCK_API_KEYS_FILE is the mounted key')
+      else t.equal(mounted.get('airlock-api-keys'), undefined, 'workers do not get the API keys')
+    }
+  })
+
+  t.test(`overlay ${overlay}: no replica count under an autoscaler; workers reach only the API server`, async (t) => {
+    const objects: Obj[] = (await renderOverlay(overlay)).objects
+    for (const hpa of objects.filter((o) => o.kind === 'HorizontalPodAutoscaler')) {
+      const target = (hpa.spec as { scaleTargetRef: { kind: string; name: string } }).scaleTargetRef
+      t.equal(find(objects, target.kind, target.name)?.spec?.replicas, undefined, `${target.kind}/${target.name}: the autoscaler owns its replicas`)
+    }
+    const egress = (find(objects, 'NetworkPolicy', 'worker-kube-api-egress')?.spec as V1NetworkPolicySpec | undefined)?.egress ?? []
+    t.ok(egress.length > 0, 'a policy for the API server')
+    for (const rule of egress) {
+      t.ok(rule.to?.length && rule.to.every((peer) => /\/32$|\/128$/.test(peer.ipBlock?.cidr ?? '') && !peer.ipBlock?.except), 'to single addresses only, never any address')
+      t.same(rule.ports?.map((p) => p.port).sort(), [443, 6443])
     }
   })
 
