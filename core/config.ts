@@ -145,7 +145,6 @@ export const SETTINGS = {
   k8sKubeconfig: str('AIRLOCK_K8S_KUBECONFIG', 'kubernetes executor: kubeconfig file; empty means the in-cluster service account', ''),
   k8sNamespace: str('AIRLOCK_K8S_NAMESPACE', 'kubernetes executor: namespace of sandbox Jobs (must enforce Pod Security restricted and deny all traffic)', 'airlock-sandbox', /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'a namespace name'),
   k8sRuntimeClass: str('AIRLOCK_K8S_RUNTIME_CLASS', 'kubernetes executor: RuntimeClass of sandbox pods (its handler must be runsc)', 'gvisor', /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'a RuntimeClass name'),
-  k8sSeccompProfile: str('AIRLOCK_K8S_SECCOMP_PROFILE', "kubernetes executor: sandbox pods' Localhost seccomp profile, relative to each node's kubelet seccomp directory, holding deploy/kubernetes/overlays/self-managed/node/seccomp/airlock/sandbox.json (the node's runsc enforces it with oci-seccomp)", 'airlock/sandbox.json', /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*\.json$/, 'a relative .json path without ..'),
   k8sImages: str('AIRLOCK_K8S_IMAGES', 'kubernetes executor: sandbox images (the catalog\'s image names) pinned by digest, `python=REGISTRY/airlock/python@sha256:...,node=...` (comma-separated)', ''),
   k8sUnschedulableWaitMs: int('AIRLOCK_K8S_UNSCHEDULABLE_WAIT_MS', 'kubernetes executor: how long a pod may stay unschedulable before its job ends as error', 60_000, 0, 3_600_000),
   k8sStartAllowanceMs: int('AIRLOCK_K8S_START_ALLOWANCE_MS', "kubernetes executor: time for scheduling and image pull added to a job's timeout in the Job's activeDeadlineSeconds (the cluster-side backstop)", 120_000, 0, 3_600_000),
@@ -236,7 +235,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   const out: Record<string, unknown> = {}
   for (const [field, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
     const file = env[`${setting.name}_FILE`]
-    const raw = env[setting.name] ?? (file ? readSettingFile(setting.name, file) : undefined)
+    // An empty NAME= is unset, as everywhere here: NAME_FILE then still counts.
+    const raw = env[setting.name] || (file ? readSettingFile(setting.name, file) : undefined)
     out[field] = raw === undefined || raw === '' ? setting.default : setting.parse(raw)
   }
   out.redisUrl = withRedisPassword(out.redisUrl as string, out.redisPassword as string)

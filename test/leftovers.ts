@@ -5,7 +5,8 @@
  * anything of Airlock's tests still there, and fails the run if there is any: cgroups,
  * state directories (runsc state, bundles), mounts, sandbox and cluster processes,
  * temporary directories, network links. The developer's own service (/run/airlock, the
- * `airlock` cgroup) is not the suite's and is not looked at.
+ * `airlock` cgroup) is not the suite's and is not looked at; a second suite running at
+ * the same time, or a test cluster kept up on purpose, is reported: one suite a machine.
  */
 import { execFile } from 'node:child_process'
 import { readdir, readFile, rmdir } from 'node:fs/promises'

@@ -47,7 +47,7 @@ function sandboxJob(): object {
   const spec = resolveJobSpec({ runtime: 'python', source: 'print(1)' }, config)
   return buildJob({
     jobId: 'job_lint', tenant: 'lint', spec, runtime: findRuntime('python')!, namespace: config.k8sNamespace, runtimeClassName: config.k8sRuntimeClass,
-    seccompProfile: config.k8sSeccompProfile, image: `registry.example/airlock/python@sha256:${'0'.repeat(64)}`, workspaceMb: config.workspaceMb,
+    image: `registry.example/airlock/python@sha256:${'0'.repeat(64)}`, workspaceMb: config.workspaceMb,
     startAllowanceMs: config.k8sStartAllowanceMs, ttlAfterFinishedSeconds: config.k8sTtlAfterFinishedSeconds,
   })
 }

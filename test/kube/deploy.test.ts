@@ -52,6 +52,17 @@ function secretMounts(spec: V1PodSpec, c: V1Container): Map<string, { dir: strin
   }
   return out
 }
+
+/**
+ * Whether the pod's user can read its Secret files: the kubelet makes them root's,
+ * with the pod's fsGroup as their group when it has one, so a non-root pod needs an
+ * fsGroup that is its own group and a mode its group may read.
+ */
+function secretsReadable(spec: V1PodSpec): boolean {
+  const ctx = spec.securityContext
+  const secrets = (spec.volumes ?? []).filter((v) => v.secret)
+  return secrets.length > 0 && ctx?.fsGroup !== undefined && ctx.fsGroup === ctx.runAsGroup && secrets.every((v) => ((v.secret?.defaultMode ?? 0o644) & 0o040) !== 0)
+}
 const METRICS_PORT = 9464
 
 for (const overlay of OVERLAYS) {
@@ -128,7 +139,9 @@ for (const overlay of OVERLAYS) {
     t.ok(maxmemory <= 0.8 * limit, `maxmemory ${arg('--maxmemory')} leaves room under the ${redis.resources?.limits?.memory} limit for an AOF rewrite's copy-on-write`)
     const mounted = secretMounts(template.spec, redis)
     t.same(mounted.get(REDIS_SECRET.name), { dir: '/etc/redis/secret', keys: [REDIS_SECRET.key] }, 'the Secret airlock-redis is a file')
-    t.match((redis.command ?? []).join(' '), /requirepass.*\$\(cat \/etc\/redis\/secret\/REDIS_PASSWORD\)\)? \| exec redis-server - "\$@"/, 'redis-server reads requirepass from that file, on its standard input')
+    t.ok(secretsReadable(template.spec), 'which its user can read (fsGroup, group-readable)')
+    t.same(redis.command?.slice(0, 2), ['sh', '-c'])
+    t.equal(redis.command?.[2], 'exec redis-server - "$@" <<EOF\nrequirepass "$(cat /etc/redis/secret/REDIS_PASSWORD)"\nEOF\n', 'redis-server reads requirepass from that file on its standard input, and replaces the shell (PID 1 gets SIGTERM)')
     t.notOk(JSON.stringify(args).includes('requirepass'), 'the password is in no argument')
     t.same(redis.env ?? [], [], 'and in no environment variable')
     for (const probe of [redis.readinessProbe, redis.livenessProbe]) {
@@ -151,6 +164,7 @@ for (const overlay of OVERLAYS) {
       const env = new Map((c.env ?? []).map((e) => [e.name, e]))
       t.notOk((c.env ?? []).some((e) => e.valueFrom?.secretKeyRef) || (c.envFrom ?? []).some((e) => e.secretRef), `${name}: no Secret in its environment`)
       const mounted = secretMounts(spec, c)
+      t.ok(secretsReadable(spec), `${name}: its user can read the Secrets' files (fsGroup, group-readable)`)
       t.equal(env.get('REDIS_PASSWORD_FILE')?.value, `${mounted.get(REDIS_SECRET.name)?.dir}/${REDIS_SECRET.key}`, `${name}: REDIS_PASSWORD_FILE is the mounted key`)
       if (name === 'airlock-api') t.equal(env.get('AIRLOCK_API_KEYS_FILE')?.value, `${mounted.get('airlock-api-keys')?.dir}/AIRLOCK_API_KEYS`, 'the API: AIRLOCK_API_KEYS_FILE is the mounted key')
       else t.equal(mounted.get('airlock-api-keys'), undefined, 'workers do not get the API keys')

@@ -131,9 +131,10 @@ root = "$dir/containerd/runsc"
   network = "none"
   oci-seccomp = "true"
 EOF
-# The sandbox pods' Localhost seccomp profile (AIRLOCK_K8S_SECCOMP_PROFILE), where the
-# kubelet looks for it: <root-dir>/seccomp/.
-install -D -m 0644 "$here/../../deploy/kubernetes/overlays/self-managed/node/seccomp/airlock/sandbox.json" "$dir/kubelet/root/seccomp/airlock/sandbox.json"
+# The sandbox pods' Localhost seccomp profile (named by its hash), where the kubelet
+# looks for it: <root-dir>/seccomp/.
+mkdir -p "$dir/kubelet/root/seccomp/airlock"
+install -m 0644 "$here/../../deploy/kubernetes/overlays/self-managed/node/seccomp/airlock/"sandbox-*.json "$dir/kubelet/root/seccomp/airlock/"
 cat > "$dir/containerd/config.toml" <<EOF
 version = 2
 root = "$dir/containerd/root"

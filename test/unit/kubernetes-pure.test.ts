@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import t from 'tap'
+import { SANDBOX_SECCOMP_PROFILE_NAME } from '../../worker/executors/sandbox-seccomp.js'
 import type { V1Job, V1NetworkPolicy, V1Pod, V1Secret } from '@kubernetes/client-node'
 import { ConfigError, parseImageRefs } from '../../core/config.js'
 import type { JobSpec } from '../../core/job-spec.js'
@@ -10,7 +11,7 @@ import { findRuntime } from '../../core/runtimes.js'
 import { buildJob, buildSecret, jobLabels, kubeJobName, kubeLiteral, secretBytes, tenantLabel, type ManifestInput } from '../../worker/executors/kubernetes/job-manifests.js'
 import { namespaceProblems, type SafetyInput } from '../../worker/executors/kubernetes/namespace-safety.js'
 import { isTransientRefusal, observe, podDisruption } from '../../worker/executors/kubernetes/pod-state.js'
-import { CAP_HELPER_PROCESSES, JOB_FILES_MOUNT, WORKSPACE } from '../../worker/executors/sandbox-process.js'
+import { CAP_HELPER_PROCESSES, JOB_FILES_MOUNT, NO_SECCOMP_EXIT, NO_SECCOMP_MESSAGE, NO_SECCOMP_REASON, WORKSPACE } from '../../worker/executors/sandbox-process.js'
 
 const spec: JobSpec = {
   runtime: 'python',
@@ -28,7 +29,6 @@ const input: ManifestInput = {
   spec,
   runtime: findRuntime('python')!,
   namespace: 'airlock-sandbox',
-  seccompProfile: 'airlock/sandbox.json',
   runtimeClassName: 'gvisor',
   image: `r/default@sha256:${'b'.repeat(64)}`,
   workspaceMb: 64,
@@ -63,7 +63,7 @@ t.test('job spec -> Job: gVisor, no token, non-root, read-only root, no capabili
   t.equal(pod.automountServiceAccountToken, false)
   t.equal(pod.enableServiceLinks, false)
   t.notOk(pod.hostNetwork || pod.hostPID || pod.hostIPC)
-  t.same(pod.securityContext, { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'Localhost', localhostProfile: 'airlock/sandbox.json' } })
+  t.same(pod.securityContext, { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, seccompProfile: { type: 'Localhost', localhostProfile: SANDBOX_SECCOMP_PROFILE_NAME } })
   t.same(c.securityContext, { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false, runAsNonRoot: true, capabilities: { drop: ['ALL'] } })
   t.same(c.resources?.limits, { cpu: '1500m', memory: '256Mi', 'ephemeral-storage': '64Mi' }, 'disk only for the container log')
   t.same(c.resources?.requests, c.resources?.limits)
@@ -143,8 +143,12 @@ async function runLauncher(t: { teardown(fn: () => unknown): void }, job: V1Job,
   const c = pod.containers[0]!
   const containerEnv = Object.fromEntries((c.env ?? []).map((e) => [e.name, kubeletExpand(e.value ?? '', {})]))
   const command = c.command!.map((part) => kubeletExpand(part, containerEnv))
-  // RLIMIT_NPROC is asserted on the script's text; here it would count this machine's processes.
-  const script = command[2]!.replaceAll(`${JOB_FILES_MOUNT}/`, `${root}/job/`).replaceAll(`${WORKSPACE}/`, `${root}/workspace/`).replace(/ulimit -p \d+ && /, '')
+  // RLIMIT_NPROC is asserted on the script's text; here it would count this machine's
+  // processes. The seccomp check reads a stand-in status that says "filtered": this
+  // machine's shell is not under the sandbox's filter (test/unit/seccomp-profile.test.ts
+  // runs the check against the real thing).
+  await writeFile(join(root, 'status'), 'Name:\tsh\nSeccomp:\t2\n')
+  const script = command[2]!.replaceAll(`${JOB_FILES_MOUNT}/`, `${root}/job/`).replaceAll(`${WORKSPACE}/`, `${root}/workspace/`).replace(/ulimit -p \d+ && /, '').replace('</proc/self/status', `<${root}/status`)
   const r = spawnSync(command[0]!, [command[1]!, script, ...command.slice(3)], {
     cwd: join(root, 'workspace'),
     env: { ...containerEnv, KUBERNETES_SERVICE_HOST: '127.0.0.1', HOSTNAME: 'pod' },
@@ -169,6 +173,7 @@ t.test('a hostile env name or value never becomes shell text, and reaches the pr
   const secret = buildSecret(hostileInput)
   const c = job.spec!.template.spec!.containers[0]!
   const script = c.command![2]!
+  t.match(script.replaceAll('$$', '$'), /^s=; while read -r k v; do \[ "\$k" = Seccomp: \] && s=\$v; done <\/proc\/self\/status; \[ "\$s" = 2 \] \|\| \{ m='[^']+'; echo "\$m" >&2; \[ -w \/dev\/termination-log \] && echo "\$m" >\/dev\/termination-log; exit 126; \}\n/, 'the launcher checks for its seccomp filter before anything else')
   for (const [name, value] of Object.entries(hostile)) {
     t.notOk(script.includes(name), `the name ${JSON.stringify(name)} is not in the launcher's script`)
     if (value.length > 1) t.notOk(script.includes(value), `nor the value ${JSON.stringify(value)}`)
@@ -206,6 +211,10 @@ t.test('pod and Job state -> what the executor does', async (t) => {
   t.match(observe(undefined, terminated(137, 'Error'), limits), { kind: 'ended', end: { status: 'failed', signal: 'SIGKILL' } })
   t.match(observe(undefined, terminated(137, 'OOMKilled'), limits), { kind: 'ended', end: { status: 'oom' } }, 'OOMKilled wins over the SIGKILL')
   t.match(observe(failedJob('DeadlineExceeded'), terminated(137, 'Error'), limits), { kind: 'ended', end: { status: 'timeout' } }, 'the deadline wins')
+  const refused = terminated(NO_SECCOMP_EXIT, 'Error')
+  refused.status!.containerStatuses![0]!.state!.terminated!.message = `${NO_SECCOMP_MESSAGE}\n`
+  t.match(observe(undefined, refused, limits), { kind: 'ended', end: { status: 'error', exitCode: null, reason: NO_SECCOMP_REASON } }, "a launcher that found no seccomp filter: the node's error, not the program's")
+  t.match(observe(undefined, terminated(NO_SECCOMP_EXIT, 'Error'), limits), { kind: 'ended', end: { status: 'failed', exitCode: 126 } }, 'exit 126 without those words is the program\'s own')
   t.match(observe(undefined, waiting('ImagePullBackOff'), limits), { kind: 'cannot-start', reason: /image img could not be pulled \(ImagePullBackOff\): m/ })
   t.match(observe(undefined, waiting('CreateContainerConfigError'), limits), { kind: 'cannot-start', reason: /could not be created/ })
   t.same(observe(undefined, waiting('ContainerCreating'), limits), { kind: 'pending' }, 'ordinary waiting is pending')

@@ -1,18 +1,20 @@
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { findRuntime } from '../../core/runtimes.js'
 import { buildOciConfig } from '../../worker/executors/local/oci-bundle.js'
 import { NO_SECCOMP_EXIT, NO_SECCOMP_MESSAGE, sandboxArgv } from '../../worker/executors/sandbox-process.js'
-import { CLONE_NAMESPACE_FLAGS, REFUSED, SANDBOX_SECCOMP, seccompProfileJson, type SeccompArg, type SeccompProfile } from '../../worker/executors/sandbox-seccomp.js'
+import { CLONE_NAMESPACE_FLAGS, REFUSED, SANDBOX_SECCOMP, SANDBOX_SECCOMP_PROFILE_NAME, seccompProfileJson, type SeccompArg, type SeccompProfile } from '../../worker/executors/sandbox-seccomp.js'
 
 // The profile as data: what it lets through is worked out here with the OCI rule
 // semantics (a rule's conditions all hold; any rule of a call lets it through), the
 // same the probes of `airlock verify` then check inside a real sandbox.
 
-const NODE_PROFILE = 'deploy/kubernetes/overlays/self-managed/node/seccomp/airlock/sandbox.json'
+const NODE_PROFILES = 'deploy/kubernetes/overlays/self-managed/node/seccomp'
 
 function holds(arg: SeccompArg, args: number[]): boolean {
   const v = args[arg.index] ?? 0
@@ -113,8 +115,12 @@ t.test('every local sandbox gets the profile in its OCI config; only the benchma
   t.notOk('seccomp' in (buildOciConfig({ ...input, seccomp: false }) as { linux: object }).linux)
 })
 
-t.test("the nodes' Localhost profile is this profile, byte for byte", async (t) => {
-  t.equal(readFileSync(NODE_PROFILE, 'utf8'), seccompProfileJson(), `regenerate ${NODE_PROFILE} from worker/executors/sandbox-seccomp.ts (seccompProfileJson)`)
+t.test("the nodes' Localhost profile is this profile, byte for byte, under the name sandbox pods ask for", async (t) => {
+  const [dir, file] = SANDBOX_SECCOMP_PROFILE_NAME.split('/') as [string, string]
+  t.match(file, /^sandbox-[0-9a-f]{12}\.json$/, 'named by its hash')
+  t.same(readdirSync(join(NODE_PROFILES, dir)), [file], `only this version is shipped (regenerate it with seccompProfileJson and remove the old one)`)
+  t.equal(readFileSync(join(NODE_PROFILES, SANDBOX_SECCOMP_PROFILE_NAME), 'utf8'), seccompProfileJson())
+  t.equal(SANDBOX_SECCOMP_PROFILE_NAME, `airlock/sandbox-${createHash('sha256').update(seccompProfileJson()).digest('hex').slice(0, 12)}.json`, 'a change to the profile changes the name')
 })
 
 t.test('the Kubernetes launcher runs no program when it is not under a seccomp filter', async (t) => {

@@ -17,7 +17,6 @@ export function createExecutor(config: Config, logger: Logger, overrides: Execut
       kubeconfig: config.k8sKubeconfig,
       namespace: config.k8sNamespace,
       runtimeClassName: config.k8sRuntimeClass,
-      seccompProfile: config.k8sSeccompProfile,
       images: config.k8sImageRefs,
       workspaceMb: config.workspaceMb,
       unschedulableWaitMs: config.k8sUnschedulableWaitMs,

@@ -60,15 +60,18 @@ export interface ArgvOptions {
    * Run the program only if the launcher itself is under a seccomp filter (mode 2),
    * where the runtime's enforcement of the profile cannot be seen from outside, as a
    * node's runsc configuration cannot be from the API server. Without one it exits
-   * with NO_SECCOMP_EXIT before anything of the job's runs.
+   * with NO_SECCOMP_EXIT before anything of the job's runs, saying so on stderr and in
+   * the termination message (/dev/termination-log), which the executor reads.
    */
   requireSeccomp?: boolean
 }
 
 /** The launcher's exit status when it refused to run a program with no seccomp filter. */
 export const NO_SECCOMP_EXIT = 126
-/** What it writes to stderr then: the job ends failed with this as its stderr, and nothing of it ran. */
+/** What it writes to stderr and to the container's termination message then. */
 export const NO_SECCOMP_MESSAGE = 'airlock: the sandbox is not under its seccomp profile (the node must run runsc with oci-seccomp); the program was not run'
+/** The job's reason when its sandbox refused so: `error`, the node's fault, not the program's. */
+export const NO_SECCOMP_REASON = "the node did not put the sandbox under Airlock's seccomp profile (its runsc needs oci-seccomp), so nothing of the job was run"
 
 /**
  * Helper processes the capped launcher keeps beside the program (the shell, the stderr
@@ -87,7 +90,7 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
   const readEnv = options.envDir === undefined ? '' : `${readEnvScript(`${JOB_FILES_MOUNT}/${options.envDir}`)}\n`
   const exec = `exec ${options.envDir === undefined ? '' : 'env -i -- '}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
   const seccompCheck = options.requireSeccomp
-    ? `s=; while read -r k v; do [ "$k" = Seccomp: ] && s=$v; done </proc/self/status; [ "$s" = 2 ] || { echo '${NO_SECCOMP_MESSAGE}' >&2; exit ${NO_SECCOMP_EXIT}; }\n`
+    ? `s=; while read -r k v; do [ "$k" = Seccomp: ] && s=$v; done </proc/self/status; [ "$s" = 2 ] || { m='${NO_SECCOMP_MESSAGE}'; echo "$m" >&2; [ -w /dev/termination-log ] && echo "$m" >/dev/termination-log; exit ${NO_SECCOMP_EXIT}; }\n`
     : ''
   const argv = (script: string) => ['/bin/sh', '-c', seccompCheck + script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
   // dash's name for RLIMIT_NPROC is -p.

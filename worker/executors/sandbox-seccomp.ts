@@ -26,6 +26,8 @@
  * the comparison runtime), so no rule here has two conditions on one argument.
  */
 
+import { createHash } from 'node:crypto'
+
 export type SeccompAction = 'SCMP_ACT_ALLOW' | 'SCMP_ACT_ERRNO' | 'SCMP_ACT_TRACE'
 
 export interface SeccompArg {
@@ -51,10 +53,16 @@ export interface SeccompProfile {
 
 const EPERM = 1
 
-// containerd's RuntimeDefault allowlist (no capabilities), less `syslog` (below), plus the
-// calls moby's profile added since (close_range, epoll_pwait2, futex_waitv, rseq,
-// landlock, pidfd_*, membarrier...). Calls of 32-bit ABIs are left out: gVisor
-// runs 64-bit programs only, and the profile admits no 32-bit architecture.
+// containerd's RuntimeDefault allowlist (no capabilities), less `syslog` (reads only,
+// below), `adjtimex`, `epoll_ctl_old` and `epoll_wait_old`, plus the calls moby's
+// profile added since (close_range, epoll_pwait2, futex_waitv, rseq, landlock,
+// pidfd_*, membarrier...). No 32-bit calls: gVisor dispatches only the native 64-bit
+// table (it ignores `architectures`, which is for runc). Names gVisor does not know
+// (cachestat, fchmodat2, futex_wait, landlock_*, map_shadow_stack, mseal, ...) are
+// skipped by runsc, so those calls answer EPERM where gVisor alone would say ENOSYS:
+// a libc that falls back on ENOSYS only would not fall back. glibc 2.36 (bookworm,
+// every image here) calls none of them; they stay listed for runc and for releases
+// of gVisor that add them.
 const ALLOWED = [
   'accept', 'accept4', 'access', 'alarm', 'arch_prctl', 'bind', 'brk', 'cachestat', 'capget', 'capset', 'chdir', 'chmod', 'chown',
   'clock_adjtime', 'clock_getres', 'clock_gettime', 'clock_nanosleep', 'close', 'close_range', 'connect', 'copy_file_range', 'creat',
@@ -171,3 +179,11 @@ export const SANDBOX_SECCOMP: SeccompProfile = buildSandboxSeccomp()
 export function seccompProfileJson(profile: SeccompProfile = SANDBOX_SECCOMP): string {
   return `${JSON.stringify(profile, null, 2)}\n`
 }
+
+/**
+ * Its name under a node's kubelet seccomp directory: the content's hash is in it, so
+ * sandbox pods name exactly this version, and a node holding another (or none) cannot
+ * start them (the job ends `error` with the kubelet's words) instead of running them
+ * under that one. deploy/kubernetes/overlays/self-managed/node/seccomp/ holds the file.
+ */
+export const SANDBOX_SECCOMP_PROFILE_NAME = `airlock/sandbox-${createHash('sha256').update(seccompProfileJson()).digest('hex').slice(0, 12)}.json`

@@ -3,6 +3,7 @@ import type { V1Job, V1Secret } from '@kubernetes/client-node'
 import type { JobSpec } from '../../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../../core/runtimes.js'
 import { envFiles, JOB_FILES_MOUNT, SANDBOX_FIXED_ENV, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, WORKSPACE } from '../sandbox-process.js'
+import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
 
 export const MANAGED_BY = 'airlock'
 export const LABEL_JOB = 'airlock.dev/job'
@@ -21,8 +22,6 @@ export interface ManifestInput {
   runtime: RuntimeDefinition
   namespace: string
   runtimeClassName: string
-  /** The Localhost seccomp profile (sandbox-seccomp.ts as a node holds it), relative to the kubelet's seccomp directory. */
-  seccompProfile: string
   /** Image reference pinned by digest. */
   image: string
   workspaceMb: number
@@ -151,7 +150,9 @@ export function buildJob(input: ManifestInput): V1Job {
             runAsGroup: SANDBOX_GID,
             // Ours, not RuntimeDefault: under gVisor, RuntimeDefault's clone3 ENOSYS becomes
             // EPERM and breaks every thread (sandbox-seccomp.ts says why).
-            seccompProfile: { type: 'Localhost', localhostProfile: input.seccompProfile },
+            // Named by its content's hash, so a node with another version of it (or
+            // none) cannot start the pod at all rather than run it under that.
+            seccompProfile: { type: 'Localhost', localhostProfile: SANDBOX_SECCOMP_PROFILE_NAME },
           },
           containers: [
             {

@@ -9,14 +9,13 @@ import { ContainerOutput } from './container-output.js'
 import { namespaceProblems } from './namespace-safety.js'
 import { isTransientRefusal, observe, type Observation } from './pod-state.js'
 import { ResumableWatch } from './resumable-watch.js'
+import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
 
 export interface KubernetesExecutorOptions {
   /** A kubeconfig file; empty for the in-cluster service account. */
   kubeconfig: string
   namespace: string
   runtimeClassName: string
-  /** Sandbox pods' Localhost seccomp profile (AIRLOCK_K8S_SECCOMP_PROFILE). */
-  seccompProfile: string
   /** Sandbox image name -> reference pinned by digest. */
   images: Map<string, string>
   workspaceMb: number
@@ -112,7 +111,7 @@ export class KubernetesExecutor implements Executor {
     const logs = this.splitStreams ? 'stdout and stderr apart' : 'stdout and stderr merged'
     // A node's runsc configuration is not visible through the API server; each sandbox's
     // launcher checks for the filter itself and runs no program without it.
-    const seccomp = `seccomp profile ${this.options.seccompProfile} (whether nodes enforce it cannot be seen from the API server: each sandbox checks it before the program starts, and airlock verify's seccomp probes show it)`
+    const seccomp = `seccomp profile ${SANDBOX_SECCOMP_PROFILE_NAME} (whether nodes enforce it cannot be seen from the API server: each sandbox checks it before the program starts, and airlock verify's seccomp probes show it)`
     const detail = `Kubernetes ${version}, RuntimeClass ${this.options.runtimeClassName}, namespace ${this.options.namespace}, ${logs}, ${seccomp}`
     if (problems.length > 0) {
       this.safeUntil = 0
@@ -193,7 +192,6 @@ export class KubernetesExecutor implements Executor {
     const input: ManifestInput = {
       jobId, tenant, spec, runtime, namespace, image,
       runtimeClassName: this.options.runtimeClassName,
-      seccompProfile: this.options.seccompProfile,
       workspaceMb: this.options.workspaceMb,
       startAllowanceMs: this.options.startAllowanceMs,
       ttlAfterFinishedSeconds: this.options.ttlAfterFinishedSeconds,

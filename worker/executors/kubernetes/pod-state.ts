@@ -2,6 +2,7 @@ import type { V1Job, V1Pod } from '@kubernetes/client-node'
 import type { JobOutcome } from '../../../core/job.js'
 import { withoutHostPaths } from '../../../core/public-text.js'
 import { classifyEnd } from '../outcome.js'
+import { NO_SECCOMP_EXIT, NO_SECCOMP_MESSAGE, NO_SECCOMP_REASON } from '../sandbox-process.js'
 import { CONTAINER_NAME } from './job-manifests.js'
 
 /** What the Job and its pod say, reduced to what the executor acts on. */
@@ -55,6 +56,11 @@ export function observe(job: V1Job | undefined, pod: V1Pod | undefined, limits: 
     return { kind: 'ended', end: classifyEnd({ exitStatus: null, timedOut: true, cancelled: false, oomKills: 0, ...limits }), startedAt, finishedAt: time(failed.lastTransitionTime) }
   }
   const terminated = container?.state?.terminated
+  if (terminated && terminated.exitCode === NO_SECCOMP_EXIT && terminated.message?.trim() === NO_SECCOMP_MESSAGE) {
+    // The launcher ran nothing of the job: the node's fault, not the program's. The job's
+    // own code could write the same words, but only about its own run.
+    return { kind: 'ended', end: { status: 'error', exitCode: null, signal: null, reason: NO_SECCOMP_REASON }, startedAt, finishedAt: time(terminated.finishedAt) }
+  }
   if (terminated) {
     const end = classifyEnd({ exitStatus: terminated.exitCode, timedOut: false, cancelled: false, oomKills: terminated.reason === 'OOMKilled' ? 1 : 0, hostKill: podDisruption(pod), ...limits })
     return { kind: 'ended', end, startedAt, finishedAt: time(terminated.finishedAt) }
