@@ -98,8 +98,15 @@ export async function findLeftovers(roots: Roots = HOST_ROOTS): Promise<string[]
 }
 
 if (process.argv.some((a) => a.endsWith('/test/leftovers.ts'))) {
-  await removeSharedParents()
-  const left = await findLeftovers()
+  // A sandbox's last processes may still be on their way out when the last file ends:
+  // what is really left is still there after a while.
+  let left: string[] = []
+  for (let tries = 0; tries < 15; tries++) {
+    await removeSharedParents()
+    left = await findLeftovers()
+    if (left.length === 0) break
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
   // CI runs on a clean clone: setup and the suite must not have written into the tree
   // (a lock file npm rewrote, a generated file not ignored).
   if (process.env.CI === 'true') left.push(...(await dirtyTree()))
