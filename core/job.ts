@@ -15,6 +15,9 @@ export const IsolationSchema = Type.Object({
   readOnlyRoot: Type.Boolean(),
   uid: Type.Integer(),
   capabilities: Type.Array(Type.String(), { description: 'Capabilities the program holds; empty' }),
+  seccomp: Type.Optional(
+    Type.String({ description: 'The seccomp profile the program ran under, named by its hash (airlock/sandbox-<hash>.json); absent in records from before it' }),
+  ),
 })
 
 export type Isolation = Static<typeof IsolationSchema>

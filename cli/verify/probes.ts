@@ -523,7 +523,7 @@ print(json.dumps({"found": found}))`,
   single('isolation.record', 'the job record states how it was isolated', { runtime: 'bash', source: 'true' }, (job) => {
     const i = job.isolation
     if (!i) return verdict(false, 'no isolation recorded')
-    const pass = i.technology === 'gvisor' && i.network === 'none' && i.readOnlyRoot && i.uid !== 0 && i.capabilities.length === 0
-    return verdict(pass, `${i.technology} (${i.runtime} ${i.version}, ${i.platform}), network ${i.network}, read-only root ${i.readOnlyRoot}, uid ${i.uid}, capabilities ${i.capabilities.length ? i.capabilities.join(',') : 'none'}`)
+    const pass = i.technology === 'gvisor' && i.network === 'none' && i.readOnlyRoot && i.uid !== 0 && i.capabilities.length === 0 && /^airlock\/sandbox-[0-9a-f]{12}\.json$/.test(i.seccomp ?? '')
+    return verdict(pass, `${i.technology} (${i.runtime} ${i.version}, ${i.platform}), network ${i.network}, read-only root ${i.readOnlyRoot}, uid ${i.uid}, capabilities ${i.capabilities.length ? i.capabilities.join(',') : 'none'}, seccomp ${i.seccomp ?? 'none'}`)
   }),
 ]

@@ -33,7 +33,12 @@ class JobRequest(TypedDict, total=False):
     isolation: Literal["gvisor", "runc"]  # runc: benchmark tenants only (AIRLOCK_BENCH_TENANTS)
 
 
-class Isolation(TypedDict):
+class _IsolationSince(TypedDict, total=False):
+    # Absent in records from before the seccomp profile.
+    seccomp: str
+
+
+class Isolation(_IsolationSince):
     technology: str
     runtime: str
     version: str

@@ -107,6 +107,10 @@ export interface Job {
      * Capabilities the program holds; empty
      */
     capabilities: string[];
+    /**
+     * The seccomp profile the program ran under, named by its hash (airlock/sandbox-<hash>.json); absent in records from before it
+     */
+    seccomp?: string;
   } | null;
 }
 

@@ -124,7 +124,7 @@ export class KubernetesExecutor implements Executor {
       technology: 'gvisor',
       detail,
       reason: null,
-      isolation: { technology: 'gvisor', runtime: 'runsc', version: `RuntimeClass ${this.options.runtimeClassName} on Kubernetes ${version}`, platform: 'kubernetes', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] },
+      isolation: { technology: 'gvisor', runtime: 'runsc', version: `RuntimeClass ${this.options.runtimeClassName} on Kubernetes ${version}`, platform: 'kubernetes', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [], seccomp: SANDBOX_SECCOMP_PROFILE_NAME },
     }
   }
 
@@ -167,7 +167,7 @@ export class KubernetesExecutor implements Executor {
   }
 
   private runcIsolation(): Isolation {
-    return { technology: 'none', runtime: 'runc', version: `RuntimeClass runc on Kubernetes ${this.kubeVersion}`, platform: 'kubernetes', network: 'pod', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] }
+    return { technology: 'none', runtime: 'runc', version: `RuntimeClass runc on Kubernetes ${this.kubeVersion}`, platform: 'kubernetes', network: 'pod', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [], seccomp: SANDBOX_SECCOMP_PROFILE_NAME }
   }
 
   private async launchOrAdopt(request: ExecutionRequest): Promise<JobOutcome> {

@@ -15,6 +15,7 @@ import { buildOciConfig, SANDBOX_UID } from './oci-bundle.js'
 import { classifyEnd, localHostKill } from '../outcome.js'
 import { CappedOutput, collect } from '../output-capture.js'
 import { logTail, Runsc } from './runsc.js'
+import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
 import { AUTO_PLATFORMS, type PlatformChoice, type RunscPlatform } from '../../../core/runsc-platforms.js'
 
 export interface LocalExecutorOptions {
@@ -142,7 +143,7 @@ export class LocalExecutor implements Executor {
       technology: 'gvisor',
       detail,
       reason: null,
-      isolation: { technology: 'gvisor', runtime: 'runsc', version, platform: this.platform, network: this.options.network, readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] },
+      isolation: { technology: 'gvisor', runtime: 'runsc', version, platform: this.platform, network: this.options.network, readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [], ...this.seccompRecord() },
     }
   }
 
@@ -299,13 +300,18 @@ export class LocalExecutor implements Executor {
    */
   private runcIsolation(): Promise<Isolation> {
     this.runcIdentity ??= this.runc.version().then(
-      (version): Isolation => ({ technology: 'none', runtime: 'runc', version, platform: 'native', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [] }),
+      (version): Isolation => ({ technology: 'none', runtime: 'runc', version, platform: 'native', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [], ...this.seccompRecord() }),
       (err: unknown) => {
         this.runcIdentity = undefined
         throw new ExecutorError(`runc cannot run (${this.options.runcPath}): ${(err as Error).message.split('\n')[0]}`)
       },
     )
     return this.runcIdentity
+  }
+
+  /** The profile the bundle carries, for the job's record (runc applies it too). */
+  private seccompRecord(): Pick<Isolation, 'seccomp'> {
+    return this.options.seccomp === false ? {} : { seccomp: SANDBOX_SECCOMP_PROFILE_NAME }
   }
 
   private async writeBundle(bundle: string, spec: JobSpec, runtime: NonNullable<ReturnType<typeof findRuntime>>, cgroupsPath: string): Promise<void> {
