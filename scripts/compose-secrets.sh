@@ -1,7 +1,7 @@
 #!/bin/bash
 # Makes the secret docker-compose.yml reads, once: .airlock/redis-password, the Redis
-# password (48 hex characters: it goes into REDIS_URL as it is, so nothing that would
-# need escaping in a URL). Safe to run again: an existing password is kept, since a
+# password (48 hex characters: nothing in it needs escaping, in a URL or in Redis's
+# configuration). Safe to run again: an existing password is kept, since a
 # running stack uses it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
