@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process'
 import { readdir, readFile, rmdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { cgroupVersion, subdirectories } from '../worker/executors/local/cgroups.js'
 
 export interface Roots {
   /** Where the cgroup hierarchies are mounted. */
@@ -41,14 +42,9 @@ async function entries(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => [] as string[])
 }
 
-async function subdirectories(dir: string): Promise<string[]> {
-  const list = await readdir(dir, { withFileTypes: true }).catch(() => [])
-  return list.filter((e) => e.isDirectory()).map((e) => e.name)
-}
-
 /** Each mounted hierarchy: the v2 root itself, or every v1 controller's mount (not the symlinks to them). */
 async function hierarchies(root: string): Promise<string[]> {
-  if ((await entries(root)).includes('cgroup.controllers')) return [root]
+  if ((await cgroupVersion(root)) === 'v2') return [root]
   return (await subdirectories(root)).map((d) => join(root, d))
 }
 
@@ -79,7 +75,10 @@ export async function findLeftovers(roots: Roots = HOST_ROOTS): Promise<string[]
     }
   }
   const stateDirs = (await entries(roots.run)).filter((d) => STATE_NAME.test(d)).map((d) => join(roots.run, d))
-  for (const d of stateDirs) found.push(`state directory ${d}${(await entries(d)).length ? ` (holding ${(await entries(d)).slice(0, 5).join(', ')})` : ''}`)
+  for (const d of stateDirs) {
+    const held = await entries(d)
+    found.push(`state directory ${d}${held.length ? ` (holding ${held.slice(0, 5).join(', ')})` : ''}`)
+  }
   for (const d of (await entries(roots.tmp)).filter((d) => TMP_NAME.test(d))) found.push(`temporary directory ${join(roots.tmp, d)}`)
   // Mounts and processes under any state or temporary directory of the suite's, named
   // by their path: runsc's null-netns pins, sandboxes, gofers, a cluster's daemons.

@@ -66,6 +66,11 @@ export interface ArgvOptions {
   requireSeccomp?: boolean
 }
 
+/** Shell text that sets `s` to the Seccomp mode of the shell's own process; only builtins. */
+export const READ_SECCOMP_MODE = 's=; while read -r k v; do [ "$k" = Seccomp: ] && s=$v; done </proc/self/status'
+/** That mode under a filter (0: none, 1: strict). */
+export const SECCOMP_MODE_FILTER = '2'
+
 /** The launcher's exit status when it refused to run a program with no seccomp filter. */
 export const NO_SECCOMP_EXIT = 126
 /** What it writes to stderr and to the container's termination message then. */
@@ -90,7 +95,7 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
   const readEnv = options.envDir === undefined ? '' : `${readEnvScript(`${JOB_FILES_MOUNT}/${options.envDir}`)}\n`
   const exec = `exec ${options.envDir === undefined ? '' : 'env -i -- '}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
   const seccompCheck = options.requireSeccomp
-    ? `s=; while read -r k v; do [ "$k" = Seccomp: ] && s=$v; done </proc/self/status; [ "$s" = 2 ] || { m='${NO_SECCOMP_MESSAGE}'; echo "$m" >&2; [ -w /dev/termination-log ] && echo "$m" >/dev/termination-log; exit ${NO_SECCOMP_EXIT}; }\n`
+    ? `${READ_SECCOMP_MODE}; [ "$s" = ${SECCOMP_MODE_FILTER} ] || { m='${NO_SECCOMP_MESSAGE}'; echo "$m" >&2; [ -w /dev/termination-log ] && echo "$m" >/dev/termination-log; exit ${NO_SECCOMP_EXIT}; }\n`
     : ''
   const argv = (script: string) => ['/bin/sh', '-c', seccompCheck + script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
   // dash's name for RLIMIT_NPROC is -p.

@@ -16,6 +16,7 @@ import { classifyEnd, localHostKill } from '../outcome.js'
 import { CappedOutput, collect } from '../output-capture.js'
 import { logTail, Runsc } from './runsc.js'
 import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
+import { READ_SECCOMP_MODE, SECCOMP_MODE_FILTER } from '../sandbox-process.js'
 import { AUTO_PLATFORMS, type PlatformChoice, type RunscPlatform } from '../../../core/runsc-platforms.js'
 
 export interface LocalExecutorOptions {
@@ -46,8 +47,7 @@ const CONTAINER_PREFIX = 'airlock-'
  * The isolation probe: it runs, and its own process is under a seccomp filter (mode 2
  * in /proc/self/status) that only the bundle's profile can have put there.
  */
-const PROBE_SCRIPT = 's=; while read -r k v; do [ "$k" = Seccomp: ] && s=$v; done </proc/self/status; echo "ok seccomp=$s"'
-const SECCOMP_MODE_FILTER = '2'
+const PROBE_SCRIPT = `${READ_SECCOMP_MODE}; echo "ok seccomp=$s"`
 // Output pipes close when the sandbox exits; this bounds the wait for their last bytes.
 const DRAIN_GRACE_MS = 2000
 const SANDBOX_CREATE_TIMEOUT_MS = 60_000
