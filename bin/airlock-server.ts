@@ -41,7 +41,7 @@ async function main(): Promise<void> {
 
   let worker: WorkerService | undefined
   if (role === 'all' || role === 'worker') {
-    worker = new WorkerService(config, createExecutor(config, logger), logger.child({ component: 'worker' }), metrics)
+    worker = new WorkerService(config, createExecutor(config, logger, { metrics }), logger.child({ component: 'worker' }), metrics)
     await worker.start()
     stops.push(() => worker!.stop())
   }

@@ -12,6 +12,7 @@ export class ConfigError extends Error {
 
 import { readFileSync } from 'node:fs'
 import { PLATFORM_CHOICES } from './runsc-platforms.js'
+import { RUNTIMES } from './runtimes.js'
 
 type Env = Record<string, string | undefined>
 
@@ -142,6 +143,9 @@ export const SETTINGS = {
   cgroupParent: str('AIRLOCK_CGROUP_PARENT', 'Parent cgroup of every sandbox (cgroup v1 or v2, whichever the host has; on v2 it must hold no processes)', 'airlock', /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a relative cgroup path'),
   sandboxOverheadMb: int('AIRLOCK_SANDBOX_OVERHEAD_MB', "Memory added to a job's limit for gVisor itself", 64, 0, 4096),
   workspaceMb: int('AIRLOCK_WORKSPACE_MB', 'Size of the writable /workspace and of /tmp (tmpfs, counts against memory)', 64, 1, 65536),
+  warmPool: str('AIRLOCK_WARM_POOL', 'local executor: warm sandboxes per runtime, booted before their jobs arrive, `runtime=min:max` (comma-separated): each pool keeps at least min idle and grows toward max with the jobs seen in one second over the last 30 s; a job that finds none starts cold; none: no warm pool', 'bash=1:4,python=1:4,node=1:4,ml-python=0:2', /^(none|[a-z][a-z0-9-]{0,31}=\d{1,3}:\d{1,3}(,[a-z][a-z0-9-]{0,31}=\d{1,3}:\d{1,3})*)$/, 'none, or runtime=min:max pairs separated by commas'),
+  warmPoolMemoryMb: int('AIRLOCK_WARM_POOL_MEMORY_MB', "local executor: memory one worker's idle warm sandboxes may hold together (measured in their cgroups); the pool grows no further past it", 1024, 0, 1 << 20),
+  warmMaxIdleMs: int('AIRLOCK_WARM_MAX_IDLE_MS', 'local executor: a warm sandbox idle this long is replaced by a fresh one', 600_000, 1000, 86_400_000),
   k8sKubeconfig: str('AIRLOCK_K8S_KUBECONFIG', 'kubernetes executor: kubeconfig file; empty means the in-cluster service account', ''),
   k8sNamespace: str('AIRLOCK_K8S_NAMESPACE', 'kubernetes executor: namespace of sandbox Jobs (must enforce Pod Security restricted and deny all traffic)', 'airlock-sandbox', /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'a namespace name'),
   k8sRuntimeClass: str('AIRLOCK_K8S_RUNTIME_CLASS', 'kubernetes executor: RuntimeClass of sandbox pods (its handler must be runsc)', 'gvisor', /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'a RuntimeClass name'),
@@ -175,6 +179,24 @@ export type Config = { [K in keyof Settings]: Settings[K]['default'] } & {
   k8sImageRefs: Map<string, string>
   /** Parsed AIRLOCK_BENCH_TENANTS, empty entries dropped. */
   benchTenantSet: ReadonlySet<string>
+  /** Parsed AIRLOCK_WARM_POOL: runtime -> pool bounds. */
+  warmPoolSizes: ReadonlyMap<string, { min: number; max: number }>
+}
+
+/** `bash=1:4,python=0:8` -> runtime -> bounds (`none`: no pool); every runtime must be in the catalog, min <= max <= 64. */
+export function parseWarmPool(raw: string, runtimes: readonly string[], name = 'AIRLOCK_WARM_POOL'): Map<string, { min: number; max: number }> {
+  const sizes = new Map<string, { min: number; max: number }>()
+  if (raw.trim() === 'none') return sizes
+  for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const m = /^([a-z][a-z0-9-]*)=(\d+):(\d+)$/.exec(entry)
+    if (!m) throw new ConfigError(name, `each entry must be runtime=min:max, got ${JSON.stringify(entry)}`)
+    const [runtime, min, max] = [m[1]!, Number(m[2]), Number(m[3])]
+    if (!runtimes.includes(runtime)) throw new ConfigError(name, `unknown runtime ${runtime} (the catalog has ${runtimes.join(', ')})`)
+    if (sizes.has(runtime)) throw new ConfigError(name, `runtime ${runtime} is given twice`)
+    if (min > max || max > 64) throw new ConfigError(name, `${runtime}: min must not exceed max, and max must be at most 64, got ${min}:${max}`)
+    sizes.set(runtime, { min, max })
+  }
+  return sizes
 }
 
 /** `a,b,,c` -> {a, b, c}: an empty entry names no tenant (the empty tenant is nobody). */
@@ -240,8 +262,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     out[field] = raw === undefined || raw === '' ? setting.default : setting.parse(raw)
   }
   out.redisUrl = withRedisPassword(out.redisUrl as string, out.redisPassword as string)
-  const config = { ...(out as Omit<Config, 'tenantsByKey' | 'k8sImageRefs' | 'benchTenantSet'>), ...overrides } as Config
+  const config = { ...(out as Omit<Config, 'tenantsByKey' | 'k8sImageRefs' | 'benchTenantSet' | 'warmPoolSizes'>), ...overrides } as Config
   config.benchTenantSet = parseTenantList(config.benchTenants)
+  config.warmPoolSizes = overrides.warmPoolSizes ?? parseWarmPool(config.warmPool, RUNTIMES.map((r) => r.name))
   config.tenantsByKey = overrides.tenantsByKey ?? parseApiKeys(config.apiKeys)
   config.k8sImageRefs = overrides.k8sImageRefs ?? parseImageRefs(config.k8sImages)
   const pairs: [keyof Config, keyof Config][] = [

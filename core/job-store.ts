@@ -284,7 +284,7 @@ function intOrNull(v: string | undefined): number | null {
 }
 
 /** Fields of a record the API reads: everything but the spec (and legacy output). */
-const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'executor', 'isolation'] as const
+const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'bootMs', 'sandboxStart', 'executor', 'isolation'] as const
 type ViewFields = Partial<Record<(typeof VIEW_FIELDS)[number], string>>
 
 function toView(id: string, h: ViewFields, runtime: string): JobView {
@@ -312,7 +312,9 @@ function toView(id: string, h: ViewFields, runtime: string): JobView {
         queuedMs: started === null ? null : started - created,
         startupMs: intOrNull(h.startupMs),
         runMs: intOrNull(h.runMs),
+        bootMs: intOrNull(h.bootMs),
       },
+      sandboxStart: h.sandboxStart === 'warm' || h.sandboxStart === 'cold' ? h.sandboxStart : null,
       executor: h.executor || null,
       isolation: h.isolation ? (JSON.parse(h.isolation) as Isolation) : null,
     },
@@ -546,6 +548,8 @@ export class JobStore {
       truncated: outcome.truncated ? '1' : '0',
       startupMs: outcome.startupMs === null ? '' : String(outcome.startupMs),
       runMs: outcome.runMs === null ? '' : String(outcome.runMs),
+      bootMs: outcome.bootMs === undefined || outcome.bootMs === null ? '' : String(outcome.bootMs),
+      sandboxStart: outcome.sandboxStart ?? '',
       executor: meta.executor,
       isolation: meta.isolation ? JSON.stringify(meta.isolation) : '',
     }

@@ -22,6 +22,11 @@ export const IsolationSchema = Type.Object({
 
 export type Isolation = Static<typeof IsolationSchema>
 
+export const SandboxStartSchema = Type.Union([Type.Literal('warm'), Type.Literal('cold')], {
+  description: 'warm: the job was handed to a sandbox booted before it arrived (from the worker\'s pool); cold: a sandbox was booted for it',
+})
+export type SandboxStart = Static<typeof SandboxStartSchema>
+
 /** A job as clients see it (`GET /v1/jobs/:id`). */
 export const JobSchema = Type.Object({
   id: Type.String(),
@@ -40,7 +45,9 @@ export const JobSchema = Type.Object({
     queuedMs: Nullable(Type.Integer({ description: 'Accepted to picked up by a worker' })),
     startupMs: Nullable(Type.Integer({ description: 'Picked up to program started (sandbox creation)' })),
     runMs: Nullable(Type.Integer({ description: 'Program started to program ended' })),
+    bootMs: Nullable(Type.Integer({ description: "How long the job's sandbox took to boot: within startupMs when it started cold, before the job arrived when warm" })),
   }),
+  sandboxStart: Nullable(SandboxStartSchema),
   executor: Nullable(Type.String({ description: 'Executor that ran the job: local or kubernetes' })),
   isolation: Nullable(IsolationSchema),
 })
@@ -83,4 +90,8 @@ export interface JobOutcome {
   runMs: number | null
   /** How this job was isolated, when not the executor's usual way (the runc comparison runtime). */
   isolation?: Isolation
+  /** warm: the job was handed to a sandbox booted before it arrived; cold: one booted for it. */
+  sandboxStart?: SandboxStart
+  /** How long its sandbox took to boot: part of startupMs when cold, before the job when warm. */
+  bootMs?: number | null
 }

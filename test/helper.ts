@@ -137,7 +137,7 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
   const metrics = new Metrics()
   let worker: WorkerService | undefined
   if (options.worker !== false) {
-    const executor = createExecutor(config, logger)
+    const executor = createExecutor(config, logger, { metrics })
     worker = new WorkerService(config, executor, logger, metrics)
     await worker.start()
   }

@@ -189,7 +189,7 @@ export class JobRunner {
     const runtime = stored.spec.runtime
     this.metrics.jobsFinished.inc({ runtime, tenant: this.metrics.tenant(stored.tenant), status: outcome.status })
     this.metrics.endToEnd.observe({ runtime, status: outcome.status }, (Date.now() - Date.parse(stored.job.createdAt)) / 1000)
-    if (outcome.startupMs !== null) this.metrics.sandboxStart.observe({ runtime }, outcome.startupMs / 1000)
+    if (outcome.startupMs !== null) this.metrics.sandboxStart.observe({ runtime, start: outcome.sandboxStart ?? 'cold' }, outcome.startupMs / 1000)
     if (outcome.runMs !== null) this.metrics.run.observe({ runtime, status: outcome.status }, outcome.runMs / 1000)
   }
 

@@ -53,6 +53,7 @@ class Timings(TypedDict):
     queuedMs: Optional[int]
     startupMs: Optional[int]
     runMs: Optional[int]
+    bootMs: Optional[int]  # within startupMs when cold; before the job arrived when warm
 
 
 class Job(TypedDict):
@@ -69,6 +70,7 @@ class Job(TypedDict):
     startedAt: Optional[str]
     finishedAt: Optional[str]
     timings: Timings
+    sandboxStart: Optional[Literal["warm", "cold"]]
     executor: Optional[str]
     isolation: Optional[Isolation]
 

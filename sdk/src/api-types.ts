@@ -81,7 +81,9 @@ export interface Job {
     queuedMs: number | null;
     startupMs: number | null;
     runMs: number | null;
+    bootMs: number | null;
   };
+  sandboxStart: ("warm" | "cold") | null;
   executor: string | null;
   isolation: {
     /**

@@ -36,3 +36,15 @@ t.test('API keys parse into key -> tenant and reject malformed entries', async (
   t.throws(() => parseApiKeys('a:same-key-123,b:same-key-123'), /declared twice/)
   t.throws(() => parseApiKeys('bad tenant:some-long-key'), ConfigError)
 })
+
+t.test('AIRLOCK_WARM_POOL parses into bounds per runtime and refuses what it cannot honour', async (t) => {
+  const sizes = loadConfig({ AIRLOCK_WARM_POOL: 'bash=1:4,python=0:8' }).warmPoolSizes
+  t.same([...sizes], [['bash', { min: 1, max: 4 }], ['python', { min: 0, max: 8 }]])
+  t.equal(loadConfig({}).warmPoolSizes.get('python')?.min, 1, 'on by default')
+  t.equal(loadConfig({ AIRLOCK_WARM_POOL: 'none' }).warmPoolSizes.size, 0, 'none: no pool')
+  t.match(errorOf({ AIRLOCK_WARM_POOL: 'bash=4:1' })?.message, /AIRLOCK_WARM_POOL: bash: min must not exceed max/)
+  t.match(errorOf({ AIRLOCK_WARM_POOL: 'cobol=1:2' })?.message, /AIRLOCK_WARM_POOL: unknown runtime cobol/)
+  t.match(errorOf({ AIRLOCK_WARM_POOL: 'bash=1:2,bash=1:3' })?.message, /given twice/)
+  t.match(errorOf({ AIRLOCK_WARM_POOL: 'bash=1:99' })?.message, /max must be at most 64/)
+  t.match(errorOf({ AIRLOCK_WARM_POOL: 'bash' })?.message, /AIRLOCK_WARM_POOL: must be none, or runtime=min:max pairs/)
+})

@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import t from 'tap'
 import { loadConfig } from '../../core/config.js'
-import { resolveJobSpec } from '../../core/job-spec.js'
+import { resolveJobSpec, type JobSpec } from '../../core/job-spec.js'
 import { findRuntime } from '../../core/runtimes.js'
 import { buildOciConfig, JOB_FILES_MOUNT, SANDBOX_UID, WORKSPACE } from '../../worker/executors/local/oci-bundle.js'
 import { hostThreadLimit } from '../../worker/executors/local/local-executor.js'
@@ -12,7 +12,7 @@ import { withoutHostPaths } from '../../core/public-text.js'
 import { classifyEnd, executorFailureReason, localHostKill, type SandboxEnd } from '../../worker/executors/outcome.js'
 import { ExecutorError } from '../../worker/executors/executor.js'
 import { CappedOutput, utf8Boundary } from '../../worker/executors/output-capture.js'
-import { sandboxArgv } from '../../worker/executors/sandbox-process.js'
+import { SANDBOX_FIXED_ENV, sandboxArgv, sandboxEnv, WARM_JOB, warmJobFiles, warmLauncherArgv } from '../../worker/executors/sandbox-process.js'
 
 t.test('the OCI config carries every sandbox restriction', async (t) => {
   const spec = resolveJobSpec({ runtime: 'python', source: 'print(1)', args: ['a'], env: { X: '1' }, limits: { memoryMb: 128, cpus: 0.5, pids: 10 } }, loadConfig({}))
@@ -162,4 +162,69 @@ t.test('the capped launcher passes output on as it is written, not when the prog
   t.equal(code, 0)
   t.ok(arrived.first !== undefined && ended - arrived.first >= 800, `stdout's first line came ${ended - arrived.first!} ms before the end`)
   t.ok(arrived['first-err'] !== undefined && ended - arrived['first-err'] >= 800, "so did stderr's")
+})
+
+/**
+ * A warm sandbox's launcher, run by this machine's dash with the sandbox's paths moved
+ * under a temporary directory, its job laid out as the executor lays it out at the
+ * claim: what is under test is that the launcher hands the program exactly its job.
+ */
+async function warmLauncher(t: { teardown(fn: () => unknown): void }, spec: JobSpec): Promise<{ args: string[]; cwd: string; env: Record<string, string> }> {
+  const root = await mkdtemp(join(tmpdir(), 'airlock-warm-launcher-'))
+  t.teardown(() => rm(root, { recursive: true, force: true }))
+  await mkdir(join(root, 'workspace'))
+  for (const f of warmJobFiles(spec, findRuntime('bash')!)) {
+    await mkdir(dirname(join(root, 'job', f.path)), { recursive: true })
+    await writeFile(join(root, 'job', f.path), f.content)
+  }
+  const argv = warmLauncherArgv()
+  const script = argv[2]!.replaceAll(`${JOB_FILES_MOUNT}/`, `${root}/job/`).replaceAll(`${WORKSPACE}/`, `${root}/workspace/`)
+  // What the sandbox boots with: the fixed environment, no job's.
+  return { args: ['-c', script, ...argv.slice(3)], cwd: join(root, 'workspace'), env: sandboxEnv({ ...spec, env: {} }) }
+}
+
+t.test("the warm launcher runs nothing until the go line, then exactly the job's program, argv, environment and stdin", async (t) => {
+  const base = resolveJobSpec({ runtime: 'bash', source: 'x' }, loadConfig({}))
+  const env = { go: 'job-go', p: '1', n: 'job-n', v: 'job-v', a: 'x y', l: 'tab\there', nl: 'two\nlines\n\n', IFS: ':', LANG: 'fr_FR.UTF-8', EMPTY: '' }
+  const spec: JobSpec = {
+    ...base,
+    entrypoint: 'main.sh',
+    args: ['one arg', '--', '$HOME', 'a\nb', ''],
+    env,
+    limits: { ...base.limits, pids: 37 },
+    files: [
+      { path: 'main.sh', content: 'for name in go p n v a l nl IFS LANG EMPTY PATH HOME; do printf "%s=[%s]\\n" "$name" "${!name}"; done\nprintf "<%s>" "$@"; echo\ncat\nulimit -u\nls\n' },
+      { path: 'sub/data.txt', content: 'data' },
+    ],
+  }
+  const { args, cwd, env: bootEnv } = await warmLauncher(t, spec)
+  const r = spawnSync('/bin/sh', args, { cwd, env: bootEnv, input: `go\nthe program's stdin\nline 2\n` })
+  t.equal(r.stderr.toString(), '')
+  t.equal(r.status, 0)
+  const expected = [
+    ...Object.entries(env).map(([k, v]) => `${k}=[${v}]\n`),
+    `PATH=[${SANDBOX_FIXED_ENV.PATH}]\n`,
+    `HOME=[${SANDBOX_FIXED_ENV.HOME}]\n`,
+    '<one arg><--><$HOME><a\nb><>\n',
+    "the program's stdin\nline 2\n",
+    '37\n',
+    'main.sh\nsub\n',
+  ].join('')
+  t.equal(r.stdout.toString(), expected, 'variables named like the launcher’s own keep the job’s values; argv, stdin and the process limit are the job’s')
+
+  const noGo = spawnSync('/bin/sh', args, { cwd, env: bootEnv, input: '' })
+  t.equal(noGo.status, 125, 'stdin closed without a go: exit 125')
+  t.equal(noGo.stdout.toString(), '', '...having run nothing')
+  const wrong = spawnSync('/bin/sh', args, { cwd, env: bootEnv, input: 'echo hi\n' })
+  t.equal(wrong.status, 125, 'anything but the go line runs nothing either')
+})
+
+t.test('a warm job is laid out with its argv in order past ten words, and only its own variables', async (t) => {
+  const base = resolveJobSpec({ runtime: 'bash', source: 'x' }, loadConfig({}))
+  const files = warmJobFiles({ ...base, args: Array.from({ length: 12 }, (_, i) => `a${i}`), env: { K: 'v' } }, findRuntime('bash')!)
+  const argv = files.filter((f) => f.path.startsWith(`${WARM_JOB.argv}/`))
+  t.same(argv.map((f) => f.content), ['bash', 'main.sh', ...Array.from({ length: 12 }, (_, i) => `a${i}`)])
+  t.same(argv.map((f) => f.path), [...argv.map((f) => f.path)].sort(), 'name order is argv order')
+  t.same(files.filter((f) => f.path.startsWith(`${WARM_JOB.env}/`)).map((f) => f.content), ['K=v'], 'the fixed variables are the sandbox’s own, not files')
+  t.same(files.find((f) => f.path === WARM_JOB.pids)?.content, `${base.limits.pids}\n`)
 })

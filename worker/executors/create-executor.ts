@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
 import type { Config } from '../../core/config.js'
+import type { Metrics } from '../../core/metrics.js'
 import type { Executor } from './executor.js'
 import { KubernetesExecutor } from './kubernetes/kubernetes-executor.js'
 import { LocalExecutor } from './local/local-executor.js'
@@ -8,6 +9,10 @@ import { LocalExecutor } from './local/local-executor.js'
 export interface ExecutorOverrides {
   /** false: local sandboxes without the seccomp profile, to measure what it costs. */
   seccomp?: false
+  /** false: no warm pool whatever AIRLOCK_WARM_POOL says, to measure cold starts. */
+  warm?: false
+  /** Where the executor's own metrics go (the warm pool's). */
+  metrics?: Metrics
 }
 
 /** The executor named by AIRLOCK_EXECUTOR, built from config. */
@@ -39,5 +44,7 @@ export function createExecutor(config: Config, logger: Logger, overrides: Execut
     workspaceMb: config.workspaceMb,
     logger: logger.child({ component: 'executor' }),
     ...(overrides.seccomp === false ? { seccomp: false } : {}),
+    ...(overrides.warm === false ? {} : { warm: { sizes: config.warmPoolSizes, memoryBudgetMb: config.warmPoolMemoryMb, maxIdleMs: config.warmMaxIdleMs, bootLimits: { memoryMb: config.maxMemoryMb, cpus: config.maxCpus, pids: config.maxPids } } }),
+    ...(overrides.metrics ? { metrics: overrides.metrics } : {}),
   })
 }

@@ -335,6 +335,7 @@ export class KubernetesExecutor implements Executor {
             status: end.status, exitCode: null, signal: null, reason: end.reason,
             startupMs: startedAt === null ? null : startedAt - t0,
             runMs: startedAt === null ? null : endedAt - startedAt,
+            ...(startedAt === null ? {} : { sandboxStart: 'cold' as const }),
           },
           deleted,
         )
@@ -404,6 +405,7 @@ export class KubernetesExecutor implements Executor {
               ...seen.end,
               startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
               runMs: startedAt === null ? null : Math.max(0, finishedAt - startedAt),
+              ...(startedAt === null ? {} : { sandboxStart: 'cold' as const }),
             })
             return
           }

@@ -72,7 +72,15 @@ export class CgroupV1 implements SandboxCgroup {
 
   async create(limits: HostLimits): Promise<void> {
     for (const c of CONTROLLERS) await mkdir(join(this.root, c, this.path), { recursive: true })
+    await this.limit(limits)
+  }
+
+  async limit(limits: HostLimits): Promise<void> {
     for (const w of v1LimitWrites(limits)) await writeControl(this.file(w.controller, w.file), w.value, w.optional)
+  }
+
+  async memoryBytes(): Promise<number> {
+    return Number((await readFile(this.file('memory', 'memory.usage_in_bytes'), 'utf8').catch(() => '0')).trim()) || 0
   }
 
   async oomKills(): Promise<number> {

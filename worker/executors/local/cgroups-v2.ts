@@ -90,7 +90,15 @@ export class CgroupV2 implements SandboxCgroup {
       if (v2MissingControllers(enabled).length > 0) await writeControl(join(dir, 'cgroup.subtree_control'), V2_ENABLE)
     }
     await mkdir(join(this.root, this.path), { recursive: true })
+    await this.limit(limits)
+  }
+
+  async limit(limits: HostLimits): Promise<void> {
     for (const w of v2LimitWrites(limits)) await writeControl(this.file(w.file), w.value, w.optional)
+  }
+
+  async memoryBytes(): Promise<number> {
+    return Number((await readFile(this.file('memory.current'), 'utf8').catch(() => '0')).trim()) || 0
   }
 
   async oomKills(): Promise<number> {

@@ -12,6 +12,14 @@ export interface SandboxCgroup {
   /** From the hierarchy's root, e.g. /airlock/airlock-job_1: the OCI bundle's cgroupsPath. */
   readonly path: string
   create(limits: HostLimits): Promise<void>
+  /**
+   * Sets the limits of a cgroup that exists: a warm sandbox's, at the claim of its job.
+   * They may only go down from what it was created with (a warm sandbox boots under
+   * the largest a job may have), which v1's memory and memsw limits need in this order.
+   */
+  limit(limits: HostLimits): Promise<void>
+  /** Memory charged to it now (host pages of the Sentry, Gofer and the program). */
+  memoryBytes(): Promise<number>
   /** Times the kernel's OOM killer killed a process of the sandbox. */
   oomKills(): Promise<number>
   /**

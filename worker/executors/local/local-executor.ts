@@ -2,13 +2,15 @@ import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../../../core/job.js'
 import type { JobSpec } from '../../../core/job-spec.js'
-import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
+import type { Metrics } from '../../../core/metrics.js'
+import { findRuntime, RUNTIMES, type RuntimeDefinition } from '../../../core/runtimes.js'
 import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
 import { hostCgroups } from './cgroup-host.js'
-import type { CgroupHost } from './cgroups.js'
+import type { CgroupHost, HostLimits, SandboxCgroup } from './cgroups.js'
 import { unmountUnder } from './mounts.js'
 import { ImageStore } from './images.js'
 import { buildOciConfig, SANDBOX_UID } from './oci-bundle.js'
@@ -16,7 +18,8 @@ import { classifyEnd, localHostKill } from '../outcome.js'
 import { CappedOutput, collect } from '../output-capture.js'
 import { logTail, Runsc } from './runsc.js'
 import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
-import { READ_SECCOMP_MODE, SECCOMP_MODE_FILTER } from '../sandbox-process.js'
+import { READ_SECCOMP_MODE, SECCOMP_MODE_FILTER, WARM_GO, warmJobFiles, warmLauncherArgv } from '../sandbox-process.js'
+import { WarmPool, type PoolSize, type WarmSandbox } from './warm-pool.js'
 import { AUTO_PLATFORMS, type PlatformChoice, type RunscPlatform } from '../../../core/runsc-platforms.js'
 
 export interface LocalExecutorOptions {
@@ -40,6 +43,15 @@ export interface LocalExecutorOptions {
    * @default true
    */
   seccomp?: boolean
+  /** Sandboxes booted ahead of their jobs (warm-pool.ts); absent: every job starts cold. */
+  warm?: {
+    sizes: ReadonlyMap<string, PoolSize>
+    memoryBudgetMb: number
+    maxIdleMs: number
+    /** What a warm sandbox boots under: the largest limits a job may ask for, lowered at the claim. */
+    bootLimits: { memoryMb: number; cpus: number; pids: number }
+  }
+  metrics?: Metrics
 }
 
 const CONTAINER_PREFIX = 'airlock-'
@@ -51,6 +63,8 @@ const PROBE_SCRIPT = `${READ_SECCOMP_MODE}; echo "ok seccomp=$s"`
 // Output pipes close when the sandbox exits; this bounds the wait for their last bytes.
 const DRAIN_GRACE_MS = 2000
 const SANDBOX_CREATE_TIMEOUT_MS = 60_000
+/** A finished sandbox is removed by then even if its result's storing never says so. */
+const CLEANUP_LATEST_MS = 5000
 
 /**
  * The sandbox's pids cgroup: a backstop for the sandbox's own host threads (gVisor's
@@ -78,12 +92,28 @@ export class LocalExecutor implements Executor {
   private cgroupHost: Promise<CgroupHost | undefined> | undefined
   /** Platforms found working (true) or not (the reason) by the last full probe. */
   private platformsSeen = new Map<RunscPlatform, true | string>()
+  private readonly pool: WarmPool<LocalWarmSandbox> | undefined
+  private warmBoots = 0
+  /** Removals of finished sandboxes not yet done, by job: each starts its removal once (afterResult). */
+  private readonly cleanups = new Map<string, () => Promise<void>>()
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.images = new ImageStore(options.imagesDir)
     this.ownDir = join(options.stateDir, 'workers', String(process.pid))
     this.runsc = this.runscOn(options.platform === 'auto' ? 'systrap' : options.platform)
     this.runc = new Runsc({ kind: 'runc', binary: options.runcPath, root: join(this.ownDir, 'runc'), platform: '', network: 'none' })
+    const warm = options.warm
+    if (warm && warm.sizes.size > 0) {
+      this.pool = new WarmPool({
+        // Only runtimes whose image is here (optional ones, like ml-python, may not be).
+        sizes: new Map([...warm.sizes].filter(([name, size]) => size.max > 0 && findRuntime(name) !== undefined)),
+        memoryBudgetBytes: warm.memoryBudgetMb * 1024 * 1024,
+        maxIdleMs: warm.maxIdleMs,
+        boot: (runtime) => this.bootWarm(runtime),
+        logger: options.logger.child({ component: 'warm-pool' }),
+        ...(options.metrics ? { metrics: options.metrics } : {}),
+      })
+    }
   }
 
   private runscOn(platform: RunscPlatform): Runsc {
@@ -126,6 +156,7 @@ export class LocalExecutor implements Executor {
     const chosen = this.options.platform === 'auto' ? AUTO_PLATFORMS.find((p) => this.platformsSeen.get(p) === true) : this.options.platform
     const detail = `runsc ${version}, platform ${chosen ?? this.platform}, ${hierarchy}; platforms that work here: ${working.join(', ') || 'none'}`
     if (chosen === undefined || this.platformsSeen.get(chosen) !== true) {
+      await this.pool?.flush()
       const why = [...this.platformsSeen].filter(([, seen]) => seen !== true).map(([p, seen]) => `${p}: ${String(seen)}`).join('; ')
       const hint = this.options.platform !== 'auto' && working.length > 0 ? ` (set AIRLOCK_RUNSC_PLATFORM to ${working.join(' or ')}, or auto)` : ''
       return fail(`no gVisor platform ${this.options.platform === 'auto' ? `of ${AUTO_PLATFORMS.join(', ')} ` : `${this.options.platform} `}works on this host${hint}: ${why}`, detail)
@@ -134,7 +165,11 @@ export class LocalExecutor implements Executor {
       // Either is gVisor; the change is still worth an operator's eye (systrap stopped working, say).
       if (current !== undefined) this.options.logger.warn({ from: this.platform, to: chosen, detail }, 'gVisor platform changed: the one in use stopped working here')
       this.runsc = this.runscOn(chosen)
+      // Sandboxes booted on the old platform are not what the report now says.
+      await this.pool?.flush()
     }
+    // Filled only once a probe sandbox proved this host isolates jobs.
+    this.pool?.start()
     if (this.options.network !== 'none') {
       this.options.logger.warn({ network: this.options.network }, 'INSECURE: sandboxes share the host network (AIRLOCK_SANDBOX_NETWORK); use only to test airlock verify')
     }
@@ -161,12 +196,14 @@ export class LocalExecutor implements Executor {
   private async probe(platform: RunscPlatform): Promise<true | string> {
     let seen: true | string
     try {
+      const jobId = `probe_${process.pid}_${Date.now()}`
       const probe = await this.runWith(platform === this.platform ? this.runsc : this.runscOn(platform), {
-        jobId: `probe_${process.pid}_${Date.now()}`,
+        jobId,
         tenant: 'airlock-probe',
         spec: { runtime: 'bash', files: [{ path: 'main.sh', content: PROBE_SCRIPT }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 30_000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } },
         signal: new AbortController().signal,
       })
+      await this.forget(jobId)
       const seccomp = /^ok seccomp=(\S*)$/.exec(probe.stdout.trim())?.[1]
       const wanted = this.options.seccomp === false ? '0' : SECCOMP_MODE_FILTER
       if (probe.status !== 'succeeded' || seccomp === undefined) {
@@ -188,11 +225,12 @@ export class LocalExecutor implements Executor {
   }
 
   run(request: ExecutionRequest): Promise<JobOutcome> {
-    // The runc comparison runtime: the same bundle in a plain container (no gVisor).
-    return this.runWith(request.spec.isolation === 'runc' ? this.runc : this.runsc, request)
+    // The runc comparison runtime: the same bundle in a plain container (no gVisor), always cold.
+    if (request.spec.isolation === 'runc') return this.runWith(this.runc, request)
+    return this.runWith(this.runsc, request, this.pool)
   }
 
-  private async runWith(runtimeCli: Runsc, { jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome> {
+  private async runtimeOf(spec: JobSpec): Promise<RuntimeDefinition> {
     const runtime = findRuntime(spec.runtime)
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
     if (!this.installed.has(runtime.localImage)) {
@@ -200,8 +238,23 @@ export class LocalExecutor implements Executor {
       if (missing) throw new ExecutorError(`runtime ${spec.runtime} is not installed on this worker (${missing}); build it with sandbox-images/build.sh ${runtime.localImage}`)
       this.installed.add(runtime.localImage)
     }
+    return runtime
+  }
+
+  /** A warm sandbox from `pool` when it has one for the runtime, else a cold one. */
+  private async runWith(runtimeCli: Runsc, request: ExecutionRequest, pool?: WarmPool<LocalWarmSandbox>): Promise<JobOutcome> {
+    const runtime = await this.runtimeOf(request.spec)
     const cgroups = await this.cgroups()
     if (!cgroups) throw new IsolationUnavailableError('no cgroup hierarchy is mounted: sandboxes cannot be limited')
+    const warm = pool?.take(request.spec.runtime)
+    if (warm) {
+      const outcome = await this.runWarm(warm, runtime, request)
+      if (outcome) return outcome
+    }
+    return this.runCold(runtimeCli, runtime, cgroups, request)
+  }
+
+  private async runCold(runtimeCli: Runsc, runtime: RuntimeDefinition, cgroups: CgroupHost, { jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome> {
     const id = `${CONTAINER_PREFIX}${jobId}`
     const comparison = spec.isolation === 'runc' ? await this.runcIsolation() : undefined
     const bundle = join(this.ownDir, 'bundles', id)
@@ -211,11 +264,7 @@ export class LocalExecutor implements Executor {
     let created = false
     try {
       await this.writeBundle(bundle, spec, runtime, cgroup.path)
-      await cgroup.create({
-        memoryBytes: (spec.limits.memoryMb + this.options.sandboxOverheadMb) * 1024 * 1024,
-        pids: hostThreadLimit(spec.limits.pids),
-        cpus: spec.limits.cpus,
-      })
+      await cgroup.create(this.hostLimits(spec))
       if (signal.aborted) return cancelledBeforeStart()
 
       const stdout = new CappedOutput(spec.limits.outputBytes)
@@ -225,72 +274,172 @@ export class LocalExecutor implements Executor {
       const child = runtimeCli.run(id, bundle, logFile, pidFile)
       created = true
       const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-      const drained = Promise.all([
-        collect(child.stdout, stdout, onOutput && ((text) => onOutput('stdout', text))),
-        collect(child.stderr, stderr, onOutput && ((text) => onOutput('stderr', text))),
-      ])
+      const drained = drain(child, stdout, stderr, onOutput)
       child.stdin.on('error', () => undefined) // the program may exit without reading stdin
       child.stdin.end(spec.stdin)
-
-      let timedOut = false
-      let cancelled = false
-      const kill = () => void runtimeCli.kill(id, logFile)
-      const onAbort = () => {
-        cancelled = true
-        kill()
+      const up = Promise.race([waitForFile(pidFile, SANDBOX_CREATE_TIMEOUT_MS).then(() => true), exited.then(() => false)])
+      const run = await watch({ exited, kill: () => void runtimeCli.kill(id, logFile), signal, timeoutMs: spec.limits.timeoutMs, up })
+      // A program that ends within the pid-file poll (runc starts in milliseconds) did
+      // start: its pid file is there.
+      const pidStat = run.up ? undefined : await stat(pidFile).catch(() => undefined)
+      const sandboxStarted = run.up || (pidStat !== undefined && pidStat.size > 0)
+      // Its start is when the runtime wrote the pid file, not when we saw the exit.
+      const started = !run.up && pidStat ? Math.min(run.startedAt, Math.max(t0, Math.round(pidStat.mtimeMs))) : run.startedAt
+      // A cancel that lands while runsc is still creating the sandbox kills runsc
+      // itself; that is the cancel taking effect, not a failure to start.
+      if (!sandboxStarted && run.code !== 0 && !run.cancelled) {
+        throw new ExecutorError(`${spec.isolation === 'runc' ? 'runc' : 'runsc'} could not start the sandbox (exit ${run.code ?? run.sig}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
       }
-      signal.addEventListener('abort', onAbort, { once: true })
-      let timer: NodeJS.Timeout | undefined
-      let started: number
-      let exitStatus: number | null
-      let runtimeSignal: NodeJS.Signals | null
-      try {
-        const up = await Promise.race([waitForFile(pidFile, SANDBOX_CREATE_TIMEOUT_MS).then(() => true), exited.then(() => false)])
-        started = Date.now()
-        if (up) {
-          // The time limit counts from the sandbox's start, so a busy host does not eat into it.
-          timer = setTimeout(() => {
-            timedOut = true
-            kill()
-          }, spec.limits.timeoutMs)
-          if (signal.aborted) kill()
-        }
-        const [code, sig] = await exited
-        // A program that ends within the pid-file poll (runc starts in milliseconds) did
-        // start: its pid file is there.
-        const pidStat = up ? undefined : await stat(pidFile).catch(() => undefined)
-        const sandboxStarted = up || (pidStat !== undefined && pidStat.size > 0)
-        // Its start is when the runtime wrote the pid file, not when we saw the exit.
-        if (!up && pidStat) started = Math.min(started, Math.max(t0, Math.round(pidStat.mtimeMs)))
-        // A cancel that lands while runsc is still creating the sandbox kills runsc
-        // itself; that is the cancel taking effect, not a failure to start.
-        if (!sandboxStarted && code !== 0 && !cancelled) {
-          throw new ExecutorError(`${spec.isolation === 'runc' ? 'runc' : 'runsc'} could not start the sandbox (exit ${code ?? sig}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
-        }
-        exitStatus = code
-        runtimeSignal = code === null ? sig : null
-      } finally {
-        clearTimeout(timer)
-        signal.removeEventListener('abort', onAbort)
-      }
-      const ended = Date.now()
-      await Promise.race([drained, sleep(DRAIN_GRACE_MS)])
-      const oomKills = await cgroup.oomKills()
-      const hostKill = localHostKill({ threadRefusals: await cgroup.threadRefusals(), threadLimit: hostThreadLimit(spec.limits.pids), runtimeSignal })
-      const end = classifyEnd({ exitStatus, timedOut, cancelled, oomKills, hostKill, timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb })
       return {
-        ...end,
-        stdout: stdout.text(),
-        stderr: stderr.text(),
-        truncated: stdout.truncated || stderr.truncated,
+        ...(await this.conclude(spec, cgroup, run, drained, stdout, stderr)),
         startupMs: started - t0,
-        runMs: ended - started,
+        runMs: run.endedAt - started,
+        sandboxStart: 'cold',
+        bootMs: started - t0,
         ...(comparison ? { isolation: comparison } : {}),
       }
     } finally {
-      if (created) await runtimeCli.delete(id, logFile)
-      await cgroup.remove().catch((err: unknown) => this.options.logger.error({ err, jobId }, 'could not remove sandbox cgroup'))
+      this.afterResult(jobId, async () => {
+        if (created) await runtimeCli.delete(id, logFile)
+        await cgroup.remove().catch((err: unknown) => this.options.logger.error({ err, jobId }, 'could not remove sandbox cgroup'))
+        await rm(bundle, { recursive: true, force: true })
+      })
+    }
+  }
+
+  /**
+   * Runs the job in a sandbox of the pool: its files, environment, argv and limits put
+   * in place while the sandbox waits, then the go line. Undefined when the sandbox
+   * could not take the job before anything of it ran (the job then starts cold).
+   */
+  private async runWarm(s: LocalWarmSandbox, runtime: RuntimeDefinition, { jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome | undefined> {
+    const t0 = Date.now()
+    let handed = false
+    try {
+      try {
+        // Claim-time limits, before anything of the job runs; beside the files, to save time.
+        await Promise.all([s.cgroup.limit(this.hostLimits(spec)), writeFiles(s.jobDir, warmJobFiles(spec, runtime))])
+      } catch (err) {
+        this.options.logger.warn({ err: (err as Error).message, jobId }, 'a warm sandbox could not take its job; it starts cold')
+        return undefined
+      }
+      if (!s.alive()) return undefined
+      if (signal.aborted) return cancelledBeforeStart()
+      handed = true
+      await beforeLaunch?.()
+      const stdout = new CappedOutput(spec.limits.outputBytes)
+      const stderr = new CappedOutput(spec.limits.outputBytes)
+      const drained = drain(s.child, stdout, stderr, onOutput)
+      s.child.stdin.on('error', () => undefined)
+      s.child.stdin.end(WARM_GO + spec.stdin)
+      const run = await watch({ exited: s.exited, kill: () => void this.runsc.kill(s.id, s.logFile), signal, timeoutMs: spec.limits.timeoutMs, up: Promise.resolve(true) })
+      return {
+        ...(await this.conclude(spec, s.cgroup, run, drained, stdout, stderr)),
+        startupMs: run.startedAt - t0,
+        runMs: run.endedAt - run.startedAt,
+        sandboxStart: 'warm',
+        bootMs: s.bootMs,
+      }
+    } finally {
+      // Used or not, a claimed sandbox is never given back: it may hold the job's files.
+      if (handed) this.afterResult(jobId, () => s.destroy())
+      else await s.destroy()
+    }
+  }
+
+  /** Memory, host threads and CPU of the job's sandbox cgroup. */
+  private hostLimits(spec: JobSpec): HostLimits {
+    return { memoryBytes: (spec.limits.memoryMb + this.options.sandboxOverheadMb) * 1024 * 1024, pids: hostThreadLimit(spec.limits.pids), cpus: spec.limits.cpus }
+  }
+
+  /** The end of a program that ran: its last output, what its cgroup saw, and how it ended. */
+  private async conclude(spec: JobSpec, cgroup: SandboxCgroup, run: Watched, drained: Promise<unknown>, stdout: CappedOutput, stderr: CappedOutput): Promise<Omit<JobOutcome, 'startupMs' | 'runMs'>> {
+    await Promise.race([drained, sleep(DRAIN_GRACE_MS)])
+    const runtimeSignal = run.code === null ? run.sig : null
+    const oomKills = await cgroup.oomKills()
+    const hostKill = localHostKill({ threadRefusals: await cgroup.threadRefusals(), threadLimit: hostThreadLimit(spec.limits.pids), runtimeSignal })
+    const end = classifyEnd({ exitStatus: run.code, timedOut: run.timedOut, cancelled: run.cancelled, oomKills, hostKill, timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb })
+    return { ...end, stdout: stdout.text(), stderr: stderr.text(), truncated: stdout.truncated || stderr.truncated }
+  }
+
+  /**
+   * Removal of a finished sandbox, started once its result is stored (forget) rather
+   * than in front of it, and so not competing with the result's write for the CPU; or
+   * after CLEANUP_LATEST_MS if nobody says so. close() runs any still waiting.
+   */
+  private afterResult(jobId: string, cleanup: () => Promise<void>): void {
+    let started: Promise<void> | undefined
+    const start = () =>
+      (started ??= cleanup()
+        .catch((err: unknown) => this.options.logger.error({ err, jobId }, 'could not remove a finished sandbox'))
+        .finally(() => {
+          clearTimeout(timer)
+          this.cleanups.delete(jobId)
+        }))
+    const timer = setTimeout(start, CLEANUP_LATEST_MS)
+    timer.unref()
+    this.cleanups.set(jobId, start)
+  }
+
+  async forget(jobId: string): Promise<void> {
+    await this.cleanups.get(jobId)?.()
+    // The pool refills once the job is over, not while it starts or runs beside it.
+    this.pool?.refill()
+  }
+
+  /** Boots a sandbox for the pool: the runtime's image, waiting for one job (warmLauncherArgv). */
+  private async bootWarm(runtimeName: string): Promise<LocalWarmSandbox> {
+    const runtime = findRuntime(runtimeName)!
+    const problem = await this.images.problem(runtime.localImage)
+    if (problem) throw new ExecutorError(`runtime ${runtimeName} is not installed on this worker (${problem})`)
+    const cgroups = await this.cgroups()
+    if (!cgroups) throw new IsolationUnavailableError('no cgroup hierarchy is mounted: sandboxes cannot be limited')
+    const id = `${CONTAINER_PREFIX}warm-${process.pid}-${this.warmBoots++}`
+    const bundle = join(this.ownDir, 'bundles', id)
+    const jobDir = join(bundle, 'job')
+    const cgroup = cgroups.sandbox(`/${this.options.cgroupParent}/${id}`)
+    const runsc = this.runsc
+    const logFile = join(bundle, 'runsc.log')
+    let child: ChildProcessWithoutNullStreams | undefined
+    const destroy = async () => {
+      child?.stdin.destroy()
+      if (child) await runsc.delete(id, logFile)
+      await cgroup.remove().catch((err: unknown) => this.options.logger.error({ err, id }, 'could not remove a warm sandbox cgroup'))
       await rm(bundle, { recursive: true, force: true })
+    }
+    const t0 = Date.now()
+    try {
+      // Booted under the largest limits a job may have; the claim lowers them to its own.
+      const bootSpec: JobSpec = { runtime: runtimeName, files: [], entrypoint: runtime.defaultEntrypoint, args: [], stdin: '', env: {}, limits: { ...this.options.warm!.bootLimits, timeoutMs: 1000, outputBytes: 1 } }
+      await this.writeBundle(bundle, bootSpec, runtime, cgroup.path, { jobDir, argv: warmLauncherArgv() })
+      await cgroup.create(this.hostLimits(bootSpec))
+      const pidFile = join(bundle, 'sandbox.pid')
+      child = runsc.run(id, bundle, logFile, pidFile)
+      const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+      let exitedYet = false
+      void exited.then(() => {
+        exitedYet = true
+      })
+      const up = await Promise.race([waitForFile(pidFile, SANDBOX_CREATE_TIMEOUT_MS).then(() => true), exited.then(() => false)])
+      if (!up) throw new ExecutorError(`runsc could not boot a warm sandbox: ${await logTail(logFile)}`)
+      const booted = child
+      return {
+        id,
+        runtime: runtimeName,
+        bootedAt: Date.now(),
+        bootMs: Date.now() - t0,
+        child: booted,
+        exited,
+        jobDir,
+        logFile,
+        cgroup,
+        alive: () => !exitedYet,
+        memoryBytes: () => cgroup.memoryBytes(),
+        destroy,
+      }
+    } catch (err) {
+      await destroy()
+      throw err
     }
   }
 
@@ -314,15 +463,11 @@ export class LocalExecutor implements Executor {
     return this.options.seccomp === false ? {} : { seccomp: SANDBOX_SECCOMP_PROFILE_NAME }
   }
 
-  private async writeBundle(bundle: string, spec: JobSpec, runtime: NonNullable<ReturnType<typeof findRuntime>>, cgroupsPath: string): Promise<void> {
-    const filesDir = join(bundle, 'files')
+  /** `warm`: the bundle of a pool sandbox, its job's directory (mounted empty) and the launcher's argv. */
+  private async writeBundle(bundle: string, spec: JobSpec, runtime: RuntimeDefinition, cgroupsPath: string, warm?: { jobDir: string; argv: string[] }): Promise<void> {
+    const filesDir = warm?.jobDir ?? join(bundle, 'files')
     await mkdir(filesDir, { recursive: true, mode: 0o755 })
-    for (const file of spec.files) {
-      // Paths were checked at the edge (relative, no '..'); join cannot leave filesDir.
-      const target = join(filesDir, file.path)
-      await mkdir(dirname(target), { recursive: true, mode: 0o755 })
-      await writeFile(target, file.content, { mode: 0o644 })
-    }
+    await writeFiles(filesDir, spec.files)
     const config = buildOciConfig({
       spec,
       runtime,
@@ -332,6 +477,7 @@ export class LocalExecutor implements Executor {
       workspaceMb: this.options.workspaceMb,
       network: this.options.network,
       seccomp: this.options.seccomp !== false,
+      ...(warm ? { argv: warm.argv } : {}),
     })
     await writeFile(join(bundle, 'config.json'), JSON.stringify(config))
   }
@@ -367,9 +513,79 @@ export class LocalExecutor implements Executor {
   }
 
   async close(): Promise<void> {
+    await this.pool?.close()
+    await Promise.all([...this.cleanups.values()].map((start) => start()))
     await unmountUnder(this.ownDir)
     await rm(this.ownDir, { recursive: true, force: true })
   }
+}
+
+/** A sandbox of the pool, with what the executor needs to hand it a job and watch it. */
+interface LocalWarmSandbox extends WarmSandbox {
+  readonly id: string
+  readonly child: ChildProcessWithoutNullStreams
+  readonly exited: Promise<[number | null, NodeJS.Signals | null]>
+  /** Host directory mounted read-only at JOB_FILES_MOUNT; empty until the claim. */
+  readonly jobDir: string
+  readonly logFile: string
+  readonly cgroup: SandboxCgroup
+}
+
+interface Watched {
+  code: number | null
+  sig: NodeJS.Signals | null
+  timedOut: boolean
+  cancelled: boolean
+  /** The sandbox came up (false: it exited before it did). */
+  up: boolean
+  startedAt: number
+  endedAt: number
+}
+
+/**
+ * Watches a launched sandbox to its exit: a cancel kills it from now on, and the time
+ * limit counts from when it is `up`, so a busy host does not eat into it.
+ */
+async function watch(p: { exited: Promise<[number | null, NodeJS.Signals | null]>; kill: () => void; signal: AbortSignal; timeoutMs: number; up: Promise<boolean> }): Promise<Watched> {
+  let timedOut = false
+  let cancelled = false
+  const onAbort = () => {
+    cancelled = true
+    p.kill()
+  }
+  p.signal.addEventListener('abort', onAbort, { once: true })
+  let timer: NodeJS.Timeout | undefined
+  try {
+    const up = await p.up
+    const startedAt = Date.now()
+    if (up) {
+      timer = setTimeout(() => {
+        timedOut = true
+        p.kill()
+      }, p.timeoutMs)
+      if (p.signal.aborted) p.kill()
+    }
+    const [code, sig] = await p.exited
+    return { code, sig, timedOut, cancelled, up, startedAt, endedAt: Date.now() }
+  } finally {
+    clearTimeout(timer)
+    p.signal.removeEventListener('abort', onAbort)
+  }
+}
+
+/** Writes files under `dir`, at once. Paths were checked at the edge (relative, no '..'): join cannot leave `dir`. */
+async function writeFiles(dir: string, files: readonly { path: string; content: string }[]): Promise<void> {
+  const dirs = new Set(files.map((f) => dirname(join(dir, f.path))))
+  await Promise.all([...dirs].map((d) => mkdir(d, { recursive: true, mode: 0o755 })))
+  await Promise.all(files.map((f) => writeFile(join(dir, f.path), f.content, { mode: 0o644 })))
+}
+
+/** Reads both output pipes into their caps (and the live log) until they close. */
+function drain(child: ChildProcessWithoutNullStreams, stdout: CappedOutput, stderr: CappedOutput, onOutput: ExecutionRequest['onOutput']): Promise<unknown> {
+  return Promise.all([
+    collect(child.stdout, stdout, onOutput && ((text) => onOutput('stdout', text))),
+    collect(child.stderr, stderr, onOutput && ((text) => onOutput('stderr', text))),
+  ])
 }
 
 function cancelledBeforeStart(): JobOutcome {

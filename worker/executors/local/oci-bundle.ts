@@ -23,6 +23,8 @@ export interface BundleInput {
    * @default true
    */
   seccomp?: boolean
+  /** The process's argv instead of the job's own (sandboxArgv): a warm sandbox's launcher. */
+  argv?: string[]
 }
 
 const NO_CAPS = { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] }
@@ -47,7 +49,7 @@ export function buildOciConfig(input: BundleInput): Record<string, unknown> {
     process: {
       terminal: false,
       user: { uid: SANDBOX_UID, gid: SANDBOX_GID, additionalGids: [] },
-      args: sandboxArgv(spec, runtime),
+      args: input.argv ?? sandboxArgv(spec, runtime),
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
       cwd: WORKSPACE,
       capabilities: NO_CAPS,
