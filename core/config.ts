@@ -144,8 +144,8 @@ export const SETTINGS = {
   sandboxOverheadMb: int('AIRLOCK_SANDBOX_OVERHEAD_MB', "Memory added to a job's limit for gVisor itself", 64, 0, 4096),
   workspaceMb: int('AIRLOCK_WORKSPACE_MB', 'Size of the writable /workspace and of /tmp (tmpfs, counts against memory)', 64, 1, 65536),
   warmPool: str('AIRLOCK_WARM_POOL', 'local executor: warm sandboxes per runtime, booted before their jobs arrive, `runtime=min:max` (comma-separated): each pool keeps at least min idle and grows toward max with the jobs seen in one second over the last 30 s; a job that finds none starts cold; none: no warm pool', 'bash=1:4,python=1:4,node=1:4,ml-python=0:2', /^(none|[a-z][a-z0-9-]{0,31}=\d{1,3}:\d{1,3}(,[a-z][a-z0-9-]{0,31}=\d{1,3}:\d{1,3})*)$/, 'none, or runtime=min:max pairs separated by commas'),
-  warmPoolMemoryMb: int('AIRLOCK_WARM_POOL_MEMORY_MB', "local executor: memory one worker's idle warm sandboxes may hold together (measured in their cgroups); the pool grows no further past it", 1024, 0, 1 << 20),
-  warmMaxIdleMs: int('AIRLOCK_WARM_MAX_IDLE_MS', 'local executor: a warm sandbox idle this long is replaced by a fresh one', 600_000, 1000, 86_400_000),
+  warmPoolMemoryMb: int('AIRLOCK_WARM_POOL_MEMORY_MB', "Memory one worker's idle warm sandboxes may hold together (local: measured in their cgroups; kubernetes: the warm pods' memory requests); the pool grows no further past it", 1024, 0, 1 << 20),
+  warmMaxIdleMs: int('AIRLOCK_WARM_MAX_IDLE_MS', 'A warm sandbox or pod idle this long is replaced by a fresh one', 600_000, 1000, 86_400_000),
   k8sKubeconfig: str('AIRLOCK_K8S_KUBECONFIG', 'kubernetes executor: kubeconfig file; empty means the in-cluster service account', ''),
   k8sNamespace: str('AIRLOCK_K8S_NAMESPACE', 'kubernetes executor: namespace of sandbox Jobs (must enforce Pod Security restricted and deny all traffic)', 'airlock-sandbox', /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'a namespace name'),
   k8sRuntimeClass: str('AIRLOCK_K8S_RUNTIME_CLASS', 'kubernetes executor: RuntimeClass of sandbox pods (its handler must be runsc)', 'gvisor', /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'a RuntimeClass name'),
@@ -154,6 +154,7 @@ export const SETTINGS = {
   k8sStartAllowanceMs: int('AIRLOCK_K8S_START_ALLOWANCE_MS', "kubernetes executor: time for scheduling and image pull added to a job's timeout in the Job's activeDeadlineSeconds (the cluster-side backstop)", 120_000, 0, 3_600_000),
   k8sTtlAfterFinishedSeconds: int('AIRLOCK_K8S_TTL_AFTER_FINISHED_SECONDS', 'kubernetes executor: ttlSecondsAfterFinished, for Jobs a worker could not delete itself', 3600, 0, 7 * 24 * 3600),
   k8sLogStreams: oneOf('AIRLOCK_K8S_LOG_STREAMS', "kubernetes executor: auto keeps stdout and stderr apart where the cluster allows it (feature gate PodLogsQuerySplitStreams on the API server and kubelets), else merges them into stdout; merged always merges them", 'auto', ['auto', 'merged'] as const),
+  k8sWarmPool: str('AIRLOCK_K8S_WARM_POOL', "kubernetes executor: warm pods per runtime, booted before their jobs and waiting on stdin, `runtime=min:max` as AIRLOCK_WARM_POOL; each holds the default memory and CPUs of a job on its node, and takes only jobs with those (others get a Job of their own); none: no warm pods", 'none', /^(none|[a-z][a-z0-9-]{0,31}=\d{1,3}:\d{1,3}(,[a-z][a-z0-9-]{0,31}=\d{1,3}:\d{1,3})*)$/, 'none, or runtime=min:max pairs separated by commas'),
   k8sWatchTimeoutSeconds: int('AIRLOCK_K8S_WATCH_TIMEOUT_SECONDS', 'kubernetes executor: the longest one watch request lasts before it is resumed', 300, 1, 3600),
   defaultSubmitsPerSecond: int('AIRLOCK_DEFAULT_SUBMITS_PER_SECOND', "Submissions per second of a tenant without its own quota; 0: no limit", 100, 0, 1_000_000),
   defaultMaxRunning: int('AIRLOCK_DEFAULT_MAX_RUNNING', "Jobs one tenant without its own quota may run at once, over every worker (keep it below the deployment's slots so no tenant holds them all); 0: no limit", 2, 0, 1_000_000),
@@ -181,6 +182,8 @@ export type Config = { [K in keyof Settings]: Settings[K]['default'] } & {
   benchTenantSet: ReadonlySet<string>
   /** Parsed AIRLOCK_WARM_POOL: runtime -> pool bounds. */
   warmPoolSizes: ReadonlyMap<string, { min: number; max: number }>
+  /** Parsed AIRLOCK_K8S_WARM_POOL. */
+  k8sWarmPoolSizes: ReadonlyMap<string, { min: number; max: number }>
 }
 
 /** `bash=1:4,python=0:8` -> runtime -> bounds (`none`: no pool); every runtime must be in the catalog, min <= max <= 64. */
@@ -262,9 +265,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     out[field] = raw === undefined || raw === '' ? setting.default : setting.parse(raw)
   }
   out.redisUrl = withRedisPassword(out.redisUrl as string, out.redisPassword as string)
-  const config = { ...(out as Omit<Config, 'tenantsByKey' | 'k8sImageRefs' | 'benchTenantSet' | 'warmPoolSizes'>), ...overrides } as Config
+  const config = { ...(out as Omit<Config, 'tenantsByKey' | 'k8sImageRefs' | 'benchTenantSet' | 'warmPoolSizes' | 'k8sWarmPoolSizes'>), ...overrides } as Config
   config.benchTenantSet = parseTenantList(config.benchTenants)
   config.warmPoolSizes = overrides.warmPoolSizes ?? parseWarmPool(config.warmPool, RUNTIMES.map((r) => r.name))
+  config.k8sWarmPoolSizes = overrides.k8sWarmPoolSizes ?? parseWarmPool(config.k8sWarmPool, RUNTIMES.map((r) => r.name), 'AIRLOCK_K8S_WARM_POOL')
   config.tenantsByKey = overrides.tenantsByKey ?? parseApiKeys(config.apiKeys)
   config.k8sImageRefs = overrides.k8sImageRefs ?? parseImageRefs(config.k8sImages)
   const pairs: [keyof Config, keyof Config][] = [

@@ -109,6 +109,22 @@ export async function sandboxCgroupsLeft(parent: string): Promise<string[]> {
   return ((await host?.children(parent)) ?? []).filter((d) => d.startsWith('airlock-'))
 }
 
+/** A metric's value for the labels given (0 when it has none yet). */
+export async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === name)
+  const values = (m?.values ?? []) as { labels: Record<string, string | number>; value: number }[]
+  return values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0
+}
+
+/** Waits until the worker's warm pool holds `n` idle sandboxes of `runtime`, so its next job starts warm. */
+export async function warmIdle(h: Pick<Harness, 'metrics'>, runtime: string, n = 1, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while ((await metricValue(h.metrics, 'airlock_warm_sandboxes', { runtime, state: 'idle' })) < n) {
+    if (Date.now() > deadline) throw new Error(`the warm pool never held ${n} idle ${runtime} sandboxes`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 export function redisUrl(): string {
   return process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 }

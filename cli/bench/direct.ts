@@ -24,7 +24,8 @@ export async function directRunner(): Promise<{ runner: DirectRunner; close(): P
     AIRLOCK_STATE_DIR: `/run/airlock-bench-${process.pid}`,
     AIRLOCK_CGROUP_PARENT: `airlock-bench-${process.pid}`,
   })
-  const executor = createExecutor(config, createLogger('silent'))
+  // Cold, as the raw sandbox the service's warm and cold starts are set against.
+  const executor = createExecutor(config, createLogger('silent'), { warm: false })
   const report = await executor.checkIsolation()
   if (!report.ok) return { unavailable: report.reason ?? 'isolation check failed' }
   let n = 0

@@ -11,10 +11,10 @@ export function alignColumns(rows: string[][]): string[] {
 
 /** The terminal table: one row per workload and runtime. */
 export function renderTable(report: BenchReport): string {
-  const rows: string[][] = [['WORKLOAD', 'RUNTIME', 'OK', 'START p50', 'RUN p50', 'RUN p90', 'E2E p50', 'E2E p90', 'E2E p99', 'E2E max', 'JOBS/S', 'DIRECT p50', 'SVC +', 'GVISOR/RUNC (run)']]
+  const rows: string[][] = [['WORKLOAD', 'RUNTIME', 'OK', 'START p50', 'RUN p50', 'RUN p90', 'E2E p50', 'E2E p90', 'E2E p99', 'E2E max', 'JOBS/S', 'DIRECT p50', 'SVC +', 'WARM', 'E2E p50 WARM', 'E2E p50 COLD', 'GVISOR/RUNC (run)']]
   for (const w of report.workloads) {
     if (w.skipped) {
-      rows.push([w.name, '-', '-', ...Array.from({ length: 10 }, () => ''), `skipped: ${w.skipped}`])
+      rows.push([w.name, '-', '-', ...Array.from({ length: 13 }, () => ''), `skipped: ${w.skipped}`])
       continue
     }
     for (const [name, r] of [['gvisor', w.gvisor], ['runc', w.runc]] as [string, RuntimeResult | null][]) {
@@ -24,13 +24,15 @@ export function renderTable(report: BenchReport): string {
         w.name, name, `${r.samples.endToEndMs.length}/${Object.values(r.statuses).reduce((a, b) => a + b, 0)}`,
         ms(r.submitToStartMs?.p50), ms(r.startToEndMs?.p50), ms(r.startToEndMs?.p90),
         ms(r.endToEndMs?.p50), ms(r.endToEndMs?.p90), ms(r.endToEndMs?.p99), ms(r.endToEndMs?.max),
-        r.throughputJobsPerS === null ? '-' : r.throughputJobsPerS.toFixed(2), ms(r.directMs?.p50), ms(r.serviceOverheadMs), ratioCell,
+        r.throughputJobsPerS === null ? '-' : r.throughputJobsPerS.toFixed(2), ms(r.directMs?.p50), ms(r.serviceOverheadMs),
+        `${r.byStart.warm.jobs}/${r.byStart.warm.jobs + r.byStart.cold.jobs}`, ms(r.byStart.warm.endToEndMs?.p50), ms(r.byStart.cold.endToEndMs?.p50), ratioCell,
       ])
     }
   }
   const lines = alignColumns(rows)
   lines.push('', 'times in ms; START = accepted to program start; RUN = program start to end; E2E = submit to result at the client;')
-  lines.push('DIRECT = the same job run by the executor on this machine without API or queue; SVC + = E2E p50 - DIRECT p50')
+  lines.push('DIRECT = the same job run by the executor on this machine without API or queue, cold; SVC + = E2E p50 - DIRECT p50')
+  lines.push('WARM = jobs that took a sandbox booted before they arrived (the worker\'s warm pool), of all; E2E p50 WARM / COLD = each kind alone')
   for (const i of report.ingest) lines.push(`ingest ${i.route}: ${i.requestsPerSec.toFixed(0)} req/s, latency p50 ${i.latencyMs.p50} ms p99 ${i.latencyMs.p99} ms, non-2xx ${i.non2xx}`)
   // Fair share by default: a tenant without quotas of its own is held to the server's
   // default submissions per second and queued jobs, which an ingest run passes at once.

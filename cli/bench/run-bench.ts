@@ -15,6 +15,15 @@ export interface Samples {
   startToEndMs: number[]
   /** Submit to result received, measured by the client. */
   endToEndMs: number[]
+  /** How each job's sandbox started (the job's sandboxStart), in the order of endToEndMs. */
+  starts: ('warm' | 'cold' | null)[]
+}
+
+/** The jobs of one kind of start (warm: a sandbox of the pool; cold: booted for the job). */
+export interface StartResult {
+  jobs: number
+  submitToStartMs: Summary | null
+  endToEndMs: Summary | null
 }
 
 export interface RuntimeResult {
@@ -31,6 +40,8 @@ export interface RuntimeResult {
   serviceOverheadMs: number | null
   /** Not measurable through the public API (the sandbox's cgroup is gone when the job ends). */
   memoryOverheadMb: null
+  /** The same numbers for warm and for cold starts, side by side. */
+  byStart: { warm: StartResult; cold: StartResult }
 }
 
 export interface WorkloadResult {
@@ -98,6 +109,11 @@ export function interleave(n: number): Isolation[] {
   return Array.from({ length: 2 * n }, (_, i) => (Math.floor((i + 1) / 2) % 2 === 0 ? 'gvisor' : 'runc'))
 }
 
+function startResult(samples: Samples, start: 'warm' | 'cold'): StartResult {
+  const of = (values: number[]) => values.filter((_, i) => (samples.starts[i] ?? 'cold') === start)
+  return { jobs: of(samples.endToEndMs).length, submitToStartMs: summarize(of(samples.submitToStartMs)), endToEndMs: summarize(of(samples.endToEndMs)) }
+}
+
 function runtimeResult(samples: Samples, statuses: Record<string, number>, concurrency: number, direct: number[]): RuntimeResult {
   const e2e = summarize(samples.endToEndMs)
   const busy = samples.endToEndMs.reduce((a, b) => a + b, 0) / concurrency
@@ -112,6 +128,7 @@ function runtimeResult(samples: Samples, statuses: Record<string, number>, concu
     directMs: d,
     serviceOverheadMs: e2e && d ? e2e.p50 - d.p50 : null,
     memoryOverheadMb: null,
+    byStart: { warm: startResult(samples, 'warm'), cold: startResult(samples, 'cold') },
   }
 }
 
@@ -131,7 +148,7 @@ export async function runBench(client: Airlock, options: BenchOptions): Promise<
       workloads.push({ name: w.name, stresses: w.stresses, runtime: w.request.runtime, skipped, gvisor: null, runc: null, ratios: { startToEnd: null, endToEnd: null, submitToStart: null } })
       continue
     }
-    const samples: Record<Isolation, Samples> = { gvisor: { submitToStartMs: [], startToEndMs: [], endToEndMs: [] }, runc: { submitToStartMs: [], startToEndMs: [], endToEndMs: [] } }
+    const samples: Record<Isolation, Samples> = { gvisor: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [] }, runc: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [] } }
     const statuses: Record<Isolation, Record<string, number>> = { gvisor: {}, runc: {} }
     const order = interleave(perRuntime)
     await pool(
@@ -150,9 +167,13 @@ export async function runBench(client: Airlock, options: BenchOptions): Promise<
         statuses[isolation][job.status] = (statuses[isolation][job.status] ?? 0) + 1
         if (job.status === 'succeeded') {
           const s = samples[isolation]
-          s.endToEndMs.push(e2e)
-          if (job.timings.queuedMs !== null && job.timings.startupMs !== null) s.submitToStartMs.push(job.timings.queuedMs + job.timings.startupMs)
-          if (job.timings.runMs !== null) s.startToEndMs.push(job.timings.runMs)
+          // Only jobs with every timing count, so the arrays stay aligned with `starts`.
+          if (job.timings.queuedMs !== null && job.timings.startupMs !== null && job.timings.runMs !== null) {
+            s.endToEndMs.push(e2e)
+            s.submitToStartMs.push(job.timings.queuedMs + job.timings.startupMs)
+            s.startToEndMs.push(job.timings.runMs)
+            s.starts.push(job.sandboxStart)
+          }
         }
         tick(`${w.name} ${isolation}`)
       }),

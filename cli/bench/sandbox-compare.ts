@@ -95,7 +95,7 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
         AIRLOCK_RUNSC_PATH: def.runscPath ?? base.runscPath,
         AIRLOCK_RUNSC_PLATFORM: def.platform ?? base.runscPlatform,
       })
-      const executor = createExecutor(config, createLogger('silent'), def.seccomp === false ? { seccomp: false } : {})
+      const executor = createExecutor(config, createLogger('silent'), { warm: false, ...(def.seccomp === false ? { seccomp: false as const } : {}) })
       const report = await executor.checkIsolation()
       configs.push({ name, describe: def.describe, isolation: def.runc ? null : report.isolation, unavailable: report.ok ? null : (report.reason ?? 'isolation check failed') })
       if (report.ok) runners.push({ name, executor, runc: def.runc === true })

@@ -41,6 +41,23 @@ function unexpected(job: Job): ProbeResult {
   return verdict(false, `job ${job.status}${job.exitCode !== null ? ` (exit ${job.exitCode})` : ''}${job.reason ? `: ${job.reason}` : ''}; stderr: ${job.stderr.slice(0, 200)}`)
 }
 
+/** A program that prints {"found": [...]}: files named with `marker` and processes whose command line holds it. */
+function findMarker(marker: string): string {
+  return `import os, json
+found = []
+for top in ["/workspace", "/tmp", "/"]:
+    for root, dirs, files in os.walk(top):
+        if root.startswith(("/proc", "/sys", "/dev")): continue
+        found += [os.path.join(root, f) for f in files if "${marker}" in f]
+        if top == "/" and root.count("/") > 3: dirs[:] = []
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            if "${marker}" in open(f"/proc/{p}/cmdline").read(): found.append(f"/proc/{p}")
+        except OSError: pass
+print(json.dumps({"found": found}))`
+}
+
 const single = (name: string, claim: string, request: JobRequest, check: (job: Job) => ProbeResult): Probe => ({
   name,
   claim,
@@ -492,24 +509,7 @@ print(json.dumps(seen))`),
         for await (const event of client.jobs.stream(firstId)) {
           if (event.type === 'log' ? event.data.includes('ready') : event.type !== 'status') break
         }
-        const second = await client.run(
-          py(
-            `import os, json
-found = []
-for top in ["/workspace", "/tmp", "/"]:
-    for root, dirs, files in os.walk(top):
-        if root.startswith(("/proc", "/sys", "/dev")): continue
-        found += [os.path.join(root, f) for f in files if "${marker}" in f]
-        if top == "/" and root.count("/") > 3: dirs[:] = []
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            if "${marker}" in open(f"/proc/{p}/cmdline").read(): found.append(f"/proc/{p}")
-        except OSError: pass
-print(json.dumps({"found": found}))`,
-            { cpus: 0.5 },
-          ),
-        )
+        const second = await client.run(py(findMarker(marker), { cpus: 0.5 }))
         const overlapped = (await client.jobs.get(firstId)).status === 'running'
         const r = lastJson<{ found: string[] }>(second)
         if (second.status !== 'succeeded' || !r) return unexpected(second)
@@ -517,6 +517,36 @@ print(json.dumps({"found": found}))`,
       } finally {
         await client.jobs.cancel(firstId).catch(() => undefined)
       }
+    },
+  },
+
+  {
+    name: 'jobs.previous-job',
+    claim: 'a job sees nothing of the job that ran before it: no file, no process (a warm sandbox serves one job)',
+    async run(client) {
+      const marker = `airlock-marker-${Math.random().toString(36).slice(2)}`
+      // The first job leaves what it can: files in the workspace and /tmp, and a
+      // process of its own session that outlives its program.
+      const first = await client.run(
+        py(`import os
+open("/workspace/${marker}", "w").write("secret")
+open("/tmp/${marker}", "w").write("secret")
+if os.fork() == 0:
+    # A session of its own, holding none of the job's output pipes: it outlives the
+    # program, not the program's output.
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.execvp("sleep", ["${marker}", "60"])
+print("left")`),
+      )
+      if (first.status !== 'succeeded') return unexpected(first)
+      const second = await client.run(py(findMarker(marker)))
+      const r = lastJson<{ found: string[] }>(second)
+      if (second.status !== 'succeeded' || !r) return unexpected(second)
+      const how = (j: Job) => j.sandboxStart ?? 'unrecorded'
+      return verdict(r.found.length === 0, `found: ${r.found.join(', ') || 'nothing'}; the jobs started ${how(first)} and ${how(second)}`)
     },
   },
 

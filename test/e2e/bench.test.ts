@@ -42,7 +42,7 @@ t.test('airlock bench --quick writes a table, a JSON report with sane numbers, a
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
   t.equal(code, 0, stderr)
-  t.match(stdout, /WORKLOAD +RUNTIME[\s\S]*startup-bash +gvisor[\s\S]*startup-bash +runc/, 'a table in the terminal')
+  t.match(stdout, /WORKLOAD +RUNTIME[\s\S]*WARM +E2E p50 WARM +E2E p50 COLD[\s\S]*startup-bash +gvisor[\s\S]*startup-bash +runc/, 'a table in the terminal, warm and cold starts side by side')
   t.match(stderr, /\[#+\.*\] \d+\/\d+/, 'a progress bar')
 
   const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as BenchReport
@@ -69,7 +69,14 @@ t.test('airlock bench --quick writes a table, a JSON report with sane numbers, a
       t.ok(r.throughputJobsPerS! > 0)
       t.ok(r.directMs && r.directMs.p50 > 0, `${w.name}/${name}: a direct run was measured`)
       t.equal(r.serviceOverheadMs, r.endToEndMs!.p50 - r.directMs!.p50, 'service overhead = end-to-end p50 - direct p50')
+      t.equal(r.byStart.warm.jobs + r.byStart.cold.jobs, r.samples.endToEndMs.length, `${w.name}/${name}: every job counted once, warm or cold`)
+      for (const start of ['warm', 'cold'] as const) {
+        const e2e = r.byStart[start].endToEndMs
+        if (r.byStart[start].jobs > 0) t.ok(e2e && e2e.n === r.byStart[start].jobs && e2e.p50 > 0, `${w.name}/${name}: ${start} jobs summarized on their own`)
+        else t.equal(e2e, null)
+      }
     }
+    t.equal(w.runc!.byStart.warm.jobs, 0, `${w.name}: runc comparison jobs always start cold`)
     const recomputed = ratio(w.gvisor!.samples.startToEndMs, w.runc!.samples.startToEndMs)
     t.same(w.ratios.startToEnd, recomputed, `${w.name}: the ratio comes from the measured values`)
     if (w.runc!.startToEndMs!.p50 > 0) t.equal(w.ratios.startToEnd!.ofMedians, w.gvisor!.startToEndMs!.p50 / w.runc!.startToEndMs!.p50)

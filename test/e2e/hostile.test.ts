@@ -13,7 +13,7 @@ import { resolveJobSpec } from '../../core/job-spec.js'
 import type { JobRequest } from '../../sdk/src/index.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
 import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
-import { build, TENANTS } from '../helper.js'
+import { build, metricValue, TENANTS, warmIdle } from '../helper.js'
 
 // The hostile-workload suite: every probe of `airlock verify`, run as an ordinary
 // tenant over real HTTP against a real worker and real gVisor, plus the host-side
@@ -24,8 +24,11 @@ function freeHostBytes(): number {
   return s.bavail * s.bsize
 }
 
-t.test('every hostile probe is contained', async (t) => {
-  const h = await build(t, { listen: true })
+// Twice: with sandboxes booted before their jobs (a pool large enough that the probes'
+// jobs find one) and with every sandbox booted for its job.
+for (const [mode, pool] of [['warm', 'python=4:8,bash=2:4'], ['cold', 'none']] as const) t.test(`every hostile probe is contained (${mode} sandboxes)`, async (t) => {
+  const h = await build(t, { listen: true, env: { AIRLOCK_WARM_POOL: pool } })
+  if (mode === 'warm') await warmIdle(h, 'python', 4)
   const client = new Airlock({ baseUrl: h.baseUrl, apiKey: TENANTS.alice })
   const diskBefore = freeHostBytes()
   const outcomes = await runProbes(client)
@@ -65,6 +68,17 @@ t.test('every hostile probe is contained', async (t) => {
   }
   const after = await client.run({ runtime: 'bash', source: 'echo still fine' })
   t.match(after, { status: 'succeeded', stdout: 'still fine\n' }, 'the service runs jobs normally after the attacks')
+
+  const claims = async (result: string) => (await metricValue(h.metrics, 'airlock_warm_claims_total', { runtime: 'python', result }))
+  const [hits, misses] = [await claims('hit'), await claims('miss')]
+  t.comment(`python jobs: ${hits} warm, ${misses} cold`)
+  if (mode === 'warm') {
+    t.ok(hits > 2 * misses, `most probe jobs ran in warm sandboxes (${hits} warm, ${misses} cold)`)
+    t.match(observed.get('jobs.previous-job'), /^found: nothing; the jobs started warm and warm$/, 'two warm jobs one after the other: nothing of the first in the second')
+  } else {
+    t.equal(hits, 0, 'no warm sandbox without a pool')
+    t.match(observed.get('jobs.previous-job'), /^found: nothing; the jobs started cold and cold$/)
+  }
 })
 
 t.test('airlock verify fails loudly, naming the probes, when the sandbox is given the host network', async (t) => {

@@ -34,6 +34,9 @@ t.test('metrics move as jobs run', async (t) => {
   const streamed = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo streamed' })).json<{ id: string }>().id
   await openStream(h.baseUrl, `/v1/jobs/${streamed}/stream`, { authorization: `Bearer ${TENANTS.alice}` })
 
+  // A finished job's sandbox is removed just after its result is stored: the gauge of
+  // running sandboxes reaches 0 a moment after the last result.
+  await until(scrape, (text) => sample(text, 'airlock_active_sandboxes') === 0, 10_000, 'no sandbox running')
   const m = await scrape()
   t.equal(sample(m, 'airlock_jobs_submitted_total', { runtime: 'bash', tenant: 'alice' }), 3)
   t.equal(sample(m, 'airlock_jobs_submitted_total', { runtime: 'python', tenant: 'alice' }), 1)
@@ -44,7 +47,8 @@ t.test('metrics move as jobs run', async (t) => {
   t.equal(sample(m, 'airlock_job_end_to_end_seconds_count', { runtime: 'bash', status: 'succeeded' }), 2)
   t.equal(sample(m, 'airlock_job_run_seconds_count', { runtime: 'python', status: 'timeout' }), 1)
   t.ok(sample(m, 'airlock_job_run_seconds_sum', { runtime: 'python', status: 'timeout' }) >= 0.5, 'the timeout ran for at least its limit')
-  t.equal(sample(m, 'airlock_sandbox_start_seconds_count', { runtime: 'bash' }), 3)
+  t.equal(sample(m, 'airlock_sandbox_start_seconds_count', { runtime: 'bash', start: 'warm' }) + sample(m, 'airlock_sandbox_start_seconds_count', { runtime: 'bash', start: 'cold' }), 3, 'every start counted, warm or cold')
+  t.equal(sample(m, 'airlock_warm_claims_total', { runtime: 'bash', result: 'hit' }) + sample(m, 'airlock_warm_claims_total', { runtime: 'bash', result: 'miss' }), 3, 'each bash job looked for a warm sandbox')
   t.equal(sample(m, 'airlock_job_queue_wait_seconds_count', { runtime: 'bash' }), 3)
   t.equal(sample(m, 'airlock_requests_rejected_total', { code: 'AIRLOCK_ERR_UNKNOWN_RUNTIME' }), 1)
   t.equal(sample(m, 'airlock_active_sandboxes'), 0)

@@ -1,27 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { Job } from '../../core/job.js'
-import type { Metrics } from '../../core/metrics.js'
-import { build, type Harness } from '../helper.js'
+import { build, metricValue as gauge, warmIdle as idle } from '../helper.js'
 
 // Warm sandboxes on real gVisor, through the public API: a job handed to a sandbox
 // booted before it arrived runs exactly as a cold one would, under its own limits, and
 // sees nothing of the jobs before it or of the pool's other sandboxes.
-
-async function gauge(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
-  const m = (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === name)
-  const values = (m?.values ?? []) as { labels: Record<string, string | number>; value: number }[]
-  return values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0
-}
-
-/** Waits until the pool holds `n` idle sandboxes of `runtime`, so the next job is warm. */
-async function idle(h: Harness, runtime: string, n = 1): Promise<void> {
-  const deadline = Date.now() + 60_000
-  while ((await gauge(h.metrics, 'airlock_warm_sandboxes', { runtime, state: 'idle' })) < n) {
-    if (Date.now() > deadline) throw new Error(`the pool never held ${n} idle ${runtime} sandboxes`)
-    await sleep(50)
-  }
-}
 
 /** A program whose output depends on everything a job hands it: argv, environment, stdin, files, limits. */
 const TELL_ALL = {

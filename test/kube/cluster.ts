@@ -264,7 +264,8 @@ export class FakeKubelet {
     let podRun = this.runs.get(key)
     if (!podRun) {
       const kubeJob = pod.metadata?.labels?.['airlock.dev/job'] ?? ''
-      const behaviour = this.plans.get(kubeJob) ?? { exitCode: 0 }
+      // A warm pod waits on its stdin for a job, which this kubelet cannot attach to.
+      const behaviour = this.plans.get(kubeJob) ?? (pod.metadata?.labels?.['airlock.dev/warm'] ? { hang: true } : { exitCode: 0 })
       podRun = {
         behaviour,
         startedAt: new Date(),

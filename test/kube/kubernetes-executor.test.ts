@@ -216,6 +216,36 @@ t.test('a second attempt at the same job adopts the running Job instead of launc
   t.equal(await executor().adopt({ ...request(), jobId: 'job_nothing_here' }), null, 'nothing to adopt when there is no Job')
 })
 
+t.test('a warm pod that cannot take its job hands it to a Job of its own, launched once; an unfit job never takes one', async (t) => {
+  const exec = executor({ warm: { sizes: new Map([['python', { min: 1, max: 1 }]]), memoryBudgetMb: 1024, maxIdleMs: 60_000, limits: spec().limits } })
+  t.teardown(() => exec.close())
+  t.ok((await exec.checkIsolation()).ok)
+  const warmJobs = async () => (await batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: 'airlock.dev/warm' })).items
+  const running = async (kubeJob: string) => (await cluster.core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `${LABEL_JOB}=${kubeJob}` })).items.some((p) => p.status?.phase === 'Running')
+  let warm = await warmJobs()
+  for (let i = 0; i < 100 && !(warm[0] && (await running(warm[0].metadata!.name!))); i++) {
+    await sleep(100)
+    warm = await warmJobs()
+  }
+  t.equal(warm.length, 1, 'the pool booted one warm Job')
+  t.equal(warm[0]?.metadata?.labels?.['airlock.dev/warm'], 'idle')
+  // Time for the pool to see its pod running and count it idle.
+  await sleep(1000)
+  const name = warm[0]!.metadata!.name!
+
+  // A job with other limits than the warm pods': its own Job, the warm one left alone.
+  const unfit = await runJob({ exitCode: 0, output: 'unfit\n' }, { exec, limits: { memoryMb: 192 } })
+  t.match(unfit.outcome, { status: 'succeeded', sandboxStart: 'cold' })
+  t.ok(await batch.readNamespacedJob({ name, namespace: NAMESPACE }), 'the warm Job still waits')
+
+  // This kubelet cannot attach to a container: the hand-over fails before anything is sent.
+  const { outcome, launches, jobId } = await runJob({ exitCode: 0, output: 'cold\n' }, { exec })
+  t.match(outcome, { status: 'succeeded', sandboxStart: 'cold', stdout: 'cold\n' })
+  t.equal(launches, 1, 'launched once: the failed hand-over counted no launch')
+  t.equal(podsOf(jobId).length, 1, 'its own Job ran it')
+  t.ok(await gone(() => batch.readNamespacedJob({ name, namespace: NAMESPACE })), 'the warm Job that failed to take it is deleted, not reused')
+})
+
 t.test('where the cluster cannot choose a log stream (the default), stderr arrives merged into stdout', async (t) => {
   const exec = executor()
   const report = await exec.checkIsolation()

@@ -145,3 +145,86 @@ t.test('the isolation probes of airlock verify pass against the cluster', async 
   t.ok(outcomes.length >= 20, `${outcomes.length} probes ran`)
   for (const o of outcomes) t.ok(o.pass, `${o.name}: ${o.claim} (${o.observed})`)
 })
+
+/** One sample of a Prometheus text page, summed over the series that carry `labels`. */
+async function metric(url: string, name: string, labels: Record<string, string>): Promise<number> {
+  const text = await fetch(url).then((r) => r.text(), () => '')
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.split(' ').pop())
+  }
+  return sum
+}
+
+function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN
+}
+
+t.test('warm pods: a job handed to a pod booted before it arrived, through its stdin; a crashed worker’s warm job is adopted', async (t) => {
+  // A second Airlock on the same cluster with warm pods, sized small so they fit the node beside running jobs.
+  const warmPort = await freePort()
+  const metricsPort = await freePort()
+  const warmUrl = `http://127.0.0.1:${warmPort}`
+  const settings = {
+    ...clusterEnv,
+    REDIS_URL: redis.url,
+    AIRLOCK_REDIS_PREFIX: 'warm-pods',
+    AIRLOCK_API_KEYS: `tenant-w:${KEY}`,
+    AIRLOCK_DEFAULT_CPUS: '0.25',
+    AIRLOCK_DEFAULT_MEMORY_MB: '128',
+    AIRLOCK_WORKER_CONCURRENCY: '2',
+  }
+  let warm = startAirlock('all', { ...settings, PORT: String(warmPort), AIRLOCK_METRICS_PORT: String(metricsPort), AIRLOCK_METRICS_HOST: '127.0.0.1', AIRLOCK_K8S_WARM_POOL: 'bash=2:2' })
+  t.teardown(async () => {
+    warm.kill('SIGTERM')
+    await exited(warm)
+  })
+  const idle = () => metric(`http://127.0.0.1:${metricsPort}/metrics`, 'airlock_warm_sandboxes', { runtime: 'bash', state: 'idle' })
+  await until(idle, (n) => n >= 2, 180_000, 'two idle warm pods')
+  const run = async (body: Record<string, unknown>): Promise<Job> => {
+    const res = await fetch(`${warmUrl}/v1/jobs?wait=true`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    return (await res.json()) as Job
+  }
+
+  const job = await run({ runtime: 'bash', source: 'printf "<%s>" "$@"; echo; echo "$GREETING"; cat; id -u', args: ['a b', '$(HOME)'], env: { GREETING: 'hi\nthere' }, stdin: 'from stdin\n', limits: { timeoutMs: 30_000 } })
+  t.match(job, { status: 'succeeded', exitCode: 0, sandboxStart: 'warm', executor: 'kubernetes' }, `the job ran in a warm pod: ${job.reason ?? ''} ${job.stderr}`)
+  t.equal(job.stdout, '<a b><$(HOME)>\nhi\nthere\nfrom stdin\n10001\n', 'its argv, environment and stdin, exactly')
+  t.ok(job.timings.bootMs !== null && job.timings.bootMs > 0, `its pod booted in ${job.timings.bootMs} ms, before the job`)
+
+  // Accepted -> program running, one job at a time: warm, and cold (a memory limit no warm pod has).
+  const acceptedToRunning: Record<'warm' | 'cold', number[]> = { warm: [], cold: [] }
+  for (let i = 0; i < 6; i++) {
+    await until(idle, (n) => n >= 1, 120_000, 'an idle warm pod')
+    for (const [kind, limits] of [['warm', {}], ['cold', { memoryMb: 160 }]] as const) {
+      const j = await run({ runtime: 'bash', source: 'echo ok', limits: { timeoutMs: 60_000, ...limits } })
+      t.equal(j.sandboxStart, kind, `${kind}: ${j.status} ${j.reason ?? ''}`)
+      if (j.timings.queuedMs !== null && j.timings.startupMs !== null) acceptedToRunning[kind].push(j.timings.queuedMs + j.timings.startupMs)
+    }
+  }
+  for (const kind of ['warm', 'cold'] as const) {
+    const ms = acceptedToRunning[kind]
+    t.comment(`accepted -> program running, ${kind}: p50 ${percentile(ms, 50)} ms, p99 ${percentile(ms, 99)} ms (n=${ms.length}): ${ms.join(', ')}`)
+  }
+
+  // A worker that dies while its warm pod runs a job: another worker adopts the pod.
+  await until(idle, (n) => n >= 1, 120_000, 'an idle warm pod')
+  const res = await fetch(`${warmUrl}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ runtime: 'bash', source: 'echo started; sleep 8; echo finished', limits: { timeoutMs: 60_000 } }) })
+  const { id } = (await res.json()) as { id: string }
+  // While no Airlock listens (between the kill and the restart) the job reads as unknown.
+  const read = () => fetch(`${warmUrl}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json() as Promise<Job>, () => ({ status: 'unknown', finishedAt: null }) as unknown as Job)
+  await until(read, (j) => j.status === 'running', 60_000, 'the job running')
+  await new Promise((r) => setTimeout(r, 1500))
+  warm.kill('SIGKILL')
+  await exited(warm)
+  warm = startAirlock('all', { ...settings, PORT: String(warmPort), AIRLOCK_JOB_LOCK_MS: '2000' })
+  const adopted = await until(read, (j) => j.finishedAt !== null, 120_000, 'the adopted job to end')
+  t.match(adopted, { status: 'succeeded', sandboxStart: 'warm' }, `adopted, not run again: ${adopted.reason ?? ''}`)
+  t.match(adopted.stdout, /^started\n(finished\n)?$/, 'the output of its one run')
+  t.ok(adopted.timings.runMs !== null && adopted.timings.runMs >= 8000, `its run time counts from the hand-over (${adopted.timings.runMs} ms)`)
+
+  warm.kill('SIGTERM')
+  await exited(warm)
+  // Warm Jobs of the killed worker wait out their idle deadline; the cluster's teardown removes them here.
+})

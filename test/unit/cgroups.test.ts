@@ -35,8 +35,10 @@ t.test('cgroup v1: limits go to memory, pids and cpu; memsw only where swap acco
       ['pids', 'pids.max', '512', false],
       ['cpu', 'cpu.cfs_period_us', '100000', false],
       ['cpu', 'cpu.cfs_quota_us', '150000', false],
+      ['cpu', 'cpu.shares', '1024', false],
     ],
   )
+  t.equal(v1LimitWrites({ ...limits, background: true }).find((w) => w.file === 'cpu.shares')?.value, '2', 'a warm sandbox waits at the least CPU weight')
   // memory.oom_control as Linux 4.13+ writes it, and as older kernels do (no counter).
   t.equal(v1OomKills('oom_kill_disable 0\nunder_oom 0\noom_kill 1\n', '17'), 1)
   t.equal(v1OomKills('oom_kill_disable 0\nunder_oom 0\noom_kill 0\n', '17'), 0, 'the counter wins over failcnt where it exists')
@@ -53,8 +55,10 @@ t.test('cgroup v2: limits are memory.max (no swap, the group killed whole), pids
       ['memory.oom.group', '1', true],
       ['pids.max', '512', false],
       ['cpu.max', '150000 100000', false],
+      ['cpu.weight', '100', false],
     ],
   )
+  t.equal(v2LimitWrites({ ...limits, background: true }).find((w) => w.file === 'cpu.weight')?.value, '1', 'a warm sandbox waits at the least CPU weight')
 })
 
 t.test('cgroup v2: every ancestor of a sandbox, the root first, must enable the controllers', async (t) => {

@@ -8,10 +8,10 @@ import type { V1Job, V1NetworkPolicy, V1Pod, V1Secret } from '@kubernetes/client
 import { ConfigError, parseImageRefs } from '../../core/config.js'
 import type { JobSpec } from '../../core/job-spec.js'
 import { findRuntime } from '../../core/runtimes.js'
-import { buildJob, buildSecret, jobLabels, kubeJobName, kubeLiteral, secretBytes, tenantLabel, type ManifestInput } from '../../worker/executors/kubernetes/job-manifests.js'
+import { buildJob, buildSecret, buildWarmJob, jobLabels, kubeJobName, kubeLiteral, LABEL_JOB, LABEL_WARM, secretBytes, tenantLabel, type ManifestInput } from '../../worker/executors/kubernetes/job-manifests.js'
 import { namespaceProblems, type SafetyInput } from '../../worker/executors/kubernetes/namespace-safety.js'
 import { isTransientRefusal, observe, podDisruption } from '../../worker/executors/kubernetes/pod-state.js'
-import { CAP_HELPER_PROCESSES, JOB_FILES_MOUNT, NO_SECCOMP_EXIT, NO_SECCOMP_MESSAGE, NO_SECCOMP_REASON, WORKSPACE } from '../../worker/executors/sandbox-process.js'
+import { CAP_HELPER_PROCESSES, JOB_FILES_MOUNT, NO_SECCOMP_EXIT, NO_SECCOMP_MESSAGE, NO_SECCOMP_REASON, warmStreamLauncherArgv, WORKSPACE } from '../../worker/executors/sandbox-process.js'
 
 const spec: JobSpec = {
   runtime: 'python',
@@ -289,4 +289,30 @@ t.test('a full quota may clear; a LimitRange or Pod Security refusal does not', 
   t.ok(isTransientRefusal('pods "airlock-job-1-x" is forbidden: exceeded quota: sandboxes, requested: pods=1, used: pods=200, limited: pods=200'))
   t.notOk(isTransientRefusal('pods "airlock-job-1-x" is forbidden: maximum memory usage per Container is 8Gi, but limit is 16Gi'))
   t.notOk(isTransientRefusal('pods "airlock-job-1-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'))
+})
+
+t.test('a warm Job is the same sandbox pod as a cold one, waiting on stdin, with no Secret and no tenant until its claim', async (t) => {
+  const { jobId: _, tenant: __, spec: ___, ...rest } = input
+  const warm = buildWarmJob({ ...rest, name: 'airlock-warm-ab12-0', limits: spec.limits, maxIdleSeconds: 660 })
+  const cold = buildJob(input)
+  const w = warm.spec!.template.spec!
+  const c = cold.spec!.template.spec!
+  t.equal(warm.metadata?.name, 'airlock-warm-ab12-0')
+  t.same(warm.metadata?.labels, { 'app.kubernetes.io/managed-by': 'airlock', [LABEL_JOB]: 'airlock-warm-ab12-0', 'airlock.dev/sandbox': 'true', [LABEL_WARM]: 'idle' }, 'selected by the deny-all policy; no tenant yet')
+  t.same(warm.spec?.template.metadata?.labels, warm.metadata?.labels)
+  t.equal(warm.spec?.activeDeadlineSeconds, 660, 'it waits at most its idle time; the claim sets the job’s own deadline')
+  for (const key of ['runtimeClassName', 'automountServiceAccountToken', 'enableServiceLinks', 'hostNetwork', 'hostPID', 'hostIPC', 'securityContext', 'restartPolicy'] as const) {
+    t.same(w[key], c[key], `${key}: as a cold pod's`)
+  }
+  const wc = w.containers[0]!
+  const cc = c.containers[0]!
+  t.same(wc.securityContext, cc.securityContext, 'read-only root, no privilege escalation, no capabilities, non-root')
+  t.same(wc.resources, cc.resources, 'the resources of a job with the pool’s limits')
+  t.equal(wc.stdin, true)
+  t.equal(wc.stdinOnce, true, 'stdin closes when the attach that carried the job ends')
+  t.same(wc.command, warmStreamLauncherArgv().map(kubeLiteral))
+  t.match(wc.command![2], /Seccomp/, 'the launcher checks its seccomp filter before it reads anything')
+  t.notOk(w.volumes?.some((v) => v.secret), 'no Secret: the job comes through stdin')
+  t.same(w.volumes?.find((v) => v.name === 'job')?.emptyDir, { medium: 'Memory', sizeLimit: '64Mi' }, "the job's files are written to memory, not the node's disk")
+  t.same(wc.volumeMounts?.find((m) => m.name === 'job'), { name: 'job', mountPath: JOB_FILES_MOUNT })
 })

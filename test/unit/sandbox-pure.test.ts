@@ -12,7 +12,7 @@ import { withoutHostPaths } from '../../core/public-text.js'
 import { classifyEnd, executorFailureReason, localHostKill, type SandboxEnd } from '../../worker/executors/outcome.js'
 import { ExecutorError } from '../../worker/executors/executor.js'
 import { CappedOutput, utf8Boundary } from '../../worker/executors/output-capture.js'
-import { SANDBOX_FIXED_ENV, sandboxArgv, sandboxEnv, WARM_JOB, warmJobFiles, warmLauncherArgv } from '../../worker/executors/sandbox-process.js'
+import { SANDBOX_FIXED_ENV, sandboxArgv, sandboxEnv, WARM_JOB, warmJobFiles, warmJobStream, warmLauncherArgv, warmStreamLauncherArgv } from '../../worker/executors/sandbox-process.js'
 
 t.test('the OCI config carries every sandbox restriction', async (t) => {
   const spec = resolveJobSpec({ runtime: 'python', source: 'print(1)', args: ['a'], env: { X: '1' }, limits: { memoryMb: 128, cpus: 0.5, pids: 10 } }, loadConfig({}))
@@ -185,7 +185,8 @@ async function warmLauncher(t: { teardown(fn: () => unknown): void }, spec: JobS
 
 t.test("the warm launcher runs nothing until the go line, then exactly the job's program, argv, environment and stdin", async (t) => {
   const base = resolveJobSpec({ runtime: 'bash', source: 'x' }, loadConfig({}))
-  const env = { go: 'job-go', p: '1', n: 'job-n', v: 'job-v', a: 'x y', l: 'tab\there', nl: 'two\nlines\n\n', IFS: ':', LANG: 'fr_FR.UTF-8', EMPTY: '' }
+  // (Not IFS: bash ignores it in its environment, warm or cold.)
+  const env = { go: 'job-go', p: '1', n: 'job-n', v: 'job-v', a: 'x y', l: 'tab\there', nl: 'two\nlines\n\n', LANG: 'fr_FR.UTF-8', EMPTY: '' }
   const spec: JobSpec = {
     ...base,
     entrypoint: 'main.sh',
@@ -193,7 +194,7 @@ t.test("the warm launcher runs nothing until the go line, then exactly the job's
     env,
     limits: { ...base.limits, pids: 37 },
     files: [
-      { path: 'main.sh', content: 'for name in go p n v a l nl IFS LANG EMPTY PATH HOME; do printf "%s=[%s]\\n" "$name" "${!name}"; done\nprintf "<%s>" "$@"; echo\ncat\nulimit -u\nls\n' },
+      { path: 'main.sh', content: 'for name in go p n v a l nl LANG EMPTY PATH HOME; do printf "%s=[%s]\\n" "$name" "${!name}"; done\nprintf "<%s>" "$@"; echo\ncat\nulimit -u\nls\n' },
       { path: 'sub/data.txt', content: 'data' },
     ],
   }
@@ -227,4 +228,38 @@ t.test('a warm job is laid out with its argv in order past ten words, and only i
   t.same(argv.map((f) => f.path), [...argv.map((f) => f.path)].sort(), 'name order is argv order')
   t.same(files.filter((f) => f.path.startsWith(`${WARM_JOB.env}/`)).map((f) => f.content), ['K=v'], 'the fixed variables are the sandbox’s own, not files')
   t.same(files.find((f) => f.path === WARM_JOB.pids)?.content, `${base.limits.pids}\n`)
+})
+
+t.test("a warm pod's launcher takes its whole job from stdin, byte for byte, and runs it capped under its own limits", async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'airlock-warm-stream-'))
+  t.teardown(() => rm(root, { recursive: true, force: true }))
+  await mkdir(join(root, 'job'))
+  await mkdir(join(root, 'workspace'))
+  const argv = warmStreamLauncherArgv({ requireSeccomp: false })
+  const script = argv[2]!.replaceAll(`${JOB_FILES_MOUNT}/`, `${root}/job/`).replaceAll(`${JOB_FILES_MOUNT}"`, `${root}/job"`).replaceAll(`${WORKSPACE}/`, `${root}/workspace/`)
+  const base = resolveJobSpec({ runtime: 'bash', source: 'x' }, loadConfig({}))
+  const spec: JobSpec = {
+    ...base,
+    entrypoint: 'main.sh',
+    args: ['two words', 'a\nb'],
+    env: { A: 'multi\nline\n\n', e: 'launcher-named' },
+    stdin: 'stdin line\nlast line without newline',
+    limits: { ...base.limits, pids: 19, outputBytes: 2000 },
+    files: [
+      { path: 'main.sh', content: 'printf "<%s>" "$@"; echo\nprintf "A=[%s] e=[%s]\\n" "$A" "$e"\nenv | grep -c =\ncat; echo\nulimit -u\ncat "dir with space/data.bin" | od -An -c | tr -s " "\nhead -c 5000 /dev/zero | tr "\\0" y\n' },
+      { path: 'dir with space/data.bin', content: 'x\ny\n\n' },
+    ],
+  }
+  const r = spawnSync('/bin/sh', ['-c', script, ...argv.slice(3)], { cwd: join(root, 'workspace'), env: { PATH: SANDBOX_FIXED_ENV.PATH!, KUBERNETES_SERVICE_HOST: '10.0.0.1' }, input: warmJobStream(spec, findRuntime('bash')!) })
+  t.equal(r.status, 0, r.stderr.toString())
+  const out = r.stdout.toString()
+  t.ok(out.startsWith('<two words><a\nb>\nA=[multi\nline\n\n] e=[launcher-named]\n'), `argv and environment exactly the job's: ${JSON.stringify(out.slice(0, 80))}`)
+  t.match(out, /\n9\nstdin line\nlast line without newline\n23\n/, "only the job's variables and the fixed ones (6; the runtime's KUBERNETES_* dropped; bash adds PWD, SHLVL and _); its stdin; its pids limit plus the capping helpers")
+  t.match(out, / x \\n y \\n \\n\n/, 'a file in a directory with a space in its name, byte for byte')
+  t.equal(out.length, 2001, 'stdout cut at the job’s cap (plus one byte, so the reader sees the cut)')
+
+  const cut = warmJobStream(spec, findRuntime('bash')!)
+  const partial = spawnSync('/bin/sh', ['-c', script, ...argv.slice(3)], { cwd: join(root, 'workspace'), input: cut.subarray(0, cut.length - spec.stdin.length - 20) })
+  t.equal(partial.status, 125, 'a job cut short runs nothing')
+  t.equal(partial.stdout.toString(), '')
 })

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pino from 'pino'
 import t from 'tap'
 import { Metrics } from '../../core/metrics.js'
-import { DEMAND_WINDOW_MS, poolTarget, WarmPool, type WarmSandbox } from '../../worker/executors/local/warm-pool.js'
+import { DEMAND_WINDOW_MS, poolTarget, WarmPool, type WarmSandbox } from '../../worker/executors/warm-pool.js'
 
 // The pool's sizing and bookkeeping, with stand-in sandboxes: what a sandbox is (a real
 // runsc one) is tested in test/e2e/warm-pool.test.ts; here only what the pool decides.
@@ -148,4 +148,15 @@ t.test('a sandbox idle past maxIdleMs is replaced by a fresh one', async (t) => 
   await until(() => made.length === 1)
   t.ok(await until(() => made.length >= 2, 3000), 'a fresh one booted at the next tick')
   t.ok(made[0]!.destroyed, 'the old one is gone')
+})
+
+t.test('no boot starts while the host says it is busy with jobs; the pool fills once it is not', async (t) => {
+  let busy = true
+  const { p, made } = pool(t, { mayBoot: () => !busy })
+  p.start()
+  await sleep(300)
+  t.equal(made.length, 0, 'held back while busy')
+  busy = false
+  p.refill()
+  t.ok(await until(() => made.length === 2), 'filled to min once not')
 })

@@ -30,6 +30,17 @@ export function createExecutor(config: Config, logger: Logger, overrides: Execut
       watchTimeoutSeconds: config.k8sWatchTimeoutSeconds,
       logStreams: config.k8sLogStreams,
       logger: logger.child({ component: 'executor' }),
+      ...(overrides.warm === false
+        ? {}
+        : {
+            warm: {
+              sizes: config.k8sWarmPoolSizes,
+              memoryBudgetMb: config.warmPoolMemoryMb,
+              maxIdleMs: config.warmMaxIdleMs,
+              limits: { timeoutMs: config.maxTimeoutMs, memoryMb: config.defaultMemoryMb, cpus: config.defaultCpus, pids: config.maxPids, outputBytes: config.defaultOutputBytes },
+            },
+          }),
+      ...(overrides.metrics ? { metrics: overrides.metrics } : {}),
     })
   }
   return new LocalExecutor({

@@ -71,6 +71,11 @@ export const READ_SECCOMP_MODE = 's=; while read -r k v; do [ "$k" = Seccomp: ] 
 /** That mode under a filter (0: none, 1: strict). */
 export const SECCOMP_MODE_FILTER = '2'
 
+/** Shell text that exits NO_SECCOMP_EXIT, saying so, unless the shell runs under a seccomp filter (ArgvOptions.requireSeccomp). */
+function seccompCheckScript(): string {
+  return `${READ_SECCOMP_MODE}; [ "$s" = ${SECCOMP_MODE_FILTER} ] || { m='${NO_SECCOMP_MESSAGE}'; echo "$m" >&2; [ -w /dev/termination-log ] && echo "$m" >/dev/termination-log; exit ${NO_SECCOMP_EXIT}; }`
+}
+
 /** The launcher's exit status when it refused to run a program with no seccomp filter. */
 export const NO_SECCOMP_EXIT = 126
 /** What it writes to stderr and to the container's termination message then. */
@@ -94,33 +99,36 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
   const copy = `cp -R ${from}/. ${WORKSPACE}/`
   const readEnv = options.envDir === undefined ? '' : `${readEnvScript(`${JOB_FILES_MOUNT}/${options.envDir}`)}\n`
   const exec = `exec ${options.envDir === undefined ? '' : 'env -i -- '}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
-  const seccompCheck = options.requireSeccomp
-    ? `${READ_SECCOMP_MODE}; [ "$s" = ${SECCOMP_MODE_FILTER} ] || { m='${NO_SECCOMP_MESSAGE}'; echo "$m" >&2; [ -w /dev/termination-log ] && echo "$m" >/dev/termination-log; exit ${NO_SECCOMP_EXIT}; }\n`
-    : ''
+  const seccompCheck = options.requireSeccomp ? `${seccompCheckScript()}\n` : ''
   const argv = (script: string) => ['/bin/sh', '-c', seccompCheck + script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
   // dash's name for RLIMIT_NPROC is -p.
   const ulimit = (extra: number) => (options.pidsLimit === undefined ? '' : `ulimit -p ${options.pidsLimit + extra} && `)
   if (options.capOutputBytes === undefined) return argv(`${readEnv}${ulimit(0)}${copy} && ${exec}`)
 
-  // The program writes into two FIFOs; a head/cat pair per stream passes the first
-  // bytes on as they come (unbuffered: head's stdio would hold them until it ends)
-  // and drains the rest. The shell waits for the stdout reader, the stderr
-  // reader, then the program, and exits with the program's status, so the container's
-  // exit code is the program's. dash has no pipefail, hence the FIFOs.
-  const keep = `{ stdbuf -o0 head -c ${options.capOutputBytes + 1}; cat >/dev/null; }`
-  return argv(
-    readEnv +
-    [
-      `${copy} && f=$(mktemp -d) && mkfifo "$f/o" "$f/e" || exit 125`,
-      `${keep} <"$f/e" >&2 &`,
-      'e=$!',
-      `(${ulimit(CAP_HELPER_PROCESSES)}${exec}) >"$f/o" 2>"$f/e" &`,
-      'p=$!',
-      `${keep} <"$f/o"`,
-      'wait $e',
-      'wait $p',
-    ].join('\n'),
-  )
+  return argv(readEnv + cappedRun(copy, String(options.capOutputBytes + 1), ulimit(CAP_HELPER_PROCESSES), exec))
+}
+
+/**
+ * Shell text that copies the files (`copy`), then runs `exec` with stdout and stderr
+ * each cut at `keepBytes` (shell text: a number, or an expansion) inside the sandbox.
+ * The program writes into two FIFOs; a head/cat pair per stream passes the first
+ * bytes on as they come (unbuffered: head's stdio would hold them until it ends)
+ * and drains the rest. The shell waits for the stdout reader, the stderr
+ * reader, then the program, and exits with the program's status, so the container's
+ * exit code is the program's. dash has no pipefail, hence the FIFOs.
+ */
+function cappedRun(copy: string, keepBytes: string, ulimit: string, exec: string): string {
+  const keep = `{ stdbuf -o0 head -c ${keepBytes}; cat >/dev/null; }`
+  return [
+    `${copy} && f=$(mktemp -d) && mkfifo "$f/o" "$f/e" || exit 125`,
+    `${keep} <"$f/e" >&2 &`,
+    'e=$!',
+    `(${ulimit}${exec}) >"$f/o" 2>"$f/e" &`,
+    'p=$!',
+    `${keep} <"$f/o"`,
+    'wait $e',
+    'wait $p',
+  ].join('\n')
 }
 
 /**
@@ -165,21 +173,84 @@ function appendFileWords(dir: string): string {
  * that name order is argv order), and its process limit. Nothing of it exists while
  * the sandbox waits.
  */
-export const WARM_JOB = { files: 'files', env: 'env', argv: 'argv', pids: 'pids' } as const
+export const WARM_JOB = { files: 'files', env: 'env', argv: 'argv', pids: 'pids', cap: 'cap' } as const
 
 /** What the worker writes to a warm sandbox's stdin once its job is in place; the job's stdin follows. */
 export const WARM_GO = 'go\n'
 
-/** The job of a warm sandbox as files under JOB_FILES_MOUNT (WARM_JOB). Pure. */
-export function warmJobFiles(spec: JobSpec, runtime: RuntimeDefinition): { path: string; content: string }[] {
+/**
+ * The job of a warm sandbox as files under JOB_FILES_MOUNT (WARM_JOB). Pure. `wholeEnv`:
+ * the program's whole environment, for a launcher that starts it with `env -i` (where
+ * the runtime adds variables of its own to the container's, as the kubelet does);
+ * else only the job's own variables. `capOutputBytes`: also the output cap, for a
+ * launcher that caps inside the sandbox.
+ */
+export function warmJobFiles(spec: JobSpec, runtime: RuntimeDefinition, options: { wholeEnv?: boolean; capOutputBytes?: boolean } = {}): { path: string; content: string }[] {
   const argv = runtime.command(spec.entrypoint, spec.args)
   return [
     ...spec.files.map((f) => ({ path: `${WARM_JOB.files}/${f.path}`, content: f.content })),
-    // Only the job's own: the fixed ones are the sandbox's from its boot.
-    ...envFiles(spec.env).map((f) => ({ path: `${WARM_JOB.env}/${f.name}`, content: f.content })),
+    // Only the job's own by default: the fixed ones are the sandbox's from its boot.
+    ...envFiles(options.wholeEnv ? sandboxEnv(spec) : spec.env).map((f) => ({ path: `${WARM_JOB.env}/${f.name}`, content: f.content })),
     ...argv.map((word, i) => ({ path: `${WARM_JOB.argv}/${String(i).padStart(6, '0')}`, content: word })),
     { path: WARM_JOB.pids, content: `${spec.limits.pids}\n` },
+    ...(options.capOutputBytes ? [{ path: WARM_JOB.cap, content: `${spec.limits.outputBytes + 1}\n` }] : []),
   ]
+}
+
+/**
+ * A warm pod's job as one byte stream for its stdin (the only way into a pod that
+ * takes no traffic): the go line, then a frame per directory (`d 0 PATH`) and per file
+ * (`f BYTES PATH`, then exactly BYTES bytes), an end frame, then the program's stdin.
+ * Paths are warmJobFiles', whose job parts were checked at the edge (no control
+ * characters, so no newline). Pure.
+ */
+export function warmJobStream(spec: JobSpec, runtime: RuntimeDefinition): Buffer {
+  const files = warmJobFiles(spec, runtime, { wholeEnv: true, capOutputBytes: true })
+  const dirs = new Set<string>([WARM_JOB.files, WARM_JOB.env, WARM_JOB.argv])
+  for (const f of files) for (let d = f.path; d.includes('/'); ) dirs.add((d = d.slice(0, d.lastIndexOf('/'))))
+  const parts: Buffer[] = [Buffer.from(WARM_GO)]
+  for (const d of [...dirs].sort((a, b) => a.length - b.length)) parts.push(Buffer.from(`d 0 ${d}\n`))
+  for (const f of files) {
+    const content = Buffer.from(f.content)
+    parts.push(Buffer.from(`f ${content.length} ${f.path}\n`), content)
+  }
+  parts.push(Buffer.from('e 0 -\n'), Buffer.from(spec.stdin))
+  return Buffer.concat(parts)
+}
+
+/**
+ * The command of a warm pod: checks its seccomp filter, waits for its job on stdin
+ * (warmJobStream), writes it under JOB_FILES_MOUNT (a memory-backed volume, empty until
+ * then), then runs it as a cold pod's launcher does: files copied to the workspace,
+ * exactly the job's environment (`env -i`), its process limit, and stdout and stderr
+ * capped inside the sandbox; the rest of stdin is the program's. Only `head -c` reads
+ * the frames' bytes: it never reads past its count, and dash's `read` reads a pipe a
+ * byte at a time, so nothing of the program's stdin is taken. Exits 125, having run
+ * nothing of the job's, on anything but a well-formed job.
+ */
+export function warmStreamLauncherArgv(options: { requireSeccomp?: boolean } = {}): string[] {
+  const job = (part: string) => `${JOB_FILES_MOUNT}/${part}`
+  const script = [
+    ...(options.requireSeccomp === false ? [] : [seccompCheckScript()]),
+    `read -r go && [ "$go" = ${WARM_GO.trim()} ] || exit 125`,
+    'while IFS= read -r h; do',
+    '  k=${h%% *}; r=${h#* }; c=${r%% *}; w=${r#* }',
+    '  case $k in',
+    `    d) mkdir -p "${JOB_FILES_MOUNT}/$w" || exit 125 ;;`,
+    `    f) head -c "$c" >"${JOB_FILES_MOUNT}/$w" || exit 125 ;;`,
+    '    e) break ;;',
+    '    *) exit 125 ;;',
+    '  esac',
+    'done',
+    `[ "$k" = e ] && read -r lim <${job(WARM_JOB.pids)} && read -r cap <${job(WARM_JOB.cap)} || exit 125`,
+    appendFileWords(job(WARM_JOB.env)),
+    appendFileWords(job(WARM_JOB.argv)),
+    // The program runs as a background list, whose stdin would be /dev/null: it gets the
+    // launcher's own (the rest of the attach) through fd 3, closed again for the program.
+    'exec 3<&0',
+    cappedRun(`cp -R ${job(WARM_JOB.files)}/. ${WORKSPACE}/`, '"$cap"', `ulimit -p $((lim + ${CAP_HELPER_PROCESSES})) && `, 'exec env -i -- "$@" <&3 3<&-'),
+  ].join('\n')
+  return ['/bin/sh', '-c', script, 'airlock']
 }
 
 /**

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
 import type { V1Job, V1Secret } from '@kubernetes/client-node'
-import type { JobSpec } from '../../../core/job-spec.js'
+import type { JobSpec, Limits } from '../../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../../core/runtimes.js'
-import { envFiles, JOB_FILES_MOUNT, SANDBOX_FIXED_ENV, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, WORKSPACE } from '../sandbox-process.js'
+import { envFiles, JOB_FILES_MOUNT, SANDBOX_FIXED_ENV, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, warmStreamLauncherArgv, WORKSPACE } from '../sandbox-process.js'
 import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
 
 export const MANAGED_BY = 'airlock'
@@ -11,6 +11,12 @@ export const LABEL_TENANT = 'airlock.dev/tenant'
 /** Every sandbox pod carries it; the namespace's deny-all NetworkPolicy must select it. */
 export const LABEL_SANDBOX = 'airlock.dev/sandbox'
 export const ANNOTATION_TENANT = 'airlock.dev/tenant'
+/** A warm Job's state: idle (waiting for a job), claimed. */
+export const LABEL_WARM = 'airlock.dev/warm'
+/** On a claimed warm Job: the name a cold Job of that job would have had (kubeJobName), so a retry finds it. */
+export const LABEL_CLAIMED_BY = 'airlock.dev/claimed-by'
+/** On a claimed warm Job: when the job was handed to it (epoch ms): its program's start. */
+export const ANNOTATION_CLAIMED_AT = 'airlock.dev/claimed-at'
 export const CONTAINER_NAME = 'job'
 /** A Secret holds at most 1 MiB of data. */
 export const MAX_SECRET_BYTES = 1024 * 1024
@@ -210,4 +216,38 @@ export function buildJob(input: ManifestInput): V1Job {
       },
     },
   }
+}
+
+export interface WarmManifestInput extends Omit<ManifestInput, 'jobId' | 'tenant' | 'spec'> {
+  /** The warm Job's name. */
+  name: string
+  /** What its pod is sized for: a job takes it only with the same memory and CPUs, and an output cap no larger. */
+  limits: Limits
+  /** How long it may wait for a job: its activeDeadlineSeconds until a claim sets the job's own. */
+  maxIdleSeconds: number
+}
+
+/**
+ * A warm Job: the same pod as a cold one (buildJob: RuntimeClass, security context,
+ * seccomp, read-only root, resources, memory-backed workspace), but booted before its
+ * job exists. Its container waits on stdin for the job (warmStreamLauncherArgv): the
+ * job's files go to a memory-backed volume where a cold pod mounts its Secret. Pure.
+ */
+export function buildWarmJob(input: WarmManifestInput): V1Job {
+  const spec: JobSpec = { runtime: input.runtime.name, files: [], entrypoint: input.runtime.defaultEntrypoint, args: [], stdin: '', env: {}, limits: input.limits }
+  const job = buildJob({ ...input, jobId: input.name, tenant: MANAGED_BY, spec })
+  const labels = { 'app.kubernetes.io/managed-by': MANAGED_BY, [LABEL_JOB]: input.name, [LABEL_SANDBOX]: 'true', [LABEL_WARM]: 'idle' }
+  job.metadata = { name: input.name, namespace: input.namespace, labels }
+  const jobSpec = job.spec!
+  jobSpec.activeDeadlineSeconds = input.maxIdleSeconds
+  jobSpec.template.metadata = { labels }
+  const pod = jobSpec.template.spec!
+  const container = pod.containers[0]!
+  container.command = warmStreamLauncherArgv().map(kubeLiteral)
+  // stdin through the API server's attach, the one way in that needs no network path.
+  container.stdin = true
+  container.stdinOnce = true
+  container.volumeMounts = container.volumeMounts!.map((m) => (m.name === 'job' ? { name: 'job', mountPath: JOB_FILES_MOUNT } : m))
+  pod.volumes = pod.volumes!.map((v) => (v.name === 'job' ? { name: 'job', emptyDir: { medium: 'Memory', sizeLimit: quantityMi(input.workspaceMb) } } : v))
+  return job
 }

@@ -1,10 +1,16 @@
-import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, NetworkingV1Api, NodeV1Api, VersionApi, type CoreV1Event, type V1Job, type V1Pod } from '@kubernetes/client-node'
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { PassThrough } from 'node:stream'
+import { ApiException, Attach, BatchV1Api, CoreV1Api, KubeConfig, NetworkingV1Api, NodeV1Api, PatchStrategy, setHeaderOptions, VersionApi, type CoreV1Event, type V1Job, type V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../../../core/job.js'
+import type { JobSpec, Limits } from '../../../core/job-spec.js'
+import type { Metrics } from '../../../core/metrics.js'
 import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
 import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
-import { SANDBOX_UID } from '../sandbox-process.js'
-import { buildJob, buildSecret, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_JOB, MAX_SECRET_BYTES, secretBytes, type ManifestInput } from './job-manifests.js'
+import { SANDBOX_UID, warmJobStream } from '../sandbox-process.js'
+import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
+import { ANNOTATION_CLAIMED_AT, ANNOTATION_TENANT, buildJob, buildSecret, buildWarmJob, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_CLAIMED_BY, LABEL_JOB, LABEL_TENANT, LABEL_WARM, MAX_SECRET_BYTES, secretBytes, tenantLabel, type ManifestInput } from './job-manifests.js'
 import { ContainerOutput } from './container-output.js'
 import { namespaceProblems } from './namespace-safety.js'
 import { isTransientRefusal, observe, type Observation } from './pod-state.js'
@@ -26,12 +32,67 @@ export interface KubernetesExecutorOptions {
   /** auto: stdout and stderr apart where the cluster allows choosing a log stream; merged: always one log, as stdout. */
   logStreams: 'auto' | 'merged'
   logger: Logger
+  /**
+   * Warm pods: Jobs whose pods are booted before their jobs arrive and wait on stdin;
+   * absent: every job gets a Job of its own. A job takes one only when its memory and
+   * CPUs are the pods' `limits` and its output cap is no larger: a pod's resources are
+   * fixed when it is created.
+   */
+  warm?: WarmPoolSettings & { limits: Limits }
+  metrics?: Metrics
+}
+
+/** A warm Job, booted and waiting for one job. */
+interface WarmPod extends WarmSandbox {
+  /** The Kubernetes Job's name. */
+  readonly name: string
+  readonly podName: string
+  readonly createdAt: number
+}
+
+/** Which Kubernetes Job runs a job: its own, or a warm one it was handed to. */
+interface KubeTarget {
+  name: string
+  /** When a warm pod was handed the job (its program's start); absent for a Job of its own. */
+  warmSince?: number
+  bootMs?: number
+  /** Resolves with why, if the attach that carried the job failed while it was being sent. */
+  handOverFailed?: Promise<string>
+}
+
+type AttachSocket = Awaited<ReturnType<Attach['attach']>>
+
+/**
+ * Watches an attach: `failed` resolves with the API server's message when its status
+ * channel (3) reports a failure or it closes, until `done` (every byte of the job was
+ * handed to the socket; what comes after, the program's own end included, is not the
+ * hand-over's).
+ */
+function attachFailure(ws: AttachSocket): { failed: Promise<string>; done: () => void } {
+  let over = false
+  let fail!: (why: string) => void
+  const failed = new Promise<string>((resolve) => (fail = resolve))
+  ws.on('message', (data: Buffer | string) => {
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data)
+    // The server opens each channel with an empty message; only a status with content says anything.
+    if (over || buf[0] !== 3 || buf.length <= 1) return
+    const status = tryJson(buf.subarray(1).toString()) as { status?: string; message?: string } | undefined
+    if (status?.status !== 'Success') fail(status?.message ?? buf.subarray(1).toString().slice(0, 300))
+  })
+  ws.on('close', () => {
+    if (!over) fail('the attach closed before the job was sent')
+  })
+  return { failed, done: () => void (over = true) }
 }
 
 // The namespace's safety is checked before launches, at most this often.
 const SAFETY_CACHE_MS = 5000
 // After the container ended, how long its log may take to reach its end.
 const DRAIN_GRACE_MS = 5000
+/** How long the attach to a warm pod may take to open before the job goes to a Job of its own. */
+const ATTACH_TIMEOUT_MS = 5000
+/** How long an open attach is given to report that it reaches no container, before the job is written. */
+const ATTACH_SETTLE_MS = 100
 /** How often a Job that has no pod yet is checked for a refused one. */
 const REFUSAL_CHECK_MS = 1000
 
@@ -73,6 +134,11 @@ export class KubernetesExecutor implements Executor {
   private splitStreams = false
   /** Watch requests that ended and were resumed; a measure of how often watches break. */
   watchResumes = 0
+  private readonly pool: WarmPool<WarmPod> | undefined
+  private readonly warmTag = randomBytes(4).toString('hex')
+  private warmBoots = 0
+  /** Job id -> the Kubernetes Job running it, where that is a warm one. */
+  private readonly warmJobs = new Map<string, string>()
 
   constructor(private readonly options: KubernetesExecutorOptions) {
     if (options.kubeconfig) this.kc.loadFromFile(options.kubeconfig)
@@ -81,6 +147,8 @@ export class KubernetesExecutor implements Executor {
     this.batch = this.kc.makeApiClient(BatchV1Api)
     this.networking = this.kc.makeApiClient(NetworkingV1Api)
     this.node = this.kc.makeApiClient(NodeV1Api)
+    // The pods' memory requests are what the pool's memory budget counts.
+    this.pool = createWarmPool(options.warm, { boot: (runtime) => this.bootWarmPod(runtime), logger: options.logger, ...(options.metrics ? { metrics: options.metrics } : {}) })
   }
 
   /** What is missing for sandboxes to be safe in the namespace; empty when nothing is. */
@@ -115,10 +183,12 @@ export class KubernetesExecutor implements Executor {
     const detail = `Kubernetes ${version}, RuntimeClass ${this.options.runtimeClassName}, namespace ${this.options.namespace}, ${logs}, ${seccomp}`
     if (problems.length > 0) {
       this.safeUntil = 0
+      await this.pool?.flush()
       return { ok: false, technology: 'gvisor', detail, reason: problems.join('; '), isolation: null }
     }
     this.safeUntil = Date.now() + SAFETY_CACHE_MS
     this.kubeVersion = version
+    this.pool?.start()
     return {
       ok: true,
       technology: 'gvisor',
@@ -180,15 +250,21 @@ export class KubernetesExecutor implements Executor {
     const name = kubeJobName(jobId)
     const { namespace } = this.options
 
-    if (await orNotFound(this.batch.readNamespacedJob({ name, namespace }))) {
-      this.options.logger.warn({ jobId, kubeJob: name }, 'adopting the Kubernetes Job of an earlier attempt')
-      return this.follow(request, t0)
+    const earlier = await this.kubeJobOf(jobId)
+    if (earlier) {
+      this.options.logger.warn({ jobId, kubeJob: earlier.name }, 'adopting the Kubernetes Job of an earlier attempt')
+      return this.follow(request, t0, earlier)
     }
     await this.ensureSafe()
     if (secretBytes(spec) > MAX_SECRET_BYTES) {
       return endedBeforeStart('error', `the job's files, stdin and env add up to ${secretBytes(spec)} bytes; the kubernetes executor carries at most ${MAX_SECRET_BYTES}`)
     }
     if (request.signal.aborted) return endedBeforeStart('cancelled', 'cancelled before it started')
+    const warm = spec.isolation !== 'runc' && this.fitsWarm(spec) ? this.pool?.take(spec.runtime) : undefined
+    if (warm) {
+      const outcome = await this.runWarm(warm, request, t0)
+      if (outcome) return outcome
+    }
     const input: ManifestInput = {
       jobId, tenant, spec, runtime, namespace, image,
       runtimeClassName: this.options.runtimeClassName,
@@ -219,15 +295,158 @@ export class KubernetesExecutor implements Executor {
   }
 
   async adopt(request: ExecutionRequest): Promise<JobOutcome | null> {
-    const name = kubeJobName(request.jobId)
-    if (!(await orNotFound(this.batch.readNamespacedJob({ name, namespace: this.options.namespace })))) return null
-    return this.follow(request, Date.now())
+    const target = await this.kubeJobOf(request.jobId)
+    if (!target) return null
+    return this.follow(request, Date.now(), target)
+  }
+
+  /**
+   * The Kubernetes Job an earlier attempt at the job launched, if any: its own, or a
+   * warm one it claimed (found by its label, with the claim's time from its annotation).
+   */
+  private async kubeJobOf(jobId: string): Promise<KubeTarget | undefined> {
+    const { namespace } = this.options
+    const name = kubeJobName(jobId)
+    if (await orNotFound(this.batch.readNamespacedJob({ name, namespace }))) return { name }
+    const claimed = (await this.batch.listNamespacedJob({ namespace, labelSelector: `${LABEL_CLAIMED_BY}=${name}` })).items[0]
+    if (!claimed?.metadata?.name) return undefined
+    this.warmJobs.set(jobId, claimed.metadata.name)
+    const since = Number(claimed.metadata.annotations?.[ANNOTATION_CLAIMED_AT])
+    return { name: claimed.metadata.name, ...(Number.isFinite(since) && since > 0 ? { warmSince: since } : {}) }
+  }
+
+  /** Whether a warm pod (sized for the pool's limits) can run the job as its own pod would. */
+  private fitsWarm(spec: JobSpec): boolean {
+    const w = this.options.warm
+    return !!w && spec.limits.memoryMb === w.limits.memoryMb && spec.limits.cpus === w.limits.cpus && spec.limits.outputBytes <= w.limits.outputBytes
+  }
+
+  /** Boots a warm Job for the pool and waits until its container runs, waiting for a job. */
+  private async bootWarmPod(runtimeName: string): Promise<WarmPod> {
+    const runtime = findRuntime(runtimeName)!
+    const image = this.options.images.get(runtime.image)
+    if (!image) throw new ExecutorError(`no image reference for sandbox image ${runtime.image}`)
+    const warm = this.options.warm!
+    await this.ensureSafe()
+    const { namespace } = this.options
+    const name = `airlock-warm-${this.warmTag}-${this.warmBoots++}`
+    const t0 = Date.now()
+    await this.batch.createNamespacedJob({
+      namespace,
+      body: buildWarmJob({
+        name, runtime, namespace, image, limits: warm.limits,
+        runtimeClassName: this.options.runtimeClassName,
+        workspaceMb: this.options.workspaceMb,
+        startAllowanceMs: this.options.startAllowanceMs,
+        ttlAfterFinishedSeconds: this.options.ttlAfterFinishedSeconds,
+        maxIdleSeconds: Math.ceil(warm.maxIdleMs / 1000) + 60,
+      }),
+    })
+    try {
+      const podName = await this.runningPodOf(name, t0 + Math.max(this.options.startAllowanceMs, 60_000))
+      return {
+        name, podName, runtime: runtimeName, createdAt: t0, bootedAt: Date.now(), bootMs: Date.now() - t0,
+        alive: () => true,
+        memoryBytes: async () => warm.limits.memoryMb * 1024 * 1024,
+        destroy: () => this.deleteJob(name),
+      }
+    } catch (err) {
+      await this.deleteJob(name).catch(() => undefined)
+      throw err
+    }
+  }
+
+  /** The pod of Kubernetes Job `name` once its container runs; rejects if it ends or `deadline` passes first. */
+  private async runningPodOf(name: string, deadline: number): Promise<string> {
+    for (;;) {
+      const pods = (await this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: `${LABEL_JOB}=${name}` })).items
+      for (const pod of pods) {
+        const state = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME)?.state
+        if (state?.running) return pod.metadata!.name!
+        if (state?.terminated || pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
+          throw new ExecutorError(`the warm pod ${pod.metadata?.name} ended before any job: ${state?.terminated?.reason ?? pod.status?.phase}`)
+        }
+      }
+      if (Date.now() > deadline) throw new ExecutorError(`the warm pod of ${name} was not running in time`)
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  }
+
+  /**
+   * Hands the job to a warm pod: claims its Job (labels that say whose it is, the job's
+   * own deadline), attaches to its container's stdin through the API server and writes
+   * the job there (warmJobStream), then follows it as any Job. Undefined when the pod
+   * could not take the job before anything of it was sent (the job then gets a Job of
+   * its own); once the attach is open, the job is the pod's, whatever happens next.
+   */
+  private async runWarm(pod: WarmPod, request: ExecutionRequest, t0: number): Promise<JobOutcome | undefined> {
+    const { jobId, spec, tenant } = request
+    const { namespace } = this.options
+    const log = this.options.logger.child({ jobId, kubeJob: pod.name })
+    const runtime = findRuntime(spec.runtime)!
+    let stdin: PassThrough
+    let ws: AttachSocket | undefined
+    let handOver: ReturnType<typeof attachFailure>
+    try {
+      const claimedAt = Date.now()
+      const deadline = Math.ceil((claimedAt - pod.createdAt + spec.limits.timeoutMs + this.options.startAllowanceMs) / 1000)
+      await this.batch.patchNamespacedJob(
+        {
+          name: pod.name,
+          namespace,
+          body: {
+            metadata: {
+              labels: { [LABEL_WARM]: 'claimed', [LABEL_CLAIMED_BY]: kubeJobName(jobId), [LABEL_TENANT]: tenantLabel(tenant) },
+              annotations: { [ANNOTATION_CLAIMED_AT]: String(claimedAt), [ANNOTATION_TENANT]: tenant },
+            },
+            spec: { activeDeadlineSeconds: deadline },
+          },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      )
+      this.warmJobs.set(jobId, pod.name)
+      stdin = new PassThrough()
+      const attaching = new Attach(this.kc).attach(namespace, pod.podName, CONTAINER_NAME, null, null, stdin, false)
+      let timer: NodeJS.Timeout | undefined
+      const timedOut = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          // Nothing was written: an attach that opens later is closed unused.
+          void attaching.then((late) => late.close(), () => undefined)
+          reject(new ExecutorError(`the attach to the warm pod did not open within ${ATTACH_TIMEOUT_MS} ms`))
+        }, ATTACH_TIMEOUT_MS)
+      })
+      ws = await Promise.race([attaching, timedOut]).finally(() => clearTimeout(timer))
+      handOver = attachFailure(ws)
+      // The API server answers the upgrade before it reaches the kubelet; a kubelet it
+      // cannot reach shows as a failure status at once. Nothing is written before.
+      const early = await Promise.race([handOver.failed, sleep(ATTACH_SETTLE_MS).then(() => undefined)])
+      if (early !== undefined) throw new ExecutorError(`the attach to the warm pod failed: ${early}`)
+    } catch (err) {
+      log.warn({ err: apiMessage(err) }, 'a warm pod could not take its job; it gets a Job of its own')
+      this.warmJobs.delete(jobId)
+      ws?.close()
+      await pod.destroy().catch(() => undefined)
+      return undefined
+    }
+    await request.beforeLaunch?.()
+    const warmSince = Date.now()
+    stdin.end(warmJobStream(spec, runtime))
+    // 'end' comes once every byte is handed to the socket: from then on the job is the
+    // pod's, and the end of the attach (the program's end closes it too) is no failure.
+    // It is closed once what was written has left: stdinOnce closes the program's stdin then.
+    stdin.once('end', () => {
+      handOver.done()
+      const close = () => (ws!.bufferedAmount > 0 ? void setTimeout(close, 10) : ws!.close())
+      close()
+    })
+    ws.on('error', (err) => log.warn({ err: (err as Error).message }, 'the attach to a warm pod broke'))
+    return this.follow(request, t0, { name: pod.name, warmSince, bootMs: pod.bootMs, handOverFailed: handOver.failed })
   }
 
   /** Watches the Job and its pod until the job has an outcome. */
-  private follow({ jobId, spec, signal, onOutput }: ExecutionRequest, t0: number): Promise<JobOutcome> {
+  private follow({ jobId, spec, signal, onOutput }: ExecutionRequest, t0: number, target: KubeTarget = { name: kubeJobName(jobId) }): Promise<JobOutcome> {
     const { namespace, logger } = this.options
-    const name = kubeJobName(jobId)
+    const name = target.name
     const log = logger.child({ jobId, kubeJob: name })
     const limits = { timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb }
 
@@ -333,9 +552,9 @@ export class KubernetesExecutor implements Executor {
         resolveAfterLog(
           {
             status: end.status, exitCode: null, signal: null, reason: end.reason,
-            startupMs: startedAt === null ? null : startedAt - t0,
+            startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
             runMs: startedAt === null ? null : endedAt - startedAt,
-            ...(startedAt === null ? {} : { sandboxStart: 'cold' as const }),
+            ...(startedAt === null ? {} : startOf(target)),
           },
           deleted,
         )
@@ -363,6 +582,9 @@ export class KubernetesExecutor implements Executor {
         refusalTimer = setTimeout(checkRefusal, REFUSAL_CHECK_MS)
       }
 
+      // A warm pod whose attach broke while the job was sent may hold part of it: never
+      // run again, and not a timeout of a program that may never have started.
+      void target.handOverFailed?.then((why) => endByUs({ status: 'error', reason: `the job could not be handed to its warm pod (${why}); it was not run again` }))
       const onAbort = () => endByUs({ status: 'cancelled', reason: runningSince ? 'cancelled while running' : 'cancelled before it started' })
       signal.addEventListener('abort', onAbort, { once: true })
       if (signal.aborted) return onAbort()
@@ -390,22 +612,24 @@ export class KubernetesExecutor implements Executor {
             return endByUs({ status: 'error', reason: seen.reason })
           case 'running':
             if (runningSince === undefined) {
-              // The time limit counts from when the program runs, as with the local executor.
-              runningSince = Date.now()
-              timeoutTimer = setTimeout(() => endByUs({ status: 'timeout', reason: `exceeded the time limit of ${spec.limits.timeoutMs} ms` }), spec.limits.timeoutMs)
+              // The time limit counts from when the program runs, as with the local
+              // executor: for a warm pod, from when it was handed the job.
+              runningSince = target.warmSince ?? Date.now()
+              timeoutTimer = setTimeout(() => endByUs({ status: 'timeout', reason: `exceeded the time limit of ${spec.limits.timeoutMs} ms` }), Math.max(0, runningSince + spec.limits.timeoutMs - Date.now()))
             }
             if (pod) followLogs(pod)
             return
           case 'ended': {
             stopAll()
             if (pod && seen.end.status !== 'timeout') followLogs(pod)
-            const startedAt = seen.startedAt ?? runningSince ?? null
+            // A warm pod's container started before its job: the program started at the hand-over.
+            const startedAt = target.warmSince ?? seen.startedAt ?? runningSince ?? null
             const finishedAt = seen.finishedAt ?? Date.now()
             resolveAfterLog({
               ...seen.end,
               startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
               runMs: startedAt === null ? null : Math.max(0, finishedAt - startedAt),
-              ...(startedAt === null ? {} : { sandboxStart: 'cold' as const }),
+              ...(startedAt === null ? {} : startOf(target)),
             })
             return
           }
@@ -432,7 +656,10 @@ export class KubernetesExecutor implements Executor {
   }
 
   async forget(jobId: string): Promise<void> {
-    await this.deleteJob(kubeJobName(jobId))
+    await this.deleteJob(this.warmJobs.get(jobId) ?? kubeJobName(jobId))
+    this.warmJobs.delete(jobId)
+    // A pod's start takes seconds here: its replacement boots once the job is over.
+    this.pool?.refill()
   }
 
   async reapOrphans(): Promise<number> {
@@ -441,7 +668,14 @@ export class KubernetesExecutor implements Executor {
     return 0
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    // Idle warm Jobs go with the worker that booted them; claimed ones are their jobs'.
+    await this.pool?.close()
+  }
+}
+
+function startOf(target: KubeTarget): Pick<JobOutcome, 'sandboxStart' | 'bootMs'> {
+  return target.warmSince === undefined ? { sandboxStart: 'cold' } : { sandboxStart: 'warm', ...(target.bootMs === undefined ? {} : { bootMs: target.bootMs }) }
 }
 
 function endedBeforeStart(status: 'error' | 'cancelled', reason: string): JobOutcome {

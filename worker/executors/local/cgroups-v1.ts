@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { CGROUP_ROOT, CONTROLLERS, CPU_PERIOD_US, cpuQuotaUs, exists, flatKeyed, killListed, removeDirTree, subdirectories, writeControl, type CgroupHost, type HostLimits, type SandboxCgroup } from './cgroups.js'
+import { CGROUP_ROOT, CONTROLLERS, CPU_PERIOD_US, CPU_SHARES, cpuQuotaUs, exists, flatKeyed, killListed, removeDirTree, subdirectories, writeControl, type CgroupHost, type HostLimits, type SandboxCgroup } from './cgroups.js'
 
 /**
  * The files that set a sandbox's limits on cgroup v1, in the order they are written,
@@ -15,6 +15,7 @@ export function v1LimitWrites(limits: HostLimits): { controller: (typeof CONTROL
     { controller: 'pids', file: 'pids.max', value: String(limits.pids) },
     { controller: 'cpu', file: 'cpu.cfs_period_us', value: String(CPU_PERIOD_US) },
     { controller: 'cpu', file: 'cpu.cfs_quota_us', value: String(cpuQuotaUs(limits.cpus)) },
+    { controller: 'cpu', file: 'cpu.shares', value: String(limits.background ? CPU_SHARES.background : CPU_SHARES.normal) },
   ]
 }
 

@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { CGROUP_ROOT, CONTROLLERS, CPU_PERIOD_US, cpuQuotaUs, exists, flatKeyed, killListed, removeDirTree, subdirectories, writeControl, type CgroupHost, type HostLimits, type SandboxCgroup } from './cgroups.js'
+import { CGROUP_ROOT, CONTROLLERS, CPU_PERIOD_US, CPU_WEIGHT, cpuQuotaUs, exists, flatKeyed, killListed, removeDirTree, subdirectories, writeControl, type CgroupHost, type HostLimits, type SandboxCgroup } from './cgroups.js'
 
 /*
  * cgroup v2 (the unified hierarchy) for the local executor. There is no v2 host on
@@ -20,6 +20,7 @@ export function v2LimitWrites(limits: HostLimits): { file: string; value: string
     { file: 'memory.oom.group', value: '1', optional: true },
     { file: 'pids.max', value: String(limits.pids) },
     { file: 'cpu.max', value: `${cpuQuotaUs(limits.cpus)} ${CPU_PERIOD_US}` },
+    { file: 'cpu.weight', value: String(limits.background ? CPU_WEIGHT.background : CPU_WEIGHT.normal) },
   ]
 }
 

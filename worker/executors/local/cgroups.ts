@@ -35,7 +35,17 @@ export interface HostLimits {
   memoryBytes: number
   pids: number
   cpus: number
+  /**
+   * A warm sandbox booting or waiting for its job: the least CPU weight, so it runs on
+   * what jobs leave and its boot never slows a job down. Its claim sets the usual one.
+   */
+  background?: boolean
 }
+
+/** cgroup v1 cpu.shares: the kernel's default, and its least. */
+export const CPU_SHARES = { normal: 1024, background: 2 } as const
+/** cgroup v2 cpu.weight: the default, and the least. */
+export const CPU_WEIGHT = { normal: 100, background: 1 } as const
 
 export type CgroupVersion = 'v1' | 'v2'
 

@@ -1,5 +1,7 @@
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { availableParallelism } from 'node:os'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
@@ -19,7 +21,7 @@ import { CappedOutput, collect } from '../output-capture.js'
 import { logTail, Runsc } from './runsc.js'
 import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
 import { READ_SECCOMP_MODE, SECCOMP_MODE_FILTER, WARM_GO, warmJobFiles, warmLauncherArgv } from '../sandbox-process.js'
-import { WarmPool, type PoolSize, type WarmSandbox } from './warm-pool.js'
+import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
 import { AUTO_PLATFORMS, type PlatformChoice, type RunscPlatform } from '../../../core/runsc-platforms.js'
 
 export interface LocalExecutorOptions {
@@ -44,10 +46,7 @@ export interface LocalExecutorOptions {
    */
   seccomp?: boolean
   /** Sandboxes booted ahead of their jobs (warm-pool.ts); absent: every job starts cold. */
-  warm?: {
-    sizes: ReadonlyMap<string, PoolSize>
-    memoryBudgetMb: number
-    maxIdleMs: number
+  warm?: WarmPoolSettings & {
     /** What a warm sandbox boots under: the largest limits a job may ask for, lowered at the claim. */
     bootLimits: { memoryMb: number; cpus: number; pids: number }
   }
@@ -94,6 +93,9 @@ export class LocalExecutor implements Executor {
   private platformsSeen = new Map<RunscPlatform, true | string>()
   private readonly pool: WarmPool<LocalWarmSandbox> | undefined
   private warmBoots = 0
+  /** Jobs this executor is running now (warm or cold). */
+  private inFlight = 0
+  private readonly warmTag = randomBytes(4).toString('hex')
   /** Removals of finished sandboxes not yet done, by job: each starts its removal once (afterResult). */
   private readonly cleanups = new Map<string, () => Promise<void>>()
 
@@ -102,18 +104,14 @@ export class LocalExecutor implements Executor {
     this.ownDir = join(options.stateDir, 'workers', String(process.pid))
     this.runsc = this.runscOn(options.platform === 'auto' ? 'systrap' : options.platform)
     this.runc = new Runsc({ kind: 'runc', binary: options.runcPath, root: join(this.ownDir, 'runc'), platform: '', network: 'none' })
-    const warm = options.warm
-    if (warm && warm.sizes.size > 0) {
-      this.pool = new WarmPool({
-        // Only runtimes whose image is here (optional ones, like ml-python, may not be).
-        sizes: new Map([...warm.sizes].filter(([name, size]) => size.max > 0 && findRuntime(name) !== undefined)),
-        memoryBudgetBytes: warm.memoryBudgetMb * 1024 * 1024,
-        maxIdleMs: warm.maxIdleMs,
-        boot: (runtime) => this.bootWarm(runtime),
-        logger: options.logger.child({ component: 'warm-pool' }),
-        ...(options.metrics ? { metrics: options.metrics } : {}),
-      })
-    }
+    this.pool = createWarmPool(options.warm, {
+      boot: (runtime) => this.bootWarm(runtime),
+      // Boots wait while jobs keep every core busy: at saturation a boot ahead saves a
+      // job nothing (the CPU is the limit) and would slow the running ones.
+      mayBoot: () => this.inFlight < availableParallelism(),
+      logger: options.logger,
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+    })
   }
 
   private runscOn(platform: RunscPlatform): Runsc {
@@ -243,6 +241,15 @@ export class LocalExecutor implements Executor {
 
   /** A warm sandbox from `pool` when it has one for the runtime, else a cold one. */
   private async runWith(runtimeCli: Runsc, request: ExecutionRequest, pool?: WarmPool<LocalWarmSandbox>): Promise<JobOutcome> {
+    this.inFlight++
+    try {
+      return await this.runWithin(runtimeCli, request, pool)
+    } finally {
+      this.inFlight--
+    }
+  }
+
+  private async runWithin(runtimeCli: Runsc, request: ExecutionRequest, pool?: WarmPool<LocalWarmSandbox>): Promise<JobOutcome> {
     const runtime = await this.runtimeOf(request.spec)
     const cgroups = await this.cgroups()
     if (!cgroups) throw new IsolationUnavailableError('no cgroup hierarchy is mounted: sandboxes cannot be limited')
@@ -394,7 +401,8 @@ export class LocalExecutor implements Executor {
     if (problem) throw new ExecutorError(`runtime ${runtimeName} is not installed on this worker (${problem})`)
     const cgroups = await this.cgroups()
     if (!cgroups) throw new IsolationUnavailableError('no cgroup hierarchy is mounted: sandboxes cannot be limited')
-    const id = `${CONTAINER_PREFIX}warm-${process.pid}-${this.warmBoots++}`
+    // Unique beyond this executor: a process may hold several (airlock bench does).
+    const id = `${CONTAINER_PREFIX}warm-${this.warmTag}-${this.warmBoots++}`
     const bundle = join(this.ownDir, 'bundles', id)
     const jobDir = join(bundle, 'job')
     const cgroup = cgroups.sandbox(`/${this.options.cgroupParent}/${id}`)
@@ -412,7 +420,7 @@ export class LocalExecutor implements Executor {
       // Booted under the largest limits a job may have; the claim lowers them to its own.
       const bootSpec: JobSpec = { runtime: runtimeName, files: [], entrypoint: runtime.defaultEntrypoint, args: [], stdin: '', env: {}, limits: { ...this.options.warm!.bootLimits, timeoutMs: 1000, outputBytes: 1 } }
       await this.writeBundle(bundle, bootSpec, runtime, cgroup.path, { jobDir, argv: warmLauncherArgv() })
-      await cgroup.create(this.hostLimits(bootSpec))
+      await cgroup.create({ ...this.hostLimits(bootSpec), background: true })
       const pidFile = join(bundle, 'sandbox.pid')
       child = runsc.run(id, bundle, logFile, pidFile)
       const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>

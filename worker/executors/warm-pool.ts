@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Metrics } from '../../../core/metrics.js'
+import type { Metrics } from '../../core/metrics.js'
 
 /** A runtime's pool bounds, from AIRLOCK_WARM_POOL. */
 export interface PoolSize {
@@ -29,8 +29,31 @@ export interface WarmPoolOptions<S extends WarmSandbox> {
   /** A sandbox idle longer than this is replaced by a fresh one. */
   maxIdleMs: number
   boot(runtime: string): Promise<S>
+  /**
+   * Whether a boot may start now; false while the host is busy with jobs, so that a
+   * boot never competes with them for the CPU. Asked again at each refill and tick.
+   * @default always
+   */
+  mayBoot?: () => boolean
   logger: Logger
   metrics?: Metrics
+}
+
+/** A pool's settings, as the executors take them (AIRLOCK_WARM_POOL and friends). */
+export interface WarmPoolSettings {
+  sizes: ReadonlyMap<string, PoolSize>
+  memoryBudgetMb: number
+  maxIdleMs: number
+}
+
+/** The pool an executor's settings ask for: none when no runtime may have a warm sandbox. */
+export function createWarmPool<S extends WarmSandbox>(
+  settings: WarmPoolSettings | undefined,
+  hooks: Pick<WarmPoolOptions<S>, 'boot' | 'mayBoot' | 'logger' | 'metrics'>,
+): WarmPool<S> | undefined {
+  const sizes = new Map([...(settings?.sizes ?? [])].filter(([, size]) => size.max > 0))
+  if (!settings || sizes.size === 0) return undefined
+  return new WarmPool({ ...hooks, sizes, memoryBudgetBytes: settings.memoryBudgetMb * 1024 * 1024, maxIdleMs: settings.maxIdleMs, logger: hooks.logger.child({ component: 'warm-pool' }) })
 }
 
 /** The window over which claims are counted to size the pool. */
@@ -151,6 +174,7 @@ export class WarmPool<S extends WarmSandbox> {
   private async fill(): Promise<void> {
     while (this.running) {
       await this.shrink()
+      if (this.options.mayBoot && !this.options.mayBoot()) return
       const runtime = this.neediest()
       if (runtime === undefined) return
       this.booting.set(runtime, (this.booting.get(runtime) ?? 0) + 1)
