@@ -22,7 +22,8 @@ const TELL_ALL = {
 }
 
 t.test('a warm job runs as a cold one would, under its own limits', async (t) => {
-  const h = await build(t, { env: { AIRLOCK_WARM_POOL: 'bash=2:4,python=1:2' } })
+  // A small default memory, so that a warm job can be driven past it.
+  const h = await build(t, { env: { AIRLOCK_WARM_POOL: 'bash=2:4,python=1:2', AIRLOCK_DEFAULT_MEMORY_MB: '96' } })
   await idle(h, 'bash')
   const warm = await h.run(TELL_ALL)
   t.equal(warm.sandboxStart, 'warm', 'it took a sandbox of the pool')
@@ -39,9 +40,11 @@ t.test('a warm job runs as a cold one would, under its own limits', async (t) =>
   t.same({ ...warm.isolation }, { ...reference.isolation }, 'the same isolation recorded')
 
   await idle(h, 'python')
-  const oom = await h.run({ runtime: 'python', source: 'b = bytearray(300 * 1024 * 1024)\nprint("allocated")', limits: { memoryMb: 64 } })
+  const oom = await h.run({ runtime: 'python', source: 'b = bytearray(300 * 1024 * 1024)\nprint("allocated")', limits: { memoryMb: 96 } })
   t.equal(oom.sandboxStart, 'warm')
-  t.equal(oom.status, 'oom', 'the memory limit is the job’s, set at the claim, not the boot’s')
+  t.equal(oom.status, 'oom', 'the memory limit holds in a warm sandbox')
+  const other = await h.run({ runtime: 'bash', source: 'true', limits: { memoryMb: 128 } })
+  t.equal(other.sandboxStart, 'cold', 'a job with other memory than the pool’s sandboxes starts cold: the program would see the boot’s')
   t.notMatch(oom.stdout, /allocated/)
 
   await idle(h, 'python')

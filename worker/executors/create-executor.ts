@@ -55,7 +55,7 @@ export function createExecutor(config: Config, logger: Logger, overrides: Execut
     workspaceMb: config.workspaceMb,
     logger: logger.child({ component: 'executor' }),
     ...(overrides.seccomp === false ? { seccomp: false } : {}),
-    ...(overrides.warm === false ? {} : { warm: { sizes: config.warmPoolSizes, memoryBudgetMb: config.warmPoolMemoryMb, maxIdleMs: config.warmMaxIdleMs, bootLimits: { memoryMb: config.maxMemoryMb, cpus: config.maxCpus, pids: config.maxPids } } }),
+    ...(overrides.warm === false ? {} : { warm: { sizes: config.warmPoolSizes, memoryBudgetMb: config.warmPoolMemoryMb, maxIdleMs: config.warmMaxIdleMs, limits: { memoryMb: config.defaultMemoryMb, cpus: config.defaultCpus, pids: config.maxPids } } }),
     ...(overrides.metrics ? { metrics: overrides.metrics } : {}),
   })
 }

@@ -95,6 +95,8 @@ export class WarmPool<S extends WarmSandbox> {
   /** Per runtime: when its next boot may be tried after a failure, and the current backoff. */
   private readonly backoff = new Map<string, { until: number; ms: number }>()
   private running = false
+  /** Bumped by every flush: a boot started before one is not what the pool holds now, and is discarded. */
+  private generation = 0
   private filling: Promise<void> | undefined
   private ticker: NodeJS.Timeout | undefined
 
@@ -143,8 +145,12 @@ export class WarmPool<S extends WarmSandbox> {
     this.kick()
   }
 
-  /** Destroys every idle sandbox (say, when the platform changed); the pool refills. */
+  /**
+   * Destroys every idle sandbox, and one booting now once it lands (say, when the
+   * platform changed); the pool refills.
+   */
   async flush(): Promise<void> {
+    this.generation++
     const all = [...this.idle.values()].flat()
     this.idle.clear()
     this.memory.clear()
@@ -153,12 +159,20 @@ export class WarmPool<S extends WarmSandbox> {
     this.kick()
   }
 
-  /** Stops filling and destroys every sandbox it holds, waiting for a boot in flight. */
-  async close(): Promise<void> {
+  /**
+   * Stops filling and destroys what it holds (isolation cannot be guaranteed now, or
+   * the worker stops); start() resumes. A boot in flight is discarded when it lands.
+   */
+  async pause(): Promise<void> {
     this.running = false
     clearInterval(this.ticker)
-    await this.filling
     await this.flush()
+  }
+
+  /** Stops for good, waiting for a boot in flight so that nothing outlives the pool. */
+  async close(): Promise<void> {
+    await this.pause()
+    await this.filling
   }
 
   private kick(): void {
@@ -179,12 +193,13 @@ export class WarmPool<S extends WarmSandbox> {
       if (runtime === undefined) return
       this.booting.set(runtime, (this.booting.get(runtime) ?? 0) + 1)
       this.report()
+      const generation = this.generation
       try {
         const s = await this.options.boot(runtime)
         this.backoff.delete(runtime)
-        if (!this.running) {
+        if (!this.running || generation !== this.generation) {
           await this.discard(s)
-          return
+          continue
         }
         this.memory.set(s, await s.memoryBytes())
         this.idle.set(runtime, [...(this.idle.get(runtime) ?? []), s])

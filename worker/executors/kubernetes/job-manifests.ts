@@ -15,8 +15,10 @@ export const ANNOTATION_TENANT = 'airlock.dev/tenant'
 export const LABEL_WARM = 'airlock.dev/warm'
 /** On a claimed warm Job: the name a cold Job of that job would have had (kubeJobName), so a retry finds it. */
 export const LABEL_CLAIMED_BY = 'airlock.dev/claimed-by'
-/** On a claimed warm Job: when the job was handed to it (epoch ms): its program's start. */
+/** On a claimed warm Job: when it was claimed (epoch ms). */
 export const ANNOTATION_CLAIMED_AT = 'airlock.dev/claimed-at'
+/** On a claimed warm Job: when the whole job was written to its stdin (epoch ms): its program's start. */
+export const ANNOTATION_HANDED_AT = 'airlock.dev/handed-at'
 export const CONTAINER_NAME = 'job'
 /** A Secret holds at most 1 MiB of data. */
 export const MAX_SECRET_BYTES = 1024 * 1024

@@ -10,7 +10,7 @@ import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
 import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
 import { SANDBOX_UID, warmJobStream } from '../sandbox-process.js'
 import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
-import { ANNOTATION_CLAIMED_AT, ANNOTATION_TENANT, buildJob, buildSecret, buildWarmJob, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_CLAIMED_BY, LABEL_JOB, LABEL_TENANT, LABEL_WARM, MAX_SECRET_BYTES, secretBytes, tenantLabel, type ManifestInput } from './job-manifests.js'
+import { ANNOTATION_CLAIMED_AT, ANNOTATION_HANDED_AT, ANNOTATION_TENANT, buildJob, buildSecret, buildWarmJob, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_CLAIMED_BY, LABEL_JOB, LABEL_TENANT, LABEL_WARM, MAX_SECRET_BYTES, secretBytes, tenantLabel, type ManifestInput } from './job-manifests.js'
 import { ContainerOutput } from './container-output.js'
 import { namespaceProblems } from './namespace-safety.js'
 import { isTransientRefusal, observe, type Observation } from './pod-state.js'
@@ -58,6 +58,8 @@ interface KubeTarget {
   bootMs?: number
   /** Resolves with why, if the attach that carried the job failed while it was being sent. */
   handOverFailed?: Promise<string>
+  /** A warm Job claimed for the job by a worker that stopped before it was known to hold the job. */
+  notHandedOver?: boolean
 }
 
 type AttachSocket = Awaited<ReturnType<Attach['attach']>>
@@ -183,7 +185,7 @@ export class KubernetesExecutor implements Executor {
     const detail = `Kubernetes ${version}, RuntimeClass ${this.options.runtimeClassName}, namespace ${this.options.namespace}, ${logs}, ${seccomp}`
     if (problems.length > 0) {
       this.safeUntil = 0
-      await this.pool?.flush()
+      await this.pool?.pause()
       return { ok: false, technology: 'gvisor', detail, reason: problems.join('; '), isolation: null }
     }
     this.safeUntil = Date.now() + SAFETY_CACHE_MS
@@ -253,7 +255,7 @@ export class KubernetesExecutor implements Executor {
     const earlier = await this.kubeJobOf(jobId)
     if (earlier) {
       this.options.logger.warn({ jobId, kubeJob: earlier.name }, 'adopting the Kubernetes Job of an earlier attempt')
-      return this.follow(request, t0, earlier)
+      return this.followOrEnd(request, t0, earlier)
     }
     await this.ensureSafe()
     if (secretBytes(spec) > MAX_SECRET_BYTES) {
@@ -297,7 +299,14 @@ export class KubernetesExecutor implements Executor {
   async adopt(request: ExecutionRequest): Promise<JobOutcome | null> {
     const target = await this.kubeJobOf(request.jobId)
     if (!target) return null
-    return this.follow(request, Date.now(), target)
+    return this.followOrEnd(request, Date.now(), target)
+  }
+
+  /** Follows an earlier attempt's Job, or ends the job when its hand-over to a warm pod was never completed. */
+  private async followOrEnd(request: ExecutionRequest, t0: number, target: KubeTarget): Promise<JobOutcome> {
+    if (!target.notHandedOver) return this.follow(request, t0, target)
+    await this.deleteJob(target.name)
+    return endedBeforeStart('error', 'the worker handing this job to a warm pod stopped before the hand-over was complete; it was not run again')
   }
 
   /**
@@ -311,8 +320,11 @@ export class KubernetesExecutor implements Executor {
     const claimed = (await this.batch.listNamespacedJob({ namespace, labelSelector: `${LABEL_CLAIMED_BY}=${name}` })).items[0]
     if (!claimed?.metadata?.name) return undefined
     this.warmJobs.set(jobId, claimed.metadata.name)
-    const since = Number(claimed.metadata.annotations?.[ANNOTATION_CLAIMED_AT])
-    return { name: claimed.metadata.name, ...(Number.isFinite(since) && since > 0 ? { warmSince: since } : {}) }
+    const since = Number(claimed.metadata.annotations?.[ANNOTATION_HANDED_AT])
+    // Claimed, but not known to be handed over (its worker stopped in between): the pod
+    // may hold part of the job or none. It is ended, not run again and not waited on.
+    if (!(Number.isFinite(since) && since > 0)) return { name: claimed.metadata.name, notHandedOver: true }
+    return { name: claimed.metadata.name, warmSince: since }
   }
 
   /** Whether a warm pod (sized for the pool's limits) can run the job as its own pod would. */
@@ -346,7 +358,9 @@ export class KubernetesExecutor implements Executor {
       const podName = await this.runningPodOf(name, t0 + Math.max(this.options.startAllowanceMs, 60_000))
       return {
         name, podName, runtime: runtimeName, createdAt: t0, bootedAt: Date.now(), bootMs: Date.now() - t0,
-        alive: () => true,
+        // Its Job's deadline is its idle time plus a minute from its creation: past the
+        // idle time it is not handed a job that the deadline could cut short.
+        alive: () => Date.now() < t0 + warm.maxIdleMs,
         memoryBytes: async () => warm.limits.memoryMb * 1024 * 1024,
         destroy: () => this.deleteJob(name),
       }
@@ -428,6 +442,12 @@ export class KubernetesExecutor implements Executor {
       await pod.destroy().catch(() => undefined)
       return undefined
     }
+    if (request.signal.aborted) {
+      ws.close()
+      await pod.destroy().catch(() => undefined)
+      this.warmJobs.delete(jobId)
+      return endedBeforeStart('cancelled', 'cancelled before it started')
+    }
     await request.beforeLaunch?.()
     const warmSince = Date.now()
     stdin.end(warmJobStream(spec, runtime))
@@ -436,7 +456,13 @@ export class KubernetesExecutor implements Executor {
     // It is closed once what was written has left: stdinOnce closes the program's stdin then.
     stdin.once('end', () => {
       handOver.done()
-      const close = () => (ws!.bufferedAmount > 0 ? void setTimeout(close, 10) : ws!.close())
+      // Once it is handed over, a retry after this worker's crash follows the pod instead
+      // of taking the job for one that never reached it (kubeJobOf).
+      void this.batch
+        .patchNamespacedJob({ name: pod.name, namespace, body: { metadata: { annotations: { [ANNOTATION_HANDED_AT]: String(warmSince) } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
+        .catch((err: unknown) => log.warn({ err: apiMessage(err) }, 'could not mark the warm Job handed over'))
+      const closeBy = Date.now() + ATTACH_TIMEOUT_MS
+      const close = () => (ws!.readyState === ws!.OPEN && ws!.bufferedAmount > 0 && Date.now() < closeBy ? void setTimeout(close, 10) : ws!.close())
       close()
     })
     ws.on('error', (err) => log.warn({ err: (err as Error).message }, 'the attach to a warm pod broke'))

@@ -47,8 +47,13 @@ export interface LocalExecutorOptions {
   seccomp?: boolean
   /** Sandboxes booted ahead of their jobs (warm-pool.ts); absent: every job starts cold. */
   warm?: WarmPoolSettings & {
-    /** What a warm sandbox boots under: the largest limits a job may ask for, lowered at the claim. */
-    bootLimits: { memoryMb: number; cpus: number; pids: number }
+    /**
+     * What a warm sandbox is made for: a job with this memory and these CPUs (the
+     * defaults) takes one; others start cold, since the sandbox shows its memory to the
+     * program from its boot (MemTotal). Its process limit is the largest a job may have,
+     * lowered to the job's at the claim.
+     */
+    limits: { memoryMb: number; cpus: number; pids: number }
   }
   metrics?: Metrics
 }
@@ -154,7 +159,7 @@ export class LocalExecutor implements Executor {
     const chosen = this.options.platform === 'auto' ? AUTO_PLATFORMS.find((p) => this.platformsSeen.get(p) === true) : this.options.platform
     const detail = `runsc ${version}, platform ${chosen ?? this.platform}, ${hierarchy}; platforms that work here: ${working.join(', ') || 'none'}`
     if (chosen === undefined || this.platformsSeen.get(chosen) !== true) {
-      await this.pool?.flush()
+      await this.pool?.pause()
       const why = [...this.platformsSeen].filter(([, seen]) => seen !== true).map(([p, seen]) => `${p}: ${String(seen)}`).join('; ')
       const hint = this.options.platform !== 'auto' && working.length > 0 ? ` (set AIRLOCK_RUNSC_PLATFORM to ${working.join(' or ')}, or auto)` : ''
       return fail(`no gVisor platform ${this.options.platform === 'auto' ? `of ${AUTO_PLATFORMS.join(', ')} ` : `${this.options.platform} `}works on this host${hint}: ${why}`, detail)
@@ -253,12 +258,18 @@ export class LocalExecutor implements Executor {
     const runtime = await this.runtimeOf(request.spec)
     const cgroups = await this.cgroups()
     if (!cgroups) throw new IsolationUnavailableError('no cgroup hierarchy is mounted: sandboxes cannot be limited')
-    const warm = pool?.take(request.spec.runtime)
+    const warm = this.fitsWarm(request.spec) ? pool?.take(request.spec.runtime) : undefined
     if (warm) {
       const outcome = await this.runWarm(warm, runtime, request)
       if (outcome) return outcome
     }
     return this.runCold(runtimeCli, runtime, cgroups, request)
+  }
+
+  /** Whether a warm sandbox is the sandbox this job would have had cold: same memory and CPUs. */
+  private fitsWarm(spec: JobSpec): boolean {
+    const w = this.options.warm
+    return !!w && spec.limits.memoryMb === w.limits.memoryMb && spec.limits.cpus === w.limits.cpus
   }
 
   private async runCold(runtimeCli: Runsc, runtime: RuntimeDefinition, cgroups: CgroupHost, { jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome> {
@@ -417,8 +428,8 @@ export class LocalExecutor implements Executor {
     }
     const t0 = Date.now()
     try {
-      // Booted under the largest limits a job may have; the claim lowers them to its own.
-      const bootSpec: JobSpec = { runtime: runtimeName, files: [], entrypoint: runtime.defaultEntrypoint, args: [], stdin: '', env: {}, limits: { ...this.options.warm!.bootLimits, timeoutMs: 1000, outputBytes: 1 } }
+      // A job with the pool's memory and CPUs takes it; the claim lowers the process limit.
+      const bootSpec: JobSpec = { runtime: runtimeName, files: [], entrypoint: runtime.defaultEntrypoint, args: [], stdin: '', env: {}, limits: { ...this.options.warm!.limits, timeoutMs: 1000, outputBytes: 1 } }
       await this.writeBundle(bundle, bootSpec, runtime, cgroup.path, { jobDir, argv: warmLauncherArgv() })
       await cgroup.create({ ...this.hostLimits(bootSpec), background: true })
       const pidFile = join(bundle, 'sandbox.pid')
