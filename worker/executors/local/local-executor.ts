@@ -345,6 +345,8 @@ export class LocalExecutor implements Executor {
       if (signal.aborted) return cancelledBeforeStart()
       handed = true
       await beforeLaunch?.()
+      // A cancel during the launch record: the go line is not sent, nothing of the job runs.
+      if (signal.aborted) return cancelledBeforeStart()
       const stdout = new CappedOutput(spec.limits.outputBytes)
       const stderr = new CappedOutput(spec.limits.outputBytes)
       const drained = drain(s.child, stdout, stderr, onOutput)
@@ -573,6 +575,8 @@ async function watch(p: { exited: Promise<[number | null, NodeJS.Signals | null]
     p.kill()
   }
   p.signal.addEventListener('abort', onAbort, { once: true })
+  // A cancel that came before the watch (while the job was being launched) is one too.
+  if (p.signal.aborted) onAbort()
   let timer: NodeJS.Timeout | undefined
   try {
     const up = await p.up
