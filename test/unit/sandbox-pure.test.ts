@@ -250,7 +250,7 @@ t.test("a warm pod's launcher takes its whole job from stdin, byte for byte, and
       { path: 'dir with space/data.bin', content: 'x\ny\n\n' },
     ],
   }
-  const r = spawnSync('/bin/sh', ['-c', script, ...argv.slice(3)], { cwd: join(root, 'workspace'), env: { PATH: SANDBOX_FIXED_ENV.PATH!, KUBERNETES_SERVICE_HOST: '10.0.0.1' }, input: warmJobStream(spec, findRuntime('bash')!) })
+  const r = spawnSync('/bin/sh', ['-c', script, ...argv.slice(3)], { cwd: join(root, 'workspace'), env: { PATH: SANDBOX_FIXED_ENV.PATH!, KUBERNETES_SERVICE_HOST: '127.0.0.1' }, input: warmJobStream(spec, findRuntime('bash')!) })
   t.equal(r.status, 0, r.stderr.toString())
   const out = r.stdout.toString()
   t.ok(out.startsWith('<two words><a\nb>\nA=[multi\nline\n\n] e=[launcher-named]\n'), `argv and environment exactly the job's: ${JSON.stringify(out.slice(0, 80))}`)
