@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises'
 import { cpus, release, totalmem } from 'node:os'
 import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
-import type { Isolation as IsolationRecord } from '../../core/job.js'
+import type { Isolation as IsolationRecord, JobOutcome } from '../../core/job.js'
 import { createLogger } from '../../core/logger.js'
 import type { PlatformChoice } from '../../core/runsc-platforms.js'
 import type { Executor } from '../../worker/executors/executor.js'
@@ -41,6 +41,8 @@ export const SANDBOX_CONFIG_NAMES = Object.keys(SANDBOX_CONFIGS) as SandboxConfi
 export interface SandboxResult {
   config: SandboxConfigName
   statuses: Record<string, number>
+  /** Why each job that did not succeed ended as it did: its reason and the last line it wrote to stderr. */
+  failures: string[]
   /** Executor's start of the sandbox: bundle, cgroup, runsc create to the program's start. */
   startupMs: Summary | null
   /** The program's start to its end. */
@@ -106,7 +108,7 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
     let n = 0
     const workloads: SandboxCompareReport['workloads'] = []
     for (const w of options.workloads) {
-      const samples = new Map(runners.map((r) => [r.name, { startup: [] as number[], run: [] as number[], wall: [] as number[], inner: [] as number[], statuses: {} as Record<string, number> }]))
+      const samples = new Map(runners.map((r) => [r.name, { startup: [] as number[], run: [] as number[], wall: [] as number[], inner: [] as number[], statuses: {} as Record<string, number>, failures: [] as string[] }]))
       let skipped: string | null = null
       for (let round = 0; round < options.jobs && !skipped; round++) {
         for (let i = 0; i < runners.length && !skipped; i++) {
@@ -114,11 +116,16 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
           const spec = resolveJobSpec({ ...w.request, isolation: runner.runc ? 'runc' : 'gvisor' } as Parameters<typeof resolveJobSpec>[0], base)
           const s = samples.get(runner.name)!
           const t0 = performance.now()
+          const jobId = `bench_${process.pid}_${n++}`
           try {
-            const outcome = await runner.executor.run({ jobId: `bench_${process.pid}_${n++}`, tenant: 'bench', spec, signal: new AbortController().signal })
+            const outcome = await runner.executor.run({ jobId, tenant: 'bench', spec, signal: new AbortController().signal })
+            const wall = performance.now() - t0
+            // As a worker does once the result is stored: the sandbox is removed now, not beside the next job's run.
+            await runner.executor.forget?.(jobId)
             s.statuses[outcome.status] = (s.statuses[outcome.status] ?? 0) + 1
+            if (outcome.status !== 'succeeded') s.failures.push(describeFailure(outcome))
             if (outcome.status === 'succeeded') {
-              s.wall.push(performance.now() - t0)
+              s.wall.push(wall)
               if (outcome.startupMs !== null) s.startup.push(outcome.startupMs)
               if (outcome.runMs !== null) s.run.push(outcome.runMs)
               const seconds = w.timesItself ? Number(outcome.stdout.trim().split('\n').pop()) : NaN
@@ -143,6 +150,7 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
               return {
                 config: r.name,
                 statuses: s.statuses,
+                failures: s.failures,
                 startupMs: summarize(s.startup),
                 runMs: summarize(s.run),
                 wallMs: summarize(s.wall),
@@ -162,6 +170,12 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
   }
 }
 
+/** A job that did not succeed -> one line for the report: its status, reason and last stderr line. */
+export function describeFailure(outcome: Pick<JobOutcome, 'status' | 'reason' | 'stderr'>): string {
+  const lastLine = outcome.stderr.trimEnd().split('\n').pop()?.slice(0, 300) ?? ''
+  return `${outcome.status}: ${outcome.reason ?? 'no reason given'}${lastLine ? ` (stderr: ${lastLine})` : ''}`
+}
+
 const x = (r: Ratio | null) => (r === null ? '-' : `${r.ofMedians.toFixed(2)}x`)
 
 /** The terminal table of a comparison: one row per workload and configuration. */
@@ -179,6 +193,7 @@ export function renderSandboxTable(report: SandboxCompareReport): string {
   const lines = alignColumns(rows)
   lines.push('', 'times in ms, each job alone; START = sandbox start to the program\'s start; RUN = the program; WALL = the whole run; INNER = what a workload timed of itself;')
   lines.push('ratios are of medians, to runc')
+  for (const w of report.workloads) for (const r of w.results) for (const f of r.failures) lines.push(`${w.name}/${r.config} job ${f}`)
   for (const c of report.configs) lines.push(`${c.name}: ${c.describe}${c.isolation ? ` (runsc ${c.isolation.version}, ${c.isolation.platform})` : ''}${c.unavailable ? ` - not run: ${c.unavailable}` : ''}`)
   return lines.join('\n')
 }
