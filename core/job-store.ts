@@ -284,7 +284,7 @@ function intOrNull(v: string | undefined): number | null {
 }
 
 /** Fields of a record the API reads: everything but the spec (and legacy output). */
-const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'bootMs', 'sandboxStart', 'executor', 'isolation'] as const
+const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'bootMs', 'exitToResultMs', 'sandboxStart', 'executor', 'isolation'] as const
 type ViewFields = Partial<Record<(typeof VIEW_FIELDS)[number], string>>
 
 function toView(id: string, h: ViewFields, runtime: string): JobView {
@@ -313,6 +313,7 @@ function toView(id: string, h: ViewFields, runtime: string): JobView {
         startupMs: intOrNull(h.startupMs),
         runMs: intOrNull(h.runMs),
         bootMs: intOrNull(h.bootMs),
+        exitToResultMs: intOrNull(h.exitToResultMs),
       },
       sandboxStart: h.sandboxStart === 'warm' || h.sandboxStart === 'cold' ? h.sandboxStart : null,
       executor: h.executor || null,
@@ -549,6 +550,8 @@ export class JobStore {
       startupMs: outcome.startupMs === null ? '' : String(outcome.startupMs),
       runMs: outcome.runMs === null ? '' : String(outcome.runMs),
       bootMs: outcome.bootMs === undefined || outcome.bootMs === null ? '' : String(outcome.bootMs),
+      // The sandbox's clock against the worker's: never below 0 when they disagree by a little.
+      exitToResultMs: outcome.endedAt === undefined || outcome.endedAt === null ? '' : String(Math.max(0, Math.round(now - outcome.endedAt))),
       sandboxStart: outcome.sandboxStart ?? '',
       executor: meta.executor,
       isolation: meta.isolation ? JSON.stringify(meta.isolation) : '',

@@ -46,6 +46,7 @@ export const JobSchema = Type.Object({
     startupMs: Nullable(Type.Integer({ description: 'Picked up to program started (sandbox creation)' })),
     runMs: Nullable(Type.Integer({ description: 'Program started to program ended' })),
     bootMs: Nullable(Type.Integer({ description: "How long the job's sandbox took to boot: within startupMs when it started cold, before the job arrived when warm" })),
+    exitToResultMs: Nullable(Type.Integer({ description: 'Program ended to its result stored: how long the service took to learn of the end and record it' })),
   }),
   sandboxStart: Nullable(SandboxStartSchema),
   executor: Nullable(Type.String({ description: 'Executor that ran the job: local or kubernetes' })),
@@ -94,4 +95,6 @@ export interface JobOutcome {
   sandboxStart?: SandboxStart
   /** How long its sandbox took to boot: part of startupMs when cold, before the job when warm. */
   bootMs?: number | null
+  /** When the program ended (epoch ms) as the executor learned it; its result is stored after. */
+  endedAt?: number | null
 }

@@ -11,10 +11,10 @@ export function alignColumns(rows: string[][]): string[] {
 
 /** The terminal table: one row per workload and runtime. */
 export function renderTable(report: BenchReport): string {
-  const rows: string[][] = [['WORKLOAD', 'RUNTIME', 'OK', 'START p50', 'RUN p50', 'RUN p90', 'E2E p50', 'E2E p90', 'E2E p99', 'E2E max', 'JOBS/S', 'DIRECT p50', 'SVC +', 'WARM', 'E2E p50 WARM', 'E2E p50 COLD', 'GVISOR/RUNC (run)']]
+  const rows: string[][] = [['WORKLOAD', 'RUNTIME', 'OK', 'START p50', 'RUN p50', 'RUN p90', 'E2E p50', 'E2E p90', 'E2E p99', 'E2E max', 'JOBS/S', 'DIRECT p50', 'SVC +', 'WARM', 'E2E p50 WARM', 'E2E p50 COLD', 'EXIT>RESULT p50', 'EXIT>RESULT p99', 'GVISOR/RUNC (run)']]
   for (const w of report.workloads) {
     if (w.skipped) {
-      rows.push([w.name, '-', '-', ...Array.from({ length: 13 }, () => ''), `skipped: ${w.skipped}`])
+      rows.push([w.name, '-', '-', ...Array.from({ length: 15 }, () => ''), `skipped: ${w.skipped}`])
       continue
     }
     for (const [name, r] of [['gvisor', w.gvisor], ['runc', w.runc]] as [string, RuntimeResult | null][]) {
@@ -25,13 +25,14 @@ export function renderTable(report: BenchReport): string {
         ms(r.submitToStartMs?.p50), ms(r.startToEndMs?.p50), ms(r.startToEndMs?.p90),
         ms(r.endToEndMs?.p50), ms(r.endToEndMs?.p90), ms(r.endToEndMs?.p99), ms(r.endToEndMs?.max),
         r.throughputJobsPerS === null ? '-' : r.throughputJobsPerS.toFixed(2), ms(r.directMs?.p50), ms(r.serviceOverheadMs),
-        `${r.byStart.warm.jobs}/${r.byStart.warm.jobs + r.byStart.cold.jobs}`, ms(r.byStart.warm.endToEndMs?.p50), ms(r.byStart.cold.endToEndMs?.p50), ratioCell,
+        `${r.byStart.warm.jobs}/${r.byStart.warm.jobs + r.byStart.cold.jobs}`, ms(r.byStart.warm.endToEndMs?.p50), ms(r.byStart.cold.endToEndMs?.p50), ms(r.exitToResultMs?.p50), ms(r.exitToResultMs?.p99), ratioCell,
       ])
     }
   }
   const lines = alignColumns(rows)
   lines.push('', 'times in ms; START = accepted to program start; RUN = program start to end; E2E = submit to result at the client;')
   lines.push('DIRECT = the same job run by the executor on this machine without API or queue, cold; SVC + = E2E p50 - DIRECT p50')
+  lines.push('EXIT>RESULT = the program\'s end to its result stored (the job\'s timings.exitToResultMs)')
   lines.push('WARM = jobs that took a sandbox booted before they arrived (the worker\'s warm pool), of all; E2E p50 WARM / COLD = each kind alone')
   for (const i of report.ingest) lines.push(`ingest ${i.route}: ${i.requestsPerSec.toFixed(0)} req/s, latency p50 ${i.latencyMs.p50} ms p99 ${i.latencyMs.p99} ms, non-2xx ${i.non2xx}`)
   // Fair share by default: a tenant without quotas of its own is held to the server's
@@ -120,18 +121,18 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4
     el('text', { x: 840, y: 84, 'font-size': 10, fill: '#777', 'text-anchor': 'end' }, s, fmt(max) + ' ms');
   });
 
-  var t = '<table><tr><th>workload</th><th>runtime</th><th>start p50</th><th>run p50</th><th>run p90</th><th>e2e p50</th><th>e2e p90</th><th>e2e p99</th><th>e2e max</th><th>jobs/s</th><th>direct p50</th><th>service +</th></tr>';
+  var t = '<table><tr><th>workload</th><th>runtime</th><th>start p50</th><th>run p50</th><th>run p90</th><th>e2e p50</th><th>e2e p90</th><th>e2e p99</th><th>e2e max</th><th>jobs/s</th><th>direct p50</th><th>service +</th><th>exit to result p50</th></tr>';
   report.workloads.forEach(function (wl) {
-    if (wl.skipped) { t += '<tr><td>' + wl.name + '</td><td colspan="11" class="muted">skipped: ' + wl.skipped.replace(/</g, '&lt;') + '</td></tr>'; return; }
+    if (wl.skipped) { t += '<tr><td>' + wl.name + '</td><td colspan="12" class="muted">skipped: ' + wl.skipped.replace(/</g, '&lt;') + '</td></tr>'; return; }
     ['gvisor', 'runc'].forEach(function (rt) {
       var r = wl[rt];
       t += '<tr><td>' + wl.name + '</td><td>' + rt + '</td><td>' + fmt(r.submitToStartMs && r.submitToStartMs.p50) + '</td><td>' + fmt(r.startToEndMs && r.startToEndMs.p50) +
         '</td><td>' + fmt(r.startToEndMs && r.startToEndMs.p90) + '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.p50) + '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.p90) +
         '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.p99) + '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.max) + '</td><td>' + (r.throughputJobsPerS === null ? '-' : r.throughputJobsPerS.toFixed(2)) +
-        '</td><td>' + fmt(r.directMs && r.directMs.p50) + '</td><td>' + fmt(r.serviceOverheadMs) + '</td></tr>';
+        '</td><td>' + fmt(r.directMs && r.directMs.p50) + '</td><td>' + fmt(r.serviceOverheadMs) + '</td><td>' + fmt(r.exitToResultMs && r.exitToResultMs.p50) + '</td></tr>';
     });
   });
-  document.getElementById('tables').innerHTML = t + '</table><p class="muted">ms. start: accepted to program start; run: program start to end; e2e: submit to result at the client; direct: the same job run by the executor without API or queue.</p>';
+  document.getElementById('tables').innerHTML = t + '</table><p class="muted">ms. start: accepted to program start; run: program start to end; e2e: submit to result at the client; direct: the same job run by the executor without API or queue; exit to result: from the end of the program to its result stored.</p>';
   var ing = '<table><tr><th>route</th><th>req/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>non-2xx</th></tr>';
   report.ingest.forEach(function (i) { ing += '<tr><td>' + i.route + '</td><td>' + i.requestsPerSec.toFixed(0) + '</td><td>' + i.latencyMs.p50 + '</td><td>' + i.latencyMs.p90 + '</td><td>' + i.latencyMs.p99 + '</td><td>' + i.non2xx + '</td></tr>'; });
   document.getElementById('ingest').innerHTML = report.ingest.length ? ing + '</table>' : '<p class="muted">not run</p>';

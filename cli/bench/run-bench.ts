@@ -17,6 +17,8 @@ export interface Samples {
   endToEndMs: number[]
   /** How each job's sandbox started (the job's sandboxStart), in the order of endToEndMs. */
   starts: ('warm' | 'cold' | null)[]
+  /** Program ended to result stored, from the job's timings (the jobs that have it; not aligned with the rest). */
+  exitToResultMs: number[]
 }
 
 /** The jobs of one kind of start (warm: a sandbox of the pool; cold: booted for the job). */
@@ -31,6 +33,8 @@ export interface RuntimeResult {
   submitToStartMs: Summary | null
   startToEndMs: Summary | null
   endToEndMs: Summary | null
+  /** Program ended to its result stored, as the job's timings say. */
+  exitToResultMs: Summary | null
   /** Jobs finished per second of this runtime's share of the phase: n / (sum of end-to-end / concurrency). */
   throughputJobsPerS: number | null
   statuses: Record<string, number>
@@ -123,6 +127,7 @@ function runtimeResult(samples: Samples, statuses: Record<string, number>, concu
     submitToStartMs: summarize(samples.submitToStartMs),
     startToEndMs: summarize(samples.startToEndMs),
     endToEndMs: e2e,
+    exitToResultMs: summarize(samples.exitToResultMs),
     throughputJobsPerS: busy > 0 ? samples.endToEndMs.length / (busy / 1000) : null,
     statuses,
     directMs: d,
@@ -148,7 +153,7 @@ export async function runBench(client: Airlock, options: BenchOptions): Promise<
       workloads.push({ name: w.name, stresses: w.stresses, runtime: w.request.runtime, skipped, gvisor: null, runc: null, ratios: { startToEnd: null, endToEnd: null, submitToStart: null } })
       continue
     }
-    const samples: Record<Isolation, Samples> = { gvisor: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [] }, runc: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [] } }
+    const samples: Record<Isolation, Samples> = { gvisor: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [], exitToResultMs: [] }, runc: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [], exitToResultMs: [] } }
     const statuses: Record<Isolation, Record<string, number>> = { gvisor: {}, runc: {} }
     const order = interleave(perRuntime)
     await pool(
@@ -174,6 +179,7 @@ export async function runBench(client: Airlock, options: BenchOptions): Promise<
             s.startToEndMs.push(job.timings.runMs)
             s.starts.push(job.sandboxStart)
           }
+          if (job.timings.exitToResultMs !== null) s.exitToResultMs.push(job.timings.exitToResultMs)
         }
         tick(`${w.name} ${isolation}`)
       }),

@@ -54,6 +54,7 @@ class Timings(TypedDict):
     startupMs: Optional[int]
     runMs: Optional[int]
     bootMs: Optional[int]  # within startupMs when cold; before the job arrived when warm
+    exitToResultMs: Optional[int]  # program ended to its result stored
 
 
 class Job(TypedDict):

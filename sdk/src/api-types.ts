@@ -82,6 +82,7 @@ export interface Job {
     startupMs: number | null;
     runMs: number | null;
     bootMs: number | null;
+    exitToResultMs: number | null;
   };
   sandboxStart: ("warm" | "cold") | null;
   executor: string | null;

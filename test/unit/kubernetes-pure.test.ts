@@ -9,6 +9,7 @@ import { ConfigError, parseImageRefs } from '../../core/config.js'
 import type { JobSpec } from '../../core/job-spec.js'
 import { findRuntime } from '../../core/runtimes.js'
 import { buildJob, buildSecret, buildWarmJob, jobLabels, kubeJobName, kubeLiteral, LABEL_JOB, LABEL_WARM, secretBytes, tenantLabel, type ManifestInput } from '../../worker/executors/kubernetes/job-manifests.js'
+import { LauncherReportFilter } from '../../worker/executors/kubernetes/launcher-report.js'
 import { namespaceProblems, type SafetyInput } from '../../worker/executors/kubernetes/namespace-safety.js'
 import { isTransientRefusal, observe, podDisruption } from '../../worker/executors/kubernetes/pod-state.js'
 import { CAP_HELPER_PROCESSES, JOB_FILES_MOUNT, NO_SECCOMP_EXIT, NO_SECCOMP_MESSAGE, NO_SECCOMP_REASON, warmStreamLauncherArgv, WORKSPACE } from '../../worker/executors/sandbox-process.js'
@@ -154,7 +155,15 @@ async function runLauncher(t: { teardown(fn: () => unknown): void }, job: V1Job,
     env: { ...containerEnv, KUBERNETES_SERVICE_HOST: '127.0.0.1', HOSTNAME: 'pod' },
     maxBuffer: 1 << 20,
   })
-  return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() }
+  // As the executor reads the log: the program's bytes, without the launcher's report lines.
+  const program = (b: Buffer) => {
+    const out: Buffer[] = []
+    const filter = new LauncherReportFilter((chunk) => out.push(chunk), () => undefined)
+    filter.write(b)
+    filter.flush()
+    return Buffer.concat(out).toString()
+  }
+  return { status: r.status, stdout: program(r.stdout), stderr: program(r.stderr) }
 }
 
 t.test('a hostile env name or value never becomes shell text, and reaches the program exactly', async (t) => {

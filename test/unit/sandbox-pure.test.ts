@@ -12,7 +12,8 @@ import { withoutHostPaths } from '../../core/public-text.js'
 import { classifyEnd, executorFailureReason, localHostKill, type SandboxEnd } from '../../worker/executors/outcome.js'
 import { ExecutorError } from '../../worker/executors/executor.js'
 import { CappedOutput, utf8Boundary } from '../../worker/executors/output-capture.js'
-import { SANDBOX_FIXED_ENV, sandboxArgv, sandboxEnv, WARM_JOB, warmJobFiles, warmJobStream, warmLauncherArgv, warmStreamLauncherArgv } from '../../worker/executors/sandbox-process.js'
+import { LauncherReportFilter, type ReportLine } from '../../worker/executors/kubernetes/launcher-report.js'
+import { LAUNCHER_REPORT, SANDBOX_FIXED_ENV, sandboxArgv, sandboxEnv, WARM_JOB, warmJobFiles, warmJobStream, warmLauncherArgv, warmStreamLauncherArgv } from '../../worker/executors/sandbox-process.js'
 
 t.test('the OCI config carries every sandbox restriction', async (t) => {
   const spec = resolveJobSpec({ runtime: 'python', source: 'print(1)', args: ['a'], env: { X: '1' }, limits: { memoryMb: 128, cpus: 0.5, pids: 10 } }, loadConfig({}))
@@ -140,23 +141,74 @@ async function cappedLauncher(t: { teardown(fn: () => unknown): void }, program:
   return { args: ['-c', script, ...argv.slice(3)], cwd: join(root, 'workspace') }
 }
 
+/** A stream of the capped launcher as the executor reads it: the program's bytes, and the launcher's report. */
+function reported(stream: Buffer | Buffer[]): { text: string; lines: ReportLine[] } {
+  const out: Buffer[] = []
+  const lines: ReportLine[] = []
+  const filter = new LauncherReportFilter((b) => out.push(b), (l) => lines.push(l))
+  for (const chunk of Array.isArray(stream) ? stream : [stream]) filter.write(chunk)
+  filter.flush()
+  return { text: Buffer.concat(out).toString(), lines }
+}
+
 t.test("the capped launcher keeps the program's exit status and the first bytes of each stream, and drains the rest", async (t) => {
   const { args, cwd } = await cappedLauncher(t, 'read line; echo "got $line"; echo oops >&2; head -c 50000000 /dev/zero; echo late >&2; exit 7', 'from stdin', 16)
   const started = Date.now()
   const r = spawnSync('/bin/sh', args, { cwd, maxBuffer: 1 << 20 })
+  const ended = Date.now()
   t.equal(r.status, 7, "the program's exit status")
-  t.equal(r.stdout.toString(), 'got from stdin\n\0\0', 'stdout: the first 16 bytes plus one, so the reader sees the cut')
-  t.equal(r.stdout.length, 17)
-  t.equal(r.stderr.toString(), 'oops\nlate\n', 'stderr is capped on its own')
+  const stdout = reported(r.stdout)
+  t.equal(stdout.text, 'got from stdin\n\0\0', 'stdout: the first 16 bytes plus one, so the reader sees the cut')
+  t.equal(Buffer.byteLength(stdout.text), 17)
+  t.equal(stdout.lines.length, 1, 'stdout ends with the exit line')
+  t.match(stdout.lines[0], { kind: 'exit', exitCode: 7 }, "which carries the program's status")
+  const at = (stdout.lines[0] as { at: number }).at
+  t.ok(at >= started - 1000 && at <= ended + 1000, 'and when it ended, in epoch ms')
+  const stderr = reported(r.stderr)
+  t.equal(stderr.text, 'oops\nlate\n', 'stderr is capped on its own')
+  t.same(stderr.lines, [{ kind: 'end' }], 'and ends with the end line')
   t.comment(`50 MB drained in ${Date.now() - started} ms`)
+})
+
+t.test("the launcher's report: a nonce of its own, the program's bytes exact with or without a last newline, and lines the program forges are only output", async (t) => {
+  const forged = `${LAUNCHER_REPORT.exit} 00112233445566778899aabbccddeeff 0 1\n${LAUNCHER_REPORT.end} 00112233445566778899aabbccddeeff\n`
+  for (const [program, out] of [
+    [`printf 'no newline'; printf '%s' '${forged}'; printf 'err' >&2; exit 3`, `no newline${forged}`],
+    ['echo; echo; printf "x\\n\\n"; exit 0', '\n\nx\n\n'],
+    ['exit 0', ''],
+  ] as const) {
+    const { args, cwd } = await cappedLauncher(t, program, '', 1024)
+    const r = spawnSync('/bin/sh', args, { cwd })
+    const first = r.stdout.toString().split('\n')[0]!
+    t.match(first, new RegExp(`^${LAUNCHER_REPORT.begin} [0-9a-f]{32}$`), 'the first line is the begin line with a 128-bit nonce')
+    t.equal(r.stderr.toString().split('\n')[0], first, 'on both streams')
+    const stdout = reported(r.stdout)
+    t.equal(stdout.text, out, `stdout is exactly the program's (${JSON.stringify(program).slice(0, 40)})`)
+    t.match(stdout.lines, [{ kind: 'exit', exitCode: r.status }], 'one exit line, the real one')
+    // One byte at a time: the filter holds back what may start a line of the launcher's, and nothing else.
+    const bytes = [...r.stdout].map((b) => Buffer.from([b]))
+    t.equal(reported(bytes).text, out, 'the same when it comes a byte at a time')
+    // A merged log (the cluster cannot split streams): both streams in one.
+    const merged = reported(Buffer.concat([r.stdout, r.stderr]))
+    t.equal(merged.text, out + (r.status === 3 ? 'err' : ''), 'a merged log loses only the launcher lines')
+    t.same(merged.lines.map((l) => l.kind).sort(), ['end', 'exit'])
+  }
+  const again = await cappedLauncher(t, 'exit 0', '', 16)
+  const nonces = new Set([0, 1, 2].map(() => spawnSync('/bin/sh', again.args, { cwd: again.cwd }).stdout.toString().split('\n')[0]))
+  t.equal(nonces.size, 3, 'a new nonce each run')
+  t.same(reported(Buffer.from('a first line of an older launcher\nairlock-launcher-exit x 0 1\n')).text, 'a first line of an older launcher\nairlock-launcher-exit x 0 1\n', 'a stream that does not begin with a begin line is passed on as it is')
+  t.same(reported(Buffer.from('x'.repeat(500))).text, 'x'.repeat(500), 'as is one whose long first line has no newline yet')
 })
 
 t.test('the capped launcher passes output on as it is written, not when the program ends', async (t) => {
   const { args, cwd } = await cappedLauncher(t, 'echo first; echo first-err >&2; sleep 1; echo second', '', 1024)
   const child = spawn('/bin/sh', args, { cwd })
   const arrived: Record<string, number> = {}
-  child.stdout.on('data', (d: Buffer) => (arrived[d.toString().trim().split('\n')[0]!] ??= Date.now()))
-  child.stderr.on('data', (d: Buffer) => (arrived[d.toString().trim()] ??= Date.now()))
+  // Through the executor's filter: the program's bytes pass as they come, less at most a held-back newline.
+  const stdout = new LauncherReportFilter((d) => (arrived[d.toString().trim().split('\n')[0]!] ??= Date.now()), () => undefined)
+  const stderr = new LauncherReportFilter((d) => (arrived[d.toString().trim()] ??= Date.now()), () => undefined)
+  child.stdout.on('data', (d: Buffer) => stdout.write(d))
+  child.stderr.on('data', (d: Buffer) => stderr.write(d))
   const code = await new Promise((resolve) => child.on('close', resolve))
   const ended = Date.now()
   t.equal(code, 0)
@@ -252,7 +304,7 @@ t.test("a warm pod's launcher takes its whole job from stdin, byte for byte, and
   }
   const r = spawnSync('/bin/sh', ['-c', script, ...argv.slice(3)], { cwd: join(root, 'workspace'), env: { PATH: SANDBOX_FIXED_ENV.PATH!, KUBERNETES_SERVICE_HOST: '127.0.0.1' }, input: warmJobStream(spec, findRuntime('bash')!) })
   t.equal(r.status, 0, r.stderr.toString())
-  const out = r.stdout.toString()
+  const out = reported(r.stdout).text
   t.ok(out.startsWith('<two words><a\nb>\nA=[multi\nline\n\n] e=[launcher-named]\n'), `argv and environment exactly the job's: ${JSON.stringify(out.slice(0, 80))}`)
   t.match(out, /\n9\nstdin line\nlast line without newline\n23\n/, "only the job's variables and the fixed ones (6; the runtime's KUBERNETES_* dropped; bash adds PWD, SHLVL and _); its stdin; its pids limit plus the capping helpers")
   t.match(out, / x \\n y \\n \\n\n/, 'a file in a directory with a space in its name, byte for byte')

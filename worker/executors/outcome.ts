@@ -28,8 +28,11 @@ const SIGNAL_NAMES = new Map<number, string>(Object.entries(constants.signals).m
  * with (often the runtime's own, such as the Go runtime's 2 when it cannot get a
  * thread) says nothing about the program. One that still exited 0 ran to its end.
  */
+/** An exit status above this is 128 + the signal that ended the program, as shells report it. */
+export const SIGNAL_EXIT_BASE = 128
+
 export function classifyEnd(end: SandboxEnd): Pick<JobOutcome, 'status' | 'exitCode' | 'signal' | 'reason'> {
-  const signalNo = end.exitStatus !== null && end.exitStatus > 128 ? end.exitStatus - 128 : null
+  const signalNo = end.exitStatus !== null && end.exitStatus > SIGNAL_EXIT_BASE ? end.exitStatus - SIGNAL_EXIT_BASE : null
   const signal = signalNo === null ? null : (SIGNAL_NAMES.get(signalNo) ?? `SIG${signalNo}`)
   const exitCode = end.exitStatus !== null && signalNo === null ? end.exitStatus : null
   if (end.cancelled) return { status: 'cancelled', exitCode, signal, reason: 'cancelled while running' }

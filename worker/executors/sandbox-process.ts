@@ -109,18 +109,34 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
 }
 
 /**
+ * The capped launcher's own lines on the container's log, each with a nonce it draws
+ * before the program starts (kubernetes/launcher-report.ts reads them): `begin NONCE`
+ * first on stdout and on stderr; once the program has ended and both streams are
+ * passed on, `end NONCE` on stderr and `exit NONCE STATUS NANOSECONDS` on stdout, each
+ * after a newline of its own (the program's last line may have none). They let the
+ * worker learn of the program's end as soon as the log shows it, before the kubelet's
+ * status does.
+ */
+export const LAUNCHER_REPORT = { begin: 'airlock-launcher-begin', end: 'airlock-launcher-end', exit: 'airlock-launcher-exit' } as const
+
+/**
  * Shell text that copies the files (`copy`), then runs `exec` with stdout and stderr
  * each cut at `keepBytes` (shell text: a number, or an expansion) inside the sandbox.
  * The program writes into two FIFOs; a head/cat pair per stream passes the first
  * bytes on as they come (unbuffered: head's stdio would hold them until it ends)
  * and drains the rest. The shell waits for the stdout reader, the stderr
- * reader, then the program, and exits with the program's status, so the container's
- * exit code is the program's. dash has no pipefail, hence the FIFOs.
+ * reader, then the program, reports (LAUNCHER_REPORT) and exits with the program's
+ * status, so the container's exit code is the program's. dash has no pipefail, hence
+ * the FIFOs. The nonce lives only in this shell (a child cannot read its parent's
+ * memory under gVisor's ptrace scope) and in the log, which the program cannot read.
  */
 function cappedRun(copy: string, keepBytes: string, ulimit: string, exec: string): string {
   const keep = `{ stdbuf -o0 head -c ${keepBytes}; cat >/dev/null; }`
   return [
-    `${copy} && f=$(mktemp -d) && mkfifo "$f/o" "$f/e" || exit 125`,
+    `${copy} && f=$(mktemp -d) && mkfifo "$f/o" "$f/e" && an_=$(od -An -N16 -tx1 /dev/urandom) && [ -n "$an_" ] || exit 125`,
+    // od's words joined, with builtins only.
+    'an=; for aw in $an_; do an=$an$aw; done; an_=',
+    `echo ${LAUNCHER_REPORT.begin} "$an"; echo ${LAUNCHER_REPORT.begin} "$an" >&2`,
     `${keep} <"$f/e" >&2 &`,
     'e=$!',
     `(${ulimit}${exec}) >"$f/o" 2>"$f/e" &`,
@@ -128,6 +144,11 @@ function cappedRun(copy: string, keepBytes: string, ulimit: string, exec: string
     `${keep} <"$f/o"`,
     'wait $e',
     'wait $p',
+    'ax=$?',
+    'at=$(date +%s%N)',
+    `printf '\\n%s %s\\n' ${LAUNCHER_REPORT.end} "$an" >&2`,
+    `printf '\\n%s %s %s %s\\n' ${LAUNCHER_REPORT.exit} "$an" "$ax" "$at"`,
+    'exit $ax',
   ].join('\n')
 }
 

@@ -1,6 +1,14 @@
 import type { KubeConfig } from '@kubernetes/client-node'
 import { CappedOutput, keepAndPassOn } from '../output-capture.js'
+import { LauncherReportFilter, type ReportLine } from './launcher-report.js'
 import { LogFollower, StreamSelectionRefused, type LogStream } from './log-follower.js'
+
+/** The program's end as the launcher reported it on the log, once every stream was passed on. */
+export interface ExitReport {
+  exitCode: number
+  /** When the program ended (epoch ms, the sandbox's clock). */
+  at: number
+}
 
 export interface ContainerOutputOptions {
   kc: KubeConfig
@@ -12,6 +20,8 @@ export interface ContainerOutputOptions {
   onOutput: ((stream: 'stdout' | 'stderr', text: string) => void) | undefined
   /** A broken log stream (it is resumed) or a refused stream selection (it falls back). */
   onProblem: (err: unknown) => void
+  /** The launcher reported the program's end, and all of its output has been read. */
+  onReport?: (report: ExitReport) => void
 }
 
 /**
@@ -25,7 +35,10 @@ export class ContainerOutput {
   readonly stdout: CappedOutput
   readonly stderr: CappedOutput
   private followers: LogFollower[] = []
+  private filters: LauncherReportFilter[] = []
   private delivered = false
+  /** Set once the launcher's report is complete (ContainerOutputOptions.onReport). */
+  report: ExitReport | undefined
   private stopped = false
   private resolveDone!: () => void
   /** Resolves when every followed stream has ended (the container exited) or was given up. */
@@ -50,20 +63,35 @@ export class ContainerOutput {
   stop(): void {
     this.stopped = true
     for (const f of this.followers) f.stop()
+    for (const f of this.filters) f.flush()
     this.resolveDone()
   }
 
   private follow(streams: ['stdout' | 'stderr', LogStream | undefined][]): void {
     const refused = { seen: false }
+    // The launcher ends stderr with its end line and stdout with its exit line; a merged log has both.
+    const seen: { end: boolean; exit: ReportLine | undefined } = { end: false, exit: undefined }
+    const onLine = (line: ReportLine) => {
+      if (line.kind === 'end') seen.end = true
+      else seen.exit = line
+      if (!seen.end || seen.exit?.kind !== 'exit' || this.report || this.stopped) return
+      this.report = { exitCode: seen.exit.exitCode, at: seen.exit.at }
+      this.options.onReport?.(this.report)
+      // Everything the program wrote came before the launcher's lines: the output is whole.
+      this.resolveDone()
+    }
+    this.filters = []
     this.followers = streams.map(([name, stream]) => {
       const onOutput = this.options.onOutput
       const sink = keepAndPassOn(name === 'stdout' ? this.stdout : this.stderr, onOutput && ((text) => onOutput(name, text)))
-      return new LogFollower(
+      const filter = new LauncherReportFilter(sink, onLine)
+      this.filters.push(filter)
+      const follower = new LogFollower(
         this.options.kc,
         { ...this.options.target, ...(stream ? { stream } : {}) },
         (chunk) => {
           this.delivered = true
-          sink(chunk)
+          filter.write(chunk)
         },
         (err) => {
           this.options.onProblem(err)
@@ -73,6 +101,9 @@ export class ContainerOutput {
           if (!this.delivered) for (const f of this.followers) f.stop()
         },
       )
+      // At the stream's end what the filter held back is the program's (before the wait below).
+      void follower.done.then(() => filter.flush())
+      return follower
     })
     const current = this.followers
     void Promise.all(current.map((f) => f.done)).then(() => {

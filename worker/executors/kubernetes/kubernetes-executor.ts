@@ -11,7 +11,8 @@ import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type E
 import { SANDBOX_UID, warmJobStream } from '../sandbox-process.js'
 import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
 import { ANNOTATION_CLAIMED_AT, ANNOTATION_HANDED_AT, ANNOTATION_TENANT, buildJob, buildSecret, buildWarmJob, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_CLAIMED_BY, LABEL_JOB, LABEL_TENANT, LABEL_WARM, MAX_SECRET_BYTES, secretBytes, tenantLabel, type ManifestInput } from './job-manifests.js'
-import { ContainerOutput } from './container-output.js'
+import { classifyEnd, SIGNAL_EXIT_BASE } from '../outcome.js'
+import { ContainerOutput, type ExitReport } from './container-output.js'
 import { namespaceProblems } from './namespace-safety.js'
 import { isTransientRefusal, observe, type Observation } from './pod-state.js'
 import { ResumableWatch } from './resumable-watch.js'
@@ -533,6 +534,7 @@ export class KubernetesExecutor implements Executor {
           split: this.splitStreams,
           onOutput,
           onProblem: (err) => log.warn({ err: apiMessage(err) }, 'container log stream broke; resuming or falling back'),
+          onReport: (report) => endByReport(report),
         })
         logs.start()
       }
@@ -544,7 +546,28 @@ export class KubernetesExecutor implements Executor {
         const drained = logs ? Promise.race([logs.done, new Promise((r) => setTimeout(r, DRAIN_GRACE_MS))]) : undefined
         void Promise.all([drained, alsoWaitFor]).then(() => {
           logs?.stop()
-          resolve({ ...end, stdout: logs?.stdout.text() ?? '', stderr: logs?.stderr.text() ?? '', truncated: logs?.truncated ?? false })
+          // The launcher's clock of the program's end, when the log showed it; the kubelet's is to the second.
+          const endedAt = end.endedAt ?? logs?.report?.at ?? null
+          resolve({ ...end, endedAt, stdout: logs?.stdout.text() ?? '', stderr: logs?.stderr.text() ?? '', truncated: logs?.truncated ?? false })
+        })
+      }
+
+      /**
+       * The launcher reported the program's end on the log, with all of its output
+       * read: the job ends now rather than when the kubelet's status shows it (on its
+       * relist, up to a second later). Only a plain exit is taken from the report; a
+       * signal's status waits for the container's (an OOM kill shows only there).
+       */
+      const endByReport = (report: ExitReport) => {
+        if (settled || runningSince === undefined || report.exitCode > SIGNAL_EXIT_BASE) return
+        const startedAt = target.warmSince ?? runningSince
+        stopAll()
+        resolveAfterLog({
+          ...classifyEnd({ exitStatus: report.exitCode, timedOut: false, cancelled: false, oomKills: 0, ...limits }),
+          startupMs: Math.max(0, startedAt - t0),
+          runMs: Math.max(0, Math.round(report.at - startedAt)),
+          endedAt: report.at,
+          ...startOf(target),
         })
       }
 
@@ -580,6 +603,7 @@ export class KubernetesExecutor implements Executor {
             status: end.status, exitCode: null, signal: null, reason: end.reason,
             startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
             runMs: startedAt === null ? null : endedAt - startedAt,
+            endedAt,
             ...(startedAt === null ? {} : startOf(target)),
           },
           deleted,

@@ -312,6 +312,7 @@ export class LocalExecutor implements Executor {
         ...(await this.conclude(spec, cgroup, run, drained, stdout, stderr)),
         startupMs: started - t0,
         runMs: run.endedAt - started,
+        endedAt: run.endedAt,
         sandboxStart: 'cold',
         bootMs: started - t0,
         ...(comparison ? { isolation: comparison } : {}),
@@ -357,6 +358,7 @@ export class LocalExecutor implements Executor {
         ...(await this.conclude(spec, s.cgroup, run, drained, stdout, stderr)),
         startupMs: run.startedAt - t0,
         runMs: run.endedAt - run.startedAt,
+        endedAt: run.endedAt,
         sandboxStart: 'warm',
         bootMs: s.bootMs,
       }
