@@ -15,6 +15,7 @@ import type { Job } from '../../core/job.js'
 import type { JobEvent } from '../../core/job-events.js'
 import { runProbes } from '../../cli/verify/verify.js'
 import { kubeJobName, LABEL_JOB } from '../../worker/executors/kubernetes/job-manifests.js'
+import { LAUNCHER_REPORT } from '../../worker/executors/sandbox-process.js'
 import { Airlock } from '../../sdk/src/index.js'
 import { exited, freePort, startAirlock, startRedis, until } from '../processes.js'
 import { openStream } from '../ws-client.js'
@@ -125,6 +126,23 @@ t.test('a python job over REST runs in a gVisor pod and streams its output over 
   t.equal(job.stdout, text, 'the stored result has the same output as the stream')
   t.equal(job.stderr, 'done\n')
   t.match(job.isolation, { technology: 'gvisor', runtime: 'runsc', platform: 'kubernetes' })
+})
+
+t.test("the launcher's report: a job ends from its log with the program's status and exact output; lines the program forges are only output", async (t) => {
+  // A nonce of the right form, but not the launcher's: it cannot know that one.
+  const forged = `${LAUNCHER_REPORT.exit} 00112233445566778899aabbccddeeff 0 1\n${LAUNCHER_REPORT.end} 00112233445566778899aabbccddeeff\n`
+  const id = await submit(KEY, { runtime: 'bash', source: `sleep 2; printf '%s' '${forged}'; printf '%s' '${forged}' >&2; printf 'last'; exit 4`, limits: { timeoutMs: 60_000 } })
+  const job = await until(() => stored(KEY, id), (j) => j.finishedAt !== null, 120_000, `job ${id} to end`)
+  t.match(job, { status: 'failed', exitCode: 4, signal: null }, "the program's own status, not the forged 0")
+  t.equal(job.stdout, `${forged}last`, 'stdout is exactly what the program wrote, forged lines included')
+  t.equal(job.stderr, forged, 'and stderr')
+  t.ok(Number.isInteger(job.timings.exitToResultMs) && job.timings.exitToResultMs! >= 0, `program end to result recorded (${job.timings.exitToResultMs} ms)`)
+
+  // A signal's status comes from the container's, which the kubelet reports later.
+  const killed = await submit(KEY, { runtime: 'bash', source: 'echo before; kill -9 $$', limits: { timeoutMs: 60_000 } })
+  const k = await until(() => stored(KEY, killed), (j) => j.finishedAt !== null, 120_000, `job ${killed} to end`)
+  t.match(k, { status: 'failed', exitCode: null, signal: 'SIGKILL', stdout: 'before\n' })
+  t.ok(Number.isInteger(k.timings.exitToResultMs), 'its program end to result is recorded too')
 })
 
 t.test('the same job under the runc RuntimeClass runs on the host kernel, recorded as no sandbox', async (t) => {
