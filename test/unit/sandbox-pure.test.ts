@@ -200,6 +200,21 @@ t.test("the launcher's report: a nonce of its own, the program's bytes exact wit
   t.same(reported(Buffer.from('x'.repeat(500))).text, 'x'.repeat(500), 'as is one whose long first line has no newline yet')
 })
 
+t.test("a program's last newline reaches a live reader within moments, not at its next output", async (t) => {
+  const got: string[] = []
+  const lines: ReportLine[] = []
+  const filter = new LauncherReportFilter((b) => got.push(b.toString()), (l) => lines.push(l), 50)
+  const nonce = '0123456789abcdef0123456789abcdef'
+  filter.write(Buffer.from(`${LAUNCHER_REPORT.begin} ${nonce}\nline 1\n`))
+  t.same(got, ['line 1'], 'the newline is held: it may be the start of a launcher line')
+  await new Promise((r) => setTimeout(r, 120))
+  t.same(got, ['line 1', '\n'], 'and passed on when nothing follows it')
+  filter.write(Buffer.from(`\n${LAUNCHER_REPORT.exit} ${nonce} 0 1700000000000000000\n`))
+  filter.flush()
+  t.same(got.join(''), 'line 1\n', "the launcher's own newline and line are not output")
+  t.match(lines, [{ kind: 'exit', exitCode: 0, at: 1700000000000 }])
+})
+
 t.test('the capped launcher passes output on as it is written, not when the program ends', async (t) => {
   const { args, cwd } = await cappedLauncher(t, 'echo first; echo first-err >&2; sleep 1; echo second', '', 1024)
   const child = spawn('/bin/sh', args, { cwd })

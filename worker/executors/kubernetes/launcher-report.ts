@@ -6,6 +6,14 @@ export type ReportLine = { kind: 'end' } | { kind: 'exit'; exitCode: number; at:
 /** Longer than any begin line: a first line past this is the program's, not a launcher's. */
 const BEGIN_LINE_MAX = LAUNCHER_REPORT.begin.length + 1 + 64 + 1
 
+/**
+ * How long bytes held back as the possible start of a launcher line wait for the rest
+ * before they are passed on as the program's. The launcher writes each of its lines,
+ * newline first, in one write, so the rest comes with them or within moments; a
+ * program's last newline is not kept from a live reader until its next output.
+ */
+export const HOLD_BACK_MS = 100
+
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 /**
@@ -22,7 +30,7 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
  * is passed on as it is and reports nothing.
  *
  * Bytes that may be the start of a launcher line (from the last newline on) are held
- * back until the next chunk or flush() says whether they are.
+ * back until the next chunk or flush() says whether they are, or HOLD_BACK_MS passes.
  */
 export class LauncherReportFilter {
   /** undefined: the first line is not complete yet; null: this stream has no report. */
@@ -32,13 +40,16 @@ export class LauncherReportFilter {
   private prefixes: string[] = []
   /** The begin line was seen (the stream is the capped launcher's). */
   reporting = false
+  private release: NodeJS.Timeout | undefined
 
   constructor(
     private readonly passOn: (chunk: Buffer) => void,
     private readonly onReport: (line: ReportLine) => void,
+    private readonly holdBackMs = HOLD_BACK_MS,
   ) {}
 
   write(chunk: Buffer): void {
+    clearTimeout(this.release)
     // latin1 maps each byte to one char and back: byte-exact, and the lines are ASCII.
     this.pending += chunk.toString('latin1')
     if (this.nonce === undefined) {
@@ -57,6 +68,7 @@ export class LauncherReportFilter {
 
   /** The stream ended: what was held back is the program's. */
   flush(): void {
+    clearTimeout(this.release)
     if (this.nonce === undefined) this.nonce = null
     this.drain(true)
   }
@@ -87,6 +99,10 @@ export class LauncherReportFilter {
     const hold = all ? this.pending.length : this.pending.length - this.heldBack()
     this.emit(this.pending.slice(0, hold))
     this.pending = this.pending.slice(hold)
+    if (this.pending && !all) {
+      this.release = setTimeout(() => this.drain(true), this.holdBackMs)
+      this.release.unref()
+    }
   }
 
   /** How many bytes at the end of `pending` may start a launcher line. */
