@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import websocket from '@fastify/websocket'
 import { Queue } from 'bullmq'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
@@ -19,6 +19,7 @@ import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, registerAuth } from './plugins/auth.js'
 import { limitConnections, trustedProxies } from './plugins/connection-limits.js'
+import { strictValidatorCompiler } from './plugins/strict-validator.js'
 import { clientErrorHandler, frameworkErrors, registerErrorHandler } from './plugins/error-handler.js'
 import adminRoutes from './routes/v1/admin/index.js'
 import auditRoutes from './routes/v1/audit/index.js'
@@ -95,7 +96,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     http: { headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs), connectionsCheckingInterval: 1000 },
   }).withTypeProvider<TypeBoxTypeProvider>()
   limitConnections(app.server, { maxConnections: config.maxConnections, maxPerAddress: config.maxConnectionsPerAddress, trustProxy: config.trustProxy, log: logger, metrics })
-  app.setValidatorCompiler(TypeBoxValidatorCompiler)
+  app.setValidatorCompiler(strictValidatorCompiler)
   registerErrorHandler(app, metrics)
   // JSON only: a text body would otherwise reach validation and get a misleading 400.
   app.removeContentTypeParser('text/plain')

@@ -103,9 +103,44 @@ export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): vo
     if (status === 401) reply.header('connection', 'close')
     return reply.status(status).send(body)
   })
+  const routes = new RouteMethods()
+  app.addHook('onRoute', (route) => routes.add(route.url, route.method))
   app.setNotFoundHandler((request, reply) => {
-    const err = new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)
+    const path = request.url.split('?')[0]!
+    // A path that exists under other methods: 405 with the ones it has, as HTTP says.
+    const allowed = routes.allowed(path)
+    const err =
+      allowed.length > 0
+        ? new AirlockError('AIRLOCK_ERR_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}`)
+        : new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${path}`)
     metrics.rejectedRequests.inc({ code: err.code })
-    return reply.status(404).send({ statusCode: 404, code: err.code, message: err.message })
+    if (allowed.length > 0) reply.header('allow', allowed.join(', '))
+    return reply.status(err.statusCode).send({ statusCode: err.statusCode, code: err.code, message: err.message })
   })
+}
+
+/** Every route's path pattern and methods, to tell a path with other methods (405) from no path (404). */
+export class RouteMethods {
+  private readonly patterns = new Map<string, { re: RegExp; methods: Set<string> }>()
+
+  add(url: string, method: string | string[]): void {
+    let entry = this.patterns.get(url)
+    if (!entry) {
+      // fastify's syntax: `:name` is one segment, `*` the rest of the path.
+      const source = url
+        .split('/')
+        .map((segment) => (segment.startsWith(':') ? '[^/]+' : segment === '*' ? '.*' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+        .join('/')
+      entry = { re: new RegExp(`^${source}$`), methods: new Set() }
+      this.patterns.set(url, entry)
+    }
+    for (const m of Array.isArray(method) ? method : [method]) entry.methods.add(m.toUpperCase())
+  }
+
+  /** The methods some route takes at `path`, sorted; empty when no route has the path. */
+  allowed(path: string): string[] {
+    const methods = new Set<string>()
+    for (const { re, methods: m } of this.patterns.values()) if (re.test(path)) for (const x of m) methods.add(x)
+    return [...methods].sort()
+  }
 }

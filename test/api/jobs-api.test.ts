@@ -124,3 +124,41 @@ t.test('health endpoints answer without a key', async (t) => {
   t.equal(ready.statusCode, 200)
   t.equal(ready.json().checks.redis, 'ok')
 })
+
+t.test('a path that exists answers a method it does not take with 405 and Allow, for every route; no path at all is 404', async (t) => {
+  const h = await build(t, { worker: false })
+  for (const [method, url, allow] of [
+    ['PATCH', '/v1/jobs', /^GET, HEAD, POST$/],
+    ['DELETE', '/v1/runtimes', /^GET, HEAD$/],
+    ['PUT', '/healthz', /^GET, HEAD$/],
+    ['POST', '/v1/jobs/job_0123456789abcdef0123456789abcdef/stream', /\bGET\b/],
+    ['PUT', '/v1/jobs/job_0123456789abcdef0123456789abcdef', /\bGET\b/],
+    ['OPTIONS', '/v1/jobs', /\bPOST\b/],
+  ] as const) {
+    const res = await h.app.inject({ method, url, headers: { authorization: `Bearer ${TENANTS.alice}` } })
+    t.equal(res.statusCode, 405, `${method} ${url}`)
+    t.equal(res.json().code, 'AIRLOCK_ERR_METHOD_NOT_ALLOWED')
+    t.match(res.headers.allow, allow, `Allow: ${res.headers.allow}`)
+    t.notOk(String(res.headers.allow).includes(method === 'OPTIONS' ? 'OPTIONS' : method), 'and not the method it refused')
+  }
+  const none = await h.app.inject({ method: 'PATCH', url: '/v1/nothing-here', headers: { authorization: `Bearer ${TENANTS.alice}` } })
+  t.equal(none.statusCode, 404)
+  t.equal(none.json().code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
+  t.notOk(none.headers.allow)
+})
+
+t.test('query numbers and booleans are read only as they are written: decimal digits, true or false', async (t) => {
+  const h = await build(t, { worker: false })
+  for (const bad of ['true', '1.5', '1e1', '0x10', ' 5', '5 ', '', '+5', '05']) {
+    const res = await h.request('GET', `/v1/jobs?limit=${encodeURIComponent(bad)}`)
+    t.equal(res.statusCode, 400, `limit=${JSON.stringify(bad)}`)
+    t.equal(res.json().code, 'AIRLOCK_ERR_VALIDATION')
+    t.same(res.json().details?.[0]?.path, '/limit')
+  }
+  const twice = await h.request('GET', '/v1/jobs?limit=1&limit=2')
+  t.equal(twice.statusCode, 400, 'a repeated number is not one number')
+  for (const good of ['1', '100']) t.equal((await h.request('GET', `/v1/jobs?limit=${good}`)).statusCode, 200, `limit=${good}`)
+  t.equal((await h.request('GET', '/v1/jobs?limit=101')).statusCode, 400, 'the bounds still hold')
+  const wait = await h.request('POST', '/v1/jobs?wait=yes', { runtime: 'python', source: 'print(1)' })
+  t.equal(wait.statusCode, 400, 'a boolean is true or false')
+})
