@@ -4,18 +4,26 @@ import { Type, type Static } from 'typebox'
 import type { RedisKeys } from './redis-keys.js'
 
 /** Per-tenant quotas; an absent field means the server's default. */
+/**
+ * The largest count a quota may hold: a JSON number past it is no longer exact (2^53 - 1),
+ * so `1.3e32` would be stored as a float and come back as another number.
+ */
+export const QUOTA_MAX = Number.MAX_SAFE_INTEGER
+/** The largest CPUs quota: more than any machine a sandbox runs on. */
+export const QUOTA_MAX_CPUS = 1024
+
 export const QuotasSchema = Type.Object(
   {
-    maxRunning: Type.Optional(Type.Integer({ minimum: 1, description: 'Jobs running at once; more wait in the queue while other tenants\' jobs go first' })),
-    maxQueued: Type.Optional(Type.Integer({ minimum: 1, description: 'Jobs queued at once (429 AIRLOCK_ERR_QUOTA_QUEUED above it)' })),
-    submitsPerSecond: Type.Optional(Type.Integer({ minimum: 1, description: 'Job submissions per second (429 AIRLOCK_ERR_QUOTA_RATE above it)' })),
-    maxTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, description: 'Largest timeoutMs one job may ask for' })),
-    maxMemoryMb: Type.Optional(Type.Integer({ minimum: 16, description: 'Largest memoryMb one job may ask for' })),
-    maxCpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Largest cpus one job may ask for' })),
-    maxPids: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest pids one job may ask for' })),
-    maxOutputBytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest outputBytes one job may ask for' })),
-    maxStoredBytes: Type.Optional(Type.Integer({ minimum: 1, description: "Bytes the tenant may hold in Redis: each job's input and output (a job reserves its output cap until it ends); 429 AIRLOCK_ERR_QUOTA_STORAGE above it" })),
-    retentionSeconds: Type.Optional(Type.Integer({ minimum: 60, description: "How long the tenant's finished jobs are kept; only shortens the server's AIRLOCK_JOB_RETENTION_SECONDS" })),
+    maxRunning: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Jobs running at once; more wait in the queue while other tenants\' jobs go first' })),
+    maxQueued: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Jobs queued at once (429 AIRLOCK_ERR_QUOTA_QUEUED above it)' })),
+    submitsPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Job submissions per second (429 AIRLOCK_ERR_QUOTA_RATE above it)' })),
+    maxTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: QUOTA_MAX, description: 'Largest timeoutMs one job may ask for' })),
+    maxMemoryMb: Type.Optional(Type.Integer({ minimum: 16, maximum: QUOTA_MAX, description: 'Largest memoryMb one job may ask for' })),
+    maxCpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: QUOTA_MAX_CPUS, description: 'Largest cpus one job may ask for' })),
+    maxPids: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Largest pids one job may ask for' })),
+    maxOutputBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Largest outputBytes one job may ask for' })),
+    maxStoredBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: "Bytes the tenant may hold in Redis: each job's input and output (a job reserves its output cap until it ends); 429 AIRLOCK_ERR_QUOTA_STORAGE above it" })),
+    retentionSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: QUOTA_MAX, description: "How long the tenant's finished jobs are kept; only shortens the server's AIRLOCK_JOB_RETENTION_SECONDS" })),
   },
   { additionalProperties: false },
 )

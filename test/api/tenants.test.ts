@@ -93,6 +93,15 @@ t.test('the admin API refuses tenant keys, and tenant routes refuse the admin ke
   t.equal((await admin('POST', '/v1/admin/tenants', { name: 'gina' })).json().code, 'AIRLOCK_ERR_TENANT_EXISTS')
   t.equal((await admin('POST', '/v1/admin/tenants', { name: '../etc' })).statusCode, 400)
   t.equal((await admin('PUT', '/v1/admin/tenants/nobody/quotas', {})).statusCode, 404)
+  // Numbers past what JSON carries exactly, or past any machine, are refused rather than stored as floats.
+  for (const quotas of [{ maxRunning: 1.3e32 }, { maxStoredBytes: 2 ** 53 }, { maxCpus: 1e6 }, { maxRunning: 1.5 }]) {
+    const res = await admin('PUT', '/v1/admin/tenants/gina/quotas', quotas)
+    t.equal(res.statusCode, 400, JSON.stringify(quotas))
+    t.equal(res.json().code, 'AIRLOCK_ERR_VALIDATION')
+  }
+  const exact = await admin('PUT', '/v1/admin/tenants/gina/quotas', { maxStoredBytes: Number.MAX_SAFE_INTEGER, maxCpus: 1.5 })
+  t.equal(exact.statusCode, 200)
+  t.match(exact.json().quotas, { maxStoredBytes: Number.MAX_SAFE_INTEGER, maxCpus: 1.5 }, 'the largest exact count comes back as it was sent')
 })
 
 t.test("an audit trail of admin actions and key use, readable by the tenant's admins only", async (t) => {
