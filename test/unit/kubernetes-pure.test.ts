@@ -132,7 +132,7 @@ function kubeletExpand(s: string, vars: Record<string, string>): string {
  * Secret laid out by its volume items, the command and env expanded, the kubelet's own
  * variables added, the sandbox's paths moved under a temporary directory.
  */
-async function runLauncher(t: { teardown(fn: () => unknown): void }, job: V1Job, secret: V1Secret): Promise<{ status: number | null; stdout: string; stderr: string }> {
+async function runLauncher(t: { teardown(fn: () => unknown): void }, job: V1Job, secret: V1Secret, stdin = ''): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const root = await mkdtemp(join(tmpdir(), 'airlock-kube-launcher-'))
   t.teardown(() => rm(root, { recursive: true, force: true }))
   await mkdir(join(root, 'workspace'))
@@ -154,6 +154,7 @@ async function runLauncher(t: { teardown(fn: () => unknown): void }, job: V1Job,
     cwd: join(root, 'workspace'),
     env: { ...containerEnv, KUBERNETES_SERVICE_HOST: '127.0.0.1', HOSTNAME: 'pod' },
     maxBuffer: 1 << 20,
+    input: stdin,
   })
   // As the executor reads the log: the program's bytes, without the launcher's report lines.
   const program = (b: Buffer) => {
@@ -197,6 +198,27 @@ t.test('a hostile env name or value never becomes shell text, and reaches the pr
   const seen = JSON.parse(r.stdout) as { argv: string[]; env: Record<string, string> }
   t.same(seen.argv, args, 'arguments arrive as sent, $ and $(NAME) included (the kubelet would expand them)')
   t.same(seen.env, { ...hostile, PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/workspace', LANG: 'C.UTF-8', PYTHONUNBUFFERED: '1' }, "exactly the job's variables and the sandbox's: none of the kubelet's")
+})
+
+t.test("with waitForGo a cold pod's launcher runs nothing until the worker's go line, and then the job exactly as without it", async (t) => {
+  const runtime = { ...findRuntime('bash')!, command: () => ['sh', '-c', 'echo ran; cat; echo err >&2; exit 3'] }
+  const goInput: ManifestInput = { ...input, runtime, spec: { ...spec, stdin: 'the job stdin\n' }, waitForGo: true }
+  const job = buildJob(goInput)
+  const secret = buildSecret(goInput)
+  const c = job.spec!.template.spec!.containers[0]!
+  t.match(c, { stdin: true, stdinOnce: false }, 'stdin open for the attach, past one attach (an adopting worker sends go again)')
+  t.notOk(buildJob(input).spec!.template.spec!.containers[0]!.stdin, 'without it the container has no stdin')
+  const script = c.command![2]!.replaceAll('$$', '$')
+  t.ok(script.indexOf('read -r go') > script.indexOf('Seccomp'), 'the seccomp check comes first, then the wait for go')
+  const none = await runLauncher(t, job, secret, '')
+  t.equal(none.status, 125, 'stdin closed without a go: exit 125')
+  t.equal(none.stdout + none.stderr, '', 'having run nothing')
+  const wrong = await runLauncher(t, job, secret, 'echo hi\n')
+  t.equal(wrong.status, 125, 'anything but the go line runs nothing either')
+  const go = await runLauncher(t, job, secret, 'go\ngo\nmore\n')
+  t.equal(go.status, 3, "after go: the program's status")
+  t.equal(go.stdout, 'ran\nthe job stdin\n', "and its stdin is the job's, not what else came through the attach")
+  t.equal(go.stderr, 'err\n')
 })
 
 t.test('every $ of the command is doubled for the kubelet, which reads $$ as $', async (t) => {

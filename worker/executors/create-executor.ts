@@ -29,6 +29,7 @@ export function createExecutor(config: Config, logger: Logger, overrides: Execut
       ttlAfterFinishedSeconds: config.k8sTtlAfterFinishedSeconds,
       watchTimeoutSeconds: config.k8sWatchTimeoutSeconds,
       logStreams: config.k8sLogStreams,
+      handOver: config.k8sHandOver,
       logger: logger.child({ component: 'executor' }),
       ...(overrides.warm === false
         ? {}

@@ -57,6 +57,16 @@ export interface ArgvOptions {
    */
   capOutputBytes?: number
   /**
+   * Run nothing of the job's until the go line (WARM_GO) comes on stdin, which only
+   * the worker's attach can send: the attach is then open before the program writes a
+   * byte, so the worker reads all of its output, and the launcher's report, from the
+   * container runtime rather than from the kubelet's log endpoint, which waits for the
+   * kubelet's status of the container (up to a second). A second go (from a worker
+   * that adopted the job) is never read. stdin is the runtime's pipe, so the program
+   * needs stdinFile.
+   */
+  waitForGo?: boolean
+  /**
    * Run the program only if the launcher itself is under a seccomp filter (mode 2),
    * where the runtime's enforcement of the profile cannot be seen from outside, as a
    * node's runsc configuration cannot be from the API server. Without one it exits
@@ -100,7 +110,8 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
   const readEnv = options.envDir === undefined ? '' : `${readEnvScript(`${JOB_FILES_MOUNT}/${options.envDir}`)}\n`
   const exec = `exec ${options.envDir === undefined ? '' : 'env -i -- '}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
   const seccompCheck = options.requireSeccomp ? `${seccompCheckScript()}\n` : ''
-  const argv = (script: string) => ['/bin/sh', '-c', seccompCheck + script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
+  const go = options.waitForGo ? `${readGoLine()}\n` : ''
+  const argv = (script: string) => ['/bin/sh', '-c', seccompCheck + go + script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
   // dash's name for RLIMIT_NPROC is -p.
   const ulimit = (extra: number) => (options.pidsLimit === undefined ? '' : `ulimit -p ${options.pidsLimit + extra} && `)
   if (options.capOutputBytes === undefined) return argv(`${readEnv}${ulimit(0)}${copy} && ${exec}`)
@@ -199,6 +210,11 @@ export const WARM_JOB = { files: 'files', env: 'env', argv: 'argv', pids: 'pids'
 /** What the worker writes to a warm sandbox's stdin once its job is in place; the job's stdin follows. */
 export const WARM_GO = 'go\n'
 
+/** Shell text that waits for the go line on stdin, and exits 125 having run nothing on anything else. */
+function readGoLine(): string {
+  return `read -r go && [ "$go" = ${WARM_GO.trim()} ] || exit 125`
+}
+
 /**
  * The job of a warm sandbox as files under JOB_FILES_MOUNT (WARM_JOB). Pure. `wholeEnv`:
  * the program's whole environment, for a launcher that starts it with `env -i` (where
@@ -253,7 +269,7 @@ export function warmStreamLauncherArgv(options: { requireSeccomp?: boolean } = {
   const job = (part: string) => `${JOB_FILES_MOUNT}/${part}`
   const script = [
     ...(options.requireSeccomp === false ? [] : [seccompCheckScript()]),
-    `read -r go && [ "$go" = ${WARM_GO.trim()} ] || exit 125`,
+    readGoLine(),
     'while IFS= read -r h; do',
     '  k=${h%% *}; r=${h#* }; c=${r%% *}; w=${r#* }',
     '  case $k in',
@@ -292,7 +308,7 @@ export function warmStreamLauncherArgv(options: { requireSeccomp?: boolean } = {
 export function warmLauncherArgv(): string[] {
   const job = (part: string) => `${JOB_FILES_MOUNT}/${part}`
   const script = [
-    `read -r go && [ "$go" = ${WARM_GO.trim()} ] || exit 125`,
+    readGoLine(),
     appendFileWords(job(WARM_JOB.env)),
     'set -- "$@" --',
     appendFileWords(job(WARM_JOB.argv)),

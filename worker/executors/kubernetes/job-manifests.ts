@@ -36,6 +36,8 @@ export interface ManifestInput {
   /** Added to the job's timeout in activeDeadlineSeconds: scheduling and image pull. */
   startAllowanceMs: number
   ttlAfterFinishedSeconds: number
+  /** The launcher runs nothing until the worker's go line comes through an attach (ArgvOptions.waitForGo). */
+  waitForGo?: boolean
 }
 
 /**
@@ -177,7 +179,11 @@ export function buildJob(input: ManifestInput): V1Job {
                 pidsLimit: spec.limits.pids,
                 capOutputBytes: spec.limits.outputBytes,
                 requireSeccomp: true,
+                waitForGo: input.waitForGo === true,
               }).map(kubeLiteral),
+              // The go line comes through the API server's attach; stdin stays open past
+              // one attach, so a worker that adopts the job can send it again.
+              ...(input.waitForGo ? { stdin: true, stdinOnce: false } : {}),
               workingDir: WORKSPACE,
               env: Object.entries(SANDBOX_FIXED_ENV).map(([k, v]) => ({ name: k, value: kubeLiteral(v) })),
               resources: { requests: resources, limits: resources },

@@ -8,7 +8,7 @@ import type { JobSpec, Limits } from '../../../core/job-spec.js'
 import type { Metrics } from '../../../core/metrics.js'
 import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
 import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
-import { SANDBOX_UID, warmJobStream } from '../sandbox-process.js'
+import { SANDBOX_UID, WARM_GO, warmJobStream } from '../sandbox-process.js'
 import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
 import { ANNOTATION_CLAIMED_AT, ANNOTATION_HANDED_AT, ANNOTATION_TENANT, buildJob, buildSecret, buildWarmJob, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_CLAIMED_BY, LABEL_JOB, LABEL_TENANT, LABEL_WARM, MAX_SECRET_BYTES, secretBytes, tenantLabel, type ManifestInput } from './job-manifests.js'
 import { classifyEnd, SIGNAL_EXIT_BASE } from '../outcome.js'
@@ -32,6 +32,13 @@ export interface KubernetesExecutorOptions {
   watchTimeoutSeconds: number
   /** auto: stdout and stderr apart where the cluster allows choosing a log stream; merged: always one log, as stdout. */
   logStreams: 'auto' | 'merged'
+  /**
+   * attach: a cold pod's launcher waits for the worker's go line through an attach,
+   * which then carries the program's output and the launcher's report straight from
+   * the container runtime; log (the default here): the program starts at once and its
+   * output comes from the log endpoint once the kubelet's status shows the container.
+   */
+  handOver?: 'attach' | 'log'
   logger: Logger
   /**
    * Warm pods: Jobs whose pods are booted before their jobs arrive and wait on stdin;
@@ -61,6 +68,8 @@ interface KubeTarget {
   handOverFailed?: Promise<string>
   /** A warm Job claimed for the job by a worker that stopped before it was known to hold the job. */
   notHandedOver?: boolean
+  /** This worker created the Job just now: a launcher waiting for go has run nothing yet. */
+  fresh?: boolean
 }
 
 type AttachSocket = Awaited<ReturnType<Attach['attach']>>
@@ -96,6 +105,11 @@ const DRAIN_GRACE_MS = 5000
 const ATTACH_TIMEOUT_MS = 5000
 /** How long an open attach is given to report that it reaches no container, before the job is written. */
 const ATTACH_SETTLE_MS = 100
+/** The first wait between attempts to attach to a cold pod whose container is not running yet; doubled up to the next. */
+const HAND_OVER_RETRY_MS = 50
+const HAND_OVER_RETRY_MAX_MS = 500
+/** The least time a cold pod is given to take its go line, however small the start allowance. */
+const HAND_OVER_MIN_MS = 30_000
 /** How often a Job that has no pod yet is checked for a refused one. */
 const REFUSAL_CHECK_MS = 1000
 
@@ -274,6 +288,7 @@ export class KubernetesExecutor implements Executor {
       workspaceMb: this.options.workspaceMb,
       startAllowanceMs: this.options.startAllowanceMs,
       ttlAfterFinishedSeconds: this.options.ttlAfterFinishedSeconds,
+      waitForGo: this.options.handOver === 'attach',
     }
     await request.beforeLaunch?.()
     let job: V1Job
@@ -294,7 +309,7 @@ export class KubernetesExecutor implements Executor {
         throw new ExecutorError(`the job's Secret could not be created: ${apiMessage(err)}`, { cause: err })
       }
     }
-    return this.follow(request, t0)
+    return this.follow(request, t0, { name, fresh: true })
   }
 
   async adopt(request: ExecutionRequest): Promise<JobOutcome | null> {
@@ -488,6 +503,9 @@ export class KubernetesExecutor implements Executor {
       let refusalTimer: NodeJS.Timeout | undefined
       let refusedSince: number | undefined
       let settled = false
+      // A cold pod whose launcher waits for go (AIRLOCK_K8S_HAND_OVER=attach).
+      let handOver: 'none' | 'trying' | 'done' = 'none'
+      let attachSocket: AttachSocket | undefined
 
       const watches = [
         new ResumableWatch<V1Job>(this.kc, {
@@ -525,9 +543,8 @@ export class KubernetesExecutor implements Executor {
       const newestPod = (): V1Pod | undefined =>
         [...pods.values()].sort((a, b) => new Date(b.metadata?.creationTimestamp ?? 0).getTime() - new Date(a.metadata?.creationTimestamp ?? 0).getTime())[0]
 
-      const followLogs = (pod: V1Pod) => {
-        if (logs) return
-        logs = new ContainerOutput({
+      const outputOf = (pod: V1Pod): ContainerOutput =>
+        (logs ??= new ContainerOutput({
           kc: this.kc,
           target: { namespace, pod: pod.metadata!.name!, container: CONTAINER_NAME },
           capBytes: spec.limits.outputBytes,
@@ -535,8 +552,68 @@ export class KubernetesExecutor implements Executor {
           onOutput,
           onProblem: (err) => log.warn({ err: apiMessage(err) }, 'container log stream broke; resuming or falling back'),
           onReport: (report) => endByReport(report),
-        })
-        logs.start()
+        }))
+      const followLogs = (pod: V1Pod) => outputOf(pod).start()
+      /** Whether the pod's launcher waits for a go line (cold, from a worker with AIRLOCK_K8S_HAND_OVER=attach). */
+      const awaitsGo = (pod: V1Pod | undefined): boolean =>
+        target.warmSince === undefined && pod?.spec?.containers?.find((c) => c.name === CONTAINER_NAME)?.stdin === true
+      const startTimer = () => {
+        timeoutTimer ??= setTimeout(() => endByUs({ status: 'timeout', reason: `exceeded the time limit of ${spec.limits.timeoutMs} ms` }), Math.max(0, runningSince! + spec.limits.timeoutMs - Date.now()))
+      }
+
+      /**
+       * Attaches to the pod as soon as its container runs (the attach reaches the
+       * runtime directly; the kubelet's status of it comes up to a second later) and
+       * sends the go line. A fresh launch reads the program's output through that
+       * attach from its first byte; an adopted one only sends go, which a launcher
+       * that already had it never reads, and reads the log as before.
+       */
+      const handOverTo = async (pod: V1Pod) => {
+        handOver = 'trying'
+        const podName = pod.metadata!.name!
+        const deadline = Date.now() + Math.max(HAND_OVER_MIN_MS, this.options.startAllowanceMs)
+        let wait = HAND_OVER_RETRY_MS
+        let problem = 'the container did not run'
+        while (!settled) {
+          const out = new PassThrough()
+          const err = new PassThrough()
+          const stdin = new PassThrough()
+          const ws = await new Attach(this.kc)
+            .attach(namespace, podName, CONTAINER_NAME, target.fresh ? out : null, target.fresh ? err : null, stdin, false)
+            .catch((e: unknown) => void (problem = apiMessage(e)))
+          // Refused outright (the worker's Role lacks pods/attach): no retry can help.
+          if (!ws && /\b403\b|forbidden/i.test(problem)) {
+            return endByUs({ status: 'error', reason: `the worker may not attach to sandbox pods (${problem}): grant pods/attach or set AIRLOCK_K8S_HAND_OVER=log; the job was not run` })
+          }
+          if (ws) {
+            const watch = attachFailure(ws)
+            // An attach the kubelet refuses (no running container yet) reports so at once.
+            const early = await Promise.race([watch.failed, sleep(ATTACH_SETTLE_MS).then(() => undefined)])
+            if (early === undefined && !settled) {
+              watch.done()
+              ws.on('error', (e) => log.warn({ err: (e as Error).message }, 'the attach to a cold pod broke; its log is read instead'))
+              if (target.fresh) {
+                const output = outputOf(pod)
+                out.on('data', (c: Buffer) => output.feed('stdout', c))
+                err.on('data', (c: Buffer) => output.feed('stderr', c))
+                ws.on('close', () => output.attachEnded())
+                attachSocket = ws
+                runningSince = Date.now()
+                startTimer()
+              }
+              handOver = 'done'
+              stdin.write(WARM_GO)
+              if (!target.fresh) setTimeout(() => ws.close(), ATTACH_SETTLE_MS).unref()
+              return
+            }
+            ws.close()
+            if (early !== undefined) problem = early
+          }
+          if (settled) return
+          if (Date.now() >= deadline) return endByUs({ status: 'error', reason: `the job could not be handed to its pod (${problem}); it was not run` })
+          await sleep(wait)
+          wait = Math.min(wait * 2, HAND_OVER_RETRY_MAX_MS)
+        }
       }
       /**
        * Resolves once the log has ended (the container is gone), at most after
@@ -578,6 +655,7 @@ export class KubernetesExecutor implements Executor {
         clearTimeout(refusalTimer)
         signal.removeEventListener('abort', onAbort)
         for (const w of watches) w.stop()
+        attachSocket?.close()
       }
 
       const finishWith = (outcome: JobOutcome) => {
@@ -642,6 +720,7 @@ export class KubernetesExecutor implements Executor {
       const update = () => {
         if (settled) return
         const pod = newestPod()
+        if (pod?.spec?.nodeName && handOver === 'none' && awaitsGo(pod)) void handOverTo(pod)
         const seen: Observation = observe(job, pod, limits)
         if (seen.kind !== 'unschedulable' && unschedulableTimer) {
           clearTimeout(unschedulableTimer)
@@ -661,19 +740,24 @@ export class KubernetesExecutor implements Executor {
           case 'cannot-start':
             return endByUs({ status: 'error', reason: seen.reason })
           case 'running':
+            // A fresh launcher waiting for go runs nothing until the hand-over, which starts the clock and reads the output.
+            if (target.fresh && awaitsGo(pod)) return
             if (runningSince === undefined) {
               // The time limit counts from when the program runs, as with the local
               // executor: for a warm pod, from when it was handed the job.
               runningSince = target.warmSince ?? Date.now()
-              timeoutTimer = setTimeout(() => endByUs({ status: 'timeout', reason: `exceeded the time limit of ${spec.limits.timeoutMs} ms` }), Math.max(0, runningSince + spec.limits.timeoutMs - Date.now()))
+              startTimer()
             }
             if (pod) followLogs(pod)
             return
           case 'ended': {
             stopAll()
-            if (pod && seen.end.status !== 'timeout') followLogs(pod)
+            // An attach that carried the output ends with the container (and the log
+            // then continues it if the report was not read); else the log has it all.
+            if (pod && seen.end.status !== 'timeout' && !(attachSocket && logs)) followLogs(pod)
             // A warm pod's container started before its job: the program started at the hand-over.
-            const startedAt = target.warmSince ?? seen.startedAt ?? runningSince ?? null
+            // A fresh cold pod's program started at the go line, not with its container.
+            const startedAt = target.warmSince ?? (target.fresh && handOver === 'done' ? runningSince : undefined) ?? seen.startedAt ?? runningSince ?? null
             const finishedAt = seen.finishedAt ?? Date.now()
             resolveAfterLog({
               ...seen.end,

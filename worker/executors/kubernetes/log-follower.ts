@@ -46,7 +46,11 @@ export class LogFollower {
     private readonly target: { namespace: string; pod: string; container: string; stream?: LogStream },
     private readonly onChunk: (chunk: Buffer) => void,
     private readonly onError: (err: unknown) => void,
-  ) {}
+    /** Bytes of the log already read another way (an attach): skipped as if delivered. */
+    alreadyDelivered = 0,
+  ) {
+    this.delivered = alreadyDelivered
+  }
 
   start(): void {
     void this.open()
