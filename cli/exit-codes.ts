@@ -1,4 +1,4 @@
-import { AuthenticationError, ConnectionError, NotFoundError, UnavailableError, ValidationError, type Job } from '../sdk/src/index.js'
+import { AuthenticationError, ConflictError, ConnectionError, ForbiddenError, NotFoundError, UnavailableError, ValidationError, type Job } from '../sdk/src/index.js'
 
 /**
  * The CLI's exit codes. A job that ran exits with the program's own code (128 + n
@@ -23,8 +23,10 @@ export const EXIT = {
   software: 70,
   /** The server cannot be reached, or cannot take jobs now. */
   unavailable: 69,
-  /** Missing or wrong API key. */
+  /** Missing or wrong API key, or a key that may not do this. */
   noPermission: 77,
+  /** The job had already ended (cancelling a finished job). */
+  alreadyEnded: 3,
 } as const
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24 }
@@ -50,8 +52,9 @@ export function exitCodeForJob(job: Pick<Job, 'status' | 'exitCode' | 'signal'>)
 
 /** A failure of a call -> the CLI's exit code. */
 export function exitCodeForError(err: unknown): number {
-  if (err instanceof AuthenticationError) return EXIT.noPermission
+  if (err instanceof AuthenticationError || err instanceof ForbiddenError) return EXIT.noPermission
   if (err instanceof NotFoundError) return EXIT.notFound
+  if (err instanceof ConflictError && err.code === 'AIRLOCK_ERR_JOB_FINISHED') return EXIT.alreadyEnded
   if (err instanceof ValidationError) return EXIT.invalid
   if (err instanceof ConnectionError || err instanceof UnavailableError) return EXIT.unavailable
   return EXIT.software

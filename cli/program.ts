@@ -8,6 +8,7 @@ import { cancelJob, getJob, jobLogs, listJobs, listRuntimes } from './commands/j
 import { runCommand, type RunFlags } from './commands/run.js'
 import { addTenantCommands } from './commands/tenants.js'
 import { EXIT, exitCodeForError } from './exit-codes.js'
+import { RUNTIMES } from '../core/runtimes.js'
 import { clientFor, resolveSettings, UsageError, type GlobalFlags } from './settings.js'
 import { renderTable, runProbes, selectProbes } from './verify/verify.js'
 
@@ -36,12 +37,15 @@ export function buildProgram(setExit: (code: number) => void): Command {
   program
     .command('run')
     .description("run FILE in a sandbox, stream its output, exit with the job's exit code (timeout 124, oom 125, cancelled 130, error 70)")
-    .argument('<file>', 'program file; the runtime comes from its extension (.py, .js, .sh) unless --runtime')
+    .argument('<file>', "program file, or - to read the program from stdin (with --runtime); the runtime comes from the file's extension (.py, .js, .sh) unless --runtime")
     .argument('[args...]', 'arguments for the program (after --)')
-    .option('-r, --runtime <runtime>', 'python, node or bash')
+    .option('-r, --runtime <runtime>', RUNTIMES.map((r) => r.name).join(', '))
     .option('--stdin <file>', "file to feed to the program's stdin ('-' for this stdin)")
     .option('-t, --timeout <duration>', 'time limit, e.g. 10s, 500ms, 2m')
     .option('-m, --memory <mib>', 'memory limit, MiB')
+    .option('--cpus <n>', 'CPU limit, e.g. 0.5 or 2')
+    .option('--pids <n>', 'process and thread limit')
+    .option('--output <bytes>', 'cap of stdout and of stderr, each, in bytes')
     .option('-e, --env <NAME=value...>', 'environment variables for the program')
     .option('--json', 'print the finished job as JSON instead of streaming output')
     .action(action((file: string, args: string[], flags: RunFlags) => runCommand(clientFor(globals()), file, args, flags)))

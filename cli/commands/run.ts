@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { basename, extname } from 'node:path'
 import type { Airlock, Job, JobRequest, JobStatus } from '../../sdk/src/index.js'
 import { exitCodeForJob } from '../exit-codes.js'
+import { findRuntime, RUNTIMES } from '../../core/runtimes.js'
 import { parseDurationMs, UsageError } from '../settings.js'
 
 const RUNTIME_BY_EXTENSION: Record<string, string> = { '.py': 'python', '.js': 'node', '.mjs': 'node', '.cjs': 'node', '.sh': 'bash' }
@@ -11,17 +12,32 @@ export interface RunFlags {
   stdin?: string
   timeout?: string
   memory?: string
+  cpus?: string
+  pids?: string
+  output?: string
   env?: string[]
   json?: boolean
 }
 
-/** A file and flags -> the job request. */
+/** A whole number flag -> its value. */
+function wholeNumber(flag: string, value: string, unit: string): number {
+  if (!/^[1-9][0-9]{0,15}$/.test(value)) throw new UsageError(`${flag} takes ${unit} as a whole number, got ${JSON.stringify(value)}`)
+  return Number(value)
+}
+
+/** A file (`-`: the source from this stdin) and flags -> the job request. */
 export async function buildRequest(file: string, args: string[], flags: RunFlags, readStdin: () => Promise<string>): Promise<JobRequest> {
+  const fromStdin = file === '-'
   const runtime = flags.runtime ?? RUNTIME_BY_EXTENSION[extname(file)]
-  if (!runtime) throw new UsageError(`cannot tell the runtime of ${file} from its extension; pass --runtime`)
-  const source = await readFile(file, 'utf8').catch((err: Error) => {
-    throw new UsageError(`cannot read ${file}: ${err.message}`)
-  })
+  if (!runtime) throw new UsageError(fromStdin ? 'a program read from stdin (-) needs --runtime' : `cannot tell the runtime of ${file} from its extension; pass --runtime`)
+  if (fromStdin && flags.stdin === '-') throw new UsageError("stdin carries the program (-), so it cannot also be the program's stdin (--stdin -)")
+  const source = fromStdin
+    ? await readStdin()
+    : await readFile(file, 'utf8').catch((err: Error) => {
+        throw new UsageError(`cannot read ${file}: ${err.message}`)
+      })
+  const entrypoint = fromStdin ? findRuntime(runtime)?.defaultEntrypoint : basename(file)
+  if (!entrypoint) throw new UsageError(`unknown runtime ${runtime}: one of ${RUNTIMES.map((r) => r.name).join(', ')}`)
   const env: Record<string, string> = {}
   for (const pair of flags.env ?? []) {
     const eq = pair.indexOf('=')
@@ -30,9 +46,12 @@ export async function buildRequest(file: string, args: string[], flags: RunFlags
   }
   const limits: NonNullable<JobRequest['limits']> = {}
   if (flags.timeout !== undefined) limits.timeoutMs = parseDurationMs(flags.timeout)
-  if (flags.memory !== undefined) {
-    if (!/^\d+$/.test(flags.memory)) throw new UsageError(`--memory takes MiB as a whole number, got ${JSON.stringify(flags.memory)}`)
-    limits.memoryMb = Number(flags.memory)
+  if (flags.memory !== undefined) limits.memoryMb = wholeNumber('--memory', flags.memory, 'MiB')
+  if (flags.pids !== undefined) limits.pids = wholeNumber('--pids', flags.pids, 'processes')
+  if (flags.output !== undefined) limits.outputBytes = wholeNumber('--output', flags.output, 'bytes')
+  if (flags.cpus !== undefined) {
+    if (!/^[0-9]{1,4}(\.[0-9]{1,3})?$/.test(flags.cpus) || Number(flags.cpus) <= 0) throw new UsageError(`--cpus takes a number of CPUs such as 0.5 or 2, got ${JSON.stringify(flags.cpus)}`)
+    limits.cpus = Number(flags.cpus)
   }
   let stdin: string | undefined
   if (flags.stdin === '-') stdin = await readStdin()
@@ -41,8 +60,8 @@ export async function buildRequest(file: string, args: string[], flags: RunFlags
   })
   return {
     runtime,
-    files: [{ path: basename(file), content: source }],
-    entrypoint: basename(file),
+    files: [{ path: entrypoint, content: source }],
+    entrypoint,
     ...(args.length > 0 ? { args } : {}),
     ...(stdin !== undefined ? { stdin } : {}),
     ...(Object.keys(env).length > 0 ? { env } : {}),

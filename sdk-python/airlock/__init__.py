@@ -10,6 +10,7 @@ from ._errors import (
     AuthenticationError,
     ConflictError,
     ConnectionError,
+    ForbiddenError,
     NotFoundError,
     RateLimitError,
     ServerError,
@@ -22,7 +23,7 @@ from ._types import FINAL_STATUSES, Job, JobEvent, JobList, JobRequest, JobStatu
 
 __all__ = [
     "Airlock", "AsyncAirlock", "Jobs", "AsyncJobs",
-    "AirlockError", "AuthenticationError", "ConflictError", "ConnectionError", "NotFoundError", "RateLimitError",
+    "AirlockError", "AuthenticationError", "ConflictError", "ConnectionError", "ForbiddenError", "NotFoundError", "RateLimitError",
     "ServerError", "TimeoutError", "UnavailableError", "ValidationError", "error_from_response",
     "FINAL_STATUSES", "Job", "JobEvent", "JobList", "JobRequest", "JobStatus", "JobSummary", "Runtime",
 ]

@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import random
+import sys
 import time
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote
@@ -124,12 +125,14 @@ class Jobs:
         """One page of this tenant's jobs, newest first."""
         return self._c._request("GET", "/v1/jobs", params=_list_params(status, limit, cursor))
 
-    def iterate(self, status: Optional[List[str]] = None, limit: Optional[int] = None) -> Iterator[JobSummary]:
-        """Every job of this tenant, newest first, page by page."""
+    def iterate(self, status: Optional[List[str]] = None, limit: Optional[int] = None, max: Optional[int] = None) -> Iterator[JobSummary]:  # noqa: A002
+        """Every job of this tenant (or the first ``max``), newest first, page by page; ``limit`` is the page size."""
+        left, page_size = _iterate_bounds(limit, max)
         cursor = None
-        while True:
-            page = self.list(status, limit, cursor)
-            yield from page["items"]
+        while left > 0:
+            page = self.list(status, page_size, cursor)
+            yield from page["items"][:left]
+            left -= len(page["items"])
             cursor = page["nextCursor"]
             if not cursor:
                 return
@@ -244,6 +247,12 @@ def _list_params(status: Optional[List[str]], limit: Optional[int], cursor: Opti
     return params
 
 
+def _iterate_bounds(limit: Optional[int], max_jobs: Optional[int]) -> Tuple[int, Optional[int]]:
+    """How many jobs an iteration yields in all, and its page size (``max`` sets it when ``limit`` does not)."""
+    left = sys.maxsize if max_jobs is None else max_jobs
+    return left, limit if limit is not None or max_jobs is None else min(max_jobs, 100)
+
+
 class AsyncJobs:
     """Jobs of this tenant (asyncio)."""
 
@@ -258,6 +267,19 @@ class AsyncJobs:
 
     async def list(self, status: Optional[List[str]] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> JobList:
         return await self._c._request("GET", "/v1/jobs", params=_list_params(status, limit, cursor))
+
+    async def iterate(self, status: Optional[List[str]] = None, limit: Optional[int] = None, max: Optional[int] = None) -> AsyncIterator[JobSummary]:  # noqa: A002
+        """Every job of this tenant (or the first ``max``), newest first, page by page; ``limit`` is the page size."""
+        left, page_size = _iterate_bounds(limit, max)
+        cursor = None
+        while left > 0:
+            page = await self.list(status, page_size, cursor)
+            for job in page["items"][:left]:
+                yield job
+            left -= len(page["items"])
+            cursor = page["nextCursor"]
+            if not cursor:
+                return
 
     async def cancel(self, job_id: str) -> Job:
         return await self._c._request("DELETE", _job_path(job_id))

@@ -18,7 +18,11 @@ class AirlockError(Exception):
 
 
 class AuthenticationError(AirlockError):
-    """401 or 403: missing, wrong or revoked API key."""
+    """401: missing, wrong or revoked API key."""
+
+
+class ForbiddenError(AirlockError):
+    """403: the key is good but may not do this (an admin route, the runc comparison runtime, another tenant's audit trail)."""
 
 
 class NotFoundError(AirlockError):
@@ -79,8 +83,10 @@ def error_from_response(status: int, body: Any, retry_after: Optional[str]) -> A
     body = body if isinstance(body, dict) else {}
     code = body.get("code") or f"HTTP_{status}"
     message = body.get("message") or f"the server answered {status}"
-    if status in (401, 403):
+    if status == 401:
         return AuthenticationError(message, code, status)
+    if status == 403:
+        return ForbiddenError(message, code, status)
     if status == 404:
         return NotFoundError(message, code, status)
     if status == 409:

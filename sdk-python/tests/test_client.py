@@ -38,6 +38,9 @@ def test_create_stream_wait_get_list_logs(client):
     assert any(j["id"] == accepted["id"] for j in client.jobs.list(limit=5)["items"])
     assert all(j["status"] == "failed" for j in client.jobs.list(status=["failed"])["items"])
     assert [j["id"] for j in client.jobs.iterate(limit=1)] == [j["id"] for j in client.jobs.list(limit=100)["items"]]
+    assert [j["id"] for j in client.jobs.iterate(max=2)] == [j["id"] for j in client.jobs.list(limit=2)["items"]], "max: how many in all"
+    assert [j["id"] for j in client.jobs.iterate(limit=1, max=3)] == [j["id"] for j in client.jobs.list(limit=3)["items"]], "across pages"
+    assert list(client.jobs.iterate(max=0)) == []
     assert client.jobs.logs(accepted["id"]).startswith("tick 1\ntick 2\n")
     assert sorted(r["name"] for r in client.runtimes()) == ["bash", "ml-python", "node", "python"]
 
@@ -58,6 +61,10 @@ def test_cancel_then_conflict(client):
 def test_each_error_class(client, url):
     with pytest.raises(airlock.AuthenticationError):
         Airlock(url, "wrong-key-123").jobs.list()
+    with pytest.raises(airlock.ForbiddenError) as forbidden:
+        client.jobs.create({"runtime": "bash", "source": "true", "isolation": "runc"})
+    assert forbidden.value.code == "AIRLOCK_ERR_ISOLATION_FORBIDDEN" and forbidden.value.status == 403
+    assert not isinstance(forbidden.value, airlock.AuthenticationError), "a good key that may not do this is not an authentication error"
     with pytest.raises(airlock.NotFoundError):
         client.jobs.get("job_00000000000000000000000000000000")
     with pytest.raises(airlock.ValidationError) as invalid:
@@ -202,5 +209,8 @@ def test_asyncio_client(url, key):
             assert any(j["id"] == accepted["id"] for j in (await client.jobs.list())["items"])
             with pytest.raises(airlock.NotFoundError):
                 await client.jobs.get("job_00000000000000000000000000000000")
+            newest = [j["id"] for j in (await client.jobs.list(limit=100))["items"]]
+            assert [j["id"] async for j in client.jobs.iterate(limit=1)] == newest, "iterate walks every page"
+            assert [j["id"] async for j in client.jobs.iterate(max=2)] == newest[:2], "max: how many in all"
 
     asyncio.run(main())

@@ -19,8 +19,10 @@ export class AirlockError extends Error {
   }
 }
 
-/** 401 or 403: missing, wrong or revoked API key. */
+/** 401: missing, wrong or revoked API key. */
 export class AuthenticationError extends AirlockError {}
+/** 403: the key is good but may not do this (an admin route, the runc comparison runtime, another tenant's audit trail). */
+export class ForbiddenError extends AirlockError {}
 /** 404: no such job for this tenant. */
 export class NotFoundError extends AirlockError {}
 /** 400, 413, 415, 422: the request is wrong; `details` says where. */
@@ -62,7 +64,8 @@ export function errorFromResponse(status: number, body: Partial<ErrorResponse> |
   const code = body?.code ?? `HTTP_${status}`
   const message = body?.message ?? `the server answered ${status}`
   const retryAfterMs = parseRetryAfter(retryAfter)
-  if (status === 401 || status === 403) return new AuthenticationError(message, code, status)
+  if (status === 401) return new AuthenticationError(message, code, status)
+  if (status === 403) return new ForbiddenError(message, code, status)
   if (status === 404) return new NotFoundError(message, code, status)
   if (status === 409) return new ConflictError(message, code, status)
   if (status === 429) return new RateLimitError(message, code, status, retryAfterMs)

@@ -55,13 +55,18 @@ export class Jobs {
   }
 
   /** Every job of this tenant, newest first, page by page. */
-  async *iterate(options: Omit<ListOptions, 'cursor'> = {}): AsyncGenerator<JobSummary, void, undefined> {
+  async *iterate(options: Omit<ListOptions, 'cursor'> & { max?: number } = {}): AsyncGenerator<JobSummary, void, undefined> {
+    const { max, ...list } = options
+    let left = max ?? Infinity
     let cursor: string | undefined
-    do {
-      const page = await this.list({ ...options, cursor })
-      yield* page.items
+    while (left > 0) {
+      // `limit` is the page size; `max`, if given, how many jobs in all.
+      const page = await this.list({ ...list, ...(list.limit === undefined && max !== undefined ? { limit: Math.min(max, 100) } : {}), cursor })
+      for (const job of page.items.slice(0, left)) yield job
+      left -= page.items.length
       cursor = page.nextCursor ?? undefined
-    } while (cursor)
+      if (!cursor) return
+    }
   }
 
   /** Asks for the job to be cancelled; returns the job as it is then. ConflictError if it has ended. */

@@ -28,6 +28,7 @@ t.test('a valid job is accepted with 202 and is queryable by its tenant only', a
   t.equal(res.statusCode, 202)
   const { id, status } = res.json()
   t.match(id, /^job_[0-9a-f]{32}$/)
+  t.equal(res.headers.location, `/v1/jobs/${id}`, 'Location says where to read it')
   t.equal(status, 'queued')
 
   const mine = await h.request('GET', `/v1/jobs/${id}`)

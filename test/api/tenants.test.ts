@@ -15,7 +15,9 @@ const as = (h: typeof a, key: string, method: 'GET' | 'POST', url: string, body?
   h.app.inject({ method, url, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { payload: JSON.stringify(body) }) })
 
 async function tenantWithKey(name: string, quotas: Record<string, number> = {}, role = 'member'): Promise<{ key: string; keyId: string }> {
-  t.equal((await admin('POST', '/v1/admin/tenants', { name, quotas })).statusCode, 201)
+  const created = await admin('POST', '/v1/admin/tenants', { name, quotas })
+  t.equal(created.statusCode, 201)
+  t.equal(created.headers.location, `/v1/admin/tenants/${name}`, 'Location of the created tenant')
   const issued = await admin('POST', `/v1/admin/tenants/${name}/keys`, { role })
   t.equal(issued.statusCode, 201)
   const { key, info } = issued.json<{ key: string; info: { keyId: string } }>()

@@ -104,8 +104,23 @@ t.test('airlock jobs list, get, logs and cancel; airlock runtimes', async (t) =>
   t.match(cancel.stdout, new RegExp(`^${sleeper}: `))
   t.equal((await h.poll(sleeper, (j) => j.status === 'cancelled')).status, 'cancelled')
   const again = await airlock(['jobs', 'cancel', sleeper])
-  t.equal(again.code, 70, 'cancelling an ended job fails')
+  t.equal(again.code, 3, 'cancelling an ended job: its own exit code, not a failure of the CLI (70)')
   t.match(again.stderr, /AIRLOCK_ERR_JOB_FINISHED/)
+})
+
+t.test('airlock run -: the program from stdin, with --runtime; the limit flags', async (t) => {
+  const fromStdin = await airlock(['run', '-', '--runtime', 'python', '--json', '--cpus', '0.5', '--pids', '32', '--output', '1000', '--', 'an-arg'], { input: 'import sys\nprint("from stdin", sys.argv[1:])\n' })
+  t.equal(fromStdin.code, 0, fromStdin.stderr)
+  const job = JSON.parse(fromStdin.stdout) as { id: string; stdout: string }
+  t.equal(job.stdout, "from stdin ['an-arg']\n")
+  t.equal((await airlock(['run', '-'], { input: 'print(1)' })).code, 64, 'no runtime to tell from a name')
+  t.equal((await airlock(['run', '-', '-r', 'python', '--stdin', '-'], { input: 'print(1)' })).code, 64, 'stdin cannot be both')
+  for (const bad of [['--cpus', 'x'], ['--cpus', '0'], ['--pids', '1.5'], ['--output', '-1'], ['--memory', '0']]) {
+    t.equal((await airlock(['run', '-', '-r', 'python', ...bad], { input: 'print(1)' })).code, 64, bad.join(' '))
+  }
+  const tooBig = await airlock(['run', '-', '-r', 'python', '--pids', '999999999'], { input: 'print(1)' })
+  t.equal(tooBig.code, 65, 'a limit past the server\'s maximum is the server\'s refusal')
+  t.match((await airlock(['run', '--help'])).stdout, /python, node, bash, ml-python/, 'every runtime in the help')
 })
 
 t.test('distinct exit codes for usage, auth, not found and an unreachable server; settings from a config file', async (t) => {

@@ -3,7 +3,7 @@ import { createServer as createHttpServer } from 'node:http'
 import { createServer, connect, type Socket } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import {
-  Airlock, AuthenticationError, ConflictError, ConnectionError, NotFoundError, RateLimitError, TimeoutError, UnavailableError, ValidationError, errorFromResponse,
+  Airlock, AuthenticationError, ConflictError, ConnectionError, ForbiddenError, NotFoundError, RateLimitError, TimeoutError, UnavailableError, ValidationError, errorFromResponse,
   type JobEvent,
 } from '../../sdk/src/index.js'
 import { renderTypeScript, TS_TARGET } from '../../scripts/sdk-types.js'
@@ -49,6 +49,12 @@ t.test('create, stream, wait, get, list and logs', async (t) => {
   const all = []
   for await (const j of airlock.jobs.iterate({ limit: 1 })) all.push(j.id)
   t.same(all, (await airlock.jobs.list({ limit: 100 })).items.map((j) => j.id), 'iterate walks every page of one job each')
+  const firstTwo = []
+  for await (const j of airlock.jobs.iterate({ max: 2 })) firstTwo.push(j.id)
+  t.same(firstTwo, all.slice(0, 2), 'max: how many jobs in all')
+  const acrossPages = []
+  for await (const j of airlock.jobs.iterate({ limit: 1, max: 3 })) acrossPages.push(j.id)
+  t.same(acrossPages, all.slice(0, 3), 'max across pages of limit each')
   t.match(await airlock.jobs.logs(id), /tick 1\ntick 2/)
   t.same((await airlock.runtimes()).map((r) => r.name).sort(), ['bash', 'ml-python', 'node', 'python'])
 })
@@ -64,6 +70,10 @@ t.test('cancel: a running job ends cancelled; cancelling it again is a ConflictE
 
 t.test('each error class, from the real server where it can produce it', async (t) => {
   await t.rejects(new Airlock({ baseUrl: h.baseUrl, apiKey: 'wrong-key-123' }).jobs.list(), AuthenticationError)
+  const forbidden = await airlock.jobs.create({ runtime: 'bash', source: 'true', isolation: 'runc' }).catch((e: unknown) => e)
+  t.ok(forbidden instanceof ForbiddenError, 'a good key that may not do this: ForbiddenError')
+  t.notOk(forbidden instanceof AuthenticationError, 'not an authentication error')
+  t.match(forbidden, { code: 'AIRLOCK_ERR_ISOLATION_FORBIDDEN', status: 403 })
   await t.rejects(airlock.jobs.get('job_00000000000000000000000000000000'), NotFoundError)
   const invalid = await airlock.jobs.create({ runtime: 'cobol', source: 'x' }).catch((e: unknown) => e)
   t.ok(invalid instanceof ValidationError)

@@ -145,6 +145,26 @@ t.test("the launcher's report: a job ends from its log with the program's status
   t.ok(Number.isInteger(k.timings.exitToResultMs), 'its program end to result is recorded too')
 })
 
+t.test('a cold pod takes its go line through the attach: stdin, the output cap, a timeout, an OOM kill and a cancel end as they did', async (t) => {
+  const ended = async (id: string) => until(() => stored(KEY, id), (j) => j.finishedAt !== null, 120_000, `job ${id} to end`)
+  // One after another: a gVisor pod's request and overhead leave room for one at a time here.
+  const stdin = await submit(KEY, { runtime: 'python', source: 'import sys; print(sys.stdin.read().upper())', stdin: 'hello stdin' })
+  const pod = (await until(() => podsOf(stdin), (pods) => pods.length > 0, 60_000, `a pod for ${stdin}`))[0]!
+  t.match(pod.spec?.containers[0], { stdin: true, stdinOnce: false }, "the cold pod's container waits on stdin for its go line")
+  t.match(await ended(stdin), { status: 'succeeded', exitCode: 0, stdout: 'HELLO STDIN\n' }, "the program's stdin is the job's")
+  const cap = await ended(await submit(KEY, { runtime: 'bash', source: 'head -c 5000 /dev/zero | tr "\\0" a; echo e >&2', limits: { outputBytes: 100 } }))
+  t.match(cap, { status: 'succeeded', truncated: true, stdout: 'a'.repeat(100), stderr: 'e\n' }, 'output capped in the sandbox, stderr apart')
+  t.match(await ended(await submit(KEY, { runtime: 'bash', source: 'echo start; sleep 30', limits: { timeoutMs: 2000 } })), { status: 'timeout', stdout: 'start\n' })
+  const oom = await ended(await submit(KEY, { runtime: 'python', source: 'x = bytearray(600 * 1024 * 1024); print(len(x))', limits: { memoryMb: 128 } }))
+  t.equal(oom.status, 'oom', "an OOM kill ends the launcher too: the container's status says so")
+  const cancel = await submit(KEY, { runtime: 'bash', source: 'echo x; sleep 60' })
+  // The kubelet shows the container running up to a second after the attach could reach it.
+  await until(() => podsOf(cancel), (pods) => pods.some((p) => p.status?.containerStatuses?.[0]?.state?.running), 60_000, `the pod of ${cancel} to run`)
+  await new Promise((r) => setTimeout(r, 1000))
+  await fetch(`${baseUrl}/v1/jobs/${cancel}`, { method: 'DELETE', headers: { authorization: `Bearer ${KEY}` } })
+  t.match(await ended(cancel), { status: 'cancelled', reason: 'cancelled while running', stdout: 'x\n' })
+})
+
 t.test('the same job under the runc RuntimeClass runs on the host kernel, recorded as no sandbox', async (t) => {
   const id = await submit(BENCH_KEY, { runtime: 'python', source: TICKING, isolation: 'runc', limits: { timeoutMs: 60_000 } })
   const pod = (await until(() => podsOf(id), (pods) => pods.length > 0, 60_000, `a pod for ${id}`))[0]

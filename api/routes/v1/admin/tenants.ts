@@ -21,7 +21,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { name, quotas = {} } = request.body
       if (!(await tenants.create(name, quotas))) throw new AirlockError('AIRLOCK_ERR_TENANT_EXISTS', `tenant ${name} exists already`)
       await tenants.audit(name, 'admin', 'tenant.created', JSON.stringify(quotas))
-      return reply.status(201).send((await tenants.get(name))!)
+      return reply.status(201).header('location', `/v1/admin/tenants/${name}`).send((await tenants.get(name))!)
     },
   )
 

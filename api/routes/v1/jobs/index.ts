@@ -81,7 +81,8 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const done = await store.view(id)
         if (done && isFinalStatus(done.status)) return outputWriter.sendJob(reply, 200, done)
       }
-      return reply.status(202).send({ id, status: 'queued' as const })
+      // Where the job is read, as HTTP has 202 and 201 say.
+      return reply.status(202).header('location', `/v1/jobs/${id}`).send({ id, status: 'queued' as const })
     },
   )
 
