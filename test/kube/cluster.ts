@@ -38,6 +38,25 @@ export async function freePort(): Promise<number> {
   return port
 }
 
+async function isFree(port: number): Promise<boolean> {
+  const server = createNetServer()
+  const free = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => resolve(true))
+  })
+  if (free) await new Promise((resolve) => server.close(resolve))
+  return free
+}
+
+/** A free port whose next one is free too: etcd listens for its peers on its client port + 1. */
+export async function freePortPair(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = await freePort()
+    if (port < 65535 && (await isFree(port + 1))) return port
+  }
+  throw new Error('no two free consecutive ports on loopback')
+}
+
 export interface Cluster {
   dir: string
   kubeconfig: string
@@ -52,7 +71,7 @@ export async function startCluster(t: TestLike, options: { featureGates?: string
   const env = {
     ...process.env,
     AIRLOCK_KUBE_API_PORT: String(await freePort()),
-    AIRLOCK_KUBE_ETCD_PORT: String(await freePort()),
+    AIRLOCK_KUBE_ETCD_PORT: String(await freePortPair()),
     AIRLOCK_KUBE_FEATURE_GATES: options.featureGates ?? '',
   }
   t.teardown(async () => {
