@@ -38,8 +38,6 @@ export class LauncherReportFilter {
   private pending = ''
   private markers: RegExp | undefined
   private prefixes: string[] = []
-  /** The begin line was seen (the stream is the capped launcher's). */
-  reporting = false
   private release: NodeJS.Timeout | undefined
 
   constructor(
@@ -75,7 +73,6 @@ export class LauncherReportFilter {
 
   private start(from: number): void {
     const n = escape(this.nonce!)
-    this.reporting = true
     this.pending = this.pending.slice(from)
     // The begin line again (the other stream's, in a merged log) has no newline of ours
     // before it; the end and exit lines have one, written in case the program's last
