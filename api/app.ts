@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto'
-import swagger from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import websocket from '@fastify/websocket'
 import { Queue } from 'bullmq'
@@ -20,6 +18,8 @@ import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, registerAuth } from './plugins/auth.js'
 import { limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { strictValidatorCompiler } from './plugins/strict-validator.js'
+import { registerOpenApi } from './plugins/openapi.js'
+import { ROUTER_MAX_PARAM_LENGTH } from './schemas.js'
 import { clientErrorHandler, frameworkErrors, registerErrorHandler } from './plugins/error-handler.js'
 import adminRoutes from './routes/v1/admin/index.js'
 import auditRoutes from './routes/v1/audit/index.js'
@@ -82,6 +82,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     bodyLimit: config.bodyLimitBytes,
     // A caller's x-request-id is used only if it is short and plain: it is on every log line.
     requestIdHeader: false,
+    maxParamLength: ROUTER_MAX_PARAM_LENGTH,
     genReqId: (req) => {
       const given = req.headers['x-request-id']
       return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID()
@@ -143,14 +144,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     redis.disconnect()
   })
 
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'Airlock', version: '1', description: 'Run untrusted code in gVisor sandboxes.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
-    },
-  })
-  await app.register(swaggerUi, { routePrefix: '/docs' })
+  await registerOpenApi(app)
   // Before the auth hook: its own hooks must see every upgrade, or a refused one
   // would leave its socket open.
   await app.register(websocket, {

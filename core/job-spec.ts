@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { QUOTA_MAX, QUOTA_MAX_CPUS } from './tenant-store.js'
 import { AirlockError, type ErrorDetail } from './errors.js'
 import { findRuntime, RUNTIMES } from './runtimes.js'
 import type { Config } from './config.js'
@@ -10,13 +11,13 @@ import type { Config } from './config.js'
  */
 export const LimitsSchema = Type.Object(
   {
-    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, description: 'Wall-clock limit, milliseconds' })),
-    memoryMb: Type.Optional(Type.Integer({ minimum: 16, description: 'Memory limit, MiB' })),
-    cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'CPU limit, cores (fractions allowed)' })),
-    pids: Type.Optional(Type.Integer({ minimum: 1, description: 'Processes and threads at once' })),
-    outputBytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Cap of stdout and of stderr, each, bytes' })),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: QUOTA_MAX, description: 'Wall-clock limit, milliseconds' })),
+    memoryMb: Type.Optional(Type.Integer({ minimum: 16, maximum: QUOTA_MAX, description: 'Memory limit, MiB' })),
+    cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: QUOTA_MAX_CPUS, description: 'CPU limit, cores (fractions allowed)' })),
+    pids: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Processes and threads at once' })),
+    outputBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Cap of stdout and of stderr, each, bytes' })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, title: 'Limits' },
 )
 
 export const MAX_FILES = 100
@@ -49,7 +50,7 @@ export const JobFileSchema = Type.Object(
     path: Type.String({ minLength: 1, maxLength: MAX_FILE_PATH_BYTES }),
     content: Type.String({ maxLength: 1024 * 1024 }),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, title: 'JobFile' },
 )
 
 /**
@@ -63,23 +64,43 @@ export const JobEnvSchema = Type.Record(Type.String({ pattern: ENV_NAME_PATTERN 
   description: `Variables for the program: at most ${MAX_ENV}, names matching ${ENV_NAME_PATTERN}, values of at most ${MAX_ENV_VALUE_LENGTH} characters, ${MAX_TOTAL_ENV_BYTES} bytes in all`,
 })
 
+/** A runtime of the catalog, by name. */
+export const RuntimeNameSchema = Type.Enum(
+  RUNTIMES.map((r) => r.name),
+  { type: 'string', title: 'RuntimeName', description: RUNTIMES.map((r) => `${r.name}: ${r.description}`).join('; ') },
+)
+
+/**
+ * An unknown runtime keeps its own code (AIRLOCK_ERR_UNKNOWN_RUNTIME), published before
+ * the schema listed the names: checked ahead of the schema, as resolveJobSpec does.
+ */
+export function unknownRuntimeError(body: unknown): AirlockError | undefined {
+  const runtime = (body as { runtime?: unknown } | null)?.runtime
+  if (typeof runtime !== 'string' || findRuntime(runtime)) return undefined
+  return new AirlockError('AIRLOCK_ERR_UNKNOWN_RUNTIME', `unknown runtime ${JSON.stringify(runtime)}; available: ${RUNTIMES.map((r) => r.name).join(', ')}`, [
+    { path: '/runtime', message: 'unknown runtime' },
+  ])
+}
+
 export const JobRequestSchema = Type.Object(
   {
-    runtime: Type.String({ minLength: 1, maxLength: 64, description: `One of ${RUNTIMES.map((r) => r.name).join(', ')}` }),
+    runtime: RuntimeNameSchema,
     source: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES, description: 'Program text; stored as the runtime\'s default entrypoint' })),
-    files: Type.Optional(Type.Array(JobFileSchema, { maxItems: MAX_FILES })),
+    files: Type.Optional(Type.Array(JobFileSchema, { minItems: 1, maxItems: MAX_FILES })),
     entrypoint: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_FILE_PATH_BYTES })),
     args: Type.Optional(Type.Array(Type.String({ maxLength: MAX_ARG_LENGTH }), { maxItems: MAX_ARGS })),
     stdin: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES })),
     env: Type.Optional(JobEnvSchema),
     limits: Type.Optional(LimitsSchema),
     isolation: Type.Optional(
-      Type.Union([Type.Literal('gvisor'), Type.Literal('runc')], {
+      Type.Enum(['gvisor', 'runc'], {
+        type: 'string',
+        title: 'IsolationChoice',
         description: 'gvisor (default). runc: a plain container with no gVisor, for benchmarks only; refused (403) unless the tenant is in AIRLOCK_BENCH_TENANTS',
       }),
     ),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, title: 'JobRequest' },
 )
 
 export type JobRequest = Static<typeof JobRequestSchema>
@@ -207,11 +228,7 @@ function checkEnv(env: Record<string, string>): Record<string, string> {
  */
 export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSpec {
   const runtime = findRuntime(request.runtime)
-  if (!runtime) {
-    throw new AirlockError('AIRLOCK_ERR_UNKNOWN_RUNTIME', `unknown runtime ${JSON.stringify(request.runtime)}; available: ${RUNTIMES.map((r) => r.name).join(', ')}`, [
-      { path: '/runtime', message: 'unknown runtime' },
-    ])
-  }
+  if (!runtime) throw unknownRuntimeError(request)!
   if (request.source !== undefined && request.files !== undefined) {
     throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'send either source or files, not both', [{ path: '/files', message: 'not allowed together with source' }])
   }

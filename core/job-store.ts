@@ -330,14 +330,22 @@ export interface ListOptions {
   cursor?: string
 }
 
-/** Opaque to clients: the score and id of the last index entry a page looked at. */
+/**
+ * Opaque to clients: the score and id of the last index entry a page looked at. Any
+ * string of this form is a place in the index to go on from, so the schema's pattern
+ * is the whole check.
+ */
+export const CURSOR_PATTERN = '^[0-9]{1,15}\\.job_[0-9a-f]{32}$'
+const CURSOR = new RegExp(CURSOR_PATTERN)
+
 export function encodeCursor(score: number, id: string): string {
-  return Buffer.from(`${score}:${id}`).toString('base64url')
+  return `${score}.${id}`
 }
 
 export function decodeCursor(cursor: string): { score: number; id: string } | undefined {
-  const m = /^([0-9]{1,15}):(job_[0-9a-f]{32})$/.exec(Buffer.from(cursor, 'base64url').toString())
-  return m ? { score: Number(m[1]), id: m[2]! } : undefined
+  if (!CURSOR.test(cursor)) return undefined
+  const dot = cursor.indexOf('.')
+  return { score: Number(cursor.slice(0, dot)), id: cursor.slice(dot + 1) }
 }
 
 const SUMMARY_FIELDS = ['status', 'runtime', 'exitCode', 'reason', 'createdAt', 'startedAt', 'finishedAt'] as const

@@ -9,7 +9,9 @@ export const IsolationSchema = Type.Object({
   runtime: Type.String({ description: 'OCI runtime, e.g. runsc' }),
   version: Type.String(),
   platform: Type.String({ description: 'How gVisor ran the job: systrap or ptrace (local executor); kubernetes (the node chooses); native for runc' }),
-  network: Type.Union([Type.Literal('none'), Type.Literal('host'), Type.Literal('pod')], {
+  network: Type.Enum(['none', 'host', 'pod'], {
+    type: 'string',
+    title: 'IsolationNetwork',
     description: "none: loopback only; pod: the cluster's pod network, limited by the namespace's deny-all NetworkPolicy (runc benchmark jobs on Kubernetes)",
   }),
   readOnlyRoot: Type.Boolean(),
@@ -18,11 +20,13 @@ export const IsolationSchema = Type.Object({
   seccomp: Type.Optional(
     Type.String({ description: 'The seccomp profile the program ran under, named by its hash (airlock/sandbox-<hash>.json); absent in records from before it' }),
   ),
-})
+}, { title: 'Isolation' })
 
 export type Isolation = Static<typeof IsolationSchema>
 
-export const SandboxStartSchema = Type.Union([Type.Literal('warm'), Type.Literal('cold')], {
+export const SandboxStartSchema = Type.Enum(['warm', 'cold'], {
+  type: 'string',
+  title: 'SandboxStart',
   description: 'warm: the job was handed to a sandbox booted before it arrived (from the worker\'s pool); cold: a sandbox was booted for it',
 })
 export type SandboxStart = Static<typeof SandboxStartSchema>
@@ -47,11 +51,11 @@ export const JobSchema = Type.Object({
     runMs: Nullable(Type.Integer({ description: 'Program started to program ended' })),
     bootMs: Nullable(Type.Integer({ description: "How long the job's sandbox took to boot: within startupMs when it started cold, before the job arrived when warm" })),
     exitToResultMs: Nullable(Type.Integer({ description: 'Program ended to its result stored: how long the service took to learn of the end and record it' })),
-  }),
+  }, { title: 'JobTimings' }),
   sandboxStart: Nullable(SandboxStartSchema),
   executor: Nullable(Type.String({ description: 'Executor that ran the job: local or kubernetes' })),
   isolation: Nullable(IsolationSchema),
-})
+}, { title: 'Job' })
 
 export type Job = Static<typeof JobSchema>
 
@@ -65,18 +69,18 @@ export const JobSummarySchema = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
   startedAt: Nullable(Type.String({ format: 'date-time' })),
   finishedAt: Nullable(Type.String({ format: 'date-time' })),
-})
+}, { title: 'JobSummary' })
 
 export type JobSummary = Static<typeof JobSummarySchema>
 
 export const JobListSchema = Type.Object({
   items: Type.Array(JobSummarySchema, { description: 'Newest first' }),
   nextCursor: Nullable(Type.String({ description: 'Pass as cursor for the next page; null on the last page' })),
-})
+}, { title: 'JobList' })
 
 export type JobList = Static<typeof JobListSchema>
 
-export const JobAcceptedSchema = Type.Object({ id: Type.String(), status: JobStatusSchema })
+export const JobAcceptedSchema = Type.Object({ id: Type.String(), status: JobStatusSchema }, { title: 'JobAccepted' })
 
 /** What the worker learns from running a job; becomes part of the stored record. */
 export interface JobOutcome {

@@ -25,11 +25,11 @@ export const QuotasSchema = Type.Object(
     maxStoredBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: "Bytes the tenant may hold in Redis: each job's input and output (a job reserves its output cap until it ends); 429 AIRLOCK_ERR_QUOTA_STORAGE above it" })),
     retentionSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: QUOTA_MAX, description: "How long the tenant's finished jobs are kept; only shortens the server's AIRLOCK_JOB_RETENTION_SECONDS" })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, title: 'Quotas' },
 )
 export type Quotas = Static<typeof QuotasSchema>
 
-export const KeyRoleSchema = Type.Union([Type.Literal('admin'), Type.Literal('member')], { description: 'admin may also read the tenant\'s audit trail' })
+export const KeyRoleSchema = Type.Enum(['admin', 'member'], { type: 'string', title: 'KeyRole', description: 'admin may also read the tenant\'s audit trail' })
 export type KeyRole = Static<typeof KeyRoleSchema>
 
 export const KeyInfoSchema = Type.Object({
@@ -39,14 +39,15 @@ export const KeyInfoSchema = Type.Object({
   prefix: Type.String(),
   createdAt: Type.String({ format: 'date-time' }),
   revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-})
+}, { title: 'KeyInfo' })
 export type KeyInfo = Static<typeof KeyInfoSchema>
 
-export const TenantSchema = Type.Object({ name: Type.String(), createdAt: Type.String({ format: 'date-time' }), quotas: QuotasSchema, keys: Type.Array(KeyInfoSchema) })
+export const TenantSchema = Type.Object({ name: Type.String(), createdAt: Type.String({ format: 'date-time' }), quotas: QuotasSchema, keys: Type.Array(KeyInfoSchema) }, { title: 'Tenant' })
 export type Tenant = Static<typeof TenantSchema>
 
-export const AuditEntrySchema = Type.Object({ at: Type.String({ format: 'date-time' }), actor: Type.String(), action: Type.String(), detail: Type.String() })
+export const AuditEntrySchema = Type.Object({ at: Type.String({ format: 'date-time' }), actor: Type.String(), action: Type.String(), detail: Type.String() }, { title: 'AuditEntry' })
 export type AuditEntry = Static<typeof AuditEntrySchema>
+export const AuditListSchema = Type.Object({ entries: Type.Array(AuditEntrySchema) }, { title: 'AuditList' })
 
 export interface KeyIdentity {
   tenant: string

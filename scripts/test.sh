@@ -24,5 +24,7 @@ bash test/kube/images.sh pause python bash node ml-python >/dev/null
 bash scripts/deploy-linters.sh >/dev/null
 # The Python SDK's tests need httpx, websockets and pytest (a cached venv).
 AIRLOCK_PYTHON="$(bash scripts/python-sdk-env.sh)"
-export AIRLOCK_PYTHON
+# The API contract's outside tools: Schemathesis and openapi-python-client (pinned, cached).
+AIRLOCK_API_TOOLS_PYTHON="$(bash scripts/api-tools-env.sh)"
+export AIRLOCK_PYTHON AIRLOCK_API_TOOLS_PYTHON
 npx tap

@@ -93,7 +93,23 @@ export function frameworkErrors(metrics: Metrics) {
 
 /** One error handler: 4xx carry the message and code; 5xx are logged and answered generically. */
 export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): void {
+  const routes = new RouteMethods()
+  app.addHook('onRoute', (route) => routes.add(route.url, route.method))
+  // A path no route has, or a method it does not take: 404 or 405, whatever else the
+  // request got wrong (a QUERY with no Content-Type fails body parsing before this).
+  const notFound = (request: FastifyRequest, reply: FastifyReply) => {
+    const path = request.url.split('?')[0]!
+    const allowed = routes.allowed(path)
+    const err =
+      allowed.length > 0
+        ? new AirlockError('AIRLOCK_ERR_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}`)
+        : new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${path}`)
+    metrics.rejectedRequests.inc({ code: err.code })
+    if (allowed.length > 0) reply.header('allow', allowed.join(', '))
+    return reply.status(err.statusCode).send({ statusCode: err.statusCode, code: err.code, message: err.message })
+  }
   app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (request.is404) return notFound(request, reply)
     const { status, body, log } = toErrorResponse(err)
     metrics.rejectedRequests.inc({ code: body.code })
     if (log) request.log.error({ err }, 'request failed')
@@ -103,20 +119,7 @@ export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): vo
     if (status === 401) reply.header('connection', 'close')
     return reply.status(status).send(body)
   })
-  const routes = new RouteMethods()
-  app.addHook('onRoute', (route) => routes.add(route.url, route.method))
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0]!
-    // A path that exists under other methods: 405 with the ones it has, as HTTP says.
-    const allowed = routes.allowed(path)
-    const err =
-      allowed.length > 0
-        ? new AirlockError('AIRLOCK_ERR_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}`)
-        : new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${path}`)
-    metrics.rejectedRequests.inc({ code: err.code })
-    if (allowed.length > 0) reply.header('allow', allowed.join(', '))
-    return reply.status(err.statusCode).send({ statusCode: err.statusCode, code: err.code, message: err.message })
-  })
+  app.setNotFoundHandler(notFound)
 }
 
 /** Every route's path pattern and methods, to tell a path with other methods (405) from no path (404). */

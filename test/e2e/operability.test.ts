@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import t from 'tap'
+import { operationIdProblems } from '../../api/openapi/document.js'
 import { loadConfig } from '../../core/config.js'
 import type { Job } from '../../core/job.js'
 import { build, TENANTS } from '../helper.js'
@@ -70,33 +71,58 @@ t.test('/metrics (tenant names and counts) is off the public port unless an oper
   t.match(served.body, /airlock_queue_depth/)
 })
 
-t.test('the OpenAPI document lists every route with its request and response schemas', async (t) => {
+t.test('the OpenAPI document lists every route once, by its canonical path, with its schemas, ids and credentials', async (t) => {
   const h = await build(t, { worker: false })
   const res = await h.app.inject({ method: 'GET', url: '/docs/json' })
   t.equal(res.statusCode, 200)
-  const doc = res.json<{ openapi: string; paths: Record<string, Record<string, { requestBody?: unknown; parameters?: unknown[]; responses: Record<string, { content?: unknown }> }>> }>()
-  t.match(doc.openapi, /^3\./)
+  type Op = { operationId?: string; security?: unknown[]; requestBody?: unknown; parameters?: unknown[]; responses: Record<string, { content?: Record<string, unknown> }> }
+  const doc = res.json<{ openapi: string; servers: unknown[]; security: unknown[]; paths: Record<string, Record<string, Op>>; components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> } }>()
+  t.equal(doc.openapi, '3.1.0')
+  t.ok(doc.servers.length > 0, 'it names its server')
+  t.same(Object.keys(doc.components.securitySchemes).sort(), ['adminKey', 'tenantKey'])
   const expected = [
     'get /healthz', 'get /readyz',
-    'post /v1/jobs/', 'get /v1/jobs/', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
+    'post /v1/jobs', 'get /v1/jobs', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
     'get /v1/jobs/{id}/stream', 'post /v1/jobs/{id}/stream-tokens', 'get /v1/jobs/{id}/logs',
-    'get /v1/runtimes/', 'get /v1/admin/queue', 'get /v1/audit/',
-    'post /v1/admin/tenants/', 'get /v1/admin/tenants/', 'get /v1/admin/tenants/{name}', 'put /v1/admin/tenants/{name}/quotas',
+    'get /v1/runtimes', 'get /v1/admin/queue', 'get /v1/audit',
+    'post /v1/admin/tenants', 'get /v1/admin/tenants', 'get /v1/admin/tenants/{name}', 'put /v1/admin/tenants/{name}/quotas',
     'post /v1/admin/tenants/{name}/keys', 'delete /v1/admin/tenants/{name}/keys/{keyId}', 'get /v1/admin/tenants/{name}/audit',
   ]
   const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`))
   t.same([...listed].sort(), [...expected].sort())
+  t.equal(operationIdProblems(doc).length, 0, 'every operation has its own operationId')
+  const text = JSON.stringify(doc.paths)
+  t.notMatch(text, /"title":/, 'every named schema is a component, referenced from the paths')
+  t.ok(doc.components.schemas.ErrorResponse && doc.components.schemas.Job && doc.components.schemas.JobStatus)
+  t.equal(text.match(/"statusCode"/g), null, 'the error schema is written once, in components')
   for (const [path, ops] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(ops)) {
       t.ok(Object.values(op.responses).some((r) => r.content), `${method} ${path} documents a response schema`)
-      if (/\{(id|name)\}/.test(path)) t.ok(op.parameters?.length, `${method} ${path} documents its parameters`)
+      if (/\{(id|name)\}/.test(path)) t.ok(op.parameters?.length && op.responses['414'], `${method} ${path} documents its parameters and 414`)
+      const admin = path.startsWith('/v1/admin')
+      if (admin) t.same(op.security, [{ adminKey: [] }], `${method} ${path} needs the admin key`)
+      if (!admin && path.startsWith('/v1')) t.ok(op.security === undefined && op.responses['401'], `${method} ${path} needs a tenant key and says 401`)
     }
   }
-  t.ok(doc.paths['/v1/jobs/']?.post?.requestBody, 'POST /v1/jobs documents its body')
-  t.ok(doc.paths['/v1/jobs/']?.post?.responses['400']?.content, 'and its 400 error')
+  t.ok(doc.paths['/v1/jobs']?.post?.requestBody, 'POST /v1/jobs documents its body')
+  t.ok(doc.paths['/v1/jobs']?.post?.responses['400']?.content, 'and its 400 error')
+  t.same(Object.keys(doc.paths['/v1/jobs/{id}/logs']!.get!.responses['200']!.content!).sort(), ['application/x-ndjson', 'text/plain'], 'the log is text or NDJSON, not JSON')
+  const stream = doc.paths['/v1/jobs/{id}/stream']!.get!.responses
+  t.ok(stream['101'] && stream['426'], 'the WebSocket documents its upgrade and 426')
   const ui = await h.app.inject({ method: 'GET', url: '/docs/' })
   t.equal(ui.statusCode, 200)
   t.match(ui.body, /swagger/i)
+})
+
+t.test('the stream route asked for without an upgrade answers 426 and says how', async (t) => {
+  const h = await build(t, { worker: false })
+  const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json<{ id: string }>()
+  const res = await h.request('GET', `/v1/jobs/${id}/stream`)
+  t.equal(res.statusCode, 426)
+  t.equal(res.json().code, 'AIRLOCK_ERR_UPGRADE_REQUIRED')
+  t.equal(res.headers.upgrade, 'websocket')
+  const other = await h.request('GET', `/v1/jobs/${id}/stream`, undefined, 'bob')
+  t.equal(other.statusCode, 404, "another tenant's job is still not found, before the upgrade is looked at")
 })
 
 t.test('the admin queue endpoint needs the admin key, not a tenant key', async (t) => {

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
 import { errorResponses } from '../../../schemas.js'
+import { ADMIN_SECURITY } from '../../../plugins/openapi.js'
 import { readQueueState } from '../../../services/queue-state.js'
 import tenantRoutes from './tenants.js'
 
@@ -11,7 +12,7 @@ const WorkerSchema = Type.Object({
   isolation: Type.Object({ ok: Type.Boolean(), technology: Type.String(), detail: Type.String(), reason: Type.Union([Type.String(), Type.Null()]) }),
   runtimes: Type.Record(Type.String(), Type.String()),
   lastSeenMs: Type.Integer({ description: 'Milliseconds since the worker last reported' }),
-})
+}, { title: 'Worker' })
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest()
@@ -34,13 +35,13 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/queue',
     {
       schema: {
-        summary: 'Queue state: jobs by state, age of the oldest waiting job, live workers',
+        operationId: 'getQueue', tags: ['admin'], security: ADMIN_SECURITY, summary: 'Queue state: jobs by state, age of the oldest waiting job, live workers',
         response: {
           200: Type.Object({
             counts: Type.Record(Type.String(), Type.Integer()),
             oldestQueuedAgeMs: Type.Union([Type.Integer(), Type.Null()]),
             workers: Type.Array(WorkerSchema),
-          }),
+          }, { title: 'QueueState' }),
           ...errorResponses(401, 503),
         },
       },

@@ -1,7 +1,8 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
-import { AuditEntrySchema, KeyInfoSchema, KeyRoleSchema, QuotasSchema, TenantSchema } from '../../../../core/tenant-store.js'
+import { AuditListSchema, KeyInfoSchema, KeyRoleSchema, QuotasSchema, TenantSchema } from '../../../../core/tenant-store.js'
 import { errorResponses } from '../../../schemas.js'
+import { ADMIN_SECURITY } from '../../../plugins/openapi.js'
 
 const TenantName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Letters, digits, _ . -; at most 64' })
 const NameParams = Type.Object({ name: TenantName })
@@ -16,7 +17,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post(
     '/',
-    { schema: { summary: 'Create a tenant', body: Type.Object({ name: TenantName, quotas: Type.Optional(QuotasSchema) }, { additionalProperties: false }), response: { 201: TenantSchema, ...errorResponses(400, 401, 409, 503) } } },
+    { schema: { operationId: 'createTenant', tags: ['admin'], security: ADMIN_SECURITY, summary: 'Create a tenant', body: Type.Object({ name: TenantName, quotas: Type.Optional(QuotasSchema) }, { additionalProperties: false }), response: { 201: TenantSchema, ...errorResponses(400, 401, 409, 503) } } },
     async (request, reply) => {
       const { name, quotas = {} } = request.body
       if (!(await tenants.create(name, quotas))) throw new AirlockError('AIRLOCK_ERR_TENANT_EXISTS', `tenant ${name} exists already`)
@@ -25,9 +26,9 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   )
 
-  app.get('/', { schema: { summary: 'List tenants', response: { 200: Type.Object({ tenants: Type.Array(Type.String()) }), ...errorResponses(401, 503) } } }, async () => ({ tenants: await tenants.list() }))
+  app.get('/', { schema: { operationId: 'listTenants', tags: ['admin'], security: ADMIN_SECURITY, summary: 'List tenants', response: { 200: Type.Object({ tenants: Type.Array(Type.String()) }, { title: 'TenantList' }), ...errorResponses(401, 503) } } }, async () => ({ tenants: await tenants.list() }))
 
-  app.get('/:name', { schema: { summary: 'A tenant, its quotas and keys (never the keys themselves)', params: NameParams, response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) } } }, async (request) => {
+  app.get('/:name', { schema: { operationId: 'getTenant', tags: ['admin'], security: ADMIN_SECURITY, summary: 'A tenant, its quotas and keys (never the keys themselves)', params: NameParams, response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) } } }, async (request) => {
     const tenant = await tenants.get(request.params.name)
     if (!tenant) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no tenant ${request.params.name}`)
     return tenant
@@ -35,7 +36,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.put(
     '/:name/quotas',
-    { schema: { summary: "Replace a tenant's quotas", params: NameParams, body: QuotasSchema, response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) } } },
+    { schema: { operationId: 'setTenantQuotas', tags: ['admin'], security: ADMIN_SECURITY, summary: "Replace a tenant's quotas", params: NameParams, body: QuotasSchema, response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) } } },
     async (request) => {
       await mustExist(request.params.name)
       await tenants.setQuotas(request.params.name, request.body)
@@ -48,10 +49,10 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:name/keys',
     {
       schema: {
-        summary: 'Issue an API key; the key is in this answer only',
+        operationId: 'issueKey', tags: ['admin'], security: ADMIN_SECURITY, summary: 'Issue an API key; the key is in this answer only',
         params: NameParams,
         body: Type.Object({ role: Type.Optional(KeyRoleSchema) }, { additionalProperties: false }),
-        response: { 201: Type.Object({ key: Type.String(), info: KeyInfoSchema }), ...errorResponses(400, 401, 404, 503) },
+        response: { 201: Type.Object({ key: Type.String(), info: KeyInfoSchema }, { title: 'IssuedKey' }), ...errorResponses(400, 401, 404, 503) },
       },
     },
     async (request, reply) => {
@@ -66,7 +67,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:name/keys/:keyId',
     {
       schema: {
-        summary: 'Revoke an API key; it stops working on every replica at once',
+        operationId: 'revokeKey', tags: ['admin'], security: ADMIN_SECURITY, summary: 'Revoke an API key; it stops working on every replica at once',
         params: Type.Object({ name: TenantName, keyId: Type.String({ maxLength: 64 }) }),
         response: { 204: Type.Null(), ...errorResponses(400, 401, 404, 503) },
       },
@@ -82,10 +83,10 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:name/audit',
     {
       schema: {
-        summary: "A tenant's audit trail, newest first",
+        operationId: 'getTenantAudit', tags: ['admin'], security: ADMIN_SECURITY, summary: "A tenant's audit trail, newest first",
         params: NameParams,
         querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) }),
-        response: { 200: Type.Object({ entries: Type.Array(AuditEntrySchema) }), ...errorResponses(400, 401, 404, 503) },
+        response: { 200: AuditListSchema, ...errorResponses(400, 401, 404, 503) },
       },
     },
     async (request) => {

@@ -1,6 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
-import { AuditEntrySchema } from '../../../../core/tenant-store.js'
+import { AuditListSchema } from '../../../../core/tenant-store.js'
 import { errorResponses } from '../../../schemas.js'
 
 /** The calling tenant's audit trail, for its admins (keys with the admin role). */
@@ -10,9 +10,9 @@ const auditRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/',
     {
       schema: {
-        summary: "The calling tenant's audit trail (admin actions and key use), newest first; needs a key with the admin role",
+        operationId: 'getAudit', tags: ['tenant'], summary: "The calling tenant's audit trail (admin actions and key use), newest first; needs a key with the admin role",
         querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) }),
-        response: { 200: Type.Object({ entries: Type.Array(AuditEntrySchema) }), ...errorResponses(400, 401, 403, 503) },
+        response: { 200: AuditListSchema, ...errorResponses(400, 401, 403, 503) },
       },
     },
     async (request) => {

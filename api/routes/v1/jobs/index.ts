@@ -1,15 +1,16 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
 import { JobAcceptedSchema, JobListSchema, JobSchema } from '../../../../core/job.js'
-import { JobRequestSchema, resolveJobSpec } from '../../../../core/job-spec.js'
-import { decodeCursor, newJobId } from '../../../../core/job-store.js'
+import { JobRequestSchema, resolveJobSpec, unknownRuntimeError } from '../../../../core/job-spec.js'
+import { CURSOR_PATTERN, newJobId } from '../../../../core/job-store.js'
 import { isFinalStatus, JOB_STATUSES, type JobStatus } from '../../../../core/job-status.js'
 import { isolationRefusal } from '../../../../core/worker-registry.js'
 import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../../../core/quotas.js'
 import { ownJob } from './own-job.js'
-import { errorResponses } from '../../../schemas.js'
+import { errorResponses, JobParams } from '../../../schemas.js'
 
-const JobParams = Type.Object({ id: Type.String({ maxLength: 128 }) })
+// The schema is the whole check: any list of known statuses, spaces around commas allowed.
+const STATUS_LIST_PATTERN = `^\\s*(${JOB_STATUSES.join('|')})\\s*(,\\s*(${JOB_STATUSES.join('|')})\\s*)*$`
 
 const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { store, queue, registry, waiter, config, metrics, tenants, outputWriter } = app.services
@@ -19,10 +20,14 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/',
     {
       schema: {
-        summary: 'Submit a job',
+        operationId: 'submitJob', tags: ['jobs'], summary: 'Submit a job',
         querystring: Type.Object({ wait: Type.Optional(Type.Boolean({ description: 'Hold the request until the job ends' })) }),
         body: JobRequestSchema,
         response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 408, 413, 415, 429, 503) },
+      },
+      preValidation: async (request) => {
+        const unknown = unknownRuntimeError(request.body)
+        if (unknown) throw unknown
       },
     },
     async (request, reply) => {
@@ -90,11 +95,11 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/',
     {
       schema: {
-        summary: "List the calling tenant's jobs, newest first",
+        operationId: 'listJobs', tags: ['jobs'], summary: "List the calling tenant's jobs, newest first",
         querystring: Type.Object({
-          status: Type.Optional(Type.String({ maxLength: 200, description: `Comma-separated statuses to keep: ${JOB_STATUSES.join(', ')}` })),
+          status: Type.Optional(Type.String({ maxLength: 200, pattern: STATUS_LIST_PATTERN, description: `Comma-separated statuses to keep: ${JOB_STATUSES.join(', ')}` })),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
-          cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
+          cursor: Type.Optional(Type.String({ pattern: CURSOR_PATTERN, description: 'nextCursor of the previous page' })),
         }),
         response: { 200: JobListSchema, ...errorResponses(400, 401, 503) },
       },
@@ -106,16 +111,13 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (unknown.length > 0) {
         throw new AirlockError('AIRLOCK_ERR_VALIDATION', `unknown status ${JSON.stringify(unknown[0])}; one of ${JOB_STATUSES.join(', ')}`, [{ path: '/status', message: 'unknown status' }])
       }
-      if (cursor !== undefined && !decodeCursor(cursor)) {
-        throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'cursor is not one this server gave out', [{ path: '/cursor', message: 'invalid cursor' }])
-      }
       return store.list(request.tenant, { statuses: statuses as JobStatus[] | undefined, limit: limit ?? 20, cursor })
     },
   )
 
   app.get(
     '/:id',
-    { schema: { summary: 'Get a job', params: JobParams, response: { 200: JobSchema, ...errorResponses(401, 404, 503) } } },
+    { schema: { operationId: 'getJob', tags: ['jobs'], summary: 'Get a job', params: JobParams, response: { 200: JobSchema, ...errorResponses(401, 404, 503) } } },
     async (request, reply) => outputWriter.sendJob(reply, 200, await ownJob(store, request.params.id, request.tenant)),
   )
 
@@ -123,7 +125,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:id',
     {
       schema: {
-        summary: 'Cancel a queued or running job',
+        operationId: 'cancelJob', tags: ['jobs'], summary: 'Cancel a queued or running job',
         params: JobParams,
         response: { 202: JobSchema, ...errorResponses(401, 404, 409, 503) },
       },

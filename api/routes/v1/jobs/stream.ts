@@ -1,10 +1,8 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
 import { ownJob } from './own-job.js'
-import { errorResponses } from '../../../schemas.js'
+import { errorResponses, JobParams } from '../../../schemas.js'
 import { StreamSession } from '../../../services/stream-session.js'
-
-const JobParams = Type.Object({ id: Type.String({ maxLength: 128 }) })
 
 /** Live logs: a WebSocket per watcher, the whole log as text or NDJSON, and browser tokens. */
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -16,7 +14,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       websocket: true,
       schema: {
-        summary: "Stream a job's output and status over a WebSocket",
+        operationId: 'streamJob', tags: ['jobs'], summary: "Stream a job's output and status over a WebSocket",
         description:
           'Messages: {type:"log",stream,data,seq,ts}, {type:"status",status,seq,ts}, then {type:"end",job,seq,ts} and a normal close (1000). ' +
           '?from=<seq> resumes after that message. Close 4001: too slow, reconnect with from. Close 1012: server restarting, reconnect with from. ' +
@@ -27,14 +25,17 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
           from: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Resume after this seq' })),
           token: Type.Optional(Type.String({ maxLength: 128, description: 'Single-use stream token' })),
         }),
-        response: errorResponses(400, 401, 404, 429),
+        response: errorResponses(400, 401, 404, 426, 429),
       },
       // Ownership and the stream caps are checked before the upgrade, so refusals are
       // plain HTTP answers.
-      preHandler: async (request) => {
+      preHandler: async (request, reply) => {
         await ownJob(store, request.params.id, request.tenant)
-        // Only a real upgrade holds a stream; a plain GET here is answered and gone.
-        if (request.headers.upgrade?.toLowerCase() === 'websocket') streamGate.enter(request.tenant, request.ip, request.raw.socket)
+        if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
+          reply.header('upgrade', 'websocket').header('connection', 'upgrade')
+          throw new AirlockError('AIRLOCK_ERR_UPGRADE_REQUIRED', 'this is a WebSocket: ask with Connection: Upgrade and Upgrade: websocket, or read GET /v1/jobs/{id}/logs')
+        }
+        streamGate.enter(request.tenant, request.ip, request.raw.socket)
       },
     },
     async (socket, request) => {
@@ -59,9 +60,9 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:id/stream-tokens',
     {
       schema: {
-        summary: "A single-use token to open the job's stream from a browser",
+        operationId: 'createStreamToken', tags: ['jobs'], summary: "A single-use token to open the job's stream from a browser",
         params: JobParams,
-        response: { 201: Type.Object({ token: Type.String(), expiresAt: Type.String({ format: 'date-time' }) }), ...errorResponses(401, 404, 503) },
+        response: { 201: Type.Object({ token: Type.String(), expiresAt: Type.String({ format: 'date-time' }) }, { title: 'StreamToken' }), ...errorResponses(401, 404, 503) },
       },
     },
     async (request, reply) => {
@@ -74,9 +75,15 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:id/logs',
     {
       schema: {
-        summary: "The job's whole log so far: text, or NDJSON events with Accept: application/x-ndjson",
+        operationId: 'getJobLogs', tags: ['jobs'], summary: "The job's whole log so far: text, or NDJSON events with Accept: application/x-ndjson",
         params: JobParams,
-        response: { 200: Type.String(), ...errorResponses(401, 404, 503) },
+        response: {
+          200: {
+            description: 'The log as text, or as NDJSON events (the stream\'s messages) with Accept: application/x-ndjson',
+            content: { 'text/plain': { schema: Type.String() }, 'application/x-ndjson': { schema: Type.String() } },
+          },
+          ...errorResponses(401, 404, 503),
+        },
       },
     },
     async (request, reply) => {
