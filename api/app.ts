@@ -26,6 +26,7 @@ import auditRoutes from './routes/v1/audit/index.js'
 import healthRoutes from './routes/health.js'
 import jobsRoutes from './routes/v1/jobs/index.js'
 import streamRoutes from './routes/v1/jobs/stream.js'
+import artifactRoutes from './routes/v1/jobs/artifacts.js'
 import runtimesRoutes from './routes/v1/runtimes/index.js'
 import { EventHub } from './services/event-hub.js'
 import { JobWaiter } from './services/job-waiter.js'
@@ -119,7 +120,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   const services: Services = {
     config,
     redis,
-    store: new JobStore(redis, keys, config.jobRetentionSeconds, tenantDefaults(config)),
+    store: new JobStore(redis, keys, config.jobRetentionSeconds, tenantDefaults(config), config.artifactBytes),
     queue: new Queue(QUEUE_NAME, { connection: queueConnection, prefix: keys.bullPrefix }),
     registry: new WorkerRegistry(redis, keys),
     waiter: new JobWaiter(subscriber, keys.finishedChannel),
@@ -169,6 +170,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
       registerAuth(v1, { tenantsByKey: config.tenantsByKey, streamTokens: services.streamTokens, tenants: services.tenants })
       await v1.register(jobsRoutes, { prefix: '/jobs' })
       await v1.register(streamRoutes, { prefix: '/jobs' })
+      await v1.register(artifactRoutes, { prefix: '/jobs' })
       await v1.register(runtimesRoutes, { prefix: '/runtimes' })
       await v1.register(auditRoutes, { prefix: '/audit' })
     },

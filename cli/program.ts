@@ -36,11 +36,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command('run')
-    .description("run FILE in a sandbox, stream its output, exit with the job's exit code (timeout 124, oom 125, cancelled 130, error 70)")
-    .argument('<file>', "program file, or - to read the program from stdin (with --runtime); the runtime comes from the file's extension (.py, .js, .sh) unless --runtime")
+    .description("run FILE (or a project's directory) in a sandbox, stream its output, exit with the job's exit code (timeout 124, oom 125, cancelled 130, error 70); piped stdin goes to the program")
+    .argument('<file>', "program file; a project's directory (every file in it but those .airlockignore names; the program is main.py, main.js or main.sh, or --entrypoint); or - to read the program from stdin (with --runtime). The runtime comes from the entrypoint's extension (.py, .js, .sh) unless --runtime")
     .argument('[args...]', 'arguments for the program (after --)')
     .option('-r, --runtime <runtime>', RUNTIMES.map((r) => r.name).join(', '))
-    .option('--stdin <file>', "file to feed to the program's stdin ('-' for this stdin)")
+    .option('-f, --file <path...>', "more files or directories of the project, inside FILE's directory")
+    .option('--entrypoint <path>', "the program's file within the project, e.g. main.py")
+    .option('-o, --out <dir>', 'write the files the job leaves in /workspace/out (its artifacts) to this directory')
+    .option('--stdin <file>', "file to feed to the program's stdin ('-' for this stdin; piped stdin is used by default)")
     .option('-t, --timeout <duration>', 'time limit, e.g. 10s, 500ms, 2m')
     .option('-m, --memory <mib>', 'memory limit, MiB')
     .option('--cpus <n>', 'CPU limit, e.g. 0.5 or 2')

@@ -101,6 +101,26 @@ export class JobOutputReader {
     }
   }
 
+  /**
+   * An artifact's bytes as they are stored (binary), a read at a time, each held against
+   * the budget until the next is asked for (once the last has left the process).
+   */
+  async *artifactBytes(jobId: string, index: number, take: TakeBudget): AsyncGenerator<Buffer> {
+    const key = this.keys.jobArtifact(jobId, index)
+    const size = JobOutputReader.READ_BYTES
+    for (let at = 0; ; at += size) {
+      const hold = await take(size)
+      try {
+        const chunk = await this.redis.getrangeBuffer(key, at, at + size - 1)
+        hold.shrink(chunk.length)
+        if (chunk.length > 0) yield chunk
+        if (chunk.length < size) return
+      } finally {
+        hold.release()
+      }
+    }
+  }
+
   private async *fromKey(key: string, take: TakeBudget): AsyncGenerator<string> {
     // Byte ranges can cut a character; the decoder carries it to the next piece.
     const decoder = new StringDecoder('utf8')

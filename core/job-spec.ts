@@ -44,11 +44,17 @@ export const MAX_TOTAL_ENV_BYTES = 64 * 1024
 export const ENV_NAME_PATTERN = `^[A-Za-z_][A-Za-z0-9_]{0,${MAX_ENV_NAME_LENGTH - 1}}$`
 const ENV_NAME = new RegExp(ENV_NAME_PATTERN)
 
+export const FILE_ENCODINGS = ['utf8', 'base64'] as const
+
 export const JobFileSchema = Type.Object(
   {
     // In characters here (a character is at least a byte); filePathProblem counts bytes.
     path: Type.String({ minLength: 1, maxLength: MAX_FILE_PATH_BYTES }),
-    content: Type.String({ maxLength: 1024 * 1024 }),
+    // Base64 takes 4 characters for 3 bytes.
+    content: Type.String({ maxLength: Math.ceil(MAX_TOTAL_FILE_BYTES / 3) * 4, description: `The file's text, or its bytes in base64 with encoding: base64; ${MAX_TOTAL_FILE_BYTES} bytes in all files together` }),
+    encoding: Type.Optional(
+      Type.Enum(FILE_ENCODINGS, { type: 'string', title: 'FileEncoding', description: 'utf8 (default): content is the text; base64: content is the bytes, base64-encoded (RFC 4648, with padding)' }),
+    ),
   },
   { additionalProperties: false, title: 'JobFile' },
 )
@@ -116,7 +122,16 @@ export interface Limits {
 export interface JobFile {
   path: string
   content: string
+  /** base64: `content` is the file's bytes, base64-encoded. */
+  encoding?: (typeof FILE_ENCODINGS)[number]
 }
+
+/** A file's bytes, as the sandbox gets them. */
+export function fileBytes(file: JobFile): Buffer {
+  return Buffer.from(file.content, file.encoding === 'base64' ? 'base64' : 'utf8')
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 
 /** A validated, normalized job: every default applied, every bound checked. */
 export interface JobSpec {
@@ -254,7 +269,11 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
       }
     }
     seen.add(file.path)
-    total += utf8Bytes(file.content)
+    // Node's decoder skips what is not base64; a file must not arrive other than it was sent.
+    if (file.encoding === 'base64' && !BASE64.test(file.content)) {
+      throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file ${JSON.stringify(file.path)} is not base64 (RFC 4648, with padding)`, [{ path: `/files/${i}/content`, message: 'not base64' }])
+    }
+    total += file.encoding === 'base64' ? (file.content.length / 4) * 3 - (file.content.match(/=*$/)![0].length) : utf8Bytes(file.content)
   })
   if (total > MAX_TOTAL_FILE_BYTES) {
     throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `files add up to ${total} bytes; at most ${MAX_TOTAL_FILE_BYTES} are allowed`, [{ path: '/files', message: 'too large' }])

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
+import { artifactList, type Artifact } from './artifacts.js'
 import type { Isolation, Job, JobList, JobOutcome, JobSummary } from './job.js'
 import type { JobSpec } from './job-spec.js'
 import type { JobStatus } from './job-status.js'
@@ -123,7 +124,9 @@ local function final(status)
   if redis.call('HGET', KEYS[1], 'output') == 'keys' and #KEYS >= 6 then
     for _, k in ipairs(outputKeys()) do redis.call('EXPIRE', k, keep) end
   end
-  local held = tonumber(redis.call('HGET', KEYS[1], 'inputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'outputBytes') or '0') + ${JOB_OVERHEAD_BYTES}
+  -- The job's artifacts (KEYS[7..], FINISH only) live as long as its record.
+  for i = 7, #KEYS do redis.call('EXPIRE', KEYS[i], keep) end
+  local held = tonumber(redis.call('HGET', KEYS[1], 'inputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'outputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'artifactBytes') or '0') + ${JOB_OVERHEAD_BYTES}
   storageSet(t, id, held, tonumber(now) + keep * 1000, liveTtl)
   redis.call('PUBLISH', finished, id)
 end
@@ -182,7 +185,8 @@ event('type', 'status', 'status', 'running')
 return 'claimed'
 `
 
-// KEYS[5], KEYS[6]: the job's stdout and stderr keys; ARGV[8]: final status; ARGV[9],
+// KEYS[5], KEYS[6]: the job's stdout and stderr keys; KEYS[7..]: its artifacts' keys,
+// written before (to expire unless this keeps them); ARGV[8]: final status; ARGV[9],
 // ARGV[10]: stdout and stderr to keep in those keys, when the record's output field
 // says 'keys' (the event stream missed some); ARGV[11..]: field/value pairs.
 const FINISH = `${PRELUDE}
@@ -263,9 +267,12 @@ redis.call('HINCRBY', KEYS[1], 'outputBytes', #ARGV[9] + ${LOG_EVENT_OVERHEAD_BY
 return event('type', 'log', 'stream', ARGV[8], 'data', ARGV[9])
 `
 
-/** What a job holds against its tenant's storage quota until it ends: input, both streams at their cap, and its log events. */
-export function jobReservationBytes(inputBytes: number, outputBytes: number): number {
-  return inputBytes + 2 * outputBytes + MAX_LOG_EVENTS * LOG_EVENT_OVERHEAD_BYTES + JOB_OVERHEAD_BYTES
+/**
+ * What a job holds against its tenant's storage quota until it ends: input, both streams
+ * at their cap, its log events, and the most artifacts it may leave.
+ */
+export function jobReservationBytes(inputBytes: number, outputBytes: number, artifactBytes: number): number {
+  return inputBytes + 2 * outputBytes + MAX_LOG_EVENTS * LOG_EVENT_OVERHEAD_BYTES + JOB_OVERHEAD_BYTES + artifactBytes
 }
 
 export function newJobId(): string {
@@ -284,7 +291,7 @@ function intOrNull(v: string | undefined): number | null {
 }
 
 /** Fields of a record the API reads: everything but the spec (and legacy output). */
-const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'bootMs', 'exitToResultMs', 'sandboxStart', 'executor', 'isolation'] as const
+const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'bootMs', 'exitToResultMs', 'sandboxStart', 'executor', 'isolation', 'artifacts'] as const
 type ViewFields = Partial<Record<(typeof VIEW_FIELDS)[number], string>>
 
 function toView(id: string, h: ViewFields, runtime: string): JobView {
@@ -318,6 +325,7 @@ function toView(id: string, h: ViewFields, runtime: string): JobView {
       sandboxStart: h.sandboxStart === 'warm' || h.sandboxStart === 'cold' ? h.sandboxStart : null,
       executor: h.executor || null,
       isolation: h.isolation ? (JSON.parse(h.isolation) as Isolation) : null,
+      artifacts: h.artifacts ? (JSON.parse(h.artifacts) as Artifact[]) : [],
     },
   }
 }
@@ -365,6 +373,8 @@ export class JobStore {
     private readonly keys: RedisKeys,
     private readonly retentionSeconds: number,
     defaults: TenantDefaults = NO_TENANT_DEFAULTS,
+    /** The most artifact bytes a job may leave (AIRLOCK_ARTIFACT_BYTES): part of what it reserves. */
+    private readonly artifactBytes = 0,
   ) {
     this.liveTtlSeconds = retentionSeconds + 24 * 3600
     this.defaultsJson = JSON.stringify(defaults)
@@ -388,7 +398,7 @@ export class JobStore {
     const oldest = now - this.liveTtlSeconds * 1000
     const specJson = JSON.stringify(spec)
     const inputBytes = Buffer.byteLength(specJson)
-    const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes)
+    const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes)
     const r = String(
       await this.scriptWithKeys(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, reserve, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', specJson, 'inputBytes', inputBytes, 'createdAt', String(now)),
     )
@@ -565,8 +575,19 @@ export class JobStore {
       isolation: meta.isolation ? JSON.stringify(meta.isolation) : '',
     }
     const k = this.keys
+    // Artifacts go first, each in a key of its own (read back in ranges), expiring unless
+    // the final write keeps them; the record lists them in the same order.
+    const files = [...(outcome.artifacts ?? [])].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+    const artifactKeys = files.map((_, i) => k.jobArtifact(id, i))
+    if (files.length > 0) {
+      const pipeline = this.redis.pipeline()
+      files.forEach((f, i) => pipeline.set(artifactKeys[i]!, f.content, 'EX', this.liveTtlSeconds))
+      for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err
+      fields.artifacts = JSON.stringify(artifactList(files))
+      fields.artifactBytes = String(files.reduce((n, f) => n + f.content.length, 0))
+    }
     const [stdout, stderr] = meta.outputInEvents ? ['', ''] : [outcome.stdout, outcome.stderr]
-    const done = await this.scriptWithKeys(FINISH, id, [k.jobOutput(id, 'stdout'), k.jobOutput(id, 'stderr')], now, outcome.status, stdout, stderr, ...Object.entries(fields).flat())
+    const done = await this.scriptWithKeys(FINISH, id, [k.jobOutput(id, 'stdout'), k.jobOutput(id, 'stderr'), ...artifactKeys], now, outcome.status, stdout, stderr, ...Object.entries(fields).flat())
     return done === 1
   }
 

@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { ArtifactSchema, type ArtifactFile } from './artifacts.js'
 import { JobStatusSchema, type JobStatus } from './job-status.js'
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()])
@@ -55,6 +56,7 @@ export const JobSchema = Type.Object({
   sandboxStart: Nullable(SandboxStartSchema),
   executor: Nullable(Type.String({ description: 'Executor that ran the job: local or kubernetes' })),
   isolation: Nullable(IsolationSchema),
+  artifacts: Type.Array(ArtifactSchema, { description: 'Files the job left in /workspace/out, in path order (local executor)' }),
 }, { title: 'Job' })
 
 export type Job = Static<typeof JobSchema>
@@ -101,4 +103,6 @@ export interface JobOutcome {
   bootMs?: number | null
   /** When the program ended (epoch ms) as the executor learned it; its result is stored after. */
   endedAt?: number | null
+  /** Files the job left in ARTIFACTS_DIR; absent when the executor does not bring them back. */
+  artifacts?: ArtifactFile[]
 }

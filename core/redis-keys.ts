@@ -13,6 +13,8 @@ export interface RedisKeys {
   jobEvents(id: string): string
   /** A job's stdout or stderr, when it is not in its event stream (a live write failed). */
   jobOutput(id: string, stream: 'stdout' | 'stderr'): string
+  /** The bytes of a job's artifact, by its place in the record's `artifacts` list. */
+  jobArtifact(id: string, index: number): string
   /** Counter that numbers a job's events. */
   jobSeq(id: string): string
   /** Pub/sub: the newest seq is published here after each event of the job. */
@@ -65,6 +67,7 @@ export function redisKeys(prefix: string): RedisKeys {
     jobSeq: (id) => `${p}:job:${id}:seq`,
     jobOutput: (id, stream) => `${p}:job:${id}:${stream}`,
     jobNotify: (id) => `${p}:job:${id}:notify`,
+    jobArtifact: (id, index) => `${p}:job:${id}:artifact:${index}`,
     tenantJobs: (tenant) => `${p}:tenant:${tenant}:jobs`,
     tenantQueued: (tenant) => `${p}:tenant:${tenant}:queued`,
     tenantStored: (tenant) => `${p}:tenant:${tenant}:stored`,

@@ -1,19 +1,36 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifySchema } from 'fastify'
 import { finishDocument } from '../openapi/document.js'
 
 /** The OpenAPI version the document is written in: numeric exclusiveMinimum, `type: null`. */
 export const OPENAPI_VERSION = '3.1.0'
 
-/** The two credentials: a tenant's API key, and the operator's admin key. */
+/**
+ * The credentials: a tenant's API key, the operator's admin key, and a browser's
+ * single-use token for one job's stream (in place of the key, on that route only).
+ */
 export const SECURITY_SCHEMES = {
   tenantKey: { type: 'http', scheme: 'bearer', description: "A tenant's API key (AIRLOCK_API_KEYS, or issued by POST /v1/admin/tenants/{name}/keys)" },
   adminKey: { type: 'http', scheme: 'bearer', description: "The operator's key (AIRLOCK_ADMIN_KEY), for /v1/admin only" },
+  streamToken: { type: 'apiKey', in: 'query', name: 'token', description: 'A single-use token from POST /v1/jobs/{id}/stream-tokens, for opening that job\'s stream from a browser' },
 } as const
+
+/** The stream route takes a tenant key or a stream token. */
+export const STREAM_SECURITY: { [scheme: string]: string[] }[] = [{ tenantKey: [] }, { streamToken: [] }]
 
 /** Operator routes declare this; every other route needs a tenant key unless it says `security: []`. */
 export const ADMIN_SECURITY = [{ adminKey: [] }]
+
+/** What a route's trailing `*` (the rest of the path, slashes and all) is called in the document. */
+const WILDCARD_NAME = 'path'
+
+/** The route's schema with its wildcard as a documented path parameter (routes leave `*` out). */
+function namedWildcard(schema: FastifySchema): FastifySchema {
+  const params = (schema.params ?? { type: 'object', properties: {} }) as { properties?: Record<string, unknown>; required?: string[] }
+  const rest = { type: 'string', minLength: 1, description: 'The rest of the path, slashes included (as they are, or percent-encoded)' }
+  return { ...schema, params: { ...params, properties: { ...params.properties, [WILDCARD_NAME]: rest }, required: [...(params.required ?? []), WILDCARD_NAME] } }
+}
 
 /**
  * The OpenAPI document at /docs/json and its UI at /docs. Routes live under prefixes
@@ -36,9 +53,12 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         { name: 'health', description: 'Liveness, readiness and metrics' },
       ],
     },
-    // fastify hands the plugin one options object for both spellings (it sets its url to
-    // the last, slashed one), so the slash is dropped here rather than one route hidden.
-    transform: ({ schema, url }) => ({ schema, url: url.length > 1 ? url.replace(/\/+$/, '') : url }),
+    transform: ({ schema, url }) => {
+      // fastify hands the plugin one options object for both spellings (it sets its url
+      // to the last, slashed one), so the slash is dropped here rather than one route hidden.
+      const canonical = url.length > 1 ? url.replace(/\/+$/, '') : url
+      return url.endsWith('/*') ? { schema: namedWildcard(schema), url: `${canonical.slice(0, -2)}/{${WILDCARD_NAME}}` } : { schema, url: canonical }
+    },
     transformObject: (document) => {
       const { doc, problems } = finishDocument(('openapiObject' in document ? document.openapiObject : {}) as Record<string, unknown>)
       if (problems.length > 0) app.log.warn({ problems }, 'the OpenAPI document has problems')

@@ -4,8 +4,8 @@ import type { JobOutputReader, TakeBudget } from '../../core/job-output.js'
 import type { JobView } from '../../core/job-store.js'
 import type { OutputBudget } from './output-budget.js'
 
-/** Writes text out of the process; resolves once it has left (flushed to the socket). */
-export type Flush = (text: string) => Promise<void>
+/** Writes text or bytes out of the process; resolves once they have left (flushed to the socket). */
+export type Flush = (chunk: string | Buffer) => Promise<void>
 
 /** A reader left a piece unread past the slow-reader limit. */
 export class SlowReaderError extends Error {
@@ -101,7 +101,7 @@ export class OutputWriter {
    * left the process (which is what lets a read's reservation be given back), and cuts
    * a reader that does not take a piece within the slow-reader limit.
    */
-  async drain(parts: AsyncGenerator<string>, flush: Flush, isClosed: () => boolean = () => false): Promise<void> {
+  async drain<T extends string | Buffer>(parts: AsyncGenerator<T>, flush: (chunk: T) => Promise<void>, isClosed: () => boolean = () => false): Promise<void> {
     try {
       for (;;) {
         if (isClosed()) return
@@ -117,7 +117,7 @@ export class OutputWriter {
   }
 
   /** A reader that does not take a piece in time gives its budget back to the others. */
-  private async flushInTime(flush: Flush, text: string): Promise<void> {
+  private async flushInTime<T extends string | Buffer>(flush: (chunk: T) => Promise<void>, text: T): Promise<void> {
     let timer: NodeJS.Timeout | undefined
     try {
       await Promise.race([
@@ -138,8 +138,8 @@ export class OutputWriter {
    * failure); after it, the connection is cut (the client sees a truncated body, never
    * a wrong one).
    */
-  async send(reply: FastifyReply, status: number, contentType: string, parts: AsyncGenerator<string>): Promise<void> {
-    let first: IteratorResult<string>
+  async send(reply: FastifyReply, status: number, contentType: string, parts: AsyncGenerator<string | Buffer>): Promise<void> {
+    let first: IteratorResult<string | Buffer>
     try {
       first = await parts.next()
     } catch (err) {
@@ -166,6 +166,11 @@ export class OutputWriter {
     } finally {
       await parts.return(undefined)
     }
+  }
+
+  /** An artifact's bytes, as they were left. */
+  artifact(view: JobView, index: number): AsyncGenerator<Buffer> {
+    return this.output.artifactBytes(view.id, index, this.take(view.tenant))
   }
 
   /** `send` for a job as JSON. */

@@ -1,14 +1,21 @@
-import { readFile } from 'node:fs/promises'
-import { basename, extname } from 'node:path'
+import { fstatSync } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { dirname, extname, resolve, sep } from 'node:path'
 import type { Airlock, Job, JobRequest, JobStatus } from '../../sdk/src/index.js'
 import { exitCodeForJob } from '../exit-codes.js'
 import { findRuntime, RUNTIMES } from '../../core/runtimes.js'
 import { parseDurationMs, UsageError } from '../settings.js'
+import { collectProject } from './project.js'
 
 const RUNTIME_BY_EXTENSION: Record<string, string> = { '.py': 'python', '.js': 'node', '.mjs': 'node', '.cjs': 'node', '.sh': 'bash' }
 
 export interface RunFlags {
   runtime?: string
+  /** More files or directories of the project, beside FILE. */
+  file?: string[]
+  entrypoint?: string
+  /** Where the job's artifacts are written once it ends. */
+  out?: string
   stdin?: string
   timeout?: string
   memory?: string
@@ -25,19 +32,23 @@ function wholeNumber(flag: string, value: string, unit: string): number {
   return Number(value)
 }
 
-/** A file (`-`: the source from this stdin) and flags -> the job request. */
-export async function buildRequest(file: string, args: string[], flags: RunFlags, readStdin: () => Promise<string>): Promise<JobRequest> {
+/**
+ * A program (a file, a project's directory, or `-`: the source from this stdin) and flags
+ * -> the job request. `pipedStdin`: this process's stdin, when it is a pipe or a file
+ * (`echo hi | airlock run a.py`), given to the program unless --stdin says otherwise.
+ */
+export async function buildRequest(file: string, args: string[], flags: RunFlags, readStdin: () => Promise<string>, pipedStdin = false): Promise<JobRequest> {
   const fromStdin = file === '-'
-  const runtime = flags.runtime ?? RUNTIME_BY_EXTENSION[extname(file)]
-  if (!runtime) throw new UsageError(fromStdin ? 'a program read from stdin (-) needs --runtime' : `cannot tell the runtime of ${file} from its extension; pass --runtime`)
+  if (flags.runtime !== undefined && !findRuntime(flags.runtime)) throw new UsageError(`unknown runtime ${flags.runtime}: one of ${RUNTIMES.map((r) => r.name).join(', ')}`)
   if (fromStdin && flags.stdin === '-') throw new UsageError("stdin carries the program (-), so it cannot also be the program's stdin (--stdin -)")
-  const source = fromStdin
-    ? await readStdin()
-    : await readFile(file, 'utf8').catch((err: Error) => {
-        throw new UsageError(`cannot read ${file}: ${err.message}`)
-      })
-  const entrypoint = fromStdin ? findRuntime(runtime)?.defaultEntrypoint : basename(file)
-  if (!entrypoint) throw new UsageError(`unknown runtime ${runtime}: one of ${RUNTIMES.map((r) => r.name).join(', ')}`)
+  if (fromStdin && !flags.runtime) throw new UsageError('a program read from stdin (-) needs --runtime')
+  const candidates = flags.runtime ? [findRuntime(flags.runtime)!.defaultEntrypoint] : [...new Set(RUNTIMES.map((r) => r.defaultEntrypoint))]
+  const project = fromStdin
+    ? { files: [{ path: findRuntime(flags.runtime!)!.defaultEntrypoint, content: await readStdin() }], entrypoint: findRuntime(flags.runtime!)!.defaultEntrypoint }
+    : await collectProject(file, flags.file ?? [], { ...(flags.entrypoint ? { entrypoint: flags.entrypoint } : {}), candidates })
+  const entrypoint = project.entrypoint
+  const runtime = flags.runtime ?? RUNTIME_BY_EXTENSION[extname(entrypoint)]
+  if (!runtime) throw new UsageError(`cannot tell the runtime of ${entrypoint} from its extension; pass --runtime`)
   const env: Record<string, string> = {}
   for (const pair of flags.env ?? []) {
     const eq = pair.indexOf('=')
@@ -54,13 +65,13 @@ export async function buildRequest(file: string, args: string[], flags: RunFlags
     limits.cpus = Number(flags.cpus)
   }
   let stdin: string | undefined
-  if (flags.stdin === '-') stdin = await readStdin()
+  if (flags.stdin === '-' || (flags.stdin === undefined && pipedStdin && !fromStdin)) stdin = await readStdin()
   else if (flags.stdin !== undefined) stdin = await readFile(flags.stdin, 'utf8').catch((err: Error) => {
     throw new UsageError(`cannot read ${flags.stdin}: ${err.message}`)
   })
   return {
     runtime,
-    files: [{ path: entrypoint, content: source }],
+    files: project.files,
     entrypoint,
     ...(args.length > 0 ? { args } : {}),
     ...(stdin !== undefined ? { stdin } : {}),
@@ -93,7 +104,7 @@ class Spinner {
  * runs, and exits with the job's exit code. Ctrl-C cancels the job.
  */
 export async function runCommand(client: Airlock, file: string, args: string[], flags: RunFlags): Promise<number> {
-  const request = await buildRequest(file, args, flags, () => readAll(process.stdin))
+  const request = await buildRequest(file, args, flags, () => readAll(process.stdin), stdinIsPiped())
   const spinner = new Spinner(process.stderr)
   const { id } = await client.jobs.create(request)
   const onSigint = () => {
@@ -120,9 +131,39 @@ export async function runCommand(client: Airlock, file: string, args: string[], 
     process.removeListener('SIGINT', onSigint)
   }
   job ??= await client.jobs.wait(id)
+  if (flags.out !== undefined) await writeArtifacts(client, job, flags.out)
   if (flags.json) process.stdout.write(`${JSON.stringify(job, null, 2)}\n`)
   else if (job.status !== 'succeeded' && job.status !== 'failed') process.stderr.write(`airlock: job ${id} ${job.status}${job.reason ? `: ${job.reason}` : ''}\n`)
   return exitCodeForJob(job)
+}
+
+/**
+ * Whether this process's stdin is a pipe or a file someone gave it (`cmd | airlock run`,
+ * `< file`): then it is the program's. A terminal, /dev/null, or a socket a parent
+ * process holds open (and may never close) is not read.
+ */
+function stdinIsPiped(): boolean {
+  try {
+    const st = fstatSync(0)
+    return st.isFIFO() || st.isFile()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The job's artifacts under `dir`, at the paths the job gave them. A path is the
+ * server's word about what a sandbox wrote, so one that would land outside `dir` is refused.
+ */
+async function writeArtifacts(client: Airlock, job: Job, dir: string): Promise<void> {
+  const root = resolve(dir)
+  for (const artifact of job.artifacts) {
+    const target = resolve(root, artifact.path)
+    if (!target.startsWith(`${root}${sep}`)) throw new Error(`artifact path ${JSON.stringify(artifact.path)} would leave ${root}`)
+    await mkdir(dirname(target), { recursive: true })
+    await writeFile(target, await client.jobs.artifact(job.id, artifact.path))
+  }
+  if (job.artifacts.length > 0) process.stderr.write(`airlock: ${job.artifacts.length} artifact(s) written to ${root}\n`)
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {

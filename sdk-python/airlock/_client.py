@@ -47,6 +47,10 @@ def _job_path(job_id: str) -> str:
     return f"/v1/jobs/{quote(job_id, safe='')}"
 
 
+def _artifact_path(job_id: str, path: str) -> str:
+    return f"{_job_path(job_id)}/artifacts/{quote(path, safe='/')}"
+
+
 class _Settings:
     def __init__(self, base_url: Optional[str], api_key: Optional[str], timeout: float, max_retries: int):
         key = api_key if api_key is not None else os.environ.get("AIRLOCK_API_KEY")
@@ -63,7 +67,9 @@ class _Settings:
         return f"{'ws' + self.base_url[4:] if self.base_url.startswith('http') else self.base_url}{path}?{query}"
 
 
-def _answer(res: httpx.Response) -> Any:
+def _answer(res: httpx.Response, binary: bool = False) -> Any:
+    if binary and res.status_code < 400:
+        return res.content
     is_json = "json" in res.headers.get("content-type", "")
     body: Any
     try:
@@ -145,6 +151,10 @@ class Jobs:
         """The job's whole output so far."""
         return self._c._request("GET", f"{_job_path(job_id)}/logs", accept="text/plain")
 
+    def artifact(self, job_id: str, path: str) -> bytes:
+        """A file the job left in /workspace/out (one of ``job["artifacts"]``), byte for byte."""
+        return self._c._request("GET", _artifact_path(job_id, path), accept="*/*", binary=True)
+
     def wait(self, job_id: str, timeout: Optional[float] = None, poll_interval: float = 0.2) -> Job:
         """Blocks until the job has ended; TimeoutError after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -220,7 +230,7 @@ class Airlock:
     def runtimes(self) -> List[Runtime]:
         return self._request("GET", "/v1/runtimes")["runtimes"]
 
-    def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None) -> Any:
+    def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None, binary: bool = False) -> Any:
         attempt = 0
         while True:
             try:
@@ -228,7 +238,7 @@ class Airlock:
                     res = self._http.request(method, path, json=body, params=params, headers={"accept": accept} if accept else None)
                 except httpx.HTTPError as err:
                     raise _transport_error(err, self._s.base_url) from err
-                return _answer(res)
+                return _answer(res, binary)
             except AirlockError as err:
                 if not _retryable(err, idempotent) or attempt >= self._s.max_retries:
                     raise
@@ -286,6 +296,9 @@ class AsyncJobs:
 
     async def logs(self, job_id: str) -> str:
         return await self._c._request("GET", f"{_job_path(job_id)}/logs", accept="text/plain")
+
+    async def artifact(self, job_id: str, path: str) -> bytes:
+        return await self._c._request("GET", _artifact_path(job_id, path), accept="*/*", binary=True)
 
     async def wait(self, job_id: str, timeout: Optional[float] = None, poll_interval: float = 0.2) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -354,7 +367,7 @@ class AsyncAirlock:
     async def runtimes(self) -> List[Runtime]:
         return (await self._request("GET", "/v1/runtimes"))["runtimes"]
 
-    async def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None) -> Any:
+    async def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None, binary: bool = False) -> Any:
         attempt = 0
         while True:
             try:
@@ -362,7 +375,7 @@ class AsyncAirlock:
                     res = await self._http.request(method, path, json=body, params=params, headers={"accept": accept} if accept else None)
                 except httpx.HTTPError as err:
                     raise _transport_error(err, self._s.base_url) from err
-                return _answer(res)
+                return _answer(res, binary)
             except AirlockError as err:
                 if not _retryable(err, idempotent) or attempt >= self._s.max_retries:
                     raise

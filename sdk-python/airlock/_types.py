@@ -57,6 +57,12 @@ class Timings(TypedDict):
     exitToResultMs: Optional[int]  # program ended to its result stored
 
 
+class Artifact(TypedDict):
+    path: str  # relative to /workspace/out
+    bytes: int
+    contentType: str
+
+
 class Job(TypedDict):
     id: str
     runtime: str
@@ -74,6 +80,7 @@ class Job(TypedDict):
     sandboxStart: Optional[Literal["warm", "cold"]]
     executor: Optional[str]
     isolation: Optional[Isolation]
+    artifacts: List[Artifact]
 
 
 class JobSummary(TypedDict):

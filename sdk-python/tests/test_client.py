@@ -1,5 +1,6 @@
 """The Python SDK against a real running Airlock (real Redis, real gVisor)."""
 import asyncio
+import base64
 import os
 import socket
 import threading
@@ -212,5 +213,27 @@ def test_asyncio_client(url, key):
             newest = [j["id"] for j in (await client.jobs.list(limit=100))["items"]]
             assert [j["id"] async for j in client.jobs.iterate(limit=1)] == newest, "iterate walks every page"
             assert [j["id"] async for j in client.jobs.iterate(max=2)] == newest[:2], "max: how many in all"
+
+    asyncio.run(main())
+
+
+def test_artifacts_come_back_byte_for_byte_and_binary_files_go_in(client, url, key):
+    data = bytes(range(256)) * 8
+    job = client.run({
+        "runtime": "bash",
+        "files": [
+            {"path": "main.sh", "content": "mkdir -p out/deep && cp data.bin out/deep/copy.bin"},
+            {"path": "data.bin", "content": base64.b64encode(data).decode(), "encoding": "base64"},
+        ],
+    })
+    assert job["status"] == "succeeded", job["stderr"]
+    assert job["artifacts"] == [{"path": "deep/copy.bin", "bytes": len(data), "contentType": "application/octet-stream"}]
+    assert client.jobs.artifact(job["id"], "deep/copy.bin") == data
+    with pytest.raises(airlock.NotFoundError):
+        client.jobs.artifact(job["id"], "not-there")
+
+    async def main():
+        async with AsyncAirlock(url, key) as aclient:
+            assert await aclient.jobs.artifact(job["id"], "deep/copy.bin") == data
 
     asyncio.run(main())

@@ -2,6 +2,10 @@
 /* eslint-disable */
 
 /**
+ * utf8 (default): content is the text; base64: content is the bytes, base64-encoded (RFC 4648, with padding)
+ */
+export type FileEncoding = "utf8" | "base64";
+/**
  * gvisor (default). runc: a plain container with no gVisor, for benchmarks only; refused (403) unless the tenant is in AIRLOCK_BENCH_TENANTS
  */
 export type IsolationChoice = "gvisor" | "runc";
@@ -41,7 +45,11 @@ export type RuntimeName = "python" | "node" | "bash" | "ml-python";
 
 export interface JobFile {
   path: string;
+  /**
+   * The file's text, or its bytes in base64 with encoding: base64; 1048576 bytes in all files together
+   */
   content: string;
+  encoding?: FileEncoding;
 }
 export interface Limits {
   /**
@@ -128,6 +136,17 @@ export interface Isolation {
    */
   seccomp?: string;
 }
+export interface Artifact {
+  /**
+   * Relative to /workspace/out; fetch with GET /v1/jobs/{id}/artifacts/{path}
+   */
+  path: string;
+  bytes: number;
+  /**
+   * Told from the file name; application/octet-stream when unknown
+   */
+  contentType: string;
+}
 export interface Job {
   id: string;
   runtime: string;
@@ -148,6 +167,10 @@ export interface Job {
   sandboxStart: SandboxStart | null;
   executor: string | null;
   isolation: Isolation | null;
+  /**
+   * Files the job left in /workspace/out, in path order (local executor)
+   */
+  artifacts: Artifact[];
 }
 export interface JobSummary {
   id: string;

@@ -18,6 +18,8 @@ export interface RequestSpec extends CallOptions {
   idempotent: boolean
   /** Accept header; JSON by default. */
   accept?: string
+  /** The answer is bytes (a Uint8Array), not text or JSON; errors are still JSON. */
+  binary?: boolean
 }
 
 export interface HttpResponse<T> {
@@ -97,12 +99,15 @@ export class Http {
       throw new ConnectionError(`cannot reach Airlock at ${this.options.baseUrl}: ${(err as Error).message}`, 'AIRLOCK_SDK_CONNECTION', undefined, undefined, { cause: err })
     }
     let text: string
+    let bytes: Uint8Array | undefined
     try {
-      text = await res.text()
+      if (spec.binary && res.status < 400) bytes = new Uint8Array(await res.arrayBuffer())
+      text = bytes ? '' : await res.text()
     } catch (err) {
       if (spec.signal?.aborted) throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
       throw new ConnectionError(`the answer to ${spec.method} ${spec.path} broke off`, 'AIRLOCK_SDK_CONNECTION', undefined, undefined, { cause: err })
     }
+    if (bytes) return { status: res.status, body: bytes as T }
     const json = (res.headers.get('content-type') ?? '').includes('json') ? safeJson(text) : undefined
     if (res.status >= 400) throw errorFromResponse(res.status, json as never, res.headers.get('retry-after'))
     return { status: res.status, body: (json ?? text) as T }

@@ -79,6 +79,15 @@ export class Jobs {
     return (await this.http.request<string>({ method: 'GET', path: `${path(id)}/logs`, idempotent: true, accept: 'text/plain', ...options })).body
   }
 
+  /**
+   * A file the job left in /workspace/out (one of `job.artifacts`), byte for byte.
+   * `artifactPath` is relative to that directory and may hold slashes.
+   */
+  async artifact(id: string, artifactPath: string, options: CallOptions = {}): Promise<Uint8Array> {
+    const encoded = artifactPath.split('/').map(encodeURIComponent).join('/')
+    return (await this.http.request<Uint8Array>({ method: 'GET', path: `${path(id)}/artifacts/${encoded}`, idempotent: true, accept: '*/*', binary: true, ...options })).body
+  }
+
   /** Resolves with the job once it has ended. */
   async wait(id: string, options: WaitOptions = {}): Promise<Job> {
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs

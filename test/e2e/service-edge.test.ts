@@ -272,11 +272,11 @@ t.test('plain GETs of a stream route hold no stream slot', async (t) => {
 })
 
 t.test('a tenant cannot fill Redis: a storage quota refuses with a code, and a full Redis answers 503, not 500', async (t) => {
-  const h = await build(t, { worker: false, env: { AIRLOCK_DEFAULT_MAX_STORED_BYTES: String(9 * 1024 * 1024) } })
+  const h = await build(t, { worker: false, env: { AIRLOCK_DEFAULT_MAX_STORED_BYTES: String(11 * 1024 * 1024), AIRLOCK_ARTIFACT_BYTES: String(1024 * 1024) } })
   const big = { runtime: 'bash', source: 'cat', stdin: 'x'.repeat(1_000_000) }
   const first = await h.request('POST', '/v1/jobs', big)
   const second = await h.request('POST', '/v1/jobs', big)
-  t.same([first.statusCode, second.statusCode], [202, 202], 'two jobs of ~4 MB each (1 MB input, 2 x 1 MiB output and 10,000 log events reserved) fit 9 MiB')
+  t.same([first.statusCode, second.statusCode], [202, 202], 'two jobs of ~5 MB each (1 MB input, 2 x 1 MiB output, 10,000 log events and 1 MiB of artifacts reserved) fit 11 MiB')
   const third = await h.request('POST', '/v1/jobs', big)
   t.equal(third.statusCode, 429, 'the third would pass the quota')
   t.equal(third.json().code, 'AIRLOCK_ERR_QUOTA_STORAGE')

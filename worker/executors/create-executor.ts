@@ -54,6 +54,7 @@ export function createExecutor(config: Config, logger: Logger, overrides: Execut
     cgroupParent: config.cgroupParent,
     sandboxOverheadMb: config.sandboxOverheadMb,
     workspaceMb: config.workspaceMb,
+    artifactBytes: config.artifactBytes,
     logger: logger.child({ component: 'executor' }),
     ...(overrides.seccomp === false ? { seccomp: false } : {}),
     ...(overrides.warm === false ? {} : { warm: { sizes: config.warmPoolSizes, memoryBudgetMb: config.warmPoolMemoryMb, maxIdleMs: config.warmMaxIdleMs, limits: { memoryMb: config.defaultMemoryMb, cpus: config.defaultCpus, pids: config.maxPids } } }),

@@ -1,4 +1,4 @@
-import type { JobSpec } from '../../core/job-spec.js'
+import { fileBytes, type JobSpec } from '../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../core/runtimes.js'
 
 /**
@@ -222,10 +222,10 @@ function readGoLine(): string {
  * else only the job's own variables. `capOutputBytes`: also the output cap, for a
  * launcher that caps inside the sandbox.
  */
-export function warmJobFiles(spec: JobSpec, runtime: RuntimeDefinition, options: { wholeEnv?: boolean; capOutputBytes?: boolean } = {}): { path: string; content: string }[] {
+export function warmJobFiles(spec: JobSpec, runtime: RuntimeDefinition, options: { wholeEnv?: boolean; capOutputBytes?: boolean } = {}): { path: string; content: string | Buffer }[] {
   const argv = runtime.command(spec.entrypoint, spec.args)
   return [
-    ...spec.files.map((f) => ({ path: `${WARM_JOB.files}/${f.path}`, content: f.content })),
+    ...spec.files.map((f) => ({ path: `${WARM_JOB.files}/${f.path}`, content: fileBytes(f) })),
     // Only the job's own by default: the fixed ones are the sandbox's from its boot.
     ...envFiles(options.wholeEnv ? sandboxEnv(spec) : spec.env).map((f) => ({ path: `${WARM_JOB.env}/${f.name}`, content: f.content })),
     ...argv.map((word, i) => ({ path: `${WARM_JOB.argv}/${String(i).padStart(6, '0')}`, content: word })),

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { V1Job, V1Secret } from '@kubernetes/client-node'
-import type { JobSpec, Limits } from '../../../core/job-spec.js'
+import { fileBytes, type JobSpec, type Limits } from '../../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../../core/runtimes.js'
 import { envFiles, JOB_FILES_MOUNT, SANDBOX_FIXED_ENV, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, warmStreamLauncherArgv, WORKSPACE } from '../sandbox-process.js'
 import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
@@ -78,8 +78,11 @@ const ENV_DIR = 'env'
  */
 export function buildSecret(input: ManifestInput): V1Secret {
   const stringData: Record<string, string> = { stdin: input.spec.stdin }
+  // A binary file (sent in base64, checked at the edge) goes in as its bytes: `data` is base64.
+  const data: Record<string, string> = {}
   input.spec.files.forEach((f, i) => {
-    stringData[secretKeyOfFile(i)] = f.content
+    if (f.encoding === 'base64') data[secretKeyOfFile(i)] = f.content
+    else stringData[secretKeyOfFile(i)] = f.content
   })
   for (const file of envFiles(sandboxEnv(input.spec))) stringData[secretKeyOfEnv(file.name)] = file.content
   return {
@@ -88,14 +91,15 @@ export function buildSecret(input: ManifestInput): V1Secret {
     metadata: { name: kubeJobName(input.jobId), namespace: input.namespace, labels: jobLabels(input.jobId, input.tenant), annotations: { [ANNOTATION_TENANT]: input.tenant } },
     type: 'Opaque',
     immutable: true,
+    ...(Object.keys(data).length > 0 ? { data } : {}),
     stringData,
   }
 }
 
 /** Bytes the Secret will hold; above MAX_SECRET_BYTES the API server refuses it. */
 export function secretBytes(spec: JobSpec): number {
-  const contents = [spec.stdin, ...spec.files.map((f) => f.content), ...envFiles(sandboxEnv(spec)).map((f) => f.content)]
-  return contents.reduce((n, c) => n + Buffer.byteLength(c), 0)
+  const contents = [spec.stdin, ...envFiles(sandboxEnv(spec)).map((f) => f.content)]
+  return contents.reduce((n, c) => n + Buffer.byteLength(c), 0) + spec.files.reduce((n, f) => n + fileBytes(f).length, 0)
 }
 
 /**

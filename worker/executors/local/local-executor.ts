@@ -6,14 +6,16 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import type { Logger } from 'pino'
+import type { ArtifactFile } from '../../../core/artifacts.js'
 import type { Isolation, JobOutcome } from '../../../core/job.js'
-import type { JobSpec } from '../../../core/job-spec.js'
+import { fileBytes, type JobSpec } from '../../../core/job-spec.js'
 import type { Metrics } from '../../../core/metrics.js'
 import { findRuntime, RUNTIMES, type RuntimeDefinition } from '../../../core/runtimes.js'
 import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
 import { hostCgroups } from './cgroup-host.js'
 import type { CgroupHost, HostLimits, SandboxCgroup } from './cgroups.js'
 import { unmountUnder } from './mounts.js'
+import { collectArtifacts, mountArtifactsDir } from './artifacts-dir.js'
 import { ImageStore } from './images.js'
 import { buildOciConfig, SANDBOX_UID } from './oci-bundle.js'
 import { classifyEnd, localHostKill } from '../outcome.js'
@@ -36,6 +38,8 @@ export interface LocalExecutorOptions {
   cgroupParent: string
   sandboxOverheadMb: number
   workspaceMb: number
+  /** Bytes of artifacts one job may leave in ARTIFACTS_DIR; 0: none come back (no directory is mounted). */
+  artifactBytes?: number
   logger: Logger
   /** Where the host's cgroup hierarchy is mounted (tests point it elsewhere). */
   cgroupRoot?: string
@@ -59,6 +63,8 @@ export interface LocalExecutorOptions {
 }
 
 const CONTAINER_PREFIX = 'airlock-'
+/** A bundle's artifacts directory (the host side of ARTIFACTS_DIR). */
+const ARTIFACTS_SUBDIR = 'artifacts'
 /**
  * The isolation probe: it runs, and its own process is under a seccomp filter (mode 2
  * in /proc/self/status) that only the bundle's profile can have put there.
@@ -309,7 +315,7 @@ export class LocalExecutor implements Executor {
         throw new ExecutorError(`${spec.isolation === 'runc' ? 'runc' : 'runsc'} could not start the sandbox (exit ${run.code ?? run.sig}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
       }
       return {
-        ...(await this.conclude(spec, cgroup, run, drained, stdout, stderr)),
+        ...(await this.conclude(spec, cgroup, run, drained, stdout, stderr, join(bundle, ARTIFACTS_SUBDIR))),
         startupMs: started - t0,
         runMs: run.endedAt - started,
         endedAt: run.endedAt,
@@ -321,6 +327,7 @@ export class LocalExecutor implements Executor {
       this.afterResult(jobId, async () => {
         if (created) await runtimeCli.delete(id, logFile)
         await cgroup.remove().catch((err: unknown) => this.options.logger.error({ err, jobId }, 'could not remove sandbox cgroup'))
+        await unmountUnder(bundle)
         await rm(bundle, { recursive: true, force: true })
       })
     }
@@ -355,7 +362,7 @@ export class LocalExecutor implements Executor {
       s.child.stdin.end(WARM_GO + spec.stdin)
       const run = await watch({ exited: s.exited, kill: () => void this.runsc.kill(s.id, s.logFile), signal, timeoutMs: spec.limits.timeoutMs, up: Promise.resolve(true) })
       return {
-        ...(await this.conclude(spec, s.cgroup, run, drained, stdout, stderr)),
+        ...(await this.conclude(spec, s.cgroup, run, drained, stdout, stderr, s.artifactsDir)),
         startupMs: run.startedAt - t0,
         runMs: run.endedAt - run.startedAt,
         endedAt: run.endedAt,
@@ -375,13 +382,30 @@ export class LocalExecutor implements Executor {
   }
 
   /** The end of a program that ran: its last output, what its cgroup saw, and how it ended. */
-  private async conclude(spec: JobSpec, cgroup: SandboxCgroup, run: Watched, drained: Promise<unknown>, stdout: CappedOutput, stderr: CappedOutput): Promise<Omit<JobOutcome, 'startupMs' | 'runMs'>> {
+  private async conclude(
+    spec: JobSpec,
+    cgroup: SandboxCgroup,
+    run: Watched,
+    drained: Promise<unknown>,
+    stdout: CappedOutput,
+    stderr: CappedOutput,
+    artifactsDir: string,
+  ): Promise<Omit<JobOutcome, 'startupMs' | 'runMs'>> {
     await Promise.race([drained, sleep(DRAIN_GRACE_MS)])
+    const artifacts = await this.artifactsOf(artifactsDir)
     const runtimeSignal = run.code === null ? run.sig : null
     const oomKills = await cgroup.oomKills()
     const hostKill = localHostKill({ threadRefusals: await cgroup.threadRefusals(), threadLimit: hostThreadLimit(spec.limits.pids), runtimeSignal })
     const end = classifyEnd({ exitStatus: run.code, timedOut: run.timedOut, cancelled: run.cancelled, oomKills, hostKill, timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb })
-    return { ...end, stdout: stdout.text(), stderr: stderr.text(), truncated: stdout.truncated || stderr.truncated }
+    return { ...end, stdout: stdout.text(), stderr: stderr.text(), truncated: stdout.truncated || stderr.truncated, ...(artifacts ? { artifacts } : {}) }
+  }
+
+  /** The files a job left, once its program has ended; none when artifacts are off. */
+  private async artifactsOf(dir: string): Promise<ArtifactFile[] | undefined> {
+    if (!this.options.artifactBytes) return undefined
+    const { files, skipped } = await collectArtifacts(dir)
+    if (skipped.length > 0) this.options.logger.info({ skipped: skipped.slice(0, 10) }, 'artifacts that are not files with UTF-8 names were left behind')
+    return files
   }
 
   /**
@@ -428,6 +452,7 @@ export class LocalExecutor implements Executor {
       child?.stdin.destroy()
       if (child) await runsc.delete(id, logFile)
       await cgroup.remove().catch((err: unknown) => this.options.logger.error({ err, id }, 'could not remove a warm sandbox cgroup'))
+      await unmountUnder(bundle)
       await rm(bundle, { recursive: true, force: true })
     }
     const t0 = Date.now()
@@ -454,6 +479,7 @@ export class LocalExecutor implements Executor {
         child: booted,
         exited,
         jobDir,
+        artifactsDir: join(bundle, ARTIFACTS_SUBDIR),
         logFile,
         cgroup,
         alive: () => !exitedYet,
@@ -490,7 +516,9 @@ export class LocalExecutor implements Executor {
   private async writeBundle(bundle: string, spec: JobSpec, runtime: RuntimeDefinition, cgroupsPath: string, warm?: { jobDir: string; argv: string[] }): Promise<void> {
     const filesDir = warm?.jobDir ?? join(bundle, 'files')
     await mkdir(filesDir, { recursive: true, mode: 0o755 })
-    await writeFiles(filesDir, spec.files)
+    await writeFiles(filesDir, spec.files.map((f) => ({ path: f.path, content: fileBytes(f) })))
+    const artifactsPath = join(bundle, ARTIFACTS_SUBDIR)
+    if (this.options.artifactBytes) await mountArtifactsDir(artifactsPath, this.options.artifactBytes)
     const config = buildOciConfig({
       spec,
       runtime,
@@ -501,6 +529,7 @@ export class LocalExecutor implements Executor {
       network: this.options.network,
       seccomp: this.options.seccomp !== false,
       ...(warm ? { argv: warm.argv } : {}),
+      ...(this.options.artifactBytes ? { artifactsPath } : {}),
     })
     await writeFile(join(bundle, 'config.json'), JSON.stringify(config))
   }
@@ -550,6 +579,8 @@ interface LocalWarmSandbox extends WarmSandbox {
   readonly exited: Promise<[number | null, NodeJS.Signals | null]>
   /** Host directory mounted read-only at JOB_FILES_MOUNT; empty until the claim. */
   readonly jobDir: string
+  /** Host side of its ARTIFACTS_DIR. */
+  readonly artifactsDir: string
   readonly logFile: string
   readonly cgroup: SandboxCgroup
 }
@@ -599,7 +630,7 @@ async function watch(p: { exited: Promise<[number | null, NodeJS.Signals | null]
 }
 
 /** Writes files under `dir`, at once. Paths were checked at the edge (relative, no '..'): join cannot leave `dir`. */
-async function writeFiles(dir: string, files: readonly { path: string; content: string }[]): Promise<void> {
+async function writeFiles(dir: string, files: readonly { path: string; content: string | Buffer }[]): Promise<void> {
   const dirs = new Set(files.map((f) => dirname(join(dir, f.path))))
   await Promise.all([...dirs].map((d) => mkdir(d, { recursive: true, mode: 0o755 })))
   await Promise.all(files.map((f) => writeFile(join(dir, f.path), f.content, { mode: 0o644 })))

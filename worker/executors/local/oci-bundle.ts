@@ -1,3 +1,4 @@
+import { ARTIFACTS_DIR } from '../../../core/artifacts.js'
 import type { JobSpec } from '../../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../../core/runtimes.js'
 import { JOB_FILES_MOUNT, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, WORKSPACE } from '../sandbox-process.js'
@@ -25,6 +26,8 @@ export interface BundleInput {
   seccomp?: boolean
   /** The process's argv instead of the job's own (sandboxArgv): a warm sandbox's launcher. */
   argv?: string[]
+  /** Host directory (a bounded tmpfs) mounted writable at ARTIFACTS_DIR; absent: artifacts are off. */
+  artifactsPath?: string
 }
 
 const NO_CAPS = { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] }
@@ -73,6 +76,8 @@ export function buildOciConfig(input: BundleInput): Record<string, unknown> {
       tmpfs('/tmp', input.workspaceMb),
       tmpfs(WORKSPACE, input.workspaceMb),
       { destination: JOB_FILES_MOUNT, type: 'bind', source: input.jobFilesPath, options: ['rbind', 'ro', 'nosuid', 'nodev'] },
+      // Inside the workspace's tmpfs, so listed after it.
+      ...(input.artifactsPath ? [{ destination: ARTIFACTS_DIR, type: 'bind', source: input.artifactsPath, options: ['rbind', 'rw', 'nosuid', 'nodev'] }] : []),
     ],
     linux: {
       cgroupsPath: input.cgroupsPath,

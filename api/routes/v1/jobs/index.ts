@@ -61,7 +61,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const max = quotas.maxStoredBytes ?? config.defaultMaxStoredBytes
         throw new AirlockError(
           'AIRLOCK_ERR_QUOTA_STORAGE',
-          `this job would take this tenant past its storage quota (${created.heldBytes} of ${max} bytes held; a job reserves its input and twice limits.outputBytes until it ends, and a finished job frees its bytes when it expires)`,
+          `this job would take this tenant past its storage quota (${created.heldBytes} of ${max} bytes held; a job reserves its input, twice limits.outputBytes and AIRLOCK_ARTIFACT_BYTES until it ends, and a finished job frees its bytes when it expires)`,
         )
       }
       try {

@@ -2,6 +2,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import { AirlockError } from '../../../../core/errors.js'
 import { ownJob } from './own-job.js'
 import { errorResponses, JobParams } from '../../../schemas.js'
+import { STREAM_SECURITY } from '../../../plugins/openapi.js'
 import { StreamSession } from '../../../services/stream-session.js'
 
 /** Live logs: a WebSocket per watcher, the whole log as text or NDJSON, and browser tokens. */
@@ -23,8 +24,9 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         querystring: Type.Object({
           // A string, parsed below: numeric coercion would quietly turn "1.5" into a seq.
           from: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Resume after this seq' })),
-          token: Type.Optional(Type.String({ maxLength: 128, description: 'Single-use stream token' })),
+          // ?token= is a credential (the streamToken security scheme), read by the auth hook.
         }),
+        security: STREAM_SECURITY,
         response: errorResponses(400, 401, 404, 426, 429),
       },
       // Ownership and the stream caps are checked before the upgrade, so refusals are

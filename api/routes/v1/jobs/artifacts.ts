@@ -1,0 +1,48 @@
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { ARTIFACTS_DIR } from '../../../../core/artifacts.js'
+import { AirlockError } from '../../../../core/errors.js'
+import { ownJob } from './own-job.js'
+import { errorResponses, MAX_PATH_PARAM_LENGTH } from '../../../schemas.js'
+
+/** A job's artifacts, one file at a time, byte for byte. */
+const artifactRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { store, outputWriter } = app.services
+
+  app.get(
+    '/:id/artifacts/*',
+    {
+      schema: {
+        operationId: 'getArtifact',
+        tags: ['jobs'],
+        summary: `A file the job left in ${ARTIFACTS_DIR}, as it was (the job's artifacts list says which there are)`,
+        description: 'The path may hold slashes, as they are or percent-encoded. Served as an attachment, never rendered by a browser on this origin.',
+        // The rest of the path (`*`) is not in the schema, which TypeBox cannot compile with
+        // that name; it is looked up as it is, and anything not listed is a 404. The
+        // document names it `path` (plugins/openapi.ts).
+        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: MAX_PATH_PARAM_LENGTH }) }),
+        response: {
+          200: { description: "The file's bytes, with its content type", content: { '*/*': { schema: { type: 'string', format: 'binary' } } } },
+          ...errorResponses(401, 404, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const view = await ownJob(store, request.params.id, request.tenant)
+      const path = (request.params as { '*'?: string })['*'] ?? ''
+      const index = view.job.artifacts.findIndex((a) => a.path === path)
+      if (index < 0) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${view.id} has no artifact ${JSON.stringify(path)}`)
+      const artifact = view.job.artifacts[index]!
+      const name = path.slice(path.lastIndexOf('/') + 1)
+      // What a job wrote is hostile: a browser gets it as a download, sniffs nothing, and
+      // would run nothing of it on this origin even if it rendered it.
+      reply
+        .header('content-length', String(artifact.bytes))
+        .header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(name)}`)
+        .header('x-content-type-options', 'nosniff')
+        .header('content-security-policy', "default-src 'none'; sandbox")
+      return outputWriter.send(reply, 200, artifact.contentType, outputWriter.artifact(view, index))
+    },
+  )
+}
+
+export default artifactRoutes

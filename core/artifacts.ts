@@ -1,0 +1,42 @@
+import { lookup } from 'mime-types'
+import { Type, type Static } from 'typebox'
+
+/**
+ * Artifacts: files a job leaves in ARTIFACTS_DIR come back with its result, byte for
+ * byte, listed in the job and read one at a time (GET /v1/jobs/{id}/artifacts/{path}).
+ */
+
+/** Where a job writes the files it wants back. */
+export const ARTIFACTS_DIR = '/workspace/out'
+
+/**
+ * Entries (files and directories) a job may make there: the directory's own inode bound,
+ * so every file it could write comes back.
+ */
+export const MAX_ARTIFACT_ENTRIES = 128
+
+export const ArtifactSchema = Type.Object(
+  {
+    path: Type.String({ description: `Relative to ${ARTIFACTS_DIR}; fetch with GET /v1/jobs/{id}/artifacts/{path}` }),
+    bytes: Type.Integer({ minimum: 0 }),
+    contentType: Type.String({ description: 'Told from the file name; application/octet-stream when unknown' }),
+  },
+  { title: 'Artifact' },
+)
+export type Artifact = Static<typeof ArtifactSchema>
+
+/** A file a job left, as the executor read it. */
+export interface ArtifactFile {
+  path: string
+  content: Buffer
+}
+
+export function contentTypeOf(path: string): string {
+  const type = lookup(path)
+  return type === false ? 'application/octet-stream' : type
+}
+
+/** What the job's record lists: every file in path order, with its size and type. Pure. */
+export function artifactList(files: readonly ArtifactFile[]): Artifact[] {
+  return [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)).map((f) => ({ path: f.path, bytes: f.content.length, contentType: contentTypeOf(f.path) }))
+}

@@ -1,0 +1,114 @@
+import { execFileSync } from 'node:child_process'
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { ARTIFACTS_DIR, artifactList, contentTypeOf } from '../../core/artifacts.js'
+import { loadConfig } from '../../core/config.js'
+import { AirlockError } from '../../core/errors.js'
+import { fileBytes, resolveJobSpec, type JobSpec } from '../../core/job-spec.js'
+import { findRuntime } from '../../core/runtimes.js'
+import { buildSecret, secretBytes } from '../../worker/executors/kubernetes/job-manifests.js'
+import { collectArtifacts } from '../../worker/executors/local/artifacts-dir.js'
+import { buildOciConfig } from '../../worker/executors/local/oci-bundle.js'
+import { warmJobStream } from '../../worker/executors/sandbox-process.js'
+import { collectProject, toJobFile } from '../../cli/commands/project.js'
+
+const policy = loadConfig({})
+
+t.test('artifacts are listed in path order with their sizes and types', async (t) => {
+  const list = artifactList([
+    { path: 'b/plot.png', content: Buffer.alloc(3) },
+    { path: 'a.csv', content: Buffer.from('x') },
+    { path: 'model.weights', content: Buffer.alloc(0) },
+  ])
+  t.same(list, [
+    { path: 'a.csv', bytes: 1, contentType: 'text/csv' },
+    { path: 'b/plot.png', bytes: 3, contentType: 'image/png' },
+    { path: 'model.weights', bytes: 0, contentType: 'application/octet-stream' },
+  ])
+  t.equal(contentTypeOf('x.json'), 'application/json')
+})
+
+t.test('reading back what a job left takes regular files only, never following a link', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'artifacts-unit-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  await mkdir(join(dir, 'sub', 'deeper'), { recursive: true })
+  await writeFile(join(dir, 'a.txt'), 'A')
+  await writeFile(join(dir, 'sub', 'deeper', 'b.bin'), Buffer.from([0, 255]))
+  await symlink('/etc/passwd', join(dir, 'passwd'))
+  await symlink('/etc', join(dir, 'etc-dir'))
+  execFileSync('mkfifo', [join(dir, 'pipe')])
+  await writeFile(join(dir, Buffer.from([0x66, 0xff, 0x2e, 0x74]).toString('latin1')), 'x')
+  await writeFile(Buffer.concat([Buffer.from(`${dir}/bad-`), Buffer.from([0xc3, 0x28])]), 'not UTF-8 named')
+  const { files, skipped } = await collectArtifacts(dir)
+  t.same(files.map((f) => f.path).sort(), ['a.txt', 'f\u00ff.t', 'sub/deeper/b.bin'])
+  t.ok(files.find((f) => f.path === 'sub/deeper/b.bin')!.content.equals(Buffer.from([0, 255])))
+  t.same(skipped.filter((s) => !s.startsWith('bad-')).sort(), ['etc-dir', 'passwd', 'pipe'], 'links (to files and to directories) and pipes are left')
+  t.equal(skipped.filter((s) => s.startsWith('bad-')).length, 1, 'a name that is not UTF-8 is left')
+})
+
+t.test('the sandbox mounts its artifacts directory writable only when artifacts are on', async (t) => {
+  const spec = resolveJobSpec({ runtime: 'python', source: 'print(1)' }, policy)
+  const base = { spec, runtime: findRuntime('python')!, rootfsPath: '/images/default/rootfs', jobFilesPath: '/bundle/files', cgroupsPath: '/airlock/x', workspaceMb: 32, network: 'none' as const }
+  const mounts = (c: Record<string, unknown>) => c.mounts as { destination: string; source: string; options?: string[] }[]
+  t.notOk(mounts(buildOciConfig(base)).some((m) => m.destination === ARTIFACTS_DIR))
+  const on = mounts(buildOciConfig({ ...base, artifactsPath: '/bundle/artifacts' }))
+  const out = on.find((m) => m.destination === ARTIFACTS_DIR)!
+  t.same({ source: out.source, rw: out.options?.includes('rw'), nosuid: out.options?.includes('nosuid') }, { source: '/bundle/artifacts', rw: true, nosuid: true })
+  t.ok(on.findIndex((m) => m.destination === '/workspace') < on.indexOf(out), 'after the workspace it sits in')
+})
+
+t.test('a file may be sent as base64 bytes; only strict base64 is taken, and its decoded size counts', async (t) => {
+  const bytes = Buffer.from([0, 1, 2, 250, 251, 252, 253])
+  const spec = resolveJobSpec({ runtime: 'bash', files: [{ path: 'main.sh', content: 'true' }, { path: 'd.bin', content: bytes.toString('base64'), encoding: 'base64' }] }, policy)
+  t.ok(fileBytes(spec.files[1]!).equals(bytes))
+  t.ok(fileBytes(spec.files[0]!).equals(Buffer.from('true')), 'utf8 is the default')
+  const code = (content: string) => {
+    try {
+      resolveJobSpec({ runtime: 'bash', files: [{ path: 'main.sh', content: 'true' }, { path: 'd', content, encoding: 'base64' }] }, policy)
+      return 'accepted'
+    } catch (err) {
+      return (err as AirlockError).code
+    }
+  }
+  for (const bad of ['abc', 'ab=c', 'a b=', '@@@@', 'AAAA====']) t.equal(code(bad), 'AIRLOCK_ERR_INVALID_FILE', `${JSON.stringify(bad)} is not base64`)
+  for (const good of ['', 'AA==', 'AAA=', 'AAAA']) t.equal(code(good), 'accepted', `${JSON.stringify(good)} is`)
+  // Beside main.sh's 4 bytes, 1 MiB - 4 bytes (1,398,100 base64 characters) fill the 1 MiB total: the decoded size is what counts.
+  t.equal(code(Buffer.alloc(1024 * 1024 - 4).toString('base64')), 'accepted', 'a binary file that fills the 1 MiB total fits it')
+  t.equal(code(Buffer.alloc(1024 * 1024 - 3).toString('base64')), 'AIRLOCK_ERR_INVALID_FILE', 'one byte more does not')
+})
+
+t.test('a binary file reaches a Kubernetes sandbox as its bytes (the Secret\'s data) and a warm one as its bytes', async (t) => {
+  const spec: JobSpec = { ...resolveJobSpec({ runtime: 'bash', files: [{ path: 'main.sh', content: 'true' }, { path: 'd.bin', content: Buffer.from([255, 0]).toString('base64'), encoding: 'base64' }] }, policy) }
+  const secret = buildSecret({ jobId: 'job_0123456789abcdef0123456789abcdef', tenant: 't', namespace: 'ns', spec, runtime: findRuntime('bash')!, image: 'img', workspaceMb: 64 } as never)
+  t.same(secret.data, { 'file-1': '/wA=' })
+  t.equal(secret.stringData?.['file-0'], 'true')
+  t.equal(secretBytes(spec), 2 + 4 + Object.values(secret.stringData!).reduce((n, v) => n + Buffer.byteLength(v), 0) - 4, 'counted as bytes')
+  const stream = warmJobStream(spec, findRuntime('bash')!)
+  t.ok(stream.includes(Buffer.concat([Buffer.from('f 2 files/d.bin\n'), Buffer.from([255, 0])])), 'the warm frame carries the two bytes')
+})
+
+t.test('the CLI sends a project: UTF-8 files as text, others as base64; ignores what .airlockignore names', async (t) => {
+  t.same(toJobFile('a.txt', Buffer.from('héllo')), { path: 'a.txt', content: 'héllo' })
+  t.same(toJobFile('a.bin', Buffer.from([0xff])), { path: 'a.bin', content: '/w==', encoding: 'base64' })
+  const dir = await mkdtemp(join(tmpdir(), 'project-unit-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  await mkdir(join(dir, 'lib'))
+  await mkdir(join(dir, 'node_modules', 'x'), { recursive: true })
+  await writeFile(join(dir, 'main.py'), 'import lib.a')
+  await writeFile(join(dir, 'lib', 'a.py'), '')
+  await writeFile(join(dir, 'notes.log'), 'x')
+  await writeFile(join(dir, 'node_modules', 'x', 'i.js'), '')
+  await writeFile(join(dir, '.airlockignore'), '*.log\n')
+  await symlink('/etc/passwd', join(dir, 'link'))
+  const project = await collectProject(dir, [], { candidates: ['main.py', 'main.js'] })
+  t.equal(project.entrypoint, 'main.py')
+  t.same(project.files.map((f) => f.path).sort(), ['lib/a.py', 'main.py'], 'not the ignored, not node_modules, not a link')
+  const fromFile = await collectProject(join(dir, 'main.py'), [join(dir, 'lib')], {})
+  t.same(fromFile.files.map((f) => f.path).sort(), ['lib/a.py', 'main.py'], 'a file and an extra directory')
+  await t.rejects(collectProject(join(dir, 'main.py'), ['/etc/hostname'], {}), /not inside the project/)
+  await writeFile(join(dir, 'main.js'), '')
+  await t.rejects(collectProject(dir, [], { candidates: ['main.py', 'main.js'] }), /\(main\.py or main\.js\)\? pass --entrypoint/)
+  t.equal((await collectProject(dir, [], { candidates: ['main.py', 'main.js'], entrypoint: 'main.js' })).entrypoint, 'main.js')
+})

@@ -1,0 +1,63 @@
+import { execFile } from 'node:child_process'
+import { constants } from 'node:fs'
+import { mkdir, open, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { MAX_ARTIFACT_ENTRIES, type ArtifactFile } from '../../../core/artifacts.js'
+import { SANDBOX_GID, SANDBOX_UID } from '../sandbox-process.js'
+
+const execFileP = promisify(execFile)
+
+/** How deep the walk goes; a deeper file is not read (the entry bound keeps it small anyway). */
+const MAX_DEPTH = 16
+
+/**
+ * The host side of a sandbox's artifacts directory: a tmpfs of its own, so a job cannot
+ * write more than `maxBytes`, or more than MAX_ARTIFACT_ENTRIES files and directories, to
+ * the host (it gets ENOSPC), owned by the sandbox user. Unmounted with the bundle
+ * (unmountUnder) before it is removed.
+ */
+export async function mountArtifactsDir(dir: string, maxBytes: number): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const options = [`size=${maxBytes}`, `nr_inodes=${MAX_ARTIFACT_ENTRIES + 1}`, 'mode=0700', `uid=${SANDBOX_UID}`, `gid=${SANDBOX_GID}`, 'nosuid', 'nodev']
+  await execFileP('mount', ['-t', 'tmpfs', '-o', options.join(','), 'airlock-artifacts', dir])
+}
+
+export interface Collected {
+  files: ArtifactFile[]
+  /** Entries that are not regular files with UTF-8 names (links, pipes, devices): not read. */
+  skipped: string[]
+}
+
+/**
+ * Reads back the regular files a finished job left, after its sandbox's processes are
+ * gone. What the job made is hostile: links are never followed (the walk goes by the
+ * entries' own types, and every open refuses a link), and names that are not UTF-8 are
+ * skipped rather than guessed.
+ */
+export async function collectArtifacts(dir: string): Promise<Collected> {
+  const files: ArtifactFile[] = []
+  const skipped: string[] = []
+  const walk = async (rel: string, depth: number): Promise<void> => {
+    const entries = await readdir(rel ? join(dir, rel) : dir, { withFileTypes: true, encoding: 'buffer' })
+    for (const entry of entries) {
+      const name = entry.name.toString('utf8')
+      const path = rel ? `${rel}/${name}` : name
+      if (!Buffer.from(name, 'utf8').equals(entry.name)) skipped.push(`${rel ? `${rel}/` : ''}${entry.name.toString('latin1')}`)
+      else if (entry.isDirectory() && depth < MAX_DEPTH) await walk(path, depth + 1)
+      else if (entry.isFile()) files.push({ path, content: await readNoFollow(join(dir, path)) })
+      else skipped.push(path)
+    }
+  }
+  await walk('', 0)
+  return { files, skipped }
+}
+
+async function readNoFollow(path: string): Promise<Buffer> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  try {
+    return await handle.readFile()
+  } finally {
+    await handle.close()
+  }
+}
