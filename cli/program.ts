@@ -37,7 +37,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   program
     .command('run')
     .description("run FILE (or a project's directory) in a sandbox, stream its output, exit with the job's exit code (timeout 124, oom 125, cancelled 130, error 70); piped stdin goes to the program")
-    .argument('<file>', "program file; a project's directory (every file in it but those .airlockignore names; the program is main.py, main.js or main.sh, or --entrypoint); or - to read the program from stdin (with --runtime). The runtime comes from the entrypoint's extension (.py, .js, .sh) unless --runtime")
+    .argument('<file>', "program file; a project's directory (every file in it but those .airlockignore names; the program is main.py, main.js, main.sh or main.c, or --entrypoint); or - to read the program from stdin (with --runtime). The runtime comes from the entrypoint's extension (.py, .js, .sh, .c) unless --runtime")
     .argument('[args...]', 'arguments for the program (after --)')
     .option('-r, --runtime <runtime>', RUNTIMES.map((r) => r.name).join(', '))
     .option('-f, --file <path...>', "more files or directories of the project, inside FILE's directory")

@@ -19,7 +19,7 @@ for need in /usr/bin/docker-compose:docker-compose /usr/sbin/runc:runc /usr/bin/
   apt-get install -y -qq "$pkg" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$pkg" >/dev/null; }
 done
 # The cluster's images (pause and every sandbox image), cached like the binaries.
-bash test/kube/images.sh pause python bash node ml-python >/dev/null
+bash test/kube/images.sh pause python bash node c ml-python >/dev/null
 # The deploy manifests are linted with checkov and kube-score (pinned, cached).
 bash scripts/deploy-linters.sh >/dev/null
 # The Python SDK's tests need httpx, websockets and pytest (a cached venv).

@@ -7,7 +7,7 @@ import { findRuntime, RUNTIMES } from '../../core/runtimes.js'
 import { parseDurationMs, UsageError } from '../settings.js'
 import { collectProject } from './project.js'
 
-const RUNTIME_BY_EXTENSION: Record<string, string> = { '.py': 'python', '.js': 'node', '.mjs': 'node', '.cjs': 'node', '.sh': 'bash' }
+const RUNTIME_BY_EXTENSION: Record<string, string> = { '.py': 'python', '.js': 'node', '.mjs': 'node', '.cjs': 'node', '.sh': 'bash', '.c': 'c' }
 
 export interface RunFlags {
   runtime?: string

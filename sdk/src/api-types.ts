@@ -39,9 +39,9 @@ export type JobEvent =
       ts: string;
     };
 /**
- * python: CPython 3; node: Node.js; bash: GNU Bash; ml-python: CPython 3 with numpy, pandas and scikit-learn
+ * python: CPython 3; node: Node.js; bash: GNU Bash; c: C (GCC): the entrypoint is compiled with gcc -O2 (and -lm), then run; ml-python: CPython 3 with numpy, pandas, scikit-learn and matplotlib
  */
-export type RuntimeName = "python" | "node" | "bash" | "ml-python";
+export type RuntimeName = "python" | "node" | "bash" | "c" | "ml-python";
 
 export interface JobFile {
   path: string;

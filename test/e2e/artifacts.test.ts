@@ -68,11 +68,19 @@ t.test('a job cannot leave more than AIRLOCK_ARTIFACT_BYTES: the directory is fu
       `    open("out/big", "wb").write(b"x" * ${ARTIFACT_BYTES * 2})`,
       'except OSError as e:',
       '    print(errno.errorcode[e.errno])',
+      // A sparse file takes no room but would read as a terabyte of zeros.
+      'try:',
+      '    with open("out/sparse", "wb") as f: f.truncate(1 << 40)',
+      '    print("sparse")',
+      'except OSError as e:',
+      '    print(errno.errorcode[e.errno])',
     ].join('\n'),
   })
-  t.equal(job.stdout, 'ENOSPC\n', 'the write past the cap fails inside the sandbox')
+  t.match(job.stdout, /^ENOSPC\n/, 'the write past the cap fails inside the sandbox')
   const total = job.artifacts.reduce((n, a) => n + a.bytes, 0)
   t.ok(total <= ARTIFACT_BYTES, `what came back (${total} bytes) is within the cap`)
+  t.notOk(job.artifacts.some((a) => a.path === 'sparse'), `a sparse terabyte (${job.stdout.split('\n')[1]}) is not read back`)
+  t.equal((await h.request('GET', '/healthz')).statusCode, 200, 'and the service is fine')
 })
 
 t.test('a binary file sent in base64 reaches the program byte for byte, and can come back', async (t) => {
@@ -93,20 +101,52 @@ t.test('a binary file sent in base64 reaches the program byte for byte, and can 
   t.equal(bad.json().code, 'AIRLOCK_ERR_INVALID_FILE')
 })
 
-t.test('an ml-python job saves a matplotlib PNG and it comes back as a PNG', async (t) => {
-  const job = await h.run({
-    runtime: 'ml-python',
-    source: ['import matplotlib', 'matplotlib.use("Agg")', 'import matplotlib.pyplot as plt', 'plt.plot([1, 2, 3], [1, 4, 9])', 'plt.savefig("out/plot.png")', 'print("saved")'].join('\n'),
-    limits: { timeoutMs: 60_000 },
+// The two jobs of the issue: an ml-python plot and a C program's binary output, each
+// run with the CLI (--out), then read through the API, the TypeScript SDK and the
+// Python SDK: four copies, byte for byte the same.
+const python = process.env.AIRLOCK_PYTHON ?? (await promisify(execFile)('bash', [new URL('../../scripts/python-sdk-env.sh', import.meta.url).pathname])).stdout.trim()
+const C_PROGRAM = `#include <stdio.h>
+int main(void) {
+  FILE *f = fopen("out/table.bin", "wb");
+  for (int i = 0; i < 4096; i++) fputc((unsigned char)(i * 37 + 11), f);
+  fclose(f);
+  puts("wrote");
+  return 0;
+}
+`
+const PLOT = ['import matplotlib', 'matplotlib.use("Agg")', 'import matplotlib.pyplot as plt', 'plt.plot([1, 2, 3], [1, 4, 9])', 'plt.savefig("out/plot.png")', 'print("saved")'].join('\n')
+
+for (const [name, runtime, file, source, artifactPath] of [
+  ['an ml-python job saves a matplotlib PNG', 'ml-python', 'plot.py', PLOT, 'plot.png'],
+  ['a C job writes a binary', 'c', 'main.c', C_PROGRAM, 'table.bin'],
+] as const) {
+  t.test(`${name}: it comes back byte for byte through the CLI, the API and both SDKs`, async (t) => {
+    const work = join(dir, runtime)
+    await mkdir(work, { recursive: true })
+    await writeFile(join(work, file), source)
+    const env = { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice }
+    const cli = await promisify(execFile)(process.execPath, [CLI, 'run', join(work, file), '--runtime', runtime, '--timeout', '60s', '--out', join(work, 'out'), '--json'], { env })
+    const job = JSON.parse(cli.stdout) as Job
+    t.equal(job.status, 'succeeded', job.stderr)
+    const fromCli = await readFile(join(work, 'out', artifactPath))
+    t.match(job.artifacts, [{ path: artifactPath, bytes: fromCli.length }])
+    if (runtime === 'c') {
+      t.ok(fromCli.equals(Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 37 + 11) & 0xff))), 'the bytes the C program wrote')
+      t.equal(job.artifacts[0]!.contentType, 'application/octet-stream')
+    } else {
+      t.ok(fromCli.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), 'a PNG (its signature)')
+      t.equal(job.artifacts[0]!.contentType, 'image/png')
+    }
+    t.ok((await artifact(job, artifactPath)).rawPayload.equals(fromCli), 'the API')
+    t.ok(Buffer.from(await sdk.jobs.artifact(job.id, artifactPath)).equals(fromCli), 'the TypeScript SDK')
+    const py = await promisify(execFile)(
+      python,
+      ['-c', 'import sys; from airlock import Airlock\nwith Airlock() as a: sys.stdout.buffer.write(a.jobs.artifact(sys.argv[1], sys.argv[2]))', job.id, artifactPath],
+      { env: { ...env, PYTHONPATH: new URL('../../sdk-python', import.meta.url).pathname }, encoding: 'buffer' },
+    )
+    t.ok(py.stdout.equals(fromCli), 'the Python SDK')
   })
-  t.equal(job.status, 'succeeded', job.stderr)
-  t.match(job.artifacts, [{ path: 'plot.png', contentType: 'image/png' }])
-  const png = await artifact(job, 'plot.png')
-  t.ok(png.rawPayload.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), 'the PNG signature')
-  t.equal(png.rawPayload.length, job.artifacts[0]!.bytes)
-  const fromSdk = Buffer.from(await sdk.jobs.artifact(job.id, 'plot.png'))
-  t.ok(fromSdk.equals(png.rawPayload), 'the SDK gets the same bytes')
-})
+}
 
 t.test('airlock run on a three-file python project with a local import, piped stdin, and --out', async (t) => {
   const proj = join(dir, 'proj')

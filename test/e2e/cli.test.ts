@@ -92,7 +92,7 @@ t.test('airlock jobs list, get, logs and cancel; airlock runtimes', async (t) =>
   t.equal((await airlock(['jobs', 'logs', id])).stdout, 'hello-cli\n')
   t.equal((await airlock(['jobs', 'logs', id, '--follow'])).stdout, 'hello-cli\n')
   const runtimes = JSON.parse((await airlock(['runtimes', '--json'])).stdout) as { name: string }[]
-  t.same(runtimes.map((r) => r.name).sort(), ['bash', 'ml-python', 'node', 'python'])
+  t.same(runtimes.map((r) => r.name).sort(), ['bash', 'c', 'ml-python', 'node', 'python'])
 
   const { id: sleeper } = await (await fetch(`${h.baseUrl}/v1/jobs`, {
     method: 'POST',
@@ -120,7 +120,7 @@ t.test('airlock run -: the program from stdin, with --runtime; the limit flags',
   }
   const tooBig = await airlock(['run', '-', '-r', 'python', '--pids', '999999999'], { input: 'print(1)' })
   t.equal(tooBig.code, 65, 'a limit past the server\'s maximum is the server\'s refusal')
-  t.match((await airlock(['run', '--help'])).stdout, /python, node, bash, ml-python/, 'every runtime in the help')
+  t.match((await airlock(['run', '--help'])).stdout, /python, node, bash, c, ml-python/, 'every runtime in the help')
 })
 
 t.test('distinct exit codes for usage, auth, not found and an unreachable server; settings from a config file', async (t) => {

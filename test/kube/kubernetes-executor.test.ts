@@ -24,7 +24,7 @@ function executor(options: Partial<KubernetesExecutorOptions> = {}, on: Cluster 
     kubeconfig: on.kubeconfig,
     namespace: NAMESPACE,
     runtimeClassName: 'gvisor',
-      images: new Map(['python', 'node', 'bash', 'ml-python'].map((image) => [image, IMAGE])),
+      images: new Map(['python', 'node', 'bash', 'c', 'ml-python'].map((image) => [image, IMAGE])),
     workspaceMb: 32,
     unschedulableWaitMs: 1500,
     startAllowanceMs: 0,
@@ -349,7 +349,7 @@ t.test('through the API: a kubernetes worker runs jobs, and takes none while the
     env: {
       AIRLOCK_EXECUTOR: 'kubernetes',
       AIRLOCK_K8S_KUBECONFIG: cluster.kubeconfig,
-      AIRLOCK_K8S_IMAGES: ['python', 'node', 'bash', 'ml-python'].map((image) => `${image}=${IMAGE}`).join(','),
+      AIRLOCK_K8S_IMAGES: ['python', 'node', 'bash', 'c', 'ml-python'].map((image) => `${image}=${IMAGE}`).join(','),
       AIRLOCK_ISOLATION_CHECK_INTERVAL_MS: '300',
     },
   })

@@ -13,7 +13,7 @@
 #                       containers, mounts and network devices
 #
 # Settings: AIRLOCK_KUBE_NODE_IMAGES (sandbox images to import; all of the
-# catalog's: python bash node ml-python),
+# catalog's: python bash node c ml-python),
 # AIRLOCK_KUBELET_PORT (10250), AIRLOCK_KUBE_FEATURE_GATES (the kubelet's
 # featureGates, as `Name=true,Other=false`).
 set -euo pipefail
@@ -210,7 +210,7 @@ while read -r name archive; do
   digest="$(ctr -a "$ctr_sock" -n k8s.io images ls -q | sed -n "s#^$ref@\(sha256:[0-9a-f]*\)\$#\1#p" | head -1)"
   [[ -n $digest ]] || { echo "importing $archive left no $ref@sha256 image" >&2; exit 1; }
   [[ $name == pause ]] || k8s_images+=("$name=$ref@$digest")
-done < <(bash "$here/images.sh" pause ${AIRLOCK_KUBE_NODE_IMAGES:-python bash node ml-python})
+done < <(bash "$here/images.sh" pause ${AIRLOCK_KUBE_NODE_IMAGES:-python bash node c ml-python})
 echo "AIRLOCK_K8S_IMAGES=$(IFS=,; echo "${k8s_images[*]}")" > "$dir/images.env"
 
 # The kubelet wants its cgroupRoot to exist in every hierarchy it uses.

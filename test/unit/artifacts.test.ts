@@ -41,11 +41,18 @@ t.test('reading back what a job left takes regular files only, never following a
   execFileSync('mkfifo', [join(dir, 'pipe')])
   await writeFile(join(dir, Buffer.from([0x66, 0xff, 0x2e, 0x74]).toString('latin1')), 'x')
   await writeFile(Buffer.concat([Buffer.from(`${dir}/bad-`), Buffer.from([0xc3, 0x28])]), 'not UTF-8 named')
-  const { files, skipped } = await collectArtifacts(dir)
+  const { files, skipped } = await collectArtifacts(dir, 1024)
   t.same(files.map((f) => f.path).sort(), ['a.txt', 'f\u00ff.t', 'sub/deeper/b.bin'])
   t.ok(files.find((f) => f.path === 'sub/deeper/b.bin')!.content.equals(Buffer.from([0, 255])))
   t.same(skipped.filter((s) => !s.startsWith('bad-')).sort(), ['etc-dir', 'passwd', 'pipe'], 'links (to files and to directories) and pipes are left')
   t.equal(skipped.filter((s) => s.startsWith('bad-')).length, 1, 'a name that is not UTF-8 is left')
+  // A sparse file takes no room in a tmpfs but reads as its whole size: its size is checked first.
+  execFileSync('truncate', ['-s', '1T', join(dir, 'sparse')])
+  const capped = await collectArtifacts(dir, 1024)
+  t.ok(capped.skipped.includes('sparse'), 'a file larger than the bytes left is not read')
+  t.notOk(capped.files.some((f) => f.path === 'sparse'))
+  const tight = await collectArtifacts(dir, 2)
+  t.equal(tight.files.reduce((n, f) => n + f.content.length, 0) <= 2, true, 'never more than the cap in all')
 })
 
 t.test('the sandbox mounts its artifacts directory writable only when artifacts are on', async (t) => {

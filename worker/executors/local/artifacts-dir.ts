@@ -25,17 +25,20 @@ export async function mountArtifactsDir(dir: string, maxBytes: number): Promise<
 
 export interface Collected {
   files: ArtifactFile[]
-  /** Entries that are not regular files with UTF-8 names (links, pipes, devices): not read. */
+  /** Entries not read: links, pipes, devices, names that are not UTF-8, files past the bytes left. */
   skipped: string[]
 }
 
 /**
  * Reads back the regular files a finished job left, after its sandbox's processes are
- * gone. What the job made is hostile: links are never followed (the walk goes by the
- * entries' own types, and every open refuses a link), and names that are not UTF-8 are
- * skipped rather than guessed.
+ * gone, `maxBytes` in all. What the job made is hostile: links are never followed (the
+ * walk goes by the entries' own types, and every open refuses a link), names that are
+ * not UTF-8 are skipped rather than guessed, and a file is read only when its size fits
+ * what is left: a sparse file (`truncate -s 1T`) takes no room in the tmpfs but would
+ * read as that many zeros.
  */
-export async function collectArtifacts(dir: string): Promise<Collected> {
+export async function collectArtifacts(dir: string, maxBytes: number): Promise<Collected> {
+  let left = maxBytes
   const files: ArtifactFile[] = []
   const skipped: string[] = []
   const walk = async (rel: string, depth: number): Promise<void> => {
@@ -45,18 +48,28 @@ export async function collectArtifacts(dir: string): Promise<Collected> {
       const path = rel ? `${rel}/${name}` : name
       if (!Buffer.from(name, 'utf8').equals(entry.name)) skipped.push(`${rel ? `${rel}/` : ''}${entry.name.toString('latin1')}`)
       else if (entry.isDirectory() && depth < MAX_DEPTH) await walk(path, depth + 1)
-      else if (entry.isFile()) files.push({ path, content: await readNoFollow(join(dir, path)) })
-      else skipped.push(path)
+      else if (entry.isFile()) {
+        const content = await readNoFollow(join(dir, path), left)
+        if (content) {
+          left -= content.length
+          files.push({ path, content })
+        } else skipped.push(path)
+      } else skipped.push(path)
     }
   }
   await walk('', 0)
   return { files, skipped }
 }
 
-async function readNoFollow(path: string): Promise<Buffer> {
+/** The file's bytes, or undefined when it is larger than `maxBytes`. */
+async function readNoFollow(path: string, maxBytes: number): Promise<Buffer | undefined> {
   const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
   try {
-    return await handle.readFile()
+    const { size } = await handle.stat()
+    if (size > maxBytes) return undefined
+    const content = Buffer.alloc(size)
+    const { bytesRead } = await handle.read(content, 0, size, 0)
+    return content.subarray(0, bytesRead)
   } finally {
     await handle.close()
   }

@@ -403,8 +403,8 @@ export class LocalExecutor implements Executor {
   /** The files a job left, once its program has ended; none when artifacts are off. */
   private async artifactsOf(dir: string): Promise<ArtifactFile[] | undefined> {
     if (!this.options.artifactBytes) return undefined
-    const { files, skipped } = await collectArtifacts(dir)
-    if (skipped.length > 0) this.options.logger.info({ skipped: skipped.slice(0, 10) }, 'artifacts that are not files with UTF-8 names were left behind')
+    const { files, skipped } = await collectArtifacts(dir, this.options.artifactBytes)
+    if (skipped.length > 0) this.options.logger.info({ skipped: skipped.slice(0, 10) }, 'artifacts that are not regular files with UTF-8 names, or too large, were left behind')
     return files
   }
 
