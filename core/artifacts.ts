@@ -1,5 +1,6 @@
 import { lookup } from 'mime-types'
 import { Type, type Static } from 'typebox'
+import { MAX_FILE_PATH_BYTES } from './job-spec.js'
 
 /**
  * Artifacts: files a job leaves in ARTIFACTS_DIR come back with its result, byte for
@@ -14,6 +15,19 @@ export const ARTIFACTS_DIR = '/workspace/out'
  * so every file it could write comes back.
  */
 export const MAX_ARTIFACT_ENTRIES = 128
+
+/**
+ * What the record's list and the keys of a job's artifacts hold besides their bytes, at
+ * most: a path is a file path (MAX_FILE_PATH_BYTES, no control characters, so JSON at
+ * most doubles it), plus its size, type and key. Counted in the storage quota too.
+ */
+export const ARTIFACT_ENTRY_OVERHEAD_BYTES = 128
+export const MAX_ARTIFACT_LIST_BYTES = MAX_ARTIFACT_ENTRIES * (2 * MAX_FILE_PATH_BYTES + ARTIFACT_ENTRY_OVERHEAD_BYTES)
+
+/** What a job's artifacts hold in Redis: their bytes, the record's list of them, and a key each. */
+export function artifactStoredBytes(files: readonly ArtifactFile[], listJson: string): number {
+  return files.reduce((n, f) => n + f.content.length + ARTIFACT_ENTRY_OVERHEAD_BYTES, 0) + Buffer.byteLength(listJson)
+}
 
 export const ArtifactSchema = Type.Object(
   {

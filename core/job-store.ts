@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { artifactList, type Artifact } from './artifacts.js'
+import { artifactList, artifactStoredBytes, MAX_ARTIFACT_LIST_BYTES, type Artifact } from './artifacts.js'
 import type { Isolation, Job, JobList, JobOutcome, JobSummary } from './job.js'
 import type { JobSpec } from './job-spec.js'
 import type { JobStatus } from './job-status.js'
@@ -272,7 +272,8 @@ return event('type', 'log', 'stream', ARGV[8], 'data', ARGV[9])
  * at their cap, its log events, and the most artifacts it may leave.
  */
 export function jobReservationBytes(inputBytes: number, outputBytes: number, artifactBytes: number): number {
-  return inputBytes + 2 * outputBytes + MAX_LOG_EVENTS * LOG_EVENT_OVERHEAD_BYTES + JOB_OVERHEAD_BYTES + artifactBytes
+  const artifacts = artifactBytes > 0 ? artifactBytes + MAX_ARTIFACT_LIST_BYTES : 0
+  return inputBytes + 2 * outputBytes + MAX_LOG_EVENTS * LOG_EVENT_OVERHEAD_BYTES + JOB_OVERHEAD_BYTES + artifacts
 }
 
 export function newJobId(): string {
@@ -580,14 +581,23 @@ export class JobStore {
     const files = [...(outcome.artifacts ?? [])].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
     const artifactKeys = files.map((_, i) => k.jobArtifact(id, i))
     if (files.length > 0) {
-      const pipeline = this.redis.pipeline()
-      files.forEach((f, i) => pipeline.set(artifactKeys[i]!, f.content, 'EX', this.liveTtlSeconds))
-      for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err
-      fields.artifacts = JSON.stringify(artifactList(files))
-      fields.artifactBytes = String(files.reduce((n, f) => n + f.content.length, 0))
+      try {
+        const pipeline = this.redis.pipeline()
+        files.forEach((f, i) => pipeline.set(artifactKeys[i]!, f.content, 'EX', this.liveTtlSeconds))
+        for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err
+        fields.artifacts = JSON.stringify(artifactList(files))
+        fields.artifactBytes = String(artifactStoredBytes(files, fields.artifacts))
+      } catch (err) {
+        // The job's end is still written (a job always ends); its files are not kept.
+        await this.redis.del(...artifactKeys).catch(() => undefined)
+        artifactKeys.length = 0
+        fields.reason = [fields.reason, `its artifacts could not be stored (${(err as Error).message.split('\n')[0]})`].filter(Boolean).join('; ')
+      }
     }
     const [stdout, stderr] = meta.outputInEvents ? ['', ''] : [outcome.stdout, outcome.stderr]
     const done = await this.scriptWithKeys(FINISH, id, [k.jobOutput(id, 'stdout'), k.jobOutput(id, 'stderr'), ...artifactKeys], now, outcome.status, stdout, stderr, ...Object.entries(fields).flat())
+    // A job that had already ended (lost, cancelled) keeps no files nobody can read or count.
+    if (done !== 1 && artifactKeys.length > 0) await this.redis.del(...artifactKeys).catch(() => undefined)
     return done === 1
   }
 

@@ -138,7 +138,7 @@ export class OutputWriter {
    * failure); after it, the connection is cut (the client sees a truncated body, never
    * a wrong one).
    */
-  async send(reply: FastifyReply, status: number, contentType: string, parts: AsyncGenerator<string | Buffer>): Promise<void> {
+  async send(reply: FastifyReply, status: number, contentType: string, parts: AsyncGenerator<string | Buffer>, headers: Record<string, string> = {}): Promise<void> {
     let first: IteratorResult<string | Buffer>
     try {
       first = await parts.next()
@@ -148,7 +148,8 @@ export class OutputWriter {
     }
     const res = reply.raw
     reply.hijack()
-    res.writeHead(status, { 'content-type': contentType, ...(reply.getHeaders() as Record<string, string>) })
+    // `headers` are the body's own: an error before the first byte is answered without them.
+    res.writeHead(status, { 'content-type': contentType, ...(reply.getHeaders() as Record<string, string>), ...headers })
     const flush: Flush = (text) =>
       new Promise((resolve, reject) => {
         res.write(text, (err) => (err ? reject(err) : resolve()))

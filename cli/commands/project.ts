@@ -4,8 +4,15 @@ import ignore, { type Ignore } from 'ignore'
 import { MAX_FILES, MAX_TOTAL_FILE_BYTES, type JobFile } from '../../core/job-spec.js'
 import { UsageError } from '../settings.js'
 
-/** What a project's directory leaves out unless its .airlockignore says otherwise (`!name`). */
-export const DEFAULT_IGNORES = ['.git/', '.hg/', '.svn/', 'node_modules/', '__pycache__/', '*.pyc', '.venv/', 'venv/', '.DS_Store', '.airlockignore']
+/**
+ * What a project's directory leaves out unless its .airlockignore says otherwise
+ * (`!name`): version control, dependencies and caches, and the usual places of secrets,
+ * which would otherwise be sent to the server and stored with the job.
+ */
+export const DEFAULT_IGNORES = [
+  '.git/', '.hg/', '.svn/', 'node_modules/', '__pycache__/', '*.pyc', '.venv/', 'venv/', '.DS_Store', '.airlockignore',
+  '.env', '.env.*', '*.pem', '*.key', '.npmrc', '.pypirc', '.netrc', '.aws/', '.ssh/',
+]
 export const IGNORE_FILE = '.airlockignore'
 
 export interface Project {

@@ -1,5 +1,5 @@
 import { fstatSync } from 'node:fs'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, extname, resolve, sep } from 'node:path'
 import type { Airlock, Job, JobRequest, JobStatus } from '../../sdk/src/index.js'
 import { exitCodeForJob } from '../exit-codes.js'
@@ -16,7 +16,8 @@ export interface RunFlags {
   entrypoint?: string
   /** Where the job's artifacts are written once it ends. */
   out?: string
-  stdin?: string
+  /** A file for the program's stdin, '-' for this stdin, or false (--no-stdin): none, even when piped. */
+  stdin?: string | false
   timeout?: string
   memory?: string
   cpus?: string
@@ -66,7 +67,7 @@ export async function buildRequest(file: string, args: string[], flags: RunFlags
   }
   let stdin: string | undefined
   if (flags.stdin === '-' || (flags.stdin === undefined && pipedStdin && !fromStdin)) stdin = await readStdin()
-  else if (flags.stdin !== undefined) stdin = await readFile(flags.stdin, 'utf8').catch((err: Error) => {
+  else if (typeof flags.stdin === 'string') stdin = await readFile(flags.stdin, 'utf8').catch((err: Error) => {
     throw new UsageError(`cannot read ${flags.stdin}: ${err.message}`)
   })
   return {
@@ -104,6 +105,7 @@ class Spinner {
  * runs, and exits with the job's exit code. Ctrl-C cancels the job.
  */
 export async function runCommand(client: Airlock, file: string, args: string[], flags: RunFlags): Promise<number> {
+  if (flags.out !== undefined) await mustBeEmpty(flags.out)
   const request = await buildRequest(file, args, flags, () => readAll(process.stdin), stdinIsPiped())
   const spinner = new Spinner(process.stderr)
   const { id } = await client.jobs.create(request)
@@ -159,11 +161,25 @@ async function writeArtifacts(client: Airlock, job: Job, dir: string): Promise<v
   const root = resolve(dir)
   for (const artifact of job.artifacts) {
     const target = resolve(root, artifact.path)
-    if (!target.startsWith(`${root}${sep}`)) throw new Error(`artifact path ${JSON.stringify(artifact.path)} would leave ${root}`)
+    // eslint-disable-next-line no-control-regex
+    if (!target.startsWith(`${root}${sep}`) || /[\x00-\x1f\x7f]/.test(artifact.path)) throw new Error(`artifact path ${JSON.stringify(artifact.path)} would leave ${root}`)
     await mkdir(dirname(target), { recursive: true })
-    await writeFile(target, await client.jobs.artifact(job.id, artifact.path))
+    // The directory was empty, so nothing here is overwritten or followed: wx refuses what exists.
+    await writeFile(target, await client.jobs.artifact(job.id, artifact.path), { flag: 'wx' })
   }
   if (job.artifacts.length > 0) process.stderr.write(`airlock: ${job.artifacts.length} artifact(s) written to ${root}\n`)
+}
+
+/**
+ * --out's directory must be new or empty: a job's files never overwrite the user's (a
+ * job that leaves `.git/hooks/pre-commit` must not reach a repository's).
+ */
+async function mustBeEmpty(dir: string): Promise<void> {
+  const entries = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return []
+    throw new UsageError(`cannot use ${dir} for --out: ${err.message}`)
+  })
+  if (entries.length > 0) throw new UsageError(`--out ${dir} is not empty; give a new or empty directory, so the job's files overwrite nothing`)
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {

@@ -48,7 +48,7 @@ t.test('files a job leaves in /workspace/out come back listed and byte for byte;
   t.equal(bin.statusCode, 200)
   t.ok(bin.rawPayload.equals(Buffer.concat(Array.from({ length: 4 }, () => Buffer.from(Array.from({ length: 256 }, (_, i) => i))))), 'every byte as written')
   t.equal(bin.headers['content-type'], 'application/octet-stream')
-  t.match(bin.headers['content-disposition'], /^attachment; filename\*=UTF-8''all-bytes\.bin$/)
+  t.equal(bin.headers['content-disposition'], `attachment; filename="all-bytes.bin"; filename*=UTF-8''all-bytes.bin`)
   t.equal(bin.headers['x-content-type-options'], 'nosniff')
   t.match(bin.headers['content-security-policy'], /sandbox/)
   t.equal((await artifact(job, 'plots/deep/r.csv')).body, 'a,b\n1,2\n', 'a nested path, slashes as they are')
@@ -166,6 +166,10 @@ t.test('airlock run on a three-file python project with a local import, piped st
   t.equal(r.stdout, 'HEYHEY!\n', 'the local imports resolved, and the piped line reached the program')
   t.ok((await readFile(join(out, 'seen.bin'))).equals(blob), 'a binary project file went in and came back byte for byte')
   t.same(await readdir(out), ['seen.bin'])
+  const again = await promisify(execFile)(process.execPath, [CLI, 'run', proj, '--out', out, '--no-stdin'], { env: { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice } }).catch(
+    (err: { code: number; stderr: string }) => err,
+  )
+  t.equal((again as { code: number }).code, 64, '--out into a directory that has files is refused: a job overwrites nothing of the user')
 
   await writeFile(join(proj, 'big.dat'), randomBytes(1_100_000))
   const refused = await new Promise<{ code: number | null; stderr: string }>((resolve) => {

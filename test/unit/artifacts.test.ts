@@ -3,7 +3,9 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { ARTIFACTS_DIR, artifactList, contentTypeOf } from '../../core/artifacts.js'
+import { ARTIFACT_ENTRY_OVERHEAD_BYTES, ARTIFACTS_DIR, artifactList, artifactStoredBytes, contentTypeOf, MAX_ARTIFACT_LIST_BYTES } from '../../core/artifacts.js'
+import { jobReservationBytes } from '../../core/job-store.js'
+import { contentDisposition } from '../../api/routes/v1/jobs/artifacts.js'
 import { loadConfig } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
 import { fileBytes, resolveJobSpec, type JobSpec } from '../../core/job-spec.js'
@@ -41,10 +43,11 @@ t.test('reading back what a job left takes regular files only, never following a
   execFileSync('mkfifo', [join(dir, 'pipe')])
   await writeFile(join(dir, Buffer.from([0x66, 0xff, 0x2e, 0x74]).toString('latin1')), 'x')
   await writeFile(Buffer.concat([Buffer.from(`${dir}/bad-`), Buffer.from([0xc3, 0x28])]), 'not UTF-8 named')
+  await writeFile(join(dir, 'ctl-\x01\x02'), 'a name no file of a job may have')
   const { files, skipped } = await collectArtifacts(dir, 1024)
   t.same(files.map((f) => f.path).sort(), ['a.txt', 'f\u00ff.t', 'sub/deeper/b.bin'])
   t.ok(files.find((f) => f.path === 'sub/deeper/b.bin')!.content.equals(Buffer.from([0, 255])))
-  t.same(skipped.filter((s) => !s.startsWith('bad-')).sort(), ['etc-dir', 'passwd', 'pipe'], 'links (to files and to directories) and pipes are left')
+  t.same(skipped.filter((s) => !s.startsWith('bad-')).sort(), ['ctl-\x01\x02', 'etc-dir', 'passwd', 'pipe'], 'links (to files and to directories), pipes and names with control characters are left')
   t.equal(skipped.filter((s) => s.startsWith('bad-')).length, 1, 'a name that is not UTF-8 is left')
   // A sparse file takes no room in a tmpfs but reads as its whole size: its size is checked first.
   execFileSync('truncate', ['-s', '1T', join(dir, 'sparse')])
@@ -53,6 +56,18 @@ t.test('reading back what a job left takes regular files only, never following a
   t.notOk(capped.files.some((f) => f.path === 'sparse'))
   const tight = await collectArtifacts(dir, 2)
   t.equal(tight.files.reduce((n, f) => n + f.content.length, 0) <= 2, true, 'never more than the cap in all')
+})
+
+t.test('an artifact is served as an attachment under a name a browser cannot misread', async (t) => {
+  t.equal(contentDisposition('plot.png'), `attachment; filename="plot.png"; filename*=UTF-8''plot.png`)
+  t.equal(contentDisposition(`a"b\\c%d'(e)*é.txt`), `attachment; filename="a_b_c_d'(e)*_.txt"; filename*=UTF-8''a%22b%5Cc%25d%27%28e%29%2A%C3%A9.txt`)
+})
+
+t.test('what artifacts hold in Redis is counted, names and all, and reserved while a job runs', async (t) => {
+  const files = [{ path: 'a', content: Buffer.alloc(10) }]
+  const list = JSON.stringify(artifactList(files))
+  t.equal(artifactStoredBytes(files, list), 10 + ARTIFACT_ENTRY_OVERHEAD_BYTES + list.length)
+  t.equal(jobReservationBytes(0, 0, 100) - jobReservationBytes(0, 0, 0), 100 + MAX_ARTIFACT_LIST_BYTES, 'the cap and the longest list, when artifacts are on')
 })
 
 t.test('the sandbox mounts its artifacts directory writable only when artifacts are on', async (t) => {

@@ -4,6 +4,7 @@ import { mkdir, open, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { MAX_ARTIFACT_ENTRIES, type ArtifactFile } from '../../../core/artifacts.js'
+import { filePathProblem } from '../../../core/job-spec.js'
 import { SANDBOX_GID, SANDBOX_UID } from '../sandbox-process.js'
 
 const execFileP = promisify(execFile)
@@ -19,7 +20,8 @@ const MAX_DEPTH = 16
  */
 export async function mountArtifactsDir(dir: string, maxBytes: number): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 })
-  const options = [`size=${maxBytes}`, `nr_inodes=${MAX_ARTIFACT_ENTRIES + 1}`, 'mode=0700', `uid=${SANDBOX_UID}`, `gid=${SANDBOX_GID}`, 'nosuid', 'nodev']
+  // nosymfollow: the host never follows a link the job made, at any depth of a path.
+  const options = [`size=${maxBytes}`, `nr_inodes=${MAX_ARTIFACT_ENTRIES + 1}`, 'mode=0700', `uid=${SANDBOX_UID}`, `gid=${SANDBOX_GID}`, 'nosuid', 'nodev', 'nosymfollow']
   await execFileP('mount', ['-t', 'tmpfs', '-o', options.join(','), 'airlock-artifacts', dir])
 }
 
@@ -42,14 +44,20 @@ export async function collectArtifacts(dir: string, maxBytes: number): Promise<C
   const files: ArtifactFile[] = []
   const skipped: string[] = []
   const walk = async (rel: string, depth: number): Promise<void> => {
-    const entries = await readdir(rel ? join(dir, rel) : dir, { withFileTypes: true, encoding: 'buffer' })
+    const entries = await readdir(rel ? join(dir, rel) : dir, { withFileTypes: true, encoding: 'buffer' }).catch(() => {
+      skipped.push(rel)
+      return []
+    })
     for (const entry of entries) {
       const name = entry.name.toString('utf8')
       const path = rel ? `${rel}/${name}` : name
-      if (!Buffer.from(name, 'utf8').equals(entry.name)) skipped.push(`${rel ? `${rel}/` : ''}${entry.name.toString('latin1')}`)
+      // A name the job could not have been sent with (control characters, too long) is
+      // not taken back either: it would be a key, a header and a file name elsewhere.
+      if (!Buffer.from(name, 'utf8').equals(entry.name) || filePathProblem(path)) skipped.push(`${rel ? `${rel}/` : ''}${entry.name.toString('latin1')}`)
       else if (entry.isDirectory() && depth < MAX_DEPTH) await walk(path, depth + 1)
       else if (entry.isFile()) {
-        const content = await readNoFollow(join(dir, path), left)
+        // One entry that cannot be read (it vanished, it is not what it was) is left; the job's result stands.
+        const content = await readNoFollow(join(dir, path), left).catch(() => undefined)
         if (content) {
           left -= content.length
           files.push({ path, content })

@@ -4,6 +4,16 @@ import { AirlockError } from '../../../../core/errors.js'
 import { ownJob } from './own-job.js'
 import { errorResponses, MAX_PATH_PARAM_LENGTH } from '../../../schemas.js'
 
+/**
+ * An attachment header for a name the job chose: a plain ASCII fallback (anything else
+ * as `_`) and the exact name in RFC 8187 form (which leaves only its attr-chars bare).
+ */
+export function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\%]/g, '_')
+  const exact = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${exact}`
+}
+
 /** A job's artifacts, one file at a time, byte for byte. */
 const artifactRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { store, outputWriter } = app.services
@@ -35,12 +45,12 @@ const artifactRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const name = path.slice(path.lastIndexOf('/') + 1)
       // What a job wrote is hostile: a browser gets it as a download, sniffs nothing, and
       // would run nothing of it on this origin even if it rendered it.
-      reply
-        .header('content-length', String(artifact.bytes))
-        .header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(name)}`)
-        .header('x-content-type-options', 'nosniff')
-        .header('content-security-policy', "default-src 'none'; sandbox")
-      return outputWriter.send(reply, 200, artifact.contentType, outputWriter.artifact(view, index))
+      return outputWriter.send(reply, 200, artifact.contentType, outputWriter.artifact(view, index), {
+        'content-length': String(artifact.bytes),
+        'content-disposition': contentDisposition(name),
+        'x-content-type-options': 'nosniff',
+        'content-security-policy': "default-src 'none'; sandbox",
+      })
     },
   )
 }
