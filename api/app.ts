@@ -83,7 +83,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     bodyLimit: config.bodyLimitBytes,
     // A caller's x-request-id is used only if it is short and plain: it is on every log line.
     requestIdHeader: false,
-    maxParamLength: ROUTER_MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: ROUTER_MAX_PARAM_LENGTH },
     genReqId: (req) => {
       const given = req.headers['x-request-id']
       return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID()
