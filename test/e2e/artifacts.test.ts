@@ -142,7 +142,8 @@ for (const [name, runtime, file, source, artifactPath] of [
     const py = await promisify(execFile)(
       python,
       ['-c', 'import sys; from airlock import Airlock\nwith Airlock() as a: sys.stdout.buffer.write(a.jobs.artifact(sys.argv[1], sys.argv[2]))', job.id, artifactPath],
-      { env: { ...env, PYTHONPATH: new URL('../../sdk-python', import.meta.url).pathname }, encoding: 'buffer' },
+      // No __pycache__ in the checkout: the suite leaves the work tree as it found it.
+      { env: { ...env, PYTHONPATH: new URL('../../sdk-python', import.meta.url).pathname, PYTHONDONTWRITEBYTECODE: '1' }, encoding: 'buffer' },
     )
     t.ok(py.stdout.equals(fromCli), 'the Python SDK')
   })
