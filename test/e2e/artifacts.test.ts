@@ -137,7 +137,9 @@ for (const [name, runtime, file, source, artifactPath] of [
       t.ok(fromCli.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), 'a PNG (its signature)')
       t.equal(job.artifacts[0]!.contentType, 'image/png')
     }
-    t.ok((await artifact(job, artifactPath)).rawPayload.equals(fromCli), 'the API')
+    const viaApi = await artifact(job, artifactPath)
+    t.ok(viaApi.rawPayload.equals(fromCli), 'the API')
+    t.equal(viaApi.headers['content-type'], 'application/octet-stream', 'served as bytes, whatever the file is')
     t.ok(Buffer.from(await sdk.jobs.artifact(job.id, artifactPath)).equals(fromCli), 'the TypeScript SDK')
     const py = await promisify(execFile)(
       python,
