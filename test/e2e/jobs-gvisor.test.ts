@@ -11,12 +11,16 @@ t.test('jobs run under gVisor', async (t) => {
   const h = await build(t)
 
   t.test('python, node and bash jobs succeed with the right stdout', async (t) => {
-    const py = await h.run({ runtime: 'python', source: 'import sys\nprint("py", sum(range(10)), sys.version_info[0])' })
-    t.match(py, { status: 'succeeded', exitCode: 0, stdout: 'py 45 3\n', stderr: '', executor: 'local', isolation: { technology: 'gvisor', runtime: 'runsc', network: 'none', readOnlyRoot: true, uid: 10001, capabilities: [] } })
-    const node = await h.run({ runtime: 'node', source: 'console.log("node", [1,2,3].map(x => x * 2).join(","))' })
-    t.match(node, { status: 'succeeded', exitCode: 0, stdout: 'node 2,4,6\n', stderr: '' })
-    const bash = await h.run({ runtime: 'bash', source: 'for i in 1 2 3; do echo -n "$i"; done; echo; echo err >&2' })
-    t.match(bash, { status: 'succeeded', exitCode: 0, stdout: '123\n', stderr: 'err\n' })
+    // Time enough that a loaded CI machine (tap runs two files at once) cannot turn a
+    // correctness check into a speed one; a stuck sandbox still ends as a timeout.
+    const limits = { timeoutMs: 60_000 }
+    const why = (j: Job) => `${j.status} (${j.reason ?? 'no reason'}; ${j.sandboxStart} start, timings ${JSON.stringify(j.timings)})`
+    const py = await h.run({ runtime: 'python', source: 'import sys\nprint("py", sum(range(10)), sys.version_info[0])', limits })
+    t.match(py, { status: 'succeeded', exitCode: 0, stdout: 'py 45 3\n', stderr: '', executor: 'local', isolation: { technology: 'gvisor', runtime: 'runsc', network: 'none', readOnlyRoot: true, uid: 10001, capabilities: [] } }, why(py))
+    const node = await h.run({ runtime: 'node', source: 'console.log("node", [1,2,3].map(x => x * 2).join(","))', limits })
+    t.match(node, { status: 'succeeded', exitCode: 0, stdout: 'node 2,4,6\n', stderr: '' }, why(node))
+    const bash = await h.run({ runtime: 'bash', source: 'for i in 1 2 3; do echo -n "$i"; done; echo; echo err >&2', limits })
+    t.match(bash, { status: 'succeeded', exitCode: 0, stdout: '123\n', stderr: 'err\n' }, why(bash))
     t.ok(py.startedAt && py.finishedAt, 'timestamps are set')
     t.ok((py.timings.startupMs ?? -1) >= 0 && (py.timings.runMs ?? -1) >= 0 && (py.timings.queuedMs ?? -1) >= 0, 'timings are measured')
   })
