@@ -45,6 +45,11 @@ export interface ArtifactFile {
   content: Buffer
 }
 
+/** The files in path order (by code unit): the order of the job's list and of its artifact keys. */
+export function byPath(files: readonly ArtifactFile[]): ArtifactFile[] {
+  return [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+}
+
 export function contentTypeOf(path: string): string {
   const type = lookup(path)
   return type === false ? 'application/octet-stream' : type
@@ -52,5 +57,5 @@ export function contentTypeOf(path: string): string {
 
 /** What the job's record lists: every file in path order, with its size and type. Pure. */
 export function artifactList(files: readonly ArtifactFile[]): Artifact[] {
-  return [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)).map((f) => ({ path: f.path, bytes: f.content.length, contentType: contentTypeOf(f.path) }))
+  return byPath(files).map((f) => ({ path: f.path, bytes: f.content.length, contentType: contentTypeOf(f.path) }))
 }

@@ -273,7 +273,7 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
     if (file.encoding === 'base64' && !BASE64.test(file.content)) {
       throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file ${JSON.stringify(file.path)} is not base64 (RFC 4648, with padding)`, [{ path: `/files/${i}/content`, message: 'not base64' }])
     }
-    total += file.encoding === 'base64' ? (file.content.length / 4) * 3 - (file.content.match(/=*$/)![0].length) : utf8Bytes(file.content)
+    total += Buffer.byteLength(file.content, file.encoding === 'base64' ? 'base64' : 'utf8')
   })
   if (total > MAX_TOTAL_FILE_BYTES) {
     throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `files add up to ${total} bytes; at most ${MAX_TOTAL_FILE_BYTES} are allowed`, [{ path: '/files', message: 'too large' }])

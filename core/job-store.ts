@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { artifactList, artifactStoredBytes, MAX_ARTIFACT_LIST_BYTES, type Artifact } from './artifacts.js'
+import { artifactList, artifactStoredBytes, byPath, MAX_ARTIFACT_LIST_BYTES, type Artifact } from './artifacts.js'
 import type { Isolation, Job, JobList, JobOutcome, JobSummary } from './job.js'
 import type { JobSpec } from './job-spec.js'
 import type { JobStatus } from './job-status.js'
@@ -578,7 +578,7 @@ export class JobStore {
     const k = this.keys
     // Artifacts go first, each in a key of its own (read back in ranges), expiring unless
     // the final write keeps them; the record lists them in the same order.
-    const files = [...(outcome.artifacts ?? [])].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+    const files = byPath(outcome.artifacts ?? [])
     const artifactKeys = files.map((_, i) => k.jobArtifact(id, i))
     if (files.length > 0) {
       try {

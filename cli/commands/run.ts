@@ -43,9 +43,10 @@ export async function buildRequest(file: string, args: string[], flags: RunFlags
   if (flags.runtime !== undefined && !findRuntime(flags.runtime)) throw new UsageError(`unknown runtime ${flags.runtime}: one of ${RUNTIMES.map((r) => r.name).join(', ')}`)
   if (fromStdin && flags.stdin === '-') throw new UsageError("stdin carries the program (-), so it cannot also be the program's stdin (--stdin -)")
   if (fromStdin && !flags.runtime) throw new UsageError('a program read from stdin (-) needs --runtime')
-  const candidates = flags.runtime ? [findRuntime(flags.runtime)!.defaultEntrypoint] : [...new Set(RUNTIMES.map((r) => r.defaultEntrypoint))]
+  const given = flags.runtime === undefined ? undefined : findRuntime(flags.runtime)!.defaultEntrypoint
+  const candidates = given ? [given] : [...new Set(RUNTIMES.map((r) => r.defaultEntrypoint))]
   const project = fromStdin
-    ? { files: [{ path: findRuntime(flags.runtime!)!.defaultEntrypoint, content: await readStdin() }], entrypoint: findRuntime(flags.runtime!)!.defaultEntrypoint }
+    ? { files: [{ path: given!, content: await readStdin() }], entrypoint: given! }
     : await collectProject(file, flags.file ?? [], { ...(flags.entrypoint ? { entrypoint: flags.entrypoint } : {}), candidates })
   const entrypoint = project.entrypoint
   const runtime = flags.runtime ?? RUNTIME_BY_EXTENSION[extname(entrypoint)]

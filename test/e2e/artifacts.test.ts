@@ -19,6 +19,8 @@ const CLI = new URL('../../dist/bin/airlock.js', import.meta.url).pathname
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (scripts/test.sh does)`)
 const dir = await mkdtemp(join(tmpdir(), 'airlock-artifacts-'))
 t.teardown(() => rm(dir, { recursive: true, force: true }))
+/** The CLI's environment: this server, alice's key, a home of its own. */
+const cliEnv = { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice }
 
 async function artifact(job: Job, path: string, tenant: 'alice' | 'bob' = 'alice') {
   return h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/artifacts/${path}`, headers: { authorization: `Bearer ${TENANTS[tenant]}` } })
@@ -124,7 +126,7 @@ for (const [name, runtime, file, source, artifactPath] of [
     const work = join(dir, runtime)
     await mkdir(work, { recursive: true })
     await writeFile(join(work, file), source)
-    const env = { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice }
+    const env = cliEnv
     const cli = await promisify(execFile)(process.execPath, [CLI, 'run', join(work, file), '--runtime', runtime, '--timeout', '60s', '--out', join(work, 'out'), '--json'], { env })
     const job = JSON.parse(cli.stdout) as Job
     t.equal(job.status, 'succeeded', job.stderr)
@@ -164,19 +166,19 @@ t.test('airlock run on a three-file python project with a local import, piped st
   const out = join(dir, 'out')
   // Through a shell pipe, as a user types it: the CLI's stdin is a pipe.
   const r = await promisify(execFile)('sh', ['-c', `printf 'hey\\n' | "${process.execPath}" "${CLI}" run "${proj}" --out "${out}"`], {
-    env: { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice },
+    env: cliEnv,
   }).catch((err: { code: number; stdout: string; stderr: string }) => err)
   t.equal(r.stdout, 'HEYHEY!\n', 'the local imports resolved, and the piped line reached the program')
   t.ok((await readFile(join(out, 'seen.bin'))).equals(blob), 'a binary project file went in and came back byte for byte')
   t.same(await readdir(out), ['seen.bin'])
-  const again = await promisify(execFile)(process.execPath, [CLI, 'run', proj, '--out', out, '--no-stdin'], { env: { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice } }).catch(
+  const again = await promisify(execFile)(process.execPath, [CLI, 'run', proj, '--out', out, '--no-stdin'], { env: cliEnv }).catch(
     (err: { code: number; stderr: string }) => err,
   )
   t.equal((again as { code: number }).code, 64, '--out into a directory that has files is refused: a job overwrites nothing of the user')
 
   await writeFile(join(proj, 'big.dat'), randomBytes(1_100_000))
   const refused = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'run', proj], { env: { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [CLI, 'run', proj], { env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     child.once('exit', (code) => resolve({ code, stderr }))
@@ -185,7 +187,7 @@ t.test('airlock run on a three-file python project with a local import, piped st
   t.match(refused.stderr, /big\.dat \(1100000 bytes\).*\.airlockignore/)
   await writeFile(join(proj, '.airlockignore'), '# data stays home\n*.dat\n')
   const ignored = await promisify(execFile)(process.execPath, [CLI, 'run', proj, '--stdin', join(proj, 'util.py')], {
-    env: { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice },
+    env: cliEnv,
   })
   t.match(ignored.stdout, /DEF SHOUT/, '.airlockignore leaves the big file out, and the project runs')
 })
