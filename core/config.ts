@@ -13,6 +13,7 @@ export class ConfigError extends Error {
 import { readFileSync } from 'node:fs'
 import { PLATFORM_CHOICES } from './runsc-platforms.js'
 import { RUNTIMES } from './runtimes.js'
+import { MAX_TEST_CASES } from './test-cases.js'
 
 type Env = Record<string, string | undefined>
 
@@ -172,6 +173,8 @@ export const SETTINGS = {
   maxPids: int('AIRLOCK_MAX_PIDS', 'Largest pids a job may ask for', 512, 1, 1 << 16),
   defaultOutputBytes: int('AIRLOCK_DEFAULT_OUTPUT_BYTES', 'Default cap of stdout and of stderr, each', 1024 * 1024, 1, 1 << 30),
   maxOutputBytes: int('AIRLOCK_MAX_OUTPUT_BYTES', 'Largest outputBytes a job may ask for', 10 * 1024 * 1024, 1, 1 << 30),
+  defaultCompileTimeoutMs: int('AIRLOCK_DEFAULT_COMPILE_TIMEOUT_MS', 'Default wall-clock limit of the compile step of a compiled runtime (its largest is AIRLOCK_MAX_TIMEOUT_MS)', 30_000, 100, 86_400_000),
+  maxTestCases: int('AIRLOCK_MAX_TEST_CASES', `Test cases one job may carry (each runs with the job's time limit); at most ${MAX_TEST_CASES}`, 32, 1, MAX_TEST_CASES),
 } as const
 
 type Settings = typeof SETTINGS
@@ -279,6 +282,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     ['defaultCpus', 'maxCpus'],
     ['defaultPids', 'maxPids'],
     ['defaultOutputBytes', 'maxOutputBytes'],
+    ['defaultCompileTimeoutMs', 'maxTimeoutMs'],
   ]
   for (const [def, max] of pairs) {
     if ((config[def] as number) > (config[max] as number)) {

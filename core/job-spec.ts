@@ -3,6 +3,7 @@ import { QUOTA_MAX, QUOTA_MAX_CPUS } from './tenant-store.js'
 import { AirlockError, type ErrorDetail } from './errors.js'
 import { findRuntime, RUNTIMES } from './runtimes.js'
 import type { Config } from './config.js'
+import { MAX_TEST_CASES, OUTPUT_MATCH_RULE } from './test-cases.js'
 
 /**
  * What a client may send to `POST /v1/jobs`. The schema checks shapes and absolute
@@ -15,7 +16,10 @@ export const LimitsSchema = Type.Object(
     memoryMb: Type.Optional(Type.Integer({ minimum: 16, maximum: QUOTA_MAX, description: 'Memory limit, MiB' })),
     cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: QUOTA_MAX_CPUS, description: 'CPU limit, cores (fractions allowed)' })),
     pids: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Processes and threads at once' })),
-    outputBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Cap of stdout and of stderr, each, bytes' })),
+    outputBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Cap of stdout and of stderr, each, bytes (of each step: the compile, each test case)' })),
+    compileTimeoutMs: Type.Optional(
+      Type.Integer({ minimum: 100, maximum: QUOTA_MAX, description: "Wall-clock limit of the compile step of a compiled runtime, milliseconds; at most the server's (and tenant's) maximum timeoutMs; ignored by runtimes that do not compile" }),
+    ),
   },
   { additionalProperties: false, title: 'Limits' },
 )
@@ -70,6 +74,26 @@ export const JobEnvSchema = Type.Record(Type.String({ pattern: ENV_NAME_PATTERN 
   description: `Variables for the program: at most ${MAX_ENV}, names matching ${ENV_NAME_PATTERN}, values of at most ${MAX_ENV_VALUE_LENGTH} characters, ${MAX_TOTAL_ENV_BYTES} bytes in all`,
 })
 
+export const TestCaseSchema = Type.Object(
+  {
+    stdin: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES, description: "The case's standard input" })),
+    args: Type.Optional(Type.Array(Type.String({ maxLength: MAX_ARG_LENGTH }), { maxItems: MAX_ARGS, description: "The program's arguments in this case, instead of the job's args" })),
+    expectedOutput: Type.Optional(
+      Type.String({ maxLength: MAX_TOTAL_FILE_BYTES, description: `What stdout should be, compared ${OUTPUT_MATCH_RULE}. It never enters the sandbox: the worker compares.` }),
+    ),
+  },
+  { additionalProperties: false, title: 'TestCase' },
+)
+
+/** All of the cases' stdin, args and expected output, bytes; checked by resolveJobSpec. */
+export const MAX_TOTAL_TEST_BYTES = MAX_TOTAL_FILE_BYTES
+
+export const TestCasesSchema = Type.Array(TestCaseSchema, {
+  minItems: 1,
+  maxItems: MAX_TEST_CASES,
+  description: `Run the program once per case (compiled once, first), each with its own stdin and args, time limit (limits.timeoutMs) and output cap (limits.outputBytes); the result lists each case in tests. At most ${MAX_TEST_CASES}, with ${MAX_TOTAL_TEST_BYTES} bytes of stdin, args and expected output in all`,
+})
+
 /** A runtime of the catalog, by name. */
 export const RuntimeNameSchema = Type.Enum(
   RUNTIMES.map((r) => r.name),
@@ -98,6 +122,7 @@ export const JobRequestSchema = Type.Object(
     stdin: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES })),
     env: Type.Optional(JobEnvSchema),
     limits: Type.Optional(LimitsSchema),
+    tests: Type.Optional(TestCasesSchema),
     isolation: Type.Optional(
       Type.Enum(['gvisor', 'runc'], {
         type: 'string',
@@ -117,6 +142,14 @@ export interface Limits {
   cpus: number
   pids: number
   outputBytes: number
+  /** Set for runtimes with a compile step (and absent in records from before them). */
+  compileTimeoutMs?: number
+}
+
+export interface TestCase {
+  stdin: string
+  args: string[]
+  expectedOutput?: string
 }
 
 export interface JobFile {
@@ -144,6 +177,14 @@ export interface JobSpec {
   limits: Limits
   /** runc only for benchmark tenants (checked at the edge); absent in records made before it existed. */
   isolation?: 'gvisor' | 'runc'
+  /** Run once per case instead of once (compiled first, once); absent: one run with stdin and args. */
+  tests?: TestCase[]
+  /**
+   * Set by the worker on the spec it hands its executor, never by a client: the
+   * sandbox's program instead of the runtime's command (worker/steps/, which runs a
+   * compiled job's steps and its test cases).
+   */
+  program?: string[]
 }
 
 export type LimitsPolicy = Pick<
@@ -153,6 +194,8 @@ export type LimitsPolicy = Pick<
   | 'defaultCpus' | 'maxCpus'
   | 'defaultPids' | 'maxPids'
   | 'defaultOutputBytes' | 'maxOutputBytes'
+  | 'defaultCompileTimeoutMs'
+  | 'maxTestCases'
 >
 
 // Names the sandbox sets itself; a job may not override them.
@@ -175,13 +218,14 @@ export function filePathProblem(path: string): string | undefined {
   return undefined
 }
 
-function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy): Limits {
+function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy, compiles: boolean): Limits {
   const limits: Limits = {
     timeoutMs: requested?.timeoutMs ?? policy.defaultTimeoutMs,
     memoryMb: requested?.memoryMb ?? policy.defaultMemoryMb,
     cpus: requested?.cpus ?? policy.defaultCpus,
     pids: requested?.pids ?? policy.defaultPids,
     outputBytes: requested?.outputBytes ?? policy.defaultOutputBytes,
+    ...(compiles ? { compileTimeoutMs: requested?.compileTimeoutMs ?? Math.min(policy.defaultCompileTimeoutMs, policy.maxTimeoutMs) } : {}),
   }
   const maxima: [keyof Limits, number][] = [
     ['timeoutMs', policy.maxTimeoutMs],
@@ -189,9 +233,10 @@ function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy): L
     ['cpus', policy.maxCpus],
     ['pids', policy.maxPids],
     ['outputBytes', policy.maxOutputBytes],
+    ['compileTimeoutMs', policy.maxTimeoutMs],
   ]
   const over: ErrorDetail[] = maxima
-    .filter(([name, max]) => limits[name] > max)
+    .filter(([name, max]) => (limits[name] ?? 0) > max)
     .map(([name, max]) => ({ path: `/limits/${name}`, message: `${limits[name]} is above this server's maximum of ${max}` }))
   if (over.length > 0) {
     throw new AirlockError('AIRLOCK_ERR_LIMIT_EXCEEDED', `limits above the server maximum: ${over.map((o) => o.path.slice(8)).join(', ')}`, over)
@@ -288,13 +333,9 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
   }
 
   const env = checkEnv(request.env ?? {})
-  const args = request.args ?? []
-  if (args.length > MAX_ARGS) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `${args.length} arguments; at most ${MAX_ARGS} are allowed`, [{ path: '/args', message: 'too many' }])
-  args.forEach((a, i) => {
-    if (typeof a !== 'string' || characters(a) > MAX_ARG_LENGTH) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `argument ${i} must be a string of at most ${MAX_ARG_LENGTH} characters`, [{ path: `/args/${i}`, message: 'bad argument' }])
-    if (a.includes('\0')) throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'arguments must not contain NUL bytes', [{ path: `/args/${i}`, message: 'NUL byte' }])
-  })
+  const args = checkArgs(request.args ?? [], '/args')
 
+  const tests = request.tests === undefined ? undefined : checkTests(request.tests, policy.maxTestCases)
   return {
     runtime: runtime.name,
     files,
@@ -302,7 +343,35 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
     args,
     stdin: request.stdin ?? '',
     env,
-    limits: resolveLimits(request.limits, policy),
+    limits: resolveLimits(request.limits, policy, runtime.compile !== undefined),
     isolation: request.isolation ?? 'gvisor',
+    ...(tests ? { tests } : {}),
   }
+}
+
+/** Arguments of the job or of a case: strings of bounded length without NUL bytes. */
+function checkArgs(args: unknown[], at: string): string[] {
+  if (args.length > MAX_ARGS) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `${args.length} arguments; at most ${MAX_ARGS} are allowed`, [{ path: at, message: 'too many' }])
+  args.forEach((a, i) => {
+    if (typeof a !== 'string' || characters(a) > MAX_ARG_LENGTH) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `argument ${i} must be a string of at most ${MAX_ARG_LENGTH} characters`, [{ path: `${at}/${i}`, message: 'bad argument' }])
+    if (a.includes('\0')) throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'arguments must not contain NUL bytes', [{ path: `${at}/${i}`, message: 'NUL byte' }])
+  })
+  return args as string[]
+}
+
+/** The cases, normalized (stdin '' and args [] when absent), within their count and bytes. */
+function checkTests(tests: NonNullable<JobRequest['tests']>, maxCases: number): TestCase[] {
+  if (tests.length === 0 || tests.length > maxCases) {
+    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `tests has ${tests.length} cases; this server takes from 1 to ${maxCases}`, [{ path: '/tests', message: 'bad count' }])
+  }
+  let bytes = 0
+  const cases = tests.map((t, i): TestCase => {
+    const args = checkArgs(t.args ?? [], `/tests/${i}/args`)
+    bytes += utf8Bytes(t.stdin ?? '') + utf8Bytes(t.expectedOutput ?? '') + args.reduce((n, a) => n + utf8Bytes(a), 0)
+    return { stdin: t.stdin ?? '', args, ...(t.expectedOutput !== undefined ? { expectedOutput: t.expectedOutput } : {}) }
+  })
+  if (bytes > MAX_TOTAL_TEST_BYTES) {
+    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `tests add up to ${bytes} bytes; at most ${MAX_TOTAL_TEST_BYTES} are allowed`, [{ path: '/tests', message: 'too large' }])
+  }
+  return cases
 }

@@ -5,6 +5,8 @@ import type { Isolation, Job, JobList, JobOutcome, JobSummary } from './job.js'
 import type { JobSpec } from './job-spec.js'
 import type { JobStatus } from './job-status.js'
 import type { RedisKeys } from './redis-keys.js'
+import { findRuntime } from './runtimes.js'
+import { stepResultsMaxBytes, type CompileResult, type TestResult } from './test-cases.js'
 
 /**
  * Job records in Redis: one hash per job. Every status change is a Lua script that
@@ -126,7 +128,7 @@ local function final(status)
   end
   -- The job's artifacts (KEYS[7..], FINISH only) live as long as its record.
   for i = 7, #KEYS do redis.call('EXPIRE', KEYS[i], keep) end
-  local held = tonumber(redis.call('HGET', KEYS[1], 'inputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'outputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'artifactBytes') or '0') + ${JOB_OVERHEAD_BYTES}
+  local held = tonumber(redis.call('HGET', KEYS[1], 'inputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'outputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'artifactBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'resultBytes') or '0') + ${JOB_OVERHEAD_BYTES}
   storageSet(t, id, held, tonumber(now) + keep * 1000, liveTtl)
   redis.call('PUBLISH', finished, id)
 end
@@ -269,11 +271,12 @@ return event('type', 'log', 'stream', ARGV[8], 'data', ARGV[9])
 
 /**
  * What a job holds against its tenant's storage quota until it ends: input, both streams
- * at their cap, its log events, and the most artifacts it may leave.
+ * at their cap, its log events, the most artifacts it may leave, and the most its
+ * compile and test results may add to its record.
  */
-export function jobReservationBytes(inputBytes: number, outputBytes: number, artifactBytes: number): number {
+export function jobReservationBytes(inputBytes: number, outputBytes: number, artifactBytes: number, stepResultBytes = 0): number {
   const artifacts = artifactBytes > 0 ? artifactBytes + MAX_ARTIFACT_LIST_BYTES : 0
-  return inputBytes + 2 * outputBytes + MAX_LOG_EVENTS * LOG_EVENT_OVERHEAD_BYTES + JOB_OVERHEAD_BYTES + artifacts
+  return inputBytes + 2 * outputBytes + MAX_LOG_EVENTS * LOG_EVENT_OVERHEAD_BYTES + JOB_OVERHEAD_BYTES + artifacts + stepResultBytes
 }
 
 export function newJobId(): string {
@@ -292,7 +295,7 @@ function intOrNull(v: string | undefined): number | null {
 }
 
 /** Fields of a record the API reads: everything but the spec (and legacy output). */
-const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'bootMs', 'exitToResultMs', 'sandboxStart', 'executor', 'isolation', 'artifacts'] as const
+const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'bootMs', 'exitToResultMs', 'sandboxStart', 'executor', 'isolation', 'artifacts', 'compile', 'tests'] as const
 type ViewFields = Partial<Record<(typeof VIEW_FIELDS)[number], string>>
 
 function toView(id: string, h: ViewFields, runtime: string): JobView {
@@ -327,6 +330,8 @@ function toView(id: string, h: ViewFields, runtime: string): JobView {
       executor: h.executor || null,
       isolation: h.isolation ? (JSON.parse(h.isolation) as Isolation) : null,
       artifacts: h.artifacts ? (JSON.parse(h.artifacts) as Artifact[]) : [],
+      compile: h.compile ? (JSON.parse(h.compile) as CompileResult) : null,
+      tests: h.tests ? (JSON.parse(h.tests) as TestResult[]) : [],
     },
   }
 }
@@ -399,7 +404,7 @@ export class JobStore {
     const oldest = now - this.liveTtlSeconds * 1000
     const specJson = JSON.stringify(spec)
     const inputBytes = Buffer.byteLength(specJson)
-    const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes)
+    const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes, stepResultsMaxBytes(findRuntime(spec.runtime)?.compile !== undefined, spec.tests?.length ?? 0))
     const r = String(
       await this.scriptWithKeys(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, reserve, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', specJson, 'inputBytes', inputBytes, 'createdAt', String(now)),
     )
@@ -575,6 +580,10 @@ export class JobStore {
       executor: meta.executor,
       isolation: meta.isolation ? JSON.stringify(meta.isolation) : '',
     }
+    // A compiled job's compile and a job's test cases: small (previews), counted against its tenant's storage.
+    if (outcome.compile) fields.compile = JSON.stringify(outcome.compile)
+    if (outcome.tests) fields.tests = JSON.stringify(outcome.tests)
+    if (fields.compile || fields.tests) fields.resultBytes = String(Buffer.byteLength(fields.compile ?? '') + Buffer.byteLength(fields.tests ?? ''))
     const k = this.keys
     // Artifacts go first, each in a key of its own (read back in ranges), expiring unless
     // the final write keeps them; the record lists them in the same order.

@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { ArtifactSchema, type ArtifactFile } from './artifacts.js'
 import { JobStatusSchema, type JobStatus } from './job-status.js'
+import { CompileResultSchema, TestResultSchema, type CompileResult, type TestResult } from './test-cases.js'
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()])
 
@@ -57,6 +58,8 @@ export const JobSchema = Type.Object({
   executor: Nullable(Type.String({ description: 'Executor that ran the job: local or kubernetes' })),
   isolation: Nullable(IsolationSchema),
   artifacts: Type.Array(ArtifactSchema, { description: 'Files the job left in /workspace/out, in path order (local executor)' }),
+  compile: Nullable(CompileResultSchema),
+  tests: Type.Array(TestResultSchema, { description: 'One entry per test case that ran, in order; empty for a job without tests (or whose compile failed)' }),
 }, { title: 'Job' })
 
 export type Job = Static<typeof JobSchema>
@@ -105,4 +108,8 @@ export interface JobOutcome {
   endedAt?: number | null
   /** Files the job left in ARTIFACTS_DIR; absent when the executor does not bring them back. */
   artifacts?: ArtifactFile[]
+  /** A compiled runtime's compile step (null: it never reported); absent for an interpreter. */
+  compile?: CompileResult | null
+  /** Each test case that ran, for a job with tests. */
+  tests?: TestResult[]
 }

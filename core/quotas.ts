@@ -15,13 +15,15 @@ const PER_JOB: [keyof Limits, keyof Quotas][] = [
   ['cpus', 'maxCpus'],
   ['pids', 'maxPids'],
   ['outputBytes', 'maxOutputBytes'],
+  ['compileTimeoutMs', 'maxTimeoutMs'],
 ]
 
 /** A job's limits against its tenant's per-job quotas: what is over, empty when none. Pure. */
 export function jobLimitsOverQuota(limits: Limits, quotas: Quotas): ErrorDetail[] {
   return PER_JOB.flatMap(([limit, quota]) => {
     const max = quotas[quota]
-    return max !== undefined && limits[limit] > max ? [{ path: `/limits/${limit}`, message: `${limits[limit]} is above this tenant's quota of ${max}` }] : []
+    const value = limits[limit]
+    return max !== undefined && value !== undefined && value > max ? [{ path: `/limits/${limit}`, message: `${value} is above this tenant's quota of ${max}` }] : []
   })
 }
 

@@ -19,10 +19,27 @@ export interface RuntimeDefinition {
   readonly defaultEntrypoint: string
   /** argv inside the sandbox, relative to the workspace. */
   command(entrypoint: string, args: readonly string[]): string[]
+  /**
+   * The compile step's argv, for a compiled runtime: run once before the program (and
+   * its test cases), with its own time limit and its output kept apart; absent for an
+   * interpreter.
+   */
+  compile?(entrypoint: string): string[]
 }
 
-interface CatalogEntry extends Omit<RuntimeDefinition, 'command'> {
+interface CatalogEntry extends Omit<RuntimeDefinition, 'command' | 'compile'> {
   command: string[]
+  compile?: string[]
+}
+
+/**
+ * A catalog argv with its placeholders filled: {entrypoint} (the file's path),
+ * {class} (that path without its extension, / as ., for Java's main class) and
+ * {args} (the program's arguments, one word each). Pure.
+ */
+function fill(template: readonly string[], entrypoint: string, args: readonly string[]): string[] {
+  const cls = entrypoint.replace(/\.[^./]*$/, '').replaceAll('/', '.')
+  return template.flatMap((part) => (part === '{args}' ? [...args] : [part === '{entrypoint}' ? entrypoint : part === '{class}' ? cls : part]))
 }
 
 /** Catalog JSON -> definitions, refusing anything malformed. Pure. */
@@ -36,13 +53,19 @@ export function parseCatalog(text: string): RuntimeDefinition[] {
     }
     if (!/^[a-z][a-z0-9-]{0,31}$/.test(entry.name) || names.has(entry.name)) throw new Error(`runtime catalog: bad or duplicate name ${JSON.stringify(entry.name)}`)
     names.add(entry.name)
-    if (!Array.isArray(entry.command) || !entry.command.includes('{entrypoint}') || entry.command.some((c) => typeof c !== 'string')) {
-      throw new Error(`runtime catalog: runtimes[${i}].command must be strings including "{entrypoint}"`)
+    const strings = (a: unknown) => Array.isArray(a) && a.length > 0 && a.every((c) => typeof c === 'string')
+    // A compiled runtime's command runs what the compile made, so it needs no {entrypoint}.
+    if (!strings(entry.command) || (entry.compile === undefined && !entry.command.includes('{entrypoint}'))) {
+      throw new Error(`runtime catalog: runtimes[${i}].command must be strings including "{entrypoint}" (or "{class}" after a compile)`)
     }
-    const { command, ...rest } = entry
+    if (entry.compile !== undefined && (!strings(entry.compile) || !entry.compile.includes('{entrypoint}') || entry.compile.includes('{args}'))) {
+      throw new Error(`runtime catalog: runtimes[${i}].compile must be strings including "{entrypoint}" and not "{args}"`)
+    }
+    const { command, compile, ...rest } = entry
     return {
       ...rest,
-      command: (entrypoint: string, args: readonly string[]) => command.flatMap((part) => (part === '{args}' ? [...args] : [part === '{entrypoint}' ? entrypoint : part])),
+      command: (entrypoint: string, args: readonly string[]) => fill(command, entrypoint, args),
+      ...(compile ? { compile: (entrypoint: string) => fill(compile, entrypoint, []) } : {}),
     }
   })
 }

@@ -83,8 +83,12 @@ fi
 log "building"
 npm run --silent build
 
-# --- Sandbox image (cached: rebuilt only when its definition changes)
-bash sandbox-images/build.sh default
+# --- Sandbox images (cached: each rebuilt only when its definition changes): the
+# interpreters' and the compiled runtimes' (c and cpp, java, go, rust), about a minute
+# each the first time. AIRLOCK_SETUP_IMAGES names others (ml-python) or fewer.
+for image in ${AIRLOCK_SETUP_IMAGES:-default c java go rust}; do
+  bash sandbox-images/build.sh "$image"
+done
 
 # --- A key for local use, made once and kept out of git.
 if [ ! -f .airlock/local.env ]; then

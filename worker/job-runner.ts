@@ -6,6 +6,11 @@ import { IsolationUnavailableError, type Executor } from './executors/executor.j
 import { executorFailureReason } from './executors/outcome.js'
 import { LogBatcher } from './log-batcher.js'
 import { publicText } from '../core/public-text.js'
+import { findRuntime } from '../core/runtimes.js'
+import type { JobSpec } from '../core/job-spec.js'
+import { driverSpec, runsAsSteps, stepOutputBytes } from './steps/step-driver.js'
+import { StepStreamParser } from './steps/step-report.js'
+import { stepsOutcome } from './steps/step-outcome.js'
 
 /** Abort reason when the worker stops: the job goes back to the queue, it is not cancelled. */
 const SHUTDOWN = Symbol('shutdown')
@@ -121,8 +126,10 @@ export class JobRunner {
     this.running.set(jobId, controller)
     try {
       if ((await this.store.get(jobId))?.cancelRequested) controller.abort()
-      const outcome = await this.executor.adopt!({ jobId, tenant: stored.tenant, spec: stored.spec, signal: controller.signal })
-      if (!outcome) return false
+      const plan = executionPlan(stored.spec)
+      const ran = await this.executor.adopt!({ jobId, tenant: stored.tenant, spec: plan.spec, signal: controller.signal })
+      if (!ran) return false
+      const outcome = plan.conclude(ran)
       log.warn({ status: outcome.status }, 'adopted the sandbox of a worker that stopped')
       // Its live log was the stopped worker's, maybe cut short: the outcome's output is kept.
       if (await this.finish(jobId, outcome, false)) this.observeFinished(stored, outcome)
@@ -159,17 +166,19 @@ export class JobRunner {
       },
     )
     let outcome: JobOutcome
+    const plan = executionPlan(stored.spec)
     try {
-      outcome = await this.executor.run({
+      const ran = await this.executor.run({
         jobId: stored.id,
         tenant: stored.tenant,
-        spec: stored.spec,
+        spec: plan.spec,
         signal,
         beforeLaunch: async () => {
           await this.store.countLaunch(stored.id)
         },
-        onOutput: (stream, text) => logs.push(stream, text),
+        onOutput: plan.live((stream, text) => logs.push(stream, text)),
       })
+      outcome = plan.conclude(ran)
     } catch (err) {
       if (err instanceof IsolationUnavailableError) {
         await logs.close()
@@ -199,6 +208,39 @@ export class JobRunner {
 
   private async finish(jobId: string, outcome: JobOutcome, outputInEvents = true): Promise<boolean> {
     return this.store.finish(jobId, outcome, { executor: this.executor.name, isolation: outcome.isolation ?? this.isolation, outputInEvents })
+  }
+}
+
+type OnOutput = (stream: 'stdout' | 'stderr', text: string) => void
+
+interface ExecutionPlan {
+  /** What the executor runs. */
+  spec: JobSpec
+  /** The live log: what of the sandbox's output is the job's, as it comes. */
+  live(onOutput: OnOutput): OnOutput
+  /** The executor's outcome -> the job's. */
+  conclude(ran: JobOutcome): JobOutcome
+}
+
+/**
+ * How a job is run: as it is, or, when its runtime compiles or it has test cases, as
+ * steps under the step driver (steps/), whose frames are read off the output: the
+ * live log gets the runs' output only (the compiler's is kept apart), and the outcome
+ * is made from the steps' reports.
+ */
+function executionPlan(spec: JobSpec): ExecutionPlan {
+  const runtime = findRuntime(spec.runtime)
+  if (!runtime || !runsAsSteps(spec, runtime)) return { spec, live: (onOutput) => onOutput, conclude: (ran) => ran }
+  return {
+    spec: driverSpec(spec, runtime),
+    live: (onOutput) => {
+      const cap = (kind: Parameters<typeof stepOutputBytes>[1]) => stepOutputBytes(spec, kind)
+      const forward = (stream: 'stdout' | 'stderr') =>
+        new StepStreamParser(cap, { text: (step, text) => (step.kind !== 'compile' ? onOutput(stream, text) : undefined) })
+      const parsers = { stdout: forward('stdout'), stderr: forward('stderr') }
+      return (stream, text) => parsers[stream].push(text)
+    },
+    conclude: (ran) => stepsOutcome(spec, runtime, ran),
   }
 }
 

@@ -18,6 +18,14 @@ export type SandboxStart = "warm" | "cold";
  * none: loopback only; pod: the cluster's pod network, limited by the namespace's deny-all NetworkPolicy (runc benchmark jobs on Kubernetes)
  */
 export type IsolationNetwork = "none" | "host" | "pod";
+/**
+ * succeeded; failed: the compiler exited non-zero or was killed (nothing was run); timeout: it ran past limits.compileTimeoutMs
+ */
+export type CompileStatus = "succeeded" | "failed" | "timeout";
+/**
+ * passed: exited 0 and stdout matched (or no expectedOutput); wrong-answer: exited 0, stdout did not match; runtime-error: exited non-zero or was killed by a signal; timeout: ran past limits.timeoutMs
+ */
+export type TestStatus = "passed" | "wrong-answer" | "runtime-error" | "timeout";
 export type JobEvent =
   | {
       type: "log";
@@ -39,9 +47,9 @@ export type JobEvent =
       ts: string;
     };
 /**
- * python: CPython 3; node: Node.js; bash: GNU Bash; c: C (GCC): the entrypoint is compiled with gcc -O2 (and -lm), then run; ml-python: CPython 3 with numpy, pandas, scikit-learn and matplotlib
+ * python: CPython 3; node: Node.js; bash: GNU Bash; c: C (GCC, C17 with GNU extensions): the entrypoint is compiled with gcc -O2 (and -lm), then run; cpp: C++ (GCC, C++17 with GNU extensions): the entrypoint is compiled with g++ -O2, then run; java: Java (OpenJDK): the entrypoint (Main.java) is compiled with javac, then its class is run; go: Go: the entrypoint is built with go build, then run; rust: Rust (rustc, edition 2021): the entrypoint is compiled with rustc -O, then run; ml-python: CPython 3 with numpy, pandas, scikit-learn and matplotlib
  */
-export type RuntimeName = "python" | "node" | "bash" | "c" | "ml-python";
+export type RuntimeName = "python" | "node" | "bash" | "c" | "cpp" | "java" | "go" | "rust" | "ml-python";
 
 export interface JobFile {
   path: string;
@@ -69,9 +77,29 @@ export interface Limits {
    */
   pids?: number;
   /**
-   * Cap of stdout and of stderr, each, bytes
+   * Cap of stdout and of stderr, each, bytes (of each step: the compile, each test case)
    */
   outputBytes?: number;
+  /**
+   * Wall-clock limit of the compile step of a compiled runtime, milliseconds; at most the server's (and tenant's) maximum timeoutMs; ignored by runtimes that do not compile
+   */
+  compileTimeoutMs?: number;
+}
+export interface TestCase {
+  /**
+   * The case's standard input
+   */
+  stdin?: string;
+  /**
+   * The program's arguments in this case, instead of the job's args
+   *
+   * @maxItems 64
+   */
+  args?: string[];
+  /**
+   * What stdout should be, compared trailing-whitespace-insensitive: CRLF counts as LF, whitespace at the end of each line and blank lines at the end are ignored; everything else must be equal. It never enters the sandbox: the worker compares.
+   */
+  expectedOutput?: string;
 }
 export interface JobRequest {
   runtime: RuntimeName | (string & {});
@@ -101,6 +129,13 @@ export interface JobRequest {
     [k: string]: string | undefined;
   };
   limits?: Limits;
+  /**
+   * Run the program once per case (compiled once, first), each with its own stdin and args, time limit (limits.timeoutMs) and output cap (limits.outputBytes); the result lists each case in tests. At most 64, with 1048576 bytes of stdin, args and expected output in all
+   *
+   * @minItems 1
+   * @maxItems 64
+   */
+  tests?: TestCase[];
   isolation?: IsolationChoice;
 }
 export interface JobTimings {
@@ -147,6 +182,43 @@ export interface Artifact {
    */
   contentType: string;
 }
+/**
+ * The compiler's run: its output (at most 65536 bytes of each stream) is kept here, apart from the program's
+ */
+export interface CompileResult {
+  status: CompileStatus;
+  exitCode: number | null;
+  signal: string | null;
+  timeMs: number | null;
+  stdout: string;
+  stderr: string;
+  /**
+   * stdout or stderr was cut at its cap
+   */
+  truncated: boolean;
+}
+export interface TestResult {
+  status: TestStatus;
+  exitCode: number | null;
+  signal: string | null;
+  timeMs: number | null;
+  stdout: string;
+  stderr: string;
+  /**
+   * stdout or stderr was cut at its cap
+   */
+  truncated: boolean;
+  /**
+   * Bytes the case wrote to stdout (within its cap); stdout above keeps the first 4096, the job's stdout all of them, case after case
+   */
+  stdoutBytes: number;
+  /**
+   * The same for stderr
+   */
+  stderrBytes: number;
+  matched: boolean | null;
+  memoryKb: number | null;
+}
 export interface Job {
   id: string;
   runtime: string;
@@ -171,6 +243,11 @@ export interface Job {
    * Files the job left in /workspace/out, in path order (local executor)
    */
   artifacts: Artifact[];
+  compile: CompileResult | null;
+  /**
+   * One entry per test case that ran, in order; empty for a job without tests (or whose compile failed)
+   */
+  tests: TestResult[];
 }
 export interface JobSummary {
   id: string;

@@ -19,7 +19,7 @@ t.test('requests without a key or with a wrong key get 401 with a code', async (
   t.equal(basic.statusCode, 401)
   const ok = await h.request('GET', '/v1/runtimes')
   t.equal(ok.statusCode, 200)
-  t.same(ok.json().runtimes.map((r: { name: string }) => r.name), ['python', 'node', 'bash', 'c', 'ml-python'])
+  t.same(ok.json().runtimes.map((r: { name: string }) => r.name), ['python', 'node', 'bash', 'c', 'cpp', 'java', 'go', 'rust', 'ml-python'])
 })
 
 t.test('a valid job is accepted with 202 and is queryable by its tenant only', async (t) => {

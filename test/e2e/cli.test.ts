@@ -92,7 +92,7 @@ t.test('airlock jobs list, get, logs and cancel; airlock runtimes', async (t) =>
   t.equal((await airlock(['jobs', 'logs', id])).stdout, 'hello-cli\n')
   t.equal((await airlock(['jobs', 'logs', id, '--follow'])).stdout, 'hello-cli\n')
   const runtimes = JSON.parse((await airlock(['runtimes', '--json'])).stdout) as { name: string }[]
-  t.same(runtimes.map((r) => r.name).sort(), ['bash', 'c', 'ml-python', 'node', 'python'])
+  t.same(runtimes.map((r) => r.name).sort(), ['bash', 'c', 'cpp', 'go', 'java', 'ml-python', 'node', 'python', 'rust'])
 
   const { id: sleeper } = await (await fetch(`${h.baseUrl}/v1/jobs`, {
     method: 'POST',

@@ -56,7 +56,7 @@ t.test('create, stream, wait, get, list and logs', async (t) => {
   for await (const j of airlock.jobs.iterate({ limit: 1, max: 3 })) acrossPages.push(j.id)
   t.same(acrossPages, all.slice(0, 3), 'max across pages of limit each')
   t.match(await airlock.jobs.logs(id), /tick 1\ntick 2/)
-  t.same((await airlock.runtimes()).map((r) => r.name).sort(), ['bash', 'c', 'ml-python', 'node', 'python'])
+  t.same((await airlock.runtimes()).map((r) => r.name).sort(), ['bash', 'c', 'cpp', 'go', 'java', 'ml-python', 'node', 'python', 'rust'])
 })
 
 t.test('cancel: a running job ends cancelled; cancelling it again is a ConflictError', async (t) => {

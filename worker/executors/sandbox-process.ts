@@ -30,6 +30,11 @@ export function sandboxEnv(spec: JobSpec): Record<string, string> {
   }
 }
 
+/** The program the sandbox runs: the worker's (the step driver) when it set one, else the runtime's command. */
+export function programArgv(spec: JobSpec, runtime: RuntimeDefinition): string[] {
+  return spec.program ?? runtime.command(spec.entrypoint, spec.args)
+}
+
 export interface ArgvOptions {
   /** Where the files sit under JOB_FILES_MOUNT ('' for the mount itself). */
   filesSubdir?: string
@@ -111,7 +116,7 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
   const exec = `exec ${options.envDir === undefined ? '' : 'env -i -- '}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
   const seccompCheck = options.requireSeccomp ? `${seccompCheckScript()}\n` : ''
   const go = options.waitForGo ? `${readGoLine()}\n` : ''
-  const argv = (script: string) => ['/bin/sh', '-c', seccompCheck + go + script, 'airlock', ...runtime.command(spec.entrypoint, spec.args)]
+  const argv = (script: string) => ['/bin/sh', '-c', seccompCheck + go + script, 'airlock', ...programArgv(spec, runtime)]
   // dash's name for RLIMIT_NPROC is -p.
   const ulimit = (extra: number) => (options.pidsLimit === undefined ? '' : `ulimit -p ${options.pidsLimit + extra} && `)
   if (options.capOutputBytes === undefined) return argv(`${readEnv}${ulimit(0)}${copy} && ${exec}`)
@@ -223,7 +228,7 @@ function readGoLine(): string {
  * launcher that caps inside the sandbox.
  */
 export function warmJobFiles(spec: JobSpec, runtime: RuntimeDefinition, options: { wholeEnv?: boolean; capOutputBytes?: boolean } = {}): { path: string; content: string | Buffer }[] {
-  const argv = runtime.command(spec.entrypoint, spec.args)
+  const argv = programArgv(spec, runtime)
   return [
     ...spec.files.map((f) => ({ path: `${WARM_JOB.files}/${f.path}`, content: fileBytes(f) })),
     // Only the job's own by default: the fixed ones are the sandbox's from its boot.

@@ -1,0 +1,104 @@
+import { Type, type Static } from 'typebox'
+
+/**
+ * The steps of a compiled job and of a job with test cases (`tests`, whose request
+ * schema is in job-spec.ts): what the result lists for each step, and the rule that
+ * says whether a case's output matched. Read by the schema, the worker and the adapters.
+ */
+
+/** Test cases one job may carry; the program is compiled once and run once per case. */
+export const MAX_TEST_CASES = 64
+
+/**
+ * What the compile's stdout and stderr may hold, each (at most limits.outputBytes): its
+ * output is kept in the result, apart from the program's.
+ */
+export const COMPILE_OUTPUT_BYTES = 64 * 1024
+
+/**
+ * What a case's entry in the result keeps of its stdout and of its stderr: the first
+ * bytes, so the record stays small however many cases there are. All of each case's
+ * output is in the job's stdout and stderr, case after case (stdoutBytes and
+ * stderrBytes say where one ends).
+ */
+export const TEST_OUTPUT_PREVIEW_BYTES = 4096
+
+/**
+ * One run's cap of stdout and of stderr, each: limits.outputBytes caps the job's
+ * streams as a whole, so with test cases each case gets an equal share of it.
+ */
+export function runOutputBytes(outputBytes: number, runs: number): number {
+  return Math.max(1, Math.floor(outputBytes / Math.max(1, runs)))
+}
+
+/**
+ * The most a job's compile and test results add to its record, bytes: part of its
+ * storage reservation. JSON may write an output byte as six (\u0000).
+ */
+export function stepResultsMaxBytes(compiles: boolean, cases: number): number {
+  return (compiles ? 2 * COMPILE_OUTPUT_BYTES * 6 : 0) + cases * 2 * TEST_OUTPUT_PREVIEW_BYTES * 6 + 512 * (cases + 1)
+}
+
+/** How a case's stdout is compared with its expectedOutput, in words (docs, schema). */
+export const OUTPUT_MATCH_RULE =
+  'trailing-whitespace-insensitive: CRLF counts as LF, whitespace at the end of each line and blank lines at the end are ignored; everything else must be equal'
+
+/** The comparison OUTPUT_MATCH_RULE states. Pure. */
+export function outputMatches(actual: string, expected: string): boolean {
+  return normalizeOutput(actual) === normalizeOutput(expected)
+}
+
+function normalizeOutput(text: string): string {
+  return text
+    .replace(/\r\n/g, '\n')
+    .split('\n')
+    .map((line) => line.replace(/[ \t\r\f\v]+$/, ''))
+    .join('\n')
+    .replace(/\n+$/, '')
+}
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()])
+
+/** What every step (the compile, a run, a test case) reports. */
+const stepFields = {
+  exitCode: Nullable(Type.Integer()),
+  signal: Nullable(Type.String({ description: 'Signal that ended it, e.g. SIGSEGV' })),
+  timeMs: Nullable(Type.Integer({ minimum: 0, description: 'Wall-clock time of the step, measured in the sandbox' })),
+  stdout: Type.String(),
+  stderr: Type.String(),
+  truncated: Type.Boolean({ description: 'stdout or stderr was cut at its cap' }),
+}
+
+export const COMPILE_STATUSES = ['succeeded', 'failed', 'timeout'] as const
+export const CompileResultSchema = Type.Object(
+  {
+    status: Type.Enum(COMPILE_STATUSES, {
+      type: 'string',
+      title: 'CompileStatus',
+      description: 'succeeded; failed: the compiler exited non-zero or was killed (nothing was run); timeout: it ran past limits.compileTimeoutMs',
+    }),
+    ...stepFields,
+  },
+  { title: 'CompileResult', description: `The compiler's run: its output (at most ${COMPILE_OUTPUT_BYTES} bytes of each stream) is kept here, apart from the program's` },
+)
+export type CompileResult = Static<typeof CompileResultSchema>
+
+export const TEST_STATUSES = ['passed', 'wrong-answer', 'runtime-error', 'timeout'] as const
+export const TestResultSchema = Type.Object(
+  {
+    status: Type.Enum(TEST_STATUSES, {
+      type: 'string',
+      title: 'TestStatus',
+      description:
+        'passed: exited 0 and stdout matched (or no expectedOutput); wrong-answer: exited 0, stdout did not match; runtime-error: exited non-zero or was killed by a signal; timeout: ran past limits.timeoutMs',
+    }),
+    ...stepFields,
+    stdoutBytes: Type.Integer({ minimum: 0, description: `Bytes the case wrote to stdout (within its cap); stdout above keeps the first ${TEST_OUTPUT_PREVIEW_BYTES}, the job's stdout all of them, case after case` }),
+    stderrBytes: Type.Integer({ minimum: 0, description: 'The same for stderr' }),
+    matched: Nullable(Type.Boolean({ description: `Whether stdout matched expectedOutput (${OUTPUT_MATCH_RULE}); null without one` })),
+    memoryKb: Nullable(Type.Integer({ description: 'Peak memory of the case; null: not measured (the sandbox is shared by the cases)' })),
+  },
+  { title: 'TestResult' },
+)
+export type TestResult = Static<typeof TestResultSchema>
+export type TestStatus = TestResult['status']

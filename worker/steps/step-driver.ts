@@ -1,0 +1,219 @@
+import type { JobSpec } from '../../core/job-spec.js'
+import type { RuntimeDefinition } from '../../core/runtimes.js'
+import { COMPILE_OUTPUT_BYTES, runOutputBytes } from '../../core/test-cases.js'
+
+/**
+ * A compiled job, or a job with test cases, runs as steps in one sandbox: the compile
+ * (once), then the program once, or once per case. A small shell program, the step
+ * driver, runs them inside the sandbox, each with its own time limit and output cap,
+ * and reports each on stdout and stderr between frames only it can write. This is
+ * the same under both executors: to them the driver is the job's program. Pure.
+ *
+ * Why a driver in the sandbox and not the host: one sandbox holds the compiled program
+ * for every case (compile once), and the executors need nothing new.
+ *
+ * Why the frames can be trusted: the driver draws a nonce before anything of the
+ * job's runs and keeps it in its own memory (a child cannot read its parent's under
+ * gVisor's ptrace scope) and in the streams, which the program cannot read; every
+ * frame carries it. A program can stop the driver (they share a uid); then the report
+ * is incomplete, which the worker sees. Expected outputs never enter the sandbox.
+ */
+
+/** First line on stdout and on stderr: the nonce. */
+export const STEP_BEGIN = 'airlock-step-begin'
+/**
+ * Every later frame, each on a line of its own after a newline of its own (the
+ * program's last line may have none): `start KIND INDEX`, `end KIND INDEX STATUS
+ * NANOSECONDS` (stdout; stderr's end has no status), and `done` once every step ran.
+ */
+export const STEP_FRAME = 'airlock-step'
+
+/** The kinds of step: compile, the one run of a job without tests, a test case. */
+export type StepKind = 'compile' | 'run' | 'test'
+
+/** Processes the driver keeps beside the program (itself, two readers with head and cat each, timeout). */
+export const DRIVER_HELPER_PROCESSES = 6
+/** The longest frame, bytes, with room to spare. */
+const FRAME_BYTES = 128
+/** The driver's own time per step (fifos, date, frames) and at its start, beyond the steps' limits. */
+const STEP_OVERHEAD_MS = 1000
+const DRIVER_OVERHEAD_MS = 2000
+
+/** Where the driver keeps the steps' inputs inside the sandbox (a directory of its own under /tmp). */
+const DATA = {
+  limits: 'limits',
+  compile: 'compile',
+  run: 'argv',
+  steps: 's',
+} as const
+
+/** Whether a job runs as steps: its runtime compiles, or it has test cases. */
+export function runsAsSteps(spec: JobSpec, runtime: RuntimeDefinition): boolean {
+  return runtime.compile !== undefined || spec.tests !== undefined
+}
+
+/** The runs after the compile: one per case, or the job's own. */
+export function runSteps(spec: JobSpec): { kind: 'run' | 'test'; stdin: string; args: string[] }[] {
+  return spec.tests ? spec.tests.map((t) => ({ kind: 'test' as const, stdin: t.stdin, args: t.args })) : [{ kind: 'run' as const, stdin: spec.stdin, args: spec.args }]
+}
+
+/** Each step's cap of stdout and of stderr, each, bytes. */
+export function stepOutputBytes(spec: JobSpec, kind: StepKind): number {
+  return kind === 'compile' ? Math.min(spec.limits.outputBytes, COMPILE_OUTPUT_BYTES) : runOutputBytes(spec.limits.outputBytes, runSteps(spec).length)
+}
+
+/** Bytes one stream of the driver may carry: its frames and every step's output at its cap (plus the byte that shows a cut). */
+export function driverStreamBytes(spec: JobSpec, runtime: RuntimeDefinition): number {
+  const runs = runSteps(spec)
+  const compile = runtime.compile ? stepOutputBytes(spec, 'compile') + 1 + 2 * FRAME_BYTES : 0
+  return 2 * FRAME_BYTES + compile + runs.length * (stepOutputBytes(spec, runs[0]!.kind) + 1 + 2 * FRAME_BYTES)
+}
+
+/**
+ * The spec the executor runs for a job of steps: the driver as its program, the
+ * steps' inputs on its stdin, and limits that hold every step (time: all of them one
+ * after another; output: every step's at its cap, and the frames; processes: the
+ * driver's helpers too). Memory and CPUs are the job's: the sandbox's.
+ */
+export function driverSpec(spec: JobSpec, runtime: RuntimeDefinition): JobSpec {
+  const runs = runSteps(spec)
+  const compileMs = runtime.compile ? (spec.limits.compileTimeoutMs ?? spec.limits.timeoutMs) : 0
+  const steps = runs.length + (runtime.compile ? 1 : 0)
+  return {
+    ...spec,
+    args: [],
+    stdin: driverInput(spec, runtime),
+    limits: {
+      ...spec.limits,
+      timeoutMs: compileMs + runs.length * spec.limits.timeoutMs + steps * STEP_OVERHEAD_MS + DRIVER_OVERHEAD_MS,
+      outputBytes: driverStreamBytes(spec, runtime),
+      pids: spec.limits.pids + DRIVER_HELPER_PROCESSES,
+    },
+    program: ['/bin/sh', '-c', DRIVER_SCRIPT, 'airlock-steps'],
+  }
+}
+
+/** Seconds for `timeout`, from milliseconds. */
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(3)
+}
+
+/** One word per file, named so that name order is word order. */
+function words(dir: string, list: readonly string[]): { path: string; content: string }[] {
+  return list.map((w, i) => ({ path: `${dir}/${String(i).padStart(6, '0')}`, content: w }))
+}
+
+/**
+ * The driver's stdin: a frame per directory (`d 0 PATH`) and per file (`f BYTES PATH`,
+ * then exactly BYTES bytes), then `e 0 -`, as a warm pod's job stream. The files: the
+ * limits line, the compile argv and the run argv (one word per file), and per run
+ * step its stdin and its args. Pure.
+ */
+export function driverInput(spec: JobSpec, runtime: RuntimeDefinition): string {
+  const runs = runSteps(spec)
+  const mode = spec.tests ? 'tests' : 'run'
+  const compileMs = spec.limits.compileTimeoutMs ?? spec.limits.timeoutMs
+  const files = [
+    {
+      path: DATA.limits,
+      content: `${runs.length} ${seconds(spec.limits.timeoutMs)} ${seconds(compileMs)} ${stepOutputBytes(spec, runs[0]!.kind) + 1} ${stepOutputBytes(spec, 'compile') + 1} ${mode}\n`,
+    },
+    ...words(DATA.compile, runtime.compile?.(spec.entrypoint) ?? []),
+    ...words(DATA.run, runtime.command(spec.entrypoint, [])),
+    ...runs.flatMap((r, i) => [{ path: `${DATA.steps}/${i + 1}/in`, content: r.stdin }, ...words(`${DATA.steps}/${i + 1}/args`, r.args)]),
+  ]
+  const dirs = new Set<string>([DATA.compile, DATA.run, DATA.steps])
+  runs.forEach((_, i) => {
+    dirs.add(`${DATA.steps}/${i + 1}`)
+    dirs.add(`${DATA.steps}/${i + 1}/args`)
+  })
+  const parts = [...dirs].map((d) => `d 0 ${d}\n`)
+  for (const f of files) parts.push(`f ${Buffer.byteLength(f.content)} ${f.path}\n`, f.content)
+  parts.push('e 0 -\n')
+  return parts.join('')
+}
+
+/**
+ * Shell text (dash) that appends each file of directory `dir` (shell text), in name
+ * order, to "$@" as one word, byte for byte: only builtins, no eval.
+ */
+function appendWords(dir: string): string {
+  return [
+    `for v in ${dir}/*; do`,
+    '  [ -f "$v" ] || continue',
+    '  a= l= nl=',
+    `  while IFS= read -r l; do a=$a$nl$l; nl='\n'; done <"$v" || exit 125`,
+    '  set -- "$@" "$a$nl$l"',
+    'done',
+  ].join('\n')
+}
+
+/**
+ * The driver. Reads its data (driverInput) into a directory of its own, draws the
+ * nonce, then runs each step through `step KIND INDEX SECONDS CAP STDIN ARGV...`: the
+ * program writes into two FIFOs, whose readers pass the first bytes on at once
+ * (unbuffered) and drain the rest, so the live log shows each step as it runs; it
+ * runs under `timeout -s KILL`, whose process group is killed when the step ends, so
+ * nothing of one step outlives it unless it left that group. The compile's failure
+ * ends the job; a run's status becomes the driver's exit status.
+ */
+export const DRIVER_SCRIPT = [
+  'd=$(mktemp -d) || exit 125',
+  'while IFS= read -r h; do',
+  '  k=${h%% *}; r=${h#* }; c=${r%% *}; w=${r#* }',
+  '  case $k in',
+  '    d) mkdir -p "$d/$w" || exit 125 ;;',
+  '    f) head -c "$c" >"$d/$w" || exit 125 ;;',
+  '    e) break ;;',
+  '    *) exit 125 ;;',
+  '  esac',
+  'done',
+  `[ "$k" = e ] && read -r runs tl ctl cap ccap mode <"$d/${DATA.limits}" || exit 125`,
+  'an_=$(od -An -N16 -tx1 /dev/urandom) && [ -n "$an_" ] || exit 125',
+  'an=; for aw in $an_; do an=$an$aw; done; an_=',
+  `echo ${STEP_BEGIN} "$an"; echo ${STEP_BEGIN} "$an" >&2`,
+  'mkfifo "$d/o" "$d/e" || exit 125',
+  'step() {',
+  '  sk=$1 si=$2 st=$3 sc=$4 sin=$5; shift 5',
+  `  printf '\\n%s %s start %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si"`,
+  `  printf '\\n%s %s start %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" >&2`,
+  '  { stdbuf -o0 head -c "$sc"; cat >/dev/null; } <"$d/o" &',
+  '  ro=$!',
+  '  { stdbuf -o0 head -c "$sc"; cat >/dev/null; } <"$d/e" >&2 &',
+  '  re=$!',
+  '  t0=$(date +%s%N)',
+  '  timeout -s KILL "$st" "$@" <"$sin" >"$d/o" 2>"$d/e" &',
+  '  p=$!',
+  // dash tells its own stderr (here: the step's) of a child a signal killed; the frame says it.
+  '  wait $p 2>/dev/null',
+  '  x=$?',
+  '  t1=$(date +%s%N)',
+  // timeout made its own process group (its pid): what the step left running in it goes.
+  '  kill -9 -$p 2>/dev/null',
+  '  wait $ro',
+  '  wait $re',
+  `  printf '\\n%s %s end %s %s %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" "$x" $((t1 - t0))`,
+  `  printf '\\n%s %s end %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" >&2`,
+  '  return $x',
+  '}',
+  'set --',
+  appendWords(`"$d/${DATA.compile}"`),
+  'if [ $# -gt 0 ]; then',
+  '  step compile 0 "$ctl" "$ccap" /dev/null "$@"',
+  '  x=$?',
+  `  if [ $x -ne 0 ]; then printf '\\n%s %s done\\n' ${STEP_FRAME} "$an"; exit $x; fi`,
+  'fi',
+  'kind=run; [ "$mode" = tests ] && kind=test',
+  'i=1; last=0',
+  'while [ $i -le "$runs" ]; do',
+  '  set --',
+  `  ${appendWords(`"$d/${DATA.run}"`).replaceAll('\n', '\n  ')}`,
+  `  ${appendWords(`"$d/${DATA.steps}/$i/args"`).replaceAll('\n', '\n  ')}`,
+  `  step $kind $i "$tl" "$cap" "$d/${DATA.steps}/$i/in" "$@"`,
+  '  last=$?',
+  '  i=$((i + 1))',
+  'done',
+  `printf '\\n%s %s done\\n' ${STEP_FRAME} "$an"`,
+  '[ "$mode" = tests ] && exit 0',
+  'exit $last',
+].join('\n')
