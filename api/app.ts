@@ -28,8 +28,11 @@ import jobsRoutes from './routes/v1/jobs/index.js'
 import streamRoutes from './routes/v1/jobs/stream.js'
 import artifactRoutes from './routes/v1/jobs/artifacts.js'
 import runtimesRoutes from './routes/v1/runtimes/index.js'
+import judge0Adapter from './adapters/judge0/index.js'
+import pistonAdapter from './adapters/piston/index.js'
 import { EventHub } from './services/event-hub.js'
 import { JobWaiter } from './services/job-waiter.js'
+import { JobService } from './services/job-service.js'
 import { OutputBudget } from './services/output-budget.js'
 import { OutputWriter } from './services/output-writer.js'
 import { StreamGate } from './services/stream-gate.js'
@@ -57,6 +60,8 @@ export interface Services {
   budget: OutputBudget
   /** Sends job output (a job, its log, a stream's end) in pieces under the budget. */
   outputWriter: OutputWriter
+  /** Submits, waits for and cancels jobs: the one path every API's jobs take. */
+  jobService: JobService
   metrics: Metrics
 }
 
@@ -117,7 +122,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   const events = new JobEventReader(redis, keys)
   const budget = new OutputBudget(config.outputReadBufferBytes)
   const limits = { ...DEFAULT_STREAM_LIMITS, ...streamLimits }
-  const services: Services = {
+  const base: Omit<Services, 'jobService'> = {
     config,
     redis,
     store: new JobStore(redis, keys, config.jobRetentionSeconds, tenantDefaults(config), config.artifactBytes),
@@ -135,6 +140,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     outputWriter: new OutputWriter(new JobOutputReader(redis, keys), events, budget, limits.slowClientGraceMs),
     metrics,
   }
+  const services: Services = { ...base, jobService: new JobService(base) }
   app.decorate('services', services)
   metrics.addQueueGauges(() => readQueueState(services.queue))
   app.addHook('onClose', async () => {
@@ -176,6 +182,10 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     },
     { prefix: '/v1' },
   )
+  // Drop-in APIs for Judge0's and Piston's clients: thin translations onto the same
+  // jobs (services.jobService), each authenticating in its own scope as its clients can.
+  await app.register(judge0Adapter, { prefix: '/judge0' })
+  await app.register(pistonAdapter, { prefix: '/piston' })
   // Operator routes have their own credential (routes/v1/admin/index.ts).
   await app.register(adminRoutes, { prefix: '/v1/admin' })
   return app

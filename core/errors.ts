@@ -56,13 +56,16 @@ export class AirlockError extends Error {
   readonly code: ErrorCode
   readonly statusCode: number
   readonly details: ErrorDetail[] | undefined
+  /** When a retry may succeed, seconds (the Retry-After header of a 429). */
+  readonly retryAfterSeconds: number | undefined
 
-  constructor(code: ErrorCode, message: string, details?: ErrorDetail[]) {
+  constructor(code: ErrorCode, message: string, details?: ErrorDetail[], retryAfterSeconds?: number) {
     super(message)
     this.name = 'AirlockError'
     this.code = code
     this.statusCode = ErrorCodes[code]
     this.details = details
+    this.retryAfterSeconds = retryAfterSeconds
   }
 }
 

@@ -43,6 +43,20 @@ export interface AuthOptions {
   tenantsByKey: ReadonlyMap<string, string>
   streamTokens: StreamTokens
   tenants: TenantStore
+  /**
+   * Where a request's API key is, for an API whose clients send it elsewhere than
+   * `Authorization: Bearer` (the Judge0 adapter's X-Auth-Token); undefined: none sent.
+   * @default bearerKey
+   */
+  keyFrom?: (request: FastifyRequest) => string | undefined
+  /** What a request without a key is told. */
+  missingKey?: string
+}
+
+/** The key of `Authorization: Bearer <key>`, if that is what the header holds. */
+export function bearerKey(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization
+  return (header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined) ?? undefined
 }
 
 /**
@@ -53,7 +67,7 @@ export interface AuthOptions {
  * on every replica at once). Keys are looked up by their SHA-256, so the lookup's timing
  * says nothing about how much of a guessed key was right.
  */
-export function registerAuth(scope: FastifyInstance, { tenantsByKey, streamTokens, tenants }: AuthOptions): void {
+export function registerAuth(scope: FastifyInstance, { tenantsByKey, streamTokens, tenants, keyFrom = bearerKey, missingKey }: AuthOptions): void {
   const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
   scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization
@@ -68,9 +82,9 @@ export function registerAuth(scope: FastifyInstance, { tenantsByKey, streamToken
       request.log = reply.log = request.log.child({ tenant })
       return
     }
-    const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
-    if (!m) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'missing bearer token: send Authorization: Bearer <api key>')
-    const digest = keyDigest(m[1]!)
+    const key = keyFrom(request)
+    if (!key) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', missingKey ?? 'missing bearer token: send Authorization: Bearer <api key>')
+    const digest = keyDigest(key)
     const staticTenant = tenantsByDigest.get(digest)
     if (staticTenant) {
       request.tenant = staticTenant

@@ -114,6 +114,7 @@ export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): vo
     metrics.rejectedRequests.inc({ code: body.code })
     if (log) request.log.error({ err }, 'request failed')
     if (status === 503) reply.header('retry-after', '1')
+    if (isAirlockError(err) && err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
     // A caller that failed authentication gets no second try on the same connection:
     // it cannot keep a socket (and a body it trickles) open on an unauthenticated request.
     if (status === 401) reply.header('connection', 'close')

@@ -169,6 +169,15 @@ export class OutputWriter {
     }
   }
 
+  /**
+   * One of a job's streams as text, in pieces read under the budget: for an API that
+   * sends output in its own shape (the Judge0 and Piston adapters). Each piece is
+   * held until the next is asked for, so hand each on before asking.
+   */
+  text(view: JobView, stream: 'stdout' | 'stderr' | 'both'): AsyncGenerator<string> {
+    return this.output.pieces(view.id, view.output, stream, this.take(view.tenant))
+  }
+
   /** An artifact's bytes, as they were left. */
   artifact(view: JobView, index: number): AsyncGenerator<Buffer> {
     return this.output.artifactBytes(view.id, index, this.take(view.tenant))

@@ -1,0 +1,113 @@
+import type { Queue } from 'bullmq'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Config } from '../../core/config.js'
+import { AirlockError } from '../../core/errors.js'
+import { resolveJobSpec, type JobRequest, type JobSpec } from '../../core/job-spec.js'
+import { newJobId, type JobStore, type JobView } from '../../core/job-store.js'
+import { isFinalStatus } from '../../core/job-status.js'
+import type { Metrics } from '../../core/metrics.js'
+import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
+import type { TenantStore } from '../../core/tenant-store.js'
+import { isolationRefusal, type WorkerRegistry } from '../../core/worker-registry.js'
+import type { JobWaiter } from './job-waiter.js'
+
+export interface JobServiceDeps {
+  config: Config
+  store: JobStore
+  queue: Queue
+  registry: WorkerRegistry
+  tenants: TenantStore
+  waiter: JobWaiter
+  metrics: Metrics
+}
+
+/**
+ * What every API that takes jobs (/v1, the Judge0 and Piston adapters) does with one,
+ * so there is one path through the queue and the store: submit it (the server's and
+ * the tenant's limits, the submission rate, a worker that can isolate, the storage
+ * and queue quotas, then the record and the queue entry), wait for its end, cancel
+ * it. Each refusal is an AirlockError with its code.
+ */
+export class JobService {
+  constructor(private readonly deps: JobServiceDeps) {}
+
+  /** Checks, records and queues a job; its id and resolved spec. */
+  async submit(tenant: string, request: JobRequest, log: FastifyBaseLogger): Promise<{ id: string; spec: JobSpec }> {
+    const { config, store, queue, registry, tenants, metrics } = this.deps
+    const quotas = await tenants.quotas(tenant)
+    const spec = resolveJobSpec(request, tenantLimitsPolicy(config, quotas))
+    const tooBig = jobLimitsOverQuota(spec.limits, quotas)
+    if (tooBig.length > 0) {
+      throw new AirlockError('AIRLOCK_ERR_QUOTA_JOB_LIMITS', `limits above this tenant's quota: ${tooBig.map((d) => d.path.slice(8)).join(', ')}`, tooBig)
+    }
+    const perSecond = quotas.submitsPerSecond ?? config.defaultSubmitsPerSecond
+    if (perSecond > 0) {
+      const waitMs = await tenants.takeSubmission(tenant, perSecond)
+      if (waitMs > 0) {
+        throw new AirlockError('AIRLOCK_ERR_QUOTA_RATE', `more than ${perSecond} submissions per second for this tenant; retry after ${waitMs} ms`, undefined, Math.max(1, Math.ceil(waitMs / 1000)))
+      }
+    }
+    if (spec.isolation === 'runc' && !config.benchTenantSet.has(tenant)) {
+      throw new AirlockError('AIRLOCK_ERR_ISOLATION_FORBIDDEN', 'isolation runc (no gVisor) is only for benchmark tenants (AIRLOCK_BENCH_TENANTS)', [{ path: '/isolation', message: 'not allowed for this tenant' }])
+    }
+    const refusal = isolationRefusal(await registry.live())
+    if (refusal) throw new AirlockError('AIRLOCK_ERR_ISOLATION_UNAVAILABLE', refusal)
+
+    const id = newJobId()
+    const created = await store.create(id, tenant, spec)
+    if (created.result === 'queued-quota') {
+      throw new AirlockError('AIRLOCK_ERR_QUOTA_QUEUED', `this tenant has its quota of ${quotas.maxQueued ?? config.defaultMaxQueued} queued jobs; wait for some to start`, undefined, 1)
+    }
+    if (created.result === 'storage-quota') {
+      const max = quotas.maxStoredBytes ?? config.defaultMaxStoredBytes
+      throw new AirlockError(
+        'AIRLOCK_ERR_QUOTA_STORAGE',
+        `this job would take this tenant past its storage quota (${created.heldBytes} of ${max} bytes held; a job reserves its input, twice limits.outputBytes, AIRLOCK_ARTIFACT_BYTES and room for its compile and test results until it ends, and a finished job frees its bytes when it expires)`,
+      )
+    }
+    try {
+      await queue.add('run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true })
+    } catch (err) {
+      // Never answer 202 for a job no worker will see.
+      await store.remove(id, tenant).catch(() => undefined)
+      throw err
+    }
+    log.info({ jobId: id, runtime: spec.runtime }, 'job accepted')
+    metrics.jobsSubmitted.inc({ runtime: spec.runtime, tenant: metrics.tenant(tenant) })
+    return { id, spec }
+  }
+
+  /**
+   * Cancels the tenant's job: a queued one at once, a running one by killing its
+   * sandbox (it turns cancelled shortly). 404 for another tenant's or an unknown job,
+   * 409 for one that had already ended.
+   */
+  async cancel(id: string, tenant: string): Promise<void> {
+    const { store, queue, metrics } = this.deps
+    const view = await store.view(id)
+    if (!view || view.tenant !== tenant) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
+    const result = await store.cancel(id, tenant)
+    if (result.kind === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
+    if (result.kind === 'finished') throw new AirlockError('AIRLOCK_ERR_JOB_FINISHED', `job ${id} already ended with status ${result.status}`)
+    if (result.kind === 'cancelled') {
+      await queue.remove(id).catch(() => undefined)
+      metrics.jobsFinished.inc({ runtime: view.job.runtime, tenant: metrics.tenant(tenant), status: 'cancelled' })
+    }
+  }
+
+  /**
+   * The job once it has ended, waiting at most as long as it may run (and
+   * AIRLOCK_MAX_WAIT_MS); undefined when it has not ended by then or `signal` aborted
+   * (the caller went away).
+   */
+  async waitForEnd(id: string, spec: JobSpec, signal: AbortSignal): Promise<JobView | undefined> {
+    const { config, store, waiter } = this.deps
+    await waiter.ready()
+    const waitMs = Math.min(config.maxWaitMs, spec.limits.timeoutMs * (spec.tests?.length ?? 1) + (spec.limits.compileTimeoutMs ?? 0) + 60_000)
+    const { finished } = waiter.wait(id, waitMs, signal)
+    const now = await store.view(id)
+    if (!(now && isFinalStatus(now.status))) await finished
+    const done = await store.view(id)
+    return done && isFinalStatus(done.status) ? done : undefined
+  }
+}
