@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import { JobSchema } from './job.js'
 import { JobStatusSchema } from './job-status.js'
 import type { RedisKeys } from './redis-keys.js'
+import { STEP_KINDS } from './test-cases.js'
 
 /**
  * A job's events, as stored in its Redis Stream and as sent to clients. `seq` numbers
@@ -15,16 +16,25 @@ export const LogEventSchema = Type.Object({
   seq: Type.Integer(),
   ts: Type.String({ format: 'date-time' }),
 })
+/** A step of a compiled job or of a job with test cases starting: which one is running now. */
+export const StepEventSchema = Type.Object({
+  type: Type.Literal('step'),
+  step: Type.Enum(STEP_KINDS, { type: 'string', title: 'StepKind', description: 'compile; run: the one run of a job without tests; test: a test case' }),
+  index: Type.Integer({ minimum: 0, description: '0 for the compile; runs and test cases from 1' }),
+  seq: Type.Integer(),
+  ts: Type.String({ format: 'date-time' }),
+})
 export const StatusEventSchema = Type.Object({ type: Type.Literal('status'), status: JobStatusSchema, seq: Type.Integer(), ts: Type.String({ format: 'date-time' }) })
 export const EndEventSchema = Type.Object({ type: Type.Literal('end'), job: JobSchema, seq: Type.Integer(), ts: Type.String({ format: 'date-time' }) })
-export const JobEventSchema = Type.Union([LogEventSchema, StatusEventSchema, EndEventSchema])
+export const JobEventSchema = Type.Union([LogEventSchema, StepEventSchema, StatusEventSchema, EndEventSchema])
 
 export type LogEvent = Static<typeof LogEventSchema>
 export type StatusEvent = Static<typeof StatusEventSchema>
+export type StepEvent = Static<typeof StepEventSchema>
 export type EndEvent = Static<typeof EndEventSchema>
 export type JobEvent = Static<typeof JobEventSchema>
 /** What the stream holds; the `end` event gets its job when it is sent. */
-export type StoredEvent = LogEvent | StatusEvent | Omit<EndEvent, 'job'>
+export type StoredEvent = LogEvent | StepEvent | StatusEvent | Omit<EndEvent, 'job'>
 
 function toEvent(fields: string[]): StoredEvent | undefined {
   const f: Record<string, string> = {}
@@ -32,6 +42,7 @@ function toEvent(fields: string[]): StoredEvent | undefined {
   const seq = Number(f.seq)
   const ts = new Date(Number(f.ts)).toISOString()
   if (f.type === 'log') return { type: 'log', stream: f.stream === 'stderr' ? 'stderr' : 'stdout', data: f.data ?? '', seq, ts }
+  if (f.type === 'step' && (STEP_KINDS as readonly string[]).includes(f.step ?? '')) return { type: 'step', step: f.step as StepEvent['step'], index: Number(f.index), seq, ts }
   if (f.type === 'status') return { type: 'status', status: f.status as StatusEvent['status'], seq, ts }
   if (f.type === 'end') return { type: 'end', seq, ts }
   return undefined

@@ -6,7 +6,7 @@ import type { JobSpec } from './job-spec.js'
 import type { JobStatus } from './job-status.js'
 import type { RedisKeys } from './redis-keys.js'
 import { findRuntime } from './runtimes.js'
-import { stepResultsMaxBytes, type CompileResult, type TestResult } from './test-cases.js'
+import { stepResultsMaxBytes, type CompileResult, type StepKind, type TestResult } from './test-cases.js'
 
 /**
  * Job records in Redis: one hash per job. Every status change is a Lua script that
@@ -267,6 +267,15 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 if redis.call('HINCRBY', KEYS[1], 'logEvents', 1) > ${MAX_LOG_EVENTS} then return 0 end
 redis.call('HINCRBY', KEYS[1], 'outputBytes', #ARGV[9] + ${LOG_EVENT_OVERHEAD_BYTES})
 return event('type', 'log', 'stream', ARGV[8], 'data', ARGV[9])
+`
+
+// ARGV[8]: step kind; ARGV[9]: its index. A step of the job starting, between its log
+// events; counted and bounded as they are. Returns the event's seq, or 0.
+const APPEND_STEP = `${PRELUDE}
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('HINCRBY', KEYS[1], 'logEvents', 1) > ${MAX_LOG_EVENTS} then return 0 end
+redis.call('HINCRBY', KEYS[1], 'outputBytes', ${LOG_EVENT_OVERHEAD_BYTES})
+return event('type', 'step', 'step', ARGV[8], 'index', ARGV[9])
 `
 
 /**
@@ -555,6 +564,11 @@ export class JobStore {
   /** Appends output to a running job's event stream; returns its seq, or 0 when it was not written (MAX_LOG_EVENTS, or the job is not running). */
   async appendLog(id: string, stream: 'stdout' | 'stderr', data: string, now = Date.now()): Promise<number> {
     return Number(await this.script(APPEND_LOG, id, now, stream, data))
+  }
+
+  /** Records that a step of a running job started (a step event); its seq, or 0 when not written. */
+  async appendStep(id: string, step: StepKind, index: number, now = Date.now()): Promise<number> {
+    return Number(await this.script(APPEND_STEP, id, now, step, index))
   }
 
   /**

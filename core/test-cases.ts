@@ -6,6 +6,10 @@ import { Type, type Static } from 'typebox'
  * says whether a case's output matched. Read by the schema, the worker and the adapters.
  */
 
+/** The kinds of step: the compile, the one run of a job without tests, a test case. */
+export const STEP_KINDS = ['compile', 'run', 'test'] as const
+export type StepKind = (typeof STEP_KINDS)[number]
+
 /** Test cases one job may carry; the program is compiled once and run once per case. */
 export const MAX_TEST_CASES = 64
 

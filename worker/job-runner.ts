@@ -4,7 +4,7 @@ import type { JobStore, StoredJob } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { IsolationUnavailableError, type Executor } from './executors/executor.js'
 import { executorFailureReason } from './executors/outcome.js'
-import { LogBatcher } from './log-batcher.js'
+import { LogBatcher, type LogMark } from './log-batcher.js'
 import { publicText } from '../core/public-text.js'
 import { findRuntime } from '../core/runtimes.js'
 import type { JobSpec } from '../core/job-spec.js'
@@ -156,6 +156,10 @@ export class JobRunner {
       async (piece) => {
         // Once a write is refused or lost the record keeps the output itself; the live log stops.
         if (streamed.failed) return
+        if ('step' in piece) {
+          await this.store.appendStep(stored.id, piece.step, piece.index)
+          return
+        }
         this.metrics.logBytesPublished.inc(Buffer.byteLength(piece.data))
         if ((await this.store.appendLog(stored.id, piece.stream, piece.data)) === 0) streamed.failed = true
         else streamed[piece.stream] += piece.data.length
@@ -176,7 +180,7 @@ export class JobRunner {
         beforeLaunch: async () => {
           await this.store.countLaunch(stored.id)
         },
-        onOutput: plan.live((stream, text) => logs.push(stream, text)),
+        onOutput: plan.live((stream, text) => logs.push(stream, text), (step) => logs.mark(step)),
       })
       outcome = plan.conclude(ran)
     } catch (err) {
@@ -216,8 +220,8 @@ type OnOutput = (stream: 'stdout' | 'stderr', text: string) => void
 interface ExecutionPlan {
   /** What the executor runs. */
   spec: JobSpec
-  /** The live log: what of the sandbox's output is the job's, as it comes. */
-  live(onOutput: OnOutput): OnOutput
+  /** The live log: what of the sandbox's output is the job's, as it comes, and each step as it starts. */
+  live(onOutput: OnOutput, onStep: (step: LogMark) => void): OnOutput
   /** The executor's outcome -> the job's. */
   conclude(ran: JobOutcome): JobOutcome
 }
@@ -233,10 +237,14 @@ function executionPlan(spec: JobSpec): ExecutionPlan {
   if (!runtime || !runsAsSteps(spec, runtime)) return { spec, live: (onOutput) => onOutput, conclude: (ran) => ran }
   return {
     spec: driverSpec(spec, runtime),
-    live: (onOutput) => {
+    live: (onOutput, onStep) => {
       const cap = (kind: Parameters<typeof stepOutputBytes>[1]) => stepOutputBytes(spec, kind)
       const forward = (stream: 'stdout' | 'stderr') =>
-        new StepStreamParser(cap, { text: (step, text) => (step.kind !== 'compile' ? onOutput(stream, text) : undefined) })
+        new StepStreamParser(cap, {
+          text: (step, text) => (step.kind !== 'compile' ? onOutput(stream, text) : undefined),
+          // Both streams announce each step; stdout's announcement is the one recorded.
+          start: stream === 'stdout' ? (step) => onStep({ step: step.kind, index: step.index }) : undefined,
+        })
       const parsers = { stdout: forward('stdout'), stderr: forward('stderr') }
       return (stream, text) => parsers[stream].push(text)
     },

@@ -174,3 +174,17 @@ t.test('file names and paths the filesystem would refuse are refused at the edge
   t.ok(filePathProblem('x'.repeat(MAX_FILE_PATH_BYTES + 1))?.includes('bytes'))
   t.ok(schemaAccepts({ runtime: 'python', files: [{ path: cases[6]![0], content: '' }] }), 'the schema lets a long nested path through to be counted in bytes')
 })
+
+t.test('test cases: normalized, counted and bounded; a compile time limit only for compiled runtimes', async (t) => {
+  const spec = resolveJobSpec({ runtime: 'cpp', source: 'int main(){}', tests: [{ stdin: '1' }, { args: ['a'], expectedOutput: '2' }] }, policy)
+  t.same(spec.tests, [{ stdin: '1', args: [] }, { stdin: '', args: ['a'], expectedOutput: '2' }])
+  t.equal(spec.limits.compileTimeoutMs, policy.defaultCompileTimeoutMs)
+  t.equal(resolveJobSpec({ runtime: 'python', source: 'print(1)', limits: { compileTimeoutMs: 500 } }, policy).limits.compileTimeoutMs, undefined, 'an interpreter has none')
+  t.equal(codeOf({ runtime: 'cpp', source: 'x', limits: { compileTimeoutMs: policy.maxTimeoutMs + 1 } }), 'AIRLOCK_ERR_LIMIT_EXCEEDED')
+  t.equal(codeOf({ runtime: 'python', source: 'x', tests: [] }), 'AIRLOCK_ERR_VALIDATION')
+  t.equal(codeOf({ runtime: 'python', source: 'x', tests: Array.from({ length: policy.maxTestCases + 1 }, () => ({})) }), 'AIRLOCK_ERR_VALIDATION', 'past AIRLOCK_MAX_TEST_CASES')
+  t.equal(codeOf({ runtime: 'python', source: 'x', tests: [{ args: ['a\0b'] }] }), 'AIRLOCK_ERR_VALIDATION', 'a NUL in a case argument')
+  const half = 'x'.repeat(600 * 1024)
+  t.equal(codeOf({ runtime: 'python', source: 'x', tests: [{ stdin: half }, { expectedOutput: half }] }), 'AIRLOCK_ERR_VALIDATION', 'all cases together past their byte bound')
+  t.equal(codeOf({ runtime: 'python', source: 'x', tests: [{ stdin: 'a' }] }), undefined)
+})

@@ -1,6 +1,6 @@
 import type { JobSpec } from '../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../core/runtimes.js'
-import { COMPILE_OUTPUT_BYTES, runOutputBytes } from '../../core/test-cases.js'
+import { COMPILE_OUTPUT_BYTES, runOutputBytes, type StepKind } from '../../core/test-cases.js'
 
 /**
  * A compiled job, or a job with test cases, runs as steps in one sandbox: the compile
@@ -28,8 +28,7 @@ export const STEP_BEGIN = 'airlock-step-begin'
  */
 export const STEP_FRAME = 'airlock-step'
 
-/** The kinds of step: compile, the one run of a job without tests, a test case. */
-export type StepKind = 'compile' | 'run' | 'test'
+export type { StepKind } from '../../core/test-cases.js'
 
 /** Processes the driver keeps beside the program (itself, two readers with head and cat each, timeout). */
 export const DRIVER_HELPER_PROCESSES = 6

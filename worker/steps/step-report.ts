@@ -1,5 +1,6 @@
 import { utf8Boundary } from '../executors/output-capture.js'
-import { STEP_BEGIN, STEP_FRAME, type StepKind } from './step-driver.js'
+import { STEP_KINDS, type StepKind } from '../../core/test-cases.js'
+import { STEP_BEGIN, STEP_FRAME } from './step-driver.js'
 
 /** One step as one stream (stdout or stderr) of the driver reported it. */
 export interface StepText {
@@ -17,7 +18,6 @@ export interface StepText {
   ended: boolean
 }
 
-const KINDS: readonly StepKind[] = ['compile', 'run', 'test']
 const NONCE = /^[0-9a-f]{32}$/
 /** A begin line longer than this is not the driver's. */
 const MAX_BEGIN_LINE = STEP_BEGIN.length + 64
@@ -98,7 +98,7 @@ export class StepStreamParser {
   private frame(words: string[]): boolean {
     const [what, kind, index, status, ns] = words
     if (what === 'done' && words.length === 1 && !this.current) return (this.done = true)
-    const step = KINDS.includes(kind as StepKind) && /^\d{1,3}$/.test(index ?? '') ? { kind: kind as StepKind, index: Number(index) } : undefined
+    const step = (STEP_KINDS as readonly string[]).includes(kind ?? '') && /^\d{1,3}$/.test(index ?? '') ? { kind: kind as StepKind, index: Number(index) } : undefined
     if (!step) return false
     if (what === 'start' && words.length === 3 && !this.current) {
       this.current = { ...step, text: '', truncated: false, ended: false, bytes: 0 }
