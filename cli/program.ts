@@ -5,7 +5,7 @@ import { Airlock, AirlockError } from '../sdk/src/index.js'
 import { benchCommand, benchSandboxesCommand, type BenchFlags } from './bench/command.js'
 import { SANDBOX_CONFIG_NAMES } from './bench/sandbox-compare.js'
 import { cancelJob, getJob, jobLogs, listJobs, listRuntimes } from './commands/jobs.js'
-import { runCommand, type RunFlags } from './commands/run.js'
+import { runCommand, RUNTIME_BY_EXTENSION, type RunFlags } from './commands/run.js'
 import { addTenantCommands } from './commands/tenants.js'
 import { EXIT, exitCodeForError } from './exit-codes.js'
 import { RUNTIMES } from '../core/runtimes.js'
@@ -37,7 +37,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   program
     .command('run')
     .description("run FILE (or a project's directory) in a sandbox, stream its output, exit with the job's exit code (timeout 124, oom 125, cancelled 130, error 70); piped stdin goes to the program")
-    .argument('<file>', "program file; a project's directory (every file in it but those .airlockignore names; the program is main.py, main.js, main.sh or main.c, or --entrypoint); or - to read the program from stdin (with --runtime). The runtime comes from the entrypoint's extension (.py, .js, .sh, .c) unless --runtime")
+    .argument('<file>', `program file; a project's directory (every file in it but those .airlockignore names; the program is ${[...new Set(RUNTIMES.map((r) => r.defaultEntrypoint))].join(', ')}, or --entrypoint); or - to read the program from stdin (with --runtime). The runtime comes from the entrypoint's extension (${Object.keys(RUNTIME_BY_EXTENSION).join(', ')}) unless --runtime`)
     .argument('[args...]', 'arguments for the program (after --)')
     .option('-r, --runtime <runtime>', RUNTIMES.map((r) => r.name).join(', '))
     .option('-f, --file <path...>', "more files or directories of the project, inside FILE's directory")
@@ -51,6 +51,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--pids <n>', 'process and thread limit')
     .option('--output <bytes>', 'cap of stdout and of stderr, each, in bytes')
     .option('-e, --env <NAME=value...>', 'environment variables for the program')
+    .option('--tests <file>', 'run once per test case (compiled once): a JSON file [{"stdin", "args", "expectedOutput"}]; each verdict is printed')
     .option('--json', 'print the finished job as JSON instead of streaming output')
     .action(action((file: string, args: string[], flags: RunFlags) => runCommand(clientFor(globals()), file, args, flags)))
 

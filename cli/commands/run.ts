@@ -7,7 +7,20 @@ import { findRuntime, RUNTIMES } from '../../core/runtimes.js'
 import { parseDurationMs, UsageError } from '../settings.js'
 import { collectProject } from './project.js'
 
-const RUNTIME_BY_EXTENSION: Record<string, string> = { '.py': 'python', '.js': 'node', '.mjs': 'node', '.cjs': 'node', '.sh': 'bash', '.c': 'c' }
+export const RUNTIME_BY_EXTENSION: Record<string, string> = {
+  '.py': 'python',
+  '.js': 'node',
+  '.mjs': 'node',
+  '.cjs': 'node',
+  '.sh': 'bash',
+  '.c': 'c',
+  '.cpp': 'cpp',
+  '.cc': 'cpp',
+  '.cxx': 'cpp',
+  '.java': 'java',
+  '.go': 'go',
+  '.rs': 'rust',
+}
 
 export interface RunFlags {
   runtime?: string
@@ -24,6 +37,8 @@ export interface RunFlags {
   pids?: string
   output?: string
   env?: string[]
+  /** A JSON file with the test cases: [{stdin, args?, expectedOutput?}]. */
+  tests?: string
   json?: boolean
 }
 
@@ -66,6 +81,18 @@ export async function buildRequest(file: string, args: string[], flags: RunFlags
     if (!/^[0-9]{1,4}(\.[0-9]{1,3})?$/.test(flags.cpus) || Number(flags.cpus) <= 0) throw new UsageError(`--cpus takes a number of CPUs such as 0.5 or 2, got ${JSON.stringify(flags.cpus)}`)
     limits.cpus = Number(flags.cpus)
   }
+  let tests: JobRequest['tests']
+  if (flags.tests !== undefined) {
+    const text = await readFile(flags.tests, 'utf8').catch((err: Error) => {
+      throw new UsageError(`cannot read ${flags.tests}: ${err.message}`)
+    })
+    try {
+      tests = JSON.parse(text) as JobRequest['tests']
+    } catch (err) {
+      throw new UsageError(`${flags.tests} is not JSON: ${(err as Error).message}`)
+    }
+    if (!Array.isArray(tests)) throw new UsageError(`${flags.tests} must hold a JSON array of test cases: [{"stdin": "...", "expectedOutput": "..."}]`)
+  }
   let stdin: string | undefined
   if (flags.stdin === '-' || (flags.stdin === undefined && pipedStdin && !fromStdin)) stdin = await readStdin()
   else if (typeof flags.stdin === 'string') stdin = await readFile(flags.stdin, 'utf8').catch((err: Error) => {
@@ -79,6 +106,7 @@ export async function buildRequest(file: string, args: string[], flags: RunFlags
     ...(stdin !== undefined ? { stdin } : {}),
     ...(Object.keys(env).length > 0 ? { env } : {}),
     ...(Object.keys(limits).length > 0 ? { limits } : {}),
+    ...(tests ? { tests } : {}),
   }
 }
 
@@ -125,6 +153,11 @@ export async function runCommand(client: Airlock, file: string, args: string[], 
         spinner.clear()
         ;(event.stream === 'stderr' ? process.stderr : process.stdout).write(event.data)
       }
+      if (event.type === 'step' && !flags.json) {
+        spinner.clear()
+        if (event.step === 'compile') spinner.show('compiling')
+        else if (event.step === 'test') process.stderr.write(`airlock: test case ${event.index}\n`)
+      }
       if (event.type === 'end') job = event.job
     }
   } catch (err) {
@@ -136,8 +169,23 @@ export async function runCommand(client: Airlock, file: string, args: string[], 
   job ??= await client.jobs.wait(id)
   if (flags.out !== undefined) await writeArtifacts(client, job, flags.out)
   if (flags.json) process.stdout.write(`${JSON.stringify(job, null, 2)}\n`)
-  else if (job.status !== 'succeeded' && job.status !== 'failed') process.stderr.write(`airlock: job ${id} ${job.status}${job.reason ? `: ${job.reason}` : ''}\n`)
+  else {
+    reportSteps(job)
+    if (job.status !== 'succeeded' && job.status !== 'failed') process.stderr.write(`airlock: job ${id} ${job.status}${job.reason ? `: ${job.reason}` : ''}\n`)
+  }
   return exitCodeForJob(job)
+}
+
+/** A compile that failed (with the compiler's output) and each test case's verdict, on stderr. */
+function reportSteps(job: Job): void {
+  if (job.compile && job.compile.status !== 'succeeded') {
+    process.stderr.write(job.compile.stdout + job.compile.stderr)
+    process.stderr.write(`airlock: the compile ${job.compile.status === 'timeout' ? 'ran past its time limit' : 'failed'}; nothing was run\n`)
+  }
+  job.tests.forEach((c, i) => {
+    const how = c.status === 'runtime-error' ? ` (${c.signal ?? `exit ${c.exitCode}`})` : ''
+    process.stderr.write(`airlock: test case ${i + 1}: ${c.status}${how}, ${c.timeMs ?? '?'} ms\n`)
+  })
 }
 
 /**

@@ -19,6 +19,7 @@ class Limits(TypedDict, total=False):
     cpus: float  # CPU limit, cores
     pids: int  # processes and threads at once
     outputBytes: int  # cap of stdout and of stderr, each, bytes
+    compileTimeoutMs: int  # the compile step's limit (compiled runtimes), milliseconds
 
 
 class JobRequest(TypedDict, total=False):
@@ -30,7 +31,14 @@ class JobRequest(TypedDict, total=False):
     stdin: str
     env: Dict[str, str]
     limits: Limits
+    tests: List["TestCase"]  # run once per case, after one compile
     isolation: Literal["gvisor", "runc"]  # runc: benchmark tenants only (AIRLOCK_BENCH_TENANTS)
+
+
+class TestCase(TypedDict, total=False):
+    stdin: str
+    args: List[str]  # instead of the job's args
+    expectedOutput: str  # compared trailing-whitespace-insensitively, outside the sandbox
 
 
 class _IsolationSince(TypedDict, total=False):
@@ -63,6 +71,30 @@ class Artifact(TypedDict):
     contentType: str
 
 
+class CompileResult(TypedDict):
+    status: Literal["succeeded", "failed", "timeout"]
+    exitCode: Optional[int]
+    signal: Optional[str]
+    timeMs: Optional[int]
+    stdout: str  # the compiler's, kept apart from the program's
+    stderr: str
+    truncated: bool
+
+
+class TestResult(TypedDict):
+    status: Literal["passed", "wrong-answer", "runtime-error", "timeout"]
+    exitCode: Optional[int]
+    signal: Optional[str]
+    timeMs: Optional[int]
+    stdout: str  # its first bytes; the job's stdout has all of every case's, in order
+    stderr: str
+    truncated: bool
+    stdoutBytes: int
+    stderrBytes: int
+    matched: Optional[bool]  # None without expectedOutput
+    memoryKb: Optional[int]  # None: not measured
+
+
 class Job(TypedDict):
     id: str
     runtime: str
@@ -81,6 +113,8 @@ class Job(TypedDict):
     executor: Optional[str]
     isolation: Optional[Isolation]
     artifacts: List[Artifact]
+    compile: Optional[CompileResult]  # compiled runtimes
+    tests: List[TestResult]  # one per test case that ran
 
 
 class JobSummary(TypedDict):
@@ -112,6 +146,14 @@ class LogEvent(TypedDict):
     ts: str
 
 
+class StepEvent(TypedDict):
+    type: Literal["step"]
+    step: Literal["compile", "run", "test"]  # which step started
+    index: int  # 0 for the compile; runs and test cases from 1
+    seq: int
+    ts: str
+
+
 class StatusEvent(TypedDict):
     type: Literal["status"]
     status: JobStatus
@@ -126,7 +168,7 @@ class EndEvent(TypedDict):
     ts: str
 
 
-JobEvent = Union[LogEvent, StatusEvent, EndEvent]
+JobEvent = Union[LogEvent, StepEvent, StatusEvent, EndEvent]
 
 
 class Runtime(TypedDict):

@@ -20,14 +20,18 @@ def test_response_types_have_every_field_the_server_sends():
     assert set(get_type_hints(_types.Runtime)) == keys(SCHEMAS["RuntimeList"]["properties"]["runtimes"]["items"])
     assert set(get_type_hints(_types.Isolation)) == keys(SCHEMAS["Job"]["properties"]["isolation"]["anyOf"][0])
     assert set(get_type_hints(_types.Timings)) == keys(SCHEMAS["Job"]["properties"]["timings"])
+    assert set(get_type_hints(_types.CompileResult)) == keys(SCHEMAS["Job"]["properties"]["compile"]["anyOf"][0])
+    assert set(get_type_hints(_types.TestResult)) == keys(SCHEMAS["Job"]["properties"]["tests"]["items"])
 
 
 def test_request_and_event_types_match():
     assert set(get_type_hints(_types.JobRequest)) == keys(SCHEMAS["JobRequest"])
     assert set(get_type_hints(_types.Limits)) == keys(SCHEMAS["JobRequest"]["properties"]["limits"])
+    assert set(get_type_hints(_types.TestCase)) == keys(SCHEMAS["JobRequest"]["properties"]["tests"]["items"])
     events = {e["properties"]["type"]["const"]: keys(e) for e in SCHEMAS["JobEvent"]["anyOf"]}
     assert events == {
         "log": set(get_type_hints(_types.LogEvent)),
+        "step": set(get_type_hints(_types.StepEvent)),
         "status": set(get_type_hints(_types.StatusEvent)),
         "end": set(get_type_hints(_types.EndEvent)),
     }

@@ -26,11 +26,25 @@ export type CompileStatus = "succeeded" | "failed" | "timeout";
  * passed: exited 0 and stdout matched (or no expectedOutput); wrong-answer: exited 0, stdout did not match; runtime-error: exited non-zero or was killed by a signal; timeout: ran past limits.timeoutMs
  */
 export type TestStatus = "passed" | "wrong-answer" | "runtime-error" | "timeout";
+/**
+ * compile; run: the one run of a job without tests; test: a test case
+ */
+export type StepKind = "compile" | "run" | "test";
 export type JobEvent =
   | {
       type: "log";
       stream: "stdout" | "stderr";
       data: string;
+      seq: number;
+      ts: string;
+    }
+  | {
+      type: "step";
+      step: StepKind;
+      /**
+       * 0 for the compile; runs and test cases from 1
+       */
+      index: number;
       seq: number;
       ts: string;
     }

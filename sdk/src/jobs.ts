@@ -1,4 +1,4 @@
-import type { Job, JobAccepted, JobEvent, JobList, JobRequest, JobStatus, JobSummary } from './api-types.js'
+import type { Job, JobAccepted, JobEvent, JobList, JobRequest, JobStatus, JobSummary, StepKind } from './api-types.js'
 import { TimeoutError } from './errors.js'
 import { sleep, type Http } from './http.js'
 import type { CallOptions } from './options.js'
@@ -32,6 +32,8 @@ export interface RunOptions extends CallOptions {
   onOutput?: (stream: 'stdout' | 'stderr', data: string) => void
   /** Called when the job's status changes (queued, running, ...). */
   onStatus?: (status: JobStatus) => void
+  /** Called as each step of a compiled job or of a job with test cases starts (compile 0, run 1, test 1..n). */
+  onStep?: (step: StepKind, index: number) => void
 }
 
 const path = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`
@@ -116,7 +118,8 @@ export class Jobs {
       for await (const event of this.stream(id, { signal: options.signal })) {
         if (event.type === 'log') options.onOutput?.(event.stream, event.data)
         else if (event.type === 'status') options.onStatus?.(event.status)
-        else return event.job
+        else if (event.type === 'step') options.onStep?.(event.step, event.index)
+        else if (event.type === 'end') return event.job
       }
     } catch (err) {
       if (options.signal?.aborted) throw err

@@ -69,6 +69,21 @@ t.test('airlock run: arguments, --stdin, --env, and --json', async (t) => {
   t.match(JSON.parse(piped.stdout), { status: 'succeeded', stdout: 'from-pipe  \n' })
 })
 
+t.test('airlock run compiles by extension, shows a compile error, and runs test cases from a file', async (t) => {
+  const broken = await file('broken.cpp', 'int main() { return nope; }\n')
+  const bad = await airlock(['run', broken])
+  t.equal(bad.code, 1, 'a failed compile exits 1')
+  t.match(bad.stderr, /nope/, "the compiler's message")
+  t.match(bad.stderr, /airlock: the compile failed; nothing was run/)
+  t.equal(bad.stdout, '')
+  const double = await file('double.c', '#include <stdio.h>\nint main() { int n; scanf("%d", &n); printf("%d\\n", 2 * n); }\n')
+  const cases = await file('cases.json', JSON.stringify([{ stdin: '2', expectedOutput: '4' }, { stdin: '5', expectedOutput: '11' }]))
+  const r = await airlock(['run', double, '--tests', cases])
+  t.equal(r.code, 1, 'a case that does not pass exits 1')
+  t.equal(r.stdout, '4\n10\n', "each case's output, in order")
+  t.match(r.stderr, /airlock: test case 1: passed, \d+ ms\nairlock: test case 2: wrong-answer, \d+ ms/)
+})
+
 t.test('airlock run exits 124 on timeout and 125 on oom', async (t) => {
   const loop = await file('loop.js', 'for (;;) {}')
   const timeout = await airlock(['run', loop, '--timeout', '1s'])
@@ -120,7 +135,7 @@ t.test('airlock run -: the program from stdin, with --runtime; the limit flags',
   }
   const tooBig = await airlock(['run', '-', '-r', 'python', '--pids', '999999999'], { input: 'print(1)' })
   t.equal(tooBig.code, 65, 'a limit past the server\'s maximum is the server\'s refusal')
-  t.match((await airlock(['run', '--help'])).stdout, /python, node, bash, c, ml-python/, 'every runtime in the help')
+  t.match((await airlock(['run', '--help'])).stdout, /python, node, bash, c, cpp, java, go, rust,\s+ml-python/, 'every runtime in the help')
 })
 
 t.test('distinct exit codes for usage, auth, not found and an unreachable server; settings from a config file', async (t) => {

@@ -166,6 +166,18 @@ t.test('a cold pod takes its go line through the attach: stdin, the output cap, 
   t.match(await ended(cancel), { status: 'cancelled', reason: 'cancelled while running', stdout: 'x\n' })
 })
 
+t.test('a compiled job with test cases runs its steps in a pod as it does locally: compiled once, each case judged; a compile error is its own outcome', async (t) => {
+  const ended = async (id: string) => until(() => stored(KEY, id), (j) => j.finishedAt !== null, 120_000, `job ${id} to end`)
+  const double = '#include <stdio.h>\nint main() { int n; scanf("%d", &n); printf("%d\\n", 2 * n); return 0; }\n'
+  const cases = await ended(await submit(KEY, { runtime: 'c', source: double, tests: [{ stdin: '2', expectedOutput: '4' }, { stdin: '3', expectedOutput: '7' }], limits: { timeoutMs: 30_000 } }))
+  t.equal(cases.compile?.status, 'succeeded', cases.reason ?? '')
+  t.same(cases.tests.map((c) => [c.status, c.stdout]), [['passed', '4\n'], ['wrong-answer', '6\n']])
+  t.equal(cases.stdout, '4\n6\n')
+  const broken = await ended(await submit(KEY, { runtime: 'c', source: 'int main() { return nope; }', limits: { timeoutMs: 30_000 } }))
+  t.match(broken, { status: 'failed', stdout: '', compile: { status: 'failed', exitCode: 1 } })
+  t.match(broken.compile?.stderr, /nope/)
+})
+
 t.test('the same job under the runc RuntimeClass runs on the host kernel, recorded as no sandbox', async (t) => {
   const id = await submit(BENCH_KEY, { runtime: 'python', source: TICKING, isolation: 'runc', limits: { timeoutMs: 60_000 } })
   const pod = (await until(() => podsOf(id), (pods) => pods.length > 0, 60_000, `a pod for ${id}`))[0]
