@@ -26,5 +26,7 @@ bash scripts/deploy-linters.sh >/dev/null
 AIRLOCK_PYTHON="$(bash scripts/python-sdk-env.sh)"
 # The API contract's outside tools: Schemathesis and openapi-python-client (pinned, cached).
 AIRLOCK_API_TOOLS_PYTHON="$(bash scripts/api-tools-env.sh)"
-export AIRLOCK_PYTHON AIRLOCK_API_TOOLS_PYTHON
+# The Judge0 adapter's test drives it with the official Judge0 Python client (pinned, cached).
+AIRLOCK_JUDGE0_PYTHON="$(bash scripts/judge0-client-env.sh)"
+export AIRLOCK_PYTHON AIRLOCK_API_TOOLS_PYTHON AIRLOCK_JUDGE0_PYTHON
 npx tap

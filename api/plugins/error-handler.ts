@@ -110,17 +110,27 @@ export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): vo
   }
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (request.is404) return notFound(request, reply)
-    const { status, body, log } = toErrorResponse(err)
-    metrics.rejectedRequests.inc({ code: body.code })
-    if (log) request.log.error({ err }, 'request failed')
-    if (status === 503) reply.header('retry-after', '1')
-    if (isAirlockError(err) && err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
-    // A caller that failed authentication gets no second try on the same connection:
-    // it cannot keep a socket (and a body it trickles) open on an unauthenticated request.
-    if (status === 401) reply.header('connection', 'close')
+    const { status, body } = prepareErrorReply(err, request, reply, metrics)
     return reply.status(status).send(body)
   })
   app.setNotFoundHandler(notFound)
+}
+
+/**
+ * What every error handler (the app's, and the Judge0 and Piston adapters', which only
+ * answer in another shape) does before it answers: the one mapping to a status and
+ * code, the metric, the log line for a 5xx, and the headers (Retry-After; a caller
+ * that failed authentication gets no second try on the same connection: it cannot keep
+ * a socket, and a body it trickles, open on an unauthenticated request).
+ */
+export function prepareErrorReply(err: FastifyError, request: FastifyRequest, reply: FastifyReply, metrics: Metrics): { status: number; body: ErrorResponse } {
+  const { status, body, log } = toErrorResponse(err)
+  metrics.rejectedRequests.inc({ code: body.code })
+  if (log) request.log.error({ err }, 'request failed')
+  if (status === 503) reply.header('retry-after', '1')
+  if (isAirlockError(err) && err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
+  if (status === 401) reply.header('connection', 'close')
+  return { status, body }
 }
 
 /** Every route's path pattern and methods, to tell a path with other methods (405) from no path (404). */

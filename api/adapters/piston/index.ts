@@ -1,4 +1,71 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { AirlockError } from '../../../core/errors.js'
+import { registerAuth } from '../../plugins/auth.js'
+import { MISSING_KEY, pistonKey } from './auth.js'
+import { registerPistonErrors } from './errors.js'
+import { toJobRequest } from './execute.js'
+import { findPistonRuntime, pistonRuntimes } from './languages.js'
+import { pistonResult } from './result.js'
+import { PistonExecuteSchema, PistonPackageListSchema, PistonResultSchema, PistonRuntimeListSchema, pistonErrors } from './schemas.js'
 
-/** The piston adapter (being written). */
-export default async function pistonAdapter(_scope: FastifyInstance): Promise<void> {}
+/**
+ * A drop-in Piston v2 API (engineer-man/piston, /api/v2) under /piston: a Piston
+ * client pointed at https://host/piston runs its code on Airlock's jobs, through the
+ * one job service, in Piston's request and answer shapes. What maps and what differs:
+ * docs/piston.md. Its routes are not in Airlock's OpenAPI document: their clients are
+ * Piston's, their errors Piston's shape. The app registers it in a scope of its own,
+ * so its hooks, error handler and parser stay here.
+ */
+const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
+  const { config, registry, jobService, outputWriter, metrics, streamTokens, tenants } = scope.services
+  registerAuth(scope, { tenantsByKey: config.tenantsByKey, streamTokens, tenants, keyFrom: pistonKey, missingKey: MISSING_KEY })
+  registerPistonErrors(scope, metrics)
+  // piston-client (npm) posts its JSON as text/plain (node-fetch's default for a string
+  // body); it is read as JSON here, and only here: a body that is not JSON is a 400.
+  scope.addContentTypeParser('text/plain', { parseAs: 'string' }, scope.getDefaultJsonParser('error', 'error'))
+
+  scope.get(
+    '/api/v2/runtimes',
+    { schema: { hide: true, response: { 200: PistonRuntimeListSchema, ...pistonErrors(401, 503) } } },
+    async () =>
+      pistonRuntimes(await registry.live()).map((r) => ({ language: r.language, version: r.version, aliases: r.aliases, ...(r.runtime !== r.language ? { runtime: r.runtime } : {}) })),
+  )
+
+  // Airlock's runtimes are its operator's sandbox images, all installed; none is installed through the API.
+  scope.get(
+    '/api/v2/packages',
+    { schema: { hide: true, response: { 200: PistonPackageListSchema, ...pistonErrors(401, 503) } } },
+    async () => pistonRuntimes(await registry.live()).map((r) => ({ language: r.language, language_version: r.version, installed: true })),
+  )
+  const refused = async () => {
+    throw new AirlockError('AIRLOCK_ERR_FORBIDDEN', "packages are not installed through this API: Airlock's runtimes are its operator's sandbox images (GET /api/v2/runtimes lists them)")
+  }
+  for (const method of ['POST', 'DELETE'] as const) scope.route({ method, url: '/api/v2/packages', schema: { hide: true, response: pistonErrors(401, 403) }, handler: refused })
+
+  scope.post(
+    '/api/v2/execute',
+    { schema: { hide: true, body: PistonExecuteSchema, response: { 200: PistonResultSchema, ...pistonErrors(400, 401, 403, 413, 415, 429, 503) } } },
+    async (request, reply) => {
+      const { language, version } = request.body
+      const runtime = findPistonRuntime(pistonRuntimes(await registry.live()), language, version)
+      if (!runtime) throw new AirlockError('AIRLOCK_ERR_UNKNOWN_RUNTIME', `${language}-${version} runtime is unknown`, [{ path: '/language', message: 'no runtime of this language and version' }])
+      const { id, spec } = await jobService.submit(request.tenant, toJobRequest(request.body, runtime.definition), request.log)
+      request.log = reply.log = request.log.child({ jobId: id })
+      // Piston answers only once the code has run, and a job nobody waits for is nobody's:
+      // a client that goes away cancels it. The response's close is the socket's (the
+      // request's own close comes once its body is read).
+      const gone = new AbortController()
+      const leave = () => gone.abort()
+      reply.raw.once('close', leave)
+      const done = reply.raw.destroyed ? undefined : await jobService.waitForEnd(id, spec, gone.signal)
+      reply.raw.off('close', leave)
+      if (done) return outputWriter.send(reply, 200, 'application/json; charset=utf-8', pistonResult(done, runtime, outputWriter))
+      await jobService.cancel(id, request.tenant).catch(() => undefined)
+      if (gone.signal.aborted || reply.raw.destroyed) return reply.hijack()
+      // Waited as long as AIRLOCK_MAX_WAIT_MS allows (a long queue), or the server is stopping.
+      return reply.status(503).header('retry-after', '1').send({ message: `job ${id} did not end in time (the queue is long, or this server is restarting); it was cancelled: retry` })
+    },
+  )
+}
+
+export default pistonAdapter
