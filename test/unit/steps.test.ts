@@ -24,10 +24,10 @@ function spec(runtime: RuntimeDefinition, extra: Record<string, unknown> = {}): 
 function stream(steps: { kind: string; index: number; text: string; status?: number; ms?: number }[], done = true, nonce = NONCE): string {
   let s = `${STEP_BEGIN} ${nonce}\n`
   for (const st of steps) {
-    s += `\n${STEP_FRAME} ${nonce} start ${st.kind} ${st.index}\n${st.text}`
-    s += `\n${STEP_FRAME} ${nonce} end ${st.kind} ${st.index}${st.status === undefined ? '' : ` ${st.status} ${(st.ms ?? 1) * 1e6}`}\n`
+    s += `${STEP_FRAME} ${nonce} start ${st.kind} ${st.index}\n${st.text}`
+    s += `${STEP_FRAME} ${nonce} end ${st.kind} ${st.index}${st.status === undefined ? '' : ` ${st.status} ${(st.ms ?? 1) * 1e6}`}\n`
   }
-  return done ? `${s}\n${STEP_FRAME} ${nonce} done\n` : s
+  return done ? `${s}${STEP_FRAME} ${nonce} done\n` : s
 }
 
 function ran(stdout: string, stderr: string, status: JobOutcome['status'] = 'succeeded'): JobOutcome {

@@ -22,9 +22,10 @@ import { COMPILE_OUTPUT_BYTES, runOutputBytes, type StepKind } from '../../core/
 /** First line on stdout and on stderr: the nonce. */
 export const STEP_BEGIN = 'airlock-step-begin'
 /**
- * Every later frame, each on a line of its own after a newline of its own (the
- * program's last line may have none): `start KIND INDEX`, `end KIND INDEX STATUS
+ * Every later frame, ending its line: `start KIND INDEX`, `end KIND INDEX STATUS
  * NANOSECONDS` (stdout; stderr's end has no status), and `done` once every step ran.
+ * A frame may begin mid-line (the program's last line may have no newline): the nonce,
+ * not a line start, is what marks it, so no byte of the program's is taken for it.
  */
 export const STEP_FRAME = 'airlock-step'
 
@@ -174,8 +175,8 @@ export const DRIVER_SCRIPT = [
   'mkfifo "$d/o" "$d/e" || exit 125',
   'step() {',
   '  sk=$1 si=$2 st=$3 sc=$4 sin=$5; shift 5',
-  `  printf '\\n%s %s start %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si"`,
-  `  printf '\\n%s %s start %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" >&2`,
+  `  printf '%s %s start %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si"`,
+  `  printf '%s %s start %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" >&2`,
   '  { stdbuf -o0 head -c "$sc"; cat >/dev/null; } <"$d/o" &',
   '  ro=$!',
   '  { stdbuf -o0 head -c "$sc"; cat >/dev/null; } <"$d/e" >&2 &',
@@ -191,8 +192,8 @@ export const DRIVER_SCRIPT = [
   '  kill -9 -$p 2>/dev/null',
   '  wait $ro',
   '  wait $re',
-  `  printf '\\n%s %s end %s %s %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" "$x" $((t1 - t0))`,
-  `  printf '\\n%s %s end %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" >&2`,
+  `  printf '%s %s end %s %s %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" "$x" $((t1 - t0))`,
+  `  printf '%s %s end %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" >&2`,
   '  return $x',
   '}',
   'set --',
@@ -200,7 +201,7 @@ export const DRIVER_SCRIPT = [
   'if [ $# -gt 0 ]; then',
   '  step compile 0 "$ctl" "$ccap" /dev/null "$@"',
   '  x=$?',
-  `  if [ $x -ne 0 ]; then printf '\\n%s %s done\\n' ${STEP_FRAME} "$an"; exit $x; fi`,
+  `  if [ $x -ne 0 ]; then printf '%s %s done\\n' ${STEP_FRAME} "$an"; exit $x; fi`,
   'fi',
   'kind=run; [ "$mode" = tests ] && kind=test',
   'i=1; last=0',
@@ -212,7 +213,7 @@ export const DRIVER_SCRIPT = [
   '  last=$?',
   '  i=$((i + 1))',
   'done',
-  `printf '\\n%s %s done\\n' ${STEP_FRAME} "$an"`,
+  `printf '%s %s done\\n' ${STEP_FRAME} "$an"`,
   '[ "$mode" = tests ] && exit 0',
   'exit $last',
 ].join('\n')

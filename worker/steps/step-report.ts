@@ -89,9 +89,8 @@ export class StepStreamParser {
       return false
     }
     this.began = true
-    this.marker = `\n${STEP_FRAME} ${nonce} `
-    // The first frame's own newline follows the begin line's.
-    this.buf = this.buf.slice(eol)
+    this.marker = `${STEP_FRAME} ${nonce} `
+    this.buf = this.buf.slice(eol + 1)
     return true
   }
 
