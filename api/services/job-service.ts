@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq'
-import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import type { Config } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
 import { resolveJobSpec, type JobRequest, type JobSpec } from '../../core/job-spec.js'
@@ -110,4 +110,20 @@ export class JobService {
     const done = await store.view(id)
     return done && isFinalStatus(done.status) ? done : undefined
   }
+}
+
+/**
+ * Aborted when the caller's connection closes before its answer has been sent: for a
+ * request that waits for a job (`?wait`, Judge0's wait, Piston's execute). The
+ * response's close, not the request's: Node closes a request once its body is read,
+ * before any handler runs.
+ */
+export function callerGone(reply: FastifyReply): { signal: AbortSignal; stop: () => void } {
+  const controller = new AbortController()
+  const onClose = () => {
+    if (!reply.raw.writableFinished) controller.abort()
+  }
+  if (reply.raw.destroyed) controller.abort()
+  else reply.raw.once('close', onClose)
+  return { signal: controller.signal, stop: () => reply.raw.off('close', onClose) }
 }

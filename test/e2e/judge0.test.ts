@@ -91,7 +91,7 @@ t.test('wait=true answers with the finished submission, in plain text unless bas
   // The two streams reach the worker through two pipes: which comes first is not kept (docs/judge0.md).
   t.match(res.json.stdout, /\["a", "b c", "d \\"e\\"", "\$HOME"\]/, 'arguments split as a shell would, nothing expanded')
   t.match(res.json.stdout, /to stderr\n/, 'stderr redirected into stdout')
-  t.equal(res.json.stdout.length, '["a", "b c", "d \\"e\\"", "$HOME"]\nto stderr\n'.length, 'both streams whole, nothing else')
+  t.equal((res.json.stdout as string).length, '["a", "b c", "d \\"e\\"", "$HOME"]\nto stderr\n'.length, 'both streams whole, nothing else')
   t.match(res.json.time, /^\d+\.\d{3}$/, 'time as Judge0 writes it')
 
   const token = res.json.token as string

@@ -4,7 +4,7 @@ import { ApiException, BatchV1Api, type KubernetesObject } from '@kubernetes/cli
 import type { JobSpec } from '../../core/job-spec.js'
 import { createLogger } from '../../core/logger.js'
 import { RUNTIMES } from '../../core/runtimes.js'
-import { IsolationUnavailableError } from '../../worker/executors/executor.js'
+import { ExecutorError, IsolationUnavailableError } from '../../worker/executors/executor.js'
 import { kubeJobName, LABEL_JOB } from '../../worker/executors/kubernetes/job-manifests.js'
 import { KubernetesExecutor, type KubernetesExecutorOptions } from '../../worker/executors/kubernetes/kubernetes-executor.js'
 import { applyObjects, deleteObject, FakeKubelet, GVISOR_NODE, sandboxManifests, startCluster, type Behaviour, type Cluster } from './cluster.js'
@@ -24,7 +24,7 @@ function executor(options: Partial<KubernetesExecutorOptions> = {}, on: Cluster 
     kubeconfig: on.kubeconfig,
     namespace: NAMESPACE,
     runtimeClassName: 'gvisor',
-      images: new Map(['python', 'node', 'bash', 'c', 'ml-python'].map((image) => [image, IMAGE])),
+      images: new Map(['python', 'node', 'bash', 'c', 'java', 'go', 'rust', 'ml-python'].map((image) => [image, IMAGE])),
     workspaceMb: 32,
     unschedulableWaitMs: 1500,
     startAllowanceMs: 0,
@@ -349,7 +349,7 @@ t.test('through the API: a kubernetes worker runs jobs, and takes none while the
     env: {
       AIRLOCK_EXECUTOR: 'kubernetes',
       AIRLOCK_K8S_KUBECONFIG: cluster.kubeconfig,
-      AIRLOCK_K8S_IMAGES: ['python', 'node', 'bash', 'c', 'ml-python'].map((image) => `${image}=${IMAGE}`).join(','),
+      AIRLOCK_K8S_IMAGES: ['python', 'node', 'bash', 'c', 'java', 'go', 'rust', 'ml-python'].map((image) => `${image}=${IMAGE}`).join(','),
       AIRLOCK_ISOLATION_CHECK_INTERVAL_MS: '300',
     },
   })
@@ -372,6 +372,20 @@ t.test('through the API: a kubernetes worker runs jobs, and takes none while the
   for (let i = 0; i < 100 && h.worker?.isolation?.ok !== true; i++) await sleep(100)
   t.equal(h.worker?.isolation?.ok, true, 'ready again once the policy is back')
   t.equal((await h.run({ runtime: 'bash', source: 'echo hi' })).status, 'succeeded')
+})
+
+t.test('a runtime whose image is not configured is not offered: its job is an error, the worker still isolates; a worker with no image is not ready', async (t) => {
+  const onlyPython = executor({ images: new Map([['python', IMAGE]]) })
+  t.equal((await onlyPython.checkIsolation()).ok, true)
+  const jobId = `job_noimage${Date.now()}`
+  const rust: JobSpec = { ...spec(), runtime: 'rust', files: [{ path: 'main.rs', content: 'fn main() {}' }], entrypoint: 'main.rs' }
+  const err = await onlyPython.run({ jobId, tenant: 'alice', spec: rust, signal: new AbortController().signal }).then(() => null, (e: unknown) => e)
+  t.ok(err instanceof ExecutorError && !(err instanceof IsolationUnavailableError), 'an error of this job, not a loss of isolation that would hand it back')
+  t.match((err as Error).message, /not offered by this worker/)
+  t.equal(await batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE }).then(() => true, () => false), false, 'no Job was created')
+  const none = await executor({ images: new Map() }).checkIsolation()
+  t.equal(none.ok, false)
+  t.match(none.reason, /no sandbox image reference pinned by digest for any runtime/)
 })
 
 t.test("runtimes are offered when their image is configured, at the catalog's version", async (t) => {

@@ -5,6 +5,7 @@ import type { JobView } from '../../../core/job-store.js'
 import { tenantLimitsPolicy } from '../../../core/quotas.js'
 import { bearerKey, registerAuth } from '../../plugins/auth.js'
 import { ownJob } from '../../routes/v1/jobs/own-job.js'
+import { callerGone } from '../../services/job-service.js'
 import { MAX_PATH_PARAM_LENGTH } from '../../schemas.js'
 import { findLanguage, JUDGE0_VERSION, languageDetail, LANGUAGES, runtimeVersions, STATUSES } from './catalog.js'
 import { attributeErrors, Judge0Error, registerJudge0Errors, type FieldErrors } from './errors.js'
@@ -96,10 +97,10 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       const { id, spec } = await jobService.submit(request.tenant, job, request.log)
       request.log = reply.log = request.log.child({ jobId: id })
       if (!options) return reply.status(201).send({ token: id })
-      const abort = new AbortController()
-      request.raw.once('close', () => abort.abort())
+      const gone = callerGone(reply)
       // Judge0 answers a wait with the submission as it is then; past our wait it is still running.
-      const view = (await jobService.waitForEnd(id, spec, abort.signal)) ?? (await ownJob(store, id, request.tenant))
+      const view = (await jobService.waitForEnd(id, spec, gone.signal)) ?? (await ownJob(store, id, request.tenant))
+      gone.stop()
       return send(reply, 201, submissionJson(view, outputWriter, options))
     },
   )

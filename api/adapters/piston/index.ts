@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../core/errors.js'
 import { registerAuth } from '../../plugins/auth.js'
+import { callerGone } from '../../services/job-service.js'
 import { MISSING_KEY, pistonKey } from './auth.js'
 import { registerPistonErrors } from './errors.js'
 import { toJobRequest } from './execute.js'
@@ -52,13 +53,10 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       const { id, spec } = await jobService.submit(request.tenant, toJobRequest(request.body, runtime.definition), request.log)
       request.log = reply.log = request.log.child({ jobId: id })
       // Piston answers only once the code has run, and a job nobody waits for is nobody's:
-      // a client that goes away cancels it. The response's close is the socket's (the
-      // request's own close comes once its body is read).
-      const gone = new AbortController()
-      const leave = () => gone.abort()
-      reply.raw.once('close', leave)
-      const done = reply.raw.destroyed ? undefined : await jobService.waitForEnd(id, spec, gone.signal)
-      reply.raw.off('close', leave)
+      // a client that goes away cancels it.
+      const gone = callerGone(reply)
+      const done = gone.signal.aborted ? undefined : await jobService.waitForEnd(id, spec, gone.signal)
+      gone.stop()
       if (done) return outputWriter.send(reply, 200, 'application/json; charset=utf-8', pistonResult(done, runtime, outputWriter))
       await jobService.cancel(id, request.tenant).catch(() => undefined)
       if (gone.signal.aborted || reply.raw.destroyed) return reply.hijack()

@@ -177,8 +177,10 @@ export class KubernetesExecutor implements Executor {
       this.networking.listNamespacedNetworkPolicy({ namespace }).then((l) => l.items, (err: unknown) => (status(err) === 404 ? [] : Promise.reject(err))),
     ])
     const problems = namespaceProblems({ namespaceName: namespace, namespace: ns, runtimeClassName, runtimeClass, networkPolicies: policies, podLabels: jobLabels('probe', 'probe') })
-    for (const runtime of RUNTIMES) {
-      if (!this.options.images.has(runtime.image)) problems.push(`no image reference pinned by digest for sandbox image ${runtime.image} (runtime ${runtime.name}); set AIRLOCK_K8S_IMAGES`)
+    // A runtime whose image is not configured is not offered (runtimeVersions), as a local
+    // worker does not offer one whose image is not built; a worker with none can run nothing.
+    if (!RUNTIMES.some((r) => this.options.images.has(r.image))) {
+      problems.push(`no sandbox image reference pinned by digest for any runtime (${RUNTIMES.map((r) => r.image).join(', ')}); set AIRLOCK_K8S_IMAGES`)
     }
     return problems
   }
@@ -262,7 +264,8 @@ export class KubernetesExecutor implements Executor {
     const runtime = findRuntime(spec.runtime)
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
     const image = this.options.images.get(runtime.image)
-    if (!image) throw new IsolationUnavailableError(`no image reference for sandbox image ${runtime.image}`)
+    // Not offered here (runtimeVersions): the job ends as error, as for a local worker without the image.
+    if (!image) throw new ExecutorError(`runtime ${spec.runtime} is not offered by this worker: no image reference for sandbox image ${runtime.image} in AIRLOCK_K8S_IMAGES`)
     const t0 = Date.now()
     const name = kubeJobName(jobId)
     const { namespace } = this.options

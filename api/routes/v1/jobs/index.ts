@@ -5,6 +5,7 @@ import { JobRequestSchema, unknownRuntimeError } from '../../../../core/job-spec
 import { CURSOR_PATTERN } from '../../../../core/job-store.js'
 import { JOB_STATUSES, type JobStatus } from '../../../../core/job-status.js'
 import { ownJob } from './own-job.js'
+import { callerGone } from '../../../services/job-service.js'
 import { errorResponses, JobParams } from '../../../schemas.js'
 
 // The schema is the whole check: any list of known statuses, spaces around commas allowed.
@@ -32,9 +33,9 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { id, spec } = await jobService.submit(request.tenant, request.body, request.log)
       request.log = reply.log = request.log.child({ jobId: id })
       if (request.query.wait) {
-        const abort = new AbortController()
-        request.raw.once('close', () => abort.abort())
-        const done = await jobService.waitForEnd(id, spec, abort.signal)
+        const gone = callerGone(reply)
+        const done = await jobService.waitForEnd(id, spec, gone.signal)
+        gone.stop()
         if (done) return outputWriter.sendJob(reply, 200, done)
       }
       // Where the job is read, as HTTP has 202 and 201 say.
