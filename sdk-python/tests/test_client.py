@@ -43,7 +43,7 @@ def test_create_stream_wait_get_list_logs(client):
     assert [j["id"] for j in client.jobs.iterate(limit=1, max=3)] == [j["id"] for j in client.jobs.list(limit=3)["items"]], "across pages"
     assert list(client.jobs.iterate(max=0)) == []
     assert client.jobs.logs(accepted["id"]).startswith("tick 1\ntick 2\n")
-    assert sorted(r["name"] for r in client.runtimes()) == ["bash", "c", "ml-python", "node", "python"]
+    assert sorted(r["name"] for r in client.runtimes()) == ["bash", "c", "cpp", "go", "java", "ml-python", "node", "python", "rust"]
 
 
 def test_cancel_then_conflict(client):
