@@ -3,7 +3,7 @@ import { QUOTA_MAX, QUOTA_MAX_CPUS } from './tenant-store.js'
 import { AirlockError, type ErrorDetail } from './errors.js'
 import { findRuntime, RUNTIMES } from './runtimes.js'
 import type { Config } from './config.js'
-import { MAX_TEST_CASES, OUTPUT_MATCH_RULE } from './test-cases.js'
+import { MAX_TEST_CASES, OUTPUT_MATCH_RULE, stepsTimeMs } from './test-cases.js'
 
 /**
  * What a client may send to `POST /v1/jobs`. The schema checks shapes and absolute
@@ -336,6 +336,13 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
   const args = checkArgs(request.args ?? [], '/args')
 
   const tests = request.tests === undefined ? undefined : checkTests(request.tests, policy.maxTestCases)
+  const limits = resolveLimits(request.limits, policy, runtime.compile !== undefined)
+  if (tests) {
+    const total = stepsTimeMs(limits, tests.length)
+    if (total > policy.maxTimeoutMs) {
+      throw new AirlockError('AIRLOCK_ERR_LIMIT_EXCEEDED', stepsTooLong(tests.length, limits, total, policy.maxTimeoutMs, "this server's"), [{ path: '/tests', message: `${total} ms in all is above ${policy.maxTimeoutMs}` }])
+    }
+  }
   return {
     runtime: runtime.name,
     files,
@@ -343,10 +350,16 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
     args,
     stdin: request.stdin ?? '',
     env,
-    limits: resolveLimits(request.limits, policy, runtime.compile !== undefined),
+    limits,
     isolation: request.isolation ?? 'gvisor',
     ...(tests ? { tests } : {}),
   }
+}
+
+/** Why a job's cases may not ask for so much time, in words (the server's or the tenant's maximum). */
+export function stepsTooLong(cases: number, limits: Limits, total: number, max: number, whose: string): string {
+  const compile = limits.compileTimeoutMs === undefined ? '' : ` and a compile of ${limits.compileTimeoutMs} ms`
+  return `${cases} test cases of ${limits.timeoutMs} ms${compile} add up to ${total} ms; ${whose} maximum for one job is ${max} ms: lower limits.timeoutMs or send fewer cases`
 }
 
 /** Arguments of the job or of a case: strings of bounded length without NUL bytes. */

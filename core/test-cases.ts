@@ -14,6 +14,25 @@ export type StepKind = (typeof STEP_KINDS)[number]
 export const MAX_TEST_CASES = 64
 
 /**
+ * The time a job of steps may ask for: its compile's limit, then each run's (one per
+ * case) one after another. Held to the server's and the tenant's largest timeoutMs: a
+ * job holds its worker no longer for having cases.
+ */
+export function stepsTimeMs(limits: { timeoutMs: number; compileTimeoutMs?: number | undefined }, cases: number): number {
+  return (limits.compileTimeoutMs ?? 0) + Math.max(1, cases) * limits.timeoutMs
+}
+
+/** The step driver's own time, beyond its steps' limits: per step (FIFOs, clock, frames, the sweep) and once. */
+export const STEP_OVERHEAD_MS = 1000
+export const DRIVER_OVERHEAD_MS = 2000
+
+/** The longest a job of steps holds its sandbox: its steps at their limits, and the driver's own time. */
+export function stepsWallMs(limits: { timeoutMs: number; compileTimeoutMs?: number | undefined }, cases: number): number {
+  const steps = Math.max(1, cases) + (limits.compileTimeoutMs === undefined ? 0 : 1)
+  return stepsTimeMs(limits, cases) + steps * STEP_OVERHEAD_MS + DRIVER_OVERHEAD_MS
+}
+
+/**
  * What the compile's stdout and stderr may hold, each (at most limits.outputBytes): its
  * output is kept in the result, apart from the program's.
  */

@@ -171,6 +171,7 @@ export class JobRunner {
     )
     let outcome: JobOutcome
     const plan = executionPlan(stored.spec)
+    const live = plan.live((stream, text) => logs.push(stream, text), (step) => logs.mark(step))
     try {
       const ran = await this.executor.run({
         jobId: stored.id,
@@ -180,8 +181,9 @@ export class JobRunner {
         beforeLaunch: async () => {
           await this.store.countLaunch(stored.id)
         },
-        onOutput: plan.live((stream, text) => logs.push(stream, text), (step) => logs.mark(step)),
+        onOutput: live.onOutput,
       })
+      live.end()
       outcome = plan.conclude(ran)
     } catch (err) {
       if (err instanceof IsolationUnavailableError) {
@@ -220,8 +222,11 @@ type OnOutput = (stream: 'stdout' | 'stderr', text: string) => void
 interface ExecutionPlan {
   /** What the executor runs. */
   spec: JobSpec
-  /** The live log: what of the sandbox's output is the job's, as it comes, and each step as it starts. */
-  live(onOutput: OnOutput, onStep: (step: LogMark) => void): OnOutput
+  /**
+   * The live log: what of the sandbox's output is the job's, as it comes, and each step
+   * as it starts; `end` once the sandbox's output has ended hands on what was held back.
+   */
+  live(onOutput: OnOutput, onStep: (step: LogMark) => void): { onOutput: OnOutput; end: () => void }
   /** The executor's outcome -> the job's. */
   conclude(ran: JobOutcome): JobOutcome
 }
@@ -234,19 +239,29 @@ interface ExecutionPlan {
  */
 function executionPlan(spec: JobSpec): ExecutionPlan {
   const runtime = findRuntime(spec.runtime)
-  if (!runtime || !runsAsSteps(spec, runtime)) return { spec, live: (onOutput) => onOutput, conclude: (ran) => ran }
+  if (!runtime || !runsAsSteps(spec, runtime)) return { spec, live: (onOutput) => ({ onOutput, end: () => undefined }), conclude: (ran) => ran }
   return {
     spec: driverSpec(spec, runtime),
     live: (onOutput, onStep) => {
       const cap = (kind: Parameters<typeof stepOutputBytes>[1]) => stepOutputBytes(spec, kind)
       const forward = (stream: 'stdout' | 'stderr') =>
-        new StepStreamParser(cap, {
-          text: (step, text) => (step.kind !== 'compile' ? onOutput(stream, text) : undefined),
-          // Both streams announce each step; stdout's announcement is the one recorded.
-          start: stream === 'stdout' ? (step) => onStep({ step: step.kind, index: step.index }) : undefined,
-        })
+        new StepStreamParser(
+          cap,
+          {
+            text: (step, text) => (step.kind !== 'compile' ? onOutput(stream, text) : undefined),
+            // Both streams announce each step; stdout's announcement is the one recorded.
+            start: stream === 'stdout' ? (step) => onStep({ step: step.kind, index: step.index }) : undefined,
+          },
+          false,
+        )
       const parsers = { stdout: forward('stdout'), stderr: forward('stderr') }
-      return (stream, text) => parsers[stream].push(text)
+      return {
+        onOutput: (stream, text) => parsers[stream].push(text),
+        end: () => {
+          parsers.stdout.finish()
+          parsers.stderr.finish()
+        },
+      }
     },
     conclude: (ran) => stepsOutcome(spec, runtime, ran),
   }

@@ -92,22 +92,31 @@ export function frameworkErrors(metrics: Metrics) {
 }
 
 /** One error handler: 4xx carry the message and code; 5xx are logged and answered generically. */
-export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): void {
+/**
+ * A 404 for a path of `scope` no route has, or a 405 (with Allow) for a method it does
+ * not take, whatever else the request got wrong (a QUERY with no Content-Type fails body
+ * parsing before this): the answerer for the scope's not-found handler, `shape` giving
+ * the scope's error body. Registered inside a scope, it runs after the scope's hooks
+ * (authentication), as its routes do. `where` names the API in the message.
+ */
+export function notFoundAnswerer(scope: FastifyInstance, metrics: Metrics, shape: (err: AirlockError) => unknown, where = ''): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
   const routes = new RouteMethods()
-  app.addHook('onRoute', (route) => routes.add(route.url, route.method))
-  // A path no route has, or a method it does not take: 404 or 405, whatever else the
-  // request got wrong (a QUERY with no Content-Type fails body parsing before this).
-  const notFound = (request: FastifyRequest, reply: FastifyReply) => {
+  scope.addHook('onRoute', (route) => routes.add(route.url, route.method))
+  return (request, reply) => {
     const path = request.url.split('?')[0]!
     const allowed = routes.allowed(path)
     const err =
       allowed.length > 0
         ? new AirlockError('AIRLOCK_ERR_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}`)
-        : new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${path}`)
+        : new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${path}${where}`)
     metrics.rejectedRequests.inc({ code: err.code })
     if (allowed.length > 0) reply.header('allow', allowed.join(', '))
-    return reply.status(err.statusCode).send({ statusCode: err.statusCode, code: err.code, message: err.message })
+    return reply.status(err.statusCode).send(shape(err))
   }
+}
+
+export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): void {
+  const notFound = notFoundAnswerer(app, metrics, (err) => ({ statusCode: err.statusCode, code: err.code, message: err.message }))
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (request.is404) return notFound(request, reply)
     const { status, body } = prepareErrorReply(err, request, reply, metrics)

@@ -2,8 +2,9 @@ import type { Queue } from 'bullmq'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import type { Config } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
-import { resolveJobSpec, type JobRequest, type JobSpec } from '../../core/job-spec.js'
-import { newJobId, type JobStore, type JobView } from '../../core/job-store.js'
+import { resolveJobSpec, stepsTooLong, type JobRequest, type JobSpec } from '../../core/job-spec.js'
+import { stepsTimeMs, stepsWallMs } from '../../core/test-cases.js'
+import { JOB_ID_PATTERN, newJobId, type JobStore, type JobView } from '../../core/job-store.js'
 import { isFinalStatus } from '../../core/job-status.js'
 import type { Metrics } from '../../core/metrics.js'
 import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
@@ -37,8 +38,12 @@ export class JobService {
     const quotas = await tenants.quotas(tenant)
     const spec = resolveJobSpec(request, tenantLimitsPolicy(config, quotas))
     const tooBig = jobLimitsOverQuota(spec.limits, quotas)
+    const total = spec.tests ? stepsTimeMs(spec.limits, spec.tests.length) : 0
+    if (spec.tests && quotas.maxTimeoutMs !== undefined && total > quotas.maxTimeoutMs) {
+      tooBig.push({ path: '/tests', message: stepsTooLong(spec.tests.length, spec.limits, total, quotas.maxTimeoutMs, "this tenant's") })
+    }
     if (tooBig.length > 0) {
-      throw new AirlockError('AIRLOCK_ERR_QUOTA_JOB_LIMITS', `limits above this tenant's quota: ${tooBig.map((d) => d.path.slice(8)).join(', ')}`, tooBig)
+      throw new AirlockError('AIRLOCK_ERR_QUOTA_JOB_LIMITS', `limits above this tenant's quota: ${tooBig.map((d) => d.path.replace(/^\/limits\//, '')).join(', ')}`, tooBig)
     }
     const perSecond = quotas.submitsPerSecond ?? config.defaultSubmitsPerSecond
     if (perSecond > 0) {
@@ -84,7 +89,8 @@ export class JobService {
    */
   async cancel(id: string, tenant: string): Promise<void> {
     const { store, queue, metrics } = this.deps
-    const view = await store.view(id)
+    // Only a job id is looked up: any other string could name another kind of key.
+    const view = JOB_ID_PATTERN.test(id) ? await store.view(id) : undefined
     if (!view || view.tenant !== tenant) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
     const result = await store.cancel(id, tenant)
     if (result.kind === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
@@ -103,7 +109,7 @@ export class JobService {
   async waitForEnd(id: string, spec: JobSpec, signal: AbortSignal): Promise<JobView | undefined> {
     const { config, store, waiter } = this.deps
     await waiter.ready()
-    const waitMs = Math.min(config.maxWaitMs, spec.limits.timeoutMs * (spec.tests?.length ?? 1) + (spec.limits.compileTimeoutMs ?? 0) + 60_000)
+    const waitMs = Math.min(config.maxWaitMs, stepsWallMs(spec.limits, spec.tests?.length ?? 1) + 60_000)
     const { finished } = waiter.wait(id, waitMs, signal)
     const now = await store.view(id)
     if (!(now && isFinalStatus(now.status))) await finished

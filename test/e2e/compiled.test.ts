@@ -115,7 +115,7 @@ t.test('the live stream says which step is running, and each case\'s output as i
   t.same(job.tests.map((c) => c.stdout), ['case 1\n', 'case 2\n', 'case 3\n'])
 })
 
-t.test('a hostile program cannot forge a report, see an expected output, or pass by killing its runner', async (t) => {
+t.test('a hostile program cannot forge a report, see an expected output, outlive its case, or pass by killing its runner', async (t) => {
   const source = [
     'import os, sys, glob',
     'what = sys.stdin.read().strip()',
@@ -135,6 +135,14 @@ t.test('a hostile program cannot forge a report, see an expected output, or pass
     '    os.kill(-1, 9)',
     'elif what == "runner":',
     '    os.kill(os.getppid(), 9)',
+    'elif what == "leave":',
+    '    import subprocess',
+    '    subprocess.Popen(["sh", "-c", "sleep 1; echo late > /tmp/leak"], start_new_session=True)',
+    '    print("left")',
+    'elif what == "check":',
+    '    import time',
+    '    time.sleep(2)',
+    '    print("leaked" if os.path.exists("/tmp/leak") else "clean")',
   ].join('\n')
   const job = await h.run({
     runtime: 'python',
@@ -146,6 +154,8 @@ t.test('a hostile program cannot forge a report, see an expected output, or pass
       { stdin: 'killall' },
       { stdin: 'runner' },
       { stdin: 'snoop', expectedOutput: 'not seen' },
+      { stdin: 'leave', expectedOutput: 'left' },
+      { stdin: 'check', expectedOutput: 'clean' },
     ],
   })
   t.same(job.tests.map((c) => [c.status, c.exitCode, c.signal]), [
@@ -154,7 +164,9 @@ t.test('a hostile program cannot forge a report, see an expected output, or pass
     ['runtime-error', null, 'SIGKILL'],
     ['runtime-error', null, 'SIGKILL'],
     ['passed', 0, null],
-  ])
+    ['passed', 0, null],
+    ['passed', 0, null],
+  ], 'a process a case leaves in a session of its own (holding its output) is killed with it: the next case sees nothing of it')
   t.match(job.tests[0]!.stdout, /^airlock-step-begin cdcd/, 'forged frames are only text of the case')
   t.equal(job.tests[1]!.stdout, 'not seen\n', 'no expected output is anywhere in the sandbox')
   t.equal(job.status, 'failed')

@@ -130,7 +130,8 @@ t.test('two API processes on one Redis both stream the same job', async (t) => {
   t.equal(res.status, 202, 'submitted through the second process')
   const { id } = (await res.json()) as { id: string }
   const [viaFirst, viaSecond] = await Promise.all([openStream(h.baseUrl, `/v1/jobs/${id}/stream`, auth()), openStream(otherUrl, `/v1/jobs/${id}/stream`, auth())])
-  t.same(strip(viaFirst), strip(viaSecond), 'both replicas deliver the same messages')
+  const closes = `closed ${viaFirst.close.code} "${viaFirst.close.reason}" and ${viaSecond.close.code} "${viaSecond.close.reason}", second process ${second.exitCode === null ? 'running' : `exited ${second.exitCode}`}`
+  t.same(strip(viaFirst), strip(viaSecond), `both replicas deliver the same messages (${closes})`)
   t.equal(strip(viaFirst).filter((e) => e.type === 'log').map((e) => (e as { data: string }).data).join(''), '0\n1\n2\n')
 })
 

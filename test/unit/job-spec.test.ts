@@ -187,4 +187,14 @@ t.test('test cases: normalized, counted and bounded; a compile time limit only f
   const half = 'x'.repeat(600 * 1024)
   t.equal(codeOf({ runtime: 'python', source: 'x', tests: [{ stdin: half }, { expectedOutput: half }] }), 'AIRLOCK_ERR_VALIDATION', 'all cases together past their byte bound')
   t.equal(codeOf({ runtime: 'python', source: 'x', tests: [{ stdin: 'a' }] }), undefined)
+  const cases = Math.floor(policy.maxTimeoutMs / 10_000) + 1
+  t.equal(codeOf({ runtime: 'python', source: 'x', limits: { timeoutMs: 10_000 }, tests: Array.from({ length: cases }, () => ({})) }), 'AIRLOCK_ERR_LIMIT_EXCEEDED', "the cases' time limits together past the largest timeoutMs")
+  const tooLong = (() => {
+    try {
+      resolveJobSpec({ runtime: 'cpp', source: 'x', limits: { timeoutMs: 150_000, compileTimeoutMs: 60_000 }, tests: [{}, {}] }, policy)
+    } catch (err) {
+      return (err as AirlockError).message
+    }
+  })()
+  t.equal(tooLong, `2 test cases of 150000 ms and a compile of 60000 ms add up to 360000 ms; this server's maximum for one job is ${policy.maxTimeoutMs} ms: lower limits.timeoutMs or send fewer cases`)
 })

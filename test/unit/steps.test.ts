@@ -1,5 +1,6 @@
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { promisify } from 'node:util'
 import type { JobOutcome } from '../../core/job.js'
 import { resolveJobSpec, type JobSpec } from '../../core/job-spec.js'
 import { loadConfig } from '../../core/config.js'
@@ -12,6 +13,7 @@ import { STEP_REASONS, stepsOutcome } from '../../worker/steps/step-outcome.js'
 // The step driver and what the worker makes of its reports, without a sandbox: the
 // script runs under the host's dash here (the e2e tests run it in gVisor).
 const config = loadConfig({})
+const execFileP = promisify(execFile)
 const cpp = findRuntime('cpp')!
 const python = findRuntime('python')!
 const NONCE = 'ab'.repeat(16)
@@ -121,6 +123,18 @@ t.test('reports -> outcome: a compile error, tests that pass and fail, an incomp
   t.equal(run.tests, undefined, 'a job without tests lists none')
 })
 
+t.test('frames out of order, or a step twice, break the report: the job fails and lists no case', async (t) => {
+  const withTests = spec(python, { tests: [{ stdin: '1', expectedOutput: 'ok' }, { stdin: '2' }] })
+  const twice = `${STEP_BEGIN} ${NONCE}\n${STEP_FRAME} ${NONCE} start test 1\nok\n${STEP_FRAME} ${NONCE} end test 1 0 5\n${STEP_FRAME} ${NONCE} start test 1\n`
+  t.ok(parseStepStream(twice, () => 100).broken, 'a step started twice')
+  t.ok(parseStepStream(`${STEP_BEGIN} ${NONCE}\n${STEP_FRAME} ${NONCE} start test 2\n`, () => 100).broken, 'a case before case 1')
+  t.ok(parseStepStream(`${STEP_BEGIN} ${NONCE}\n${STEP_FRAME} ${NONCE} start test 1\n${STEP_FRAME} ${NONCE} end test 1 0 5\n${STEP_FRAME} ${NONCE} start compile 0\n`, () => 100).broken, 'a compile after a case')
+  const o = stepsOutcome(withTests, python, ran(twice + `${STEP_FRAME} ${NONCE} end test 1 137 5\n${STEP_FRAME} ${NONCE} done\n`, stream([{ kind: 'test', index: 1, text: '' }])))
+  t.equal(o.status, 'failed')
+  t.equal(o.reason, STEP_REASONS.broken)
+  t.same(o.tests, [], 'no case result that could be forged')
+})
+
 t.test('a case keeps a preview of its output; the job keeps all of it', async (t) => {
   const s = spec(python, { tests: [{ stdin: '' }] })
   const big = 'x'.repeat(TEST_OUTPUT_PREVIEW_BYTES + 10)
@@ -149,10 +163,14 @@ t.test('the driver spec: the steps in its stdin, limits that hold every step', a
   t.equal(driverSpec(spec(python, { tests: [{ stdin: '' }] }), python).limits.compileTimeoutMs, undefined, 'an interpreter has no compile')
 })
 
-/** Runs the driver under the host's dash with a runtime whose steps are shell lines. */
+/**
+ * Runs the driver under the host's dash with a runtime whose steps are shell lines, in
+ * a pid namespace of its own (as in a sandbox): after each step it kills every process
+ * its /proc shows that was born during the step, which on the host would be anyone's.
+ */
 async function drive(runtime: RuntimeDefinition, s: JobSpec): Promise<{ stdout: string; stderr: string; code: number | null }> {
   const d = driverSpec(s, runtime)
-  const child = spawn(d.program![0]!, d.program!.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', ...d.program!], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
@@ -182,6 +200,16 @@ t.test('the driver script runs the compile once, then each case with its stdin, 
     ['timeout', 'got slow args=2:x\n', null],
   ])
   t.ok(o.tests![2]!.timeMs! >= 500 && o.tests![2]!.timeMs! < 4000, `the slow case was stopped at its limit (${o.tests![2]!.timeMs} ms)`)
+
+  // A case that leaves a process behind in a session of its own, holding its output
+  // open: it is killed when the case ends, so it writes nothing the next case could see
+  // (and the case's readers are not held open by it).
+  const leaving = shellRuntime('true', 'read l; if [ "$l" = leave ]; then setsid sh -c "sleep 2; echo late > /tmp/airlock-leak-$PPID" & echo left; else sleep 3; ls /tmp/airlock-leak-* 2>/dev/null; echo checked; fi')
+  const ls: JobSpec = { ...s, limits: { ...s.limits, timeoutMs: 10_000 }, tests: [{ stdin: 'leave\n', args: [] }, { stdin: 'check\n', args: [] }] }
+  const lr = await drive(leaving, ls)
+  const lo = stepsOutcome(ls, leaving, ran(lr.stdout, lr.stderr))
+  t.teardown(() => execFileP('sh', ['-c', 'rm -f /tmp/airlock-leak-*']))
+  t.same(lo.tests!.map((c) => [c.status, c.stdout]), [['passed', 'left\n'], ['passed', 'checked\n']], 'what case 1 left was killed before it could write anything')
 
   const failing = shellRuntime('echo nope >&2; exit 2', 'echo never')
   const f = await drive(failing, { ...s, runtime: 'sh' })

@@ -1,6 +1,6 @@
 import type { JobSpec } from '../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../core/runtimes.js'
-import { COMPILE_OUTPUT_BYTES, runOutputBytes, type StepKind } from '../../core/test-cases.js'
+import { COMPILE_OUTPUT_BYTES, runOutputBytes, stepsWallMs, type StepKind } from '../../core/test-cases.js'
 
 /**
  * A compiled job, or a job with test cases, runs as steps in one sandbox: the compile
@@ -35,9 +35,6 @@ export type { StepKind } from '../../core/test-cases.js'
 export const DRIVER_HELPER_PROCESSES = 6
 /** The longest frame, bytes, with room to spare. */
 const FRAME_BYTES = 128
-/** The driver's own time per step (fifos, date, frames) and at its start, beyond the steps' limits. */
-const STEP_OVERHEAD_MS = 1000
-const DRIVER_OVERHEAD_MS = 2000
 
 /** Where the driver keeps the steps' inputs inside the sandbox (a directory of its own under /tmp). */
 const DATA = {
@@ -77,15 +74,14 @@ export function driverStreamBytes(spec: JobSpec, runtime: RuntimeDefinition): nu
  */
 export function driverSpec(spec: JobSpec, runtime: RuntimeDefinition): JobSpec {
   const runs = runSteps(spec)
-  const compileMs = runtime.compile ? (spec.limits.compileTimeoutMs ?? spec.limits.timeoutMs) : 0
-  const steps = runs.length + (runtime.compile ? 1 : 0)
+  const compileTimeoutMs = runtime.compile ? (spec.limits.compileTimeoutMs ?? spec.limits.timeoutMs) : undefined
   return {
     ...spec,
     args: [],
     stdin: driverInput(spec, runtime),
     limits: {
       ...spec.limits,
-      timeoutMs: compileMs + runs.length * spec.limits.timeoutMs + steps * STEP_OVERHEAD_MS + DRIVER_OVERHEAD_MS,
+      timeoutMs: stepsWallMs({ timeoutMs: spec.limits.timeoutMs, compileTimeoutMs }, runs.length),
       outputBytes: driverStreamBytes(spec, runtime),
       pids: spec.limits.pids + DRIVER_HELPER_PROCESSES,
     },
@@ -153,9 +149,9 @@ function appendWords(dir: string): string {
  * nonce, then runs each step through `step KIND INDEX SECONDS CAP STDIN ARGV...`: the
  * program writes into two FIFOs, whose readers pass the first bytes on at once
  * (unbuffered) and drain the rest, so the live log shows each step as it runs; it
- * runs under `timeout -s KILL`, whose process group is killed when the step ends, so
- * nothing of one step outlives it unless it left that group. The compile's failure
- * ends the job; a run's status becomes the driver's exit status.
+ * runs under `timeout -s KILL`, and every process it started is killed when it ends,
+ * before any frame is written. The compile's failure ends the job; a run's status
+ * becomes the driver's exit status.
  */
 export const DRIVER_SCRIPT = [
   'd=$(mktemp -d) || exit 125',
@@ -169,14 +165,19 @@ export const DRIVER_SCRIPT = [
   '  esac',
   'done',
   `[ "$k" = e ] && read -r runs tl ctl cap ccap mode <"$d/${DATA.limits}" || exit 125`,
-  'an_=$(od -An -N16 -tx1 /dev/urandom) && [ -n "$an_" ] || exit 125',
-  'an=; for aw in $an_; do an=$an$aw; done; an_=',
-  `echo ${STEP_BEGIN} "$an"; echo ${STEP_BEGIN} "$an" >&2`,
+  // A nonce per stream: one read off stderr (which a program may be able to open through
+  // /proc) says nothing of stdout's, whose frames carry each step's status.
+  'an_=$(od -An -N32 -tx1 /dev/urandom) && [ -n "$an_" ] || exit 125',
+  'an=; bn=; aw_=0; for aw in $an_; do if [ $aw_ -lt 16 ]; then an=$an$aw; else bn=$bn$aw; fi; aw_=$((aw_ + 1)); done; an_=',
+  '[ ${#an} -eq 32 ] && [ ${#bn} -eq 32 ] || exit 125',
+  `echo ${STEP_BEGIN} "$an"; echo ${STEP_BEGIN} "$bn" >&2`,
   'mkfifo "$d/o" "$d/e" || exit 125',
   'step() {',
   '  sk=$1 si=$2 st=$3 sc=$4 sin=$5; shift 5',
+  // Every process there is before the step: after it, any other but its readers goes.
+  `  snap=' '; for q in /proc/[0-9]*; do snap="$snap\${q#/proc/} "; done`,
   `  printf '%s %s start %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si"`,
-  `  printf '%s %s start %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" >&2`,
+  `  printf '%s %s start %s %s\\n' ${STEP_FRAME} "$bn" "$sk" "$si" >&2`,
   '  { stdbuf -o0 head -c "$sc"; cat >/dev/null; } <"$d/o" &',
   '  ro=$!',
   '  { stdbuf -o0 head -c "$sc"; cat >/dev/null; } <"$d/e" >&2 &',
@@ -188,12 +189,30 @@ export const DRIVER_SCRIPT = [
   '  wait $p 2>/dev/null',
   '  x=$?',
   '  t1=$(date +%s%N)',
-  // timeout made its own process group (its pid): what the step left running in it goes.
+  // What the step left running goes before its readers are waited for and any frame is
+  // written: its process group (timeout's), then, sweep after sweep until none is left,
+  // every process born during the step but the readers and theirs, whatever group or
+  // session it moved to. A program then cannot outlive its case, hold its output open,
+  // or be there to read or write anything of the next case's. Zombies are skipped: a
+  // dead process cannot be killed again.
   '  kill -9 -$p 2>/dev/null',
+  '  while :; do',
+  '    k9=',
+  '    for q in /proc/[0-9]*; do',
+  `      n=\${q#/proc/}`,
+  '      case "$snap" in *" $n "*) continue ;; esac',
+  '      [ "$n" = "$ro" ] || [ "$n" = "$re" ] && continue',
+  '      pp= zs=',
+  '      while read -r fk fv fr; do case $fk in State:) zs=$fv ;; PPid:) pp=$fv; break ;; esac; done <"$q/status" 2>/dev/null',
+  '      [ "$zs" = Z ] || [ -z "$pp" ] || [ "$pp" = "$ro" ] || [ "$pp" = "$re" ] && continue',
+  '      kill -9 "$n" 2>/dev/null && k9=1',
+  '    done',
+  '    [ -z "$k9" ] && break',
+  '  done',
   '  wait $ro',
   '  wait $re',
   `  printf '%s %s end %s %s %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" "$x" $((t1 - t0))`,
-  `  printf '%s %s end %s %s\\n' ${STEP_FRAME} "$an" "$sk" "$si" >&2`,
+  `  printf '%s %s end %s %s\\n' ${STEP_FRAME} "$bn" "$sk" "$si" >&2`,
   '  return $x',
   '}',
   'set --',

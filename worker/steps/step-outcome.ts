@@ -16,6 +16,7 @@ export const STEP_REASONS = {
   compileTimeout: (ms: number) => `the compile exceeded its time limit of ${ms} ms; nothing was run`,
   testsFailed: (failing: number, total: number, counts: string) => `${failing} of ${total} test cases did not pass (${counts})`,
   incomplete: (exit: string) => `the sandbox's step runner ended (${exit}) before every step had reported; the program may have stopped it`,
+  broken: "the sandbox's step report was not the step runner's alone (the program wrote into it); no case's result can be trusted",
   allSteps: (ms: number) => `the job's steps together exceeded their time limit of ${ms} ms`,
 } as const
 
@@ -107,6 +108,8 @@ export function stepsOutcome(spec: JobSpec, runtime: RuntimeDefinition, ran: Job
   if (ran.status !== 'succeeded' && ran.status !== 'failed') {
     return { ...base, reason: ran.status === 'timeout' ? STEP_REASONS.allSteps(spec.limits.timeoutMs) : ran.reason }
   }
+  // Frames out of order or with another nonce: something besides the driver wrote them.
+  if (out.broken || err.broken) return { ...base, status: 'failed', exitCode: null, signal: null, reason: STEP_REASONS.broken, ...(tests ? { tests: [] } : {}) }
   if (compile && compile.status !== 'succeeded') {
     const how = compile.signal ? `killed by ${compile.signal}` : `exit ${compile.exitCode}`
     const timeout = compile.status === 'timeout'

@@ -42,6 +42,8 @@ export class StepStreamParser {
   constructor(
     private readonly capBytes: (kind: StepKind) => number,
     private readonly on: { text?: (step: StepText, text: string) => void; start?: (step: StepText) => void } = {},
+    /** Keep each step's text (false: only hand it on, for a live reader that needs no copy). */
+    private readonly keepText = true,
   ) {}
 
   push(text: string): void {
@@ -100,6 +102,7 @@ export class StepStreamParser {
     const step = (STEP_KINDS as readonly string[]).includes(kind ?? '') && /^\d{1,3}$/.test(index ?? '') ? { kind: kind as StepKind, index: Number(index) } : undefined
     if (!step) return false
     if (what === 'start' && words.length === 3 && !this.current) {
+      if (!this.comesNext(step)) return false
       this.current = { ...step, text: '', truncated: false, ended: false, bytes: 0 }
       this.steps.push(this.current)
       this.on.start?.(this.current)
@@ -115,6 +118,17 @@ export class StepStreamParser {
     return true
   }
 
+  /**
+   * Steps come once each, in the driver's order: the compile (0) first, if any, then
+   * runs or cases from 1 up. A frame out of that order is not the driver's.
+   */
+  private comesNext(step: { kind: StepKind; index: number }): boolean {
+    const last = this.steps[this.steps.length - 1]
+    if (step.kind === 'compile') return !last && step.index === 0
+    if (!last || last.kind === 'compile') return step.index === 1
+    return last.kind === step.kind && step.index === last.index + 1
+  }
+
   private take(text: string): void {
     const step = this.current
     // Only a step's text is the job's; the driver writes nothing between its frames.
@@ -128,7 +142,7 @@ export class StepStreamParser {
       step.truncated = true
     }
     if (kept === '') return
-    step.text += kept
+    if (this.keepText) step.text += kept
     step.bytes += Buffer.byteLength(kept)
     this.on.text?.(step, kept)
   }

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
 import type { ErrorDetail } from '../../../core/errors.js'
 import type { Metrics } from '../../../core/metrics.js'
-import { prepareErrorReply } from '../../plugins/error-handler.js'
+import { notFoundAnswerer, prepareErrorReply } from '../../plugins/error-handler.js'
 
 /**
  * Judge0's error shapes, which its clients read: a submission's attributes that are wrong
@@ -55,6 +55,9 @@ export function attributeErrors(details: ErrorDetail[] | undefined, message: str
  * logged and answered generically, as everywhere else.
  */
 export function registerJudge0Errors(scope: FastifyInstance, metrics: Metrics, descriptions: Record<string, string | undefined>): void {
+  // After the scope's authentication, as its routes: a path or method it does not have is
+  // answered, in Judge0's shape, only to a caller with a key.
+  scope.setNotFoundHandler(notFoundAnswerer(scope, metrics, (err) => ({ error: err.message, code: err.code }), ' in the Judge0 API (docs/judge0.md)'))
   scope.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof Judge0Error) {
       metrics.rejectedRequests.inc({ code: 'JUDGE0_INVALID' })

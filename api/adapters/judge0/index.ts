@@ -25,6 +25,8 @@ import { selectFields } from './submission-result.js'
 
 /** Judge0's default MAX_SUBMISSION_BATCH_SIZE. */
 const MAX_BATCH = 20
+/** Submissions before a page of the list, at most: each page before it is a read of the store. */
+const MAX_LIST_DEPTH = 2000
 const JSON_TYPE = 'application/json; charset=utf-8'
 
 const Token = Type.Object({ token: Type.String({ minLength: 1, maxLength: MAX_PATH_PARAM_LENGTH }) })
@@ -128,7 +130,12 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
           const { id } = await jobService.submit(request.tenant, toJobRequest(body, base64).request, request.log)
           answers.push({ token: id })
         } catch (err) {
-          answers.push(batchError(err))
+          // Once one is queued the answer must carry its token, or a retry would run it twice:
+          // a fault of ours on a later one is that one's error.
+          if (answers.some((a) => 'token' in a) && !(isAirlockError(err) && err.statusCode < 500) && !(err instanceof Judge0Error)) {
+            request.log.error({ err }, 'a submission of a batch could not be created')
+            answers.push({ error: 'this submission could not be created (a fault of the server); the others were: retry only this one' })
+          } else answers.push(batchError(err))
         }
       }
       return reply.status(answers.some((a) => 'token' in a) ? 201 : 422).send(answers)
@@ -169,6 +176,8 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const page = request.query.page ?? 1
       const perPage = request.query.per_page ?? 20
+      // Earlier pages are walked to reach this one: how deep one request may reach is bounded.
+      if ((page - 1) * perPage > MAX_LIST_DEPTH) throw new Judge0Error(400, { error: `page ${page} of ${perPage} is past the newest ${MAX_LIST_DEPTH} submissions this list reaches; GET /v1/jobs pages by cursor through all of them` })
       const options = await writeOptions(request.query)
       // Judge0 pages by number; the store by cursor: earlier pages are walked to reach this one.
       let cursor: string | undefined

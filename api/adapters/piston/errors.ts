@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AirlockError, isAirlockError } from '../../../core/errors.js'
+import { isAirlockError } from '../../../core/errors.js'
 import type { Metrics } from '../../../core/metrics.js'
-import { prepareErrorReply, RouteMethods } from '../../plugins/error-handler.js'
+import { notFoundAnswerer, prepareErrorReply } from '../../plugins/error-handler.js'
 import { pistonField, pistonMessage } from './execute.js'
 import { LIMIT_FIELDS } from './schemas.js'
 
@@ -38,8 +38,6 @@ export function pistonValidationMessage(issues: readonly ValidationIssue[]): str
  * 404 (405 for a method the path does not take).
  */
 export function registerPistonErrors(scope: FastifyInstance, metrics: Metrics): void {
-  const routes = new RouteMethods()
-  scope.addHook('onRoute', (route) => routes.add(route.url, route.method))
 
   scope.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const { status, body } = prepareErrorReply(err, request, reply, metrics)
@@ -48,15 +46,5 @@ export function registerPistonErrors(scope: FastifyInstance, metrics: Metrics): 
     return reply.status(status).send({ message, code: body.code })
   })
 
-  scope.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0]!
-    const allowed = routes.allowed(path)
-    const err =
-      allowed.length > 0
-        ? new AirlockError('AIRLOCK_ERR_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}`)
-        : new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${path} in the Piston API (docs/piston.md)`)
-    metrics.rejectedRequests.inc({ code: err.code })
-    if (allowed.length > 0) reply.header('allow', allowed.join(', '))
-    return reply.status(err.statusCode).send({ message: err.message, code: err.code })
-  })
+  scope.setNotFoundHandler(notFoundAnswerer(scope, metrics, (err) => ({ message: err.message, code: err.code }), ' in the Piston API (docs/piston.md)'))
 }

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { AirlockError } from '../../../core/errors.js'
+import { AirlockError, isAirlockError } from '../../../core/errors.js'
+import type { JobView } from '../../../core/job-store.js'
 import { registerAuth } from '../../plugins/auth.js'
 import { callerGone } from '../../services/job-service.js'
 import { MISSING_KEY, pistonKey } from './auth.js'
@@ -18,7 +19,7 @@ import { PistonExecuteSchema, PistonPackageListSchema, PistonResultSchema, Pisto
  * so its hooks, error handler and parser stay here.
  */
 const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
-  const { config, registry, jobService, outputWriter, metrics, streamTokens, tenants } = scope.services
+  const { config, registry, jobService, outputWriter, metrics, streamTokens, tenants, store } = scope.services
   registerAuth(scope, { tenantsByKey: config.tenantsByKey, streamTokens, tenants, keyFrom: pistonKey, missingKey: MISSING_KEY })
   registerPistonErrors(scope, metrics)
   // piston-client (npm) posts its JSON as text/plain (node-fetch's default for a string
@@ -57,8 +58,15 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       const gone = callerGone(reply)
       const done = gone.signal.aborted ? undefined : await jobService.waitForEnd(id, spec, gone.signal)
       gone.stop()
-      if (done) return outputWriter.send(reply, 200, 'application/json; charset=utf-8', pistonResult(done, runtime, outputWriter))
-      await jobService.cancel(id, request.tenant).catch(() => undefined)
+      const answer = (view: JobView) => outputWriter.send(reply, 200, 'application/json; charset=utf-8', pistonResult(view, runtime, outputWriter))
+      if (done) return answer(done)
+      // It may have ended between the wait and the cancel: then it is answered, not run again.
+      const endedMeanwhile = await jobService.cancel(id, request.tenant).then(
+        () => false,
+        (err: unknown) => isAirlockError(err) && err.code === 'AIRLOCK_ERR_JOB_FINISHED',
+      )
+      const view = endedMeanwhile && !gone.signal.aborted ? await store.view(id) : undefined
+      if (view) return answer(view)
       if (gone.signal.aborted || reply.raw.destroyed) return reply.hijack()
       // Waited as long as AIRLOCK_MAX_WAIT_MS allows (a long queue), or the server is stopping.
       return reply.status(503).header('retry-after', '1').send({ message: `job ${id} did not end in time (the queue is long, or this server is restarting); it was cancelled: retry` })
