@@ -58,3 +58,8 @@ export function isolationRefusal(workers: readonly WorkerHeartbeat[]): string | 
   const reasons = [...new Set(workers.map((w) => publicText(w.isolation.reason ?? 'unknown reason', 200)))]
   return `no worker can isolate jobs: ${reasons.slice(0, 3).join('; ')}`
 }
+
+/** The version of `runtime` that a live worker reports (from its built image); undefined when none has it. */
+export function reportedVersion(workers: readonly WorkerHeartbeat[], runtime: string): string | undefined {
+  return workers.find((w) => w.runtimes[runtime])?.runtimes[runtime]
+}

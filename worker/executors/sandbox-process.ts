@@ -192,7 +192,7 @@ function readEnvScript(dir: string): string {
  * newline that ends each line and leaves an unterminated last line in `l`, so joining
  * the lines back gives the file exactly, trailing newlines included.
  */
-function appendFileWords(dir: string): string {
+export function appendFileWords(dir: string): string {
   return [
     'n=$#',
     `for v in ${dir}/*; do`,

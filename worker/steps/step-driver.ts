@@ -1,5 +1,6 @@
 import type { JobSpec } from '../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../core/runtimes.js'
+import { appendFileWords } from '../executors/sandbox-process.js'
 import { COMPILE_OUTPUT_BYTES, runOutputBytes, stepsWallMs, type StepKind } from '../../core/test-cases.js'
 
 /**
@@ -130,21 +131,6 @@ export function driverInput(spec: JobSpec, runtime: RuntimeDefinition): string {
 }
 
 /**
- * Shell text (dash) that appends each file of directory `dir` (shell text), in name
- * order, to "$@" as one word, byte for byte: only builtins, no eval.
- */
-function appendWords(dir: string): string {
-  return [
-    `for v in ${dir}/*; do`,
-    '  [ -f "$v" ] || continue',
-    '  a= l= nl=',
-    `  while IFS= read -r l; do a=$a$nl$l; nl='\n'; done <"$v" || exit 125`,
-    '  set -- "$@" "$a$nl$l"',
-    'done',
-  ].join('\n')
-}
-
-/**
  * The driver. Reads its data (driverInput) into a directory of its own, draws the
  * nonce, then runs each step through `step KIND INDEX SECONDS CAP STDIN ARGV...`: the
  * program writes into two FIFOs, whose readers pass the first bytes on at once
@@ -216,7 +202,7 @@ export const DRIVER_SCRIPT = [
   '  return $x',
   '}',
   'set --',
-  appendWords(`"$d/${DATA.compile}"`),
+  appendFileWords(`"$d/${DATA.compile}"`),
   'if [ $# -gt 0 ]; then',
   '  step compile 0 "$ctl" "$ccap" /dev/null "$@"',
   '  x=$?',
@@ -226,8 +212,8 @@ export const DRIVER_SCRIPT = [
   'i=1; last=0',
   'while [ $i -le "$runs" ]; do',
   '  set --',
-  `  ${appendWords(`"$d/${DATA.run}"`).replaceAll('\n', '\n  ')}`,
-  `  ${appendWords(`"$d/${DATA.steps}/$i/args"`).replaceAll('\n', '\n  ')}`,
+  `  ${appendFileWords(`"$d/${DATA.run}"`).replaceAll('\n', '\n  ')}`,
+  `  ${appendFileWords(`"$d/${DATA.steps}/$i/args"`).replaceAll('\n', '\n  ')}`,
   `  step $kind $i "$tl" "$cap" "$d/${DATA.steps}/$i/in" "$@"`,
   '  last=$?',
   '  i=$((i + 1))',

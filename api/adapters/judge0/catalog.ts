@@ -1,5 +1,5 @@
 import { findRuntime, type RuntimeDefinition } from '../../../core/runtimes.js'
-import type { WorkerRegistry } from '../../../core/worker-registry.js'
+import { reportedVersion, type WorkerRegistry } from '../../../core/worker-registry.js'
 
 /**
  * What the adapter tells a Judge0 client about itself: the API version it speaks, its
@@ -83,7 +83,7 @@ export function languageIdOf(runtime: string): number | null {
  */
 export async function runtimeVersions(registry: WorkerRegistry): Promise<(runtime: RuntimeDefinition) => string> {
   const workers = await registry.live()
-  return (r) => workers.find((w) => w.runtimes[r.name])?.runtimes[r.name] ?? r.version
+  return (r) => reportedVersion(workers, r.name) ?? r.version
 }
 
 /** A language as GET /languages/:id shows it (Judge0's fields; the commands are ours). */

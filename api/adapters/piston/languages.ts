@@ -1,6 +1,6 @@
 import semver from 'semver'
 import { RUNTIMES, type RuntimeDefinition } from '../../../core/runtimes.js'
-import type { WorkerHeartbeat } from '../../../core/worker-registry.js'
+import { reportedVersion, type WorkerHeartbeat } from '../../../core/worker-registry.js'
 
 /**
  * Piston's names for our runtimes, so code written against Piston asks for the same
@@ -37,7 +37,7 @@ export interface PistonRuntime {
 export function pistonRuntimes(workers: readonly WorkerHeartbeat[]): PistonRuntime[] {
   return RUNTIMES.map((definition) => {
     const names = PISTON_NAMES[definition.name] ?? { language: definition.name, aliases: [] }
-    const version = workers.find((w) => w.runtimes[definition.name])?.runtimes[definition.name] ?? definition.version
+    const version = reportedVersion(workers, definition.name) ?? definition.version
     return { language: names.language, version, aliases: [...names.aliases], runtime: definition.name, definition }
   })
 }

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { RUNTIMES } from '../../../../core/runtimes.js'
+import { reportedVersion } from '../../../../core/worker-registry.js'
 import { errorResponses, RuntimeListSchema } from '../../../schemas.js'
 
 const runtimesRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -13,7 +14,7 @@ const runtimesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         runtimes: RUNTIMES.map((r) => ({
           name: r.name,
           description: r.description,
-          version: workers.find((w) => w.runtimes[r.name])?.runtimes[r.name] ?? null,
+          version: reportedVersion(workers, r.name) ?? null,
           defaultEntrypoint: r.defaultEntrypoint,
         })),
       }
