@@ -19,6 +19,7 @@ import { decorateTenant, registerAuth } from './plugins/auth.js'
 import { limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { strictValidatorCompiler } from './plugins/strict-validator.js'
 import { registerOpenApi } from './plugins/openapi.js'
+import { registerConsole } from './plugins/console.js'
 import { ROUTER_MAX_PARAM_LENGTH } from './schemas.js'
 import { clientErrorHandler, frameworkErrors, registerErrorHandler } from './plugins/error-handler.js'
 import adminRoutes from './routes/v1/admin/index.js'
@@ -169,6 +170,8 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     if (route.url === '/v1/jobs/:id/stream' && route.schema) route.schema.hide = false
   })
   await app.register(healthRoutes)
+  // The web console: static files at /console/, calling the same routes as every client.
+  await registerConsole(app)
   // Every tenant route lives in one scope whose hook authenticates: it runs on the route
   // the router matched (the decoded path), so no spelling of a URL walks around it.
   await app.register(

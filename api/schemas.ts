@@ -33,6 +33,7 @@ export const RuntimeSchema = Type.Object({
   description: Type.String(),
   version: Type.Union([Type.String(), Type.Null()], { description: 'As reported by live workers; null when none reports it' }),
   defaultEntrypoint: Type.String(),
+  compiled: Type.Boolean({ description: 'A compile step runs before the program (limits.compileTimeoutMs applies)' }),
 }, { title: 'Runtime' })
 
 export const RuntimeListSchema = Type.Object({ runtimes: Type.Array(RuntimeSchema) }, { title: 'RuntimeList' })

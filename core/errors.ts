@@ -42,6 +42,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_OUTPUT_BUSY: 503,
   /** Redis refused a write (its maxmemory is reached); nothing was accepted. */
   AIRLOCK_ERR_STORE_FULL: 503,
+  /** The web console's files were not built with this install (npm run build makes them). */
+  AIRLOCK_ERR_CONSOLE_UNAVAILABLE: 503,
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes

@@ -1,6 +1,7 @@
 import { StringDecoder } from 'node:string_decoder'
 import type { Redis } from 'ioredis'
 import type { OutputPlace } from './job-store.js'
+import type { JobSpec } from './job-spec.js'
 import type { RedisKeys } from './redis-keys.js'
 
 export type OutputStream = 'stdout' | 'stderr'
@@ -118,6 +119,23 @@ export class JobOutputReader {
       } finally {
         hold.release()
       }
+    }
+  }
+
+  /**
+   * The job as it was accepted (its spec, limits resolved, without what a worker adds) as
+   * JSON. A spec is a hash field, read whole: it is at most one request body, held against
+   * the budget (the text, its parse and its JSON) until it has left the process.
+   */
+  async *requestJson(jobId: string, take: TakeBudget): AsyncGenerator<string> {
+    const key = this.keys.job(jobId)
+    const hold = await take(3 * JobOutputReader.memoryOf(await this.redis.hstrlen(key, 'spec')))
+    try {
+      const raw = await this.redis.hget(key, 'spec')
+      const { program: _worker, ...spec } = JSON.parse(raw ?? '{}') as JobSpec
+      yield JSON.stringify(spec)
+    } finally {
+      hold.release()
     }
   }
 

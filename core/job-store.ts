@@ -6,6 +6,7 @@ import type { JobSpec } from './job-spec.js'
 import type { JobStatus } from './job-status.js'
 import type { RedisKeys } from './redis-keys.js'
 import { findRuntime } from './runtimes.js'
+import type { TenantUsage } from './tenant-store.js'
 import { stepResultsMaxBytes, type CompileResult, type StepKind, type TestResult } from './test-cases.js'
 
 /**
@@ -519,6 +520,18 @@ export class JobStore {
       // Removed entries shift the later ones up by as many places.
       offset += LIST_BATCH - gone.length
     }
+  }
+
+  /** What a tenant holds now: jobs queued and running, and bytes held against its storage quota. */
+  async usage(tenant: string): Promise<TenantUsage> {
+    const [queued, running, stored] = await this.redis
+      .multi()
+      .zcard(this.keys.tenantQueued(tenant))
+      .zcard(this.keys.tenantRunning(tenant))
+      .get(this.keys.tenantStoredTotal(tenant))
+      .exec()
+      .then((rows) => (rows ?? []).map(([err, value]) => (err ? 0 : Number(value ?? 0))))
+    return { queued: queued ?? 0, running: running ?? 0, storedBytes: Math.max(0, stored ?? 0) }
   }
 
   async claim(id: string, workerId: string, now = Date.now()): Promise<ClaimResult> {

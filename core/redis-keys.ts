@@ -23,6 +23,8 @@ export interface RedisKeys {
   tenantJobs(tenant: string): string
   /** Sorted set of a tenant's queued jobs (maxQueued); the Lua scripts name it too. */
   tenantQueued(tenant: string): string
+  /** Sorted set of a tenant's running jobs (maxRunning); the Lua scripts name it too. */
+  tenantRunning(tenant: string): string
   /** Sorted set: the tenant's jobs that hold bytes in Redis, scored by when they expire (ms). */
   tenantStored(tenant: string): string
   /** Hash: job id -> bytes the job holds against the tenant's storage quota. */
@@ -70,6 +72,7 @@ export function redisKeys(prefix: string): RedisKeys {
     jobArtifact: (id, index) => `${p}:job:${id}:artifact:${index}`,
     tenantJobs: (tenant) => `${p}:tenant:${tenant}:jobs`,
     tenantQueued: (tenant) => `${p}:tenant:${tenant}:queued`,
+    tenantRunning: (tenant) => `${p}:tenant:${tenant}:running`,
     tenantStored: (tenant) => `${p}:tenant:${tenant}:stored`,
     tenantStoredBytes: (tenant) => `${p}:tenant:${tenant}:stored:bytes`,
     tenantStoredTotal: (tenant) => `${p}:tenant:${tenant}:stored:total`,

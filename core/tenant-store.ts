@@ -45,6 +45,16 @@ export type KeyInfo = Static<typeof KeyInfoSchema>
 export const TenantSchema = Type.Object({ name: Type.String(), createdAt: Type.String({ format: 'date-time' }), quotas: QuotasSchema, keys: Type.Array(KeyInfoSchema) }, { title: 'Tenant' })
 export type Tenant = Static<typeof TenantSchema>
 
+export const TenantUsageSchema = Type.Object(
+  {
+    queued: Type.Integer({ description: 'Jobs waiting now (counted against maxQueued)' }),
+    running: Type.Integer({ description: 'Jobs running now (counted against maxRunning)' }),
+    storedBytes: Type.Integer({ description: 'Bytes of jobs, output and artifacts held in Redis now (counted against maxStoredBytes)' }),
+  },
+  { title: 'TenantUsage' },
+)
+export type TenantUsage = Static<typeof TenantUsageSchema>
+
 export const AuditEntrySchema = Type.Object({ at: Type.String({ format: 'date-time' }), actor: Type.String(), action: Type.String(), detail: Type.String() }, { title: 'AuditEntry' })
 export type AuditEntry = Static<typeof AuditEntrySchema>
 export const AuditListSchema = Type.Object({ entries: Type.Array(AuditEntrySchema) }, { title: 'AuditList' })

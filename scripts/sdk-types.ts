@@ -13,6 +13,8 @@ import { JobEventSchema } from '../core/job-events.js'
 import { JobAcceptedSchema, JobListSchema, JobSchema, JobSummarySchema } from '../core/job.js'
 import { JobRequestSchema, RuntimeNameSchema } from '../core/job-spec.js'
 import { JobStatusSchema } from '../core/job-status.js'
+import { AuditListSchema, QuotasSchema, TenantSchema } from '../core/tenant-store.js'
+import { MetricsSnapshotSchema, QueueStateSchema, UsageReportSchema } from '../api/routes/v1/admin/schemas.js'
 
 export const SDK_SCHEMAS = {
   JobRequest: JobRequestSchema,
@@ -27,9 +29,19 @@ export const SDK_SCHEMAS = {
   ErrorResponse: ErrorResponseSchema,
 } as const
 
+/** The admin API's answers, for the web console (console/): TypeScript only. */
+export const ADMIN_SCHEMAS = {
+  QueueState: QueueStateSchema,
+  UsageReport: UsageReportSchema,
+  MetricsSnapshot: MetricsSnapshotSchema,
+  Tenant: TenantSchema,
+  Quotas: QuotasSchema,
+  AuditList: AuditListSchema,
+} as const
+
 /** Plain JSON Schema (TypeBox adds symbol keys). */
-export function schemasJson(): Record<string, unknown> {
-  return JSON.parse(JSON.stringify(SDK_SCHEMAS)) as Record<string, unknown>
+export function schemasJson(schemas: object = SDK_SCHEMAS): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(schemas)) as Record<string, unknown>
 }
 
 /** The TypeScript view: an end event's `job` refers to the `Job` type instead of repeating it. */
@@ -60,10 +72,10 @@ function namedOnce(schemas: Record<string, unknown>): Record<string, object> {
   return out
 }
 
-export async function renderTypeScript(): Promise<string> {
+export async function renderTypeScript(which: 'sdk' | 'admin' = 'sdk'): Promise<string> {
   // One compilation of every named schema, each declared once under its title (JobStatus
   // is used in five places) and referred to by name elsewhere. The root is dropped.
-  const schemas = Object.entries(namedOnce(forTypeScript(schemasJson())))
+  const schemas = Object.entries(namedOnce(which === 'sdk' ? forTypeScript(schemasJson()) : schemasJson(ADMIN_SCHEMAS)))
   const root = { type: 'object', properties: Object.fromEntries(schemas), required: schemas.map(([n]) => n), additionalProperties: false }
   const text = await compile(root as Parameters<typeof compile>[0], ROOT, { bannerComment: '', additionalProperties: false, strictIndexSignatures: true, ignoreMinAndMaxItems: true })
   const body = text.replace(new RegExp(`export interface ${ROOT} \\{[\\s\\S]*?\\n\\}\\n`), '')
@@ -76,9 +88,11 @@ export function renderSchemasJson(): string {
 
 /** Relative to the repository root. */
 export const TS_TARGET = 'sdk/src/api-types.ts'
+export const ADMIN_TS_TARGET = 'sdk/src/admin-types.ts'
 export const PY_TARGET = 'sdk-python/airlock/schemas.json'
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   await writeFile(TS_TARGET, await renderTypeScript())
+  await writeFile(ADMIN_TS_TARGET, await renderTypeScript('admin'))
   await writeFile(PY_TARGET, renderSchemasJson())
 }

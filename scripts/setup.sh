@@ -104,5 +104,6 @@ if [ "${1:-}" = "--start" ]; then
   . .airlock/local.env
   set +a
   log "starting Airlock on port ${PORT:-8080}; tenant 'local', key: ${AIRLOCK_API_KEYS#local:}"
+  log "web console: http://127.0.0.1:${PORT:-8080}/console/ (sign in with that key)"
   exec npm start --silent
 fi

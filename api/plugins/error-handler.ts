@@ -104,7 +104,8 @@ export function notFoundAnswerer(scope: FastifyInstance, metrics: Metrics, shape
   scope.addHook('onRoute', (route) => routes.add(route.url, route.method))
   return (request, reply) => {
     const path = request.url.split('?')[0]!
-    const allowed = routes.allowed(path)
+    // A route that takes this method but found nothing (a static file that is not there) is a 404.
+    const allowed = routes.allowed(path).includes(request.method) ? [] : routes.allowed(path)
     const err =
       allowed.length > 0
         ? new AirlockError('AIRLOCK_ERR_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}`)

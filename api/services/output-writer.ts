@@ -183,6 +183,11 @@ export class OutputWriter {
     return this.output.artifactBytes(view.id, index, this.take(view.tenant))
   }
 
+  /** `send` for the job as it was submitted (GET /v1/jobs/:id/request). */
+  sendRequest(reply: FastifyReply, view: JobView): Promise<void> {
+    return this.send(reply, 200, 'application/json; charset=utf-8', this.output.requestJson(view.id, this.take(view.tenant)))
+  }
+
   /** `send` for a job as JSON. */
   sendJob(reply: FastifyReply, status: number, view: JobView): Promise<void> {
     return this.send(reply, status, 'application/json; charset=utf-8', this.jobJson(view))

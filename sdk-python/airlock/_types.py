@@ -176,3 +176,4 @@ class Runtime(TypedDict):
     description: str
     version: Optional[str]
     defaultEntrypoint: str
+    compiled: bool

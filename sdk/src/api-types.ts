@@ -292,6 +292,10 @@ export interface Runtime {
    */
   version: string | null;
   defaultEntrypoint: string;
+  /**
+   * A compile step runs before the program (limits.compileTimeoutMs applies)
+   */
+  compiled: boolean;
 }
 export interface RuntimeList {
   runtimes: Runtime[];

@@ -50,6 +50,11 @@ export class Jobs {
     return (await this.http.request<Job>({ method: 'GET', path: path(id), idempotent: true, ...options })).body
   }
 
+  /** The job as it was submitted: files, arguments, stdin, env, tests, and its limits with defaults filled in. */
+  async request(id: string, options: CallOptions = {}): Promise<JobRequest> {
+    return (await this.http.request<JobRequest>({ method: 'GET', path: `${path(id)}/request`, idempotent: true, ...options })).body
+  }
+
   /** One page of this tenant's jobs, newest first. */
   async list(options: ListOptions = {}): Promise<JobList> {
     const { status, limit, cursor, ...call } = options

@@ -6,7 +6,7 @@ import {
   Airlock, AuthenticationError, ConflictError, ConnectionError, ForbiddenError, NotFoundError, RateLimitError, TimeoutError, UnavailableError, ValidationError, errorFromResponse,
   type JobEvent,
 } from '../../sdk/src/index.js'
-import { renderTypeScript, TS_TARGET } from '../../scripts/sdk-types.js'
+import { ADMIN_TS_TARGET, renderTypeScript, TS_TARGET } from '../../scripts/sdk-types.js'
 import { build, TENANTS } from '../helper.js'
 
 const h = await build(t, { listen: true })
@@ -17,6 +17,8 @@ const TICKS = `for i in 1 2 3 4 5; do echo "tick $i"; sleep 0.3; done; echo done
 t.test("the SDK's types are generated from the server's schemas and up to date", async (t) => {
   const committed = await readFile(new URL(`../../${TS_TARGET}`, import.meta.url), 'utf8')
   t.equal(committed, await renderTypeScript(), 'regenerate with: npm run build && node dist/scripts/sdk-types.js')
+  const admin = await readFile(new URL(`../../${ADMIN_TS_TARGET}`, import.meta.url), 'utf8')
+  t.equal(admin, await renderTypeScript('admin'), "the admin API's types (the console's) too")
 })
 
 t.test('run: submits, streams output while the job runs, and returns the finished job', async (t) => {

@@ -1,18 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
 import { errorResponses } from '../../../schemas.js'
 import { ADMIN_SECURITY } from '../../../plugins/openapi.js'
 import { readQueueState } from '../../../services/queue-state.js'
+import { QueueStateSchema } from './schemas.js'
 import tenantRoutes from './tenants.js'
-
-const WorkerSchema = Type.Object({
-  id: Type.String(),
-  executor: Type.String(),
-  isolation: Type.Object({ ok: Type.Boolean(), technology: Type.String(), detail: Type.String(), reason: Type.Union([Type.String(), Type.Null()]) }),
-  runtimes: Type.Record(Type.String(), Type.String()),
-  lastSeenMs: Type.Integer({ description: 'Milliseconds since the worker last reported' }),
-}, { title: 'Worker' })
+import overviewRoutes from './overview.js'
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest()
@@ -30,6 +24,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   })
   await app.register(tenantRoutes, { prefix: '/tenants' })
+  await app.register(overviewRoutes)
 
   app.get(
     '/queue',
@@ -37,11 +32,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'getQueue', tags: ['admin'], security: ADMIN_SECURITY, summary: 'Queue state: jobs by state, age of the oldest waiting job, live workers',
         response: {
-          200: Type.Object({
-            counts: Type.Record(Type.String(), Type.Integer()),
-            oldestQueuedAgeMs: Type.Union([Type.Integer(), Type.Null()]),
-            workers: Type.Array(WorkerSchema),
-          }, { title: 'QueueState' }),
+          200: QueueStateSchema,
           ...errorResponses(401, 503),
         },
       },

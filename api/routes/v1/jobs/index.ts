@@ -73,6 +73,18 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => outputWriter.sendJob(reply, 200, await ownJob(store, request.params.id, request.tenant)),
   )
 
+  app.get(
+    '/:id/request',
+    {
+      schema: {
+        operationId: 'getJobRequest', tags: ['jobs'], summary: 'The job as it was submitted: files, arguments, stdin, env, tests, and its limits with defaults filled in',
+        params: JobParams,
+        response: { 200: JobRequestSchema, ...errorResponses(401, 404, 503) },
+      },
+    },
+    async (request, reply) => outputWriter.sendRequest(reply, await ownJob(store, request.params.id, request.tenant)),
+  )
+
   app.delete(
     '/:id',
     {

@@ -16,6 +16,7 @@ const runtimesRoutes: FastifyPluginAsyncTypebox = async (app) => {
           description: r.description,
           version: reportedVersion(workers, r.name) ?? null,
           defaultEntrypoint: r.defaultEntrypoint,
+          compiled: r.compile !== undefined,
         })),
       }
     },
