@@ -2,6 +2,7 @@ import { StringDecoder } from 'node:string_decoder'
 import type { Redis } from 'ioredis'
 import type { OutputPlace } from './job-store.js'
 import type { JobSpec } from './job-spec.js'
+import { AirlockError } from './errors.js'
 import type { RedisKeys } from './redis-keys.js'
 
 export type OutputStream = 'stdout' | 'stderr'
@@ -123,16 +124,19 @@ export class JobOutputReader {
   }
 
   /**
-   * The job as it was accepted (its spec, limits resolved, without what a worker adds) as
-   * JSON. A spec is a hash field, read whole: it is at most one request body, held against
-   * the budget (the text, its parse and its JSON) until it has left the process.
+   * The job as it was accepted (its spec, limits resolved) as JSON, without what a worker
+   * adds and without `env`, whose values are often secrets that the tenant's other keys
+   * need not read back. A spec is a hash field, read whole: it is at most one request
+   * body, held against the budget until it has left the process.
    */
   async *requestJson(jobId: string, take: TakeBudget): AsyncGenerator<string> {
     const key = this.keys.job(jobId)
-    const hold = await take(3 * JobOutputReader.memoryOf(await this.redis.hstrlen(key, 'spec')))
+    const hold = await take(JobOutputReader.memoryOf(await this.redis.hstrlen(key, 'spec')))
     try {
       const raw = await this.redis.hget(key, 'spec')
-      const { program: _worker, ...spec } = JSON.parse(raw ?? '{}') as JobSpec
+      // Expired between the caller's look-up and this read.
+      if (raw === null) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${jobId} not found`)
+      const { program: _worker, env: _secrets, ...spec } = JSON.parse(raw) as JobSpec
       yield JSON.stringify(spec)
     } finally {
       hold.release()

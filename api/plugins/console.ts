@@ -40,6 +40,8 @@ function commonHeaders(reply: { setHeader(name: string, value: string): unknown 
   // The key is never in a URL, but a job id in a shared link should not leave either.
   reply.setHeader('referrer-policy', 'no-referrer')
   reply.setHeader('x-frame-options', 'DENY')
+  // No other window (a page the console opened, or one that opened it) gets a handle on the tab that holds the keys.
+  reply.setHeader('cross-origin-opener-policy', 'same-origin')
 }
 
 /** The package root: the nearest folder above this file with a package.json (source or dist). */
@@ -85,6 +87,7 @@ export async function registerConsole(app: FastifyInstance, dir = consoleDir()):
     decorateReply: false,
     wildcard: true,
     index: false,
+    dotfiles: 'deny',
     cacheControl: false,
     // Hashed asset names never change their content.
     setHeaders: (res) => {

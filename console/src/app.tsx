@@ -5,7 +5,7 @@ import { toAirlockError } from './live-job.js'
 import { JobPage } from './pages/job-page.js'
 import { Jobs } from './pages/jobs.js'
 import { Operations } from './pages/operations.js'
-import { Playground } from './pages/playground.js'
+import { forgetDraft, Playground } from './pages/playground.js'
 import { SignIn } from './pages/sign-in.js'
 import { parseRoute, routeHref, type Route } from './route.js'
 import { forgetKey, readKey, storeKey } from './session.js'
@@ -42,6 +42,7 @@ export function App() {
   const signOut = () => {
     forgetKey('tenant')
     forgetKey('admin')
+    forgetDraft()
     setTenantKey(null)
     setAdminKey(null)
   }
@@ -61,8 +62,8 @@ export function App() {
     )
   } else if (!client) {
     body = <SignIn kind="tenant" check={(key) => problemWith(() => tenantClient(key).runtimes())} onSignedIn={(key) => (storeKey('tenant', key), setTenantKey(key))} />
-  } else if (route.page === 'jobs') body = <Jobs client={client} status={route.status} />
-  else if (route.page === 'job') body = <JobPage client={client} id={route.id} />
+  } else if (route.page === 'jobs') body = <Jobs key={route.status ?? ''} client={client} status={route.status} />
+  else if (route.page === 'job') body = <JobPage key={route.id} client={client} id={route.id} />
   else body = <Playground client={client} />
 
   return (

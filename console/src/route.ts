@@ -12,10 +12,25 @@ export type Route =
 
 const STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error']
 
+/** What a job id can look like (the API's own check is stricter; it answers 404 for the rest). */
+const JOB_ID = /^[A-Za-z0-9_-]{1,128}$/
+
+function decoded(part: string): string | null {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    return null
+  }
+}
+
 export function parseRoute(hash: string): Route {
   const [path = '', query = ''] = hash.replace(/^#/, '').split('?', 2)
   const parts = path.split('/').filter(Boolean)
-  if (parts[0] === 'jobs' && parts[1]) return { page: 'job', id: decodeURIComponent(parts[1]) }
+  if (parts[0] === 'jobs' && parts[1]) {
+    const id = decoded(parts[1])
+    // Only what can be a job id: `.` or `..` would name another route of the API.
+    return id && JOB_ID.test(id) ? { page: 'job', id } : { page: 'jobs', status: null }
+  }
   if (parts[0] === 'jobs') {
     const status = new URLSearchParams(query).get('status')
     return { page: 'jobs', status: STATUSES.includes(status as JobStatus) ? (status as JobStatus) : null }

@@ -50,7 +50,7 @@ export class Jobs {
     return (await this.http.request<Job>({ method: 'GET', path: path(id), idempotent: true, ...options })).body
   }
 
-  /** The job as it was submitted: files, arguments, stdin, env, tests, and its limits with defaults filled in. */
+  /** The job as it was submitted: runtime, files, entrypoint, args, stdin, tests, isolation, and its limits with defaults filled in (not `env`: its values may be secrets). */
   async request(id: string, options: CallOptions = {}): Promise<JobRequest> {
     return (await this.http.request<JobRequest>({ method: 'GET', path: `${path(id)}/request`, idempotent: true, ...options })).body
   }

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import Fastify from 'fastify'
 import t from 'tap'
 import { registerConsole } from '../../api/plugins/console.js'
+import { redisKeys } from '../../core/redis-keys.js'
 import { build, TENANTS } from '../helper.js'
 
 // What the web console needs from the API, without a browser: its files and their
@@ -70,12 +71,19 @@ t.test("a job's request is read back by its own tenant only, without what the wo
   const request = res.json()
   t.same(request.files, body.files)
   t.equal(request.entrypoint, 'main.py')
-  t.same([request.stdin, request.args, request.env, request.tests], [body.stdin, body.args, body.env, [{ stdin: '2', args: [] }]])
+  t.same([request.runtime, request.stdin, request.args, request.tests], ['python', body.stdin, body.args, [{ stdin: '2', args: [] }]])
+  t.notOk('env' in request, 'env values (often secrets) are not read back')
   t.equal(request.limits.timeoutMs, h.config.defaultTimeoutMs, 'limits with their defaults filled in')
   t.notOk('program' in request, "the worker's program is not part of it")
   t.equal((await h.request('GET', `/v1/jobs/${id}/request`, undefined, 'bob')).statusCode, 404, "another tenant's job is not found")
   t.equal((await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/request` })).statusCode, 401)
   t.equal((await h.request('GET', '/v1/jobs/job_00000000000000000000000000000000/request')).statusCode, 404)
+  // A job whose record goes (expires) between the tenant check and the read is a 404, never `{}`.
+  const gone = (await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(2)' })).json().id
+  await h.app.services.redis.hdel(redisKeys(h.config.redisPrefix).job(gone), 'spec')
+  const res404 = await h.request('GET', `/v1/jobs/${gone}/request`)
+  t.equal(res404.statusCode, 404)
+  t.equal(res404.json().code, 'AIRLOCK_ERR_NOT_FOUND')
 })
 
 t.test("the operator's usage report lists every tenant with its quotas and what it holds", async (t) => {

@@ -17,7 +17,8 @@ t.test('routes round-trip through the URL fragment, and anything else is the pla
   t.same(parseRoute('#/jobs?status=bogus'), { page: 'jobs', status: null }, 'an unknown status filters nothing')
   t.same(parseRoute('#/elsewhere'), { page: 'playground' })
   t.same(parseRoute(''), { page: 'playground' })
-  t.same(parseRoute('#/jobs/a%2Fb'), { page: 'job', id: 'a/b' })
+  t.same(parseRoute('#/jobs/job_%61b'), { page: 'job', id: 'job_ab' }, 'ids are decoded')
+  for (const bad of ['#/jobs/a%2Fb', '#/jobs/%', '#/jobs/..', '#/jobs/%2E']) t.same(parseRoute(bad), { page: 'jobs', status: null }, `${bad} names no job`)
 })
 
 t.test("each of the API's error pointers is shown at the field it names", async (t) => {

@@ -17,7 +17,8 @@ const CHROMIUM = process.env.AIRLOCK_CHROMIUM ?? '/usr/bin/chromium'
 const SHOTS = process.env.AIRLOCK_SCREENSHOT_DIR ?? join(process.cwd(), '.airlock', 'screenshots')
 const ADMIN_KEY = 'console-admin-key-0123456789'
 const DESKTOP = { width: 1280, height: 800 }
-const PHONE = { width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 2 }
+// A phone's width; not isMobile, whose emulation reloads the page (and would reset what a test set up).
+const PHONE = { width: 390, height: 844, deviceScaleFactor: 2 }
 
 if (!existsSync(join(consoleDir(), 'index.html'))) throw new Error(`the console is not built (${consoleDir()}): run npm run build`)
 

@@ -3,7 +3,7 @@ import type { Point } from '../metric-series.js'
 const W = 240
 const H = 48
 
-/** A small line chart of the last minutes; drawn with SVG attributes only (the CSP allows no inline style). */
+/** A small line chart of the last minutes; drawn with SVG presentation attributes and classes, no style of its own. */
 export function Sparkline({ label, unit, points }: { label: string; unit: string; points: readonly Point[] }) {
   const last = points.at(-1)?.value
   const max = Math.max(1, ...points.map((p) => p.value))

@@ -22,6 +22,7 @@ export function JobPage({ client, id }: { client: Airlock; id: string }) {
     setError(null)
     Promise.all([client.jobs.get(id, { signal: abort.signal }), client.jobs.request(id, { signal: abort.signal })]).then(
       ([j, r]) => {
+        if (abort.signal.aborted) return
         setJob(j)
         setRequest(r)
       },

@@ -9,7 +9,7 @@ import { TableHead } from '../components/table-head.js'
 
 export const PAGE_SIZES = [10, 20, 50] as const
 
-/** The tenant's jobs, newest first, filtered by status and paged with the API's cursor. */
+/** The tenant's jobs, newest first, filtered by status and paged with the API's cursor (a new status starts a new list: app.tsx keys it). */
 export function Jobs({ client, status }: { client: Airlock; status: JobStatus | null }) {
   const [pageSize, setPageSize] = useState<number>(20)
   // The cursors of the pages before this one, so "Newer" goes back without a reverse cursor.
@@ -18,13 +18,15 @@ export function Jobs({ client, status }: { client: Airlock; status: JobStatus | 
   const [error, setError] = useState<{ code: string; message: string } | null>(null)
   const cursor = cursors.at(-1)
 
-  useEffect(() => setCursors([undefined]), [status, pageSize])
   useEffect(() => {
     const abort = new AbortController()
     setError(null)
-    client.jobs.list({ status: status ? [status] : undefined, limit: pageSize, cursor, signal: abort.signal }).then(setPage, (err) => {
-      if (!abort.signal.aborted) setError(toAirlockError(err))
-    })
+    // No page while the next loads: a second click cannot push the same cursor again.
+    setPage(null)
+    client.jobs.list({ status: status ? [status] : undefined, limit: pageSize, cursor, signal: abort.signal }).then(
+      (loaded) => !abort.signal.aborted && setPage(loaded),
+      (err) => !abort.signal.aborted && setError(toAirlockError(err)),
+    )
     return () => abort.abort()
   }, [client, status, pageSize, cursor])
 
@@ -45,7 +47,10 @@ export function Jobs({ client, status }: { client: Airlock; status: JobStatus | 
         </label>
         <label class="inline">
           Per page
-          <select value={String(pageSize)} onChange={(e) => setPageSize(Number(e.currentTarget.value))} data-testid="page-size">
+          <select value={String(pageSize)} onChange={(e) => {
+              setCursors([undefined])
+              setPageSize(Number(e.currentTarget.value))
+            }} data-testid="page-size">
             {PAGE_SIZES.map((n) => (
               <option key={n} value={String(n)}>
                 {n}
@@ -81,7 +86,7 @@ export function Jobs({ client, status }: { client: Airlock; status: JobStatus | 
       </div>
       {page && page.items.length === 0 ? <p class="muted">No jobs{status ? ` with status ${status}` : ''}.</p> : null}
       <div class="row pager">
-        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))} data-testid="newer">
+        <button type="button" disabled={!page || cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))} data-testid="newer">
           ← Newer
         </button>
         <span class="muted small" data-testid="page-number">{`Page ${cursors.length}`}</span>

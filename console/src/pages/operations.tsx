@@ -41,8 +41,9 @@ export function Operations({ admin, onUnauthorized }: { admin: AdminClient; onUn
         book.current.add(m)
         if (round % AUDIT_EVERY === 0) {
           const made = u.tenants.filter((t) => t.source === 'admin')
-          const lists = await Promise.all(made.map(async (t) => (await admin.audit(t.name, AUDIT_PER_TENANT, abort.signal)).entries.map((e) => ({ ...e, tenant: t.name }))))
-          setAudit(lists.flat().sort((a, b) => b.at.localeCompare(a.at)).slice(0, AUDIT_SHOWN))
+          // A tenant deleted since the usage report was read has no trail: leave it out, keep the rest.
+          const lists = await Promise.allSettled(made.map(async (t) => (await admin.audit(t.name, AUDIT_PER_TENANT, abort.signal)).entries.map((e) => ({ ...e, tenant: t.name }))))
+          setAudit(lists.flatMap((l) => (l.status === 'fulfilled' ? l.value : [])).sort((a, b) => b.at.localeCompare(a.at)).slice(0, AUDIT_SHOWN))
         }
         setError(null)
       } catch (err) {

@@ -17,6 +17,11 @@ import { ApiError } from '../components/api-error.js'
 // The draft outlives a visit to another page of the console (not a reload: nothing is stored).
 let kept: Draft | null = null
 
+/** Signing out forgets the draft: the next person in this tab starts with a clean form. */
+export function forgetDraft(): void {
+  kept = null
+}
+
 export function Playground({ client }: { client: Airlock }) {
   const [runtimes, setRuntimes] = useState<Runtime[] | null>(null)
   const [draft, setDraftState] = useState<Draft | null>(kept)
@@ -25,7 +30,8 @@ export function Playground({ client }: { client: Airlock }) {
   const [apiError, setApiError] = useState<{ code: string; message: string } | null>(null)
   const [submitting, setSubmitting] = useState(false)
   const live = useLiveJob(client, jobId)
-  const running = jobId !== null && !(live.status && isFinished({ status: live.status }))
+  // A job whose stream and result both failed to load is not shown as running for good.
+  const running = jobId !== null && !live.error && !(live.status && isFinished({ status: live.status }))
 
   const setDraft = (next: Draft) => {
     kept = next
@@ -57,8 +63,11 @@ export function Playground({ client }: { client: Airlock }) {
     return () => window.removeEventListener('keydown', onKey)
   }, [])
 
+  // Two Ctrl+Enter presses can come before a render: the ref, not the state, says whether one is on its way.
+  const inFlight = useRef(false)
   const run = async () => {
-    if (!draft || submitting || running) return
+    if (!draft || inFlight.current || running) return
+    inFlight.current = true
     setApiError(null)
     const made = draftRequest(draft)
     if ('errors' in made) return setErrors(made.errors)
@@ -72,6 +81,7 @@ export function Playground({ client }: { client: Airlock }) {
       setApiError({ code: e.code, message: e.message })
       setErrors(fieldErrors(e.message, e.details))
     } finally {
+      inFlight.current = false
       setSubmitting(false)
     }
   }
@@ -130,13 +140,13 @@ export function Playground({ client }: { client: Airlock }) {
                 {i === 0 ? ' ★' : ''}
               </button>
               {i > 0 ? (
-                <button type="button" class="icon" aria-label={`Remove ${f.path}`} onClick={() => update({ files: draft.files.filter((_, j) => j !== i), active: 0 })}>
+                <button type="button" class="icon" aria-label={`Remove ${f.path}`} onClick={() => update({ files: kept!.files.filter((_, j) => j !== i), active: 0 })}>
                   ×
                 </button>
               ) : null}
             </span>
           ))}
-          <button type="button" class="icon" aria-label="Add a file" data-testid="add-file" onClick={() => update({ files: [...draft.files, { path: `file${draft.files.length}.txt`, content: '' }], active: draft.files.length })}>
+          <button type="button" class="icon" aria-label="Add a file" data-testid="add-file" onClick={() => update({ files: [...kept!.files, { path: `file${kept!.files.length}.txt`, content: '' }], active: kept!.files.length })}>
             +
           </button>
         </div>
@@ -173,7 +183,7 @@ export function Playground({ client }: { client: Airlock }) {
             {LIMIT_FIELDS.filter((l) => !l.compiledOnly || runtime?.compiled).map((l) => (
               <label key={l.key}>
                 {l.label}
-                <input inputMode="decimal" placeholder="default" value={draft.limits[l.key] ?? ''} onInput={(e) => update({ limits: { ...draft.limits, [l.key]: e.currentTarget.value } })} data-testid={`limit-${l.key}`} aria-invalid={errors.has(`limits.${l.key}`)} />
+                <input inputMode="decimal" placeholder="default" value={draft.limits[l.key] ?? ''} onInput={(e) => update({ limits: { ...kept!.limits, [l.key]: e.currentTarget.value } })} data-testid={`limit-${l.key}`} aria-invalid={errors.has(`limits.${l.key}`)} />
                 <FieldError errors={errors} field={`limits.${l.key}`} />
               </label>
             ))}
@@ -187,19 +197,19 @@ export function Playground({ client }: { client: Airlock }) {
             <div class="test-case" key={i}>
               <label>
                 {`Case ${i + 1} stdin`}
-                <textarea rows={2} value={t.stdin} onInput={(e) => update({ tests: draft.tests.map((x, j) => (j === i ? { ...x, stdin: e.currentTarget.value } : x)) })} />
+                <textarea rows={2} value={t.stdin} onInput={(e) => update({ tests: kept!.tests.map((x, j) => (j === i ? { ...x, stdin: e.currentTarget.value } : x)) })} />
               </label>
               <label>
                 Expected output
-                <textarea rows={2} value={t.expectedOutput} onInput={(e) => update({ tests: draft.tests.map((x, j) => (j === i ? { ...x, expectedOutput: e.currentTarget.value } : x)) })} />
+                <textarea rows={2} value={t.expectedOutput} onInput={(e) => update({ tests: kept!.tests.map((x, j) => (j === i ? { ...x, expectedOutput: e.currentTarget.value } : x)) })} />
               </label>
-              <button type="button" class="icon" aria-label={`Remove case ${i + 1}`} onClick={() => update({ tests: draft.tests.filter((_, j) => j !== i) })}>
+              <button type="button" class="icon" aria-label={`Remove case ${i + 1}`} onClick={() => update({ tests: kept!.tests.filter((_, j) => j !== i) })}>
                 ×
               </button>
               <FieldError errors={errors} field={`tests.${i}`} />
             </div>
           ))}
-          <button type="button" onClick={() => update({ tests: [...draft.tests, { stdin: '', expectedOutput: '' }] })} data-testid="add-test">
+          <button type="button" onClick={() => update({ tests: [...kept!.tests, { stdin: '', expectedOutput: '' }] })} data-testid="add-test">
             Add a case
           </button>
           <FieldError errors={errors} field="tests" />

@@ -77,7 +77,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:id/request',
     {
       schema: {
-        operationId: 'getJobRequest', tags: ['jobs'], summary: 'The job as it was submitted: files, arguments, stdin, env, tests, and its limits with defaults filled in',
+        operationId: 'getJobRequest', tags: ['jobs'], summary: 'The job as it was submitted: runtime, files, entrypoint, arguments, stdin, tests, isolation, and its limits with defaults filled in (not env: its values may be secrets)',
         params: JobParams,
         response: { 200: JobRequestSchema, ...errorResponses(401, 404, 503) },
       },
