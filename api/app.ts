@@ -26,6 +26,7 @@ import adminRoutes from './routes/v1/admin/index.js'
 import auditRoutes from './routes/v1/audit/index.js'
 import healthRoutes from './routes/health.js'
 import jobsRoutes from './routes/v1/jobs/index.js'
+import batchRoutes from './routes/v1/jobs/batch.js'
 import streamRoutes from './routes/v1/jobs/stream.js'
 import artifactRoutes from './routes/v1/jobs/artifacts.js'
 import runtimesRoutes from './routes/v1/runtimes/index.js'
@@ -178,6 +179,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     async (v1) => {
       registerAuth(v1, { tenantsByKey: config.tenantsByKey, streamTokens: services.streamTokens, tenants: services.tenants })
       await v1.register(jobsRoutes, { prefix: '/jobs' })
+      await v1.register(batchRoutes, { prefix: '/jobs' })
       await v1.register(streamRoutes, { prefix: '/jobs' })
       await v1.register(artifactRoutes, { prefix: '/jobs' })
       await v1.register(runtimesRoutes, { prefix: '/runtimes' })

@@ -4,7 +4,7 @@ import { Command, CommanderError } from 'commander'
 import { Airlock, AirlockError } from '../sdk/src/index.js'
 import { benchCommand, benchSandboxesCommand, type BenchFlags } from './bench/command.js'
 import { SANDBOX_CONFIG_NAMES } from './bench/sandbox-compare.js'
-import { cancelJob, getJob, jobLogs, listJobs, listRuntimes } from './commands/jobs.js'
+import { cancelJob, getJob, jobLogs, listJobs, listRuntimes, submitJobs } from './commands/jobs.js'
 import { runCommand, RUNTIME_BY_EXTENSION, type RunFlags } from './commands/run.js'
 import { addTenantCommands } from './commands/tenants.js'
 import { EXIT, exitCodeForError } from './exit-codes.js'
@@ -64,6 +64,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--cursor <cursor>', 'next page')
     .option('--json', 'print JSON')
     .action(action((flags: { status?: string; limit?: string; cursor?: string; json?: boolean }) => listJobs(clientFor(globals()), flags)))
+  jobs
+    .command('submit')
+    .description('queue the jobs of a JSON array in one request (POST /v1/jobs/batch); prints each id or why it was refused; exit 65 if any was')
+    .argument('<file>', 'a JSON file [{"runtime", "source" | "files", ...}], or - for stdin')
+    .option('--json', 'print JSON')
+    .action(action((file: string, flags: { json?: boolean }) => submitJobs(clientFor(globals()), file, flags)))
   jobs
     .command('get')
     .description('a job, with its output')

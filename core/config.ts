@@ -116,6 +116,7 @@ export const SETTINGS = {
   executor: oneOf('AIRLOCK_EXECUTOR', 'Sandbox executor: local (runsc on this machine) or kubernetes (a Job per job under the gVisor RuntimeClass)', 'local', ['local', 'kubernetes'] as const),
   workerConcurrency: int('AIRLOCK_WORKER_CONCURRENCY', 'Jobs one worker process runs at once', 4, 1, 256),
   bodyLimitBytes: int('AIRLOCK_MAX_BODY_BYTES', 'Largest request body accepted', 2 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+  maxBatchJobs: int('AIRLOCK_MAX_BATCH_JOBS', 'Jobs one POST /v1/jobs/batch may carry (the body limit applies to all of them together)', 50, 1, 1000),
   jobRetentionSeconds: int('AIRLOCK_JOB_RETENTION_SECONDS', 'How long a finished job stays queryable', 7 * 24 * 3600, 60, 365 * 24 * 3600),
   adminKey: str('AIRLOCK_ADMIN_KEY', 'Credential for /v1/admin (queue state); admin routes answer 401 when unset', '', /^(|.{16,})$/, 'empty or at least 16 characters'),
   metricsPort: int('AIRLOCK_METRICS_PORT', 'Port of the metrics listener (/metrics, /healthz, /readyz), apart from the public API port', 9464, 0, 65535),

@@ -401,9 +401,13 @@ export class JobStore {
   }
 
   private scriptWithKeys(lua: string, id: string, extraKeys: string[], now: number, ...args: (string | number)[]): Promise<unknown> {
+    return this.redis.eval(...this.evalArgs(lua, id, extraKeys, now, ...args))
+  }
+
+  private evalArgs(lua: string, id: string, extraKeys: string[], now: number, ...args: (string | number)[]): [string, number, ...(string | number)[]] {
     const k = this.keys
     const keys = [k.job(id), k.jobEvents(id), k.jobSeq(id), k.running, ...extraKeys]
-    return this.redis.eval(lua, keys.length, ...keys, now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, this.defaultsJson, ...args)
+    return [lua, keys.length, ...keys, now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, this.defaultsJson, ...args]
   }
 
   /**
@@ -411,15 +415,32 @@ export class JobStore {
    * bytes it may hold: the job reserves its input and the most output it may write).
    */
   async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<{ result: CreateResult; heldBytes?: number }> {
+    const [created] = await this.createMany(tenant, [{ id, spec }], now)
+    if (created instanceof Error) throw created
+    return created!
+  }
+
+  /**
+   * `create` for several jobs of one tenant, in one pipeline; each is created or refused
+   * in order, as if alone. A write Redis refused (it is full) is that job's Error: the
+   * others stand as they were written.
+   */
+  async createMany(tenant: string, jobs: readonly { id: string; spec: JobSpec }[], now = Date.now()): Promise<({ result: CreateResult; heldBytes?: number } | Error)[]> {
     const oldest = now - this.liveTtlSeconds * 1000
-    const specJson = JSON.stringify(spec)
-    const inputBytes = Buffer.byteLength(specJson)
-    const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes, stepResultsMaxBytes(findRuntime(spec.runtime)?.compile !== undefined, spec.tests?.length ?? 0))
-    const r = String(
-      await this.scriptWithKeys(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, reserve, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', specJson, 'inputBytes', inputBytes, 'createdAt', String(now)),
-    )
-    if (r.startsWith('storage-quota:')) return { result: 'storage-quota', heldBytes: Number(r.slice('storage-quota:'.length)) }
-    return { result: r === 'queued-quota' ? 'queued-quota' : 'created' }
+    const pipeline = this.redis.pipeline()
+    for (const { id, spec } of jobs) {
+      const specJson = JSON.stringify(spec)
+      const inputBytes = Buffer.byteLength(specJson)
+      const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes, stepResultsMaxBytes(findRuntime(spec.runtime)?.compile !== undefined, spec.tests?.length ?? 0))
+      pipeline.eval(...this.evalArgs(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, reserve, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', specJson, 'inputBytes', inputBytes, 'createdAt', String(now)))
+    }
+    const replies = (await pipeline.exec()) ?? []
+    return replies.map(([err, reply]) => {
+      if (err) return err
+      const r = String(reply)
+      if (r.startsWith('storage-quota:')) return { result: 'storage-quota' as const, heldBytes: Number(r.slice('storage-quota:'.length)) }
+      return { result: r === 'queued-quota' ? ('queued-quota' as const) : ('created' as const) }
+    })
   }
 
   /**

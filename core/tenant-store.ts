@@ -173,10 +173,13 @@ export class TenantStore {
    * Counts a submission in the current one-second window; returns the milliseconds to
    * wait when over `perSecond`, else 0. Kept in Redis, so it holds across API replicas.
    */
-  async takeSubmission(tenant: string, perSecond: number, now = Date.now()): Promise<number> {
+  /** Counts `n` submissions in this second: how many of them fit under `perSecond`, and when the next one would. */
+  async takeSubmissions(tenant: string, perSecond: number, n: number, now = Date.now()): Promise<{ allowed: number; waitMs: number }> {
     const second = Math.floor(now / 1000)
     const key = this.keys.submitWindow(tenant, second)
-    const [[, count]] = (await this.redis.multi().incr(key).pexpire(key, 2000).exec()) as [[null, number], [null, number]]
-    return count > perSecond ? (second + 1) * 1000 - now : 0
+    const [[, count]] = (await this.redis.multi().incrby(key, n).pexpire(key, 2000).exec()) as [[null, number], [null, number]]
+    const allowed = Math.max(0, Math.min(n, perSecond - (count - n)))
+    return { allowed, waitMs: allowed < n ? (second + 1) * 1000 - now : 0 }
   }
+
 }

@@ -9,6 +9,7 @@
 import { writeFile } from 'node:fs/promises'
 import { compile } from 'json-schema-to-typescript'
 import { ErrorResponseSchema, RuntimeListSchema } from '../api/schemas.js'
+import { JobBatchResultSchema } from '../api/routes/v1/jobs/batch.js'
 import { JobEventSchema } from '../core/job-events.js'
 import { JobAcceptedSchema, JobListSchema, JobSchema, JobSummarySchema } from '../core/job.js'
 import { JobRequestSchema, RuntimeNameSchema } from '../core/job-spec.js'
@@ -23,6 +24,7 @@ export const SDK_SCHEMAS = {
   JobSummary: JobSummarySchema,
   JobList: JobListSchema,
   JobAccepted: JobAcceptedSchema,
+  JobBatchResult: JobBatchResultSchema,
   JobEvent: JobEventSchema,
   RuntimeList: RuntimeListSchema,
   RuntimeName: RuntimeNameSchema,

@@ -27,20 +27,18 @@ function isStoreUnavailable(err: Error): boolean {
   )
 }
 
+/** A schema's complaints about part of a request (`where`: body, querystring, ...) as the one validation error. */
+export function validationFailure(errors: readonly { instancePath?: string; message?: string }[], where: string): AirlockError {
+  const details = errors.map((v) => ({ path: v.instancePath || '/', message: v.message ?? 'invalid' }))
+  return new AirlockError('AIRLOCK_ERR_VALIDATION', `invalid ${where}: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`.slice(0, 2000), details.slice(0, 20))
+}
+
 export function toErrorResponse(err: FastifyError | Error): { status: number; body: ErrorResponse; log: boolean } {
   if (isAirlockError(err)) {
     return { status: err.statusCode, body: { statusCode: err.statusCode, code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) }, log: err.statusCode >= 500 }
   }
   const f = err as FastifyError
-  if (f.validation) {
-    const details = f.validation.map((v) => ({ path: v.instancePath || '/', message: v.message ?? 'invalid' }))
-    const where = f.validationContext ?? 'request'
-    return {
-      status: 400,
-      body: { statusCode: 400, code: 'AIRLOCK_ERR_VALIDATION', message: `invalid ${where}: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`.slice(0, 2000), details: details.slice(0, 20) },
-      log: false,
-    }
-  }
+  if (f.validation) return toErrorResponse(validationFailure(f.validation, f.validationContext ?? 'request'))
   const mapped = f.code ? FASTIFY_CODES[f.code] : undefined
   if (mapped) {
     const status = ErrorCodes[mapped]
@@ -161,8 +159,14 @@ export class RouteMethods {
     for (const m of Array.isArray(method) ? method : [method]) entry.methods.add(m.toUpperCase())
   }
 
-  /** The methods some route takes at `path`, sorted; empty when no route has the path. */
+  /**
+   * The methods some route takes at `path`, sorted; empty when no route has the path. A
+   * route written as exactly this path speaks for it alone (`/v1/jobs/batch` is POST,
+   * whatever `/v1/jobs/:id` takes), as the document lists it.
+   */
   allowed(path: string): string[] {
+    const exact = this.patterns.get(path)
+    if (exact) return [...exact.methods].sort()
     const methods = new Set<string>()
     for (const { re, methods: m } of this.patterns.values()) if (re.test(path)) for (const x of m) methods.add(x)
     return [...methods].sort()

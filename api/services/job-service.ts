@@ -4,13 +4,16 @@ import type { Config } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
 import { resolveJobSpec, stepsTooLong, type JobRequest, type JobSpec } from '../../core/job-spec.js'
 import { stepsTimeMs, stepsWallMs } from '../../core/test-cases.js'
-import { JOB_ID_PATTERN, newJobId, type JobStore, type JobView } from '../../core/job-store.js'
+import { JOB_ID_PATTERN, newJobId, type CreateResult, type JobStore, type JobView } from '../../core/job-store.js'
 import { isFinalStatus } from '../../core/job-status.js'
 import type { Metrics } from '../../core/metrics.js'
 import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
-import type { TenantStore } from '../../core/tenant-store.js'
+import type { Quotas, TenantStore } from '../../core/tenant-store.js'
 import { isolationRefusal, type WorkerRegistry } from '../../core/worker-registry.js'
 import type { JobWaiter } from './job-waiter.js'
+
+/** One job of a submission: accepted (its id and resolved spec), or refused. */
+export type SubmitOutcome = { id: string; spec: JobSpec } | { error: Error }
 
 export interface JobServiceDeps {
   config: Config
@@ -34,52 +37,102 @@ export class JobService {
 
   /** Checks, records and queues a job; its id and resolved spec. */
   async submit(tenant: string, request: JobRequest, log: FastifyBaseLogger): Promise<{ id: string; spec: JobSpec }> {
+    const [outcome] = await this.submitMany(tenant, [request], log)
+    if ('error' in outcome!) throw outcome.error
+    return outcome!
+  }
+
+  /**
+   * Checks every job first, then records and queues the ones that pass together: one
+   * rate count for all of them, one look at the workers, the records in one pipeline and
+   * the queue entries in one more. Each item ends accepted or refused with the error a
+   * single submit would have had (an Error in `items` is refused as it is). A queue write
+   * that fails removes the records it was for: never a job accepted that no worker sees.
+   */
+  async submitMany(tenant: string, items: readonly (JobRequest | Error)[], log: FastifyBaseLogger): Promise<SubmitOutcome[]> {
     const { config, store, queue, registry, tenants, metrics } = this.deps
     const quotas = await tenants.quotas(tenant)
-    const spec = resolveJobSpec(request, tenantLimitsPolicy(config, quotas))
-    const tooBig = jobLimitsOverQuota(spec.limits, quotas)
-    const total = spec.tests ? stepsTimeMs(spec.limits, spec.tests.length) : 0
-    if (spec.tests && quotas.maxTimeoutMs !== undefined && total > quotas.maxTimeoutMs) {
-      tooBig.push({ path: '/tests', message: stepsTooLong(spec.tests.length, spec.limits, total, quotas.maxTimeoutMs, "this tenant's") })
-    }
-    if (tooBig.length > 0) {
-      throw new AirlockError('AIRLOCK_ERR_QUOTA_JOB_LIMITS', `limits above this tenant's quota: ${tooBig.map((d) => d.path.replace(/^\/limits\//, '')).join(', ')}`, tooBig)
+    const out: SubmitOutcome[] = items.map((item) => (item instanceof Error ? { error: item } : this.checked(tenant, item, quotas)))
+    let ready = out.flatMap((o, i) => ('spec' in o ? [i] : []))
+    if (ready.length === 0) return out
+    const refuse = (indices: number[], error: Error) => {
+      for (const i of indices) out[i] = { error }
     }
     const perSecond = quotas.submitsPerSecond ?? config.defaultSubmitsPerSecond
     if (perSecond > 0) {
-      const waitMs = await tenants.takeSubmission(tenant, perSecond)
-      if (waitMs > 0) {
-        throw new AirlockError('AIRLOCK_ERR_QUOTA_RATE', `more than ${perSecond} submissions per second for this tenant; retry after ${waitMs} ms`, undefined, Math.max(1, Math.ceil(waitMs / 1000)))
+      const { allowed, waitMs } = await tenants.takeSubmissions(tenant, perSecond, ready.length)
+      if (allowed < ready.length) {
+        refuse(ready.slice(allowed), new AirlockError('AIRLOCK_ERR_QUOTA_RATE', `more than ${perSecond} submissions per second for this tenant; retry after ${waitMs} ms`, undefined, Math.max(1, Math.ceil(waitMs / 1000))))
+        ready = ready.slice(0, allowed)
+        if (ready.length === 0) return out
       }
     }
-    if (spec.isolation === 'runc' && !config.benchTenantSet.has(tenant)) {
-      throw new AirlockError('AIRLOCK_ERR_ISOLATION_FORBIDDEN', 'isolation runc (no gVisor) is only for benchmark tenants (AIRLOCK_BENCH_TENANTS)', [{ path: '/isolation', message: 'not allowed for this tenant' }])
-    }
     const refusal = isolationRefusal(await registry.live())
-    if (refusal) throw new AirlockError('AIRLOCK_ERR_ISOLATION_UNAVAILABLE', refusal)
+    if (refusal) {
+      refuse(ready, new AirlockError('AIRLOCK_ERR_ISOLATION_UNAVAILABLE', refusal))
+      return out
+    }
 
-    const id = newJobId()
-    const created = await store.create(id, tenant, spec)
-    if (created.result === 'queued-quota') {
-      throw new AirlockError('AIRLOCK_ERR_QUOTA_QUEUED', `this tenant has its quota of ${quotas.maxQueued ?? config.defaultMaxQueued} queued jobs; wait for some to start`, undefined, 1)
-    }
-    if (created.result === 'storage-quota') {
-      const max = quotas.maxStoredBytes ?? config.defaultMaxStoredBytes
-      throw new AirlockError(
-        'AIRLOCK_ERR_QUOTA_STORAGE',
-        `this job would take this tenant past its storage quota (${created.heldBytes} of ${max} bytes held; a job reserves its input, twice limits.outputBytes, AIRLOCK_ARTIFACT_BYTES and room for its compile and test results until it ends, and a finished job frees its bytes when it expires)`,
-      )
-    }
+    const jobs = ready.map((i) => ({ index: i, id: newJobId(), spec: (out[i] as { spec: JobSpec }).spec }))
+    const created = await store.createMany(tenant, jobs)
+    const accepted = jobs.filter((job, n) => {
+      const result = created[n]!
+      if (!(result instanceof Error) && result.result === 'created') return true
+      out[job.index] = { error: result instanceof Error ? result : this.quotaRefusal(result, quotas) }
+      return false
+    })
+    if (accepted.length === 0) return out
     try {
-      await queue.add('run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true })
+      await queue.addBulk(accepted.map(({ id }) => ({ name: 'run', data: { jobId: id }, opts: { jobId: id, removeOnComplete: true, removeOnFail: true } })))
     } catch (err) {
       // Never answer 202 for a job no worker will see.
-      await store.remove(id, tenant).catch(() => undefined)
-      throw err
+      await Promise.all(accepted.map(({ id }) => store.remove(id, tenant).catch(() => undefined)))
+      refuse(
+        accepted.map((j) => j.index),
+        err as Error,
+      )
+      return out
     }
-    log.info({ jobId: id, runtime: spec.runtime }, 'job accepted')
-    metrics.jobsSubmitted.inc({ runtime: spec.runtime, tenant: metrics.tenant(tenant) })
-    return { id, spec }
+    for (const { index, id, spec } of accepted) {
+      out[index] = { id, spec }
+      log.info({ jobId: id, runtime: spec.runtime }, 'job accepted')
+      metrics.jobsSubmitted.inc({ runtime: spec.runtime, tenant: metrics.tenant(tenant) })
+    }
+    return out
+  }
+
+  /** The job's spec under the server's and the tenant's limits, or why it may not run. */
+  private checked(tenant: string, request: JobRequest, quotas: Quotas): SubmitOutcome {
+    const { config } = this.deps
+    try {
+      const spec = resolveJobSpec(request, tenantLimitsPolicy(config, quotas))
+      const tooBig = jobLimitsOverQuota(spec.limits, quotas)
+      const total = spec.tests ? stepsTimeMs(spec.limits, spec.tests.length) : 0
+      if (spec.tests && quotas.maxTimeoutMs !== undefined && total > quotas.maxTimeoutMs) {
+        tooBig.push({ path: '/tests', message: stepsTooLong(spec.tests.length, spec.limits, total, quotas.maxTimeoutMs, "this tenant's") })
+      }
+      if (tooBig.length > 0) {
+        throw new AirlockError('AIRLOCK_ERR_QUOTA_JOB_LIMITS', `limits above this tenant's quota: ${tooBig.map((d) => d.path.replace(/^\/limits\//, '')).join(', ')}`, tooBig)
+      }
+      if (spec.isolation === 'runc' && !config.benchTenantSet.has(tenant)) {
+        throw new AirlockError('AIRLOCK_ERR_ISOLATION_FORBIDDEN', 'isolation runc (no gVisor) is only for benchmark tenants (AIRLOCK_BENCH_TENANTS)', [{ path: '/isolation', message: 'not allowed for this tenant' }])
+      }
+      return { id: '', spec }
+    } catch (err) {
+      return { error: err as Error }
+    }
+  }
+
+  private quotaRefusal(created: { result: CreateResult; heldBytes?: number }, quotas: Quotas): AirlockError {
+    const { config } = this.deps
+    if (created.result === 'queued-quota') {
+      return new AirlockError('AIRLOCK_ERR_QUOTA_QUEUED', `this tenant has its quota of ${quotas.maxQueued ?? config.defaultMaxQueued} queued jobs; wait for some to start`, undefined, 1)
+    }
+    const max = quotas.maxStoredBytes ?? config.defaultMaxStoredBytes
+    return new AirlockError(
+      'AIRLOCK_ERR_QUOTA_STORAGE',
+      `this job would take this tenant past its storage quota (${created.heldBytes} of ${max} bytes held; a job reserves its input, twice limits.outputBytes, AIRLOCK_ARTIFACT_BYTES and room for its compile and test results until it ends, and a finished job frees its bytes when it expires)`,
+    )
   }
 
   /**

@@ -34,7 +34,10 @@ export function renderTable(report: BenchReport): string {
   lines.push('DIRECT = the same job run by the executor on this machine without API or queue, cold; SVC + = E2E p50 - DIRECT p50')
   lines.push('EXIT>RESULT = the program\'s end to its result stored (the job\'s timings.exitToResultMs)')
   lines.push('WARM = jobs that took a sandbox booted before they arrived (the worker\'s warm pool), of all; E2E p50 WARM / COLD = each kind alone')
-  for (const i of report.ingest) lines.push(`ingest ${i.route}: ${i.requestsPerSec.toFixed(0)} req/s, latency p50 ${i.latencyMs.p50} ms p99 ${i.latencyMs.p99} ms, non-2xx ${i.non2xx}`)
+  for (const i of report.ingest) {
+    const jobs = i.jobsPerSec === undefined ? '' : ` (${i.jobsPerSec.toFixed(0)} jobs/s accepted)`
+    lines.push(`ingest ${i.route}: ${i.requestsPerSec.toFixed(0)} req/s${jobs}, latency p50 ${i.latencyMs.p50} ms p99 ${i.latencyMs.p99} ms, non-2xx ${i.non2xx}`)
+  }
   // Fair share by default: a tenant without quotas of its own is held to the server's
   // default submissions per second and queued jobs, which an ingest run passes at once.
   if (report.ingest.some((i) => i.route.startsWith('POST') && i.non2xx > 0)) {

@@ -62,6 +62,8 @@ export interface WorkloadResult {
 export interface IngestResult {
   route: string
   requestsPerSec: number
+  /** Jobs accepted per second (a batch carries many; a refused job is not counted). */
+  jobsPerSec?: number
   latencyMs: { p50: number; p90: number; p99: number; max: number }
   non2xx: number
   errors: number
@@ -223,18 +225,25 @@ export async function runBench(client: Airlock, options: BenchOptions): Promise<
   }
 }
 
+/** Jobs in each batch the ingest run sends. */
+export const INGEST_BATCH = 50
+
 /**
- * Submissions per second to POST /v1/jobs next to GET /healthz (no work) on the same
+ * Submissions per second to POST /v1/jobs and to its batch route next to GET /healthz (no work) on the same
  * server in the same run. The jobs it submits are cancelled right after.
  */
 async function ingestBench(client: Airlock, apiKey: string, seconds: number): Promise<IngestResult[]> {
   const results: IngestResult[] = []
   const base = client.baseUrl.replace(/\/+$/, '')
+  const job = { runtime: 'bash', source: 'true' }
   const targets = [
-    { route: 'GET /healthz', url: `${base}/healthz`, method: 'GET' as const, body: undefined },
-    { route: 'POST /v1/jobs', url: `${base}/v1/jobs`, method: 'POST' as const, body: JSON.stringify({ runtime: 'bash', source: 'true' }) },
+    { route: 'GET /healthz', url: `${base}/healthz`, method: 'GET' as const, body: undefined, jobsEach: 0 },
+    { route: 'POST /v1/jobs', url: `${base}/v1/jobs`, method: 'POST' as const, body: JSON.stringify(job), jobsEach: 1 },
+    { route: `POST /v1/jobs/batch (${INGEST_BATCH} jobs)`, url: `${base}/v1/jobs/batch`, method: 'POST' as const, body: JSON.stringify({ jobs: Array(INGEST_BATCH).fill(job) }), jobsEach: INGEST_BATCH },
   ]
   for (const t of targets) {
+    // A batch answers 200 whatever it took: count the jobs it says it accepted.
+    let accepted = 0
     const r = await autocannon({
       url: t.url,
       method: t.method,
@@ -242,8 +251,12 @@ async function ingestBench(client: Airlock, apiKey: string, seconds: number): Pr
       duration: seconds,
       headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
       ...(t.body ? { body: t.body } : {}),
+      ...(t.jobsEach > 1
+        ? { requests: [{ onResponse: (status: number, body: string) => void (accepted += status === 200 ? Number(/"accepted":(\d+)/.exec(body)?.[1] ?? 0) : 0) }] }
+        : {}),
     })
-    results.push({ route: t.route, requestsPerSec: r.requests.average, latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max }, non2xx: r.non2xx, errors: r.errors })
+    const jobsPerSec = t.jobsEach === 0 ? undefined : t.jobsEach === 1 ? r.requests.average * (r['2xx'] / Math.max(1, r['2xx'] + r.non2xx)) : accepted / seconds
+    results.push({ route: t.route, requestsPerSec: r.requests.average, ...(jobsPerSec === undefined ? {} : { jobsPerSec }), latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max }, non2xx: r.non2xx, errors: r.errors })
   }
   // Cancel what the ingest run queued, so the service is left as it was found: passes
   // over the tenant's unfinished jobs, page by page (a page can be empty and still not

@@ -1,4 +1,5 @@
-import type { Airlock, Job, JobStatus, JobSummary } from '../../sdk/src/index.js'
+import { readFile } from 'node:fs/promises'
+import type { Airlock, Job, JobRequest, JobStatus, JobSummary } from '../../sdk/src/index.js'
 import { EXIT } from '../exit-codes.js'
 import { UsageError } from '../settings.js'
 
@@ -65,4 +66,33 @@ export async function listRuntimes(client: Airlock, flags: { json?: boolean }): 
   const runtimes = await client.runtimes()
   print(!!flags.json, runtimes, () => table([['NAME', 'VERSION', 'ENTRYPOINT', 'DESCRIPTION'], ...runtimes.map((r) => [r.name, r.version ?? '-', r.defaultEntrypoint, r.description])]))
   return EXIT.ok
+}
+
+/**
+ * `airlock jobs submit FILE`: the jobs of a JSON array ([{runtime, source | files, ...}],
+ * '-' for stdin) in one request. Prints each job's id, or why it was refused; exits
+ * `invalid` when any was refused.
+ */
+export async function submitJobs(client: Airlock, file: string, flags: { json?: boolean }): Promise<number> {
+  const text = await (file === '-' ? readStdin() : readFile(file, 'utf8')).catch((err: Error) => {
+    throw new UsageError(`cannot read ${file}: ${err.message}`)
+  })
+  let jobs: unknown
+  try {
+    jobs = JSON.parse(text)
+  } catch (err) {
+    throw new UsageError(`${file} is not JSON: ${(err as Error).message}`)
+  }
+  if (!Array.isArray(jobs) || jobs.length === 0) throw new UsageError(`${file} must hold a JSON array of jobs`)
+  const result = await client.jobs.createBatch(jobs as JobRequest[])
+  print(!!flags.json, result, () =>
+    table([['#', 'JOB', 'REFUSED'], ...result.items.map((i) => [String(i.index), 'id' in i ? i.id : '-', 'error' in i ? `${i.error.code}: ${i.error.message}` : ''])]),
+  )
+  return result.refused > 0 ? EXIT.invalid : EXIT.ok
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
 }

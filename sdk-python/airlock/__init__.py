@@ -19,11 +19,11 @@ from ._errors import (
     ValidationError,
     error_from_response,
 )
-from ._types import FINAL_STATUSES, Job, JobEvent, JobList, JobRequest, JobStatus, JobSummary, Runtime
+from ._types import FINAL_STATUSES, Job, JobBatchResult, JobEvent, JobList, JobRequest, JobStatus, JobSummary, Runtime
 
 __all__ = [
     "Airlock", "AsyncAirlock", "Jobs", "AsyncJobs",
     "AirlockError", "AuthenticationError", "ConflictError", "ConnectionError", "ForbiddenError", "NotFoundError", "RateLimitError",
     "ServerError", "TimeoutError", "UnavailableError", "ValidationError", "error_from_response",
-    "FINAL_STATUSES", "Job", "JobEvent", "JobList", "JobRequest", "JobStatus", "JobSummary", "Runtime",
+    "FINAL_STATUSES", "Job", "JobBatchResult", "JobEvent", "JobList", "JobRequest", "JobStatus", "JobSummary", "Runtime",
 ]

@@ -22,7 +22,7 @@ from ._errors import (
     UnavailableError,
     error_from_response,
 )
-from ._types import FINAL_STATUSES, Job, JobAccepted, JobEvent, JobList, JobRequest, JobSummary, Runtime
+from ._types import FINAL_STATUSES, Job, JobAccepted, JobBatchResult, JobEvent, JobList, JobRequest, JobSummary, Runtime
 
 OutputCallback = Callable[[str, str], None]
 
@@ -124,8 +124,16 @@ class Jobs:
         """Submits a job; it is queued."""
         return self._c._request("POST", "/v1/jobs", body=request, idempotent=False)
 
+    def create_batch(self, requests: List[JobRequest]) -> JobBatchResult:
+        """Submits several jobs in one request; each item says whether its job was queued or why not."""
+        return self._c._request("POST", "/v1/jobs/batch", body={"jobs": requests}, idempotent=False)
+
     def get(self, job_id: str) -> Job:
         return self._c._request("GET", _job_path(job_id))
+
+    def request(self, job_id: str) -> JobRequest:
+        """The job as it was submitted (files, args, stdin, tests, limits with defaults filled in; not env)."""
+        return self._c._request("GET", f"{_job_path(job_id)}/request")
 
     def list(self, status: Optional[List[str]] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> JobList:
         """One page of this tenant's jobs, newest first."""
@@ -272,8 +280,14 @@ class AsyncJobs:
     async def create(self, request: JobRequest) -> JobAccepted:
         return await self._c._request("POST", "/v1/jobs", body=request, idempotent=False)
 
+    async def create_batch(self, requests: List[JobRequest]) -> JobBatchResult:
+        return await self._c._request("POST", "/v1/jobs/batch", body={"jobs": requests}, idempotent=False)
+
     async def get(self, job_id: str) -> Job:
         return await self._c._request("GET", _job_path(job_id))
+
+    async def request(self, job_id: str) -> JobRequest:
+        return await self._c._request("GET", f"{_job_path(job_id)}/request")
 
     async def list(self, status: Optional[List[str]] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> JobList:
         return await self._c._request("GET", "/v1/jobs", params=_list_params(status, limit, cursor))

@@ -138,6 +138,27 @@ class JobAccepted(TypedDict):
     status: JobStatus
 
 
+class ErrorResponse(TypedDict, total=False):
+    statusCode: int
+    code: str
+    message: str
+    details: List[Dict[str, str]]
+
+
+class JobBatchItem(TypedDict, total=False):
+    """One job of a batch: ``id`` and ``status`` when accepted, ``error`` (as a single submit would have answered) when refused."""
+    index: int
+    id: str
+    status: JobStatus
+    error: ErrorResponse
+
+
+class JobBatchResult(TypedDict):
+    accepted: int
+    refused: int
+    items: List[JobBatchItem]
+
+
 class LogEvent(TypedDict):
     type: Literal["log"]
     stream: Literal["stdout", "stderr"]

@@ -43,6 +43,12 @@ def test_create_stream_wait_get_list_logs(client):
     assert [j["id"] for j in client.jobs.iterate(limit=1, max=3)] == [j["id"] for j in client.jobs.list(limit=3)["items"]], "across pages"
     assert list(client.jobs.iterate(max=0)) == []
     assert client.jobs.logs(accepted["id"]).startswith("tick 1\ntick 2\n")
+    batch = client.jobs.create_batch([{"runtime": "bash", "source": "echo one"}, {"runtime": "nope", "source": "x"}])
+    assert (batch["accepted"], batch["refused"]) == (1, 1)
+    assert batch["items"][1]["error"]["code"] == "AIRLOCK_ERR_UNKNOWN_RUNTIME"
+    assert client.jobs.wait(batch["items"][0]["id"])["stdout"] == "one\n"
+    submitted = client.jobs.request(accepted["id"])
+    assert submitted["runtime"] == "bash" and submitted["files"][0]["content"] == TICKS and submitted["limits"]["timeoutMs"] > 0
     assert sorted(r["name"] for r in client.runtimes()) == ["bash", "c", "cpp", "go", "java", "ml-python", "node", "python", "rust"]
 
 
@@ -208,6 +214,8 @@ def test_asyncio_client(url, key):
             assert events[-1]["type"] == "end" and events[-1]["job"]["stdout"] == EXPECTED
             assert (await client.jobs.wait(accepted["id"]))["status"] == "succeeded"
             assert any(j["id"] == accepted["id"] for j in (await client.jobs.list())["items"])
+            assert (await client.jobs.request(accepted["id"]))["files"][0]["content"] == TICKS
+            assert (await client.jobs.create_batch([{"runtime": "bash", "source": "true"}]))["accepted"] == 1
             with pytest.raises(airlock.NotFoundError):
                 await client.jobs.get("job_00000000000000000000000000000000")
             newest = [j["id"] for j in (await client.jobs.list(limit=100))["items"]]

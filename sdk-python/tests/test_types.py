@@ -17,6 +17,10 @@ def test_response_types_have_every_field_the_server_sends():
     assert set(get_type_hints(_types.JobSummary)) == keys(SCHEMAS["JobSummary"])
     assert set(get_type_hints(_types.JobList)) == keys(SCHEMAS["JobList"])
     assert set(get_type_hints(_types.JobAccepted)) == keys(SCHEMAS["JobAccepted"])
+    assert set(get_type_hints(_types.JobBatchResult)) == keys(SCHEMAS["JobBatchResult"])
+    item = SCHEMAS["JobBatchResult"]["properties"]["items"]["items"]["anyOf"]
+    assert set(get_type_hints(_types.JobBatchItem)) == keys(item[0]) | keys(item[1])
+    assert set(get_type_hints(_types.ErrorResponse)) == keys(SCHEMAS["ErrorResponse"])
     assert set(get_type_hints(_types.Runtime)) == keys(SCHEMAS["RuntimeList"]["properties"]["runtimes"]["items"])
     assert set(get_type_hints(_types.Isolation)) == keys(SCHEMAS["Job"]["properties"]["isolation"]["anyOf"][0])
     assert set(get_type_hints(_types.Timings)) == keys(SCHEMAS["Job"]["properties"]["timings"])

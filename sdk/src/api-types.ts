@@ -284,6 +284,39 @@ export interface JobAccepted {
   id: string;
   status: JobStatus;
 }
+export interface JobBatchAccepted {
+  /**
+   * The job's place in `jobs`, from 0
+   */
+  index: number;
+  id: string;
+  status: "queued";
+}
+export interface ErrorDetail {
+  path: string;
+  message: string;
+}
+export interface ErrorResponse {
+  statusCode: number;
+  /**
+   * Stable machine-readable code, AIRLOCK_ERR_*
+   */
+  code: string;
+  message: string;
+  details?: ErrorDetail[];
+}
+export interface JobBatchRefused {
+  index: number;
+  error: ErrorResponse;
+}
+export interface JobBatchResult {
+  accepted: number;
+  refused: number;
+  /**
+   * One per job, in the order sent
+   */
+  items: (JobBatchAccepted | JobBatchRefused)[];
+}
 export interface Runtime {
   name: string;
   description: string;
@@ -299,17 +332,4 @@ export interface Runtime {
 }
 export interface RuntimeList {
   runtimes: Runtime[];
-}
-export interface ErrorDetail {
-  path: string;
-  message: string;
-}
-export interface ErrorResponse {
-  statusCode: number;
-  /**
-   * Stable machine-readable code, AIRLOCK_ERR_*
-   */
-  code: string;
-  message: string;
-  details?: ErrorDetail[];
 }

@@ -1,4 +1,4 @@
-import type { Job, JobAccepted, JobEvent, JobList, JobRequest, JobStatus, JobSummary, StepKind } from './api-types.js'
+import type { Job, JobAccepted, JobBatchResult, JobEvent, JobList, JobRequest, JobStatus, JobSummary, StepKind } from './api-types.js'
 import { TimeoutError } from './errors.js'
 import { sleep, type Http } from './http.js'
 import type { CallOptions } from './options.js'
@@ -44,6 +44,15 @@ export class Jobs {
   /** Submits a job; it is queued. Retried only when the server refused it (429, 503). */
   async create(request: JobRequest, options: CallOptions = {}): Promise<JobAccepted> {
     return (await this.http.request<JobAccepted>({ method: 'POST', path: '/v1/jobs', body: request, idempotent: false, ...options })).body
+  }
+
+  /**
+   * Submits several jobs in one request (at most the server's AIRLOCK_MAX_BATCH_JOBS).
+   * Each item is accepted (`id`) or refused (`error`, as a single submit would have
+   * been); a batch the server could not take at all throws. Retried only on 429 and 503.
+   */
+  async createBatch(requests: JobRequest[], options: CallOptions = {}): Promise<JobBatchResult> {
+    return (await this.http.request<JobBatchResult>({ method: 'POST', path: '/v1/jobs/batch', body: { jobs: requests }, idempotent: false, ...options })).body
   }
 
   async get(id: string, options: CallOptions = {}): Promise<Job> {

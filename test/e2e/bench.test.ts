@@ -86,7 +86,8 @@ t.test('airlock bench --quick writes a table, a JSON report with sane numbers, a
   }
   const syscalls = measured.find((w) => w.name === 'syscalls')!
   t.ok(syscalls.ratios.startToEnd!.ofMedians > 1, `syscall-heavy work costs more under gVisor (${syscalls.ratios.startToEnd!.ofMedians.toFixed(1)}x)`)
-  t.same(report.ingest.map((i) => i.route), ['GET /healthz', 'POST /v1/jobs'])
+  t.same(report.ingest.map((i) => i.route), ['GET /healthz', 'POST /v1/jobs', 'POST /v1/jobs/batch (50 jobs)'])
+  t.ok(report.ingest.slice(1).every((i) => (i.jobsPerSec ?? 0) > 0), 'jobs accepted per second, single and in batches')
   for (const i of report.ingest) t.ok(i.requestsPerSec > 0 && i.latencyMs.p50 <= i.latencyMs.p99, `${i.route}: measured`)
   const left = await h.request('GET', '/v1/jobs?status=queued,running&limit=100')
   t.same(left.json(), { items: [], nextCursor: null }, 'the ingest run cancelled what it queued (no page of them left, empty or not)')

@@ -123,6 +123,24 @@ t.test('airlock jobs list, get, logs and cancel; airlock runtimes', async (t) =>
   t.match(again.stderr, /AIRLOCK_ERR_JOB_FINISHED/)
 })
 
+t.test('airlock jobs submit queues a JSON array of jobs in one request and says which were refused', async (t) => {
+  const jobs = await file('jobs.json', JSON.stringify([{ runtime: 'bash', source: 'echo from-batch' }, { runtime: 'cobol', source: 'x' }]))
+  const r = await airlock(['jobs', 'submit', jobs])
+  t.equal(r.code, 65, 'a refused job makes it exit 65')
+  const [head, first, second] = r.stdout.trim().split('\n')
+  t.match(head, /^# +JOB +REFUSED$/)
+  const id = /^0 +(job_[0-9a-f]{32})/.exec(first ?? '')?.[1]
+  t.ok(id, 'the accepted job by its id')
+  t.match(second, /^1 +- +AIRLOCK_ERR_UNKNOWN_RUNTIME: unknown runtime "cobol"/)
+  t.equal((await h.poll(id!, (j) => j.status === 'succeeded')).stdout, 'from-batch\n')
+  const piped = await airlock(['jobs', 'submit', '-', '--json'], { input: JSON.stringify([{ runtime: 'bash', source: 'true' }]) })
+  t.equal(piped.code, 0)
+  t.equal(JSON.parse(piped.stdout).accepted, 1, 'from stdin, as JSON')
+  const bad = await airlock(['jobs', 'submit', await file('notjobs.json', '{"runtime":"bash"}')])
+  t.equal(bad.code, 64)
+  t.match(bad.stderr, /must hold a JSON array/)
+})
+
 t.test('airlock run -: the program from stdin, with --runtime; the limit flags', async (t) => {
   const fromStdin = await airlock(['run', '-', '--runtime', 'python', '--json', '--cpus', '0.5', '--pids', '32', '--output', '1000', '--', 'an-arg'], { input: 'import sys\nprint("from stdin", sys.argv[1:])\n' })
   t.equal(fromStdin.code, 0, fromStdin.stderr)

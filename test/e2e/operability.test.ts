@@ -82,7 +82,7 @@ t.test('the OpenAPI document lists every route once, by its canonical path, with
   t.same(Object.keys(doc.components.securitySchemes).sort(), ['adminKey', 'streamToken', 'tenantKey'])
   const expected = [
     'get /healthz', 'get /readyz',
-    'post /v1/jobs', 'get /v1/jobs', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
+    'post /v1/jobs', 'post /v1/jobs/batch', 'get /v1/jobs', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
     'get /v1/jobs/{id}/stream', 'post /v1/jobs/{id}/stream-tokens', 'get /v1/jobs/{id}/logs', 'get /v1/jobs/{id}/artifacts/{path}',
     'get /v1/jobs/{id}/request', 'get /v1/runtimes', 'get /v1/admin/queue', 'get /v1/admin/usage', 'get /v1/admin/metrics', 'get /v1/audit',
     'post /v1/admin/tenants', 'get /v1/admin/tenants', 'get /v1/admin/tenants/{name}', 'put /v1/admin/tenants/{name}/quotas',

@@ -58,6 +58,15 @@ t.test('create, stream, wait, get, list and logs', async (t) => {
   for await (const j of airlock.jobs.iterate({ limit: 1, max: 3 })) acrossPages.push(j.id)
   t.same(acrossPages, all.slice(0, 3), 'max across pages of limit each')
   t.match(await airlock.jobs.logs(id), /tick 1\ntick 2/)
+  const batch = await airlock.jobs.createBatch([{ runtime: 'bash', source: 'echo one' }, { runtime: 'nope', source: 'x' }, { runtime: 'python', source: 'print(2)' }])
+  t.same([batch.accepted, batch.refused], [2, 1])
+  const refused = batch.items[1]!
+  t.equal('error' in refused && refused.error.code, 'AIRLOCK_ERR_UNKNOWN_RUNTIME', 'a refused job says why, as a single submit would')
+  const ran = await Promise.all(batch.items.flatMap((i) => ('id' in i ? [airlock.jobs.wait(i.id)] : [])))
+  t.same(ran.map((j) => [j.status, j.stdout]), [['succeeded', 'one\n'], ['succeeded', '2\n']], 'the accepted jobs of a batch run')
+  const submitted = await airlock.jobs.request(id)
+  t.same([submitted.runtime, submitted.files?.[0]?.content], ['bash', TICKS], 'the job as it was submitted')
+  t.ok((submitted.limits?.timeoutMs ?? 0) > 0, 'with its limits filled in')
   t.same((await airlock.runtimes()).map((r) => r.name).sort(), ['bash', 'c', 'cpp', 'go', 'java', 'ml-python', 'node', 'python', 'rust'])
 })
 

@@ -1,0 +1,71 @@
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Compile } from 'typebox/compile'
+import { JobRequestSchema, unknownRuntimeError, type JobRequest } from '../../../../core/job-spec.js'
+import { toErrorResponse, validationFailure } from '../../../plugins/error-handler.js'
+import { errorResponses, ErrorResponseSchema } from '../../../schemas.js'
+
+const BatchItemSchema = Type.Union([
+  Type.Object({ index: Type.Integer({ description: "The job's place in `jobs`, from 0" }), id: Type.String(), status: Type.Literal('queued') }, { title: 'JobBatchAccepted' }),
+  Type.Object({ index: Type.Integer(), error: ErrorResponseSchema }, { title: 'JobBatchRefused' }),
+])
+
+export const JobBatchResultSchema = Type.Object(
+  {
+    accepted: Type.Integer(),
+    refused: Type.Integer(),
+    items: Type.Array(BatchItemSchema, { description: 'One per job, in the order sent' }),
+  },
+  { title: 'JobBatchResult' },
+)
+
+const jobRequest = Compile(JobRequestSchema)
+
+/** A job of a batch as POST /v1/jobs would take it, or the error it would have answered. */
+function checkedRequest(item: unknown): JobRequest | Error {
+  const unknown = unknownRuntimeError(item)
+  if (unknown) return unknown
+  return jobRequest.Check(item) ? item : validationFailure([...jobRequest.Errors(item)], 'body')
+}
+
+/**
+ * POST /v1/jobs/batch: many jobs in one request, each accepted or refused on its own with
+ * the code POST /v1/jobs would have given it. Every job is checked before any is written.
+ */
+const batchRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { config, jobService, metrics } = app.services
+  app.post(
+    '/batch',
+    {
+      schema: {
+        operationId: 'submitJobBatch', tags: ['jobs'], summary: `Submit up to ${config.maxBatchJobs} jobs (AIRLOCK_MAX_BATCH_JOBS); each is accepted or refused on its own`,
+        // The route checks the envelope only, so that a job that is not a JobRequest is
+        // refused alone (with POST /v1/jobs's error) instead of failing the batch.
+        body: Type.Object(
+          { jobs: Type.Array(Type.Unknown({ description: 'A job as POST /v1/jobs takes it (JobRequest)' }), { minItems: 1, maxItems: config.maxBatchJobs }) },
+          { additionalProperties: false, title: 'JobBatch' },
+        ),
+        response: { 200: JobBatchResultSchema, ...errorResponses(400, 401, 408, 413, 415, 429, 503) },
+      },
+    },
+    async (request) => {
+      const { jobs } = request.body
+      const outcomes = await jobService.submitMany(request.tenant, jobs.map(checkedRequest), request.log)
+      // Nothing taken, and every job refused for a reason that passes (the rate, the queue,
+      // the store, no worker): the batch answers as a single submit would, to be retried whole.
+      const errors = outcomes.flatMap((o) => ('error' in o ? [o.error] : []))
+      const passing = (e: Error) => toErrorResponse(e).status === 429 || toErrorResponse(e).status >= 500
+      if (errors.length === outcomes.length && errors.every(passing)) throw errors.find((e) => toErrorResponse(e).status >= 500) ?? errors[0]!
+      const items = outcomes.map((o, index) => {
+        if ('id' in o) return { index, id: o.id, status: 'queued' as const }
+        const { body, log } = toErrorResponse(o.error)
+        if (log) request.log.error({ err: o.error, index }, 'a job of a batch was not taken')
+        metrics.rejectedRequests.inc({ code: body.code })
+        return { index, error: body }
+      })
+      const accepted = items.filter((i) => 'id' in i).length
+      return { accepted, refused: items.length - accepted, items }
+    },
+  )
+}
+
+export default batchRoutes

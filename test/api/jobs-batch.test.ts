@@ -1,0 +1,103 @@
+import t from 'tap'
+import { build } from '../helper.js'
+
+// POST /v1/jobs/batch against the real Redis and queue: each job accepted or refused on
+// its own, with the code a single POST /v1/jobs gives it.
+const ADMIN_KEY = 'batch-admin-key-0001'
+const h = await build(t, { worker: false, env: { AIRLOCK_ADMIN_KEY: ADMIN_KEY, AIRLOCK_MAX_BATCH_JOBS: '8' } })
+
+const call = (method: 'GET' | 'POST' | 'PUT', url: string, body?: unknown, key?: string) =>
+  h.app.inject({ method, url, headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { payload: JSON.stringify(body) }) })
+
+async function tenantWithKey(name: string, quotas: Record<string, number>): Promise<string> {
+  t.equal((await call('POST', '/v1/admin/tenants', { name, quotas }, ADMIN_KEY)).statusCode, 201)
+  return (await call('POST', `/v1/admin/tenants/${name}/keys`, { role: 'member' }, ADMIN_KEY)).json().key
+}
+
+interface Item {
+  index: number
+  id?: string
+  status?: string
+  error?: { statusCode: number; code: string; message: string; details?: unknown }
+}
+
+t.test('each job of a batch is accepted or refused on its own, as a single submit would be', async (t) => {
+  const jobs = [
+    { runtime: 'python', source: 'print(1)' },
+    { runtime: 'cobol', source: 'x' },
+    { runtime: 'python', source: 'x', limits: { memoryMb: 1 } },
+    { runtime: 'python', source: 'x', limits: { timeoutMs: 99_999_999 } },
+    { runtime: 'python' },
+    { runtime: 'python', source: 'x', isolation: 'runc' },
+    'not a job',
+    { runtime: 'bash', files: [{ path: 'main.sh', content: 'echo 2' }], args: ['a'] },
+  ]
+  const res = await h.request('POST', '/v1/jobs/batch', { jobs })
+  t.equal(res.statusCode, 200)
+  const body = res.json<{ accepted: number; refused: number; items: Item[] }>()
+  t.same([body.accepted, body.refused], [2, 6])
+  t.same(body.items.map((i) => i.index), [0, 1, 2, 3, 4, 5, 6, 7], 'one item per job, in order')
+  for (const [i, job] of jobs.entries()) {
+    const item = body.items[i]!
+    if (item.id) {
+      t.equal(item.status, 'queued')
+      const stored = await h.request('GET', `/v1/jobs/${item.id}`)
+      t.equal(stored.json().status, 'queued', `job ${i} is recorded`)
+      t.ok(await h.app.services.queue.getJob(item.id), `and queued for a worker (job ${i})`)
+      continue
+    }
+    const single = await h.request('POST', '/v1/jobs', job)
+    t.equal(item.error?.statusCode, single.statusCode, `job ${i}: the status of a single submit`)
+    t.same(item.error, single.json(), `job ${i}: the same error, code, message and details (${single.json().code})`)
+  }
+})
+
+t.test('the batch itself: at least one job, at most AIRLOCK_MAX_BATCH_JOBS, an API key', async (t) => {
+  for (const bad of [{ jobs: [] }, { jobs: Array(9).fill({ runtime: 'bash', source: 'true' }) }, { jobs: {} }, { jobs: [{ runtime: 'bash', source: 'true' }], extra: 1 }, []]) {
+    const res = await h.request('POST', '/v1/jobs/batch', bad)
+    t.equal(res.statusCode, 400, JSON.stringify(bad).slice(0, 60))
+    t.equal(res.json().code, 'AIRLOCK_ERR_VALIDATION')
+  }
+  t.equal((await call('POST', '/v1/jobs/batch', { jobs: [{ runtime: 'bash', source: 'true' }] })).statusCode, 401)
+  const eight = await h.request('POST', '/v1/jobs/batch', { jobs: Array(8).fill({ runtime: 'bash', source: 'true' }) })
+  t.equal(eight.json().accepted, 8, 'as many as the setting allows')
+  t.equal(new Set(eight.json().items.map((i: Item) => i.id)).size, 8, 'each its own job')
+})
+
+t.test("the tenant's quotas count every job of a batch: the queue and the submission rate", async (t) => {
+  const queued = await tenantWithKey('quinn', { maxQueued: 2 })
+  const three = Array(3).fill({ runtime: 'bash', source: 'true' })
+  const q = (await call('POST', '/v1/jobs/batch', { jobs: three }, queued)).json<{ items: Item[] }>()
+  t.same(q.items.map((i) => i.status ?? i.error?.code), ['queued', 'queued', 'AIRLOCK_ERR_QUOTA_QUEUED'])
+
+  const rated = await tenantWithKey('rita', { submitsPerSecond: 2 })
+  // Start at the beginning of a second so all of it falls in one.
+  await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000)))
+  const r = (await call('POST', '/v1/jobs/batch', { jobs: three }, rated)).json<{ items: Item[] }>()
+  t.same(r.items.map((i) => i.status ?? i.error?.code), ['queued', 'queued', 'AIRLOCK_ERR_QUOTA_RATE'])
+  const single = await call('POST', '/v1/jobs', three[0], rated)
+  t.equal(single.json().code, 'AIRLOCK_ERR_QUOTA_RATE', 'and a single submit in the same second after it')
+  const none = await call('POST', '/v1/jobs/batch', { jobs: three }, rated)
+  t.equal(none.statusCode, 429, 'a batch none of whose jobs may go yet is a 429, to be retried whole')
+  t.ok(Number(none.headers['retry-after']) >= 1, 'with Retry-After')
+})
+
+t.test('a batch whose queue entries cannot be written takes none of its jobs, and says to retry', async (t) => {
+  // The queue's Redis failing at this point is what this stands in for.
+  const queue = h.app.services.queue
+  const addBulk = queue.addBulk.bind(queue)
+  queue.addBulk = async () => {
+    throw new Error('Connection is closed.')
+  }
+  t.teardown(() => {
+    queue.addBulk = addBulk
+  })
+  const before = (await h.request('GET', '/v1/jobs?limit=100')).json().items.length
+  const res = await h.request('POST', '/v1/jobs/batch', { jobs: [{ runtime: 'bash', source: 'true' }, { runtime: 'bash', source: 'true' }] })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'AIRLOCK_ERR_STORE_UNAVAILABLE')
+  t.equal((await h.request('GET', '/v1/jobs?limit=100')).json().items.length, before, 'no record is left of a job no worker would see')
+  const mixed = await h.request('POST', '/v1/jobs/batch', { jobs: [{ runtime: 'cobol', source: 'x' }, { runtime: 'bash', source: 'true' }] })
+  t.equal(mixed.statusCode, 200, 'with a job refused for itself, each is answered on its own')
+  t.same(mixed.json().items.map((i: Item) => i.error?.code), ['AIRLOCK_ERR_UNKNOWN_RUNTIME', 'AIRLOCK_ERR_STORE_UNAVAILABLE'])
+})
