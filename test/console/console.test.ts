@@ -160,7 +160,10 @@ t.test('jobs are listed newest first, filtered by status, paged with the cursor,
   const first = await ids()
   await page.click('[data-testid="older"]')
   await page.waitForFunction(() => document.querySelector('[data-testid="page-number"]')?.textContent === 'Page 2')
-  await page.waitForFunction((before) => document.querySelector('[data-testid="jobs-table"] tbody tr')?.getAttribute('data-job') !== before, {}, first[0])
+  await page.waitForFunction((before) => {
+    const row = document.querySelector('[data-testid="jobs-table"] tbody tr')
+    return row !== null && row.getAttribute('data-job') !== before
+  }, {}, first[0])
   const second = await ids()
   const total = (await h.request('GET', '/v1/jobs?limit=100')).json().items.length
   t.equal(second.length, Math.min(10, total - 10), `the second page has the older jobs (${total} in all)`)
@@ -172,7 +175,11 @@ t.test('jobs are listed newest first, filtered by status, paged with the cursor,
 
   await page.select('[data-testid="status-filter"]', 'cancelled')
   await page.waitForFunction(() => location.hash === '#/jobs?status=cancelled')
-  await page.waitForFunction(() => Array.from(document.querySelectorAll('[data-testid="jobs-table"] tbody tr [data-testid="status"]')).every((s) => s.textContent === 'cancelled'))
+  // The list is emptied while the next page loads: wait for rows, all of them cancelled.
+  await page.waitForFunction(() => {
+    const statuses = Array.from(document.querySelectorAll('[data-testid="jobs-table"] tbody tr [data-testid="status"]'))
+    return statuses.length > 0 && statuses.every((s) => s.textContent === 'cancelled')
+  })
   const cancelled = await ids()
   t.equal(cancelled.length, 1, 'the one cancelled job')
 
