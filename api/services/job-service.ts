@@ -52,8 +52,10 @@ export class JobService {
   async submitMany(tenant: string, items: readonly (JobRequest | Error)[], log: FastifyBaseLogger): Promise<SubmitOutcome[]> {
     const { config, store, queue, registry, tenants, metrics } = this.deps
     const quotas = await tenants.quotas(tenant)
-    const out: SubmitOutcome[] = items.map((item) => (item instanceof Error ? { error: item } : this.checked(tenant, item, quotas)))
-    let ready = out.flatMap((o, i) => ('spec' in o ? [i] : []))
+    const specs = items.map((item) => (item instanceof Error ? item : this.checked(tenant, item, quotas)))
+    // Every job that passed its checks is either accepted or refused below, before any return.
+    const out: SubmitOutcome[] = specs.map((spec) => (spec instanceof Error ? { error: spec } : { id: '', spec }))
+    let ready = specs.flatMap((spec, i) => (spec instanceof Error ? [] : [i]))
     if (ready.length === 0) return out
     const refuse = (indices: number[], error: Error) => {
       for (const i of indices) out[i] = { error }
@@ -73,7 +75,7 @@ export class JobService {
       return out
     }
 
-    const jobs = ready.map((i) => ({ index: i, id: newJobId(), spec: (out[i] as { spec: JobSpec }).spec }))
+    const jobs = ready.map((i) => ({ index: i, id: newJobId(), spec: specs[i] as JobSpec }))
     const created = await store.createMany(tenant, jobs)
     const accepted = jobs.filter((job, n) => {
       const result = created[n]!
@@ -102,7 +104,7 @@ export class JobService {
   }
 
   /** The job's spec under the server's and the tenant's limits, or why it may not run. */
-  private checked(tenant: string, request: JobRequest, quotas: Quotas): SubmitOutcome {
+  private checked(tenant: string, request: JobRequest, quotas: Quotas): JobSpec | Error {
     const { config } = this.deps
     try {
       const spec = resolveJobSpec(request, tenantLimitsPolicy(config, quotas))
@@ -117,9 +119,9 @@ export class JobService {
       if (spec.isolation === 'runc' && !config.benchTenantSet.has(tenant)) {
         throw new AirlockError('AIRLOCK_ERR_ISOLATION_FORBIDDEN', 'isolation runc (no gVisor) is only for benchmark tenants (AIRLOCK_BENCH_TENANTS)', [{ path: '/isolation', message: 'not allowed for this tenant' }])
       }
-      return { id: '', spec }
+      return spec
     } catch (err) {
-      return { error: err as Error }
+      return err as Error
     }
   }
 

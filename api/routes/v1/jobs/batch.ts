@@ -52,9 +52,8 @@ const batchRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const outcomes = await jobService.submitMany(request.tenant, jobs.map(checkedRequest), request.log)
       // Nothing taken, and every job refused for a reason that passes (the rate, the queue,
       // the store, no worker): the batch answers as a single submit would, to be retried whole.
-      const errors = outcomes.flatMap((o) => ('error' in o ? [o.error] : []))
-      const passing = (e: Error) => toErrorResponse(e).status === 429 || toErrorResponse(e).status >= 500
-      if (errors.length === outcomes.length && errors.every(passing)) throw errors.find((e) => toErrorResponse(e).status >= 500) ?? errors[0]!
+      const errors = outcomes.flatMap((o) => ('error' in o ? [{ error: o.error, status: toErrorResponse(o.error).status }] : []))
+      if (errors.length === outcomes.length && errors.every((e) => e.status === 429 || e.status >= 500)) throw (errors.find((e) => e.status >= 500) ?? errors[0]!).error
       const items = outcomes.map((o, index) => {
         if ('id' in o) return { index, id: o.id, status: 'queued' as const }
         const { body, log } = toErrorResponse(o.error)
