@@ -11,6 +11,7 @@ export class ConfigError extends Error {
 }
 
 import { readFileSync } from 'node:fs'
+import { defaultKey, LIMIT_BOUNDS, limitSettings, maxKey, type LimitSettingKey } from './limits.js'
 import { PLATFORM_CHOICES } from './runsc-platforms.js'
 import { RUNTIMES } from './runtimes.js'
 import { MAX_TEST_CASES } from './test-cases.js'
@@ -105,6 +106,11 @@ export function parseImageRefs(raw: string, name = 'AIRLOCK_K8S_IMAGES'): Map<st
   return refs
 }
 
+/** The AIRLOCK_DEFAULT_* and AIRLOCK_MAX_* settings, made from core/limits.ts. */
+const LIMIT_SETTINGS = Object.fromEntries(
+  limitSettings().map((s) => [s.key, (s.type === 'integer' ? int : num)(s.name, s.doc, s.default, s.min, s.max)]),
+) as Record<LimitSettingKey, Setting<number>>
+
 export const SETTINGS = {
   port: int('PORT', 'HTTP port of the API', 8080, 0, 65535),
   host: str('HOST', 'Address the API listens on', '0.0.0.0'),
@@ -164,17 +170,7 @@ export const SETTINGS = {
   defaultMaxRunning: int('AIRLOCK_DEFAULT_MAX_RUNNING', "Jobs one tenant without its own quota may run at once, over every worker (keep it below the deployment's slots so no tenant holds them all); 0: no limit", 2, 0, 1_000_000),
   defaultMaxQueued: int('AIRLOCK_DEFAULT_MAX_QUEUED', 'Jobs one tenant without its own quota may have queued at once; 0: no limit', 1000, 0, 1_000_000),
   defaultMaxStoredBytes: int('AIRLOCK_DEFAULT_MAX_STORED_BYTES', "Bytes one tenant without its own quota may hold in Redis (each job's input and output; a job reserves its output cap until it ends); 0: no limit", 256 * 1024 * 1024, 0, 2 ** 50),
-  defaultTimeoutMs: int('AIRLOCK_DEFAULT_TIMEOUT_MS', 'Default wall-clock limit of a job', 10_000, 100, 86_400_000),
-  maxTimeoutMs: int('AIRLOCK_MAX_TIMEOUT_MS', 'Largest timeoutMs a job may ask for', 300_000, 100, 86_400_000),
-  defaultMemoryMb: int('AIRLOCK_DEFAULT_MEMORY_MB', 'Default memory limit', 256, 16, 1 << 20),
-  maxMemoryMb: int('AIRLOCK_MAX_MEMORY_MB', 'Largest memoryMb a job may ask for', 2048, 16, 1 << 20),
-  defaultCpus: num('AIRLOCK_DEFAULT_CPUS', 'Default CPU limit (cores)', 1, 0.01, 1024),
-  maxCpus: num('AIRLOCK_MAX_CPUS', 'Largest cpus a job may ask for', 2, 0.01, 1024),
-  defaultPids: int('AIRLOCK_DEFAULT_PIDS', 'Default limit of processes and threads', 64, 1, 1 << 16),
-  maxPids: int('AIRLOCK_MAX_PIDS', 'Largest pids a job may ask for', 512, 1, 1 << 16),
-  defaultOutputBytes: int('AIRLOCK_DEFAULT_OUTPUT_BYTES', 'Default cap of stdout and of stderr, each', 1024 * 1024, 1, 1 << 30),
-  maxOutputBytes: int('AIRLOCK_MAX_OUTPUT_BYTES', 'Largest outputBytes a job may ask for', 10 * 1024 * 1024, 1, 1 << 30),
-  defaultCompileTimeoutMs: int('AIRLOCK_DEFAULT_COMPILE_TIMEOUT_MS', 'Default wall-clock limit of the compile step of a compiled runtime (its largest is AIRLOCK_MAX_TIMEOUT_MS)', 30_000, 100, 86_400_000),
+  ...LIMIT_SETTINGS,
   maxTestCases: int('AIRLOCK_MAX_TEST_CASES', `Test cases one job may carry (each runs with the job's time limit); at most ${MAX_TEST_CASES}`, 32, 1, MAX_TEST_CASES),
 } as const
 
@@ -277,17 +273,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   config.k8sWarmPoolSizes = overrides.k8sWarmPoolSizes ?? parseWarmPool(config.k8sWarmPool, RUNTIMES.map((r) => r.name), 'AIRLOCK_K8S_WARM_POOL')
   config.tenantsByKey = overrides.tenantsByKey ?? parseApiKeys(config.apiKeys)
   config.k8sImageRefs = overrides.k8sImageRefs ?? parseImageRefs(config.k8sImages)
-  const pairs: [keyof Config, keyof Config][] = [
-    ['defaultTimeoutMs', 'maxTimeoutMs'],
-    ['defaultMemoryMb', 'maxMemoryMb'],
-    ['defaultCpus', 'maxCpus'],
-    ['defaultPids', 'maxPids'],
-    ['defaultOutputBytes', 'maxOutputBytes'],
-    ['defaultCompileTimeoutMs', 'maxTimeoutMs'],
-  ]
-  for (const [def, max] of pairs) {
-    if ((config[def] as number) > (config[max] as number)) {
-      throw new ConfigError(SETTINGS[def as keyof Settings].name, `must not exceed ${SETTINGS[max as keyof Settings].name} (${String(config[max])})`)
+  for (const [field, bound] of LIMIT_BOUNDS) {
+    const [def, max] = [defaultKey(field), maxKey(bound)]
+    if (config[def] > config[max]) {
+      throw new ConfigError(SETTINGS[def].name, `must not exceed ${SETTINGS[max].name} (${String(config[max])})`)
     }
   }
   return config

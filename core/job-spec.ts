@@ -1,28 +1,11 @@
 import { Type, type Static } from 'typebox'
-import { QUOTA_MAX, QUOTA_MAX_CPUS } from './tenant-store.js'
+import { defaultKey, LIMIT_BOUNDS, LIMIT_NAMES, LimitsSchema, maxKey, type Limits, type LimitSettingKey } from './limits.js'
 import { AirlockError, type ErrorDetail } from './errors.js'
 import { findRuntime, RUNTIMES } from './runtimes.js'
 import type { Config } from './config.js'
 import { MAX_TEST_CASES, OUTPUT_MATCH_RULE, stepsTimeMs } from './test-cases.js'
 
-/**
- * What a client may send to `POST /v1/jobs`. The schema checks shapes and absolute
- * bounds; `resolveJobSpec` then applies the server's configurable maximums and
- * defaults, which a static schema cannot know.
- */
-export const LimitsSchema = Type.Object(
-  {
-    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: QUOTA_MAX, description: 'Wall-clock limit, milliseconds' })),
-    memoryMb: Type.Optional(Type.Integer({ minimum: 16, maximum: QUOTA_MAX, description: 'Memory limit, MiB' })),
-    cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: QUOTA_MAX_CPUS, description: 'CPU limit, cores (fractions allowed)' })),
-    pids: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Processes and threads at once' })),
-    outputBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Cap of stdout and of stderr, each, bytes (of each step: the compile, each test case)' })),
-    compileTimeoutMs: Type.Optional(
-      Type.Integer({ minimum: 100, maximum: QUOTA_MAX, description: "Wall-clock limit of the compile step of a compiled runtime, milliseconds; at most the server's (and tenant's) maximum timeoutMs; ignored by runtimes that do not compile" }),
-    ),
-  },
-  { additionalProperties: false, title: 'Limits' },
-)
+export { LimitsSchema, type Limits } from './limits.js'
 
 export const MAX_FILES = 100
 export const MAX_TOTAL_FILE_BYTES = 1024 * 1024
@@ -136,16 +119,6 @@ export const JobRequestSchema = Type.Object(
 
 export type JobRequest = Static<typeof JobRequestSchema>
 
-export interface Limits {
-  timeoutMs: number
-  memoryMb: number
-  cpus: number
-  pids: number
-  outputBytes: number
-  /** Set for runtimes with a compile step (and absent in records from before them). */
-  compileTimeoutMs?: number
-}
-
 export interface TestCase {
   stdin: string
   args: string[]
@@ -187,16 +160,7 @@ export interface JobSpec {
   program?: string[]
 }
 
-export type LimitsPolicy = Pick<
-  Config,
-  | 'defaultTimeoutMs' | 'maxTimeoutMs'
-  | 'defaultMemoryMb' | 'maxMemoryMb'
-  | 'defaultCpus' | 'maxCpus'
-  | 'defaultPids' | 'maxPids'
-  | 'defaultOutputBytes' | 'maxOutputBytes'
-  | 'defaultCompileTimeoutMs'
-  | 'maxTestCases'
->
+export type LimitsPolicy = Pick<Config, LimitSettingKey | 'maxTestCases'>
 
 // Names the sandbox sets itself; a job may not override them.
 const RESERVED_ENV = new Set(['PATH', 'HOME', 'PWD'])
@@ -219,27 +183,22 @@ export function filePathProblem(path: string): string | undefined {
 }
 
 function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy, compiles: boolean): Limits {
-  const limits: Limits = {
-    timeoutMs: requested?.timeoutMs ?? policy.defaultTimeoutMs,
-    memoryMb: requested?.memoryMb ?? policy.defaultMemoryMb,
-    cpus: requested?.cpus ?? policy.defaultCpus,
-    pids: requested?.pids ?? policy.defaultPids,
-    outputBytes: requested?.outputBytes ?? policy.defaultOutputBytes,
-    ...(compiles ? { compileTimeoutMs: requested?.compileTimeoutMs ?? Math.min(policy.defaultCompileTimeoutMs, policy.maxTimeoutMs) } : {}),
+  const limits = {} as Limits
+  for (const name of LIMIT_NAMES) limits[name] = requested?.[name] ?? policy[defaultKey(name)]
+  if (compiles) {
+    const byDefault = Math.min(policy.defaultCompileTimeoutMs, policy.maxTimeoutMs)
+    limits.compileTimeoutMs = requested?.compileTimeoutMs ?? byDefault
   }
-  const maxima: [keyof Limits, number][] = [
-    ['timeoutMs', policy.maxTimeoutMs],
-    ['memoryMb', policy.maxMemoryMb],
-    ['cpus', policy.maxCpus],
-    ['pids', policy.maxPids],
-    ['outputBytes', policy.maxOutputBytes],
-    ['compileTimeoutMs', policy.maxTimeoutMs],
-  ]
-  const over: ErrorDetail[] = maxima
-    .filter(([name, max]) => (limits[name] ?? 0) > max)
-    .map(([name, max]) => ({ path: `/limits/${name}`, message: `${limits[name]} is above this server's maximum of ${max}` }))
+  const over: ErrorDetail[] = LIMIT_BOUNDS.flatMap(([field, bound]) => {
+    const value = limits[field]
+    const max = policy[maxKey(bound)]
+    return (value ?? 0) > max
+      ? [{ path: `/limits/${field}`, message: `${value} is above this server's maximum of ${max}` }]
+      : []
+  })
   if (over.length > 0) {
-    throw new AirlockError('AIRLOCK_ERR_LIMIT_EXCEEDED', `limits above the server maximum: ${over.map((o) => o.path.slice(8)).join(', ')}`, over)
+    const names = over.map((o) => o.path.slice('/limits/'.length)).join(', ')
+    throw new AirlockError('AIRLOCK_ERR_LIMIT_EXCEEDED', `limits above the server maximum: ${names}`, over)
   }
   return limits
 }

@@ -15,10 +15,4 @@ export const JOB_STATUSES = [
 export const JobStatusSchema = Type.Enum(JOB_STATUSES, { type: 'string', title: 'JobStatus' })
 export type JobStatus = Static<typeof JobStatusSchema>
 
-export type FinalStatus = Exclude<JobStatus, 'queued' | 'running'>
-
-const FINAL: ReadonlySet<JobStatus> = new Set<JobStatus>(['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'])
-
-export function isFinalStatus(status: JobStatus): status is FinalStatus {
-  return FINAL.has(status)
-}
+// Which statuses are final follows from the moves a job can make: core/job-lifecycle/transitions.ts.

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { ChainableCommander, Redis } from 'ioredis'
 import { artifactList, artifactStoredBytes, byPath, MAX_ARTIFACT_LIST_BYTES, type Artifact } from './artifacts.js'
 import type { Isolation, Job, JobList, JobOutcome, JobSummary } from './job.js'
 import type { JobSpec } from './job-spec.js'
@@ -8,10 +8,16 @@ import type { RedisKeys } from './redis-keys.js'
 import { findRuntime } from './runtimes.js'
 import type { TenantUsage } from './tenant-store.js'
 import { stepResultsMaxBytes, type CompileResult, type StepKind, type TestResult } from './test-cases.js'
+import { REASONS } from './job-lifecycle/reasons.js'
+import { defineJobScripts, JOB_OVERHEAD_BYTES, LOG_EVENT_OVERHEAD_BYTES, MAX_LOG_EVENTS, runJobScript } from './job-lifecycle/scripts.js'
+import { TRANSITIONS, type TransitionName } from './job-lifecycle/transitions.js'
+
+export { JOB_OVERHEAD_BYTES, LOG_EVENT_OVERHEAD_BYTES, MAX_LOG_EVENTS }
 
 /**
- * Job records in Redis: one hash per job. Every status change is a Lua script that
- * checks the current status first, so two processes can never both move a job on
+ * Job records in Redis: one hash per job. Every status change is a Lua script
+ * (job-lifecycle/lua) that checks the current status against its move's `from` list
+ * first (job-lifecycle/transitions.ts), so two processes can never both move a job on
  * (a queued job is claimed once; a final status is written once).
  */
 
@@ -46,238 +52,13 @@ export const NO_TENANT_DEFAULTS: TenantDefaults = { maxRunning: 0, maxQueued: 0,
 
 /** What a create did: made the job, or refused it for a quota of the tenant's. */
 export type CreateResult = 'created' | 'queued-quota' | 'storage-quota'
-
-/** Bytes a job record costs Redis beyond its input and output (fields, status events, indexes). */
-export const JOB_OVERHEAD_BYTES = 2048
-/** What one log event costs Redis beyond its data (its entry, id and fields), counted against the tenant's storage. */
-export const LOG_EVENT_OVERHEAD_BYTES = 96
-/**
- * Log events one job may write. A program that alternates stdout and stderr a byte at
- * a time makes an event per byte; past this its live log stops and the record keeps
- * its output itself, so neither Redis nor a reader pays for millions of entries.
- */
-export const MAX_LOG_EVENTS = 10_000
+/** A create's result (with the bytes the tenant held, when storage refused it), or the error Redis gave. */
+export type Created = { result: CreateResult; heldBytes?: number } | Error
 
 /** `throttled`: the tenant is at its maxRunning quota; the job stays queued. */
 export type ClaimResult = 'claimed' | 'cancelled' | 'missing' | 'throttled' | Exclude<JobStatus, 'queued'>
 /** What a cancel did: ended a queued job, signalled a running one, or found it absent or already ended. */
 export type CancelResult = { kind: 'cancelled' | 'cancelling' | 'missing' } | { kind: 'finished'; status: JobStatus }
-
-// Every script gets the same KEYS (job hash, events stream, seq counter, running set)
-// and the same first seven ARGV, so each status change and its event are written in
-// one atomic step. ARGV[7]: the server's default quotas (JSON), for tenants without.
-const PRELUDE = `
-local now, ttl, liveTtl, notify, finished, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local defaults = cjson.decode(ARGV[7])
-local function event(...)
-  local seq = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'ts', now, ...)
-  redis.call('EXPIRE', KEYS[2], liveTtl)
-  redis.call('EXPIRE', KEYS[3], liveTtl)
-  redis.call('PUBLISH', notify, seq)
-  return seq
-end
--- Per-tenant sets of queued and running jobs, and the tenant's quotas, hang off the
--- same prefix as KEYS[4] ({prefix}:running), so they stay in the deployment's slot.
-local prefix = string.sub(KEYS[4], 1, -9)
-local function tkey(tenant, suffix) return prefix .. ':tenant:' .. tenant .. ':' .. suffix end
-local function jobTenant() return redis.call('HGET', KEYS[1], 'tenant') or '' end
--- The tenant's own quota, else the server's default; nil (or 0 by default) is no limit.
-local function quota(tenant, name)
-  local q = redis.call('HGET', prefix .. ':tenant:' .. tenant, 'quotas')
-  if q then
-    local ok, d = pcall(cjson.decode, q)
-    if ok and type(d) == 'table' and type(d[name]) == 'number' then return d[name] end
-  end
-  local v = defaults[name]
-  if type(v) == 'number' and v > 0 then return v end
-  return nil
-end
--- What a tenant holds in Redis: each job's bytes (a reservation until it ends, then
--- what it really holds), scored by when the record expires, and their running total.
-local function storageForget(t, ids)
-  for _, j in ipairs(ids) do
-    local b = tonumber(redis.call('HGET', tkey(t, 'stored:bytes'), j) or '0')
-    redis.call('DECRBY', tkey(t, 'stored:total'), b)
-    redis.call('HDEL', tkey(t, 'stored:bytes'), j)
-    redis.call('ZREM', tkey(t, 'stored'), j)
-  end
-end
-local function storageSet(t, j, bytes, expiresAt, keepFor)
-  local was = tonumber(redis.call('HGET', tkey(t, 'stored:bytes'), j) or '0')
-  redis.call('INCRBY', tkey(t, 'stored:total'), bytes - was)
-  redis.call('HSET', tkey(t, 'stored:bytes'), j, bytes)
-  redis.call('ZADD', tkey(t, 'stored'), expiresAt, j)
-  for _, suffix in ipairs({'stored', 'stored:bytes', 'stored:total'}) do redis.call('EXPIRE', tkey(t, suffix), keepFor) end
-end
--- Output written to keys of its own (KEYS[5], KEYS[6]) instead of the event stream.
-local function outputKeys() return {KEYS[5], KEYS[6]} end
-local function final(status)
-  redis.call('ZREM', KEYS[4], id)
-  local t = jobTenant()
-  redis.call('ZREM', tkey(t, 'running'), id)
-  redis.call('ZREM', tkey(t, 'queued'), id)
-  event('type', 'status', 'status', status)
-  event('type', 'end')
-  -- A tenant's retention quota can only shorten how long its jobs are kept.
-  local keep = tonumber(ttl)
-  local own = quota(t, 'retentionSeconds')
-  if own and own < keep then keep = own end
-  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], keep) end
-  if redis.call('HGET', KEYS[1], 'output') == 'keys' and #KEYS >= 6 then
-    for _, k in ipairs(outputKeys()) do redis.call('EXPIRE', k, keep) end
-  end
-  -- The job's artifacts (KEYS[7..], FINISH only) live as long as its record.
-  for i = 7, #KEYS do redis.call('EXPIRE', KEYS[i], keep) end
-  local held = tonumber(redis.call('HGET', KEYS[1], 'inputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'outputBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'artifactBytes') or '0') + tonumber(redis.call('HGET', KEYS[1], 'resultBytes') or '0') + ${JOB_OVERHEAD_BYTES}
-  storageSet(t, id, held, tonumber(now) + keep * 1000, liveTtl)
-  redis.call('PUBLISH', finished, id)
-end
-`
-
-// KEYS[5]: the tenant's job index; ARGV[8]: index entries older than this are
-// dropped (their records have expired); ARGV[9]: bytes the job reserves (its input
-// and the most output it may write); ARGV[10..]: field/value pairs of the new record,
-// the first pair being 'tenant', <tenant>. Returns 'created', or what quota refused it
-// (creating nothing): 'queued-quota' or 'storage-quota:<held bytes>'.
-const CREATE = `${PRELUDE}
-local tenant = ARGV[11]
--- A queued entry older than any record can live is one whose record expired unclaimed.
-redis.call('ZREMRANGEBYSCORE', tkey(tenant, 'queued'), '-inf', '(' .. ARGV[8])
-local maxQueued = quota(tenant, 'maxQueued')
-if maxQueued and redis.call('ZCARD', tkey(tenant, 'queued')) >= maxQueued then return 'queued-quota' end
-local maxStored = quota(tenant, 'maxStoredBytes')
-if maxStored then
-  -- Records that expired free their bytes here, a bounded number per submission.
-  storageForget(tenant, redis.call('ZRANGEBYSCORE', tkey(tenant, 'stored'), '-inf', now, 'LIMIT', 0, 200))
-  local held = tonumber(redis.call('GET', tkey(tenant, 'stored:total')) or '0')
-  if held + tonumber(ARGV[9]) > maxStored then return 'storage-quota:' .. held end
-end
-storageSet(tenant, id, tonumber(ARGV[9]), tonumber(now) + liveTtl * 1000, liveTtl)
-redis.call('ZADD', tkey(tenant, 'queued'), now, id)
-redis.call('EXPIRE', tkey(tenant, 'queued'), liveTtl)
-for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], liveTtl)
-redis.call('ZADD', KEYS[5], now, id)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[8])
-redis.call('EXPIRE', KEYS[5], liveTtl)
-event('type', 'status', 'status', 'queued')
-return 'created'
-`
-
-// ARGV[8]: worker id
-const CLAIM = `${PRELUDE}
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 'missing' end
-if status ~= 'queued' then return status end
-if redis.call('HGET', KEYS[1], 'cancelRequested') == '1' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finishedAt', now, 'reason', 'cancelled before it started')
-  final('cancelled')
-  return 'cancelled'
-end
--- The fair-share gate: a tenant at its maxRunning quota waits; its job goes back to
--- the queue for a moment and the worker takes the next one, often another tenant's.
-local tenant = jobTenant()
-local maxRunning = quota(tenant, 'maxRunning')
-if maxRunning and redis.call('ZCARD', tkey(tenant, 'running')) >= maxRunning then return 'throttled' end
-redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', now, 'worker', ARGV[8])
-redis.call('ZADD', KEYS[4], now, id)
-redis.call('ZREM', tkey(tenant, 'queued'), id)
-redis.call('ZADD', tkey(tenant, 'running'), now, id)
-event('type', 'status', 'status', 'running')
-return 'claimed'
-`
-
-// KEYS[5], KEYS[6]: the job's stdout and stderr keys; KEYS[7..]: its artifacts' keys,
-// written before (to expire unless this keeps them); ARGV[8]: final status; ARGV[9],
-// ARGV[10]: stdout and stderr to keep in those keys, when the record's output field
-// says 'keys' (the event stream missed some); ARGV[11..]: field/value pairs.
-const FINISH = `${PRELUDE}
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'running' and status ~= 'queued' then return 0 end
-for i = 11, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if redis.call('HGET', KEYS[1], 'output') == 'keys' then
-  redis.call('SET', KEYS[5], ARGV[9])
-  redis.call('SET', KEYS[6], ARGV[10])
-  -- Whatever the live log holds stays too (it is what streams replay): both are counted.
-  redis.call('HINCRBY', KEYS[1], 'outputBytes', #ARGV[9] + #ARGV[10])
-end
-final(ARGV[8])
-return 1
-`
-
-// ARGV[8]: tenant; ARGV[9]: cancel channel
-const CANCEL = `${PRELUDE}
-if redis.call('HGET', KEYS[1], 'tenant') ~= ARGV[8] then return 'missing' end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finishedAt', now, 'reason', 'cancelled before it started', 'cancelRequested', '1')
-  final('cancelled')
-  return 'do:cancelled'
-end
-if status == 'running' then
-  redis.call('HSET', KEYS[1], 'cancelRequested', '1')
-  redis.call('PUBLISH', ARGV[9], id)
-  return 'do:cancelling'
-end
-return 'was:' .. status
-`
-
-// ARGV[8]: worker id. Only the worker that claimed the job may hand it back.
-const REQUEUE = `${PRELUDE}
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[8] then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'queued')
-redis.call('HDEL', KEYS[1], 'startedAt', 'worker')
-redis.call('HINCRBY', KEYS[1], 'handedBack', 1)
-redis.call('ZREM', KEYS[4], id)
-local tenant = jobTenant()
-redis.call('ZREM', tkey(tenant, 'running'), id)
-redis.call('ZADD', tkey(tenant, 'queued'), now, id)
-event('type', 'status', 'status', 'queued')
-return 1
-`
-
-// ARGV[8]: the worker taking over a running job whose worker stopped; ARGV[9]: that
-// worker, or '' for whichever it was.
-const TAKE_OVER = `${PRELUDE}
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if ARGV[9] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[9] then return 0 end
-redis.call('HSET', KEYS[1], 'worker', ARGV[8])
-return 1
-`
-
-// ARGV[8]: the worker believed dead; ARGV[9]: reason. Ends a running job whose worker
-// is gone, unless it has moved on meanwhile.
-const LOST = `${PRELUDE}
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then
-  redis.call('ZREM', KEYS[4], id)
-  return 0
-end
-if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[8] then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'error', 'finishedAt', now, 'reason', ARGV[9])
-final('error')
-return 1
-`
-
-// ARGV[8]: stream name; ARGV[9]: data. Only a running job's log grows (not one already
-// ended, say as lost, whose worker still writes), and only to MAX_LOG_EVENTS events.
-// The record counts the bytes, which its tenant's storage quota holds once it ends.
-// Returns the event's seq, or 0 when nothing was written.
-const APPEND_LOG = `${PRELUDE}
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if redis.call('HINCRBY', KEYS[1], 'logEvents', 1) > ${MAX_LOG_EVENTS} then return 0 end
-redis.call('HINCRBY', KEYS[1], 'outputBytes', #ARGV[9] + ${LOG_EVENT_OVERHEAD_BYTES})
-return event('type', 'log', 'stream', ARGV[8], 'data', ARGV[9])
-`
-
-// ARGV[8]: step kind; ARGV[9]: its index. A step of the job starting, between its log
-// events; counted and bounded as they are. Returns the event's seq, or 0.
-const APPEND_STEP = `${PRELUDE}
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if redis.call('HINCRBY', KEYS[1], 'logEvents', 1) > ${MAX_LOG_EVENTS} then return 0 end
-redis.call('HINCRBY', KEYS[1], 'outputBytes', ${LOG_EVENT_OVERHEAD_BYTES})
-return event('type', 'step', 'step', ARGV[8], 'index', ARGV[9])
-`
 
 /**
  * What a job holds against its tenant's storage quota until it ends: input, both streams
@@ -394,20 +175,45 @@ export class JobStore {
   ) {
     this.liveTtlSeconds = retentionSeconds + 24 * 3600
     this.defaultsJson = JSON.stringify(defaults)
+    defineJobScripts(redis)
   }
 
-  private script(lua: string, id: string, now: number, ...args: (string | number)[]): Promise<unknown> {
-    return this.scriptWithKeys(lua, id, [], now, ...args)
+  /** The KEYS every job script starts with (job-lifecycle/lua/includes/job.lua). */
+  private jobKeys(id: string): string[] {
+    return [this.keys.job(id), this.keys.jobEvents(id), this.keys.jobSeq(id)]
   }
 
-  private scriptWithKeys(lua: string, id: string, extraKeys: string[], now: number, ...args: (string | number)[]): Promise<unknown> {
-    return this.redis.eval(...this.evalArgs(lua, id, extraKeys, now, ...args))
-  }
-
-  private evalArgs(lua: string, id: string, extraKeys: string[], now: number, ...args: (string | number)[]): [string, number, ...(string | number)[]] {
+  /** jobKeys and then the tenant's (includes/tenant.lua), for the moves that count against its quotas. */
+  private tenantJobKeys(id: string, tenant: string): string[] {
     const k = this.keys
-    const keys = [k.job(id), k.jobEvents(id), k.jobSeq(id), k.running, ...extraKeys]
-    return [lua, keys.length, ...keys, now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, this.defaultsJson, ...args]
+    return [
+      ...this.jobKeys(id),
+      k.running,
+      k.tenant(tenant),
+      k.tenantQueued(tenant),
+      k.tenantRunning(tenant),
+      k.tenantStored(tenant),
+      k.tenantStoredBytes(tenant),
+      k.tenantStoredTotal(tenant),
+    ]
+  }
+
+  /** The ARGV every job script starts with; the move's own follow. */
+  private args(move: TransitionName, id: string, now: number, ...own: (string | number)[]): (string | number)[] {
+    const k = this.keys
+    const from = TRANSITIONS[move].from.join(',')
+    return [now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, this.defaultsJson, from, ...own]
+  }
+
+  /** The tenant a job's record names ('' when there is none): its moves count against that tenant. */
+  private async tenantOf(id: string): Promise<string> {
+    return (await this.redis.hget(this.keys.job(id), 'tenant')) ?? ''
+  }
+
+  /** Runs a move that counts against the job's tenant, naming the tenant's keys from its record. */
+  private async tenantMove(move: TransitionName, id: string, now: number, ...own: (string | number)[]): Promise<unknown> {
+    const tenant = await this.tenantOf(id)
+    return runJobScript(this.redis, move, this.tenantJobKeys(id, tenant), this.args(move, id, now, tenant, ...own))
   }
 
   /**
@@ -425,22 +231,43 @@ export class JobStore {
    * in order, as if alone. A write Redis refused (it is full) is that job's Error: the
    * others stand as they were written.
    */
-  async createMany(tenant: string, jobs: readonly { id: string; spec: JobSpec }[], now = Date.now()): Promise<({ result: CreateResult; heldBytes?: number } | Error)[]> {
-    const oldest = now - this.liveTtlSeconds * 1000
+  async createMany(tenant: string, jobs: readonly { id: string; spec: JobSpec }[], now = Date.now()): Promise<Created[]> {
     const pipeline = this.redis.pipeline()
+    const created = this.queueCreates(pipeline, tenant, jobs, now)
+    return created((await pipeline.exec()) ?? [])
+  }
+
+  /**
+   * Queues `create` for each job, in order, on a pipeline or transaction (of a connection
+   * that had defineJobScripts: the queue's, to write each record with its queue entry);
+   * what each did is read from the replies of those commands once it ran.
+   */
+  queueCreates(
+    pipeline: ChainableCommander,
+    tenant: string,
+    jobs: readonly { id: string; spec: JobSpec }[],
+    now = Date.now(),
+  ): (replies: [Error | null, unknown][]) => Created[] {
+    const oldest = now - this.liveTtlSeconds * 1000
     for (const { id, spec } of jobs) {
       const specJson = JSON.stringify(spec)
       const inputBytes = Buffer.byteLength(specJson)
-      const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes, stepResultsMaxBytes(findRuntime(spec.runtime)?.compile !== undefined, spec.tests?.length ?? 0))
-      pipeline.eval(...this.evalArgs(CREATE, id, [this.keys.tenantJobs(tenant)], now, oldest, reserve, 'tenant', tenant, 'status', 'queued', 'runtime', spec.runtime, 'spec', specJson, 'inputBytes', inputBytes, 'createdAt', String(now)))
+      const compiles = findRuntime(spec.runtime)?.compile !== undefined
+      const stepBytes = stepResultsMaxBytes(compiles, spec.tests?.length ?? 0)
+      const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes, stepBytes)
+      const fields = ['status', 'queued', 'runtime', spec.runtime, 'spec', specJson, 'inputBytes', inputBytes, 'createdAt', String(now)]
+      const keys = [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)]
+      runJobScript(pipeline, 'create', keys, this.args('create', id, now, tenant, oldest, reserve, ...fields))
     }
-    const replies = (await pipeline.exec()) ?? []
-    return replies.map(([err, reply]) => {
-      if (err) return err
-      const r = String(reply)
-      if (r.startsWith('storage-quota:')) return { result: 'storage-quota' as const, heldBytes: Number(r.slice('storage-quota:'.length)) }
-      return { result: r === 'queued-quota' ? ('queued-quota' as const) : ('created' as const) }
-    })
+    return (replies) =>
+      jobs.map(({ id }, i) => {
+        const [err, reply] = replies[i] ?? [new Error('no reply from Redis'), undefined]
+        if (err) return err
+        const r = String(reply)
+        if (r === 'exists') return new Error(`job id ${id} is taken`)
+        if (r.startsWith('storage-quota:')) return { result: 'storage-quota' as const, heldBytes: Number(r.slice('storage-quota:'.length)) }
+        return { result: r === 'queued-quota' ? ('queued-quota' as const) : ('created' as const) }
+      })
   }
 
   /**
@@ -556,7 +383,7 @@ export class JobStore {
   }
 
   async claim(id: string, workerId: string, now = Date.now()): Promise<ClaimResult> {
-    return (await this.script(CLAIM, id, now, workerId)) as ClaimResult
+    return (await this.tenantMove('claim', id, now, workerId, REASONS.cancelledBeforeStart)) as ClaimResult
   }
 
   /**
@@ -564,7 +391,7 @@ export class JobStore {
    * so that a claim can take it again. False if this worker no longer holds it.
    */
   async requeue(id: string, workerId: string, now = Date.now()): Promise<boolean> {
-    return (await this.script(REQUEUE, id, now, workerId)) === 1
+    return (await this.tenantMove('requeue', id, now, workerId)) === 1
   }
 
   /**
@@ -573,7 +400,7 @@ export class JobStore {
    * `fromWorker` is given, no longer held by that worker).
    */
   async takeOver(id: string, workerId: string, fromWorker = '', now = Date.now()): Promise<boolean> {
-    return (await this.script(TAKE_OVER, id, now, workerId, fromWorker)) === 1
+    return (await runJobScript(this.redis, 'takeOver', this.jobKeys(id), this.args('takeOver', id, now, workerId, fromWorker))) === 1
   }
 
   /** Counts a sandbox launch for the job (the record of at-most-once); returns the count. */
@@ -591,18 +418,17 @@ export class JobStore {
 
   /** Ends a running job whose worker is gone as `error`; false if it had moved on. */
   async markLost(id: string, deadWorker: string, now = Date.now()): Promise<boolean> {
-    const reason = 'the worker running this job stopped before it finished; it was not run again'
-    return (await this.script(LOST, id, now, deadWorker, reason)) === 1
+    return (await this.tenantMove('lost', id, now, deadWorker, REASONS.workerLost)) === 1
   }
 
   /** Appends output to a running job's event stream; returns its seq, or 0 when it was not written (MAX_LOG_EVENTS, or the job is not running). */
   async appendLog(id: string, stream: 'stdout' | 'stderr', data: string, now = Date.now()): Promise<number> {
-    return Number(await this.script(APPEND_LOG, id, now, stream, data))
+    return Number(await runJobScript(this.redis, 'log', this.jobKeys(id), this.args('log', id, now, stream, data)))
   }
 
   /** Records that a step of a running job started (a step event); its seq, or 0 when not written. */
   async appendStep(id: string, step: StepKind, index: number, now = Date.now()): Promise<number> {
-    return Number(await this.script(APPEND_STEP, id, now, step, index))
+    return Number(await runJobScript(this.redis, 'step', this.jobKeys(id), this.args('step', id, now, step, index)))
   }
 
   /**
@@ -652,14 +478,17 @@ export class JobStore {
       }
     }
     const [stdout, stderr] = meta.outputInEvents ? ['', ''] : [outcome.stdout, outcome.stderr]
-    const done = await this.scriptWithKeys(FINISH, id, [k.jobOutput(id, 'stdout'), k.jobOutput(id, 'stderr'), ...artifactKeys], now, outcome.status, stdout, stderr, ...Object.entries(fields).flat())
+    const tenant = await this.tenantOf(id)
+    const keys = [...this.tenantJobKeys(id, tenant), k.jobOutput(id, 'stdout'), k.jobOutput(id, 'stderr'), ...artifactKeys]
+    const done = await runJobScript(this.redis, 'finish', keys, this.args('finish', id, now, tenant, outcome.status, stdout, stderr, ...Object.entries(fields).flat()))
     // A job that had already ended (lost, cancelled) keeps no files nobody can read or count.
     if (done !== 1 && artifactKeys.length > 0) await this.redis.del(...artifactKeys).catch(() => undefined)
     return done === 1
   }
 
   async cancel(id: string, tenant: string, now = Date.now()): Promise<CancelResult> {
-    const r = (await this.script(CANCEL, id, now, tenant, this.keys.cancelChannel)) as string
+    const keys = this.tenantJobKeys(id, tenant)
+    const r = (await runJobScript(this.redis, 'cancel', keys, this.args('cancel', id, now, tenant, this.keys.cancelChannel, REASONS.cancelledBeforeStart))) as string
     if (r === 'do:cancelled') return { kind: 'cancelled' }
     if (r === 'do:cancelling') return { kind: 'cancelling' }
     if (r.startsWith('was:')) return { kind: 'finished', status: r.slice(4) as JobStatus }

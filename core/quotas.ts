@@ -1,5 +1,6 @@
 import type { ErrorDetail } from './errors.js'
-import type { Limits, LimitsPolicy } from './job-spec.js'
+import type { LimitsPolicy } from './job-spec.js'
+import { defaultKey, LIMIT_BOUNDS, LIMIT_NAMES, maxKey, type Limits } from './limits.js'
 import type { Quotas } from './tenant-store.js'
 import type { Config } from './config.js'
 import type { TenantDefaults } from './job-store.js'
@@ -9,21 +10,14 @@ export function tenantDefaults(config: Pick<Config, 'defaultMaxRunning' | 'defau
   return { maxRunning: config.defaultMaxRunning, maxQueued: config.defaultMaxQueued, maxStoredBytes: config.defaultMaxStoredBytes }
 }
 
-const PER_JOB: [keyof Limits, keyof Quotas][] = [
-  ['timeoutMs', 'maxTimeoutMs'],
-  ['memoryMb', 'maxMemoryMb'],
-  ['cpus', 'maxCpus'],
-  ['pids', 'maxPids'],
-  ['outputBytes', 'maxOutputBytes'],
-  ['compileTimeoutMs', 'maxTimeoutMs'],
-]
-
 /** A job's limits against its tenant's per-job quotas: what is over, empty when none. Pure. */
 export function jobLimitsOverQuota(limits: Limits, quotas: Quotas): ErrorDetail[] {
-  return PER_JOB.flatMap(([limit, quota]) => {
-    const max = quotas[quota]
-    const value = limits[limit]
-    return max !== undefined && value !== undefined && value > max ? [{ path: `/limits/${limit}`, message: `${value} is above this tenant's quota of ${max}` }] : []
+  return LIMIT_BOUNDS.flatMap(([field, bound]) => {
+    const max = quotas[maxKey(bound)]
+    const value = limits[field]
+    return max !== undefined && value !== undefined && value > max
+      ? [{ path: `/limits/${field}`, message: `${value} is above this tenant's quota of ${max}` }]
+      : []
   })
 }
 
@@ -32,13 +26,10 @@ export function jobLimitsOverQuota(limits: Limits, quotas: Quotas): ErrorDetail[
  * job that asks for nothing fits its tenant's quota. Pure.
  */
 export function tenantLimitsPolicy(policy: LimitsPolicy, quotas: Quotas): LimitsPolicy {
-  const lower = (def: number, max: number | undefined) => (max === undefined ? def : Math.min(def, max))
-  return {
-    ...policy,
-    defaultTimeoutMs: lower(policy.defaultTimeoutMs, quotas.maxTimeoutMs),
-    defaultMemoryMb: lower(policy.defaultMemoryMb, quotas.maxMemoryMb),
-    defaultCpus: lower(policy.defaultCpus, quotas.maxCpus),
-    defaultPids: lower(policy.defaultPids, quotas.maxPids),
-    defaultOutputBytes: lower(policy.defaultOutputBytes, quotas.maxOutputBytes),
+  const lowered = { ...policy }
+  for (const name of LIMIT_NAMES) {
+    const quota = quotas[maxKey(name)]
+    if (quota !== undefined) lowered[defaultKey(name)] = Math.min(policy[defaultKey(name)], quota)
   }
+  return lowered
 }

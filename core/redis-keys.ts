@@ -57,6 +57,8 @@ export interface RedisKeys {
   readonly workers: string
   /** Hash: worker id -> JSON heartbeat (executor, isolation report). */
   readonly workerInfo: string
+  /** Sorted set of the live workers that can isolate jobs, scored by last heartbeat (ms). */
+  readonly workersIsolating: string
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -89,6 +91,7 @@ export function redisKeys(prefix: string): RedisKeys {
     running: `${p}:running`,
     workers: `${p}:workers`,
     workerInfo: `${p}:workers:info`,
+    workersIsolating: `${p}:workers:isolating`,
   }
 }
 

@@ -12,3 +12,22 @@ export function createRedis(url: string, kind: 'command' | 'blocking', extra: Re
       : { maxRetriesPerRequest: null, lazyConnect: true }
   return new Redis(url, { ...base, ...extra })
 }
+
+/**
+ * A reply of a command queued on a pipeline or transaction, read once it has run: pass
+ * `callback` as the command's callback, call `value` after `exec`. Lets each store queue
+ * its own reads on one pipeline (one round trip) and keep how they are read to itself.
+ */
+export function pipelined<T>(): { callback: (err?: Error | null, value?: T) => void; value: () => T } {
+  let reply: { err?: Error | null; value?: T } | undefined
+  return {
+    callback: (err, value) => {
+      reply = { err, value }
+    },
+    value: () => {
+      if (!reply) throw new Error('read before the pipeline ran')
+      if (reply.err) throw reply.err
+      return reply.value as T
+    },
+  }
+}

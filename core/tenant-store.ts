@@ -1,27 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { ChainableCommander, Redis } from 'ioredis'
+import { pipelined } from './redis.js'
 import { Type, type Static } from 'typebox'
+import { LIMIT_QUOTA_PROPERTIES, QUOTA_MAX } from './limits.js'
 import type { RedisKeys } from './redis-keys.js'
 
 /** Per-tenant quotas; an absent field means the server's default. */
-/**
- * The largest count a quota may hold: a JSON number past it is no longer exact (2^53 - 1),
- * so `1.3e32` would be stored as a float and come back as another number.
- */
-export const QUOTA_MAX = Number.MAX_SAFE_INTEGER
-/** The largest CPUs quota: more than any machine a sandbox runs on. */
-export const QUOTA_MAX_CPUS = 1024
-
 export const QuotasSchema = Type.Object(
   {
     maxRunning: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Jobs running at once; more wait in the queue while other tenants\' jobs go first' })),
     maxQueued: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Jobs queued at once (429 AIRLOCK_ERR_QUOTA_QUEUED above it)' })),
     submitsPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Job submissions per second (429 AIRLOCK_ERR_QUOTA_RATE above it)' })),
-    maxTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: QUOTA_MAX, description: 'Largest timeoutMs one job may ask for' })),
-    maxMemoryMb: Type.Optional(Type.Integer({ minimum: 16, maximum: QUOTA_MAX, description: 'Largest memoryMb one job may ask for' })),
-    maxCpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: QUOTA_MAX_CPUS, description: 'Largest cpus one job may ask for' })),
-    maxPids: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Largest pids one job may ask for' })),
-    maxOutputBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Largest outputBytes one job may ask for' })),
+    ...LIMIT_QUOTA_PROPERTIES,
     maxStoredBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: "Bytes the tenant may hold in Redis: each job's input and output (a job reserves its output cap until it ends); 429 AIRLOCK_ERR_QUOTA_STORAGE above it" })),
     retentionSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: QUOTA_MAX, description: "How long the tenant's finished jobs are kept; only shortens the server's AIRLOCK_JOB_RETENTION_SECONDS" })),
   },
@@ -66,6 +56,10 @@ export interface KeyIdentity {
 }
 
 const AUDIT_MAX = 10_000
+/** A key's use is audited at most once in this long. */
+const KEY_USE_AUDIT_MS = 60_000
+/** Keys whose marks this process remembers before it forgets them all (and asks Redis again). */
+const KEY_USE_MEMORY = 10_000
 
 export function keyDigest(key: string): string {
   return createHash('sha256').update(key).digest('hex')
@@ -77,6 +71,9 @@ export function keyDigest(key: string): string {
  * SHA-256.
  */
 export class TenantStore {
+  /** keyId -> when this process last marked its use (ms). */
+  private readonly keyUseMarked = new Map<string, number>()
+
   constructor(private readonly redis: Redis, private readonly keys: RedisKeys) {}
 
   /** False if the tenant exists already. */
@@ -110,6 +107,23 @@ export class TenantStore {
   async quotas(name: string): Promise<Quotas> {
     const raw = await this.redis.hget(this.keys.tenant(name), 'quotas')
     return raw ? (JSON.parse(raw) as Quotas) : {}
+  }
+
+  /**
+   * Queues on `pipeline` what a submission of `n` jobs reads and counts: the tenant's
+   * quotas, and the `n` submissions in this second's window (kept in Redis, so the rate
+   * holds across API replicas). Read after the pipeline ran.
+   */
+  submission(pipeline: ChainableCommander, tenant: string, n: number, now = Date.now()): () => Submission {
+    const quotas = pipelined<string | null>()
+    const count = pipelined<number>()
+    const second = Math.floor(now / 1000)
+    const window = this.keys.submitWindow(tenant, second)
+    pipeline.hget(this.keys.tenant(tenant), 'quotas', quotas.callback).incrby(window, n, count.callback).pexpire(window, 2000)
+    return () => {
+      const raw = quotas.value()
+      return { quotas: raw ? (JSON.parse(raw) as Quotas) : {}, earlier: count.value() - n, resetsInMs: (second + 1) * 1000 - now }
+    }
   }
 
   async setQuotas(name: string, quotas: Quotas): Promise<void> {
@@ -154,9 +168,20 @@ export class TenantStore {
     await this.redis.xadd(this.keys.audit(tenant), 'MAXLEN', '~', String(AUDIT_MAX), '*', 'at', String(now), 'actor', actor, 'action', action, 'detail', detail)
   }
 
-  /** Audits a key's use at most once a minute per key. */
-  async auditKeyUse(identity: KeyIdentity, what: string): Promise<void> {
-    if ((await this.redis.set(this.keys.keyUse(identity.keyId), '1', 'EX', 60, 'NX')) === 'OK') await this.audit(identity.tenant, identity.keyId, 'key.used', what)
+  /**
+   * Audits a key's use at most once a minute per key. This process remembers the keys it
+   * marked, so a busy key costs Redis one write a minute, not one a request; the mark in
+   * Redis keeps other replicas from auditing it again within the minute.
+   */
+  async auditKeyUse(identity: KeyIdentity, what: string, now = Date.now()): Promise<void> {
+    const marked = this.keyUseMarked.get(identity.keyId)
+    if (marked !== undefined && now - marked < KEY_USE_AUDIT_MS) return
+    if (this.keyUseMarked.size >= KEY_USE_MEMORY) this.keyUseMarked.clear()
+    this.keyUseMarked.set(identity.keyId, now)
+    const seconds = KEY_USE_AUDIT_MS / 1000
+    if ((await this.redis.set(this.keys.keyUse(identity.keyId), '1', 'EX', seconds, 'NX')) === 'OK') {
+      await this.audit(identity.tenant, identity.keyId, 'key.used', what)
+    }
   }
 
   /** Newest first. */
@@ -169,17 +194,18 @@ export class TenantStore {
     })
   }
 
-  /**
-   * Counts a submission in the current one-second window; returns the milliseconds to
-   * wait when over `perSecond`, else 0. Kept in Redis, so it holds across API replicas.
-   */
-  /** Counts `n` submissions in this second: how many of them fit under `perSecond`, and when the next one would. */
-  async takeSubmissions(tenant: string, perSecond: number, n: number, now = Date.now()): Promise<{ allowed: number; waitMs: number }> {
-    const second = Math.floor(now / 1000)
-    const key = this.keys.submitWindow(tenant, second)
-    const [[, count]] = (await this.redis.multi().incrby(key, n).pexpire(key, 2000).exec()) as [[null, number], [null, number]]
-    const allowed = Math.max(0, Math.min(n, perSecond - (count - n)))
-    return { allowed, waitMs: allowed < n ? (second + 1) * 1000 - now : 0 }
-  }
+}
 
+/** What a submission read: the tenant's quotas and its submissions earlier in this second. */
+export interface Submission {
+  quotas: Quotas
+  /** Submissions of the tenant counted in this second before this one's. */
+  earlier: number
+  /** Until the next second's window opens. */
+  resetsInMs: number
+}
+
+/** How many of `n` submissions fit under `perSecond` after those earlier in the second. */
+export function submissionsAllowed(submission: Submission, perSecond: number, n: number): number {
+  return Math.max(0, Math.min(n, perSecond - submission.earlier))
 }

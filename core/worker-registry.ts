@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis'
+import type { ChainableCommander, Redis } from 'ioredis'
+import { pipelined } from './redis.js'
 import type { RedisKeys } from './redis-keys.js'
 import { publicText } from './public-text.js'
 
@@ -23,22 +24,40 @@ export class WorkerRegistry {
   ) {}
 
   async beat(hb: WorkerHeartbeat): Promise<void> {
-    await this.redis
-      .multi()
-      .zadd(this.keys.workers, hb.at, hb.id)
-      .hset(this.keys.workerInfo, hb.id, JSON.stringify(hb))
-      .exec()
+    const tx = this.redis.multi().zadd(this.keys.workers, hb.at, hb.id).hset(this.keys.workerInfo, hb.id, JSON.stringify(hb))
+    if (hb.isolation.ok) tx.zadd(this.keys.workersIsolating, hb.at, hb.id)
+    else tx.zrem(this.keys.workersIsolating, hb.id)
+    await tx.exec()
   }
 
   async remove(id: string): Promise<void> {
-    await this.redis.multi().zrem(this.keys.workers, id).hdel(this.keys.workerInfo, id).exec()
+    await this.redis.multi().zrem(this.keys.workers, id).zrem(this.keys.workersIsolating, id).hdel(this.keys.workerInfo, id).exec()
+  }
+
+  /**
+   * Queues on `pipeline` a count of the live workers and of those that can isolate (two
+   * small counts, whatever the number of workers), for a submission's one read; `refusal`
+   * reads them after it ran. Only when workers are alive and none is counted as isolating
+   * does it read their heartbeats (a worker of an older release counts none), so a
+   * refusal still gives the workers' reasons.
+   */
+  countIsolating(pipeline: ChainableCommander, now = Date.now()): { refusal: () => Promise<string | undefined> } {
+    const live = pipelined<number>()
+    const isolating = pipelined<number>()
+    const since = now - HEARTBEAT_TTL_MS
+    pipeline.zcount(this.keys.workers, since, '+inf', live.callback)
+    pipeline.zcount(this.keys.workersIsolating, since, '+inf', isolating.callback)
+    return {
+      refusal: async () => (live.value() > 0 && isolating.value() === 0 ? isolationRefusal(await this.live(now)) : undefined),
+    }
   }
 
   /** Workers that beat within the TTL; forgets the long dead ones on the way. */
   async live(now = Date.now()): Promise<WorkerHeartbeat[]> {
     const dead = await this.redis.zrangebyscore(this.keys.workers, '-inf', `(${now - 20 * HEARTBEAT_TTL_MS}`)
     if (dead.length > 0) {
-      await this.redis.multi().zrem(this.keys.workers, ...dead).hdel(this.keys.workerInfo, ...dead).exec()
+      const keys = this.keys
+      await this.redis.multi().zrem(keys.workers, ...dead).zrem(keys.workersIsolating, ...dead).hdel(keys.workerInfo, ...dead).exec()
     }
     const ids = await this.redis.zrangebyscore(this.keys.workers, now - HEARTBEAT_TTL_MS, '+inf')
     if (ids.length === 0) return []

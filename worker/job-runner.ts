@@ -11,6 +11,7 @@ import type { JobSpec } from '../core/job-spec.js'
 import { driverSpec, runsAsSteps, stepOutputBytes } from './steps/step-driver.js'
 import { StepStreamParser } from './steps/step-report.js'
 import { stepsOutcome } from './steps/step-outcome.js'
+import { outcomeWithoutRun, REASONS } from '../core/job-lifecycle/reasons.js'
 
 /** Abort reason when the worker stops: the job goes back to the queue, it is not cancelled. */
 const SHUTDOWN = Symbol('shutdown')
@@ -88,7 +89,7 @@ export class JobRunner {
         log.error({ reason: err.message }, 'isolation cannot be guaranteed; job not launched and handed back')
         this.onIsolationLost(err.message)
         if (await this.store.requeue(jobId, this.workerId)) return 'handed-back'
-        outcome = errorOutcome(`isolation could not be guaranteed: ${publicText(err.message)}`)
+        outcome = outcomeWithoutRun('error', `isolation could not be guaranteed: ${publicText(err.message)}`)
       }
 
       if (controller.signal.aborted && controller.signal.reason === SHUTDOWN && !(await this.store.get(jobId))?.cancelRequested) {
@@ -191,7 +192,7 @@ export class JobRunner {
         throw err
       }
       log.error({ err }, 'executor failed')
-      outcome = errorOutcome(executorFailureReason(err))
+      outcome = outcomeWithoutRun('error', executorFailureReason(err))
     }
     // Every log event precedes the final status and the end event.
     await logs.close()
@@ -209,7 +210,7 @@ export class JobRunner {
   }
 
   private async finishLost(jobId: string): Promise<void> {
-    await this.finish(jobId, errorOutcome('the worker running this job stopped before it finished; it was not run again'))
+    await this.finish(jobId, outcomeWithoutRun('error', REASONS.workerLost))
   }
 
   private async finish(jobId: string, outcome: JobOutcome, outputInEvents = true): Promise<boolean> {
@@ -267,6 +268,3 @@ function executionPlan(spec: JobSpec): ExecutionPlan {
   }
 }
 
-function errorOutcome(reason: string): JobOutcome {
-  return { status: 'error', exitCode: null, signal: null, reason, stdout: '', stderr: '', truncated: false, startupMs: null, runMs: null }
-}

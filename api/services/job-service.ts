@@ -1,22 +1,28 @@
-import type { Queue } from 'bullmq'
+import { Job, type Queue } from 'bullmq'
+import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import type { Config } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
 import { resolveJobSpec, stepsTooLong, type JobRequest, type JobSpec } from '../../core/job-spec.js'
 import { stepsTimeMs, stepsWallMs } from '../../core/test-cases.js'
 import { JOB_ID_PATTERN, newJobId, type CreateResult, type JobStore, type JobView } from '../../core/job-store.js'
-import { isFinalStatus } from '../../core/job-status.js'
+import { isFinalStatus } from '../../core/job-lifecycle/transitions.js'
 import type { Metrics } from '../../core/metrics.js'
 import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
-import type { Quotas, TenantStore } from '../../core/tenant-store.js'
-import { isolationRefusal, type WorkerRegistry } from '../../core/worker-registry.js'
+import { submissionsAllowed, type Quotas, type TenantStore } from '../../core/tenant-store.js'
+import { defineJobScripts } from '../../core/job-lifecycle/scripts.js'
+import type { WorkerRegistry } from '../../core/worker-registry.js'
 import type { JobWaiter } from './job-waiter.js'
+
+type BullTransaction = Parameters<Queue['backend']['addJobToTransaction']>[0]
 
 /** One job of a submission: accepted (its id and resolved spec), or refused. */
 export type SubmitOutcome = { id: string; spec: JobSpec } | { error: Error }
 
 export interface JobServiceDeps {
   config: Config
+  /** The API's command connection: a submission's reads go on it. */
+  redis: Redis
   store: JobStore
   queue: Queue
   registry: WorkerRegistry
@@ -43,15 +49,23 @@ export class JobService {
   }
 
   /**
-   * Checks every job first, then records and queues the ones that pass together: one
-   * rate count for all of them, one look at the workers, the records in one pipeline and
-   * the queue entries in one more. Each item ends accepted or refused with the error a
-   * single submit would have had (an Error in `items` is refused as it is). A queue write
-   * that fails removes the records it was for: never a job accepted that no worker sees.
+   * Checks every job first, then records and queues the ones that pass together, in two
+   * Redis round trips however many jobs: one reads the tenant's quotas, counts the
+   * submissions against its rate and counts the workers that can isolate; the other
+   * writes each job's record and its queue entry in one transaction. Each item ends
+   * accepted or refused with the error a single submit would have had (an Error in
+   * `items` is refused as it is). A record whose queue entry was not written is removed,
+   * and a queue entry whose record was refused: never a job accepted that no worker
+   * sees, nor one a worker sees that was refused.
    */
   async submitMany(tenant: string, items: readonly (JobRequest | Error)[], log: FastifyBaseLogger): Promise<SubmitOutcome[]> {
-    const { config, store, queue, registry, tenants, metrics } = this.deps
-    const quotas = await tenants.quotas(tenant)
+    const { config, redis, registry, tenants } = this.deps
+    const counted = items.filter((item) => !(item instanceof Error)).length
+    const read = redis.pipeline()
+    const submission = tenants.submission(read, tenant, counted)
+    const workers = registry.countIsolating(read)
+    if (counted > 0) await read.exec()
+    const { quotas, ...window } = counted > 0 ? submission() : { quotas: {}, earlier: 0, resetsInMs: 0 }
     const specs = items.map((item) => (item instanceof Error ? item : this.checked(tenant, item, quotas)))
     // Every job that passed its checks is either accepted or refused below, before any return.
     const out: SubmitOutcome[] = specs.map((spec) => (spec instanceof Error ? { error: spec } : { id: '', spec }))
@@ -62,45 +76,70 @@ export class JobService {
     }
     const perSecond = quotas.submitsPerSecond ?? config.defaultSubmitsPerSecond
     if (perSecond > 0) {
-      const { allowed, waitMs } = await tenants.takeSubmissions(tenant, perSecond, ready.length)
+      const allowed = submissionsAllowed({ quotas, ...window }, perSecond, ready.length)
       if (allowed < ready.length) {
-        refuse(ready.slice(allowed), new AirlockError('AIRLOCK_ERR_QUOTA_RATE', `more than ${perSecond} submissions per second for this tenant; retry after ${waitMs} ms`, undefined, Math.max(1, Math.ceil(waitMs / 1000))))
+        const message = `more than ${perSecond} submissions per second for this tenant; retry after ${window.resetsInMs} ms`
+        refuse(ready.slice(allowed), new AirlockError('AIRLOCK_ERR_QUOTA_RATE', message, undefined, Math.max(1, Math.ceil(window.resetsInMs / 1000))))
         ready = ready.slice(0, allowed)
         if (ready.length === 0) return out
       }
     }
-    const refusal = isolationRefusal(await registry.live())
+    const refusal = await workers.refusal()
     if (refusal) {
       refuse(ready, new AirlockError('AIRLOCK_ERR_ISOLATION_UNAVAILABLE', refusal))
       return out
     }
-
     const jobs = ready.map((i) => ({ index: i, id: newJobId(), spec: specs[i] as JobSpec }))
-    const created = await store.createMany(tenant, jobs)
-    const accepted = jobs.filter((job, n) => {
-      const result = created[n]!
-      if (!(result instanceof Error) && result.result === 'created') return true
-      out[job.index] = { error: result instanceof Error ? result : this.quotaRefusal(result, quotas) }
-      return false
-    })
-    if (accepted.length === 0) return out
-    try {
-      await queue.addBulk(accepted.map(({ id }) => ({ name: 'run', data: { jobId: id }, opts: { jobId: id, removeOnComplete: true, removeOnFail: true } })))
-    } catch (err) {
-      // Never answer 202 for a job no worker will see.
-      await Promise.all(accepted.map(({ id }) => store.remove(id, tenant).catch(() => undefined)))
-      refuse(
-        accepted.map((j) => j.index),
-        err as Error,
-      )
-      return out
-    }
-    for (const { index, id, spec } of accepted) {
+    for (const { index, id, spec, error } of await this.write(tenant, jobs, quotas)) {
+      if (error) {
+        out[index] = { error }
+        continue
+      }
       out[index] = { id, spec }
       log.info({ jobId: id, runtime: spec.runtime }, 'job accepted')
-      metrics.jobsSubmitted.inc({ runtime: spec.runtime, tenant: metrics.tenant(tenant) })
+      this.deps.metrics.jobsSubmitted.inc({ runtime: spec.runtime, tenant: this.deps.metrics.tenant(tenant) })
     }
     return out
+  }
+
+  /**
+   * Each job's record and its queue entry, in one transaction on the queue's connection
+   * (the keys share one slot, so a Redis Cluster takes it too). A job whose record a quota
+   * refused, or whose entry Redis refused, has the other half taken away again.
+   */
+  private async write(tenant: string, jobs: { index: number; id: string; spec: JobSpec }[], quotas: Quotas): Promise<(typeof jobs[number] & { error?: Error })[]> {
+    const { store, queue } = this.deps
+    // bullmq types its connection and transactions as its own interfaces over ioredis's.
+    const client = (await queue.backend.client) as unknown as Redis
+    defineJobScripts(client)
+    const tx = client.multi()
+    const created = store.queueCreates(tx, tenant, jobs)
+    for (const { id } of jobs) {
+      const job = new Job(queue, 'run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true }, id)
+      // bullmq's own way to add to a shared transaction: the command is queued on `tx` at
+      // once, one per job, after the creates; its reply is read from the transaction's.
+      void queue.backend.addJobToTransaction(tx as unknown as BullTransaction, job.asJSON(), id).catch(() => undefined)
+    }
+    let replies: [Error | null, unknown][] = []
+    let ran: Error | undefined
+    try {
+      replies = (await tx.exec()) ?? []
+    } catch (err) {
+      ran = err as Error
+    }
+    const results = created(replies)
+    return Promise.all(
+      jobs.map(async (job, n) => {
+        const result = results[n]!
+        const entryError = ran ?? replies[jobs.length + n]?.[0] ?? (replies[jobs.length + n] ? undefined : new Error('no reply from Redis'))
+        const recorded = !ran && !(result instanceof Error) && result.result === 'created'
+        if (recorded && !entryError) return job
+        if (recorded || ran) await store.remove(job.id, tenant).catch(() => undefined)
+        if (!entryError || ran) await queue.remove(job.id).catch(() => undefined)
+        if (ran) return { ...job, error: ran }
+        return { ...job, error: result instanceof Error ? result : result.result === 'created' ? entryError! : this.quotaRefusal(result, quotas) }
+      }),
+    )
   }
 
   /** The job's spec under the server's and the tenant's limits, or why it may not run. */

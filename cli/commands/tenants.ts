@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { ConnectionError, errorFromResponse } from '../../sdk/src/index.js'
+import { LIMIT_NAMES, maxKey } from '../../core/limits.js'
 import { EXIT } from '../exit-codes.js'
 import { UsageError, type GlobalFlags } from '../settings.js'
 import { table } from './jobs.js'
@@ -30,15 +31,16 @@ class AdminClient {
   }
 }
 
+const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+
 const QUOTA_FLAGS: [string, string, string][] = [
   ['--max-running <n>', 'maxRunning', 'jobs running at once (fair share)'],
   ['--max-queued <n>', 'maxQueued', 'jobs queued at once'],
   ['--submits-per-second <n>', 'submitsPerSecond', 'job submissions per second'],
-  ['--max-timeout-ms <n>', 'maxTimeoutMs', 'largest timeoutMs of one job'],
-  ['--max-memory-mb <n>', 'maxMemoryMb', 'largest memoryMb of one job'],
-  ['--max-cpus <n>', 'maxCpus', 'largest cpus of one job'],
-  ['--max-pids <n>', 'maxPids', 'largest pids of one job'],
-  ['--max-output-bytes <n>', 'maxOutputBytes', 'largest outputBytes of one job'],
+  ...LIMIT_NAMES.map((name): [string, string, string] => {
+    const key = maxKey(name)
+    return [`--${kebab(key)} <n>`, key, `largest ${name} of one job`]
+  }),
   ['--max-stored-bytes <n>', 'maxStoredBytes', 'bytes its jobs may hold in Redis (input and output)'],
   ['--retention-seconds <n>', 'retentionSeconds', 'how long its finished jobs are kept (only shorter than the server\'s)'],
 ]
@@ -49,7 +51,7 @@ function quotasFrom(flags: Record<string, string | undefined>): Record<string, n
     const raw = flags[key]
     if (raw === undefined) continue
     const n = Number(raw)
-    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} takes a positive number`)
+    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${kebab(key)} takes a positive number`)
     quotas[key] = n
   }
   return quotas

@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { Redis } from 'ioredis'
 import { build } from '../helper.js'
 
 // POST /v1/jobs/batch against the real Redis and queue: each job accepted or refused on
@@ -67,8 +68,10 @@ t.test('the batch itself: at least one job, at most AIRLOCK_MAX_BATCH_JOBS, an A
 t.test("the tenant's quotas count every job of a batch: the queue and the submission rate", async (t) => {
   const queued = await tenantWithKey('quinn', { maxQueued: 2 })
   const three = Array(3).fill({ runtime: 'bash', source: 'true' })
+  const waiting = await h.app.services.queue.getWaitingCount()
   const q = (await call('POST', '/v1/jobs/batch', { jobs: three }, queued)).json<{ items: Item[] }>()
   t.same(q.items.map((i) => i.status ?? i.error?.code), ['queued', 'queued', 'AIRLOCK_ERR_QUOTA_QUEUED'])
+  t.equal(await h.app.services.queue.getWaitingCount(), waiting + 2, 'the refused job left no queue entry for a worker')
 
   const rated = await tenantWithKey('rita', { submitsPerSecond: 2 })
   // Start at the beginning of a second so all of it falls in one.
@@ -83,15 +86,23 @@ t.test("the tenant's quotas count every job of a batch: the queue and the submis
 })
 
 t.test('a batch whose queue entries cannot be written takes none of its jobs, and says to retry', async (t) => {
-  // The queue's Redis failing at this point is what this stands in for.
-  const queue = h.app.services.queue
-  const addBulk = queue.addBulk.bind(queue)
-  queue.addBulk = async () => {
-    throw new Error('Connection is closed.')
-  }
+  // The queue's Redis failing at this point is what this stands in for: the transaction
+  // that writes the records and their queue entries runs, and its answer is lost.
+  const client = (await h.app.services.queue.backend.client) as unknown as Redis
+  const multi = client.multi.bind(client)
+  client.multi = ((...args: Parameters<typeof multi>) => {
+    const tx = multi(...args)
+    const exec = tx.exec.bind(tx)
+    tx.exec = async () => {
+      await exec()
+      throw new Error('Connection is closed.')
+    }
+    return tx
+  }) as typeof client.multi
   t.teardown(() => {
-    queue.addBulk = addBulk
+    client.multi = multi
   })
+  const waiting = await h.app.services.queue.getWaitingCount()
   const before = (await h.request('GET', '/v1/jobs?limit=100')).json().items.length
   const res = await h.request('POST', '/v1/jobs/batch', { jobs: [{ runtime: 'bash', source: 'true' }, { runtime: 'bash', source: 'true' }] })
   t.equal(res.statusCode, 503)
@@ -100,4 +111,5 @@ t.test('a batch whose queue entries cannot be written takes none of its jobs, an
   const mixed = await h.request('POST', '/v1/jobs/batch', { jobs: [{ runtime: 'cobol', source: 'x' }, { runtime: 'bash', source: 'true' }] })
   t.equal(mixed.statusCode, 200, 'with a job refused for itself, each is answered on its own')
   t.same(mixed.json().items.map((i: Item) => i.error?.code), ['AIRLOCK_ERR_UNKNOWN_RUNTIME', 'AIRLOCK_ERR_STORE_UNAVAILABLE'])
+  t.equal(await h.app.services.queue.getWaitingCount(), waiting, 'nor a queue entry of a job that was refused')
 })

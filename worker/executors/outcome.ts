@@ -1,5 +1,6 @@
 import { constants } from 'node:os'
 import type { JobOutcome } from '../../core/job.js'
+import { REASONS } from '../../core/job-lifecycle/reasons.js'
 
 export interface SandboxEnd {
   /** runsc's exit status: the code, or 128 + signal number. null if unknown. */
@@ -35,9 +36,9 @@ export function classifyEnd(end: SandboxEnd): Pick<JobOutcome, 'status' | 'exitC
   const signalNo = end.exitStatus !== null && end.exitStatus > SIGNAL_EXIT_BASE ? end.exitStatus - SIGNAL_EXIT_BASE : null
   const signal = signalNo === null ? null : (SIGNAL_NAMES.get(signalNo) ?? `SIG${signalNo}`)
   const exitCode = end.exitStatus !== null && signalNo === null ? end.exitStatus : null
-  if (end.cancelled) return { status: 'cancelled', exitCode, signal, reason: 'cancelled while running' }
-  if (end.timedOut) return { status: 'timeout', exitCode, signal, reason: `exceeded the time limit of ${end.timeoutMs} ms` }
-  if (end.oomKills > 0) return { status: 'oom', exitCode, signal, reason: `exceeded the memory limit of ${end.memoryMb} MiB` }
+  if (end.cancelled) return { status: 'cancelled', exitCode, signal, reason: REASONS.cancelledWhileRunning }
+  if (end.timedOut) return { status: 'timeout', exitCode, signal, reason: REASONS.timeLimit(end.timeoutMs) }
+  if (end.oomKills > 0) return { status: 'oom', exitCode, signal, reason: REASONS.memoryLimit(end.memoryMb) }
   if (end.hostKill && end.exitStatus !== 0) return { status: 'error', exitCode: null, signal, reason: `the host stopped the sandbox: ${end.hostKill}` }
   if (end.exitStatus === null) return { status: 'error', exitCode: null, signal: null, reason: 'the sandbox ended without an exit status' }
   if (end.exitStatus === 0) return { status: 'succeeded', exitCode: 0, signal: null, reason: null }

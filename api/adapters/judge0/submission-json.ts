@@ -1,4 +1,4 @@
-import { isFinalStatus } from '../../../core/job-status.js'
+import { isFinalStatus } from '../../../core/job-lifecycle/transitions.js'
 import type { JobView } from '../../../core/job-store.js'
 import type { OutputWriter } from '../../services/output-writer.js'
 import { ENCODED, plainAttributes, redirectsStderr, type AnsweredField, type StreamedField } from './submission-result.js'

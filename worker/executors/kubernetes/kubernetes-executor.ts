@@ -15,8 +15,9 @@ import { classifyEnd, SIGNAL_EXIT_BASE } from '../outcome.js'
 import { ContainerOutput, type ExitReport } from './container-output.js'
 import { namespaceProblems } from './namespace-safety.js'
 import { isTransientRefusal, observe, type Observation } from './pod-state.js'
-import { ResumableWatch } from './resumable-watch.js'
+import { ResumableWatch, type WatchEventType } from './resumable-watch.js'
 import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
+import { outcomeWithoutRun, REASONS } from '../../../core/job-lifecycle/reasons.js'
 
 export interface KubernetesExecutorOptions {
   /** A kubeconfig file; empty for the in-cluster service account. */
@@ -277,9 +278,9 @@ export class KubernetesExecutor implements Executor {
     }
     await this.ensureSafe()
     if (secretBytes(spec) > MAX_SECRET_BYTES) {
-      return endedBeforeStart('error', `the job's files, stdin and env add up to ${secretBytes(spec)} bytes; the kubernetes executor carries at most ${MAX_SECRET_BYTES}`)
+      return outcomeWithoutRun('error', `the job's files, stdin and env add up to ${secretBytes(spec)} bytes; the kubernetes executor carries at most ${MAX_SECRET_BYTES}`)
     }
-    if (request.signal.aborted) return endedBeforeStart('cancelled', 'cancelled before it started')
+    if (request.signal.aborted) return outcomeWithoutRun('cancelled', REASONS.cancelledBeforeStart)
     const warm = spec.isolation !== 'runc' && this.fitsWarm(spec) ? this.pool?.take(spec.runtime) : undefined
     if (warm) {
       const outcome = await this.runWarm(warm, request, t0)
@@ -325,7 +326,7 @@ export class KubernetesExecutor implements Executor {
   private async followOrEnd(request: ExecutionRequest, t0: number, target: KubeTarget): Promise<JobOutcome> {
     if (!target.notHandedOver) return this.follow(request, t0, target)
     await this.deleteJob(target.name)
-    return endedBeforeStart('error', 'the worker handing this job to a warm pod stopped before the hand-over was complete; it was not run again')
+    return outcomeWithoutRun('error', 'the worker handing this job to a warm pod stopped before the hand-over was complete; it was not run again')
   }
 
   /**
@@ -465,7 +466,7 @@ export class KubernetesExecutor implements Executor {
       ws.close()
       await pod.destroy().catch(() => undefined)
       this.warmJobs.delete(jobId)
-      return endedBeforeStart('cancelled', 'cancelled before it started')
+      return outcomeWithoutRun('cancelled', REASONS.cancelledBeforeStart)
     }
     await request.beforeLaunch?.()
     const warmSince = Date.now()
@@ -489,292 +490,20 @@ export class KubernetesExecutor implements Executor {
   }
 
   /** Watches the Job and its pod until the job has an outcome. */
-  private follow({ jobId, spec, signal, onOutput }: ExecutionRequest, t0: number, target: KubeTarget = { name: kubeJobName(jobId) }): Promise<JobOutcome> {
-    const { namespace, logger } = this.options
-    const name = target.name
-    const log = logger.child({ jobId, kubeJob: name })
-    const limits = { timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb }
-
-    return new Promise<JobOutcome>((resolve) => {
-      let job: V1Job | undefined
-      let jobSeen = false
-      const pods = new Map<string, V1Pod>()
-      let logs: ContainerOutput | undefined
-      let runningSince: number | undefined
-      let timeoutTimer: NodeJS.Timeout | undefined
-      let unschedulableTimer: NodeJS.Timeout | undefined
-      let refusalTimer: NodeJS.Timeout | undefined
-      let refusedSince: number | undefined
-      let settled = false
-      // A cold pod whose launcher waits for go (AIRLOCK_K8S_HAND_OVER=attach).
-      let handOver: 'none' | 'trying' | 'done' = 'none'
-      let attachSocket: AttachSocket | undefined
-
-      const watches = [
-        new ResumableWatch<V1Job>(this.kc, {
-          path: `/apis/batch/v1/namespaces/${namespace}/jobs`,
-          query: { fieldSelector: `metadata.name=${name}` },
-          timeoutSeconds: this.options.watchTimeoutSeconds,
-          onEvent: (type, object) => {
-            if (type === 'DELETED') {
-              job = undefined
-              if (jobSeen) finishWith(endedBeforeStart('error', 'the Kubernetes Job was deleted by someone else before it finished'))
-              return
-            }
-            jobSeen = true
-            job = object
-            update()
-          },
-          onResume: () => this.watchResumes++,
-          onError: (err) => log.warn({ err: apiMessage(err) }, 'job watch broke; resuming'),
-        }),
-        new ResumableWatch<V1Pod>(this.kc, {
-          path: `/api/v1/namespaces/${namespace}/pods`,
-          query: { labelSelector: `${LABEL_JOB}=${name}` },
-          timeoutSeconds: this.options.watchTimeoutSeconds,
-          onEvent: (type, object) => {
-            const key = object.metadata?.name ?? ''
-            if (type === 'DELETED') pods.delete(key)
-            else pods.set(key, object)
-            update()
-          },
-          onResume: () => this.watchResumes++,
-          onError: (err) => log.warn({ err: apiMessage(err) }, 'pod watch broke; resuming'),
-        }),
-      ]
-
-      const newestPod = (): V1Pod | undefined =>
-        [...pods.values()].sort((a, b) => new Date(b.metadata?.creationTimestamp ?? 0).getTime() - new Date(a.metadata?.creationTimestamp ?? 0).getTime())[0]
-
-      const outputOf = (pod: V1Pod): ContainerOutput =>
-        (logs ??= new ContainerOutput({
-          kc: this.kc,
-          target: { namespace, pod: pod.metadata!.name!, container: CONTAINER_NAME },
-          capBytes: spec.limits.outputBytes,
-          split: this.splitStreams,
-          onOutput,
-          onProblem: (err) => log.warn({ err: apiMessage(err) }, 'container log stream broke; resuming or falling back'),
-          onReport: (report) => endByReport(report),
-        }))
-      const followLogs = (pod: V1Pod) => outputOf(pod).start()
-      /** Whether the pod's launcher waits for a go line (cold, from a worker with AIRLOCK_K8S_HAND_OVER=attach). */
-      const awaitsGo = (pod: V1Pod | undefined): boolean =>
-        target.warmSince === undefined && pod?.spec?.containers?.find((c) => c.name === CONTAINER_NAME)?.stdin === true
-      const startTimer = () => {
-        timeoutTimer ??= setTimeout(() => endByUs({ status: 'timeout', reason: `exceeded the time limit of ${spec.limits.timeoutMs} ms` }), Math.max(0, runningSince! + spec.limits.timeoutMs - Date.now()))
-      }
-
-      /**
-       * Attaches to the pod as soon as its container runs (the attach reaches the
-       * runtime directly; the kubelet's status of it comes up to a second later) and
-       * sends the go line. A fresh launch reads the program's output through that
-       * attach from its first byte; an adopted one only sends go, which a launcher
-       * that already had it never reads, and reads the log as before.
-       */
-      const handOverTo = async (pod: V1Pod) => {
-        handOver = 'trying'
-        const podName = pod.metadata!.name!
-        const deadline = Date.now() + Math.max(HAND_OVER_MIN_MS, this.options.startAllowanceMs)
-        let wait = HAND_OVER_RETRY_MS
-        let problem = 'the container did not run'
-        while (!settled) {
-          const out = new PassThrough()
-          const err = new PassThrough()
-          const stdin = new PassThrough()
-          const ws = await new Attach(this.kc)
-            .attach(namespace, podName, CONTAINER_NAME, target.fresh ? out : null, target.fresh ? err : null, stdin, false)
-            .catch((e: unknown) => void (problem = apiMessage(e)))
-          // Refused outright (the worker's Role lacks pods/attach): no retry can help.
-          if (!ws && /\b403\b|forbidden/i.test(problem)) {
-            return endByUs({ status: 'error', reason: `the worker may not attach to sandbox pods (${problem}): grant pods/attach or set AIRLOCK_K8S_HAND_OVER=log; the job was not run` })
-          }
-          if (ws) {
-            const watch = attachFailure(ws)
-            // An attach the kubelet refuses (no running container yet) reports so at once.
-            const early = await Promise.race([watch.failed, sleep(ATTACH_SETTLE_MS).then(() => undefined)])
-            if (early === undefined && !settled) {
-              watch.done()
-              ws.on('error', (e) => log.warn({ err: (e as Error).message }, 'the attach to a cold pod broke; its log is read instead'))
-              if (target.fresh) {
-                const output = outputOf(pod)
-                out.on('data', (c: Buffer) => output.feed('stdout', c))
-                err.on('data', (c: Buffer) => output.feed('stderr', c))
-                ws.on('close', () => output.attachEnded())
-                attachSocket = ws
-                runningSince = Date.now()
-                startTimer()
-              }
-              handOver = 'done'
-              stdin.write(WARM_GO)
-              if (!target.fresh) setTimeout(() => ws.close(), ATTACH_SETTLE_MS).unref()
-              return
-            }
-            ws.close()
-            if (early !== undefined) problem = early
-          }
-          if (settled) return
-          if (Date.now() >= deadline) return endByUs({ status: 'error', reason: `the job could not be handed to its pod (${problem}); it was not run` })
-          await sleep(wait)
-          wait = Math.min(wait * 2, HAND_OVER_RETRY_MAX_MS)
-        }
-      }
-      /**
-       * Resolves once the log has ended (the container is gone), at most after
-       * DRAIN_GRACE_MS, with the outcome and the output read by then.
-       */
-      const resolveAfterLog = (end: Omit<JobOutcome, 'stdout' | 'stderr' | 'truncated'>, alsoWaitFor?: Promise<unknown>) => {
-        const drained = logs ? Promise.race([logs.done, new Promise((r) => setTimeout(r, DRAIN_GRACE_MS))]) : undefined
-        void Promise.all([drained, alsoWaitFor]).then(() => {
-          logs?.stop()
-          // The launcher's clock of the program's end, when the log showed it; the kubelet's is to the second.
-          const endedAt = end.endedAt ?? logs?.report?.at ?? null
-          resolve({ ...end, endedAt, stdout: logs?.stdout.text() ?? '', stderr: logs?.stderr.text() ?? '', truncated: logs?.truncated ?? false })
-        })
-      }
-
-      /**
-       * The launcher reported the program's end on the log, with all of its output
-       * read: the job ends now rather than when the kubelet's status shows it (on its
-       * relist, up to a second later). Only a plain exit is taken from the report; a
-       * signal's status waits for the container's (an OOM kill shows only there).
-       */
-      const endByReport = (report: ExitReport) => {
-        if (settled || runningSince === undefined || report.exitCode > SIGNAL_EXIT_BASE) return
-        const startedAt = target.warmSince ?? runningSince
-        stopAll()
-        resolveAfterLog({
-          ...classifyEnd({ exitStatus: report.exitCode, timedOut: false, cancelled: false, oomKills: 0, ...limits }),
-          startupMs: Math.max(0, startedAt - t0),
-          runMs: Math.max(0, Math.round(report.at - startedAt)),
-          endedAt: report.at,
-          ...startOf(target),
-        })
-      }
-
-      const stopAll = () => {
-        settled = true
-        clearTimeout(timeoutTimer)
-        clearTimeout(unschedulableTimer)
-        clearTimeout(refusalTimer)
-        signal.removeEventListener('abort', onAbort)
-        for (const w of watches) w.stop()
-        attachSocket?.close()
-      }
-
-      const finishWith = (outcome: JobOutcome) => {
-        if (settled) return
-        stopAll()
-        logs?.stop()
-        resolve(outcome)
-      }
-
-      /**
-       * Ends the job by deleting its Kubernetes Job (pods and Secret go with it). The
-       * log is read on until the container is gone (at most DRAIN_GRACE_MS): the
-       * container runtime holds a line without its newline until the stream closes.
-       */
-      const endByUs = (end: Pick<JobOutcome, 'status' | 'reason'>) => {
-        if (settled) return
-        const startedAt = runningSince ?? null
-        const endedAt = Date.now()
-        stopAll()
-        const deleted = this.deleteJob(name).catch((err: unknown) => log.error({ err: apiMessage(err) }, 'could not delete the Kubernetes Job'))
-        resolveAfterLog(
-          {
-            status: end.status, exitCode: null, signal: null, reason: end.reason,
-            startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
-            runMs: startedAt === null ? null : endedAt - startedAt,
-            endedAt,
-            ...(startedAt === null ? {} : startOf(target)),
-          },
-          deleted,
-        )
-      }
-
-      /**
-       * A Job without a pod: the Job controller's pod was refused at admission (a
-       * LimitRange, Pod Security, the quota), which shows only as a FailedCreate
-       * event. A full quota may clear, so it gets the unschedulable wait; the rest
-       * end the job at once with the API server's words.
-       */
-      const checkRefusal = async () => {
-        refusalTimer = undefined
-        const refusal = await this.podRefusal(name).catch((err: unknown) => {
-          log.warn({ err: apiMessage(err) }, 'could not read the Job\'s events')
-          return undefined
-        })
-        if (settled || newestPod()) return
-        if (refusal !== undefined) {
-          refusedSince ??= Date.now()
-          if (!isTransientRefusal(refusal) || Date.now() - refusedSince >= this.options.unschedulableWaitMs) {
-            return endByUs({ status: 'error', reason: `the cluster refused the job's pod: ${refusal}` })
-          }
-        }
-        refusalTimer = setTimeout(checkRefusal, REFUSAL_CHECK_MS)
-      }
-
-      // A warm pod whose attach broke while the job was sent may hold part of it: never
-      // run again, and not a timeout of a program that may never have started.
-      void target.handOverFailed?.then((why) => endByUs({ status: 'error', reason: `the job could not be handed to its warm pod (${why}); it was not run again` }))
-      const onAbort = () => endByUs({ status: 'cancelled', reason: runningSince ? 'cancelled while running' : 'cancelled before it started' })
-      signal.addEventListener('abort', onAbort, { once: true })
-      if (signal.aborted) return onAbort()
-
-      const update = () => {
-        if (settled) return
-        const pod = newestPod()
-        if (pod?.spec?.nodeName && handOver === 'none' && awaitsGo(pod)) void handOverTo(pod)
-        const seen: Observation = observe(job, pod, limits)
-        if (seen.kind !== 'unschedulable' && unschedulableTimer) {
-          clearTimeout(unschedulableTimer)
-          unschedulableTimer = undefined
-        }
-        if (pod) clearTimeout(refusalTimer)
-        else if (job && seen.kind === 'pending') refusalTimer ??= setTimeout(checkRefusal, REFUSAL_CHECK_MS)
-        switch (seen.kind) {
-          case 'pending':
-            return
-          case 'unschedulable':
-            unschedulableTimer ??= setTimeout(
-              () => endByUs({ status: 'error', reason: `no node of the sandbox pool can take this job after ${this.options.unschedulableWaitMs} ms: ${seen.message}` }),
-              this.options.unschedulableWaitMs,
-            )
-            return
-          case 'cannot-start':
-            return endByUs({ status: 'error', reason: seen.reason })
-          case 'running':
-            // A fresh launcher waiting for go runs nothing until the hand-over, which starts the clock and reads the output.
-            if (target.fresh && awaitsGo(pod)) return
-            if (runningSince === undefined) {
-              // The time limit counts from when the program runs, as with the local
-              // executor: for a warm pod, from when it was handed the job.
-              runningSince = target.warmSince ?? Date.now()
-              startTimer()
-            }
-            if (pod) followLogs(pod)
-            return
-          case 'ended': {
-            stopAll()
-            // An attach that carried the output ends with the container (and the log
-            // then continues it if the report was not read); else the log has it all.
-            if (pod && seen.end.status !== 'timeout' && !(attachSocket && logs)) followLogs(pod)
-            // A warm pod's container started before its job: the program started at the hand-over.
-            // A fresh cold pod's program started at the go line, not with its container.
-            const startedAt = target.warmSince ?? (target.fresh && handOver === 'done' ? runningSince : undefined) ?? seen.startedAt ?? runningSince ?? null
-            const finishedAt = seen.finishedAt ?? Date.now()
-            resolveAfterLog({
-              ...seen.end,
-              startupMs: startedAt === null ? null : Math.max(0, startedAt - t0),
-              runMs: startedAt === null ? null : Math.max(0, finishedAt - startedAt),
-              ...(startedAt === null ? {} : startOf(target)),
-            })
-            return
-          }
-        }
-      }
-
-      for (const w of watches) w.start()
-    })
+  private follow(
+    request: ExecutionRequest,
+    t0: number,
+    target: KubeTarget = { name: kubeJobName(request.jobId) },
+  ): Promise<JobOutcome> {
+    const deps: FollowDeps = {
+      kc: this.kc,
+      options: this.options,
+      splitStreams: () => this.splitStreams,
+      onWatchResume: () => void this.watchResumes++,
+      podRefusal: (name) => this.podRefusal(name),
+      deleteJob: (name) => this.deleteJob(name),
+    }
+    return new Promise<JobOutcome>((resolve) => new JobFollow(deps, request, t0, target, resolve).start())
   }
 
   /** The newest FailedCreate message of Kubernetes Job `name`, if its pod was refused. */
@@ -811,12 +540,404 @@ export class KubernetesExecutor implements Executor {
   }
 }
 
-function startOf(target: KubeTarget): Pick<JobOutcome, 'sandboxStart' | 'bootMs'> {
-  return target.warmSince === undefined ? { sandboxStart: 'cold' } : { sandboxStart: 'warm', ...(target.bootMs === undefined ? {} : { bootMs: target.bootMs }) }
+/** What following a Job needs of its executor. */
+interface FollowDeps {
+  kc: KubeConfig
+  options: KubernetesExecutorOptions
+  /** Asked when the log is first read: checkIsolation may learn otherwise while the job waits. */
+  splitStreams: () => boolean
+  onWatchResume: () => void
+  podRefusal: (name: string) => Promise<string | undefined>
+  deleteJob: (name: string) => Promise<void>
 }
 
-function endedBeforeStart(status: 'error' | 'cancelled', reason: string): JobOutcome {
-  return { status, exitCode: null, signal: null, reason, stdout: '', stderr: '', truncated: false, startupMs: null, runMs: null }
+/** The streams of one attach to a cold pod: the program's output (a fresh launch only) and its stdin. */
+interface AttachStreams {
+  out: PassThrough
+  err: PassThrough
+  stdin: PassThrough
+}
+
+/**
+ * One job's Kubernetes Job and pod, followed until the job has an outcome. Two watches
+ * feed `update`; timers, a cancel, the launcher's report and the hand-over can each end
+ * the job too, so every end goes through `settled` and the outcome is resolved once.
+ */
+class JobFollow {
+  private readonly name: string
+  private readonly log: Logger
+  private readonly spec: JobSpec
+  private readonly signal: AbortSignal
+  private readonly onOutput: ExecutionRequest['onOutput']
+  private readonly limits: { timeoutMs: number; memoryMb: number }
+  private readonly watches: [ResumableWatch<V1Job>, ResumableWatch<V1Pod>]
+
+  private job: V1Job | undefined
+  private jobSeen = false
+  private readonly pods = new Map<string, V1Pod>()
+  private logs: ContainerOutput | undefined
+  /** When the program started running: the time limit counts from here. */
+  private runningSince: number | undefined
+  private timeoutTimer: NodeJS.Timeout | undefined
+  private unschedulableTimer: NodeJS.Timeout | undefined
+  private refusalTimer: NodeJS.Timeout | undefined
+  private refusedSince: number | undefined
+  private settled = false
+  /** A cold pod whose launcher waits for go (AIRLOCK_K8S_HAND_OVER=attach). */
+  private handOver: 'none' | 'trying' | 'done' = 'none'
+  private attachSocket: AttachSocket | undefined
+
+  constructor(
+    private readonly deps: FollowDeps,
+    { jobId, spec, signal, onOutput }: ExecutionRequest,
+    private readonly t0: number,
+    private readonly target: KubeTarget,
+    private readonly resolve: (outcome: JobOutcome) => void,
+  ) {
+    const { namespace, logger, watchTimeoutSeconds } = deps.options
+    this.name = target.name
+    this.log = logger.child({ jobId, kubeJob: this.name })
+    this.spec = spec
+    this.signal = signal
+    this.onOutput = onOutput
+    this.limits = { timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb }
+    this.watches = [
+      new ResumableWatch<V1Job>(deps.kc, {
+        path: `/apis/batch/v1/namespaces/${namespace}/jobs`,
+        query: { fieldSelector: `metadata.name=${this.name}` },
+        timeoutSeconds: watchTimeoutSeconds,
+        onEvent: (type, object) => this.onJobEvent(type, object),
+        onResume: () => deps.onWatchResume(),
+        onError: (err) => this.log.warn({ err: apiMessage(err) }, 'job watch broke; resuming'),
+      }),
+      new ResumableWatch<V1Pod>(deps.kc, {
+        path: `/api/v1/namespaces/${namespace}/pods`,
+        query: { labelSelector: `${LABEL_JOB}=${this.name}` },
+        timeoutSeconds: watchTimeoutSeconds,
+        onEvent: (type, object) => this.onPodEvent(type, object),
+        onResume: () => deps.onWatchResume(),
+        onError: (err) => this.log.warn({ err: apiMessage(err) }, 'pod watch broke; resuming'),
+      }),
+    ]
+  }
+
+  start(): void {
+    // A warm pod whose attach broke while the job was sent may hold part of it: never
+    // run again, and not a timeout of a program that may never have started.
+    void this.target.handOverFailed?.then((why) => {
+      const reason = `the job could not be handed to its warm pod (${why}); it was not run again`
+      this.endByUs({ status: 'error', reason })
+    })
+    this.signal.addEventListener('abort', this.onAbort, { once: true })
+    if (this.signal.aborted) return this.onAbort()
+    for (const w of this.watches) w.start()
+  }
+
+  // A property, not a method: the same function has to be removed from the signal.
+  private readonly onAbort = (): void => {
+    const reason = this.runningSince ? REASONS.cancelledWhileRunning : REASONS.cancelledBeforeStart
+    this.endByUs({ status: 'cancelled', reason })
+  }
+
+  private onJobEvent(type: WatchEventType, job: V1Job): void {
+    if (type === 'DELETED') {
+      this.job = undefined
+      if (this.jobSeen) {
+        this.finishWith(outcomeWithoutRun('error', 'the Kubernetes Job was deleted by someone else before it finished'))
+      }
+      return
+    }
+    this.jobSeen = true
+    this.job = job
+    this.update()
+  }
+
+  private onPodEvent(type: WatchEventType, pod: V1Pod): void {
+    const key = pod.metadata?.name ?? ''
+    if (type === 'DELETED') this.pods.delete(key)
+    else this.pods.set(key, pod)
+    this.update()
+  }
+
+  private update(): void {
+    if (this.settled) return
+    const pod = this.newestPod()
+    if (pod?.spec?.nodeName && this.handOver === 'none' && this.awaitsGo(pod)) void this.handOverTo(pod)
+    const seen: Observation = observe(this.job, pod, this.limits)
+    this.rearmWaits(pod, seen)
+    switch (seen.kind) {
+      case 'pending':
+        return
+      case 'unschedulable':
+        return this.waitForNode(seen.message)
+      case 'cannot-start':
+        return this.endByUs({ status: 'error', reason: seen.reason })
+      case 'running':
+        return this.onRunning(pod)
+      case 'ended':
+        return this.onEnded(pod, seen)
+    }
+  }
+
+  /** The unschedulable wait lasts only while the pod is unschedulable, the refusal checks only while there is none. */
+  private rearmWaits(pod: V1Pod | undefined, seen: Observation): void {
+    if (seen.kind !== 'unschedulable' && this.unschedulableTimer) {
+      clearTimeout(this.unschedulableTimer)
+      this.unschedulableTimer = undefined
+    }
+    if (pod) clearTimeout(this.refusalTimer)
+    else if (this.job && seen.kind === 'pending') {
+      this.refusalTimer ??= setTimeout(() => void this.checkRefusal(), REFUSAL_CHECK_MS)
+    }
+  }
+
+  private waitForNode(message: string): void {
+    this.unschedulableTimer ??= setTimeout(() => {
+      const waitMs = this.deps.options.unschedulableWaitMs
+      const reason = `no node of the sandbox pool can take this job after ${waitMs} ms: ${message}`
+      this.endByUs({ status: 'error', reason })
+    }, this.deps.options.unschedulableWaitMs)
+  }
+
+  private onRunning(pod: V1Pod | undefined): void {
+    // A fresh launcher waiting for go runs nothing until the hand-over, which starts the clock and reads the output.
+    if (this.target.fresh && this.awaitsGo(pod)) return
+    if (this.runningSince === undefined) {
+      // The time limit counts from when the program runs, as with the local
+      // executor: for a warm pod, from when it was handed the job.
+      this.runningSince = this.target.warmSince ?? Date.now()
+      this.startTimer()
+    }
+    if (pod) this.followLogs(pod)
+  }
+
+  private onEnded(pod: V1Pod | undefined, seen: Extract<Observation, { kind: 'ended' }>): void {
+    this.stopAll()
+    // An attach that carried the output ends with the container (and the log
+    // then continues it if the report was not read); else the log has it all.
+    if (pod && seen.end.status !== 'timeout' && !(this.attachSocket && this.logs)) this.followLogs(pod)
+    // A warm pod's container started before its job: the program started at the hand-over.
+    // A fresh cold pod's program started at the go line, not with its container.
+    const wentAt = this.target.fresh && this.handOver === 'done' ? this.runningSince : undefined
+    const startedAt = this.target.warmSince ?? wentAt ?? seen.startedAt ?? this.runningSince ?? null
+    const finishedAt = seen.finishedAt ?? Date.now()
+    this.resolveAfterLog({
+      ...seen.end,
+      startupMs: startedAt === null ? null : Math.max(0, startedAt - this.t0),
+      runMs: startedAt === null ? null : Math.max(0, finishedAt - startedAt),
+      ...(startedAt === null ? {} : startOf(this.target)),
+    })
+  }
+
+  private newestPod(): V1Pod | undefined {
+    const created = (pod: V1Pod) => new Date(pod.metadata?.creationTimestamp ?? 0).getTime()
+    return [...this.pods.values()].sort((a, b) => created(b) - created(a))[0]
+  }
+
+  private outputOf(pod: V1Pod): ContainerOutput {
+    this.logs ??= new ContainerOutput({
+      kc: this.deps.kc,
+      target: { namespace: this.deps.options.namespace, pod: pod.metadata!.name!, container: CONTAINER_NAME },
+      capBytes: this.spec.limits.outputBytes,
+      split: this.deps.splitStreams(),
+      onOutput: this.onOutput,
+      onProblem: (err) => {
+        this.log.warn({ err: apiMessage(err) }, 'container log stream broke; resuming or falling back')
+      },
+      onReport: (report) => this.endByReport(report),
+    })
+    return this.logs
+  }
+
+  private followLogs(pod: V1Pod): void {
+    this.outputOf(pod).start()
+  }
+
+  /** Whether the pod's launcher waits for a go line (cold, from a worker with AIRLOCK_K8S_HAND_OVER=attach). */
+  private awaitsGo(pod: V1Pod | undefined): boolean {
+    const container = pod?.spec?.containers?.find((c) => c.name === CONTAINER_NAME)
+    return this.target.warmSince === undefined && container?.stdin === true
+  }
+
+  private startTimer(): void {
+    this.timeoutTimer ??= setTimeout(
+      () => this.endByUs({ status: 'timeout', reason: REASONS.timeLimit(this.spec.limits.timeoutMs) }),
+      Math.max(0, this.runningSince! + this.spec.limits.timeoutMs - Date.now()),
+    )
+  }
+
+  /**
+   * Attaches to the pod as soon as its container runs (the attach reaches the
+   * runtime directly; the kubelet's status of it comes up to a second later) and
+   * sends the go line, retrying until the container takes it or the start allowance
+   * (at least HAND_OVER_MIN_MS) is spent.
+   */
+  private async handOverTo(pod: V1Pod): Promise<void> {
+    this.handOver = 'trying'
+    const podName = pod.metadata!.name!
+    const deadline = Date.now() + Math.max(HAND_OVER_MIN_MS, this.deps.options.startAllowanceMs)
+    let waitMs = HAND_OVER_RETRY_MS
+    let problem = 'the container did not run'
+    while (!this.settled) {
+      const streams: AttachStreams = { out: new PassThrough(), err: new PassThrough(), stdin: new PassThrough() }
+      const [out, err] = this.target.fresh ? [streams.out, streams.err] : [null, null]
+      const ws = await new Attach(this.deps.kc)
+        .attach(this.deps.options.namespace, podName, CONTAINER_NAME, out, err, streams.stdin, false)
+        .catch((e: unknown) => void (problem = apiMessage(e)))
+      // Refused outright (the worker's Role lacks pods/attach): no retry can help.
+      if (!ws && /\b403\b|forbidden/i.test(problem)) {
+        const reason = `the worker may not attach to sandbox pods (${problem}): ` +
+          'grant pods/attach or set AIRLOCK_K8S_HAND_OVER=log; the job was not run'
+        return this.endByUs({ status: 'error', reason })
+      }
+      if (ws) {
+        const watch = attachFailure(ws)
+        // An attach the kubelet refuses (no running container yet) reports so at once.
+        const early = await Promise.race([watch.failed, sleep(ATTACH_SETTLE_MS).then(() => undefined)])
+        if (early === undefined && !this.settled) return this.sendGo(pod, ws, watch, streams)
+        ws.close()
+        if (early !== undefined) problem = early
+      }
+      if (this.settled) return
+      if (Date.now() >= deadline) {
+        const reason = `the job could not be handed to its pod (${problem}); it was not run`
+        return this.endByUs({ status: 'error', reason })
+      }
+      await sleep(waitMs)
+      waitMs = Math.min(waitMs * 2, HAND_OVER_RETRY_MAX_MS)
+    }
+  }
+
+  /**
+   * Sends go through an attach the container took. A fresh launch reads the
+   * program's output through that attach from its first byte; an adopted one only
+   * sends go, which a launcher that already had it never reads, and reads the log as before.
+   */
+  private sendGo(pod: V1Pod, ws: AttachSocket, watch: ReturnType<typeof attachFailure>, streams: AttachStreams): void {
+    watch.done()
+    ws.on('error', (e) => {
+      this.log.warn({ err: (e as Error).message }, 'the attach to a cold pod broke; its log is read instead')
+    })
+    if (this.target.fresh) {
+      const output = this.outputOf(pod)
+      streams.out.on('data', (c: Buffer) => output.feed('stdout', c))
+      streams.err.on('data', (c: Buffer) => output.feed('stderr', c))
+      ws.on('close', () => output.attachEnded())
+      this.attachSocket = ws
+      this.runningSince = Date.now()
+      this.startTimer()
+    }
+    this.handOver = 'done'
+    streams.stdin.write(WARM_GO)
+    if (!this.target.fresh) setTimeout(() => ws.close(), ATTACH_SETTLE_MS).unref()
+  }
+
+  /**
+   * A Job without a pod: the Job controller's pod was refused at admission (a
+   * LimitRange, Pod Security, the quota), which shows only as a FailedCreate
+   * event. A full quota may clear, so it gets the unschedulable wait; the rest
+   * end the job at once with the API server's words.
+   */
+  private async checkRefusal(): Promise<void> {
+    this.refusalTimer = undefined
+    const refusal = await this.deps.podRefusal(this.name).catch((err: unknown) => {
+      this.log.warn({ err: apiMessage(err) }, 'could not read the Job\'s events')
+      return undefined
+    })
+    if (this.settled || this.newestPod()) return
+    if (refusal !== undefined) {
+      this.refusedSince ??= Date.now()
+      if (!isTransientRefusal(refusal) || Date.now() - this.refusedSince >= this.deps.options.unschedulableWaitMs) {
+        return this.endByUs({ status: 'error', reason: `the cluster refused the job's pod: ${refusal}` })
+      }
+    }
+    this.refusalTimer = setTimeout(() => void this.checkRefusal(), REFUSAL_CHECK_MS)
+  }
+
+  /**
+   * The launcher reported the program's end on the log, with all of its output
+   * read: the job ends now rather than when the kubelet's status shows it (on its
+   * relist, up to a second later). Only a plain exit is taken from the report; a
+   * signal's status waits for the container's (an OOM kill shows only there).
+   */
+  private endByReport(report: ExitReport): void {
+    if (this.settled || this.runningSince === undefined || report.exitCode > SIGNAL_EXIT_BASE) return
+    const startedAt = this.target.warmSince ?? this.runningSince
+    this.stopAll()
+    this.resolveAfterLog({
+      ...classifyEnd({ exitStatus: report.exitCode, timedOut: false, cancelled: false, oomKills: 0, ...this.limits }),
+      startupMs: Math.max(0, startedAt - this.t0),
+      runMs: Math.max(0, Math.round(report.at - startedAt)),
+      endedAt: report.at,
+      ...startOf(this.target),
+    })
+  }
+
+  /**
+   * Ends the job by deleting its Kubernetes Job (pods and Secret go with it). The
+   * log is read on until the container is gone (at most DRAIN_GRACE_MS): the
+   * container runtime holds a line without its newline until the stream closes.
+   */
+  private endByUs(end: Pick<JobOutcome, 'status' | 'reason'>): void {
+    if (this.settled) return
+    const startedAt = this.runningSince ?? null
+    const endedAt = Date.now()
+    this.stopAll()
+    const deleted = this.deps.deleteJob(this.name)
+      .catch((err: unknown) => this.log.error({ err: apiMessage(err) }, 'could not delete the Kubernetes Job'))
+    this.resolveAfterLog(
+      {
+        status: end.status, exitCode: null, signal: null, reason: end.reason,
+        startupMs: startedAt === null ? null : Math.max(0, startedAt - this.t0),
+        runMs: startedAt === null ? null : endedAt - startedAt,
+        endedAt,
+        ...(startedAt === null ? {} : startOf(this.target)),
+      },
+      deleted,
+    )
+  }
+
+  private finishWith(outcome: JobOutcome): void {
+    if (this.settled) return
+    this.stopAll()
+    this.logs?.stop()
+    this.resolve(outcome)
+  }
+
+  private stopAll(): void {
+    this.settled = true
+    clearTimeout(this.timeoutTimer)
+    clearTimeout(this.unschedulableTimer)
+    clearTimeout(this.refusalTimer)
+    this.signal.removeEventListener('abort', this.onAbort)
+    for (const w of this.watches) w.stop()
+    this.attachSocket?.close()
+  }
+
+  /**
+   * Resolves once the log has ended (the container is gone), at most after
+   * DRAIN_GRACE_MS, with the outcome and the output read by then.
+   */
+  private resolveAfterLog(
+    end: Omit<JobOutcome, 'stdout' | 'stderr' | 'truncated'>,
+    alsoWaitFor?: Promise<unknown>,
+  ): void {
+    const grace = () => new Promise((r) => setTimeout(r, DRAIN_GRACE_MS))
+    const drained = this.logs ? Promise.race([this.logs.done, grace()]) : undefined
+    void Promise.all([drained, alsoWaitFor]).then(() => {
+      const logs = this.logs
+      logs?.stop()
+      // The launcher's clock of the program's end, when the log showed it; the kubelet's is to the second.
+      const endedAt = end.endedAt ?? logs?.report?.at ?? null
+      const stdout = logs?.stdout.text() ?? ''
+      const stderr = logs?.stderr.text() ?? ''
+      this.resolve({ ...end, endedAt, stdout, stderr, truncated: logs?.truncated ?? false })
+    })
+  }
+}
+
+function startOf(target: KubeTarget): Pick<JobOutcome, 'sandboxStart' | 'bootMs'> {
+  return target.warmSince === undefined ? { sandboxStart: 'cold' } : { sandboxStart: 'warm', ...(target.bootMs === undefined ? {} : { bootMs: target.bootMs }) }
 }
 
 function apiMessage(err: unknown): string {

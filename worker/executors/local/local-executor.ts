@@ -25,6 +25,7 @@ import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
 import { READ_SECCOMP_MODE, SECCOMP_MODE_FILTER, WARM_GO, warmJobFiles, warmLauncherArgv } from '../sandbox-process.js'
 import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
 import { AUTO_PLATFORMS, type PlatformChoice, type RunscPlatform } from '../../../core/runsc-platforms.js'
+import { outcomeWithoutRun, REASONS } from '../../../core/job-lifecycle/reasons.js'
 
 export interface LocalExecutorOptions {
   runscPath: string
@@ -278,59 +279,103 @@ export class LocalExecutor implements Executor {
     return !!w && spec.limits.memoryMb === w.limits.memoryMb && spec.limits.cpus === w.limits.cpus
   }
 
-  private async runCold(runtimeCli: Runsc, runtime: RuntimeDefinition, cgroups: CgroupHost, { jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome> {
-    const id = `${CONTAINER_PREFIX}${jobId}`
+  private async runCold(
+    runtimeCli: Runsc,
+    runtime: RuntimeDefinition,
+    cgroups: CgroupHost,
+    request: ExecutionRequest,
+  ): Promise<JobOutcome> {
+    const { jobId, spec, signal } = request
     const comparison = spec.isolation === 'runc' ? await this.runcIsolation() : undefined
-    const bundle = join(this.ownDir, 'bundles', id)
-    const logFile = join(bundle, 'runsc.log')
-    const cgroup = cgroups.sandbox(`/${this.options.cgroupParent}/${id}`)
+    const sandbox = this.coldSandbox(runtimeCli, cgroups, jobId)
     const t0 = Date.now()
-    let created = false
     try {
-      await this.writeBundle(bundle, spec, runtime, cgroup.path)
-      await cgroup.create(this.hostLimits(spec))
-      if (signal.aborted) return cancelledBeforeStart()
-
-      const stdout = new CappedOutput(spec.limits.outputBytes)
-      const stderr = new CappedOutput(spec.limits.outputBytes)
-      await beforeLaunch?.()
-      const pidFile = join(bundle, 'sandbox.pid')
-      const child = runtimeCli.run(id, bundle, logFile, pidFile)
-      created = true
-      const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-      const drained = drain(child, stdout, stderr, onOutput)
-      child.stdin.on('error', () => undefined) // the program may exit without reading stdin
-      child.stdin.end(spec.stdin)
-      const up = Promise.race([waitForFile(pidFile, SANDBOX_CREATE_TIMEOUT_MS).then(() => true), exited.then(() => false)])
-      const run = await watch({ exited, kill: () => void runtimeCli.kill(id, logFile), signal, timeoutMs: spec.limits.timeoutMs, up })
-      // A program that ends within the pid-file poll (runc starts in milliseconds) did
-      // start: its pid file is there.
-      const pidStat = run.up ? undefined : await stat(pidFile).catch(() => undefined)
-      const sandboxStarted = run.up || (pidStat !== undefined && pidStat.size > 0)
-      // Its start is when the runtime wrote the pid file, not when we saw the exit.
-      const started = !run.up && pidStat ? Math.min(run.startedAt, Math.max(t0, Math.round(pidStat.mtimeMs))) : run.startedAt
-      // A cancel that lands while runsc is still creating the sandbox kills runsc
-      // itself; that is the cancel taking effect, not a failure to start.
-      if (!sandboxStarted && run.code !== 0 && !run.cancelled) {
-        throw new ExecutorError(`${spec.isolation === 'runc' ? 'runc' : 'runsc'} could not start the sandbox (exit ${run.code ?? run.sig}): ${(await logTail(logFile)) || stderr.text().slice(0, 500)}`)
-      }
-      return {
-        ...(await this.conclude(spec, cgroup, run, drained, stdout, stderr, join(bundle, ARTIFACTS_SUBDIR))),
-        startupMs: started - t0,
-        runMs: run.endedAt - started,
-        endedAt: run.endedAt,
-        sandboxStart: 'cold',
-        bootMs: started - t0,
-        ...(comparison ? { isolation: comparison } : {}),
-      }
+      await this.writeBundle(sandbox.bundle, spec, runtime, sandbox.cgroup.path)
+      await sandbox.cgroup.create(this.hostLimits(spec))
+      if (signal.aborted) return outcomeWithoutRun('cancelled', REASONS.cancelledBeforeStart)
+      const outcome = await this.launchCold(sandbox, request, t0)
+      return { ...outcome, ...(comparison ? { isolation: comparison } : {}) }
     } finally {
-      this.afterResult(jobId, async () => {
-        if (created) await runtimeCli.delete(id, logFile)
-        await cgroup.remove().catch((err: unknown) => this.options.logger.error({ err, jobId }, 'could not remove sandbox cgroup'))
-        await unmountUnder(bundle)
-        await rm(bundle, { recursive: true, force: true })
-      })
+      // Even after a throw: part of the bundle, the cgroup or the container may exist.
+      this.afterResult(jobId, () => this.removeCold(sandbox))
     }
+  }
+
+  private coldSandbox(cli: Runsc, cgroups: CgroupHost, jobId: string): ColdSandbox {
+    const id = `${CONTAINER_PREFIX}${jobId}`
+    const bundle = join(this.ownDir, 'bundles', id)
+    return {
+      jobId,
+      cli,
+      id,
+      bundle,
+      logFile: join(bundle, 'runsc.log'),
+      pidFile: join(bundle, 'sandbox.pid'),
+      cgroup: cgroups.sandbox(`/${this.options.cgroupParent}/${id}`),
+      created: false,
+    }
+  }
+
+  /** Starts the cold sandbox and follows its program to its end. */
+  private async launchCold(sandbox: ColdSandbox, request: ExecutionRequest, t0: number): Promise<JobOutcome> {
+    const { spec, signal, onOutput, beforeLaunch } = request
+    const { cli, id, logFile } = sandbox
+    await beforeLaunch?.()
+    const child = cli.run(id, sandbox.bundle, logFile, sandbox.pidFile)
+    sandbox.created = true
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+    const output = feed(child, spec.stdin, spec, onOutput)
+    const up = Promise.race([
+      waitForFile(sandbox.pidFile, SANDBOX_CREATE_TIMEOUT_MS).then(() => true),
+      exited.then(() => false),
+    ])
+    const kill = () => void cli.kill(id, logFile)
+    const run = await watch({ exited, kill, signal, timeoutMs: spec.limits.timeoutMs, up })
+    const started = await this.coldStartedAt(sandbox, spec, run, output, t0)
+    return {
+      ...(await this.conclude(spec, sandbox.cgroup, run, output, join(sandbox.bundle, ARTIFACTS_SUBDIR))),
+      startupMs: started - t0,
+      runMs: run.endedAt - started,
+      endedAt: run.endedAt,
+      sandboxStart: 'cold',
+      bootMs: started - t0,
+    }
+  }
+
+  /** When the cold sandbox's program started; throws when the runtime could not start it. */
+  private async coldStartedAt(
+    sandbox: ColdSandbox,
+    spec: JobSpec,
+    run: Watched,
+    output: JobOutput,
+    t0: number,
+  ): Promise<number> {
+    // A program that ends within the pid-file poll (runc starts in milliseconds) did
+    // start: its pid file is there.
+    const pidStat = run.up ? undefined : await stat(sandbox.pidFile).catch(() => undefined)
+    const sandboxStarted = run.up || (pidStat !== undefined && pidStat.size > 0)
+    // Its start is when the runtime wrote the pid file, not when we saw the exit.
+    const started = !run.up && pidStat
+      ? Math.min(run.startedAt, Math.max(t0, Math.round(pidStat.mtimeMs)))
+      : run.startedAt
+    // A cancel that lands while runsc is still creating the sandbox kills runsc
+    // itself; that is the cancel taking effect, not a failure to start.
+    if (!sandboxStarted && run.code !== 0 && !run.cancelled) {
+      const runtimeName = spec.isolation === 'runc' ? 'runc' : 'runsc'
+      const why = (await logTail(sandbox.logFile)) || output.stderr.text().slice(0, 500)
+      throw new ExecutorError(`${runtimeName} could not start the sandbox (exit ${run.code ?? run.sig}): ${why}`)
+    }
+    return started
+  }
+
+  private async removeCold(sandbox: ColdSandbox): Promise<void> {
+    const { cli, id, logFile, cgroup, bundle, jobId } = sandbox
+    if (sandbox.created) await cli.delete(id, logFile)
+    await cgroup.remove().catch((err: unknown) => {
+      this.options.logger.error({ err, jobId }, 'could not remove sandbox cgroup')
+    })
+    await unmountUnder(bundle)
+    await rm(bundle, { recursive: true, force: true })
   }
 
   /**
@@ -338,41 +383,62 @@ export class LocalExecutor implements Executor {
    * in place while the sandbox waits, then the go line. Undefined when the sandbox
    * could not take the job before anything of it ran (the job then starts cold).
    */
-  private async runWarm(s: LocalWarmSandbox, runtime: RuntimeDefinition, { jobId, spec, signal, onOutput, beforeLaunch }: ExecutionRequest): Promise<JobOutcome | undefined> {
+  private async runWarm(
+    s: LocalWarmSandbox,
+    runtime: RuntimeDefinition,
+    request: ExecutionRequest,
+  ): Promise<JobOutcome | undefined> {
+    const { jobId, spec, signal, beforeLaunch } = request
     const t0 = Date.now()
     let handed = false
     try {
-      try {
-        // Claim-time limits, before anything of the job runs; beside the files, to save time.
-        await Promise.all([s.cgroup.limit(this.hostLimits(spec)), writeFiles(s.jobDir, warmJobFiles(spec, runtime))])
-      } catch (err) {
-        this.options.logger.warn({ err: (err as Error).message, jobId }, 'a warm sandbox could not take its job; it starts cold')
-        return undefined
-      }
+      if (!(await this.claimWarm(s, runtime, jobId, spec))) return undefined
       if (!s.alive()) return undefined
-      if (signal.aborted) return cancelledBeforeStart()
+      if (signal.aborted) return outcomeWithoutRun('cancelled', REASONS.cancelledBeforeStart)
       handed = true
       await beforeLaunch?.()
       // A cancel during the launch record: the go line is not sent, nothing of the job runs.
-      if (signal.aborted) return cancelledBeforeStart()
-      const stdout = new CappedOutput(spec.limits.outputBytes)
-      const stderr = new CappedOutput(spec.limits.outputBytes)
-      const drained = drain(s.child, stdout, stderr, onOutput)
-      s.child.stdin.on('error', () => undefined)
-      s.child.stdin.end(WARM_GO + spec.stdin)
-      const run = await watch({ exited: s.exited, kill: () => void this.runsc.kill(s.id, s.logFile), signal, timeoutMs: spec.limits.timeoutMs, up: Promise.resolve(true) })
-      return {
-        ...(await this.conclude(spec, s.cgroup, run, drained, stdout, stderr, s.artifactsDir)),
-        startupMs: run.startedAt - t0,
-        runMs: run.endedAt - run.startedAt,
-        endedAt: run.endedAt,
-        sandboxStart: 'warm',
-        bootMs: s.bootMs,
-      }
+      if (signal.aborted) return outcomeWithoutRun('cancelled', REASONS.cancelledBeforeStart)
+      return await this.goWarm(s, request, t0)
     } finally {
       // Used or not, a claimed sandbox is never given back: it may hold the job's files.
       if (handed) this.afterResult(jobId, () => s.destroy())
       else await s.destroy()
+    }
+  }
+
+  /** Puts the job's limits and files in the warm sandbox; false if it could not take them. */
+  private async claimWarm(
+    s: LocalWarmSandbox,
+    runtime: RuntimeDefinition,
+    jobId: string,
+    spec: JobSpec,
+  ): Promise<boolean> {
+    try {
+      // Claim-time limits, before anything of the job runs; beside the files, to save time.
+      await Promise.all([s.cgroup.limit(this.hostLimits(spec)), writeFiles(s.jobDir, warmJobFiles(spec, runtime))])
+      return true
+    } catch (err) {
+      const why = (err as Error).message
+      this.options.logger.warn({ err: why, jobId }, 'a warm sandbox could not take its job; it starts cold')
+      return false
+    }
+  }
+
+  /** Sends the go line and follows the warm sandbox's program to its end. */
+  private async goWarm(s: LocalWarmSandbox, request: ExecutionRequest, t0: number): Promise<JobOutcome> {
+    const { spec, signal, onOutput } = request
+    const output = feed(s.child, WARM_GO + spec.stdin, spec, onOutput)
+    const kill = () => void this.runsc.kill(s.id, s.logFile)
+    const up = Promise.resolve(true)
+    const run = await watch({ exited: s.exited, kill, signal, timeoutMs: spec.limits.timeoutMs, up })
+    return {
+      ...(await this.conclude(spec, s.cgroup, run, output, s.artifactsDir)),
+      startupMs: run.startedAt - t0,
+      runMs: run.endedAt - run.startedAt,
+      endedAt: run.endedAt,
+      sandboxStart: 'warm',
+      bootMs: s.bootMs,
     }
   }
 
@@ -386,9 +452,7 @@ export class LocalExecutor implements Executor {
     spec: JobSpec,
     cgroup: SandboxCgroup,
     run: Watched,
-    drained: Promise<unknown>,
-    stdout: CappedOutput,
-    stderr: CappedOutput,
+    { stdout, stderr, drained }: JobOutput,
     artifactsDir: string,
   ): Promise<Omit<JobOutcome, 'startupMs' | 'runMs'>> {
     await Promise.race([drained, sleep(DRAIN_GRACE_MS)])
@@ -585,6 +649,19 @@ interface LocalWarmSandbox extends WarmSandbox {
   readonly cgroup: SandboxCgroup
 }
 
+/** A cold sandbox of one job: where its bundle is, and whether its runtime was started on it. */
+interface ColdSandbox {
+  readonly jobId: string
+  readonly cli: Runsc
+  readonly id: string
+  readonly bundle: string
+  readonly logFile: string
+  readonly pidFile: string
+  readonly cgroup: SandboxCgroup
+  /** From the runtime's start on there is a container to delete, whatever came of it. */
+  created: boolean
+}
+
 interface Watched {
   code: number | null
   sig: NodeJS.Signals | null
@@ -636,6 +713,29 @@ async function writeFiles(dir: string, files: readonly { path: string; content: 
   await Promise.all(files.map((f) => writeFile(join(dir, f.path), f.content, { mode: 0o644 })))
 }
 
+/** The program's output pipes being read into the job's caps. */
+interface JobOutput {
+  readonly stdout: CappedOutput
+  readonly stderr: CappedOutput
+  /** Resolves once both pipes have closed. */
+  readonly drained: Promise<unknown>
+}
+
+/** Reads the program's output into the job's caps (and the live log) from now on, and writes `input` to its stdin. */
+function feed(
+  child: ChildProcessWithoutNullStreams,
+  input: string,
+  spec: JobSpec,
+  onOutput: ExecutionRequest['onOutput'],
+): JobOutput {
+  const stdout = new CappedOutput(spec.limits.outputBytes)
+  const stderr = new CappedOutput(spec.limits.outputBytes)
+  const drained = drain(child, stdout, stderr, onOutput)
+  child.stdin.on('error', () => undefined) // the program may exit without reading stdin
+  child.stdin.end(input)
+  return { stdout, stderr, drained }
+}
+
 /** Reads both output pipes into their caps (and the live log) until they close. */
 function drain(child: ChildProcessWithoutNullStreams, stdout: CappedOutput, stderr: CappedOutput, onOutput: ExecutionRequest['onOutput']): Promise<unknown> {
   return Promise.all([
@@ -644,9 +744,6 @@ function drain(child: ChildProcessWithoutNullStreams, stdout: CappedOutput, stde
   ])
 }
 
-function cancelledBeforeStart(): JobOutcome {
-  return { status: 'cancelled', exitCode: null, signal: null, reason: 'cancelled before it started', stdout: '', stderr: '', truncated: false, startupMs: null, runMs: null }
-}
 
 /** Resolves once `path` exists and is non-empty; rejects after `timeoutMs`. */
 async function waitForFile(path: string, timeoutMs: number): Promise<void> {

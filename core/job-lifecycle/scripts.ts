@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs'
+import type { ChainableCommander, Redis } from 'ioredis'
+import { TRANSITIONS, type TransitionName } from './transitions.js'
+
+/**
+ * Numbers the scripts share with TypeScript, given to every script as Lua constants so
+ * each is defined once.
+ */
+export const JOB_OVERHEAD_BYTES = 2048
+/** What one log event costs Redis beyond its data (its entry, id and fields), counted against the tenant's storage. */
+export const LOG_EVENT_OVERHEAD_BYTES = 96
+/**
+ * Log events one job may write. A program that alternates stdout and stderr a byte at
+ * a time makes an event per byte; past this its live log stops and the record keeps
+ * its output itself, so neither Redis nor a reader pays for millions of entries.
+ */
+export const MAX_LOG_EVENTS = 10_000
+
+const LUA_DIR = new URL('./lua/', import.meta.url)
+const INCLUDE = /^--- @include "([a-z/-]+)"$/gm
+
+/** A script's text with its includes in place (bullmq's `--- @include` convention) and the constants above it. */
+export function scriptSource(name: string): string {
+  const read = (file: string) => readFileSync(new URL(`${file}.lua`, LUA_DIR), 'utf8')
+  const constants = Object.entries({ JOB_OVERHEAD_BYTES, LOG_EVENT_OVERHEAD_BYTES, MAX_LOG_EVENTS })
+    .map(([k, v]) => `local ${k} = ${v}`)
+    .join('\n')
+  return `${constants}\n${read(name).replace(INCLUDE, (_, include: string) => read(include))}`
+}
+
+/** The ioredis command a move is defined as, on every connection that runs it. */
+function commandName(move: TransitionName): string {
+  return `airlockJob_${move}`
+}
+
+const SOURCES = new Map(Object.entries(TRANSITIONS).map(([move, t]) => [move, scriptSource(t.script)]))
+
+/**
+ * Defines the job scripts on a connection, once, so each call goes by SHA (EVALSHA)
+ * instead of sending the script's text every time; pipelines and transactions made from
+ * the connection have them too.
+ */
+export function defineJobScripts(redis: Redis): void {
+  for (const [move, lua] of SOURCES) {
+    const name = commandName(move as TransitionName)
+    if (!(name in redis)) redis.defineCommand(name, { lua })
+  }
+}
+
+type Target = Redis | ChainableCommander
+type Arg = string | number
+
+type Callback = (err?: Error | null, reply?: unknown) => void
+
+/**
+ * Runs a move's script: on a connection (its reply), or queued on a pipeline or
+ * transaction (that pipeline; `callback` gets its reply). The connection must have had
+ * defineJobScripts.
+ */
+export function runJobScript(target: Redis, move: TransitionName, keys: readonly string[], args: readonly Arg[]): Promise<unknown>
+export function runJobScript(
+  target: ChainableCommander,
+  move: TransitionName,
+  keys: readonly string[],
+  args: readonly Arg[],
+  callback?: Callback,
+): ChainableCommander
+export function runJobScript(target: Target, move: TransitionName, keys: readonly string[], args: readonly Arg[], callback?: Callback): unknown {
+  const command = (target as unknown as Record<string, (...a: (Arg | Callback)[]) => unknown>)[commandName(move)]
+  if (!command) throw new Error(`job script ${move} is not defined on this connection (defineJobScripts)`)
+  return command.call(target, keys.length, ...keys, ...args, ...(callback ? [callback] : []))
+}

@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto'
+import { readdir, readFile } from 'node:fs/promises'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { scriptSource } from '../../core/job-lifecycle/scripts.js'
+import { FINAL_STATUSES, isFinalStatus, TRANSITIONS, transitionsTable, type TransitionName } from '../../core/job-lifecycle/transitions.js'
+import { resolveJobSpec } from '../../core/job-spec.js'
+import { JOB_STATUSES, type JobStatus } from '../../core/job-status.js'
+import { JobStore, newJobId } from '../../core/job-store.js'
+import { redisKeys } from '../../core/redis-keys.js'
+import { loadConfig } from '../../core/config.js'
+import { redisUrl } from '../helper.js'
+
+const LUA_DIR = new URL('../../core/job-lifecycle/lua/', import.meta.url)
+
+t.test('the final statuses are those no move starts from: the ones finish ends in', async (t) => {
+  t.same([...FINAL_STATUSES].sort(), [...TRANSITIONS.finish.to].sort())
+  t.same(
+    JOB_STATUSES.filter((s) => !isFinalStatus(s)),
+    ['queued', 'running'],
+  )
+})
+
+t.test("the lifecycle README's table is the transition table", async (t) => {
+  const readme = await readFile(new URL('../README.md', LUA_DIR), 'utf8')
+  const table = /<!-- transitions:start -->\n([\s\S]*?)\n<!-- transitions:end -->/.exec(readme)?.[1]
+  t.equal(table, transitionsTable(), 'regenerate it from transitionsTable() when a move changes')
+})
+
+t.test('each script is headed with its KEYS, ARGV and reply, and builds no key of its own', async (t) => {
+  const files = (await readdir(LUA_DIR)).filter((f) => f.endsWith('.lua')).sort()
+  t.same(files, [...new Set(Object.values(TRANSITIONS).map((m) => `${m.script}.lua`))].sort(), 'one script per move, and no other')
+  for (const file of files) {
+    const text = await readFile(new URL(file, LUA_DIR), 'utf8')
+    const header = /^--\[\[([\s\S]*?)\]\]/.exec(text)?.[1] ?? ''
+    t.match(header, /KEYS\[1/, `${file} names its KEYS`)
+    t.match(header, /ARGV\[1/, `${file} names its ARGV`)
+    t.match(header, /Returns/, `${file} says what it returns`)
+    const source = scriptSource(file.replace(/\.lua$/, ''))
+    t.notMatch(source, /@include/, `${file}: every include is resolved`)
+    // A key made inside a script is one redis-keys.ts does not list and a cluster cannot route.
+    t.notMatch(source, /':tenant:'|string\.sub\(KEYS/, `${file} names only keys it is given`)
+  }
+})
+
+t.test('against Redis, each move writes only from the statuses its table row lists', async (t) => {
+  const redis = new Redis(redisUrl())
+  const prefix = `test-lifecycle-${randomBytes(4).toString('hex')}`
+  const keys = redisKeys(prefix)
+  t.teardown(async () => {
+    const left = await redis.keys(`{${prefix}}*`)
+    if (left.length > 0) await redis.del(...left)
+    redis.disconnect()
+  })
+  const store = new JobStore(redis, keys, 3600)
+  const spec = resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({}))
+  const outcome = { status: 'succeeded' as const, exitCode: 0, signal: null, reason: null, stdout: '', stderr: '', truncated: false, startupMs: 1, runMs: 1 }
+  const meta = { executor: 'local', isolation: null, outputInEvents: true }
+  // Each move, and whether it wrote (a move that may not start here answers "nothing done").
+  const moves: Record<Exclude<TransitionName, 'create'>, (id: string) => Promise<boolean>> = {
+    claim: async (id) => (await store.claim(id, 'w2')) === 'claimed',
+    requeue: (id) => store.requeue(id, 'w1'),
+    takeOver: (id) => store.takeOver(id, 'w2', 'w1'),
+    finish: (id) => store.finish(id, outcome, meta),
+    cancel: async (id) => ['cancelled', 'cancelling'].includes((await store.cancel(id, 'alice')).kind),
+    lost: (id) => store.markLost(id, 'w1'),
+    log: async (id) => (await store.appendLog(id, 'stdout', 'x')) > 0,
+    step: async (id) => (await store.appendStep(id, 'test', 0)) > 0,
+  }
+  for (const [move, run] of Object.entries(moves) as [keyof typeof moves, (id: string) => Promise<boolean>][]) {
+    for (const status of JOB_STATUSES) {
+      const id = newJobId()
+      await store.create(id, 'alice', spec)
+      await redis.hset(keys.job(id), 'status', status, 'worker', 'w1')
+      const from: readonly JobStatus[] = TRANSITIONS[move].from
+      t.equal(await run(id), from.includes(status), `${move} from ${status}`)
+    }
+  }
+  const id = newJobId()
+  t.same(await store.create(id, 'alice', spec), { result: 'created' })
+  await t.rejects(store.create(id, 'alice', spec), /is taken/, 'create makes a job from nothing, never over one')
+})
