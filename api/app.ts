@@ -102,9 +102,18 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     // request (a body trickled a byte a second), and idle keep-alive connections.
     keepAliveTimeout: config.keepAliveTimeoutMs,
     requestTimeout: config.requestTimeoutMs,
-    http: { headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs), connectionsCheckingInterval: 1000 },
+    http: {
+      headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs),
+      connectionsCheckingInterval: 1000,
+    },
   }).withTypeProvider<TypeBoxTypeProvider>()
-  limitConnections(app.server, { maxConnections: config.maxConnections, maxPerAddress: config.maxConnectionsPerAddress, trustProxy: config.trustProxy, log: logger, metrics })
+  limitConnections(app.server, {
+    maxConnections: config.maxConnections,
+    maxPerAddress: config.maxConnectionsPerAddress,
+    trustProxy: config.trustProxy,
+    log: logger,
+    metrics,
+  })
   app.setValidatorCompiler(strictValidatorCompiler)
   registerErrorHandler(app, metrics)
   // JSON only: a text body would otherwise reach validation and get a misleading 400.
@@ -159,9 +168,10 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   await app.register(websocket, {
     options: { maxPayload: 4096 },
     // Tell each watcher where it was, so it resumes on another replica without a gap.
-    preClose: function (done) {
+    preClose: (done) => {
       services.waiter.releaseAll()
-      for (const session of services.streamSessions) session.close(CloseCodes.RESTARTING, `server restarting; reconnect with ?from=${session.seq}`)
+      for (const session of services.streamSessions)
+        session.close(CloseCodes.RESTARTING, `server restarting; reconnect with ?from=${session.seq}`)
       for (const client of app.websocketServer.clients) client.close(CloseCodes.RESTARTING, 'server restarting')
       app.websocketServer.close(() => done())
     },
@@ -177,7 +187,11 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   // the router matched (the decoded path), so no spelling of a URL walks around it.
   await app.register(
     async (v1) => {
-      registerAuth(v1, { tenantsByKey: config.tenantsByKey, streamTokens: services.streamTokens, tenants: services.tenants })
+      registerAuth(v1, {
+        tenantsByKey: config.tenantsByKey,
+        streamTokens: services.streamTokens,
+        tenants: services.tenants,
+      })
       await v1.register(jobsRoutes, { prefix: '/jobs' })
       await v1.register(batchRoutes, { prefix: '/jobs' })
       await v1.register(streamRoutes, { prefix: '/jobs' })

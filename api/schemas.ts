@@ -16,7 +16,9 @@ export const ErrorResponseSchema = Type.Object(
     statusCode: Type.Integer(),
     code: Type.String({ description: 'Stable machine-readable code, AIRLOCK_ERR_*' }),
     message: Type.String(),
-    details: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }, { title: 'ErrorDetail' }))),
+    details: Type.Optional(
+      Type.Array(Type.Object({ path: Type.String(), message: Type.String() }, { title: 'ErrorDetail' })),
+    ),
   },
   { title: 'ErrorResponse' },
 )
@@ -28,13 +30,18 @@ export function errorResponses(...statuses: number[]): Record<number, typeof Err
   return Object.fromEntries(statuses.map((s) => [s, ErrorResponseSchema]))
 }
 
-export const RuntimeSchema = Type.Object({
-  name: Type.String(),
-  description: Type.String(),
-  version: Type.Union([Type.String(), Type.Null()], { description: 'As reported by live workers; null when none reports it' }),
-  defaultEntrypoint: Type.String(),
-  compiled: Type.Boolean({ description: 'A compile step runs before the program (limits.compileTimeoutMs applies)' }),
-}, { title: 'Runtime' })
+export const RuntimeSchema = Type.Object(
+  {
+    name: Type.String(),
+    description: Type.String(),
+    version: Type.Union([Type.String(), Type.Null()], {
+      description: 'As reported by live workers; null when none reports it',
+    }),
+    defaultEntrypoint: Type.String(),
+    compiled: Type.Boolean({ description: 'A compile step runs before the program (limits.compileTimeoutMs applies)' }),
+  },
+  { title: 'Runtime' },
+)
 
 export const RuntimeListSchema = Type.Object({ runtimes: Type.Array(RuntimeSchema) }, { title: 'RuntimeList' })
 

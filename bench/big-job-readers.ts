@@ -30,13 +30,14 @@ const { values } = parseArgs({
 
 const SERVER =
   values.server ??
-  [new URL('../bin/airlock-server.js', import.meta.url), new URL('../dist/bin/airlock-server.js', import.meta.url)].map((u) => u.pathname).find((p) => existsSync(p) && p.endsWith('.js')) ??
+  [new URL('../bin/airlock-server.js', import.meta.url), new URL('../dist/bin/airlock-server.js', import.meta.url)]
+    .map((u) => u.pathname)
+    .find((p) => existsSync(p) && p.endsWith('.js')) ??
   'dist/bin/airlock-server.js'
 
 const mib = Number(values.mib)
 const readers = Number(values.readers)
 const stalled = Number(values.stalled)
-
 
 /** A WebSocket upgrade that is never read from after the handshake is sent. */
 function stalledStream(port: number, path: string, key: string): () => void {
@@ -81,7 +82,13 @@ const sampler = setInterval(() => {
 const closers: (() => void)[] = []
 try {
   for (let i = 0; ; i++) {
-    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) break
+    if (
+      await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break
     if (i > 300) throw new Error('Airlock did not become ready')
     await new Promise((r) => setTimeout(r, 100))
   }
@@ -99,7 +106,9 @@ try {
   })
   const job = (await res.json()) as { id: string; status: string; stdout: string; stderr: string }
   const memAfter = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1])
-  console.log(`job ${job.id}: ${job.status}, stdout ${job.stdout.length} B, stderr ${job.stderr.length} B; Redis grew by ${((memAfter - memBefore) / 1e6).toFixed(1)} MB`)
+  console.log(
+    `job ${job.id}: ${job.status}, stdout ${job.stdout.length} B, stderr ${job.stderr.length} B; Redis grew by ${((memAfter - memBefore) / 1e6).toFixed(1)} MB`,
+  )
   peakMb = 0
 
   for (let i = 0; i < stalled; i++) closers.push(stalledStream(port, `/v1/jobs/${job.id}/stream?from=999999999`, key))
@@ -127,7 +136,9 @@ try {
         if (length < 2 * bytes) return `short job: ${length} bytes`
         if (!whole) return 'ok'
         const j = JSON.parse(text) as { stdout: string; stderr: string }
-        return j.stdout === 'o'.repeat(bytes) && j.stderr === 'e'.repeat(bytes) ? 'ok' : `wrong job: ${j.stdout.length}+${j.stderr.length}`
+        return j.stdout === 'o'.repeat(bytes) && j.stderr === 'e'.repeat(bytes)
+          ? 'ok'
+          : `wrong job: ${j.stdout.length}+${j.stderr.length}`
       } catch (err) {
         return `error: ${(err as Error).message}`
       }

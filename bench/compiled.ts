@@ -9,7 +9,9 @@
 import { parseArgs } from 'node:util'
 import type { Job } from '../core/job.js'
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, cases: { type: 'string', default: '20' } } })
+const { values } = parseArgs({
+  options: { runs: { type: 'string', default: '5' }, cases: { type: 'string', default: '20' } },
+})
 const RUNS = Number(values.runs)
 const CASES = Number(values.cases)
 const URL_ = process.env.AIRLOCK_URL ?? 'http://127.0.0.1:8080'
@@ -25,7 +27,11 @@ const HELLO: Record<string, [string, string]> = {
 
 async function run(body: unknown): Promise<{ job: Job; ms: number }> {
   const t0 = performance.now()
-  const res = await fetch(`${URL_}/v1/jobs?wait=true`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const res = await fetch(`${URL_}/v1/jobs?wait=true`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
   const job = (await res.json()) as Job
   if (res.status !== 200) throw new Error(`POST /v1/jobs: ${res.status} ${JSON.stringify(job)}`)
   return { job, ms: performance.now() - t0 }
@@ -41,7 +47,8 @@ for (const [runtime, [path, content]] of Object.entries(HELLO)) {
   const total: number[] = []
   for (let i = 0; i < RUNS; i++) {
     const { job, ms } = await run({ runtime, files: [{ path, content }], limits: { timeoutMs: 10_000 } })
-    if (job.status !== 'succeeded') throw new Error(`${runtime}: ${job.status} ${job.reason} ${job.compile?.stderr ?? ''}`)
+    if (job.status !== 'succeeded')
+      throw new Error(`${runtime}: ${job.status} ${job.reason} ${job.compile?.stderr ?? ''}`)
     compile.push(job.compile!.timeMs!)
     runMs.push(job.timings.runMs!)
     total.push(ms)
@@ -50,7 +57,11 @@ for (const [runtime, [path, content]] of Object.entries(HELLO)) {
 }
 
 const tests = Array.from({ length: CASES }, (_, i) => ({ stdin: `${i} ${i}`, expectedOutput: String(2 * i) }))
-const { job, ms } = await run({ runtime: 'cpp', source: '#include <iostream>\nint main() { long a, b; std::cin >> a >> b; std::cout << a + b << "\\n"; }\n', tests })
+const { job, ms } = await run({
+  runtime: 'cpp',
+  source: '#include <iostream>\nint main() { long a, b; std::cin >> a >> b; std::cout << a + b << "\\n"; }\n',
+  tests,
+})
 const cases = job.tests.map((c) => c.timeMs!)
 console.log(
   `cpp with ${CASES} test cases: ${job.status}, compile ${job.compile!.timeMs} ms once, cases p50 ${p50(cases).toFixed(0)} ms (sum ${cases.reduce((a, b) => a + b, 0)} ms), submit->result ${ms.toFixed(0)} ms`,

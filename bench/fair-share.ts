@@ -9,7 +9,13 @@
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 
-const { values } = parseArgs({ options: { flood: { type: 'string', default: '100' }, 'max-running': { type: 'string', default: '1' }, job: { type: 'string', default: 'sleep 0.3' } } })
+const { values } = parseArgs({
+  options: {
+    flood: { type: 'string', default: '100' },
+    'max-running': { type: 'string', default: '1' },
+    job: { type: 'string', default: 'sleep 0.3' },
+  },
+})
 const URL_ = process.env.AIRLOCK_URL ?? 'http://127.0.0.1:8080'
 const ADMIN = process.env.AIRLOCK_ADMIN_KEY
 if (!ADMIN) {
@@ -20,7 +26,11 @@ const FLOOD = Number(values.flood)
 const run = randomBytes(3).toString('hex')
 
 async function call<T>(method: string, path: string, key: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${URL_}${path}`, { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+  const res = await fetch(`${URL_}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
   const text = await res.text()
   if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${text}`)
   return (text ? JSON.parse(text) : null) as T
@@ -42,7 +52,8 @@ async function soloWaitMs(solo: string): Promise<number> {
 
 async function withFlood(flooder: string, solo: string): Promise<number> {
   const ids: string[] = []
-  for (let i = 0; i < FLOOD; i++) ids.push((await call<{ id: string }>('POST', '/v1/jobs', flooder, { runtime: 'bash', source: values.job })).id)
+  for (let i = 0; i < FLOOD; i++)
+    ids.push((await call<{ id: string }>('POST', '/v1/jobs', flooder, { runtime: 'bash', source: values.job })).id)
   await new Promise((r) => setTimeout(r, 1000))
   const wait = await soloWaitMs(solo)
   for (const id of ids) await call('DELETE', `/v1/jobs/${id}`, flooder).catch(() => undefined)
@@ -58,4 +69,6 @@ console.error(`idle: ${idle} ms`)
 const withGate = await withFlood(gated, solo)
 console.error(`with the gate: ${withGate} ms`)
 const withoutGate = await withFlood(ungated, solo)
-console.log(`solo's queue wait: idle ${idle} ms; behind ${FLOOD} flood jobs with maxRunning ${values['max-running']}: ${withGate} ms; without a quota: ${withoutGate} ms`)
+console.log(
+  `solo's queue wait: idle ${idle} ms; behind ${FLOOD} flood jobs with maxRunning ${values['max-running']}: ${withGate} ms; without a quota: ${withoutGate} ms`,
+)

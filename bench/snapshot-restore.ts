@@ -9,7 +9,8 @@
  * The program prints "ready" once its imports are done, then answers "pong" to each line
  * on stdin: cold = spawn to "ready"; restore = spawn to the first "pong".
  *
- *   node dist/bench/snapshot-restore.js [--runs 5] [--runtimes bash,ml-python,node] [--background] [--runsc /usr/local/bin/runsc]
+ * node dist/bench/snapshot-restore.js [--runs 5] [--runtimes bash,ml-python,node] [--background] [--runsc
+ * /usr/local/bin/runsc]
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
@@ -71,7 +72,15 @@ let stateRoot = ''
 
 function runscArgs(logFile: string, ...args: string[]): string[] {
   // The worker's flags (runsc.ts); --oci-seccomp so the bundle's profile is enforced.
-  return [`--root=${stateRoot}`, '--platform=systrap', '--network=none', '--oci-seccomp', `--log=${logFile}`, '--log-format=text', ...args]
+  return [
+    `--root=${stateRoot}`,
+    '--platform=systrap',
+    '--network=none',
+    '--oci-seccomp',
+    `--log=${logFile}`,
+    '--log-format=text',
+    ...args,
+  ]
 }
 
 async function writeBundle(dir: string, runtimeName: string): Promise<void> {
@@ -82,8 +91,24 @@ async function writeBundle(dir: string, runtimeName: string): Promise<void> {
   await mkdir(files, { recursive: true })
   await writeFile(join(files, runtime.defaultEntrypoint), source, { mode: 0o644 })
   const limits = { timeoutMs: 600_000, memoryMb: 2048, cpus: 2, pids: 256, outputBytes: 1 << 20 }
-  const spec = { runtime: runtimeName, files: [], entrypoint: runtime.defaultEntrypoint, args: [], stdin: '', env: {}, limits }
-  const config = buildOciConfig({ spec, runtime, rootfsPath: join(values.images, runtime.localImage, 'rootfs'), jobFilesPath: files, cgroupsPath: '', workspaceMb: 64, network: 'none' })
+  const spec = {
+    runtime: runtimeName,
+    files: [],
+    entrypoint: runtime.defaultEntrypoint,
+    args: [],
+    stdin: '',
+    env: {},
+    limits,
+  }
+  const config = buildOciConfig({
+    spec,
+    runtime,
+    rootfsPath: join(values.images, runtime.localImage, 'rootfs'),
+    jobFilesPath: files,
+    cgroupsPath: '',
+    workspaceMb: 64,
+    network: 'none',
+  })
   await writeFile(join(dir, 'config.json'), JSON.stringify(restorableConfig(config)))
 }
 
@@ -153,14 +178,21 @@ async function removeSandbox(id: string, logFile: string, child?: ChildProcessWi
 }
 
 /** A cold start to "ready", then a checkpoint of that sandbox (which stops it) into imageDir. */
-async function coldThenCheckpoint(work: string, id: string, imageDir: string): Promise<{ coldMs: number; checkpointMs: number }> {
+async function coldThenCheckpoint(
+  work: string,
+  id: string,
+  imageDir: string,
+): Promise<{ coldMs: number; checkpointMs: number }> {
   const logFile = join(work, `${id}.log`)
   const started = performance.now()
   const child = spawnRunsc(id, logFile, ['run', `--bundle=${join(work, 'bundle')}`, id])
   try {
     const coldMs = (await waitForLine(child, 'ready')).at - started
     const before = performance.now()
-    await execFileP(RUNSC, runscArgs(logFile, 'checkpoint', `--image-path=${imageDir}`, id), { timeout: 120_000, env: {} })
+    await execFileP(RUNSC, runscArgs(logFile, 'checkpoint', `--image-path=${imageDir}`, id), {
+      timeout: 120_000,
+      env: {},
+    })
     return { coldMs, checkpointMs: performance.now() - before }
   } finally {
     await removeSandbox(id, logFile, child)
@@ -172,7 +204,13 @@ async function restoreToReady(work: string, id: string, imageDir: string): Promi
   const logFile = join(work, `${id}.log`)
   const started = performance.now()
   const lazy = values.background ? ['--background'] : []
-  const child = spawnRunsc(id, logFile, ['restore', ...lazy, `--image-path=${imageDir}`, `--bundle=${join(work, 'bundle')}`, id])
+  const child = spawnRunsc(id, logFile, [
+    'restore',
+    ...lazy,
+    `--image-path=${imageDir}`,
+    `--bundle=${join(work, 'bundle')}`,
+    id,
+  ])
   try {
     const answered = waitForLine(child, 'pong')
     child.stdin.write('ping\n')
@@ -206,7 +244,8 @@ async function measure(root: string, runtime: string): Promise<Result> {
       if (i === 0) result.imageBytes = await dirBytes(image)
       else await rm(imageDir, { recursive: true, force: true })
     }
-    for (let i = 0; i < RUNS; i++) result.restoreMs.push(await restoreToReady(work, `snap-${runtime}-restore-${i}`, image))
+    for (let i = 0; i < RUNS; i++)
+      result.restoreMs.push(await restoreToReady(work, `snap-${runtime}-restore-${i}`, image))
   } catch (err) {
     result.error = (err as Error).message
   }
@@ -235,7 +274,9 @@ function printTable(results: Result[]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
   for (const row of [header, ...rows]) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '))
   for (const r of results) if (r.error) console.log(`${r.runtime}: ${r.error}`)
-  console.log(`n=${RUNS} each; platform systrap, network none, oci-seccomp${values.background ? ', restore --background' : ''}; runsc ${RUNSC}`)
+  console.log(
+    `n=${RUNS} each; platform systrap, network none, oci-seccomp${values.background ? ', restore --background' : ''}; runsc ${RUNSC}`,
+  )
 }
 
 /** Kills whatever is still alive and removes the state root, images and bundles. */

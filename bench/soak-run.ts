@@ -20,18 +20,21 @@ export interface SoakResult {
 }
 
 // Built, this file is dist/bench/; run from source (the tests), it is bench/.
-const SERVER = [new URL('../bin/airlock-server.js', import.meta.url), new URL('../dist/bin/airlock-server.js', import.meta.url)]
-  .map((u) => u.pathname)
-  .find((p) => existsSync(p)) ?? 'dist/bin/airlock-server.js'
+const SERVER =
+  [new URL('../bin/airlock-server.js', import.meta.url), new URL('../dist/bin/airlock-server.js', import.meta.url)]
+    .map((u) => u.pathname)
+    .find((p) => existsSync(p)) ?? 'dist/bin/airlock-server.js'
 
 function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b)
   return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN
 }
 
-
 function start(role: string, env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [SERVER, `--role=${role}`], { env: { ...process.env, AIRLOCK_LOG_LEVEL: 'warn', HOST: '127.0.0.1', ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
+  return spawn(process.execPath, [SERVER, `--role=${role}`], {
+    env: { ...process.env, AIRLOCK_LOG_LEVEL: 'warn', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
 }
 
 /** Average of the middle and of the last third of the samples: the growth after warm-up. */
@@ -46,7 +49,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const port = await freePort()
   const key = `soak-${Math.random().toString(36).slice(2)}-key`
   const prefix = `soak-${port}`
-  const env = { REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', AIRLOCK_REDIS_PREFIX: prefix, AIRLOCK_API_KEYS: `soak:${key}`, AIRLOCK_STATE_DIR: `/run/airlock-soak-${port}`, AIRLOCK_CGROUP_PARENT: `airlock-soak-${port}`, AIRLOCK_METRICS_PORT: '0' }
+  const env = {
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    AIRLOCK_REDIS_PREFIX: prefix,
+    AIRLOCK_API_KEYS: `soak:${key}`,
+    AIRLOCK_STATE_DIR: `/run/airlock-soak-${port}`,
+    AIRLOCK_CGROUP_PARENT: `airlock-soak-${port}`,
+    AIRLOCK_METRICS_PORT: '0',
+  }
   const api = start('api', { ...env, PORT: String(port) })
   const worker = start('worker', env)
   const url = `http://127.0.0.1:${port}`
@@ -57,7 +67,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const workerRss: number[] = []
   try {
     for (let i = 0; ; i++) {
-      const ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false)
+      const ready = await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
       if (ready) break
       if (i > 300) throw new Error('Airlock did not become ready')
       await new Promise((r) => setTimeout(r, 100))
@@ -88,7 +101,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
           const { id } = (await res.json()) as { id: string }
           // A subscriber per job, following it to the end.
           const result = await new Promise<{ code: number; lines: number; status?: string }>((resolve) => {
-            const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/jobs/${id}/stream`, { headers: { authorization: `Bearer ${key}` } })
+            const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
+              headers: { authorization: `Bearer ${key}` },
+            })
             let lines = 0
             let status: string | undefined
             ws.on('message', (raw) => {
@@ -100,14 +115,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
             ws.on('error', () => resolve({ code: -1, lines }))
           })
           endToEndMs.push(Date.now() - t0)
-          if (result.code !== 1000 || result.status !== 'succeeded' || result.lines !== 3) errors.push(`job ${id}: close ${result.code}, status ${result.status}, ${result.lines} lines`)
+          if (result.code !== 1000 || result.status !== 'succeeded' || result.lines !== 3)
+            errors.push(`job ${id}: close ${result.code}, status ${result.status}, ${result.lines} lines`)
         })().catch((err: unknown) => {
           errors.push(`client: ${(err as Error).message}`)
         }),
       )
       const wait = t0 + 1000 / options.ratePerSecond - Date.now()
       if (wait > 0) await new Promise((r) => setTimeout(r, wait))
-      if (submitted % Math.max(1, Math.round(options.ratePerSecond * 10)) === 0) log(`${submitted} jobs submitted, ${errors.length} errors, API ${apiRss.at(-1)?.toFixed(0)} MiB, worker ${workerRss.at(-1)?.toFixed(0)} MiB`)
+      if (submitted % Math.max(1, Math.round(options.ratePerSecond * 10)) === 0)
+        log(
+          `${submitted} jobs submitted, ${errors.length} errors, API ${apiRss.at(-1)?.toFixed(0)} MiB, worker ${workerRss.at(-1)?.toFixed(0)} MiB`,
+        )
     }
     await Promise.all(inflight)
     clearInterval(sampler)
@@ -128,10 +147,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const failures: string[] = []
     if (errors.length) failures.push(`${errors.length} errors, first: ${errors.slice(0, 3).join('; ')}`)
     if (summary.submitP99Ms > (options.maxSubmitP99Ms ?? 1000)) failures.push(`submit p99 ${summary.submitP99Ms} ms`)
-    if (summary.endToEndP99Ms > (options.maxEndToEndP99Ms ?? 15_000)) failures.push(`end-to-end p99 ${summary.endToEndP99Ms} ms`)
+    if (summary.endToEndP99Ms > (options.maxEndToEndP99Ms ?? 15_000))
+      failures.push(`end-to-end p99 ${summary.endToEndP99Ms} ms`)
     // Flat memory: what grows after warm-up must stay within noise.
-    for (const [name, g] of [['API', apiGrowth], ['worker', workerGrowth]] as const) {
-      if (g.lateMb - g.earlyMb > Math.max(25, g.earlyMb * 0.25)) failures.push(`${name} memory grew from ${g.earlyMb.toFixed(0)} to ${g.lateMb.toFixed(0)} MiB`)
+    for (const [name, g] of [
+      ['API', apiGrowth],
+      ['worker', workerGrowth],
+    ] as const) {
+      if (g.lateMb - g.earlyMb > Math.max(25, g.earlyMb * 0.25))
+        failures.push(`${name} memory grew from ${g.earlyMb.toFixed(0)} to ${g.lateMb.toFixed(0)} MiB`)
     }
     return { summary, failures }
   } finally {
@@ -139,7 +163,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     worker.kill('SIGTERM')
     await Promise.all([api, worker].map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))))
     // This run's own parent cgroup and state directory, empty once its worker is gone.
-    await removeCgroup(env.AIRLOCK_CGROUP_PARENT).catch((err: unknown) => log(`could not remove cgroup ${env.AIRLOCK_CGROUP_PARENT}: ${(err as Error).message}`))
+    await removeCgroup(env.AIRLOCK_CGROUP_PARENT).catch((err: unknown) =>
+      log(`could not remove cgroup ${env.AIRLOCK_CGROUP_PARENT}: ${(err as Error).message}`),
+    )
     await rm(env.AIRLOCK_STATE_DIR, { recursive: true, force: true })
   }
 }

@@ -16,7 +16,11 @@ const { values } = parseArgs({
   },
 })
 
-const result = await runSoak({ seconds: Number(values.seconds), ratePerSecond: Number(values.rate), log: (line) => console.log(line) })
+const result = await runSoak({
+  seconds: Number(values.seconds),
+  ratePerSecond: Number(values.rate),
+  log: (line) => console.log(line),
+})
 console.log(JSON.stringify(result.summary, null, 2))
 for (const failure of result.failures) console.log(`FAIL: ${failure}`)
 console.log(result.failures.length === 0 ? 'soak passed' : 'soak FAILED')

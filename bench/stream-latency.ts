@@ -51,19 +51,33 @@ function rssMb(pid: number): number {
 }
 
 async function startAirlock(): Promise<{ url: string; key: string; child: ChildProcess | undefined }> {
-  if (process.env.AIRLOCK_URL && process.env.AIRLOCK_API_KEY) return { url: process.env.AIRLOCK_URL, key: process.env.AIRLOCK_API_KEY, child: undefined }
+  if (process.env.AIRLOCK_URL && process.env.AIRLOCK_API_KEY)
+    return { url: process.env.AIRLOCK_URL, key: process.env.AIRLOCK_API_KEY, child: undefined }
   const port = await freePort()
   const key = `bench-${Math.random().toString(36).slice(2)}-key`
   const child = spawn(process.execPath, [new URL('../bin/airlock-server.js', import.meta.url).pathname], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', AIRLOCK_API_KEYS: `bench:${key}`, AIRLOCK_REDIS_PREFIX: `bench-${port}`, AIRLOCK_LOG_LEVEL: 'warn', AIRLOCK_METRICS_PORT: '0',
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      AIRLOCK_API_KEYS: `bench:${key}`,
+      AIRLOCK_REDIS_PREFIX: `bench-${port}`,
+      AIRLOCK_LOG_LEVEL: 'warn',
+      AIRLOCK_METRICS_PORT: '0',
       // Thousands of subscribers from one address and one tenant are this bench's point;
       // the per-tenant and per-address caps that refuse them in service are lifted here.
-      AIRLOCK_MAX_STREAMS_PER_TENANT: '100000', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '100000', AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '100000' },
+      AIRLOCK_MAX_STREAMS_PER_TENANT: '100000',
+      AIRLOCK_MAX_STREAMS_PER_ADDRESS: '100000',
+      AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '100000',
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   const url = `http://127.0.0.1:${port}`
   for (let i = 0; i < 200; i++) {
-    const ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false)
+    const ready = await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    )
     if (ready) return { url, key, child }
     await new Promise((r) => setTimeout(r, 100))
   }
@@ -92,7 +106,9 @@ interface Subscriber {
 }
 
 function subscribe(url: string, key: string, id: string): Subscriber {
-  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/jobs/${id}/stream`, { headers: { authorization: `Bearer ${key}` } })
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/jobs/${id}/stream`, {
+    headers: { authorization: `Bearer ${key}` },
+  })
   const sub: Subscriber = { latencies: [], lines: 0, closed: Promise.resolve(0) }
   sub.closed = new Promise((resolve) => {
     ws.on('message', (raw) => {
@@ -127,7 +143,12 @@ async function main(): Promise<void> {
     console.log('subscribers  all lines  closed ok  latency                                              API RSS')
     for (const n of SUBSCRIBER_STEPS) {
       const before = child?.pid ? rssMb(child.pid) : NaN
-      const job = await submit(url, key, `import time\ntime.sleep(3)\n${emitter(20, 200).split('\n').slice(1).join('\n')}`, 120_000)
+      const job = await submit(
+        url,
+        key,
+        `import time\ntime.sleep(3)\n${emitter(20, 200).split('\n').slice(1).join('\n')}`,
+        120_000,
+      )
       const subs = Array.from({ length: n }, () => subscribe(url, key, job))
       let peak = before
       const sampler = setInterval(() => {
@@ -137,8 +158,12 @@ async function main(): Promise<void> {
       clearInterval(sampler)
       const complete = subs.filter((s) => s.lines === 20).length
       const ok = codes.filter((c) => c === 1000).length
-      const rss = Number.isFinite(before) ? `${before.toFixed(0)} -> peak ${peak.toFixed(0)} MiB (${(((peak - before) * 1024) / n).toFixed(1)} KiB/subscriber)` : 'n/a (external server)'
-      console.log(`${String(n).padStart(11)}  ${String(complete).padStart(9)}  ${String(ok).padStart(9)}  ${summary(subs.flatMap((s) => s.latencies)).padEnd(52)} ${rss}`)
+      const rss = Number.isFinite(before)
+        ? `${before.toFixed(0)} -> peak ${peak.toFixed(0)} MiB (${(((peak - before) * 1024) / n).toFixed(1)} KiB/subscriber)`
+        : 'n/a (external server)'
+      console.log(
+        `${String(n).padStart(11)}  ${String(complete).padStart(9)}  ${String(ok).padStart(9)}  ${summary(subs.flatMap((s) => s.latencies)).padEnd(52)} ${rss}`,
+      )
     }
   } finally {
     child?.kill('SIGTERM')

@@ -61,10 +61,16 @@ async function direct(runtime: string): Promise<number[]> {
     const ms: number[] = []
     for (let i = 0; i < RUNS + 2; i++) {
       const t0 = performance.now()
-      const out = await executor.run({ jobId: `bench_${process.pid}_${i}`, tenant: 'bench', spec, signal: new AbortController().signal })
+      const out = await executor.run({
+        jobId: `bench_${process.pid}_${i}`,
+        tenant: 'bench',
+        spec,
+        signal: new AbortController().signal,
+      })
       const took = performance.now() - t0
       await executor.forget?.(`bench_${process.pid}_${i}`)
-      if (out.status !== 'succeeded') throw new Error(`direct ${runtime} job ended ${out.status}: ${out.reason ?? out.stderr}`)
+      if (out.status !== 'succeeded')
+        throw new Error(`direct ${runtime} job ended ${out.status}: ${out.reason ?? out.stderr}`)
       if (i >= 2) ms.push(took)
     }
     return ms
@@ -88,15 +94,34 @@ async function startAirlock(pool: string): Promise<Service> {
   const tag = `airlock-bench-warm-${port}`
   const child = spawn(process.execPath, [new URL('../bin/airlock-server.js', import.meta.url).pathname], {
     env: {
-      ...process.env, PORT: String(port), HOST: '127.0.0.1', AIRLOCK_API_KEYS: `bench:${key}`, AIRLOCK_REDIS_PREFIX: tag, AIRLOCK_LOG_LEVEL: 'warn', AIRLOCK_METRICS_PORT: '0',
-      AIRLOCK_STATE_DIR: `/run/${tag}`, AIRLOCK_CGROUP_PARENT: tag, AIRLOCK_WARM_POOL: pool,
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      AIRLOCK_API_KEYS: `bench:${key}`,
+      AIRLOCK_REDIS_PREFIX: tag,
+      AIRLOCK_LOG_LEVEL: 'warn',
+      AIRLOCK_METRICS_PORT: '0',
+      AIRLOCK_STATE_DIR: `/run/${tag}`,
+      AIRLOCK_CGROUP_PARENT: tag,
+      AIRLOCK_WARM_POOL: pool,
       // One tenant drives the whole worker here; the fair-share caps would hold it back.
-      AIRLOCK_DEFAULT_SUBMITS_PER_SECOND: '0', AIRLOCK_DEFAULT_MAX_RUNNING: '0', AIRLOCK_DEFAULT_MAX_QUEUED: '0',
+      AIRLOCK_DEFAULT_SUBMITS_PER_SECOND: '0',
+      AIRLOCK_DEFAULT_MAX_RUNNING: '0',
+      AIRLOCK_DEFAULT_MAX_QUEUED: '0',
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 300 && !(await fetch(`${url}/readyz`).then((r) => r.ok, () => false)); i++) await sleep(100)
+  for (
+    let i = 0;
+    i < 300 &&
+    !(await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    ));
+    i++
+  )
+    await sleep(100)
   return {
     url,
     key,
@@ -118,7 +143,11 @@ interface Result {
 
 async function submit(s: Service, runtime: string): Promise<Result> {
   const t0 = performance.now()
-  const res = await fetch(`${s.url}/v1/jobs?wait=true`, { method: 'POST', headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json' }, body: JSON.stringify({ runtime, source: SOURCE[runtime] }) })
+  const res = await fetch(`${s.url}/v1/jobs?wait=true`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ runtime, source: SOURCE[runtime] }),
+  })
   const job = (await res.json()) as { status: string; sandboxStart: string | null; reason: string | null }
   const e2eMs = performance.now() - t0
   if (job.status !== 'succeeded') throw new Error(`job ended ${job.status}: ${job.reason}`)
@@ -159,16 +188,27 @@ async function sustained(s: Service, concurrency: number): Promise<Result[]> {
 const hits = (r: Result[]) => ` warm ${r.filter((x) => x.warm).length}/${r.length}`
 
 async function main(): Promise<void> {
-  console.log(`warm-start bench, ${new Date().toISOString()}; trivial jobs (${RUNTIMES.map((r) => `${r}: ${SOURCE[r]}`).join('; ')}); ms`)
+  console.log(
+    `warm-start bench, ${new Date().toISOString()}; trivial jobs (${RUNTIMES.map((r) => `${r}: ${SOURCE[r]}`).join('; ')}); ms`,
+  )
   for (const runtime of RUNTIMES) console.log(line(`${runtime}: cold sandbox, executor alone`, await direct(runtime)))
-  const configs: [string, string][] = [['default warm pool', SETTINGS.warmPool.default], ['no pool', 'none']]
+  const configs: [string, string][] = [
+    ['default warm pool', SETTINGS.warmPool.default],
+    ['no pool', 'none'],
+  ]
   for (const [name, pool] of configs) {
     const s = await startAirlock(pool)
     try {
       for (const runtime of RUNTIMES) {
         for (const gap of [GAP_MS, 0]) {
           const r = await sequential(s, runtime, gap)
-          console.log(line(`${runtime}: service, ${gap > 0 ? `${gap} ms apart` : 'back to back'}, ${name}`, r.map((x) => x.e2eMs), hits(r)))
+          console.log(
+            line(
+              `${runtime}: service, ${gap > 0 ? `${gap} ms apart` : 'back to back'}, ${name}`,
+              r.map((x) => x.e2eMs),
+              hits(r),
+            ),
+          )
         }
       }
     } finally {
@@ -180,7 +220,13 @@ async function main(): Promise<void> {
     const s = await startAirlock(pool)
     try {
       const r = await sustained(s, concurrency)
-      console.log(line(`sustained: ${JOBS} jobs at concurrency ${concurrency}, ${name}`, r.map((x) => x.e2eMs), `${hits(r)} (hit rate ${((100 * r.filter((x) => x.warm).length) / r.length).toFixed(0)}%)`))
+      console.log(
+        line(
+          `sustained: ${JOBS} jobs at concurrency ${concurrency}, ${name}`,
+          r.map((x) => x.e2eMs),
+          `${hits(r)} (hit rate ${((100 * r.filter((x) => x.warm).length) / r.length).toFixed(0)}%)`,
+        ),
+      )
     } finally {
       await s.stop()
     }

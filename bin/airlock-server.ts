@@ -41,7 +41,12 @@ async function main(): Promise<void> {
 
   let worker: WorkerService | undefined
   if (role === 'all' || role === 'worker') {
-    worker = new WorkerService(config, createExecutor(config, logger, { metrics }), logger.child({ component: 'worker' }), metrics)
+    worker = new WorkerService(
+      config,
+      createExecutor(config, logger, { metrics }),
+      logger.child({ component: 'worker' }),
+      metrics,
+    )
     await worker.start()
     stops.push(() => worker!.stop())
   }
@@ -57,12 +62,16 @@ async function main(): Promise<void> {
     // so an orchestrator sees a fail-closed worker).
     const server = createServer((req, res) => {
       if (req.url === '/metrics') {
-        void metrics.registry.metrics().then((body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body))
+        void metrics.registry
+          .metrics()
+          .then((body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body))
       } else if (req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
       } else if (req.url === '/readyz' && worker) {
         const isolation = worker?.isolation
-        res.writeHead(isolation?.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: !!isolation?.ok, reason: isolation?.reason ?? null }))
+        res
+          .writeHead(isolation?.ok ? 200 : 503, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ ok: !!isolation?.ok, reason: isolation?.reason ?? null }))
       } else {
         res.writeHead(404).end()
       }
@@ -77,7 +86,9 @@ async function main(): Promise<void> {
     logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down')
     // The API stops accepting and answers what is in flight while the worker finishes
     // or hands back its running jobs; neither waits for the other.
-    void Promise.all(stops.map((stop) => stop().catch((err: unknown) => logger.error({ err }, 'shutdown step failed')))).then(() => {
+    void Promise.all(
+      stops.map((stop) => stop().catch((err: unknown) => logger.error({ err }, 'shutdown step failed'))),
+    ).then(() => {
       logger.info('stopped')
       process.exit(0)
     })

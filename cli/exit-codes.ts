@@ -1,4 +1,13 @@
-import { AuthenticationError, ConflictError, ConnectionError, ForbiddenError, NotFoundError, UnavailableError, ValidationError, type Job } from '../sdk/src/index.js'
+import {
+  AuthenticationError,
+  ConflictError,
+  ConnectionError,
+  ForbiddenError,
+  NotFoundError,
+  UnavailableError,
+  ValidationError,
+  type Job,
+} from '../sdk/src/index.js'
 
 /**
  * The CLI's exit codes. A job that ran exits with the program's own code (128 + n
@@ -27,14 +36,29 @@ export const EXIT = {
   noPermission: 77,
   /** The job had already ended (cancelling a finished job). */
   alreadyEnded: 3,
-  /** The compile failed, or a test case did not pass: the program's fault, as a compiler's or a test runner's exit 1. */
+  /**
+   * The compile failed, or a test case did not pass: the program's fault, as a compiler's or a test runner's exit 1.
+   */
   stepsFailed: 1,
 } as const
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGXCPU: 24 }
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGABRT: 6,
+  SIGKILL: 9,
+  SIGSEGV: 11,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGXCPU: 24,
+}
 
 /** An ended job -> the CLI's exit code. */
-export function exitCodeForJob(job: Pick<Job, 'status' | 'exitCode' | 'signal'> & Partial<Pick<Job, 'compile' | 'tests'>>): number {
+export function exitCodeForJob(
+  job: Pick<Job, 'status' | 'exitCode' | 'signal'> & Partial<Pick<Job, 'compile' | 'tests'>>,
+): number {
   switch (job.status) {
     case 'succeeded':
       return EXIT.ok

@@ -23,7 +23,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('Run untrusted code in gVisor sandboxes, and operate Airlock')
     .option('--url <url>', 'Airlock base URL (env AIRLOCK_URL, default http://127.0.0.1:8080)')
     .option('--key <key>', 'API key (env AIRLOCK_API_KEY)')
-    .option('--config <file>', 'JSON config file {"url","apiKey"} (env AIRLOCK_CONFIG, default ~/.config/airlock/config.json)')
+    .option(
+      '--config <file>',
+      'JSON config file {"url","apiKey"} (env AIRLOCK_CONFIG, default ~/.config/airlock/config.json)',
+    )
     .showHelpAfterError()
     .exitOverride()
 
@@ -36,14 +39,25 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command('run')
-    .description("run FILE (or a project's directory) in a sandbox, stream its output, exit with the job's exit code (timeout 124, oom 125, cancelled 130, error 70); piped stdin goes to the program")
-    .argument('<file>', `program file; a project's directory (every file in it but those .airlockignore names; the program is ${[...new Set(RUNTIMES.map((r) => r.defaultEntrypoint))].join(', ')}, or --entrypoint); or - to read the program from stdin (with --runtime). The runtime comes from the entrypoint's extension (${Object.keys(RUNTIME_BY_EXTENSION).join(', ')}) unless --runtime`)
+    .description(
+      "run FILE (or a project's directory) in a sandbox, stream its output, exit with the job's exit code (timeout 124, oom 125, cancelled 130, error 70); piped stdin goes to the program",
+    )
+    .argument(
+      '<file>',
+      `program file; a project's directory (every file in it but those .airlockignore names; the program is ${[...new Set(RUNTIMES.map((r) => r.defaultEntrypoint))].join(', ')}, or --entrypoint); or - to read the program from stdin (with --runtime). The runtime comes from the entrypoint's extension (${Object.keys(RUNTIME_BY_EXTENSION).join(', ')}) unless --runtime`,
+    )
     .argument('[args...]', 'arguments for the program (after --)')
     .option('-r, --runtime <runtime>', RUNTIMES.map((r) => r.name).join(', '))
     .option('-f, --file <path...>', "more files or directories of the project, inside FILE's directory")
     .option('--entrypoint <path>', "the program's file within the project, e.g. main.py")
-    .option('-o, --out <dir>', 'write the files the job leaves in /workspace/out (its artifacts) to this new or empty directory')
-    .option('--stdin <file>', "file to feed to the program's stdin ('-' for this stdin; piped stdin is used by default)")
+    .option(
+      '-o, --out <dir>',
+      'write the files the job leaves in /workspace/out (its artifacts) to this new or empty directory',
+    )
+    .option(
+      '--stdin <file>',
+      "file to feed to the program's stdin ('-' for this stdin; piped stdin is used by default)",
+    )
     .option('--no-stdin', 'give the program no stdin, even when this one is piped (in a `while read` loop)')
     .option('-t, --timeout <duration>', 'time limit, e.g. 10s, 500ms, 2m')
     .option('-m, --memory <mib>', 'memory limit, MiB')
@@ -51,9 +65,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--pids <n>', 'process and thread limit')
     .option('--output <bytes>', 'cap of stdout and of stderr, each, in bytes')
     .option('-e, --env <NAME=value...>', 'environment variables for the program')
-    .option('--tests <file>', 'run once per test case (compiled once): a JSON file [{"stdin", "args", "expectedOutput"}]; each verdict is printed')
+    .option(
+      '--tests <file>',
+      'run once per test case (compiled once): a JSON file [{"stdin", "args", "expectedOutput"}]; each verdict is printed',
+    )
     .option('--json', 'print the finished job as JSON instead of streaming output')
-    .action(action((file: string, args: string[], flags: RunFlags) => runCommand(clientFor(globals()), file, args, flags)))
+    .action(
+      action((file: string, args: string[], flags: RunFlags) => runCommand(clientFor(globals()), file, args, flags)),
+    )
 
   const jobs = program.command('jobs').description("this tenant's jobs")
   jobs
@@ -63,10 +82,16 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--limit <n>', 'page size, 1-100', '20')
     .option('--cursor <cursor>', 'next page')
     .option('--json', 'print JSON')
-    .action(action((flags: { status?: string; limit?: string; cursor?: string; json?: boolean }) => listJobs(clientFor(globals()), flags)))
+    .action(
+      action((flags: { status?: string; limit?: string; cursor?: string; json?: boolean }) =>
+        listJobs(clientFor(globals()), flags),
+      ),
+    )
   jobs
     .command('submit')
-    .description('queue the jobs of a JSON array in one request (POST /v1/jobs/batch); prints each id or why it was refused; exit 65 if any was')
+    .description(
+      'queue the jobs of a JSON array in one request (POST /v1/jobs/batch); prints each id or why it was refused; exit 65 if any was',
+    )
     .argument('<file>', 'a JSON file [{"runtime", "source" | "files", ...}], or - for stdin')
     .option('--json', 'print JSON')
     .action(action((file: string, flags: { json?: boolean }) => submitJobs(clientFor(globals()), file, flags)))
@@ -104,10 +129,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
       action(async (flags: { only?: string[]; json?: boolean }) => {
         const client = clientFor(globals())
         const outcomes = await runProbes(client, selectProbes(flags.only), (o) => {
-          if (!flags.json) process.stderr.write(`${o.pass ? 'pass' : 'FAIL'} ${o.name} (${(o.durationMs / 1000).toFixed(1)} s)\n`)
+          if (!flags.json)
+            process.stderr.write(`${o.pass ? 'pass' : 'FAIL'} ${o.name} (${(o.durationMs / 1000).toFixed(1)} s)\n`)
         })
         const passed = outcomes.every((o) => o.pass)
-        if (flags.json) process.stdout.write(`${JSON.stringify({ url: client.baseUrl, passed, probes: outcomes }, null, 2)}\n`)
+        if (flags.json)
+          process.stdout.write(`${JSON.stringify({ url: client.baseUrl, passed, probes: outcomes }, null, 2)}\n`)
         else process.stdout.write(`${renderTable(outcomes, process.stdout.columns ?? 160)}\n`)
         return passed ? EXIT.ok : 1
       }),
@@ -117,17 +144,25 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command('bench')
-    .description('measure what gVisor costs: each workload under gVisor and under runc (interleaved), plus API ingest; writes bench.json and report.html')
+    .description(
+      'measure what gVisor costs: each workload under gVisor and under runc (interleaved), plus API ingest; writes bench.json and report.html',
+    )
     .option('--quick', 'a short run (3 jobs per runtime, 2 s of ingest)')
     .option('--jobs <n>', 'jobs per workload and runtime (default 10)')
     .option('-c, --concurrency <n>', 'jobs at once', '2')
     .option('--workload <file...>', 'add workloads from a JSON file: {name, stresses, request}')
     .option('--only <names>', 'comma-separated workload names')
     .option('--out <dir>', 'where to write bench.json and report.html')
-    .option('--no-direct', 'skip direct executor runs (the service-overhead baseline; needs root on the Airlock machine)')
+    .option(
+      '--no-direct',
+      'skip direct executor runs (the service-overhead baseline; needs root on the Airlock machine)',
+    )
     .option('--ingest-seconds <s>', 'seconds of each API ingest run (0: none)')
     .option('--json', 'print the report JSON')
-    .option('--sandboxes <configs>', `instead: the workloads run directly under several sandbox configurations on this machine, side by side (${SANDBOX_CONFIG_NAMES.join(', ')}, or all; needs root, no server); writes sandboxes.json`)
+    .option(
+      '--sandboxes <configs>',
+      `instead: the workloads run directly under several sandbox configurations on this machine, side by side (${SANDBOX_CONFIG_NAMES.join(', ')}, or all; needs root, no server); writes sandboxes.json`,
+    )
     .action(
       action(async (flags: BenchFlags) => {
         if (flags.sandboxes !== undefined) return benchSandboxesCommand(flags)
@@ -144,7 +179,9 @@ export function buildProgram(setExit: (code: number) => void): Command {
       action(async (flags: { role: string }) => {
         const child = spawn(process.execPath, [SERVER_JS, `--role=${flags.role}`], { stdio: 'inherit' })
         for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig))
-        return new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))))
+        return new Promise<number>((resolve) =>
+          child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))),
+        )
       }),
     )
   return program

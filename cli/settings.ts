@@ -28,10 +28,13 @@ function readSettingsFile(path: string, required: boolean): FileSettings {
     const parsed = JSON.parse(text) as unknown
     if (typeof parsed !== 'object' || parsed === null) throw new Error('not an object')
     const { url, apiKey } = parsed as Record<string, unknown>
-    if ((url !== undefined && typeof url !== 'string') || (apiKey !== undefined && typeof apiKey !== 'string')) throw new Error('url and apiKey must be strings')
+    if ((url !== undefined && typeof url !== 'string') || (apiKey !== undefined && typeof apiKey !== 'string'))
+      throw new Error('url and apiKey must be strings')
     return { url: url as string | undefined, apiKey: apiKey as string | undefined }
   } catch (err) {
-    throw new UsageError(`the config file ${path} is not valid: ${(err as Error).message} (expected {"url": "...", "apiKey": "..."})`)
+    throw new UsageError(
+      `the config file ${path} is not valid: ${(err as Error).message} (expected {"url": "...", "apiKey": "..."})`,
+    )
   }
 }
 
@@ -40,9 +43,15 @@ function readSettingsFile(path: string, required: boolean): FileSettings {
  * AIRLOCK_API_KEY), then a JSON config file (--config, AIRLOCK_CONFIG, or
  * ~/.config/airlock/config.json).
  */
-export function resolveSettings(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env): { url: string; apiKey: string } {
+export function resolveSettings(
+  flags: GlobalFlags,
+  env: NodeJS.ProcessEnv = process.env,
+): { url: string; apiKey: string } {
   const explicit = flags.config ?? (env.AIRLOCK_CONFIG || undefined)
-  const file = readSettingsFile(explicit ?? join(homedir(), '.config', 'airlock', 'config.json'), explicit !== undefined)
+  const file = readSettingsFile(
+    explicit ?? join(homedir(), '.config', 'airlock', 'config.json'),
+    explicit !== undefined,
+  )
   // An empty variable counts as unset, as shells make it easy to export one.
   const url = flags.url ?? (env.AIRLOCK_URL || undefined) ?? file.url ?? 'http://127.0.0.1:8080'
   const apiKey = flags.key ?? (env.AIRLOCK_API_KEY || undefined) ?? file.apiKey

@@ -19,13 +19,27 @@ export const LogEventSchema = Type.Object({
 /** A step of a compiled job or of a job with test cases starting: which one is running now. */
 export const StepEventSchema = Type.Object({
   type: Type.Literal('step'),
-  step: Type.Enum(STEP_KINDS, { type: 'string', title: 'StepKind', description: 'compile; run: the one run of a job without tests; test: a test case' }),
+  step: Type.Enum(STEP_KINDS, {
+    type: 'string',
+    title: 'StepKind',
+    description: 'compile; run: the one run of a job without tests; test: a test case',
+  }),
   index: Type.Integer({ minimum: 0, description: '0 for the compile; runs and test cases from 1' }),
   seq: Type.Integer(),
   ts: Type.String({ format: 'date-time' }),
 })
-export const StatusEventSchema = Type.Object({ type: Type.Literal('status'), status: JobStatusSchema, seq: Type.Integer(), ts: Type.String({ format: 'date-time' }) })
-export const EndEventSchema = Type.Object({ type: Type.Literal('end'), job: JobSchema, seq: Type.Integer(), ts: Type.String({ format: 'date-time' }) })
+export const StatusEventSchema = Type.Object({
+  type: Type.Literal('status'),
+  status: JobStatusSchema,
+  seq: Type.Integer(),
+  ts: Type.String({ format: 'date-time' }),
+})
+export const EndEventSchema = Type.Object({
+  type: Type.Literal('end'),
+  job: JobSchema,
+  seq: Type.Integer(),
+  ts: Type.String({ format: 'date-time' }),
+})
 export const JobEventSchema = Type.Union([LogEventSchema, StepEventSchema, StatusEventSchema, EndEventSchema])
 
 export type LogEvent = Static<typeof LogEventSchema>
@@ -41,8 +55,10 @@ function toEvent(fields: string[]): StoredEvent | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!
   const seq = Number(f.seq)
   const ts = new Date(Number(f.ts)).toISOString()
-  if (f.type === 'log') return { type: 'log', stream: f.stream === 'stderr' ? 'stderr' : 'stdout', data: f.data ?? '', seq, ts }
-  if (f.type === 'step' && (STEP_KINDS as readonly string[]).includes(f.step ?? '')) return { type: 'step', step: f.step as StepEvent['step'], index: Number(f.index), seq, ts }
+  if (f.type === 'log')
+    return { type: 'log', stream: f.stream === 'stderr' ? 'stderr' : 'stdout', data: f.data ?? '', seq, ts }
+  if (f.type === 'step' && (STEP_KINDS as readonly string[]).includes(f.step ?? ''))
+    return { type: 'step', step: f.step as StepEvent['step'], index: Number(f.index), seq, ts }
   if (f.type === 'status') return { type: 'status', status: f.status as StatusEvent['status'], seq, ts }
   if (f.type === 'end') return { type: 'end', seq, ts }
   return undefined

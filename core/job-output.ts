@@ -79,9 +79,15 @@ export class JobOutputReader {
   }
 
   /** A stream's output (or, with 'both', every log event's in order) as pieces of text. */
-  async *pieces(jobId: string, place: OutputPlace, stream: OutputStream | 'both', take: TakeBudget): AsyncGenerator<string> {
+  async *pieces(
+    jobId: string,
+    place: OutputPlace,
+    stream: OutputStream | 'both',
+    take: TakeBudget,
+  ): AsyncGenerator<string> {
     if (place === 'keys') {
-      for (const s of stream === 'both' ? (['stdout', 'stderr'] as const) : [stream]) yield* this.fromKey(this.keys.jobOutput(jobId, s), take)
+      for (const s of stream === 'both' ? (['stdout', 'stderr'] as const) : [stream])
+        yield* this.fromKey(this.keys.jobOutput(jobId, s), take)
     } else {
       yield* this.fromEvents(jobId, stream, take)
     }
@@ -92,7 +98,15 @@ export class JobOutputReader {
     for (let start = '-'; ; ) {
       const hold = await take(JobOutputReader.memoryOf(JobOutputReader.READ_BYTES + JobOutputReader.EVENT_MAX_BYTES))
       try {
-        const [last, data] = (await this.redis.callBuffer('EVAL', [READ_OUTPUT, 1, key, start, stream, JobOutputReader.READ_BYTES, JobOutputReader.READ_ENTRIES])) as [Buffer, Buffer]
+        const [last, data] = (await this.redis.callBuffer('EVAL', [
+          READ_OUTPUT,
+          1,
+          key,
+          start,
+          stream,
+          JobOutputReader.READ_BYTES,
+          JobOutputReader.READ_ENTRIES,
+        ])) as [Buffer, Buffer]
         hold.shrink(JobOutputReader.memoryOf(data.length))
         yield* textPieces(data)
         if (last.length === 0) return

@@ -1,5 +1,13 @@
 import { Type, type Static } from 'typebox'
-import { defaultKey, LIMIT_BOUNDS, LIMIT_NAMES, LimitsSchema, maxKey, type Limits, type LimitSettingKey } from './limits.js'
+import {
+  defaultKey,
+  LIMIT_BOUNDS,
+  LIMIT_NAMES,
+  LimitsSchema,
+  maxKey,
+  type Limits,
+  type LimitSettingKey,
+} from './limits.js'
 import { AirlockError, type ErrorDetail } from './errors.js'
 import { findRuntime, RUNTIMES } from './runtimes.js'
 import type { Config } from './config.js'
@@ -38,9 +46,17 @@ export const JobFileSchema = Type.Object(
     // In characters here (a character is at least a byte); filePathProblem counts bytes.
     path: Type.String({ minLength: 1, maxLength: MAX_FILE_PATH_BYTES }),
     // Base64 takes 4 characters for 3 bytes.
-    content: Type.String({ maxLength: Math.ceil(MAX_TOTAL_FILE_BYTES / 3) * 4, description: `The file's text, or its bytes in base64 with encoding: base64; ${MAX_TOTAL_FILE_BYTES} bytes in all files together` }),
+    content: Type.String({
+      maxLength: Math.ceil(MAX_TOTAL_FILE_BYTES / 3) * 4,
+      description: `The file's text, or its bytes in base64 with encoding: base64; ${MAX_TOTAL_FILE_BYTES} bytes in all files together`,
+    }),
     encoding: Type.Optional(
-      Type.Enum(FILE_ENCODINGS, { type: 'string', title: 'FileEncoding', description: 'utf8 (default): content is the text; base64: content is the bytes, base64-encoded (RFC 4648, with padding)' }),
+      Type.Enum(FILE_ENCODINGS, {
+        type: 'string',
+        title: 'FileEncoding',
+        description:
+          'utf8 (default): content is the text; base64: content is the bytes, base64-encoded (RFC 4648, with padding)',
+      }),
     ),
   },
   { additionalProperties: false, title: 'JobFile' },
@@ -51,18 +67,30 @@ export const JobFileSchema = Type.Object(
  * emits the key type as patternProperties, which by itself lets any other key through
  * with any value.
  */
-export const JobEnvSchema = Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String({ maxLength: MAX_ENV_VALUE_LENGTH }), {
-  maxProperties: MAX_ENV,
-  additionalProperties: false,
-  description: `Variables for the program: at most ${MAX_ENV}, names matching ${ENV_NAME_PATTERN}, values of at most ${MAX_ENV_VALUE_LENGTH} characters, ${MAX_TOTAL_ENV_BYTES} bytes in all`,
-})
+export const JobEnvSchema = Type.Record(
+  Type.String({ pattern: ENV_NAME_PATTERN }),
+  Type.String({ maxLength: MAX_ENV_VALUE_LENGTH }),
+  {
+    maxProperties: MAX_ENV,
+    additionalProperties: false,
+    description: `Variables for the program: at most ${MAX_ENV}, names matching ${ENV_NAME_PATTERN}, values of at most ${MAX_ENV_VALUE_LENGTH} characters, ${MAX_TOTAL_ENV_BYTES} bytes in all`,
+  },
+)
 
 export const TestCaseSchema = Type.Object(
   {
     stdin: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES, description: "The case's standard input" })),
-    args: Type.Optional(Type.Array(Type.String({ maxLength: MAX_ARG_LENGTH }), { maxItems: MAX_ARGS, description: "The program's arguments in this case, instead of the job's args" })),
+    args: Type.Optional(
+      Type.Array(Type.String({ maxLength: MAX_ARG_LENGTH }), {
+        maxItems: MAX_ARGS,
+        description: "The program's arguments in this case, instead of the job's args",
+      }),
+    ),
     expectedOutput: Type.Optional(
-      Type.String({ maxLength: MAX_TOTAL_FILE_BYTES, description: `What stdout should be, compared ${OUTPUT_MATCH_RULE}. It never enters the sandbox: the worker compares.` }),
+      Type.String({
+        maxLength: MAX_TOTAL_FILE_BYTES,
+        description: `What stdout should be, compared ${OUTPUT_MATCH_RULE}. It never enters the sandbox: the worker compares.`,
+      }),
     ),
   },
   { additionalProperties: false, title: 'TestCase' },
@@ -90,15 +118,22 @@ export const RuntimeNameSchema = Type.Enum(
 export function unknownRuntimeError(body: unknown): AirlockError | undefined {
   const runtime = (body as { runtime?: unknown } | null)?.runtime
   if (typeof runtime !== 'string' || findRuntime(runtime)) return undefined
-  return new AirlockError('AIRLOCK_ERR_UNKNOWN_RUNTIME', `unknown runtime ${JSON.stringify(runtime)}; available: ${RUNTIMES.map((r) => r.name).join(', ')}`, [
-    { path: '/runtime', message: 'unknown runtime' },
-  ])
+  return new AirlockError(
+    'AIRLOCK_ERR_UNKNOWN_RUNTIME',
+    `unknown runtime ${JSON.stringify(runtime)}; available: ${RUNTIMES.map((r) => r.name).join(', ')}`,
+    [{ path: '/runtime', message: 'unknown runtime' }],
+  )
 }
 
 export const JobRequestSchema = Type.Object(
   {
     runtime: RuntimeNameSchema,
-    source: Type.Optional(Type.String({ maxLength: MAX_TOTAL_FILE_BYTES, description: 'Program text; stored as the runtime\'s default entrypoint' })),
+    source: Type.Optional(
+      Type.String({
+        maxLength: MAX_TOTAL_FILE_BYTES,
+        description: "Program text; stored as the runtime's default entrypoint",
+      }),
+    ),
     files: Type.Optional(Type.Array(JobFileSchema, { minItems: 1, maxItems: MAX_FILES })),
     entrypoint: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_FILE_PATH_BYTES })),
     args: Type.Optional(Type.Array(Type.String({ maxLength: MAX_ARG_LENGTH }), { maxItems: MAX_ARGS })),
@@ -110,7 +145,8 @@ export const JobRequestSchema = Type.Object(
       Type.Enum(['gvisor', 'runc'], {
         type: 'string',
         title: 'IsolationChoice',
-        description: 'gvisor (default). runc: a plain container with no gVisor, for benchmarks only; refused (403) unless the tenant is in AIRLOCK_BENCH_TENANTS',
+        description:
+          'gvisor (default). runc: a plain container with no gVisor, for benchmarks only; refused (403) unless the tenant is in AIRLOCK_BENCH_TENANTS',
       }),
     ),
   },
@@ -175,7 +211,8 @@ export function filePathProblem(path: string): string | undefined {
   if (parts.length > MAX_PATH_DEPTH) return `is nested too deeply (${MAX_PATH_DEPTH} levels at most)`
   // Checked here rather than left to the filesystem, whose ENAMETOOLONG would come
   // from the worker, past the edge.
-  if (parts.some((p) => utf8Bytes(p) > MAX_PATH_SEGMENT_BYTES)) return `has a name longer than ${MAX_PATH_SEGMENT_BYTES} bytes`
+  if (parts.some((p) => utf8Bytes(p) > MAX_PATH_SEGMENT_BYTES))
+    return `has a name longer than ${MAX_PATH_SEGMENT_BYTES} bytes`
   if (utf8Bytes(path) > MAX_FILE_PATH_BYTES) return `is longer than ${MAX_FILE_PATH_BYTES} bytes`
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(path)) return 'contains control characters'
@@ -226,17 +263,42 @@ export function envEntryBytes(name: string, value: string): number {
  */
 function checkEnv(env: Record<string, string>): Record<string, string> {
   const entries = Object.entries(env)
-  if (entries.length > MAX_ENV) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env has ${entries.length} variables; at most ${MAX_ENV} are allowed`, [{ path: '/env', message: 'too many' }])
+  if (entries.length > MAX_ENV)
+    throw new AirlockError(
+      'AIRLOCK_ERR_VALIDATION',
+      `env has ${entries.length} variables; at most ${MAX_ENV} are allowed`,
+      [{ path: '/env', message: 'too many' }],
+    )
   let bytes = 0
   for (const [name, value] of entries) {
-    if (!ENV_NAME.test(name)) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env name ${JSON.stringify(name.slice(0, 64))} is not a POSIX name of at most ${MAX_ENV_NAME_LENGTH} characters`, [{ path: '/env', message: 'bad name' }])
-    if (typeof value !== 'string' || characters(value) > MAX_ENV_VALUE_LENGTH) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} must be a string of at most ${MAX_ENV_VALUE_LENGTH} characters`, [{ path: `/env/${name}`, message: 'bad value' }])
-    if (RESERVED_ENV.has(name)) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} is set by the sandbox and cannot be overridden`, [{ path: `/env/${name}`, message: 'reserved' }])
-    if (value.includes('\0')) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} contains a NUL byte`, [{ path: `/env/${name}`, message: 'NUL byte' }])
+    if (!ENV_NAME.test(name))
+      throw new AirlockError(
+        'AIRLOCK_ERR_VALIDATION',
+        `env name ${JSON.stringify(name.slice(0, 64))} is not a POSIX name of at most ${MAX_ENV_NAME_LENGTH} characters`,
+        [{ path: '/env', message: 'bad name' }],
+      )
+    if (typeof value !== 'string' || characters(value) > MAX_ENV_VALUE_LENGTH)
+      throw new AirlockError(
+        'AIRLOCK_ERR_VALIDATION',
+        `env ${name} must be a string of at most ${MAX_ENV_VALUE_LENGTH} characters`,
+        [{ path: `/env/${name}`, message: 'bad value' }],
+      )
+    if (RESERVED_ENV.has(name))
+      throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} is set by the sandbox and cannot be overridden`, [
+        { path: `/env/${name}`, message: 'reserved' },
+      ])
+    if (value.includes('\0'))
+      throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env ${name} contains a NUL byte`, [
+        { path: `/env/${name}`, message: 'NUL byte' },
+      ])
     bytes += envEntryBytes(name, value)
   }
   if (bytes > MAX_TOTAL_ENV_BYTES) {
-    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `env adds up to ${bytes} bytes; at most ${MAX_TOTAL_ENV_BYTES} are allowed`, [{ path: '/env', message: 'too large' }])
+    throw new AirlockError(
+      'AIRLOCK_ERR_VALIDATION',
+      `env adds up to ${bytes} bytes; at most ${MAX_TOTAL_ENV_BYTES} are allowed`,
+      [{ path: '/env', message: 'too large' }],
+    )
   }
   return env
 }
@@ -249,7 +311,9 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
   const runtime = findRuntime(request.runtime)
   if (!runtime) throw unknownRuntimeError(request)!
   if (request.source !== undefined && request.files !== undefined) {
-    throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'send either source or files, not both', [{ path: '/files', message: 'not allowed together with source' }])
+    throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'send either source or files, not both', [
+      { path: '/files', message: 'not allowed together with source' },
+    ])
   }
   let files: JobFile[]
   if (request.source !== undefined) {
@@ -257,38 +321,68 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
   } else if (request.files !== undefined && request.files.length > 0) {
     files = request.files
   } else {
-    throw new AirlockError('AIRLOCK_ERR_SOURCE_REQUIRED', 'a job needs source or at least one file', [{ path: '/source', message: 'required when files is absent' }])
+    throw new AirlockError('AIRLOCK_ERR_SOURCE_REQUIRED', 'a job needs source or at least one file', [
+      { path: '/source', message: 'required when files is absent' },
+    ])
   }
 
   const seen = new Set<string>()
   let total = 0
   files.forEach((file, i) => {
     const problem = filePathProblem(file.path)
-    if (problem) throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file path ${JSON.stringify(file.path)} ${problem}`, [{ path: `/files/${i}/path`, message: problem }])
-    if (seen.has(file.path)) throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file ${JSON.stringify(file.path)} is given twice`, [{ path: `/files/${i}/path`, message: 'duplicate path' }])
+    if (problem)
+      throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file path ${JSON.stringify(file.path)} ${problem}`, [
+        { path: `/files/${i}/path`, message: problem },
+      ])
+    if (seen.has(file.path))
+      throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file ${JSON.stringify(file.path)} is given twice`, [
+        { path: `/files/${i}/path`, message: 'duplicate path' },
+      ])
     // A file that is also a directory of another ("a" and "a/b") cannot be laid out.
     for (const other of seen) {
       if (other.startsWith(`${file.path}/`) || file.path.startsWith(`${other}/`)) {
-        throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file ${JSON.stringify(file.path)} collides with ${JSON.stringify(other)}`, [{ path: `/files/${i}/path`, message: 'is both a file and a directory' }])
+        throw new AirlockError(
+          'AIRLOCK_ERR_INVALID_FILE',
+          `file ${JSON.stringify(file.path)} collides with ${JSON.stringify(other)}`,
+          [{ path: `/files/${i}/path`, message: 'is both a file and a directory' }],
+        )
       }
     }
     seen.add(file.path)
     // Node's decoder skips what is not base64; a file must not arrive other than it was sent.
     if (file.encoding === 'base64' && !BASE64.test(file.content)) {
-      throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `file ${JSON.stringify(file.path)} is not base64 (RFC 4648, with padding)`, [{ path: `/files/${i}/content`, message: 'not base64' }])
+      throw new AirlockError(
+        'AIRLOCK_ERR_INVALID_FILE',
+        `file ${JSON.stringify(file.path)} is not base64 (RFC 4648, with padding)`,
+        [{ path: `/files/${i}/content`, message: 'not base64' }],
+      )
     }
     total += Buffer.byteLength(file.content, file.encoding === 'base64' ? 'base64' : 'utf8')
   })
   if (total > MAX_TOTAL_FILE_BYTES) {
-    throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `files add up to ${total} bytes; at most ${MAX_TOTAL_FILE_BYTES} are allowed`, [{ path: '/files', message: 'too large' }])
+    throw new AirlockError(
+      'AIRLOCK_ERR_INVALID_FILE',
+      `files add up to ${total} bytes; at most ${MAX_TOTAL_FILE_BYTES} are allowed`,
+      [{ path: '/files', message: 'too large' }],
+    )
   }
 
-  const entrypoint = request.entrypoint ?? (seen.has(runtime.defaultEntrypoint) ? runtime.defaultEntrypoint : files.length === 1 ? files[0]!.path : undefined)
+  const entrypoint =
+    request.entrypoint ??
+    (seen.has(runtime.defaultEntrypoint) ? runtime.defaultEntrypoint : files.length === 1 ? files[0]!.path : undefined)
   if (entrypoint === undefined) {
-    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `entrypoint is required when there are several files and none is ${runtime.defaultEntrypoint}`, [{ path: '/entrypoint', message: 'required' }])
+    throw new AirlockError(
+      'AIRLOCK_ERR_VALIDATION',
+      `entrypoint is required when there are several files and none is ${runtime.defaultEntrypoint}`,
+      [{ path: '/entrypoint', message: 'required' }],
+    )
   }
   if (!seen.has(entrypoint)) {
-    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `entrypoint ${JSON.stringify(entrypoint)} is not one of the files`, [{ path: '/entrypoint', message: 'not among files' }])
+    throw new AirlockError(
+      'AIRLOCK_ERR_VALIDATION',
+      `entrypoint ${JSON.stringify(entrypoint)} is not one of the files`,
+      [{ path: '/entrypoint', message: 'not among files' }],
+    )
   }
 
   const env = checkEnv(request.env ?? {})
@@ -299,7 +393,11 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
   if (tests) {
     const total = stepsTimeMs(limits, tests.length)
     if (total > policy.maxTimeoutMs) {
-      throw new AirlockError('AIRLOCK_ERR_LIMIT_EXCEEDED', stepsTooLong(tests.length, limits, total, policy.maxTimeoutMs, "this server's"), [{ path: '/tests', message: `${total} ms in all is above ${policy.maxTimeoutMs}` }])
+      throw new AirlockError(
+        'AIRLOCK_ERR_LIMIT_EXCEEDED',
+        stepsTooLong(tests.length, limits, total, policy.maxTimeoutMs, "this server's"),
+        [{ path: '/tests', message: `${total} ms in all is above ${policy.maxTimeoutMs}` }],
+      )
     }
   }
   return {
@@ -323,10 +421,21 @@ export function stepsTooLong(cases: number, limits: Limits, total: number, max: 
 
 /** Arguments of the job or of a case: strings of bounded length without NUL bytes. */
 function checkArgs(args: unknown[], at: string): string[] {
-  if (args.length > MAX_ARGS) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `${args.length} arguments; at most ${MAX_ARGS} are allowed`, [{ path: at, message: 'too many' }])
+  if (args.length > MAX_ARGS)
+    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `${args.length} arguments; at most ${MAX_ARGS} are allowed`, [
+      { path: at, message: 'too many' },
+    ])
   args.forEach((a, i) => {
-    if (typeof a !== 'string' || characters(a) > MAX_ARG_LENGTH) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `argument ${i} must be a string of at most ${MAX_ARG_LENGTH} characters`, [{ path: `${at}/${i}`, message: 'bad argument' }])
-    if (a.includes('\0')) throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'arguments must not contain NUL bytes', [{ path: `${at}/${i}`, message: 'NUL byte' }])
+    if (typeof a !== 'string' || characters(a) > MAX_ARG_LENGTH)
+      throw new AirlockError(
+        'AIRLOCK_ERR_VALIDATION',
+        `argument ${i} must be a string of at most ${MAX_ARG_LENGTH} characters`,
+        [{ path: `${at}/${i}`, message: 'bad argument' }],
+      )
+    if (a.includes('\0'))
+      throw new AirlockError('AIRLOCK_ERR_VALIDATION', 'arguments must not contain NUL bytes', [
+        { path: `${at}/${i}`, message: 'NUL byte' },
+      ])
   })
   return args as string[]
 }
@@ -334,16 +443,28 @@ function checkArgs(args: unknown[], at: string): string[] {
 /** The cases, normalized (stdin '' and args [] when absent), within their count and bytes. */
 function checkTests(tests: NonNullable<JobRequest['tests']>, maxCases: number): TestCase[] {
   if (tests.length === 0 || tests.length > maxCases) {
-    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `tests has ${tests.length} cases; this server takes from 1 to ${maxCases}`, [{ path: '/tests', message: 'bad count' }])
+    throw new AirlockError(
+      'AIRLOCK_ERR_VALIDATION',
+      `tests has ${tests.length} cases; this server takes from 1 to ${maxCases}`,
+      [{ path: '/tests', message: 'bad count' }],
+    )
   }
   let bytes = 0
   const cases = tests.map((t, i): TestCase => {
     const args = checkArgs(t.args ?? [], `/tests/${i}/args`)
     bytes += utf8Bytes(t.stdin ?? '') + utf8Bytes(t.expectedOutput ?? '') + args.reduce((n, a) => n + utf8Bytes(a), 0)
-    return { stdin: t.stdin ?? '', args, ...(t.expectedOutput !== undefined ? { expectedOutput: t.expectedOutput } : {}) }
+    return {
+      stdin: t.stdin ?? '',
+      args,
+      ...(t.expectedOutput !== undefined ? { expectedOutput: t.expectedOutput } : {}),
+    }
   })
   if (bytes > MAX_TOTAL_TEST_BYTES) {
-    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `tests add up to ${bytes} bytes; at most ${MAX_TOTAL_TEST_BYTES} are allowed`, [{ path: '/tests', message: 'too large' }])
+    throw new AirlockError(
+      'AIRLOCK_ERR_VALIDATION',
+      `tests add up to ${bytes} bytes; at most ${MAX_TOTAL_TEST_BYTES} are allowed`,
+      [{ path: '/tests', message: 'too large' }],
+    )
   }
   return cases
 }

@@ -9,7 +9,13 @@ import { findRuntime } from './runtimes.js'
 import type { TenantUsage } from './tenant-store.js'
 import { stepResultsMaxBytes, type CompileResult, type StepKind, type TestResult } from './test-cases.js'
 import { REASONS } from './job-lifecycle/reasons.js'
-import { defineJobScripts, JOB_OVERHEAD_BYTES, LOG_EVENT_OVERHEAD_BYTES, MAX_LOG_EVENTS, runJobScript } from './job-lifecycle/scripts.js'
+import {
+  defineJobScripts,
+  JOB_OVERHEAD_BYTES,
+  LOG_EVENT_OVERHEAD_BYTES,
+  MAX_LOG_EVENTS,
+  runJobScript,
+} from './job-lifecycle/scripts.js'
 import { TRANSITIONS, type TransitionName } from './job-lifecycle/transitions.js'
 
 export { JOB_OVERHEAD_BYTES, LOG_EVENT_OVERHEAD_BYTES, MAX_LOG_EVENTS }
@@ -65,9 +71,21 @@ export type CancelResult = { kind: 'cancelled' | 'cancelling' | 'missing' } | { 
  * at their cap, its log events, the most artifacts it may leave, and the most its
  * compile and test results may add to its record.
  */
-export function jobReservationBytes(inputBytes: number, outputBytes: number, artifactBytes: number, stepResultBytes = 0): number {
+export function jobReservationBytes(
+  inputBytes: number,
+  outputBytes: number,
+  artifactBytes: number,
+  stepResultBytes = 0,
+): number {
   const artifacts = artifactBytes > 0 ? artifactBytes + MAX_ARTIFACT_LIST_BYTES : 0
-  return inputBytes + 2 * outputBytes + MAX_LOG_EVENTS * LOG_EVENT_OVERHEAD_BYTES + JOB_OVERHEAD_BYTES + artifacts + stepResultBytes
+  return (
+    inputBytes +
+    2 * outputBytes +
+    MAX_LOG_EVENTS * LOG_EVENT_OVERHEAD_BYTES +
+    JOB_OVERHEAD_BYTES +
+    artifacts +
+    stepResultBytes
+  )
 }
 
 export function newJobId(): string {
@@ -86,7 +104,29 @@ function intOrNull(v: string | undefined): number | null {
 }
 
 /** Fields of a record the API reads: everything but the spec (and legacy output). */
-const VIEW_FIELDS = ['tenant', 'status', 'cancelRequested', 'output', 'exitCode', 'signal', 'reason', 'truncated', 'createdAt', 'startedAt', 'finishedAt', 'startupMs', 'runMs', 'bootMs', 'exitToResultMs', 'sandboxStart', 'executor', 'isolation', 'artifacts', 'compile', 'tests'] as const
+const VIEW_FIELDS = [
+  'tenant',
+  'status',
+  'cancelRequested',
+  'output',
+  'exitCode',
+  'signal',
+  'reason',
+  'truncated',
+  'createdAt',
+  'startedAt',
+  'finishedAt',
+  'startupMs',
+  'runMs',
+  'bootMs',
+  'exitToResultMs',
+  'sandboxStart',
+  'executor',
+  'isolation',
+  'artifacts',
+  'compile',
+  'tests',
+] as const
 type ViewFields = Partial<Record<(typeof VIEW_FIELDS)[number], string>>
 
 function toView(id: string, h: ViewFields, runtime: string): JobView {
@@ -202,7 +242,17 @@ export class JobStore {
   private args(move: TransitionName, id: string, now: number, ...own: (string | number)[]): (string | number)[] {
     const k = this.keys
     const from = TRANSITIONS[move].from.join(',')
-    return [now, this.retentionSeconds, this.liveTtlSeconds, k.jobNotify(id), k.finishedChannel, id, this.defaultsJson, from, ...own]
+    return [
+      now,
+      this.retentionSeconds,
+      this.liveTtlSeconds,
+      k.jobNotify(id),
+      k.finishedChannel,
+      id,
+      this.defaultsJson,
+      from,
+      ...own,
+    ]
   }
 
   /** The tenant a job's record names ('' when there is none): its moves count against that tenant. */
@@ -211,7 +261,12 @@ export class JobStore {
   }
 
   /** Runs a move that counts against the job's tenant, naming the tenant's keys from its record. */
-  private async tenantMove(move: TransitionName, id: string, now: number, ...own: (string | number)[]): Promise<unknown> {
+  private async tenantMove(
+    move: TransitionName,
+    id: string,
+    now: number,
+    ...own: (string | number)[]
+  ): Promise<unknown> {
     const tenant = await this.tenantOf(id)
     return runJobScript(this.redis, move, this.tenantJobKeys(id, tenant), this.args(move, id, now, tenant, ...own))
   }
@@ -220,7 +275,12 @@ export class JobStore {
    * Creates the job unless one of the tenant's quotas refuses it (maxQueued, or the
    * bytes it may hold: the job reserves its input and the most output it may write).
    */
-  async create(id: string, tenant: string, spec: JobSpec, now = Date.now()): Promise<{ result: CreateResult; heldBytes?: number }> {
+  async create(
+    id: string,
+    tenant: string,
+    spec: JobSpec,
+    now = Date.now(),
+  ): Promise<{ result: CreateResult; heldBytes?: number }> {
     const [created] = await this.createMany(tenant, [{ id, spec }], now)
     if (created instanceof Error) throw created
     return created!
@@ -231,7 +291,11 @@ export class JobStore {
    * in order, as if alone. A write Redis refused (it is full) is that job's Error: the
    * others stand as they were written.
    */
-  async createMany(tenant: string, jobs: readonly { id: string; spec: JobSpec }[], now = Date.now()): Promise<Created[]> {
+  async createMany(
+    tenant: string,
+    jobs: readonly { id: string; spec: JobSpec }[],
+    now = Date.now(),
+  ): Promise<Created[]> {
     const pipeline = this.redis.pipeline()
     const created = this.queueCreates(pipeline, tenant, jobs, now)
     return created((await pipeline.exec()) ?? [])
@@ -255,7 +319,18 @@ export class JobStore {
       const compiles = findRuntime(spec.runtime)?.compile !== undefined
       const stepBytes = stepResultsMaxBytes(compiles, spec.tests?.length ?? 0)
       const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes, stepBytes)
-      const fields = ['status', 'queued', 'runtime', spec.runtime, 'spec', specJson, 'inputBytes', inputBytes, 'createdAt', String(now)]
+      const fields = [
+        'status',
+        'queued',
+        'runtime',
+        spec.runtime,
+        'spec',
+        specJson,
+        'inputBytes',
+        inputBytes,
+        'createdAt',
+        String(now),
+      ]
       const keys = [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)]
       runJobScript(pipeline, 'create', keys, this.args('create', id, now, tenant, oldest, reserve, ...fields))
     }
@@ -265,7 +340,8 @@ export class JobStore {
         if (err) return err
         const r = String(reply)
         if (r === 'exists') return new Error(`job id ${id} is taken`)
-        if (r.startsWith('storage-quota:')) return { result: 'storage-quota' as const, heldBytes: Number(r.slice('storage-quota:'.length)) }
+        if (r.startsWith('storage-quota:'))
+          return { result: 'storage-quota' as const, heldBytes: Number(r.slice('storage-quota:'.length)) }
         return { result: r === 'queued-quota' ? ('queued-quota' as const) : ('created' as const) }
       })
   }
@@ -278,7 +354,12 @@ export class JobStore {
    */
   async remove(id: string, tenant: string): Promise<void> {
     const k = this.keys
-    await this.redis.pipeline().del(k.job(id), k.jobEvents(id), k.jobSeq(id)).zrem(k.tenantJobs(tenant), id).zrem(k.tenantQueued(tenant), id).exec()
+    await this.redis
+      .pipeline()
+      .del(k.job(id), k.jobEvents(id), k.jobSeq(id))
+      .zrem(k.tenantJobs(tenant), id)
+      .zrem(k.tenantQueued(tenant), id)
+      .exec()
     const bytes = Number((await this.redis.hget(k.tenantStoredBytes(tenant), id)) ?? 0)
     try {
       await this.redis.decrby(k.tenantStoredTotal(tenant), bytes)
@@ -290,14 +371,21 @@ export class JobStore {
 
   /** The whole record, spec included: what a worker needs to run the job. */
   async get(id: string): Promise<StoredJob | undefined> {
-    const [view, spec, launches] = await Promise.all([this.view(id), this.redis.hget(this.keys.job(id), 'spec'), this.redis.hget(this.keys.job(id), 'launches')])
+    const [view, spec, launches] = await Promise.all([
+      this.view(id),
+      this.redis.hget(this.keys.job(id), 'spec'),
+      this.redis.hget(this.keys.job(id), 'launches'),
+    ])
     if (!view || spec === null) return undefined
     return { ...view, spec: JSON.parse(spec) as JobSpec, launches: Number(launches ?? 0) }
   }
 
   /** The record without spec and output, so reading it costs the same however big the job. */
   async view(id: string): Promise<JobView | undefined> {
-    const [values, runtime] = await Promise.all([this.redis.hmget(this.keys.job(id), ...VIEW_FIELDS), this.redis.hget(this.keys.job(id), 'runtime')])
+    const [values, runtime] = await Promise.all([
+      this.redis.hmget(this.keys.job(id), ...VIEW_FIELDS),
+      this.redis.hget(this.keys.job(id), 'runtime'),
+    ])
     const h: ViewFields = {}
     VIEW_FIELDS.forEach((f, i) => {
       if (values[i] !== null && values[i] !== undefined) h[f] = values[i]!
@@ -400,7 +488,14 @@ export class JobStore {
    * `fromWorker` is given, no longer held by that worker).
    */
   async takeOver(id: string, workerId: string, fromWorker = '', now = Date.now()): Promise<boolean> {
-    return (await runJobScript(this.redis, 'takeOver', this.jobKeys(id), this.args('takeOver', id, now, workerId, fromWorker))) === 1
+    return (
+      (await runJobScript(
+        this.redis,
+        'takeOver',
+        this.jobKeys(id),
+        this.args('takeOver', id, now, workerId, fromWorker),
+      )) === 1
+    )
   }
 
   /** Counts a sandbox launch for the job (the record of at-most-once); returns the count. */
@@ -421,7 +516,10 @@ export class JobStore {
     return (await this.tenantMove('lost', id, now, deadWorker, REASONS.workerLost)) === 1
   }
 
-  /** Appends output to a running job's event stream; returns its seq, or 0 when it was not written (MAX_LOG_EVENTS, or the job is not running). */
+  /**
+   * Appends output to a running job's event stream; returns its seq, or 0 when it was not written (MAX_LOG_EVENTS, or
+   * the job is not running).
+   */
   async appendLog(id: string, stream: 'stdout' | 'stderr', data: string, now = Date.now()): Promise<number> {
     return Number(await runJobScript(this.redis, 'log', this.jobKeys(id), this.args('log', id, now, stream, data)))
   }
@@ -436,7 +534,12 @@ export class JobStore {
    * is stored once: in the event stream, where the live log put it, or, when
    * `outputInEvents` is false (a live write failed), in keys of the job's own.
    */
-  async finish(id: string, outcome: JobOutcome, meta: { executor: string; isolation: Isolation | null; outputInEvents: boolean }, now = Date.now()): Promise<boolean> {
+  async finish(
+    id: string,
+    outcome: JobOutcome,
+    meta: { executor: string; isolation: Isolation | null; outputInEvents: boolean },
+    now = Date.now(),
+  ): Promise<boolean> {
     const fields: Record<string, string> = {
       output: meta.outputInEvents ? 'events' : 'keys',
       status: outcome.status,
@@ -449,7 +552,10 @@ export class JobStore {
       runMs: outcome.runMs === null ? '' : String(outcome.runMs),
       bootMs: outcome.bootMs === undefined || outcome.bootMs === null ? '' : String(outcome.bootMs),
       // The sandbox's clock against the worker's: never below 0 when they disagree by a little.
-      exitToResultMs: outcome.endedAt === undefined || outcome.endedAt === null ? '' : String(Math.max(0, Math.round(now - outcome.endedAt))),
+      exitToResultMs:
+        outcome.endedAt === undefined || outcome.endedAt === null
+          ? ''
+          : String(Math.max(0, Math.round(now - outcome.endedAt))),
       sandboxStart: outcome.sandboxStart ?? '',
       executor: meta.executor,
       isolation: meta.isolation ? JSON.stringify(meta.isolation) : '',
@@ -457,7 +563,8 @@ export class JobStore {
     // A compiled job's compile and a job's test cases: small (previews), counted against its tenant's storage.
     if (outcome.compile) fields.compile = JSON.stringify(outcome.compile)
     if (outcome.tests) fields.tests = JSON.stringify(outcome.tests)
-    if (fields.compile || fields.tests) fields.resultBytes = String(Buffer.byteLength(fields.compile ?? '') + Buffer.byteLength(fields.tests ?? ''))
+    if (fields.compile || fields.tests)
+      fields.resultBytes = String(Buffer.byteLength(fields.compile ?? '') + Buffer.byteLength(fields.tests ?? ''))
     const k = this.keys
     // Artifacts go first, each in a key of its own (read back in ranges), expiring unless
     // the final write keeps them; the record lists them in the same order.
@@ -466,7 +573,7 @@ export class JobStore {
     if (files.length > 0) {
       try {
         const pipeline = this.redis.pipeline()
-        files.forEach((f, i) => pipeline.set(artifactKeys[i]!, f.content, 'EX', this.liveTtlSeconds))
+        for (const [i, f] of files.entries()) pipeline.set(artifactKeys[i]!, f.content, 'EX', this.liveTtlSeconds)
         for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err
         fields.artifacts = JSON.stringify(artifactList(files))
         fields.artifactBytes = String(artifactStoredBytes(files, fields.artifacts))
@@ -474,13 +581,25 @@ export class JobStore {
         // The job's end is still written (a job always ends); its files are not kept.
         await this.redis.del(...artifactKeys).catch(() => undefined)
         artifactKeys.length = 0
-        fields.reason = [fields.reason, `its artifacts could not be stored (${(err as Error).message.split('\n')[0]})`].filter(Boolean).join('; ')
+        fields.reason = [fields.reason, `its artifacts could not be stored (${(err as Error).message.split('\n')[0]})`]
+          .filter(Boolean)
+          .join('; ')
       }
     }
     const [stdout, stderr] = meta.outputInEvents ? ['', ''] : [outcome.stdout, outcome.stderr]
     const tenant = await this.tenantOf(id)
-    const keys = [...this.tenantJobKeys(id, tenant), k.jobOutput(id, 'stdout'), k.jobOutput(id, 'stderr'), ...artifactKeys]
-    const done = await runJobScript(this.redis, 'finish', keys, this.args('finish', id, now, tenant, outcome.status, stdout, stderr, ...Object.entries(fields).flat()))
+    const keys = [
+      ...this.tenantJobKeys(id, tenant),
+      k.jobOutput(id, 'stdout'),
+      k.jobOutput(id, 'stderr'),
+      ...artifactKeys,
+    ]
+    const done = await runJobScript(
+      this.redis,
+      'finish',
+      keys,
+      this.args('finish', id, now, tenant, outcome.status, stdout, stderr, ...Object.entries(fields).flat()),
+    )
     // A job that had already ended (lost, cancelled) keeps no files nobody can read or count.
     if (done !== 1 && artifactKeys.length > 0) await this.redis.del(...artifactKeys).catch(() => undefined)
     return done === 1
@@ -488,7 +607,12 @@ export class JobStore {
 
   async cancel(id: string, tenant: string, now = Date.now()): Promise<CancelResult> {
     const keys = this.tenantJobKeys(id, tenant)
-    const r = (await runJobScript(this.redis, 'cancel', keys, this.args('cancel', id, now, tenant, this.keys.cancelChannel, REASONS.cancelledBeforeStart))) as string
+    const r = (await runJobScript(
+      this.redis,
+      'cancel',
+      keys,
+      this.args('cancel', id, now, tenant, this.keys.cancelChannel, REASONS.cancelledBeforeStart),
+    )) as string
     if (r === 'do:cancelled') return { kind: 'cancelled' }
     if (r === 'do:cancelling') return { kind: 'cancelling' }
     if (r.startsWith('was:')) return { kind: 'finished', status: r.slice(4) as JobStatus }

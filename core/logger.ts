@@ -35,11 +35,18 @@ const bounded = (s: string | undefined, max = 128) => (s === undefined || s.leng
  * tenant and job id); nothing here ever logs bodies, so job source, stdin and output
  * never reach the logs, and keys and tokens are redacted from headers and URLs.
  */
-export function createLogger(level: string, base: Record<string, unknown> = {}, destination?: DestinationStream): Logger {
+export function createLogger(
+  level: string,
+  base: Record<string, unknown> = {},
+  destination?: DestinationStream,
+): Logger {
   const options: pino.LoggerOptions = {
     level,
     base,
-    redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'], censor: '[redacted]' },
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'],
+      censor: '[redacted]',
+    },
     serializers: {
       req: (req: { method?: string; url?: string; hostname?: string; ip?: string }) => ({
         method: req.method,

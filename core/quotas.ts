@@ -6,8 +6,14 @@ import type { Config } from './config.js'
 import type { TenantDefaults } from './job-store.js'
 
 /** The quotas every tenant without its own has (fair share and storage by default). */
-export function tenantDefaults(config: Pick<Config, 'defaultMaxRunning' | 'defaultMaxQueued' | 'defaultMaxStoredBytes'>): TenantDefaults {
-  return { maxRunning: config.defaultMaxRunning, maxQueued: config.defaultMaxQueued, maxStoredBytes: config.defaultMaxStoredBytes }
+export function tenantDefaults(
+  config: Pick<Config, 'defaultMaxRunning' | 'defaultMaxQueued' | 'defaultMaxStoredBytes'>,
+): TenantDefaults {
+  return {
+    maxRunning: config.defaultMaxRunning,
+    maxQueued: config.defaultMaxQueued,
+    maxStoredBytes: config.defaultMaxStoredBytes,
+  }
 }
 
 /** A job's limits against its tenant's per-job quotas: what is over, empty when none. Pure. */

@@ -39,27 +39,39 @@ interface CatalogEntry extends Omit<RuntimeDefinition, 'command' | 'compile'> {
  */
 function fill(template: readonly string[], entrypoint: string, args: readonly string[]): string[] {
   const cls = entrypoint.replace(/\.[^./]*$/, '').replaceAll('/', '.')
-  return template.flatMap((part) => (part === '{args}' ? [...args] : [part === '{entrypoint}' ? entrypoint : part === '{class}' ? cls : part]))
+  return template.flatMap((part) =>
+    part === '{args}' ? [...args] : [part === '{entrypoint}' ? entrypoint : part === '{class}' ? cls : part],
+  )
 }
 
 /** Catalog JSON -> definitions, refusing anything malformed. Pure. */
 export function parseCatalog(text: string): RuntimeDefinition[] {
   const data = JSON.parse(text) as { runtimes?: unknown }
-  if (!Array.isArray(data.runtimes) || data.runtimes.length === 0) throw new Error('runtime catalog: "runtimes" must be a non-empty array')
+  if (!Array.isArray(data.runtimes) || data.runtimes.length === 0)
+    throw new Error('runtime catalog: "runtimes" must be a non-empty array')
   const names = new Set<string>()
   return (data.runtimes as CatalogEntry[]).map((entry, i) => {
     for (const field of ['name', 'description', 'version', 'image', 'localImage', 'defaultEntrypoint'] as const) {
-      if (typeof entry[field] !== 'string' || entry[field] === '') throw new Error(`runtime catalog: runtimes[${i}].${field} must be a non-empty string`)
+      if (typeof entry[field] !== 'string' || entry[field] === '')
+        throw new Error(`runtime catalog: runtimes[${i}].${field} must be a non-empty string`)
     }
-    if (!/^[a-z][a-z0-9-]{0,31}$/.test(entry.name) || names.has(entry.name)) throw new Error(`runtime catalog: bad or duplicate name ${JSON.stringify(entry.name)}`)
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(entry.name) || names.has(entry.name))
+      throw new Error(`runtime catalog: bad or duplicate name ${JSON.stringify(entry.name)}`)
     names.add(entry.name)
     const strings = (a: unknown) => Array.isArray(a) && a.length > 0 && a.every((c) => typeof c === 'string')
     // A compiled runtime's command runs what the compile made, so it needs no {entrypoint}.
     if (!strings(entry.command) || (entry.compile === undefined && !entry.command.includes('{entrypoint}'))) {
-      throw new Error(`runtime catalog: runtimes[${i}].command must be strings including "{entrypoint}" (or "{class}" after a compile)`)
+      throw new Error(
+        `runtime catalog: runtimes[${i}].command must be strings including "{entrypoint}" (or "{class}" after a compile)`,
+      )
     }
-    if (entry.compile !== undefined && (!strings(entry.compile) || !entry.compile.includes('{entrypoint}') || entry.compile.includes('{args}'))) {
-      throw new Error(`runtime catalog: runtimes[${i}].compile must be strings including "{entrypoint}" and not "{args}"`)
+    if (
+      entry.compile !== undefined &&
+      (!strings(entry.compile) || !entry.compile.includes('{entrypoint}') || entry.compile.includes('{args}'))
+    ) {
+      throw new Error(
+        `runtime catalog: runtimes[${i}].compile must be strings including "{entrypoint}" and not "{args}"`,
+      )
     }
     const { command, compile, ...rest } = entry
     return {

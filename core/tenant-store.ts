@@ -8,44 +8,96 @@ import type { RedisKeys } from './redis-keys.js'
 /** Per-tenant quotas; an absent field means the server's default. */
 export const QuotasSchema = Type.Object(
   {
-    maxRunning: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Jobs running at once; more wait in the queue while other tenants\' jobs go first' })),
-    maxQueued: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Jobs queued at once (429 AIRLOCK_ERR_QUOTA_QUEUED above it)' })),
-    submitsPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: 'Job submissions per second (429 AIRLOCK_ERR_QUOTA_RATE above it)' })),
+    maxRunning: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: QUOTA_MAX,
+        description: "Jobs running at once; more wait in the queue while other tenants' jobs go first",
+      }),
+    ),
+    maxQueued: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: QUOTA_MAX,
+        description: 'Jobs queued at once (429 AIRLOCK_ERR_QUOTA_QUEUED above it)',
+      }),
+    ),
+    submitsPerSecond: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: QUOTA_MAX,
+        description: 'Job submissions per second (429 AIRLOCK_ERR_QUOTA_RATE above it)',
+      }),
+    ),
     ...LIMIT_QUOTA_PROPERTIES,
-    maxStoredBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: QUOTA_MAX, description: "Bytes the tenant may hold in Redis: each job's input and output (a job reserves its output cap until it ends); 429 AIRLOCK_ERR_QUOTA_STORAGE above it" })),
-    retentionSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: QUOTA_MAX, description: "How long the tenant's finished jobs are kept; only shortens the server's AIRLOCK_JOB_RETENTION_SECONDS" })),
+    maxStoredBytes: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: QUOTA_MAX,
+        description:
+          "Bytes the tenant may hold in Redis: each job's input and output (a job reserves its output cap until it ends); 429 AIRLOCK_ERR_QUOTA_STORAGE above it",
+      }),
+    ),
+    retentionSeconds: Type.Optional(
+      Type.Integer({
+        minimum: 60,
+        maximum: QUOTA_MAX,
+        description:
+          "How long the tenant's finished jobs are kept; only shortens the server's AIRLOCK_JOB_RETENTION_SECONDS",
+      }),
+    ),
   },
   { additionalProperties: false, title: 'Quotas' },
 )
 export type Quotas = Static<typeof QuotasSchema>
 
-export const KeyRoleSchema = Type.Enum(['admin', 'member'], { type: 'string', title: 'KeyRole', description: 'admin may also read the tenant\'s audit trail' })
+export const KeyRoleSchema = Type.Enum(['admin', 'member'], {
+  type: 'string',
+  title: 'KeyRole',
+  description: "admin may also read the tenant's audit trail",
+})
 export type KeyRole = Static<typeof KeyRoleSchema>
 
-export const KeyInfoSchema = Type.Object({
-  keyId: Type.String(),
-  role: KeyRoleSchema,
-  /** The key's first characters, to recognise it; never the key. */
-  prefix: Type.String(),
-  createdAt: Type.String({ format: 'date-time' }),
-  revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-}, { title: 'KeyInfo' })
+export const KeyInfoSchema = Type.Object(
+  {
+    keyId: Type.String(),
+    role: KeyRoleSchema,
+    /** The key's first characters, to recognise it; never the key. */
+    prefix: Type.String(),
+    createdAt: Type.String({ format: 'date-time' }),
+    revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  },
+  { title: 'KeyInfo' },
+)
 export type KeyInfo = Static<typeof KeyInfoSchema>
 
-export const TenantSchema = Type.Object({ name: Type.String(), createdAt: Type.String({ format: 'date-time' }), quotas: QuotasSchema, keys: Type.Array(KeyInfoSchema) }, { title: 'Tenant' })
+export const TenantSchema = Type.Object(
+  {
+    name: Type.String(),
+    createdAt: Type.String({ format: 'date-time' }),
+    quotas: QuotasSchema,
+    keys: Type.Array(KeyInfoSchema),
+  },
+  { title: 'Tenant' },
+)
 export type Tenant = Static<typeof TenantSchema>
 
 export const TenantUsageSchema = Type.Object(
   {
     queued: Type.Integer({ description: 'Jobs waiting now (counted against maxQueued)' }),
     running: Type.Integer({ description: 'Jobs running now (counted against maxRunning)' }),
-    storedBytes: Type.Integer({ description: 'Bytes of jobs, output and artifacts held in Redis now (counted against maxStoredBytes)' }),
+    storedBytes: Type.Integer({
+      description: 'Bytes of jobs, output and artifacts held in Redis now (counted against maxStoredBytes)',
+    }),
   },
   { title: 'TenantUsage' },
 )
 export type TenantUsage = Static<typeof TenantUsageSchema>
 
-export const AuditEntrySchema = Type.Object({ at: Type.String({ format: 'date-time' }), actor: Type.String(), action: Type.String(), detail: Type.String() }, { title: 'AuditEntry' })
+export const AuditEntrySchema = Type.Object(
+  { at: Type.String({ format: 'date-time' }), actor: Type.String(), action: Type.String(), detail: Type.String() },
+  { title: 'AuditEntry' },
+)
 export type AuditEntry = Static<typeof AuditEntrySchema>
 export const AuditListSchema = Type.Object({ entries: Type.Array(AuditEntrySchema) }, { title: 'AuditList' })
 
@@ -74,13 +126,20 @@ export class TenantStore {
   /** keyId -> when this process last marked its use (ms). */
   private readonly keyUseMarked = new Map<string, number>()
 
-  constructor(private readonly redis: Redis, private readonly keys: RedisKeys) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
 
   /** False if the tenant exists already. */
   async create(name: string, quotas: Quotas, now = Date.now()): Promise<boolean> {
     const created = await this.redis.hsetnx(this.keys.tenant(name), 'createdAt', String(now))
     if (!created) return false
-    await this.redis.multi().hset(this.keys.tenant(name), 'quotas', JSON.stringify(quotas)).sadd(this.keys.tenants, name).exec()
+    await this.redis
+      .multi()
+      .hset(this.keys.tenant(name), 'quotas', JSON.stringify(quotas))
+      .sadd(this.keys.tenants, name)
+      .exec()
     return true
   }
 
@@ -89,13 +148,19 @@ export class TenantStore {
   }
 
   async get(name: string): Promise<Tenant | null> {
-    const [h, keys] = await Promise.all([this.redis.hgetall(this.keys.tenant(name)), this.redis.hvals(this.keys.tenantKeys(name))])
+    const [h, keys] = await Promise.all([
+      this.redis.hgetall(this.keys.tenant(name)),
+      this.redis.hvals(this.keys.tenantKeys(name)),
+    ])
     if (!h.createdAt) return null
     return {
       name,
       createdAt: new Date(Number(h.createdAt)).toISOString(),
       quotas: JSON.parse(h.quotas ?? '{}') as Quotas,
-      keys: keys.map((k) => JSON.parse(k) as KeyInfo & { digest?: string }).map(({ digest: _digest, ...k }) => k).sort((a, b) => a.createdAt.localeCompare(b.createdAt)),
+      keys: keys
+        .map((k) => JSON.parse(k) as KeyInfo & { digest?: string })
+        .map(({ digest: _digest, ...k }) => k)
+        .sort((a, b) => a.createdAt.localeCompare(b.createdAt)),
     }
   }
 
@@ -119,10 +184,17 @@ export class TenantStore {
     const count = pipelined<number>()
     const second = Math.floor(now / 1000)
     const window = this.keys.submitWindow(tenant, second)
-    pipeline.hget(this.keys.tenant(tenant), 'quotas', quotas.callback).incrby(window, n, count.callback).pexpire(window, 2000)
+    pipeline
+      .hget(this.keys.tenant(tenant), 'quotas', quotas.callback)
+      .incrby(window, n, count.callback)
+      .pexpire(window, 2000)
     return () => {
       const raw = quotas.value()
-      return { quotas: raw ? (JSON.parse(raw) as Quotas) : {}, earlier: count.value() - n, resetsInMs: (second + 1) * 1000 - now }
+      return {
+        quotas: raw ? (JSON.parse(raw) as Quotas) : {},
+        earlier: count.value() - n,
+        resetsInMs: (second + 1) * 1000 - now,
+      }
     }
   }
 
@@ -135,7 +207,13 @@ export class TenantStore {
     const key = `ak_${randomBytes(24).toString('base64url')}`
     const keyId = `key_${randomBytes(6).toString('hex')}`
     const digest = keyDigest(key)
-    const info: KeyInfo = { keyId, role, prefix: key.slice(0, 7), createdAt: new Date(now).toISOString(), revokedAt: null }
+    const info: KeyInfo = {
+      keyId,
+      role,
+      prefix: key.slice(0, 7),
+      createdAt: new Date(now).toISOString(),
+      revokedAt: null,
+    }
     await this.redis
       .multi()
       .hset(this.keys.apiKey(digest), 'tenant', tenant, 'keyId', keyId, 'role', role)
@@ -165,7 +243,21 @@ export class TenantStore {
   }
 
   async audit(tenant: string, actor: string, action: string, detail = '', now = Date.now()): Promise<void> {
-    await this.redis.xadd(this.keys.audit(tenant), 'MAXLEN', '~', String(AUDIT_MAX), '*', 'at', String(now), 'actor', actor, 'action', action, 'detail', detail)
+    await this.redis.xadd(
+      this.keys.audit(tenant),
+      'MAXLEN',
+      '~',
+      String(AUDIT_MAX),
+      '*',
+      'at',
+      String(now),
+      'actor',
+      actor,
+      'action',
+      action,
+      'detail',
+      detail,
+    )
   }
 
   /**
@@ -190,10 +282,14 @@ export class TenantStore {
     return entries.map(([, fields]) => {
       const f: Record<string, string> = {}
       for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!
-      return { at: new Date(Number(f.at)).toISOString(), actor: f.actor ?? '', action: f.action ?? '', detail: f.detail ?? '' }
+      return {
+        at: new Date(Number(f.at)).toISOString(),
+        actor: f.actor ?? '',
+        action: f.action ?? '',
+        detail: f.detail ?? '',
+      }
     })
   }
-
 }
 
 /** What a submission read: the tenant's quotas and its submissions earlier in this second. */

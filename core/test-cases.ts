@@ -18,7 +18,10 @@ export const MAX_TEST_CASES = 64
  * case) one after another. Held to the server's and the tenant's largest timeoutMs: a
  * job holds its worker no longer for having cases.
  */
-export function stepsTimeMs(limits: { timeoutMs: number; compileTimeoutMs?: number | undefined }, cases: number): number {
+export function stepsTimeMs(
+  limits: { timeoutMs: number; compileTimeoutMs?: number | undefined },
+  cases: number,
+): number {
   return (limits.compileTimeoutMs ?? 0) + Math.max(1, cases) * limits.timeoutMs
 }
 
@@ -27,7 +30,10 @@ export const STEP_OVERHEAD_MS = 1000
 export const DRIVER_OVERHEAD_MS = 2000
 
 /** The longest a job of steps holds its sandbox: its steps at their limits, and the driver's own time. */
-export function stepsWallMs(limits: { timeoutMs: number; compileTimeoutMs?: number | undefined }, cases: number): number {
+export function stepsWallMs(
+  limits: { timeoutMs: number; compileTimeoutMs?: number | undefined },
+  cases: number,
+): number {
   const steps = Math.max(1, cases) + (limits.compileTimeoutMs === undefined ? 0 : 1)
   return stepsTimeMs(limits, cases) + steps * STEP_OVERHEAD_MS + DRIVER_OVERHEAD_MS
 }
@@ -98,11 +104,15 @@ export const CompileResultSchema = Type.Object(
     status: Type.Enum(COMPILE_STATUSES, {
       type: 'string',
       title: 'CompileStatus',
-      description: 'succeeded; failed: the compiler exited non-zero or was killed (nothing was run); timeout: it ran past limits.compileTimeoutMs',
+      description:
+        'succeeded; failed: the compiler exited non-zero or was killed (nothing was run); timeout: it ran past limits.compileTimeoutMs',
     }),
     ...stepFields,
   },
-  { title: 'CompileResult', description: `The compiler's run: its output (at most ${COMPILE_OUTPUT_BYTES} bytes of each stream) is kept here, apart from the program's` },
+  {
+    title: 'CompileResult',
+    description: `The compiler's run: its output (at most ${COMPILE_OUTPUT_BYTES} bytes of each stream) is kept here, apart from the program's`,
+  },
 )
 export type CompileResult = Static<typeof CompileResultSchema>
 
@@ -116,10 +126,17 @@ export const TestResultSchema = Type.Object(
         'passed: exited 0 and stdout matched (or no expectedOutput); wrong-answer: exited 0, stdout did not match; runtime-error: exited non-zero or was killed by a signal; timeout: ran past limits.timeoutMs',
     }),
     ...stepFields,
-    stdoutBytes: Type.Integer({ minimum: 0, description: `Bytes the case wrote to stdout (within its cap); stdout above keeps the first ${TEST_OUTPUT_PREVIEW_BYTES}, the job's stdout all of them, case after case` }),
+    stdoutBytes: Type.Integer({
+      minimum: 0,
+      description: `Bytes the case wrote to stdout (within its cap); stdout above keeps the first ${TEST_OUTPUT_PREVIEW_BYTES}, the job's stdout all of them, case after case`,
+    }),
     stderrBytes: Type.Integer({ minimum: 0, description: 'The same for stderr' }),
-    matched: Nullable(Type.Boolean({ description: `Whether stdout matched expectedOutput (${OUTPUT_MATCH_RULE}); null without one` })),
-    memoryKb: Nullable(Type.Integer({ description: 'Peak memory of the case; null: not measured (the sandbox is shared by the cases)' })),
+    matched: Nullable(
+      Type.Boolean({ description: `Whether stdout matched expectedOutput (${OUTPUT_MATCH_RULE}); null without one` }),
+    ),
+    memoryKb: Nullable(
+      Type.Integer({ description: 'Peak memory of the case; null: not measured (the sandbox is shared by the cases)' }),
+    ),
   },
   { title: 'TestResult' },
 )

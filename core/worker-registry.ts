@@ -24,14 +24,22 @@ export class WorkerRegistry {
   ) {}
 
   async beat(hb: WorkerHeartbeat): Promise<void> {
-    const tx = this.redis.multi().zadd(this.keys.workers, hb.at, hb.id).hset(this.keys.workerInfo, hb.id, JSON.stringify(hb))
+    const tx = this.redis
+      .multi()
+      .zadd(this.keys.workers, hb.at, hb.id)
+      .hset(this.keys.workerInfo, hb.id, JSON.stringify(hb))
     if (hb.isolation.ok) tx.zadd(this.keys.workersIsolating, hb.at, hb.id)
     else tx.zrem(this.keys.workersIsolating, hb.id)
     await tx.exec()
   }
 
   async remove(id: string): Promise<void> {
-    await this.redis.multi().zrem(this.keys.workers, id).zrem(this.keys.workersIsolating, id).hdel(this.keys.workerInfo, id).exec()
+    await this.redis
+      .multi()
+      .zrem(this.keys.workers, id)
+      .zrem(this.keys.workersIsolating, id)
+      .hdel(this.keys.workerInfo, id)
+      .exec()
   }
 
   /**
@@ -48,7 +56,8 @@ export class WorkerRegistry {
     pipeline.zcount(this.keys.workers, since, '+inf', live.callback)
     pipeline.zcount(this.keys.workersIsolating, since, '+inf', isolating.callback)
     return {
-      refusal: async () => (live.value() > 0 && isolating.value() === 0 ? isolationRefusal(await this.live(now)) : undefined),
+      refusal: async () =>
+        live.value() > 0 && isolating.value() === 0 ? isolationRefusal(await this.live(now)) : undefined,
     }
   }
 
@@ -57,7 +66,12 @@ export class WorkerRegistry {
     const dead = await this.redis.zrangebyscore(this.keys.workers, '-inf', `(${now - 20 * HEARTBEAT_TTL_MS}`)
     if (dead.length > 0) {
       const keys = this.keys
-      await this.redis.multi().zrem(keys.workers, ...dead).zrem(keys.workersIsolating, ...dead).hdel(keys.workerInfo, ...dead).exec()
+      await this.redis
+        .multi()
+        .zrem(keys.workers, ...dead)
+        .zrem(keys.workersIsolating, ...dead)
+        .hdel(keys.workerInfo, ...dead)
+        .exec()
     }
     const ids = await this.redis.zrangebyscore(this.keys.workers, now - HEARTBEAT_TTL_MS, '+inf')
     if (ids.length === 0) return []

@@ -1,10 +1,12 @@
 #!/bin/bash
-# The whole test suite: installs what is missing (scripts/setup.sh), type-checks,
+# The whole test suite: installs what is missing (scripts/setup.sh), type-checks, lints,
 # then runs every test against the real Redis and real gVisor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npm run --silent typecheck
+# Lint and format (biome.json): fails on a lint error or a file the formatter would change.
+npm run --silent lint
 # The kubernetes executor is tested against a real control plane built from the
 # k8s.io/kubernetes Go module; cached, so only a fresh machine pays for the build.
 bash test/kube/build.sh >/dev/null

@@ -35,7 +35,12 @@ export interface Harness {
   baseUrl: string
   worker: WorkerService | undefined
   /** Sends a request as `tenant` (default alice). */
-  request(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown, tenant?: Tenant): Promise<LightMyRequestResponse>
+  request(
+    method: 'GET' | 'POST' | 'DELETE',
+    url: string,
+    body?: unknown,
+    tenant?: Tenant,
+  ): Promise<LightMyRequestResponse>
   /** Submits a job with ?wait=true and returns the finished job. */
   run(body: Record<string, unknown>, tenant?: Tenant): Promise<Job>
   /** Polls GET /v1/jobs/:id until `until` holds. */
@@ -66,7 +71,11 @@ async function removeCgroups(parent: string): Promise<void> {
   const slash = parent.lastIndexOf('/')
   const [under, name] = [parent.slice(0, slash), parent.slice(slash + 1)]
   for (const sibling of await host.children(under)) {
-    if (sibling === name || sibling.startsWith(`${name}-`)) await host.sandbox(`${under}/${sibling}`).remove().catch(() => undefined)
+    if (sibling === name || sibling.startsWith(`${name}-`))
+      await host
+        .sandbox(`${under}/${sibling}`)
+        .remove()
+        .catch(() => undefined)
   }
 }
 
@@ -98,7 +107,9 @@ export async function writeBareBundle(bundle: string, args: string[], imagesDir:
       process: { terminal: false, user: { uid: 10001, gid: 10001 }, args, env: ['PATH=/usr/bin:/bin'], cwd: '/' },
       root: { path: join(imagesDir, 'default', 'rootfs'), readonly: true },
       mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
-      linux: { namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] },
+      linux: {
+        namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      },
     }),
   )
 }
@@ -110,7 +121,11 @@ export async function sandboxCgroupsLeft(parent: string): Promise<string[]> {
 }
 
 /** A metric's value for the labels given (0 when it has none yet). */
-export async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function metricValue(
+  metrics: Metrics,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const m = (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === name)
   const values = (m?.values ?? []) as { labels: Record<string, string | number>; value: number }[]
   return values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0
@@ -138,18 +153,24 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
   const prefix = `test-${basename(process.argv[1] ?? 'x').replace(/\W+/g, '-')}-${randomBytes(4).toString('hex')}`
   // Machine-level settings (where runsc and the images are) come from the environment.
   const machine = Object.fromEntries(
-    ['AIRLOCK_RUNSC_PATH', 'AIRLOCK_RUNSC_PLATFORM', 'AIRLOCK_IMAGES_DIR'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])),
+    ['AIRLOCK_RUNSC_PATH', 'AIRLOCK_RUNSC_PLATFORM', 'AIRLOCK_IMAGES_DIR'].flatMap((k) =>
+      process.env[k] ? [[k, process.env[k]!]] : [],
+    ),
   )
   const config = loadConfig({
     ...machine,
     REDIS_URL: options.redisUrl ?? redisUrl(),
     AIRLOCK_REDIS_PREFIX: prefix,
-    AIRLOCK_API_KEYS: Object.entries(TENANTS).map(([tenant, key]) => `${tenant}:${key}`).join(','),
+    AIRLOCK_API_KEYS: Object.entries(TENANTS)
+      .map(([tenant, key]) => `${tenant}:${key}`)
+      .join(','),
     AIRLOCK_STATE_DIR: `/run/airlock-test/${prefix}`,
     AIRLOCK_CGROUP_PARENT: `airlock-test/${prefix}`,
     ...options.env,
   })
-  const logger = options.logStream ? createLogger('debug', {}, options.logStream) : createLogger(process.env.AIRLOCK_LOG_LEVEL ?? 'silent')
+  const logger = options.logStream
+    ? createLogger('debug', {}, options.logStream)
+    : createLogger(process.env.AIRLOCK_LOG_LEVEL ?? 'silent')
   const metrics = new Metrics()
   let worker: WorkerService | undefined
   if (options.worker !== false) {
@@ -157,7 +178,12 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     worker = new WorkerService(config, executor, logger, metrics)
     await worker.start()
   }
-  const app = await buildApp({ config, logger, metrics, ...(options.streamLimits ? { streamLimits: options.streamLimits } : {}) })
+  const app = await buildApp({
+    config,
+    logger,
+    metrics,
+    ...(options.streamLimits ? { streamLimits: options.streamLimits } : {}),
+  })
   await app.ready()
   const baseUrl = options.listen ? await app.listen({ port: 0, host: '127.0.0.1' }) : ''
 
@@ -184,7 +210,10 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     app.inject({
       method,
       url,
-      headers: { authorization: `Bearer ${TENANTS[tenant]}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        authorization: `Bearer ${TENANTS[tenant]}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
     })
 
@@ -197,7 +226,8 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     request,
     async run(body, tenant) {
       const res = await request('POST', '/v1/jobs?wait=true', body, tenant)
-      if (res.statusCode !== 200) throw new Error(`expected 200 from POST /v1/jobs?wait=true, got ${res.statusCode}: ${res.body}`)
+      if (res.statusCode !== 200)
+        throw new Error(`expected 200 from POST /v1/jobs?wait=true, got ${res.statusCode}: ${res.body}`)
       return res.json<Job>()
     },
     async poll(id, until, timeoutMs = 30_000) {
@@ -205,7 +235,8 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
       for (;;) {
         const job = (await request('GET', `/v1/jobs/${id}`)).json<Job>()
         if (until(job)) return job
-        if (Date.now() > deadline) throw new Error(`job ${id} did not reach the expected state; last: ${JSON.stringify(job)}`)
+        if (Date.now() > deadline)
+          throw new Error(`job ${id} did not reach the expected state; last: ${JSON.stringify(job)}`)
         await new Promise((r) => setTimeout(r, 50))
       }
     },

@@ -27,7 +27,13 @@ export interface Roots {
   net: string
 }
 
-export const HOST_ROOTS: Roots = { cgroup: '/sys/fs/cgroup', run: '/run', tmp: tmpdir(), proc: '/proc', net: '/sys/class/net' }
+export const HOST_ROOTS: Roots = {
+  cgroup: '/sys/fs/cgroup',
+  run: '/run',
+  tmp: tmpdir(),
+  proc: '/proc',
+  net: '/sys/class/net',
+}
 
 /** The parents tests, benches and the test cluster make, at the top of a hierarchy or of /run. */
 const STATE_NAME = /^airlock-(test|bench-|readers-|soak-|kube-node)/
@@ -63,8 +69,13 @@ async function cgroupTree(h: string, rel: string): Promise<string[]> {
 
 /** Files of the work tree that `git status` shows changed or new. */
 async function dirtyTree(): Promise<string[]> {
-  const status = await new Promise<string>((resolve) => execFile('git', ['status', '--porcelain'], (err, stdout) => resolve(err ? '' : stdout)))
-  return status.split('\n').filter(Boolean).map((l) => `work tree file ${l.trim()}`)
+  const status = await new Promise<string>((resolve) =>
+    execFile('git', ['status', '--porcelain'], (err, stdout) => resolve(err ? '' : stdout)),
+  )
+  return status
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => `work tree file ${l.trim()}`)
 }
 
 export async function findLeftovers(roots: Roots = HOST_ROOTS): Promise<string[]> {
@@ -79,7 +90,8 @@ export async function findLeftovers(roots: Roots = HOST_ROOTS): Promise<string[]
     const held = await entries(d)
     found.push(`state directory ${d}${held.length ? ` (holding ${held.slice(0, 5).join(', ')})` : ''}`)
   }
-  for (const d of (await entries(roots.tmp)).filter((d) => TMP_NAME.test(d))) found.push(`temporary directory ${join(roots.tmp, d)}`)
+  for (const d of (await entries(roots.tmp)).filter((d) => TMP_NAME.test(d)))
+    found.push(`temporary directory ${join(roots.tmp, d)}`)
   // Mounts and processes under any state or temporary directory of the suite's, named
   // by their path: runsc's null-netns pins, sandboxes, gofers, a cluster's daemons.
   const places = [join(roots.run, 'airlock-'), join(roots.tmp, 'airlock-')]
@@ -89,7 +101,9 @@ export async function findLeftovers(roots: Roots = HOST_ROOTS): Promise<string[]
     if (point && places.some((p) => point.startsWith(p))) found.push(`mount ${point}`)
   }
   for (const pid of (await entries(roots.proc)).filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)) {
-    const cmdline = (await readFile(join(roots.proc, pid, 'cmdline'), 'utf8').catch(() => '')).replaceAll('\0', ' ').trim()
+    const cmdline = (await readFile(join(roots.proc, pid, 'cmdline'), 'utf8').catch(() => ''))
+      .replaceAll('\0', ' ')
+      .trim()
     if (places.some((p) => cmdline.includes(p))) found.push(`process ${pid}: ${cmdline.slice(0, 160)}`)
   }
   for (const link of (await entries(roots.net)).filter((l) => LINK_NAME.test(l))) found.push(`network link ${link}`)
@@ -110,8 +124,12 @@ if (process.argv.some((a) => a.endsWith('/test/leftovers.ts'))) {
   // (a lock file npm rewrote, a generated file not ignored).
   if (process.env.CI === 'true') left.push(...(await dirtyTree()))
   if (left.length > 0) {
-    process.stderr.write(`The suite left ${left.length} thing(s) of Airlock's on this machine; each test must remove what it made:\n${left.map((l) => `  ${l}`).join('\n')}\n`)
+    process.stderr.write(
+      `The suite left ${left.length} thing(s) of Airlock's on this machine; each test must remove what it made:\n${left.map((l) => `  ${l}`).join('\n')}\n`,
+    )
     process.exit(1)
   }
-  process.stdout.write('leftovers: nothing of the suite is left (cgroups, state directories, mounts, processes, temporary directories, network links)\n')
+  process.stdout.write(
+    'leftovers: nothing of the suite is left (cgroups, state directories, mounts, processes, temporary directories, network links)\n',
+  )
 }

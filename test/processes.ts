@@ -18,7 +18,13 @@ export async function freePort(): Promise<number> {
 export function startAirlock(role: 'all' | 'api' | 'worker', env: Record<string, string>): ChildProcess {
   if (!existsSync(SERVER_JS)) throw new Error(`${SERVER_JS} is missing: run npm run build (scripts/test.sh does)`)
   return spawn(process.execPath, [SERVER_JS, `--role=${role}`], {
-    env: { PATH: process.env.PATH ?? '', AIRLOCK_LOG_LEVEL: 'warn', AIRLOCK_METRICS_PORT: '0', HOST: '127.0.0.1', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      AIRLOCK_LOG_LEVEL: 'warn',
+      AIRLOCK_METRICS_PORT: '0',
+      HOST: '127.0.0.1',
+      ...env,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
 }
@@ -29,10 +35,15 @@ export function exited(child: ChildProcess): Promise<number | null> {
 }
 
 /** A private Redis on a free port, for tests that stop and start it; `aofDir` turns on persistence. */
-export async function startRedis(port?: number, aofDir?: string): Promise<{ port: number; url: string; process: ChildProcess }> {
+export async function startRedis(
+  port?: number,
+  aofDir?: string,
+): Promise<{ port: number; url: string; process: ChildProcess }> {
   const p = port ?? (await freePort())
   const persistence = aofDir ? ['--appendonly', 'yes', '--dir', aofDir] : ['--appendonly', 'no']
-  const child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: 'ignore' })
+  const child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', ...persistence], {
+    stdio: 'ignore',
+  })
   const url = `redis://127.0.0.1:${p}`
   for (let i = 0; i < 100; i++) {
     const up = await new Promise<boolean>((resolve) => {
@@ -46,7 +57,12 @@ export async function startRedis(port?: number, aofDir?: string): Promise<{ port
   throw new Error('redis-server did not start')
 }
 
-export async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs: number, what: string): Promise<T> {
+export async function until<T>(
+  read: () => Promise<T>,
+  ok: (value: T) => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await read()

@@ -7,7 +7,12 @@ export interface Received {
 }
 
 /** Opens a job's stream like any client would and collects everything until it closes. */
-export function openStream(baseUrl: string, path: string, headers: Record<string, string> = {}, onOpen?: (ws: WebSocket) => void): Promise<Received> {
+export function openStream(
+  baseUrl: string,
+  path: string,
+  headers: Record<string, string> = {},
+  onOpen?: (ws: WebSocket) => void,
+): Promise<Received> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}${path}`, { headers })
     const events: Received['events'] = []

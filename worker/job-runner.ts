@@ -76,13 +76,18 @@ export class JobRunner {
       if (!stored) return 'done'
       const labels = { runtime: stored.spec.runtime, tenant: this.metrics.tenant(stored.tenant) }
       this.metrics.jobsStarted.inc(labels)
-      if (stored.job.timings.queuedMs !== null) this.metrics.queueWait.observe({ runtime: labels.runtime }, stored.job.timings.queuedMs / 1000)
+      if (stored.job.timings.queuedMs !== null)
+        this.metrics.queueWait.observe({ runtime: labels.runtime }, stored.job.timings.queuedMs / 1000)
       // A cancel published between the claim and the registration above is seen here.
       if (stored.cancelRequested) controller.abort()
       let outcome: JobOutcome
       let outputInEvents = false
       try {
-        ;({ outcome, outputInEvents } = await this.execute(stored, controller.signal, log.child({ tenant: stored.tenant })))
+        ;({ outcome, outputInEvents } = await this.execute(
+          stored,
+          controller.signal,
+          log.child({ tenant: stored.tenant }),
+        ))
       } catch (err) {
         if (!(err instanceof IsolationUnavailableError)) throw err
         // Not launched: back to the queue for when isolation is restored (fail closed).
@@ -92,7 +97,11 @@ export class JobRunner {
         outcome = outcomeWithoutRun('error', `isolation could not be guaranteed: ${publicText(err.message)}`)
       }
 
-      if (controller.signal.aborted && controller.signal.reason === SHUTDOWN && !(await this.store.get(jobId))?.cancelRequested) {
+      if (
+        controller.signal.aborted &&
+        controller.signal.reason === SHUTDOWN &&
+        !(await this.store.get(jobId))?.cancelRequested
+      ) {
         if (await this.store.requeue(jobId, this.workerId)) {
           log.warn('worker stopping: job handed back to the queue')
           return 'handed-back'
@@ -100,7 +109,10 @@ export class JobRunner {
       }
       if (await this.finish(jobId, outcome, outputInEvents)) this.observeFinished(stored, outcome)
       await this.forget(jobId, log)
-      log.info({ tenant: stored.tenant, status: outcome.status, startupMs: outcome.startupMs, runMs: outcome.runMs }, 'job finished')
+      log.info(
+        { tenant: stored.tenant, status: outcome.status, startupMs: outcome.startupMs, runMs: outcome.runMs },
+        'job finished',
+      )
       return 'done'
     } finally {
       this.running.delete(jobId)
@@ -116,7 +128,8 @@ export class JobRunner {
     if (this.running.has(jobId)) return
     const log = this.logger.child({ jobId })
     if (this.executor.adopt && (await this.adopt(jobId, log, fromWorker))) return
-    if (await this.store.markLost(jobId, fromWorker)) log.warn({ worker: fromWorker }, 'job ended as error: its worker stopped')
+    if (await this.store.markLost(jobId, fromWorker))
+      log.warn({ worker: fromWorker }, 'job ended as error: its worker stopped')
   }
 
   /** Follows a sandbox a stopped worker launched; false when there is none to follow. */
@@ -128,7 +141,12 @@ export class JobRunner {
     try {
       if ((await this.store.get(jobId))?.cancelRequested) controller.abort()
       const plan = executionPlan(stored.spec)
-      const ran = await this.executor.adopt!({ jobId, tenant: stored.tenant, spec: plan.spec, signal: controller.signal })
+      const ran = await this.executor.adopt!({
+        jobId,
+        tenant: stored.tenant,
+        spec: plan.spec,
+        signal: controller.signal,
+      })
       if (!ran) return false
       const outcome = plan.conclude(ran)
       log.warn({ status: outcome.status }, 'adopted the sandbox of a worker that stopped')
@@ -142,14 +160,20 @@ export class JobRunner {
   }
 
   private async forget(jobId: string, log: Logger): Promise<void> {
-    await this.executor.forget?.(jobId).catch((err: unknown) => log.warn({ err }, 'executor could not clean up after the job'))
+    await this.executor
+      .forget?.(jobId)
+      .catch((err: unknown) => log.warn({ err }, 'executor could not clean up after the job'))
   }
 
   /**
    * Runs the job; `outputInEvents` says its event stream holds exactly the outcome's
    * output, so the record need not keep a second copy.
    */
-  private async execute(stored: StoredJob, signal: AbortSignal, log: Logger): Promise<{ outcome: JobOutcome; outputInEvents: boolean }> {
+  private async execute(
+    stored: StoredJob,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<{ outcome: JobOutcome; outputInEvents: boolean }> {
     // Live output goes to the job's event stream, which is where the output is stored.
     // A failed write loses no output: the record then keeps the outcome's own copy.
     const streamed = { stdout: 0, stderr: 0, failed: false }
@@ -172,7 +196,10 @@ export class JobRunner {
     )
     let outcome: JobOutcome
     const plan = executionPlan(stored.spec)
-    const live = plan.live((stream, text) => logs.push(stream, text), (step) => logs.mark(step))
+    const live = plan.live(
+      (stream, text) => logs.push(stream, text),
+      (step) => logs.mark(step),
+    )
     try {
       const ran = await this.executor.run({
         jobId: stored.id,
@@ -196,16 +223,25 @@ export class JobRunner {
     }
     // Every log event precedes the final status and the end event.
     await logs.close()
-    const outputInEvents = !streamed.failed && streamed.stdout === outcome.stdout.length && streamed.stderr === outcome.stderr.length
-    if (!outputInEvents) log.warn({ streamed, stdout: outcome.stdout.length, stderr: outcome.stderr.length }, 'live log differs from the outcome; the record keeps the output itself')
+    const outputInEvents =
+      !streamed.failed && streamed.stdout === outcome.stdout.length && streamed.stderr === outcome.stderr.length
+    if (!outputInEvents)
+      log.warn(
+        { streamed, stdout: outcome.stdout.length, stderr: outcome.stderr.length },
+        'live log differs from the outcome; the record keeps the output itself',
+      )
     return { outcome, outputInEvents }
   }
 
   private observeFinished(stored: StoredJob, outcome: JobOutcome): void {
     const runtime = stored.spec.runtime
     this.metrics.jobsFinished.inc({ runtime, tenant: this.metrics.tenant(stored.tenant), status: outcome.status })
-    this.metrics.endToEnd.observe({ runtime, status: outcome.status }, (Date.now() - Date.parse(stored.job.createdAt)) / 1000)
-    if (outcome.startupMs !== null) this.metrics.sandboxStart.observe({ runtime, start: outcome.sandboxStart ?? 'cold' }, outcome.startupMs / 1000)
+    this.metrics.endToEnd.observe(
+      { runtime, status: outcome.status },
+      (Date.now() - Date.parse(stored.job.createdAt)) / 1000,
+    )
+    if (outcome.startupMs !== null)
+      this.metrics.sandboxStart.observe({ runtime, start: outcome.sandboxStart ?? 'cold' }, outcome.startupMs / 1000)
     if (outcome.runMs !== null) this.metrics.run.observe({ runtime, status: outcome.status }, outcome.runMs / 1000)
   }
 
@@ -214,7 +250,11 @@ export class JobRunner {
   }
 
   private async finish(jobId: string, outcome: JobOutcome, outputInEvents = true): Promise<boolean> {
-    return this.store.finish(jobId, outcome, { executor: this.executor.name, isolation: outcome.isolation ?? this.isolation, outputInEvents })
+    return this.store.finish(jobId, outcome, {
+      executor: this.executor.name,
+      isolation: outcome.isolation ?? this.isolation,
+      outputInEvents,
+    })
   }
 }
 
@@ -240,7 +280,8 @@ interface ExecutionPlan {
  */
 function executionPlan(spec: JobSpec): ExecutionPlan {
   const runtime = findRuntime(spec.runtime)
-  if (!runtime || !runsAsSteps(spec, runtime)) return { spec, live: (onOutput) => ({ onOutput, end: () => undefined }), conclude: (ran) => ran }
+  if (!runtime || !runsAsSteps(spec, runtime))
+    return { spec, live: (onOutput) => ({ onOutput, end: () => undefined }), conclude: (ran) => ran }
   return {
     spec: driverSpec(spec, runtime),
     live: (onOutput, onStep) => {
@@ -267,4 +308,3 @@ function executionPlan(spec: JobSpec): ExecutionPlan {
     conclude: (ran) => stepsOutcome(spec, runtime, ran),
   }
 }
-

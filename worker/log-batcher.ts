@@ -44,10 +44,12 @@ export class LogBatcher {
   }
 
   private queue(item: LogPiece | LogMark): void {
-    this.chain = this.chain.then(() => this.write(item)).then(
-      () => undefined,
-      (err: unknown) => this.onError(err),
-    )
+    this.chain = this.chain
+      .then(() => this.write(item))
+      .then(
+        () => undefined,
+        (err: unknown) => this.onError(err),
+      )
   }
 
   private flush(): void {

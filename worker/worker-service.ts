@@ -9,7 +9,12 @@ import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
 import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
-import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TTL_MS, WorkerRegistry, type WorkerHeartbeat } from '../core/worker-registry.js'
+import {
+  HEARTBEAT_INTERVAL_MS,
+  HEARTBEAT_TTL_MS,
+  WorkerRegistry,
+  type WorkerHeartbeat,
+} from '../core/worker-registry.js'
 import type { Executor, IsolationReport } from './executors/executor.js'
 import { JobRunner } from './job-runner.js'
 
@@ -54,7 +59,8 @@ export class WorkerService {
     this.redis = createRedis(config.redisUrl, 'blocking')
     this.subscriber = createRedis(config.redisUrl, 'blocking')
     this.bullConnection = createRedis(config.redisUrl, 'blocking')
-    for (const c of [this.redis, this.subscriber, this.bullConnection]) c.on('error', (err) => logger.warn({ err: err.message }, 'redis error'))
+    for (const c of [this.redis, this.subscriber, this.bullConnection])
+      c.on('error', (err) => logger.warn({ err: err.message }, 'redis error'))
     this.redis.on('ready', () => {
       this.connectedSince = Date.now()
     })
@@ -122,22 +128,44 @@ export class WorkerService {
     this.isolationReport = report
     await this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed'))
     if (!report.ok) {
-      if (was !== false) this.logger.error({ reason: report.reason }, 'isolation cannot be guaranteed; this worker takes no jobs until it can')
+      if (was !== false)
+        this.logger.error(
+          { reason: report.reason },
+          'isolation cannot be guaranteed; this worker takes no jobs until it can',
+        )
       if (this.worker && !this.worker.isPaused()) await this.worker.pause(true)
       this.recheckSoon()
       return
     }
     this.failedChecks = 0
-    if (was !== true) this.logger.info({ executor: this.executor.name, isolation: report.detail, runtimes: this.versions }, 'worker ready')
+    if (was !== true)
+      this.logger.info(
+        { executor: this.executor.name, isolation: report.detail, runtimes: this.versions },
+        'worker ready',
+      )
     if (!this.worker) this.startTakingJobs(report)
     else if (this.worker.isPaused()) this.worker.resume()
   }
 
   private startTakingJobs(report: IsolationReport): void {
     if (!report.isolation) throw new Error('an executor that can isolate must describe its isolation')
-    const runner = new JobRunner(this.store, this.executor, report.isolation, this.id, this.logger, this.metrics, (reason) => {
-      void this.applyIsolation({ ok: false, technology: report.technology, detail: report.detail, reason, isolation: null })
-    })
+    const runner = new JobRunner(
+      this.store,
+      this.executor,
+      report.isolation,
+      this.id,
+      this.logger,
+      this.metrics,
+      (reason) => {
+        void this.applyIsolation({
+          ok: false,
+          technology: report.technology,
+          detail: report.detail,
+          reason,
+          isolation: null,
+        })
+      },
+    )
     this.runner = runner
     this.worker = new Worker<QueuedJobData>(
       QUEUE_NAME,
@@ -151,7 +179,10 @@ export class WorkerService {
           // A run of throttled claims (a tenant with many jobs queued behind its quota)
           // backs off, up to 16 times the delay, so the gate is not a hot loop.
           this.throttledRun = result === 'throttled' ? Math.min(this.throttledRun + 1, 64) : 0
-          const delayMs = result === 'throttled' ? THROTTLE_DELAY_MS * (1 + Math.floor(this.throttledRun / 4)) * (1 + Math.random()) : 0
+          const delayMs =
+            result === 'throttled'
+              ? THROTTLE_DELAY_MS * (1 + Math.floor(this.throttledRun / 4)) * (1 + Math.random())
+              : 0
           await job.moveToDelayed(Date.now() + delayMs, token)
           throw new DelayedError()
         }
@@ -191,7 +222,9 @@ export class WorkerService {
     for (const { id, worker } of running) {
       if (worker === this.id || live.has(worker)) continue
       // Adoption follows a sandbox to its end, which takes a while: it runs on.
-      void this.runner?.adoptOrLose(id, worker).catch((err: unknown) => this.logger.warn({ err, jobId: id }, 'could not take over a lost job'))
+      void this.runner
+        ?.adoptOrLose(id, worker)
+        .catch((err: unknown) => this.logger.warn({ err, jobId: id }, 'could not take over a lost job'))
     }
   }
 

@@ -42,7 +42,8 @@ export function hoistNamedSchemas(doc: Json): FinishedDocument {
     if (Array.isArray(node)) return node.map((n, i) => hoist(n, `${where}/${i}`))
     if (!isObject(node)) return node
     const walked: Json = {}
-    for (const [k, v] of Object.entries(node)) walked[k] = k === 'example' || k === 'examples' ? v : hoist(v, `${where}/${k}`)
+    for (const [k, v] of Object.entries(node))
+      walked[k] = k === 'example' || k === 'examples' ? v : hoist(v, `${where}/${k}`)
     const title = walked.title
     if (typeof title !== 'string' || !/^[A-Za-z][A-Za-z0-9]*$/.test(title) || !looksLikeSchema(walked)) return walked
     const text = JSON.stringify(walked)
@@ -74,7 +75,8 @@ const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options']
 
 /** What every status the service answers on its own means, for the document. */
 const STANDARD_ERRORS: Record<string, string> = {
-  '400': 'The request is malformed or fails validation (AIRLOCK_ERR_VALIDATION, AIRLOCK_ERR_BAD_REQUEST, AIRLOCK_ERR_MALFORMED_JSON)',
+  '400':
+    'The request is malformed or fails validation (AIRLOCK_ERR_VALIDATION, AIRLOCK_ERR_BAD_REQUEST, AIRLOCK_ERR_MALFORMED_JSON)',
   '401': 'Missing, wrong or revoked key (AIRLOCK_ERR_UNAUTHORIZED)',
   '408': 'The request took too long to arrive (AIRLOCK_ERR_REQUEST_TIMEOUT)',
   '413': 'The body is larger than the server takes (AIRLOCK_ERR_BODY_TOO_LARGE)',
@@ -112,14 +114,23 @@ export function completeResponses(doc: Json): Json {
       const responses: Json = { ...((op.responses ?? {}) as Json) }
       for (const status of needs) responses[status] ??= errorResponse(STANDARD_ERRORS[status]!)
       // A route that answers 426 to plain HTTP is a WebSocket: its success is the upgrade.
-      if (responses['426']) responses['101'] ??= { description: 'Switching Protocols: the WebSocket is open (messages are described above)' }
+      if (responses['426'])
+        responses['101'] ??= {
+          description: 'Switching Protocols: the WebSocket is open (messages are described above)',
+        }
       for (const [status, r] of Object.entries(responses)) {
         if (!isObject(r)) continue
         if (r.description === 'Default Response' || r.description === undefined) {
-          responses[status] = { ...r, description: STANDARD_ERRORS[status] ?? STATUS_CODES[Number(status)] ?? 'Response' }
+          responses[status] = {
+            ...r,
+            description: STANDARD_ERRORS[status] ?? STATUS_CODES[Number(status)] ?? 'Response',
+          }
         }
       }
-      ops[method] = { ...op, responses: Object.fromEntries(Object.entries(responses).sort(([a], [b]) => a.localeCompare(b))) }
+      ops[method] = {
+        ...op,
+        responses: Object.fromEntries(Object.entries(responses).sort(([a], [b]) => a.localeCompare(b))),
+      }
     }
     paths[path] = ops
   }

@@ -32,7 +32,8 @@ export function decorateTenant(app: FastifyInstance): void {
     },
     setter(this: WithTenant, tenant: string): void {
       // An empty or malformed tenant is nobody: it is never authorized for anything.
-      if (!TENANT_NAME.test(tenant)) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'this credential names no tenant')
+      if (!TENANT_NAME.test(tenant))
+        throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'this credential names no tenant')
       this[TENANT] = tenant
     },
   })
@@ -67,7 +68,10 @@ export function bearerKey(request: FastifyRequest): string | undefined {
  * on every replica at once). Keys are looked up by their SHA-256, so the lookup's timing
  * says nothing about how much of a guessed key was right.
  */
-export function registerAuth(scope: FastifyInstance, { tenantsByKey, streamTokens, tenants, keyFrom = bearerKey, missingKey }: AuthOptions): void {
+export function registerAuth(
+  scope: FastifyInstance,
+  { tenantsByKey, streamTokens, tenants, keyFrom = bearerKey, missingKey }: AuthOptions,
+): void {
   const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
   scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization
@@ -83,7 +87,11 @@ export function registerAuth(scope: FastifyInstance, { tenantsByKey, streamToken
       return
     }
     const key = keyFrom(request)
-    if (!key) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', missingKey ?? 'missing bearer token: send Authorization: Bearer <api key>')
+    if (!key)
+      throw new AirlockError(
+        'AIRLOCK_ERR_UNAUTHORIZED',
+        missingKey ?? 'missing bearer token: send Authorization: Bearer <api key>',
+      )
     const digest = keyDigest(key)
     const staticTenant = tenantsByDigest.get(digest)
     if (staticTenant) {

@@ -31,7 +31,10 @@ export function connectionCap(setting: number, fileLimit: number | undefined): n
 
 /** AIRLOCK_TRUST_PROXY -> what fastify's trustProxy takes: false, or the list. */
 export function trustedProxies(raw: string): false | string[] {
-  const list = raw.split(',').map((a) => a.trim()).filter(Boolean)
+  const list = raw
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean)
   return list.length > 0 ? list : false
 }
 
@@ -47,7 +50,9 @@ export interface ConnectionLimitOptions {
 /** The answer to a connection over a cap, written before any of its request is read. */
 function refuse(socket: Socket, message: string): void {
   const body = JSON.stringify({ statusCode: 503, code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS', message })
-  socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n${body}`)
+  socket.end(
+    `HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n${body}`,
+  )
   // A peer that never reads must not keep even a refused socket.
   setTimeout(() => socket.destroy(), 1000).unref()
 }
@@ -58,7 +63,10 @@ function refuse(socket: Socket, message: string): void {
  * AIRLOCK_ERR_TOO_MANY_CONNECTIONS and closed. Node's own `maxConnections` stays a
  * little above as a backstop: past it, connections are dropped unanswered.
  */
-export function limitConnections(server: Server, { maxConnections, maxPerAddress, trustProxy, log, metrics }: ConnectionLimitOptions): void {
+export function limitConnections(
+  server: Server,
+  { maxConnections, maxPerAddress, trustProxy, log, metrics }: ConnectionLimitOptions,
+): void {
   const cap = connectionCap(maxConnections, openFileLimit())
   const proxies = trustedProxies(trustProxy)
   const isProxy = proxies ? compile(proxies) : () => false
@@ -85,7 +93,12 @@ export function limitConnections(server: Server, { maxConnections, maxPerAddress
         lastWarning = Date.now()
         refused = 0
       }
-      refuse(socket, open >= cap ? 'the server has its most connections open; retry shortly' : 'this address has its most connections open; close some first')
+      refuse(
+        socket,
+        open >= cap
+          ? 'the server has its most connections open; retry shortly'
+          : 'this address has its most connections open; close some first',
+      )
       return true
     }
     open++

@@ -64,7 +64,9 @@ export function consoleDir(): string {
  */
 export async function registerConsole(app: FastifyInstance, dir = consoleDir()): Promise<void> {
   app.get('/', { schema: { hide: true } }, async (_request, reply: FastifyReply) => reply.redirect(CONSOLE_PATH, 302))
-  app.get('/console', { schema: { hide: true } }, async (_request, reply: FastifyReply) => reply.redirect(CONSOLE_PATH, 301))
+  app.get('/console', { schema: { hide: true } }, async (_request, reply: FastifyReply) =>
+    reply.redirect(CONSOLE_PATH, 301),
+  )
   if (!existsSync(join(dir, 'index.html'))) {
     // Fail visibly rather than serve a blank page: a checkout that was never built.
     app.get(`${CONSOLE_PATH}*`, { schema: { hide: true } }, async () => {
@@ -73,11 +75,16 @@ export async function registerConsole(app: FastifyInstance, dir = consoleDir()):
     return
   }
   const page = readFileSync(join(dir, 'index.html'), 'utf8')
-  if (!page.includes(NONCE_PLACEHOLDER)) throw new Error(`${dir}/index.html has no ${NONCE_PLACEHOLDER}: rebuild the console`)
+  if (!page.includes(NONCE_PLACEHOLDER))
+    throw new Error(`${dir}/index.html has no ${NONCE_PLACEHOLDER}: rebuild the console`)
   const sendPage = async (_request: unknown, reply: FastifyReply) => {
     const nonce = randomBytes(18).toString('base64')
     commonHeaders(reply.raw)
-    return reply.header('content-security-policy', consoleCsp(nonce)).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(page.replaceAll(NONCE_PLACEHOLDER, nonce))
+    return reply
+      .header('content-security-policy', consoleCsp(nonce))
+      .header('cache-control', 'no-store')
+      .type('text/html; charset=utf-8')
+      .send(page.replaceAll(NONCE_PLACEHOLDER, nonce))
   }
   app.get(CONSOLE_PATH, { schema: { hide: true } }, sendPage)
   app.get(`${CONSOLE_PATH}index.html`, { schema: { hide: true } }, sendPage)

@@ -28,14 +28,30 @@ function isStoreUnavailable(err: Error): boolean {
 }
 
 /** A schema's complaints about part of a request (`where`: body, querystring, ...) as the one validation error. */
-export function validationFailure(errors: readonly { instancePath?: string; message?: string }[], where: string): AirlockError {
+export function validationFailure(
+  errors: readonly { instancePath?: string; message?: string }[],
+  where: string,
+): AirlockError {
   const details = errors.map((v) => ({ path: v.instancePath || '/', message: v.message ?? 'invalid' }))
-  return new AirlockError('AIRLOCK_ERR_VALIDATION', `invalid ${where}: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`.slice(0, 2000), details.slice(0, 20))
+  return new AirlockError(
+    'AIRLOCK_ERR_VALIDATION',
+    `invalid ${where}: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`.slice(0, 2000),
+    details.slice(0, 20),
+  )
 }
 
 export function toErrorResponse(err: FastifyError | Error): { status: number; body: ErrorResponse; log: boolean } {
   if (isAirlockError(err)) {
-    return { status: err.statusCode, body: { statusCode: err.statusCode, code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) }, log: err.statusCode >= 500 }
+    return {
+      status: err.statusCode,
+      body: {
+        statusCode: err.statusCode,
+        code: err.code,
+        message: err.message,
+        ...(err.details ? { details: err.details } : {}),
+      },
+      log: err.statusCode >= 500,
+    }
   }
   const f = err as FastifyError
   if (f.validation) return toErrorResponse(validationFailure(f.validation, f.validationContext ?? 'request'))
@@ -46,14 +62,34 @@ export function toErrorResponse(err: FastifyError | Error): { status: number; bo
   }
   // noeviction: a full Redis refuses writes; the request changed nothing and may be retried.
   if (/^OOM /.test(err.message)) {
-    return { status: 503, body: { statusCode: 503, code: 'AIRLOCK_ERR_STORE_FULL', message: 'the job store is full; nothing was accepted; retry later' }, log: true }
+    return {
+      status: 503,
+      body: {
+        statusCode: 503,
+        code: 'AIRLOCK_ERR_STORE_FULL',
+        message: 'the job store is full; nothing was accepted; retry later',
+      },
+      log: true,
+    }
   }
   if (isStoreUnavailable(err)) {
-    return { status: 503, body: { statusCode: 503, code: 'AIRLOCK_ERR_STORE_UNAVAILABLE', message: 'the job store is unavailable; retry shortly' }, log: true }
+    return {
+      status: 503,
+      body: {
+        statusCode: 503,
+        code: 'AIRLOCK_ERR_STORE_UNAVAILABLE',
+        message: 'the job store is unavailable; retry shortly',
+      },
+      log: true,
+    }
   }
   // Any other client error fastify raised keeps its status, under a generic code.
   if (typeof f.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
-    return { status: f.statusCode, body: { statusCode: f.statusCode, code: 'AIRLOCK_ERR_VALIDATION', message: f.message }, log: false }
+    return {
+      status: f.statusCode,
+      body: { statusCode: f.statusCode, code: 'AIRLOCK_ERR_VALIDATION', message: f.message },
+      log: false,
+    }
   }
   return { status: 500, body: { statusCode: 500, code: 'AIRLOCK_ERR_INTERNAL', message: 'internal error' }, log: true }
 }
@@ -72,7 +108,9 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): 
         : [400, 'AIRLOCK_ERR_BAD_REQUEST', 'the HTTP request could not be parsed']
   const body = JSON.stringify({ statusCode: status, code, message })
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+    )
   }
   socket.destroy()
 }
@@ -97,7 +135,12 @@ export function frameworkErrors(metrics: Metrics) {
  * the scope's error body. Registered inside a scope, it runs after the scope's hooks
  * (authentication), as its routes do. `where` names the API in the message.
  */
-export function notFoundAnswerer(scope: FastifyInstance, metrics: Metrics, shape: (err: AirlockError) => unknown, where = ''): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
+export function notFoundAnswerer(
+  scope: FastifyInstance,
+  metrics: Metrics,
+  shape: (err: AirlockError) => unknown,
+  where = '',
+): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
   const routes = new RouteMethods()
   scope.addHook('onRoute', (route) => routes.add(route.url, route.method))
   return (request, reply) => {
@@ -106,7 +149,10 @@ export function notFoundAnswerer(scope: FastifyInstance, metrics: Metrics, shape
     const allowed = routes.allowed(path).includes(request.method) ? [] : routes.allowed(path)
     const err =
       allowed.length > 0
-        ? new AirlockError('AIRLOCK_ERR_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}`)
+        ? new AirlockError(
+            'AIRLOCK_ERR_METHOD_NOT_ALLOWED',
+            `${path} does not take ${request.method}; it takes ${allowed.join(', ')}`,
+          )
         : new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${path}${where}`)
     metrics.rejectedRequests.inc({ code: err.code })
     if (allowed.length > 0) reply.header('allow', allowed.join(', '))
@@ -115,7 +161,11 @@ export function notFoundAnswerer(scope: FastifyInstance, metrics: Metrics, shape
 }
 
 export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): void {
-  const notFound = notFoundAnswerer(app, metrics, (err) => ({ statusCode: err.statusCode, code: err.code, message: err.message }))
+  const notFound = notFoundAnswerer(app, metrics, (err) => ({
+    statusCode: err.statusCode,
+    code: err.code,
+    message: err.message,
+  }))
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (request.is404) return notFound(request, reply)
     const { status, body } = prepareErrorReply(err, request, reply, metrics)
@@ -131,12 +181,18 @@ export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): vo
  * that failed authentication gets no second try on the same connection: it cannot keep
  * a socket, and a body it trickles, open on an unauthenticated request).
  */
-export function prepareErrorReply(err: FastifyError, request: FastifyRequest, reply: FastifyReply, metrics: Metrics): { status: number; body: ErrorResponse } {
+export function prepareErrorReply(
+  err: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  metrics: Metrics,
+): { status: number; body: ErrorResponse } {
   const { status, body, log } = toErrorResponse(err)
   metrics.rejectedRequests.inc({ code: body.code })
   if (log) request.log.error({ err }, 'request failed')
   if (status === 503) reply.header('retry-after', '1')
-  if (isAirlockError(err) && err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
+  if (isAirlockError(err) && err.retryAfterSeconds !== undefined)
+    reply.header('retry-after', String(err.retryAfterSeconds))
   if (status === 401) reply.header('connection', 'close')
   return { status, body }
 }
@@ -151,7 +207,9 @@ export class RouteMethods {
       // fastify's syntax: `:name` is one segment, `*` the rest of the path.
       const source = url
         .split('/')
-        .map((segment) => (segment.startsWith(':') ? '[^/]+' : segment === '*' ? '.*' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+        .map((segment) =>
+          segment.startsWith(':') ? '[^/]+' : segment === '*' ? '.*' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+        )
         .join('/')
       entry = { re: new RegExp(`^${source}$`), methods: new Set() }
       this.patterns.set(url, entry)

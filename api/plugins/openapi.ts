@@ -11,9 +11,23 @@ export const OPENAPI_VERSION = '3.1.0'
  * single-use token for one job's stream (in place of the key, on that route only).
  */
 export const SECURITY_SCHEMES = {
-  tenantKey: { type: 'http', scheme: 'bearer', description: "A tenant's API key (AIRLOCK_API_KEYS, or issued by POST /v1/admin/tenants/{name}/keys)" },
-  adminKey: { type: 'http', scheme: 'bearer', description: "The operator's key (AIRLOCK_ADMIN_KEY), for /v1/admin only" },
-  streamToken: { type: 'apiKey', in: 'query', name: 'token', description: 'A single-use token from POST /v1/jobs/{id}/stream-tokens, for opening that job\'s stream from a browser' },
+  tenantKey: {
+    type: 'http',
+    scheme: 'bearer',
+    description: "A tenant's API key (AIRLOCK_API_KEYS, or issued by POST /v1/admin/tenants/{name}/keys)",
+  },
+  adminKey: {
+    type: 'http',
+    scheme: 'bearer',
+    description: "The operator's key (AIRLOCK_ADMIN_KEY), for /v1/admin only",
+  },
+  streamToken: {
+    type: 'apiKey',
+    in: 'query',
+    name: 'token',
+    description:
+      "A single-use token from POST /v1/jobs/{id}/stream-tokens, for opening that job's stream from a browser",
+  },
 } as const
 
 /** The stream route takes a tenant key or a stream token. */
@@ -27,9 +41,23 @@ const WILDCARD_NAME = 'path'
 
 /** The route's schema with its wildcard as a documented path parameter (routes leave `*` out). */
 function namedWildcard(schema: FastifySchema): FastifySchema {
-  const params = (schema.params ?? { type: 'object', properties: {} }) as { properties?: Record<string, unknown>; required?: string[] }
-  const rest = { type: 'string', minLength: 1, description: 'The rest of the path, slashes included (as they are, or percent-encoded)' }
-  return { ...schema, params: { ...params, properties: { ...params.properties, [WILDCARD_NAME]: rest }, required: [...(params.required ?? []), WILDCARD_NAME] } }
+  const params = (schema.params ?? { type: 'object', properties: {} }) as {
+    properties?: Record<string, unknown>
+    required?: string[]
+  }
+  const rest = {
+    type: 'string',
+    minLength: 1,
+    description: 'The rest of the path, slashes included (as they are, or percent-encoded)',
+  }
+  return {
+    ...schema,
+    params: {
+      ...params,
+      properties: { ...params.properties, [WILDCARD_NAME]: rest },
+      required: [...(params.required ?? []), WILDCARD_NAME],
+    },
+  }
 }
 
 /**
@@ -57,10 +85,14 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       // fastify hands the plugin one options object for both spellings (it sets its url
       // to the last, slashed one), so the slash is dropped here rather than one route hidden.
       const canonical = url.length > 1 ? url.replace(/\/+$/, '') : url
-      return url.endsWith('/*') ? { schema: namedWildcard(schema), url: `${canonical.slice(0, -2)}/{${WILDCARD_NAME}}` } : { schema, url: canonical }
+      return url.endsWith('/*')
+        ? { schema: namedWildcard(schema), url: `${canonical.slice(0, -2)}/{${WILDCARD_NAME}}` }
+        : { schema, url: canonical }
     },
     transformObject: (document) => {
-      const { doc, problems } = finishDocument(('openapiObject' in document ? document.openapiObject : {}) as Record<string, unknown>)
+      const { doc, problems } = finishDocument(
+        ('openapiObject' in document ? document.openapiObject : {}) as Record<string, unknown>,
+      )
       if (problems.length > 0) app.log.warn({ problems }, 'the OpenAPI document has problems')
       return doc
     },

@@ -22,7 +22,9 @@ export const strictValidatorCompiler: FastifySchemaCompiler<unknown> = (route) =
   const check = TypeBoxValidatorCompiler(route as Parameters<typeof TypeBoxValidatorCompiler>[0])
   if (route.httpPart === 'body') return check
   const properties = (route.schema as PartSchema).properties ?? {}
-  const typed = Object.entries(properties).flatMap(([name, s]) => (typeof s.type === 'string' && s.type in WRITTEN ? [[name, WRITTEN[s.type as keyof typeof WRITTEN]] as const] : []))
+  const typed = Object.entries(properties).flatMap(([name, s]) =>
+    typeof s.type === 'string' && s.type in WRITTEN ? [[name, WRITTEN[s.type as keyof typeof WRITTEN]] as const] : [],
+  )
   if (typed.length === 0) return check
   return (value: unknown) => {
     const raw = (value ?? {}) as Record<string, unknown>

@@ -58,7 +58,11 @@ export class JobService {
    * and a queue entry whose record was refused: never a job accepted that no worker
    * sees, nor one a worker sees that was refused.
    */
-  async submitMany(tenant: string, items: readonly (JobRequest | Error)[], log: FastifyBaseLogger): Promise<SubmitOutcome[]> {
+  async submitMany(
+    tenant: string,
+    items: readonly (JobRequest | Error)[],
+    log: FastifyBaseLogger,
+  ): Promise<SubmitOutcome[]> {
     const { config, redis, registry, tenants } = this.deps
     const counted = items.filter((item) => !(item instanceof Error)).length
     const read = redis.pipeline()
@@ -79,7 +83,15 @@ export class JobService {
       const allowed = submissionsAllowed({ quotas, ...window }, perSecond, ready.length)
       if (allowed < ready.length) {
         const message = `more than ${perSecond} submissions per second for this tenant; retry after ${window.resetsInMs} ms`
-        refuse(ready.slice(allowed), new AirlockError('AIRLOCK_ERR_QUOTA_RATE', message, undefined, Math.max(1, Math.ceil(window.resetsInMs / 1000))))
+        refuse(
+          ready.slice(allowed),
+          new AirlockError(
+            'AIRLOCK_ERR_QUOTA_RATE',
+            message,
+            undefined,
+            Math.max(1, Math.ceil(window.resetsInMs / 1000)),
+          ),
+        )
         ready = ready.slice(0, allowed)
         if (ready.length === 0) return out
       }
@@ -107,7 +119,11 @@ export class JobService {
    * (the keys share one slot, so a Redis Cluster takes it too). A job whose record a quota
    * refused, or whose entry Redis refused, has the other half taken away again.
    */
-  private async write(tenant: string, jobs: { index: number; id: string; spec: JobSpec }[], quotas: Quotas): Promise<(typeof jobs[number] & { error?: Error })[]> {
+  private async write(
+    tenant: string,
+    jobs: { index: number; id: string; spec: JobSpec }[],
+    quotas: Quotas,
+  ): Promise<((typeof jobs)[number] & { error?: Error })[]> {
     const { store, queue } = this.deps
     // bullmq types its connection and transactions as its own interfaces over ioredis's.
     const client = (await queue.backend.client) as unknown as Redis
@@ -131,13 +147,24 @@ export class JobService {
     return Promise.all(
       jobs.map(async (job, n) => {
         const result = results[n]!
-        const entryError = ran ?? replies[jobs.length + n]?.[0] ?? (replies[jobs.length + n] ? undefined : new Error('no reply from Redis'))
+        const entryError =
+          ran ??
+          replies[jobs.length + n]?.[0] ??
+          (replies[jobs.length + n] ? undefined : new Error('no reply from Redis'))
         const recorded = !ran && !(result instanceof Error) && result.result === 'created'
         if (recorded && !entryError) return job
         if (recorded || ran) await store.remove(job.id, tenant).catch(() => undefined)
         if (!entryError || ran) await queue.remove(job.id).catch(() => undefined)
         if (ran) return { ...job, error: ran }
-        return { ...job, error: result instanceof Error ? result : result.result === 'created' ? entryError! : this.quotaRefusal(result, quotas) }
+        return {
+          ...job,
+          error:
+            result instanceof Error
+              ? result
+              : result.result === 'created'
+                ? entryError!
+                : this.quotaRefusal(result, quotas),
+        }
       }),
     )
   }
@@ -150,13 +177,24 @@ export class JobService {
       const tooBig = jobLimitsOverQuota(spec.limits, quotas)
       const total = spec.tests ? stepsTimeMs(spec.limits, spec.tests.length) : 0
       if (spec.tests && quotas.maxTimeoutMs !== undefined && total > quotas.maxTimeoutMs) {
-        tooBig.push({ path: '/tests', message: stepsTooLong(spec.tests.length, spec.limits, total, quotas.maxTimeoutMs, "this tenant's") })
+        tooBig.push({
+          path: '/tests',
+          message: stepsTooLong(spec.tests.length, spec.limits, total, quotas.maxTimeoutMs, "this tenant's"),
+        })
       }
       if (tooBig.length > 0) {
-        throw new AirlockError('AIRLOCK_ERR_QUOTA_JOB_LIMITS', `limits above this tenant's quota: ${tooBig.map((d) => d.path.replace(/^\/limits\//, '')).join(', ')}`, tooBig)
+        throw new AirlockError(
+          'AIRLOCK_ERR_QUOTA_JOB_LIMITS',
+          `limits above this tenant's quota: ${tooBig.map((d) => d.path.replace(/^\/limits\//, '')).join(', ')}`,
+          tooBig,
+        )
       }
       if (spec.isolation === 'runc' && !config.benchTenantSet.has(tenant)) {
-        throw new AirlockError('AIRLOCK_ERR_ISOLATION_FORBIDDEN', 'isolation runc (no gVisor) is only for benchmark tenants (AIRLOCK_BENCH_TENANTS)', [{ path: '/isolation', message: 'not allowed for this tenant' }])
+        throw new AirlockError(
+          'AIRLOCK_ERR_ISOLATION_FORBIDDEN',
+          'isolation runc (no gVisor) is only for benchmark tenants (AIRLOCK_BENCH_TENANTS)',
+          [{ path: '/isolation', message: 'not allowed for this tenant' }],
+        )
       }
       return spec
     } catch (err) {
@@ -167,7 +205,12 @@ export class JobService {
   private quotaRefusal(created: { result: CreateResult; heldBytes?: number }, quotas: Quotas): AirlockError {
     const { config } = this.deps
     if (created.result === 'queued-quota') {
-      return new AirlockError('AIRLOCK_ERR_QUOTA_QUEUED', `this tenant has its quota of ${quotas.maxQueued ?? config.defaultMaxQueued} queued jobs; wait for some to start`, undefined, 1)
+      return new AirlockError(
+        'AIRLOCK_ERR_QUOTA_QUEUED',
+        `this tenant has its quota of ${quotas.maxQueued ?? config.defaultMaxQueued} queued jobs; wait for some to start`,
+        undefined,
+        1,
+      )
     }
     const max = quotas.maxStoredBytes ?? config.defaultMaxStoredBytes
     return new AirlockError(
@@ -188,7 +231,8 @@ export class JobService {
     if (!view || view.tenant !== tenant) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
     const result = await store.cancel(id, tenant)
     if (result.kind === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
-    if (result.kind === 'finished') throw new AirlockError('AIRLOCK_ERR_JOB_FINISHED', `job ${id} already ended with status ${result.status}`)
+    if (result.kind === 'finished')
+      throw new AirlockError('AIRLOCK_ERR_JOB_FINISHED', `job ${id} already ended with status ${result.status}`)
     if (result.kind === 'cancelled') {
       await queue.remove(id).catch(() => undefined)
       metrics.jobsFinished.inc({ runtime: view.job.runtime, tenant: metrics.tenant(tenant), status: 'cancelled' })

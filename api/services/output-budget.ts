@@ -8,7 +8,8 @@ import { AirlockError } from '../../core/errors.js'
  * other in a circle, and every hold is given back within the slow-reader limit. No
  * tenant may hold more than `tenantShare` of the budget, so one tenant's stalled
  * readers cannot starve the others; a reader that is not `patient` (one that has sent
- * nothing yet) and waits longer than `waitMs` gets AIRLOCK_ERR_OUTPUT_BUSY. The process's memory under N readers of a big
+ * nothing yet) and waits longer than `waitMs` gets AIRLOCK_ERR_OUTPUT_BUSY. The process's memory under N readers of a
+ * big
  * job is bounded by this setting, not by N.
  */
 export class OutputBudget {
@@ -38,7 +39,12 @@ export class OutputBudget {
         if (!patient) {
           waiter.timer = setTimeout(() => {
             this.waiting.splice(this.waiting.indexOf(waiter), 1)
-            reject(new AirlockError('AIRLOCK_ERR_OUTPUT_BUSY', 'the server is sending as much job output as it may hold; retry shortly'))
+            reject(
+              new AirlockError(
+                'AIRLOCK_ERR_OUTPUT_BUSY',
+                'the server is sending as much job output as it may hold; retry shortly',
+              ),
+            )
           }, this.waitMs)
         }
         this.waiting.push(waiter)

@@ -53,9 +53,11 @@ export class OutputWriter {
   async *jobJson(view: JobView): AsyncGenerator<string> {
     const head = JSON.stringify(view.job)
     yield `${head.slice(0, -1)},"stdout":"`
-    for await (const piece of this.output.pieces(view.id, view.output, 'stdout', this.take(view.tenant))) yield JSON.stringify(piece).slice(1, -1)
+    for await (const piece of this.output.pieces(view.id, view.output, 'stdout', this.take(view.tenant)))
+      yield JSON.stringify(piece).slice(1, -1)
     yield '","stderr":"'
-    for await (const piece of this.output.pieces(view.id, view.output, 'stderr', this.take(view.tenant))) yield JSON.stringify(piece).slice(1, -1)
+    for await (const piece of this.output.pieces(view.id, view.output, 'stderr', this.take(view.tenant)))
+      yield JSON.stringify(piece).slice(1, -1)
     yield '"}'
   }
 
@@ -101,7 +103,11 @@ export class OutputWriter {
    * left the process (which is what lets a read's reservation be given back), and cuts
    * a reader that does not take a piece within the slow-reader limit.
    */
-  async drain<T extends string | Buffer>(parts: AsyncGenerator<T>, flush: (chunk: T) => Promise<void>, isClosed: () => boolean = () => false): Promise<void> {
+  async drain<T extends string | Buffer>(
+    parts: AsyncGenerator<T>,
+    flush: (chunk: T) => Promise<void>,
+    isClosed: () => boolean = () => false,
+  ): Promise<void> {
     try {
       for (;;) {
         if (isClosed()) return
@@ -138,7 +144,13 @@ export class OutputWriter {
    * failure); after it, the connection is cut (the client sees a truncated body, never
    * a wrong one).
    */
-  async send(reply: FastifyReply, status: number, contentType: string, parts: AsyncGenerator<string | Buffer>, headers: Record<string, string> = {}): Promise<void> {
+  async send(
+    reply: FastifyReply,
+    status: number,
+    contentType: string,
+    parts: AsyncGenerator<string | Buffer>,
+    headers: Record<string, string> = {},
+  ): Promise<void> {
     let first: IteratorResult<string | Buffer>
     try {
       first = await parts.next()
@@ -149,7 +161,11 @@ export class OutputWriter {
     const res = reply.raw
     reply.hijack()
     // `headers` are the body's own: an error before the first byte is answered without them.
-    res.writeHead(status, { 'content-type': contentType, ...(reply.getHeaders() as Record<string, string>), ...headers })
+    res.writeHead(status, {
+      'content-type': contentType,
+      ...(reply.getHeaders() as Record<string, string>),
+      ...headers,
+    })
     const flush: Flush = (text) =>
       new Promise((resolve, reject) => {
         res.write(text, (err) => (err ? reject(err) : resolve()))
@@ -185,7 +201,12 @@ export class OutputWriter {
 
   /** `send` for the job as it was submitted (GET /v1/jobs/:id/request). */
   sendRequest(reply: FastifyReply, view: JobView): Promise<void> {
-    return this.send(reply, 200, 'application/json; charset=utf-8', this.output.requestJson(view.id, this.take(view.tenant)))
+    return this.send(
+      reply,
+      200,
+      'application/json; charset=utf-8',
+      this.output.requestJson(view.id, this.take(view.tenant)),
+    )
   }
 
   /** `send` for a job as JSON. */

@@ -19,10 +19,16 @@ export class StreamGate {
   /** Takes a slot for the tenant and address until `socket` closes; 429 when either is at its cap. */
   enter(tenant: string, address: string, socket: Socket): void {
     if ((this.byTenant.get(tenant) ?? 0) >= this.maxPerTenant) {
-      throw new AirlockError('AIRLOCK_ERR_TOO_MANY_STREAMS', `this tenant has ${this.maxPerTenant} streams open on this server, its most; close some first`)
+      throw new AirlockError(
+        'AIRLOCK_ERR_TOO_MANY_STREAMS',
+        `this tenant has ${this.maxPerTenant} streams open on this server, its most; close some first`,
+      )
     }
     if ((this.byAddress.get(address) ?? 0) >= this.maxPerAddress) {
-      throw new AirlockError('AIRLOCK_ERR_TOO_MANY_STREAMS', `this address has ${this.maxPerAddress} streams open on this server, its most; close some first`)
+      throw new AirlockError(
+        'AIRLOCK_ERR_TOO_MANY_STREAMS',
+        `this address has ${this.maxPerAddress} streams open on this server, its most; close some first`,
+      )
     }
     bump(this.byTenant, tenant, 1)
     bump(this.byAddress, address, 1)

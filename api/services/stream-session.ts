@@ -31,7 +31,12 @@ export interface StreamLimits {
 
 // A batch is a few events: each holds up to the log batcher's 64 K chars, and a batch is
 // held against the process's output budget until the client has taken it.
-export const DEFAULT_STREAM_LIMITS: StreamLimits = { maxBufferedBytes: 1024 * 1024, slowClientGraceMs: 10_000, batch: 4, pollMs: 2000 }
+export const DEFAULT_STREAM_LIMITS: StreamLimits = {
+  maxBufferedBytes: 1024 * 1024,
+  slowClientGraceMs: 10_000,
+  batch: 4,
+  pollMs: 2000,
+}
 
 /** Memory an event may take on its way, reserved before it is read: 64 K chars (pieceMemoryBytes). */
 const EVENT_MAX_MEMORY_BYTES = pieceMemoryBytes(64 * 1024)
@@ -130,7 +135,11 @@ export class StreamSession {
       // Events of a finished job can be gone (retention) while its record is not.
       if (checkFinished) {
         const stored = await this.deps.store.view(this.jobId)
-        if (stored && isFinalStatus(stored.status) && (await this.deps.reader.after(this.jobId, this.cursor, 1)).length === 0) {
+        if (
+          stored &&
+          isFinalStatus(stored.status) &&
+          (await this.deps.reader.after(this.jobId, this.cursor, 1)).length === 0
+        ) {
           await this.end({ type: 'end', seq: this.cursor + 1, ts: stored.job.finishedAt ?? new Date().toISOString() })
         }
       }

@@ -21,7 +21,12 @@ export class StreamTokens {
 
   async issue(tenant: string, jobId: string): Promise<{ token: string; expiresAt: string }> {
     const token = `st_${randomBytes(24).toString('base64url')}`
-    await this.redis.set(this.keys.streamToken(StreamTokens.digest(token)), JSON.stringify({ tenant, jobId }), 'EX', this.ttlSeconds)
+    await this.redis.set(
+      this.keys.streamToken(StreamTokens.digest(token)),
+      JSON.stringify({ tenant, jobId }),
+      'EX',
+      this.ttlSeconds,
+    )
     return { token, expiresAt: new Date(Date.now() + this.ttlSeconds * 1000).toISOString() }
   }
 

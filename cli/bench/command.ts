@@ -6,7 +6,12 @@ import { UsageError } from '../settings.js'
 import { directRunner } from './direct.js'
 import { renderHtml, renderTable } from './report.js'
 import { runBench } from './run-bench.js'
-import { compareSandboxes, renderSandboxTable, SANDBOX_CONFIG_NAMES, type SandboxConfigName } from './sandbox-compare.js'
+import {
+  compareSandboxes,
+  renderSandboxTable,
+  SANDBOX_CONFIG_NAMES,
+  type SandboxConfigName,
+} from './sandbox-compare.js'
 import { BUILTIN_WORKLOADS, loadWorkloadFile, type Workload } from './workloads.js'
 
 export interface BenchFlags {
@@ -25,7 +30,8 @@ export interface BenchFlags {
 function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback
   const n = Number(value)
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} takes a whole number from ${min} to ${max}`)
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UsageError(`--${name} takes a whole number from ${min} to ${max}`)
   return n
 }
 
@@ -35,13 +41,15 @@ async function selectedWorkloads(flags: BenchFlags): Promise<Workload[]> {
   if (flags.only) {
     const names = flags.only.split(',')
     const unknown = names.filter((n) => !workloads.some((w) => w.name === n))
-    if (unknown.length > 0) throw new UsageError(`unknown workload ${unknown.join(', ')}; known: ${workloads.map((w) => w.name).join(', ')}`)
+    if (unknown.length > 0)
+      throw new UsageError(`unknown workload ${unknown.join(', ')}; known: ${workloads.map((w) => w.name).join(', ')}`)
     workloads = workloads.filter((w) => names.includes(w.name))
   }
   return workloads
 }
 
-const outDir = (flags: BenchFlags) => resolve(flags.out ?? `airlock-bench-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+const outDir = (flags: BenchFlags) =>
+  resolve(flags.out ?? `airlock-bench-${new Date().toISOString().replace(/[:.]/g, '-')}`)
 
 function progress(): (done: number, total: number, label: string) => void {
   const isTty = process.stderr.isTTY
@@ -55,15 +63,27 @@ function progress(): (done: number, total: number, label: string) => void {
 
 /** `airlock bench --sandboxes`: the workloads under several sandbox configurations, directly on this machine. */
 export async function benchSandboxesCommand(flags: BenchFlags): Promise<number> {
-  const asked = (flags.sandboxes ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+  const asked = (flags.sandboxes ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   const names = asked.includes('all') ? SANDBOX_CONFIG_NAMES : asked
   const unknown = names.filter((n) => !(SANDBOX_CONFIG_NAMES as string[]).includes(n))
-  if (names.length === 0 || unknown.length > 0) throw new UsageError(`--sandboxes takes a comma-separated list of ${SANDBOX_CONFIG_NAMES.join(', ')}, or all${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}`)
-  if (process.getuid?.() !== 0) throw new UsageError('--sandboxes starts sandboxes on this machine and needs root, as a local worker does')
+  if (names.length === 0 || unknown.length > 0)
+    throw new UsageError(
+      `--sandboxes takes a comma-separated list of ${SANDBOX_CONFIG_NAMES.join(', ')}, or all${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}`,
+    )
+  if (process.getuid?.() !== 0)
+    throw new UsageError('--sandboxes starts sandboxes on this machine and needs root, as a local worker does')
   const workloads = await selectedWorkloads(flags)
   const jobs = int('jobs', flags.jobs, flags.quick ? 3 : 10, 1, 10_000)
   const out = outDir(flags)
-  const report = await compareSandboxes({ names: names as SandboxConfigName[], workloads, jobs, onProgress: progress() })
+  const report = await compareSandboxes({
+    names: names as SandboxConfigName[],
+    workloads,
+    jobs,
+    onProgress: progress(),
+  })
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
   await mkdir(out, { recursive: true })
   await writeFile(join(out, 'sandboxes.json'), `${JSON.stringify(report, null, 2)}\n`)
@@ -83,7 +103,10 @@ export async function benchCommand(client: Airlock, apiKey: string, flags: Bench
   let direct: Awaited<ReturnType<typeof directRunner>> | undefined
   if (flags.direct !== false) {
     direct = await directRunner()
-    if ('unavailable' in direct) process.stderr.write(`airlock bench: no direct runs (${direct.unavailable}); the service overhead is not reported\n`)
+    if ('unavailable' in direct)
+      process.stderr.write(
+        `airlock bench: no direct runs (${direct.unavailable}); the service overhead is not reported\n`,
+      )
   }
   const isTty = process.stderr.isTTY
   try {
@@ -101,7 +124,10 @@ export async function benchCommand(client: Airlock, apiKey: string, flags: Bench
     await writeFile(join(out, 'bench.json'), `${JSON.stringify(report, null, 2)}\n`)
     await writeFile(join(out, 'report.html'), renderHtml(report))
     if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
-    else process.stdout.write(`${renderTable(report)}\n\nwrote ${join(out, 'bench.json')} and ${join(out, 'report.html')}\n`)
+    else
+      process.stdout.write(
+        `${renderTable(report)}\n\nwrote ${join(out, 'bench.json')} and ${join(out, 'report.html')}\n`,
+      )
     return EXIT.ok
   } finally {
     if (direct && 'runner' in direct) await direct.close()

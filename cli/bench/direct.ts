@@ -14,7 +14,9 @@ import type { DirectRunner, Isolation } from './run-bench.js'
  * service's own overhead is measured against. The local executor needs what a local
  * worker needs (root, runsc, runc, the images); null if anything is missing.
  */
-export async function directRunner(): Promise<{ runner: DirectRunner; close(): Promise<void> } | { unavailable: string }> {
+export async function directRunner(): Promise<
+  { runner: DirectRunner; close(): Promise<void> } | { unavailable: string }
+> {
   const kubernetes = process.env.AIRLOCK_EXECUTOR === 'kubernetes'
   if (!kubernetes && process.getuid?.() !== 0) return { unavailable: 'not root' }
   const config = loadConfig({

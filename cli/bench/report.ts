@@ -1,47 +1,106 @@
 import type { BenchReport, RuntimeResult } from './run-bench.js'
 
-export const ms = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(1))
+export const ms = (v: number | null | undefined) =>
+  v === null || v === undefined || Number.isNaN(v) ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(1)
 const x = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${v.toFixed(2)}x`)
 
 /** A terminal table's lines: each column as wide as its widest cell. */
 export function alignColumns(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd())
+  return rows.map((r) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  )
 }
 
 /** The terminal table: one row per workload and runtime. */
 export function renderTable(report: BenchReport): string {
-  const rows: string[][] = [['WORKLOAD', 'RUNTIME', 'OK', 'START p50', 'RUN p50', 'RUN p90', 'E2E p50', 'E2E p90', 'E2E p99', 'E2E max', 'JOBS/S', 'DIRECT p50', 'SVC +', 'WARM', 'E2E p50 WARM', 'E2E p50 COLD', 'EXIT>RESULT p50', 'EXIT>RESULT p99', 'GVISOR/RUNC (run)']]
+  const rows: string[][] = [
+    [
+      'WORKLOAD',
+      'RUNTIME',
+      'OK',
+      'START p50',
+      'RUN p50',
+      'RUN p90',
+      'E2E p50',
+      'E2E p90',
+      'E2E p99',
+      'E2E max',
+      'JOBS/S',
+      'DIRECT p50',
+      'SVC +',
+      'WARM',
+      'E2E p50 WARM',
+      'E2E p50 COLD',
+      'EXIT>RESULT p50',
+      'EXIT>RESULT p99',
+      'GVISOR/RUNC (run)',
+    ],
+  ]
   for (const w of report.workloads) {
     if (w.skipped) {
       rows.push([w.name, '-', '-', ...Array.from({ length: 15 }, () => ''), `skipped: ${w.skipped}`])
       continue
     }
-    for (const [name, r] of [['gvisor', w.gvisor], ['runc', w.runc]] as [string, RuntimeResult | null][]) {
+    for (const [name, r] of [
+      ['gvisor', w.gvisor],
+      ['runc', w.runc],
+    ] as [string, RuntimeResult | null][]) {
       if (!r) continue
-      const ratioCell = name === 'gvisor' && w.ratios.startToEnd ? `${x(w.ratios.startToEnd.ofMedians)} (${x(w.ratios.startToEnd.spread[0])}-${x(w.ratios.startToEnd.spread[1])})` : ''
+      const ratioCell =
+        name === 'gvisor' && w.ratios.startToEnd
+          ? `${x(w.ratios.startToEnd.ofMedians)} (${x(w.ratios.startToEnd.spread[0])}-${x(w.ratios.startToEnd.spread[1])})`
+          : ''
       rows.push([
-        w.name, name, `${r.samples.endToEndMs.length}/${Object.values(r.statuses).reduce((a, b) => a + b, 0)}`,
-        ms(r.submitToStartMs?.p50), ms(r.startToEndMs?.p50), ms(r.startToEndMs?.p90),
-        ms(r.endToEndMs?.p50), ms(r.endToEndMs?.p90), ms(r.endToEndMs?.p99), ms(r.endToEndMs?.max),
-        r.throughputJobsPerS === null ? '-' : r.throughputJobsPerS.toFixed(2), ms(r.directMs?.p50), ms(r.serviceOverheadMs),
-        `${r.byStart.warm.jobs}/${r.byStart.warm.jobs + r.byStart.cold.jobs}`, ms(r.byStart.warm.endToEndMs?.p50), ms(r.byStart.cold.endToEndMs?.p50), ms(r.exitToResultMs?.p50), ms(r.exitToResultMs?.p99), ratioCell,
+        w.name,
+        name,
+        `${r.samples.endToEndMs.length}/${Object.values(r.statuses).reduce((a, b) => a + b, 0)}`,
+        ms(r.submitToStartMs?.p50),
+        ms(r.startToEndMs?.p50),
+        ms(r.startToEndMs?.p90),
+        ms(r.endToEndMs?.p50),
+        ms(r.endToEndMs?.p90),
+        ms(r.endToEndMs?.p99),
+        ms(r.endToEndMs?.max),
+        r.throughputJobsPerS === null ? '-' : r.throughputJobsPerS.toFixed(2),
+        ms(r.directMs?.p50),
+        ms(r.serviceOverheadMs),
+        `${r.byStart.warm.jobs}/${r.byStart.warm.jobs + r.byStart.cold.jobs}`,
+        ms(r.byStart.warm.endToEndMs?.p50),
+        ms(r.byStart.cold.endToEndMs?.p50),
+        ms(r.exitToResultMs?.p50),
+        ms(r.exitToResultMs?.p99),
+        ratioCell,
       ])
     }
   }
   const lines = alignColumns(rows)
-  lines.push('', 'times in ms; START = accepted to program start; RUN = program start to end; E2E = submit to result at the client;')
-  lines.push('DIRECT = the same job run by the executor on this machine without API or queue, cold; SVC + = E2E p50 - DIRECT p50')
-  lines.push('EXIT>RESULT = the program\'s end to its result stored (the job\'s timings.exitToResultMs)')
-  lines.push('WARM = jobs that took a sandbox booted before they arrived (the worker\'s warm pool), of all; E2E p50 WARM / COLD = each kind alone')
+  lines.push(
+    '',
+    'times in ms; START = accepted to program start; RUN = program start to end; E2E = submit to result at the client;',
+  )
+  lines.push(
+    'DIRECT = the same job run by the executor on this machine without API or queue, cold; SVC + = E2E p50 - DIRECT p50',
+  )
+  lines.push("EXIT>RESULT = the program's end to its result stored (the job's timings.exitToResultMs)")
+  lines.push(
+    "WARM = jobs that took a sandbox booted before they arrived (the worker's warm pool), of all; E2E p50 WARM / COLD = each kind alone",
+  )
   for (const i of report.ingest) {
     const jobs = i.jobsPerSec === undefined ? '' : ` (${i.jobsPerSec.toFixed(0)} jobs/s accepted)`
-    lines.push(`ingest ${i.route}: ${i.requestsPerSec.toFixed(0)} req/s${jobs}, latency p50 ${i.latencyMs.p50} ms p99 ${i.latencyMs.p99} ms, non-2xx ${i.non2xx}`)
+    lines.push(
+      `ingest ${i.route}: ${i.requestsPerSec.toFixed(0)} req/s${jobs}, latency p50 ${i.latencyMs.p50} ms p99 ${i.latencyMs.p99} ms, non-2xx ${i.non2xx}`,
+    )
   }
   // Fair share by default: a tenant without quotas of its own is held to the server's
   // default submissions per second and queued jobs, which an ingest run passes at once.
   if (report.ingest.some((i) => i.route.startsWith('POST') && i.non2xx > 0)) {
-    lines.push('  (non-2xx submissions are this tenant\'s rate and queue quotas answering 429: give the bench tenant its own, e.g. airlock tenants quotas NAME --submits-per-second 100000 --max-queued 1000000)')
+    lines.push(
+      "  (non-2xx submissions are this tenant's rate and queue quotas answering 429: give the bench tenant its own, e.g. airlock tenants quotas NAME --submits-per-second 100000 --max-queued 1000000)",
+    )
   }
   return lines.join('\n')
 }

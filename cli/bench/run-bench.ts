@@ -1,6 +1,6 @@
 import { cpus, release, totalmem } from 'node:os'
 import autocannon from 'autocannon'
-import type { Airlock, JobRequest } from '../../sdk/src/index.js'
+import type { Airlock, Job, JobRequest } from '../../sdk/src/index.js'
 import { AirlockError } from '../../sdk/src/index.js'
 import { ratio, summarize, type Ratio, type Summary } from './stats.js'
 import type { Workload } from './workloads.js'
@@ -117,10 +117,19 @@ export function interleave(n: number): Isolation[] {
 
 function startResult(samples: Samples, start: 'warm' | 'cold'): StartResult {
   const of = (values: number[]) => values.filter((_, i) => (samples.starts[i] ?? 'cold') === start)
-  return { jobs: of(samples.endToEndMs).length, submitToStartMs: summarize(of(samples.submitToStartMs)), endToEndMs: summarize(of(samples.endToEndMs)) }
+  return {
+    jobs: of(samples.endToEndMs).length,
+    submitToStartMs: summarize(of(samples.submitToStartMs)),
+    endToEndMs: summarize(of(samples.endToEndMs)),
+  }
 }
 
-function runtimeResult(samples: Samples, statuses: Record<string, number>, concurrency: number, direct: number[]): RuntimeResult {
+function runtimeResult(
+  samples: Samples,
+  statuses: Record<string, number>,
+  concurrency: number,
+  direct: number[],
+): RuntimeResult {
   const e2e = summarize(samples.endToEndMs)
   const busy = samples.endToEndMs.reduce((a, b) => a + b, 0) / concurrency
   const d = summarize(direct)
@@ -143,7 +152,14 @@ function runtimeResult(samples: Samples, statuses: Record<string, number>, concu
 export async function runBench(client: Airlock, options: BenchOptions): Promise<BenchReport> {
   const startedAt = new Date().toISOString()
   const available = new Map((await client.runtimes()).map((r) => [r.name, r.version]))
-  const plans = options.workloads.map((w) => ({ w, skipped: !available.has(w.request.runtime) ? `runtime ${w.request.runtime} is not in the catalog` : available.get(w.request.runtime) === null ? `no live worker has runtime ${w.request.runtime} installed` : null }))
+  const plans = options.workloads.map((w) => ({
+    w,
+    skipped: !available.has(w.request.runtime)
+      ? `runtime ${w.request.runtime} is not in the catalog`
+      : available.get(w.request.runtime) === null
+        ? `no live worker has runtime ${w.request.runtime} installed`
+        : null,
+  }))
   const perRuntime = options.jobsPerRuntime
   const total = plans.filter((p) => !p.skipped).length * perRuntime * 2 * (options.direct ? 1.5 : 1)
   let done = 0
@@ -152,21 +168,36 @@ export async function runBench(client: Airlock, options: BenchOptions): Promise<
 
   for (const { w, skipped } of plans) {
     if (skipped) {
-      workloads.push({ name: w.name, stresses: w.stresses, runtime: w.request.runtime, skipped, gvisor: null, runc: null, ratios: { startToEnd: null, endToEnd: null, submitToStart: null } })
+      workloads.push({
+        name: w.name,
+        stresses: w.stresses,
+        runtime: w.request.runtime,
+        skipped,
+        gvisor: null,
+        runc: null,
+        ratios: { startToEnd: null, endToEnd: null, submitToStart: null },
+      })
       continue
     }
-    const samples: Record<Isolation, Samples> = { gvisor: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [], exitToResultMs: [] }, runc: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [], exitToResultMs: [] } }
+    const samples: Record<Isolation, Samples> = {
+      gvisor: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [], exitToResultMs: [] },
+      runc: { submitToStartMs: [], startToEndMs: [], endToEndMs: [], starts: [], exitToResultMs: [] },
+    }
     const statuses: Record<Isolation, Record<string, number>> = { gvisor: {}, runc: {} }
     const order = interleave(perRuntime)
     await pool(
       order.map((isolation) => async () => {
         const t0 = performance.now()
-        let job
+        let job: Job
         try {
           job = await client.run({ ...w.request, isolation })
         } catch (err) {
           if (err instanceof AirlockError && err.code === 'AIRLOCK_ERR_ISOLATION_FORBIDDEN') {
-            throw new AirlockError(`this tenant may not use the runc comparison runtime: add it to AIRLOCK_BENCH_TENANTS on the server (${err.message})`, err.code, err.status)
+            throw new AirlockError(
+              `this tenant may not use the runc comparison runtime: add it to AIRLOCK_BENCH_TENANTS on the server (${err.message})`,
+              err.code,
+              err.status,
+            )
           }
           throw err
         }
@@ -218,7 +249,12 @@ export async function runBench(client: Airlock, options: BenchOptions): Promise<
     startedAt,
     finishedAt: new Date().toISOString(),
     target: client.baseUrl,
-    settings: { jobsPerRuntime: perRuntime, concurrency: options.concurrency, direct: !!options.direct, ingestSeconds: options.ingestSeconds },
+    settings: {
+      jobsPerRuntime: perRuntime,
+      concurrency: options.concurrency,
+      direct: !!options.direct,
+      ingestSeconds: options.ingestSeconds,
+    },
     machine: { cpus: cpus().length, memoryMb: Math.round(totalmem() / 2 ** 20), kernel: release() },
     workloads,
     ingest,
@@ -239,7 +275,13 @@ async function ingestBench(client: Airlock, apiKey: string, seconds: number): Pr
   const targets = [
     { route: 'GET /healthz', url: `${base}/healthz`, method: 'GET' as const, body: undefined, jobsEach: 0 },
     { route: 'POST /v1/jobs', url: `${base}/v1/jobs`, method: 'POST' as const, body: JSON.stringify(job), jobsEach: 1 },
-    { route: `POST /v1/jobs/batch (${INGEST_BATCH} jobs)`, url: `${base}/v1/jobs/batch`, method: 'POST' as const, body: JSON.stringify({ jobs: Array(INGEST_BATCH).fill(job) }), jobsEach: INGEST_BATCH },
+    {
+      route: `POST /v1/jobs/batch (${INGEST_BATCH} jobs)`,
+      url: `${base}/v1/jobs/batch`,
+      method: 'POST' as const,
+      body: JSON.stringify({ jobs: Array(INGEST_BATCH).fill(job) }),
+      jobsEach: INGEST_BATCH,
+    },
   ]
   for (const t of targets) {
     // A batch answers 200 whatever it took: count the jobs it says it accepted.
@@ -252,11 +294,30 @@ async function ingestBench(client: Airlock, apiKey: string, seconds: number): Pr
       headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
       ...(t.body ? { body: t.body } : {}),
       ...(t.jobsEach > 1
-        ? { requests: [{ onResponse: (status: number, body: string) => void (accepted += status === 200 ? Number(/"accepted":(\d+)/.exec(body)?.[1] ?? 0) : 0) }] }
+        ? {
+            requests: [
+              {
+                onResponse: (status: number, body: string) =>
+                  void (accepted += status === 200 ? Number(/"accepted":(\d+)/.exec(body)?.[1] ?? 0) : 0),
+              },
+            ],
+          }
         : {}),
     })
-    const jobsPerSec = t.jobsEach === 0 ? undefined : t.jobsEach === 1 ? r.requests.average * (r['2xx'] / Math.max(1, r['2xx'] + r.non2xx)) : accepted / seconds
-    results.push({ route: t.route, requestsPerSec: r.requests.average, ...(jobsPerSec === undefined ? {} : { jobsPerSec }), latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max }, non2xx: r.non2xx, errors: r.errors })
+    const jobsPerSec =
+      t.jobsEach === 0
+        ? undefined
+        : t.jobsEach === 1
+          ? r.requests.average * (r['2xx'] / Math.max(1, r['2xx'] + r.non2xx))
+          : accepted / seconds
+    results.push({
+      route: t.route,
+      requestsPerSec: r.requests.average,
+      ...(jobsPerSec === undefined ? {} : { jobsPerSec }),
+      latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max },
+      non2xx: r.non2xx,
+      errors: r.errors,
+    })
   }
   // Cancel what the ingest run queued, so the service is left as it was found: passes
   // over the tenant's unfinished jobs, page by page (a page can be empty and still not

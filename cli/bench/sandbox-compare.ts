@@ -31,7 +31,11 @@ export const SANDBOX_CONFIGS = {
   ptrace: { describe: 'pinned runsc, ptrace', platform: 'ptrace' },
   systrap: { describe: 'pinned runsc, systrap', platform: 'systrap' },
   // What the seccomp profile costs: the same sandbox without it (never a setting).
-  'systrap-no-seccomp': { describe: 'pinned runsc, systrap, without the seccomp profile', platform: 'systrap', seccomp: false },
+  'systrap-no-seccomp': {
+    describe: 'pinned runsc, systrap, without the seccomp profile',
+    platform: 'systrap',
+    seccomp: false,
+  },
   runc: { describe: 'runc: a plain container, no gVisor', runc: true },
 } as const satisfies Record<string, SandboxConfigDef>
 
@@ -63,7 +67,12 @@ export interface SandboxCompareReport {
   finishedAt: string
   machine: { cpus: number; memoryMb: number; kernel: string }
   jobsPerConfig: number
-  configs: { name: SandboxConfigName; describe: string; isolation: IsolationRecord | null; unavailable: string | null }[]
+  configs: {
+    name: SandboxConfigName
+    describe: string
+    isolation: IsolationRecord | null
+    unavailable: string | null
+  }[]
   workloads: { name: string; stresses: string; skipped: string | null; results: SandboxResult[] }[]
 }
 
@@ -78,11 +87,21 @@ interface Runner {
  * a rotated order, so drift of the machine hits all alike), one job at a time.
  * Needs root, runsc, runc and the images, as a local worker does.
  */
-export async function compareSandboxes(options: { names: readonly SandboxConfigName[]; workloads: readonly Workload[]; jobs: number; onProgress?: (done: number, total: number, label: string) => void }): Promise<SandboxCompareReport> {
+export async function compareSandboxes(options: {
+  names: readonly SandboxConfigName[]
+  workloads: readonly Workload[]
+  jobs: number
+  onProgress?: (done: number, total: number, label: string) => void
+}): Promise<SandboxCompareReport> {
   const startedAt = new Date().toISOString()
   const cgroupParent = `airlock-bench-${process.pid}`
   const stateRoot = `/run/airlock-bench-${process.pid}`
-  const base = loadConfig({ ...process.env, AIRLOCK_EXECUTOR: 'local', AIRLOCK_SANDBOX_NETWORK: 'none', AIRLOCK_CGROUP_PARENT: cgroupParent })
+  const base = loadConfig({
+    ...process.env,
+    AIRLOCK_EXECUTOR: 'local',
+    AIRLOCK_SANDBOX_NETWORK: 'none',
+    AIRLOCK_CGROUP_PARENT: cgroupParent,
+  })
   const runners: Runner[] = []
   const configs: SandboxCompareReport['configs'] = []
   try {
@@ -97,9 +116,17 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
         AIRLOCK_RUNSC_PATH: def.runscPath ?? base.runscPath,
         AIRLOCK_RUNSC_PLATFORM: def.platform ?? base.runscPlatform,
       })
-      const executor = createExecutor(config, createLogger('silent'), { warm: false, ...(def.seccomp === false ? { seccomp: false as const } : {}) })
+      const executor = createExecutor(config, createLogger('silent'), {
+        warm: false,
+        ...(def.seccomp === false ? { seccomp: false as const } : {}),
+      })
       const report = await executor.checkIsolation()
-      configs.push({ name, describe: def.describe, isolation: def.runc ? null : report.isolation, unavailable: report.ok ? null : (report.reason ?? 'isolation check failed') })
+      configs.push({
+        name,
+        describe: def.describe,
+        isolation: def.runc ? null : report.isolation,
+        unavailable: report.ok ? null : (report.reason ?? 'isolation check failed'),
+      })
       if (report.ok) runners.push({ name, executor, runc: def.runc === true })
       else await executor.close()
     }
@@ -108,17 +135,37 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
     let n = 0
     const workloads: SandboxCompareReport['workloads'] = []
     for (const w of options.workloads) {
-      const samples = new Map(runners.map((r) => [r.name, { startup: [] as number[], run: [] as number[], wall: [] as number[], inner: [] as number[], statuses: {} as Record<string, number>, failures: [] as string[] }]))
+      const samples = new Map(
+        runners.map((r) => [
+          r.name,
+          {
+            startup: [] as number[],
+            run: [] as number[],
+            wall: [] as number[],
+            inner: [] as number[],
+            statuses: {} as Record<string, number>,
+            failures: [] as string[],
+          },
+        ]),
+      )
       let skipped: string | null = null
       for (let round = 0; round < options.jobs && !skipped; round++) {
         for (let i = 0; i < runners.length && !skipped; i++) {
           const runner = runners[(round + i) % runners.length]!
-          const spec = resolveJobSpec({ ...w.request, isolation: runner.runc ? 'runc' : 'gvisor' } as Parameters<typeof resolveJobSpec>[0], base)
+          const spec = resolveJobSpec(
+            { ...w.request, isolation: runner.runc ? 'runc' : 'gvisor' } as Parameters<typeof resolveJobSpec>[0],
+            base,
+          )
           const s = samples.get(runner.name)!
           const t0 = performance.now()
           const jobId = `bench_${process.pid}_${n++}`
           try {
-            const outcome = await runner.executor.run({ jobId, tenant: 'bench', spec, signal: new AbortController().signal })
+            const outcome = await runner.executor.run({
+              jobId,
+              tenant: 'bench',
+              spec,
+              signal: new AbortController().signal,
+            })
             const wall = performance.now() - t0
             // As a worker does once the result is stored: the sandbox is removed now, not beside the next job's run.
             await runner.executor.forget?.(jobId)
@@ -162,7 +209,15 @@ export async function compareSandboxes(options: { names: readonly SandboxConfigN
             }),
       })
     }
-    return { schema: 'airlock-bench-sandboxes/1', startedAt, finishedAt: new Date().toISOString(), machine: { cpus: cpus().length, memoryMb: Math.round(totalmem() / 2 ** 20), kernel: release() }, jobsPerConfig: options.jobs, configs, workloads }
+    return {
+      schema: 'airlock-bench-sandboxes/1',
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      machine: { cpus: cpus().length, memoryMb: Math.round(totalmem() / 2 ** 20), kernel: release() },
+      jobsPerConfig: options.jobs,
+      configs,
+      workloads,
+    }
   } finally {
     for (const r of runners) await r.executor.close()
     await removeCgroup(cgroupParent).catch(() => undefined)
@@ -180,20 +235,53 @@ const x = (r: Ratio | null) => (r === null ? '-' : `${r.ofMedians.toFixed(2)}x`)
 
 /** The terminal table of a comparison: one row per workload and configuration. */
 export function renderSandboxTable(report: SandboxCompareReport): string {
-  const rows: string[][] = [['WORKLOAD', 'SANDBOX', 'OK', 'START p50', 'RUN p50', 'RUN p90', 'WALL p50', 'RUN/RUNC', 'WALL/RUNC', 'INNER p50', 'INNER/RUNC']]
+  const rows: string[][] = [
+    [
+      'WORKLOAD',
+      'SANDBOX',
+      'OK',
+      'START p50',
+      'RUN p50',
+      'RUN p90',
+      'WALL p50',
+      'RUN/RUNC',
+      'WALL/RUNC',
+      'INNER p50',
+      'INNER/RUNC',
+    ],
+  ]
   for (const w of report.workloads) {
     if (w.skipped) {
       rows.push([w.name, '-', '-', '', '', '', '', '', `skipped: ${w.skipped.split('\n')[0]}`])
       continue
     }
     for (const r of w.results) {
-      rows.push([w.name, r.config, `${r.wallMs?.n ?? 0}/${Object.values(r.statuses).reduce((a, b) => a + b, 0)}`, ms(r.startupMs?.p50), ms(r.runMs?.p50), ms(r.runMs?.p90), ms(r.wallMs?.p50), x(r.runOverRunc), x(r.wallOverRunc), ms(r.innerMs?.p50), x(r.innerOverRunc)])
+      rows.push([
+        w.name,
+        r.config,
+        `${r.wallMs?.n ?? 0}/${Object.values(r.statuses).reduce((a, b) => a + b, 0)}`,
+        ms(r.startupMs?.p50),
+        ms(r.runMs?.p50),
+        ms(r.runMs?.p90),
+        ms(r.wallMs?.p50),
+        x(r.runOverRunc),
+        x(r.wallOverRunc),
+        ms(r.innerMs?.p50),
+        x(r.innerOverRunc),
+      ])
     }
   }
   const lines = alignColumns(rows)
-  lines.push('', 'times in ms, each job alone; START = sandbox start to the program\'s start; RUN = the program; WALL = the whole run; INNER = what a workload timed of itself;')
+  lines.push(
+    '',
+    "times in ms, each job alone; START = sandbox start to the program's start; RUN = the program; WALL = the whole run; INNER = what a workload timed of itself;",
+  )
   lines.push('ratios are of medians, to runc')
-  for (const w of report.workloads) for (const r of w.results) for (const f of r.failures) lines.push(`${w.name}/${r.config} job ${f}`)
-  for (const c of report.configs) lines.push(`${c.name}: ${c.describe}${c.isolation ? ` (runsc ${c.isolation.version}, ${c.isolation.platform})` : ''}${c.unavailable ? ` - not run: ${c.unavailable}` : ''}`)
+  for (const w of report.workloads)
+    for (const r of w.results) for (const f of r.failures) lines.push(`${w.name}/${r.config} job ${f}`)
+  for (const c of report.configs)
+    lines.push(
+      `${c.name}: ${c.describe}${c.isolation ? ` (runsc ${c.isolation.version}, ${c.isolation.platform})` : ''}${c.unavailable ? ` - not run: ${c.unavailable}` : ''}`,
+    )
   return lines.join('\n')
 }

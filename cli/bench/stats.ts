@@ -42,8 +42,12 @@ export function ratio(gvisor: readonly number[], runc: readonly number[]): Ratio
   // A zero is below the clock's resolution (Kubernetes times containers to the whole
   // second): no ratio from it, rather than 0x or a billion x.
   if (!g || !r || r.p50 <= 0 || g.p50 <= 0) return null
-  const pairs = Array.from({ length: Math.min(gvisor.length, runc.length) }, (_, i) => [gvisor[i]!, runc[i]!] as const).filter(([a, b]) => a > 0 && b > 0)
+  const pairs = Array.from(
+    { length: Math.min(gvisor.length, runc.length) },
+    (_, i) => [gvisor[i]!, runc[i]!] as const,
+  ).filter(([a, b]) => a > 0 && b > 0)
   const perPair = pairs.map(([a, b]) => a / b).sort((a, b) => a - b)
-  const spread: [number, number] = perPair.length > 0 ? [percentile(perPair, 0.1), percentile(perPair, 0.9)] : [g.p50 / r.p50, g.p50 / r.p50]
+  const spread: [number, number] =
+    perPair.length > 0 ? [percentile(perPair, 0.1), percentile(perPair, 0.9)] : [g.p50 / r.p50, g.p50 / r.p50]
   return { ofMedians: g.p50 / r.p50, spread }
 }

@@ -13,12 +13,29 @@ export function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n')
 }
 
-export async function listJobs(client: Airlock, flags: { status?: string; limit?: string; cursor?: string; json?: boolean }): Promise<number> {
+export async function listJobs(
+  client: Airlock,
+  flags: { status?: string; limit?: string; cursor?: string; json?: boolean },
+): Promise<number> {
   const limit = flags.limit === undefined ? undefined : Number(flags.limit)
-  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 100)) throw new UsageError('--limit takes a whole number from 1 to 100')
-  const page = await client.jobs.list({ status: flags.status?.split(',') as JobStatus[] | undefined, limit, cursor: flags.cursor })
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 100))
+    throw new UsageError('--limit takes a whole number from 1 to 100')
+  const page = await client.jobs.list({
+    status: flags.status?.split(',') as JobStatus[] | undefined,
+    limit,
+    cursor: flags.cursor,
+  })
   print(!!flags.json, page, () => {
-    const rows = [['ID', 'STATUS', 'RUNTIME', 'EXIT', 'CREATED'], ...page.items.map((j: JobSummary) => [j.id, j.status, j.runtime, j.exitCode === null ? '-' : String(j.exitCode), j.createdAt])]
+    const rows = [
+      ['ID', 'STATUS', 'RUNTIME', 'EXIT', 'CREATED'],
+      ...page.items.map((j: JobSummary) => [
+        j.id,
+        j.status,
+        j.runtime,
+        j.exitCode === null ? '-' : String(j.exitCode),
+        j.createdAt,
+      ]),
+    ]
     return table(rows) + (page.nextCursor ? `\n(more: --cursor ${page.nextCursor})` : '')
   })
   return EXIT.ok
@@ -39,7 +56,10 @@ function describe(job: Job): string {
     `created:   ${job.createdAt}`,
     `timings:   queued ${job.timings.queuedMs ?? '-'} ms, startup ${job.timings.startupMs ?? '-'} ms, run ${job.timings.runMs ?? '-'} ms`,
   ]
-  if (job.isolation) lines.push(`isolation: ${job.isolation.technology} (${job.isolation.runtime} ${job.isolation.version}, ${job.isolation.platform}), network ${job.isolation.network}`)
+  if (job.isolation)
+    lines.push(
+      `isolation: ${job.isolation.technology} (${job.isolation.runtime} ${job.isolation.version}, ${job.isolation.platform}), network ${job.isolation.network}`,
+    )
   if (job.stdout) lines.push('--- stdout', job.stdout.replace(/\n$/, ''))
   if (job.stderr) lines.push('--- stderr', job.stderr.replace(/\n$/, ''))
   return lines.join('\n')
@@ -64,7 +84,12 @@ export async function cancelJob(client: Airlock, id: string, flags: { json?: boo
 
 export async function listRuntimes(client: Airlock, flags: { json?: boolean }): Promise<number> {
   const runtimes = await client.runtimes()
-  print(!!flags.json, runtimes, () => table([['NAME', 'VERSION', 'ENTRYPOINT', 'DESCRIPTION'], ...runtimes.map((r) => [r.name, r.version ?? '-', r.defaultEntrypoint, r.description])]))
+  print(!!flags.json, runtimes, () =>
+    table([
+      ['NAME', 'VERSION', 'ENTRYPOINT', 'DESCRIPTION'],
+      ...runtimes.map((r) => [r.name, r.version ?? '-', r.defaultEntrypoint, r.description]),
+    ]),
+  )
   return EXIT.ok
 }
 
@@ -86,7 +111,14 @@ export async function submitJobs(client: Airlock, file: string, flags: { json?: 
   if (!Array.isArray(jobs) || jobs.length === 0) throw new UsageError(`${file} must hold a JSON array of jobs`)
   const result = await client.jobs.createBatch(jobs as JobRequest[])
   print(!!flags.json, result, () =>
-    table([['#', 'JOB', 'REFUSED'], ...result.items.map((i) => [String(i.index), 'id' in i ? i.id : '-', 'error' in i ? `${i.error.code}: ${i.error.message}` : ''])]),
+    table([
+      ['#', 'JOB', 'REFUSED'],
+      ...result.items.map((i) => [
+        String(i.index),
+        'id' in i ? i.id : '-',
+        'error' in i ? `${i.error.code}: ${i.error.message}` : '',
+      ]),
+    ]),
   )
   return result.refused > 0 ? EXIT.invalid : EXIT.ok
 }

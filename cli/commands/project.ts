@@ -10,8 +10,25 @@ import { UsageError } from '../settings.js'
  * which would otherwise be sent to the server and stored with the job.
  */
 export const DEFAULT_IGNORES = [
-  '.git/', '.hg/', '.svn/', 'node_modules/', '__pycache__/', '*.pyc', '.venv/', 'venv/', '.DS_Store', '.airlockignore',
-  '.env', '.env.*', '*.pem', '*.key', '.npmrc', '.pypirc', '.netrc', '.aws/', '.ssh/',
+  '.git/',
+  '.hg/',
+  '.svn/',
+  'node_modules/',
+  '__pycache__/',
+  '*.pyc',
+  '.venv/',
+  'venv/',
+  '.DS_Store',
+  '.airlockignore',
+  '.env',
+  '.env.*',
+  '*.pem',
+  '*.key',
+  '.npmrc',
+  '.pypirc',
+  '.netrc',
+  '.aws/',
+  '.ssh/',
 ]
 export const IGNORE_FILE = '.airlockignore'
 
@@ -24,7 +41,9 @@ export interface Project {
 /** Bytes as a job file: text when they are UTF-8, base64 otherwise, so nothing is changed on the way. */
 export function toJobFile(path: string, bytes: Buffer): JobFile {
   const text = bytes.toString('utf8')
-  return Buffer.from(text, 'utf8').equals(bytes) ? { path, content: text } : { path, content: bytes.toString('base64'), encoding: 'base64' }
+  return Buffer.from(text, 'utf8').equals(bytes)
+    ? { path, content: text }
+    : { path, content: bytes.toString('base64'), encoding: 'base64' }
 }
 
 /**
@@ -55,7 +74,8 @@ export async function collectProject(
   const add = async (path: string, explicit: boolean) => {
     const abs = resolve(path)
     const rel = relative(root, abs).split(sep).join('/')
-    if (rel.startsWith('..') || rel === '') throw new UsageError(`${path} is not inside the project's directory ${root}`)
+    if (rel.startsWith('..') || rel === '')
+      throw new UsageError(`${path} is not inside the project's directory ${root}`)
     const st = await lstat(abs).catch((err: Error) => {
       throw new UsageError(`cannot read ${path}: ${err.message}`)
     })
@@ -82,7 +102,10 @@ export async function collectProject(
 
   const present = (options.candidates ?? []).filter((c) => found.has(c))
   const chosen = options.entrypoint ?? (isDir ? (present.length === 1 ? present[0] : undefined) : basename(target))
-  if (!chosen) throw new UsageError(`which file of ${target} is the program${present.length > 1 ? ` (${present.join(' or ')})` : ''}? pass --entrypoint, e.g. --entrypoint main.py`)
+  if (!chosen)
+    throw new UsageError(
+      `which file of ${target} is the program${present.length > 1 ? ` (${present.join(' or ')})` : ''}? pass --entrypoint, e.g. --entrypoint main.py`,
+    )
   if (!found.has(chosen)) throw new UsageError(`the entrypoint ${chosen} is not among the project's files`)
   guardSize(found, root)
   return { files: [...found].map(([path, bytes]) => toJobFile(path, bytes)), entrypoint: chosen }
@@ -92,7 +115,10 @@ export async function collectProject(
 function guardSize(found: Map<string, Buffer>, root: string): void {
   const total = [...found.values()].reduce((n, b) => n + b.length, 0)
   if (found.size <= MAX_FILES && total <= MAX_TOTAL_FILE_BYTES) return
-  const biggest = [...found].sort((a, b) => b[1].length - a[1].length).slice(0, 5).map(([p, b]) => `${p} (${b.length} bytes)`)
+  const biggest = [...found]
+    .sort((a, b) => b[1].length - a[1].length)
+    .slice(0, 5)
+    .map(([p, b]) => `${p} (${b.length} bytes)`)
   throw new UsageError(
     `the project is too big to send: ${found.size} files and ${total} bytes (at most ${MAX_FILES} files and ${MAX_TOTAL_FILE_BYTES} bytes). ` +
       `The biggest: ${biggest.join(', ')}. Leave files out with ${join(root, IGNORE_FILE)} (gitignore patterns).`,

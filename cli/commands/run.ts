@@ -44,7 +44,8 @@ export interface RunFlags {
 
 /** A whole number flag -> its value. */
 function wholeNumber(flag: string, value: string, unit: string): number {
-  if (!/^[1-9][0-9]{0,15}$/.test(value)) throw new UsageError(`${flag} takes ${unit} as a whole number, got ${JSON.stringify(value)}`)
+  if (!/^[1-9][0-9]{0,15}$/.test(value))
+    throw new UsageError(`${flag} takes ${unit} as a whole number, got ${JSON.stringify(value)}`)
   return Number(value)
 }
 
@@ -53,16 +54,27 @@ function wholeNumber(flag: string, value: string, unit: string): number {
  * -> the job request. `pipedStdin`: this process's stdin, when it is a pipe or a file
  * (`echo hi | airlock run a.py`), given to the program unless --stdin says otherwise.
  */
-export async function buildRequest(file: string, args: string[], flags: RunFlags, readStdin: () => Promise<string>, pipedStdin = false): Promise<JobRequest> {
+export async function buildRequest(
+  file: string,
+  args: string[],
+  flags: RunFlags,
+  readStdin: () => Promise<string>,
+  pipedStdin = false,
+): Promise<JobRequest> {
   const fromStdin = file === '-'
-  if (flags.runtime !== undefined && !findRuntime(flags.runtime)) throw new UsageError(`unknown runtime ${flags.runtime}: one of ${RUNTIMES.map((r) => r.name).join(', ')}`)
-  if (fromStdin && flags.stdin === '-') throw new UsageError("stdin carries the program (-), so it cannot also be the program's stdin (--stdin -)")
+  if (flags.runtime !== undefined && !findRuntime(flags.runtime))
+    throw new UsageError(`unknown runtime ${flags.runtime}: one of ${RUNTIMES.map((r) => r.name).join(', ')}`)
+  if (fromStdin && flags.stdin === '-')
+    throw new UsageError("stdin carries the program (-), so it cannot also be the program's stdin (--stdin -)")
   if (fromStdin && !flags.runtime) throw new UsageError('a program read from stdin (-) needs --runtime')
   const given = flags.runtime === undefined ? undefined : findRuntime(flags.runtime)!.defaultEntrypoint
   const candidates = given ? [given] : [...new Set(RUNTIMES.map((r) => r.defaultEntrypoint))]
   const project = fromStdin
     ? { files: [{ path: given!, content: await readStdin() }], entrypoint: given! }
-    : await collectProject(file, flags.file ?? [], { ...(flags.entrypoint ? { entrypoint: flags.entrypoint } : {}), candidates })
+    : await collectProject(file, flags.file ?? [], {
+        ...(flags.entrypoint ? { entrypoint: flags.entrypoint } : {}),
+        candidates,
+      })
   const entrypoint = project.entrypoint
   const runtime = flags.runtime ?? RUNTIME_BY_EXTENSION[extname(entrypoint)]
   if (!runtime) throw new UsageError(`cannot tell the runtime of ${entrypoint} from its extension; pass --runtime`)
@@ -78,7 +90,8 @@ export async function buildRequest(file: string, args: string[], flags: RunFlags
   if (flags.pids !== undefined) limits.pids = wholeNumber('--pids', flags.pids, 'processes')
   if (flags.output !== undefined) limits.outputBytes = wholeNumber('--output', flags.output, 'bytes')
   if (flags.cpus !== undefined) {
-    if (!/^[0-9]{1,4}(\.[0-9]{1,3})?$/.test(flags.cpus) || Number(flags.cpus) <= 0) throw new UsageError(`--cpus takes a number of CPUs such as 0.5 or 2, got ${JSON.stringify(flags.cpus)}`)
+    if (!/^[0-9]{1,4}(\.[0-9]{1,3})?$/.test(flags.cpus) || Number(flags.cpus) <= 0)
+      throw new UsageError(`--cpus takes a number of CPUs such as 0.5 or 2, got ${JSON.stringify(flags.cpus)}`)
     limits.cpus = Number(flags.cpus)
   }
   let tests: JobRequest['tests']
@@ -91,13 +104,17 @@ export async function buildRequest(file: string, args: string[], flags: RunFlags
     } catch (err) {
       throw new UsageError(`${flags.tests} is not JSON: ${(err as Error).message}`)
     }
-    if (!Array.isArray(tests)) throw new UsageError(`${flags.tests} must hold a JSON array of test cases: [{"stdin": "...", "expectedOutput": "..."}]`)
+    if (!Array.isArray(tests))
+      throw new UsageError(
+        `${flags.tests} must hold a JSON array of test cases: [{"stdin": "...", "expectedOutput": "..."}]`,
+      )
   }
   let stdin: string | undefined
   if (flags.stdin === '-' || (flags.stdin === undefined && pipedStdin && !fromStdin)) stdin = await readStdin()
-  else if (typeof flags.stdin === 'string') stdin = await readFile(flags.stdin, 'utf8').catch((err: Error) => {
-    throw new UsageError(`cannot read ${flags.stdin}: ${err.message}`)
-  })
+  else if (typeof flags.stdin === 'string')
+    stdin = await readFile(flags.stdin, 'utf8').catch((err: Error) => {
+      throw new UsageError(`cannot read ${flags.stdin}: ${err.message}`)
+    })
   return {
     runtime,
     files: project.files,
@@ -171,7 +188,8 @@ export async function runCommand(client: Airlock, file: string, args: string[], 
   if (flags.json) process.stdout.write(`${JSON.stringify(job, null, 2)}\n`)
   else {
     reportSteps(job)
-    if (job.status !== 'succeeded' && job.status !== 'failed') process.stderr.write(`airlock: job ${id} ${job.status}${job.reason ? `: ${job.reason}` : ''}\n`)
+    if (job.status !== 'succeeded' && job.status !== 'failed')
+      process.stderr.write(`airlock: job ${id} ${job.status}${job.reason ? `: ${job.reason}` : ''}\n`)
   }
   return exitCodeForJob(job)
 }
@@ -180,7 +198,9 @@ export async function runCommand(client: Airlock, file: string, args: string[], 
 function reportSteps(job: Job): void {
   if (job.compile && job.compile.status !== 'succeeded') {
     process.stderr.write(job.compile.stdout + job.compile.stderr)
-    process.stderr.write(`airlock: the compile ${job.compile.status === 'timeout' ? 'ran past its time limit' : 'failed'}; nothing was run\n`)
+    process.stderr.write(
+      `airlock: the compile ${job.compile.status === 'timeout' ? 'ran past its time limit' : 'failed'}; nothing was run\n`,
+    )
   }
   job.tests.forEach((c, i) => {
     const how = c.status === 'runtime-error' ? ` (${c.signal ?? `exit ${c.exitCode}`})` : ''
@@ -211,12 +231,14 @@ async function writeArtifacts(client: Airlock, job: Job, dir: string): Promise<v
   for (const artifact of job.artifacts) {
     const target = resolve(root, artifact.path)
     // eslint-disable-next-line no-control-regex
-    if (!target.startsWith(`${root}${sep}`) || /[\x00-\x1f\x7f]/.test(artifact.path)) throw new Error(`artifact path ${JSON.stringify(artifact.path)} would leave ${root}`)
+    if (!target.startsWith(`${root}${sep}`) || /[\x00-\x1f\x7f]/.test(artifact.path))
+      throw new Error(`artifact path ${JSON.stringify(artifact.path)} would leave ${root}`)
     await mkdir(dirname(target), { recursive: true })
     // The directory was empty, so nothing here is overwritten or followed: wx refuses what exists.
     await writeFile(target, await client.jobs.artifact(job.id, artifact.path), { flag: 'wx' })
   }
-  if (job.artifacts.length > 0) process.stderr.write(`airlock: ${job.artifacts.length} artifact(s) written to ${root}\n`)
+  if (job.artifacts.length > 0)
+    process.stderr.write(`airlock: ${job.artifacts.length} artifact(s) written to ${root}\n`)
 }
 
 /**
@@ -228,7 +250,10 @@ async function mustBeEmpty(dir: string): Promise<void> {
     if (err.code === 'ENOENT') return []
     throw new UsageError(`cannot use ${dir} for --out: ${err.message}`)
   })
-  if (entries.length > 0) throw new UsageError(`--out ${dir} is not empty; give a new or empty directory, so the job's files overwrite nothing`)
+  if (entries.length > 0)
+    throw new UsageError(
+      `--out ${dir} is not empty; give a new or empty directory, so the job's files overwrite nothing`,
+    )
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {

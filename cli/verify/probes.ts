@@ -38,7 +38,10 @@ function verdict(pass: boolean, observed: string): ProbeResult {
 }
 
 function unexpected(job: Job): ProbeResult {
-  return verdict(false, `job ${job.status}${job.exitCode !== null ? ` (exit ${job.exitCode})` : ''}${job.reason ? `: ${job.reason}` : ''}; stderr: ${job.stderr.slice(0, 200)}`)
+  return verdict(
+    false,
+    `job ${job.status}${job.exitCode !== null ? ` (exit ${job.exitCode})` : ''}${job.reason ? `: ${job.reason}` : ''}; stderr: ${job.stderr.slice(0, 200)}`,
+  )
 }
 
 /** A program that prints {"found": [...]}: files named with `marker` and processes whose command line holds it. */
@@ -81,7 +84,7 @@ const failedToConnect = (r: string) => r !== 'connected' && /^errno \d+/.test(r)
 // Python helper embedded in the seccomp probes: raw system calls by number (x86_64
 // and arm64), each answering "ok" or the errno's name, so a probe states exactly
 // what the kernel in the sandbox said.
-const SYSCALLS = String.raw`
+const SYSCALLS = `
 import ctypes, errno, json, os, signal, struct, time
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -123,13 +126,18 @@ def in_child(fn):
 
 /** What a refused call answers: our profile's EPERM, or ENOSYS where it asks for that (clone3). */
 const refused = (r: unknown) => r === 'EPERM' || r === 'ENOSYS'
-const listing = (r: Record<string, unknown>) => Object.entries(r).map(([k, v]) => `${k} ${String(v)}`).join('; ')
+const listing = (r: Record<string, unknown>) =>
+  Object.entries(r)
+    .map(([k, v]) => `${k} ${String(v)}`)
+    .join('; ')
 
 export const PROBES: readonly Probe[] = [
   single(
     'kernel.gvisor',
     "uname and dmesg show gVisor's kernel",
-    py('import json, platform, subprocess\nd = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()\nprint(json.dumps({"release": platform.release(), "dmesg": d[0] if d else ""}))'),
+    py(
+      'import json, platform, subprocess\nd = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()\nprint(json.dumps({"release": platform.release(), "dmesg": d[0] if d else ""}))',
+    ),
     (job) => {
       const r = lastJson<{ release: string; dmesg: string }>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
@@ -137,21 +145,33 @@ export const PROBES: readonly Probe[] = [
     },
   ),
 
-  single('identity.non-root', 'the program runs as a non-root user', py('import os, json\nprint(json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid()}))'), (job) => {
-    const r = lastJson<{ uid: number; euid: number; gid: number }>(job)
-    if (job.status !== 'succeeded' || !r) return unexpected(job)
-    return verdict(r.uid !== 0 && r.euid !== 0 && r.gid !== 0, `uid ${r.uid}, euid ${r.euid}, gid ${r.gid}`)
-  }),
+  single(
+    'identity.non-root',
+    'the program runs as a non-root user',
+    py('import os, json\nprint(json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid()}))'),
+    (job) => {
+      const r = lastJson<{ uid: number; euid: number; gid: number }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(r.uid !== 0 && r.euid !== 0 && r.gid !== 0, `uid ${r.uid}, euid ${r.euid}, gid ${r.gid}`)
+    },
+  ),
 
   single(
     'identity.capabilities',
     'the program holds no capabilities',
-    py('import json\ncaps = {l.split(":")[0]: l.split()[1] for l in open("/proc/self/status") if l.startswith("Cap")}\nprint(json.dumps(caps))'),
+    py(
+      'import json\ncaps = {l.split(":")[0]: l.split()[1] for l in open("/proc/self/status") if l.startswith("Cap")}\nprint(json.dumps(caps))',
+    ),
     (job) => {
       const r = lastJson<Record<string, string>>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
       const held = Object.entries(r).filter(([, v]) => !/^0+$/.test(v))
-      return verdict(held.length === 0 && 'CapEff' in r, Object.entries(r).map(([k, v]) => `${k}=${v}`).join(' '))
+      return verdict(
+        held.length === 0 && 'CapEff' in r,
+        Object.entries(r)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' '),
+      )
     },
   ),
 
@@ -175,7 +195,10 @@ print(json.dumps({"setuid": res, "setuidFiles": found[:10]}))`),
     (job) => {
       const r = lastJson<{ setuid: string; setuidFiles: string[] }>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
-      return verdict(r.setuid.startsWith('errno 1:') && r.setuidFiles.length === 0, `setuid(0): ${r.setuid}; setuid/setgid files: ${r.setuidFiles.length ? r.setuidFiles.join(', ') : 'none'}`)
+      return verdict(
+        r.setuid.startsWith('errno 1:') && r.setuidFiles.length === 0,
+        `setuid(0): ${r.setuid}; setuid/setgid files: ${r.setuidFiles.length ? r.setuidFiles.join(', ') : 'none'}`,
+      )
     },
   ),
 
@@ -205,7 +228,8 @@ print(json.dumps(out))`),
   single(
     'fs.workspace-fill',
     'filling the workspace stops at its size with ENOSPC',
-    py(`import json, os
+    py(
+      `import json, os
 written = 0
 err = "none"
 try:
@@ -214,7 +238,9 @@ try:
             f.write(b"\\0" * (1 << 20)); f.flush(); written += 1 << 20
 except OSError as e:
     err = f"errno {e.errno}: {e.strerror}"
-print(json.dumps({"writtenMb": written >> 20, "error": err}))`, { timeoutMs: 60_000 }),
+print(json.dumps({"writtenMb": written >> 20, "error": err}))`,
+      { timeoutMs: 60_000 },
+    ),
     (job) => {
       const r = lastJson<{ writtenMb: number; error: string }>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
@@ -225,7 +251,8 @@ print(json.dumps({"writtenMb": written >> 20, "error": err}))`, { timeoutMs: 60_
   single(
     'resources.fork-bomb',
     'a fork bomb is stopped by the process limit and the job ends',
-    py(`import os, json, time
+    py(
+      `import os, json, time
 n = 0
 err = "none"
 try:
@@ -237,16 +264,24 @@ try:
 except OSError as e:
     err = f"errno {e.errno}: {e.strerror}"
 print(json.dumps({"forked": n, "error": err}), flush=True)
-os._exit(0)`, { pids: 32, timeoutMs: 60_000 }),
+os._exit(0)`,
+      { pids: 32, timeoutMs: 60_000 },
+    ),
     (job) => {
       const r = lastJson<{ forked: number; error: string }>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
-      return verdict(r.error.startsWith('errno 11:') && r.forked < 32, `${r.forked} forks, then ${r.error}; job ${job.status}`)
+      return verdict(
+        r.error.startsWith('errno 11:') && r.forked < 32,
+        `${r.forked} forks, then ${r.error}; job ${job.status}`,
+      )
     },
   ),
 
-  single('resources.memory-bomb', 'allocating past the memory limit ends the job as oom', py('chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))', { memoryMb: 64, timeoutMs: 60_000 }), (job) =>
-    verdict(job.status === 'oom', `job ${job.status}${job.reason ? `: ${job.reason}` : ''}`),
+  single(
+    'resources.memory-bomb',
+    'allocating past the memory limit ends the job as oom',
+    py('chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))', { memoryMb: 64, timeoutMs: 60_000 }),
+    (job) => verdict(job.status === 'oom', `job ${job.status}${job.reason ? `: ${job.reason}` : ''}`),
   ),
 
   {
@@ -257,27 +292,51 @@ os._exit(0)`, { pids: 32, timeoutMs: 60_000 }),
       const started = new Promise<void>((resolve) => (spinning = resolve))
       // Half a CPU each, so both fit on a small node next to each other; 20 s leaves the
       // other job time to start a sandbox (a pod, on Kubernetes) on a busy machine.
-      const spin = client.run(py('print("spinning", flush=True)\nwhile True:\n    pass', { timeoutMs: 20_000, cpus: 0.5 }), { onOutput: () => spinning() })
+      const spin = client.run(
+        py('print("spinning", flush=True)\nwhile True:\n    pass', { timeoutMs: 20_000, cpus: 0.5 }),
+        { onOutput: () => spinning() },
+      )
       // The other job goes in once the spin really spins, however long its sandbox took to start.
       await Promise.race([started, spin])
-      const other = await client.run({ runtime: 'bash', source: 'echo alive', limits: { timeoutMs: 30_000, cpus: 0.5 } })
+      const other = await client.run({
+        runtime: 'bash',
+        source: 'echo alive',
+        limits: { timeoutMs: 30_000, cpus: 0.5 },
+      })
       const spun = await spin
       // Both times are the server's, so a client's clock does not matter.
       const lead = Date.parse(spun.finishedAt ?? '') - Date.parse(other.finishedAt ?? '')
       const pass = spun.status === 'timeout' && other.status === 'succeeded' && other.stdout === 'alive\n' && lead > 0
-      return verdict(pass, `spin: ${spun.status} after ${spun.timings.runMs} ms; other job: ${other.status} ${JSON.stringify(other.stdout)}, ended ${(lead / 1000).toFixed(1)} s before the spin`)
+      return verdict(
+        pass,
+        `spin: ${spun.status} after ${spun.timings.runMs} ms; other job: ${other.status} ${JSON.stringify(other.stdout)}, ended ${(lead / 1000).toFixed(1)} s before the spin`,
+      )
     },
   },
 
-  single('resources.output-flood', 'an output flood is capped and marked truncated', py('import sys\nwhile True:\n    sys.stdout.write("A" * 65536)', { outputBytes: 4096, timeoutMs: 3000 }), (job) =>
-    verdict(job.truncated && job.stdout.length === 4096 && job.status === 'timeout', `job ${job.status}, truncated ${job.truncated}, kept ${job.stdout.length} bytes`),
+  single(
+    'resources.output-flood',
+    'an output flood is capped and marked truncated',
+    py('import sys\nwhile True:\n    sys.stdout.write("A" * 65536)', { outputBytes: 4096, timeoutMs: 3000 }),
+    (job) =>
+      verdict(
+        job.truncated && job.stdout.length === 4096 && job.status === 'timeout',
+        `job ${job.status}, truncated ${job.truncated}, kept ${job.stdout.length} bytes`,
+      ),
   ),
 
-  single('network.dns', 'DNS lookups fail', py('import json, socket\ntry:\n    r = str(socket.getaddrinfo("example.com", 443)[0][4])\nexcept OSError as e:\n    r = f"errno {e.errno}: {e}"\nprint(json.dumps({"dns": r}))'), (job) => {
-    const r = lastJson<{ dns: string }>(job)
-    if (job.status !== 'succeeded' || !r) return unexpected(job)
-    return verdict(r.dns.startsWith('errno'), `getaddrinfo(example.com): ${r.dns}`)
-  }),
+  single(
+    'network.dns',
+    'DNS lookups fail',
+    py(
+      'import json, socket\ntry:\n    r = str(socket.getaddrinfo("example.com", 443)[0][4])\nexcept OSError as e:\n    r = f"errno {e.errno}: {e}"\nprint(json.dumps({"dns": r}))',
+    ),
+    (job) => {
+      const r = lastJson<{ dns: string }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(r.dns.startsWith('errno'), `getaddrinfo(example.com): ${r.dns}`)
+    },
+  ),
 
   single(
     'network.host-ports',
@@ -287,28 +346,55 @@ print(json.dumps({str(p): tcp("127.0.0.1", p) for p in [6379, 8080, 22, 10250, 2
     (job) => {
       const r = lastJson<Record<string, string>>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
-      return verdict(Object.values(r).every(failedToConnect), Object.entries(r).map(([p, v]) => `:${p} ${v}`).join('; '))
+      return verdict(
+        Object.values(r).every(failedToConnect),
+        Object.entries(r)
+          .map(([p, v]) => `:${p} ${v}`)
+          .join('; '),
+      )
     },
   ),
 
-  single('network.external', 'TCP to an external address fails', py(`${TCP}\nprint(json.dumps({"1.1.1.1:443": tcp("1.1.1.1", 443), "8.8.8.8:53": tcp("8.8.8.8", 53)}))`), (job) => {
-    const r = lastJson<Record<string, string>>(job)
-    if (job.status !== 'succeeded' || !r) return unexpected(job)
-    return verdict(Object.values(r).every(failedToConnect), Object.entries(r).map(([p, v]) => `${p} ${v}`).join('; '))
-  }),
+  single(
+    'network.external',
+    'TCP to an external address fails',
+    py(`${TCP}\nprint(json.dumps({"1.1.1.1:443": tcp("1.1.1.1", 443), "8.8.8.8:53": tcp("8.8.8.8", 53)}))`),
+    (job) => {
+      const r = lastJson<Record<string, string>>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(
+        Object.values(r).every(failedToConnect),
+        Object.entries(r)
+          .map(([p, v]) => `${p} ${v}`)
+          .join('; '),
+      )
+    },
+  ),
 
-  single('network.metadata', 'the cloud metadata address 169.254.169.254 is unreachable', py(`${TCP}\nprint(json.dumps({"r": tcp("169.254.169.254", 80)}))`), (job) => {
-    const r = lastJson<{ r: string }>(job)
-    if (job.status !== 'succeeded' || !r) return unexpected(job)
-    return verdict(failedToConnect(r.r), `169.254.169.254:80 ${r.r}`)
-  }),
+  single(
+    'network.metadata',
+    'the cloud metadata address 169.254.169.254 is unreachable',
+    py(`${TCP}\nprint(json.dumps({"r": tcp("169.254.169.254", 80)}))`),
+    (job) => {
+      const r = lastJson<{ r: string }>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(failedToConnect(r.r), `169.254.169.254:80 ${r.r}`)
+    },
+  ),
 
   // Current gVisor with --network=none may have no /sys/class/net at all; /proc/net/dev lists the same interfaces.
-  single('network.interfaces', 'the sandbox has no network interface but loopback', py('import os, json\nif os.path.isdir("/sys/class/net"):\n    r = os.listdir("/sys/class/net")\nelse:\n    r = [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]\nprint(json.dumps(sorted(r)))'), (job) => {
-    const r = lastJson<string[]>(job)
-    if (job.status !== 'succeeded' || !r) return unexpected(job)
-    return verdict(r.length === 1 && r[0] === 'lo', `interfaces: ${r.join(', ')}`)
-  }),
+  single(
+    'network.interfaces',
+    'the sandbox has no network interface but loopback',
+    py(
+      'import os, json\nif os.path.isdir("/sys/class/net"):\n    r = os.listdir("/sys/class/net")\nelse:\n    r = [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]\nprint(json.dumps(sorted(r)))',
+    ),
+    (job) => {
+      const r = lastJson<string[]>(job)
+      if (job.status !== 'succeeded' || !r) return unexpected(job)
+      return verdict(r.length === 1 && r[0] === 'lo', `interfaces: ${r.join(', ')}`)
+    },
+  ),
 
   single(
     'seccomp.namespaces',
@@ -337,7 +423,13 @@ print(json.dumps(out))`),
       const r = lastJson<Record<string, string>>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
       const calls = Object.entries(r).filter(([k]) => !['seccomp', 'threads', 'child CapEff'].includes(k))
-      return verdict(r.seccomp === '2' && calls.every(([, v]) => refused(v)) && r.threads === 'ok' && /^0+$/.test(r['child CapEff'] ?? ''), listing(r))
+      return verdict(
+        r.seccomp === '2' &&
+          calls.every(([, v]) => refused(v)) &&
+          r.threads === 'ok' &&
+          /^0+$/.test(r['child CapEff'] ?? ''),
+        listing(r),
+      )
     },
   ),
 
@@ -370,7 +462,7 @@ print(json.dumps({"refused": out, "allowed": allowed}))`),
 
   single(
     'seccomp.kernel-interfaces',
-    'keyrings, bpf, perf events, userfaultfd, io_uring, mounts, chroot, kexec, modules, file handles, other processes\' memory and clearing the kernel log are refused',
+    "keyrings, bpf, perf events, userfaultfd, io_uring, mounts, chroot, kexec, modules, file handles, other processes' memory and clearing the kernel log are refused",
     py(`${SYSCALLS}
 calls = {
   "keyctl": ("keyctl", 0, -3, 0), "add_key": ("add_key", 0, 0, 0, 0, -3), "request_key": ("request_key", 0, 0, 0, 0),
@@ -417,8 +509,14 @@ print(json.dumps(out))`),
     (job) => {
       const r = lastJson<Record<string, unknown>>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
-      const denied = ['PTRACE_SYSCALL', 'PTRACE_SETOPTIONS(TRACESECCOMP)', 'PTRACE_ATTACH', 'PTRACE_SEIZE'].every((k) => refused(r[k]))
-      const traced = r['child stopped for its tracer'] === true && r['PTRACE_SETOPTIONS(TRACESYSGOOD)'] === 'ok' && r['PTRACE_CONT'] === 'ok' && r['child exit'] === 7
+      const denied = ['PTRACE_SYSCALL', 'PTRACE_SETOPTIONS(TRACESECCOMP)', 'PTRACE_ATTACH', 'PTRACE_SEIZE'].every((k) =>
+        refused(r[k]),
+      )
+      const traced =
+        r['child stopped for its tracer'] === true &&
+        r['PTRACE_SETOPTIONS(TRACESYSGOOD)'] === 'ok' &&
+        r.PTRACE_CONT === 'ok' &&
+        r['child exit'] === 7
       return verdict(denied && traced, listing(r))
     },
   ),
@@ -426,7 +524,9 @@ print(json.dumps(out))`),
   single(
     'secrets.shadow',
     '/etc/shadow cannot be read',
-    py('import json\ntry:\n    open("/etc/shadow").read(); r = "read"\nexcept OSError as e:\n    r = f"errno {e.errno}: {e.strerror}"\nprint(json.dumps({"r": r}))'),
+    py(
+      'import json\ntry:\n    open("/etc/shadow").read(); r = "read"\nexcept OSError as e:\n    r = f"errno {e.errno}: {e.strerror}"\nprint(json.dumps({"r": r}))',
+    ),
     (job) => {
       const r = lastJson<{ r: string }>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
@@ -436,7 +536,7 @@ print(json.dumps(out))`),
 
   single(
     'secrets.environment',
-    "no worker or cluster environment reaches the program (Redis URL, API keys, service account)",
+    'no worker or cluster environment reaches the program (Redis URL, API keys, service account)',
     py(`import os, json, glob
 leaks = [k for k in os.environ if k.startswith(("REDIS", "AIRLOCK", "KUBERNETES", "NODE_OPTIONS", "AWS_", "GOOGLE_"))]
 for f in glob.glob("/proc/*/environ"):
@@ -449,13 +549,16 @@ print(json.dumps({"leaks": leaks, "tokens": tokens, "env": sorted(os.environ)}))
     (job) => {
       const r = lastJson<{ leaks: string[]; tokens: string[]; env: string[] }>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
-      return verdict(r.leaks.length === 0 && r.tokens.length === 0, `leaks: ${r.leaks.join(', ') || 'none'}; service account tokens: ${r.tokens.join(', ') || 'none'}; env: ${r.env.join(' ')}`)
+      return verdict(
+        r.leaks.length === 0 && r.tokens.length === 0,
+        `leaks: ${r.leaks.join(', ') || 'none'}; service account tokens: ${r.tokens.join(', ') || 'none'}; env: ${r.env.join(' ')}`,
+      )
     },
   ),
 
   single(
     'secrets.host-processes',
-    "no host process is visible in /proc",
+    'no host process is visible in /proc',
     py(`import os, json
 procs = {}
 for p in os.listdir("/proc"):
@@ -470,7 +573,12 @@ print(json.dumps(procs))`),
       // The program, and on Kubernetes the launcher that caps its output in the
       // sandbox: its shell, a subshell and a head/cat reader per stream.
       const foreign = names.filter((n) => !['python3', 'sh', 'head', 'cat'].includes(n))
-      return verdict(foreign.length === 0 && names.length <= 5, `visible processes: ${Object.entries(r).map(([p, n]) => `${p}:${n}`).join(' ')}`)
+      return verdict(
+        foreign.length === 0 && names.length <= 5,
+        `visible processes: ${Object.entries(r)
+          .map(([p, n]) => `${p}:${n}`)
+          .join(' ')}`,
+      )
     },
   ),
 
@@ -488,8 +596,16 @@ print(json.dumps(seen))`),
     (job) => {
       const r = lastJson<Record<string, unknown>>(job)
       if (job.status !== 'succeeded' || !r) return unexpected(job)
-      const exposed = Object.entries(r).filter(([, v]) => !(v === 'absent' || (Array.isArray(v) && v.length === 0) || (typeof v === 'string' && v.startsWith('errno'))))
-      return verdict(exposed.length === 0, Object.entries(r).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('; '))
+      const exposed = Object.entries(r).filter(
+        ([, v]) =>
+          !(v === 'absent' || (Array.isArray(v) && v.length === 0) || (typeof v === 'string' && v.startsWith('errno'))),
+      )
+      return verdict(
+        exposed.length === 0,
+        Object.entries(r)
+          .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+          .join('; '),
+      )
     },
   ),
 
@@ -513,7 +629,10 @@ print(json.dumps(seen))`),
         const overlapped = (await client.jobs.get(firstId)).status === 'running'
         const r = lastJson<{ found: string[] }>(second)
         if (second.status !== 'succeeded' || !r) return unexpected(second)
-        return verdict(r.found.length === 0 && overlapped, `found: ${r.found.join(', ') || 'nothing'}; ran while the other job ran: ${overlapped}`)
+        return verdict(
+          r.found.length === 0 && overlapped,
+          `found: ${r.found.join(', ') || 'nothing'}; ran while the other job ran: ${overlapped}`,
+        )
       } finally {
         await client.jobs.cancel(firstId).catch(() => undefined)
       }
@@ -546,14 +665,31 @@ print("left")`),
       const r = lastJson<{ found: string[] }>(second)
       if (second.status !== 'succeeded' || !r) return unexpected(second)
       const how = (j: Job) => j.sandboxStart ?? 'unrecorded'
-      return verdict(r.found.length === 0, `found: ${r.found.join(', ') || 'nothing'}; the jobs started ${how(first)} and ${how(second)}`)
+      return verdict(
+        r.found.length === 0,
+        `found: ${r.found.join(', ') || 'nothing'}; the jobs started ${how(first)} and ${how(second)}`,
+      )
     },
   },
 
-  single('isolation.record', 'the job record states how it was isolated', { runtime: 'bash', source: 'true' }, (job) => {
-    const i = job.isolation
-    if (!i) return verdict(false, 'no isolation recorded')
-    const pass = i.technology === 'gvisor' && i.network === 'none' && i.readOnlyRoot && i.uid !== 0 && i.capabilities.length === 0 && /^airlock\/sandbox-[0-9a-f]{12}\.json$/.test(i.seccomp ?? '')
-    return verdict(pass, `${i.technology} (${i.runtime} ${i.version}, ${i.platform}), network ${i.network}, read-only root ${i.readOnlyRoot}, uid ${i.uid}, capabilities ${i.capabilities.length ? i.capabilities.join(',') : 'none'}, seccomp ${i.seccomp ?? 'none'}`)
-  }),
+  single(
+    'isolation.record',
+    'the job record states how it was isolated',
+    { runtime: 'bash', source: 'true' },
+    (job) => {
+      const i = job.isolation
+      if (!i) return verdict(false, 'no isolation recorded')
+      const pass =
+        i.technology === 'gvisor' &&
+        i.network === 'none' &&
+        i.readOnlyRoot &&
+        i.uid !== 0 &&
+        i.capabilities.length === 0 &&
+        /^airlock\/sandbox-[0-9a-f]{12}\.json$/.test(i.seccomp ?? '')
+      return verdict(
+        pass,
+        `${i.technology} (${i.runtime} ${i.version}, ${i.platform}), network ${i.network}, read-only root ${i.readOnlyRoot}, uid ${i.uid}, capabilities ${i.capabilities.length ? i.capabilities.join(',') : 'none'}, seccomp ${i.seccomp ?? 'none'}`,
+      )
+    },
+  ),
 ]

@@ -14,7 +14,13 @@ export class AdminClient {
   private readonly http: Http
 
   constructor(adminKey: string) {
-    this.http = new Http({ baseUrl: location.origin, apiKey: adminKey, requestTimeoutMs: 10_000, maxRetries: 0, logger: SILENT })
+    this.http = new Http({
+      baseUrl: location.origin,
+      apiKey: adminKey,
+      requestTimeoutMs: 10_000,
+      maxRetries: 0,
+      logger: SILENT,
+    })
   }
 
   private async get<T>(path: string, signal?: AbortSignal, query?: Record<string, number>): Promise<T> {

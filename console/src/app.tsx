@@ -1,3 +1,4 @@
+import type { JSX } from 'preact'
 import { useEffect, useMemo, useState } from 'preact/hooks'
 import { AuthenticationError } from '../../sdk/src/errors.js'
 import { AdminClient, tenantClient } from './api.js'
@@ -53,15 +54,37 @@ export function App() {
     { route: { page: 'operations' }, label: 'Operations' },
   ]
 
-  let body
+  let body: JSX.Element
   if (route.page === 'operations') {
     body = admin ? (
-      <Operations admin={admin} onUnauthorized={() => (forgetKey('admin'), setAdminKey(null))} />
+      <Operations
+        admin={admin}
+        onUnauthorized={() => {
+          forgetKey('admin')
+          setAdminKey(null)
+        }}
+      />
     ) : (
-      <SignIn kind="admin" check={(key) => problemWith(() => new AdminClient(key).queue())} onSignedIn={(key) => (storeKey('admin', key), setAdminKey(key))} />
+      <SignIn
+        kind="admin"
+        check={(key) => problemWith(() => new AdminClient(key).queue())}
+        onSignedIn={(key) => {
+          storeKey('admin', key)
+          setAdminKey(key)
+        }}
+      />
     )
   } else if (!client) {
-    body = <SignIn kind="tenant" check={(key) => problemWith(() => tenantClient(key).runtimes())} onSignedIn={(key) => (storeKey('tenant', key), setTenantKey(key))} />
+    body = (
+      <SignIn
+        kind="tenant"
+        check={(key) => problemWith(() => tenantClient(key).runtimes())}
+        onSignedIn={(key) => {
+          storeKey('tenant', key)
+          setTenantKey(key)
+        }}
+      />
+    )
   } else if (route.page === 'jobs') body = <Jobs key={route.status ?? ''} client={client} status={route.status} />
   else if (route.page === 'job') body = <JobPage key={route.id} client={client} id={route.id} />
   else body = <Playground client={client} />
@@ -74,7 +97,12 @@ export function App() {
         </a>
         <nav>
           {nav.map((n) => (
-            <a key={n.label} href={routeHref(n.route)} class={n.route.page === route.page || (n.route.page === 'jobs' && route.page === 'job') ? 'current' : ''} data-testid={`nav-${n.route.page}`}>
+            <a
+              key={n.label}
+              href={routeHref(n.route)}
+              class={n.route.page === route.page || (n.route.page === 'jobs' && route.page === 'job') ? 'current' : ''}
+              data-testid={`nav-${n.route.page}`}
+            >
               {n.label}
             </a>
           ))}

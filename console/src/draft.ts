@@ -37,7 +37,16 @@ export const LIMIT_FIELDS: { key: keyof Limits; label: string; compiledOnly?: bo
 
 /** A new draft: the runtime's default entrypoint holding its sample program. */
 export function freshDraft(runtime: Runtime): Draft {
-  return { runtime: runtime.name, files: [{ path: runtime.defaultEntrypoint, content: sampleFor(runtime.name) }], active: 0, stdin: '', args: '', env: '', limits: {}, tests: [] }
+  return {
+    runtime: runtime.name,
+    files: [{ path: runtime.defaultEntrypoint, content: sampleFor(runtime.name) }],
+    active: 0,
+    stdin: '',
+    args: '',
+    env: '',
+    limits: {},
+    tests: [],
+  }
 }
 
 /** The request a draft makes, or the fields it cannot be sent with. */
@@ -69,8 +78,14 @@ export function draftRequest(draft: Draft): { request: JobRequest } | { errors: 
       ...(args.length > 0 ? { args } : {}),
       ...(Object.keys(env).length > 0 ? { env } : {}),
       ...(Object.keys(limits).length > 0 ? { limits } : {}),
-      ...(draft.tests.length > 0 ? { tests: draft.tests.map((t) => ({ stdin: t.stdin, ...(t.expectedOutput ? { expectedOutput: t.expectedOutput } : {}) })) } : {}),
+      ...(draft.tests.length > 0
+        ? {
+            tests: draft.tests.map((t) => ({
+              stdin: t.stdin,
+              ...(t.expectedOutput ? { expectedOutput: t.expectedOutput } : {}),
+            })),
+          }
+        : {}),
     },
   }
 }
-

@@ -14,7 +14,8 @@ export function fieldOf(pointer: string): string {
   const [top, second] = parts
   if (!top) return ''
   if (top === 'limits') return second ? `limits.${second}` : 'limits'
-  if (top === 'files' || top === 'source') return second !== undefined && /^\d+$/.test(second) ? `files.${second}` : 'files'
+  if (top === 'files' || top === 'source')
+    return second !== undefined && /^\d+$/.test(second) ? `files.${second}` : 'files'
   if (top === 'tests') return second !== undefined && /^\d+$/.test(second) ? `tests.${second}` : 'tests'
   return (FIELDS as readonly string[]).includes(top) ? top : ''
 }
@@ -28,7 +29,8 @@ function fieldFromMessage(message: string): string {
 export function fieldErrors(message: string, details: readonly ErrorDetail[] | undefined): FieldErrors {
   const out: FieldErrors = new Map()
   const add = (field: string, text: string) => out.set(field, [...(out.get(field) ?? []), text])
-  if (details && details.length > 0) for (const d of details) add(fieldOf(d.path) || fieldFromMessage(d.message), d.message)
+  if (details && details.length > 0)
+    for (const d of details) add(fieldOf(d.path) || fieldFromMessage(d.message), d.message)
   else add(fieldFromMessage(message), message)
   return out
 }

@@ -4,7 +4,9 @@ import type { Job, JobStatus, StepKind } from '../../sdk/src/api-types.js'
 import { AirlockError } from '../../sdk/src/errors.js'
 
 /** A piece of the output view: text from one stream, or the start of a step. */
-export type OutputPiece = { kind: 'text'; stream: 'stdout' | 'stderr'; text: string } | { kind: 'step'; step: StepKind; index: number }
+export type OutputPiece =
+  | { kind: 'text'; stream: 'stdout' | 'stderr'; text: string }
+  | { kind: 'step'; step: StepKind; index: number }
 
 export interface LiveJob {
   status: JobStatus | null
@@ -20,7 +22,8 @@ export const OUTPUT_VIEW_CHARS = 1_000_000
 export function appendText(pieces: OutputPiece[], stream: 'stdout' | 'stderr', text: string): OutputPiece[] {
   const last = pieces.at(-1)
   // Neighbouring text of one stream is one piece, so a chatty program makes few nodes.
-  if (last?.kind === 'text' && last.stream === stream) return [...pieces.slice(0, -1), { ...last, text: last.text + text }]
+  if (last?.kind === 'text' && last.stream === stream)
+    return [...pieces.slice(0, -1), { ...last, text: last.text + text }]
   return [...pieces, { kind: 'text', stream, text }]
 }
 
@@ -44,7 +47,8 @@ export function useLiveJob(client: Airlock | null, id: string | null): LiveJob {
             shown += text.length
             setState((s) => ({ ...s, pieces: appendText(s.pieces, event.stream, text) }))
           } else if (event.type === 'status') setState((s) => ({ ...s, status: event.status }))
-          else if (event.type === 'step') setState((s) => ({ ...s, pieces: [...s.pieces, { kind: 'step', step: event.step, index: event.index }] }))
+          else if (event.type === 'step')
+            setState((s) => ({ ...s, pieces: [...s.pieces, { kind: 'step', step: event.step, index: event.index }] }))
           else if (event.type === 'end') setState((s) => ({ ...s, status: event.job.status, job: event.job }))
         }
       } catch (err) {
@@ -71,5 +75,7 @@ function fromJob(job: Job): OutputPiece[] {
 }
 
 export function toAirlockError(err: unknown): AirlockError {
-  return err instanceof AirlockError ? err : new AirlockError((err as Error)?.message ?? String(err), 'AIRLOCK_CONSOLE_ERROR')
+  return err instanceof AirlockError
+    ? err
+    : new AirlockError((err as Error)?.message ?? String(err), 'AIRLOCK_CONSOLE_ERROR')
 }

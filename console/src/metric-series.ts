@@ -11,7 +11,12 @@ export interface Gauge {
 }
 
 /** The sum of a metric's values whose labels include `labels` (and, for histograms, of one series). */
-export function metricSum(snapshot: MetricsSnapshot, name: string, labels: Record<string, string> = {}, series?: string): number | undefined {
+export function metricSum(
+  snapshot: MetricsSnapshot,
+  name: string,
+  labels: Record<string, string> = {},
+  series?: string,
+): number | undefined {
   const family = snapshot.metrics.find((m) => m.name === name)
   if (!family) return undefined
   let sum = 0
@@ -23,14 +28,62 @@ export function metricSum(snapshot: MetricsSnapshot, name: string, labels: Recor
 }
 
 export const CHARTS: readonly Gauge[] = [
-  { key: 'waiting', label: 'Queued jobs', unit: '', kind: 'gauge', read: (s) => metricSum(s, 'airlock_queue_depth', { state: 'waiting' }) },
-  { key: 'oldest', label: 'Oldest queued', unit: 's', kind: 'gauge', read: (s) => metricSum(s, 'airlock_queue_oldest_age_seconds') },
-  { key: 'sandboxes', label: 'Sandboxes running', unit: '', kind: 'gauge', read: (s) => metricSum(s, 'airlock_active_sandboxes') },
-  { key: 'submitted', label: 'Jobs submitted', unit: '/s', kind: 'counter', read: (s) => metricSum(s, 'airlock_jobs_submitted_total') },
-  { key: 'finished', label: 'Jobs finished', unit: '/s', kind: 'counter', read: (s) => metricSum(s, 'airlock_jobs_finished_total') },
-  { key: 'rejected', label: 'Requests refused', unit: '/s', kind: 'counter', read: (s) => metricSum(s, 'airlock_requests_rejected_total') },
-  { key: 'streams', label: 'Stream clients', unit: '', kind: 'gauge', read: (s) => metricSum(s, 'airlock_stream_clients') },
-  { key: 'warm', label: 'Warm sandboxes idle', unit: '', kind: 'gauge', read: (s) => metricSum(s, 'airlock_warm_sandboxes', { state: 'idle' }) },
+  {
+    key: 'waiting',
+    label: 'Queued jobs',
+    unit: '',
+    kind: 'gauge',
+    read: (s) => metricSum(s, 'airlock_queue_depth', { state: 'waiting' }),
+  },
+  {
+    key: 'oldest',
+    label: 'Oldest queued',
+    unit: 's',
+    kind: 'gauge',
+    read: (s) => metricSum(s, 'airlock_queue_oldest_age_seconds'),
+  },
+  {
+    key: 'sandboxes',
+    label: 'Sandboxes running',
+    unit: '',
+    kind: 'gauge',
+    read: (s) => metricSum(s, 'airlock_active_sandboxes'),
+  },
+  {
+    key: 'submitted',
+    label: 'Jobs submitted',
+    unit: '/s',
+    kind: 'counter',
+    read: (s) => metricSum(s, 'airlock_jobs_submitted_total'),
+  },
+  {
+    key: 'finished',
+    label: 'Jobs finished',
+    unit: '/s',
+    kind: 'counter',
+    read: (s) => metricSum(s, 'airlock_jobs_finished_total'),
+  },
+  {
+    key: 'rejected',
+    label: 'Requests refused',
+    unit: '/s',
+    kind: 'counter',
+    read: (s) => metricSum(s, 'airlock_requests_rejected_total'),
+  },
+  {
+    key: 'streams',
+    label: 'Stream clients',
+    unit: '',
+    kind: 'gauge',
+    read: (s) => metricSum(s, 'airlock_stream_clients'),
+  },
+  {
+    key: 'warm',
+    label: 'Warm sandboxes idle',
+    unit: '',
+    kind: 'gauge',
+    read: (s) => metricSum(s, 'airlock_warm_sandboxes', { state: 'idle' }),
+  },
 ]
 
 export interface Point {

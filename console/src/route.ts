@@ -10,7 +10,16 @@ export type Route =
   | { page: 'job'; id: string }
   | { page: 'operations' }
 
-const STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error']
+const STATUSES: readonly JobStatus[] = [
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'timeout',
+  'oom',
+  'cancelled',
+  'error',
+]
 
 /** What a job id can look like (the API's own check is stricter; it answers 404 for the rest). */
 const JOB_ID = /^[A-Za-z0-9_-]{1,128}$/

@@ -15,5 +15,15 @@ export const REASONS = {
 
 /** The outcome of a job that ended without a program's result: nothing ran, or it ran out of our hands. */
 export function outcomeWithoutRun(status: FinalStatus, reason: string): JobOutcome {
-  return { status, exitCode: null, signal: null, reason, stdout: '', stderr: '', truncated: false, startupMs: null, runMs: null }
+  return {
+    status,
+    exitCode: null,
+    signal: null,
+    reason,
+    stdout: '',
+    stderr: '',
+    truncated: false,
+    startupMs: null,
+    runMs: null,
+  }
 }

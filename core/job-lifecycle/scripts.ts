@@ -57,7 +57,12 @@ type Callback = (err?: Error | null, reply?: unknown) => void
  * transaction (that pipeline; `callback` gets its reply). The connection must have had
  * defineJobScripts.
  */
-export function runJobScript(target: Redis, move: TransitionName, keys: readonly string[], args: readonly Arg[]): Promise<unknown>
+export function runJobScript(
+  target: Redis,
+  move: TransitionName,
+  keys: readonly string[],
+  args: readonly Arg[],
+): Promise<unknown>
 export function runJobScript(
   target: ChainableCommander,
   move: TransitionName,
@@ -65,7 +70,13 @@ export function runJobScript(
   args: readonly Arg[],
   callback?: Callback,
 ): ChainableCommander
-export function runJobScript(target: Target, move: TransitionName, keys: readonly string[], args: readonly Arg[], callback?: Callback): unknown {
+export function runJobScript(
+  target: Target,
+  move: TransitionName,
+  keys: readonly string[],
+  args: readonly Arg[],
+  callback?: Callback,
+): unknown {
   const command = (target as unknown as Record<string, (...a: (Arg | Callback)[]) => unknown>)[commandName(move)]
   if (!command) throw new Error(`job script ${move} is not defined on this connection (defineJobScripts)`)
   return command.call(target, keys.length, ...keys, ...args, ...(callback ? [callback] : []))

@@ -17,14 +17,24 @@ export interface Transition {
 }
 
 export const TRANSITIONS = {
-  create: { script: 'create', from: [], to: ['queued'], doc: 'the API accepts a job (unless a tenant quota refuses it)' },
+  create: {
+    script: 'create',
+    from: [],
+    to: ['queued'],
+    doc: 'the API accepts a job (unless a tenant quota refuses it)',
+  },
   claim: {
     script: 'claim',
     from: ['queued'],
     to: ['running', 'cancelled'],
     doc: 'a worker takes the job; cancelled if a cancel came first; stays queued while the tenant is at maxRunning',
   },
-  requeue: { script: 'requeue', from: ['running'], to: ['queued'], doc: 'a worker stopping past its grace period hands the job back' },
+  requeue: {
+    script: 'requeue',
+    from: ['running'],
+    to: ['queued'],
+    doc: 'a worker stopping past its grace period hands the job back',
+  },
   takeOver: {
     script: 'take-over',
     from: ['running'],
@@ -43,9 +53,24 @@ export const TRANSITIONS = {
     to: ['cancelled'],
     doc: 'the tenant cancels: a queued job ends at once, a running one is killed and ends through finish',
   },
-  lost: { script: 'lost', from: ['running'], to: ['error'], doc: 'the worker running the job stopped; it is not run again' },
-  log: { script: 'append-log', from: ['running'], to: [], doc: "output is added to the job's events, only while it runs" },
-  step: { script: 'append-step', from: ['running'], to: [], doc: 'a step (compile, a test case) starts, only while the job runs' },
+  lost: {
+    script: 'lost',
+    from: ['running'],
+    to: ['error'],
+    doc: 'the worker running the job stopped; it is not run again',
+  },
+  log: {
+    script: 'append-log',
+    from: ['running'],
+    to: [],
+    doc: "output is added to the job's events, only while it runs",
+  },
+  step: {
+    script: 'append-step',
+    from: ['running'],
+    to: [],
+    doc: 'a step (compile, a test case) starts, only while the job runs',
+  },
 } as const satisfies Record<string, Transition>
 
 export type TransitionName = keyof typeof TRANSITIONS

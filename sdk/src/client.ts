@@ -25,7 +25,8 @@ export class Airlock {
 
   constructor(options: AirlockOptions = {}) {
     const apiKey = options.apiKey ?? env('AIRLOCK_API_KEY')
-    if (!apiKey) throw new AirlockError('an API key is required: pass apiKey or set AIRLOCK_API_KEY', 'AIRLOCK_SDK_CONFIG')
+    if (!apiKey)
+      throw new AirlockError('an API key is required: pass apiKey or set AIRLOCK_API_KEY', 'AIRLOCK_SDK_CONFIG')
     this.http = new Http({
       baseUrl: options.baseUrl ?? env('AIRLOCK_URL') ?? 'http://127.0.0.1:8080',
       apiKey,
@@ -47,6 +48,7 @@ export class Airlock {
 
   /** The runtimes jobs may ask for, with versions reported by live workers. */
   async runtimes(options: CallOptions = {}): Promise<RuntimeList['runtimes']> {
-    return (await this.http.request<RuntimeList>({ method: 'GET', path: '/v1/runtimes', idempotent: true, ...options })).body.runtimes
+    return (await this.http.request<RuntimeList>({ method: 'GET', path: '/v1/runtimes', idempotent: true, ...options }))
+      .body.runtimes
   }
 }

@@ -21,7 +21,9 @@ export class AirlockError extends Error {
 
 /** 401: missing, wrong or revoked API key. */
 export class AuthenticationError extends AirlockError {}
-/** 403: the key is good but may not do this (an admin route, the runc comparison runtime, another tenant's audit trail). */
+/**
+ * 403: the key is good but may not do this (an admin route, the runc comparison runtime, another tenant's audit trail).
+ */
 export class ForbiddenError extends AirlockError {}
 /** 404: no such job for this tenant. */
 export class NotFoundError extends AirlockError {}
@@ -31,13 +33,23 @@ export class ValidationError extends AirlockError {}
 export class ConflictError extends AirlockError {}
 /** 429: slow down; retry after `retryAfterMs`. */
 export class RateLimitError extends AirlockError {
-  constructor(message: string, code: string, status: number, readonly retryAfterMs: number | undefined) {
+  constructor(
+    message: string,
+    code: string,
+    status: number,
+    readonly retryAfterMs: number | undefined,
+  ) {
     super(message, code, status)
   }
 }
 /** 503: no worker can isolate jobs right now, or the store is down; the request was not taken. */
 export class UnavailableError extends AirlockError {
-  constructor(message: string, code: string, status: number, readonly retryAfterMs: number | undefined) {
+  constructor(
+    message: string,
+    code: string,
+    status: number,
+    readonly retryAfterMs: number | undefined,
+  ) {
     super(message, code, status)
   }
 }
@@ -60,7 +72,11 @@ export function parseRetryAfter(value: string | null): number | undefined {
 }
 
 /** The one mapping from an error answer to an error class. */
-export function errorFromResponse(status: number, body: Partial<ErrorResponse> | undefined, retryAfter: string | null): AirlockError {
+export function errorFromResponse(
+  status: number,
+  body: Partial<ErrorResponse> | undefined,
+  retryAfter: string | null,
+): AirlockError {
   const code = body?.code ?? `HTTP_${status}`
   const message = body?.message ?? `the server answered ${status}`
   const retryAfterMs = parseRetryAfter(retryAfter)

@@ -1,4 +1,12 @@
-import { AbortedError, AirlockError, ConnectionError, errorFromResponse, RateLimitError, TimeoutError, UnavailableError } from './errors.js'
+import {
+  AbortedError,
+  type AirlockError,
+  ConnectionError,
+  errorFromResponse,
+  RateLimitError,
+  TimeoutError,
+  UnavailableError,
+} from './errors.js'
 import type { CallOptions, Logger } from './options.js'
 
 export interface HttpOptions {
@@ -68,10 +76,14 @@ export class Http {
         return await this.once<T>(spec)
       } catch (err) {
         const retryable =
-          err instanceof RateLimitError || err instanceof UnavailableError || (spec.idempotent && (err instanceof ConnectionError || err instanceof TimeoutError))
+          err instanceof RateLimitError ||
+          err instanceof UnavailableError ||
+          (spec.idempotent && (err instanceof ConnectionError || err instanceof TimeoutError))
         if (!retryable || attempt >= this.options.maxRetries) throw err
         const waitMs = backoffMs(attempt, (err as RateLimitError).retryAfterMs)
-        this.options.logger.debug(`airlock: ${spec.method} ${spec.path} failed (${(err as AirlockError).code}); retry ${attempt + 1} in ${Math.round(waitMs)} ms`)
+        this.options.logger.debug(
+          `airlock: ${spec.method} ${spec.path} failed (${(err as AirlockError).code}); retry ${attempt + 1} in ${Math.round(waitMs)} ms`,
+        )
         await sleep(waitMs, spec.signal)
       }
     }
@@ -94,9 +106,23 @@ export class Http {
         signal,
       })
     } catch (err) {
-      if (spec.signal?.aborted) throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
-      if (timeout.aborted) throw new TimeoutError(`${spec.method} ${spec.path} took longer than ${timeoutMs} ms`, 'AIRLOCK_SDK_TIMEOUT', undefined, undefined, { cause: err })
-      throw new ConnectionError(`cannot reach Airlock at ${this.options.baseUrl}: ${(err as Error).message}`, 'AIRLOCK_SDK_CONNECTION', undefined, undefined, { cause: err })
+      if (spec.signal?.aborted)
+        throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
+      if (timeout.aborted)
+        throw new TimeoutError(
+          `${spec.method} ${spec.path} took longer than ${timeoutMs} ms`,
+          'AIRLOCK_SDK_TIMEOUT',
+          undefined,
+          undefined,
+          { cause: err },
+        )
+      throw new ConnectionError(
+        `cannot reach Airlock at ${this.options.baseUrl}: ${(err as Error).message}`,
+        'AIRLOCK_SDK_CONNECTION',
+        undefined,
+        undefined,
+        { cause: err },
+      )
     }
     let text: string
     let bytes: Uint8Array | undefined
@@ -104,8 +130,15 @@ export class Http {
       if (spec.binary && res.status < 400) bytes = new Uint8Array(await res.arrayBuffer())
       text = bytes ? '' : await res.text()
     } catch (err) {
-      if (spec.signal?.aborted) throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
-      throw new ConnectionError(`the answer to ${spec.method} ${spec.path} broke off`, 'AIRLOCK_SDK_CONNECTION', undefined, undefined, { cause: err })
+      if (spec.signal?.aborted)
+        throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
+      throw new ConnectionError(
+        `the answer to ${spec.method} ${spec.path} broke off`,
+        'AIRLOCK_SDK_CONNECTION',
+        undefined,
+        undefined,
+        { cause: err },
+      )
     }
     if (bytes) return { status: res.status, body: bytes as T }
     const json = (res.headers.get('content-type') ?? '').includes('json') ? safeJson(text) : undefined

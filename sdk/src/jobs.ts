@@ -1,4 +1,14 @@
-import type { Job, JobAccepted, JobBatchResult, JobEvent, JobList, JobRequest, JobStatus, JobSummary, StepKind } from './api-types.js'
+import type {
+  Job,
+  JobAccepted,
+  JobBatchResult,
+  JobEvent,
+  JobList,
+  JobRequest,
+  JobStatus,
+  JobSummary,
+  StepKind,
+} from './api-types.js'
 import { TimeoutError } from './errors.js'
 import { sleep, type Http } from './http.js'
 import type { CallOptions } from './options.js'
@@ -43,7 +53,15 @@ export class Jobs {
 
   /** Submits a job; it is queued. Retried only when the server refused it (429, 503). */
   async create(request: JobRequest, options: CallOptions = {}): Promise<JobAccepted> {
-    return (await this.http.request<JobAccepted>({ method: 'POST', path: '/v1/jobs', body: request, idempotent: false, ...options })).body
+    return (
+      await this.http.request<JobAccepted>({
+        method: 'POST',
+        path: '/v1/jobs',
+        body: request,
+        idempotent: false,
+        ...options,
+      })
+    ).body
   }
 
   /**
@@ -52,32 +70,59 @@ export class Jobs {
    * been); a batch the server could not take at all throws. Retried only on 429 and 503.
    */
   async createBatch(requests: JobRequest[], options: CallOptions = {}): Promise<JobBatchResult> {
-    return (await this.http.request<JobBatchResult>({ method: 'POST', path: '/v1/jobs/batch', body: { jobs: requests }, idempotent: false, ...options })).body
+    return (
+      await this.http.request<JobBatchResult>({
+        method: 'POST',
+        path: '/v1/jobs/batch',
+        body: { jobs: requests },
+        idempotent: false,
+        ...options,
+      })
+    ).body
   }
 
   async get(id: string, options: CallOptions = {}): Promise<Job> {
     return (await this.http.request<Job>({ method: 'GET', path: path(id), idempotent: true, ...options })).body
   }
 
-  /** The job as it was submitted: runtime, files, entrypoint, args, stdin, tests, isolation, and its limits with defaults filled in (not `env`: its values may be secrets). */
+  /**
+   * The job as it was submitted: runtime, files, entrypoint, args, stdin, tests, isolation, and its limits with
+   * defaults filled in (not `env`: its values may be secrets).
+   */
   async request(id: string, options: CallOptions = {}): Promise<JobRequest> {
-    return (await this.http.request<JobRequest>({ method: 'GET', path: `${path(id)}/request`, idempotent: true, ...options })).body
+    return (
+      await this.http.request<JobRequest>({ method: 'GET', path: `${path(id)}/request`, idempotent: true, ...options })
+    ).body
   }
 
   /** One page of this tenant's jobs, newest first. */
   async list(options: ListOptions = {}): Promise<JobList> {
     const { status, limit, cursor, ...call } = options
-    return (await this.http.request<JobList>({ method: 'GET', path: '/v1/jobs', query: { status: status?.join(','), limit, cursor }, idempotent: true, ...call })).body
+    return (
+      await this.http.request<JobList>({
+        method: 'GET',
+        path: '/v1/jobs',
+        query: { status: status?.join(','), limit, cursor },
+        idempotent: true,
+        ...call,
+      })
+    ).body
   }
 
   /** Every job of this tenant, newest first, page by page. */
-  async *iterate(options: Omit<ListOptions, 'cursor'> & { max?: number } = {}): AsyncGenerator<JobSummary, void, undefined> {
+  async *iterate(
+    options: Omit<ListOptions, 'cursor'> & { max?: number } = {},
+  ): AsyncGenerator<JobSummary, void, undefined> {
     const { max, ...list } = options
     let left = max ?? Infinity
     let cursor: string | undefined
     while (left > 0) {
       // `limit` is the page size; `max`, if given, how many jobs in all.
-      const page = await this.list({ ...list, ...(list.limit === undefined && max !== undefined ? { limit: Math.min(max, 100) } : {}), cursor })
+      const page = await this.list({
+        ...list,
+        ...(list.limit === undefined && max !== undefined ? { limit: Math.min(max, 100) } : {}),
+        cursor,
+      })
       for (const job of page.items.slice(0, left)) yield job
       left -= page.items.length
       cursor = page.nextCursor ?? undefined
@@ -92,7 +137,15 @@ export class Jobs {
 
   /** The job's whole output so far, as text. */
   async logs(id: string, options: CallOptions = {}): Promise<string> {
-    return (await this.http.request<string>({ method: 'GET', path: `${path(id)}/logs`, idempotent: true, accept: 'text/plain', ...options })).body
+    return (
+      await this.http.request<string>({
+        method: 'GET',
+        path: `${path(id)}/logs`,
+        idempotent: true,
+        accept: 'text/plain',
+        ...options,
+      })
+    ).body
   }
 
   /**
@@ -101,7 +154,16 @@ export class Jobs {
    */
   async artifact(id: string, artifactPath: string, options: CallOptions = {}): Promise<Uint8Array> {
     const encoded = artifactPath.split('/').map(encodeURIComponent).join('/')
-    return (await this.http.request<Uint8Array>({ method: 'GET', path: `${path(id)}/artifacts/${encoded}`, idempotent: true, accept: '*/*', binary: true, ...options })).body
+    return (
+      await this.http.request<Uint8Array>({
+        method: 'GET',
+        path: `${path(id)}/artifacts/${encoded}`,
+        idempotent: true,
+        accept: '*/*',
+        binary: true,
+        ...options,
+      })
+    ).body
   }
 
   /** Resolves with the job once it has ended. */
@@ -111,7 +173,8 @@ export class Jobs {
     for (;;) {
       const job = await this.get(id, { signal: options.signal })
       if (isFinished(job)) return job
-      if (Date.now() + interval > deadline) throw new TimeoutError(`job ${id} had not ended after ${options.timeoutMs} ms`, 'AIRLOCK_SDK_TIMEOUT')
+      if (Date.now() + interval > deadline)
+        throw new TimeoutError(`job ${id} had not ended after ${options.timeoutMs} ms`, 'AIRLOCK_SDK_TIMEOUT')
       await sleep(interval, options.signal)
       interval = Math.min(2000, interval * 1.5)
     }
@@ -138,7 +201,9 @@ export class Jobs {
     } catch (err) {
       if (options.signal?.aborted) throw err
       // The stream could not be kept up; the result is still there to fetch.
-      this.http.options.logger.warn(`airlock: stream of ${id} failed (${(err as Error).message}); waiting for the result instead`)
+      this.http.options.logger.warn(
+        `airlock: stream of ${id} failed (${(err as Error).message}); waiting for the result instead`,
+      )
     }
     return this.wait(id, { signal: options.signal })
   }

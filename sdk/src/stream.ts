@@ -4,7 +4,10 @@ import { backoffMs, sleep, type Http } from './http.js'
 
 /** The WebSocket constructor the SDK uses: the platform's, or the `ws` package on Node < 22. */
 type WebSocketLike = {
-  addEventListener(type: string, listener: (event: { data?: unknown; code?: number; reason?: string; message?: string }) => void): void
+  addEventListener(
+    type: string,
+    listener: (event: { data?: unknown; code?: number; reason?: string; message?: string }) => void,
+  ): void
   close(code?: number): void
 }
 type WebSocketCtor = new (url: string) => WebSocketLike
@@ -83,13 +86,24 @@ class Connection {
  * event received, so no event is lost or repeated. Each connection authenticates with
  * a single-use stream token, which works with any WebSocket implementation.
  */
-export async function* streamJobEvents(http: Http, jobId: string, options: StreamOptions = {}): AsyncGenerator<JobEvent, void, undefined> {
+export async function* streamJobEvents(
+  http: Http,
+  jobId: string,
+  options: StreamOptions = {},
+): AsyncGenerator<JobEvent, void, undefined> {
   const Ctor = await webSocketCtor()
   let from = options.from ?? 0
   let failures = 0
   const path = `/v1/jobs/${encodeURIComponent(jobId)}`
   for (;;) {
-    const { token } = (await http.request<{ token: string }>({ method: 'POST', path: `${path}/stream-tokens`, idempotent: true, signal: options.signal })).body
+    const { token } = (
+      await http.request<{ token: string }>({
+        method: 'POST',
+        path: `${path}/stream-tokens`,
+        idempotent: true,
+        signal: options.signal,
+      })
+    ).body
     const url = http.url(`${path}/stream`, { from, token }).replace(/^http/, 'ws')
     const conn = new Connection(Ctor, url)
     try {
@@ -108,9 +122,14 @@ export async function* streamJobEvents(http: Http, jobId: string, options: Strea
     }
     failures++
     if (failures > (options.maxReconnects ?? 8)) {
-      throw new ConnectionError(`the stream of job ${jobId} keeps breaking (last close ${conn.closeCode ?? '-'} ${conn.closeReason})`, 'AIRLOCK_SDK_CONNECTION')
+      throw new ConnectionError(
+        `the stream of job ${jobId} keeps breaking (last close ${conn.closeCode ?? '-'} ${conn.closeReason})`,
+        'AIRLOCK_SDK_CONNECTION',
+      )
     }
-    http.options.logger.debug(`airlock: stream of ${jobId} closed (${conn.closeCode ?? conn.closeReason}); resuming after seq ${from}`)
+    http.options.logger.debug(
+      `airlock: stream of ${jobId} closed (${conn.closeCode ?? conn.closeReason}); resuming after seq ${from}`,
+    )
     await sleep(conn.closeCode === 1012 || conn.closeCode === 4001 ? 50 : backoffMs(failures - 1), options.signal)
   }
 }

@@ -12,14 +12,18 @@ import { build, TENANTS } from '../helper.js'
 // the page itself in Chromium).
 const ADMIN_KEY = 'console-api-admin-key-0001'
 const h = await build(t, { worker: false, env: { AIRLOCK_ADMIN_KEY: ADMIN_KEY } })
-const admin = (url: string, key = ADMIN_KEY) => h.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${key}` } })
+const admin = (url: string, key = ADMIN_KEY) =>
+  h.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${key}` } })
 
 t.test('the console is served at /console/ with a strict policy and a fresh style nonce on every page', async (t) => {
   const root = await h.app.inject({ method: 'GET', url: '/' })
   t.equal(root.statusCode, 302)
   t.equal(root.headers.location, '/console/')
   t.equal((await h.app.inject({ method: 'GET', url: '/console' })).headers.location, '/console/')
-  const [one, two] = [await h.app.inject({ method: 'GET', url: '/console/' }), await h.app.inject({ method: 'GET', url: '/console/index.html' })]
+  const [one, two] = [
+    await h.app.inject({ method: 'GET', url: '/console/' }),
+    await h.app.inject({ method: 'GET', url: '/console/index.html' }),
+  ]
   for (const page of [one, two]) {
     t.equal(page.statusCode, 200)
     t.match(page.headers['content-type'], /^text\/html/)
@@ -35,7 +39,11 @@ t.test('the console is served at /console/ with a strict policy and a fresh styl
     t.equal(page.headers['cache-control'], 'no-store')
     t.equal(page.headers['referrer-policy'], 'no-referrer')
   }
-  t.not(/'nonce-([^']+)'/.exec(String(one.headers['content-security-policy']))?.[1], /'nonce-([^']+)'/.exec(String(two.headers['content-security-policy']))?.[1], 'a new nonce per response')
+  t.not(
+    /'nonce-([^']+)'/.exec(String(one.headers['content-security-policy']))?.[1],
+    /'nonce-([^']+)'/.exec(String(two.headers['content-security-policy']))?.[1],
+    'a new nonce per response',
+  )
   const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(one.body)?.[1]
   t.ok(script, 'the page loads its built script')
   const asset = await h.app.inject({ method: 'GET', url: script! })
@@ -45,7 +53,11 @@ t.test('the console is served at /console/ with a strict policy and a fresh styl
   const missing = await h.app.inject({ method: 'GET', url: '/console/assets/nothing-here.js' })
   t.equal(missing.statusCode, 404, 'a file that is not there is a 404, not a 405')
   t.equal(missing.json().code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
-  t.equal((await h.app.inject({ method: 'GET', url: '/console/../package.json' })).statusCode, 404, 'nothing outside the build is served')
+  t.equal(
+    (await h.app.inject({ method: 'GET', url: '/console/../package.json' })).statusCode,
+    404,
+    'nothing outside the build is served',
+  )
   t.equal((await h.app.inject({ method: 'GET', url: '/console/%2e%2e/%2e%2e/package.json' })).statusCode, 404)
 })
 
@@ -62,7 +74,17 @@ t.test('an install without the built console says so instead of serving a blank 
 })
 
 t.test("a job's request is read back by its own tenant only, without what the worker adds", async (t) => {
-  const body = { runtime: 'python', files: [{ path: 'main.py', content: 'print(1)' }, { path: 'data.bin', content: 'AAEC', encoding: 'base64' }], stdin: 'in', args: ['x'], env: { A: '1' }, tests: [{ stdin: '2' }] }
+  const body = {
+    runtime: 'python',
+    files: [
+      { path: 'main.py', content: 'print(1)' },
+      { path: 'data.bin', content: 'AAEC', encoding: 'base64' },
+    ],
+    stdin: 'in',
+    args: ['x'],
+    env: { A: '1' },
+    tests: [{ stdin: '2' }],
+  }
   const accepted = await h.request('POST', '/v1/jobs', body)
   t.equal(accepted.statusCode, 202)
   const { id } = accepted.json()
@@ -71,11 +93,18 @@ t.test("a job's request is read back by its own tenant only, without what the wo
   const request = res.json()
   t.same(request.files, body.files)
   t.equal(request.entrypoint, 'main.py')
-  t.same([request.runtime, request.stdin, request.args, request.tests], ['python', body.stdin, body.args, [{ stdin: '2', args: [] }]])
+  t.same(
+    [request.runtime, request.stdin, request.args, request.tests],
+    ['python', body.stdin, body.args, [{ stdin: '2', args: [] }]],
+  )
   t.notOk('env' in request, 'env values (often secrets) are not read back')
   t.equal(request.limits.timeoutMs, h.config.defaultTimeoutMs, 'limits with their defaults filled in')
   t.notOk('program' in request, "the worker's program is not part of it")
-  t.equal((await h.request('GET', `/v1/jobs/${id}/request`, undefined, 'bob')).statusCode, 404, "another tenant's job is not found")
+  t.equal(
+    (await h.request('GET', `/v1/jobs/${id}/request`, undefined, 'bob')).statusCode,
+    404,
+    "another tenant's job is not found",
+  )
   t.equal((await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/request` })).statusCode, 401)
   t.equal((await h.request('GET', '/v1/jobs/job_00000000000000000000000000000000/request')).statusCode, 404)
   // A job whose record goes (expires) between the tenant check and the read is a 404, never `{}`.
@@ -88,14 +117,29 @@ t.test("a job's request is read back by its own tenant only, without what the wo
 
 t.test("the operator's usage report lists every tenant with its quotas and what it holds", async (t) => {
   t.equal((await admin('/v1/admin/usage', TENANTS.alice)).statusCode, 401, 'a tenant key is not the admin key')
-  const made = await h.app.inject({ method: 'POST', url: '/v1/admin/tenants', headers: { authorization: `Bearer ${ADMIN_KEY}` }, payload: { name: 'dana', quotas: { maxQueued: 3 } } })
+  const made = await h.app.inject({
+    method: 'POST',
+    url: '/v1/admin/tenants',
+    headers: { authorization: `Bearer ${ADMIN_KEY}` },
+    payload: { name: 'dana', quotas: { maxQueued: 3 } },
+  })
   t.equal(made.statusCode, 201)
-  for (let i = 0; i < 2; i++) t.equal((await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, 'bob')).statusCode, 202)
+  for (let i = 0; i < 2; i++)
+    t.equal((await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, 'bob')).statusCode, 202)
   const report = (await admin('/v1/admin/usage')).json()
-  t.same(report.defaults, { maxRunning: h.config.defaultMaxRunning, maxQueued: h.config.defaultMaxQueued, maxStoredBytes: h.config.defaultMaxStoredBytes })
+  t.same(report.defaults, {
+    maxRunning: h.config.defaultMaxRunning,
+    maxQueued: h.config.defaultMaxQueued,
+    maxStoredBytes: h.config.defaultMaxStoredBytes,
+  })
   const byName = Object.fromEntries(report.tenants.map((r: { name: string }) => [r.name, r]))
   t.same(Object.keys(byName).sort(), ['alice', 'bob', 'dana'], 'static tenants and tenants made through the admin API')
-  t.same(byName.dana, { name: 'dana', source: 'admin', quotas: { maxQueued: 3 }, usage: { queued: 0, running: 0, storedBytes: 0 } })
+  t.same(byName.dana, {
+    name: 'dana',
+    source: 'admin',
+    quotas: { maxQueued: 3 },
+    usage: { queued: 0, running: 0, storedBytes: 0 },
+  })
   t.equal(byName.bob.source, 'static')
   t.equal(byName.bob.usage.queued, 2, "bob's two queued jobs (no worker runs them here)")
   t.ok(byName.bob.usage.storedBytes > 0, 'and the bytes they hold')
@@ -109,8 +153,17 @@ t.test("the operator's metrics snapshot has the numbers /metrics has", async (t)
   const submitted = metrics.find((m: { name: string }) => m.name === 'airlock_jobs_submitted_total')
   t.equal(submitted.type, 'counter')
   const total = submitted.values.reduce((n: number, v: { value: number }) => n + v.value, 0)
-  t.equal(total, await h.metrics.registry.getSingleMetric('airlock_jobs_submitted_total')!.get().then((m) => m.values.reduce((n, v) => n + v.value, 0)))
+  t.equal(
+    total,
+    await h.metrics.registry
+      .getSingleMetric('airlock_jobs_submitted_total')!
+      .get()
+      .then((m) => m.values.reduce((n, v) => n + v.value, 0)),
+  )
   const depth = metrics.find((m: { name: string }) => m.name === 'airlock_queue_depth')
-  t.ok(depth.values.some((v: { labels: { state?: string } }) => v.labels.state === 'waiting'), 'the queue gauges are read for it')
+  t.ok(
+    depth.values.some((v: { labels: { state?: string } }) => v.labels.state === 'waiting'),
+    'the queue gauges are read for it',
+  )
   t.equal((await admin('/v1/admin/metrics', 'wrong')).statusCode, 401)
 })

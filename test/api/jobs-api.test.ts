@@ -12,14 +12,25 @@ t.test('requests without a key or with a wrong key get 401 with a code', async (
   const none = await h.app.inject({ method: 'GET', url: '/v1/runtimes' })
   t.equal(none.statusCode, 401)
   t.equal(none.json().code, 'AIRLOCK_ERR_UNAUTHORIZED')
-  const wrong = await h.app.inject({ method: 'GET', url: '/v1/runtimes', headers: { authorization: 'Bearer not-a-key-at-all' } })
+  const wrong = await h.app.inject({
+    method: 'GET',
+    url: '/v1/runtimes',
+    headers: { authorization: 'Bearer not-a-key-at-all' },
+  })
   t.equal(wrong.statusCode, 401)
   t.equal(wrong.json().code, 'AIRLOCK_ERR_UNAUTHORIZED')
-  const basic = await h.app.inject({ method: 'GET', url: '/v1/runtimes', headers: { authorization: `Basic ${TENANTS.alice}` } })
+  const basic = await h.app.inject({
+    method: 'GET',
+    url: '/v1/runtimes',
+    headers: { authorization: `Basic ${TENANTS.alice}` },
+  })
   t.equal(basic.statusCode, 401)
   const ok = await h.request('GET', '/v1/runtimes')
   t.equal(ok.statusCode, 200)
-  t.same(ok.json().runtimes.map((r: { name: string }) => r.name), ['python', 'node', 'bash', 'c', 'cpp', 'java', 'go', 'rust', 'ml-python'])
+  t.same(
+    ok.json().runtimes.map((r: { name: string }) => r.name),
+    ['python', 'node', 'bash', 'c', 'cpp', 'java', 'go', 'rust', 'ml-python'],
+  )
 })
 
 t.test('a valid job is accepted with 202 and is queryable by its tenant only', async (t) => {
@@ -33,7 +44,15 @@ t.test('a valid job is accepted with 202 and is queryable by its tenant only', a
 
   const mine = await h.request('GET', `/v1/jobs/${id}`)
   t.equal(mine.statusCode, 200)
-  t.match(mine.json(), { id, runtime: 'python', status: 'queued', exitCode: null, stdout: '', truncated: false, startedAt: null })
+  t.match(mine.json(), {
+    id,
+    runtime: 'python',
+    status: 'queued',
+    exitCode: null,
+    stdout: '',
+    truncated: false,
+    startedAt: null,
+  })
 
   const theirs = await h.request('GET', `/v1/jobs/${id}`, undefined, 'bob')
   t.equal(theirs.statusCode, 404, "another tenant's job does not exist for bob")
@@ -62,21 +81,51 @@ t.test('cancelling a queued job ends it as cancelled; cancelling again is a conf
 t.test('bad requests get 4xx with a machine-readable code', async (t) => {
   const h = await build(t, { worker: false, env: { AIRLOCK_MAX_BODY_BYTES: '65536' } })
   const post = (payload: string, contentType = 'application/json') =>
-    h.app.inject({ method: 'POST', url: '/v1/jobs', headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': contentType }, payload })
+    h.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': contentType },
+      payload,
+    })
   const cases: [string, string, number, string][] = [
     ['unknown runtime', JSON.stringify({ runtime: 'cobol', source: 'x' }), 400, 'AIRLOCK_ERR_UNKNOWN_RUNTIME'],
     ['missing source', JSON.stringify({ runtime: 'python' }), 400, 'AIRLOCK_ERR_SOURCE_REQUIRED'],
     ['missing runtime', JSON.stringify({ source: 'x' }), 400, 'AIRLOCK_ERR_VALIDATION'],
     ['wrong type', JSON.stringify({ runtime: 'python', source: 42 }), 400, 'AIRLOCK_ERR_VALIDATION'],
     ['unknown field', JSON.stringify({ runtime: 'python', source: 'x', sudo: true }), 400, 'AIRLOCK_ERR_VALIDATION'],
-    ['limits over maximum', JSON.stringify({ runtime: 'python', source: 'x', limits: { memoryMb: 1_000_000 } }), 400, 'AIRLOCK_ERR_LIMIT_EXCEEDED'],
-    ['limit below minimum', JSON.stringify({ runtime: 'python', source: 'x', limits: { timeoutMs: 1 } }), 400, 'AIRLOCK_ERR_VALIDATION'],
-    ['path traversal', JSON.stringify({ runtime: 'python', files: [{ path: '../../etc/passwd', content: '' }] }), 400, 'AIRLOCK_ERR_INVALID_FILE'],
-    ['absolute path', JSON.stringify({ runtime: 'python', files: [{ path: '/etc/passwd', content: '' }] }), 400, 'AIRLOCK_ERR_INVALID_FILE'],
+    [
+      'limits over maximum',
+      JSON.stringify({ runtime: 'python', source: 'x', limits: { memoryMb: 1_000_000 } }),
+      400,
+      'AIRLOCK_ERR_LIMIT_EXCEEDED',
+    ],
+    [
+      'limit below minimum',
+      JSON.stringify({ runtime: 'python', source: 'x', limits: { timeoutMs: 1 } }),
+      400,
+      'AIRLOCK_ERR_VALIDATION',
+    ],
+    [
+      'path traversal',
+      JSON.stringify({ runtime: 'python', files: [{ path: '../../etc/passwd', content: '' }] }),
+      400,
+      'AIRLOCK_ERR_INVALID_FILE',
+    ],
+    [
+      'absolute path',
+      JSON.stringify({ runtime: 'python', files: [{ path: '/etc/passwd', content: '' }] }),
+      400,
+      'AIRLOCK_ERR_INVALID_FILE',
+    ],
     ['malformed JSON', '{"runtime": "python", ', 400, 'AIRLOCK_ERR_MALFORMED_JSON'],
     ['empty body', '', 400, 'AIRLOCK_ERR_MALFORMED_JSON'],
     ['JSON that is not an object', '[1,2,3]', 400, 'AIRLOCK_ERR_VALIDATION'],
-    ['oversized body', JSON.stringify({ runtime: 'python', source: 'x'.repeat(70_000) }), 413, 'AIRLOCK_ERR_BODY_TOO_LARGE'],
+    [
+      'oversized body',
+      JSON.stringify({ runtime: 'python', source: 'x'.repeat(70_000) }),
+      413,
+      'AIRLOCK_ERR_BODY_TOO_LARGE',
+    ],
   ]
   for (const [name, payload, status, code] of cases) {
     const res = await post(payload)
@@ -100,7 +149,12 @@ t.test('when live workers report that they cannot isolate, new jobs are refused 
   await registry.beat({
     id: 'broken-worker',
     executor: 'local',
-    isolation: { ok: false, technology: 'gvisor', detail: 'unavailable', reason: 'runsc cannot run (runsc): spawn runsc ENOENT' },
+    isolation: {
+      ok: false,
+      technology: 'gvisor',
+      detail: 'unavailable',
+      reason: 'runsc cannot run (runsc): spawn runsc ENOENT',
+    },
     runtimes: {},
     at: Date.now(),
   })
@@ -126,27 +180,37 @@ t.test('health endpoints answer without a key', async (t) => {
   t.equal(ready.json().checks.redis, 'ok')
 })
 
-t.test('a path that exists answers a method it does not take with 405 and Allow, for every route; no path at all is 404', async (t) => {
-  const h = await build(t, { worker: false })
-  for (const [method, url, allow] of [
-    ['PATCH', '/v1/jobs', /^GET, HEAD, POST$/],
-    ['DELETE', '/v1/runtimes', /^GET, HEAD$/],
-    ['PUT', '/healthz', /^GET, HEAD$/],
-    ['POST', '/v1/jobs/job_0123456789abcdef0123456789abcdef/stream', /\bGET\b/],
-    ['PUT', '/v1/jobs/job_0123456789abcdef0123456789abcdef', /\bGET\b/],
-    ['OPTIONS', '/v1/jobs', /\bPOST\b/],
-  ] as const) {
-    const res = await h.app.inject({ method, url, headers: { authorization: `Bearer ${TENANTS.alice}` } })
-    t.equal(res.statusCode, 405, `${method} ${url}`)
-    t.equal(res.json().code, 'AIRLOCK_ERR_METHOD_NOT_ALLOWED')
-    t.match(res.headers.allow, allow, `Allow: ${res.headers.allow}`)
-    t.notOk(String(res.headers.allow).includes(method === 'OPTIONS' ? 'OPTIONS' : method), 'and not the method it refused')
-  }
-  const none = await h.app.inject({ method: 'PATCH', url: '/v1/nothing-here', headers: { authorization: `Bearer ${TENANTS.alice}` } })
-  t.equal(none.statusCode, 404)
-  t.equal(none.json().code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
-  t.notOk(none.headers.allow)
-})
+t.test(
+  'a path that exists answers a method it does not take with 405 and Allow, for every route; no path at all is 404',
+  async (t) => {
+    const h = await build(t, { worker: false })
+    for (const [method, url, allow] of [
+      ['PATCH', '/v1/jobs', /^GET, HEAD, POST$/],
+      ['DELETE', '/v1/runtimes', /^GET, HEAD$/],
+      ['PUT', '/healthz', /^GET, HEAD$/],
+      ['POST', '/v1/jobs/job_0123456789abcdef0123456789abcdef/stream', /\bGET\b/],
+      ['PUT', '/v1/jobs/job_0123456789abcdef0123456789abcdef', /\bGET\b/],
+      ['OPTIONS', '/v1/jobs', /\bPOST\b/],
+    ] as const) {
+      const res = await h.app.inject({ method, url, headers: { authorization: `Bearer ${TENANTS.alice}` } })
+      t.equal(res.statusCode, 405, `${method} ${url}`)
+      t.equal(res.json().code, 'AIRLOCK_ERR_METHOD_NOT_ALLOWED')
+      t.match(res.headers.allow, allow, `Allow: ${res.headers.allow}`)
+      t.notOk(
+        String(res.headers.allow).includes(method === 'OPTIONS' ? 'OPTIONS' : method),
+        'and not the method it refused',
+      )
+    }
+    const none = await h.app.inject({
+      method: 'PATCH',
+      url: '/v1/nothing-here',
+      headers: { authorization: `Bearer ${TENANTS.alice}` },
+    })
+    t.equal(none.statusCode, 404)
+    t.equal(none.json().code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
+    t.notOk(none.headers.allow)
+  },
+)
 
 t.test('query numbers and booleans are read only as they are written: decimal digits, true or false', async (t) => {
   const h = await build(t, { worker: false })
@@ -158,7 +222,8 @@ t.test('query numbers and booleans are read only as they are written: decimal di
   }
   const twice = await h.request('GET', '/v1/jobs?limit=1&limit=2')
   t.equal(twice.statusCode, 400, 'a repeated number is not one number')
-  for (const good of ['1', '100']) t.equal((await h.request('GET', `/v1/jobs?limit=${good}`)).statusCode, 200, `limit=${good}`)
+  for (const good of ['1', '100'])
+    t.equal((await h.request('GET', `/v1/jobs?limit=${good}`)).statusCode, 200, `limit=${good}`)
   t.equal((await h.request('GET', '/v1/jobs?limit=101')).statusCode, 400, 'the bounds still hold')
   const wait = await h.request('POST', '/v1/jobs?wait=yes', { runtime: 'python', source: 'print(1)' })
   t.equal(wait.statusCode, 400, 'a boolean is true or false')

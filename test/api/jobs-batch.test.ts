@@ -8,7 +8,15 @@ const ADMIN_KEY = 'batch-admin-key-0001'
 const h = await build(t, { worker: false, env: { AIRLOCK_ADMIN_KEY: ADMIN_KEY, AIRLOCK_MAX_BATCH_JOBS: '8' } })
 
 const call = (method: 'GET' | 'POST' | 'PUT', url: string, body?: unknown, key?: string) =>
-  h.app.inject({ method, url, headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { payload: JSON.stringify(body) }) })
+  h.app.inject({
+    method,
+    url,
+    headers: {
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+  })
 
 async function tenantWithKey(name: string, quotas: Record<string, number>): Promise<string> {
   t.equal((await call('POST', '/v1/admin/tenants', { name, quotas }, ADMIN_KEY)).statusCode, 201)
@@ -37,7 +45,11 @@ t.test('each job of a batch is accepted or refused on its own, as a single submi
   t.equal(res.statusCode, 200)
   const body = res.json<{ accepted: number; refused: number; items: Item[] }>()
   t.same([body.accepted, body.refused], [2, 6])
-  t.same(body.items.map((i) => i.index), [0, 1, 2, 3, 4, 5, 6, 7], 'one item per job, in order')
+  t.same(
+    body.items.map((i) => i.index),
+    [0, 1, 2, 3, 4, 5, 6, 7],
+    'one item per job, in order',
+  )
   for (const [i, job] of jobs.entries()) {
     const item = body.items[i]!
     if (item.id) {
@@ -54,7 +66,13 @@ t.test('each job of a batch is accepted or refused on its own, as a single submi
 })
 
 t.test('the batch itself: at least one job, at most AIRLOCK_MAX_BATCH_JOBS, an API key', async (t) => {
-  for (const bad of [{ jobs: [] }, { jobs: Array(9).fill({ runtime: 'bash', source: 'true' }) }, { jobs: {} }, { jobs: [{ runtime: 'bash', source: 'true' }], extra: 1 }, []]) {
+  for (const bad of [
+    { jobs: [] },
+    { jobs: Array(9).fill({ runtime: 'bash', source: 'true' }) },
+    { jobs: {} },
+    { jobs: [{ runtime: 'bash', source: 'true' }], extra: 1 },
+    [],
+  ]) {
     const res = await h.request('POST', '/v1/jobs/batch', bad)
     t.equal(res.statusCode, 400, JSON.stringify(bad).slice(0, 60))
     t.equal(res.json().code, 'AIRLOCK_ERR_VALIDATION')
@@ -70,14 +88,20 @@ t.test("the tenant's quotas count every job of a batch: the queue and the submis
   const three = Array(3).fill({ runtime: 'bash', source: 'true' })
   const waiting = await h.app.services.queue.getWaitingCount()
   const q = (await call('POST', '/v1/jobs/batch', { jobs: three }, queued)).json<{ items: Item[] }>()
-  t.same(q.items.map((i) => i.status ?? i.error?.code), ['queued', 'queued', 'AIRLOCK_ERR_QUOTA_QUEUED'])
+  t.same(
+    q.items.map((i) => i.status ?? i.error?.code),
+    ['queued', 'queued', 'AIRLOCK_ERR_QUOTA_QUEUED'],
+  )
   t.equal(await h.app.services.queue.getWaitingCount(), waiting + 2, 'the refused job left no queue entry for a worker')
 
   const rated = await tenantWithKey('rita', { submitsPerSecond: 2 })
   // Start at the beginning of a second so all of it falls in one.
   await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000)))
   const r = (await call('POST', '/v1/jobs/batch', { jobs: three }, rated)).json<{ items: Item[] }>()
-  t.same(r.items.map((i) => i.status ?? i.error?.code), ['queued', 'queued', 'AIRLOCK_ERR_QUOTA_RATE'])
+  t.same(
+    r.items.map((i) => i.status ?? i.error?.code),
+    ['queued', 'queued', 'AIRLOCK_ERR_QUOTA_RATE'],
+  )
   const single = await call('POST', '/v1/jobs', three[0], rated)
   t.equal(single.json().code, 'AIRLOCK_ERR_QUOTA_RATE', 'and a single submit in the same second after it')
   const none = await call('POST', '/v1/jobs/batch', { jobs: three }, rated)
@@ -104,12 +128,29 @@ t.test('a batch whose queue entries cannot be written takes none of its jobs, an
   })
   const waiting = await h.app.services.queue.getWaitingCount()
   const before = (await h.request('GET', '/v1/jobs?limit=100')).json().items.length
-  const res = await h.request('POST', '/v1/jobs/batch', { jobs: [{ runtime: 'bash', source: 'true' }, { runtime: 'bash', source: 'true' }] })
+  const res = await h.request('POST', '/v1/jobs/batch', {
+    jobs: [
+      { runtime: 'bash', source: 'true' },
+      { runtime: 'bash', source: 'true' },
+    ],
+  })
   t.equal(res.statusCode, 503)
   t.equal(res.json().code, 'AIRLOCK_ERR_STORE_UNAVAILABLE')
-  t.equal((await h.request('GET', '/v1/jobs?limit=100')).json().items.length, before, 'no record is left of a job no worker would see')
-  const mixed = await h.request('POST', '/v1/jobs/batch', { jobs: [{ runtime: 'cobol', source: 'x' }, { runtime: 'bash', source: 'true' }] })
+  t.equal(
+    (await h.request('GET', '/v1/jobs?limit=100')).json().items.length,
+    before,
+    'no record is left of a job no worker would see',
+  )
+  const mixed = await h.request('POST', '/v1/jobs/batch', {
+    jobs: [
+      { runtime: 'cobol', source: 'x' },
+      { runtime: 'bash', source: 'true' },
+    ],
+  })
   t.equal(mixed.statusCode, 200, 'with a job refused for itself, each is answered on its own')
-  t.same(mixed.json().items.map((i: Item) => i.error?.code), ['AIRLOCK_ERR_UNKNOWN_RUNTIME', 'AIRLOCK_ERR_STORE_UNAVAILABLE'])
+  t.same(
+    mixed.json().items.map((i: Item) => i.error?.code),
+    ['AIRLOCK_ERR_UNKNOWN_RUNTIME', 'AIRLOCK_ERR_STORE_UNAVAILABLE'],
+  )
   t.equal(await h.app.services.queue.getWaitingCount(), waiting, 'nor a queue entry of a job that was refused')
 })

@@ -15,7 +15,7 @@ const spec: JobSpec = {
   limits: { timeoutMs: 1000, memoryMb: 64, cpus: 1, pids: 32, outputBytes: 1024 },
 }
 
-t.test('GET /v1/jobs pages through the tenant\'s jobs newest first, without gaps or repeats', async (t) => {
+t.test("GET /v1/jobs pages through the tenant's jobs newest first, without gaps or repeats", async (t) => {
   const h = await build(t, { worker: false })
   const { store } = h.app.services
   const base = Date.now() - 100_000
@@ -62,7 +62,10 @@ t.test('GET /v1/jobs?status= filters, and a listing carries no output', async (t
   t.same(await store.cancel(cancelled, 'alice'), { kind: 'cancelled' })
 
   const onlyCancelled = (await h.request('GET', '/v1/jobs?status=cancelled')).json<JobList>()
-  t.same(onlyCancelled.items.map((j) => j.id), [cancelled])
+  t.same(
+    onlyCancelled.items.map((j) => j.id),
+    [cancelled],
+  )
   t.equal(onlyCancelled.items[0]!.status, 'cancelled')
   t.equal(onlyCancelled.items[0]!.reason, 'cancelled before it started')
   t.notOk('stdout' in onlyCancelled.items[0]!, 'no output in a listing')
@@ -83,13 +86,24 @@ t.test('GET /v1/jobs drops index entries whose job record has expired', async (t
   const keys = h.app.services.store['keys' as never] as { job(id: string): string; tenantJobs(t: string): string }
   await redis.del(keys.job(expired))
   const list = (await h.request('GET', '/v1/jobs')).json<JobList>()
-  t.same(list.items.map((j) => j.id), [kept])
+  t.same(
+    list.items.map((j) => j.id),
+    [kept],
+  )
   t.equal(await redis.zscore(keys.tenantJobs('alice'), expired), null, 'the stale entry is gone from the index')
 })
 
 t.test('GET /v1/jobs refuses a bad status, limit or cursor with 400 and a code', async (t) => {
   const h = await build(t, { worker: false })
-  for (const query of ['status=done', 'status=queued,', 'limit=0', 'limit=101', 'limit=x', 'cursor=abc', `cursor=${Buffer.from('1:job_zz').toString('base64url')}`]) {
+  for (const query of [
+    'status=done',
+    'status=queued,',
+    'limit=0',
+    'limit=101',
+    'limit=x',
+    'cursor=abc',
+    `cursor=${Buffer.from('1:job_zz').toString('base64url')}`,
+  ]) {
     const res = await h.request('GET', `/v1/jobs?${query}`)
     t.equal(res.statusCode, 400, query)
     t.equal(res.json<{ code: string }>().code, 'AIRLOCK_ERR_VALIDATION', query)

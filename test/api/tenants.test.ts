@@ -10,11 +10,25 @@ const a = await build(t, { worker: false, env })
 const b = await build(t, { worker: false, env })
 
 const admin = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, body?: unknown, key = ADMIN_KEY) =>
-  a.app.inject({ method, url, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { payload: JSON.stringify(body) }) })
+  a.app.inject({
+    method,
+    url,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+  })
 const as = (h: typeof a, key: string, method: 'GET' | 'POST', url: string, body?: unknown) =>
-  h.app.inject({ method, url, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { payload: JSON.stringify(body) }) })
+  h.app.inject({
+    method,
+    url,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+  })
 
-async function tenantWithKey(name: string, quotas: Record<string, number> = {}, role = 'member'): Promise<{ key: string; keyId: string }> {
+async function tenantWithKey(
+  name: string,
+  quotas: Record<string, number> = {},
+  role = 'member',
+): Promise<{ key: string; keyId: string }> {
   const created = await admin('POST', '/v1/admin/tenants', { name, quotas })
   t.equal(created.statusCode, 201)
   t.equal(created.headers.location, `/v1/admin/tenants/${name}`, 'Location of the created tenant')
@@ -24,22 +38,28 @@ async function tenantWithKey(name: string, quotas: Record<string, number> = {}, 
   return { key, keyId: info.keyId }
 }
 
-t.test('a key issued through the admin API works on every replica; revoked, it gets 401 at once on every replica', async (t) => {
-  const { key, keyId } = await tenantWithKey('carol')
-  t.match(key, /^ak_[A-Za-z0-9_-]{32}$/)
-  t.equal((await as(a, key, 'GET', '/v1/jobs')).statusCode, 200)
-  t.equal((await as(b, key, 'GET', '/v1/jobs')).statusCode, 200)
-  const shown = (await admin('GET', '/v1/admin/tenants/carol')).json<{ keys: { keyId: string; prefix: string }[] }>()
-  t.same(shown.keys.map((k) => k.keyId), [keyId])
-  t.notMatch(JSON.stringify(shown), key, 'the key itself is never shown again')
-  t.equal((await admin('DELETE', `/v1/admin/tenants/carol/keys/${keyId}`)).statusCode, 204)
-  for (const h of [a, b]) {
-    const res = await as(h, key, 'GET', '/v1/jobs')
-    t.equal(res.statusCode, 401)
-    t.equal(res.json().code, 'AIRLOCK_ERR_UNAUTHORIZED')
-  }
-  t.equal((await admin('DELETE', `/v1/admin/tenants/carol/keys/${keyId}`)).statusCode, 404, 'a key is revoked once')
-})
+t.test(
+  'a key issued through the admin API works on every replica; revoked, it gets 401 at once on every replica',
+  async (t) => {
+    const { key, keyId } = await tenantWithKey('carol')
+    t.match(key, /^ak_[A-Za-z0-9_-]{32}$/)
+    t.equal((await as(a, key, 'GET', '/v1/jobs')).statusCode, 200)
+    t.equal((await as(b, key, 'GET', '/v1/jobs')).statusCode, 200)
+    const shown = (await admin('GET', '/v1/admin/tenants/carol')).json<{ keys: { keyId: string; prefix: string }[] }>()
+    t.same(
+      shown.keys.map((k) => k.keyId),
+      [keyId],
+    )
+    t.notMatch(JSON.stringify(shown), key, 'the key itself is never shown again')
+    t.equal((await admin('DELETE', `/v1/admin/tenants/carol/keys/${keyId}`)).statusCode, 204)
+    for (const h of [a, b]) {
+      const res = await as(h, key, 'GET', '/v1/jobs')
+      t.equal(res.statusCode, 401)
+      t.equal(res.json().code, 'AIRLOCK_ERR_UNAUTHORIZED')
+    }
+    t.equal((await admin('DELETE', `/v1/admin/tenants/carol/keys/${keyId}`)).statusCode, 404, 'a key is revoked once')
+  },
+)
 
 t.test('several keys per tenant (rotation): the old one revoked, the new one still works', async (t) => {
   const first = await tenantWithKey('dave')
@@ -49,7 +69,7 @@ t.test('several keys per tenant (rotation): the old one revoked, the new one sti
   t.equal((await as(b, second, 'GET', '/v1/jobs')).statusCode, 200)
 })
 
-t.test('a tenant cannot read, stream, cancel or list another tenant\'s jobs', async (t) => {
+t.test("a tenant cannot read, stream, cancel or list another tenant's jobs", async (t) => {
   const erin = await tenantWithKey('erin')
   const created = await as(a, erin.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
   t.equal(created.statusCode, 202)
@@ -58,32 +78,51 @@ t.test('a tenant cannot read, stream, cancel or list another tenant\'s jobs', as
   t.equal((await as(a, other, 'GET', `/v1/jobs/${id}`)).statusCode, 404)
   t.equal((await as(a, other, 'GET', `/v1/jobs/${id}/logs`)).statusCode, 404)
   t.equal((await as(a, other, 'POST', `/v1/jobs/${id}/stream-tokens`)).statusCode, 404)
-  t.equal((await a.app.inject({ method: 'DELETE', url: `/v1/jobs/${id}`, headers: { authorization: `Bearer ${other}` } })).statusCode, 404)
+  t.equal(
+    (await a.app.inject({ method: 'DELETE', url: `/v1/jobs/${id}`, headers: { authorization: `Bearer ${other}` } }))
+      .statusCode,
+    404,
+  )
   t.notOk((await as(a, other, 'GET', '/v1/jobs')).json<{ items: { id: string }[] }>().items.some((j) => j.id === id))
-  t.ok((await as(b, erin.key, 'GET', '/v1/jobs')).json<{ items: { id: string }[] }>().items.some((j) => j.id === id), 'its own tenant lists it')
+  t.ok(
+    (await as(b, erin.key, 'GET', '/v1/jobs')).json<{ items: { id: string }[] }>().items.some((j) => j.id === id),
+    'its own tenant lists it',
+  )
 })
 
-t.test('quotas: submissions per second (429 with Retry-After, across replicas) and per-job limits (400), each with its code', async (t) => {
-  const frank = await tenantWithKey('frank', { submitsPerSecond: 2, maxMemoryMb: 128 })
-  // Wait for the start of a second, so three submissions fall into one window.
-  await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20))
-  const codes = [
-    (await as(a, frank.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).statusCode,
-    (await as(b, frank.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).statusCode,
-  ]
-  const third = await as(a, frank.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
-  t.same(codes, [202, 202])
-  t.equal(third.statusCode, 429)
-  t.equal(third.json().code, 'AIRLOCK_ERR_QUOTA_RATE')
-  t.equal(third.headers['retry-after'], '1')
-  const big = await as(b, frank.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true', limits: { memoryMb: 256 } })
-  t.equal(big.statusCode, 400)
-  t.equal(big.json().code, 'AIRLOCK_ERR_QUOTA_JOB_LIMITS')
-  t.same(big.json().details, [{ path: '/limits/memoryMb', message: "256 is above this tenant's quota of 128" }])
-  t.equal((await admin('PUT', '/v1/admin/tenants/frank/quotas', { maxMemoryMb: 512 })).statusCode, 200)
-  await new Promise((r) => setTimeout(r, 1000))
-  t.equal((await as(b, frank.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true', limits: { memoryMb: 256 } })).statusCode, 202, 'a raised quota applies at once')
-})
+t.test(
+  'quotas: submissions per second (429 with Retry-After, across replicas) and per-job limits (400), each with its code',
+  async (t) => {
+    const frank = await tenantWithKey('frank', { submitsPerSecond: 2, maxMemoryMb: 128 })
+    // Wait for the start of a second, so three submissions fall into one window.
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20))
+    const codes = [
+      (await as(a, frank.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).statusCode,
+      (await as(b, frank.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).statusCode,
+    ]
+    const third = await as(a, frank.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
+    t.same(codes, [202, 202])
+    t.equal(third.statusCode, 429)
+    t.equal(third.json().code, 'AIRLOCK_ERR_QUOTA_RATE')
+    t.equal(third.headers['retry-after'], '1')
+    const big = await as(b, frank.key, 'POST', '/v1/jobs', {
+      runtime: 'bash',
+      source: 'true',
+      limits: { memoryMb: 256 },
+    })
+    t.equal(big.statusCode, 400)
+    t.equal(big.json().code, 'AIRLOCK_ERR_QUOTA_JOB_LIMITS')
+    t.same(big.json().details, [{ path: '/limits/memoryMb', message: "256 is above this tenant's quota of 128" }])
+    t.equal((await admin('PUT', '/v1/admin/tenants/frank/quotas', { maxMemoryMb: 512 })).statusCode, 200)
+    await new Promise((r) => setTimeout(r, 1000))
+    t.equal(
+      (await as(b, frank.key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true', limits: { memoryMb: 256 } }))
+        .statusCode,
+      202,
+      'a raised quota applies at once',
+    )
+  },
+)
 
 t.test('the admin API refuses tenant keys, and tenant routes refuse the admin key', async (t) => {
   const gina = await tenantWithKey('gina', {}, 'admin')
@@ -101,22 +140,37 @@ t.test('the admin API refuses tenant keys, and tenant routes refuse the admin ke
     t.equal(res.statusCode, 400, JSON.stringify(quotas))
     t.equal(res.json().code, 'AIRLOCK_ERR_VALIDATION')
   }
-  const exact = await admin('PUT', '/v1/admin/tenants/gina/quotas', { maxStoredBytes: Number.MAX_SAFE_INTEGER, maxCpus: 1.5 })
+  const exact = await admin('PUT', '/v1/admin/tenants/gina/quotas', {
+    maxStoredBytes: Number.MAX_SAFE_INTEGER,
+    maxCpus: 1.5,
+  })
   t.equal(exact.statusCode, 200)
-  t.match(exact.json().quotas, { maxStoredBytes: Number.MAX_SAFE_INTEGER, maxCpus: 1.5 }, 'the largest exact count comes back as it was sent')
+  t.match(
+    exact.json().quotas,
+    { maxStoredBytes: Number.MAX_SAFE_INTEGER, maxCpus: 1.5 },
+    'the largest exact count comes back as it was sent',
+  )
 })
 
 t.test("an audit trail of admin actions and key use, readable by the tenant's admins only", async (t) => {
   const { key: member } = await tenantWithKey('hank')
-  const adminKey = (await admin('POST', '/v1/admin/tenants/hank/keys', { role: 'admin' })).json<{ key: string; info: { keyId: string } }>()
+  const adminKey = (await admin('POST', '/v1/admin/tenants/hank/keys', { role: 'admin' })).json<{
+    key: string
+    info: { keyId: string }
+  }>()
   await as(a, member, 'GET', '/v1/jobs')
   t.equal((await as(a, member, 'GET', '/v1/audit')).statusCode, 403, 'a member key may not read it')
   const res = await as(b, adminKey.key, 'GET', '/v1/audit')
   t.equal(res.statusCode, 200)
-  const actions = res.json<{ entries: { actor: string; action: string; detail: string; at: string }[] }>().entries.map((e) => `${e.actor} ${e.action}`)
+  const actions = res
+    .json<{ entries: { actor: string; action: string; detail: string; at: string }[] }>()
+    .entries.map((e) => `${e.actor} ${e.action}`)
   t.ok(actions.includes('admin tenant.created'))
   t.equal(actions.filter((a) => a === 'admin key.issued').length, 2)
-  t.ok(actions.some((a) => / key\.used$/.test(a) && a.startsWith('key_')), 'key use is recorded, by key id')
+  t.ok(
+    actions.some((a) => / key\.used$/.test(a) && a.startsWith('key_')),
+    'key use is recorded, by key id',
+  )
   t.same((await admin('GET', '/v1/admin/tenants/hank/audit?limit=1')).json<{ entries: unknown[] }>().entries.length, 1)
 })
 
@@ -132,6 +186,14 @@ t.test('quota of queued jobs: 429 with its code once reached; a cancel makes roo
   t.equal(over.statusCode, 429)
   t.equal(over.json().code, 'AIRLOCK_ERR_QUOTA_QUEUED')
   t.ok(over.headers['retry-after'])
-  t.equal((await a.app.inject({ method: 'DELETE', url: `/v1/jobs/${ids[0]}`, headers: { authorization: `Bearer ${key}` } })).statusCode, 202)
-  t.equal((await as(b, key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).statusCode, 202, 'room again after a cancel')
+  t.equal(
+    (await a.app.inject({ method: 'DELETE', url: `/v1/jobs/${ids[0]}`, headers: { authorization: `Bearer ${key}` } }))
+      .statusCode,
+    202,
+  )
+  t.equal(
+    (await as(b, key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).statusCode,
+    202,
+    'room again after a cancel',
+  )
 })

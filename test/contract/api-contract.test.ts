@@ -10,15 +10,24 @@ import { build, TENANTS } from '../helper.js'
 // Schemathesis fuzzes a running Airlock from it with every check, and clients generated
 // from it (openapi-python-client; openapi-typescript with openapi-fetch) make real calls.
 const root = new URL('../..', import.meta.url).pathname
-const toolsPython = process.env.AIRLOCK_API_TOOLS_PYTHON ?? (await promisify(execFile)('bash', [`${root}scripts/api-tools-env.sh`])).stdout.trim()
+const toolsPython =
+  process.env.AIRLOCK_API_TOOLS_PYTHON ??
+  (await promisify(execFile)('bash', [`${root}scripts/api-tools-env.sh`])).stdout.trim()
 const ADMIN_KEY = 'admin-key-for-the-contract-0001'
 // Fixed so a run can be repeated; AIRLOCK_SCHEMATHESIS_SEED tries others.
 const SEED = process.env.AIRLOCK_SCHEMATHESIS_SEED ?? '20261202'
 
 // No worker: submitted jobs stay queued, so the fuzzer's thousands of requests run no
 // sandbox; ?wait=true answers within a second.
-const api = await build(t, { worker: false, listen: true, env: { AIRLOCK_ADMIN_KEY: ADMIN_KEY, AIRLOCK_MAX_WAIT_MS: '1000' } })
-const doc = (await api.app.inject({ method: 'GET', url: '/docs/json' })).json<{ openapi: string; paths: Record<string, Record<string, unknown>> }>()
+const api = await build(t, {
+  worker: false,
+  listen: true,
+  env: { AIRLOCK_ADMIN_KEY: ADMIN_KEY, AIRLOCK_MAX_WAIT_MS: '1000' },
+})
+const doc = (await api.app.inject({ method: 'GET', url: '/docs/json' })).json<{
+  openapi: string
+  paths: Record<string, Record<string, unknown>>
+}>()
 const operations = Object.values(doc.paths).reduce((n, ops) => n + Object.keys(ops).length, 0)
 const work = await mkdtemp(join(tmpdir(), 'contract-'))
 t.teardown(() => rm(work, { recursive: true, force: true }))
@@ -32,10 +41,21 @@ interface Run {
   output: string
 }
 
-function run(command: string, args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Run> {
-  const child = spawn(command, args, { cwd: options.cwd ?? root, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<Run> {
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? root,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let [stdout, output] = ['', '']
-  child.stdout.on('data', (d: Buffer) => ((stdout += d.toString()), (output += d.toString())))
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString()
+    output += d.toString()
+  })
   child.stderr.on('data', (d: Buffer) => (output += d.toString()))
   return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, output })))
 }
@@ -52,15 +72,38 @@ t.test('Schemathesis, with every check, finds no failure on any operation', asyn
   const schemathesis = join(dirname(toolsPython), 'schemathesis')
   const fuzz = await run(
     schemathesis,
-    ['--config-file', `${root}test/contract/schemathesis.toml`, 'run', `${api.baseUrl}/docs/json`, '--url', api.baseUrl, '--checks', 'all', '--max-examples', '50', '--seed', SEED, '--no-color'],
+    [
+      '--config-file',
+      `${root}test/contract/schemathesis.toml`,
+      'run',
+      `${api.baseUrl}/docs/json`,
+      '--url',
+      api.baseUrl,
+      '--checks',
+      'all',
+      '--max-examples',
+      '50',
+      '--seed',
+      SEED,
+      '--no-color',
+    ],
     // Its cache (.schemathesis/) goes in the work directory, not the checkout.
     { cwd: work, env: { AIRLOCK_TENANT_KEY: TENANTS.alice, AIRLOCK_ADMIN_KEY: ADMIN_KEY } },
   )
   const summary = fuzz.output.slice(fuzz.output.lastIndexOf('SUMMARY'))
   t.equal(fuzz.code, 0, `schemathesis exit code\n${fuzz.output.slice(-12000)}`)
-  t.match(summary, new RegExp(`Tested: ${operations}\\b`), `every one of the document's ${operations} operations was tested`)
+  t.match(
+    summary,
+    new RegExp(`Tested: ${operations}\\b`),
+    `every one of the document's ${operations} operations was tested`,
+  )
   t.notMatch(summary, /Failures:|Errors:/, 'no failure and no error')
-  t.comment(summary.split('\n').filter((l) => /Tested|generated|passed|failure/.test(l)).join(' | '))
+  t.comment(
+    summary
+      .split('\n')
+      .filter((l) => /Tested|generated|passed|failure/.test(l))
+      .join(' | '),
+  )
 })
 
 // One worker from here on: the generated clients run a real job.
@@ -68,7 +111,15 @@ const live = await build(t, { listen: true })
 
 t.test('a Python client generated from the document runs a job', async (t) => {
   const out = join(work, 'python')
-  const gen = await run(join(dirname(toolsPython), 'openapi-python-client'), ['generate', '--path', docFile, '--meta', 'none', '--output-path', join(out, 'airlock_client')])
+  const gen = await run(join(dirname(toolsPython), 'openapi-python-client'), [
+    'generate',
+    '--path',
+    docFile,
+    '--meta',
+    'none',
+    '--output-path',
+    join(out, 'airlock_client'),
+  ])
   t.equal(gen.code, 0, `openapi-python-client\n${gen.output}`)
   const program = `
 import json, sys
@@ -84,11 +135,22 @@ again = get_job.sync(client=client, id=job.id)
 print(json.dumps({"runtimes": [r.name for r in runtimes.runtimes], "status": str(job.status.value), "stdout": job.stdout, "same": again.id == job.id}))
 `
   await writeFile(join(out, 'call.py'), program)
-  const call = await run(toolsPython, [join(out, 'call.py'), live.baseUrl, TENANTS.alice], { cwd: out, env: { PYTHONPATH: out } })
+  const call = await run(toolsPython, [join(out, 'call.py'), live.baseUrl, TENANTS.alice], {
+    cwd: out,
+    env: { PYTHONPATH: out },
+  })
   t.equal(call.code, 0, call.output)
-  const result = JSON.parse(call.output.trim().split('\n').at(-1)!) as { runtimes: string[]; status: string; stdout: string; same: boolean }
+  const result = JSON.parse(call.output.trim().split('\n').at(-1)!) as {
+    runtimes: string[]
+    status: string
+    stdout: string
+    same: boolean
+  }
   t.ok(result.runtimes.includes('python'))
-  t.same({ status: result.status, stdout: result.stdout, same: result.same }, { status: 'succeeded', stdout: '42\n', same: true })
+  t.same(
+    { status: result.status, stdout: result.stdout, same: result.same },
+    { status: 'succeeded', stdout: '42\n', same: true },
+  )
 })
 
 t.test('a TypeScript client generated from the document compiles and runs a job', async (t) => {
@@ -111,11 +173,25 @@ const job = await client.GET('/v1/jobs/{id}', { params: { path: { id: submitted.
 console.log(JSON.stringify({ runtimes: runtimes.data?.runtimes.map((r) => r.name), status: job.data?.status, stdout: job.data?.stdout }))
 `,
   )
-  const tsc = await run(`${root}node_modules/.bin/tsc`, ['--strict', '--module', 'nodenext', '--target', 'es2022', '--skipLibCheck', '--outDir', out, join(out, 'call.ts')])
+  const tsc = await run(`${root}node_modules/.bin/tsc`, [
+    '--strict',
+    '--module',
+    'nodenext',
+    '--target',
+    'es2022',
+    '--skipLibCheck',
+    '--outDir',
+    out,
+    join(out, 'call.ts'),
+  ])
   t.equal(tsc.code, 0, `the generated types and the program type-check\n${tsc.output}`)
   const call = await run(process.execPath, [join(out, 'call.js'), live.baseUrl, TENANTS.alice])
   t.equal(call.code, 0, call.output)
-  const result = JSON.parse(call.output.trim().split('\n').at(-1)!) as { runtimes: string[]; status: string; stdout: string }
+  const result = JSON.parse(call.output.trim().split('\n').at(-1)!) as {
+    runtimes: string[]
+    status: string
+    stdout: string
+  }
   t.ok(result.runtimes.includes('node'))
   t.same({ status: result.status, stdout: result.stdout }, { status: 'succeeded', stdout: '42\n' })
 })

@@ -29,7 +29,13 @@ interface Result {
 function airlock(args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<Result> {
   const t0 = Date.now()
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: dir, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice, ...options.env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: dir,
+      AIRLOCK_URL: h.baseUrl,
+      AIRLOCK_API_KEY: TENANTS.alice,
+      ...options.env,
+    },
   })
   let stdout = ''
   let stderr = ''
@@ -40,7 +46,9 @@ function airlock(args: string[], options: { env?: Record<string, string>; input?
   })
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
   child.stdin.end(options.input ?? '')
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr, firstStdoutMs, ms: Date.now() - t0 })))
+  return new Promise((resolve) =>
+    child.once('exit', (code) => resolve({ code, stdout, stderr, firstStdoutMs, ms: Date.now() - t0 })),
+  )
 }
 
 async function file(name: string, content: string): Promise<string> {
@@ -50,12 +58,18 @@ async function file(name: string, content: string): Promise<string> {
 }
 
 t.test('airlock run streams stdout and stderr apart, as the program runs, and exits with its code', async (t) => {
-  const prog = await file('ticks.py', 'import sys, time\nfor i in range(4):\n    print("tick", i, flush=True)\n    time.sleep(0.4)\nprint("warn", file=sys.stderr)\nsys.exit(3)\n')
+  const prog = await file(
+    'ticks.py',
+    'import sys, time\nfor i in range(4):\n    print("tick", i, flush=True)\n    time.sleep(0.4)\nprint("warn", file=sys.stderr)\nsys.exit(3)\n',
+  )
   const r = await airlock(['run', prog])
   t.equal(r.code, 3, "the program's exit code")
   t.equal(r.stdout, 'tick 0\ntick 1\ntick 2\ntick 3\n')
   t.match(r.stderr, /warn\n/)
-  t.ok(r.firstStdoutMs !== null && r.firstStdoutMs < r.ms - 800, `output arrived while the job ran (first at ${r.firstStdoutMs} ms of ${r.ms} ms)`)
+  t.ok(
+    r.firstStdoutMs !== null && r.firstStdoutMs < r.ms - 800,
+    `output arrived while the job ran (first at ${r.firstStdoutMs} ms of ${r.ms} ms)`,
+  )
 })
 
 t.test('airlock run: arguments, --stdin, --env, and --json', async (t) => {
@@ -76,8 +90,17 @@ t.test('airlock run compiles by extension, shows a compile error, and runs test 
   t.match(bad.stderr, /nope/, "the compiler's message")
   t.match(bad.stderr, /airlock: the compile failed; nothing was run/)
   t.equal(bad.stdout, '')
-  const double = await file('double.c', '#include <stdio.h>\nint main() { int n; scanf("%d", &n); printf("%d\\n", 2 * n); }\n')
-  const cases = await file('cases.json', JSON.stringify([{ stdin: '2', expectedOutput: '4' }, { stdin: '5', expectedOutput: '11' }]))
+  const double = await file(
+    'double.c',
+    '#include <stdio.h>\nint main() { int n; scanf("%d", &n); printf("%d\\n", 2 * n); }\n',
+  )
+  const cases = await file(
+    'cases.json',
+    JSON.stringify([
+      { stdin: '2', expectedOutput: '4' },
+      { stdin: '5', expectedOutput: '11' },
+    ]),
+  )
   const r = await airlock(['run', double, '--tests', cases])
   t.equal(r.code, 1, 'a case that does not pass exits 1')
   t.equal(r.stdout, '4\n10\n', "each case's output, in order")
@@ -99,21 +122,30 @@ t.test('airlock jobs list, get, logs and cancel; airlock runtimes', async (t) =>
   const run = await airlock(['run', prog, '--json'])
   const { id } = JSON.parse(run.stdout) as { id: string }
   const list = JSON.parse((await airlock(['jobs', 'list', '--json'])).stdout) as { items: { id: string }[] }
-  t.ok(list.items.some((j) => j.id === id), 'listed')
+  t.ok(
+    list.items.some((j) => j.id === id),
+    'listed',
+  )
   const table = await airlock(['jobs', 'list', '--limit', '1'])
   t.match(table.stdout, new RegExp(`^ID +STATUS +RUNTIME +EXIT +CREATED\\n${id} +succeeded +bash +0 `))
-  t.match(JSON.parse((await airlock(['jobs', 'get', id, '--json'])).stdout), { id, status: 'succeeded', stdout: 'hello-cli\n' })
+  t.match(JSON.parse((await airlock(['jobs', 'get', id, '--json'])).stdout), {
+    id,
+    status: 'succeeded',
+    stdout: 'hello-cli\n',
+  })
   t.match((await airlock(['jobs', 'get', id])).stdout, /status: +succeeded[\s\S]*--- stdout\nhello-cli/)
   t.equal((await airlock(['jobs', 'logs', id])).stdout, 'hello-cli\n')
   t.equal((await airlock(['jobs', 'logs', id, '--follow'])).stdout, 'hello-cli\n')
   const runtimes = JSON.parse((await airlock(['runtimes', '--json'])).stdout) as { name: string }[]
   t.same(runtimes.map((r) => r.name).sort(), ['bash', 'c', 'cpp', 'go', 'java', 'ml-python', 'node', 'python', 'rust'])
 
-  const { id: sleeper } = await (await fetch(`${h.baseUrl}/v1/jobs`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ runtime: 'bash', source: 'sleep 30' }),
-  })).json() as { id: string }
+  const { id: sleeper } = (await (
+    await fetch(`${h.baseUrl}/v1/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ runtime: 'bash', source: 'sleep 30' }),
+    })
+  ).json()) as { id: string }
   const cancel = await airlock(['jobs', 'cancel', sleeper])
   t.equal(cancel.code, 0)
   t.match(cancel.stdout, new RegExp(`^${sleeper}: `))
@@ -124,7 +156,13 @@ t.test('airlock jobs list, get, logs and cancel; airlock runtimes', async (t) =>
 })
 
 t.test('airlock jobs submit queues a JSON array of jobs in one request and says which were refused', async (t) => {
-  const jobs = await file('jobs.json', JSON.stringify([{ runtime: 'bash', source: 'echo from-batch' }, { runtime: 'cobol', source: 'x' }]))
+  const jobs = await file(
+    'jobs.json',
+    JSON.stringify([
+      { runtime: 'bash', source: 'echo from-batch' },
+      { runtime: 'cobol', source: 'x' },
+    ]),
+  )
   const r = await airlock(['jobs', 'submit', jobs])
   t.equal(r.code, 65, 'a refused job makes it exit 65')
   const [head, first, second] = r.stdout.trim().split('\n')
@@ -133,7 +171,9 @@ t.test('airlock jobs submit queues a JSON array of jobs in one request and says 
   t.ok(id, 'the accepted job by its id')
   t.match(second, /^1 +- +AIRLOCK_ERR_UNKNOWN_RUNTIME: unknown runtime "cobol"/)
   t.equal((await h.poll(id!, (j) => j.status === 'succeeded')).stdout, 'from-batch\n')
-  const piped = await airlock(['jobs', 'submit', '-', '--json'], { input: JSON.stringify([{ runtime: 'bash', source: 'true' }]) })
+  const piped = await airlock(['jobs', 'submit', '-', '--json'], {
+    input: JSON.stringify([{ runtime: 'bash', source: 'true' }]),
+  })
   t.equal(piped.code, 0)
   t.equal(JSON.parse(piped.stdout).accepted, 1, 'from stdin, as JSON')
   const bad = await airlock(['jobs', 'submit', await file('notjobs.json', '{"runtime":"bash"}')])
@@ -142,37 +182,63 @@ t.test('airlock jobs submit queues a JSON array of jobs in one request and says 
 })
 
 t.test('airlock run -: the program from stdin, with --runtime; the limit flags', async (t) => {
-  const fromStdin = await airlock(['run', '-', '--runtime', 'python', '--json', '--cpus', '0.5', '--pids', '32', '--output', '1000', '--', 'an-arg'], { input: 'import sys\nprint("from stdin", sys.argv[1:])\n' })
+  const fromStdin = await airlock(
+    ['run', '-', '--runtime', 'python', '--json', '--cpus', '0.5', '--pids', '32', '--output', '1000', '--', 'an-arg'],
+    { input: 'import sys\nprint("from stdin", sys.argv[1:])\n' },
+  )
   t.equal(fromStdin.code, 0, fromStdin.stderr)
   const job = JSON.parse(fromStdin.stdout) as { id: string; stdout: string }
   t.equal(job.stdout, "from stdin ['an-arg']\n")
   t.equal((await airlock(['run', '-'], { input: 'print(1)' })).code, 64, 'no runtime to tell from a name')
-  t.equal((await airlock(['run', '-', '-r', 'python', '--stdin', '-'], { input: 'print(1)' })).code, 64, 'stdin cannot be both')
-  for (const bad of [['--cpus', 'x'], ['--cpus', '0'], ['--pids', '1.5'], ['--output', '-1'], ['--memory', '0']]) {
+  t.equal(
+    (await airlock(['run', '-', '-r', 'python', '--stdin', '-'], { input: 'print(1)' })).code,
+    64,
+    'stdin cannot be both',
+  )
+  for (const bad of [
+    ['--cpus', 'x'],
+    ['--cpus', '0'],
+    ['--pids', '1.5'],
+    ['--output', '-1'],
+    ['--memory', '0'],
+  ]) {
     t.equal((await airlock(['run', '-', '-r', 'python', ...bad], { input: 'print(1)' })).code, 64, bad.join(' '))
   }
   const tooBig = await airlock(['run', '-', '-r', 'python', '--pids', '999999999'], { input: 'print(1)' })
-  t.equal(tooBig.code, 65, 'a limit past the server\'s maximum is the server\'s refusal')
-  t.match((await airlock(['run', '--help'])).stdout, /python, node, bash, c, cpp, java, go, rust,\s+ml-python/, 'every runtime in the help')
+  t.equal(tooBig.code, 65, "a limit past the server's maximum is the server's refusal")
+  t.match(
+    (await airlock(['run', '--help'])).stdout,
+    /python, node, bash, c, cpp, java, go, rust,\s+ml-python/,
+    'every runtime in the help',
+  )
 })
 
-t.test('distinct exit codes for usage, auth, not found and an unreachable server; settings from a config file', async (t) => {
-  t.equal((await airlock(['run', await file('prog.rb', 'puts 1')])).code, 64, 'unknown extension without --runtime')
-  t.equal((await airlock(['frobnicate'])).code, 64, 'unknown command')
-  const help = await airlock(['--help'])
-  t.equal(help.code, 0)
-  t.match(help.stdout, /run \[options\] <file> \[args\.\.\.\][\s\S]*jobs[\s\S]*runtimes[\s\S]*verify[\s\S]*serve/)
-  t.equal((await airlock(['jobs', 'list'], { env: { AIRLOCK_API_KEY: 'wrong-key-000' } })).code, 77)
-  t.equal((await airlock(['jobs', 'get', 'job_00000000000000000000000000000000'])).code, 66)
-  const down = await airlock(['jobs', 'list', '--url', 'http://127.0.0.1:9'])
-  t.equal(down.code, 69)
-  t.match(down.stderr, /cannot reach Airlock at http:\/\/127\.0\.0\.1:9/)
-  const config = await file('config.json', JSON.stringify({ url: h.baseUrl, apiKey: TENANTS.bob }))
-  const viaFile = await airlock(['jobs', 'list', '--json', '--config', config], { env: { AIRLOCK_URL: '', AIRLOCK_API_KEY: '' } })
-  t.equal(viaFile.code, 0, 'url and key from the config file')
-  t.same(JSON.parse(viaFile.stdout).items, [], "bob sees none of alice's jobs")
-  t.equal((await airlock(['jobs', 'list', '--config', join(dir, 'missing.json')])).code, 64, 'a named config file must exist')
-})
+t.test(
+  'distinct exit codes for usage, auth, not found and an unreachable server; settings from a config file',
+  async (t) => {
+    t.equal((await airlock(['run', await file('prog.rb', 'puts 1')])).code, 64, 'unknown extension without --runtime')
+    t.equal((await airlock(['frobnicate'])).code, 64, 'unknown command')
+    const help = await airlock(['--help'])
+    t.equal(help.code, 0)
+    t.match(help.stdout, /run \[options\] <file> \[args\.\.\.\][\s\S]*jobs[\s\S]*runtimes[\s\S]*verify[\s\S]*serve/)
+    t.equal((await airlock(['jobs', 'list'], { env: { AIRLOCK_API_KEY: 'wrong-key-000' } })).code, 77)
+    t.equal((await airlock(['jobs', 'get', 'job_00000000000000000000000000000000'])).code, 66)
+    const down = await airlock(['jobs', 'list', '--url', 'http://127.0.0.1:9'])
+    t.equal(down.code, 69)
+    t.match(down.stderr, /cannot reach Airlock at http:\/\/127\.0\.0\.1:9/)
+    const config = await file('config.json', JSON.stringify({ url: h.baseUrl, apiKey: TENANTS.bob }))
+    const viaFile = await airlock(['jobs', 'list', '--json', '--config', config], {
+      env: { AIRLOCK_URL: '', AIRLOCK_API_KEY: '' },
+    })
+    t.equal(viaFile.code, 0, 'url and key from the config file')
+    t.same(JSON.parse(viaFile.stdout).items, [], "bob sees none of alice's jobs")
+    t.equal(
+      (await airlock(['jobs', 'list', '--config', join(dir, 'missing.json')])).code,
+      64,
+      'a named config file must exist',
+    )
+  },
+)
 
 t.test('airlock tenants: create, issue a key, set quotas, audit, revoke', async (t) => {
   const adminKey = 'admin-key-for-cli-tests-01'
@@ -185,13 +251,27 @@ t.test('airlock tenants: create, issue a key, set quotas, audit, revoke', async 
   const asIvy = { ...env, AIRLOCK_API_KEY: key }
   t.equal((await airlock(['jobs', 'list', '--json'], { env: asIvy })).code, 0, 'the new key works')
   t.equal((await airlock(['tenants', 'quotas', 'ivy', '--max-memory-mb', '128'], { env })).code, 0)
-  const got = JSON.parse((await airlock(['tenants', 'get', 'ivy', '--json'], { env })).stdout) as { quotas: object; keys: { keyId: string }[] }
+  const got = JSON.parse((await airlock(['tenants', 'get', 'ivy', '--json'], { env })).stdout) as {
+    quotas: object
+    keys: { keyId: string }[]
+  }
   t.same(got.quotas, { maxMemoryMb: 128 })
-  t.same(got.keys.map((k) => k.keyId), [info.keyId])
+  t.same(
+    got.keys.map((k) => k.keyId),
+    [info.keyId],
+  )
   t.match((await airlock(['tenants', 'list'], { env })).stdout, /^ivy$/m)
   t.match((await airlock(['tenants', 'audit', 'ivy'], { env })).stdout, /admin +key\.issued/)
   t.equal((await airlock(['tenants', 'keys', 'revoke', 'ivy', info.keyId], { env })).code, 0)
   t.equal((await airlock(['jobs', 'list'], { env: asIvy })).code, 77, 'the revoked key is refused')
-  t.equal((await airlock(['tenants', 'list'], { env: { ...env, AIRLOCK_ADMIN_KEY: key } })).code, 77, 'a tenant key is not an admin key')
-  t.equal((await airlock(['tenants', 'list'], { env: { ...env, AIRLOCK_ADMIN_KEY: '' } })).code, 64, 'no admin key: usage')
+  t.equal(
+    (await airlock(['tenants', 'list'], { env: { ...env, AIRLOCK_ADMIN_KEY: key } })).code,
+    77,
+    'a tenant key is not an admin key',
+  )
+  t.equal(
+    (await airlock(['tenants', 'list'], { env: { ...env, AIRLOCK_ADMIN_KEY: '' } })).code,
+    64,
+    'no admin key: usage',
+  )
 })

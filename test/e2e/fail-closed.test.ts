@@ -20,28 +20,42 @@ t.test('a worker that cannot run runsc takes no jobs, and the API refuses new on
   t.equal(res.json().code, 'AIRLOCK_ERR_ISOLATION_UNAVAILABLE')
   t.match(res.json().message, /runsc cannot run/, 'says why')
   t.notMatch(res.json().message, /\/nonexistent/, "but names no path of the worker's host")
-  t.match(h.worker?.isolation?.reason, /\/nonexistent\/runsc/, "the worker's own report (its log, the admin queue) keeps the path")
+  t.match(
+    h.worker?.isolation?.reason,
+    /\/nonexistent\/runsc/,
+    "the worker's own report (its log, the admin queue) keeps the path",
+  )
   const ready = await h.app.inject({ method: 'GET', url: '/readyz' })
   t.equal(ready.statusCode, 503)
   t.equal(ready.json().ready, false)
 })
 
-t.test("a runsc that does not enforce the sandbox's seccomp profile runs no job, and the worker says why", async (t) => {
-  // A wrapper that drops --oci-seccomp stands in for a runsc that ignores the
-  // bundle's profile (as every runsc does without that flag).
-  const dir = await mkdtemp(join(tmpdir(), 'airlock-no-seccomp-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const wrapper = join(dir, 'runsc')
-  const real = loadConfig({}).runscPath
-  await writeFile(wrapper, `#!/bin/sh\nfor a; do shift; [ "$a" = --oci-seccomp ] || set -- "$@" "$a"; done\nexec ${real} "$@"\n`, { mode: 0o755 })
-  const h = await build(t, { env: { AIRLOCK_RUNSC_PATH: wrapper } })
-  t.equal(h.worker?.isolation?.ok, false)
-  t.match(h.worker?.isolation?.reason, /seccomp profile is not enforced inside it \(the probe's \/proc\/self\/status shows Seccomp: 0, not 2\)/)
-  const res = await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(1)' })
-  t.equal(res.statusCode, 503)
-  t.equal(res.json().code, 'AIRLOCK_ERR_ISOLATION_UNAVAILABLE')
-  t.match(res.json().message, /seccomp profile is not enforced/, 'says why')
-})
+t.test(
+  "a runsc that does not enforce the sandbox's seccomp profile runs no job, and the worker says why",
+  async (t) => {
+    // A wrapper that drops --oci-seccomp stands in for a runsc that ignores the
+    // bundle's profile (as every runsc does without that flag).
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-no-seccomp-'))
+    t.teardown(() => rm(dir, { recursive: true, force: true }))
+    const wrapper = join(dir, 'runsc')
+    const real = loadConfig({}).runscPath
+    await writeFile(
+      wrapper,
+      `#!/bin/sh\nfor a; do shift; [ "$a" = --oci-seccomp ] || set -- "$@" "$a"; done\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    )
+    const h = await build(t, { env: { AIRLOCK_RUNSC_PATH: wrapper } })
+    t.equal(h.worker?.isolation?.ok, false)
+    t.match(
+      h.worker?.isolation?.reason,
+      /seccomp profile is not enforced inside it \(the probe's \/proc\/self\/status shows Seccomp: 0, not 2\)/,
+    )
+    const res = await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(1)' })
+    t.equal(res.statusCode, 503)
+    t.equal(res.json().code, 'AIRLOCK_ERR_ISOLATION_UNAVAILABLE')
+    t.match(res.json().message, /seccomp profile is not enforced/, 'says why')
+  },
+)
 
 t.test('a worker without its sandbox image refuses to run jobs', async (t) => {
   const h = await build(t, { env: { AIRLOCK_IMAGES_DIR: '/nonexistent/images' } })
@@ -50,7 +64,10 @@ t.test('a worker without its sandbox image refuses to run jobs', async (t) => {
 })
 
 t.test('sandboxes left by a worker that died are removed when a worker starts', async (t) => {
-  const base = loadConfig({ AIRLOCK_STATE_DIR: `/run/airlock-test/reap-${process.pid}`, AIRLOCK_CGROUP_PARENT: `airlock-test/reap-${process.pid}` })
+  const base = loadConfig({
+    AIRLOCK_STATE_DIR: `/run/airlock-test/reap-${process.pid}`,
+    AIRLOCK_CGROUP_PARENT: `airlock-test/reap-${process.pid}`,
+  })
   // A pid that is certainly dead: a child that has exited.
   const deadPid = spawnSync('true').pid!
   const root = join(base.stateDir, 'workers', String(deadPid), 'runsc')
@@ -58,8 +75,15 @@ t.test('sandboxes left by a worker that died are removed when a worker starts', 
   await mkdir(root, { recursive: true })
   await writeBareBundle(bundle, ['/bin/sleep', '600'], base.imagesDir)
   // Start a real sandbox as the dead worker would have, and leave it running.
-  const runsc = (...args: string[]) => [`--root=${root}`, `--platform=${base.runscPlatform === 'auto' ? AUTO_PLATFORMS[0] : base.runscPlatform}`, '--network=none', ...args]
-  const orphan = spawn(base.runscPath, runsc('run', '--detach', `--bundle=${bundle}`, 'airlock-orphan'), { stdio: 'ignore' })
+  const runsc = (...args: string[]) => [
+    `--root=${root}`,
+    `--platform=${base.runscPlatform === 'auto' ? AUTO_PLATFORMS[0] : base.runscPlatform}`,
+    '--network=none',
+    ...args,
+  ]
+  const orphan = spawn(base.runscPath, runsc('run', '--detach', `--bundle=${bundle}`, 'airlock-orphan'), {
+    stdio: 'ignore',
+  })
   await new Promise((resolve) => orphan.once('exit', resolve))
   const listed = spawnSync(base.runscPath, runsc('list', '-quiet'), { encoding: 'utf8' }).stdout
   t.match(listed, /airlock-orphan/, 'the orphan sandbox is running before the worker starts')
@@ -82,7 +106,19 @@ t.test('a host with no cgroup hierarchy the executor knows takes no jobs, and sa
   // An empty directory stands in for /sys/fs/cgroup: neither v1 controllers nor a v2 root.
   const root = await mkdtemp(join(tmpdir(), 'airlock-no-cgroups-'))
   const base = loadConfig({ AIRLOCK_STATE_DIR: `/run/airlock-test/nocg-${process.pid}` })
-  const executor = new LocalExecutor({ runscPath: base.runscPath, runcPath: base.runcPath, platform: base.runscPlatform, network: 'none', imagesDir: base.imagesDir, stateDir: base.stateDir, cgroupParent: 'airlock-test/nocg', sandboxOverheadMb: 64, workspaceMb: 64, logger: pino({ level: 'silent' }), cgroupRoot: root })
+  const executor = new LocalExecutor({
+    runscPath: base.runscPath,
+    runcPath: base.runcPath,
+    platform: base.runscPlatform,
+    network: 'none',
+    imagesDir: base.imagesDir,
+    stateDir: base.stateDir,
+    cgroupParent: 'airlock-test/nocg',
+    sandboxOverheadMb: 64,
+    workspaceMb: 64,
+    logger: pino({ level: 'silent' }),
+    cgroupRoot: root,
+  })
   t.teardown(async () => {
     await executor.close()
     await rm(root, { recursive: true, force: true })
@@ -93,7 +129,20 @@ t.test('a host with no cgroup hierarchy the executor knows takes no jobs, and sa
   t.match(report.reason, /no cgroup hierarchy \(v1 or v2\) is mounted/)
   t.equal(report.isolation, null)
   await t.rejects(
-    executor.run({ jobId: 'nocg', tenant: 't', spec: { runtime: 'bash', files: [{ path: 'main.sh', content: 'true' }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 5000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } }, signal: new AbortController().signal }),
+    executor.run({
+      jobId: 'nocg',
+      tenant: 't',
+      spec: {
+        runtime: 'bash',
+        files: [{ path: 'main.sh', content: 'true' }],
+        entrypoint: 'main.sh',
+        args: [],
+        stdin: '',
+        env: {},
+        limits: { timeoutMs: 5000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 },
+      },
+      signal: new AbortController().signal,
+    }),
     { name: 'IsolationUnavailableError' },
     'a job that reaches it anyway is refused before any sandbox starts',
   )

@@ -9,7 +9,12 @@ const FLOOD = 200
 // queues 200 jobs, then tenant "solo" submits one.
 const h = await build(t, { env: { AIRLOCK_ADMIN_KEY: ADMIN, AIRLOCK_WORKER_CONCURRENCY: '2' } })
 const call = (method: 'GET' | 'POST' | 'DELETE', url: string, key: string, body?: unknown) =>
-  h.app.inject({ method, url, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { payload: JSON.stringify(body) }) })
+  h.app.inject({
+    method,
+    url,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+  })
 
 async function tenant(name: string, quotas: object): Promise<string> {
   await call('POST', '/v1/admin/tenants', ADMIN, { name, quotas })
@@ -21,7 +26,9 @@ t.test("with one tenant's 200 jobs queued, another tenant's job starts within a 
   const solo = await tenant('solo', {})
   const floodIds: string[] = []
   for (let i = 0; i < FLOOD; i += 20) {
-    const batch = await Promise.all(Array.from({ length: 20 }, () => call('POST', '/v1/jobs', flood, { runtime: 'bash', source: 'sleep 0.3' })))
+    const batch = await Promise.all(
+      Array.from({ length: 20 }, () => call('POST', '/v1/jobs', flood, { runtime: 'bash', source: 'sleep 0.3' })),
+    )
     floodIds.push(...batch.map((r) => r.json<{ id: string }>().id))
   }
   t.equal(floodIds.length, FLOOD)
@@ -30,7 +37,8 @@ t.test("with one tenant's 200 jobs queued, another tenant's job starts within a 
   let watching = true
   const watcher = (async () => {
     while (watching) {
-      const running = (await call('GET', '/v1/jobs?status=running&limit=100', flood)).json<{ items: unknown[] }>().items.length
+      const running = (await call('GET', '/v1/jobs?status=running&limit=100', flood)).json<{ items: unknown[] }>().items
+        .length
       maxFloodRunning = Math.max(maxFloodRunning, running)
       await new Promise((r) => setTimeout(r, 100))
     }
@@ -45,8 +53,11 @@ t.test("with one tenant's 200 jobs queued, another tenant's job starts within a 
     if (job.status !== 'queued' && job.status !== 'running') break
     await new Promise((r) => setTimeout(r, 50))
   }
-  const floodDone = (await call('GET', '/v1/jobs?status=succeeded&limit=100', flood)).json<{ items: unknown[] }>().items.length
-  t.comment(`solo waited ${job.timings.queuedMs} ms in the queue (${Date.now() - submitted} ms to its result) while ${floodDone} of flood's ${FLOOD} jobs had finished`)
+  const floodDone = (await call('GET', '/v1/jobs?status=succeeded&limit=100', flood)).json<{ items: unknown[] }>().items
+    .length
+  t.comment(
+    `solo waited ${job.timings.queuedMs} ms in the queue (${Date.now() - submitted} ms to its result) while ${floodDone} of flood's ${FLOOD} jobs had finished`,
+  )
   t.equal(job.status, 'succeeded')
   t.equal(job.stdout, 'solo\n')
   // Without the gate it would wait behind 200 jobs of ~0.5 s each on 2 slots: ~50 s.
@@ -58,5 +69,6 @@ t.test("with one tenant's 200 jobs queued, another tenant's job starts within a 
 
   // Leave nothing running behind.
   for (const fid of floodIds) await call('DELETE', `/v1/jobs/${fid}`, flood)
-  for (const fid of floodIds.slice(0, 5)) await h.poll(fid, (j: Job) => j.status !== 'queued' && j.status !== 'running', 30_000).catch(() => undefined)
+  for (const fid of floodIds.slice(0, 5))
+    await h.poll(fid, (j: Job) => j.status !== 'queued' && j.status !== 'running', 30_000).catch(() => undefined)
 })

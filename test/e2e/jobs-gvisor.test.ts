@@ -14,22 +14,60 @@ t.test('jobs run under gVisor', async (t) => {
     // Time enough that a loaded CI machine (tap runs two files at once) cannot turn a
     // correctness check into a speed one; a stuck sandbox still ends as a timeout.
     const limits = { timeoutMs: 60_000 }
-    const why = (j: Job) => `${j.status} (${j.reason ?? 'no reason'}; ${j.sandboxStart} start, timings ${JSON.stringify(j.timings)})`
-    const py = await h.run({ runtime: 'python', source: 'import sys\nprint("py", sum(range(10)), sys.version_info[0])', limits })
-    t.match(py, { status: 'succeeded', exitCode: 0, stdout: 'py 45 3\n', stderr: '', executor: 'local', isolation: { technology: 'gvisor', runtime: 'runsc', network: 'none', readOnlyRoot: true, uid: 10001, capabilities: [] } }, why(py))
-    const node = await h.run({ runtime: 'node', source: 'console.log("node", [1,2,3].map(x => x * 2).join(","))', limits })
+    const why = (j: Job) =>
+      `${j.status} (${j.reason ?? 'no reason'}; ${j.sandboxStart} start, timings ${JSON.stringify(j.timings)})`
+    const py = await h.run({
+      runtime: 'python',
+      source: 'import sys\nprint("py", sum(range(10)), sys.version_info[0])',
+      limits,
+    })
+    t.match(
+      py,
+      {
+        status: 'succeeded',
+        exitCode: 0,
+        stdout: 'py 45 3\n',
+        stderr: '',
+        executor: 'local',
+        isolation: {
+          technology: 'gvisor',
+          runtime: 'runsc',
+          network: 'none',
+          readOnlyRoot: true,
+          uid: 10001,
+          capabilities: [],
+        },
+      },
+      why(py),
+    )
+    const node = await h.run({
+      runtime: 'node',
+      source: 'console.log("node", [1,2,3].map(x => x * 2).join(","))',
+      limits,
+    })
     t.match(node, { status: 'succeeded', exitCode: 0, stdout: 'node 2,4,6\n', stderr: '' }, why(node))
-    const bash = await h.run({ runtime: 'bash', source: 'for i in 1 2 3; do echo -n "$i"; done; echo; echo err >&2', limits })
+    const bash = await h.run({
+      runtime: 'bash',
+      source: 'for i in 1 2 3; do echo -n "$i"; done; echo; echo err >&2',
+      limits,
+    })
     t.match(bash, { status: 'succeeded', exitCode: 0, stdout: '123\n', stderr: 'err\n' }, why(bash))
     t.ok(py.startedAt && py.finishedAt, 'timestamps are set')
-    t.ok((py.timings.startupMs ?? -1) >= 0 && (py.timings.runMs ?? -1) >= 0 && (py.timings.queuedMs ?? -1) >= 0, 'timings are measured')
+    t.ok(
+      (py.timings.startupMs ?? -1) >= 0 && (py.timings.runMs ?? -1) >= 0 && (py.timings.queuedMs ?? -1) >= 0,
+      'timings are measured',
+    )
   })
 
   t.test('files, entrypoint, args, stdin and env reach the program', async (t) => {
     const job = await h.run({
       runtime: 'python',
       files: [
-        { path: 'app/main.py', content: 'import sys, os\nfrom helper import greet\nprint(greet(sys.argv[1]), os.environ["GREETING"], sys.stdin.read().strip())' },
+        {
+          path: 'app/main.py',
+          content:
+            'import sys, os\nfrom helper import greet\nprint(greet(sys.argv[1]), os.environ["GREETING"], sys.stdin.read().strip())',
+        },
         { path: 'app/helper.py', content: 'def greet(name): return "hello " + name' },
       ],
       entrypoint: 'app/main.py',
@@ -56,13 +94,21 @@ t.test('jobs run under gVisor', async (t) => {
   })
 
   t.test('allocating past the memory limit becomes oom', async (t) => {
-    const job = await h.run({ runtime: 'python', source: 'chunks = []\nwhile True: chunks.append(bytearray(8 * 1024 * 1024))', limits: { memoryMb: 64, timeoutMs: 30_000 } })
+    const job = await h.run({
+      runtime: 'python',
+      source: 'chunks = []\nwhile True: chunks.append(bytearray(8 * 1024 * 1024))',
+      limits: { memoryMb: 64, timeoutMs: 30_000 },
+    })
     t.equal(job.status, 'oom')
     t.match(job.reason, /64 MiB/)
   })
 
   t.test('huge output is truncated at the cap, per stream', async (t) => {
-    const job = await h.run({ runtime: 'python', source: 'import sys\nsys.stdout.write("x" * 1_000_000)\nsys.stderr.write("e" * 10)', limits: { outputBytes: 1000 } })
+    const job = await h.run({
+      runtime: 'python',
+      source: 'import sys\nsys.stdout.write("x" * 1_000_000)\nsys.stderr.write("e" * 10)',
+      limits: { outputBytes: 1000 },
+    })
     t.equal(job.status, 'succeeded', 'the program is not blocked by the cap')
     t.equal(job.truncated, true)
     t.equal(job.stdout, 'x'.repeat(1000))
@@ -72,7 +118,11 @@ t.test('jobs run under gVisor', async (t) => {
   })
 
   t.test('cancelling a running job kills it', async (t) => {
-    const res = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo started; sleep 60; echo never', limits: { timeoutMs: 120_000 } })
+    const res = await h.request('POST', '/v1/jobs', {
+      runtime: 'bash',
+      source: 'echo started; sleep 60; echo never',
+      limits: { timeoutMs: 120_000 },
+    })
     t.equal(res.statusCode, 202)
     const { id } = res.json<Job>()
     await h.poll(id, (j) => j.status === 'running')
@@ -132,7 +182,7 @@ t.test('jobs run under gVisor', async (t) => {
     t.equal(job.stdout, 'env []\nroot False False False\nredis unreachable\nno dns\n')
   })
 
-  t.test('a second tenant cannot read the first tenant\'s finished job', async (t) => {
+  t.test("a second tenant cannot read the first tenant's finished job", async (t) => {
     const job = await h.run({ runtime: 'bash', source: 'echo secret' })
     const res = await h.request('GET', `/v1/jobs/${job.id}`, undefined, 'bob')
     t.equal(res.statusCode, 404)

@@ -29,17 +29,34 @@ t.test('live logs over WebSocket', async (t) => {
   }
 
   t.test('output arrives while the job runs, in order, numbered without gaps', async (t) => {
-    const id = await submit({ runtime: 'python', source: 'import time, sys\nprint("first")\nprint("to stderr", file=sys.stderr)\ntime.sleep(2)\nprint("second")' })
+    const id = await submit({
+      runtime: 'python',
+      source: 'import time, sys\nprint("first")\nprint("to stderr", file=sys.stderr)\ntime.sleep(2)\nprint("second")',
+    })
     const got = await openStream(h.baseUrl, `/v1/jobs/${id}/stream`, auth())
     const events = got.events
     const first = events.find((e) => e.type === 'log' && e.data.includes('first'))
     const end = events.find((e) => e.type === 'end')
     t.ok(first && end, 'got the first line and the end')
     t.ok(end!.at - first!.at >= 1500, `the first line arrived ${end!.at - first!.at} ms before the end`)
-    t.same(seqs(strip(got)), events.map((_, i) => i + 1), 'seq counts 1, 2, 3... with no gap')
     t.same(
-      strip(got).map((e) => (e.type === 'log' ? `${e.stream}:${e.data}` : e.type === 'status' ? `status:${e.status}` : 'end')),
-      ['status:queued', 'status:running', 'stdout:first\n', 'stderr:to stderr\n', 'stdout:second\n', 'status:succeeded', 'end'],
+      seqs(strip(got)),
+      events.map((_, i) => i + 1),
+      'seq counts 1, 2, 3... with no gap',
+    )
+    t.same(
+      strip(got).map((e) =>
+        e.type === 'log' ? `${e.stream}:${e.data}` : e.type === 'status' ? `status:${e.status}` : 'end',
+      ),
+      [
+        'status:queued',
+        'status:running',
+        'stdout:first\n',
+        'stderr:to stderr\n',
+        'stdout:second\n',
+        'status:succeeded',
+        'end',
+      ],
     )
     t.equal(got.close.code, 1000, 'closed normally after end')
     const job = (end as Extract<JobEvent, { type: 'end' }>).job
@@ -54,7 +71,11 @@ t.test('live logs over WebSocket', async (t) => {
     t.test('a resumed client gets exactly the messages after `from`', async (t) => {
       for (const from of [1, 3, 5]) {
         const resumed = await openStream(h.baseUrl, `/v1/jobs/${id}/stream?from=${from}`, auth())
-        t.same(strip(resumed), strip(got).filter((e) => e.seq > from), `from=${from}`)
+        t.same(
+          strip(resumed),
+          strip(got).filter((e) => e.seq > from),
+          `from=${from}`,
+        )
       }
     })
 
@@ -63,9 +84,16 @@ t.test('live logs over WebSocket', async (t) => {
       t.equal(text.statusCode, 200)
       t.match(text.headers['content-type'], /^text\/plain/)
       t.equal(text.body, 'first\nto stderr\nsecond\n')
-      const nd = await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/logs`, headers: { ...auth(), accept: 'application/x-ndjson' } })
+      const nd = await h.app.inject({
+        method: 'GET',
+        url: `/v1/jobs/${id}/logs`,
+        headers: { ...auth(), accept: 'application/x-ndjson' },
+      })
       t.match(nd.headers['content-type'], /^application\/x-ndjson/)
-      const lines = nd.body.trim().split('\n').map((l) => JSON.parse(l) as JobEvent)
+      const lines = nd.body
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as JobEvent)
       t.same(lines, strip(got))
     })
   })
@@ -73,12 +101,19 @@ t.test('live logs over WebSocket', async (t) => {
   t.test('a job with no output still ends with end', async (t) => {
     const id = await submit({ runtime: 'bash', source: 'true' })
     const got = await openStream(h.baseUrl, `/v1/jobs/${id}/stream`, auth())
-    t.same(strip(got).map((e) => e.type), ['status', 'status', 'status', 'end'])
+    t.same(
+      strip(got).map((e) => e.type),
+      ['status', 'status', 'status', 'end'],
+    )
     t.equal(got.close.code, 1000)
   })
 
   t.test('a cancelled queued job ends its stream too', async (t) => {
-    const res = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'sleep 30', limits: { timeoutMs: 60_000 } })
+    const res = await h.request('POST', '/v1/jobs', {
+      runtime: 'bash',
+      source: 'sleep 30',
+      limits: { timeoutMs: 60_000 },
+    })
     const { id } = res.json<{ id: string }>()
     const watching = openStream(h.baseUrl, `/v1/jobs/${id}/stream`, auth())
     await h.poll(id, (j: Job) => j.status === 'running')
@@ -104,11 +139,19 @@ t.test('live logs over WebSocket', async (t) => {
     const issued = await h.request('POST', `/v1/jobs/${id}/stream-tokens`)
     t.equal(issued.statusCode, 201)
     const { token } = issued.json<{ token: string }>()
-    t.equal(await refusedWith(openStream(h.baseUrl, `/v1/jobs/${other}/stream?token=${token}`)), 401, 'not for another job (and now used up)')
+    t.equal(
+      await refusedWith(openStream(h.baseUrl, `/v1/jobs/${other}/stream?token=${token}`)),
+      401,
+      'not for another job (and now used up)',
+    )
     const second = (await h.request('POST', `/v1/jobs/${id}/stream-tokens`)).json<{ token: string }>().token
     const got = await openStream(h.baseUrl, `/v1/jobs/${id}/stream?token=${second}`)
     t.ok(strip(got).some((e) => e.type === 'log' && e.data === 'via token\n'))
-    t.equal(await refusedWith(openStream(h.baseUrl, `/v1/jobs/${id}/stream?token=${second}`)), 401, 'a token opens one connection only')
+    t.equal(
+      await refusedWith(openStream(h.baseUrl, `/v1/jobs/${id}/stream?token=${second}`)),
+      401,
+      'a token opens one connection only',
+    )
     const bobToken = await h.request('POST', `/v1/jobs/${id}/stream-tokens`, undefined, 'bob')
     t.equal(bobToken.statusCode, 404, "bob cannot get a token for alice's job")
   })
@@ -117,22 +160,46 @@ t.test('live logs over WebSocket', async (t) => {
 t.test('two API processes on one Redis both stream the same job', async (t) => {
   const h = await build(t, { listen: true })
   const port = await freePort()
-  const second = startAirlock('api', { PORT: String(port), REDIS_URL: h.config.redisUrl, AIRLOCK_REDIS_PREFIX: h.config.redisPrefix, AIRLOCK_API_KEYS: h.config.apiKeys })
+  const second = startAirlock('api', {
+    PORT: String(port),
+    REDIS_URL: h.config.redisUrl,
+    AIRLOCK_REDIS_PREFIX: h.config.redisPrefix,
+    AIRLOCK_API_KEYS: h.config.apiKeys,
+  })
   t.teardown(() => void second.kill('SIGTERM'))
   const otherUrl = `http://127.0.0.1:${port}`
   for (let i = 0; ; i++) {
-    const ok = await fetch(`${otherUrl}/healthz`).then((r) => r.ok, () => false)
+    const ok = await fetch(`${otherUrl}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    )
     if (ok) break
     if (i > 100) throw new Error('the second API process did not start')
     await new Promise((r) => setTimeout(r, 100))
   }
-  const res = await fetch(`${otherUrl}/v1/jobs`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: JSON.stringify({ runtime: 'python', source: 'import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.3)' }) })
+  const res = await fetch(`${otherUrl}/v1/jobs`, {
+    method: 'POST',
+    headers: { ...auth(), 'content-type': 'application/json' },
+    body: JSON.stringify({
+      runtime: 'python',
+      source: 'import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.3)',
+    }),
+  })
   t.equal(res.status, 202, 'submitted through the second process')
   const { id } = (await res.json()) as { id: string }
-  const [viaFirst, viaSecond] = await Promise.all([openStream(h.baseUrl, `/v1/jobs/${id}/stream`, auth()), openStream(otherUrl, `/v1/jobs/${id}/stream`, auth())])
+  const [viaFirst, viaSecond] = await Promise.all([
+    openStream(h.baseUrl, `/v1/jobs/${id}/stream`, auth()),
+    openStream(otherUrl, `/v1/jobs/${id}/stream`, auth()),
+  ])
   const closes = `closed ${viaFirst.close.code} "${viaFirst.close.reason}" and ${viaSecond.close.code} "${viaSecond.close.reason}", second process ${second.exitCode === null ? 'running' : `exited ${second.exitCode}`}`
   t.same(strip(viaFirst), strip(viaSecond), `both replicas deliver the same messages (${closes})`)
-  t.equal(strip(viaFirst).filter((e) => e.type === 'log').map((e) => (e as { data: string }).data).join(''), '0\n1\n2\n')
+  t.equal(
+    strip(viaFirst)
+      .filter((e) => e.type === 'log')
+      .map((e) => (e as { data: string }).data)
+      .join(''),
+    '0\n1\n2\n',
+  )
 })
 
 t.test('a client that cannot keep up is dropped with 4001 and resumes with from, without gaps', async (t) => {
@@ -141,7 +208,8 @@ t.test('a client that cannot keep up is dropped with 4001 and resumes with from,
     runtime: 'python',
     // ~9 MB: well past what the kernel holds for a paused loopback socket (the
     // sender's buffer autotunes up to 4 MiB), so the server's own queue must grow.
-    source: 'import sys\nfor i in range(9000):\n    sys.stdout.write(f"{i:06d}" + "x" * 1000 + "\\n")\n    sys.stdout.flush()',
+    source:
+      'import sys\nfor i in range(9000):\n    sys.stdout.write(f"{i:06d}" + "x" * 1000 + "\\n")\n    sys.stdout.flush()',
     limits: { outputBytes: 10 * 1024 * 1024, timeoutMs: 60_000 },
   })
   const { id } = res.json<{ id: string }>()
@@ -158,7 +226,11 @@ t.test('a client that cannot keep up is dropped with 4001 and resumes with from,
   const rest = await openStream(h.baseUrl, `/v1/jobs/${id}/stream?from=${last}`, auth())
   t.equal(rest.close.code, 1000)
   const all = [...strip(slow), ...strip(rest)]
-  t.same(seqs(all), all.map((_, i) => i + 1), 'together the two connections got every message once')
+  t.same(
+    seqs(all),
+    all.map((_, i) => i + 1),
+    'together the two connections got every message once',
+  )
   const text = all.map((e) => (e.type === 'log' ? e.data : '')).join('')
   t.equal(text, (await h.request('GET', `/v1/jobs/${id}/logs`)).body)
   t.equal(text.split('\n').length - 1, 9000)

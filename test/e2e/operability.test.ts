@@ -7,7 +7,7 @@ import { operationIdProblems } from '../../api/openapi/document.js'
 import { loadConfig } from '../../core/config.js'
 import type { Job } from '../../core/job.js'
 import { build, TENANTS } from '../helper.js'
-import { exited, freePort, startAirlock, startRedis, until } from '../processes.js'
+import { exited, startAirlock, startRedis, until } from '../processes.js'
 import { openStream } from '../ws-client.js'
 
 /** Reads one sample of the Prometheus text format. */
@@ -32,7 +32,9 @@ t.test('metrics move as jobs run', async (t) => {
   await h.run({ runtime: 'bash', source: 'exit 3' })
   await h.run({ runtime: 'python', source: 'while True: pass', limits: { timeoutMs: 500 } })
   await h.request('POST', '/v1/jobs', { runtime: 'cobol', source: 'x' })
-  const streamed = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo streamed' })).json<{ id: string }>().id
+  const streamed = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo streamed' })).json<{
+    id: string
+  }>().id
   await openStream(h.baseUrl, `/v1/jobs/${streamed}/stream`, { authorization: `Bearer ${TENANTS.alice}` })
 
   // A finished job's sandbox is removed just after its result is stored: the gauge of
@@ -47,9 +49,22 @@ t.test('metrics move as jobs run', async (t) => {
   t.equal(sample(m, 'airlock_jobs_finished_total', { runtime: 'python', status: 'timeout' }), 1)
   t.equal(sample(m, 'airlock_job_end_to_end_seconds_count', { runtime: 'bash', status: 'succeeded' }), 2)
   t.equal(sample(m, 'airlock_job_run_seconds_count', { runtime: 'python', status: 'timeout' }), 1)
-  t.ok(sample(m, 'airlock_job_run_seconds_sum', { runtime: 'python', status: 'timeout' }) >= 0.5, 'the timeout ran for at least its limit')
-  t.equal(sample(m, 'airlock_sandbox_start_seconds_count', { runtime: 'bash', start: 'warm' }) + sample(m, 'airlock_sandbox_start_seconds_count', { runtime: 'bash', start: 'cold' }), 3, 'every start counted, warm or cold')
-  t.equal(sample(m, 'airlock_warm_claims_total', { runtime: 'bash', result: 'hit' }) + sample(m, 'airlock_warm_claims_total', { runtime: 'bash', result: 'miss' }), 3, 'each bash job looked for a warm sandbox')
+  t.ok(
+    sample(m, 'airlock_job_run_seconds_sum', { runtime: 'python', status: 'timeout' }) >= 0.5,
+    'the timeout ran for at least its limit',
+  )
+  t.equal(
+    sample(m, 'airlock_sandbox_start_seconds_count', { runtime: 'bash', start: 'warm' }) +
+      sample(m, 'airlock_sandbox_start_seconds_count', { runtime: 'bash', start: 'cold' }),
+    3,
+    'every start counted, warm or cold',
+  )
+  t.equal(
+    sample(m, 'airlock_warm_claims_total', { runtime: 'bash', result: 'hit' }) +
+      sample(m, 'airlock_warm_claims_total', { runtime: 'bash', result: 'miss' }),
+    3,
+    'each bash job looked for a warm sandbox',
+  )
   t.equal(sample(m, 'airlock_job_queue_wait_seconds_count', { runtime: 'bash' }), 3)
   t.equal(sample(m, 'airlock_requests_rejected_total', { code: 'AIRLOCK_ERR_UNKNOWN_RUNTIME' }), 1)
   t.equal(sample(m, 'airlock_active_sandboxes'), 0)
@@ -71,49 +86,91 @@ t.test('/metrics (tenant names and counts) is off the public port unless an oper
   t.match(served.body, /airlock_queue_depth/)
 })
 
-t.test('the OpenAPI document lists every route once, by its canonical path, with its schemas, ids and credentials', async (t) => {
-  const h = await build(t, { worker: false })
-  const res = await h.app.inject({ method: 'GET', url: '/docs/json' })
-  t.equal(res.statusCode, 200)
-  type Op = { operationId?: string; security?: unknown[]; requestBody?: unknown; parameters?: unknown[]; responses: Record<string, { content?: Record<string, unknown> }> }
-  const doc = res.json<{ openapi: string; servers: unknown[]; security: unknown[]; paths: Record<string, Record<string, Op>>; components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> } }>()
-  t.equal(doc.openapi, '3.1.0')
-  t.ok(doc.servers.length > 0, 'it names its server')
-  t.same(Object.keys(doc.components.securitySchemes).sort(), ['adminKey', 'streamToken', 'tenantKey'])
-  const expected = [
-    'get /healthz', 'get /readyz',
-    'post /v1/jobs', 'post /v1/jobs/batch', 'get /v1/jobs', 'get /v1/jobs/{id}', 'delete /v1/jobs/{id}',
-    'get /v1/jobs/{id}/stream', 'post /v1/jobs/{id}/stream-tokens', 'get /v1/jobs/{id}/logs', 'get /v1/jobs/{id}/artifacts/{path}',
-    'get /v1/jobs/{id}/request', 'get /v1/runtimes', 'get /v1/admin/queue', 'get /v1/admin/usage', 'get /v1/admin/metrics', 'get /v1/audit',
-    'post /v1/admin/tenants', 'get /v1/admin/tenants', 'get /v1/admin/tenants/{name}', 'put /v1/admin/tenants/{name}/quotas',
-    'post /v1/admin/tenants/{name}/keys', 'delete /v1/admin/tenants/{name}/keys/{keyId}', 'get /v1/admin/tenants/{name}/audit',
-  ]
-  const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`))
-  t.same([...listed].sort(), [...expected].sort())
-  t.equal(operationIdProblems(doc).length, 0, 'every operation has its own operationId')
-  const text = JSON.stringify(doc.paths)
-  t.notMatch(text, /"title":/, 'every named schema is a component, referenced from the paths')
-  t.ok(doc.components.schemas.ErrorResponse && doc.components.schemas.Job && doc.components.schemas.JobStatus)
-  t.equal(text.match(/"statusCode"/g), null, 'the error schema is written once, in components')
-  for (const [path, ops] of Object.entries(doc.paths)) {
-    for (const [method, op] of Object.entries(ops)) {
-      t.ok(Object.values(op.responses).some((r) => r.content), `${method} ${path} documents a response schema`)
-      if (/\{(id|name)\}/.test(path)) t.ok(op.parameters?.length && op.responses['414'], `${method} ${path} documents its parameters and 414`)
-      const admin = path.startsWith('/v1/admin')
-      if (admin) t.same(op.security, [{ adminKey: [] }], `${method} ${path} needs the admin key`)
-      const tenantKey = op.security === undefined || JSON.stringify(op.security).includes('tenantKey')
-      if (!admin && path.startsWith('/v1')) t.ok(tenantKey && op.responses['401'], `${method} ${path} takes a tenant key and says 401`)
+t.test(
+  'the OpenAPI document lists every route once, by its canonical path, with its schemas, ids and credentials',
+  async (t) => {
+    const h = await build(t, { worker: false })
+    const res = await h.app.inject({ method: 'GET', url: '/docs/json' })
+    t.equal(res.statusCode, 200)
+    type Op = {
+      operationId?: string
+      security?: unknown[]
+      requestBody?: unknown
+      parameters?: unknown[]
+      responses: Record<string, { content?: Record<string, unknown> }>
     }
-  }
-  t.ok(doc.paths['/v1/jobs']?.post?.requestBody, 'POST /v1/jobs documents its body')
-  t.ok(doc.paths['/v1/jobs']?.post?.responses['400']?.content, 'and its 400 error')
-  t.same(Object.keys(doc.paths['/v1/jobs/{id}/logs']!.get!.responses['200']!.content!).sort(), ['application/x-ndjson', 'text/plain'], 'the log is text or NDJSON, not JSON')
-  const stream = doc.paths['/v1/jobs/{id}/stream']!.get!.responses
-  t.ok(stream['101'] && stream['426'], 'the WebSocket documents its upgrade and 426')
-  const ui = await h.app.inject({ method: 'GET', url: '/docs/' })
-  t.equal(ui.statusCode, 200)
-  t.match(ui.body, /swagger/i)
-})
+    const doc = res.json<{
+      openapi: string
+      servers: unknown[]
+      security: unknown[]
+      paths: Record<string, Record<string, Op>>
+      components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> }
+    }>()
+    t.equal(doc.openapi, '3.1.0')
+    t.ok(doc.servers.length > 0, 'it names its server')
+    t.same(Object.keys(doc.components.securitySchemes).sort(), ['adminKey', 'streamToken', 'tenantKey'])
+    const expected = [
+      'get /healthz',
+      'get /readyz',
+      'post /v1/jobs',
+      'post /v1/jobs/batch',
+      'get /v1/jobs',
+      'get /v1/jobs/{id}',
+      'delete /v1/jobs/{id}',
+      'get /v1/jobs/{id}/stream',
+      'post /v1/jobs/{id}/stream-tokens',
+      'get /v1/jobs/{id}/logs',
+      'get /v1/jobs/{id}/artifacts/{path}',
+      'get /v1/jobs/{id}/request',
+      'get /v1/runtimes',
+      'get /v1/admin/queue',
+      'get /v1/admin/usage',
+      'get /v1/admin/metrics',
+      'get /v1/audit',
+      'post /v1/admin/tenants',
+      'get /v1/admin/tenants',
+      'get /v1/admin/tenants/{name}',
+      'put /v1/admin/tenants/{name}/quotas',
+      'post /v1/admin/tenants/{name}/keys',
+      'delete /v1/admin/tenants/{name}/keys/{keyId}',
+      'get /v1/admin/tenants/{name}/audit',
+    ]
+    const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`))
+    t.same([...listed].sort(), [...expected].sort())
+    t.equal(operationIdProblems(doc).length, 0, 'every operation has its own operationId')
+    const text = JSON.stringify(doc.paths)
+    t.notMatch(text, /"title":/, 'every named schema is a component, referenced from the paths')
+    t.ok(doc.components.schemas.ErrorResponse && doc.components.schemas.Job && doc.components.schemas.JobStatus)
+    t.equal(text.match(/"statusCode"/g), null, 'the error schema is written once, in components')
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        t.ok(
+          Object.values(op.responses).some((r) => r.content),
+          `${method} ${path} documents a response schema`,
+        )
+        if (/\{(id|name)\}/.test(path))
+          t.ok(op.parameters?.length && op.responses['414'], `${method} ${path} documents its parameters and 414`)
+        const admin = path.startsWith('/v1/admin')
+        if (admin) t.same(op.security, [{ adminKey: [] }], `${method} ${path} needs the admin key`)
+        const tenantKey = op.security === undefined || JSON.stringify(op.security).includes('tenantKey')
+        if (!admin && path.startsWith('/v1'))
+          t.ok(tenantKey && op.responses['401'], `${method} ${path} takes a tenant key and says 401`)
+      }
+    }
+    t.ok(doc.paths['/v1/jobs']?.post?.requestBody, 'POST /v1/jobs documents its body')
+    t.ok(doc.paths['/v1/jobs']?.post?.responses['400']?.content, 'and its 400 error')
+    t.same(
+      Object.keys(doc.paths['/v1/jobs/{id}/logs']!.get!.responses['200']!.content!).sort(),
+      ['application/x-ndjson', 'text/plain'],
+      'the log is text or NDJSON, not JSON',
+    )
+    const stream = doc.paths['/v1/jobs/{id}/stream']!.get!.responses
+    t.ok(stream['101'] && stream['426'], 'the WebSocket documents its upgrade and 426')
+    const ui = await h.app.inject({ method: 'GET', url: '/docs/' })
+    t.equal(ui.statusCode, 200)
+    t.match(ui.body, /swagger/i)
+  },
+)
 
 t.test('the stream route asked for without an upgrade answers 426 and says how', async (t) => {
   const h = await build(t, { worker: false })
@@ -131,7 +188,11 @@ t.test('the admin queue endpoint needs the admin key, not a tenant key', async (
   const asTenant = await h.request('GET', '/v1/admin/queue')
   t.equal(asTenant.statusCode, 401)
   await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
-  const res = await h.app.inject({ method: 'GET', url: '/v1/admin/queue', headers: { authorization: 'Bearer admin-key-for-tests-0001' } })
+  const res = await h.app.inject({
+    method: 'GET',
+    url: '/v1/admin/queue',
+    headers: { authorization: 'Bearer admin-key-for-tests-0001' },
+  })
   t.equal(res.statusCode, 200)
   const body = res.json<{ counts: Record<string, number>; oldestQueuedAgeMs: number | null }>()
   t.equal(body.counts.waiting, 1, 'the queued job is counted (no worker runs here)')
@@ -187,12 +248,23 @@ t.test('readyz goes not-ready while runsc is unusable and ready again after; job
 
 t.test('SIGTERM during a running job loses nothing and runs nothing twice', async (t) => {
   const h = await build(t, { worker: false })
-  const env = { REDIS_URL: h.config.redisUrl, AIRLOCK_REDIS_PREFIX: h.config.redisPrefix, AIRLOCK_STATE_DIR: `${h.config.stateDir}-w`, AIRLOCK_CGROUP_PARENT: `${h.config.cgroupParent}-w` }
+  const env = {
+    REDIS_URL: h.config.redisUrl,
+    AIRLOCK_REDIS_PREFIX: h.config.redisPrefix,
+    AIRLOCK_STATE_DIR: `${h.config.stateDir}-w`,
+    AIRLOCK_CGROUP_PARENT: `${h.config.cgroupParent}-w`,
+  }
   const source = 'import time\nprint("start", flush=True)\ntime.sleep(3)\nprint("done", flush=True)'
   const runningOn = async (id: string) => h.poll(id, (j: Job) => j.status === 'running' && j.startedAt !== null)
   const logOf = async (id: string) => (await h.request('GET', `/v1/jobs/${id}/logs`)).body
   const statuses = async (id: string) =>
-    (await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}/logs`, headers: { authorization: `Bearer ${TENANTS.alice}`, accept: 'application/x-ndjson' } })).body
+    (
+      await h.app.inject({
+        method: 'GET',
+        url: `/v1/jobs/${id}/logs`,
+        headers: { authorization: `Bearer ${TENANTS.alice}`, accept: 'application/x-ndjson' },
+      })
+    ).body
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { type: string; status?: string })
@@ -202,9 +274,16 @@ t.test('SIGTERM during a running job loses nothing and runs nothing twice', asyn
   t.test('within the grace period the running job finishes', async (t) => {
     const worker = startAirlock('worker', { ...env, AIRLOCK_SHUTDOWN_GRACE_MS: '30000' })
     t.teardown(() => void worker.kill('SIGKILL'))
-    const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'python', source, limits: { timeoutMs: 30_000 } })).json<{ id: string }>()
+    const { id } = (
+      await h.request('POST', '/v1/jobs', { runtime: 'python', source, limits: { timeoutMs: 30_000 } })
+    ).json<{ id: string }>()
     await runningOn(id)
-    await until(() => logOf(id), (l) => l.includes('start'), 10_000, 'the program to start')
+    await until(
+      () => logOf(id),
+      (l) => l.includes('start'),
+      10_000,
+      'the program to start',
+    )
     worker.kill('SIGTERM')
     t.equal(await exited(worker), 0, 'the worker exits cleanly')
     const job = (await h.request('GET', `/v1/jobs/${id}`)).json<Job>()
@@ -215,9 +294,16 @@ t.test('SIGTERM during a running job loses nothing and runs nothing twice', asyn
   t.test('past the grace period the job is handed back and another worker runs it once', async (t) => {
     const first = startAirlock('worker', { ...env, AIRLOCK_SHUTDOWN_GRACE_MS: '300' })
     t.teardown(() => void first.kill('SIGKILL'))
-    const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'python', source, limits: { timeoutMs: 30_000 } })).json<{ id: string }>()
+    const { id } = (
+      await h.request('POST', '/v1/jobs', { runtime: 'python', source, limits: { timeoutMs: 30_000 } })
+    ).json<{ id: string }>()
     await runningOn(id)
-    await until(() => logOf(id), (l) => l.includes('start'), 10_000, 'the program to start')
+    await until(
+      () => logOf(id),
+      (l) => l.includes('start'),
+      10_000,
+      'the program to start',
+    )
     first.kill('SIGTERM')
     t.equal(await exited(first), 0, 'the worker exits cleanly')
     const handedBack = (await h.request('GET', `/v1/jobs/${id}`)).json<Job>()
@@ -246,13 +332,18 @@ t.test('logs carry request id, tenant and job id, and never source, stdin, outpu
   })
   const h = await build(t, { logStream: sink })
   const secret = 'SOURCE-SECRET-7f3a'
-  const job = await h.run({ runtime: 'python', source: `import sys\n# ${secret}\nprint("OUTPUT-SECRET-" + sys.stdin.read())`, stdin: 'STDIN-SECRET-91b2' })
+  const job = await h.run({
+    runtime: 'python',
+    source: `import sys\n# ${secret}\nprint("OUTPUT-SECRET-" + sys.stdin.read())`,
+    stdin: 'STDIN-SECRET-91b2',
+  })
   t.equal(job.stdout, 'OUTPUT-SECRET-STDIN-SECRET-91b2\n')
   const token = (await h.request('POST', `/v1/jobs/${job.id}/stream-tokens`)).json<{ token: string }>().token
   await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/logs?token=${token}` })
   await new Promise((r) => setTimeout(r, 100))
   const all = lines.join('\n')
-  for (const leak of [secret, 'OUTPUT-SECRET', 'STDIN-SECRET', TENANTS.alice, token]) t.notOk(all.includes(leak), `${leak.slice(0, 12)}... never logged`)
+  for (const leak of [secret, 'OUTPUT-SECRET', 'STDIN-SECRET', TENANTS.alice, token])
+    t.notOk(all.includes(leak), `${leak.slice(0, 12)}... never logged`)
   const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
   const accepted = parsed.find((l) => l.msg === 'job accepted')
   t.match(accepted, { tenant: 'alice', jobId: job.id, reqId: /.+/ })

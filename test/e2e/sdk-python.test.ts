@@ -6,14 +6,21 @@ import { build, TENANTS } from '../helper.js'
 // The Python SDK's own pytest suite, run against a real Airlock started here, plus one
 // whose workers cannot isolate jobs (for UnavailableError).
 const root = new URL('../..', import.meta.url).pathname
-const python = process.env.AIRLOCK_PYTHON ?? (await promisify(execFile)('bash', [`${root}scripts/python-sdk-env.sh`])).stdout.trim()
+const python =
+  process.env.AIRLOCK_PYTHON ?? (await promisify(execFile)('bash', [`${root}scripts/python-sdk-env.sh`])).stdout.trim()
 const h = await build(t, { listen: true })
 const unsafe = await build(t, { listen: true, env: { AIRLOCK_RUNSC_PATH: '/nonexistent/runsc' } })
 
 t.test('the Python SDK passes its tests against a running Airlock', async (t) => {
   const child = spawn(python, ['-m', 'pytest', 'sdk-python/tests', '-q', '-rs', '-p', 'no:cacheprovider'], {
     cwd: root,
-    env: { ...process.env, PYTHONPATH: `${root}sdk-python`, AIRLOCK_URL: h.baseUrl, AIRLOCK_API_KEY: TENANTS.alice, AIRLOCK_UNAVAILABLE_URL: unsafe.baseUrl },
+    env: {
+      ...process.env,
+      PYTHONPATH: `${root}sdk-python`,
+      AIRLOCK_URL: h.baseUrl,
+      AIRLOCK_API_KEY: TENANTS.alice,
+      AIRLOCK_UNAVAILABLE_URL: unsafe.baseUrl,
+    },
   })
   let output = ''
   child.stdout.on('data', (d: Buffer) => (output += d.toString()))

@@ -3,7 +3,17 @@ import { createServer as createHttpServer } from 'node:http'
 import { createServer, connect, type Socket } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import {
-  Airlock, AuthenticationError, ConflictError, ConnectionError, ForbiddenError, NotFoundError, RateLimitError, TimeoutError, UnavailableError, ValidationError, errorFromResponse,
+  Airlock,
+  AuthenticationError,
+  ConflictError,
+  ConnectionError,
+  ForbiddenError,
+  NotFoundError,
+  RateLimitError,
+  TimeoutError,
+  UnavailableError,
+  ValidationError,
+  errorFromResponse,
   type JobEvent,
 } from '../../sdk/src/index.js'
 import { ADMIN_TS_TARGET, renderTypeScript, TS_TARGET } from '../../scripts/sdk-types.js'
@@ -31,7 +41,13 @@ t.test('run: submits, streams output while the job runs, and returns the finishe
   t.equal(job.status, 'succeeded')
   t.equal(job.stdout, 'tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n')
   t.equal(job.stderr, 'done\n')
-  t.equal(seen.filter((s) => s.stream === 'stdout').map((s) => s.data).join(''), job.stdout)
+  t.equal(
+    seen
+      .filter((s) => s.stream === 'stdout')
+      .map((s) => s.data)
+      .join(''),
+    job.stdout,
+  )
   t.ok(seen[0]!.at < Date.parse(job.finishedAt!) - 500, 'the first output arrived well before the job ended')
   t.ok(statuses.includes('running'))
 })
@@ -42,15 +58,29 @@ t.test('create, stream, wait, get, list and logs', async (t) => {
   const events: JobEvent[] = []
   for await (const e of airlock.jobs.stream(id)) events.push(e)
   t.equal(events.at(-1)?.type, 'end', 'the stream ends with the end event')
-  t.same(events.map((e) => e.seq), events.map((_, i) => i + 1), 'every event once, in order')
+  t.same(
+    events.map((e) => e.seq),
+    events.map((_, i) => i + 1),
+    'every event once, in order',
+  )
   const job = await airlock.jobs.wait(id)
   t.equal(job.status, 'succeeded')
   t.equal((await airlock.jobs.get(id)).stdout, job.stdout)
-  t.ok((await airlock.jobs.list({ limit: 5 })).items.some((j) => j.id === id), 'listed')
-  t.ok((await airlock.jobs.list({ status: ['failed'] })).items.every((j) => j.status === 'failed'), 'filtered by status')
+  t.ok(
+    (await airlock.jobs.list({ limit: 5 })).items.some((j) => j.id === id),
+    'listed',
+  )
+  t.ok(
+    (await airlock.jobs.list({ status: ['failed'] })).items.every((j) => j.status === 'failed'),
+    'filtered by status',
+  )
   const all = []
   for await (const j of airlock.jobs.iterate({ limit: 1 })) all.push(j.id)
-  t.same(all, (await airlock.jobs.list({ limit: 100 })).items.map((j) => j.id), 'iterate walks every page of one job each')
+  t.same(
+    all,
+    (await airlock.jobs.list({ limit: 100 })).items.map((j) => j.id),
+    'iterate walks every page of one job each',
+  )
   const firstTwo = []
   for await (const j of airlock.jobs.iterate({ max: 2 })) firstTwo.push(j.id)
   t.same(firstTwo, all.slice(0, 2), 'max: how many jobs in all')
@@ -58,21 +88,47 @@ t.test('create, stream, wait, get, list and logs', async (t) => {
   for await (const j of airlock.jobs.iterate({ limit: 1, max: 3 })) acrossPages.push(j.id)
   t.same(acrossPages, all.slice(0, 3), 'max across pages of limit each')
   t.match(await airlock.jobs.logs(id), /tick 1\ntick 2/)
-  const batch = await airlock.jobs.createBatch([{ runtime: 'bash', source: 'echo one' }, { runtime: 'nope', source: 'x' }, { runtime: 'python', source: 'print(2)' }])
+  const batch = await airlock.jobs.createBatch([
+    { runtime: 'bash', source: 'echo one' },
+    { runtime: 'nope', source: 'x' },
+    { runtime: 'python', source: 'print(2)' },
+  ])
   t.same([batch.accepted, batch.refused], [2, 1])
   const refused = batch.items[1]!
-  t.equal('error' in refused && refused.error.code, 'AIRLOCK_ERR_UNKNOWN_RUNTIME', 'a refused job says why, as a single submit would')
+  t.equal(
+    'error' in refused && refused.error.code,
+    'AIRLOCK_ERR_UNKNOWN_RUNTIME',
+    'a refused job says why, as a single submit would',
+  )
   const ran = await Promise.all(batch.items.flatMap((i) => ('id' in i ? [airlock.jobs.wait(i.id)] : [])))
-  t.same(ran.map((j) => [j.status, j.stdout]), [['succeeded', 'one\n'], ['succeeded', '2\n']], 'the accepted jobs of a batch run')
+  t.same(
+    ran.map((j) => [j.status, j.stdout]),
+    [
+      ['succeeded', 'one\n'],
+      ['succeeded', '2\n'],
+    ],
+    'the accepted jobs of a batch run',
+  )
   const submitted = await airlock.jobs.request(id)
   t.same([submitted.runtime, submitted.files?.[0]?.content], ['bash', TICKS], 'the job as it was submitted')
   t.ok((submitted.limits?.timeoutMs ?? 0) > 0, 'with its limits filled in')
-  t.same((await airlock.runtimes()).map((r) => r.name).sort(), ['bash', 'c', 'cpp', 'go', 'java', 'ml-python', 'node', 'python', 'rust'])
+  t.same((await airlock.runtimes()).map((r) => r.name).sort(), [
+    'bash',
+    'c',
+    'cpp',
+    'go',
+    'java',
+    'ml-python',
+    'node',
+    'python',
+    'rust',
+  ])
 })
 
 t.test('cancel: a running job ends cancelled; cancelling it again is a ConflictError', async (t) => {
   const { id } = await airlock.jobs.create({ runtime: 'bash', source: 'sleep 30' })
-  for (let i = 0; i < 200 && (await airlock.jobs.get(id)).status !== 'running'; i++) await new Promise((r) => setTimeout(r, 50))
+  for (let i = 0; i < 200 && (await airlock.jobs.get(id)).status !== 'running'; i++)
+    await new Promise((r) => setTimeout(r, 50))
   await airlock.jobs.cancel(id)
   t.equal((await airlock.jobs.wait(id)).status, 'cancelled')
   t.equal((await airlock.jobs.wait(id)).status, 'cancelled')
@@ -81,7 +137,9 @@ t.test('cancel: a running job ends cancelled; cancelling it again is a ConflictE
 
 t.test('each error class, from the real server where it can produce it', async (t) => {
   await t.rejects(new Airlock({ baseUrl: h.baseUrl, apiKey: 'wrong-key-123' }).jobs.list(), AuthenticationError)
-  const forbidden = await airlock.jobs.create({ runtime: 'bash', source: 'true', isolation: 'runc' }).catch((e: unknown) => e)
+  const forbidden = await airlock.jobs
+    .create({ runtime: 'bash', source: 'true', isolation: 'runc' })
+    .catch((e: unknown) => e)
   t.ok(forbidden instanceof ForbiddenError, 'a good key that may not do this: ForbiddenError')
   t.notOk(forbidden instanceof AuthenticationError, 'not an authentication error')
   t.match(forbidden, { code: 'AIRLOCK_ERR_ISOLATION_FORBIDDEN', status: 403 })
@@ -92,7 +150,10 @@ t.test('each error class, from the real server where it can produce it', async (
   t.equal((invalid as ValidationError).status, 400)
   const { id } = await airlock.jobs.create({ runtime: 'bash', source: 'sleep 5' })
   await t.rejects(airlock.jobs.wait(id, { timeoutMs: 300 }), TimeoutError)
-  await t.rejects(new Airlock({ baseUrl: 'http://127.0.0.1:9', apiKey: 'k', maxRetries: 1 }).jobs.list(), ConnectionError)
+  await t.rejects(
+    new Airlock({ baseUrl: 'http://127.0.0.1:9', apiKey: 'k', maxRetries: 1 }).jobs.list(),
+    ConnectionError,
+  )
   const controller = new AbortController()
   const pending = airlock.jobs.wait(id, { signal: controller.signal })
   controller.abort()
@@ -103,7 +164,9 @@ t.test('each error class, from the real server where it can produce it', async (
 
   // When no live worker can isolate jobs, the API refuses new ones with 503.
   const noWorker = await build(t, { listen: true, env: { AIRLOCK_RUNSC_PATH: '/nonexistent/runsc' } })
-  const refused = await new Airlock({ baseUrl: noWorker.baseUrl, apiKey: TENANTS.alice, maxRetries: 0 }).jobs.create({ runtime: 'bash', source: 'true' }).catch((e: unknown) => e)
+  const refused = await new Airlock({ baseUrl: noWorker.baseUrl, apiKey: TENANTS.alice, maxRetries: 0 }).jobs
+    .create({ runtime: 'bash', source: 'true' })
+    .catch((e: unknown) => e)
   t.ok(refused instanceof UnavailableError)
   t.equal((refused as UnavailableError).code, 'AIRLOCK_ERR_ISOLATION_UNAVAILABLE')
 })
@@ -111,12 +174,18 @@ t.test('each error class, from the real server where it can produce it', async (
 t.test('429: RateLimitError carries retryAfterMs, and the SDK waits that long and retries', async (t) => {
   // The server has no rate limits yet (they come with tenants and quotas), so a tiny
   // HTTP server answers 429 here; the mapping and retry are the SDK's own code.
-  t.match(errorFromResponse(429, { statusCode: 429, code: 'AIRLOCK_ERR_RATE_LIMITED', message: 'slow down' }, '2'), { constructor: RateLimitError, retryAfterMs: 2000, code: 'AIRLOCK_ERR_RATE_LIMITED' })
+  t.match(errorFromResponse(429, { statusCode: 429, code: 'AIRLOCK_ERR_RATE_LIMITED', message: 'slow down' }, '2'), {
+    constructor: RateLimitError,
+    retryAfterMs: 2000,
+    code: 'AIRLOCK_ERR_RATE_LIMITED',
+  })
   let calls = 0
   const server = createHttpServer((_req, res) => {
     calls++
     if (calls === 1) {
-      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '0.3' }).end(JSON.stringify({ statusCode: 429, code: 'AIRLOCK_ERR_RATE_LIMITED', message: 'slow down' }))
+      res
+        .writeHead(429, { 'content-type': 'application/json', 'retry-after': '0.3' })
+        .end(JSON.stringify({ statusCode: 429, code: 'AIRLOCK_ERR_RATE_LIMITED', message: 'slow down' }))
     } else {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ items: [], nextCursor: null }))
     }
@@ -151,7 +220,10 @@ t.test('a stream whose connection is cut mid-job resumes without losing or repea
   })
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
   t.teardown(() => proxy.close())
-  const viaProxy = new Airlock({ baseUrl: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, apiKey: TENANTS.alice })
+  const viaProxy = new Airlock({
+    baseUrl: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`,
+    apiKey: TENANTS.alice,
+  })
 
   const { id } = await viaProxy.jobs.create({ runtime: 'bash', source: TICKS })
   const events: JobEvent[] = []
@@ -165,7 +237,11 @@ t.test('a stream whose connection is cut mid-job resumes without losing or repea
   }
   t.ok(cut, 'the connection was cut after the first output')
   t.ok(connections >= 3, `the SDK reconnected (${connections} connections)`)
-  t.same(events.map((e) => e.seq), events.map((_, i) => i + 1), 'no event lost or repeated')
+  t.same(
+    events.map((e) => e.seq),
+    events.map((_, i) => i + 1),
+    'no event lost or repeated',
+  )
   const out = events.flatMap((e) => (e.type === 'log' && e.stream === 'stdout' ? [e.data] : [])).join('')
   t.equal(out, 'tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n')
   t.equal(events.at(-1)?.type, 'end')

@@ -22,7 +22,8 @@ const JOB_BODY = JSON.stringify({ runtime: 'bash', source: 'echo ran' })
 async function jobCount(h: Harness): Promise<number> {
   const redis = new Redis(h.config.redisUrl)
   try {
-    return (await redis.keys(`{${h.config.redisPrefix}}:job:job_*`)).filter((k) => /:job:job_[0-9a-f]{32}$/.test(k)).length
+    return (await redis.keys(`{${h.config.redisPrefix}}:job:job_*`)).filter((k) => /:job:job_[0-9a-f]{32}$/.test(k))
+      .length
   } finally {
     redis.disconnect()
   }
@@ -31,17 +32,34 @@ async function jobCount(h: Harness): Promise<number> {
 t.test('no spelling of a /v1 path reaches a handler without a key', async (t) => {
   const h = await build(t, { worker: false, listen: true })
   const port = portOf(h)
-  const own = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo secret' })).json<{ id: string }>().id
+  const own = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo secret' })).json<{ id: string }>()
+    .id
   const before = await jobCount(h)
 
   const submitPaths = [
     ...percentSpellings('/v1/jobs'),
-    '/v1/jobs', '/v1/jobs/', '//v1/jobs', '/v1//jobs', '/v1/./jobs', '/v1/x/../jobs', '/v1/jobs?wait=true', '/v1/jobs;x=1',
-    '/%2fv1/jobs', '/v1%2fjobs', '/%2576%2531/jobs', '/V1/jobs',
-    `http://127.0.0.1:${port}/v1/jobs`, `http://127.0.0.1:${port}/%76%31/jobs?wait=true`, 'http://another-host.invalid/v1/jobs',
+    '/v1/jobs',
+    '/v1/jobs/',
+    '//v1/jobs',
+    '/v1//jobs',
+    '/v1/./jobs',
+    '/v1/x/../jobs',
+    '/v1/jobs?wait=true',
+    '/v1/jobs;x=1',
+    '/%2fv1/jobs',
+    '/v1%2fjobs',
+    '/%2576%2531/jobs',
+    '/V1/jobs',
+    `http://127.0.0.1:${port}/v1/jobs`,
+    `http://127.0.0.1:${port}/%76%31/jobs?wait=true`,
+    'http://another-host.invalid/v1/jobs',
   ]
   for (const target of submitPaths) {
-    const res = await rawRequest(port, `POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}`, JOB_BODY)
+    const res = await rawRequest(
+      port,
+      `POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}`,
+      JOB_BODY,
+    )
     t.ok([400, 401, 404, 405].includes(res.status), `POST ${target}: ${res.status} ${res.body.slice(0, 80)}`)
   }
   const readPaths = [
@@ -49,7 +67,10 @@ t.test('no spelling of a /v1 path reaches a handler without a key', async (t) =>
     ...percentSpellings(`/v1/jobs/${own}/logs`).slice(0, 20),
     ...percentSpellings('/v1/runtimes'),
     ...percentSpellings('/v1/audit'),
-    `http://127.0.0.1:${port}/v1/jobs/${own}`, `http://127.0.0.1:${port}/v1/jobs`, `/v1/jobs/${own}/./logs`, `/v1/jobs/${own}/x/../logs`,
+    `http://127.0.0.1:${port}/v1/jobs/${own}`,
+    `http://127.0.0.1:${port}/v1/jobs`,
+    `/v1/jobs/${own}/./logs`,
+    `/v1/jobs/${own}/x/../logs`,
   ]
   for (const target of readPaths) {
     const res = await rawRequest(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1`)
@@ -60,10 +81,18 @@ t.test('no spelling of a /v1 path reaches a handler without a key', async (t) =>
 
   // The router decodes the path before it matches; with a key the same spelling works,
   // and the job belongs to the key's tenant.
-  const keyed = await rawRequest(port, `POST /%76%31/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}`, JOB_BODY)
+  const keyed = await rawRequest(
+    port,
+    `POST /%76%31/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}`,
+    JOB_BODY,
+  )
   t.equal(keyed.status, 202, 'a keyed request spelled with %76%31 reaches the route')
   const id = (JSON.parse(keyed.body) as { id: string }).id
-  t.equal((await h.request('GET', `/v1/jobs/${id}`, undefined, 'alice')).statusCode, 200, "and its job is the key's tenant's")
+  t.equal(
+    (await h.request('GET', `/v1/jobs/${id}`, undefined, 'alice')).statusCode,
+    200,
+    "and its job is the key's tenant's",
+  )
   t.equal((await h.request('GET', `/v1/jobs/${id}`, undefined, 'bob')).statusCode, 404)
 
   for (const header of ['Bearer ', 'Bearer', 'Basic YTpi', `Bearer ${TENANTS.alice}x`, `bearer  ${'x'.repeat(64)}`]) {
@@ -73,84 +102,126 @@ t.test('no spelling of a /v1 path reaches a handler without a key', async (t) =>
   }
 })
 
-t.test('the empty tenant is nobody: bench tenants are parsed without empty entries, and runc stays refused', async (t) => {
-  t.same([...parseTenantList('')], [], 'an unset AIRLOCK_BENCH_TENANTS names nobody')
-  t.same([...parseTenantList(',bench-a,, ,bench-b,')].sort(), ['bench-a', 'bench-b'])
-  const h = await build(t, { worker: false })
-  t.equal(h.config.benchTenantSet.size, 0)
-  const res = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true', isolation: 'runc' })
-  t.equal(res.statusCode, 403)
-  t.equal(res.json().code, 'AIRLOCK_ERR_ISOLATION_FORBIDDEN')
-})
+t.test(
+  'the empty tenant is nobody: bench tenants are parsed without empty entries, and runc stays refused',
+  async (t) => {
+    t.same([...parseTenantList('')], [], 'an unset AIRLOCK_BENCH_TENANTS names nobody')
+    t.same([...parseTenantList(',bench-a,, ,bench-b,')].sort(), ['bench-a', 'bench-b'])
+    const h = await build(t, { worker: false })
+    t.equal(h.config.benchTenantSet.size, 0)
+    const res = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true', isolation: 'runc' })
+    t.equal(res.statusCode, 403)
+    t.equal(res.json().code, 'AIRLOCK_ERR_ISOLATION_FORBIDDEN')
+  },
+)
 
-t.test('slow clients are timed out, keyless ones at once, and no address holds more than its share of connections', async (t) => {
+t.test(
+  'slow clients are timed out, keyless ones at once, and no address holds more than its share of connections',
+  async (t) => {
+    const h = await build(t, {
+      worker: false,
+      listen: true,
+      env: {
+        AIRLOCK_REQUEST_TIMEOUT_MS: '1500',
+        AIRLOCK_HEADERS_TIMEOUT_MS: '1000',
+        AIRLOCK_KEEP_ALIVE_TIMEOUT_MS: '500',
+        AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '20',
+      },
+    })
+    const port = portOf(h)
+    const closedWithin = (socket: import('node:net').Socket, ms: number) =>
+      new Promise<{ closed: boolean; data: string }>((resolve) => {
+        let data = ''
+        socket.on('data', (d: Buffer) => (data += d.toString()))
+        const timer = setTimeout(() => resolve({ closed: false, data }), ms)
+        socket.once('close', () => {
+          clearTimeout(timer)
+          resolve({ closed: true, data })
+        })
+      })
+    const trickle = (socket: import('node:net').Socket) => {
+      const timer = setInterval(() => socket.writable && socket.write('x'), 200)
+      socket.once('close', () => clearInterval(timer))
+      return timer
+    }
+
+    // Keyless, with a body announced and trickled: answered 401 and closed at once.
+    const keyless = await openRaw(
+      port,
+      'POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2000000',
+    )
+    trickle(keyless)
+    const k = await closedWithin(keyless, 1200)
+    t.ok(k.closed, 'the connection of a request that failed auth is closed, before its body arrives')
+    t.match(k.data, /^HTTP\/1\.1 401/)
+    t.match(k.data, /AIRLOCK_ERR_UNAUTHORIZED/)
+
+    // With a key, the same trickle ends at the request timeout with 408.
+    const keyed = await openRaw(
+      port,
+      `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: 2000000`,
+    )
+    trickle(keyed)
+    const s = await closedWithin(keyed, 6000)
+    t.ok(s.closed, 'a body trickled past AIRLOCK_REQUEST_TIMEOUT_MS is cut')
+    t.match(s.data, /408/)
+    t.match(s.data, /AIRLOCK_ERR_REQUEST_TIMEOUT/)
+
+    // Headers trickled a byte at a time: cut at the headers timeout.
+    const headers = await openRaw(port, 'GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a')
+    const headerTimer = setInterval(() => headers.writable && headers.write('a'), 200)
+    t.ok((await closedWithin(headers, 6000)).closed, 'slow headers are cut')
+    clearInterval(headerTimer)
+
+    // An idle keep-alive connection is closed after its timeout.
+    const idle = await openRaw(
+      port,
+      `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`,
+    )
+    const i = await closedWithin(idle, 4000)
+    t.ok(i.closed, 'an idle keep-alive connection is closed')
+    t.match(i.data, /^HTTP\/1\.1 200/)
+
+    // Past the per-address cap, a connection is answered 503 with a code and closed.
+    const held = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        openRaw(
+          port,
+          `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nX-Hold: 1`,
+        ),
+      ),
+    )
+    const over = await rawRequest(
+      port,
+      `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`,
+    )
+    t.equal(over.status, 503)
+    t.equal((JSON.parse(over.body) as { code: string }).code, 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS')
+    for (const socket of held) socket.destroy()
+    const after = await until(
+      () => rawRequest(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`),
+      (r) => r.status === 200,
+      5000,
+      'a connection once the held ones closed',
+    )
+    t.equal(after.status, 200, 'the address gets connections again once it closes some')
+  },
+)
+
+t.test('WebSocket streams are capped per tenant and per address, with a code', async (t) => {
   const h = await build(t, {
     worker: false,
     listen: true,
-    env: { AIRLOCK_REQUEST_TIMEOUT_MS: '1500', AIRLOCK_HEADERS_TIMEOUT_MS: '1000', AIRLOCK_KEEP_ALIVE_TIMEOUT_MS: '500', AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '20' },
+    env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '3', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '4' },
   })
-  const port = portOf(h)
-  const closedWithin = (socket: import('node:net').Socket, ms: number) =>
-    new Promise<{ closed: boolean; data: string }>((resolve) => {
-      let data = ''
-      socket.on('data', (d: Buffer) => (data += d.toString()))
-      const timer = setTimeout(() => resolve({ closed: false, data }), ms)
-      socket.once('close', () => {
-        clearTimeout(timer)
-        resolve({ closed: true, data })
-      })
-    })
-  const trickle = (socket: import('node:net').Socket) => {
-    const timer = setInterval(() => socket.writable && socket.write('x'), 200)
-    socket.once('close', () => clearInterval(timer))
-    return timer
-  }
-
-  // Keyless, with a body announced and trickled: answered 401 and closed at once.
-  const keyless = await openRaw(port, 'POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2000000')
-  trickle(keyless)
-  const k = await closedWithin(keyless, 1200)
-  t.ok(k.closed, 'the connection of a request that failed auth is closed, before its body arrives')
-  t.match(k.data, /^HTTP\/1\.1 401/)
-  t.match(k.data, /AIRLOCK_ERR_UNAUTHORIZED/)
-
-  // With a key, the same trickle ends at the request timeout with 408.
-  const keyed = await openRaw(port, `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: 2000000`)
-  trickle(keyed)
-  const s = await closedWithin(keyed, 6000)
-  t.ok(s.closed, 'a body trickled past AIRLOCK_REQUEST_TIMEOUT_MS is cut')
-  t.match(s.data, /408/)
-  t.match(s.data, /AIRLOCK_ERR_REQUEST_TIMEOUT/)
-
-  // Headers trickled a byte at a time: cut at the headers timeout.
-  const headers = await openRaw(port, 'GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a')
-  const headerTimer = setInterval(() => headers.writable && headers.write('a'), 200)
-  t.ok((await closedWithin(headers, 6000)).closed, 'slow headers are cut')
-  clearInterval(headerTimer)
-
-  // An idle keep-alive connection is closed after its timeout.
-  const idle = await openRaw(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`)
-  const i = await closedWithin(idle, 4000)
-  t.ok(i.closed, 'an idle keep-alive connection is closed')
-  t.match(i.data, /^HTTP\/1\.1 200/)
-
-  // Past the per-address cap, a connection is answered 503 with a code and closed.
-  const held = await Promise.all(Array.from({ length: 20 }, () => openRaw(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nX-Hold: 1`)))
-  const over = await rawRequest(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`)
-  t.equal(over.status, 503)
-  t.equal((JSON.parse(over.body) as { code: string }).code, 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS')
-  for (const socket of held) socket.destroy()
-  const after = await until(() => rawRequest(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`), (r) => r.status === 200, 5000, 'a connection once the held ones closed')
-  t.equal(after.status, 200, 'the address gets connections again once it closes some')
-})
-
-t.test('WebSocket streams are capped per tenant and per address, with a code', async (t) => {
-  const h = await build(t, { worker: false, listen: true, env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '3', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '4' } })
-  const job = async (tenant: 'alice' | 'bob') => (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, tenant)).json<{ id: string }>().id
+  const job = async (tenant: 'alice' | 'bob') =>
+    (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, tenant)).json<{ id: string }>().id
   const [a, b] = [await job('alice'), await job('bob')]
   const open = (id: string, tenant: 'alice' | 'bob') =>
     new Promise<{ status: number; code?: string; ws?: WebSocket }>((resolve) => {
-      const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, { headers: { authorization: `Bearer ${TENANTS[tenant]}` } })
+      const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
+        headers: { authorization: `Bearer ${TENANTS[tenant]}` },
+      })
       ws.on('open', () => resolve({ status: 101, ws }))
       ws.on('unexpected-response', (_req, res) => {
         let body = ''
@@ -160,7 +231,10 @@ t.test('WebSocket streams are capped per tenant and per address, with a code', a
       ws.on('error', () => undefined)
     })
   const alice = [await open(a, 'alice'), await open(a, 'alice'), await open(a, 'alice')]
-  t.same(alice.map((r) => r.status), [101, 101, 101])
+  t.same(
+    alice.map((r) => r.status),
+    [101, 101, 101],
+  )
   const fourth = await open(a, 'alice')
   t.equal(fourth.status, 429, "the tenant's fourth stream is refused")
   t.equal(fourth.code, 'AIRLOCK_ERR_TOO_MANY_STREAMS')
@@ -170,51 +244,86 @@ t.test('WebSocket streams are capped per tenant and per address, with a code', a
   t.equal(bobSecond.status, 429, 'the address has its most streams open')
   t.equal(bobSecond.code, 'AIRLOCK_ERR_TOO_MANY_STREAMS')
   alice[0]!.ws!.close()
-  const again = await until(() => open(a, 'alice'), (r) => r.status === 101, 5000, 'a stream once one closed')
+  const again = await until(
+    () => open(a, 'alice'),
+    (r) => r.status === 101,
+    5000,
+    'a stream once one closed',
+  )
   t.equal(again.status, 101, 'a closed stream gives its slot back')
   for (const r of [...alice, bob, again]) r.ws?.terminate()
 })
 
-t.test('many watchers of a finished job under a small output budget all get its end: no reader waits on another', async (t) => {
-  const h = await build(t, { listen: true, env: { AIRLOCK_OUTPUT_READ_BUFFER_BYTES: String(1024 * 1024) } })
-  const job = await h.run({ runtime: 'python', source: "import sys\nfor i in range(8): sys.stdout.write(str(i) * 65536); sys.stdout.flush()" })
-  t.equal(job.stdout.length, 8 * 65536)
-  const watch = () =>
-    new Promise<{ code: number; end?: { job: { stdout: string } } }>((resolve) => {
-      const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${job.id}/stream`, { headers: { authorization: `Bearer ${TENANTS.alice}` } })
-      let end: { job: { stdout: string } } | undefined
-      ws.on('message', (m) => {
-        const e = JSON.parse(m.toString()) as { type: string; job: { stdout: string } }
-        if (e.type === 'end') end = e
-      })
-      ws.on('close', (code) => resolve({ code, ...(end ? { end } : {}) }))
-      ws.on('error', () => undefined)
+t.test(
+  'many watchers of a finished job under a small output budget all get its end: no reader waits on another',
+  async (t) => {
+    const h = await build(t, { listen: true, env: { AIRLOCK_OUTPUT_READ_BUFFER_BYTES: String(1024 * 1024) } })
+    const job = await h.run({
+      runtime: 'python',
+      source: 'import sys\nfor i in range(8): sys.stdout.write(str(i) * 65536); sys.stdout.flush()',
     })
-  const results = await Promise.all(Array.from({ length: 30 }, watch))
-  t.same([...new Set(results.map((r) => r.code))], [1000], 'every watcher was closed normally after the end')
-  t.ok(results.every((r) => r.end?.job.stdout === job.stdout), 'and every end message carried the whole output')
-  const again = await h.request('GET', `/v1/jobs/${job.id}`)
-  t.equal(again.json().stdout, job.stdout, 'and the budget is all given back')
-})
+    t.equal(job.stdout.length, 8 * 65536)
+    const watch = () =>
+      new Promise<{ code: number; end?: { job: { stdout: string } } }>((resolve) => {
+        const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${job.id}/stream`, {
+          headers: { authorization: `Bearer ${TENANTS.alice}` },
+        })
+        let end: { job: { stdout: string } } | undefined
+        ws.on('message', (m) => {
+          const e = JSON.parse(m.toString()) as { type: string; job: { stdout: string } }
+          if (e.type === 'end') end = e
+        })
+        ws.on('close', (code) => resolve({ code, ...(end ? { end } : {}) }))
+        ws.on('error', () => undefined)
+      })
+    const results = await Promise.all(Array.from({ length: 30 }, watch))
+    t.same([...new Set(results.map((r) => r.code))], [1000], 'every watcher was closed normally after the end')
+    t.ok(
+      results.every((r) => r.end?.job.stdout === job.stdout),
+      'and every end message carried the whole output',
+    )
+    const again = await h.request('GET', `/v1/jobs/${job.id}`)
+    t.equal(again.json().stdout, job.stdout, 'and the budget is all given back')
+  },
+)
 
 t.test('stream clients that never read are cut and give their output budget back', async (t) => {
   const h = await build(t, { listen: true, streamLimits: { slowClientGraceMs: 500 } })
-  const job = await h.run({ runtime: 'python', source: "import sys\nsys.stdout.write('s' * 4_000_000)", limits: { outputBytes: 4_000_000 } })
+  const job = await h.run({
+    runtime: 'python',
+    source: "import sys\nsys.stdout.write('s' * 4_000_000)",
+    limits: { outputBytes: 4_000_000 },
+  })
   t.equal(job.stdout.length, 4_000_000)
   const port = portOf(h)
   // The handshake is sent, then nothing is ever read: the kernel's buffers fill, then ours.
   const stalled = await Promise.all(
     Array.from({ length: 8 }, () =>
-      openRaw(port, `GET /v1/jobs/${job.id}/stream?from=999999999 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${TENANTS.alice}`).then((s) => {
+      openRaw(
+        port,
+        `GET /v1/jobs/${job.id}/stream?from=999999999 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${TENANTS.alice}`,
+      ).then((s) => {
         s.pause()
         return s
       }),
     ),
   )
-  t.teardown(() => stalled.forEach((s) => s.destroy()))
+  t.teardown(() => {
+    for (const s of stalled) s.destroy()
+  })
   const { budget } = h.app.services
-  await until(async () => budget.inUse, (n) => n > 0, 10_000, 'the stalled clients to be sent their end message')
-  await until(async () => budget.inUse, (n) => n === 0, 20_000, 'every stalled client to be cut and give back its budget')
+  await until(
+    async () => budget.inUse,
+    (n) => n > 0,
+    10_000,
+    'the stalled clients to be sent their end message',
+  )
+  await until(
+    async () => budget.inUse,
+    (n) => n === 0,
+    20_000,
+    'every stalled client to be cut and give back its budget',
+  )
   t.equal(budget.inUse, 0, 'nothing is held for clients that stopped reading')
   const again = await h.request('GET', `/v1/jobs/${job.id}`)
   t.equal(again.json().stdout.length, 4_000_000, 'and readers are served after them')
@@ -222,7 +331,10 @@ t.test('stream clients that never read are cut and give their output budget back
 
 t.test('a program alternating stdout and stderr a byte at a time cannot make millions of events', async (t) => {
   const h = await build(t)
-  const job = await h.run({ runtime: 'python', source: "import os\nfor i in range(15000):\n    os.write(1, b'o'); os.write(2, b'e')" })
+  const job = await h.run({
+    runtime: 'python',
+    source: "import os\nfor i in range(15000):\n    os.write(1, b'o'); os.write(2, b'e')",
+  })
   t.equal(job.status, 'succeeded')
   t.equal(job.stdout, 'o'.repeat(15000), 'stdout whole')
   t.equal(job.stderr, 'e'.repeat(15000), 'stderr whole')
@@ -238,18 +350,27 @@ t.test('clients that open a stream and go at once leave no subscription or poll 
   const h = await build(t, { worker: false, listen: true })
   const id = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json<{ id: string }>().id
   await Promise.all(
-    Array.from({ length: 40 }, (_, i) =>
-      new Promise<void>((resolve) => {
-        const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, { headers: { authorization: `Bearer ${TENANTS.alice}` } })
-        // Some go as soon as they are upgraded, some a moment later.
-        ws.on('open', () => setTimeout(() => ws.terminate(), i % 2 ? 0 : 20))
-        ws.on('close', () => resolve())
-        ws.on('error', () => resolve())
-      }),
+    Array.from(
+      { length: 40 },
+      (_, i) =>
+        new Promise<void>((resolve) => {
+          const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
+            headers: { authorization: `Bearer ${TENANTS.alice}` },
+          })
+          // Some go as soon as they are upgraded, some a moment later.
+          ws.on('open', () => setTimeout(() => ws.terminate(), i % 2 ? 0 : 20))
+          ws.on('close', () => resolve())
+          ws.on('error', () => resolve())
+        }),
     ),
   )
   const { hub, streamSessions } = h.app.services
-  await until(async () => hub.watchedJobs + streamSessions.size, (n) => n === 0, 5000, 'every session to be gone')
+  await until(
+    async () => hub.watchedJobs + streamSessions.size,
+    (n) => n === 0,
+    5000,
+    'every session to be gone',
+  )
   t.equal(hub.watchedJobs, 0, 'no job is still watched (each watch is a Redis subscription and a poll)')
 })
 
@@ -257,10 +378,18 @@ t.test('plain GETs of a stream route hold no stream slot', async (t) => {
   const h = await build(t, { worker: false, listen: true, env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '2' } })
   const id = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json<{ id: string }>().id
   const port = portOf(h)
-  const socket = await openRaw(port, `GET /v1/jobs/${id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`)
-  for (let i = 0; i < 5; i++) socket.write(`GET /v1/jobs/${id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\n\r\n`)
+  const socket = await openRaw(
+    port,
+    `GET /v1/jobs/${id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`,
+  )
+  for (let i = 0; i < 5; i++)
+    socket.write(
+      `GET /v1/jobs/${id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\n\r\n`,
+    )
   await new Promise((r) => setTimeout(r, 300))
-  const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, { headers: { authorization: `Bearer ${TENANTS.alice}` } })
+  const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
+    headers: { authorization: `Bearer ${TENANTS.alice}` },
+  })
   const opened = await new Promise<boolean>((resolve) => {
     ws.on('open', () => resolve(true))
     ws.on('unexpected-response', () => resolve(false))
@@ -271,40 +400,53 @@ t.test('plain GETs of a stream route hold no stream slot', async (t) => {
   socket.destroy()
 })
 
-t.test('a tenant cannot fill Redis: a storage quota refuses with a code, and a full Redis answers 503, not 500', async (t) => {
-  const h = await build(t, { worker: false, env: { AIRLOCK_DEFAULT_MAX_STORED_BYTES: String(11 * 1024 * 1024), AIRLOCK_ARTIFACT_BYTES: String(1024 * 1024) } })
-  const big = { runtime: 'bash', source: 'cat', stdin: 'x'.repeat(1_000_000) }
-  const first = await h.request('POST', '/v1/jobs', big)
-  const second = await h.request('POST', '/v1/jobs', big)
-  t.same([first.statusCode, second.statusCode], [202, 202], 'two jobs of ~5 MB each (1 MB input, 2 x 1 MiB output, 10,000 log events and 1 MiB of artifacts reserved) fit 11 MiB')
-  const third = await h.request('POST', '/v1/jobs', big)
-  t.equal(third.statusCode, 429, 'the third would pass the quota')
-  t.equal(third.json().code, 'AIRLOCK_ERR_QUOTA_STORAGE')
-  t.equal((await h.request('POST', '/v1/jobs', big, 'bob')).statusCode, 202, "another tenant's quota is its own")
-  // An ended job holds what it really has (its input; no output), not its reservation.
-  for (const res of [first, second]) t.equal((await h.request('DELETE', `/v1/jobs/${res.json().id}`)).statusCode, 202)
-  const fourth = await h.request('POST', '/v1/jobs', big)
-  t.equal(fourth.statusCode, 202, 'cancelled jobs gave back their output reservation')
+t.test(
+  'a tenant cannot fill Redis: a storage quota refuses with a code, and a full Redis answers 503, not 500',
+  async (t) => {
+    const h = await build(t, {
+      worker: false,
+      env: { AIRLOCK_DEFAULT_MAX_STORED_BYTES: String(11 * 1024 * 1024), AIRLOCK_ARTIFACT_BYTES: String(1024 * 1024) },
+    })
+    const big = { runtime: 'bash', source: 'cat', stdin: 'x'.repeat(1_000_000) }
+    const first = await h.request('POST', '/v1/jobs', big)
+    const second = await h.request('POST', '/v1/jobs', big)
+    t.same(
+      [first.statusCode, second.statusCode],
+      [202, 202],
+      'two jobs of ~5 MB each (1 MB input, 2 x 1 MiB output, 10,000 log events and 1 MiB of artifacts reserved) fit 11 MiB',
+    )
+    const third = await h.request('POST', '/v1/jobs', big)
+    t.equal(third.statusCode, 429, 'the third would pass the quota')
+    t.equal(third.json().code, 'AIRLOCK_ERR_QUOTA_STORAGE')
+    t.equal((await h.request('POST', '/v1/jobs', big, 'bob')).statusCode, 202, "another tenant's quota is its own")
+    // An ended job holds what it really has (its input; no output), not its reservation.
+    for (const res of [first, second]) t.equal((await h.request('DELETE', `/v1/jobs/${res.json().id}`)).statusCode, 202)
+    const fourth = await h.request('POST', '/v1/jobs', big)
+    t.equal(fourth.statusCode, 202, 'cancelled jobs gave back their output reservation')
 
-  const redis = await startRedis()
-  t.teardown(() => void redis.process.kill('SIGKILL'))
-  const full = await build(t, { worker: false, redisUrl: redis.url, env: { AIRLOCK_DEFAULT_MAX_STORED_BYTES: '0' } })
-  const admin = new Redis(redis.url)
-  t.teardown(() => admin.disconnect())
-  const used = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))?.[1])
-  await admin.config('SET', 'maxmemory', String(used + 4 * 1024 * 1024))
-  await admin.config('SET', 'maxmemory-policy', 'noeviction')
-  const statuses: number[] = []
-  let code = ''
-  for (let i = 0; i < 20 && !statuses.includes(503); i++) {
-    const res = await full.request('POST', '/v1/jobs', big)
-    statuses.push(res.statusCode)
-    if (res.statusCode >= 500) code = res.json().code
-  }
-  t.ok(statuses.includes(503), `Redis at its maxmemory refuses a write: ${statuses.join(',')}`)
-  t.notOk(statuses.some((s) => s === 500), 'never 500')
-  t.equal(code, 'AIRLOCK_ERR_STORE_FULL')
-})
+    const redis = await startRedis()
+    t.teardown(() => void redis.process.kill('SIGKILL'))
+    const full = await build(t, { worker: false, redisUrl: redis.url, env: { AIRLOCK_DEFAULT_MAX_STORED_BYTES: '0' } })
+    const admin = new Redis(redis.url)
+    t.teardown(() => admin.disconnect())
+    const used = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))?.[1])
+    await admin.config('SET', 'maxmemory', String(used + 4 * 1024 * 1024))
+    await admin.config('SET', 'maxmemory-policy', 'noeviction')
+    const statuses: number[] = []
+    let code = ''
+    for (let i = 0; i < 20 && !statuses.includes(503); i++) {
+      const res = await full.request('POST', '/v1/jobs', big)
+      statuses.push(res.statusCode)
+      if (res.statusCode >= 500) code = res.json().code
+    }
+    t.ok(statuses.includes(503), `Redis at its maxmemory refuses a write: ${statuses.join(',')}`)
+    t.notOk(
+      statuses.some((s) => s === 500),
+      'never 500',
+    )
+    t.equal(code, 'AIRLOCK_ERR_STORE_FULL')
+  },
+)
 
 t.test("a tenant's retention quota shortens how long its jobs are kept", async (t) => {
   const h = await build(t, { worker: false })
@@ -316,7 +458,21 @@ t.test("a tenant's retention quota shortens how long its jobs are kept", async (
   const id = newJobId()
   await store.create(id, 'brief', resolveJobSpec({ runtime: 'bash', source: 'true' }, h.config))
   t.equal(await store.claim(id, 'w1'), 'claimed')
-  await store.finish(id, { status: 'succeeded', exitCode: 0, signal: null, reason: null, stdout: 'ok\n', stderr: '', truncated: false, startupMs: 1, runMs: 1 }, { executor: 'local', isolation: null, outputInEvents: false })
+  await store.finish(
+    id,
+    {
+      status: 'succeeded',
+      exitCode: 0,
+      signal: null,
+      reason: null,
+      stdout: 'ok\n',
+      stderr: '',
+      truncated: false,
+      startupMs: 1,
+      runMs: 1,
+    },
+    { executor: 'local', isolation: null, outputInEvents: false },
+  )
   t.equal(await store.appendLog(id, 'stdout', 'late'), 0, 'an ended job takes no more log (a lost worker writing late)')
   for (const key of [keys.job(id), keys.jobEvents(id), keys.jobOutput(id, 'stdout')]) {
     const ttl = await redis.ttl(key)
@@ -326,9 +482,19 @@ t.test("a tenant's retention quota shortens how long its jobs are kept", async (
 
 t.test('fair share by default: one tenant cannot hold every slot', async (t) => {
   const h = await build(t, { env: { AIRLOCK_WORKER_CONCURRENCY: '3', AIRLOCK_DEFAULT_MAX_RUNNING: '2' } })
-  const long = await Promise.all([1, 2, 3].map(async () => (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'sleep 6' })).json<{ id: string }>().id))
+  const long = await Promise.all(
+    [1, 2, 3].map(
+      async () =>
+        (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'sleep 6' })).json<{ id: string }>().id,
+    ),
+  )
   // Wait until alice holds what she may (2), then bob's trivial job must not wait for her.
-  await until(async () => (await h.request('GET', '/v1/jobs?status=running')).json<{ items: unknown[] }>().items.length, (n) => n === 2, 30_000, 'two of alice jobs running')
+  await until(
+    async () => (await h.request('GET', '/v1/jobs?status=running')).json<{ items: unknown[] }>().items.length,
+    (n) => n === 2,
+    30_000,
+    'two of alice jobs running',
+  )
   const started = Date.now()
   const bob = await h.run({ runtime: 'bash', source: 'echo fair' }, 'bob')
   t.equal(bob.stdout, 'fair\n')
@@ -336,7 +502,10 @@ t.test('fair share by default: one tenant cannot hold every slot', async (t) => 
   const running = (await h.request('GET', '/v1/jobs?status=running')).json<{ items: { id: string }[] }>().items
   t.ok(running.length <= 2, `alice never runs more than her default of 2 (${running.length} running while bob ran)`)
   const third = (await h.request('GET', `/v1/jobs/${long[2]}`)).json<{ status: string }>()
-  t.ok(third.status === 'queued' || bobMs < 6000, `bob's job ran beside alice's (it took ${bobMs} ms; her third job is ${third.status})`)
+  t.ok(
+    third.status === 'queued' || bobMs < 6000,
+    `bob's job ran beside alice's (it took ${bobMs} ms; her third job is ${third.status})`,
+  )
   for (const id of long) await h.request('DELETE', `/v1/jobs/${id}`)
 })
 
@@ -370,7 +539,14 @@ t.test("a 404 for another tenant's big job reads no more of it than a 404 for a 
   const h = await build(t, { worker: false, redisUrl: redis.url })
   const probe = new Redis(redis.url)
   t.teardown(() => probe.disconnect())
-  const bobs = (await h.request('POST', '/v1/jobs', { runtime: 'bash', files: [{ path: 'main.sh', content: 'y'.repeat(1_000_000) }], stdin: 'z'.repeat(1_000_000) }, 'bob')).json<{ id: string }>().id
+  const bobs = (
+    await h.request(
+      'POST',
+      '/v1/jobs',
+      { runtime: 'bash', files: [{ path: 'main.sh', content: 'y'.repeat(1_000_000) }], stdin: 'z'.repeat(1_000_000) },
+      'bob',
+    )
+  ).json<{ id: string }>().id
   const sent = async () => Number(/total_net_output_bytes:(\d+)/.exec(await probe.info('stats'))?.[1])
   const cost = async (id: string) => {
     const before = await sent()
@@ -402,11 +578,19 @@ t.test('request logging is bounded whatever the request', async (t) => {
   })
   const h = await build(t, { worker: false, logStream: sink })
   const query = `q=${'a'.repeat(12_000)}&token=st_secret`
-  for (let i = 0; i < 200; i++) await h.app.inject({ method: 'GET', url: `/v1/jobs?${query}`, headers: { 'x-request-id': 'r'.repeat(10_000) } })
+  for (let i = 0; i < 200; i++)
+    await h.app.inject({ method: 'GET', url: `/v1/jobs?${query}`, headers: { 'x-request-id': 'r'.repeat(10_000) } })
   t.ok(lines > 0, 'requests are logged')
-  t.ok(bytes / 200 < 2048, `each 12 KB-query request with a 10 KB request id costs the log ${(bytes / 200).toFixed(0)} bytes`)
+  t.ok(
+    bytes / 200 < 2048,
+    `each 12 KB-query request with a 10 KB request id costs the log ${(bytes / 200).toFixed(0)} bytes`,
+  )
   const h2 = await build(t, { worker: false, logStream: sink2 })
-  await h2.app.inject({ method: 'GET', url: '/v1/jobs/x/stream?%74oken=st_spelled&token=st_plain', headers: { 'x-request-id': 'plain-id-1' } })
+  await h2.app.inject({
+    method: 'GET',
+    url: '/v1/jobs/x/stream?%74oken=st_spelled&token=st_plain',
+    headers: { 'x-request-id': 'plain-id-1' },
+  })
   t.notMatch(text, /st_spelled|st_plain/, 'stream tokens are redacted however their name is spelled')
   t.match(text, /plain-id-1/, 'a short plain request id is kept')
 })

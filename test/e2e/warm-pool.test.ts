@@ -11,7 +11,11 @@ import { build, metricValue as gauge, warmIdle as idle } from '../helper.js'
 const TELL_ALL = {
   runtime: 'bash',
   files: [
-    { path: 'main.sh', content: 'printf "<%s>" "$@"; echo\nfor name in A B LANG PYTHONUNBUFFERED PATH HOME p go; do printf "%s=[%s]\\n" "$name" "${!name}"; done\ncat\nulimit -u\nid -u\npwd\nls -R\nenv | grep -c .\n' },
+    {
+      path: 'main.sh',
+      content:
+        'printf "<%s>" "$@"; echo\nfor name in A B LANG PYTHONUNBUFFERED PATH HOME p go; do printf "%s=[%s]\\n" "$name" "${!name}"; done\ncat\nulimit -u\nid -u\npwd\nls -R\nenv | grep -c .\n',
+    },
     { path: 'lib/data.txt', content: 'x' },
   ],
   entrypoint: 'main.sh',
@@ -27,56 +31,96 @@ t.test('a warm job runs as a cold one would, under its own limits', async (t) =>
   await idle(h, 'bash')
   const warm = await h.run(TELL_ALL)
   t.equal(warm.sandboxStart, 'warm', 'it took a sandbox of the pool')
-  t.ok(warm.timings.bootMs !== null && warm.timings.bootMs > 0, `its sandbox had booted (in ${warm.timings.bootMs} ms) before the job arrived`)
-  t.comment(`warm: startup ${warm.timings.startupMs} ms, run ${warm.timings.runMs} ms; the sandbox booted in ${warm.timings.bootMs} ms`)
+  t.ok(
+    warm.timings.bootMs !== null && warm.timings.bootMs > 0,
+    `its sandbox had booted (in ${warm.timings.bootMs} ms) before the job arrived`,
+  )
+  t.comment(
+    `warm: startup ${warm.timings.startupMs} ms, run ${warm.timings.runMs} ms; the sandbox booted in ${warm.timings.bootMs} ms`,
+  )
 
   const cold = await build(t, { env: { AIRLOCK_WARM_POOL: 'none' } })
   const reference = await cold.run(TELL_ALL)
   t.equal(reference.sandboxStart, 'cold')
   t.equal(reference.status, 'succeeded')
   t.equal(warm.stdout, reference.stdout, 'byte for byte the output of the same job started cold')
-  t.match(warm.stdout, /^<one arg><><a\nb>\nA=\[multi\nline\n\]\nB=\[\$\(not run\)\]\n/, '...which is the job’s argv and environment')
-  t.match(warm.stdout, /line one\nline two\n23\n10001\n\/workspace\n/, '...its stdin, its process limit, the sandbox user and the workspace')
+  t.match(
+    warm.stdout,
+    /^<one arg><><a\nb>\nA=\[multi\nline\n\]\nB=\[\$\(not run\)\]\n/,
+    '...which is the job’s argv and environment',
+  )
+  t.match(
+    warm.stdout,
+    /line one\nline two\n23\n10001\n\/workspace\n/,
+    '...its stdin, its process limit, the sandbox user and the workspace',
+  )
   t.same({ ...warm.isolation }, { ...reference.isolation }, 'the same isolation recorded')
 
   await idle(h, 'python')
-  const oom = await h.run({ runtime: 'python', source: 'b = bytearray(300 * 1024 * 1024)\nprint("allocated")', limits: { memoryMb: 96 } })
+  const oom = await h.run({
+    runtime: 'python',
+    source: 'b = bytearray(300 * 1024 * 1024)\nprint("allocated")',
+    limits: { memoryMb: 96 },
+  })
   t.equal(oom.sandboxStart, 'warm')
   t.equal(oom.status, 'oom', 'the memory limit holds in a warm sandbox')
   const other = await h.run({ runtime: 'bash', source: 'true', limits: { memoryMb: 128 } })
-  t.equal(other.sandboxStart, 'cold', 'a job with other memory than the pool’s sandboxes starts cold: the program would see the boot’s')
+  t.equal(
+    other.sandboxStart,
+    'cold',
+    'a job with other memory than the pool’s sandboxes starts cold: the program would see the boot’s',
+  )
   t.notMatch(oom.stdout, /allocated/)
 
   await idle(h, 'python')
   const forks = await h.run({
     runtime: 'python',
-    source: 'import os, time\nn = 0\ntry:\n    for i in range(30):\n        if os.fork() == 0:\n            time.sleep(3)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print("refused", e.errno)\nprint("forked", n)',
+    source:
+      'import os, time\nn = 0\ntry:\n    for i in range(30):\n        if os.fork() == 0:\n            time.sleep(3)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print("refused", e.errno)\nprint("forked", n)',
     limits: { pids: 8 },
   })
   t.equal(forks.sandboxStart, 'warm')
-  t.match(forks.stdout, /^refused 11\nforked [0-7]\n$/, `the job's pids limit (8), set at the claim, refuses the rest: ${JSON.stringify(forks.stdout)}`)
+  t.match(
+    forks.stdout,
+    /^refused 11\nforked [0-7]\n$/,
+    `the job's pids limit (8), set at the claim, refuses the rest: ${JSON.stringify(forks.stdout)}`,
+  )
 
   await idle(h, 'bash')
   const slow = await h.run({ runtime: 'bash', source: 'echo started; sleep 30', limits: { timeoutMs: 1500 } })
   t.equal(slow.sandboxStart, 'warm')
   t.equal(slow.status, 'timeout')
-  t.ok(slow.timings.runMs !== null && slow.timings.runMs >= 1500 && slow.timings.runMs < 5000, `the time limit counts from the program's start (ran ${slow.timings.runMs} ms)`)
+  t.ok(
+    slow.timings.runMs !== null && slow.timings.runMs >= 1500 && slow.timings.runMs < 5000,
+    `the time limit counts from the program's start (ran ${slow.timings.runMs} ms)`,
+  )
   t.equal(slow.stdout, 'started\n')
 
   await idle(h, 'bash')
-  const flood = await h.run({ runtime: 'bash', source: 'head -c 100000 /dev/zero | tr "\\0" x', limits: { outputBytes: 1000 } })
+  const flood = await h.run({
+    runtime: 'bash',
+    source: 'head -c 100000 /dev/zero | tr "\\0" x',
+    limits: { outputBytes: 1000 },
+  })
   t.equal(flood.sandboxStart, 'warm')
   t.equal(flood.stdout.length, 1000, 'the output cap is the job’s')
   t.ok(flood.truncated)
 
-  t.equal(await gauge(h.metrics, 'airlock_warm_claims_total', { runtime: 'bash', result: 'hit' }), 3, 'hits are counted: each bash job above took a warm sandbox')
+  t.equal(
+    await gauge(h.metrics, 'airlock_warm_claims_total', { runtime: 'bash', result: 'hit' }),
+    3,
+    'hits are counted: each bash job above took a warm sandbox',
+  )
 })
 
 t.test('a warm job sees nothing of the job before it, nor of the pool’s other sandboxes', async (t) => {
   const h = await build(t, { env: { AIRLOCK_WARM_POOL: 'bash=3:4' } })
   const marker = `airlock-marker-${Math.random().toString(36).slice(2)}`
   await idle(h, 'bash', 3)
-  const first = await h.run({ runtime: 'bash', source: `echo secret > /workspace/${marker}; echo secret > /tmp/${marker}; (exec -a ${marker} sleep 60) & echo left` })
+  const first = await h.run({
+    runtime: 'bash',
+    source: `echo secret > /workspace/${marker}; echo secret > /tmp/${marker}; (exec -a ${marker} sleep 60) & echo left`,
+  })
   t.equal(first.sandboxStart, 'warm')
   t.equal(first.stdout, 'left\n')
   const second = await h.run({
@@ -113,5 +157,8 @@ t.test('a warm job can be cancelled, and one that finds the pool empty starts co
   const cancelled = await h.poll(id, (j: Job) => j.status !== 'running')
   t.equal(cancelled.status, 'cancelled')
   t.equal(cancelled.sandboxStart, 'warm')
-  t.ok((await gauge(h.metrics, 'airlock_warm_claims_total', { runtime: 'bash', result: 'miss' })) >= 1, 'the miss is counted')
+  t.ok(
+    (await gauge(h.metrics, 'airlock_warm_claims_total', { runtime: 'bash', result: 'miss' })) >= 1,
+    'the miss is counted',
+  )
 })

@@ -18,7 +18,13 @@ t.test(`a worker killed -9 ${ROUNDS} times loses no job and runs none twice`, as
   const h = await build(t, { worker: false })
   const stateDir = `${h.config.stateDir}-crash`
   const cgroupParent = `${h.config.cgroupParent}-crash`
-  const env = { REDIS_URL: h.config.redisUrl, AIRLOCK_REDIS_PREFIX: h.config.redisPrefix, AIRLOCK_STATE_DIR: stateDir, AIRLOCK_CGROUP_PARENT: cgroupParent, AIRLOCK_JOB_LOCK_MS: '2000' }
+  const env = {
+    REDIS_URL: h.config.redisUrl,
+    AIRLOCK_REDIS_PREFIX: h.config.redisPrefix,
+    AIRLOCK_STATE_DIR: stateDir,
+    AIRLOCK_CGROUP_PARENT: cgroupParent,
+    AIRLOCK_JOB_LOCK_MS: '2000',
+  }
   const redis = new Redis(h.config.redisUrl)
   t.teardown(() => redis.disconnect())
   const store = new JobStore(redis, redisKeys(h.config.redisPrefix), 3600)
@@ -29,7 +35,11 @@ t.test(`a worker killed -9 ${ROUNDS} times loses no job and runs none twice`, as
     const worker = startAirlock('worker', env)
     for (let i = 0; i < JOBS_PER_ROUND; i++) {
       const sleep = (Math.random() * 1.5).toFixed(2)
-      const res = await h.request('POST', '/v1/jobs', { runtime: 'python', source: `import time\nprint("RUN-START", flush=True)\ntime.sleep(${sleep})\nprint("RUN-END", flush=True)`, limits: { timeoutMs: 30_000 } })
+      const res = await h.request('POST', '/v1/jobs', {
+        runtime: 'python',
+        source: `import time\nprint("RUN-START", flush=True)\ntime.sleep(${sleep})\nprint("RUN-END", flush=True)`,
+        limits: { timeoutMs: 30_000 },
+      })
       t.equal(res.statusCode, 202)
       accepted.push(res.json<{ id: string }>().id)
     }
@@ -54,8 +64,15 @@ t.test(`a worker killed -9 ${ROUNDS} times loses no job and runs none twice`, as
   const byStatus: Record<string, number> = {}
   for (const job of jobs) {
     byStatus[job.status] = (byStatus[job.status] ?? 0) + 1
-    const nd = await h.app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/logs`, headers: { authorization: `Bearer ${TENANTS.alice}`, accept: 'application/x-ndjson' } })
-    const events = nd.body.trim().split('\n').map((l) => JSON.parse(l) as { type: string; status?: string; data?: string })
+    const nd = await h.app.inject({
+      method: 'GET',
+      url: `/v1/jobs/${job.id}/logs`,
+      headers: { authorization: `Bearer ${TENANTS.alice}`, accept: 'application/x-ndjson' },
+    })
+    const events = nd.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; status?: string; data?: string })
     const finals = events.filter((e) => e.type === 'status' && !['queued', 'running'].includes(e.status ?? ''))
     t.equal(finals.length, 1, `${job.id}: exactly one final status (${job.status})`)
     t.equal(events.filter((e) => e.type === 'end').length, 1, `${job.id}: exactly one end`)
@@ -67,7 +84,10 @@ t.test(`a worker killed -9 ${ROUNDS} times loses no job and runs none twice`, as
     if (job.status === 'succeeded') t.equal(job.stdout, 'RUN-START\nRUN-END\n')
     else t.equal(job.status, 'error', `${job.id}: a job its worker died under ends as error, never silently`)
   }
-  t.ok((byStatus.succeeded ?? 0) > 0, `some jobs succeeded (${JSON.stringify(byStatus)}; kills after ${kills.join(', ')} ms)`)
+  t.ok(
+    (byStatus.succeeded ?? 0) > 0,
+    `some jobs succeeded (${JSON.stringify(byStatus)}; kills after ${kills.join(', ')} ms)`,
+  )
 
   // Nothing of any sandbox is left: state, cgroups or processes.
   const owners = await readdir(join(stateDir, 'workers')).catch(() => [] as string[])

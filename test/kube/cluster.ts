@@ -20,7 +20,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { ApiException, CoreV1Api, KubeConfig, KubernetesObjectApi, loadAllYaml, type KubernetesObject, type V1Node, type V1Pod } from '@kubernetes/client-node'
+import {
+  ApiException,
+  CoreV1Api,
+  KubeConfig,
+  KubernetesObjectApi,
+  loadAllYaml,
+  type KubernetesObject,
+  type V1Node,
+  type V1Pod,
+} from '@kubernetes/client-node'
 
 const run = promisify(execFile)
 const HERE = new URL('.', import.meta.url).pathname
@@ -79,14 +88,24 @@ export async function startCluster(t: TestLike, options: { featureGates?: string
     await rm(dir, { recursive: true, force: true })
   })
   // Building from nothing takes minutes; a cached build, seconds.
-  await run('bash', [join(HERE, 'control-plane.sh'), 'start', dir], { env, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 })
+  await run('bash', [join(HERE, 'control-plane.sh'), 'start', dir], {
+    env,
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 30 * 60_000,
+  })
   const kubeconfig = join(dir, 'kubeconfig')
   const kc = new KubeConfig()
   kc.loadFromFile(kubeconfig)
   const core = kc.makeApiClient(CoreV1Api)
   // The service-account controller creates "default", which pod admission needs.
   for (let i = 0; i < 100; i++) {
-    if (await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }).then(() => true, () => false)) break
+    if (
+      await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' }).then(
+        () => true,
+        () => false,
+      )
+    )
+      break
     await sleep(100)
   }
   return { dir, kubeconfig, kc, core, objects: KubernetesObjectApi.makeApiClient(kc) }
@@ -94,12 +113,17 @@ export async function startCluster(t: TestLike, options: { featureGates?: string
 
 /** kubectl, built with the control plane (test/kube/build.sh). */
 export async function kubectlPath(): Promise<string> {
-  return join((await run('bash', [join(HERE, 'build.sh')], { maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 })).stdout.trim(), 'kubectl')
+  return join(
+    (await run('bash', [join(HERE, 'build.sh')], { maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60_000 })).stdout.trim(),
+    'kubectl',
+  )
 }
 
 /** An overlay of deploy/kubernetes rendered by kustomize, as objects. */
 export async function renderOverlay(overlay: string): Promise<{ yaml: string; objects: KubernetesObject[] }> {
-  const { stdout } = await run(await kubectlPath(), ['kustomize', join(ROOT, 'deploy/kubernetes/overlays', overlay)], { maxBuffer: 16 * 1024 * 1024 })
+  const { stdout } = await run(await kubectlPath(), ['kustomize', join(ROOT, 'deploy/kubernetes/overlays', overlay)], {
+    maxBuffer: 16 * 1024 * 1024,
+  })
   return { yaml: stdout, objects: loadAllYaml(stdout) as KubernetesObject[] }
 }
 
@@ -121,7 +145,10 @@ export async function applyObjects(cluster: Cluster, objects: KubernetesObject[]
     } catch (err) {
       if (!(err instanceof ApiException && err.code === 409)) throw err
       const current = await cluster.objects.read(o as KubernetesObject & { metadata: { name: string } })
-      await cluster.objects.replace({ ...o, metadata: { ...o.metadata, resourceVersion: current.metadata?.resourceVersion } })
+      await cluster.objects.replace({
+        ...o,
+        metadata: { ...o.metadata, resourceVersion: current.metadata?.resourceVersion },
+      })
     }
   }
 }
@@ -171,7 +198,10 @@ export class FakeKubelet {
    * gate: with it a log request may ask for stdout or stderr alone; without it such a
    * request gets the real kubelet's 400.
    */
-  constructor(private readonly cluster: Cluster, public splitStreams = true) {}
+  constructor(
+    private readonly cluster: Cluster,
+    public splitStreams = true,
+  ) {}
 
   /** How the pod of Kubernetes Job `kubeJob` behaves (default: prints nothing, exits 0). */
   plan(kubeJob: string, behaviour: Behaviour): void {
@@ -181,7 +211,9 @@ export class FakeKubelet {
   async start(t: TestLike): Promise<void> {
     const port = await this.serveLogs()
     t.teardown(() => this.stop())
-    await this.registerNode(GVISOR_NODE, port, '8Gi', { 'airlock.dev/pool': 'gvisor' }, [{ key: 'airlock.dev/pool', value: 'gvisor', effect: 'NoSchedule' }])
+    await this.registerNode(GVISOR_NODE, port, '8Gi', { 'airlock.dev/pool': 'gvisor' }, [
+      { key: 'airlock.dev/pool', value: 'gvisor', effect: 'NoSchedule' },
+    ])
     // Bigger than the gVisor node, so a pod that lands nowhere shows the pool is enforced.
     await this.registerNode(GENERAL_NODE, port, '64Gi', { 'airlock.dev/pool': 'general' }, [])
     this.loop = this.sync()
@@ -196,7 +228,21 @@ export class FakeKubelet {
 
   private async serveLogs(): Promise<number> {
     const dir = await mkdtemp(join(tmpdir(), 'airlock-kubelet-'))
-    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=fake-kubelet', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')])
+    await run('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=fake-kubelet',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+    ])
     const [key, cert] = await Promise.all([readFile(join(dir, 'key.pem')), readFile(join(dir, 'cert.pem'))])
     await rm(dir, { recursive: true, force: true })
     this.server = createHttpsServer({ key, cert }, (req, res) => {
@@ -211,11 +257,17 @@ export class FakeKubelet {
       // As the kubelet (server.go, getContainerLogs): the log holds both streams unless one is chosen.
       const stream = url.searchParams.get('stream') ?? 'All'
       if (stream !== 'All' && !this.splitStreams) {
-        res.writeHead(400).end(`unable to return the given log stream: "${stream}". Please enable PodLogsQuerySplitStreams feature gate in kubelet`)
+        res
+          .writeHead(400)
+          .end(
+            `unable to return the given log stream: "${stream}". Please enable PodLogsQuerySplitStreams feature gate in kubelet`,
+          )
         return
       }
       res.writeHead(200, { 'content-type': 'text/plain' })
-      res.write(stream === 'Stdout' ? podRun.output : stream === 'Stderr' ? podRun.stderr : podRun.output + podRun.stderr)
+      res.write(
+        stream === 'Stdout' ? podRun.output : stream === 'Stderr' ? podRun.stderr : podRun.output + podRun.stderr,
+      )
       const follow = url.searchParams.get('follow') === 'true'
       if (!follow || podRun.terminated) return void res.end()
       const timer = setInterval(() => {
@@ -230,7 +282,13 @@ export class FakeKubelet {
     return (this.server.address() as { port: number }).port
   }
 
-  private async registerNode(name: string, kubeletPort: number, memory: string, labels: Record<string, string>, taints: { key: string; value: string; effect: string }[]): Promise<void> {
+  private async registerNode(
+    name: string,
+    kubeletPort: number,
+    memory: string,
+    labels: Record<string, string>,
+    taints: { key: string; value: string; effect: string }[],
+  ): Promise<void> {
     const resources = { cpu: '4', memory, pods: '110', 'ephemeral-storage': '50Gi' }
     const node: V1Node = {
       metadata: { name, labels: { ...labels, 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux' } },
@@ -240,17 +298,43 @@ export class FakeKubelet {
     created.status = {
       capacity: resources,
       allocatable: resources,
-      conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'fake kubelet', lastHeartbeatTime: new Date(), lastTransitionTime: new Date() }],
-      addresses: [{ type: 'InternalIP', address: '127.0.0.1' }, { type: 'Hostname', address: name }],
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'KubeletReady',
+          message: 'fake kubelet',
+          lastHeartbeatTime: new Date(),
+          lastTransitionTime: new Date(),
+        },
+      ],
+      addresses: [
+        { type: 'InternalIP', address: '127.0.0.1' },
+        { type: 'Hostname', address: name },
+      ],
       daemonEndpoints: { kubeletEndpoint: { Port: kubeletPort } },
-      nodeInfo: { architecture: 'amd64', bootID: '', containerRuntimeVersion: 'fake://1', kernelVersion: '', kubeProxyVersion: '', kubeletVersion: 'v1.34.4', machineID: '', operatingSystem: 'linux', osImage: 'fake', systemUUID: '' },
+      nodeInfo: {
+        architecture: 'amd64',
+        bootID: '',
+        containerRuntimeVersion: 'fake://1',
+        kernelVersion: '',
+        kubeProxyVersion: '',
+        kubeletVersion: 'v1.34.4',
+        machineID: '',
+        operatingSystem: 'linux',
+        osImage: 'fake',
+        systemUUID: '',
+      },
     }
     await this.cluster.core.replaceNodeStatus({ name, body: created })
     // Admission (TaintNodesByCondition) taints new nodes not-ready; the node-lifecycle
     // controller lifts that once the node reports Ready. That controller is off here
     // (nothing renews node leases), so do its part.
     const current = await this.cluster.core.readNode({ name })
-    current.spec = { ...current.spec, taints: (current.spec?.taints ?? []).filter((t) => t.key !== 'node.kubernetes.io/not-ready') }
+    current.spec = {
+      ...current.spec,
+      taints: (current.spec?.taints ?? []).filter((t) => t.key !== 'node.kubernetes.io/not-ready'),
+    }
     await this.cluster.core.replaceNode({ name, body: current })
   }
 
@@ -284,7 +368,8 @@ export class FakeKubelet {
     if (!podRun) {
       const kubeJob = pod.metadata?.labels?.['airlock.dev/job'] ?? ''
       // A warm pod waits on its stdin for a job, which this kubelet cannot attach to.
-      const behaviour = this.plans.get(kubeJob) ?? (pod.metadata?.labels?.['airlock.dev/warm'] ? { hang: true } : { exitCode: 0 })
+      const behaviour =
+        this.plans.get(kubeJob) ?? (pod.metadata?.labels?.['airlock.dev/warm'] ? { hang: true } : { exitCode: 0 })
       podRun = {
         behaviour,
         startedAt: new Date(),
@@ -320,7 +405,14 @@ export class FakeKubelet {
     } else if (end) {
       const oom = 'oomKilled' in b
       const exitCode = oom ? 137 : (b as { exitCode: number }).exitCode
-      state = { terminated: { exitCode, reason: oom ? 'OOMKilled' : exitCode === 0 ? 'Completed' : 'Error', startedAt: podRun.startedAt, finishedAt: now } }
+      state = {
+        terminated: {
+          exitCode,
+          reason: oom ? 'OOMKilled' : exitCode === 0 ? 'Completed' : 'Error',
+          startedAt: podRun.startedAt,
+          finishedAt: now,
+        },
+      }
       phase = exitCode === 0 ? 'Succeeded' : 'Failed'
     } else {
       state = { running: { startedAt: podRun.startedAt } }
@@ -338,10 +430,24 @@ export class FakeKubelet {
         { type: 'ContainersReady', status: running ? 'True' : 'False', lastTransitionTime: now },
         { type: 'Ready', status: running ? 'True' : 'False', lastTransitionTime: now },
       ],
-      containerStatuses: [{ name: pod.spec!.containers[0]!.name, image, imageID: '', ready: running, restartCount: 0, started: running, state }],
+      containerStatuses: [
+        {
+          name: pod.spec!.containers[0]!.name,
+          image,
+          imageID: '',
+          ready: running,
+          restartCount: 0,
+          started: running,
+          state,
+        },
+      ],
     }
     try {
-      await this.cluster.core.replaceNamespacedPodStatus({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: pod })
+      await this.cluster.core.replaceNamespacedPodStatus({
+        name: pod.metadata!.name!,
+        namespace: pod.metadata!.namespace!,
+        body: pod,
+      })
       return true
     } catch {
       return false

@@ -6,8 +6,20 @@ import { createLogger } from '../../core/logger.js'
 import { RUNTIMES } from '../../core/runtimes.js'
 import { ExecutorError, IsolationUnavailableError } from '../../worker/executors/executor.js'
 import { kubeJobName, LABEL_JOB } from '../../worker/executors/kubernetes/job-manifests.js'
-import { KubernetesExecutor, type KubernetesExecutorOptions } from '../../worker/executors/kubernetes/kubernetes-executor.js'
-import { applyObjects, deleteObject, FakeKubelet, GVISOR_NODE, sandboxManifests, startCluster, type Behaviour, type Cluster } from './cluster.js'
+import {
+  KubernetesExecutor,
+  type KubernetesExecutorOptions,
+} from '../../worker/executors/kubernetes/kubernetes-executor.js'
+import {
+  applyObjects,
+  deleteObject,
+  FakeKubelet,
+  GVISOR_NODE,
+  sandboxManifests,
+  startCluster,
+  type Behaviour,
+  type Cluster,
+} from './cluster.js'
 
 const NAMESPACE = 'airlock-sandbox'
 const IMAGE = `registry.invalid/airlock/default@sha256:${'a'.repeat(64)}`
@@ -24,7 +36,7 @@ function executor(options: Partial<KubernetesExecutorOptions> = {}, on: Cluster 
     kubeconfig: on.kubeconfig,
     namespace: NAMESPACE,
     runtimeClassName: 'gvisor',
-      images: new Map(['python', 'node', 'bash', 'c', 'java', 'go', 'rust', 'ml-python'].map((image) => [image, IMAGE])),
+    images: new Map(['python', 'node', 'bash', 'c', 'java', 'go', 'rust', 'ml-python'].map((image) => [image, IMAGE])),
     workspaceMb: 32,
     unschedulableWaitMs: 1500,
     startAllowanceMs: 0,
@@ -39,7 +51,10 @@ function executor(options: Partial<KubernetesExecutorOptions> = {}, on: Cluster 
 function spec(limits: Partial<JobSpec['limits']> = {}): JobSpec {
   return {
     runtime: 'python',
-    files: [{ path: 'main.py', content: 'print("hi")' }, { path: 'pkg/util.py', content: 'X = 1' }],
+    files: [
+      { path: 'main.py', content: 'print("hi")' },
+      { path: 'pkg/util.py', content: 'X = 1' },
+    ],
     entrypoint: 'main.py',
     args: [],
     stdin: 'some input',
@@ -50,7 +65,15 @@ function spec(limits: Partial<JobSpec['limits']> = {}): JobSpec {
 
 let n = 0
 /** Runs a job whose pod behaves as `behaviour`; returns the outcome and what was seen. */
-async function runJob(behaviour: Behaviour, options: { limits?: Partial<JobSpec['limits']>; exec?: KubernetesExecutor; signal?: AbortSignal; kubelet?: FakeKubelet } = {}) {
+async function runJob(
+  behaviour: Behaviour,
+  options: {
+    limits?: Partial<JobSpec['limits']>
+    exec?: KubernetesExecutor
+    signal?: AbortSignal
+    kubelet?: FakeKubelet
+  } = {},
+) {
   const jobId = `job_test${Date.now()}${n++}`
   ;(options.kubelet ?? kubelet).plan(kubeJobName(jobId), behaviour)
   const output: string[] = []
@@ -78,7 +101,10 @@ function podsOf(jobId: string) {
 
 async function gone(what: () => Promise<unknown>): Promise<boolean> {
   for (let i = 0; i < 100; i++) {
-    const exists = await what().then(() => true, (err: unknown) => !(err instanceof ApiException && err.code === 404))
+    const exists = await what().then(
+      () => true,
+      (err: unknown) => !(err instanceof ApiException && err.code === 404),
+    )
     if (!exists) return true
     await sleep(100)
   }
@@ -87,43 +113,62 @@ async function gone(what: () => Promise<unknown>): Promise<boolean> {
 
 t.test('the namespace enforces Pod Security restricted: a pod that breaks it is refused', async (t) => {
   const err = await cluster.core
-    .createNamespacedPod({ namespace: NAMESPACE, body: { metadata: { name: 'root-pod' }, spec: { containers: [{ name: 'c', image: IMAGE }] } } })
-    .then(() => null, (e: unknown) => e)
+    .createNamespacedPod({
+      namespace: NAMESPACE,
+      body: { metadata: { name: 'root-pod' }, spec: { containers: [{ name: 'c', image: IMAGE }] } },
+    })
+    .then(
+      () => null,
+      (e: unknown) => e,
+    )
   t.ok(err instanceof ApiException && err.code === 403, 'the API server refused a pod without the restricted settings')
   t.match(String((err as ApiException<string>).body), /violates PodSecurity .*restricted/)
 })
 
-t.test('a job runs as a Kubernetes Job the real API server accepts, on the gVisor pool, with the RuntimeClass overhead', async (t) => {
-  const exec = executor()
-  const report = await exec.checkIsolation()
-  t.equal(report.ok, true, report.reason ?? '')
-  t.equal(report.isolation?.platform, 'kubernetes')
-  const { jobId, outcome, output, launches } = await runJob({ exitCode: 0, output: 'hello from the pod\n', runMs: 300 })
-  t.equal(outcome.status, 'succeeded')
-  t.equal(outcome.exitCode, 0)
-  t.equal(outcome.stdout, 'hello from the pod\n', 'stdout came through the API server log proxy')
-  t.equal(output, 'hello from the pod\n', 'and was streamed live')
-  t.equal(launches, 1)
-  const pods = podsOf(jobId)
-  t.equal(pods.length, 1, 'one pod')
-  const pod = pods[0]!.pod
-  t.equal(pods[0]!.node, GVISOR_NODE, 'scheduled onto the gVisor pool only')
-  t.same(pod.spec?.overhead, { cpu: '100m', memory: '64Mi' }, 'RuntimeClass admission added the pod overhead')
-  t.equal(pod.spec?.runtimeClassName, 'gvisor')
-  t.equal(pod.spec?.automountServiceAccountToken, false)
-  t.equal(pod.spec?.securityContext?.runAsNonRoot, true)
-  const c = pod.spec!.containers[0]!
-  t.equal(c.securityContext?.readOnlyRootFilesystem, true)
-  t.same(c.securityContext?.capabilities?.drop, ['ALL'])
-  t.same(c.resources?.requests, c.resources?.limits, 'requests equal limits')
-  // The Secret carried the code and is owned by the Job.
-  const secret = await cluster.core.readNamespacedSecret({ name: kubeJobName(jobId), namespace: NAMESPACE })
-  t.equal(Buffer.from(secret.data!['file-0']!, 'base64').toString(), 'print("hi")')
-  t.equal(secret.metadata?.ownerReferences?.[0]?.kind, 'Job')
-  await exec.forget(jobId)
-  t.ok(await gone(() => batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE })), 'forget deletes the Job')
-  t.ok(await gone(() => cluster.core.readNamespacedSecret({ name: kubeJobName(jobId), namespace: NAMESPACE })), 'and the Secret goes with it')
-})
+t.test(
+  'a job runs as a Kubernetes Job the real API server accepts, on the gVisor pool, with the RuntimeClass overhead',
+  async (t) => {
+    const exec = executor()
+    const report = await exec.checkIsolation()
+    t.equal(report.ok, true, report.reason ?? '')
+    t.equal(report.isolation?.platform, 'kubernetes')
+    const { jobId, outcome, output, launches } = await runJob({
+      exitCode: 0,
+      output: 'hello from the pod\n',
+      runMs: 300,
+    })
+    t.equal(outcome.status, 'succeeded')
+    t.equal(outcome.exitCode, 0)
+    t.equal(outcome.stdout, 'hello from the pod\n', 'stdout came through the API server log proxy')
+    t.equal(output, 'hello from the pod\n', 'and was streamed live')
+    t.equal(launches, 1)
+    const pods = podsOf(jobId)
+    t.equal(pods.length, 1, 'one pod')
+    const pod = pods[0]!.pod
+    t.equal(pods[0]!.node, GVISOR_NODE, 'scheduled onto the gVisor pool only')
+    t.same(pod.spec?.overhead, { cpu: '100m', memory: '64Mi' }, 'RuntimeClass admission added the pod overhead')
+    t.equal(pod.spec?.runtimeClassName, 'gvisor')
+    t.equal(pod.spec?.automountServiceAccountToken, false)
+    t.equal(pod.spec?.securityContext?.runAsNonRoot, true)
+    const c = pod.spec!.containers[0]!
+    t.equal(c.securityContext?.readOnlyRootFilesystem, true)
+    t.same(c.securityContext?.capabilities?.drop, ['ALL'])
+    t.same(c.resources?.requests, c.resources?.limits, 'requests equal limits')
+    // The Secret carried the code and is owned by the Job.
+    const secret = await cluster.core.readNamespacedSecret({ name: kubeJobName(jobId), namespace: NAMESPACE })
+    t.equal(Buffer.from(secret.data!['file-0']!, 'base64').toString(), 'print("hi")')
+    t.equal(secret.metadata?.ownerReferences?.[0]?.kind, 'Job')
+    await exec.forget(jobId)
+    t.ok(
+      await gone(() => batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE })),
+      'forget deletes the Job',
+    )
+    t.ok(
+      await gone(() => cluster.core.readNamespacedSecret({ name: kubeJobName(jobId), namespace: NAMESPACE })),
+      'and the Secret goes with it',
+    )
+  },
+)
 
 t.test('a non-zero exit code is failed with that code', async (t) => {
   const { outcome } = await runJob({ exitCode: 3, output: 'bad\n' })
@@ -142,7 +187,10 @@ t.test('a program that runs past its time limit is timeout', async (t) => {
   const { jobId, outcome } = await runJob({ hang: true, output: 'started\n' }, { limits: { timeoutMs: 1000 } })
   t.equal(outcome.status, 'timeout')
   t.equal(outcome.stdout, 'started\n', 'output before the timeout is kept')
-  t.ok(await gone(() => batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE })), 'the Job is deleted')
+  t.ok(
+    await gone(() => batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE })),
+    'the Job is deleted',
+  )
 })
 
 t.test("the Job controller's deadline is timeout too (the cluster's backstop)", async (t) => {
@@ -155,7 +203,10 @@ t.test('an image that cannot be pulled is error with a reason to act on', async 
   const { jobId, outcome } = await runJob({ imagePullError: 'registry.invalid: no such host' })
   t.equal(outcome.status, 'error')
   t.match(outcome.reason, /could not be pulled \(ErrImagePull\): registry.invalid: no such host/)
-  t.ok(await gone(() => batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE })), 'the Job is deleted')
+  t.ok(
+    await gone(() => batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE })),
+    'the Job is deleted',
+  )
 })
 
 t.test('a pod no gVisor node can take is error after the wait, even though an ordinary node could', async (t) => {
@@ -166,12 +217,18 @@ t.test('a pod no gVisor node can take is error after the wait, even though an or
   t.equal(podsOf(jobId).length, 0, 'the pod was never bound to a node')
 })
 
-t.test("a pod the namespace refuses (above its LimitRange) is error at once, with the API server's reason", async (t) => {
-  const { jobId, outcome } = await runJob({ exitCode: 0 }, { limits: { memoryMb: 16384 } })
-  t.equal(outcome.status, 'error')
-  t.match(outcome.reason, /^the cluster refused the job's pod: .*maximum memory usage per Container is 8Gi/)
-  t.ok(await gone(() => batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE })), 'the Job is deleted')
-})
+t.test(
+  "a pod the namespace refuses (above its LimitRange) is error at once, with the API server's reason",
+  async (t) => {
+    const { jobId, outcome } = await runJob({ exitCode: 0 }, { limits: { memoryMb: 16384 } })
+    t.equal(outcome.status, 'error')
+    t.match(outcome.reason, /^the cluster refused the job's pod: .*maximum memory usage per Container is 8Gi/)
+    t.ok(
+      await gone(() => batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE })),
+      'the Job is deleted',
+    )
+  },
+)
 
 t.test('cancel deletes the Job, its pod and its Secret', async (t) => {
   const controller = new AbortController()
@@ -184,11 +241,14 @@ t.test('cancel deletes the Job, its pod and its Secret', async (t) => {
   const name = kubeJobName(jobId)
   t.ok(await gone(() => batch.readNamespacedJob({ name, namespace: NAMESPACE })), 'Job gone')
   t.ok(await gone(() => cluster.core.readNamespacedSecret({ name, namespace: NAMESPACE })), 'Secret gone')
-  t.ok(await gone(async () => {
-    const pods = await cluster.core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `${LABEL_JOB}=${name}` })
-    if (pods.items.length > 0) return
-    throw new ApiException(404, 'none', undefined, {})
-  }), 'pods gone')
+  t.ok(
+    await gone(async () => {
+      const pods = await cluster.core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `${LABEL_JOB}=${name}` })
+      if (pods.items.length > 0) return
+      throw new ApiException(404, 'none', undefined, {})
+    }),
+    'pods gone',
+  )
 })
 
 t.test('a second attempt at the same job adopts the running Job instead of launching another', async (t) => {
@@ -196,13 +256,22 @@ t.test('a second attempt at the same job adopts the running Job instead of launc
   kubelet.plan(kubeJobName(jobId), { exitCode: 0, output: 'once\n', runMs: 2000 })
   let launches = 0
   const request = () => ({
-    jobId, tenant: 'alice', spec: spec(), signal: new AbortController().signal,
+    jobId,
+    tenant: 'alice',
+    spec: spec(),
+    signal: new AbortController().signal,
     beforeLaunch: async () => {
       launches++
     },
   })
   const first = executor().run(request())
-  while (!(await batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE }).then(() => true, () => false))) await sleep(50)
+  while (
+    !(await batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE }).then(
+      () => true,
+      () => false,
+    ))
+  )
+    await sleep(50)
   // A worker that took over, e.g. after the first one died.
   const second = executor().run(request())
   const adopted = executor().adopt(request())
@@ -213,38 +282,59 @@ t.test('a second attempt at the same job adopts the running Job instead of launc
   t.equal(b.stdout, 'once\n')
   t.equal(launches, 1, 'launched once')
   t.equal(podsOf(jobId).length, 1, 'one pod ran')
-  t.equal(await executor().adopt({ ...request(), jobId: 'job_nothing_here' }), null, 'nothing to adopt when there is no Job')
+  t.equal(
+    await executor().adopt({ ...request(), jobId: 'job_nothing_here' }),
+    null,
+    'nothing to adopt when there is no Job',
+  )
 })
 
-t.test('a warm pod that cannot take its job hands it to a Job of its own, launched once; an unfit job never takes one', async (t) => {
-  const exec = executor({ warm: { sizes: new Map([['python', { min: 1, max: 1 }]]), memoryBudgetMb: 1024, maxIdleMs: 60_000, limits: spec().limits } })
-  t.teardown(() => exec.close())
-  t.ok((await exec.checkIsolation()).ok)
-  const warmJobs = async () => (await batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: 'airlock.dev/warm' })).items
-  const running = async (kubeJob: string) => (await cluster.core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `${LABEL_JOB}=${kubeJob}` })).items.some((p) => p.status?.phase === 'Running')
-  let warm = await warmJobs()
-  for (let i = 0; i < 100 && !(warm[0] && (await running(warm[0].metadata!.name!))); i++) {
-    await sleep(100)
-    warm = await warmJobs()
-  }
-  t.equal(warm.length, 1, 'the pool booted one warm Job')
-  t.equal(warm[0]?.metadata?.labels?.['airlock.dev/warm'], 'idle')
-  // Time for the pool to see its pod running and count it idle.
-  await sleep(1000)
-  const name = warm[0]!.metadata!.name!
+t.test(
+  'a warm pod that cannot take its job hands it to a Job of its own, launched once; an unfit job never takes one',
+  async (t) => {
+    const exec = executor({
+      warm: {
+        sizes: new Map([['python', { min: 1, max: 1 }]]),
+        memoryBudgetMb: 1024,
+        maxIdleMs: 60_000,
+        limits: spec().limits,
+      },
+    })
+    t.teardown(() => exec.close())
+    t.ok((await exec.checkIsolation()).ok)
+    const warmJobs = async () =>
+      (await batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: 'airlock.dev/warm' })).items
+    const running = async (kubeJob: string) =>
+      (
+        await cluster.core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `${LABEL_JOB}=${kubeJob}` })
+      ).items.some((p) => p.status?.phase === 'Running')
+    let warm = await warmJobs()
+    for (let i = 0; i < 100 && !(warm[0] && (await running(warm[0].metadata!.name!))); i++) {
+      await sleep(100)
+      warm = await warmJobs()
+    }
+    t.equal(warm.length, 1, 'the pool booted one warm Job')
+    t.equal(warm[0]?.metadata?.labels?.['airlock.dev/warm'], 'idle')
+    // Time for the pool to see its pod running and count it idle.
+    await sleep(1000)
+    const name = warm[0]!.metadata!.name!
 
-  // A job with other limits than the warm pods': its own Job, the warm one left alone.
-  const unfit = await runJob({ exitCode: 0, output: 'unfit\n' }, { exec, limits: { memoryMb: 192 } })
-  t.match(unfit.outcome, { status: 'succeeded', sandboxStart: 'cold' })
-  t.ok(await batch.readNamespacedJob({ name, namespace: NAMESPACE }), 'the warm Job still waits')
+    // A job with other limits than the warm pods': its own Job, the warm one left alone.
+    const unfit = await runJob({ exitCode: 0, output: 'unfit\n' }, { exec, limits: { memoryMb: 192 } })
+    t.match(unfit.outcome, { status: 'succeeded', sandboxStart: 'cold' })
+    t.ok(await batch.readNamespacedJob({ name, namespace: NAMESPACE }), 'the warm Job still waits')
 
-  // This kubelet cannot attach to a container: the hand-over fails before anything is sent.
-  const { outcome, launches, jobId } = await runJob({ exitCode: 0, output: 'cold\n' }, { exec })
-  t.match(outcome, { status: 'succeeded', sandboxStart: 'cold', stdout: 'cold\n' })
-  t.equal(launches, 1, 'launched once: the failed hand-over counted no launch')
-  t.equal(podsOf(jobId).length, 1, 'its own Job ran it')
-  t.ok(await gone(() => batch.readNamespacedJob({ name, namespace: NAMESPACE })), 'the warm Job that failed to take it is deleted, not reused')
-})
+    // This kubelet cannot attach to a container: the hand-over fails before anything is sent.
+    const { outcome, launches, jobId } = await runJob({ exitCode: 0, output: 'cold\n' }, { exec })
+    t.match(outcome, { status: 'succeeded', sandboxStart: 'cold', stdout: 'cold\n' })
+    t.equal(launches, 1, 'launched once: the failed hand-over counted no launch')
+    t.equal(podsOf(jobId).length, 1, 'its own Job ran it')
+    t.ok(
+      await gone(() => batch.readNamespacedJob({ name, namespace: NAMESPACE })),
+      'the warm Job that failed to take it is deleted, not reused',
+    )
+  },
+)
 
 t.test('where the cluster cannot choose a log stream (the default), stderr arrives merged into stdout', async (t) => {
   const exec = executor()
@@ -264,7 +354,11 @@ t.test('with the PodLogsQuerySplitStreams feature gate, stdout and stderr stay a
   const behaviour = { exitCode: 1, output: 'to stdout\n', stderr: 'Traceback: to stderr\n' }
 
   const exec = executor({}, gated)
-  t.match((await exec.checkIsolation()).detail, /stdout and stderr apart/, 'the worker found the API server allows choosing a stream')
+  t.match(
+    (await exec.checkIsolation()).detail,
+    /stdout and stderr apart/,
+    'the worker found the API server allows choosing a stream',
+  )
   const split = await runJob(behaviour, { exec, kubelet: gatedKubelet })
   t.equal(split.outcome.status, 'failed')
   t.equal(split.outcome.stdout, 'to stdout\n')
@@ -273,7 +367,10 @@ t.test('with the PodLogsQuerySplitStreams feature gate, stdout and stderr stay a
 
   const forced = executor({ logStreams: 'merged' }, gated)
   t.match((await forced.checkIsolation()).detail, /merged/, 'AIRLOCK_K8S_LOG_STREAMS=merged merges anyway')
-  t.equal((await runJob(behaviour, { exec: forced, kubelet: gatedKubelet })).outcome.stdout, 'to stdout\nTraceback: to stderr\n')
+  t.equal(
+    (await runJob(behaviour, { exec: forced, kubelet: gatedKubelet })).outcome.stdout,
+    'to stdout\nTraceback: to stderr\n',
+  )
 
   // A node whose kubelet lacks the gate answers 400; that job falls back to the merged log.
   const warnings: string[] = []
@@ -336,10 +433,20 @@ for (const c of cases) {
     t.equal(report.ok, false, 'not ready')
     t.match(report.reason, c.reason)
     const jobId = `job_refused${Date.now()}`
-    const err = await exec.run({ jobId, tenant: 'alice', spec: spec(), signal: new AbortController().signal }).then(() => null, (e: unknown) => e)
+    const err = await exec.run({ jobId, tenant: 'alice', spec: spec(), signal: new AbortController().signal }).then(
+      () => null,
+      (e: unknown) => e,
+    )
     t.ok(err instanceof IsolationUnavailableError, 'run refuses')
     t.match((err as Error).message, c.reason)
-    t.equal(await batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE }).then(() => true, () => false), false, 'no Job was created')
+    t.equal(
+      await batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE }).then(
+        () => true,
+        () => false,
+      ),
+      false,
+      'no Job was created',
+    )
   })
 }
 
@@ -349,7 +456,9 @@ t.test('through the API: a kubernetes worker runs jobs, and takes none while the
     env: {
       AIRLOCK_EXECUTOR: 'kubernetes',
       AIRLOCK_K8S_KUBECONFIG: cluster.kubeconfig,
-      AIRLOCK_K8S_IMAGES: ['python', 'node', 'bash', 'c', 'java', 'go', 'rust', 'ml-python'].map((image) => `${image}=${IMAGE}`).join(','),
+      AIRLOCK_K8S_IMAGES: ['python', 'node', 'bash', 'c', 'java', 'go', 'rust', 'ml-python']
+        .map((image) => `${image}=${IMAGE}`)
+        .join(','),
       AIRLOCK_ISOLATION_CHECK_INTERVAL_MS: '300',
     },
   })
@@ -357,7 +466,10 @@ t.test('through the API: a kubernetes worker runs jobs, and takes none while the
   t.equal(job.status, 'succeeded')
   t.equal(job.executor, 'kubernetes')
   t.equal(job.isolation?.platform, 'kubernetes')
-  t.ok(await gone(() => batch.readNamespacedJob({ name: kubeJobName(job.id), namespace: NAMESPACE })), 'the Job is deleted once the result is stored')
+  t.ok(
+    await gone(() => batch.readNamespacedJob({ name: kubeJobName(job.id), namespace: NAMESPACE })),
+    'the Job is deleted once the result is stored',
+  )
 
   await deleteObject(cluster, byKind('NetworkPolicy'))
   t.teardown(() => applyObjects(cluster, [byKind('NetworkPolicy')]))
@@ -374,19 +486,40 @@ t.test('through the API: a kubernetes worker runs jobs, and takes none while the
   t.equal((await h.run({ runtime: 'bash', source: 'echo hi' })).status, 'succeeded')
 })
 
-t.test('a runtime whose image is not configured is not offered: its job is an error, the worker still isolates; a worker with no image is not ready', async (t) => {
-  const onlyPython = executor({ images: new Map([['python', IMAGE]]) })
-  t.equal((await onlyPython.checkIsolation()).ok, true)
-  const jobId = `job_noimage${Date.now()}`
-  const rust: JobSpec = { ...spec(), runtime: 'rust', files: [{ path: 'main.rs', content: 'fn main() {}' }], entrypoint: 'main.rs' }
-  const err = await onlyPython.run({ jobId, tenant: 'alice', spec: rust, signal: new AbortController().signal }).then(() => null, (e: unknown) => e)
-  t.ok(err instanceof ExecutorError && !(err instanceof IsolationUnavailableError), 'an error of this job, not a loss of isolation that would hand it back')
-  t.match((err as Error).message, /not offered by this worker/)
-  t.equal(await batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE }).then(() => true, () => false), false, 'no Job was created')
-  const none = await executor({ images: new Map() }).checkIsolation()
-  t.equal(none.ok, false)
-  t.match(none.reason, /no sandbox image reference pinned by digest for any runtime/)
-})
+t.test(
+  'a runtime whose image is not configured is not offered: its job is an error, the worker still isolates; a worker with no image is not ready',
+  async (t) => {
+    const onlyPython = executor({ images: new Map([['python', IMAGE]]) })
+    t.equal((await onlyPython.checkIsolation()).ok, true)
+    const jobId = `job_noimage${Date.now()}`
+    const rust: JobSpec = {
+      ...spec(),
+      runtime: 'rust',
+      files: [{ path: 'main.rs', content: 'fn main() {}' }],
+      entrypoint: 'main.rs',
+    }
+    const err = await onlyPython.run({ jobId, tenant: 'alice', spec: rust, signal: new AbortController().signal }).then(
+      () => null,
+      (e: unknown) => e,
+    )
+    t.ok(
+      err instanceof ExecutorError && !(err instanceof IsolationUnavailableError),
+      'an error of this job, not a loss of isolation that would hand it back',
+    )
+    t.match((err as Error).message, /not offered by this worker/)
+    t.equal(
+      await batch.readNamespacedJob({ name: kubeJobName(jobId), namespace: NAMESPACE }).then(
+        () => true,
+        () => false,
+      ),
+      false,
+      'no Job was created',
+    )
+    const none = await executor({ images: new Map() }).checkIsolation()
+    t.equal(none.ok, false)
+    t.match(none.reason, /no sandbox image reference pinned by digest for any runtime/)
+  },
+)
 
 t.test("runtimes are offered when their image is configured, at the catalog's version", async (t) => {
   const python = RUNTIMES.find((r) => r.name === 'python')!

@@ -4,7 +4,13 @@ import { join } from 'node:path'
 import t from 'tap'
 import { cpuQuotaUs, cgroupVersion, flatKeyed } from '../../worker/executors/local/cgroups.js'
 import { v1LimitWrites, v1OomKills } from '../../worker/executors/local/cgroups-v1.js'
-import { V2_ENABLE, v2ControllerParents, v2LimitWrites, v2MissingControllers, v2OomKills } from '../../worker/executors/local/cgroups-v2.js'
+import {
+  V2_ENABLE,
+  v2ControllerParents,
+  v2LimitWrites,
+  v2MissingControllers,
+  v2OomKills,
+} from '../../worker/executors/local/cgroups-v2.js'
 import { hostCgroups } from '../../worker/executors/local/cgroup-host.js'
 import { mountsUnder } from '../../worker/executors/local/mounts.js'
 
@@ -38,10 +44,18 @@ t.test('cgroup v1: limits go to memory, pids and cpu; memsw only where swap acco
       ['cpu', 'cpu.shares', '1024', false],
     ],
   )
-  t.equal(v1LimitWrites({ ...limits, background: true }).find((w) => w.file === 'cpu.shares')?.value, '2', 'a warm sandbox waits at the least CPU weight')
+  t.equal(
+    v1LimitWrites({ ...limits, background: true }).find((w) => w.file === 'cpu.shares')?.value,
+    '2',
+    'a warm sandbox waits at the least CPU weight',
+  )
   // memory.oom_control as Linux 4.13+ writes it, and as older kernels do (no counter).
   t.equal(v1OomKills('oom_kill_disable 0\nunder_oom 0\noom_kill 1\n', '17'), 1)
-  t.equal(v1OomKills('oom_kill_disable 0\nunder_oom 0\noom_kill 0\n', '17'), 0, 'the counter wins over failcnt where it exists')
+  t.equal(
+    v1OomKills('oom_kill_disable 0\nunder_oom 0\noom_kill 0\n', '17'),
+    0,
+    'the counter wins over failcnt where it exists',
+  )
   t.equal(v1OomKills('oom_kill_disable 0\nunder_oom 0\n', '3'), 1, 'before 4.13: a failed charge counts as a kill')
   t.equal(v1OomKills('oom_kill_disable 0\nunder_oom 0\n', '0'), 0)
 })
@@ -58,7 +72,11 @@ t.test('cgroup v2: limits are memory.max (no swap, the group killed whole), pids
       ['cpu.weight', '100', false],
     ],
   )
-  t.equal(v2LimitWrites({ ...limits, background: true }).find((w) => w.file === 'cpu.weight')?.value, '1', 'a warm sandbox waits at the least CPU weight')
+  t.equal(
+    v2LimitWrites({ ...limits, background: true }).find((w) => w.file === 'cpu.weight')?.value,
+    '1',
+    'a warm sandbox waits at the least CPU weight',
+  )
 })
 
 t.test('cgroup v2: every ancestor of a sandbox, the root first, must enable the controllers', async (t) => {
@@ -90,8 +108,16 @@ t.test('mounts below a directory are found in mountinfo, deepest first, with esc
     '882 25 0:50 / /run/airlock/workers/12/a\\040b/c rw - tmpfs tmpfs rw',
     '883 25 0:51 / /run/airlock/workers/123/runsc/null-netns rw - nsfs nsfs rw',
   ].join('\n')
-  t.same(mountsUnder(mountinfo, '/run/airlock/workers/12'), ['/run/airlock/workers/12/runsc/null-netns', '/run/airlock/workers/12/runsc/null-netns', '/run/airlock/workers/12/a b/c'])
-  t.same(mountsUnder(mountinfo, '/run/airlock/workers/12/'), mountsUnder(mountinfo, '/run/airlock/workers/12'), 'a trailing slash changes nothing')
+  t.same(mountsUnder(mountinfo, '/run/airlock/workers/12'), [
+    '/run/airlock/workers/12/runsc/null-netns',
+    '/run/airlock/workers/12/runsc/null-netns',
+    '/run/airlock/workers/12/a b/c',
+  ])
+  t.same(
+    mountsUnder(mountinfo, '/run/airlock/workers/12/'),
+    mountsUnder(mountinfo, '/run/airlock/workers/12'),
+    'a trailing slash changes nothing',
+  )
   t.same(mountsUnder(mountinfo, '/run/other'), [])
 })
 
@@ -117,7 +143,11 @@ t.test('cgroup v2 on a directory laid out as a v2 hierarchy (a stand-in: no v2 h
 
   const sandbox = host!.sandbox('/airlock/airlock-job_1')
   await sandbox.create(limits)
-  t.equal(await readFile(join(root, 'cgroup.subtree_control'), 'utf8'), V2_ENABLE, 'the root lacked cpu: the controllers are enabled there')
+  t.equal(
+    await readFile(join(root, 'cgroup.subtree_control'), 'utf8'),
+    V2_ENABLE,
+    'the root lacked cpu: the controllers are enabled there',
+  )
   t.equal(await readFile(join(root, 'airlock', 'cgroup.subtree_control'), 'utf8'), V2_ENABLE, 'and in the parent')
   const dir = join(root, 'airlock', 'airlock-job_1')
   t.equal(await readFile(join(dir, 'memory.max'), 'utf8'), String(limits.memoryBytes))
@@ -142,7 +172,11 @@ t.test('cgroup v2 on a directory laid out as a v2 hierarchy (a stand-in: no v2 h
   }
   await mkdir(join(dir, 'nested'))
   await sandbox.remove()
-  t.same(await host!.children('airlock'), ['airlock-job_2'], 'removal takes the sandbox and what is below it, nothing else')
+  t.same(
+    await host!.children('airlock'),
+    ['airlock-job_2'],
+    'removal takes the sandbox and what is below it, nothing else',
+  )
 })
 
 t.test('a v2 hierarchy without our controllers is named as the problem', async (t) => {

@@ -30,17 +30,43 @@ t.test('settings can come from a file; the environment wins; typos stop the proc
   t.throws(() => loadConfig({ AIRLOCK_CONFIG_FILE: join(dir, 'missing.env') }), ConfigError)
 })
 
-t.test('any setting can come from a file of its own (NAME_FILE), as a mounted Secret gives it; NAME wins', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'airlock-secrets-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  await writeFile(join(dir, 'AIRLOCK_API_KEYS'), 'team-a:key-from-a-file-01\n')
-  await writeFile(join(dir, 'REDIS_PASSWORD'), 'd3adb33f')
-  const config = loadConfig({ AIRLOCK_API_KEYS_FILE: join(dir, 'AIRLOCK_API_KEYS'), REDIS_PASSWORD_FILE: join(dir, 'REDIS_PASSWORD'), REDIS_URL: 'redis://redis.example.svc:6379' })
-  t.equal(config.tenantsByKey.get('key-from-a-file-01'), 'team-a', "the file's value, its last newline dropped")
-  t.equal(config.redisUrl, 'redis://:d3adb33f@redis.example.svc:6379', 'REDIS_PASSWORD goes into a REDIS_URL without one')
-  t.equal(loadConfig({ REDIS_URL: 'redis://:own@r:6379', REDIS_PASSWORD: 'other' }).redisUrl, 'redis://:own@r:6379', "a URL's own password stands")
-  t.equal(loadConfig({ AIRLOCK_API_KEYS: 'b:env-key-000000001', AIRLOCK_API_KEYS_FILE: join(dir, 'AIRLOCK_API_KEYS') }).tenantsByKey.get('env-key-000000001'), 'b', 'NAME wins over NAME_FILE')
-  t.throws(() => loadConfig({ AIRLOCK_API_KEYS_FILE: join(dir, 'missing') }), /AIRLOCK_API_KEYS_FILE: cannot read/)
-  await writeFile(join(dir, 'airlock.env'), `AIRLOCK_API_KEYS_FILE=${join(dir, 'AIRLOCK_API_KEYS')}\n`)
-  t.equal(loadConfig({ AIRLOCK_CONFIG_FILE: join(dir, 'airlock.env') }).tenantsByKey.get('key-from-a-file-01'), 'team-a', 'NAME_FILE may stand in the settings file too')
-})
+t.test(
+  'any setting can come from a file of its own (NAME_FILE), as a mounted Secret gives it; NAME wins',
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-secrets-'))
+    t.teardown(() => rm(dir, { recursive: true, force: true }))
+    await writeFile(join(dir, 'AIRLOCK_API_KEYS'), 'team-a:key-from-a-file-01\n')
+    await writeFile(join(dir, 'REDIS_PASSWORD'), 'd3adb33f')
+    const config = loadConfig({
+      AIRLOCK_API_KEYS_FILE: join(dir, 'AIRLOCK_API_KEYS'),
+      REDIS_PASSWORD_FILE: join(dir, 'REDIS_PASSWORD'),
+      REDIS_URL: 'redis://redis.example.svc:6379',
+    })
+    t.equal(config.tenantsByKey.get('key-from-a-file-01'), 'team-a', "the file's value, its last newline dropped")
+    t.equal(
+      config.redisUrl,
+      'redis://:d3adb33f@redis.example.svc:6379',
+      'REDIS_PASSWORD goes into a REDIS_URL without one',
+    )
+    t.equal(
+      loadConfig({ REDIS_URL: 'redis://:own@r:6379', REDIS_PASSWORD: 'other' }).redisUrl,
+      'redis://:own@r:6379',
+      "a URL's own password stands",
+    )
+    t.equal(
+      loadConfig({
+        AIRLOCK_API_KEYS: 'b:env-key-000000001',
+        AIRLOCK_API_KEYS_FILE: join(dir, 'AIRLOCK_API_KEYS'),
+      }).tenantsByKey.get('env-key-000000001'),
+      'b',
+      'NAME wins over NAME_FILE',
+    )
+    t.throws(() => loadConfig({ AIRLOCK_API_KEYS_FILE: join(dir, 'missing') }), /AIRLOCK_API_KEYS_FILE: cannot read/)
+    await writeFile(join(dir, 'airlock.env'), `AIRLOCK_API_KEYS_FILE=${join(dir, 'AIRLOCK_API_KEYS')}\n`)
+    t.equal(
+      loadConfig({ AIRLOCK_CONFIG_FILE: join(dir, 'airlock.env') }).tenantsByKey.get('key-from-a-file-01'),
+      'team-a',
+      'NAME_FILE may stand in the settings file too',
+    )
+  },
+)

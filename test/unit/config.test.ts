@@ -24,7 +24,10 @@ t.test('a bad value names the variable and what is allowed', async (t) => {
   t.match(errorOf({ REDIS_URL: 'http://x' })?.message, /REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/)
   t.match(errorOf({ AIRLOCK_EXECUTOR: 'docker' })?.message, /AIRLOCK_EXECUTOR: must be one of local/)
   t.match(errorOf({ AIRLOCK_DEFAULT_CPUS: 'NaN' })?.message, /AIRLOCK_DEFAULT_CPUS: expected a number/)
-  t.equal(errorOf({ AIRLOCK_DEFAULT_MEMORY_MB: '4096', AIRLOCK_MAX_MEMORY_MB: '1024' })?.variable, 'AIRLOCK_DEFAULT_MEMORY_MB')
+  t.equal(
+    errorOf({ AIRLOCK_DEFAULT_MEMORY_MB: '4096', AIRLOCK_MAX_MEMORY_MB: '1024' })?.variable,
+    'AIRLOCK_DEFAULT_MEMORY_MB',
+  )
 })
 
 t.test('API keys parse into key -> tenant and reject malformed entries', async (t) => {
@@ -39,7 +42,13 @@ t.test('API keys parse into key -> tenant and reject malformed entries', async (
 
 t.test('AIRLOCK_WARM_POOL parses into bounds per runtime and refuses what it cannot honour', async (t) => {
   const sizes = loadConfig({ AIRLOCK_WARM_POOL: 'bash=1:4,python=0:8' }).warmPoolSizes
-  t.same([...sizes], [['bash', { min: 1, max: 4 }], ['python', { min: 0, max: 8 }]])
+  t.same(
+    [...sizes],
+    [
+      ['bash', { min: 1, max: 4 }],
+      ['python', { min: 0, max: 8 }],
+    ],
+  )
   t.equal(loadConfig({}).warmPoolSizes.get('python')?.min, 1, 'on by default')
   t.equal(loadConfig({ AIRLOCK_WARM_POOL: 'none' }).warmPoolSizes.size, 0, 'none: no pool')
   t.match(errorOf({ AIRLOCK_WARM_POOL: 'bash=4:1' })?.message, /AIRLOCK_WARM_POOL: bash: min must not exceed max/)

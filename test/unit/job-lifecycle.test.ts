@@ -3,7 +3,13 @@ import { readdir, readFile } from 'node:fs/promises'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { scriptSource } from '../../core/job-lifecycle/scripts.js'
-import { FINAL_STATUSES, isFinalStatus, TRANSITIONS, transitionsTable, type TransitionName } from '../../core/job-lifecycle/transitions.js'
+import {
+  FINAL_STATUSES,
+  isFinalStatus,
+  TRANSITIONS,
+  transitionsTable,
+  type TransitionName,
+} from '../../core/job-lifecycle/transitions.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { JOB_STATUSES, type JobStatus } from '../../core/job-status.js'
 import { JobStore, newJobId } from '../../core/job-store.js'
@@ -29,7 +35,11 @@ t.test("the lifecycle README's table is the transition table", async (t) => {
 
 t.test('each script is headed with its KEYS, ARGV and reply, and builds no key of its own', async (t) => {
   const files = (await readdir(LUA_DIR)).filter((f) => f.endsWith('.lua')).sort()
-  t.same(files, [...new Set(Object.values(TRANSITIONS).map((m) => `${m.script}.lua`))].sort(), 'one script per move, and no other')
+  t.same(
+    files,
+    [...new Set(Object.values(TRANSITIONS).map((m) => `${m.script}.lua`))].sort(),
+    'one script per move, and no other',
+  )
   for (const file of files) {
     const text = await readFile(new URL(file, LUA_DIR), 'utf8')
     const header = /^--\[\[([\s\S]*?)\]\]/.exec(text)?.[1] ?? ''
@@ -54,7 +64,17 @@ t.test('against Redis, each move writes only from the statuses its table row lis
   })
   const store = new JobStore(redis, keys, 3600)
   const spec = resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({}))
-  const outcome = { status: 'succeeded' as const, exitCode: 0, signal: null, reason: null, stdout: '', stderr: '', truncated: false, startupMs: 1, runMs: 1 }
+  const outcome = {
+    status: 'succeeded' as const,
+    exitCode: 0,
+    signal: null,
+    reason: null,
+    stdout: '',
+    stderr: '',
+    truncated: false,
+    startupMs: 1,
+    runMs: 1,
+  }
   const meta = { executor: 'local', isolation: null, outputInEvents: true }
   // Each move, and whether it wrote (a move that may not start here answers "nothing done").
   const moves: Record<Exclude<TransitionName, 'create'>, (id: string) => Promise<boolean>> = {

@@ -11,10 +11,26 @@ t.test('the target is the busiest second of the last window, within min and max'
   const now = 1_000_000
   t.equal(poolTarget({ min: 1, max: 8 }, [], now), 1, 'no demand: min')
   t.equal(poolTarget({ min: 0, max: 8 }, [now - 500], now), 1, 'one claim: one')
-  t.equal(poolTarget({ min: 1, max: 8 }, [now - 5000, now - 4900, now - 4800, now - 100], now), 3, 'three within one second')
-  t.equal(poolTarget({ min: 1, max: 8 }, [now - 3000, now - 2000, now - 1000, now], now), 1, 'one a second is one at a time')
+  t.equal(
+    poolTarget({ min: 1, max: 8 }, [now - 5000, now - 4900, now - 4800, now - 100], now),
+    3,
+    'three within one second',
+  )
+  t.equal(
+    poolTarget({ min: 1, max: 8 }, [now - 3000, now - 2000, now - 1000, now], now),
+    1,
+    'one a second is one at a time',
+  )
   t.equal(poolTarget({ min: 1, max: 2 }, [now - 30, now - 20, now - 10, now], now), 2, 'never above max')
-  t.equal(poolTarget({ min: 1, max: 8 }, [now - DEMAND_WINDOW_MS - 10, now - DEMAND_WINDOW_MS - 5, now - DEMAND_WINDOW_MS - 1], now), 1, 'a burst past the window no longer counts')
+  t.equal(
+    poolTarget(
+      { min: 1, max: 8 },
+      [now - DEMAND_WINDOW_MS - 10, now - DEMAND_WINDOW_MS - 5, now - DEMAND_WINDOW_MS - 1],
+      now,
+    ),
+    1,
+    'a burst past the window no longer counts',
+  )
 })
 
 class StandIn implements WarmSandbox {
@@ -23,7 +39,10 @@ class StandIn implements WarmSandbox {
   readonly bootMs = 1
   destroyed = false
   dead = false
-  constructor(readonly runtime: string, private readonly bytes = 10) {
+  constructor(
+    readonly runtime: string,
+    private readonly bytes = 10,
+  ) {
     StandIn.booted++
   }
   alive(): boolean {
@@ -43,7 +62,10 @@ async function until(what: () => boolean, timeoutMs = 3000): Promise<boolean> {
   return what()
 }
 
-function pool(t: { teardown(fn: () => unknown): void }, options: Partial<ConstructorParameters<typeof WarmPool<StandIn>>[0]> = {}) {
+function pool(
+  t: { teardown(fn: () => unknown): void },
+  options: Partial<ConstructorParameters<typeof WarmPool<StandIn>>[0]> = {},
+) {
   const made: StandIn[] = []
   const metrics = new Metrics()
   const p = new WarmPool<StandIn>({
@@ -65,7 +87,9 @@ function pool(t: { teardown(fn: () => unknown): void }, options: Partial<Constru
 
 async function metric(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number | undefined> {
   const m = (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === name)
-  return (m?.values as { labels: Record<string, string>; value: number }[] | undefined)?.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value
+  return (m?.values as { labels: Record<string, string>; value: number }[] | undefined)?.find((v) =>
+    Object.entries(labels).every(([k, l]) => v.labels[k] === l),
+  )?.value
 }
 
 t.test('the pool fills to min once started, and a claim takes an idle sandbox for good', async (t) => {
@@ -84,7 +108,10 @@ t.test('the pool fills to min once started, and a claim takes an idle sandbox fo
   t.equal(await metric(metrics, 'airlock_warm_sandboxes', { runtime: 'bash', state: 'idle' }), 2)
   t.equal(await metric(metrics, 'airlock_warm_sandbox_memory_bytes', {}), 20, 'idle memory is measured and shown')
   await p.close()
-  t.ok(made.filter((m) => m !== s).every((m) => m.destroyed), 'close destroys every idle sandbox')
+  t.ok(
+    made.filter((m) => m !== s).every((m) => m.destroyed),
+    'close destroys every idle sandbox',
+  )
 })
 
 t.test('a burst of claims grows the pool toward max, and a dead sandbox is never handed out', async (t) => {
@@ -98,7 +125,10 @@ t.test('a burst of claims grows the pool toward max, and a dead sandbox is never
   t.equal(p.take('bash'), undefined, 'the burst outran the pool: a miss')
   t.equal(p.take('bash'), undefined)
   p.refill()
-  t.ok(await until(() => made.length === 5), `three claims in one second: the pool grows to three idle (booted ${made.length})`)
+  t.ok(
+    await until(() => made.length === 5),
+    `three claims in one second: the pool grows to three idle (booted ${made.length})`,
+  )
   await sleep(50)
   t.equal(made.length, 5, 'and no further')
   for (let i = 0; i < 5; i++) p.take('bash')

@@ -38,7 +38,13 @@ export function createExecutor(config: Config, logger: Logger, overrides: Execut
               sizes: config.k8sWarmPoolSizes,
               memoryBudgetMb: config.warmPoolMemoryMb,
               maxIdleMs: config.warmMaxIdleMs,
-              limits: { timeoutMs: config.maxTimeoutMs, memoryMb: config.defaultMemoryMb, cpus: config.defaultCpus, pids: config.maxPids, outputBytes: config.defaultOutputBytes },
+              limits: {
+                timeoutMs: config.maxTimeoutMs,
+                memoryMb: config.defaultMemoryMb,
+                cpus: config.defaultCpus,
+                pids: config.maxPids,
+                outputBytes: config.defaultOutputBytes,
+              },
             },
           }),
       ...(overrides.metrics ? { metrics: overrides.metrics } : {}),
@@ -57,7 +63,16 @@ export function createExecutor(config: Config, logger: Logger, overrides: Execut
     artifactBytes: config.artifactBytes,
     logger: logger.child({ component: 'executor' }),
     ...(overrides.seccomp === false ? { seccomp: false } : {}),
-    ...(overrides.warm === false ? {} : { warm: { sizes: config.warmPoolSizes, memoryBudgetMb: config.warmPoolMemoryMb, maxIdleMs: config.warmMaxIdleMs, limits: { memoryMb: config.defaultMemoryMb, cpus: config.defaultCpus, pids: config.maxPids } } }),
+    ...(overrides.warm === false
+      ? {}
+      : {
+          warm: {
+            sizes: config.warmPoolSizes,
+            memoryBudgetMb: config.warmPoolMemoryMb,
+            maxIdleMs: config.warmMaxIdleMs,
+            limits: { memoryMb: config.defaultMemoryMb, cpus: config.defaultCpus, pids: config.maxPids },
+          },
+        }),
     ...(overrides.metrics ? { metrics: overrides.metrics } : {}),
   })
 }

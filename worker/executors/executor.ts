@@ -5,7 +5,10 @@ export interface IsolationReport {
   ok: boolean
   /** e.g. "gvisor" */
   technology: string
-  /** e.g. "runsc v0.0.0-20260905035102-160fafc42237, platform systrap, cgroup v1; platforms that work here: systrap, ptrace" */
+  /**
+   * e.g. "runsc v0.0.0-20260905035102-160fafc42237, platform systrap, cgroup v1; platforms that work here: systrap,
+   * ptrace"
+   */
   detail: string
   /** Why isolation cannot be guaranteed; null when ok. */
   reason: string | null

@@ -33,14 +33,17 @@ const SIGNAL_NAMES = new Map<number, string>(Object.entries(constants.signals).m
 export const SIGNAL_EXIT_BASE = 128
 
 export function classifyEnd(end: SandboxEnd): Pick<JobOutcome, 'status' | 'exitCode' | 'signal' | 'reason'> {
-  const signalNo = end.exitStatus !== null && end.exitStatus > SIGNAL_EXIT_BASE ? end.exitStatus - SIGNAL_EXIT_BASE : null
+  const signalNo =
+    end.exitStatus !== null && end.exitStatus > SIGNAL_EXIT_BASE ? end.exitStatus - SIGNAL_EXIT_BASE : null
   const signal = signalNo === null ? null : (SIGNAL_NAMES.get(signalNo) ?? `SIG${signalNo}`)
   const exitCode = end.exitStatus !== null && signalNo === null ? end.exitStatus : null
   if (end.cancelled) return { status: 'cancelled', exitCode, signal, reason: REASONS.cancelledWhileRunning }
   if (end.timedOut) return { status: 'timeout', exitCode, signal, reason: REASONS.timeLimit(end.timeoutMs) }
   if (end.oomKills > 0) return { status: 'oom', exitCode, signal, reason: REASONS.memoryLimit(end.memoryMb) }
-  if (end.hostKill && end.exitStatus !== 0) return { status: 'error', exitCode: null, signal, reason: `the host stopped the sandbox: ${end.hostKill}` }
-  if (end.exitStatus === null) return { status: 'error', exitCode: null, signal: null, reason: 'the sandbox ended without an exit status' }
+  if (end.hostKill && end.exitStatus !== 0)
+    return { status: 'error', exitCode: null, signal, reason: `the host stopped the sandbox: ${end.hostKill}` }
+  if (end.exitStatus === null)
+    return { status: 'error', exitCode: null, signal: null, reason: 'the sandbox ended without an exit status' }
   if (end.exitStatus === 0) return { status: 'succeeded', exitCode: 0, signal: null, reason: null }
   return { status: 'failed', exitCode, signal, reason: signal ? `killed by ${signal}` : `exited with code ${exitCode}` }
 }

@@ -86,7 +86,10 @@ export const READ_SECCOMP_MODE = 's=; while read -r k v; do [ "$k" = Seccomp: ] 
 /** That mode under a filter (0: none, 1: strict). */
 export const SECCOMP_MODE_FILTER = '2'
 
-/** Shell text that exits NO_SECCOMP_EXIT, saying so, unless the shell runs under a seccomp filter (ArgvOptions.requireSeccomp). */
+/**
+ * Shell text that exits NO_SECCOMP_EXIT, saying so, unless the shell runs under a seccomp filter
+ * (ArgvOptions.requireSeccomp).
+ */
 function seccompCheckScript(): string {
   return `${READ_SECCOMP_MODE}; [ "$s" = ${SECCOMP_MODE_FILTER} ] || { m='${NO_SECCOMP_MESSAGE}'; echo "$m" >&2; [ -w /dev/termination-log ] && echo "$m" >/dev/termination-log; exit ${NO_SECCOMP_EXIT}; }`
 }
@@ -94,9 +97,11 @@ function seccompCheckScript(): string {
 /** The launcher's exit status when it refused to run a program with no seccomp filter. */
 export const NO_SECCOMP_EXIT = 126
 /** What it writes to stderr and to the container's termination message then. */
-export const NO_SECCOMP_MESSAGE = 'airlock: the sandbox is not under its seccomp profile (the node must run runsc with oci-seccomp); the program was not run'
+export const NO_SECCOMP_MESSAGE =
+  'airlock: the sandbox is not under its seccomp profile (the node must run runsc with oci-seccomp); the program was not run'
 /** The job's reason when its sandbox refused so: `error`, the node's fault, not the program's. */
-export const NO_SECCOMP_REASON = "the node did not put the sandbox under Airlock's seccomp profile (its runsc needs oci-seccomp), so nothing of the job was run"
+export const NO_SECCOMP_REASON =
+  "the node did not put the sandbox under Airlock's seccomp profile (its runsc needs oci-seccomp), so nothing of the job was run"
 
 /**
  * Helper processes the capped launcher keeps beside the program (the shell, the stderr
@@ -116,9 +121,16 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
   const exec = `exec ${options.envDir === undefined ? '' : 'env -i -- '}"$@"${options.stdinFile ? ` < ${JOB_FILES_MOUNT}/${options.stdinFile}` : ''}`
   const seccompCheck = options.requireSeccomp ? `${seccompCheckScript()}\n` : ''
   const go = options.waitForGo ? `${readGoLine()}\n` : ''
-  const argv = (script: string) => ['/bin/sh', '-c', seccompCheck + go + script, 'airlock', ...programArgv(spec, runtime)]
+  const argv = (script: string) => [
+    '/bin/sh',
+    '-c',
+    seccompCheck + go + script,
+    'airlock',
+    ...programArgv(spec, runtime),
+  ]
   // dash's name for RLIMIT_NPROC is -p.
-  const ulimit = (extra: number) => (options.pidsLimit === undefined ? '' : `ulimit -p ${options.pidsLimit + extra} && `)
+  const ulimit = (extra: number) =>
+    options.pidsLimit === undefined ? '' : `ulimit -p ${options.pidsLimit + extra} && `
   if (options.capOutputBytes === undefined) return argv(`${readEnv}${ulimit(0)}${copy} && ${exec}`)
 
   return argv(readEnv + cappedRun(copy, String(options.capOutputBytes + 1), ulimit(CAP_HELPER_PROCESSES), exec))
@@ -133,7 +145,11 @@ export function sandboxArgv(spec: JobSpec, runtime: RuntimeDefinition, options: 
  * worker learn of the program's end as soon as the log shows it, before the kubelet's
  * status does.
  */
-export const LAUNCHER_REPORT = { begin: 'airlock-launcher-begin', end: 'airlock-launcher-end', exit: 'airlock-launcher-exit' } as const
+export const LAUNCHER_REPORT = {
+  begin: 'airlock-launcher-begin',
+  end: 'airlock-launcher-end',
+  exit: 'airlock-launcher-exit',
+} as const
 
 /**
  * Shell text that copies the files (`copy`), then runs `exec` with stdout and stderr
@@ -227,12 +243,19 @@ function readGoLine(): string {
  * else only the job's own variables. `capOutputBytes`: also the output cap, for a
  * launcher that caps inside the sandbox.
  */
-export function warmJobFiles(spec: JobSpec, runtime: RuntimeDefinition, options: { wholeEnv?: boolean; capOutputBytes?: boolean } = {}): { path: string; content: string | Buffer }[] {
+export function warmJobFiles(
+  spec: JobSpec,
+  runtime: RuntimeDefinition,
+  options: { wholeEnv?: boolean; capOutputBytes?: boolean } = {},
+): { path: string; content: string | Buffer }[] {
   const argv = programArgv(spec, runtime)
   return [
     ...spec.files.map((f) => ({ path: `${WARM_JOB.files}/${f.path}`, content: fileBytes(f) })),
     // Only the job's own by default: the fixed ones are the sandbox's from its boot.
-    ...envFiles(options.wholeEnv ? sandboxEnv(spec) : spec.env).map((f) => ({ path: `${WARM_JOB.env}/${f.name}`, content: f.content })),
+    ...envFiles(options.wholeEnv ? sandboxEnv(spec) : spec.env).map((f) => ({
+      path: `${WARM_JOB.env}/${f.name}`,
+      content: f.content,
+    })),
     ...argv.map((word, i) => ({ path: `${WARM_JOB.argv}/${String(i).padStart(6, '0')}`, content: word })),
     { path: WARM_JOB.pids, content: `${spec.limits.pids}\n` },
     ...(options.capOutputBytes ? [{ path: WARM_JOB.cap, content: `${spec.limits.outputBytes + 1}\n` }] : []),
@@ -290,7 +313,12 @@ export function warmStreamLauncherArgv(options: { requireSeccomp?: boolean } = {
     // The program runs as a background list, whose stdin would be /dev/null: it gets the
     // launcher's own (the rest of the attach) through fd 3, closed again for the program.
     'exec 3<&0',
-    cappedRun(`cp -R ${job(WARM_JOB.files)}/. ${WORKSPACE}/`, '"$cap"', `ulimit -p $((lim + ${CAP_HELPER_PROCESSES})) && `, 'exec env -i -- "$@" <&3 3<&-'),
+    cappedRun(
+      `cp -R ${job(WARM_JOB.files)}/. ${WORKSPACE}/`,
+      '"$cap"',
+      `ulimit -p $((lim + ${CAP_HELPER_PROCESSES})) && `,
+      'exec env -i -- "$@" <&3 3<&-',
+    ),
   ].join('\n')
   return ['/bin/sh', '-c', script, 'airlock']
 }

@@ -53,7 +53,13 @@ export function createWarmPool<S extends WarmSandbox>(
 ): WarmPool<S> | undefined {
   const sizes = new Map([...(settings?.sizes ?? [])].filter(([, size]) => size.max > 0))
   if (!settings || sizes.size === 0) return undefined
-  return new WarmPool({ ...hooks, sizes, memoryBudgetBytes: settings.memoryBudgetMb * 1024 * 1024, maxIdleMs: settings.maxIdleMs, logger: hooks.logger.child({ component: 'warm-pool' }) })
+  return new WarmPool({
+    ...hooks,
+    sizes,
+    memoryBudgetBytes: settings.memoryBudgetMb * 1024 * 1024,
+    maxIdleMs: settings.maxIdleMs,
+    logger: hooks.logger.child({ component: 'warm-pool' }),
+  })
 }
 
 /** The window over which claims are counted to size the pool. */
@@ -206,7 +212,10 @@ export class WarmPool<S extends WarmSandbox> {
       } catch (err) {
         const ms = Math.min(BOOT_BACKOFF_MAX_MS, (this.backoff.get(runtime)?.ms ?? BOOT_BACKOFF_MS / 2) * 2)
         this.backoff.set(runtime, { until: Date.now() + ms, ms })
-        this.options.logger.warn({ err: (err as Error).message, runtime, retryInMs: ms }, 'could not boot a warm sandbox; jobs of this runtime start cold meanwhile')
+        this.options.logger.warn(
+          { err: (err as Error).message, runtime, retryInMs: ms },
+          'could not boot a warm sandbox; jobs of this runtime start cold meanwhile',
+        )
       } finally {
         this.booting.set(runtime, (this.booting.get(runtime) ?? 1) - 1)
         this.report()
@@ -240,7 +249,9 @@ export class WarmPool<S extends WarmSandbox> {
     for (const [runtime, idle] of this.idle) {
       const target = poolTarget(this.options.sizes.get(runtime)!, this.claims.get(runtime) ?? [], now)
       // Oldest first: they are at the front.
-      const keep = idle.filter((s, i) => idle.length - i <= target && s.alive() && now - s.bootedAt <= this.options.maxIdleMs)
+      const keep = idle.filter(
+        (s, i) => idle.length - i <= target && s.alive() && now - s.bootedAt <= this.options.maxIdleMs,
+      )
       gone.push(...idle.filter((s) => !keep.includes(s)))
       this.idle.set(runtime, keep)
     }
@@ -250,7 +261,9 @@ export class WarmPool<S extends WarmSandbox> {
   }
 
   private async discard(s: S): Promise<void> {
-    await s.destroy().catch((err: unknown) => this.options.logger.warn({ err, runtime: s.runtime }, 'could not remove a warm sandbox'))
+    await s
+      .destroy()
+      .catch((err: unknown) => this.options.logger.warn({ err, runtime: s.runtime }, 'could not remove a warm sandbox'))
   }
 
   private report(): void {

@@ -52,15 +52,22 @@ export function runsAsSteps(spec: JobSpec, runtime: RuntimeDefinition): boolean 
 
 /** The runs after the compile: one per case, or the job's own. */
 export function runSteps(spec: JobSpec): { kind: 'run' | 'test'; stdin: string; args: string[] }[] {
-  return spec.tests ? spec.tests.map((t) => ({ kind: 'test' as const, stdin: t.stdin, args: t.args })) : [{ kind: 'run' as const, stdin: spec.stdin, args: spec.args }]
+  return spec.tests
+    ? spec.tests.map((t) => ({ kind: 'test' as const, stdin: t.stdin, args: t.args }))
+    : [{ kind: 'run' as const, stdin: spec.stdin, args: spec.args }]
 }
 
 /** Each step's cap of stdout and of stderr, each, bytes. */
 export function stepOutputBytes(spec: JobSpec, kind: StepKind): number {
-  return kind === 'compile' ? Math.min(spec.limits.outputBytes, COMPILE_OUTPUT_BYTES) : runOutputBytes(spec.limits.outputBytes, runSteps(spec).length)
+  return kind === 'compile'
+    ? Math.min(spec.limits.outputBytes, COMPILE_OUTPUT_BYTES)
+    : runOutputBytes(spec.limits.outputBytes, runSteps(spec).length)
 }
 
-/** Bytes one stream of the driver may carry: its frames and every step's output at its cap (plus the byte that shows a cut). */
+/**
+ * Bytes one stream of the driver may carry: its frames and every step's output at its cap (plus the byte that shows a
+ * cut).
+ */
 export function driverStreamBytes(spec: JobSpec, runtime: RuntimeDefinition): number {
   const runs = runSteps(spec)
   const compile = runtime.compile ? stepOutputBytes(spec, 'compile') + 1 + 2 * FRAME_BYTES : 0
@@ -117,7 +124,10 @@ export function driverInput(spec: JobSpec, runtime: RuntimeDefinition): string {
     },
     ...words(DATA.compile, runtime.compile?.(spec.entrypoint) ?? []),
     ...words(DATA.run, runtime.command(spec.entrypoint, [])),
-    ...runs.flatMap((r, i) => [{ path: `${DATA.steps}/${i + 1}/in`, content: r.stdin }, ...words(`${DATA.steps}/${i + 1}/args`, r.args)]),
+    ...runs.flatMap((r, i) => [
+      { path: `${DATA.steps}/${i + 1}/in`, content: r.stdin },
+      ...words(`${DATA.steps}/${i + 1}/args`, r.args),
+    ]),
   ]
   const dirs = new Set<string>([DATA.compile, DATA.run, DATA.steps])
   runs.forEach((_, i) => {

@@ -14,9 +14,12 @@ const KILLED = 137
 export const STEP_REASONS = {
   compileFailed: (how: string) => `the compile failed (${how}); nothing was run; the compiler's output is in compile`,
   compileTimeout: (ms: number) => `the compile exceeded its time limit of ${ms} ms; nothing was run`,
-  testsFailed: (failing: number, total: number, counts: string) => `${failing} of ${total} test cases did not pass (${counts})`,
-  incomplete: (exit: string) => `the sandbox's step runner ended (${exit}) before every step had reported; the program may have stopped it`,
-  broken: "the sandbox's step report was not the step runner's alone (the program wrote into it); no case's result can be trusted",
+  testsFailed: (failing: number, total: number, counts: string) =>
+    `${failing} of ${total} test cases did not pass (${counts})`,
+  incomplete: (exit: string) =>
+    `the sandbox's step runner ended (${exit}) before every step had reported; the program may have stopped it`,
+  broken:
+    "the sandbox's step report was not the step runner's alone (the program wrote into it); no case's result can be trusted",
   allSteps: (ms: number) => `the job's steps together exceeded their time limit of ${ms} ms`,
 } as const
 
@@ -48,11 +51,20 @@ export function stepsOutcome(spec: JobSpec, runtime: RuntimeDefinition, ran: Job
   const cap = (kind: StepText['kind']) => stepOutputBytes(spec, kind)
   const out = parseStepStream(ran.stdout, cap)
   const err = parseStepStream(ran.stderr, cap)
-  const find = (p: typeof out, kind: StepText['kind'], index: number) => p.steps.find((s) => s.kind === kind && s.index === index)
+  const find = (p: typeof out, kind: StepText['kind'], index: number) =>
+    p.steps.find((s) => s.kind === kind && s.index === index)
   const step = (kind: StepText['kind'], index: number) => {
     const o = find(out, kind, index)
     const e = find(err, kind, index)
-    return { ran: o !== undefined, stdout: o?.text ?? '', stderr: e?.text ?? '', stdoutBytes: o?.bytes ?? 0, stderrBytes: e?.bytes ?? 0, truncated: !!(o?.truncated || e?.truncated), end: o?.end }
+    return {
+      ran: o !== undefined,
+      stdout: o?.text ?? '',
+      stderr: e?.text ?? '',
+      stdoutBytes: o?.bytes ?? 0,
+      stderrBytes: e?.bytes ?? 0,
+      truncated: !!(o?.truncated || e?.truncated),
+      end: o?.end,
+    }
   }
 
   let compile: CompileResult | null = null
@@ -62,8 +74,21 @@ export function stepsOutcome(spec: JobSpec, runtime: RuntimeDefinition, ran: Job
     const limit = spec.limits.compileTimeoutMs ?? spec.limits.timeoutMs
     compileEnd = stepEnd(s.end, limit, spec.limits.memoryMb)
     if (s.ran) {
-      const status = compileEnd.status === 'succeeded' ? 'succeeded' : compileEnd.status === 'timeout' || (!s.end && ran.status === 'timeout') ? 'timeout' : 'failed'
-      compile = { status, exitCode: compileEnd.exitCode, signal: compileEnd.signal, timeMs: compileEnd.timeMs, stdout: s.stdout, stderr: s.stderr, truncated: s.truncated }
+      const status =
+        compileEnd.status === 'succeeded'
+          ? 'succeeded'
+          : compileEnd.status === 'timeout' || (!s.end && ran.status === 'timeout')
+            ? 'timeout'
+            : 'failed'
+      compile = {
+        status,
+        exitCode: compileEnd.exitCode,
+        signal: compileEnd.signal,
+        timeMs: compileEnd.timeMs,
+        stdout: s.stdout,
+        stderr: s.stderr,
+        truncated: s.truncated,
+      }
     }
   }
 
@@ -76,7 +101,14 @@ export function stepsOutcome(spec: JobSpec, runtime: RuntimeDefinition, ran: Job
         const e = ends[n]!
         const expected = spec.tests![s.i]!.expectedOutput
         const matched = expected === undefined ? null : outputMatches(s.stdout, expected)
-        const status = e.status === 'timeout' ? 'timeout' : e.status === 'succeeded' ? (matched === false ? 'wrong-answer' : 'passed') : 'runtime-error'
+        const status =
+          e.status === 'timeout'
+            ? 'timeout'
+            : e.status === 'succeeded'
+              ? matched === false
+                ? 'wrong-answer'
+                : 'passed'
+              : 'runtime-error'
         return {
           status,
           exitCode: e.exitCode,
@@ -109,11 +141,27 @@ export function stepsOutcome(spec: JobSpec, runtime: RuntimeDefinition, ran: Job
     return { ...base, reason: ran.status === 'timeout' ? STEP_REASONS.allSteps(spec.limits.timeoutMs) : ran.reason }
   }
   // Frames out of order or with another nonce: something besides the driver wrote them.
-  if (out.broken || err.broken) return { ...base, status: 'failed', exitCode: null, signal: null, reason: STEP_REASONS.broken, ...(tests ? { tests: [] } : {}) }
+  if (out.broken || err.broken)
+    return {
+      ...base,
+      status: 'failed',
+      exitCode: null,
+      signal: null,
+      reason: STEP_REASONS.broken,
+      ...(tests ? { tests: [] } : {}),
+    }
   if (compile && compile.status !== 'succeeded') {
     const how = compile.signal ? `killed by ${compile.signal}` : `exit ${compile.exitCode}`
     const timeout = compile.status === 'timeout'
-    return { ...base, status: timeout ? 'timeout' : 'failed', exitCode: null, signal: null, reason: timeout ? STEP_REASONS.compileTimeout(spec.limits.compileTimeoutMs ?? 0) : STEP_REASONS.compileFailed(how) }
+    return {
+      ...base,
+      status: timeout ? 'timeout' : 'failed',
+      exitCode: null,
+      signal: null,
+      reason: timeout
+        ? STEP_REASONS.compileTimeout(spec.limits.compileTimeoutMs ?? 0)
+        : STEP_REASONS.compileFailed(how),
+    }
   }
   if (!out.done || ranSteps.length < runs.length) {
     const exit = ran.signal ? `killed by ${ran.signal}` : `exit ${ran.exitCode}`
@@ -124,7 +172,9 @@ export function stepsOutcome(spec: JobSpec, runtime: RuntimeDefinition, ran: Job
     return { ...base, status: e.status, exitCode: e.exitCode, signal: e.signal, reason: e.reason }
   }
   const failing = tests.filter((t) => t.status !== 'passed')
-  const counts = [...new Set(failing.map((t) => t.status))].map((st) => `${failing.filter((t) => t.status === st).length} ${st}`).join(', ')
+  const counts = [...new Set(failing.map((t) => t.status))]
+    .map((st) => `${failing.filter((t) => t.status === st).length} ${st}`)
+    .join(', ')
   return {
     ...base,
     status: failing.length > 0 ? 'failed' : 'succeeded',

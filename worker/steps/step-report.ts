@@ -99,7 +99,10 @@ export class StepStreamParser {
   private frame(words: string[]): boolean {
     const [what, kind, index, status, ns] = words
     if (what === 'done' && words.length === 1 && !this.current) return (this.done = true)
-    const step = (STEP_KINDS as readonly string[]).includes(kind ?? '') && /^\d{1,3}$/.test(index ?? '') ? { kind: kind as StepKind, index: Number(index) } : undefined
+    const step =
+      (STEP_KINDS as readonly string[]).includes(kind ?? '') && /^\d{1,3}$/.test(index ?? '')
+        ? { kind: kind as StepKind, index: Number(index) }
+        : undefined
     if (!step) return false
     if (what === 'start' && words.length === 3 && !this.current) {
       if (!this.comesNext(step)) return false
@@ -108,7 +111,8 @@ export class StepStreamParser {
       this.on.start?.(this.current)
       return true
     }
-    if (what !== 'end' || !this.current || this.current.kind !== step.kind || this.current.index !== step.index) return false
+    if (what !== 'end' || !this.current || this.current.kind !== step.kind || this.current.index !== step.index)
+      return false
     if (words.length === 5) {
       if (!/^\d{1,3}$/.test(status ?? '') || !/^-?\d{1,20}$/.test(ns ?? '')) return false
       this.current.end = { status: Number(status), elapsedNs: Math.max(0, Number(ns)) }

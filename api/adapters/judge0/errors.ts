@@ -43,7 +43,9 @@ export function attributeErrors(details: ErrorDetail[] | undefined, message: str
   for (const d of details ?? [{ path: '', message }]) {
     const match = ATTRIBUTES.find(([re]) => re.test(d.path))
     const name = match?.[1] ?? 'base'
-    const unit = match?.[2] ? ` (as Airlock's ${match[2]}; GET /judge0/config_info gives the maximum in Judge0's units)` : ''
+    const unit = match?.[2]
+      ? ` (as Airlock's ${match[2]}; GET /judge0/config_info gives the maximum in Judge0's units)`
+      : ''
     ;(errors[name] ??= []).push(`${d.message}${unit}`)
   }
   return errors
@@ -54,10 +56,21 @@ export function attributeErrors(details: ErrorDetail[] | undefined, message: str
  * kept alongside (`code`) so an operator can match them to the rest of the API. 5xx are
  * logged and answered generically, as everywhere else.
  */
-export function registerJudge0Errors(scope: FastifyInstance, metrics: Metrics, descriptions: Record<string, string | undefined>): void {
+export function registerJudge0Errors(
+  scope: FastifyInstance,
+  metrics: Metrics,
+  descriptions: Record<string, string | undefined>,
+): void {
   // After the scope's authentication, as its routes: a path or method it does not have is
   // answered, in Judge0's shape, only to a caller with a key.
-  scope.setNotFoundHandler(notFoundAnswerer(scope, metrics, (err) => ({ error: err.message, code: err.code }), ' in the Judge0 API (docs/judge0.md)'))
+  scope.setNotFoundHandler(
+    notFoundAnswerer(
+      scope,
+      metrics,
+      (err) => ({ error: err.message, code: err.code }),
+      ' in the Judge0 API (docs/judge0.md)',
+    ),
+  )
   scope.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof Judge0Error) {
       metrics.rejectedRequests.inc({ code: 'JUDGE0_INVALID' })
@@ -69,7 +82,14 @@ export function registerJudge0Errors(scope: FastifyInstance, metrics: Metrics, d
     }
     const { status, body } = prepareErrorReply(err, request, reply, metrics)
     // A job's limits or inputs refused by Airlock's own checks are the submission's attributes.
-    if (status === 400 && (body.code === 'AIRLOCK_ERR_LIMIT_EXCEEDED' || body.code === 'AIRLOCK_ERR_QUOTA_JOB_LIMITS' || body.code === 'AIRLOCK_ERR_VALIDATION' || body.code === 'AIRLOCK_ERR_INVALID_FILE') && !err.validation) {
+    if (
+      status === 400 &&
+      (body.code === 'AIRLOCK_ERR_LIMIT_EXCEEDED' ||
+        body.code === 'AIRLOCK_ERR_QUOTA_JOB_LIMITS' ||
+        body.code === 'AIRLOCK_ERR_VALIDATION' ||
+        body.code === 'AIRLOCK_ERR_INVALID_FILE') &&
+      !err.validation
+    ) {
       return reply.status(422).send(attributeErrors(body.details, body.message))
     }
     return reply.status(status).send({ error: body.message, code: body.code })
@@ -83,7 +103,10 @@ interface SchemaError {
 }
 
 /** Schema errors as Judge0 attribute errors: one message per attribute, naming what it must be. */
-export function schemaErrors(errors: readonly SchemaError[], descriptions: Record<string, string | undefined> = {}): FieldErrors {
+export function schemaErrors(
+  errors: readonly SchemaError[],
+  descriptions: Record<string, string | undefined> = {},
+): FieldErrors {
   const out: FieldErrors = {}
   for (const e of errors) {
     const extra = e.params?.additionalProperties

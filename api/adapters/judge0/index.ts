@@ -10,7 +10,13 @@ import { MAX_PATH_PARAM_LENGTH } from '../../schemas.js'
 import { findLanguage, JUDGE0_VERSION, languageDetail, LANGUAGES, runtimeVersions, STATUSES } from './catalog.js'
 import { attributeErrors, Judge0Error, registerJudge0Errors, type FieldErrors } from './errors.js'
 import { submissionJson, submissionsJson, type SubmissionJsonOptions } from './submission-json.js'
-import { ATTRIBUTE_DESCRIPTIONS, checkSubmission, SubmissionSchema, toJobRequest, type Judge0Submission } from './submission-request.js'
+import {
+  ATTRIBUTE_DESCRIPTIONS,
+  checkSubmission,
+  SubmissionSchema,
+  toJobRequest,
+  type Judge0Submission,
+} from './submission-request.js'
 import { selectFields } from './submission-result.js'
 
 /**
@@ -30,9 +36,18 @@ const MAX_LIST_DEPTH = 2000
 const JSON_TYPE = 'application/json; charset=utf-8'
 
 const Token = Type.Object({ token: Type.String({ minLength: 1, maxLength: MAX_PATH_PARAM_LENGTH }) })
-const Base64Query = { base64_encoded: Type.Optional(Type.Boolean({ description: 'Text attributes are base64 (default false, as in Judge0 CE 1.13)' })) }
-const FieldsQuery = { fields: Type.Optional(Type.String({ maxLength: 1000, description: 'Comma-separated attributes, or * for all' })) }
-const ErrorBody = Type.Object({ error: Type.String(), code: Type.Optional(Type.String()) }, { additionalProperties: true })
+const Base64Query = {
+  base64_encoded: Type.Optional(
+    Type.Boolean({ description: 'Text attributes are base64 (default false, as in Judge0 CE 1.13)' }),
+  ),
+}
+const FieldsQuery = {
+  fields: Type.Optional(Type.String({ maxLength: 1000, description: 'Comma-separated attributes, or * for all' })),
+}
+const ErrorBody = Type.Object(
+  { error: Type.String(), code: Type.Optional(Type.String()) },
+  { additionalProperties: true },
+)
 const hidden = { hide: true }
 
 /** Judge0's X-Auth-Token (its default AUTHN_HEADER), else Airlock's Authorization: Bearer. */
@@ -56,7 +71,10 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
   registerJudge0Errors(app as unknown as FastifyInstance, metrics, ATTRIBUTE_DESCRIPTIONS)
 
   /** How to write submissions for this request (fields, base64, language names). */
-  async function writeOptions(query: { fields?: string | undefined; base64_encoded?: boolean | undefined }, forceBase64 = false): Promise<SubmissionJsonOptions> {
+  async function writeOptions(
+    query: { fields?: string | undefined; base64_encoded?: boolean | undefined },
+    forceBase64 = false,
+  ): Promise<SubmissionJsonOptions> {
     const { fields, invalid } = selectFields(query.fields)
     if (invalid.length > 0) throw new Judge0Error(400, { error: `invalid fields: [${invalid.join(', ')}]` })
     const version = fields.includes('language') ? await runtimeVersions(registry) : undefined
@@ -88,7 +106,11 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         ...hidden,
-        querystring: Type.Object({ ...Base64Query, ...FieldsQuery, wait: Type.Optional(Type.Boolean({ description: 'Answer once the submission has ended' })) }),
+        querystring: Type.Object({
+          ...Base64Query,
+          ...FieldsQuery,
+          wait: Type.Optional(Type.Boolean({ description: 'Answer once the submission has ended' })),
+        }),
         body: SubmissionSchema,
       },
     },
@@ -113,13 +135,20 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         ...hidden,
         querystring: Type.Object({ ...Base64Query }),
-        body: Type.Object({ submissions: Type.Array(Type.Unknown(), { description: `At most ${MAX_BATCH} submissions` }) }, { additionalProperties: false }),
+        body: Type.Object(
+          { submissions: Type.Array(Type.Unknown(), { description: `At most ${MAX_BATCH} submissions` }) },
+          { additionalProperties: false },
+        ),
       },
     },
     async (request, reply) => {
       const { submissions } = request.body
-      if (submissions.length === 0) throw new Judge0Error(400, { error: 'there should be at least one submission in a batch' })
-      if (submissions.length > MAX_BATCH) throw new Judge0Error(400, { error: `number of submissions in a batch should be less than or equal to ${MAX_BATCH}` })
+      if (submissions.length === 0)
+        throw new Judge0Error(400, { error: 'there should be at least one submission in a batch' })
+      if (submissions.length > MAX_BATCH)
+        throw new Judge0Error(400, {
+          error: `number of submissions in a batch should be less than or equal to ${MAX_BATCH}`,
+        })
       const base64 = request.query.base64_encoded === true
       // Each is checked and submitted on its own, as Judge0 saves each: one bad
       // submission is an error in its place, not a refusal of the others.
@@ -132,9 +161,16 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
         } catch (err) {
           // Once one is queued the answer must carry its token, or a retry would run it twice:
           // a fault of ours on a later one is that one's error.
-          if (answers.some((a) => 'token' in a) && !(isAirlockError(err) && err.statusCode < 500) && !(err instanceof Judge0Error)) {
+          if (
+            answers.some((a) => 'token' in a) &&
+            !(isAirlockError(err) && err.statusCode < 500) &&
+            !(err instanceof Judge0Error)
+          ) {
             request.log.error({ err }, 'a submission of a batch could not be created')
-            answers.push({ error: 'this submission could not be created (a fault of the server); the others were: retry only this one' })
+            answers.push({
+              error:
+                'this submission could not be created (a fault of the server); the others were: retry only this one',
+            })
           } else answers.push(batchError(err))
         }
       }
@@ -147,15 +183,28 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         ...hidden,
-        querystring: Type.Object({ ...Base64Query, ...FieldsQuery, tokens: Type.Optional(Type.String({ maxLength: MAX_BATCH * (MAX_PATH_PARAM_LENGTH + 1) })) }),
+        querystring: Type.Object({
+          ...Base64Query,
+          ...FieldsQuery,
+          tokens: Type.Optional(Type.String({ maxLength: MAX_BATCH * (MAX_PATH_PARAM_LENGTH + 1) })),
+        }),
       },
     },
     async (request, reply) => {
-      const tokens = (request.query.tokens ?? '').split(',').map((t) => t.trim()).filter((t) => t !== '')
-      if (tokens.length === 0) throw new Judge0Error(400, { error: 'there should be at least one submission in a batch' })
-      if (tokens.length > MAX_BATCH) throw new Judge0Error(400, { error: `number of submissions in a batch should be less than or equal to ${MAX_BATCH}` })
+      const tokens = (request.query.tokens ?? '')
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t) => t !== '')
+      if (tokens.length === 0)
+        throw new Judge0Error(400, { error: 'there should be at least one submission in a batch' })
+      if (tokens.length > MAX_BATCH)
+        throw new Judge0Error(400, {
+          error: `number of submissions in a batch should be less than or equal to ${MAX_BATCH}`,
+        })
       const options = await writeOptions(request.query)
-      const views = await Promise.all(tokens.map((token) => ownJob(store, token, request.tenant).catch(notFoundAsUndefined)))
+      const views = await Promise.all(
+        tokens.map((token) => ownJob(store, token, request.tenant).catch(notFoundAsUndefined)),
+      )
       return send(reply, 200, submissionsJson(views, outputWriter, options))
     },
   )
@@ -177,7 +226,10 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       const page = request.query.page ?? 1
       const perPage = request.query.per_page ?? 20
       // Earlier pages are walked to reach this one: how deep one request may reach is bounded.
-      if ((page - 1) * perPage > MAX_LIST_DEPTH) throw new Judge0Error(400, { error: `page ${page} of ${perPage} is past the newest ${MAX_LIST_DEPTH} submissions this list reaches; GET /v1/jobs pages by cursor through all of them` })
+      if ((page - 1) * perPage > MAX_LIST_DEPTH)
+        throw new Judge0Error(400, {
+          error: `page ${page} of ${perPage} is past the newest ${MAX_LIST_DEPTH} submissions this list reaches; GET /v1/jobs pages by cursor through all of them`,
+        })
       const options = await writeOptions(request.query)
       // Judge0 pages by number; the store by cursor: earlier pages are walked to reach this one.
       let cursor: string | undefined
@@ -188,9 +240,26 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       }
       const reached = page === 1 || cursor !== undefined
       const items = reached ? list.items : []
-      const views = await Promise.all(items.map((item) => ownJob(store, item.id, request.tenant).catch(notFoundAsUndefined)))
-      const meta = { current_page: page, next_page: reached && list.nextCursor ? page + 1 : null, prev_page: page > 1 ? page - 1 : null, total_pages: null, total_count: null }
-      return send(reply, 200, submissionsJson(views.filter((v): v is JobView => v !== undefined), outputWriter, options, meta))
+      const views = await Promise.all(
+        items.map((item) => ownJob(store, item.id, request.tenant).catch(notFoundAsUndefined)),
+      )
+      const meta = {
+        current_page: page,
+        next_page: reached && list.nextCursor ? page + 1 : null,
+        prev_page: page > 1 ? page - 1 : null,
+        total_pages: null,
+        total_count: null,
+      }
+      return send(
+        reply,
+        200,
+        submissionsJson(
+          views.filter((v): v is JobView => v !== undefined),
+          outputWriter,
+          options,
+          meta,
+        ),
+      )
     },
   )
 
@@ -230,7 +299,14 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
         ...hidden,
         params: Type.Object({ id: Type.Integer({ minimum: 0 }) }),
         response: {
-          200: Type.Object({ id: Type.Integer(), name: Type.String(), is_archived: Type.Boolean(), source_file: Type.String(), compile_cmd: Type.Union([Type.String(), Type.Null()]), run_cmd: Type.String() }),
+          200: Type.Object({
+            id: Type.Integer(),
+            name: Type.String(),
+            is_archived: Type.Boolean(),
+            source_file: Type.String(),
+            compile_cmd: Type.Union([Type.String(), Type.Null()]),
+            run_cmd: Type.String(),
+          }),
           404: ErrorBody,
         },
       },
@@ -242,12 +318,38 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
     },
   )
 
-  app.get('/statuses', { schema: { ...hidden, response: { 200: Type.Array(Type.Object({ id: Type.Integer(), description: Type.String() })) } } }, async () => Object.values(STATUSES))
+  app.get(
+    '/statuses',
+    {
+      schema: {
+        ...hidden,
+        response: { 200: Type.Array(Type.Object({ id: Type.Integer(), description: Type.String() })) },
+      },
+    },
+    async () => Object.values(STATUSES),
+  )
 
   app.get(
     '/about',
-    { schema: { ...hidden, response: { 200: Type.Object({ version: Type.String(), homepage: Type.Null(), source_code: Type.Null(), maintainer: Type.String() }) } } },
-    async () => ({ version: JUDGE0_VERSION, homepage: null, source_code: null, maintainer: `Airlock, speaking the Judge0 CE ${JUDGE0_VERSION} API` }),
+    {
+      schema: {
+        ...hidden,
+        response: {
+          200: Type.Object({
+            version: Type.String(),
+            homepage: Type.Null(),
+            source_code: Type.Null(),
+            maintainer: Type.String(),
+          }),
+        },
+      },
+    },
+    async () => ({
+      version: JUDGE0_VERSION,
+      homepage: null,
+      source_code: null,
+      maintainer: `Airlock, speaking the Judge0 CE ${JUDGE0_VERSION} API`,
+    }),
   )
 
   app.get('/config_info', { schema: { ...hidden } }, async (request) => {
@@ -255,8 +357,13 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
     return configInfo(tenantLimitsPolicy(config, quotas), quotas)
   })
 
-  /** Judge0's configuration attributes, from this server's and the tenant's limits; 0 where Airlock has no such setting. */
-  function configInfo(policy: ReturnType<typeof tenantLimitsPolicy>, quotas: Awaited<ReturnType<typeof tenants.quotas>>) {
+  /**
+   * Judge0's configuration attributes, from this server's and the tenant's limits; 0 where Airlock has no such setting.
+   */
+  function configInfo(
+    policy: ReturnType<typeof tenantLimitsPolicy>,
+    quotas: Awaited<ReturnType<typeof tenants.quotas>>,
+  ) {
     const max = (server: number, quota: number | undefined) => (quota === undefined ? server : Math.min(server, quota))
     const maxTimeoutMs = max(policy.maxTimeoutMs, quotas.maxTimeoutMs)
     return {

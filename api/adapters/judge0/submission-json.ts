@@ -1,7 +1,13 @@
 import { isFinalStatus } from '../../../core/job-lifecycle/transitions.js'
 import type { JobView } from '../../../core/job-store.js'
 import type { OutputWriter } from '../../services/output-writer.js'
-import { ENCODED, plainAttributes, redirectsStderr, type AnsweredField, type StreamedField } from './submission-result.js'
+import {
+  ENCODED,
+  plainAttributes,
+  redirectsStderr,
+  type AnsweredField,
+  type StreamedField,
+} from './submission-result.js'
 
 /**
  * A submission as JSON, written in pieces: stdout and stderr are read from the job's
@@ -37,15 +43,15 @@ async function* jsonText(pieces: AsyncGenerator<string>, base64: boolean): Async
       yield 'null'
       return
     }
-    yield `"${escape(first.value)}`
-    for await (const part of parts) yield escape(part)
+    yield `"${jsonEscape(first.value)}`
+    for await (const part of parts) yield jsonEscape(part)
     yield '"'
   } finally {
     await parts.return(undefined)
   }
 }
 
-function escape(text: string): string {
+function jsonEscape(text: string): string {
   return JSON.stringify(text).slice(1, -1)
 }
 
@@ -64,7 +70,11 @@ function streamOf(view: JobView, field: StreamedField): 'stdout' | 'stderr' | 'b
 async function* nothing(): AsyncGenerator<string> {}
 
 /** One submission as a JSON object of the attributes asked for. */
-export async function* submissionJson(view: JobView, writer: OutputWriter, options: SubmissionJsonOptions): AsyncGenerator<string> {
+export async function* submissionJson(
+  view: JobView,
+  writer: OutputWriter,
+  options: SubmissionJsonOptions,
+): AsyncGenerator<string> {
   const plain = plainAttributes(view, options.languageName)
   let sep = ''
   yield '{'
@@ -77,13 +87,22 @@ export async function* submissionJson(view: JobView, writer: OutputWriter, optio
       continue
     }
     const value = plain[field]
-    yield JSON.stringify(options.base64 && ENCODED.has(field) && typeof value === 'string' ? Buffer.from(value, 'utf8').toString('base64') : value)
+    yield JSON.stringify(
+      options.base64 && ENCODED.has(field) && typeof value === 'string'
+        ? Buffer.from(value, 'utf8').toString('base64')
+        : value,
+    )
   }
   yield '}'
 }
 
 /** `{"submissions":[...]}` of several, null for a token that is not the tenant's (as Judge0 has for an unknown one). */
-export async function* submissionsJson(views: readonly (JobView | undefined)[], writer: OutputWriter, options: SubmissionJsonOptions, meta?: unknown): AsyncGenerator<string> {
+export async function* submissionsJson(
+  views: readonly (JobView | undefined)[],
+  writer: OutputWriter,
+  options: SubmissionJsonOptions,
+  meta?: unknown,
+): AsyncGenerator<string> {
   yield '{"submissions":['
   let sep = ''
   for (const view of views) {

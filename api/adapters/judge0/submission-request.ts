@@ -15,13 +15,18 @@ import { Judge0Error, schemaErrors, type FieldErrors } from './errors.js'
 const Nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]))
 // Rails read a number written as a string too; so do Judge0's clients.
 const DECIMAL = '^\\s*[0-9]{1,9}(\\.[0-9]{1,9})?\\s*$'
-const Num = (description: string) => Nullable(Type.Union([Type.Number(), Type.String({ pattern: DECIMAL })], { description }))
+const Num = (description: string) =>
+  Nullable(Type.Union([Type.Number(), Type.String({ pattern: DECIMAL })], { description }))
 const Text = (description: string) => Nullable(Type.String({ description }))
 const Flag = (description: string) => Nullable(Type.Boolean({ description }))
 
 const PROPERTIES = {
   source_code: Text("the program's text (base64 with base64_encoded=true)"),
-  language_id: Nullable(Type.Union([Type.Integer(), Type.String({ pattern: '^\\s*[0-9]{1,9}\\s*$' })], { description: 'an integer language id (GET /languages)' })),
+  language_id: Nullable(
+    Type.Union([Type.Integer(), Type.String({ pattern: '^\\s*[0-9]{1,9}\\s*$' })], {
+      description: 'an integer language id (GET /languages)',
+    }),
+  ),
   compiler_options: Text('a string (refused here: the runtimes have no option slot)'),
   command_line_arguments: Text('a string of arguments, split like a shell (quotes, backslashes)'),
   stdin: Text('a string (base64 with base64_encoded=true)'),
@@ -47,7 +52,10 @@ export type Judge0Submission = Static<typeof SubmissionSchema>
 
 /** What each attribute must be, for the 422 a wrong one gets. */
 export const ATTRIBUTE_DESCRIPTIONS: Record<string, string | undefined> = Object.fromEntries(
-  Object.entries(PROPERTIES).map(([name, schema]) => [name, (schema as { anyOf?: { description?: string }[] }).anyOf?.[0]?.description]),
+  Object.entries(PROPERTIES).map(([name, schema]) => [
+    name,
+    (schema as { anyOf?: { description?: string }[] }).anyOf?.[0]?.description,
+  ]),
 )
 
 const submissionValidator = Compile(SubmissionSchema)
@@ -158,13 +166,24 @@ export function toJobRequest(body: Judge0Submission, base64: boolean): Translate
 
   // Refusals: each names why, in the attribute's own entry.
   if (body.enable_network === true) fail('enable_network', 'this option cannot be enabled')
-  if (body.callback_url) fail('callback_url', 'callbacks are not supported: this server makes no outbound requests; poll GET /submissions/{token} (or use wait=true)')
-  if (body.compiler_options) fail('compiler_options', "compiler options are not supported: each language's compile command is fixed (GET /languages/{id} shows it)")
+  if (body.callback_url)
+    fail(
+      'callback_url',
+      'callbacks are not supported: this server makes no outbound requests; poll GET /submissions/{token} (or use wait=true)',
+    )
+  if (body.compiler_options)
+    fail(
+      'compiler_options',
+      "compiler options are not supported: each language's compile command is fixed (GET /languages/{id} shows it)",
+    )
   if (body.additional_files) fail('additional_files', 'additional files are not supported: send a single source_code')
-  if (body.enable_per_process_and_thread_time_limit === true) fail('enable_per_process_and_thread_time_limit', 'this option cannot be enabled')
-  if (body.enable_per_process_and_thread_memory_limit === true) fail('enable_per_process_and_thread_memory_limit', 'this option cannot be enabled')
+  if (body.enable_per_process_and_thread_time_limit === true)
+    fail('enable_per_process_and_thread_time_limit', 'this option cannot be enabled')
+  if (body.enable_per_process_and_thread_memory_limit === true)
+    fail('enable_per_process_and_thread_memory_limit', 'this option cannot be enabled')
   const runs = number(body.number_of_runs)
-  if (runs !== undefined && runs !== 1) fail('number_of_runs', runs > 1 ? 'must be less than or equal to 1' : 'must be greater than 0')
+  if (runs !== undefined && runs !== 1)
+    fail('number_of_runs', runs > 1 ? 'must be less than or equal to 1' : 'must be greater than 0')
   for (const name of ['cpu_extra_time', 'stack_limit', 'max_file_size'] as const) {
     const v = number(body[name])
     if (v !== undefined && !(v > 0)) fail(name, 'must be greater than 0')
@@ -184,7 +203,8 @@ export function toJobRequest(body: Judge0Submission, base64: boolean): Translate
   }
   const pids = number(body.max_processes_and_or_threads)
   if (pids !== undefined) {
-    if (!(pids >= 1) || !Number.isInteger(pids)) fail('max_processes_and_or_threads', 'must be a whole number greater than 0')
+    if (!(pids >= 1) || !Number.isInteger(pids))
+      fail('max_processes_and_or_threads', 'must be a whole number greater than 0')
     else limits.pids = pids
   }
 
@@ -198,13 +218,24 @@ export function toJobRequest(body: Judge0Submission, base64: boolean): Translate
   const expectedOutput = text('expected_output')
   const redirect = body.redirect_stderr_to_stdout === true
   if (redirect && expectedOutput !== undefined) {
-    fail('redirect_stderr_to_stdout', 'cannot be combined with expected_output here: expected_output is compared with stdout alone')
+    fail(
+      'redirect_stderr_to_stdout',
+      'cannot be combined with expected_output here: expected_output is compared with stdout alone',
+    )
   }
 
   if (Object.keys(errors).length > 0) throw Judge0Error.fields(errors)
-  const run = expectedOutput !== undefined || redirect ? { tests: [{ stdin, args, ...(expectedOutput !== undefined ? { expectedOutput } : {}) }] } : { stdin, args }
+  const run =
+    expectedOutput !== undefined || redirect
+      ? { tests: [{ stdin, args, ...(expectedOutput !== undefined ? { expectedOutput } : {}) }] }
+      : { stdin, args }
   return {
     languageId: languageId!,
-    request: { runtime: language!.runtime.name, source: source!, ...run, ...(Object.keys(limits).length > 0 ? { limits } : {}) },
+    request: {
+      runtime: language!.runtime.name,
+      source: source!,
+      ...run,
+      ...(Object.keys(limits).length > 0 ? { limits } : {}),
+    },
   }
 }

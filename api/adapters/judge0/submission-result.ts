@@ -95,7 +95,9 @@ export function judge0Message(job: JobRecord, status: Judge0Status): string | nu
     case STATUSES.compilationError.id:
       return job.reason
     case STATUSES.internal.id:
-      return job.status === 'cancelled' ? `Cancelled${job.reason ? `: ${job.reason}` : ''}` : (job.reason ?? 'Internal error')
+      return job.status === 'cancelled'
+        ? `Cancelled${job.reason ? `: ${job.reason}` : ''}`
+        : (job.reason ?? 'Internal error')
     default:
       if (job.status === 'oom') return `Memory limit exceeded${job.reason ? `: ${job.reason}` : ''}`
       if (run.signal) return `Caught fatal signal ${signalNumber(run.signal) ?? run.signal}`
@@ -124,8 +126,22 @@ export const ENCODED = new Set(['compile_output'])
 
 /** Every attribute Airlock answers, in Judge0's order; `fields=*` asks for these. */
 export const ANSWERED = [
-  'token', 'stdout', 'stderr', 'compile_output', 'message', 'exit_code', 'exit_signal', 'status', 'status_id',
-  'language_id', 'language', 'created_at', 'finished_at', 'time', 'wall_time', 'memory',
+  'token',
+  'stdout',
+  'stderr',
+  'compile_output',
+  'message',
+  'exit_code',
+  'exit_signal',
+  'status',
+  'status_id',
+  'language_id',
+  'language',
+  'created_at',
+  'finished_at',
+  'time',
+  'wall_time',
+  'memory',
 ] as const
 export type AnsweredField = (typeof ANSWERED)[number]
 
@@ -134,14 +150,38 @@ export type AnsweredField = (typeof ANSWERED)[number]
  * reads a job without its spec (which can be megabytes), and the client sent them.
  */
 const INPUTS = [
-  'source_code', 'stdin', 'expected_output', 'compiler_options', 'command_line_arguments', 'number_of_runs',
-  'cpu_time_limit', 'cpu_extra_time', 'wall_time_limit', 'memory_limit', 'stack_limit', 'max_processes_and_or_threads',
-  'enable_per_process_and_thread_time_limit', 'enable_per_process_and_thread_memory_limit', 'max_file_size',
-  'redirect_stderr_to_stdout', 'callback_url', 'additional_files', 'enable_network',
+  'source_code',
+  'stdin',
+  'expected_output',
+  'compiler_options',
+  'command_line_arguments',
+  'number_of_runs',
+  'cpu_time_limit',
+  'cpu_extra_time',
+  'wall_time_limit',
+  'memory_limit',
+  'stack_limit',
+  'max_processes_and_or_threads',
+  'enable_per_process_and_thread_time_limit',
+  'enable_per_process_and_thread_memory_limit',
+  'max_file_size',
+  'redirect_stderr_to_stdout',
+  'callback_url',
+  'additional_files',
+  'enable_network',
 ] as const
 
 /** Judge0's default attributes (app/services/fields/submission.rb). */
-export const DEFAULT_FIELDS: readonly AnsweredField[] = ['token', 'time', 'memory', 'stdout', 'stderr', 'compile_output', 'message', 'status']
+export const DEFAULT_FIELDS: readonly AnsweredField[] = [
+  'token',
+  'time',
+  'memory',
+  'stdout',
+  'stderr',
+  'compile_output',
+  'message',
+  'status',
+]
 
 /**
  * `fields` -> the attributes to answer, in the order asked; undefined `fields` is Judge0's
@@ -149,15 +189,23 @@ export const DEFAULT_FIELDS: readonly AnsweredField[] = ['token', 'time', 'memor
  */
 export function selectFields(fields: string | undefined): { fields: AnsweredField[]; invalid: string[] } {
   if (fields === undefined || fields.trim() === '') return { fields: [...DEFAULT_FIELDS], invalid: [] }
-  const names = fields.split(',').map((f) => f.trim()).filter((f) => f !== '')
+  const names = fields
+    .split(',')
+    .map((f) => f.trim())
+    .filter((f) => f !== '')
   if (names.includes('*')) return { fields: [...ANSWERED], invalid: [] }
-  const invalid = names.filter((n) => !(ANSWERED as readonly string[]).includes(n) && !(INPUTS as readonly string[]).includes(n))
+  const invalid = names.filter(
+    (n) => !(ANSWERED as readonly string[]).includes(n) && !(INPUTS as readonly string[]).includes(n),
+  )
   const chosen = [...new Set(names.filter((n): n is AnsweredField => (ANSWERED as readonly string[]).includes(n)))]
   return { fields: chosen, invalid }
 }
 
 /** Every answered attribute but the streamed ones, for one job. `languageName` names its language. */
-export function plainAttributes(view: JobView, languageName: (id: number) => string | null): Record<Exclude<AnsweredField, StreamedField>, unknown> {
+export function plainAttributes(
+  view: JobView,
+  languageName: (id: number) => string | null,
+): Record<Exclude<AnsweredField, StreamedField>, unknown> {
   const { job } = view
   const status = judge0Status(job)
   const run = theRun(job)

@@ -23,9 +23,12 @@ export function pistonValidationMessage(issues: readonly ValidationIssue[]): str
     const top = path.split('/')[1] ?? ''
     const rank = top in REQUIRED_AS ? Object.keys(REQUIRED_AS).indexOf(top) : 3
     const absentOrWrongType = issue.keyword === 'required' || issue.keyword === 'type'
-    if (absentOrWrongType && path === `/${top}` && top in REQUIRED_AS) return { rank, text: `${top} is required as ${REQUIRED_AS[top]}` }
-    if (absentOrWrongType && /^\/files\/\d+\/content$/.test(path)) return { rank, text: `${pistonField(path)} is required as a string` }
-    if (path === `/${top}` && (LIMIT_FIELDS as readonly string[]).includes(top)) return { rank, text: `If specified, ${top} must be a number` }
+    if (absentOrWrongType && path === `/${top}` && top in REQUIRED_AS)
+      return { rank, text: `${top} is required as ${REQUIRED_AS[top]}` }
+    if (absentOrWrongType && /^\/files\/\d+\/content$/.test(path))
+      return { rank, text: `${pistonField(path)} is required as a string` }
+    if (path === `/${top}` && (LIMIT_FIELDS as readonly string[]).includes(top))
+      return { rank, text: `If specified, ${top} must be a number` }
     return { rank, text: `${pistonField(path)} ${issue.message ?? 'is invalid'}` }
   })
   return said.sort((a, b) => a.rank - b.rank)[0]?.text ?? 'invalid request'
@@ -38,13 +41,23 @@ export function pistonValidationMessage(issues: readonly ValidationIssue[]): str
  * 404 (405 for a method the path does not take).
  */
 export function registerPistonErrors(scope: FastifyInstance, metrics: Metrics): void {
-
   scope.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const { status, body } = prepareErrorReply(err, request, reply, metrics)
     const message =
-      err.validation && err.validationContext === 'body' ? pistonValidationMessage(err.validation as ValidationIssue[]) : isAirlockError(err) ? pistonMessage(body.message, err.details) : body.message
+      err.validation && err.validationContext === 'body'
+        ? pistonValidationMessage(err.validation as ValidationIssue[])
+        : isAirlockError(err)
+          ? pistonMessage(body.message, err.details)
+          : body.message
     return reply.status(status).send({ message, code: body.code })
   })
 
-  scope.setNotFoundHandler(notFoundAnswerer(scope, metrics, (err) => ({ message: err.message, code: err.code }), ' in the Piston API (docs/piston.md)'))
+  scope.setNotFoundHandler(
+    notFoundAnswerer(
+      scope,
+      metrics,
+      (err) => ({ message: err.message, code: err.code }),
+      ' in the Piston API (docs/piston.md)',
+    ),
+  )
 }

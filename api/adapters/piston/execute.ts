@@ -42,7 +42,10 @@ export function pistonField(path: string): string {
   const limit = /^\/limits\/(\w+)$/.exec(path)?.[1] as JobLimit | undefined
   if (limit) return `${LIMIT_SOURCES[limit] ?? limit} (as ${limit})`
   const parts = path.split('/').filter(Boolean)
-  return parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : `${i > 0 ? '.' : ''}${p === 'path' ? 'name' : p}`)).join('') || 'request'
+  return (
+    parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : `${i > 0 ? '.' : ''}${p === 'path' ? 'name' : p}`)).join('') ||
+    'request'
+  )
 }
 
 function limitValue(body: PistonExecute, field: LimitField): number | undefined {
@@ -50,7 +53,10 @@ function limitValue(body: PistonExecute, field: LimitField): number | undefined 
   // Piston's "not set": absent, null or 0; -1 is its clients' "no limit" for memory.
   if (value === undefined || value === null || value === 0) return undefined
   if (value === -1 && field.endsWith('memory_limit')) return undefined
-  if (value < 0) throw new AirlockError('AIRLOCK_ERR_VALIDATION', `${field} must be non-negative`, [{ path: `/${field}`, message: 'negative' }])
+  if (value < 0)
+    throw new AirlockError('AIRLOCK_ERR_VALIDATION', `${field} must be non-negative`, [
+      { path: `/${field}`, message: 'negative' },
+    ])
   return value
 }
 
@@ -81,15 +87,20 @@ function extensionOf(path: string): string {
  */
 function jobFiles(files: PistonExecute['files'], runtime: RuntimeDefinition): { files: JobFile[]; entrypoint: string } {
   const first = files.findIndex((f) => (f.encoding ?? 'utf8') === 'utf8')
-  const entry = first < 0 ? 0 : first
+  const entry = Math.max(first, 0)
   const jobFiles = files.map((file, i): JobFile => {
     let path = file.name ?? (i === entry ? runtime.defaultEntrypoint : `file${i}.code`)
     if (i === entry && extensionOf(path) === '') path += extensionOf(runtime.defaultEntrypoint)
     if (file.encoding === 'hex') {
-      if (!HEX.test(file.content)) throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `files[${i}].content is not hex (pairs of 0-9, a-f)`, [{ path: `/files/${i}/content`, message: 'not hex' }])
+      if (!HEX.test(file.content))
+        throw new AirlockError('AIRLOCK_ERR_INVALID_FILE', `files[${i}].content is not hex (pairs of 0-9, a-f)`, [
+          { path: `/files/${i}/content`, message: 'not hex' },
+        ])
       return { path, content: Buffer.from(file.content, 'hex').toString('base64'), encoding: 'base64' }
     }
-    return file.encoding === 'base64' ? { path, content: file.content, encoding: 'base64' } : { path, content: file.content }
+    return file.encoding === 'base64'
+      ? { path, content: file.content, encoding: 'base64' }
+      : { path, content: file.content }
   })
   return { files: jobFiles, entrypoint: jobFiles[entry]!.path }
 }

@@ -8,7 +8,13 @@ import { registerPistonErrors } from './errors.js'
 import { toJobRequest } from './execute.js'
 import { findPistonRuntime, pistonRuntimes } from './languages.js'
 import { pistonResult } from './result.js'
-import { PistonExecuteSchema, PistonPackageListSchema, PistonResultSchema, PistonRuntimeListSchema, pistonErrors } from './schemas.js'
+import {
+  PistonExecuteSchema,
+  PistonPackageListSchema,
+  PistonResultSchema,
+  PistonRuntimeListSchema,
+  pistonErrors,
+} from './schemas.js'
 
 /**
  * A drop-in Piston v2 API (engineer-man/piston, /api/v2) under /piston: a Piston
@@ -20,7 +26,13 @@ import { PistonExecuteSchema, PistonPackageListSchema, PistonResultSchema, Pisto
  */
 const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
   const { config, registry, jobService, outputWriter, metrics, streamTokens, tenants, store } = scope.services
-  registerAuth(scope, { tenantsByKey: config.tenantsByKey, streamTokens, tenants, keyFrom: pistonKey, missingKey: MISSING_KEY })
+  registerAuth(scope, {
+    tenantsByKey: config.tenantsByKey,
+    streamTokens,
+    tenants,
+    keyFrom: pistonKey,
+    missingKey: MISSING_KEY,
+  })
   registerPistonErrors(scope, metrics)
   // piston-client (npm) posts its JSON as text/plain (node-fetch's default for a string
   // body); it is read as JSON here, and only here: a body that is not JSON is a 400.
@@ -30,35 +42,68 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
     '/api/v2/runtimes',
     { schema: { hide: true, response: { 200: PistonRuntimeListSchema, ...pistonErrors(401, 503) } } },
     async () =>
-      pistonRuntimes(await registry.live()).map((r) => ({ language: r.language, version: r.version, aliases: r.aliases, ...(r.runtime !== r.language ? { runtime: r.runtime } : {}) })),
+      pistonRuntimes(await registry.live()).map((r) => ({
+        language: r.language,
+        version: r.version,
+        aliases: r.aliases,
+        ...(r.runtime !== r.language ? { runtime: r.runtime } : {}),
+      })),
   )
 
   // Airlock's runtimes are its operator's sandbox images, all installed; none is installed through the API.
   scope.get(
     '/api/v2/packages',
     { schema: { hide: true, response: { 200: PistonPackageListSchema, ...pistonErrors(401, 503) } } },
-    async () => pistonRuntimes(await registry.live()).map((r) => ({ language: r.language, language_version: r.version, installed: true })),
+    async () =>
+      pistonRuntimes(await registry.live()).map((r) => ({
+        language: r.language,
+        language_version: r.version,
+        installed: true,
+      })),
   )
   const refused = async () => {
-    throw new AirlockError('AIRLOCK_ERR_FORBIDDEN', "packages are not installed through this API: Airlock's runtimes are its operator's sandbox images (GET /api/v2/runtimes lists them)")
+    throw new AirlockError(
+      'AIRLOCK_ERR_FORBIDDEN',
+      "packages are not installed through this API: Airlock's runtimes are its operator's sandbox images (GET /api/v2/runtimes lists them)",
+    )
   }
-  for (const method of ['POST', 'DELETE'] as const) scope.route({ method, url: '/api/v2/packages', schema: { hide: true, response: pistonErrors(401, 403) }, handler: refused })
+  for (const method of ['POST', 'DELETE'] as const)
+    scope.route({
+      method,
+      url: '/api/v2/packages',
+      schema: { hide: true, response: pistonErrors(401, 403) },
+      handler: refused,
+    })
 
   scope.post(
     '/api/v2/execute',
-    { schema: { hide: true, body: PistonExecuteSchema, response: { 200: PistonResultSchema, ...pistonErrors(400, 401, 403, 413, 415, 429, 503) } } },
+    {
+      schema: {
+        hide: true,
+        body: PistonExecuteSchema,
+        response: { 200: PistonResultSchema, ...pistonErrors(400, 401, 403, 413, 415, 429, 503) },
+      },
+    },
     async (request, reply) => {
       const { language, version } = request.body
       const runtime = findPistonRuntime(pistonRuntimes(await registry.live()), language, version)
-      if (!runtime) throw new AirlockError('AIRLOCK_ERR_UNKNOWN_RUNTIME', `${language}-${version} runtime is unknown`, [{ path: '/language', message: 'no runtime of this language and version' }])
-      const { id, spec } = await jobService.submit(request.tenant, toJobRequest(request.body, runtime.definition), request.log)
+      if (!runtime)
+        throw new AirlockError('AIRLOCK_ERR_UNKNOWN_RUNTIME', `${language}-${version} runtime is unknown`, [
+          { path: '/language', message: 'no runtime of this language and version' },
+        ])
+      const { id, spec } = await jobService.submit(
+        request.tenant,
+        toJobRequest(request.body, runtime.definition),
+        request.log,
+      )
       request.log = reply.log = request.log.child({ jobId: id })
       // Piston answers only once the code has run, and a job nobody waits for is nobody's:
       // a client that goes away cancels it.
       const gone = callerGone(reply)
       const done = gone.signal.aborted ? undefined : await jobService.waitForEnd(id, spec, gone.signal)
       gone.stop()
-      const answer = (view: JobView) => outputWriter.send(reply, 200, 'application/json; charset=utf-8', pistonResult(view, runtime, outputWriter))
+      const answer = (view: JobView) =>
+        outputWriter.send(reply, 200, 'application/json; charset=utf-8', pistonResult(view, runtime, outputWriter))
       if (done) return answer(done)
       // It may have ended between the wait and the cancel: then it is answered, not run again.
       const endedMeanwhile = await jobService.cancel(id, request.tenant).then(
@@ -69,7 +114,12 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       if (view) return answer(view)
       if (gone.signal.aborted || reply.raw.destroyed) return reply.hijack()
       // Waited as long as AIRLOCK_MAX_WAIT_MS allows (a long queue), or the server is stopping.
-      return reply.status(503).header('retry-after', '1').send({ message: `job ${id} did not end in time (the queue is long, or this server is restarting); it was cancelled: retry` })
+      return reply
+        .status(503)
+        .header('retry-after', '1')
+        .send({
+          message: `job ${id} did not end in time (the queue is long, or this server is restarting); it was cancelled: retry`,
+        })
     },
   )
 }

@@ -47,8 +47,14 @@ export function pistonRuntimes(workers: readonly WorkerHeartbeat[]): PistonRunti
  * `*`, or the exact version listed) select, as Piston's
  * get_latest_runtime_matching_language_version does; undefined when none. Pure.
  */
-export function findPistonRuntime(runtimes: readonly PistonRuntime[], language: string, version: string): PistonRuntime | undefined {
-  return runtimes.find((r) => (r.language === language || r.aliases.includes(language)) && versionMatches(r.version, version))
+export function findPistonRuntime(
+  runtimes: readonly PistonRuntime[],
+  language: string,
+  version: string,
+): PistonRuntime | undefined {
+  return runtimes.find(
+    (r) => (r.language === language || r.aliases.includes(language)) && versionMatches(r.version, version),
+  )
 }
 
 function versionMatches(listed: string, selector: string): boolean {

@@ -18,7 +18,8 @@ const NOT_MEASURED = { cpu_time: null, memory: null } as const
 
 function exited(code: number | null, signal: string | null): Pick<StageEnd, 'code' | 'signal' | 'status' | 'message'> {
   if (signal) return { code: null, signal, status: 'SG', message: `Caught fatal signal ${signal}` }
-  if (code !== null && code !== 0) return { code, signal: null, status: 'RE', message: `Exited with error status ${code}` }
+  if (code !== null && code !== 0)
+    return { code, signal: null, status: 'RE', message: `Exited with error status ${code}` }
   return { code: code ?? 0, signal: null, status: null, message: null }
 }
 
@@ -50,7 +51,14 @@ export function compileStage(job: Omit<Job, 'stdout' | 'stderr'>): PistonStage {
   if (!compile) return { stdout: '', stderr: '', output: '', ...runEnd(job), wall_time: null }
   const end = compile.status === 'timeout' ? TIMED_OUT : exited(compile.exitCode, compile.signal)
   // The compiler's two streams are kept apart, not interleaved: output is one, then the other.
-  return { stdout: compile.stdout, stderr: compile.stderr, output: compile.stdout + compile.stderr, ...end, ...NOT_MEASURED, wall_time: compile.timeMs }
+  return {
+    stdout: compile.stdout,
+    stderr: compile.stderr,
+    output: compile.stdout + compile.stderr,
+    ...end,
+    ...NOT_MEASURED,
+    wall_time: compile.timeMs,
+  }
 }
 
 /** A JSON string's inside, one piece of text at a time. */
@@ -63,7 +71,11 @@ async function* jsonText(pieces: AsyncGenerator<string>): AsyncGenerator<string>
  * budget (outputWriter.text), never held whole, however often a job is read. A compile
  * that did not succeed is the run too, as Piston answers when nothing ran.
  */
-export async function* pistonResult(view: JobView, runtime: PistonRuntime, writer: OutputWriter): AsyncGenerator<string> {
+export async function* pistonResult(
+  view: JobView,
+  runtime: PistonRuntime,
+  writer: OutputWriter,
+): AsyncGenerator<string> {
   yield `{"language":${JSON.stringify(runtime.language)},"version":${JSON.stringify(runtime.version)}`
   if (runtime.definition.compile) {
     const compile = JSON.stringify(compileStage(view.job))

@@ -9,7 +9,14 @@ import { Type, type Static } from 'typebox'
  */
 
 /** The limits a request may set, with Piston's units: milliseconds and bytes. */
-export const LIMIT_FIELDS = ['compile_timeout', 'run_timeout', 'compile_cpu_time', 'run_cpu_time', 'compile_memory_limit', 'run_memory_limit'] as const
+export const LIMIT_FIELDS = [
+  'compile_timeout',
+  'run_timeout',
+  'compile_cpu_time',
+  'run_cpu_time',
+  'compile_memory_limit',
+  'run_memory_limit',
+] as const
 export type LimitField = (typeof LIMIT_FIELDS)[number]
 
 export const PISTON_ENCODINGS = ['utf8', 'base64', 'hex'] as const
@@ -18,14 +25,21 @@ export const PISTON_ENCODINGS = ['utf8', 'base64', 'hex'] as const
 const Limit = Type.Optional(Type.Union([Type.Number(), Type.Null()]))
 
 export const PistonFileSchema = Type.Object({
-  name: Type.Optional(Type.String({ description: 'Path in the workspace; the first UTF-8 file without one is named as the runtime expects (main.py, Main.java, ...)' })),
+  name: Type.Optional(
+    Type.String({
+      description:
+        'Path in the workspace; the first UTF-8 file without one is named as the runtime expects (main.py, Main.java, ...)',
+    }),
+  ),
   content: Type.String(),
-  encoding: Type.Optional(Type.Enum(PISTON_ENCODINGS, { type: 'string', description: 'utf8 (default), base64 or hex' })),
+  encoding: Type.Optional(
+    Type.Enum(PISTON_ENCODINGS, { type: 'string', description: 'utf8 (default), base64 or hex' }),
+  ),
 })
 
 export const PistonExecuteSchema = Type.Object({
   language: Type.String({ description: 'A language or alias of GET /api/v2/runtimes' }),
-  version: Type.String({ description: 'A SemVer range (or *) the runtime\'s version must satisfy' }),
+  version: Type.String({ description: "A SemVer range (or *) the runtime's version must satisfy" }),
   files: Type.Array(PistonFileSchema, { minItems: 1, description: 'The first UTF-8 file is the one run' }),
   stdin: Type.Optional(Type.String()),
   args: Type.Optional(Type.Array(Type.String())),
@@ -43,7 +57,11 @@ export const PistonStageSchema = Type.Object({
   code: Nullable(Type.Integer()),
   signal: Nullable(Type.String()),
   message: Nullable(Type.String()),
-  status: Nullable(Type.String({ description: 'RE runtime error, SG killed by a signal (or out of memory), TO timeout, XX internal error' })),
+  status: Nullable(
+    Type.String({
+      description: 'RE runtime error, SG killed by a signal (or out of memory), TO timeout, XX internal error',
+    }),
+  ),
   cpu_time: Nullable(Type.Number()),
   wall_time: Nullable(Type.Number()),
   memory: Nullable(Type.Number()),
@@ -58,10 +76,17 @@ export const PistonResultSchema = Type.Object({
 })
 
 export const PistonRuntimeListSchema = Type.Array(
-  Type.Object({ language: Type.String(), version: Type.String(), aliases: Type.Array(Type.String()), runtime: Type.Optional(Type.String()) }),
+  Type.Object({
+    language: Type.String(),
+    version: Type.String(),
+    aliases: Type.Array(Type.String()),
+    runtime: Type.Optional(Type.String()),
+  }),
 )
 
-export const PistonPackageListSchema = Type.Array(Type.Object({ language: Type.String(), language_version: Type.String(), installed: Type.Boolean() }))
+export const PistonPackageListSchema = Type.Array(
+  Type.Object({ language: Type.String(), language_version: Type.String(), installed: Type.Boolean() }),
+)
 
 /** Piston's error shape, with Airlock's stable code beside its message. */
 export const PistonErrorSchema = Type.Object({

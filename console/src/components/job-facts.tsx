@@ -11,7 +11,9 @@ export function StatusBadge({ status }: { status: JobStatus | null }) {
 
 const ms = (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${v} ms`)
 
-/** What the API says about an ended (or running) job: result, timings, how it was isolated, compile and test results. */
+/**
+ * What the API says about an ended (or running) job: result, timings, how it was isolated, compile and test results.
+ */
 export function JobFacts({ job }: { job: Job }) {
   const t = job.timings
   return (

@@ -9,15 +9,30 @@ export function Sparkline({ label, unit, points }: { label: string; unit: string
   const max = Math.max(1, ...points.map((p) => p.value))
   const t0 = points[0]?.atMs ?? 0
   const span = Math.max(1, (points.at(-1)?.atMs ?? 0) - t0)
-  const coords = points.map((p) => `${(((p.atMs - t0) / span) * W).toFixed(1)},${(H - 2 - (p.value / max) * (H - 4)).toFixed(1)}`).join(' ')
+  const coords = points
+    .map((p) => `${(((p.atMs - t0) / span) * W).toFixed(1)},${(H - 2 - (p.value / max) * (H - 4)).toFixed(1)}`)
+    .join(' ')
   return (
     <figure class="chart" data-testid={`chart-${label}`}>
       <figcaption>
         <span>{label}</span>
         <strong>{last === undefined ? '—' : `${formatNumber(last)}${unit}`}</strong>
       </figcaption>
-      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label={`${label} over the last minutes`}>
-        {points.length > 1 ? <polyline points={coords} fill="none" class="chart-line" stroke-width="2" vector-effect="non-scaling-stroke" /> : null}
+      <svg
+        viewBox={`0 0 ${W} ${H}`}
+        preserveAspectRatio="none"
+        role="img"
+        aria-label={`${label} over the last minutes`}
+      >
+        {points.length > 1 ? (
+          <polyline
+            points={coords}
+            fill="none"
+            class="chart-line"
+            stroke-width="2"
+            vector-effect="non-scaling-stroke"
+          />
+        ) : null}
       </svg>
     </figure>
   )

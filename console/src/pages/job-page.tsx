@@ -9,7 +9,10 @@ import { JobFacts, StatusBadge } from '../components/job-facts.js'
 import { OutputView } from '../components/output-view.js'
 import { toAirlockError, useLiveJob } from '../live-job.js'
 
-/** One job: its source as submitted, its output (live while it runs), timings and isolation. Its URL can be shared within the tenant. */
+/**
+ * One job: its source as submitted, its output (live while it runs), timings and isolation. Its URL can be shared
+ * within the tenant.
+ */
 export function JobPage({ client, id }: { client: Airlock; id: string }) {
   const [job, setJob] = useState<Job | null>(null)
   const [request, setRequest] = useState<JobRequest | null>(null)
@@ -20,7 +23,10 @@ export function JobPage({ client, id }: { client: Airlock; id: string }) {
   useEffect(() => {
     const abort = new AbortController()
     setError(null)
-    Promise.all([client.jobs.get(id, { signal: abort.signal }), client.jobs.request(id, { signal: abort.signal })]).then(
+    Promise.all([
+      client.jobs.get(id, { signal: abort.signal }),
+      client.jobs.request(id, { signal: abort.signal }),
+    ]).then(
       ([j, r]) => {
         if (abort.signal.aborted) return
         setJob(j)
@@ -46,7 +52,9 @@ export function JobPage({ client, id }: { client: Airlock; id: string }) {
             <button
               type="button"
               class="danger"
-              onClick={() => client.jobs.cancel(id).catch((err) => !(err instanceof ConflictError) && setError(toAirlockError(err)))}
+              onClick={() =>
+                client.jobs.cancel(id).catch((err) => !(err instanceof ConflictError) && setError(toAirlockError(err)))
+              }
               data-testid="cancel"
             >
               Cancel
@@ -70,7 +78,15 @@ export function JobPage({ client, id }: { client: Airlock; id: string }) {
               files[file].encoding === 'base64' ? (
                 <p class="muted">{`${files[file].path}: binary (${Math.floor((files[file].content.length * 3) / 4)} bytes)`}</p>
               ) : (
-                <CodeEditor key={`${id}-${file}`} value={files[file].content} runtime={request.runtime} path={files[file].path} label={`Source of ${files[file].path}`} onChange={() => undefined} readOnly />
+                <CodeEditor
+                  key={`${id}-${file}`}
+                  value={files[file].content}
+                  runtime={request.runtime}
+                  path={files[file].path}
+                  label={`Source of ${files[file].path}`}
+                  onChange={() => undefined}
+                  readOnly
+                />
               )
             ) : null}
             {request.stdin ? (
@@ -90,7 +106,10 @@ export function JobPage({ client, id }: { client: Airlock; id: string }) {
         ) : null}
       </section>
       <section class="panel result-panel" aria-label="Output">
-        <OutputView pieces={live.pieces} placeholder={status && isFinished({ status }) ? 'No output.' : 'Waiting for output…'} />
+        <OutputView
+          pieces={live.pieces}
+          placeholder={status && isFinished({ status }) ? 'No output.' : 'Waiting for output…'}
+        />
         {live.error ? <ApiError error={live.error} /> : null}
         {shown ? <JobFacts job={shown} /> : null}
       </section>

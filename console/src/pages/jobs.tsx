@@ -9,7 +9,10 @@ import { TableHead } from '../components/table-head.js'
 
 export const PAGE_SIZES = [10, 20, 50] as const
 
-/** The tenant's jobs, newest first, filtered by status and paged with the API's cursor (a new status starts a new list: app.tsx keys it). */
+/**
+ * The tenant's jobs, newest first, filtered by status and paged with the API's cursor (a new status starts a new list:
+ * app.tsx keys it).
+ */
 export function Jobs({ client, status }: { client: Airlock; status: JobStatus | null }) {
   const [pageSize, setPageSize] = useState<number>(20)
   // The cursors of the pages before this one, so "Newer" goes back without a reverse cursor.
@@ -36,7 +39,13 @@ export function Jobs({ client, status }: { client: Airlock; status: JobStatus | 
         <h2>Jobs</h2>
         <label class="inline">
           Status
-          <select value={status ?? ''} onChange={(e) => (location.hash = routeHref({ page: 'jobs', status: (e.currentTarget.value || null) as JobStatus | null }))} data-testid="status-filter">
+          <select
+            value={status ?? ''}
+            onChange={(e) =>
+              (location.hash = routeHref({ page: 'jobs', status: (e.currentTarget.value || null) as JobStatus | null }))
+            }
+            data-testid="status-filter"
+          >
             <option value="">all</option>
             {STATUSES.map((s) => (
               <option key={s} value={s}>
@@ -47,10 +56,14 @@ export function Jobs({ client, status }: { client: Airlock; status: JobStatus | 
         </label>
         <label class="inline">
           Per page
-          <select value={String(pageSize)} onChange={(e) => {
+          <select
+            value={String(pageSize)}
+            onChange={(e) => {
               setCursors([undefined])
               setPageSize(Number(e.currentTarget.value))
-            }} data-testid="page-size">
+            }}
+            data-testid="page-size"
+          >
             {PAGE_SIZES.map((n) => (
               <option key={n} value={String(n)}>
                 {n}
@@ -86,11 +99,21 @@ export function Jobs({ client, status }: { client: Airlock; status: JobStatus | 
       </div>
       {page && page.items.length === 0 ? <p class="muted">No jobs{status ? ` with status ${status}` : ''}.</p> : null}
       <div class="row pager">
-        <button type="button" disabled={!page || cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))} data-testid="newer">
+        <button
+          type="button"
+          disabled={!page || cursors.length <= 1}
+          onClick={() => setCursors(cursors.slice(0, -1))}
+          data-testid="newer"
+        >
           ← Newer
         </button>
         <span class="muted small" data-testid="page-number">{`Page ${cursors.length}`}</span>
-        <button type="button" disabled={!page?.nextCursor} onClick={() => page?.nextCursor && setCursors([...cursors, page.nextCursor])} data-testid="older">
+        <button
+          type="button"
+          disabled={!page?.nextCursor}
+          onClick={() => page?.nextCursor && setCursors([...cursors, page.nextCursor])}
+          data-testid="older"
+        >
           Older →
         </button>
       </div>

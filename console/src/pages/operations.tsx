@@ -16,8 +16,10 @@ const AUDIT_SHOWN = 30
 
 type TenantAudit = AuditEntry & { tenant: string }
 
-const bytes = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`)
-const limit = (used: number, max: number | undefined, show: (n: number) => string = String) => (max ? `${show(used)} / ${show(max)}` : `${show(used)} (no limit)`)
+const bytes = (n: number) =>
+  n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`
+const limit = (used: number, max: number | undefined, show: (n: number) => string = String) =>
+  max ? `${show(used)} / ${show(max)}` : `${show(used)} (no limit)`
 const age = (ms: number | null) => (ms === null ? '—' : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`)
 
 /** The operator's view: queue, workers and whether they can isolate, tenants' usage, audit, and charts of /metrics. */
@@ -35,15 +37,31 @@ export function Operations({ admin, onUnauthorized }: { admin: AdminClient; onUn
     let timer: ReturnType<typeof setTimeout> | undefined
     const refresh = async () => {
       try {
-        const [q, u, m] = await Promise.all([admin.queue(abort.signal), admin.usage(abort.signal), admin.metrics(abort.signal)])
+        const [q, u, m] = await Promise.all([
+          admin.queue(abort.signal),
+          admin.usage(abort.signal),
+          admin.metrics(abort.signal),
+        ])
         setQueue(q)
         setUsage(u)
         book.current.add(m)
         if (round % AUDIT_EVERY === 0) {
           const made = u.tenants.filter((t) => t.source === 'admin')
           // A tenant deleted since the usage report was read has no trail: leave it out, keep the rest.
-          const lists = await Promise.allSettled(made.map(async (t) => (await admin.audit(t.name, AUDIT_PER_TENANT, abort.signal)).entries.map((e) => ({ ...e, tenant: t.name }))))
-          setAudit(lists.flatMap((l) => (l.status === 'fulfilled' ? l.value : [])).sort((a, b) => b.at.localeCompare(a.at)).slice(0, AUDIT_SHOWN))
+          const lists = await Promise.allSettled(
+            made.map(async (t) =>
+              (await admin.audit(t.name, AUDIT_PER_TENANT, abort.signal)).entries.map((e) => ({
+                ...e,
+                tenant: t.name,
+              })),
+            ),
+          )
+          setAudit(
+            lists
+              .flatMap((l) => (l.status === 'fulfilled' ? l.value : []))
+              .sort((a, b) => b.at.localeCompare(a.at))
+              .slice(0, AUDIT_SHOWN),
+          )
         }
         setError(null)
       } catch (err) {
@@ -115,7 +133,8 @@ export function Operations({ admin, onUnauthorized }: { admin: AdminClient; onUn
                       <span class="badge ok">{`isolating: ${w.isolation.technology}`}</span>
                     ) : (
                       <>
-                        <span class="badge bad">cannot isolate</span> <span class="reason">{w.isolation.reason ?? 'no reason given'}</span>
+                        <span class="badge bad">cannot isolate</span>{' '}
+                        <span class="reason">{w.isolation.reason ?? 'no reason given'}</span>
                       </>
                     )}
                     <div class="muted small">{w.isolation.detail}</div>
@@ -146,7 +165,13 @@ export function Operations({ admin, onUnauthorized }: { admin: AdminClient; onUn
                   </td>
                   <td>{limit(t.usage.queued, t.quotas.maxQueued ?? (usage.defaults.maxQueued || undefined))}</td>
                   <td>{limit(t.usage.running, t.quotas.maxRunning ?? (usage.defaults.maxRunning || undefined))}</td>
-                  <td>{limit(t.usage.storedBytes, t.quotas.maxStoredBytes ?? (usage.defaults.maxStoredBytes || undefined), bytes)}</td>
+                  <td>
+                    {limit(
+                      t.usage.storedBytes,
+                      t.quotas.maxStoredBytes ?? (usage.defaults.maxStoredBytes || undefined),
+                      bytes,
+                    )}
+                  </td>
                   <td class="small">
                     {[
                       t.quotas.submitsPerSecond ? `${t.quotas.submitsPerSecond}/s` : '',
@@ -165,11 +190,14 @@ export function Operations({ admin, onUnauthorized }: { admin: AdminClient; onUn
       </section>
       <section class="panel">
         <h2>Recent audit entries</h2>
-        {audit.length === 0 ? <p class="muted">None yet (tenants made through the admin API keep an audit trail).</p> : null}
+        {audit.length === 0 ? (
+          <p class="muted">None yet (tenants made through the admin API keep an audit trail).</p>
+        ) : null}
         <ul class="audit" data-testid="audit">
           {audit.map((e, i) => (
             <li key={i}>
-              <time dateTime={e.at}>{new Date(e.at).toLocaleTimeString()}</time> <strong>{e.tenant}</strong> <code>{e.action}</code> <span class="muted">{`${e.actor} ${e.detail}`}</span>
+              <time dateTime={e.at}>{new Date(e.at).toLocaleTimeString()}</time> <strong>{e.tenant}</strong>{' '}
+              <code>{e.action}</code> <span class="muted">{`${e.actor} ${e.detail}`}</span>
             </li>
           ))}
         </ul>

@@ -97,13 +97,18 @@ export function Playground({ client }: { client: Airlock }) {
   }
 
   if (!draft || !runtimes) {
-    return <section class="panel">{apiError ? <ApiError error={apiError} /> : <p class="muted">Loading runtimes…</p>}</section>
+    return (
+      <section class="panel">
+        {apiError ? <ApiError error={apiError} /> : <p class="muted">Loading runtimes…</p>}
+      </section>
+    )
   }
 
   const file = draft.files[draft.active] ?? draft.files[0]!
   // Changes build on the newest draft (`kept`), not this render's: two keystrokes can come before a render.
   const update = (patch: Partial<Draft>) => setDraft({ ...kept!, ...patch })
-  const updateFile = (i: number, patch: Partial<DraftFile>) => update({ files: kept!.files.map((f, j) => (j === i ? { ...f, ...patch } : f)) })
+  const updateFile = (i: number, patch: Partial<DraftFile>) =>
+    update({ files: kept!.files.map((f, j) => (j === i ? { ...f, ...patch } : f)) })
 
   const pickRuntime = (name: string) => {
     const next = runtimes.find((r) => r.name === name)
@@ -111,7 +116,10 @@ export function Playground({ client }: { client: Airlock }) {
     const entry = draft.files[0]!
     // An untouched sample gives way to the new runtime's; the user's own code is kept.
     const untouched = entry.content === sampleFor(draft.runtime) || entry.content.trim() === ''
-    const files = [{ path: next.defaultEntrypoint, content: untouched ? sampleFor(next.name) : entry.content }, ...draft.files.slice(1)]
+    const files = [
+      { path: next.defaultEntrypoint, content: untouched ? sampleFor(next.name) : entry.content },
+      ...draft.files.slice(1),
+    ]
     update({ runtime: name, files, limits: next.compiled ? draft.limits : { ...draft.limits, compileTimeoutMs: '' } })
   }
 
@@ -135,44 +143,93 @@ export function Playground({ client }: { client: Airlock }) {
         <div class="tabs" role="tablist">
           {draft.files.map((f, i) => (
             <span key={i} class={`tab ${i === draft.active ? 'active' : ''}`}>
-              <button type="button" role="tab" aria-selected={i === draft.active} onClick={() => update({ active: i })} data-testid={`file-tab-${i}`}>
+              <button
+                type="button"
+                role="tab"
+                aria-selected={i === draft.active}
+                onClick={() => update({ active: i })}
+                data-testid={`file-tab-${i}`}
+              >
                 {f.path || '(unnamed)'}
                 {i === 0 ? ' ★' : ''}
               </button>
               {i > 0 ? (
-                <button type="button" class="icon" aria-label={`Remove ${f.path}`} onClick={() => update({ files: kept!.files.filter((_, j) => j !== i), active: 0 })}>
+                <button
+                  type="button"
+                  class="icon"
+                  aria-label={`Remove ${f.path}`}
+                  onClick={() => update({ files: kept!.files.filter((_, j) => j !== i), active: 0 })}
+                >
                   ×
                 </button>
               ) : null}
             </span>
           ))}
-          <button type="button" class="icon" aria-label="Add a file" data-testid="add-file" onClick={() => update({ files: [...kept!.files, { path: `file${kept!.files.length}.txt`, content: '' }], active: kept!.files.length })}>
+          <button
+            type="button"
+            class="icon"
+            aria-label="Add a file"
+            data-testid="add-file"
+            onClick={() =>
+              update({
+                files: [...kept!.files, { path: `file${kept!.files.length}.txt`, content: '' }],
+                active: kept!.files.length,
+              })
+            }
+          >
             +
           </button>
         </div>
         <label class="inline small">
           File name
-          <input value={file.path} onInput={(e) => updateFile(draft.active, { path: e.currentTarget.value })} data-testid="file-path" />
+          <input
+            value={file.path}
+            onInput={(e) => updateFile(draft.active, { path: e.currentTarget.value })}
+            data-testid="file-path"
+          />
         </label>
         <FieldError errors={errors} field={`files.${draft.active}`} />
         <FieldError errors={errors} field="files" />
-        <CodeEditor key={`${draft.active}-${draft.runtime}`} value={file.content} runtime={draft.runtime} path={file.path} label={`Contents of ${file.path}`} onChange={(content) => updateFile(draft.active, { content })} onRun={() => runRef.current()} />
+        <CodeEditor
+          key={`${draft.active}-${draft.runtime}`}
+          value={file.content}
+          runtime={draft.runtime}
+          path={file.path}
+          label={`Contents of ${file.path}`}
+          onChange={(content) => updateFile(draft.active, { content })}
+          onRun={() => runRef.current()}
+        />
         <details class="more" open>
           <summary>Input</summary>
           <label>
             stdin
-            <textarea rows={3} value={draft.stdin} onInput={(e) => update({ stdin: e.currentTarget.value })} data-testid="stdin" />
+            <textarea
+              rows={3}
+              value={draft.stdin}
+              onInput={(e) => update({ stdin: e.currentTarget.value })}
+              data-testid="stdin"
+            />
           </label>
           <FieldError errors={errors} field="stdin" />
           <div class="two">
             <label>
               Arguments (one per line)
-              <textarea rows={2} value={draft.args} onInput={(e) => update({ args: e.currentTarget.value })} data-testid="args" />
+              <textarea
+                rows={2}
+                value={draft.args}
+                onInput={(e) => update({ args: e.currentTarget.value })}
+                data-testid="args"
+              />
               <FieldError errors={errors} field="args" />
             </label>
             <label>
               Environment (KEY=value per line)
-              <textarea rows={2} value={draft.env} onInput={(e) => update({ env: e.currentTarget.value })} data-testid="env" />
+              <textarea
+                rows={2}
+                value={draft.env}
+                onInput={(e) => update({ env: e.currentTarget.value })}
+                data-testid="env"
+              />
               <FieldError errors={errors} field="env" />
             </label>
           </div>
@@ -183,7 +240,14 @@ export function Playground({ client }: { client: Airlock }) {
             {LIMIT_FIELDS.filter((l) => !l.compiledOnly || runtime?.compiled).map((l) => (
               <label key={l.key}>
                 {l.label}
-                <input inputMode="decimal" placeholder="default" value={draft.limits[l.key] ?? ''} onInput={(e) => update({ limits: { ...kept!.limits, [l.key]: e.currentTarget.value } })} data-testid={`limit-${l.key}`} aria-invalid={errors.has(`limits.${l.key}`)} />
+                <input
+                  inputMode="decimal"
+                  placeholder="default"
+                  value={draft.limits[l.key] ?? ''}
+                  onInput={(e) => update({ limits: { ...kept!.limits, [l.key]: e.currentTarget.value } })}
+                  data-testid={`limit-${l.key}`}
+                  aria-invalid={errors.has(`limits.${l.key}`)}
+                />
                 <FieldError errors={errors} field={`limits.${l.key}`} />
               </label>
             ))}
@@ -192,24 +256,50 @@ export function Playground({ client }: { client: Airlock }) {
         </details>
         <details class="more" open={draft.tests.length > 0}>
           <summary>{`Test cases (${draft.tests.length})`}</summary>
-          <p class="muted small">Each case runs the program once with its stdin{runtime?.compiled ? ', after one compile' : ''}; stdout is compared with the expected output, ignoring trailing whitespace.</p>
+          <p class="muted small">
+            Each case runs the program once with its stdin{runtime?.compiled ? ', after one compile' : ''}; stdout is
+            compared with the expected output, ignoring trailing whitespace.
+          </p>
           {draft.tests.map((t, i) => (
             <div class="test-case" key={i}>
               <label>
                 {`Case ${i + 1} stdin`}
-                <textarea rows={2} value={t.stdin} onInput={(e) => update({ tests: kept!.tests.map((x, j) => (j === i ? { ...x, stdin: e.currentTarget.value } : x)) })} />
+                <textarea
+                  rows={2}
+                  value={t.stdin}
+                  onInput={(e) =>
+                    update({ tests: kept!.tests.map((x, j) => (j === i ? { ...x, stdin: e.currentTarget.value } : x)) })
+                  }
+                />
               </label>
               <label>
                 Expected output
-                <textarea rows={2} value={t.expectedOutput} onInput={(e) => update({ tests: kept!.tests.map((x, j) => (j === i ? { ...x, expectedOutput: e.currentTarget.value } : x)) })} />
+                <textarea
+                  rows={2}
+                  value={t.expectedOutput}
+                  onInput={(e) =>
+                    update({
+                      tests: kept!.tests.map((x, j) => (j === i ? { ...x, expectedOutput: e.currentTarget.value } : x)),
+                    })
+                  }
+                />
               </label>
-              <button type="button" class="icon" aria-label={`Remove case ${i + 1}`} onClick={() => update({ tests: kept!.tests.filter((_, j) => j !== i) })}>
+              <button
+                type="button"
+                class="icon"
+                aria-label={`Remove case ${i + 1}`}
+                onClick={() => update({ tests: kept!.tests.filter((_, j) => j !== i) })}
+              >
                 ×
               </button>
               <FieldError errors={errors} field={`tests.${i}`} />
             </div>
           ))}
-          <button type="button" onClick={() => update({ tests: [...kept!.tests, { stdin: '', expectedOutput: '' }] })} data-testid="add-test">
+          <button
+            type="button"
+            onClick={() => update({ tests: [...kept!.tests, { stdin: '', expectedOutput: '' }] })}
+            data-testid="add-test"
+          >
             Add a case
           </button>
           <FieldError errors={errors} field="tests" />
@@ -217,7 +307,14 @@ export function Playground({ client }: { client: Airlock }) {
       </section>
       <section class="panel result-panel" aria-label="Result">
         <div class="row">
-          <button type="button" class="primary" onClick={run} disabled={submitting || running} data-testid="run" title="Ctrl+Enter">
+          <button
+            type="button"
+            class="primary"
+            onClick={run}
+            disabled={submitting || running}
+            data-testid="run"
+            title="Ctrl+Enter"
+          >
             {submitting ? 'Submitting…' : 'Run'} <kbd>Ctrl+Enter</kbd>
           </button>
           {running ? (

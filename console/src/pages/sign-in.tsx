@@ -37,7 +37,15 @@ export function SignIn({ kind, check, onSignedIn }: SignInProps) {
       </p>
       <label>
         {label}
-        <input type="password" name={`${kind}-key`} autocomplete="off" spellcheck={false} value={key} onInput={(e) => setKey(e.currentTarget.value)} data-testid={`${kind}-key-input`} />
+        <input
+          type="password"
+          name={`${kind}-key`}
+          autocomplete="off"
+          spellcheck={false}
+          value={key}
+          onInput={(e) => setKey(e.currentTarget.value)}
+          data-testid={`${kind}-key-input`}
+        />
       </label>
       {error ? (
         <p class="field-error" role="alert" data-testid="sign-in-error">

@@ -47,12 +47,18 @@ export class ContainerOutput {
   private delivered = false
   private following = false
   /** The launcher ends stderr with its end line and stdout with its exit line; a merged log has both. */
-  private readonly seen: { end: boolean; exit: Extract<ReportLine, { kind: 'exit' }> | undefined } = { end: false, exit: undefined }
+  private readonly seen: { end: boolean; exit: Extract<ReportLine, { kind: 'exit' }> | undefined } = {
+    end: false,
+    exit: undefined,
+  }
   /** Set once the launcher's report is complete (ContainerOutputOptions.onReport). */
   report: ExitReport | undefined
   private stopped = false
   private resolveDone!: () => void
-  /** Resolves when every followed stream has ended (the container exited), the report is complete, or following was given up. */
+  /**
+   * Resolves when every followed stream has ended (the container exited), the report is complete, or following was
+   * given up.
+   */
   readonly done = new Promise<void>((resolve) => {
     this.resolveDone = resolve
   })
@@ -62,7 +68,10 @@ export class ContainerOutput {
     this.stderr = new CappedOutput(options.capBytes)
     const filter = (name: StreamName) => {
       const onOutput = options.onOutput
-      const sink = keepAndPassOn(name === 'stdout' ? this.stdout : this.stderr, onOutput && ((text) => onOutput(name, text)))
+      const sink = keepAndPassOn(
+        name === 'stdout' ? this.stdout : this.stderr,
+        onOutput && ((text) => onOutput(name, text)),
+      )
       return new LauncherReportFilter(sink, (line) => this.onLine(line))
     }
     this.filters = { stdout: filter('stdout'), stderr: filter('stderr') }
@@ -76,7 +85,11 @@ export class ContainerOutput {
   start(): void {
     if (this.following || this.stopped || this.report) return
     this.following = true
-    if (this.options.split) this.follow([['stdout', 'Stdout'], ['stderr', 'Stderr']])
+    if (this.options.split)
+      this.follow([
+        ['stdout', 'Stdout'],
+        ['stderr', 'Stderr'],
+      ])
     else this.follow([['stdout', undefined]])
   }
 

@@ -2,7 +2,17 @@ import { createHash } from 'node:crypto'
 import type { V1Job, V1Secret } from '@kubernetes/client-node'
 import { fileBytes, type JobSpec, type Limits } from '../../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../../core/runtimes.js'
-import { envFiles, JOB_FILES_MOUNT, SANDBOX_FIXED_ENV, SANDBOX_GID, SANDBOX_UID, sandboxArgv, sandboxEnv, warmStreamLauncherArgv, WORKSPACE } from '../sandbox-process.js'
+import {
+  envFiles,
+  JOB_FILES_MOUNT,
+  SANDBOX_FIXED_ENV,
+  SANDBOX_GID,
+  SANDBOX_UID,
+  sandboxArgv,
+  sandboxEnv,
+  warmStreamLauncherArgv,
+  WORKSPACE,
+} from '../sandbox-process.js'
 import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
 
 export const MANAGED_BY = 'airlock'
@@ -55,7 +65,12 @@ export function tenantLabel(tenant: string): string {
 }
 
 export function jobLabels(jobId: string, tenant: string): Record<string, string> {
-  return { 'app.kubernetes.io/managed-by': MANAGED_BY, [LABEL_JOB]: kubeJobName(jobId), [LABEL_TENANT]: tenantLabel(tenant), [LABEL_SANDBOX]: 'true' }
+  return {
+    'app.kubernetes.io/managed-by': MANAGED_BY,
+    [LABEL_JOB]: kubeJobName(jobId),
+    [LABEL_TENANT]: tenantLabel(tenant),
+    [LABEL_SANDBOX]: 'true',
+  }
 }
 
 /** Secret keys cannot hold '/', so files get numbered keys and their paths come back through volume items. */
@@ -88,7 +103,12 @@ export function buildSecret(input: ManifestInput): V1Secret {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: { name: kubeJobName(input.jobId), namespace: input.namespace, labels: jobLabels(input.jobId, input.tenant), annotations: { [ANNOTATION_TENANT]: input.tenant } },
+    metadata: {
+      name: kubeJobName(input.jobId),
+      namespace: input.namespace,
+      labels: jobLabels(input.jobId, input.tenant),
+      annotations: { [ANNOTATION_TENANT]: input.tenant },
+    },
     type: 'Opaque',
     immutable: true,
     ...(Object.keys(data).length > 0 ? { data } : {}),
@@ -99,7 +119,9 @@ export function buildSecret(input: ManifestInput): V1Secret {
 /** Bytes the Secret will hold; above MAX_SECRET_BYTES the API server refuses it. */
 export function secretBytes(spec: JobSpec): number {
   const contents = [spec.stdin, ...envFiles(sandboxEnv(spec)).map((f) => f.content)]
-  return contents.reduce((n, c) => n + Buffer.byteLength(c), 0) + spec.files.reduce((n, f) => n + fileBytes(f).length, 0)
+  return (
+    contents.reduce((n, c) => n + Buffer.byteLength(c), 0) + spec.files.reduce((n, f) => n + fileBytes(f).length, 0)
+  )
 }
 
 /**
@@ -132,7 +154,9 @@ export function buildJob(input: ManifestInput): V1Job {
   // The container's log: at most outputBytes + 1 of each stream reaches it (the
   // launcher drains the rest in the sandbox). The workspace and /tmp are
   // memory-backed and count against memory instead.
-  const ephemeral = quantityMi(Math.max(LOG_ALLOWANCE_MB, Math.ceil((2 * (spec.limits.outputBytes + 1)) / (1024 * 1024)) + 16))
+  const ephemeral = quantityMi(
+    Math.max(LOG_ALLOWANCE_MB, Math.ceil((2 * (spec.limits.outputBytes + 1)) / (1024 * 1024)) + 16),
+  )
   const resources = { cpu, memory, 'ephemeral-storage': ephemeral }
   return {
     apiVersion: 'batch/v1',
@@ -214,7 +238,10 @@ export function buildJob(input: ManifestInput): V1Job {
                 items: [
                   { key: 'stdin', path: 'stdin' },
                   ...spec.files.map((f, i) => ({ key: secretKeyOfFile(i), path: `files/${f.path}` })),
-                  ...envFiles(sandboxEnv(spec)).map((f) => ({ key: secretKeyOfEnv(f.name), path: `${ENV_DIR}/${f.name}` })),
+                  ...envFiles(sandboxEnv(spec)).map((f) => ({
+                    key: secretKeyOfEnv(f.name),
+                    path: `${ENV_DIR}/${f.name}`,
+                  })),
                 ],
               },
             },
@@ -246,9 +273,22 @@ export interface WarmManifestInput extends Omit<ManifestInput, 'jobId' | 'tenant
  * job's files go to a memory-backed volume where a cold pod mounts its Secret. Pure.
  */
 export function buildWarmJob(input: WarmManifestInput): V1Job {
-  const spec: JobSpec = { runtime: input.runtime.name, files: [], entrypoint: input.runtime.defaultEntrypoint, args: [], stdin: '', env: {}, limits: input.limits }
+  const spec: JobSpec = {
+    runtime: input.runtime.name,
+    files: [],
+    entrypoint: input.runtime.defaultEntrypoint,
+    args: [],
+    stdin: '',
+    env: {},
+    limits: input.limits,
+  }
   const job = buildJob({ ...input, jobId: input.name, tenant: MANAGED_BY, spec })
-  const labels = { 'app.kubernetes.io/managed-by': MANAGED_BY, [LABEL_JOB]: input.name, [LABEL_SANDBOX]: 'true', [LABEL_WARM]: 'idle' }
+  const labels = {
+    'app.kubernetes.io/managed-by': MANAGED_BY,
+    [LABEL_JOB]: input.name,
+    [LABEL_SANDBOX]: 'true',
+    [LABEL_WARM]: 'idle',
+  }
   job.metadata = { name: input.name, namespace: input.namespace, labels }
   const jobSpec = job.spec!
   jobSpec.activeDeadlineSeconds = input.maxIdleSeconds
@@ -259,7 +299,11 @@ export function buildWarmJob(input: WarmManifestInput): V1Job {
   // stdin through the API server's attach, the one way in that needs no network path.
   container.stdin = true
   container.stdinOnce = true
-  container.volumeMounts = container.volumeMounts!.map((m) => (m.name === 'job' ? { name: 'job', mountPath: JOB_FILES_MOUNT } : m))
-  pod.volumes = pod.volumes!.map((v) => (v.name === 'job' ? { name: 'job', emptyDir: { medium: 'Memory', sizeLimit: quantityMi(input.workspaceMb) } } : v))
+  container.volumeMounts = container.volumeMounts!.map((m) =>
+    m.name === 'job' ? { name: 'job', mountPath: JOB_FILES_MOUNT } : m,
+  )
+  pod.volumes = pod.volumes!.map((v) =>
+    v.name === 'job' ? { name: 'job', emptyDir: { medium: 'Memory', sizeLimit: quantityMi(input.workspaceMb) } } : v,
+  )
   return job
 }

@@ -1,16 +1,54 @@
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PassThrough } from 'node:stream'
-import { ApiException, Attach, BatchV1Api, CoreV1Api, KubeConfig, NetworkingV1Api, NodeV1Api, PatchStrategy, setHeaderOptions, VersionApi, type CoreV1Event, type V1Job, type V1Pod } from '@kubernetes/client-node'
+import {
+  ApiException,
+  Attach,
+  BatchV1Api,
+  CoreV1Api,
+  KubeConfig,
+  NetworkingV1Api,
+  NodeV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  VersionApi,
+  type CoreV1Event,
+  type V1Job,
+  type V1Pod,
+} from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../../../core/job.js'
 import type { JobSpec, Limits } from '../../../core/job-spec.js'
 import type { Metrics } from '../../../core/metrics.js'
 import { findRuntime, RUNTIMES } from '../../../core/runtimes.js'
-import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
+import {
+  ExecutorError,
+  IsolationUnavailableError,
+  type ExecutionRequest,
+  type Executor,
+  type IsolationReport,
+} from '../executor.js'
 import { SANDBOX_UID, WARM_GO, warmJobStream } from '../sandbox-process.js'
 import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
-import { ANNOTATION_CLAIMED_AT, ANNOTATION_HANDED_AT, ANNOTATION_TENANT, buildJob, buildSecret, buildWarmJob, CONTAINER_NAME, jobLabels, kubeJobName, LABEL_CLAIMED_BY, LABEL_JOB, LABEL_TENANT, LABEL_WARM, MAX_SECRET_BYTES, secretBytes, tenantLabel, type ManifestInput } from './job-manifests.js'
+import {
+  ANNOTATION_CLAIMED_AT,
+  ANNOTATION_HANDED_AT,
+  ANNOTATION_TENANT,
+  buildJob,
+  buildSecret,
+  buildWarmJob,
+  CONTAINER_NAME,
+  jobLabels,
+  kubeJobName,
+  LABEL_CLAIMED_BY,
+  LABEL_JOB,
+  LABEL_TENANT,
+  LABEL_WARM,
+  MAX_SECRET_BYTES,
+  secretBytes,
+  tenantLabel,
+  type ManifestInput,
+} from './job-manifests.js'
 import { classifyEnd, SIGNAL_EXIT_BASE } from '../outcome.js'
 import { ContainerOutput, type ExitReport } from './container-output.js'
 import { namespaceProblems } from './namespace-safety.js'
@@ -31,7 +69,9 @@ export interface KubernetesExecutorOptions {
   startAllowanceMs: number
   ttlAfterFinishedSeconds: number
   watchTimeoutSeconds: number
-  /** auto: stdout and stderr apart where the cluster allows choosing a log stream; merged: always one log, as stdout. */
+  /**
+   * auto: stdout and stderr apart where the cluster allows choosing a log stream; merged: always one log, as stdout.
+   */
   logStreams: 'auto' | 'merged'
   /**
    * attach: a cold pod's launcher waits for the worker's go line through an attach,
@@ -106,7 +146,9 @@ const DRAIN_GRACE_MS = 5000
 const ATTACH_TIMEOUT_MS = 5000
 /** How long an open attach is given to report that it reaches no container, before the job is written. */
 const ATTACH_SETTLE_MS = 100
-/** The first wait between attempts to attach to a cold pod whose container is not running yet; doubled up to the next. */
+/**
+ * The first wait between attempts to attach to a cold pod whose container is not running yet; doubled up to the next.
+ */
 const HAND_OVER_RETRY_MS = 50
 const HAND_OVER_RETRY_MAX_MS = 500
 /** The least time a cold pod is given to take its go line, however small the start allowance. */
@@ -166,7 +208,11 @@ export class KubernetesExecutor implements Executor {
     this.networking = this.kc.makeApiClient(NetworkingV1Api)
     this.node = this.kc.makeApiClient(NodeV1Api)
     // The pods' memory requests are what the pool's memory budget counts.
-    this.pool = createWarmPool(options.warm, { boot: (runtime) => this.bootWarmPod(runtime), logger: options.logger, ...(options.metrics ? { metrics: options.metrics } : {}) })
+    this.pool = createWarmPool(options.warm, {
+      boot: (runtime) => this.bootWarmPod(runtime),
+      logger: options.logger,
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+    })
   }
 
   /** What is missing for sandboxes to be safe in the namespace; empty when nothing is. */
@@ -175,13 +221,25 @@ export class KubernetesExecutor implements Executor {
     const [ns, runtimeClass, policies] = await Promise.all([
       orNotFound(this.core.readNamespace({ name: namespace })),
       orNotFound(this.node.readRuntimeClass({ name: runtimeClassName })),
-      this.networking.listNamespacedNetworkPolicy({ namespace }).then((l) => l.items, (err: unknown) => (status(err) === 404 ? [] : Promise.reject(err))),
+      this.networking.listNamespacedNetworkPolicy({ namespace }).then(
+        (l) => l.items,
+        (err: unknown) => (status(err) === 404 ? [] : Promise.reject(err)),
+      ),
     ])
-    const problems = namespaceProblems({ namespaceName: namespace, namespace: ns, runtimeClassName, runtimeClass, networkPolicies: policies, podLabels: jobLabels('probe', 'probe') })
+    const problems = namespaceProblems({
+      namespaceName: namespace,
+      namespace: ns,
+      runtimeClassName,
+      runtimeClass,
+      networkPolicies: policies,
+      podLabels: jobLabels('probe', 'probe'),
+    })
     // A runtime whose image is not configured is not offered (runtimeVersions), as a local
     // worker does not offer one whose image is not built; a worker with none can run nothing.
     if (!RUNTIMES.some((r) => this.options.images.has(r.image))) {
-      problems.push(`no sandbox image reference pinned by digest for any runtime (${RUNTIMES.map((r) => r.image).join(', ')}); set AIRLOCK_K8S_IMAGES`)
+      problems.push(
+        `no sandbox image reference pinned by digest for any runtime (${RUNTIMES.map((r) => r.image).join(', ')}); set AIRLOCK_K8S_IMAGES`,
+      )
     }
     return problems
   }
@@ -214,7 +272,17 @@ export class KubernetesExecutor implements Executor {
       technology: 'gvisor',
       detail,
       reason: null,
-      isolation: { technology: 'gvisor', runtime: 'runsc', version: `RuntimeClass ${this.options.runtimeClassName} on Kubernetes ${version}`, platform: 'kubernetes', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [], seccomp: SANDBOX_SECCOMP_PROFILE_NAME },
+      isolation: {
+        technology: 'gvisor',
+        runtime: 'runsc',
+        version: `RuntimeClass ${this.options.runtimeClassName} on Kubernetes ${version}`,
+        platform: 'kubernetes',
+        network: 'none',
+        readOnlyRoot: true,
+        uid: SANDBOX_UID,
+        capabilities: [],
+        seccomp: SANDBOX_SECCOMP_PROFILE_NAME,
+      },
     }
   }
 
@@ -226,7 +294,11 @@ export class KubernetesExecutor implements Executor {
   private async clusterSplitsStreams(): Promise<boolean> {
     if (this.options.logStreams !== 'auto') return false
     try {
-      await this.core.readNamespacedPodLog({ name: 'airlock-log-stream-probe', namespace: this.options.namespace, stream: 'Stdout' })
+      await this.core.readNamespacedPodLog({
+        name: 'airlock-log-stream-probe',
+        namespace: this.options.namespace,
+        stream: 'Stdout',
+      })
       return true
     } catch (err) {
       return status(err) === 404
@@ -257,7 +329,17 @@ export class KubernetesExecutor implements Executor {
   }
 
   private runcIsolation(): Isolation {
-    return { technology: 'none', runtime: 'runc', version: `RuntimeClass runc on Kubernetes ${this.kubeVersion}`, platform: 'kubernetes', network: 'pod', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [], seccomp: SANDBOX_SECCOMP_PROFILE_NAME }
+    return {
+      technology: 'none',
+      runtime: 'runc',
+      version: `RuntimeClass runc on Kubernetes ${this.kubeVersion}`,
+      platform: 'kubernetes',
+      network: 'pod',
+      readOnlyRoot: true,
+      uid: SANDBOX_UID,
+      capabilities: [],
+      seccomp: SANDBOX_SECCOMP_PROFILE_NAME,
+    }
   }
 
   private async launchOrAdopt(request: ExecutionRequest): Promise<JobOutcome> {
@@ -266,7 +348,10 @@ export class KubernetesExecutor implements Executor {
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
     const image = this.options.images.get(runtime.image)
     // Not offered here (runtimeVersions): the job ends as error, as for a local worker without the image.
-    if (!image) throw new ExecutorError(`runtime ${spec.runtime} is not offered by this worker: no image reference for sandbox image ${runtime.image} in AIRLOCK_K8S_IMAGES`)
+    if (!image)
+      throw new ExecutorError(
+        `runtime ${spec.runtime} is not offered by this worker: no image reference for sandbox image ${runtime.image} in AIRLOCK_K8S_IMAGES`,
+      )
     const t0 = Date.now()
     const name = kubeJobName(jobId)
     const { namespace } = this.options
@@ -278,7 +363,10 @@ export class KubernetesExecutor implements Executor {
     }
     await this.ensureSafe()
     if (secretBytes(spec) > MAX_SECRET_BYTES) {
-      return outcomeWithoutRun('error', `the job's files, stdin and env add up to ${secretBytes(spec)} bytes; the kubernetes executor carries at most ${MAX_SECRET_BYTES}`)
+      return outcomeWithoutRun(
+        'error',
+        `the job's files, stdin and env add up to ${secretBytes(spec)} bytes; the kubernetes executor carries at most ${MAX_SECRET_BYTES}`,
+      )
     }
     if (request.signal.aborted) return outcomeWithoutRun('cancelled', REASONS.cancelledBeforeStart)
     const warm = spec.isolation !== 'runc' && this.fitsWarm(spec) ? this.pool?.take(spec.runtime) : undefined
@@ -287,7 +375,12 @@ export class KubernetesExecutor implements Executor {
       if (outcome) return outcome
     }
     const input: ManifestInput = {
-      jobId, tenant, spec, runtime, namespace, image,
+      jobId,
+      tenant,
+      spec,
+      runtime,
+      namespace,
+      image,
       runtimeClassName: this.options.runtimeClassName,
       workspaceMb: this.options.workspaceMb,
       startAllowanceMs: this.options.startAllowanceMs,
@@ -300,11 +393,21 @@ export class KubernetesExecutor implements Executor {
       job = await this.batch.createNamespacedJob({ namespace, body: buildJob(input) })
     } catch (err) {
       // Another attempt got there first: follow its Job rather than start a second.
-      if (status(err) !== 409) throw new ExecutorError(`the Kubernetes Job could not be created: ${apiMessage(err)}`, { cause: err })
+      if (status(err) !== 409)
+        throw new ExecutorError(`the Kubernetes Job could not be created: ${apiMessage(err)}`, { cause: err })
       return this.follow(request, t0)
     }
     const secret = buildSecret(input)
-    secret.metadata!.ownerReferences = [{ apiVersion: 'batch/v1', kind: 'Job', name, uid: job.metadata!.uid!, controller: true, blockOwnerDeletion: false }]
+    secret.metadata!.ownerReferences = [
+      {
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        name,
+        uid: job.metadata!.uid!,
+        controller: true,
+        blockOwnerDeletion: false,
+      },
+    ]
     try {
       await this.core.createNamespacedSecret({ namespace, body: secret })
     } catch (err) {
@@ -326,7 +429,10 @@ export class KubernetesExecutor implements Executor {
   private async followOrEnd(request: ExecutionRequest, t0: number, target: KubeTarget): Promise<JobOutcome> {
     if (!target.notHandedOver) return this.follow(request, t0, target)
     await this.deleteJob(target.name)
-    return outcomeWithoutRun('error', 'the worker handing this job to a warm pod stopped before the hand-over was complete; it was not run again')
+    return outcomeWithoutRun(
+      'error',
+      'the worker handing this job to a warm pod stopped before the hand-over was complete; it was not run again',
+    )
   }
 
   /**
@@ -337,7 +443,8 @@ export class KubernetesExecutor implements Executor {
     const { namespace } = this.options
     const name = kubeJobName(jobId)
     if (await orNotFound(this.batch.readNamespacedJob({ name, namespace }))) return { name }
-    const claimed = (await this.batch.listNamespacedJob({ namespace, labelSelector: `${LABEL_CLAIMED_BY}=${name}` })).items[0]
+    const claimed = (await this.batch.listNamespacedJob({ namespace, labelSelector: `${LABEL_CLAIMED_BY}=${name}` }))
+      .items[0]
     if (!claimed?.metadata?.name) return undefined
     this.warmJobs.set(jobId, claimed.metadata.name)
     const since = Number(claimed.metadata.annotations?.[ANNOTATION_HANDED_AT])
@@ -350,7 +457,12 @@ export class KubernetesExecutor implements Executor {
   /** Whether a warm pod (sized for the pool's limits) can run the job as its own pod would. */
   private fitsWarm(spec: JobSpec): boolean {
     const w = this.options.warm
-    return !!w && spec.limits.memoryMb === w.limits.memoryMb && spec.limits.cpus === w.limits.cpus && spec.limits.outputBytes <= w.limits.outputBytes
+    return (
+      !!w &&
+      spec.limits.memoryMb === w.limits.memoryMb &&
+      spec.limits.cpus === w.limits.cpus &&
+      spec.limits.outputBytes <= w.limits.outputBytes
+    )
   }
 
   /** Boots a warm Job for the pool and waits until its container runs, waiting for a job. */
@@ -366,7 +478,11 @@ export class KubernetesExecutor implements Executor {
     await this.batch.createNamespacedJob({
       namespace,
       body: buildWarmJob({
-        name, runtime, namespace, image, limits: warm.limits,
+        name,
+        runtime,
+        namespace,
+        image,
+        limits: warm.limits,
         runtimeClassName: this.options.runtimeClassName,
         workspaceMb: this.options.workspaceMb,
         startAllowanceMs: this.options.startAllowanceMs,
@@ -377,7 +493,12 @@ export class KubernetesExecutor implements Executor {
     try {
       const podName = await this.runningPodOf(name, t0 + Math.max(this.options.startAllowanceMs, 60_000))
       return {
-        name, podName, runtime: runtimeName, createdAt: t0, bootedAt: Date.now(), bootMs: Date.now() - t0,
+        name,
+        podName,
+        runtime: runtimeName,
+        createdAt: t0,
+        bootedAt: Date.now(),
+        bootMs: Date.now() - t0,
         // Its Job's deadline is its idle time plus a minute from its creation: past the
         // idle time it is not handed a job that the deadline could cut short.
         alive: () => Date.now() < t0 + warm.maxIdleMs,
@@ -393,12 +514,16 @@ export class KubernetesExecutor implements Executor {
   /** The pod of Kubernetes Job `name` once its container runs; rejects if it ends or `deadline` passes first. */
   private async runningPodOf(name: string, deadline: number): Promise<string> {
     for (;;) {
-      const pods = (await this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: `${LABEL_JOB}=${name}` })).items
+      const pods = (
+        await this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: `${LABEL_JOB}=${name}` })
+      ).items
       for (const pod of pods) {
         const state = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME)?.state
         if (state?.running) return pod.metadata!.name!
         if (state?.terminated || pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
-          throw new ExecutorError(`the warm pod ${pod.metadata?.name} ended before any job: ${state?.terminated?.reason ?? pod.status?.phase}`)
+          throw new ExecutorError(
+            `the warm pod ${pod.metadata?.name} ended before any job: ${state?.terminated?.reason ?? pod.status?.phase}`,
+          )
         }
       }
       if (Date.now() > deadline) throw new ExecutorError(`the warm pod of ${name} was not running in time`)
@@ -423,14 +548,20 @@ export class KubernetesExecutor implements Executor {
     let handOver: ReturnType<typeof attachFailure>
     try {
       const claimedAt = Date.now()
-      const deadline = Math.ceil((claimedAt - pod.createdAt + spec.limits.timeoutMs + this.options.startAllowanceMs) / 1000)
+      const deadline = Math.ceil(
+        (claimedAt - pod.createdAt + spec.limits.timeoutMs + this.options.startAllowanceMs) / 1000,
+      )
       await this.batch.patchNamespacedJob(
         {
           name: pod.name,
           namespace,
           body: {
             metadata: {
-              labels: { [LABEL_WARM]: 'claimed', [LABEL_CLAIMED_BY]: kubeJobName(jobId), [LABEL_TENANT]: tenantLabel(tenant) },
+              labels: {
+                [LABEL_WARM]: 'claimed',
+                [LABEL_CLAIMED_BY]: kubeJobName(jobId),
+                [LABEL_TENANT]: tenantLabel(tenant),
+              },
               annotations: { [ANNOTATION_CLAIMED_AT]: String(claimedAt), [ANNOTATION_TENANT]: tenant },
             },
             spec: { activeDeadlineSeconds: deadline },
@@ -445,7 +576,10 @@ export class KubernetesExecutor implements Executor {
       const timedOut = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           // Nothing was written: an attach that opens later is closed unused.
-          void attaching.then((late) => late.close(), () => undefined)
+          void attaching.then(
+            (late) => late.close(),
+            () => undefined,
+          )
           reject(new ExecutorError(`the attach to the warm pod did not open within ${ATTACH_TIMEOUT_MS} ms`))
         }, ATTACH_TIMEOUT_MS)
       })
@@ -479,10 +613,20 @@ export class KubernetesExecutor implements Executor {
       // Once it is handed over, a retry after this worker's crash follows the pod instead
       // of taking the job for one that never reached it (kubeJobOf).
       void this.batch
-        .patchNamespacedJob({ name: pod.name, namespace, body: { metadata: { annotations: { [ANNOTATION_HANDED_AT]: String(warmSince) } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
+        .patchNamespacedJob(
+          {
+            name: pod.name,
+            namespace,
+            body: { metadata: { annotations: { [ANNOTATION_HANDED_AT]: String(warmSince) } } },
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        )
         .catch((err: unknown) => log.warn({ err: apiMessage(err) }, 'could not mark the warm Job handed over'))
       const closeBy = Date.now() + ATTACH_TIMEOUT_MS
-      const close = () => (ws!.readyState === ws!.OPEN && ws!.bufferedAmount > 0 && Date.now() < closeBy ? void setTimeout(close, 10) : ws!.close())
+      const close = () =>
+        ws!.readyState === ws!.OPEN && ws!.bufferedAmount > 0 && Date.now() < closeBy
+          ? void setTimeout(close, 10)
+          : ws!.close()
       close()
     })
     ws.on('error', (err) => log.warn({ err: (err as Error).message }, 'the attach to a warm pod broke'))
@@ -518,7 +662,14 @@ export class KubernetesExecutor implements Executor {
 
   /** Deletes the Job; its pods and Secret are garbage-collected with it. */
   private async deleteJob(name: string): Promise<void> {
-    await orNotFound(this.batch.deleteNamespacedJob({ name, namespace: this.options.namespace, propagationPolicy: 'Background', gracePeriodSeconds: 0 }))
+    await orNotFound(
+      this.batch.deleteNamespacedJob({
+        name,
+        namespace: this.options.namespace,
+        propagationPolicy: 'Background',
+        gracePeriodSeconds: 0,
+      }),
+    )
   }
 
   async forget(jobId: string): Promise<void> {
@@ -629,7 +780,10 @@ class JobFollow {
       this.endByUs({ status: 'error', reason })
     })
     this.signal.addEventListener('abort', this.onAbort, { once: true })
-    if (this.signal.aborted) return this.onAbort()
+    if (this.signal.aborted) {
+      this.onAbort()
+      return
+    }
     for (const w of this.watches) w.start()
   }
 
@@ -667,15 +821,19 @@ class JobFollow {
     this.rearmWaits(pod, seen)
     switch (seen.kind) {
       case 'pending':
-        return
+        break
       case 'unschedulable':
-        return this.waitForNode(seen.message)
+        this.waitForNode(seen.message)
+        break
       case 'cannot-start':
-        return this.endByUs({ status: 'error', reason: seen.reason })
+        this.endByUs({ status: 'error', reason: seen.reason })
+        break
       case 'running':
-        return this.onRunning(pod)
+        this.onRunning(pod)
+        break
       case 'ended':
-        return this.onEnded(pod, seen)
+        this.onEnded(pod, seen)
+        break
     }
   }
 
@@ -786,7 +944,8 @@ class JobFollow {
         .catch((e: unknown) => void (problem = apiMessage(e)))
       // Refused outright (the worker's Role lacks pods/attach): no retry can help.
       if (!ws && /\b403\b|forbidden/i.test(problem)) {
-        const reason = `the worker may not attach to sandbox pods (${problem}): ` +
+        const reason =
+          `the worker may not attach to sandbox pods (${problem}): ` +
           'grant pods/attach or set AIRLOCK_K8S_HAND_OVER=log; the job was not run'
         return this.endByUs({ status: 'error', reason })
       }
@@ -841,7 +1000,7 @@ class JobFollow {
   private async checkRefusal(): Promise<void> {
     this.refusalTimer = undefined
     const refusal = await this.deps.podRefusal(this.name).catch((err: unknown) => {
-      this.log.warn({ err: apiMessage(err) }, 'could not read the Job\'s events')
+      this.log.warn({ err: apiMessage(err) }, "could not read the Job's events")
       return undefined
     })
     if (this.settled || this.newestPod()) return
@@ -883,11 +1042,15 @@ class JobFollow {
     const startedAt = this.runningSince ?? null
     const endedAt = Date.now()
     this.stopAll()
-    const deleted = this.deps.deleteJob(this.name)
+    const deleted = this.deps
+      .deleteJob(this.name)
       .catch((err: unknown) => this.log.error({ err: apiMessage(err) }, 'could not delete the Kubernetes Job'))
     this.resolveAfterLog(
       {
-        status: end.status, exitCode: null, signal: null, reason: end.reason,
+        status: end.status,
+        exitCode: null,
+        signal: null,
+        reason: end.reason,
         startupMs: startedAt === null ? null : Math.max(0, startedAt - this.t0),
         runMs: startedAt === null ? null : endedAt - startedAt,
         endedAt,
@@ -937,7 +1100,9 @@ class JobFollow {
 }
 
 function startOf(target: KubeTarget): Pick<JobOutcome, 'sandboxStart' | 'bootMs'> {
-  return target.warmSince === undefined ? { sandboxStart: 'cold' } : { sandboxStart: 'warm', ...(target.bootMs === undefined ? {} : { bootMs: target.bootMs }) }
+  return target.warmSince === undefined
+    ? { sandboxStart: 'cold' }
+    : { sandboxStart: 'warm', ...(target.bootMs === undefined ? {} : { bootMs: target.bootMs }) }
 }
 
 function apiMessage(err: unknown): string {

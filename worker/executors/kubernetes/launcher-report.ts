@@ -14,7 +14,7 @@ const BEGIN_LINE_MAX = LAUNCHER_REPORT.begin.length + 1 + 64 + 1
  */
 export const HOLD_BACK_MS = 100
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 /**
  * One stream of a sandbox container's log, as the capped launcher writes it
@@ -56,7 +56,9 @@ export class LauncherReportFilter {
         if (this.pending.length <= BEGIN_LINE_MAX) return
         this.nonce = null
       } else {
-        const m = new RegExp(`^${escape(LAUNCHER_REPORT.begin)} ([0-9a-f]{16,64})$`).exec(this.pending.slice(0, nl))
+        const m = new RegExp(`^${escapeRegExp(LAUNCHER_REPORT.begin)} ([0-9a-f]{16,64})$`).exec(
+          this.pending.slice(0, nl),
+        )
         this.nonce = m ? m[1]! : null
         if (m) this.start(nl + 1)
       }
@@ -72,13 +74,19 @@ export class LauncherReportFilter {
   }
 
   private start(from: number): void {
-    const n = escape(this.nonce!)
+    const n = escapeRegExp(this.nonce!)
     this.pending = this.pending.slice(from)
     // The begin line again (the other stream's, in a merged log) has no newline of ours
     // before it; the end and exit lines have one, written in case the program's last
     // line had none.
-    this.markers = new RegExp(`(?<begin>${escape(LAUNCHER_REPORT.begin)} ${n}\\n)|(?<end>\\n?${escape(LAUNCHER_REPORT.end)} ${n}\\n)|\\n?${escape(LAUNCHER_REPORT.exit)} ${n} (?<code>\\d{1,3}) (?<at>\\d{1,20})\\n`)
-    this.prefixes = [`${LAUNCHER_REPORT.begin} ${this.nonce}\n`, `${LAUNCHER_REPORT.end} ${this.nonce}\n`, `${LAUNCHER_REPORT.exit} ${this.nonce} `]
+    this.markers = new RegExp(
+      `(?<begin>${escapeRegExp(LAUNCHER_REPORT.begin)} ${n}\\n)|(?<end>\\n?${escapeRegExp(LAUNCHER_REPORT.end)} ${n}\\n)|\\n?${escapeRegExp(LAUNCHER_REPORT.exit)} ${n} (?<code>\\d{1,3}) (?<at>\\d{1,20})\\n`,
+    )
+    this.prefixes = [
+      `${LAUNCHER_REPORT.begin} ${this.nonce}\n`,
+      `${LAUNCHER_REPORT.end} ${this.nonce}\n`,
+      `${LAUNCHER_REPORT.exit} ${this.nonce} `,
+    ]
   }
 
   private drain(all: boolean): void {
@@ -91,7 +99,8 @@ export class LauncherReportFilter {
       this.emit(this.pending.slice(0, m.index))
       this.pending = this.pending.slice(m.index + m[0].length)
       if (m.groups?.end) this.onReport({ kind: 'end' })
-      else if (m.groups?.code) this.onReport({ kind: 'exit', exitCode: Number(m.groups.code), at: Number(m.groups.at) / 1e6 })
+      else if (m.groups?.code)
+        this.onReport({ kind: 'exit', exitCode: Number(m.groups.code), at: Number(m.groups.at) / 1e6 })
     }
     const hold = all ? this.pending.length : this.pending.length - this.heldBack()
     this.emit(this.pending.slice(0, hold))
@@ -107,7 +116,9 @@ export class LauncherReportFilter {
     const nl = this.pending.lastIndexOf('\n')
     const tail = nl < 0 ? this.pending : this.pending.slice(nl + 1)
     const mayStart = (s: string) =>
-      this.prefixes.some((p) => p.startsWith(s) || (p.endsWith(' ') && s.startsWith(p) && /^[0-9 ]*$/.test(s.slice(p.length))))
+      this.prefixes.some(
+        (p) => p.startsWith(s) || (p.endsWith(' ') && s.startsWith(p) && /^[0-9 ]*$/.test(s.slice(p.length))),
+      )
     if (!mayStart(tail)) return 0
     // A line start with nothing before it in `pending` is at the start of a line only
     // if what was passed on last ended one; holding it anyway only delays it.

@@ -83,7 +83,9 @@ export class LogFollower {
       const server = this.kc.getCurrentCluster()?.server
       if (!server) throw new Error('the kubeconfig has no current cluster')
       const { namespace, pod, container, stream } = this.target
-      const url = new URL(`${server}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`)
+      const url = new URL(
+        `${server}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`,
+      )
       url.search = new URLSearchParams({ container, follow: 'true', ...(stream ? { stream } : {}) }).toString()
       const options: RequestOptions = { method: 'GET', headers: {} }
       await this.kc.applyToHTTPSOptions(options)
@@ -95,7 +97,11 @@ export class LogFollower {
           res.on('data', (d: string) => (body += d))
           res.on('end', () => {
             const message = `container log request answered ${res.statusCode}: ${body.slice(0, 300)}`
-            done(stream && refusesStreamSelection(res.statusCode ?? 0, body) ? new StreamSelectionRefused(message) : new Error(message))
+            done(
+              stream && refusesStreamSelection(res.statusCode ?? 0, body)
+                ? new StreamSelectionRefused(message)
+                : new Error(message),
+            )
           })
           res.on('error', done)
           return

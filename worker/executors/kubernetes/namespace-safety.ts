@@ -53,17 +53,22 @@ export function namespaceProblems(input: SafetyInput): string[] {
   } else {
     const enforce = input.namespace.metadata?.labels?.['pod-security.kubernetes.io/enforce']
     if (enforce !== 'restricted') {
-      problems.push(`namespace ${ns} does not enforce Pod Security "restricted" (label pod-security.kubernetes.io/enforce is ${enforce === undefined ? 'missing' : JSON.stringify(enforce)})`)
+      problems.push(
+        `namespace ${ns} does not enforce Pod Security "restricted" (label pod-security.kubernetes.io/enforce is ${enforce === undefined ? 'missing' : JSON.stringify(enforce)})`,
+      )
     }
   }
   if (!input.runtimeClass) {
     problems.push(`RuntimeClass ${input.runtimeClassName} does not exist`)
   } else if (!GVISOR_HANDLERS.has(input.runtimeClass.handler)) {
-    problems.push(`RuntimeClass ${input.runtimeClassName} has handler ${JSON.stringify(input.runtimeClass.handler)}, not gVisor (${[...GVISOR_HANDLERS].join(' or ')})`)
+    problems.push(
+      `RuntimeClass ${input.runtimeClassName} has handler ${JSON.stringify(input.runtimeClass.handler)}, not gVisor (${[...GVISOR_HANDLERS].join(' or ')})`,
+    )
   }
   const selecting = input.networkPolicies.filter((p) => selects(p, input.podLabels))
   const allowing = selecting.filter((p) => (p.spec?.ingress?.length ?? 0) > 0 || (p.spec?.egress?.length ?? 0) > 0)
-  for (const p of allowing) problems.push(`NetworkPolicy ${p.metadata?.name ?? '?'} in ${ns} allows traffic to or from sandbox pods`)
+  for (const p of allowing)
+    problems.push(`NetworkPolicy ${p.metadata?.name ?? '?'} in ${ns} allows traffic to or from sandbox pods`)
   const denies = (type: string) => selecting.some((p) => policyTypes(p).includes(type))
   if (!denies('Ingress') || !denies('Egress')) {
     const missing = ['Ingress', 'Egress'].filter((t) => !denies(t)).join(' and ')

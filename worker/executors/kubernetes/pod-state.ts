@@ -11,7 +11,12 @@ export type Observation =
   /** The scheduler cannot place the pod; an error once it has lasted too long. */
   | { kind: 'unschedulable'; message: string }
   | { kind: 'running'; startedAt: number }
-  | { kind: 'ended'; end: Pick<JobOutcome, 'status' | 'exitCode' | 'signal' | 'reason'>; startedAt: number | null; finishedAt: number | null }
+  | {
+      kind: 'ended'
+      end: Pick<JobOutcome, 'status' | 'exitCode' | 'signal' | 'reason'>
+      startedAt: number | null
+      finishedAt: number | null
+    }
   /** It will never start: a reason the user can act on. */
   | { kind: 'cannot-start'; reason: string }
 
@@ -32,9 +37,11 @@ function time(t: Date | string | undefined): number | null {
  */
 export function podDisruption(pod: V1Pod | undefined): string | null {
   const target = pod?.status?.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True')
-  if (target) return `the cluster ended its pod (${target.reason ?? 'DisruptionTarget'}): ${withoutHostPaths(target.message ?? 'no detail')}`
+  if (target)
+    return `the cluster ended its pod (${target.reason ?? 'DisruptionTarget'}): ${withoutHostPaths(target.message ?? 'no detail')}`
   // Before Kubernetes 1.26 (no DisruptionTarget) an eviction shows only as the pod's reason.
-  if (pod?.status?.phase === 'Failed' && pod.status.reason) return `the cluster ended its pod (${pod.status.reason}): ${withoutHostPaths(pod.status.message ?? 'no detail')}`
+  if (pod?.status?.phase === 'Failed' && pod.status.reason)
+    return `the cluster ended its pod (${pod.status.reason}): ${withoutHostPaths(pod.status.message ?? 'no detail')}`
   return null
 }
 
@@ -53,35 +60,64 @@ export function observe(job: V1Job | undefined, pod: V1Pod | undefined, limits: 
   const container = pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME)
   const startedAt = time(container?.state?.running?.startedAt ?? container?.state?.terminated?.startedAt)
   if (failed?.reason === 'DeadlineExceeded') {
-    return { kind: 'ended', end: classifyEnd({ exitStatus: null, timedOut: true, cancelled: false, oomKills: 0, ...limits }), startedAt, finishedAt: time(failed.lastTransitionTime) }
+    return {
+      kind: 'ended',
+      end: classifyEnd({ exitStatus: null, timedOut: true, cancelled: false, oomKills: 0, ...limits }),
+      startedAt,
+      finishedAt: time(failed.lastTransitionTime),
+    }
   }
   const terminated = container?.state?.terminated
   if (terminated && terminated.exitCode === NO_SECCOMP_EXIT && terminated.message?.trim() === NO_SECCOMP_MESSAGE) {
     // The launcher ran nothing of the job: the node's fault, not the program's. The job's
     // own code could write the same words, but only about its own run.
-    return { kind: 'ended', end: { status: 'error', exitCode: null, signal: null, reason: NO_SECCOMP_REASON }, startedAt, finishedAt: time(terminated.finishedAt) }
+    return {
+      kind: 'ended',
+      end: { status: 'error', exitCode: null, signal: null, reason: NO_SECCOMP_REASON },
+      startedAt,
+      finishedAt: time(terminated.finishedAt),
+    }
   }
   if (terminated) {
-    const end = classifyEnd({ exitStatus: terminated.exitCode, timedOut: false, cancelled: false, oomKills: terminated.reason === 'OOMKilled' ? 1 : 0, hostKill: podDisruption(pod), ...limits })
+    const end = classifyEnd({
+      exitStatus: terminated.exitCode,
+      timedOut: false,
+      cancelled: false,
+      oomKills: terminated.reason === 'OOMKilled' ? 1 : 0,
+      hostKill: podDisruption(pod),
+      ...limits,
+    })
     return { kind: 'ended', end, startedAt, finishedAt: time(terminated.finishedAt) }
   }
   const waiting = container?.state?.waiting
   if (waiting?.reason && IMAGE_REASONS.has(waiting.reason)) {
-    return { kind: 'cannot-start', reason: `the sandbox image ${container?.image ?? ''} could not be pulled (${waiting.reason}): ${withoutHostPaths(waiting.message ?? 'no detail')}` }
+    return {
+      kind: 'cannot-start',
+      reason: `the sandbox image ${container?.image ?? ''} could not be pulled (${waiting.reason}): ${withoutHostPaths(waiting.message ?? 'no detail')}`,
+    }
   }
   if (waiting?.reason && CONFIG_REASONS.has(waiting.reason)) {
-    return { kind: 'cannot-start', reason: `the sandbox container could not be created (${waiting.reason}): ${withoutHostPaths(waiting.message ?? 'no detail')}` }
+    return {
+      kind: 'cannot-start',
+      reason: `the sandbox container could not be created (${waiting.reason}): ${withoutHostPaths(waiting.message ?? 'no detail')}`,
+    }
   }
   if (container?.state?.running) return { kind: 'running', startedAt: startedAt ?? Date.now() }
   if (pod?.status?.phase === 'Failed') {
-    return { kind: 'cannot-start', reason: `the sandbox pod failed before its program ran (${pod.status.reason ?? 'Failed'}): ${withoutHostPaths(pod.status.message ?? 'no detail')}` }
+    return {
+      kind: 'cannot-start',
+      reason: `the sandbox pod failed before its program ran (${pod.status.reason ?? 'Failed'}): ${withoutHostPaths(pod.status.message ?? 'no detail')}`,
+    }
   }
   const scheduled = pod?.status?.conditions?.find((c) => c.type === 'PodScheduled')
   if (scheduled?.status === 'False' && scheduled.reason === 'Unschedulable') {
     return { kind: 'unschedulable', message: scheduled.message ?? 'no node fits' }
   }
   if (failed) {
-    return { kind: 'cannot-start', reason: `the Kubernetes Job failed (${failed.reason ?? 'Failed'}): ${failed.message ?? 'no detail'}` }
+    return {
+      kind: 'cannot-start',
+      reason: `the Kubernetes Job failed (${failed.reason ?? 'Failed'}): ${failed.message ?? 'no detail'}`,
+    }
   }
   return { kind: 'pending' }
 }

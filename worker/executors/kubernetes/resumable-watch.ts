@@ -32,7 +32,10 @@ export class ResumableWatch<T extends KubeObject> {
   private stopped = false
   private retry: NodeJS.Timeout | undefined
 
-  constructor(private readonly kc: KubeConfig, private readonly options: ResumableWatchOptions<T>) {}
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly options: ResumableWatchOptions<T>,
+  ) {}
 
   start(): void {
     void this.open()
@@ -46,7 +49,11 @@ export class ResumableWatch<T extends KubeObject> {
 
   private async open(): Promise<void> {
     if (this.stopped) return
-    const query: Record<string, string | number | boolean> = { ...this.options.query, allowWatchBookmarks: true, timeoutSeconds: this.options.timeoutSeconds }
+    const query: Record<string, string | number | boolean> = {
+      ...this.options.query,
+      allowWatchBookmarks: true,
+      timeoutSeconds: this.options.timeoutSeconds,
+    }
     if (this.resourceVersion) query.resourceVersion = this.resourceVersion
     let ended = false
     const again = (err: unknown) => {

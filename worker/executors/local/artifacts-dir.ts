@@ -21,7 +21,16 @@ const MAX_DEPTH = 16
 export async function mountArtifactsDir(dir: string, maxBytes: number): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 })
   // nosymfollow: the host never follows a link the job made, at any depth of a path.
-  const options = [`size=${maxBytes}`, `nr_inodes=${MAX_ARTIFACT_ENTRIES + 1}`, 'mode=0700', `uid=${SANDBOX_UID}`, `gid=${SANDBOX_GID}`, 'nosuid', 'nodev', 'nosymfollow']
+  const options = [
+    `size=${maxBytes}`,
+    `nr_inodes=${MAX_ARTIFACT_ENTRIES + 1}`,
+    'mode=0700',
+    `uid=${SANDBOX_UID}`,
+    `gid=${SANDBOX_GID}`,
+    'nosuid',
+    'nodev',
+    'nosymfollow',
+  ]
   await execFileP('mount', ['-t', 'tmpfs', '-o', options.join(','), 'airlock-artifacts', dir])
 }
 
@@ -53,7 +62,8 @@ export async function collectArtifacts(dir: string, maxBytes: number): Promise<C
       const path = rel ? `${rel}/${name}` : name
       // A name the job could not have been sent with (control characters, too long) is
       // not taken back either: it would be a key, a header and a file name elsewhere.
-      if (!Buffer.from(name, 'utf8').equals(entry.name) || filePathProblem(path)) skipped.push(`${rel ? `${rel}/` : ''}${entry.name.toString('latin1')}`)
+      if (!Buffer.from(name, 'utf8').equals(entry.name) || filePathProblem(path))
+        skipped.push(`${rel ? `${rel}/` : ''}${entry.name.toString('latin1')}`)
       else if (entry.isDirectory() && depth < MAX_DEPTH) await walk(path, depth + 1)
       else if (entry.isFile()) {
         // One entry that cannot be read (it vanished, it is not what it was) is left; the job's result stands.

@@ -1,6 +1,21 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { CGROUP_ROOT, CONTROLLERS, CPU_PERIOD_US, CPU_SHARES, cpuQuotaUs, exists, flatKeyed, killListed, removeDirTree, subdirectories, writeControl, type CgroupHost, type HostLimits, type SandboxCgroup } from './cgroups.js'
+import {
+  CGROUP_ROOT,
+  CONTROLLERS,
+  CPU_PERIOD_US,
+  CPU_SHARES,
+  cpuQuotaUs,
+  exists,
+  flatKeyed,
+  killListed,
+  removeDirTree,
+  subdirectories,
+  writeControl,
+  type CgroupHost,
+  type HostLimits,
+  type SandboxCgroup,
+} from './cgroups.js'
 
 /**
  * The files that set a sandbox's limits on cgroup v1, in the order they are written,
@@ -8,14 +23,20 @@ import { CGROUP_ROOT, CONTROLLERS, CPU_PERIOD_US, CPU_SHARES, cpuQuotaUs, exists
  * accounting on; where it does, swap is forbidden too, or the limit would only slow
  * a memory bomb down.
  */
-export function v1LimitWrites(limits: HostLimits): { controller: (typeof CONTROLLERS)[number]; file: string; value: string; optional?: true }[] {
+export function v1LimitWrites(
+  limits: HostLimits,
+): { controller: (typeof CONTROLLERS)[number]; file: string; value: string; optional?: true }[] {
   return [
     { controller: 'memory', file: 'memory.limit_in_bytes', value: String(limits.memoryBytes) },
     { controller: 'memory', file: 'memory.memsw.limit_in_bytes', value: String(limits.memoryBytes), optional: true },
     { controller: 'pids', file: 'pids.max', value: String(limits.pids) },
     { controller: 'cpu', file: 'cpu.cfs_period_us', value: String(CPU_PERIOD_US) },
     { controller: 'cpu', file: 'cpu.cfs_quota_us', value: String(cpuQuotaUs(limits.cpus)) },
-    { controller: 'cpu', file: 'cpu.shares', value: String(limits.background ? CPU_SHARES.background : CPU_SHARES.normal) },
+    {
+      controller: 'cpu',
+      file: 'cpu.shares',
+      value: String(limits.background ? CPU_SHARES.background : CPU_SHARES.normal),
+    },
   ]
 }
 
@@ -49,7 +70,10 @@ export class CgroupV1Host implements CgroupHost {
   }
 
   sandbox(path: string): SandboxCgroup {
-    this.hierarchies ??= subdirectories(this.root).then((names) => [...CONTROLLERS, ...names.filter((n) => !(CONTROLLERS as readonly string[]).includes(n))])
+    this.hierarchies ??= subdirectories(this.root).then((names) => [
+      ...CONTROLLERS,
+      ...names.filter((n) => !(CONTROLLERS as readonly string[]).includes(n)),
+    ])
     return new CgroupV1(path, this.root, this.hierarchies)
   }
 }
@@ -85,7 +109,10 @@ export class CgroupV1 implements SandboxCgroup {
   }
 
   async oomKills(): Promise<number> {
-    const [oomControl, failcnt] = await Promise.all([readFile(this.file('memory', 'memory.oom_control'), 'utf8').catch(() => ''), readFile(this.file('memory', 'memory.failcnt'), 'utf8').catch(() => '0')])
+    const [oomControl, failcnt] = await Promise.all([
+      readFile(this.file('memory', 'memory.oom_control'), 'utf8').catch(() => ''),
+      readFile(this.file('memory', 'memory.failcnt'), 'utf8').catch(() => '0'),
+    ])
     return v1OomKills(oomControl, failcnt)
   }
 
@@ -95,6 +122,7 @@ export class CgroupV1 implements SandboxCgroup {
 
   async remove(): Promise<void> {
     // The limiting controllers first: their processes are the sandbox's.
-    for (const name of await this.hierarchies) await removeDirTree(join(this.root, name, this.path), (dir) => killListed(join(dir, 'cgroup.procs')))
+    for (const name of await this.hierarchies)
+      await removeDirTree(join(this.root, name, this.path), (dir) => killListed(join(dir, 'cgroup.procs')))
   }
 }

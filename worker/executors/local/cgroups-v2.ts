@@ -1,6 +1,21 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { CGROUP_ROOT, CONTROLLERS, CPU_PERIOD_US, CPU_WEIGHT, cpuQuotaUs, exists, flatKeyed, killListed, removeDirTree, subdirectories, writeControl, type CgroupHost, type HostLimits, type SandboxCgroup } from './cgroups.js'
+import {
+  CGROUP_ROOT,
+  CONTROLLERS,
+  CPU_PERIOD_US,
+  CPU_WEIGHT,
+  cpuQuotaUs,
+  exists,
+  flatKeyed,
+  killListed,
+  removeDirTree,
+  subdirectories,
+  writeControl,
+  type CgroupHost,
+  type HostLimits,
+  type SandboxCgroup,
+} from './cgroups.js'
 
 /*
  * cgroup v2 (the unified hierarchy) for the local executor. There is no v2 host on
@@ -57,7 +72,8 @@ export class CgroupV2Host implements CgroupHost {
     const controllers = await readFile(join(this.root, 'cgroup.controllers'), 'utf8').catch(() => undefined)
     if (controllers === undefined) return `no cgroup v2 hierarchy at ${this.root}`
     const missing = v2MissingControllers(controllers)
-    if (missing.length > 0) return `the cgroup v2 hierarchy at ${this.root} does not offer the ${missing.join(', ')} controller${missing.length > 1 ? 's' : ''} (the local executor needs memory, pids and cpu)`
+    if (missing.length > 0)
+      return `the cgroup v2 hierarchy at ${this.root} does not offer the ${missing.join(', ')} controller${missing.length > 1 ? 's' : ''} (the local executor needs memory, pids and cpu)`
     return undefined
   }
 

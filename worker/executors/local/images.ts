@@ -32,7 +32,8 @@ export class ImageStore {
     } catch {
       return `sandbox image "${image}" is not installed at ${this.rootfs(image)} (run sandbox-images/build.sh)`
     }
-    if (!(await this.manifest(image))) return `sandbox image "${image}" has no manifest.json (rebuild it with sandbox-images/build.sh)`
+    if (!(await this.manifest(image)))
+      return `sandbox image "${image}" has no manifest.json (rebuild it with sandbox-images/build.sh)`
     return undefined
   }
 }

@@ -11,7 +11,13 @@ import type { Isolation, JobOutcome } from '../../../core/job.js'
 import { fileBytes, type JobSpec } from '../../../core/job-spec.js'
 import type { Metrics } from '../../../core/metrics.js'
 import { findRuntime, RUNTIMES, type RuntimeDefinition } from '../../../core/runtimes.js'
-import { ExecutorError, IsolationUnavailableError, type ExecutionRequest, type Executor, type IsolationReport } from '../executor.js'
+import {
+  ExecutorError,
+  IsolationUnavailableError,
+  type ExecutionRequest,
+  type Executor,
+  type IsolationReport,
+} from '../executor.js'
 import { hostCgroups } from './cgroup-host.js'
 import type { CgroupHost, HostLimits, SandboxCgroup } from './cgroups.js'
 import { unmountUnder } from './mounts.js'
@@ -115,7 +121,13 @@ export class LocalExecutor implements Executor {
     this.images = new ImageStore(options.imagesDir)
     this.ownDir = join(options.stateDir, 'workers', String(process.pid))
     this.runsc = this.runscOn(options.platform === 'auto' ? 'systrap' : options.platform)
-    this.runc = new Runsc({ kind: 'runc', binary: options.runcPath, root: join(this.ownDir, 'runc'), platform: '', network: 'none' })
+    this.runc = new Runsc({
+      kind: 'runc',
+      binary: options.runcPath,
+      root: join(this.ownDir, 'runc'),
+      platform: '',
+      network: 'none',
+    })
     this.pool = createWarmPool(options.warm, {
       boot: (runtime) => this.bootWarm(runtime),
       // Boots wait while jobs keep every core busy: at saturation a boot ahead saves a
@@ -127,7 +139,12 @@ export class LocalExecutor implements Executor {
   }
 
   private runscOn(platform: RunscPlatform): Runsc {
-    return new Runsc({ binary: this.options.runscPath, root: join(this.ownDir, 'runsc'), platform, network: this.options.network })
+    return new Runsc({
+      binary: this.options.runscPath,
+      root: join(this.ownDir, 'runsc'),
+      platform,
+      network: this.options.network,
+    })
   }
 
   /** The platform jobs run on: the configured one, or the one auto found working. */
@@ -141,7 +158,13 @@ export class LocalExecutor implements Executor {
   }
 
   async checkIsolation(): Promise<IsolationReport> {
-    const fail = (reason: string, detail = 'unavailable'): IsolationReport => ({ ok: false, technology: 'gvisor', detail, reason, isolation: null })
+    const fail = (reason: string, detail = 'unavailable'): IsolationReport => ({
+      ok: false,
+      technology: 'gvisor',
+      detail,
+      reason,
+      isolation: null,
+    })
     let version: string
     try {
       version = await this.runsc.version()
@@ -149,7 +172,9 @@ export class LocalExecutor implements Executor {
       return fail(`runsc cannot run (${this.options.runscPath}): ${(err as Error).message.split('\n')[0]}`)
     }
     const cgroups = await this.cgroups()
-    const cgroupProblem = cgroups ? await cgroups.problem() : `no cgroup hierarchy (v1 or v2) is mounted at ${this.options.cgroupRoot ?? '/sys/fs/cgroup'}`
+    const cgroupProblem = cgroups
+      ? await cgroups.problem()
+      : `no cgroup hierarchy (v1 or v2) is mounted at ${this.options.cgroupRoot ?? '/sys/fs/cgroup'}`
     if (cgroupProblem) return fail(cgroupProblem, `runsc ${version}`)
     const hierarchy = `cgroup ${cgroups!.version}`
     // Runtimes whose image is not installed here are not offered by this worker (they
@@ -163,17 +188,33 @@ export class LocalExecutor implements Executor {
     const current = this.platformsSeen.get(this.platform) === true ? await this.probe(this.platform) : undefined
     if (current !== true) await this.probeAll()
     const working = [...this.platformsSeen].filter(([, seen]) => seen === true).map(([p]) => p)
-    const chosen = this.options.platform === 'auto' ? AUTO_PLATFORMS.find((p) => this.platformsSeen.get(p) === true) : this.options.platform
+    const chosen =
+      this.options.platform === 'auto'
+        ? AUTO_PLATFORMS.find((p) => this.platformsSeen.get(p) === true)
+        : this.options.platform
     const detail = `runsc ${version}, platform ${chosen ?? this.platform}, ${hierarchy}; platforms that work here: ${working.join(', ') || 'none'}`
     if (chosen === undefined || this.platformsSeen.get(chosen) !== true) {
       await this.pool?.pause()
-      const why = [...this.platformsSeen].filter(([, seen]) => seen !== true).map(([p, seen]) => `${p}: ${String(seen)}`).join('; ')
-      const hint = this.options.platform !== 'auto' && working.length > 0 ? ` (set AIRLOCK_RUNSC_PLATFORM to ${working.join(' or ')}, or auto)` : ''
-      return fail(`no gVisor platform ${this.options.platform === 'auto' ? `of ${AUTO_PLATFORMS.join(', ')} ` : `${this.options.platform} `}works on this host${hint}: ${why}`, detail)
+      const why = [...this.platformsSeen]
+        .filter(([, seen]) => seen !== true)
+        .map(([p, seen]) => `${p}: ${String(seen)}`)
+        .join('; ')
+      const hint =
+        this.options.platform !== 'auto' && working.length > 0
+          ? ` (set AIRLOCK_RUNSC_PLATFORM to ${working.join(' or ')}, or auto)`
+          : ''
+      return fail(
+        `no gVisor platform ${this.options.platform === 'auto' ? `of ${AUTO_PLATFORMS.join(', ')} ` : `${this.options.platform} `}works on this host${hint}: ${why}`,
+        detail,
+      )
     }
     if (chosen !== this.platform) {
       // Either is gVisor; the change is still worth an operator's eye (systrap stopped working, say).
-      if (current !== undefined) this.options.logger.warn({ from: this.platform, to: chosen, detail }, 'gVisor platform changed: the one in use stopped working here')
+      if (current !== undefined)
+        this.options.logger.warn(
+          { from: this.platform, to: chosen, detail },
+          'gVisor platform changed: the one in use stopped working here',
+        )
       this.runsc = this.runscOn(chosen)
       // Sandboxes booted on the old platform are not what the report now says.
       await this.pool?.flush()
@@ -181,14 +222,27 @@ export class LocalExecutor implements Executor {
     // Filled only once a probe sandbox proved this host isolates jobs.
     this.pool?.start()
     if (this.options.network !== 'none') {
-      this.options.logger.warn({ network: this.options.network }, 'INSECURE: sandboxes share the host network (AIRLOCK_SANDBOX_NETWORK); use only to test airlock verify')
+      this.options.logger.warn(
+        { network: this.options.network },
+        'INSECURE: sandboxes share the host network (AIRLOCK_SANDBOX_NETWORK); use only to test airlock verify',
+      )
     }
     return {
       ok: true,
       technology: 'gvisor',
       detail,
       reason: null,
-      isolation: { technology: 'gvisor', runtime: 'runsc', version, platform: this.platform, network: this.options.network, readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [], ...this.seccompRecord() },
+      isolation: {
+        technology: 'gvisor',
+        runtime: 'runsc',
+        version,
+        platform: this.platform,
+        network: this.options.network,
+        readOnlyRoot: true,
+        uid: SANDBOX_UID,
+        capabilities: [],
+        ...this.seccompRecord(),
+      },
     }
   }
 
@@ -210,7 +264,15 @@ export class LocalExecutor implements Executor {
       const probe = await this.runWith(platform === this.platform ? this.runsc : this.runscOn(platform), {
         jobId,
         tenant: 'airlock-probe',
-        spec: { runtime: 'bash', files: [{ path: 'main.sh', content: PROBE_SCRIPT }], entrypoint: 'main.sh', args: [], stdin: '', env: {}, limits: { timeoutMs: 30_000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 } },
+        spec: {
+          runtime: 'bash',
+          files: [{ path: 'main.sh', content: PROBE_SCRIPT }],
+          entrypoint: 'main.sh',
+          args: [],
+          stdin: '',
+          env: {},
+          limits: { timeoutMs: 30_000, memoryMb: 64, cpus: 1, pids: 16, outputBytes: 1024 },
+        },
         signal: new AbortController().signal,
       })
       await this.forget(jobId)
@@ -220,7 +282,10 @@ export class LocalExecutor implements Executor {
         seen = `a probe sandbox did not run correctly (status ${probe.status}${probe.reason ? `: ${probe.reason}` : ''}; stderr: ${probe.stderr.slice(0, 300)})`
       } else {
         // Fail closed: a runsc that ignores --oci-seccomp (or the bundle's profile) runs no job.
-        seen = seccomp === wanted ? true : `the sandbox's seccomp profile is not enforced inside it (the probe's /proc/self/status shows Seccomp: ${seccomp || 'nothing'}, not ${wanted}); this runsc does not apply --oci-seccomp`
+        seen =
+          seccomp === wanted
+            ? true
+            : `the sandbox's seccomp profile is not enforced inside it (the probe's /proc/self/status shows Seccomp: ${seccomp || 'nothing'}, not ${wanted}); this runsc does not apply --oci-seccomp`
       }
     } catch (err) {
       seen = `a probe sandbox failed: ${(err as Error).message}`
@@ -245,14 +310,21 @@ export class LocalExecutor implements Executor {
     if (!runtime) throw new ExecutorError(`runtime ${spec.runtime} is not in this worker's catalog`)
     if (!this.installed.has(runtime.localImage)) {
       const missing = await this.images.problem(runtime.localImage)
-      if (missing) throw new ExecutorError(`runtime ${spec.runtime} is not installed on this worker (${missing}); build it with sandbox-images/build.sh ${runtime.localImage}`)
+      if (missing)
+        throw new ExecutorError(
+          `runtime ${spec.runtime} is not installed on this worker (${missing}); build it with sandbox-images/build.sh ${runtime.localImage}`,
+        )
       this.installed.add(runtime.localImage)
     }
     return runtime
   }
 
   /** A warm sandbox from `pool` when it has one for the runtime, else a cold one. */
-  private async runWith(runtimeCli: Runsc, request: ExecutionRequest, pool?: WarmPool<LocalWarmSandbox>): Promise<JobOutcome> {
+  private async runWith(
+    runtimeCli: Runsc,
+    request: ExecutionRequest,
+    pool?: WarmPool<LocalWarmSandbox>,
+  ): Promise<JobOutcome> {
     this.inFlight++
     try {
       return await this.runWithin(runtimeCli, request, pool)
@@ -261,7 +333,11 @@ export class LocalExecutor implements Executor {
     }
   }
 
-  private async runWithin(runtimeCli: Runsc, request: ExecutionRequest, pool?: WarmPool<LocalWarmSandbox>): Promise<JobOutcome> {
+  private async runWithin(
+    runtimeCli: Runsc,
+    request: ExecutionRequest,
+    pool?: WarmPool<LocalWarmSandbox>,
+  ): Promise<JobOutcome> {
     const runtime = await this.runtimeOf(request.spec)
     const cgroups = await this.cgroups()
     if (!cgroups) throw new IsolationUnavailableError('no cgroup hierarchy is mounted: sandboxes cannot be limited')
@@ -355,9 +431,8 @@ export class LocalExecutor implements Executor {
     const pidStat = run.up ? undefined : await stat(sandbox.pidFile).catch(() => undefined)
     const sandboxStarted = run.up || (pidStat !== undefined && pidStat.size > 0)
     // Its start is when the runtime wrote the pid file, not when we saw the exit.
-    const started = !run.up && pidStat
-      ? Math.min(run.startedAt, Math.max(t0, Math.round(pidStat.mtimeMs)))
-      : run.startedAt
+    const started =
+      !run.up && pidStat ? Math.min(run.startedAt, Math.max(t0, Math.round(pidStat.mtimeMs))) : run.startedAt
     // A cancel that lands while runsc is still creating the sandbox kills runsc
     // itself; that is the cancel taking effect, not a failure to start.
     if (!sandboxStarted && run.code !== 0 && !run.cancelled) {
@@ -444,7 +519,11 @@ export class LocalExecutor implements Executor {
 
   /** Memory, host threads and CPU of the job's sandbox cgroup. */
   private hostLimits(spec: JobSpec): HostLimits {
-    return { memoryBytes: (spec.limits.memoryMb + this.options.sandboxOverheadMb) * 1024 * 1024, pids: hostThreadLimit(spec.limits.pids), cpus: spec.limits.cpus }
+    return {
+      memoryBytes: (spec.limits.memoryMb + this.options.sandboxOverheadMb) * 1024 * 1024,
+      pids: hostThreadLimit(spec.limits.pids),
+      cpus: spec.limits.cpus,
+    }
   }
 
   /** The end of a program that ran: its last output, what its cgroup saw, and how it ended. */
@@ -459,16 +538,38 @@ export class LocalExecutor implements Executor {
     const artifacts = await this.artifactsOf(artifactsDir)
     const runtimeSignal = run.code === null ? run.sig : null
     const oomKills = await cgroup.oomKills()
-    const hostKill = localHostKill({ threadRefusals: await cgroup.threadRefusals(), threadLimit: hostThreadLimit(spec.limits.pids), runtimeSignal })
-    const end = classifyEnd({ exitStatus: run.code, timedOut: run.timedOut, cancelled: run.cancelled, oomKills, hostKill, timeoutMs: spec.limits.timeoutMs, memoryMb: spec.limits.memoryMb })
-    return { ...end, stdout: stdout.text(), stderr: stderr.text(), truncated: stdout.truncated || stderr.truncated, ...(artifacts ? { artifacts } : {}) }
+    const hostKill = localHostKill({
+      threadRefusals: await cgroup.threadRefusals(),
+      threadLimit: hostThreadLimit(spec.limits.pids),
+      runtimeSignal,
+    })
+    const end = classifyEnd({
+      exitStatus: run.code,
+      timedOut: run.timedOut,
+      cancelled: run.cancelled,
+      oomKills,
+      hostKill,
+      timeoutMs: spec.limits.timeoutMs,
+      memoryMb: spec.limits.memoryMb,
+    })
+    return {
+      ...end,
+      stdout: stdout.text(),
+      stderr: stderr.text(),
+      truncated: stdout.truncated || stderr.truncated,
+      ...(artifacts ? { artifacts } : {}),
+    }
   }
 
   /** The files a job left, once its program has ended; none when artifacts are off. */
   private async artifactsOf(dir: string): Promise<ArtifactFile[] | undefined> {
     if (!this.options.artifactBytes) return undefined
     const { files, skipped } = await collectArtifacts(dir, this.options.artifactBytes)
-    if (skipped.length > 0) this.options.logger.info({ skipped: skipped.slice(0, 10) }, 'artifacts that are not regular files with UTF-8 names, or too large, were left behind')
+    if (skipped.length > 0)
+      this.options.logger.info(
+        { skipped: skipped.slice(0, 10) },
+        'artifacts that are not regular files with UTF-8 names, or too large, were left behind',
+      )
     return files
   }
 
@@ -515,14 +616,24 @@ export class LocalExecutor implements Executor {
     const destroy = async () => {
       child?.stdin.destroy()
       if (child) await runsc.delete(id, logFile)
-      await cgroup.remove().catch((err: unknown) => this.options.logger.error({ err, id }, 'could not remove a warm sandbox cgroup'))
+      await cgroup
+        .remove()
+        .catch((err: unknown) => this.options.logger.error({ err, id }, 'could not remove a warm sandbox cgroup'))
       await unmountUnder(bundle)
       await rm(bundle, { recursive: true, force: true })
     }
     const t0 = Date.now()
     try {
       // A job with the pool's memory and CPUs takes it; the claim lowers the process limit.
-      const bootSpec: JobSpec = { runtime: runtimeName, files: [], entrypoint: runtime.defaultEntrypoint, args: [], stdin: '', env: {}, limits: { ...this.options.warm!.limits, timeoutMs: 1000, outputBytes: 1 } }
+      const bootSpec: JobSpec = {
+        runtime: runtimeName,
+        files: [],
+        entrypoint: runtime.defaultEntrypoint,
+        args: [],
+        stdin: '',
+        env: {},
+        limits: { ...this.options.warm!.limits, timeoutMs: 1000, outputBytes: 1 },
+      }
       await this.writeBundle(bundle, bootSpec, runtime, cgroup.path, { jobDir, argv: warmLauncherArgv() })
       await cgroup.create({ ...this.hostLimits(bootSpec), background: true })
       const pidFile = join(bundle, 'sandbox.pid')
@@ -532,7 +643,10 @@ export class LocalExecutor implements Executor {
       void exited.then(() => {
         exitedYet = true
       })
-      const up = await Promise.race([waitForFile(pidFile, SANDBOX_CREATE_TIMEOUT_MS).then(() => true), exited.then(() => false)])
+      const up = await Promise.race([
+        waitForFile(pidFile, SANDBOX_CREATE_TIMEOUT_MS).then(() => true),
+        exited.then(() => false),
+      ])
       if (!up) throw new ExecutorError(`runsc could not boot a warm sandbox: ${await logTail(logFile)}`)
       const booted = child
       return {
@@ -562,7 +676,17 @@ export class LocalExecutor implements Executor {
    */
   private runcIsolation(): Promise<Isolation> {
     this.runcIdentity ??= this.runc.version().then(
-      (version): Isolation => ({ technology: 'none', runtime: 'runc', version, platform: 'native', network: 'none', readOnlyRoot: true, uid: SANDBOX_UID, capabilities: [], ...this.seccompRecord() }),
+      (version): Isolation => ({
+        technology: 'none',
+        runtime: 'runc',
+        version,
+        platform: 'native',
+        network: 'none',
+        readOnlyRoot: true,
+        uid: SANDBOX_UID,
+        capabilities: [],
+        ...this.seccompRecord(),
+      }),
       (err: unknown) => {
         this.runcIdentity = undefined
         throw new ExecutorError(`runc cannot run (${this.options.runcPath}): ${(err as Error).message.split('\n')[0]}`)
@@ -577,10 +701,19 @@ export class LocalExecutor implements Executor {
   }
 
   /** `warm`: the bundle of a pool sandbox, its job's directory (mounted empty) and the launcher's argv. */
-  private async writeBundle(bundle: string, spec: JobSpec, runtime: RuntimeDefinition, cgroupsPath: string, warm?: { jobDir: string; argv: string[] }): Promise<void> {
+  private async writeBundle(
+    bundle: string,
+    spec: JobSpec,
+    runtime: RuntimeDefinition,
+    cgroupsPath: string,
+    warm?: { jobDir: string; argv: string[] },
+  ): Promise<void> {
     const filesDir = warm?.jobDir ?? join(bundle, 'files')
     await mkdir(filesDir, { recursive: true, mode: 0o755 })
-    await writeFiles(filesDir, spec.files.map((f) => ({ path: f.path, content: fileBytes(f) })))
+    await writeFiles(
+      filesDir,
+      spec.files.map((f) => ({ path: f.path, content: fileBytes(f) })),
+    )
     const artifactsPath = join(bundle, ARTIFACTS_SUBDIR)
     if (this.options.artifactBytes) await mountArtifactsDir(artifactsPath, this.options.artifactBytes)
     const config = buildOciConfig({
@@ -619,7 +752,10 @@ export class LocalExecutor implements Executor {
       for (const id of ids) {
         await runsc.delete(id)
         await runc.delete(id)
-        await cgroups?.sandbox(`/${this.options.cgroupParent}/${id}`).remove().catch(() => undefined)
+        await cgroups
+          ?.sandbox(`/${this.options.cgroupParent}/${id}`)
+          .remove()
+          .catch(() => undefined)
         reaped++
       }
       await unmountUnder(join(workersDir, owner))
@@ -677,7 +813,13 @@ interface Watched {
  * Watches a launched sandbox to its exit: a cancel kills it from now on, and the time
  * limit counts from when it is `up`, so a busy host does not eat into it.
  */
-async function watch(p: { exited: Promise<[number | null, NodeJS.Signals | null]>; kill: () => void; signal: AbortSignal; timeoutMs: number; up: Promise<boolean> }): Promise<Watched> {
+async function watch(p: {
+  exited: Promise<[number | null, NodeJS.Signals | null]>
+  kill: () => void
+  signal: AbortSignal
+  timeoutMs: number
+  up: Promise<boolean>
+}): Promise<Watched> {
   let timedOut = false
   let cancelled = false
   const onAbort = () => {
@@ -737,19 +879,26 @@ function feed(
 }
 
 /** Reads both output pipes into their caps (and the live log) until they close. */
-function drain(child: ChildProcessWithoutNullStreams, stdout: CappedOutput, stderr: CappedOutput, onOutput: ExecutionRequest['onOutput']): Promise<unknown> {
+function drain(
+  child: ChildProcessWithoutNullStreams,
+  stdout: CappedOutput,
+  stderr: CappedOutput,
+  onOutput: ExecutionRequest['onOutput'],
+): Promise<unknown> {
   return Promise.all([
     collect(child.stdout, stdout, onOutput && ((text) => onOutput('stdout', text))),
     collect(child.stderr, stderr, onOutput && ((text) => onOutput('stderr', text))),
   ])
 }
 
-
 /** Resolves once `path` exists and is non-empty; rejects after `timeoutMs`. */
 async function waitForFile(path: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const size = await stat(path).then((s) => s.size, () => 0)
+    const size = await stat(path).then(
+      (s) => s.size,
+      () => 0,
+    )
     if (size > 0) return
     if (Date.now() > deadline) throw new ExecutorError(`the sandbox was not created within ${timeoutMs} ms`)
     await sleep(5)

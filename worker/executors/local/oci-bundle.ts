@@ -13,7 +13,10 @@ export interface BundleInput {
   rootfsPath: string
   /** Host directory holding the job's files. */
   jobFilesPath: string
-  /** Absolute cgroup path (from each controller's root) the sandbox joins; a relative one would be taken relative to runsc's own cgroup. */
+  /**
+   * Absolute cgroup path (from each controller's root) the sandbox joins; a relative one would be taken relative to
+   * runsc's own cgroup.
+   */
   cgroupsPath: string
   workspaceMb: number
   /** none: a fresh network namespace with loopback only. host: stay in the host's (insecure; tests only). */
@@ -69,15 +72,44 @@ export function buildOciConfig(input: BundleInput): Record<string, unknown> {
     hostname: 'sandbox',
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
+      {
+        destination: '/dev/pts',
+        type: 'devpts',
+        source: 'devpts',
+        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
+      },
+      {
+        destination: '/dev/shm',
+        type: 'tmpfs',
+        source: 'shm',
+        options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+      },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       tmpfs('/tmp', input.workspaceMb),
       tmpfs(WORKSPACE, input.workspaceMb),
-      { destination: JOB_FILES_MOUNT, type: 'bind', source: input.jobFilesPath, options: ['rbind', 'ro', 'nosuid', 'nodev'] },
+      {
+        destination: JOB_FILES_MOUNT,
+        type: 'bind',
+        source: input.jobFilesPath,
+        options: ['rbind', 'ro', 'nosuid', 'nodev'],
+      },
       // Inside the workspace's tmpfs, so listed after it.
-      ...(input.artifactsPath ? [{ destination: ARTIFACTS_DIR, type: 'bind', source: input.artifactsPath, options: ['rbind', 'rw', 'nosuid', 'nodev'] }] : []),
+      ...(input.artifactsPath
+        ? [
+            {
+              destination: ARTIFACTS_DIR,
+              type: 'bind',
+              source: input.artifactsPath,
+              options: ['rbind', 'rw', 'nosuid', 'nodev'],
+            },
+          ]
+        : []),
     ],
     linux: {
       cgroupsPath: input.cgroupsPath,
@@ -87,7 +119,13 @@ export function buildOciConfig(input: BundleInput): Record<string, unknown> {
         pids: { limit: spec.limits.pids },
       },
       // A fresh network namespace; runsc --network=none leaves only loopback in it.
-      namespaces: [{ type: 'pid' }, ...(input.network === 'none' ? [{ type: 'network' }] : []), { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      namespaces: [
+        { type: 'pid' },
+        ...(input.network === 'none' ? [{ type: 'network' }] : []),
+        { type: 'ipc' },
+        { type: 'uts' },
+        { type: 'mount' },
+      ],
       ...(input.seccomp === false ? {} : { seccomp: SANDBOX_SECCOMP }),
       maskedPaths: ['/proc/kcore', '/proc/keys', '/proc/timer_list', '/sys/firmware'],
       readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],

@@ -26,7 +26,14 @@ export class Runsc {
 
   private globalArgs(logFile?: string): string[] {
     // --oci-seccomp: gVisor ignores the bundle's linux.seccomp without it (runc applies it always).
-    const args = this.isRunc ? [`--root=${this.options.root}`] : [`--root=${this.options.root}`, `--platform=${this.options.platform}`, `--network=${this.options.network}`, '--oci-seccomp']
+    const args = this.isRunc
+      ? [`--root=${this.options.root}`]
+      : [
+          `--root=${this.options.root}`,
+          `--platform=${this.options.platform}`,
+          `--network=${this.options.network}`,
+          '--oci-seccomp',
+        ]
     // runsc writes its own messages to stderr unless told otherwise; that stderr is the
     // job's, so send them to a file of ours instead.
     if (logFile) args.push(`--log=${logFile}`, '--log-format=text')
@@ -47,10 +54,14 @@ export class Runsc {
    * The child's pipes carry the job's stdin, stdout and stderr.
    */
   run(id: string, bundle: string, logFile: string, pidFile: string): ChildProcessWithoutNullStreams {
-    return spawn(this.options.binary, [...this.globalArgs(logFile), 'run', `--bundle=${bundle}`, `--pid-file=${pidFile}`, id], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: {},
-    })
+    return spawn(
+      this.options.binary,
+      [...this.globalArgs(logFile), 'run', `--bundle=${bundle}`, `--pid-file=${pidFile}`, id],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: {},
+      },
+    )
   }
 
   async kill(id: string, logFile: string): Promise<void> {
@@ -63,8 +74,15 @@ export class Runsc {
 
   async list(): Promise<string[]> {
     try {
-      const { stdout } = await execFileP(this.options.binary, [...this.globalArgs(), 'list', this.isRunc ? '--quiet' : '-quiet'], { timeout: 30_000, env: {} })
-      return stdout.split('\n').map((s) => s.trim()).filter(Boolean)
+      const { stdout } = await execFileP(
+        this.options.binary,
+        [...this.globalArgs(), 'list', this.isRunc ? '--quiet' : '-quiet'],
+        { timeout: 30_000, env: {} },
+      )
+      return stdout
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean)
     } catch {
       return []
     }
@@ -75,7 +93,10 @@ export class Runsc {
       await execFileP(this.options.binary, [...this.globalArgs(logFile), ...args], { timeout: timeoutMs, env: {} })
     } catch (err) {
       const tail = logFile ? await logTail(logFile) : ''
-      throw new ExecutorError(`${this.options.kind ?? 'runsc'} ${args[0]} failed: ${(err as Error).message.split('\n')[0]}${tail ? `; runsc log: ${tail}` : ''}`, { cause: err })
+      throw new ExecutorError(
+        `${this.options.kind ?? 'runsc'} ${args[0]} failed: ${(err as Error).message.split('\n')[0]}${tail ? `; runsc log: ${tail}` : ''}`,
+        { cause: err },
+      )
     }
   }
 }

@@ -20,7 +20,10 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', async (request) => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')
     if (!adminDigest || !m || !timingSafeEqual(digest(m[1]!), adminDigest)) {
-      throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', adminDigest ? 'admin routes need the admin key' : 'admin routes are disabled: AIRLOCK_ADMIN_KEY is not set')
+      throw new AirlockError(
+        'AIRLOCK_ERR_UNAUTHORIZED',
+        adminDigest ? 'admin routes need the admin key' : 'admin routes are disabled: AIRLOCK_ADMIN_KEY is not set',
+      )
     }
   })
   await app.register(tenantRoutes, { prefix: '/tenants' })
@@ -30,7 +33,10 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/queue',
     {
       schema: {
-        operationId: 'getQueue', tags: ['admin'], security: ADMIN_SECURITY, summary: 'Queue state: jobs by state, age of the oldest waiting job, live workers',
+        operationId: 'getQueue',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: 'Queue state: jobs by state, age of the oldest waiting job, live workers',
         response: {
           200: QueueStateSchema,
           ...errorResponses(401, 503),

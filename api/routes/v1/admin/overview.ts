@@ -10,12 +10,25 @@ const overviewRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get(
     '/usage',
-    { schema: { operationId: 'getUsage', tags: ['admin'], security: ADMIN_SECURITY, summary: "Every tenant's quotas and what it holds now (queued, running, stored bytes)", response: { 200: UsageReportSchema, ...errorResponses(401, 503) } } },
+    {
+      schema: {
+        operationId: 'getUsage',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: "Every tenant's quotas and what it holds now (queued, running, stored bytes)",
+        response: { 200: UsageReportSchema, ...errorResponses(401, 503) },
+      },
+    },
     async () => {
       const made = new Set(await tenants.list())
       const names = [...new Set([...made, ...config.tenantsByKey.values()])].sort()
       const rows = await Promise.all(
-        names.map(async (name) => ({ name, source: made.has(name) ? ('admin' as const) : ('static' as const), quotas: made.has(name) ? await tenants.quotas(name) : {}, usage: await store.usage(name) })),
+        names.map(async (name) => ({
+          name,
+          source: made.has(name) ? ('admin' as const) : ('static' as const),
+          quotas: made.has(name) ? await tenants.quotas(name) : {},
+          usage: await store.usage(name),
+        })),
       )
       return { defaults: tenantDefaults(config), tenants: rows }
     },
@@ -25,7 +38,15 @@ const overviewRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // listener is private and a browser cannot reach it).
   app.get(
     '/metrics',
-    { schema: { operationId: 'getMetricsSnapshot', tags: ['admin'], security: ADMIN_SECURITY, summary: "This process's metrics (as /metrics has them), as JSON", response: { 200: MetricsSnapshotSchema, ...errorResponses(401, 503) } } },
+    {
+      schema: {
+        operationId: 'getMetricsSnapshot',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: "This process's metrics (as /metrics has them), as JSON",
+        response: { 200: MetricsSnapshotSchema, ...errorResponses(401, 503) },
+      },
+    },
     async () => {
       const families = await metrics.registry.getMetricsAsJSON()
       return {
@@ -34,7 +55,13 @@ const overviewRoutes: FastifyPluginAsyncTypebox = async (app) => {
           name: f.name,
           help: f.help,
           type: String(f.type),
-          values: f.values.filter((v) => Number.isFinite(v.value)).map((v) => ({ labels: { ...(v.labels as Record<string, string | number>) }, value: v.value, ...('metricName' in v && v.metricName ? { metricName: String(v.metricName) } : {}) })),
+          values: f.values
+            .filter((v) => Number.isFinite(v.value))
+            .map((v) => ({
+              labels: { ...(v.labels as Record<string, string | number>) },
+              value: v.value,
+              ...('metricName' in v && v.metricName ? { metricName: String(v.metricName) } : {}),
+            })),
         })),
       }
     },

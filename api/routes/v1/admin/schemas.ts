@@ -1,20 +1,34 @@
 import { Type } from '@fastify/type-provider-typebox'
 import { QuotasSchema, TenantUsageSchema } from '../../../../core/tenant-store.js'
 
-/** The admin API's answers (apart from tenants', which core/tenant-store.ts defines); the console's types come from these. */
-export const WorkerSchema = Type.Object({
-  id: Type.String(),
-  executor: Type.String(),
-  isolation: Type.Object({ ok: Type.Boolean(), technology: Type.String(), detail: Type.String(), reason: Type.Union([Type.String(), Type.Null()]) }),
-  runtimes: Type.Record(Type.String(), Type.String()),
-  lastSeenMs: Type.Integer({ description: 'Milliseconds since the worker last reported' }),
-}, { title: 'Worker' })
+/**
+ * The admin API's answers (apart from tenants', which core/tenant-store.ts defines); the console's types come from
+ * these.
+ */
+export const WorkerSchema = Type.Object(
+  {
+    id: Type.String(),
+    executor: Type.String(),
+    isolation: Type.Object({
+      ok: Type.Boolean(),
+      technology: Type.String(),
+      detail: Type.String(),
+      reason: Type.Union([Type.String(), Type.Null()]),
+    }),
+    runtimes: Type.Record(Type.String(), Type.String()),
+    lastSeenMs: Type.Integer({ description: 'Milliseconds since the worker last reported' }),
+  },
+  { title: 'Worker' },
+)
 
-export const QueueStateSchema = Type.Object({
-  counts: Type.Record(Type.String(), Type.Integer()),
-  oldestQueuedAgeMs: Type.Union([Type.Integer(), Type.Null()]),
-  workers: Type.Array(WorkerSchema),
-}, { title: 'QueueState' })
+export const QueueStateSchema = Type.Object(
+  {
+    counts: Type.Record(Type.String(), Type.Integer()),
+    oldestQueuedAgeMs: Type.Union([Type.Integer(), Type.Null()]),
+    workers: Type.Array(WorkerSchema),
+  },
+  { title: 'QueueState' },
+)
 
 export const UsageReportSchema = Type.Object(
   {
@@ -25,7 +39,9 @@ export const UsageReportSchema = Type.Object(
     tenants: Type.Array(
       Type.Object({
         name: Type.String(),
-        source: Type.Union([Type.Literal('admin'), Type.Literal('static')], { description: 'admin: made through the admin API; static: a key in AIRLOCK_API_KEYS' }),
+        source: Type.Union([Type.Literal('admin'), Type.Literal('static')], {
+          description: 'admin: made through the admin API; static: a key in AIRLOCK_API_KEYS',
+        }),
         quotas: QuotasSchema,
         usage: TenantUsageSchema,
       }),
@@ -46,7 +62,9 @@ export const MetricsSnapshotSchema = Type.Object(
           Type.Object({
             labels: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()])),
             value: Type.Number(),
-            metricName: Type.Optional(Type.String({ description: 'For histograms: the series (_bucket, _sum, _count)' })),
+            metricName: Type.Optional(
+              Type.String({ description: 'For histograms: the series (_bucket, _sum, _count)' }),
+            ),
           }),
         ),
       }),

@@ -1,10 +1,19 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
-import { AuditListSchema, KeyInfoSchema, KeyRoleSchema, QuotasSchema, TenantSchema } from '../../../../core/tenant-store.js'
+import {
+  AuditListSchema,
+  KeyInfoSchema,
+  KeyRoleSchema,
+  QuotasSchema,
+  TenantSchema,
+} from '../../../../core/tenant-store.js'
 import { errorResponses } from '../../../schemas.js'
 import { ADMIN_SECURITY } from '../../../plugins/openapi.js'
 
-const TenantName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Letters, digits, _ . -; at most 64' })
+const TenantName = Type.String({
+  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+  description: 'Letters, digits, _ . -; at most 64',
+})
 const NameParams = Type.Object({ name: TenantName })
 
 /** Tenants, their keys and quotas (behind the admin credential of the parent plugin). Every change is audited. */
@@ -17,26 +26,77 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post(
     '/',
-    { schema: { operationId: 'createTenant', tags: ['admin'], security: ADMIN_SECURITY, summary: 'Create a tenant', body: Type.Object({ name: TenantName, quotas: Type.Optional(QuotasSchema) }, { additionalProperties: false }), response: { 201: TenantSchema, ...errorResponses(400, 401, 409, 503) } } },
+    {
+      schema: {
+        operationId: 'createTenant',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: 'Create a tenant',
+        body: Type.Object({ name: TenantName, quotas: Type.Optional(QuotasSchema) }, { additionalProperties: false }),
+        response: { 201: TenantSchema, ...errorResponses(400, 401, 409, 503) },
+      },
+    },
     async (request, reply) => {
       const { name, quotas = {} } = request.body
-      if (!(await tenants.create(name, quotas))) throw new AirlockError('AIRLOCK_ERR_TENANT_EXISTS', `tenant ${name} exists already`)
+      if (!(await tenants.create(name, quotas)))
+        throw new AirlockError('AIRLOCK_ERR_TENANT_EXISTS', `tenant ${name} exists already`)
       await tenants.audit(name, 'admin', 'tenant.created', JSON.stringify(quotas))
-      return reply.status(201).header('location', `/v1/admin/tenants/${name}`).send((await tenants.get(name))!)
+      return reply
+        .status(201)
+        .header('location', `/v1/admin/tenants/${name}`)
+        .send((await tenants.get(name))!)
     },
   )
 
-  app.get('/', { schema: { operationId: 'listTenants', tags: ['admin'], security: ADMIN_SECURITY, summary: 'List tenants', response: { 200: Type.Object({ tenants: Type.Array(Type.String()) }, { title: 'TenantList' }), ...errorResponses(401, 503) } } }, async () => ({ tenants: await tenants.list() }))
+  app.get(
+    '/',
+    {
+      schema: {
+        operationId: 'listTenants',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: 'List tenants',
+        response: {
+          200: Type.Object({ tenants: Type.Array(Type.String()) }, { title: 'TenantList' }),
+          ...errorResponses(401, 503),
+        },
+      },
+    },
+    async () => ({ tenants: await tenants.list() }),
+  )
 
-  app.get('/:name', { schema: { operationId: 'getTenant', tags: ['admin'], security: ADMIN_SECURITY, summary: 'A tenant, its quotas and keys (never the keys themselves)', params: NameParams, response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) } } }, async (request) => {
-    const tenant = await tenants.get(request.params.name)
-    if (!tenant) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no tenant ${request.params.name}`)
-    return tenant
-  })
+  app.get(
+    '/:name',
+    {
+      schema: {
+        operationId: 'getTenant',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: 'A tenant, its quotas and keys (never the keys themselves)',
+        params: NameParams,
+        response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) },
+      },
+    },
+    async (request) => {
+      const tenant = await tenants.get(request.params.name)
+      if (!tenant) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no tenant ${request.params.name}`)
+      return tenant
+    },
+  )
 
   app.put(
     '/:name/quotas',
-    { schema: { operationId: 'setTenantQuotas', tags: ['admin'], security: ADMIN_SECURITY, summary: "Replace a tenant's quotas", params: NameParams, body: QuotasSchema, response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) } } },
+    {
+      schema: {
+        operationId: 'setTenantQuotas',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: "Replace a tenant's quotas",
+        params: NameParams,
+        body: QuotasSchema,
+        response: { 200: TenantSchema, ...errorResponses(400, 401, 404, 503) },
+      },
+    },
     async (request) => {
       await mustExist(request.params.name)
       await tenants.setQuotas(request.params.name, request.body)
@@ -49,10 +109,16 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:name/keys',
     {
       schema: {
-        operationId: 'issueKey', tags: ['admin'], security: ADMIN_SECURITY, summary: 'Issue an API key; the key is in this answer only',
+        operationId: 'issueKey',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: 'Issue an API key; the key is in this answer only',
         params: NameParams,
         body: Type.Object({ role: Type.Optional(KeyRoleSchema) }, { additionalProperties: false }),
-        response: { 201: Type.Object({ key: Type.String(), info: KeyInfoSchema }, { title: 'IssuedKey' }), ...errorResponses(400, 401, 404, 503) },
+        response: {
+          201: Type.Object({ key: Type.String(), info: KeyInfoSchema }, { title: 'IssuedKey' }),
+          ...errorResponses(400, 401, 404, 503),
+        },
       },
     },
     async (request, reply) => {
@@ -67,13 +133,20 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:name/keys/:keyId',
     {
       schema: {
-        operationId: 'revokeKey', tags: ['admin'], security: ADMIN_SECURITY, summary: 'Revoke an API key; it stops working on every replica at once',
+        operationId: 'revokeKey',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: 'Revoke an API key; it stops working on every replica at once',
         params: Type.Object({ name: TenantName, keyId: Type.String({ maxLength: 64 }) }),
         response: { 204: Type.Null(), ...errorResponses(400, 401, 404, 503) },
       },
     },
     async (request, reply) => {
-      if (!(await tenants.revokeKey(request.params.name, request.params.keyId))) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no live key ${request.params.keyId} for tenant ${request.params.name}`)
+      if (!(await tenants.revokeKey(request.params.name, request.params.keyId)))
+        throw new AirlockError(
+          'AIRLOCK_ERR_NOT_FOUND',
+          `no live key ${request.params.keyId} for tenant ${request.params.name}`,
+        )
       await tenants.audit(request.params.name, 'admin', 'key.revoked', request.params.keyId)
       return reply.status(204).send(null)
     },
@@ -83,7 +156,10 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:name/audit',
     {
       schema: {
-        operationId: 'getTenantAudit', tags: ['admin'], security: ADMIN_SECURITY, summary: "A tenant's audit trail, newest first",
+        operationId: 'getTenantAudit',
+        tags: ['admin'],
+        security: ADMIN_SECURITY,
+        summary: "A tenant's audit trail, newest first",
         params: NameParams,
         querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) }),
         response: { 200: AuditListSchema, ...errorResponses(400, 401, 404, 503) },

@@ -25,13 +25,17 @@ const artifactRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'getArtifact',
         tags: ['jobs'],
         summary: `A file the job left in ${ARTIFACTS_DIR}, as it was (the job's artifacts list says which there are)`,
-        description: 'The path may hold slashes, as they are or percent-encoded. Served as application/octet-stream, an attachment, never rendered by a browser on this origin.',
+        description:
+          'The path may hold slashes, as they are or percent-encoded. Served as application/octet-stream, an attachment, never rendered by a browser on this origin.',
         // The rest of the path (`*`) is not in the schema, which TypeBox cannot compile with
         // that name; it is looked up as it is, and anything not listed is a 404. The
         // document names it `path` (plugins/openapi.ts).
         params: Type.Object({ id: Type.String({ minLength: 1, maxLength: MAX_PATH_PARAM_LENGTH }) }),
         response: {
-          200: { description: "The file's bytes (its own type is the artifact's contentType in the job)", content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+          200: {
+            description: "The file's bytes (its own type is the artifact's contentType in the job)",
+            content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+          },
           ...errorResponses(401, 404, 503),
         },
       },
@@ -40,7 +44,8 @@ const artifactRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const view = await ownJob(store, request.params.id, request.tenant)
       const path = (request.params as { '*'?: string })['*'] ?? ''
       const index = view.job.artifacts.findIndex((a) => a.path === path)
-      if (index < 0) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${view.id} has no artifact ${JSON.stringify(path)}`)
+      if (index < 0)
+        throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${view.id} has no artifact ${JSON.stringify(path)}`)
       const artifact = view.job.artifacts[index]!
       const name = path.slice(path.lastIndexOf('/') + 1)
       // What a job wrote is hostile: a browser gets it as bytes to download, of no type it

@@ -5,7 +5,14 @@ import { toErrorResponse, validationFailure } from '../../../plugins/error-handl
 import { errorResponses, ErrorResponseSchema } from '../../../schemas.js'
 
 const BatchItemSchema = Type.Union([
-  Type.Object({ index: Type.Integer({ description: "The job's place in `jobs`, from 0" }), id: Type.String(), status: Type.Literal('queued') }, { title: 'JobBatchAccepted' }),
+  Type.Object(
+    {
+      index: Type.Integer({ description: "The job's place in `jobs`, from 0" }),
+      id: Type.String(),
+      status: Type.Literal('queued'),
+    },
+    { title: 'JobBatchAccepted' },
+  ),
   Type.Object({ index: Type.Integer(), error: ErrorResponseSchema }, { title: 'JobBatchRefused' }),
 ])
 
@@ -37,11 +44,18 @@ const batchRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/batch',
     {
       schema: {
-        operationId: 'submitJobBatch', tags: ['jobs'], summary: `Submit up to ${config.maxBatchJobs} jobs (AIRLOCK_MAX_BATCH_JOBS); each is accepted or refused on its own`,
+        operationId: 'submitJobBatch',
+        tags: ['jobs'],
+        summary: `Submit up to ${config.maxBatchJobs} jobs (AIRLOCK_MAX_BATCH_JOBS); each is accepted or refused on its own`,
         // The route checks the envelope only, so that a job that is not a JobRequest is
         // refused alone (with POST /v1/jobs's error) instead of failing the batch.
         body: Type.Object(
-          { jobs: Type.Array(Type.Unknown({ description: 'A job as POST /v1/jobs takes it (JobRequest)' }), { minItems: 1, maxItems: config.maxBatchJobs }) },
+          {
+            jobs: Type.Array(Type.Unknown({ description: 'A job as POST /v1/jobs takes it (JobRequest)' }), {
+              minItems: 1,
+              maxItems: config.maxBatchJobs,
+            }),
+          },
           { additionalProperties: false, title: 'JobBatch' },
         ),
         response: { 200: JobBatchResultSchema, ...errorResponses(400, 401, 408, 413, 415, 429, 503) },
@@ -52,8 +66,11 @@ const batchRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const outcomes = await jobService.submitMany(request.tenant, jobs.map(checkedRequest), request.log)
       // Nothing taken, and every job refused for a reason that passes (the rate, the queue,
       // the store, no worker): the batch answers as a single submit would, to be retried whole.
-      const errors = outcomes.flatMap((o) => ('error' in o ? [{ error: o.error, status: toErrorResponse(o.error).status }] : []))
-      if (errors.length === outcomes.length && errors.every((e) => e.status === 429 || e.status >= 500)) throw (errors.find((e) => e.status >= 500) ?? errors[0]!).error
+      const errors = outcomes.flatMap((o) =>
+        'error' in o ? [{ error: o.error, status: toErrorResponse(o.error).status }] : [],
+      )
+      if (errors.length === outcomes.length && errors.every((e) => e.status === 429 || e.status >= 500))
+        throw (errors.find((e) => e.status >= 500) ?? errors[0]!).error
       const items = outcomes.map((o, index) => {
         if ('id' in o) return { index, id: o.id, status: 'queued' as const }
         const { body, log } = toErrorResponse(o.error)

@@ -14,13 +14,16 @@ const STATUS_LIST_PATTERN = `^\\s*(${JOB_STATUSES.join('|')})\\s*(,\\s*(${JOB_ST
 const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { store, jobService, outputWriter } = app.services
 
-
   app.post(
     '/',
     {
       schema: {
-        operationId: 'submitJob', tags: ['jobs'], summary: 'Submit a job',
-        querystring: Type.Object({ wait: Type.Optional(Type.Boolean({ description: 'Hold the request until the job ends' })) }),
+        operationId: 'submitJob',
+        tags: ['jobs'],
+        summary: 'Submit a job',
+        querystring: Type.Object({
+          wait: Type.Optional(Type.Boolean({ description: 'Hold the request until the job ends' })),
+        }),
         body: JobRequestSchema,
         response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 408, 413, 415, 429, 503) },
       },
@@ -39,7 +42,10 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (done) return outputWriter.sendJob(reply, 200, done)
       }
       // Where the job is read, as HTTP has 202 and 201 say.
-      return reply.status(202).header('location', `/v1/jobs/${id}`).send({ id, status: 'queued' as const })
+      return reply
+        .status(202)
+        .header('location', `/v1/jobs/${id}`)
+        .send({ id, status: 'queued' as const })
     },
   )
 
@@ -47,11 +53,21 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/',
     {
       schema: {
-        operationId: 'listJobs', tags: ['jobs'], summary: "List the calling tenant's jobs, newest first",
+        operationId: 'listJobs',
+        tags: ['jobs'],
+        summary: "List the calling tenant's jobs, newest first",
         querystring: Type.Object({
-          status: Type.Optional(Type.String({ maxLength: 200, pattern: STATUS_LIST_PATTERN, description: `Comma-separated statuses to keep: ${JOB_STATUSES.join(', ')}` })),
+          status: Type.Optional(
+            Type.String({
+              maxLength: 200,
+              pattern: STATUS_LIST_PATTERN,
+              description: `Comma-separated statuses to keep: ${JOB_STATUSES.join(', ')}`,
+            }),
+          ),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
-          cursor: Type.Optional(Type.String({ pattern: CURSOR_PATTERN, description: 'nextCursor of the previous page' })),
+          cursor: Type.Optional(
+            Type.String({ pattern: CURSOR_PATTERN, description: 'nextCursor of the previous page' }),
+          ),
         }),
         response: { 200: JobListSchema, ...errorResponses(400, 401, 503) },
       },
@@ -61,7 +77,11 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const statuses = status === undefined ? undefined : status.split(',').map((s) => s.trim())
       const unknown = statuses?.filter((s) => !(JOB_STATUSES as readonly string[]).includes(s)) ?? []
       if (unknown.length > 0) {
-        throw new AirlockError('AIRLOCK_ERR_VALIDATION', `unknown status ${JSON.stringify(unknown[0])}; one of ${JOB_STATUSES.join(', ')}`, [{ path: '/status', message: 'unknown status' }])
+        throw new AirlockError(
+          'AIRLOCK_ERR_VALIDATION',
+          `unknown status ${JSON.stringify(unknown[0])}; one of ${JOB_STATUSES.join(', ')}`,
+          [{ path: '/status', message: 'unknown status' }],
+        )
       }
       return store.list(request.tenant, { statuses: statuses as JobStatus[] | undefined, limit: limit ?? 20, cursor })
     },
@@ -69,7 +89,15 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get(
     '/:id',
-    { schema: { operationId: 'getJob', tags: ['jobs'], summary: 'Get a job', params: JobParams, response: { 200: JobSchema, ...errorResponses(401, 404, 503) } } },
+    {
+      schema: {
+        operationId: 'getJob',
+        tags: ['jobs'],
+        summary: 'Get a job',
+        params: JobParams,
+        response: { 200: JobSchema, ...errorResponses(401, 404, 503) },
+      },
+    },
     async (request, reply) => outputWriter.sendJob(reply, 200, await ownJob(store, request.params.id, request.tenant)),
   )
 
@@ -77,7 +105,10 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:id/request',
     {
       schema: {
-        operationId: 'getJobRequest', tags: ['jobs'], summary: 'The job as it was submitted: runtime, files, entrypoint, arguments, stdin, tests, isolation, and its limits with defaults filled in (not env: its values may be secrets)',
+        operationId: 'getJobRequest',
+        tags: ['jobs'],
+        summary:
+          'The job as it was submitted: runtime, files, entrypoint, arguments, stdin, tests, isolation, and its limits with defaults filled in (not env: its values may be secrets)',
         params: JobParams,
         response: { 200: JobRequestSchema, ...errorResponses(401, 404, 503) },
       },
@@ -89,7 +120,9 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:id',
     {
       schema: {
-        operationId: 'cancelJob', tags: ['jobs'], summary: 'Cancel a queued or running job',
+        operationId: 'cancelJob',
+        tags: ['jobs'],
+        summary: 'Cancel a queued or running job',
         params: JobParams,
         response: { 202: JobSchema, ...errorResponses(401, 404, 409, 503) },
       },

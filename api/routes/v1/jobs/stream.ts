@@ -7,15 +7,17 @@ import { StreamSession } from '../../../services/stream-session.js'
 
 /** Live logs: a WebSocket per watcher, the whole log as text or NDJSON, and browser tokens. */
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { store, events, hub, streamTokens, streamLimits, streamSessions, metrics, streamGate, outputWriter, budget } = app.services
-
+  const { store, events, hub, streamTokens, streamLimits, streamSessions, metrics, streamGate, outputWriter, budget } =
+    app.services
 
   app.get(
     '/:id/stream',
     {
       websocket: true,
       schema: {
-        operationId: 'streamJob', tags: ['jobs'], summary: "Stream a job's output and status over a WebSocket",
+        operationId: 'streamJob',
+        tags: ['jobs'],
+        summary: "Stream a job's output and status over a WebSocket",
         description:
           'Messages: {type:"log",stream,data,seq,ts}, {type:"status",status,seq,ts}, then {type:"end",job,seq,ts} and a normal close (1000). ' +
           '?from=<seq> resumes after that message. Close 4001: too slow, reconnect with from. Close 1012: server restarting, reconnect with from. ' +
@@ -35,7 +37,10 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         await ownJob(store, request.params.id, request.tenant)
         if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
           reply.header('upgrade', 'websocket').header('connection', 'upgrade')
-          throw new AirlockError('AIRLOCK_ERR_UPGRADE_REQUIRED', 'this is a WebSocket: ask with Connection: Upgrade and Upgrade: websocket, or read GET /v1/jobs/{id}/logs')
+          throw new AirlockError(
+            'AIRLOCK_ERR_UPGRADE_REQUIRED',
+            'this is a WebSocket: ask with Connection: Upgrade and Upgrade: websocket, or read GET /v1/jobs/{id}/logs',
+          )
         }
         streamGate.enter(request.tenant, request.ip, request.raw.socket)
       },
@@ -62,9 +67,17 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:id/stream-tokens',
     {
       schema: {
-        operationId: 'createStreamToken', tags: ['jobs'], summary: "A single-use token to open the job's stream from a browser",
+        operationId: 'createStreamToken',
+        tags: ['jobs'],
+        summary: "A single-use token to open the job's stream from a browser",
         params: JobParams,
-        response: { 201: Type.Object({ token: Type.String(), expiresAt: Type.String({ format: 'date-time' }) }, { title: 'StreamToken' }), ...errorResponses(401, 404, 503) },
+        response: {
+          201: Type.Object(
+            { token: Type.String(), expiresAt: Type.String({ format: 'date-time' }) },
+            { title: 'StreamToken' },
+          ),
+          ...errorResponses(401, 404, 503),
+        },
       },
     },
     async (request, reply) => {
@@ -77,11 +90,14 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/:id/logs',
     {
       schema: {
-        operationId: 'getJobLogs', tags: ['jobs'], summary: "The job's whole log so far: text, or NDJSON events with Accept: application/x-ndjson",
+        operationId: 'getJobLogs',
+        tags: ['jobs'],
+        summary: "The job's whole log so far: text, or NDJSON events with Accept: application/x-ndjson",
         params: JobParams,
         response: {
           200: {
-            description: 'The log as text, or as NDJSON events (the stream\'s messages) with Accept: application/x-ndjson',
+            description:
+              "The log as text, or as NDJSON events (the stream's messages) with Accept: application/x-ndjson",
             content: { 'text/plain': { schema: Type.String() }, 'application/x-ndjson': { schema: Type.String() } },
           },
           ...errorResponses(401, 404, 503),
@@ -91,7 +107,8 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const view = await ownJob(store, request.params.id, request.tenant)
       // Sent as it is read, a piece at a time, under the process's output budget.
-      if ((request.headers.accept ?? '').includes('application/x-ndjson')) return outputWriter.send(reply, 200, 'application/x-ndjson', outputWriter.ndjson(view))
+      if ((request.headers.accept ?? '').includes('application/x-ndjson'))
+        return outputWriter.send(reply, 200, 'application/x-ndjson', outputWriter.ndjson(view))
       return outputWriter.send(reply, 200, 'text/plain; charset=utf-8', outputWriter.logText(view))
     },
   )

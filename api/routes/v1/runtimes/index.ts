@@ -7,7 +7,14 @@ const runtimesRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { registry } = app.services
   app.get(
     '/',
-    { schema: { operationId: 'listRuntimes', tags: ['runtimes'], summary: 'List runtimes', response: { 200: RuntimeListSchema, ...errorResponses(401, 503) } } },
+    {
+      schema: {
+        operationId: 'listRuntimes',
+        tags: ['runtimes'],
+        summary: 'List runtimes',
+        response: { 200: RuntimeListSchema, ...errorResponses(401, 503) },
+      },
+    },
     async () => {
       const workers = await registry.live()
       return {
