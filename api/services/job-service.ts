@@ -141,7 +141,9 @@ export class JobService {
     try {
       replies = (await tx.exec()) ?? []
     } catch (err) {
-      ran = err as Error
+      // A transaction Redis refused whole (EXECABORT) carries why each command was refused:
+      // a full Redis's OOM among them is what the caller is told.
+      ran = ((err as { previousErrors?: Error[] }).previousErrors?.[0] ?? err) as Error
     }
     const results = created(replies)
     return Promise.all(
