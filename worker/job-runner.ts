@@ -15,6 +15,13 @@ import { outcomeWithoutRun, REASONS } from '../core/job-lifecycle/reasons.js'
 
 /** Abort reason when the worker stops: the job goes back to the queue, it is not cancelled. */
 const SHUTDOWN = Symbol('shutdown')
+/**
+ * How long the host clean-up after a finished job waits. Its result is stored and
+ * announced by then; the clean-up starts processes (runsc delete, umount), and each start
+ * blocks this process's loop for milliseconds, which held up the job's answer when the
+ * API shares the process (docs/benchmarks.md, start path).
+ */
+export const CLEANUP_DELAY_MS = 50
 
 /** What became of a delivered job: done (any final status or skipped), or handed back. */
 export type RunResult = 'done' | 'handed-back' | 'throttled'
@@ -26,6 +33,8 @@ export type RunResult = 'done' | 'handed-back' | 'throttled'
  */
 export class JobRunner {
   private readonly running = new Map<string, AbortController>()
+  /** Clean-ups of finished jobs waiting for CLEANUP_DELAY_MS, by job: each starts once. */
+  private readonly pendingCleanups = new Map<string, () => Promise<void>>()
 
   constructor(
     private readonly store: JobStore,
@@ -108,7 +117,7 @@ export class JobRunner {
         }
       }
       if (await this.finish(jobId, outcome, outputInEvents)) this.observeFinished(stored, outcome)
-      await this.forget(jobId, log)
+      this.forgetSoon(jobId, log)
       log.info(
         { tenant: stored.tenant, status: outcome.status, startupMs: outcome.startupMs, runMs: outcome.runMs },
         'job finished',
@@ -152,7 +161,7 @@ export class JobRunner {
       log.warn({ status: outcome.status }, 'adopted the sandbox of a worker that stopped')
       // Its live log was the stopped worker's, maybe cut short: the outcome's output is kept.
       if (await this.finish(jobId, outcome, false)) this.observeFinished(stored, outcome)
-      await this.forget(jobId, log)
+      this.forgetSoon(jobId, log)
       return true
     } finally {
       this.running.delete(jobId)
@@ -163,6 +172,24 @@ export class JobRunner {
     await this.executor
       .forget?.(jobId)
       .catch((err: unknown) => log.warn({ err }, 'executor could not clean up after the job'))
+  }
+
+  /** Cleans up after a finished job CLEANUP_DELAY_MS later, without holding the worker's slot. */
+  private forgetSoon(jobId: string, log: Logger): void {
+    let started: Promise<void> | undefined
+    const run = () => {
+      clearTimeout(timer)
+      this.pendingCleanups.delete(jobId)
+      started ??= this.forget(jobId, log)
+      return started
+    }
+    const timer = setTimeout(run, CLEANUP_DELAY_MS)
+    this.pendingCleanups.set(jobId, run)
+  }
+
+  /** Starts every clean-up still waiting and waits for them all (the worker is stopping). */
+  async flushCleanups(): Promise<void> {
+    await Promise.all([...this.pendingCleanups.values()].map((run) => run()))
   }
 
   /**

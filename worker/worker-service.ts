@@ -261,6 +261,7 @@ export class WorkerService {
     // Beats go on while running jobs finish, so no other worker takes them for lost.
     clearInterval(this.heartbeat)
     await this.registry.remove(this.id).catch(() => undefined)
+    await this.runner?.flushCleanups()
     await this.executor.close()
     this.subscriber.disconnect()
     this.bullConnection.disconnect()
