@@ -56,6 +56,13 @@ export interface TenantDefaults {
 
 export const NO_TENANT_DEFAULTS: TenantDefaults = { maxRunning: 0, maxQueued: 0, maxStoredBytes: 0 }
 
+/** A create found its job id taken by another job: neither the record nor a queue entry of that id is this call's. */
+export class JobIdTakenError extends Error {
+  constructor(id: string) {
+    super(`job id ${id} is taken`)
+  }
+}
+
 /** What a create did: made the job, or refused it for a quota of the tenant's. */
 export type CreateResult = 'created' | 'queued-quota' | 'storage-quota'
 /** A create's result (with the bytes the tenant held, when storage refused it), or the error Redis gave. */
@@ -339,7 +346,7 @@ export class JobStore {
         const [err, reply] = replies[i] ?? [new Error('no reply from Redis'), undefined]
         if (err) return err
         const r = String(reply)
-        if (r === 'exists') return new Error(`job id ${id} is taken`)
+        if (r === 'exists') return new JobIdTakenError(id)
         if (r.startsWith('storage-quota:'))
           return { result: 'storage-quota' as const, heldBytes: Number(r.slice('storage-quota:'.length)) }
         return { result: r === 'queued-quota' ? ('queued-quota' as const) : ('created' as const) }
@@ -347,26 +354,13 @@ export class JobStore {
   }
 
   /**
-   * Removes a job that was never accepted (its queue entry could not be written, often
-   * because Redis is full). Deleting and removing are allowed when Redis is at its
-   * maxmemory, so they go first, each on its own; giving back the reservation is a
-   * write that a full Redis may refuse, and then the reservation lapses with its expiry.
+   * Takes back a job that was never accepted (its queue entry could not be written, often
+   * because Redis is full), while it is still queued (the withdraw move); false when a
+   * worker has it by now, and it stands as accepted.
    */
-  async remove(id: string, tenant: string): Promise<void> {
-    const k = this.keys
-    await this.redis
-      .pipeline()
-      .del(k.job(id), k.jobEvents(id), k.jobSeq(id))
-      .zrem(k.tenantJobs(tenant), id)
-      .zrem(k.tenantQueued(tenant), id)
-      .exec()
-    const bytes = Number((await this.redis.hget(k.tenantStoredBytes(tenant), id)) ?? 0)
-    try {
-      await this.redis.decrby(k.tenantStoredTotal(tenant), bytes)
-    } catch {
-      return // the entry stays, and is forgotten (and subtracted) once it expires
-    }
-    await this.redis.pipeline().zrem(k.tenantStored(tenant), id).hdel(k.tenantStoredBytes(tenant), id).exec()
+  async remove(id: string, tenant: string, now = Date.now()): Promise<boolean> {
+    const keys = [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)]
+    return (await runJobScript(this.redis, 'withdraw', keys, this.args('withdraw', id, now, tenant))) === 1
   }
 
   /** The whole record, spec included: what a worker needs to run the job. */

@@ -35,6 +35,7 @@ export class JobRunner {
   private readonly running = new Map<string, AbortController>()
   /** Clean-ups of finished jobs waiting for CLEANUP_DELAY_MS, by job: each starts once. */
   private readonly pendingCleanups = new Map<string, () => Promise<void>>()
+  private flushed = false
 
   constructor(
     private readonly store: JobStore,
@@ -177,18 +178,23 @@ export class JobRunner {
   /** Cleans up after a finished job CLEANUP_DELAY_MS later, without holding the worker's slot. */
   private forgetSoon(jobId: string, log: Logger): void {
     let started: Promise<void> | undefined
+    let timer: NodeJS.Timeout | undefined
+    // Kept until done, so a flush also waits for a clean-up already under way.
     const run = () => {
       clearTimeout(timer)
-      this.pendingCleanups.delete(jobId)
-      started ??= this.forget(jobId, log)
+      started ??= this.forget(jobId, log).finally(() => {
+        if (this.pendingCleanups.get(jobId) === run) this.pendingCleanups.delete(jobId)
+      })
       return started
     }
-    const timer = setTimeout(run, CLEANUP_DELAY_MS)
     this.pendingCleanups.set(jobId, run)
+    if (this.flushed) void run()
+    else timer = setTimeout(run, CLEANUP_DELAY_MS)
   }
 
-  /** Starts every clean-up still waiting and waits for them all (the worker is stopping). */
+  /** Starts every clean-up still waiting, waits for them all, and starts later ones at once (the worker is stopping). */
   async flushCleanups(): Promise<void> {
+    this.flushed = true
     await Promise.all([...this.pendingCleanups.values()].map((run) => run()))
   }
 

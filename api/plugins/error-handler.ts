@@ -20,10 +20,11 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 }
 
 function isStoreUnavailable(err: Error): boolean {
-  // ioredis, when Redis is down: offline queue disabled, retries exhausted, or socket errors.
+  // ioredis, when Redis is down: offline queue disabled, retries exhausted, or socket errors;
+  // or Redis had lost the scripts (SCRIPT FLUSH), which the next connection sends again.
   return (
     err.name === 'MaxRetriesPerRequestError' ||
-    /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|ECONNRESET/.test(err.message)
+    /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|ECONNRESET|^NOSCRIPT/.test(err.message)
   )
 }
 

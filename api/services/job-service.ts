@@ -5,7 +5,14 @@ import type { Config } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
 import { resolveJobSpec, stepsTooLong, type JobRequest, type JobSpec } from '../../core/job-spec.js'
 import { stepsTimeMs, stepsWallMs } from '../../core/test-cases.js'
-import { JOB_ID_PATTERN, newJobId, type CreateResult, type JobStore, type JobView } from '../../core/job-store.js'
+import {
+  JOB_ID_PATTERN,
+  JobIdTakenError,
+  newJobId,
+  type CreateResult,
+  type JobStore,
+  type JobView,
+} from '../../core/job-store.js'
 import { isFinalStatus } from '../../core/job-lifecycle/transitions.js'
 import type { Metrics } from '../../core/metrics.js'
 import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
@@ -145,17 +152,27 @@ export class JobService {
       // a full Redis's OOM among them is what the caller is told.
       ran = ((err as { previousErrors?: Error[] }).previousErrors?.[0] ?? err) as Error
     }
+    // ioredis marks a script loaded once per connection; after a SCRIPT FLUSH the commands
+    // in a transaction fail with NOSCRIPT until a new connection sends the scripts again.
+    if (replies.some(([err]) => err?.message.includes('NOSCRIPT'))) client.disconnect(true)
     const results = created(replies)
     return Promise.all(
       jobs.map(async (job, n) => {
         const result = results[n]!
+        // The id is another job's: neither its record nor its queue entry is this call's to take back.
+        if (result instanceof JobIdTakenError) return { ...job, error: result }
         const entryError =
           ran ??
           replies[jobs.length + n]?.[0] ??
           (replies[jobs.length + n] ? undefined : new Error('no reply from Redis'))
         const recorded = !ran && !(result instanceof Error) && result.result === 'created'
         if (recorded && !entryError) return job
-        if (recorded || ran) await store.remove(job.id, tenant).catch(() => undefined)
+        if (recorded || ran) {
+          // Taken back while still queued; a worker that has it by now (the transaction ran
+          // and only its answer was lost) makes it accepted after all: it will run once.
+          const withdrawn = await store.remove(job.id, tenant).catch(() => false)
+          if (!withdrawn && ran && (await store.view(job.id).catch(() => undefined))?.tenant === tenant) return job
+        }
         if (!entryError || ran) await queue.remove(job.id).catch(() => undefined)
         if (ran) return { ...job, error: ran }
         return {

@@ -59,6 +59,12 @@ export const TRANSITIONS = {
     to: ['error'],
     doc: 'the worker running the job stopped; it is not run again',
   },
+  withdraw: {
+    script: 'withdraw',
+    from: ['queued'],
+    to: [],
+    doc: 'a job whose queue entry was not written (or whose answer was lost) is taken back, unless a worker has it',
+  },
   log: {
     script: 'append-log',
     from: ['running'],

@@ -84,6 +84,7 @@ t.test('against Redis, each move writes only from the statuses its table row lis
     finish: (id) => store.finish(id, outcome, meta),
     cancel: async (id) => ['cancelled', 'cancelling'].includes((await store.cancel(id, 'alice')).kind),
     lost: (id) => store.markLost(id, 'w1'),
+    withdraw: (id) => store.remove(id, 'alice'),
     log: async (id) => (await store.appendLog(id, 'stdout', 'x')) > 0,
     step: async (id) => (await store.appendStep(id, 'test', 0)) > 0,
   }
@@ -97,6 +98,17 @@ t.test('against Redis, each move writes only from the statuses its table row lis
     }
   }
   const id = newJobId()
-  t.same(await store.create(id, 'alice', spec), { result: 'created' })
-  await t.rejects(store.create(id, 'alice', spec), /is taken/, 'create makes a job from nothing, never over one')
+  const now = Date.now()
+  t.same(await store.create(id, 'alice', spec, now), { result: 'created' })
+  t.same(
+    await store.create(id, 'alice', spec, now),
+    { result: 'created' },
+    'the same create sent again (a resent transaction) is the one job, created',
+  )
+  await t.rejects(
+    store.create(id, 'alice', spec, now + 1),
+    /is taken/,
+    'create makes a job from nothing, never over one',
+  )
+  await t.rejects(store.create(id, 'bob', spec, now), /is taken/, "nor over another tenant's")
 })

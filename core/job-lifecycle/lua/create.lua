@@ -10,13 +10,21 @@
   ARGV[12..]   field/value pairs of the new record
 
   Returns 'created', or why nothing was created: 'queued-quota',
-  'storage-quota:<bytes the tenant holds>', or 'exists' (the id is taken).
+  'storage-quota:<bytes the tenant holds>', or 'exists' (the id is taken). The same
+  create run twice (a client library sends a transaction again after a reconnect) is
+  'created' both times: the record is this call's own when its tenant and createdAt
+  (ARGV[1]) are.
 ]]
 --- @include "includes/job"
 --- @include "includes/tenant"
 
 local tenant, oldest, reserve = ARGV[9], ARGV[10], tonumber(ARGV[11])
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'tenant') == tenant and redis.call('HGET', KEYS[1], 'createdAt') == now then
+    return 'created'
+  end
+  return 'exists'
+end
 -- A queued entry older than any record can live is one whose record expired unclaimed.
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. oldest)
 local maxQueued = quota('maxQueued')

@@ -1,0 +1,26 @@
+--[[
+  withdraw: takes back a job that was never accepted (its queue entry could not be
+  written, or its answer was lost), while it is still queued: no worker has it. A job a
+  worker has claimed meanwhile stands, as accepted.
+
+  KEYS[1..10]  job.lua, tenant.lua
+  KEYS[11]     the tenant's job index {p}:tenant:<t>:jobs
+  ARGV[1..8]   job.lua
+  ARGV[9]      tenant (tenant.lua)
+
+  Returns 1, or 0 when there was nothing to take back (no such queued job of this tenant's).
+]]
+--- @include "includes/job"
+--- @include "includes/tenant"
+
+if not movesFrom(redis.call('HGET', KEYS[1], 'status')) or not tenantMatches(ARGV[9]) then return 0 end
+-- Deleting is allowed when Redis is full, so it goes first; giving back the reservation is
+-- a write a full Redis refuses, and then the reservation lapses with its expiry.
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[11], id)
+redis.call('ZREM', KEYS[6], id)
+local given = redis.pcall('DECRBY', KEYS[10], tonumber(redis.call('HGET', KEYS[9], id) or '0'))
+if type(given) == 'table' and given.err then return 1 end
+redis.call('HDEL', KEYS[9], id)
+redis.call('ZREM', KEYS[8], id)
+return 1
