@@ -171,7 +171,7 @@ export class TenantStore {
   /** Quotas of a tenant; empty for tenants not made through the admin API (static keys). */
   async quotas(name: string): Promise<Quotas> {
     const raw = await this.redis.hget(this.keys.tenant(name), 'quotas')
-    return raw ? (JSON.parse(raw) as Quotas) : {}
+    return parseQuotas(raw)
   }
 
   /**
@@ -191,7 +191,7 @@ export class TenantStore {
     return () => {
       const raw = quotas.value()
       return {
-        quotas: raw ? (JSON.parse(raw) as Quotas) : {},
+        quotas: parseQuotas(raw),
         earlier: count.value() - n,
         resetsInMs: (second + 1) * 1000 - now,
       }
@@ -290,6 +290,11 @@ export class TenantStore {
       }
     })
   }
+}
+
+/** A tenant's stored quotas; none for tenants not made through the admin API (static keys). */
+function parseQuotas(raw: string | null): Quotas {
+  return raw ? (JSON.parse(raw) as Quotas) : {}
 }
 
 /** What a submission read: the tenant's quotas and its submissions earlier in this second. */

@@ -46,7 +46,24 @@ export interface JobServiceDeps {
  * it. Each refusal is an AirlockError with its code.
  */
 export class JobService {
+  private queueClientReady: Promise<Redis> | undefined
+
   constructor(private readonly deps: JobServiceDeps) {}
+
+  /** The queue's connection, with the job scripts defined on it once: submissions write there. */
+  private queueClient(): Promise<Redis> {
+    // bullmq types its connection and transactions as its own interfaces over ioredis's.
+    this.queueClientReady ??= this.deps.queue.backend.client.then((c) => {
+      const client = c as unknown as Redis
+      defineJobScripts(client)
+      return client
+    })
+    // A connection that failed to start is asked for again by the next submission.
+    this.queueClientReady.catch(() => {
+      this.queueClientReady = undefined
+    })
+    return this.queueClientReady
+  }
 
   /** Checks, records and queues a job; its id and resolved spec. */
   async submit(tenant: string, request: JobRequest, log: FastifyBaseLogger): Promise<{ id: string; spec: JobSpec }> {
@@ -72,11 +89,13 @@ export class JobService {
   ): Promise<SubmitOutcome[]> {
     const { config, redis, registry, tenants } = this.deps
     const counted = items.filter((item) => !(item instanceof Error)).length
+    if (counted === 0) return items.map((item) => ({ error: item as Error }))
     const read = redis.pipeline()
-    const submission = tenants.submission(read, tenant, counted)
+    const readSubmission = tenants.submission(read, tenant, counted)
     const workers = registry.countIsolating(read)
-    if (counted > 0) await read.exec()
-    const { quotas, ...window } = counted > 0 ? submission() : { quotas: {}, earlier: 0, resetsInMs: 0 }
+    await read.exec()
+    const submission = readSubmission()
+    const { quotas } = submission
     const specs = items.map((item) => (item instanceof Error ? item : this.checked(tenant, item, quotas)))
     // Every job that passed its checks is either accepted or refused below, before any return.
     const out: SubmitOutcome[] = specs.map((spec) => (spec instanceof Error ? { error: spec } : { id: '', spec }))
@@ -87,16 +106,16 @@ export class JobService {
     }
     const perSecond = quotas.submitsPerSecond ?? config.defaultSubmitsPerSecond
     if (perSecond > 0) {
-      const allowed = submissionsAllowed({ quotas, ...window }, perSecond, ready.length)
+      const allowed = submissionsAllowed(submission, perSecond, ready.length)
       if (allowed < ready.length) {
-        const message = `more than ${perSecond} submissions per second for this tenant; retry after ${window.resetsInMs} ms`
+        const message = `more than ${perSecond} submissions per second for this tenant; retry after ${submission.resetsInMs} ms`
         refuse(
           ready.slice(allowed),
           new AirlockError(
             'AIRLOCK_ERR_QUOTA_RATE',
             message,
             undefined,
-            Math.max(1, Math.ceil(window.resetsInMs / 1000)),
+            Math.max(1, Math.ceil(submission.resetsInMs / 1000)),
           ),
         )
         ready = ready.slice(0, allowed)
@@ -133,8 +152,7 @@ export class JobService {
   ): Promise<((typeof jobs)[number] & { error?: Error })[]> {
     const { store, queue } = this.deps
     // bullmq types its connection and transactions as its own interfaces over ioredis's.
-    const client = (await queue.backend.client) as unknown as Redis
-    defineJobScripts(client)
+    const client = await this.queueClient()
     const tx = client.multi()
     const created = store.queueCreates(tx, tenant, jobs)
     for (const { id } of jobs) {
