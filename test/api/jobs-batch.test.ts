@@ -154,3 +154,52 @@ t.test('a batch whose queue entries cannot be written takes none of its jobs, an
   )
   t.equal(await h.app.services.queue.getWaitingCount(), waiting, 'nor a queue entry of a job that was refused')
 })
+
+t.test('single submits that arrive together go to Redis together, each answered on its own', async (t) => {
+  const client = (await h.app.services.queue.backend.client) as unknown as Redis
+  const multi = client.multi.bind(client)
+  let transactions = 0
+  client.multi = ((...args: Parameters<typeof multi>) => {
+    transactions++
+    return multi(...args)
+  }) as typeof client.multi
+  t.teardown(() => {
+    client.multi = multi
+  })
+  const job = { runtime: 'bash', source: 'true' }
+  const together = (key: string, jobs: unknown[]) => Promise.all(jobs.map((j) => call('POST', '/v1/jobs', j, key)))
+
+  const sam = await tenantWithKey('sam', { submitsPerSecond: 3, maxMemoryMb: 256 })
+  await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000)))
+  const answers = await together(sam, [job, { ...job, limits: { memoryMb: 512 } }, job, job, job, job])
+  t.same(
+    answers.map((a) => a.json().code ?? a.statusCode),
+    [202, 'AIRLOCK_ERR_QUOTA_JOB_LIMITS', 202, 202, 'AIRLOCK_ERR_QUOTA_RATE', 'AIRLOCK_ERR_QUOTA_RATE'],
+    'the rate admits the first three well-formed jobs in the order they came; a job over a limit is refused alone',
+  )
+  t.equal(transactions, 1, 'one transaction wrote the three it took')
+  t.equal(answers[4]!.statusCode, 429)
+  t.ok(Number(answers[4]!.headers['retry-after']) >= 1, 'a refusal for the rate says when to retry')
+  const ids = answers.filter((a) => a.statusCode === 202).map((a) => a.json().id as string)
+  t.equal(new Set(ids).size, 3, 'each accepted job has its own id')
+  for (const id of ids) {
+    t.equal((await call('GET', `/v1/jobs/${id}`, undefined, sam)).json().status, 'queued', `${id} is recorded`)
+    t.ok(await h.app.services.queue.getJob(id), `and queued for a worker (${id})`)
+  }
+
+  transactions = 0
+  const tess = await tenantWithKey('tess', {})
+  const uma = await tenantWithKey('uma', { maxQueued: 1 })
+  const [many, one] = await Promise.all([together(tess, Array(10).fill(job)), together(uma, [job, job])])
+  t.same(
+    many.map((a) => a.statusCode),
+    Array(10).fill(202),
+    'ten at once from one tenant are all taken (in batches of AIRLOCK_MAX_BATCH_JOBS)',
+  )
+  t.same(
+    one.map((a) => a.json().code ?? a.statusCode),
+    [202, 'AIRLOCK_ERR_QUOTA_QUEUED'],
+    "another tenant's quota holds in the same turn, and only for that tenant",
+  )
+  t.equal(transactions, 3, 'two batches for one tenant and one for the other: no tenant is written with another')
+})
