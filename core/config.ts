@@ -178,7 +178,7 @@ export const SETTINGS = {
   ),
   maxBatchJobs: int(
     'AIRLOCK_MAX_BATCH_JOBS',
-    'Jobs one POST /v1/jobs/batch may carry (the body limit applies to all of them together)',
+    'Jobs one POST /v1/jobs/batch may carry (the body limit applies to all of them together); also the most single submissions of one tenant written to Redis together',
     50,
     1,
     1000,

@@ -1,6 +1,6 @@
 import type { ErrorDetail } from './errors.js'
 import type { LimitsPolicy } from './job-spec.js'
-import { defaultKey, LIMIT_BOUNDS, LIMIT_NAMES, maxKey, type Limits } from './limits.js'
+import { defaultKey, LIMIT_BOUNDS, maxKey, type Limits } from './limits.js'
 import type { Quotas } from './tenant-store.js'
 import type { Config } from './config.js'
 import type { TenantDefaults } from './job-store.js'
@@ -33,9 +33,11 @@ export function jobLimitsOverQuota(limits: Limits, quotas: Quotas): ErrorDetail[
  */
 export function tenantLimitsPolicy(policy: LimitsPolicy, quotas: Quotas): LimitsPolicy {
   const lowered = { ...policy }
-  for (const name of LIMIT_NAMES) {
-    const quota = quotas[maxKey(name)]
-    if (quota !== undefined) lowered[defaultKey(name)] = Math.min(policy[defaultKey(name)], quota)
+  // Every default under the quota that bounds it: the compile step's default too, which
+  // timeoutMs's quota bounds, so a compiled job that asks for nothing is not refused for it.
+  for (const [field, bound] of LIMIT_BOUNDS) {
+    const quota = quotas[maxKey(bound)]
+    if (quota !== undefined) lowered[defaultKey(field)] = Math.min(policy[defaultKey(field)], quota)
   }
   return lowered
 }

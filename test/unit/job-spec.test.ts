@@ -3,6 +3,7 @@ import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { FastifyRouteSchemaDef } from 'fastify/types/schema.js'
 import type { TSchema } from 'typebox'
 import { loadConfig } from '../../core/config.js'
+import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
 import { AirlockError } from '../../core/errors.js'
 import {
   filePathProblem,
@@ -389,5 +390,29 @@ t.test('test cases: normalized, counted and bounded; a compile time limit only f
   t.equal(
     tooLong,
     `2 test cases of 150000 ms and a compile of 60000 ms add up to 360000 ms; this server's maximum for one job is ${policy.maxTimeoutMs} ms: lower limits.timeoutMs or send fewer cases`,
+  )
+})
+
+t.test("a tenant's quotas lower the defaults they bound, the compile step's included", async (t) => {
+  const quotas = { maxTimeoutMs: 10_000, maxMemoryMb: 128 }
+  const tenantPolicy = tenantLimitsPolicy(policy, quotas)
+  const asked = resolveJobSpec({ runtime: 'cpp', source: 'int main(){}' }, tenantPolicy).limits
+  t.equal(asked.timeoutMs, Math.min(policy.defaultTimeoutMs, 10_000))
+  t.equal(asked.memoryMb, 128)
+  t.equal(asked.compileTimeoutMs, 10_000, 'the compile default is cut to the timeoutMs quota')
+  t.same(jobLimitsOverQuota(asked, quotas), [], 'a compiled job that asks for nothing fits its quota')
+  const over = resolveJobSpec(
+    { runtime: 'cpp', source: 'int main(){}', limits: { compileTimeoutMs: 20_000 } },
+    tenantPolicy,
+  ).limits
+  t.same(
+    jobLimitsOverQuota(over, quotas).map((d) => d.path),
+    ['/limits/compileTimeoutMs'],
+    'one that asks for more than the quota is still refused for it',
+  )
+  t.equal(
+    resolveJobSpec({ runtime: 'cpp', source: 'x' }, tenantLimitsPolicy(policy, {})).limits.compileTimeoutMs,
+    policy.defaultCompileTimeoutMs,
+    'no quota: the server default',
   )
 })
