@@ -83,7 +83,7 @@ export function renderTable(report: BenchReport): string {
     'times in ms; START = accepted to program start; RUN = program start to end; E2E = submit to result at the client;',
   )
   lines.push(
-    'DIRECT = the same job run by the executor on this machine without API or queue, cold; SVC + = E2E p50 - DIRECT p50',
+    'DIRECT = the same job run by the executor on this machine without API or queue, cold, as many at once as E2E (-c); SVC + = E2E p50 - DIRECT p50',
   )
   lines.push("EXIT>RESULT = the program's end to its result stored (the job's timings.exitToResultMs)")
   lines.push(
@@ -194,7 +194,7 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4
         '</td><td>' + fmt(r.directMs && r.directMs.p50) + '</td><td>' + fmt(r.serviceOverheadMs) + '</td><td>' + fmt(r.exitToResultMs && r.exitToResultMs.p50) + '</td></tr>';
     });
   });
-  document.getElementById('tables').innerHTML = t + '</table><p class="muted">ms. start: accepted to program start; run: program start to end; e2e: submit to result at the client; direct: the same job run by the executor without API or queue; exit to result: from the end of the program to its result stored.</p>';
+  document.getElementById('tables').innerHTML = t + '</table><p class="muted">ms. start: accepted to program start; run: program start to end; e2e: submit to result at the client; direct: the same job run by the executor without API or queue, as many at once; exit to result: from the end of the program to its result stored.</p>';
   var ing = '<table><tr><th>route</th><th>req/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>non-2xx</th></tr>';
   report.ingest.forEach(function (i) { ing += '<tr><td>' + i.route + '</td><td>' + i.requestsPerSec.toFixed(0) + '</td><td>' + i.latencyMs.p50 + '</td><td>' + i.latencyMs.p90 + '</td><td>' + i.latencyMs.p99 + '</td><td>' + i.non2xx + '</td></tr>'; });
   document.getElementById('ingest').innerHTML = report.ingest.length ? ing + '</table>' : '<p class="muted">not run</p>';

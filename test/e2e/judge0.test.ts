@@ -331,6 +331,21 @@ t.test('what Judge0 clients get wrong, or Airlock refuses, is a clear 4xx in Jud
     },
     'a batch answers each in its place',
   )
+  const mixed = await judge0('POST', '/submissions/batch', {
+    submissions: [
+      { source_code: 'print(1)', language_id: 999 },
+      { source_code: 'print(2)', language_id: 71 },
+      { language_id: 71 },
+      { source_code: 'print(3)', language_id: 71 },
+    ],
+  })
+  t.equal(mixed.status, 201, 'a batch that took some is created')
+  const answers = mixed.json as unknown as Record<string, unknown>[]
+  t.same(answers[0], { language_id: ["language with id 999 doesn't exist"] })
+  t.same(answers[2], { source_code: ["can't be blank"] })
+  t.match(answers[1], { token: /^job_[0-9a-f]{32}$/ }, 'each taken one has its token in its place')
+  t.match(answers[3], { token: /^job_[0-9a-f]{32}$/ })
+  t.not(answers[1]!.token, answers[3]!.token)
   t.same((await judge0('POST', '/submissions/batch', { submissions: [] })).json, {
     error: 'there should be at least one submission in a batch',
   })

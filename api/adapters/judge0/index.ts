@@ -2,6 +2,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isAirlockError } from '../../../core/errors.js'
 import type { JobView } from '../../../core/job-store.js'
+import type { JobRequest } from '../../../core/job-spec.js'
 import { tenantLimitsPolicy } from '../../../core/quotas.js'
 import { bearerKey, registerAuth } from '../../plugins/auth.js'
 import { ownJob } from '../../routes/v1/jobs/own-job.js'
@@ -150,30 +151,30 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
           error: `number of submissions in a batch should be less than or equal to ${MAX_BATCH}`,
         })
       const base64 = request.query.base64_encoded === true
-      // Each is checked and submitted on its own, as Judge0 saves each: one bad
-      // submission is an error in its place, not a refusal of the others.
-      const answers: ({ token: string } | FieldErrors | { error: string })[] = []
-      for (const item of submissions) {
+      // Each is checked on its own, as Judge0 saves each: one bad submission is an error in
+      // its place, not a refusal of the others. Those that pass go to Redis together.
+      const items = submissions.map((item): JobRequest | Error => {
         try {
-          const body: Judge0Submission = checkSubmission(item)
-          const { id } = await jobService.submit(request.tenant, toJobRequest(body, base64).request, request.log)
-          answers.push({ token: id })
+          return toJobRequest(checkSubmission(item), base64).request
         } catch (err) {
-          // Once one is queued the answer must carry its token, or a retry would run it twice:
-          // a fault of ours on a later one is that one's error.
-          if (
-            answers.some((a) => 'token' in a) &&
-            !(isAirlockError(err) && err.statusCode < 500) &&
-            !(err instanceof Judge0Error)
-          ) {
-            request.log.error({ err }, 'a submission of a batch could not be created')
-            answers.push({
-              error:
-                'this submission could not be created (a fault of the server); the others were: retry only this one',
-            })
-          } else answers.push(batchError(err))
+          return err as Error
         }
-      }
+      })
+      const outcomes = await jobService.submitMany(request.tenant, items, request.log)
+      const taken = outcomes.some((o) => 'id' in o)
+      const answers = outcomes.map((o): { token: string } | FieldErrors | { error: string } => {
+        if ('id' in o) return { token: o.id }
+        const err = o.error
+        // Once one is queued the answer must carry its token, or a retry would run it twice:
+        // a fault of ours on another one is that one's error.
+        if (taken && !(isAirlockError(err) && err.statusCode < 500) && !(err instanceof Judge0Error)) {
+          request.log.error({ err }, 'a submission of a batch could not be created')
+          return {
+            error: 'this submission could not be created (a fault of the server); the others were: retry only this one',
+          }
+        }
+        return batchError(err)
+      })
       return reply.status(answers.some((a) => 'token' in a) ? 201 : 422).send(answers)
     },
   )
