@@ -16,7 +16,6 @@ import {
   checkSubmission,
   SubmissionSchema,
   toJobRequest,
-  type Judge0Submission,
 } from './submission-request.js'
 import { selectFields } from './submission-result.js'
 
