@@ -11,12 +11,7 @@ import { MAX_PATH_PARAM_LENGTH } from '../../schemas.js'
 import { findLanguage, JUDGE0_VERSION, languageDetail, LANGUAGES, runtimeVersions, STATUSES } from './catalog.js'
 import { attributeErrors, Judge0Error, registerJudge0Errors, type FieldErrors } from './errors.js'
 import { submissionJson, submissionsJson, type SubmissionJsonOptions } from './submission-json.js'
-import {
-  ATTRIBUTE_DESCRIPTIONS,
-  checkSubmission,
-  SubmissionSchema,
-  toJobRequest,
-} from './submission-request.js'
+import { ATTRIBUTE_DESCRIPTIONS, checkSubmission, SubmissionSchema, toJobRequest } from './submission-request.js'
 import { selectFields } from './submission-result.js'
 
 /**
