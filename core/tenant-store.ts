@@ -306,7 +306,7 @@ export interface Submission {
   resetsInMs: number
 }
 
-/** How many of `n` submissions fit under `perSecond` after those earlier in the second. */
-export function submissionsAllowed(submission: Submission, perSecond: number, n: number): number {
-  return Math.max(0, Math.min(n, perSecond - submission.earlier))
+/** Whether the submission at `place` (0-based) of this one's counted ones fits under `perSecond`, after those earlier in the second. */
+export function withinRate(submission: Submission, perSecond: number, place: number): boolean {
+  return submission.earlier + place < perSecond
 }

@@ -16,7 +16,7 @@ import {
 import { isFinalStatus } from '../../core/job-lifecycle/transitions.js'
 import type { Metrics } from '../../core/metrics.js'
 import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
-import { submissionsAllowed, type Quotas, type TenantStore } from '../../core/tenant-store.js'
+import { withinRate, type Quotas, type TenantStore } from '../../core/tenant-store.js'
 import { defineJobScripts } from '../../core/job-lifecycle/scripts.js'
 import type { WorkerRegistry } from '../../core/worker-registry.js'
 import type { JobWaiter } from './job-waiter.js'
@@ -154,11 +154,17 @@ export class JobService {
     }
     const perSecond = quotas.submitsPerSecond ?? config.defaultSubmitsPerSecond
     if (perSecond > 0) {
-      const allowed = submissionsAllowed(submission, perSecond, ready.length)
-      if (allowed < ready.length) {
+      // As if each had come on its own, one after another: every well-formed job takes its
+      // place in the second's count, a job its checks refused too, so a job's answer does
+      // not depend on which others it was sent or gathered with.
+      const places = new Map(
+        items.flatMap((item, i) => (item instanceof Error ? [] : [i])).map((i, place) => [i, place]),
+      )
+      const over = ready.filter((i) => !withinRate(submission, perSecond, places.get(i)!))
+      if (over.length > 0) {
         const message = `more than ${perSecond} submissions per second for this tenant; retry after ${submission.resetsInMs} ms`
         refuse(
-          ready.slice(allowed),
+          over,
           new AirlockError(
             'AIRLOCK_ERR_QUOTA_RATE',
             message,
@@ -166,7 +172,7 @@ export class JobService {
             Math.max(1, Math.ceil(submission.resetsInMs / 1000)),
           ),
         )
-        ready = ready.slice(0, allowed)
+        ready = ready.filter((i) => !over.includes(i))
         if (ready.length === 0) return out
       }
     }
