@@ -1,10 +1,12 @@
 import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { createLogger } from '../../core/logger.js'
 import type { JobRequest } from '../../sdk/src/index.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
 import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
+import { rawRunscRun } from './raw-runsc.js'
 import type { DirectRunner, Isolation } from './run-bench.js'
 
 /**
@@ -31,11 +33,15 @@ export async function directRunner(): Promise<
   const report = await executor.checkIsolation()
   if (!report.ok) return { unavailable: report.reason ?? 'isolation check failed' }
   let n = 0
+  // The platform the executor found working here (auto: the first that runs).
+  const platform = /platform (\w+)/.exec(report.detail)?.[1] ?? config.runscPlatform
+  const resolve = (request: JobRequest, isolation: Isolation) =>
+    // The SDK's request type and the server's are one schema; only optionality of env values differs.
+    resolveJobSpec({ ...request, isolation } as Parameters<typeof resolveJobSpec>[0], config)
   return {
     runner: {
       async run(request: JobRequest, isolation: Isolation) {
-        // The SDK's request type and the server's are one schema; only optionality of env values differs.
-        const spec = resolveJobSpec({ ...request, isolation } as Parameters<typeof resolveJobSpec>[0], config)
+        const spec = resolve(request, isolation)
         const t0 = performance.now()
         const jobId = `bench_${process.pid}_${n++}`
         const outcome = await executor.run({ jobId, tenant: 'bench', spec, signal: new AbortController().signal })
@@ -44,6 +50,15 @@ export async function directRunner(): Promise<
         await executor.forget?.(jobId)
         return outcome.status === 'succeeded' ? ms : null
       },
+      raw: kubernetes
+        ? undefined
+        : (request: JobRequest) =>
+            rawRunscRun(resolve(request, 'gvisor'), {
+              runscPath: config.runscPath,
+              platform,
+              imagesDir: config.imagesDir,
+              dir: join(config.stateDir, 'raw'),
+            }),
     },
     async close() {
       await executor.close()

@@ -32,6 +32,8 @@ export function renderTable(report: BenchReport): string {
       'JOBS/S',
       'DIRECT p50',
       'SVC +',
+      'RAW p50',
+      'E2E/RAW (WARM, COLD)',
       'WARM',
       'E2E p50 WARM',
       'E2E p50 COLD',
@@ -42,7 +44,7 @@ export function renderTable(report: BenchReport): string {
   ]
   for (const w of report.workloads) {
     if (w.skipped) {
-      rows.push([w.name, '-', '-', ...Array.from({ length: 15 }, () => ''), `skipped: ${w.skipped}`])
+      rows.push([w.name, '-', '-', ...Array.from({ length: 17 }, () => ''), `skipped: ${w.skipped}`])
       continue
     }
     for (const [name, r] of [
@@ -68,6 +70,10 @@ export function renderTable(report: BenchReport): string {
         r.throughputJobsPerS === null ? '-' : r.throughputJobsPerS.toFixed(2),
         ms(r.directMs?.p50),
         ms(r.serviceOverheadMs),
+        ms(r.rawMs?.p50),
+        r.endToEndOverRaw === null
+          ? '-'
+          : `${x(r.endToEndOverRaw)} (${x(r.byStart.warm.overRaw)}, ${x(r.byStart.cold.overRaw)})`,
         `${r.byStart.warm.jobs}/${r.byStart.warm.jobs + r.byStart.cold.jobs}`,
         ms(r.byStart.warm.endToEndMs?.p50),
         ms(r.byStart.cold.endToEndMs?.p50),
@@ -84,6 +90,9 @@ export function renderTable(report: BenchReport): string {
   )
   lines.push(
     'DIRECT = the same job run by the executor on this machine without API or queue, cold, as many at once as E2E (-c); SVC + = E2E p50 - DIRECT p50',
+  )
+  lines.push(
+    "RAW = a raw `runsc run` of the same program in the same image (runsc spec's bundle, none of Airlock's sandbox), run beside DIRECT; E2E/RAW = E2E p50 / RAW p50, all jobs and warm and cold apart",
   )
   lines.push("EXIT>RESULT = the program's end to its result stored (the job's timings.exitToResultMs)")
   lines.push(
@@ -183,18 +192,18 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4
     el('text', { x: 840, y: 84, 'font-size': 10, fill: '#777', 'text-anchor': 'end' }, s, fmt(max) + ' ms');
   });
 
-  var t = '<table><tr><th>workload</th><th>runtime</th><th>start p50</th><th>run p50</th><th>run p90</th><th>e2e p50</th><th>e2e p90</th><th>e2e p99</th><th>e2e max</th><th>jobs/s</th><th>direct p50</th><th>service +</th><th>exit to result p50</th></tr>';
+  var t = '<table><tr><th>workload</th><th>runtime</th><th>start p50</th><th>run p50</th><th>run p90</th><th>e2e p50</th><th>e2e p90</th><th>e2e p99</th><th>e2e max</th><th>jobs/s</th><th>direct p50</th><th>service +</th><th>raw runsc p50</th><th>e2e / raw</th><th>exit to result p50</th></tr>';
   report.workloads.forEach(function (wl) {
-    if (wl.skipped) { t += '<tr><td>' + wl.name + '</td><td colspan="12" class="muted">skipped: ' + wl.skipped.replace(/</g, '&lt;') + '</td></tr>'; return; }
+    if (wl.skipped) { t += '<tr><td>' + wl.name + '</td><td colspan="14" class="muted">skipped: ' + wl.skipped.replace(/</g, '&lt;') + '</td></tr>'; return; }
     ['gvisor', 'runc'].forEach(function (rt) {
       var r = wl[rt];
       t += '<tr><td>' + wl.name + '</td><td>' + rt + '</td><td>' + fmt(r.submitToStartMs && r.submitToStartMs.p50) + '</td><td>' + fmt(r.startToEndMs && r.startToEndMs.p50) +
         '</td><td>' + fmt(r.startToEndMs && r.startToEndMs.p90) + '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.p50) + '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.p90) +
         '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.p99) + '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.max) + '</td><td>' + (r.throughputJobsPerS === null ? '-' : r.throughputJobsPerS.toFixed(2)) +
-        '</td><td>' + fmt(r.directMs && r.directMs.p50) + '</td><td>' + fmt(r.serviceOverheadMs) + '</td><td>' + fmt(r.exitToResultMs && r.exitToResultMs.p50) + '</td></tr>';
+        '</td><td>' + fmt(r.directMs && r.directMs.p50) + '</td><td>' + fmt(r.serviceOverheadMs) + '</td><td>' + fmt(r.rawMs && r.rawMs.p50) + '</td><td>' + (r.endToEndOverRaw === null || r.endToEndOverRaw === undefined ? '-' : r.endToEndOverRaw.toFixed(2) + 'x') + '</td><td>' + fmt(r.exitToResultMs && r.exitToResultMs.p50) + '</td></tr>';
     });
   });
-  document.getElementById('tables').innerHTML = t + '</table><p class="muted">ms. start: accepted to program start; run: program start to end; e2e: submit to result at the client; direct: the same job run by the executor without API or queue, as many at once; exit to result: from the end of the program to its result stored.</p>';
+  document.getElementById('tables').innerHTML = t + '</table><p class="muted">ms. start: accepted to program start; run: program start to end; e2e: submit to result at the client; direct: the same job run by the executor without API or queue, as many at once; raw runsc: a raw runsc run of the same program in the same image, without Airlock&#39;s sandbox; exit to result: from the end of the program to its result stored.</p>';
   var ing = '<table><tr><th>route</th><th>req/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>non-2xx</th></tr>';
   report.ingest.forEach(function (i) { ing += '<tr><td>' + i.route + '</td><td>' + i.requestsPerSec.toFixed(0) + '</td><td>' + i.latencyMs.p50 + '</td><td>' + i.latencyMs.p90 + '</td><td>' + i.latencyMs.p99 + '</td><td>' + i.non2xx + '</td></tr>'; });
   document.getElementById('ingest').innerHTML = report.ingest.length ? ing + '</table>' : '<p class="muted">not run</p>';

@@ -26,6 +26,8 @@ export interface StartResult {
   jobs: number
   submitToStartMs: Summary | null
   endToEndMs: Summary | null
+  /** End-to-end p50 / the raw `runsc run` p50 (gVisor, where measured). */
+  overRaw: number | null
 }
 
 export interface RuntimeResult {
@@ -42,6 +44,14 @@ export interface RuntimeResult {
   directMs: Summary | null
   /** End-to-end p50 minus direct p50: what the service adds. */
   serviceOverheadMs: number | null
+  /**
+   * A raw `runsc run` of the same program in the same image, by hand (`runsc spec`'s
+   * bundle, none of Airlock's sandbox around it): gVisor's floor. gVisor only; null
+   * where it is not measured (runc, Kubernetes, a compiled runtime, --no-direct).
+   */
+  rawMs: Summary | null
+  /** End-to-end p50 / raw p50. */
+  endToEndOverRaw: number | null
   /** Not measurable through the public API (the sandbox's cgroup is gone when the job ends). */
   memoryOverheadMb: null
   /** The same numbers for warm and for cold starts, side by side. */
@@ -83,6 +93,8 @@ export interface BenchReport {
 export interface DirectRunner {
   /** Wall time of running the job directly in a sandbox (or runc container), ms; null if it did not succeed. */
   run(request: JobRequest, isolation: Isolation): Promise<number | null>
+  /** Wall time of a raw `runsc run` of the job's program (see RuntimeResult.rawMs), ms; null if not measured. */
+  raw?(request: JobRequest): Promise<number | null>
 }
 
 export interface BenchOptions {
@@ -115,12 +127,16 @@ export function interleave(n: number): Isolation[] {
   return Array.from({ length: 2 * n }, (_, i) => (Math.floor((i + 1) / 2) % 2 === 0 ? 'gvisor' : 'runc'))
 }
 
-function startResult(samples: Samples, start: 'warm' | 'cold'): StartResult {
+const over = (a: Summary | null, b: Summary | null) => (a && b ? a.p50 / b.p50 : null)
+
+function startResult(samples: Samples, start: 'warm' | 'cold', raw: Summary | null): StartResult {
   const of = (values: number[]) => values.filter((_, i) => (samples.starts[i] ?? 'cold') === start)
+  const endToEndMs = summarize(of(samples.endToEndMs))
   return {
     jobs: of(samples.endToEndMs).length,
     submitToStartMs: summarize(of(samples.submitToStartMs)),
-    endToEndMs: summarize(of(samples.endToEndMs)),
+    endToEndMs,
+    overRaw: over(endToEndMs, raw),
   }
 }
 
@@ -129,10 +145,12 @@ function runtimeResult(
   statuses: Record<string, number>,
   concurrency: number,
   direct: number[],
+  raw: number[] = [],
 ): RuntimeResult {
   const e2e = summarize(samples.endToEndMs)
   const busy = samples.endToEndMs.reduce((a, b) => a + b, 0) / concurrency
   const d = summarize(direct)
+  const rawMs = summarize(raw)
   return {
     samples,
     submitToStartMs: summarize(samples.submitToStartMs),
@@ -143,8 +161,10 @@ function runtimeResult(
     statuses,
     directMs: d,
     serviceOverheadMs: e2e && d ? e2e.p50 - d.p50 : null,
+    rawMs,
+    endToEndOverRaw: over(e2e, rawMs),
     memoryOverheadMb: null,
-    byStart: { warm: startResult(samples, 'warm'), cold: startResult(samples, 'cold') },
+    byStart: { warm: startResult(samples, 'warm', rawMs), cold: startResult(samples, 'cold', rawMs) },
   }
 }
 
@@ -219,20 +239,30 @@ export async function runBench(client: Airlock, options: BenchOptions): Promise<
       options.concurrency,
     )
     const direct: Record<Isolation, number[]> = { gvisor: [], runc: [] }
+    const raw: number[] = []
     if (options.direct) {
       const runner = options.direct
+      // Each direct gVisor run is followed by a raw one, so the machine's drift hits both alike.
+      const runs = interleave(Math.ceil(perRuntime / 2)).flatMap((isolation) =>
+        isolation === 'gvisor' && runner.raw ? [isolation, 'raw' as const] : [isolation],
+      )
       // As many at once as the jobs through the service: two jobs sharing the cores are
       // slower each, and a baseline run one at a time would count that as the service's.
       await pool(
-        interleave(Math.ceil(perRuntime / 2)).map((isolation) => async () => {
-          const ms = await runner.run(w.request, isolation)
-          if (ms !== null) direct[isolation].push(ms)
-          tick(`${w.name} ${isolation} direct`)
+        runs.map((kind) => async () => {
+          if (kind === 'raw') {
+            const ms = await runner.raw!(w.request)
+            if (ms !== null) raw.push(ms)
+            return
+          }
+          const ms = await runner.run(w.request, kind)
+          if (ms !== null) direct[kind].push(ms)
+          tick(`${w.name} ${kind} direct`)
         }),
         options.concurrency,
       )
     }
-    const g = runtimeResult(samples.gvisor, statuses.gvisor, options.concurrency, direct.gvisor)
+    const g = runtimeResult(samples.gvisor, statuses.gvisor, options.concurrency, direct.gvisor, raw)
     const r = runtimeResult(samples.runc, statuses.runc, options.concurrency, direct.runc)
     workloads.push({
       name: w.name,

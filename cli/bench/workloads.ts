@@ -17,6 +17,12 @@ const limits = { timeoutMs: 60_000, memoryMb: 512 }
 /** The built-in set. Sizes keep a gVisor run on the ptrace platform within seconds. */
 export const BUILTIN_WORKLOADS: readonly Workload[] = [
   {
+    name: 'trivial',
+    stresses:
+      'a trivial job as a caller sends it (`true`, default limits: the warm pool takes it when it has a sandbox)',
+    request: { runtime: 'bash', source: 'true' },
+  },
+  {
     name: 'startup-bash',
     stresses: 'sandbox start-up only (`true`)',
     request: { runtime: 'bash', source: 'true', limits },

@@ -66,6 +66,7 @@ t.test('airlock bench --quick writes a table, a JSON report with sane numbers, a
     /WORKLOAD +RUNTIME[\s\S]*WARM +E2E p50 WARM +E2E p50 COLD[\s\S]*startup-bash +gvisor[\s\S]*startup-bash +runc/,
     'a table in the terminal, warm and cold starts side by side',
   )
+  t.match(stdout, /RAW p50 +E2E\/RAW \(WARM, COLD\)/, 'a raw runsc run beside each gVisor row')
   t.match(stderr, /\[#+\.*\] \d+\/\d+/, 'a progress bar')
 
   const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as BenchReport
@@ -131,6 +132,17 @@ t.test('airlock bench --quick writes a table, a JSON report with sane numbers, a
       }
     }
     t.equal(w.runc!.byStart.warm.jobs, 0, `${w.name}: runc comparison jobs always start cold`)
+    // gVisor's floor: a raw `runsc run` of the same program beside the direct runs (interpreted runtimes).
+    const g = w.gvisor!
+    t.ok(g.rawMs && g.rawMs.n > 0 && g.rawMs.p50 > 0, `${w.name}: a raw runsc run was measured`)
+    t.equal(g.endToEndOverRaw, g.endToEndMs!.p50 / g.rawMs!.p50, `${w.name}: E2E/RAW is end-to-end p50 over raw p50`)
+    for (const start of ['warm', 'cold'] as const)
+      t.equal(
+        g.byStart[start].overRaw,
+        g.byStart[start].endToEndMs ? g.byStart[start].endToEndMs!.p50 / g.rawMs!.p50 : null,
+        `${w.name}: ${start} jobs over raw on their own`,
+      )
+    t.equal(w.runc!.rawMs, null, `${w.name}: no raw run beside runc`)
     const recomputed = ratio(w.gvisor!.samples.startToEndMs, w.runc!.samples.startToEndMs)
     t.same(w.ratios.startToEnd, recomputed, `${w.name}: the ratio comes from the measured values`)
     if (w.runc!.startToEndMs!.p50 > 0)
