@@ -304,8 +304,10 @@ function checkEnv(env: Record<string, string>): Record<string, string> {
 }
 
 /**
- * Turns a schema-valid request into a JobSpec, or throws an AirlockError (4xx) that
- * says what is wrong. Pure: no I/O, so every rule here is tested directly.
+ * Turns a request into a JobSpec, or throws an AirlockError (4xx) that says what is
+ * wrong. Every entry point's request comes through here, an adapter's built without the
+ * route's schema too, so the bounds on what a job carries (files, args, env, stdin, test
+ * cases) are held here as well. Pure: no I/O, so every rule here is tested directly.
  */
 export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSpec {
   const runtime = findRuntime(request.runtime)
@@ -318,6 +320,12 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
   let files: JobFile[]
   if (request.source !== undefined) {
     files = [{ path: runtime.defaultEntrypoint, content: request.source }]
+  } else if (request.files !== undefined && request.files.length > MAX_FILES) {
+    throw new AirlockError(
+      'AIRLOCK_ERR_INVALID_FILE',
+      `${request.files.length} files; at most ${MAX_FILES} are allowed`,
+      [{ path: '/files', message: 'too many' }],
+    )
   } else if (request.files !== undefined && request.files.length > 0) {
     files = request.files
   } else {
@@ -387,6 +395,7 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
 
   const env = checkEnv(request.env ?? {})
   const args = checkArgs(request.args ?? [], '/args')
+  const stdin = checkStdin(request.stdin ?? '')
 
   const tests = request.tests === undefined ? undefined : checkTests(request.tests, policy.maxTestCases)
   const limits = resolveLimits(request.limits, policy, runtime.compile !== undefined)
@@ -405,7 +414,7 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
     files,
     entrypoint,
     args,
-    stdin: request.stdin ?? '',
+    stdin,
     env,
     limits,
     isolation: request.isolation ?? 'gvisor',
@@ -417,6 +426,21 @@ export function resolveJobSpec(request: JobRequest, policy: LimitsPolicy): JobSp
 export function stepsTooLong(cases: number, limits: Limits, total: number, max: number, whose: string): string {
   const compile = limits.compileTimeoutMs === undefined ? '' : ` and a compile of ${limits.compileTimeoutMs} ms`
   return `${cases} test cases of ${limits.timeoutMs} ms${compile} add up to ${total} ms; ${whose} maximum for one job is ${max} ms: lower limits.timeoutMs or send fewer cases`
+}
+
+/**
+ * The job's stdin, held to the schema's bound here too: an adapter (Judge0) builds its
+ * request without the route's schema, and every entry point comes through this check.
+ */
+function checkStdin(stdin: unknown): string {
+  // Code points never outnumber UTF-16 units: only a long string needs counting.
+  if (typeof stdin !== 'string' || (stdin.length > MAX_TOTAL_FILE_BYTES && characters(stdin) > MAX_TOTAL_FILE_BYTES))
+    throw new AirlockError(
+      'AIRLOCK_ERR_VALIDATION',
+      `stdin must be a string of at most ${MAX_TOTAL_FILE_BYTES} characters`,
+      [{ path: '/stdin', message: `must be a string of at most ${MAX_TOTAL_FILE_BYTES} characters` }],
+    )
+  return stdin
 }
 
 /** Arguments of the job or of a case: strings of bounded length without NUL bytes. */

@@ -1,5 +1,7 @@
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { FastifySchemaCompiler } from 'fastify'
+import type { TSchema } from 'typebox'
+import { BoundedValidator } from './bounded-validator.js'
 
 /** How a query string or path parameter must be written to be read as a number or a boolean. */
 const WRITTEN = {
@@ -16,11 +18,18 @@ interface PartSchema {
  * The routes' validator: TypeBox's, which reads a query string or path parameter as
  * the number or boolean its schema says by converting what it can (`?limit=true`
  * became 1, `1e2` 100), first held to plain decimal digits and `true`/`false`, so a
- * value is taken only as it was meant. Bodies are JSON and checked as they are.
+ * value is taken only as it was meant. Bodies are JSON and checked as they are, and
+ * checked at a cost their schema bounds (BoundedValidator).
  */
 export const strictValidatorCompiler: FastifySchemaCompiler<unknown> = (route) => {
+  if (route.httpPart === 'body') {
+    const validator = new BoundedValidator(route.schema as TSchema)
+    return (value: unknown) => {
+      const problems = validator.problems(value)
+      return problems ? { error: problems as never } : { value }
+    }
+  }
   const check = TypeBoxValidatorCompiler(route as Parameters<typeof TypeBoxValidatorCompiler>[0])
-  if (route.httpPart === 'body') return check
   const properties = (route.schema as PartSchema).properties ?? {}
   const typed = Object.entries(properties).flatMap(([name, s]) =>
     typeof s.type === 'string' && s.type in WRITTEN ? [[name, WRITTEN[s.type as keyof typeof WRITTEN]] as const] : [],

@@ -19,12 +19,28 @@ import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
 import { withinRate, type Quotas, type TenantStore } from '../../core/tenant-store.js'
 import { defineJobScripts } from '../../core/job-lifecycle/scripts.js'
 import type { WorkerRegistry } from '../../core/worker-registry.js'
+import { toErrorResponse } from '../plugins/error-handler.js'
 import type { JobWaiter } from './job-waiter.js'
 
 type BullTransaction = Parameters<Queue['backend']['addJobToTransaction']>[0]
 
 /** One job of a submission: accepted (its id and resolved spec), or refused. */
 export type SubmitOutcome = { id: string; spec: JobSpec } | { error: Error }
+
+/**
+ * The error a batch answers whole, as a single submit would, so that it is retried whole:
+ * when nothing of it was taken and every job was refused for a reason that passes (the
+ * rate, the queue, the store, no worker; a fault of ours first). Undefined otherwise: the
+ * batch answers each job in its place.
+ */
+export function wholeBatchRefusal(outcomes: readonly SubmitOutcome[]): Error | undefined {
+  const errors = outcomes.flatMap((o) =>
+    'error' in o ? [{ error: o.error, status: toErrorResponse(o.error).status }] : [],
+  )
+  if (errors.length === outcomes.length && errors.every((e) => e.status === 429 || e.status >= 500))
+    return (errors.find((e) => e.status >= 500) ?? errors[0]!).error
+  return undefined
+}
 
 /** A single submission waiting to go to Redis with the others of its turn. */
 interface Gathered {

@@ -2,7 +2,7 @@ import t from 'tap'
 import type { Redis } from 'ioredis'
 import type { AirlockError } from '../../core/errors.js'
 import type { JobRequest } from '../../core/job-spec.js'
-import { build } from '../helper.js'
+import { build, TENANTS } from '../helper.js'
 
 // POST /v1/jobs/batch against the real Redis and queue: each job accepted or refused on
 // its own, with the code a single POST /v1/jobs gives it.
@@ -233,3 +233,72 @@ t.test(
     t.equal(single.statusCode, 202, 'a submit over HTTP goes the same way')
   },
 )
+
+t.test('what is wrong with a job is listed at a cost its size cannot drive up', async (t) => {
+  const huge = { runtime: 'python', source: 'x', args: Array(200_000).fill(0) }
+  const one = await h.request('POST', '/v1/jobs', huge)
+  t.equal(one.statusCode, 400)
+  t.match(one.json(), {
+    code: 'AIRLOCK_ERR_VALIDATION',
+    details: [{ path: '/', message: /has more than the \d+ elements any valid value can have/ }],
+  })
+  t.equal(one.json().details.length, 1, 'one problem at its root, not one per element')
+  const few = await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'x', args: Array(50).fill(0) })
+  t.equal(few.statusCode, 400)
+  t.ok(few.json().details.length > 1, 'a value of a size the schema allows has its problems listed')
+  t.match(few.json().details[0], { path: '/args/0', message: 'must be string' })
+
+  const batch = await h.request('POST', '/v1/jobs/batch', {
+    jobs: [huge, { runtime: 'python', source: 'x', args: [0] }, { runtime: 'bash', source: 'true' }],
+  })
+  t.equal(batch.statusCode, 200)
+  const items = batch.json<{ items: Item[] }>().items
+  t.match(items[0], { error: { code: 'AIRLOCK_ERR_VALIDATION', details: [{ path: '/', message: /more than the/ }] } })
+  t.match(items[1], { error: { code: 'AIRLOCK_ERR_VALIDATION', details: [{ path: '/args/0' }] } }, 'the next is listed')
+  t.equal(items[2]!.status, 'queued')
+
+  // Judge0's attributes: one refusal per extra attribute, were they all listed.
+  const extra = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`a${i}`, 1]))
+  const judge0 = await call(
+    'POST',
+    '/judge0/submissions',
+    { source_code: 'x', language_id: 71, ...extra },
+    TENANTS.alice,
+  )
+  t.equal(judge0.statusCode, 422)
+  t.ok(Object.keys(judge0.json()).length <= 20, `a few attribute errors, not 100,000 (${judge0.body.slice(0, 200)})`)
+})
+
+t.test("Judge0's batch refuses as the rest of the API does", async (t) => {
+  const tooMany = await call(
+    'POST',
+    '/judge0/submissions/batch',
+    { submissions: Array(9).fill({ source_code: 'echo', language_id: 46 }) },
+    TENANTS.alice,
+  )
+  t.equal(tooMany.statusCode, 400, "AIRLOCK_MAX_BATCH_JOBS (8 here) bounds Judge0's batch of 20 too")
+  t.match(tooMany.json().error, /less than or equal to 8/)
+
+  const rated = await tenantWithKey('judy', { submitsPerSecond: 3 })
+  const two = { submissions: Array(2).fill({ source_code: 'echo', language_id: 46 }) }
+  await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000)))
+  const first = await call(
+    'POST',
+    '/v1/jobs/batch',
+    { jobs: Array(3).fill({ runtime: 'bash', source: 'true' }) },
+    rated,
+  )
+  t.equal(first.json().accepted, 3)
+  const none = await call('POST', '/judge0/submissions/batch', two, rated)
+  t.equal(none.statusCode, 429, 'a batch none of whose submissions may go yet is a 429, to be retried whole')
+  t.equal(none.json().code, 'AIRLOCK_ERR_QUOTA_RATE')
+  t.ok(Number(none.headers['retry-after']) >= 1, 'with Retry-After')
+  const mixed = await call(
+    'POST',
+    '/judge0/submissions/batch',
+    { submissions: [{ source_code: 'echo', language_id: 999 }, two.submissions[0]] },
+    rated,
+  )
+  t.equal(mixed.statusCode, 422)
+  t.match(mixed.json(), [{ language_id: [/999/] }, { error: /submissions per second/, code: 'AIRLOCK_ERR_QUOTA_RATE' }])
+})

@@ -306,6 +306,9 @@ t.test('what Judge0 clients get wrong, or Airlock refuses, is a clear 4xx in Jud
   t.same((await submit({ command_line_arguments: "'open" })).json, {
     command_line_arguments: ['has a quote that is not closed'],
   })
+  const bigStdin = await submit({ stdin: 'x'.repeat(1024 * 1024 + 1) })
+  t.equal(bigStdin.status, 422, 'stdin past the bound POST /v1/jobs holds it to')
+  t.match(bigStdin.json.stdin, [/at most 1048576 characters/])
   const tooLong = await submit({ wall_time_limit: 100000 })
   t.equal(tooLong.status, 422, "above the server's maximum")
   t.match(tooLong.json.wall_time_limit, [/maximum/])

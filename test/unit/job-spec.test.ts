@@ -416,3 +416,18 @@ t.test("a tenant's quotas lower the defaults they bound, the compile step's incl
     'no quota: the server default',
   )
 })
+
+t.test("a request built without the route's schema (an adapter's) is held to its bounds here too", async (t) => {
+  const max = 1024 * 1024
+  t.equal(codeOf({ runtime: 'python', source: 'x', stdin: 'a'.repeat(max) }), undefined, 'stdin at its bound')
+  t.equal(codeOf({ runtime: 'python', source: 'x', stdin: 'a'.repeat(max + 1) }), 'AIRLOCK_ERR_VALIDATION', 'past it')
+  t.equal(codeOf({ runtime: 'python', source: 'x', stdin: '😀'.repeat(max) }), undefined, 'counted in characters')
+  t.equal(
+    codeOf({ runtime: 'python', source: 'x', stdin: 42 as unknown as string }),
+    'AIRLOCK_ERR_VALIDATION',
+    'stdin that is not a string',
+  )
+  const files = Array.from({ length: 101 }, (_, i) => ({ path: `f${i}.py`, content: '' }))
+  t.equal(codeOf({ runtime: 'python', files, entrypoint: 'f0.py' }), 'AIRLOCK_ERR_INVALID_FILE', '101 files')
+  t.equal(codeOf({ runtime: 'python', files: files.slice(0, 100), entrypoint: 'f0.py' }), undefined, '100 files')
+})

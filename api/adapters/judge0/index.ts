@@ -6,7 +6,8 @@ import type { JobRequest } from '../../../core/job-spec.js'
 import { tenantLimitsPolicy } from '../../../core/quotas.js'
 import { bearerKey, registerAuth } from '../../plugins/auth.js'
 import { ownJob } from '../../routes/v1/jobs/own-job.js'
-import { callerGone } from '../../services/job-service.js'
+import { ErrorBudget } from '../../plugins/bounded-validator.js'
+import { callerGone, wholeBatchRefusal } from '../../services/job-service.js'
 import { MAX_PATH_PARAM_LENGTH } from '../../schemas.js'
 import { findLanguage, JUDGE0_VERSION, languageDetail, LANGUAGES, runtimeVersions, STATUSES } from './catalog.js'
 import { attributeErrors, Judge0Error, registerJudge0Errors, type FieldErrors } from './errors.js'
@@ -54,6 +55,8 @@ function judge0Key(request: FastifyRequest): string | undefined {
 
 const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
   const { config, jobService, store, outputWriter, registry, tenants, metrics, streamTokens } = app.services
+  // Judge0's bound, or this server's for every batch route if it is lower.
+  const maxBatch = Math.min(MAX_BATCH, config.maxBatchJobs)
   // Every route here, /about and /languages too, needs a key: nothing is served to
   // anonymous callers, and a Judge0 client sends its token on every request anyway.
   registerAuth(app as unknown as FastifyInstance, {
@@ -87,11 +90,14 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
     return outputWriter.send(reply, status, JSON_TYPE, parts)
   }
 
-  /** A 4xx of the job service for one submission, as Judge0 would say it in a batch (a 5xx is thrown on). */
-  function batchError(err: unknown): FieldErrors | { error: string } {
+  /**
+   * A 4xx of the job service for one submission, as Judge0 would say it in a batch, with
+   * Airlock's code beside it as a single submit's error has (a 5xx is thrown on).
+   */
+  function batchError(err: unknown): FieldErrors | { error: string; code?: string } {
     if (err instanceof Judge0Error) return err.body
     if (isAirlockError(err) && err.statusCode < 500) {
-      return err.statusCode === 400 ? attributeErrors(err.details, err.message) : { error: err.message }
+      return err.statusCode === 400 ? attributeErrors(err.details, err.message) : { error: err.message, code: err.code }
     }
     throw err
   }
@@ -131,7 +137,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
         ...hidden,
         querystring: Type.Object({ ...Base64Query }),
         body: Type.Object(
-          { submissions: Type.Array(Type.Unknown(), { description: `At most ${MAX_BATCH} submissions` }) },
+          { submissions: Type.Array(Type.Unknown(), { description: `At most ${maxBatch} submissions` }) },
           { additionalProperties: false },
         ),
       },
@@ -140,21 +146,24 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       const { submissions } = request.body
       if (submissions.length === 0)
         throw new Judge0Error(400, { error: 'there should be at least one submission in a batch' })
-      if (submissions.length > MAX_BATCH)
+      if (submissions.length > maxBatch)
         throw new Judge0Error(400, {
-          error: `number of submissions in a batch should be less than or equal to ${MAX_BATCH}`,
+          error: `number of submissions in a batch should be less than or equal to ${maxBatch}`,
         })
       const base64 = request.query.base64_encoded === true
+      const budget = new ErrorBudget()
       // Each is checked on its own, as Judge0 saves each: one bad submission is an error in
       // its place, not a refusal of the others. Those that pass go to Redis together.
       const items = submissions.map((item): JobRequest | Error => {
         try {
-          return toJobRequest(checkSubmission(item), base64).request
+          return toJobRequest(checkSubmission(item, budget), base64).request
         } catch (err) {
           return err as Error
         }
       })
       const outcomes = await jobService.submitMany(request.tenant, items, request.log)
+      const whole = wholeBatchRefusal(outcomes)
+      if (whole) throw whole
       const taken = outcomes.some((o) => 'id' in o)
       const answers = outcomes.map((o): { token: string } | FieldErrors | { error: string } => {
         if ('id' in o) return { token: o.id }
@@ -396,7 +405,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       redirect_stderr_to_stdout: false,
       max_extract_size: 0,
       enable_batched_submissions: true,
-      max_submission_batch_size: MAX_BATCH,
+      max_submission_batch_size: maxBatch,
       submission_cache_duration: 0,
       use_docs_as_homepage: false,
       allow_enable_network: false,

@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from 'typebox'
-import { Compile } from 'typebox/compile'
 import type { JobRequest } from '../../../core/job-spec.js'
+import { BoundedValidator, type ErrorBudget } from '../../plugins/bounded-validator.js'
 import { findLanguage } from './catalog.js'
 import { Judge0Error, schemaErrors, type FieldErrors } from './errors.js'
 
@@ -58,12 +58,16 @@ export const ATTRIBUTE_DESCRIPTIONS: Record<string, string | undefined> = Object
   ]),
 )
 
-const submissionValidator = Compile(SubmissionSchema)
+const submissionValidator = new BoundedValidator(SubmissionSchema)
 
-/** Checks one submission of a batch against the schema the single route declares. */
-export function checkSubmission(value: unknown): Judge0Submission {
-  if (submissionValidator.Check(value)) return value
-  throw Judge0Error.fields(schemaErrors([...submissionValidator.Errors(value)], ATTRIBUTE_DESCRIPTIONS))
+/**
+ * Checks one submission of a batch against the schema the single route declares; the
+ * batch's submissions share one budget for listing what is wrong with them.
+ */
+export function checkSubmission(value: unknown, budget: ErrorBudget): Judge0Submission {
+  const problems = submissionValidator.problems(value, budget)
+  if (!problems) return value as Judge0Submission
+  throw Judge0Error.fields(schemaErrors(problems, ATTRIBUTE_DESCRIPTIONS))
 }
 
 /** Judge0's base64 (Ruby's encode64 wraps lines; padding may be left off). */

@@ -1,7 +1,7 @@
-import { Compile } from 'typebox/compile'
 import { AirlockError, type ErrorDetail } from '../../../core/errors.js'
 import { JobRequestSchema, type JobFile, type JobRequest } from '../../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../../core/runtimes.js'
+import { BoundedValidator } from '../../plugins/bounded-validator.js'
 import type { LimitField, PistonExecute } from './schemas.js'
 
 /**
@@ -105,7 +105,7 @@ function jobFiles(files: PistonExecute['files'], runtime: RuntimeDefinition): { 
   return { files: jobFiles, entrypoint: jobFiles[entry]!.path }
 }
 
-const jobRequestCheck = Compile(JobRequestSchema)
+const jobRequestCheck = new BoundedValidator(JobRequestSchema)
 
 /**
  * The job a Piston request asks for, on `runtime`; an AirlockError (400) naming the
@@ -124,7 +124,7 @@ export function toJobRequest(body: PistonExecute, runtime: RuntimeDefinition): J
     stdin: stdin.endsWith('\n') ? stdin : `${stdin}\n`,
     ...(limits ? { limits } : {}),
   }
-  const first = jobRequestCheck.Errors(request)[0]
+  const first = jobRequestCheck.problems(request)?.[0]
   if (first) {
     const detail: ErrorDetail = { path: first.instancePath, message: first.message }
     throw new AirlockError('AIRLOCK_ERR_VALIDATION', `${pistonField(first.instancePath)} ${first.message}`, [detail])

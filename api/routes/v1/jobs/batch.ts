@@ -1,8 +1,9 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Compile } from 'typebox/compile'
 import { JobRequestSchema, unknownRuntimeError, type JobRequest } from '../../../../core/job-spec.js'
+import { BoundedValidator, ErrorBudget } from '../../../plugins/bounded-validator.js'
 import { toErrorResponse, validationFailure } from '../../../plugins/error-handler.js'
 import { errorResponses, ErrorResponseSchema } from '../../../schemas.js'
+import { wholeBatchRefusal } from '../../../services/job-service.js'
 
 const BatchItemSchema = Type.Union([
   Type.Object(
@@ -25,13 +26,17 @@ export const JobBatchResultSchema = Type.Object(
   { title: 'JobBatchResult' },
 )
 
-const jobRequest = Compile(JobRequestSchema)
+const jobRequest = new BoundedValidator(JobRequestSchema)
 
-/** A job of a batch as POST /v1/jobs would take it, or the error it would have answered. */
-function checkedRequest(item: unknown): JobRequest | Error {
+/**
+ * A job of a batch as POST /v1/jobs would take it, or the error it would have answered;
+ * the batch's jobs share one budget for listing what is wrong with them.
+ */
+function checkedRequest(item: unknown, budget: ErrorBudget): JobRequest | Error {
   const unknown = unknownRuntimeError(item)
   if (unknown) return unknown
-  return jobRequest.Check(item) ? item : validationFailure([...jobRequest.Errors(item)], 'body')
+  const problems = jobRequest.problems(item, budget)
+  return problems ? validationFailure(problems, 'body') : (item as JobRequest)
 }
 
 /**
@@ -63,14 +68,14 @@ const batchRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { jobs } = request.body
-      const outcomes = await jobService.submitMany(request.tenant, jobs.map(checkedRequest), request.log)
-      // Nothing taken, and every job refused for a reason that passes (the rate, the queue,
-      // the store, no worker): the batch answers as a single submit would, to be retried whole.
-      const errors = outcomes.flatMap((o) =>
-        'error' in o ? [{ error: o.error, status: toErrorResponse(o.error).status }] : [],
+      const budget = new ErrorBudget()
+      const outcomes = await jobService.submitMany(
+        request.tenant,
+        jobs.map((item) => checkedRequest(item, budget)),
+        request.log,
       )
-      if (errors.length === outcomes.length && errors.every((e) => e.status === 429 || e.status >= 500))
-        throw (errors.find((e) => e.status >= 500) ?? errors[0]!).error
+      const whole = wholeBatchRefusal(outcomes)
+      if (whole) throw whole
       const items = outcomes.map((o, index) => {
         if ('id' in o) return { index, id: o.id, status: 'queued' as const }
         const { body, log } = toErrorResponse(o.error)
