@@ -1,10 +1,14 @@
 import { createServer } from 'node:http'
 import { buildApp } from '../api/app.js'
+import { limitConnections } from '../api/plugins/connection-limits.js'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
 import { createLogger } from '../core/logger.js'
 import { Metrics } from '../core/metrics.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
 import { WorkerService } from '../worker/worker-service.js'
+
+/** Connections the metrics listener holds at once (a quarter of them from one address). */
+const METRICS_MAX_CONNECTIONS = 64
 
 /**
  * Entry point. `--role=all` (the default, `npm start`) runs API + worker + local
@@ -60,7 +64,13 @@ async function main(): Promise<void> {
     // Every process serves /metrics on a listener of its own, off the public port (a
     // worker-only process also /healthz and /readyz: ready while it can isolate jobs,
     // so an orchestrator sees a fail-closed worker).
-    const server = createServer((req, res) => {
+    // A client that trickles its headers or its request is timed out as on the API's port.
+    const timeouts = {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs),
+      connectionsCheckingInterval: 1000,
+    }
+    const server = createServer(timeouts, (req, res) => {
       if (req.url === '/metrics') {
         void metrics.registry
           .metrics()
@@ -75,7 +85,17 @@ async function main(): Promise<void> {
       } else {
         res.writeHead(404).end()
       }
-    }).listen(config.metricsPort, config.metricsHost)
+    })
+    // The same process's descriptors: a scraper needs a few connections, never thousands.
+    limitConnections(server, {
+      maxConnections: METRICS_MAX_CONNECTIONS,
+      maxPerAddress: METRICS_MAX_CONNECTIONS / 4,
+      trustProxy: '',
+      log: logger,
+      metrics,
+    })
+    server.keepAliveTimeout = config.keepAliveTimeoutMs
+    server.listen(config.metricsPort, config.metricsHost)
     stops.push(() => new Promise((resolve) => server.close(() => resolve())))
   }
 

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Logger } from 'pino'
@@ -47,6 +47,16 @@ export interface ConnectionLimitOptions {
   metrics: Metrics
 }
 
+/**
+ * Requests one connection may have in the handlers at once. HTTP/1.1 lets a client send
+ * many before reading an answer, and Node hands every one it has read to the handlers
+ * at once: 3,000 pipelined reads of a big job on one socket held 4 GB. The others wait,
+ * in order, unhandled.
+ */
+export const MAX_IN_FLIGHT_PER_CONNECTION = 4
+/** Requests one connection may have waiting behind those; past it the connection is closed. */
+export const MAX_WAITING_PER_CONNECTION = 64
+
 /** The answer to a connection over a cap, written before any of its request is read. */
 function refuse(socket: Socket, message: string): void {
   const body = JSON.stringify({ statusCode: 503, code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS', message })
@@ -80,19 +90,38 @@ export function limitConnections(
   // Decided before the HTTP server sees the socket: a refused connection never gets a
   // parser, so nothing it sends is ever read as a request.
   const emit = server.emit.bind(server) as (event: string | symbol, ...args: unknown[]) => boolean
+  const pipelines = new WeakMap<Socket, Pipeline>()
+  const warn = (fields: Record<string, unknown>, message: string) => {
+    refused++
+    if (Date.now() - lastWarning >= 1000) {
+      log.warn({ ...fields, refused }, message)
+      lastWarning = Date.now()
+      refused = 0
+    }
+  }
   server.emit = ((event: string | symbol, ...args: unknown[]) => {
+    if (event === 'request') {
+      const [req, res] = args as [IncomingMessage, ServerResponse]
+      let pipeline = pipelines.get(req.socket)
+      if (!pipeline) {
+        pipeline = new Pipeline((rq, rs) => emit('request', rq, rs))
+        pipelines.set(req.socket, pipeline)
+        req.socket.once('close', () => pipeline!.close())
+      }
+      if (!pipeline.add(req, res)) {
+        metrics.rejectedRequests.inc({ code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS' })
+        warn({ remoteAddress: req.socket.remoteAddress }, 'connection closed: too many pipelined requests')
+        req.socket.destroy()
+      }
+      return true
+    }
     if (event !== 'connection') return emit(event, ...args)
     const socket = args[0] as Socket
     const address = socket.remoteAddress ?? '?'
     const fromAddress = byAddress.get(address) ?? 0
     if (open >= cap || (fromAddress >= maxPerAddress && !isProxy(address, 0))) {
       metrics.rejectedRequests.inc({ code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS' })
-      refused++
-      if (Date.now() - lastWarning >= 1000) {
-        log.warn({ remoteAddress: address, open, fromAddress, refused }, 'connections refused: over the connection cap')
-        lastWarning = Date.now()
-        refused = 0
-      }
+      warn({ remoteAddress: address, open, fromAddress }, 'connections refused: over the connection cap')
       refuse(
         socket,
         open >= cap
@@ -111,4 +140,45 @@ export function limitConnections(
     })
     return emit(event, ...args)
   }) as typeof server.emit
+}
+
+type Handle = (req: IncomingMessage, res: ServerResponse) => void
+
+/**
+ * One connection's requests: at most MAX_IN_FLIGHT_PER_CONNECTION handled at once, the
+ * rest held in order (their answers go out in order anyway) until one ends.
+ */
+class Pipeline {
+  private inFlight = 0
+  private closed = false
+  private readonly waiting: [IncomingMessage, ServerResponse][] = []
+
+  constructor(private readonly handle: Handle) {}
+
+  /** Takes a request; false when the connection has too many waiting and is to be closed. */
+  add(req: IncomingMessage, res: ServerResponse): boolean {
+    if (this.inFlight < MAX_IN_FLIGHT_PER_CONNECTION) {
+      this.start(req, res)
+      return true
+    }
+    if (this.waiting.length >= MAX_WAITING_PER_CONNECTION) return false
+    this.waiting.push([req, res])
+    return true
+  }
+
+  /** The connection is gone: what waits is never handled. */
+  close(): void {
+    this.closed = true
+    this.waiting.length = 0
+  }
+
+  private start(req: IncomingMessage, res: ServerResponse): void {
+    this.inFlight++
+    res.once('close', () => {
+      this.inFlight--
+      const next = this.waiting.shift()
+      if (next && !this.closed) this.start(...next)
+    })
+    this.handle(req, res)
+  }
 }

@@ -335,8 +335,9 @@ export class JobService {
   async cancel(id: string, tenant: string): Promise<void> {
     const { store, queue, metrics } = this.deps
     // Only a job id is looked up: any other string could name another kind of key.
-    const view = JOB_ID_PATTERN.test(id) ? await store.view(id) : undefined
-    if (!view || view.tenant !== tenant) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
+    // The owner first: another tenant's job costs the same to refuse as an unknown id.
+    const view = JOB_ID_PATTERN.test(id) ? await store.viewForTenant(id, tenant) : undefined
+    if (!view) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
     const result = await store.cancel(id, tenant)
     if (result.kind === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
     if (result.kind === 'finished')

@@ -20,6 +20,11 @@ export function pieceMemoryBytes(chars: number): number {
   return chars * 8
 }
 
+/** What a record's JSON of `chars` characters costs on its way out: the string and the socket's copy. */
+function headMemoryBytes(chars: number): number {
+  return chars * 3
+}
+
 /**
  * Everything the API sends that carries job output (a job, its log, a stream's `end`
  * message) goes out through here: read from Redis a bounded piece at a time, each read
@@ -49,14 +54,26 @@ export class OutputWriter {
     }
   }
 
-  /** The job as JSON (the shape of JobSchema), its stdout and stderr read in pieces. */
+  /**
+   * The job as JSON (the shape of JobSchema), its stdout and stderr read in pieces. The
+   * record itself (test cases' previews, compile output, artifacts: up to a few MB) is
+   * held against the budget too until it has left, and the first hold is the only one
+   * that may give up: a busy budget is a 503 before anything is sent, never a body cut
+   * short after the record.
+   */
   async *jobJson(view: JobView): AsyncGenerator<string> {
+    const take = this.take(view.tenant)
     const head = JSON.stringify(view.job)
-    yield `${head.slice(0, -1)},"stdout":"`
-    for await (const piece of this.output.pieces(view.id, view.output, 'stdout', this.take(view.tenant)))
+    const hold = await take(headMemoryBytes(head.length))
+    try {
+      yield `${head.slice(0, -1)},"stdout":"`
+    } finally {
+      hold.release()
+    }
+    for await (const piece of this.output.pieces(view.id, view.output, 'stdout', take))
       yield JSON.stringify(piece).slice(1, -1)
     yield '","stderr":"'
-    for await (const piece of this.output.pieces(view.id, view.output, 'stderr', this.take(view.tenant)))
+    for await (const piece of this.output.pieces(view.id, view.output, 'stderr', take))
       yield JSON.stringify(piece).slice(1, -1)
     yield '"}'
   }

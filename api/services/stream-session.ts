@@ -59,8 +59,10 @@ export interface SessionDeps {
  * then sends `end` with the finished job and closes. Reads only as fast as the client
  * drains, so a slow client costs at most `maxBufferedBytes` plus one batch of memory,
  * and every batch (the `end` message's pieces too) is held against the process's
- * output budget until it has left. Whatever message it waits for, a client that stays
- * above `maxBufferedBytes` for `slowClientGraceMs` is closed with 4001.
+ * output budget until it has left, and the next is read only once it has. Whatever
+ * message it waits for, a client that stays above `maxBufferedBytes`, or has not taken
+ * a batch, for `slowClientGraceMs` is closed with 4001: a client that never reads holds
+ * its tenant's share of the budget no longer than that.
  */
 export class StreamSession {
   private cursor: number
@@ -69,6 +71,8 @@ export class StreamSession {
   private closed = false
   private poll: NodeJS.Timeout | undefined
   private unwatch: (() => Promise<void>) | undefined
+  /** The last batch taken by the client's socket (true), or the client cut for not taking it (false). */
+  private flushed: Promise<boolean> = Promise.resolve(true)
 
   constructor(
     private readonly socket: WebSocket,
@@ -170,8 +174,23 @@ export class StreamSession {
       }
       return { more: events.length > 0 }
     } finally {
-      void Promise.all(sent).finally(() => hold.release())
+      this.flushed = this.takenWithinGrace(Promise.all(sent)).finally(() => hold.release())
     }
+  }
+
+  /** Whether the client's socket took what was sent within the grace; else the client is cut. */
+  private async takenWithinGrace(taken: Promise<unknown>): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.deps.limits.slowClientGraceMs)
+    })
+    const inTime = await Promise.race([taken.then(() => true as const), late])
+    clearTimeout(timer)
+    if (!inTime && !this.closed) {
+      this.deps.log.info({ jobId: this.jobId, seq: this.cursor }, 'dropping a stream client that does not read')
+      this.close(CloseCodes.SLOW_CONSUMER, 'slow consumer; reconnect with ?from=<last seq received>')
+    }
+    return inTime
   }
 
   /** Resolves once the message has left for the client (or the socket is gone). */
@@ -219,6 +238,7 @@ export class StreamSession {
 
   /** Waits while the client's queue is full; drops the client if it stays full. */
   private async roomToSend(): Promise<boolean> {
+    if (!(await this.flushed)) return false
     const { maxBufferedBytes, slowClientGraceMs } = this.deps.limits
     const deadline = Date.now() + slowClientGraceMs
     while (!this.closed && this.socket.bufferedAmount > maxBufferedBytes) {

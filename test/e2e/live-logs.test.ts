@@ -202,24 +202,45 @@ t.test('two API processes on one Redis both stream the same job', async (t) => {
   )
 })
 
-t.test('a client that cannot keep up is dropped with 4001 and resumes with from, without gaps', async (t) => {
-  const h = await build(t, { listen: true, streamLimits: { maxBufferedBytes: 64 * 1024, slowClientGraceMs: 300 } })
+/**
+ * A finished job of ~9 MB of output (well past what the kernel holds for a paused
+ * loopback socket: the sender's buffer autotunes up to 4 MiB, so the server's own queue
+ * must grow), and a stream of it whose client stops reading at once for `pauseMs`.
+ */
+async function pausedStream(h: Awaited<ReturnType<typeof build>>, pauseMs: number) {
   const res = await h.request('POST', '/v1/jobs', {
     runtime: 'python',
-    // ~9 MB: well past what the kernel holds for a paused loopback socket (the
-    // sender's buffer autotunes up to 4 MiB), so the server's own queue must grow.
     source:
       'import sys\nfor i in range(9000):\n    sys.stdout.write(f"{i:06d}" + "x" * 1000 + "\\n")\n    sys.stdout.flush()',
     limits: { outputBytes: 10 * 1024 * 1024, timeoutMs: 60_000 },
   })
   const { id } = res.json<{ id: string }>()
   await h.poll(id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
-  // Stop reading at once: the socket's buffers fill and the server's queue grows.
-  const slow = await openStream(h.baseUrl, `/v1/jobs/${id}/stream`, auth(), (ws) => {
+  const stream = await openStream(h.baseUrl, `/v1/jobs/${id}/stream`, auth(), (ws) => {
     const sock = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket
     sock.pause()
-    setTimeout(() => sock.resume(), 2000)
+    setTimeout(() => sock.resume(), pauseMs)
   })
+  return { id, stream }
+}
+
+t.test('a client that takes nothing of a batch is dropped with 4001 even while its queue is short', async (t) => {
+  // The queue limit is out of reach here: only the batch that never leaves can cut it.
+  const h = await build(t, {
+    listen: true,
+    streamLimits: { maxBufferedBytes: 256 * 1024 * 1024, slowClientGraceMs: 300 },
+  })
+  const { id, stream: stalled } = await pausedStream(h, 3000)
+  t.equal(stalled.close.code, 4001, `closed as slow consumer, not held open (${stalled.close.reason})`)
+  const last = stalled.events[stalled.events.length - 1]?.seq ?? 0
+  t.ok(last < 9000, `it was cut before the end (${last} events)`)
+  const rest = await openStream(h.baseUrl, `/v1/jobs/${id}/stream?from=${last}`, auth())
+  t.equal(rest.close.code, 1000, 'and resumes to the end')
+})
+
+t.test('a client that cannot keep up is dropped with 4001 and resumes with from, without gaps', async (t) => {
+  const h = await build(t, { listen: true, streamLimits: { maxBufferedBytes: 64 * 1024, slowClientGraceMs: 300 } })
+  const { id, stream: slow } = await pausedStream(h, 2000)
   t.equal(slow.close.code, 4001, `closed as slow consumer (${slow.close.reason})`)
   t.match(slow.close.reason, /from/)
   const last = slow.events[slow.events.length - 1]?.seq ?? 0
