@@ -13,6 +13,8 @@ declare module 'fastify' {
     tenant: string
     /** The key's role: static keys (AIRLOCK_API_KEYS) are their tenant's admins. */
     keyRole: KeyRole
+    /** The SHA-256 of the key the request came with (of the key that asked for its stream token). */
+    keyDigest: string
   }
 }
 
@@ -38,6 +40,7 @@ export function decorateTenant(app: FastifyInstance): void {
     },
   })
   app.decorateRequest('keyRole', 'member')
+  app.decorateRequest('keyDigest', '')
 }
 
 export interface AuthOptions {
@@ -73,16 +76,23 @@ export function registerAuth(
   { tenantsByKey, streamTokens, tenants, keyFrom = bearerKey, missingKey }: AuthOptions,
 ): void {
   const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
+  /** The tenant a key (by digest) stands for now: a static key's, or an issued one not revoked. */
+  const tenantOf = async (digest: string) => tenantsByDigest.get(digest) ?? (await tenants.authenticate(digest))?.tenant
   scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization
     // A browser opening a job's stream authenticates with a single-use token instead.
     const query = request.query as { token?: unknown } | undefined
     if (!header && request.routeOptions.url === '/v1/jobs/:id/stream' && typeof query?.token === 'string') {
       const jobId = (request.params as { id?: string }).id ?? ''
-      const tenant = await streamTokens.redeem(query.token, jobId)
-      if (!tenant) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid or expired stream token')
+      const grant = await streamTokens.redeem(query.token, jobId)
+      if (!grant) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid or expired stream token')
+      // A token is worth no more than the key that asked for it: revoked since, it opens nothing.
+      if ((await tenantOf(grant.keyDigest)) !== grant.tenant)
+        throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'the key this stream token was issued to has been revoked')
+      const { tenant } = grant
       request.tenant = tenant
       request.keyRole = 'member'
+      request.keyDigest = grant.keyDigest
       request.log = reply.log = request.log.child({ tenant })
       return
     }
@@ -93,6 +103,7 @@ export function registerAuth(
         missingKey ?? 'missing bearer token: send Authorization: Bearer <api key>',
       )
     const digest = keyDigest(key)
+    request.keyDigest = digest
     const staticTenant = tenantsByDigest.get(digest)
     if (staticTenant) {
       request.tenant = staticTenant

@@ -61,6 +61,25 @@ t.test(
   },
 )
 
+t.test(
+  'a stream token is worth no more than the key that asked for it: revoked, the token opens nothing',
+  async (t) => {
+    const { key, keyId } = await tenantWithKey('tess')
+    const job = (await as(a, key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json<{ id: string }>().id
+    const token = async () =>
+      (await as(a, key, 'POST', `/v1/jobs/${job}/stream-tokens`)).json<{ token: string }>().token
+    const open = (h: typeof a, tok: string) =>
+      h.app.inject({ method: 'GET', url: `/v1/jobs/${job}/stream?token=${tok}` })
+    const live = await open(b, await token())
+    t.equal(live.statusCode, 426, 'a token of a live key passes authentication (a plain GET then asks for an upgrade)')
+    const kept = await token()
+    t.equal((await admin('DELETE', `/v1/admin/tenants/tess/keys/${keyId}`)).statusCode, 204)
+    const revoked = await open(b, kept)
+    t.equal(revoked.statusCode, 401, 'issued before the revocation, redeemed after it')
+    t.match(revoked.json(), { code: 'AIRLOCK_ERR_UNAUTHORIZED', message: /revoked/ })
+  },
+)
+
 t.test('several keys per tenant (rotation): the old one revoked, the new one still works', async (t) => {
   const first = await tenantWithKey('dave')
   const second = (await admin('POST', '/v1/admin/tenants/dave/keys', {})).json<{ key: string }>().key

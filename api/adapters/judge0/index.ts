@@ -1,7 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isAirlockError } from '../../../core/errors.js'
-import type { JobView } from '../../../core/job-store.js'
 import type { JobRequest } from '../../../core/job-spec.js'
 import { tenantLimitsPolicy } from '../../../core/quotas.js'
 import { bearerKey, registerAuth } from '../../plugins/auth.js'
@@ -83,6 +82,14 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
         const language = findLanguage(id)
         return language && version ? language.label(version(language.runtime)) : null
       },
+    }
+  }
+
+  /** The tenant's jobs of `ids`, each read when asked for; undefined (or skipped) for one that is not its. */
+  async function* ownJobs(ids: readonly string[], tenant: string, skipMissing = false) {
+    for (const id of ids) {
+      const view = await ownJob(store, id, tenant).catch(notFoundAsUndefined)
+      if (view || !skipMissing) yield view
     }
   }
 
@@ -206,10 +213,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
           error: `number of submissions in a batch should be less than or equal to ${MAX_BATCH}`,
         })
       const options = await writeOptions(request.query)
-      const views = await Promise.all(
-        tokens.map((token) => ownJob(store, token, request.tenant).catch(notFoundAsUndefined)),
-      )
-      return send(reply, 200, submissionsJson(views, outputWriter, options))
+      return send(reply, 200, submissionsJson(ownJobs(tokens, request.tenant), outputWriter, options))
     },
   )
 
@@ -244,9 +248,6 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       }
       const reached = page === 1 || cursor !== undefined
       const items = reached ? list.items : []
-      const views = await Promise.all(
-        items.map((item) => ownJob(store, item.id, request.tenant).catch(notFoundAsUndefined)),
-      )
       const meta = {
         current_page: page,
         next_page: reached && list.nextCursor ? page + 1 : null,
@@ -258,7 +259,11 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
         reply,
         200,
         submissionsJson(
-          views.filter((v): v is JobView => v !== undefined),
+          ownJobs(
+            items.map((item) => item.id),
+            request.tenant,
+            true,
+          ),
           outputWriter,
           options,
           meta,

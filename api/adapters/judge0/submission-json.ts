@@ -96,16 +96,20 @@ export async function* submissionJson(
   yield '}'
 }
 
-/** `{"submissions":[...]}` of several, null for a token that is not the tenant's (as Judge0 has for an unknown one). */
+/**
+ * `{"submissions":[...]}` of several, null for a token that is not the tenant's (as Judge0
+ * has for an unknown one). Each record is read as its turn comes, once the one before has
+ * left: a page of 100 big records is never held at once.
+ */
 export async function* submissionsJson(
-  views: readonly (JobView | undefined)[],
+  views: AsyncIterable<JobView | undefined>,
   writer: OutputWriter,
   options: SubmissionJsonOptions,
   meta?: unknown,
 ): AsyncGenerator<string> {
   yield '{"submissions":['
   let sep = ''
-  for (const view of views) {
+  for await (const view of views) {
     if (sep) yield sep
     sep = ','
     if (view) yield* submissionJson(view, writer, options)

@@ -82,7 +82,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       await ownJob(store, request.params.id, request.tenant)
-      return reply.status(201).send(await streamTokens.issue(request.tenant, request.params.id))
+      return reply.status(201).send(await streamTokens.issue(request.tenant, request.params.id, request.keyDigest))
     },
   )
 
