@@ -1,4 +1,4 @@
-import type { Static, TSchema } from 'typebox'
+import type { TSchema } from 'typebox'
 import { Compile, type Validator } from 'typebox/compile'
 
 /**
@@ -79,11 +79,6 @@ export class BoundedValidator<T extends TSchema = TSchema> {
   constructor(schema: T) {
     this.validator = Compile(schema) as unknown as Validator<Record<string, never>, T>
     this.maxElements = maxElements(schema)
-  }
-
-  /** Whether the value matches. */
-  matches(value: unknown): value is Static<T> {
-    return this.problems(value) === undefined
   }
 
   /** What is wrong with the value, or undefined when it matches. */

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { fileBytes, type JobSpec } from '../../core/job-spec.js'
 import { findRuntime } from '../../core/runtimes.js'
+import { ImageStore } from '../../worker/executors/local/images.js'
 import { unmountUnder } from '../../worker/executors/local/mounts.js'
 
 const execFileP = promisify(execFile)
@@ -73,7 +74,7 @@ export async function rawRunscRun(spec: JobSpec, options: RawRunscOptions): Prom
     ])
     const configPath = join(bundle, 'config.json')
     const starter = JSON.parse(await readFile(configPath, 'utf8')) as StarterSpec
-    const rootfs = join(options.imagesDir, runtime.localImage, 'rootfs')
+    const rootfs = new ImageStore(options.imagesDir).rootfs(runtime.localImage)
     await writeFile(configPath, JSON.stringify(rawBundleSpec(starter, rootfs, workspace)))
     const args = [
       `--root=${join(dir, 'state')}`,

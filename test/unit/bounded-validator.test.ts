@@ -28,7 +28,7 @@ t.test('a value larger than the schema allows is refused before it is walked', a
     Type.Object({ args: Type.Array(Type.String(), { maxItems: 4 }) }, { additionalProperties: false }),
   )
   t.equal(v.problems({ args: ['a', 'b'] }), undefined, 'a good value')
-  t.ok(v.matches({ args: [] }))
+  t.equal(v.problems({ args: [] }), undefined)
   t.match(
     v.problems({ args: [1, 'b'] }),
     [{ instancePath: '/args/0', message: 'must be string', keyword: 'type' }],
@@ -37,7 +37,7 @@ t.test('a value larger than the schema allows is refused before it is walked', a
   t.same(v.problems({ args: Array(100_000).fill(0) }), [
     { instancePath: '', message: 'has more than the 5 elements any valid value can have' },
   ])
-  t.notOk(v.matches({ args: ['a', 'b', 'c', 'd', 'e'] }), 'one too many is still refused, by the schema')
+  t.ok(v.problems({ args: ['a', 'b', 'c', 'd', 'e'] }), 'one too many is still refused, by the schema')
 })
 
 t.test("a request's budget bounds how much it lists, where the schema does not bound the value", async (t) => {
