@@ -294,9 +294,8 @@ export class JobStore {
   }
 
   /**
-   * `create` for several jobs of one tenant, in one pipeline; each is created or refused
-   * in order, as if alone. A write Redis refused (it is full) is that job's Error: the
-   * others stand as they were written.
+   * `create` for several jobs of one tenant, in one call; each is created or refused in
+   * order, as if alone. A call Redis refused (it is full) is every job's Error.
    */
   async createMany(
     tenant: string,
@@ -305,52 +304,53 @@ export class JobStore {
   ): Promise<Created[]> {
     const pipeline = this.redis.pipeline()
     const created = this.queueCreates(pipeline, tenant, jobs, now)
-    return created((await pipeline.exec()) ?? [])
+    return created.read((await pipeline.exec()) ?? [])
   }
 
   /**
-   * Queues `create` for each job, in order, on a pipeline or transaction (of a connection
-   * that had defineJobScripts: the queue's, to write each record with its queue entry);
-   * what each did is read from the replies of those commands once it ran.
+   * Queues one `create` for all the jobs, in order, on a pipeline or transaction (of a
+   * connection that had defineJobScripts: the queue's, to write each record with its
+   * queue entry): `commands` is how many it queued (none for no jobs), and `read` what
+   * each job's create did, from the replies once they ran (those commands' replies first).
    */
   queueCreates(
     pipeline: ChainableCommander,
     tenant: string,
     jobs: readonly { id: string; spec: JobSpec }[],
     now = Date.now(),
-  ): (replies: [Error | null, unknown][]) => Created[] {
+  ): { commands: number; read: (replies: [Error | null, unknown][]) => Created[] } {
+    const first = jobs[0]
+    if (!first) return { commands: 0, read: () => [] }
     const oldest = now - this.liveTtlSeconds * 1000
+    const keys = [...this.tenantJobKeys(first.id, tenant), this.keys.tenantJobs(tenant)]
+    const own: (string | number)[] = [tenant, oldest, jobs.length]
     for (const { id, spec } of jobs) {
       const specJson = JSON.stringify(spec)
       const inputBytes = Buffer.byteLength(specJson)
       const compiles = findRuntime(spec.runtime)?.compile !== undefined
       const stepBytes = stepResultsMaxBytes(compiles, spec.tests?.length ?? 0)
       const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes, stepBytes)
-      const fields = [
-        'status',
-        'queued',
-        'runtime',
-        spec.runtime,
-        'spec',
-        specJson,
-        'inputBytes',
-        inputBytes,
-        'createdAt',
-        String(now),
-      ]
-      const keys = [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)]
-      runJobScript(pipeline, 'create', keys, this.args('create', id, now, tenant, oldest, reserve, ...fields))
+      keys.push(...this.jobKeys(id))
+      own.push(id, this.keys.jobNotify(id), reserve, spec.runtime, specJson, inputBytes)
     }
-    return (replies) =>
-      jobs.map(({ id }, i) => {
-        const [err, reply] = replies[i] ?? [new Error('no reply from Redis'), undefined]
-        if (err) return err
-        const r = String(reply)
-        if (r === 'exists') return new JobIdTakenError(id)
-        if (r.startsWith('storage-quota:'))
-          return { result: 'storage-quota' as const, heldBytes: Number(r.slice('storage-quota:'.length)) }
-        return { result: r === 'queued-quota' ? ('queued-quota' as const) : ('created' as const) }
-      })
+    runJobScript(pipeline, 'create', keys, this.args('create', first.id, now, ...own))
+    return {
+      commands: 1,
+      read: (replies) => {
+        const [err, reply] = replies[0] ?? [new Error('no reply from Redis'), undefined]
+        if (err) return jobs.map(() => err)
+        const each = reply as unknown[]
+        return jobs.map(({ id }, i) => {
+          const r = String(each[i])
+          if (r === 'exists') return new JobIdTakenError(id)
+          if (r.startsWith('storage-quota:'))
+            return { result: 'storage-quota' as const, heldBytes: Number(r.slice('storage-quota:'.length)) }
+          if (r === 'queued-quota') return { result: 'queued-quota' as const }
+          if (r === 'created') return { result: 'created' as const }
+          return new Error(`unexpected reply from create: ${r}`)
+        })
+      },
+    }
   }
 
   /**

@@ -197,7 +197,8 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     redis.on('error', () => undefined)
     try {
       await redis.connect()
-      const keys = await redis.keys(`{${prefix}}*`)
+      // The test's own prefix where it named one (replicas that share a Redis).
+      const keys = await redis.keys(`{${config.redisPrefix}}*`)
       if (keys.length > 0) await redis.del(...keys)
     } catch {
       // nothing to clean

@@ -198,16 +198,23 @@ export class JobService {
       return out
     }
     const jobs = ready.map((i) => ({ index: i, id: newJobId(), spec: specs[i] as JobSpec }))
+    const byRuntime = new Map<string, number>()
+    const accepted: string[] = []
     for (const { index, id, spec, error } of await this.write(tenant, jobs, quotas)) {
       if (error) {
         out[index] = { error }
         continue
       }
       out[index] = { id, spec }
-      const itemLog = typeof log === 'function' ? log(index) : log
-      itemLog.info({ jobId: id, runtime: spec.runtime }, 'job accepted')
-      this.deps.metrics.jobsSubmitted.inc({ runtime: spec.runtime, tenant: this.deps.metrics.tenant(tenant) })
+      byRuntime.set(spec.runtime, (byRuntime.get(spec.runtime) ?? 0) + 1)
+      // A request's own job has its own line; a batch's jobs share one (a line for each
+      // was a tenth of a batch's CPU).
+      if (typeof log === 'function') log(index).info({ jobId: id, runtime: spec.runtime }, 'job accepted')
+      else accepted.push(id)
     }
+    if (accepted.length > 0) (log as FastifyBaseLogger).info({ jobIds: accepted }, 'jobs accepted')
+    const { metrics } = this.deps
+    for (const [runtime, n] of byRuntime) metrics.jobsSubmitted.inc({ runtime, tenant: metrics.tenant(tenant) }, n)
     return out
   }
 
@@ -229,7 +236,7 @@ export class JobService {
     for (const { id } of jobs) {
       const job = new Job(queue, 'run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true }, id)
       // bullmq's own way to add to a shared transaction: the command is queued on `tx` at
-      // once, one per job, after the creates; its reply is read from the transaction's.
+      // once, one per job, after the create; its reply is read from the transaction's.
       void queue.backend.addJobToTransaction(tx as unknown as BullTransaction, job.asJSON(), id).catch(() => undefined)
     }
     let replies: [Error | null, unknown][] = []
@@ -244,7 +251,7 @@ export class JobService {
     // ioredis marks a script loaded once per connection; after a SCRIPT FLUSH the commands
     // in a transaction fail with NOSCRIPT until a new connection sends the scripts again.
     if (replies.some(([err]) => err?.message.includes('NOSCRIPT'))) client.disconnect(true)
-    const results = created(replies)
+    const results = created.read(replies)
     return Promise.all(
       jobs.map(async (job, n) => {
         const result = results[n]!
@@ -252,8 +259,8 @@ export class JobService {
         if (result instanceof JobIdTakenError) return { ...job, error: result }
         const entryError =
           ran ??
-          replies[jobs.length + n]?.[0] ??
-          (replies[jobs.length + n] ? undefined : new Error('no reply from Redis'))
+          replies[created.commands + n]?.[0] ??
+          (replies[created.commands + n] ? undefined : new Error('no reply from Redis'))
         const recorded = !ran && !(result instanceof Error) && result.result === 'created'
         if (recorded && !entryError) return job
         if (recorded || ran) {

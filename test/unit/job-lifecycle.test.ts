@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { Redis } from 'ioredis'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { scriptSource } from '../../core/job-lifecycle/scripts.js'
 import {
   FINAL_STATUSES,
@@ -53,17 +53,21 @@ t.test('each script is headed with its KEYS, ARGV and reply, and builds no key o
   }
 })
 
-t.test('against Redis, each move writes only from the statuses its table row lists', async (t) => {
+/** A JobStore on the real Redis under a prefix of its own, removed when the test ends; and a job spec. */
+function storeOnRedis(t: Test, name: string) {
   const redis = new Redis(redisUrl())
-  const prefix = `test-lifecycle-${randomBytes(4).toString('hex')}`
-  const keys = redisKeys(prefix)
+  const keys = redisKeys(`${name}-${randomBytes(4).toString('hex')}`)
   t.teardown(async () => {
-    const left = await redis.keys(`{${prefix}}*`)
+    const left = await redis.keys(`${keys.prefix}*`)
     if (left.length > 0) await redis.del(...left)
     redis.disconnect()
   })
   const store = new JobStore(redis, keys, 3600)
-  const spec = resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({}))
+  return { redis, keys, store, spec: resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})) }
+}
+
+t.test('against Redis, each move writes only from the statuses its table row lists', async (t) => {
+  const { redis, keys, store, spec } = storeOnRedis(t, 'test-lifecycle')
   const outcome = {
     status: 'succeeded' as const,
     exitCode: 0,
@@ -111,4 +115,36 @@ t.test('against Redis, each move writes only from the statuses its table row lis
     'create makes a job from nothing, never over one',
   )
   await t.rejects(store.create(id, 'bob', spec, now), /is taken/, "nor over another tenant's")
+})
+
+t.test('one create for several jobs: each created or refused in order, as if it had come alone', async (t) => {
+  const { redis, keys, store, spec } = storeOnRedis(t, 'test-create-many')
+  const now = Date.now()
+  const taken = newJobId()
+  t.same(await store.create(taken, 'bob', spec, now), { result: 'created' })
+  await redis.hset(keys.tenant('alice'), 'quotas', JSON.stringify({ maxQueued: 2 }))
+  const ids = [newJobId(), taken, newJobId(), newJobId()]
+  const jobs = ids.map((id) => ({ id, spec }))
+  const results = await store.createMany('alice', jobs, now)
+  t.same(results[0], { result: 'created' })
+  t.match(results[1], /is taken/, "another tenant's id is refused; the jobs after it go on")
+  t.same(results[2], { result: 'created' })
+  t.same(results[3], { result: 'queued-quota' }, 'the third of alice counts the two created before it')
+  t.same(await redis.zcard(keys.tenantQueued('alice')), 2)
+  t.equal(await redis.hget(keys.job(ids[0]!), 'tenant'), 'alice')
+  t.equal(await redis.hget(keys.job(taken), 'tenant'), 'bob', 'a taken record is left as it was')
+  t.equal(await redis.exists(keys.job(ids[3]!)), 0, 'a refused job leaves no record')
+  const [event] = await redis.xrange(keys.jobEvents(ids[2]!), '-', '+')
+  t.same(event?.[1].slice(0, 2), ['seq', '1'], "each created job's first event is its own, numbered 1")
+  t.same(
+    await store.createMany('alice', jobs, now),
+    [{ result: 'created' }, results[1], { result: 'created' }, { result: 'queued-quota' }],
+    'the same call sent again (a resent transaction) changes nothing',
+  )
+  t.same(await redis.zcard(keys.tenantQueued('alice')), 2)
+
+  await redis.hset(keys.tenant('carol'), 'quotas', JSON.stringify({ maxStoredBytes: 1 }))
+  const [refused] = await store.createMany('carol', [{ id: newJobId(), spec }], now)
+  t.match(refused, { result: 'storage-quota', heldBytes: 0 }, 'the storage quota refuses with what the tenant holds')
+  t.same(await store.createMany('carol', [], now), [], 'no jobs, no call')
 })

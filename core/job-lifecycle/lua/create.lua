@@ -1,48 +1,70 @@
 --[[
-  create: a new job, queued, unless one of its tenant's quotas refuses it.
+  create: new jobs of one tenant, queued, each unless one of its tenant's quotas refuses
+  it. One call takes a whole batch (or a turn's single submissions): the tenant's quotas,
+  counts and trimming are read once, and each job is then created or refused in order,
+  as if it had come alone after the ones before it.
 
-  KEYS[1..10]  job.lua, tenant.lua
+  KEYS[1..10]  job.lua (the first job's), tenant.lua
   KEYS[11]     the tenant's job index {p}:tenant:<t>:jobs (scored by creation, ms)
-  ARGV[1..8]   job.lua (ARGV[8] is empty: a job is created from nothing)
+  KEYS[12..]   each job's three keys, as job.lua's KEYS[1..3]: job i's at 12 + 3(i-1)
+  ARGV[1..8]   job.lua (ARGV[4] and ARGV[6] the first job's; ARGV[8] is empty: a job is
+               created from nothing)
   ARGV[9]      tenant (tenant.lua)
   ARGV[10]     index entries older than this (ms) are dropped: their records expired
-  ARGV[11]     bytes the job reserves against the tenant's storage quota
-  ARGV[12..]   field/value pairs of the new record
+  ARGV[11]     the number of jobs
+  ARGV[12..]   six for each job, job i's at 12 + 6(i-1): its id, its notify channel, the
+               bytes it reserves against the tenant's storage quota, its runtime, its
+               spec (JSON) and that spec's size in bytes
 
-  Returns 'created', or why nothing was created: 'queued-quota',
+  Returns, for each job in order, 'created' or why it was not: 'queued-quota',
   'storage-quota:<bytes the tenant holds>', or 'exists' (the id is taken). The same
   create run twice (a client library sends a transaction again after a reconnect) is
-  'created' both times: the record is this call's own when its tenant and createdAt
+  'created' both times: a record is this call's own when its tenant and createdAt
   (ARGV[1]) are.
 ]]
 --- @include "includes/job"
 --- @include "includes/tenant"
 
-local tenant, oldest, reserve = ARGV[9], ARGV[10], tonumber(ARGV[11])
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if redis.call('HGET', KEYS[1], 'tenant') == tenant and redis.call('HGET', KEYS[1], 'createdAt') == now then
-    return 'created'
-  end
-  return 'exists'
-end
+local tenant, oldest, count = ARGV[9], ARGV[10], tonumber(ARGV[11])
 -- A queued entry older than any record can live is one whose record expired unclaimed.
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. oldest)
-local maxQueued = quota('maxQueued')
-if maxQueued and redis.call('ZCARD', KEYS[6]) >= maxQueued then return 'queued-quota' end
-local maxStored = quota('maxStoredBytes')
-if maxStored then
-  -- Records that expired free their bytes here, a bounded number per submission.
-  storageForget(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, 200))
-  local held = tonumber(redis.call('GET', KEYS[10]) or '0')
-  if held + reserve > maxStored then return 'storage-quota:' .. held end
-end
-storageSet(id, reserve, tonumber(now) + liveTtl * 1000, liveTtl)
-redis.call('ZADD', KEYS[6], now, id)
-redis.call('EXPIRE', KEYS[6], liveTtl)
-redis.call('HSET', KEYS[1], 'tenant', tenant, unpack(ARGV, 12))
-redis.call('EXPIRE', KEYS[1], liveTtl)
-redis.call('ZADD', KEYS[11], now, id)
 redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', '(' .. oldest)
-redis.call('EXPIRE', KEYS[11], liveTtl)
-event('type', 'status', 'status', 'queued')
-return 'created'
+local maxQueued, maxStored = quota('maxQueued'), quota('maxStoredBytes')
+local queued = maxQueued and redis.call('ZCARD', KEYS[6])
+local held
+if maxStored then
+  -- Records that expired free their bytes here, a bounded number per call.
+  storageForget(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, 200))
+  held = tonumber(redis.call('GET', KEYS[10]) or '0')
+end
+local expiresAt = tonumber(now) + liveTtl * 1000
+
+local results, made = {}, false
+for i = 1, count do
+  local k, a = 12 + 3 * (i - 1), 12 + 6 * (i - 1)
+  local record, jobId, reserve = KEYS[k], ARGV[a], tonumber(ARGV[a + 2])
+  if redis.call('EXISTS', record) == 1 then
+    local own = redis.call('HGET', record, 'tenant') == tenant and redis.call('HGET', record, 'createdAt') == now
+    results[i] = own and 'created' or 'exists'
+  elseif maxQueued and queued >= maxQueued then
+    results[i] = 'queued-quota'
+  elseif maxStored and held + reserve > maxStored then
+    results[i] = 'storage-quota:' .. held
+  else
+    local moved = storageSet(jobId, reserve, expiresAt)
+    if held then held = held + moved end
+    if queued then queued = queued + 1 end
+    redis.call('ZADD', KEYS[6], now, jobId)
+    redis.call('HSET', record, 'tenant', tenant, 'status', 'queued', 'runtime', ARGV[a + 3], 'spec', ARGV[a + 4],
+      'inputBytes', ARGV[a + 5], 'createdAt', now)
+    redis.call('EXPIRE', record, liveTtl)
+    redis.call('ZADD', KEYS[11], now, jobId)
+    eventOn(KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], 'type', 'status', 'status', 'queued')
+    results[i] = 'created'
+    made = true
+  end
+end
+if made then
+  for _, key in ipairs({ KEYS[6], KEYS[8], KEYS[9], KEYS[10], KEYS[11] }) do redis.call('EXPIRE', key, liveTtl) end
+end
+return results

@@ -24,11 +24,17 @@ local function movesFrom(status)
   return status ~= false and status ~= nil and string.find(',' .. ARGV[8] .. ',', ',' .. status .. ',', 1, true) ~= nil
 end
 
-local function event(...)
-  local seq = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, 'ts', now, ...)
-  redis.call('EXPIRE', KEYS[2], liveTtl)
-  redis.call('EXPIRE', KEYS[3], liveTtl)
-  redis.call('PUBLISH', notify, seq)
+-- An event of the job whose events stream, seq counter and notify channel are given
+-- (create writes several jobs' first events); `event` is this script's own job's.
+local function eventOn(events, counter, channel, ...)
+  local seq = redis.call('INCR', counter)
+  redis.call('XADD', events, seq .. '-0', 'seq', seq, 'ts', now, ...)
+  redis.call('EXPIRE', events, liveTtl)
+  redis.call('EXPIRE', counter, liveTtl)
+  redis.call('PUBLISH', channel, seq)
   return seq
+end
+
+local function event(...)
+  return eventOn(KEYS[2], KEYS[3], notify, ...)
 end

@@ -49,12 +49,17 @@ local function storageForget(ids)
   end
 end
 
+-- Returns by how much the tenant's total moved. Without `keepFor` the caller sets the
+-- keys' expiry itself (create, once for all its jobs).
 local function storageSet(j, bytes, expiresAt, keepFor)
   local was = tonumber(redis.call('HGET', KEYS[9], j) or '0')
   redis.call('INCRBY', KEYS[10], bytes - was)
   redis.call('HSET', KEYS[9], j, bytes)
   redis.call('ZADD', KEYS[8], expiresAt, j)
-  for i = 8, 10 do redis.call('EXPIRE', KEYS[i], keepFor) end
+  if keepFor then
+    for i = 8, 10 do redis.call('EXPIRE', KEYS[i], keepFor) end
+  end
+  return bytes - was
 end
 
 -- The job's end: out of the running and queued sets, its last events, and kept for
