@@ -142,7 +142,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     waiter: new JobWaiter(subscriber, keys.finishedChannel),
     events,
     hub: new EventHub(subscriber, keys),
-    streamTokens: new StreamTokens(redis, keys),
+    streamTokens: new StreamTokens(redis, keys, config.maxStreamTokensPerTenant),
     tenants: new TenantStore(redis, keys),
     streamLimits: limits,
     streamSessions: new Set(),

@@ -264,6 +264,13 @@ export const SETTINGS = {
     1,
     1_000_000,
   ),
+  maxStreamTokensPerTenant: int(
+    'AIRLOCK_MAX_STREAM_TOKENS_PER_TENANT',
+    'Unused stream tokens one tenant may hold at once, across API processes (429 AIRLOCK_ERR_TOO_MANY_STREAM_TOKENS above it); each lives 60 s',
+    1000,
+    1,
+    1_000_000,
+  ),
   maxStreamsPerAddress: int(
     'AIRLOCK_MAX_STREAMS_PER_ADDRESS',
     'WebSocket streams one client address may have open on one API process',

@@ -47,6 +47,8 @@ export interface RedisKeys {
   keyUse(keyId: string): string
   /** A short-lived, single-use token for opening a job's stream from a browser. */
   streamToken(digest: string): string
+  /** Sorted set: a tenant's unused stream tokens (by digest), scored by expiry (ms): their cap. */
+  tenantStreamTokens(tenant: string): string
   /** Pub/sub: a job id is published here when the job reaches a final status. */
   readonly finishedChannel: string
   /** Pub/sub: a job id is published here when a running job must be killed. */
@@ -86,6 +88,7 @@ export function redisKeys(prefix: string): RedisKeys {
     submitWindow: (tenant, second) => `${p}:tenant:${tenant}:submits:${second}`,
     keyUse: (keyId) => `${p}:keyuse:${keyId}`,
     streamToken: (digest) => `${p}:stream-token:${digest}`,
+    tenantStreamTokens: (tenant) => `${p}:tenant:${tenant}:stream-tokens`,
     finishedChannel: `${p}:events:finished`,
     cancelChannel: `${p}:events:cancel`,
     running: `${p}:running`,

@@ -287,6 +287,42 @@ t.test(
   },
 )
 
+t.test('stream tokens are capped per tenant: minting them cannot fill Redis', async (t) => {
+  const h = await build(t, { worker: false, listen: true, env: { AIRLOCK_MAX_STREAM_TOKENS_PER_TENANT: '3' } })
+  const job = async (tenant: 'alice' | 'bob') =>
+    (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, tenant)).json<{ id: string }>().id
+  const [a, b] = [await job('alice'), await job('bob')]
+  const mint = (id: string, tenant: 'alice' | 'bob') =>
+    h.request('POST', `/v1/jobs/${id}/stream-tokens`, undefined, tenant)
+  const minted = [await mint(a, 'alice'), await mint(a, 'alice'), await mint(a, 'alice')]
+  t.same(
+    minted.map((r) => r.statusCode),
+    [201, 201, 201],
+  )
+  const fourth = await mint(a, 'alice')
+  t.equal(fourth.statusCode, 429, "the tenant's fourth unused token is refused")
+  t.equal(fourth.json<{ code: string }>().code, 'AIRLOCK_ERR_TOO_MANY_STREAM_TOKENS')
+  t.ok(Number(fourth.headers['retry-after']) >= 1, 'with when to retry')
+  t.equal((await mint(b, 'bob')).statusCode, 201, 'another tenant still gets its token')
+  const keys = redisKeys(h.config.redisPrefix)
+  const redis = new Redis(h.config.redisUrl)
+  t.teardown(() => redis.disconnect())
+  t.equal(await redis.zcard(keys.tenantStreamTokens('alice')), 3, 'the refused token was not kept')
+  t.equal((await redis.keys(`${keys.prefix}:stream-token:*`)).length, 4, 'only the tokens given out exist')
+  // Using a token frees its place.
+  const { token } = minted[0]!.json<{ token: string }>()
+  const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${a}/stream?token=${token}`)
+  t.teardown(() => ws.terminate())
+  const opened = await new Promise<boolean>((resolve) => {
+    ws.on('open', () => resolve(true))
+    ws.on('unexpected-response', () => resolve(false))
+    ws.on('error', () => resolve(false))
+  })
+  t.ok(opened, 'a token opens the stream it was for')
+  t.equal((await mint(a, 'alice')).statusCode, 201, 'a used token no longer counts')
+  t.equal((await mint(a, 'alice')).statusCode, 429)
+})
+
 t.test('stream clients that never read are cut and give their output budget back', async (t) => {
   const h = await build(t, { listen: true, streamLimits: { slowClientGraceMs: 500 } })
   const job = await h.run({

@@ -76,7 +76,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
             { token: Type.String(), expiresAt: Type.String({ format: 'date-time' }) },
             { title: 'StreamToken' },
           ),
-          ...errorResponses(401, 404, 503),
+          ...errorResponses(401, 404, 429, 503),
         },
       },
     },
