@@ -15,7 +15,7 @@ import { tenantDefaults } from '../core/quotas.js'
 import { WorkerRegistry } from '../core/worker-registry.js'
 import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
-import { decorateTenant, registerAuth } from './plugins/auth.js'
+import { decorateTenant, keyTenants, registerAuth } from './plugins/auth.js'
 import { limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { strictValidatorCompiler } from './plugins/strict-validator.js'
 import { registerOpenApi } from './plugins/openapi.js'
@@ -53,6 +53,8 @@ export interface Services {
   hub: EventHub
   streamTokens: StreamTokens
   tenants: TenantStore
+  /** The tenant a key (by its digest) stands for now; undefined once it is revoked. */
+  keyTenant: (digest: string) => Promise<string | undefined>
   streamLimits: StreamLimits
   /** Open stream sessions of this process, closed with a resumable code on shutdown. */
   streamSessions: Set<StreamSession>
@@ -133,6 +135,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   const events = new JobEventReader(redis, keys)
   const budget = new OutputBudget(config.outputReadBufferBytes)
   const limits = { ...DEFAULT_STREAM_LIMITS, ...streamLimits }
+  const tenants = new TenantStore(redis, keys)
   const base: Omit<Services, 'jobService'> = {
     config,
     redis,
@@ -143,7 +146,8 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     events,
     hub: new EventHub(subscriber, keys),
     streamTokens: new StreamTokens(redis, keys, config.maxStreamTokensPerTenant),
-    tenants: new TenantStore(redis, keys),
+    tenants,
+    keyTenant: keyTenants(config.tenantsByKey, tenants),
     streamLimits: limits,
     streamSessions: new Set(),
     streamGate: new StreamGate(config.maxStreamsPerTenant, config.maxStreamsPerAddress),

@@ -64,6 +64,19 @@ export function bearerKey(request: FastifyRequest): string | undefined {
 }
 
 /**
+ * The tenant a key (by its digest) stands for now: a static key's, or an issued one's
+ * while it is not revoked; undefined for none. Asked again by whatever outlives the
+ * request that showed the key (a stream token, an open stream).
+ */
+export function keyTenants(
+  tenantsByKey: ReadonlyMap<string, string>,
+  tenants: TenantStore,
+): (digest: string) => Promise<string | undefined> {
+  const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
+  return async (digest) => tenantsByDigest.get(digest) ?? (await tenants.authenticate(digest))?.tenant
+}
+
+/**
  * Bearer-key authentication for the scope it is registered in (every tenant route under
  * /v1). It runs on the route fastify matched, so no spelling of the path (percent-encoded,
  * absolute-form) reaches a handler without it. Static keys (AIRLOCK_API_KEYS) first,
@@ -76,8 +89,7 @@ export function registerAuth(
   { tenantsByKey, streamTokens, tenants, keyFrom = bearerKey, missingKey }: AuthOptions,
 ): void {
   const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
-  /** The tenant a key (by digest) stands for now: a static key's, or an issued one not revoked. */
-  const tenantOf = async (digest: string) => tenantsByDigest.get(digest) ?? (await tenants.authenticate(digest))?.tenant
+  const tenantOf = keyTenants(tenantsByKey, tenants)
   scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization
     // A browser opening a job's stream authenticates with a single-use token instead.

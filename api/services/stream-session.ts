@@ -16,6 +16,8 @@ export const CloseCodes = {
   RESTARTING: 1012,
   /** The client read too slowly; reconnect with `?from=<last seq received>`. */
   SLOW_CONSUMER: 4001,
+  /** The key the stream was opened with (itself or through a token) was revoked: a valid key is needed. */
+  KEY_REVOKED: 4401,
 } as const
 
 export interface StreamLimits {
@@ -27,6 +29,8 @@ export interface StreamLimits {
   batch: number
   /** Re-read interval in case a pub/sub wake-up was lost. */
   pollMs: number
+  /** How often an open stream asks again whether the key it was opened with still stands. */
+  keyCheckMs: number
 }
 
 // A batch is a few events: each holds up to the log batcher's 64 K chars, and a batch is
@@ -36,6 +40,7 @@ export const DEFAULT_STREAM_LIMITS: StreamLimits = {
   slowClientGraceMs: 10_000,
   batch: 4,
   pollMs: 2000,
+  keyCheckMs: 10_000,
 }
 
 /** Memory an event may take on its way, reserved before it is read: 64 K chars (pieceMemoryBytes). */
@@ -52,6 +57,8 @@ export interface SessionDeps {
   budget: OutputBudget
   /** The job's tenant, whose share of the output budget the session draws on. */
   tenant: string
+  /** Whether the key the stream was opened with still stands for the tenant (false once revoked). */
+  keyStands: () => Promise<boolean>
 }
 
 /**
@@ -73,6 +80,7 @@ export class StreamSession {
   private unwatch: (() => Promise<void>) | undefined
   /** The last batch taken by the client's socket (true), or the client cut for not taking it (false). */
   private flushed: Promise<boolean> = Promise.resolve(true)
+  private keyCheckedAt = Date.now()
 
   constructor(
     private readonly socket: WebSocket,
@@ -100,7 +108,24 @@ export class StreamSession {
     const unwatch = await this.deps.hub.watch(this.jobId, () => void this.pump())
     if (this.closed) return void (await unwatch())
     this.unwatch = unwatch
-    this.poll = setInterval(() => void this.pump(true), this.deps.limits.pollMs)
+    this.poll = setInterval(() => void this.tick(), this.deps.limits.pollMs)
+    await this.pump(true)
+  }
+
+  /**
+   * The poll's turn: a stream is worth no more than the key that opened it, so it is
+   * closed once that key is revoked (asked every keyCheckMs; a check Redis could not
+   * answer is asked again at the next turn, as the stream's own reads would fail too).
+   */
+  private async tick(): Promise<void> {
+    if (Date.now() - this.keyCheckedAt >= this.deps.limits.keyCheckMs) {
+      const stands = await this.deps.keyStands().catch(() => true)
+      this.keyCheckedAt = Date.now()
+      if (!stands && !this.closed) {
+        this.deps.log.info('stream closed: its key was revoked')
+        return this.close(CloseCodes.KEY_REVOKED, 'the key this stream was opened with was revoked')
+      }
+    }
     await this.pump(true)
   }
 

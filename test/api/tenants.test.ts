@@ -1,5 +1,6 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
+import WebSocket from 'ws'
 import { build, TENANTS } from '../helper.js'
 
 const ADMIN_KEY = 'admin-key-for-tests-0001'
@@ -79,6 +80,40 @@ t.test(
     t.match(revoked.json(), { code: 'AIRLOCK_ERR_UNAUTHORIZED', message: /revoked/ })
   },
 )
+
+t.test('an open stream is worth no more than the key that opened it: revoked, it is closed with 4401', async (t) => {
+  const c = await build(t, { worker: false, listen: true, env, streamLimits: { pollMs: 50, keyCheckMs: 100 } })
+  const { key, keyId } = await tenantWithKey('opal')
+  const submit = async (k: string) =>
+    (await as(c, k, 'POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json<{ id: string }>().id
+  const [job, aliceJob] = [await submit(key), await submit(TENANTS.alice)]
+  const token = (await as(c, key, 'POST', `/v1/jobs/${job}/stream-tokens`)).json<{ token: string }>().token
+  const ws = (id: string, query: string, headers: Record<string, string> = {}) => {
+    const socket = new WebSocket(`${c.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream${query}`, { headers })
+    t.teardown(() => socket.terminate())
+    const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)))
+    const opened = new Promise<boolean>((resolve) => {
+      socket.on('open', () => resolve(true))
+      socket.on('unexpected-response', () => resolve(false))
+    })
+    return { opened, closed }
+  }
+  const byKey = ws(job, '', { authorization: `Bearer ${key}` })
+  const byToken = ws(job, `?token=${token}`)
+  const other = ws(aliceJob, '', { authorization: `Bearer ${TENANTS.alice}` })
+  t.same(await Promise.all([byKey.opened, byToken.opened, other.opened]), [true, true, true])
+  // Open and queued (no worker takes it): nothing ends these streams but the revocation.
+  await new Promise((r) => setTimeout(r, 300))
+  t.equal((await admin('DELETE', `/v1/admin/tenants/opal/keys/${keyId}`)).statusCode, 204)
+  const timeout = new Promise<string>((r) => setTimeout(() => r('still open'), 5000).unref())
+  t.equal(await Promise.race([byKey.closed, timeout]), 4401, 'the stream opened with the key is closed')
+  t.equal(await Promise.race([byToken.closed, timeout]), 4401, 'and the one opened with its token')
+  t.equal(
+    await Promise.race([other.closed, new Promise((r) => setTimeout(() => r('still open'), 300))]),
+    'still open',
+    "another tenant's stream goes on",
+  )
+})
 
 t.test('several keys per tenant (rotation): the old one revoked, the new one still works', async (t) => {
   const first = await tenantWithKey('dave')

@@ -7,8 +7,19 @@ import { StreamSession } from '../../../services/stream-session.js'
 
 /** Live logs: a WebSocket per watcher, the whole log as text or NDJSON, and browser tokens. */
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { store, events, hub, streamTokens, streamLimits, streamSessions, metrics, streamGate, outputWriter, budget } =
-    app.services
+  const {
+    store,
+    events,
+    hub,
+    streamTokens,
+    streamLimits,
+    streamSessions,
+    metrics,
+    streamGate,
+    outputWriter,
+    budget,
+    keyTenant,
+  } = app.services
 
   app.get(
     '/:id/stream',
@@ -21,6 +32,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Messages: {type:"log",stream,data,seq,ts}, {type:"status",status,seq,ts}, then {type:"end",job,seq,ts} and a normal close (1000). ' +
           '?from=<seq> resumes after that message. Close 4001: too slow, reconnect with from. Close 1012: server restarting, reconnect with from. ' +
+          'Close 4401: the key the stream was opened with (or the key behind its token) was revoked. ' +
           'Authenticate with the Authorization header, or with ?token= from POST /v1/jobs/:id/stream-tokens (browsers).',
         params: JobParams,
         querystring: Type.Object({
@@ -56,6 +68,7 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         writer: outputWriter,
         budget,
         tenant: request.tenant,
+        keyStands: async () => (await keyTenant(request.keyDigest)) === request.tenant,
       })
       streamSessions.add(session)
       socket.once('close', () => streamSessions.delete(session))
