@@ -306,6 +306,13 @@ export const SETTINGS = {
     200,
     86_400_000,
   ),
+  maxWaitsPerTenant: int(
+    'AIRLOCK_MAX_WAITS_PER_TENANT',
+    "Requests of one tenant one API process holds open until a job ends (`?wait=true`, Judge0's wait, Piston's execute); past it a wait ends at once, as if its time had run out",
+    256,
+    1,
+    1_000_000,
+  ),
   maxWaitMs: int(
     'AIRLOCK_MAX_WAIT_MS',
     'Longest a `?wait=true` request is held before it answers 202',

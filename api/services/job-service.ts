@@ -73,6 +73,8 @@ export class JobService {
   private queueClientReady: Promise<Redis> | undefined
   /** Single submissions waiting for the end of this turn of the event loop, by tenant. */
   private readonly gathering = new Map<string, Gathered[]>()
+  /** Requests held open until a job ends, by tenant. */
+  private readonly waits = new Map<string, number>()
 
   constructor(private readonly deps: JobServiceDeps) {}
 
@@ -356,19 +358,33 @@ export class JobService {
   }
 
   /**
-   * The job once it has ended, waiting at most as long as it may run (and
+   * The tenant's job once it has ended, waiting at most as long as it may run (and
    * AIRLOCK_MAX_WAIT_MS); undefined when it has not ended by then or `signal` aborted
-   * (the caller went away).
+   * (the caller went away). A tenant holding AIRLOCK_MAX_WAITS_PER_TENANT waits on this
+   * process waits no more: each request held is a connection, and one tenant's must not
+   * take the process's every one.
    */
-  async waitForEnd(id: string, spec: JobSpec, signal: AbortSignal): Promise<JobView | undefined> {
+  async waitForEnd(id: string, tenant: string, spec: JobSpec, signal: AbortSignal): Promise<JobView | undefined> {
     const { config, store, waiter } = this.deps
-    await waiter.ready()
-    const waitMs = Math.min(config.maxWaitMs, stepsWallMs(spec.limits, spec.tests?.length ?? 1) + 60_000)
-    const { finished } = waiter.wait(id, waitMs, signal)
-    const now = await store.view(id)
-    if (!(now && isFinalStatus(now.status))) await finished
-    const done = await store.view(id)
-    return done && isFinalStatus(done.status) ? done : undefined
+    const held = this.waits.get(tenant) ?? 0
+    if (held >= config.maxWaitsPerTenant) {
+      const now = await store.view(id)
+      return now && isFinalStatus(now.status) ? now : undefined
+    }
+    this.waits.set(tenant, held + 1)
+    try {
+      await waiter.ready()
+      const waitMs = Math.min(config.maxWaitMs, stepsWallMs(spec.limits, spec.tests?.length ?? 1) + 60_000)
+      const { finished } = waiter.wait(id, waitMs, signal)
+      const now = await store.view(id)
+      if (!(now && isFinalStatus(now.status))) await finished
+      const done = await store.view(id)
+      return done && isFinalStatus(done.status) ? done : undefined
+    } finally {
+      const left = (this.waits.get(tenant) ?? 1) - 1
+      if (left > 0) this.waits.set(tenant, left)
+      else this.waits.delete(tenant)
+    }
   }
 }
 

@@ -323,6 +323,43 @@ t.test('stream tokens are capped per tenant: minting them cannot fill Redis', as
   t.equal((await mint(a, 'alice')).statusCode, 429)
 })
 
+t.test('requests held until a job ends are capped per tenant: one tenant cannot hold every connection', async (t) => {
+  const h = await build(t, {
+    worker: false,
+    listen: true,
+    env: { AIRLOCK_MAX_WAITS_PER_TENANT: '2', AIRLOCK_MAX_WAIT_MS: '30000' },
+  })
+  const aborts: AbortController[] = []
+  t.teardown(() => {
+    for (const a of aborts) a.abort()
+  })
+  // No worker: a waited job stays queued, so a wait ends only when its time is up.
+  const wait = (tenant: 'alice' | 'bob') => {
+    const abort = new AbortController()
+    aborts.push(abort)
+    const answer = fetch(`${h.baseUrl}/v1/jobs?wait=true`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TENANTS[tenant]}`, 'content-type': 'application/json' },
+      body: JOB_BODY,
+      signal: abort.signal,
+    }).then(
+      (r) => r.status,
+      () => 'aborted',
+    )
+    return { abort, answer }
+  }
+  const within = (p: Promise<unknown>, ms: number) =>
+    Promise.race([p, new Promise((r) => setTimeout(() => r('held'), ms))])
+  const [first, second] = [wait('alice'), wait('alice')]
+  t.equal(await within(first.answer, 500), 'held')
+  t.equal(await within(second.answer, 10), 'held')
+  t.equal(await within(wait('alice').answer, 5000), 202, "the tenant's third wait answers at once: queued")
+  t.equal(await within(wait('bob').answer, 500), 'held', "another tenant's wait is held as ever")
+  first.abort.abort()
+  await new Promise((r) => setTimeout(r, 200))
+  t.equal(await within(wait('alice').answer, 500), 'held', 'a wait that ended gives its place back')
+})
+
 t.test('stream clients that never read are cut and give their output budget back', async (t) => {
   const h = await build(t, { listen: true, streamLimits: { slowClientGraceMs: 500 } })
   const job = await h.run({

@@ -131,7 +131,9 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       if (!options) return reply.status(201).send({ token: id })
       const gone = callerGone(reply)
       // Judge0 answers a wait with the submission as it is then; past our wait it is still running.
-      const view = (await jobService.waitForEnd(id, spec, gone.signal)) ?? (await ownJob(store, id, request.tenant))
+      const view =
+        (await jobService.waitForEnd(id, request.tenant, spec, gone.signal)) ??
+        (await ownJob(store, id, request.tenant))
       gone.stop()
       return send(reply, 201, submissionJson(view, outputWriter, options))
     },

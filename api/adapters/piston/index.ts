@@ -100,7 +100,7 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       // Piston answers only once the code has run, and a job nobody waits for is nobody's:
       // a client that goes away cancels it.
       const gone = callerGone(reply)
-      const done = gone.signal.aborted ? undefined : await jobService.waitForEnd(id, spec, gone.signal)
+      const done = gone.signal.aborted ? undefined : await jobService.waitForEnd(id, request.tenant, spec, gone.signal)
       gone.stop()
       const answer = (view: JobView) =>
         outputWriter.send(reply, 200, 'application/json; charset=utf-8', pistonResult(view, runtime, outputWriter))
@@ -118,7 +118,7 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
         .status(503)
         .header('retry-after', '1')
         .send({
-          message: `job ${id} did not end in time (the queue is long, or this server is restarting); it was cancelled: retry`,
+          message: `job ${id} did not end in time (the queue is long, this tenant holds its most waiting requests, or this server is restarting); it was cancelled: retry`,
         })
     },
   )

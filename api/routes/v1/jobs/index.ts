@@ -37,7 +37,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       request.log = reply.log = request.log.child({ jobId: id })
       if (request.query.wait) {
         const gone = callerGone(reply)
-        const done = await jobService.waitForEnd(id, spec, gone.signal)
+        const done = await jobService.waitForEnd(id, request.tenant, spec, gone.signal)
         gone.stop()
         if (done) return outputWriter.sendJob(reply, 200, done)
       }
