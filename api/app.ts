@@ -136,10 +136,11 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   const budget = new OutputBudget(config.outputReadBufferBytes)
   const limits = { ...DEFAULT_STREAM_LIMITS, ...streamLimits }
   const tenants = new TenantStore(redis, keys)
+  const store = new JobStore(redis, keys, config.jobRetentionSeconds, tenantDefaults(config), config.artifactBytes)
   const base: Omit<Services, 'jobService'> = {
     config,
     redis,
-    store: new JobStore(redis, keys, config.jobRetentionSeconds, tenantDefaults(config), config.artifactBytes),
+    store,
     queue: new Queue(QUEUE_NAME, { connection: queueConnection, prefix: keys.bullPrefix }),
     registry: new WorkerRegistry(redis, keys),
     waiter: new JobWaiter(subscriber, keys.finishedChannel),
@@ -152,7 +153,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     streamSessions: new Set(),
     streamGate: new StreamGate(config.maxStreamsPerTenant, config.maxStreamsPerAddress),
     budget,
-    outputWriter: new OutputWriter(new JobOutputReader(redis, keys), events, budget, limits.slowClientGraceMs),
+    outputWriter: new OutputWriter(store, new JobOutputReader(redis, keys), events, budget, limits.slowClientGraceMs),
     metrics,
   }
   const services: Services = { ...base, jobService: new JobService(base) }

@@ -31,12 +31,23 @@ export { JOB_OVERHEAD_BYTES, LOG_EVENT_OVERHEAD_BYTES, MAX_LOG_EVENTS }
 export type OutputPlace = 'events' | 'keys'
 
 /** A job record without its spec and output, which can be megabytes: what the API reads. */
-export interface JobView {
+/**
+ * A job's record without its output and step results (compile output, test cases): what
+ * deciding about a job needs, a few hundred bytes however big the job. The API reads
+ * this first; the step results (up to a few MB) only under its output budget.
+ */
+export interface JobHead {
   id: string
   tenant: string
   status: JobStatus
   cancelRequested: boolean
   output: OutputPlace
+  job: Omit<Job, 'stdout' | 'stderr' | 'compile' | 'tests'>
+  /** Characters of the step results in Redis (compile, tests): what reading them costs, known before it is paid. */
+  detailChars: number
+}
+
+export interface JobView extends Omit<JobHead, 'job'> {
   /** The job as clients see it, but for stdout and stderr (read in pieces: job-output.ts). */
   job: Omit<Job, 'stdout' | 'stderr'>
 }
@@ -131,12 +142,12 @@ const VIEW_FIELDS = [
   'executor',
   'isolation',
   'artifacts',
-  'compile',
-  'tests',
 ] as const
 type ViewFields = Partial<Record<(typeof VIEW_FIELDS)[number], string>>
+/** The step results: read after the head, and only by the API under its output budget. */
+const DETAIL_FIELDS = ['compile', 'tests'] as const
 
-function toView(id: string, h: ViewFields, runtime: string): JobView {
+function toHead(id: string, h: ViewFields, runtime: string, detailChars: number): JobHead {
   const status = h.status as JobStatus
   const created = Number(h.createdAt)
   const started = h.startedAt ? Number(h.startedAt) : null
@@ -168,9 +179,8 @@ function toView(id: string, h: ViewFields, runtime: string): JobView {
       executor: h.executor || null,
       isolation: h.isolation ? (JSON.parse(h.isolation) as Isolation) : null,
       artifacts: h.artifacts ? (JSON.parse(h.artifacts) as Artifact[]) : [],
-      compile: h.compile ? (JSON.parse(h.compile) as CompileResult) : null,
-      tests: h.tests ? (JSON.parse(h.tests) as TestResult[]) : [],
     },
+    detailChars,
   }
 }
 
@@ -374,29 +384,54 @@ export class JobStore {
     return { ...view, spec: JSON.parse(spec) as JobSpec, launches: Number(launches ?? 0) }
   }
 
-  /** The record without spec and output, so reading it costs the same however big the job. */
-  async view(id: string): Promise<JobView | undefined> {
-    const [values, runtime] = await Promise.all([
-      this.redis.hmget(this.keys.job(id), ...VIEW_FIELDS),
-      this.redis.hget(this.keys.job(id), 'runtime'),
+  /** The record without spec, output and step results, so reading it costs the same however big the job. */
+  async head(id: string): Promise<JobHead | undefined> {
+    const key = this.keys.job(id)
+    const [values, runtime, compileChars, testsChars] = await Promise.all([
+      this.redis.hmget(key, ...VIEW_FIELDS),
+      this.redis.hget(key, 'runtime'),
+      this.redis.hstrlen(key, 'compile'),
+      this.redis.hstrlen(key, 'tests'),
     ])
     const h: ViewFields = {}
     VIEW_FIELDS.forEach((f, i) => {
       if (values[i] !== null && values[i] !== undefined) h[f] = values[i]!
     })
     if (!h.status) return undefined
-    return toView(id, h, runtime ?? '')
+    return toHead(id, h, runtime ?? '', compileChars + testsChars)
   }
 
   /**
-   * The job if it exists and belongs to `tenant`; other tenants' jobs do not exist for
-   * them. The owner is checked before anything else is read, so a 404 costs the same
+   * The job's step results added to its head. A record that expired since its head was
+   * read has none left (an answer already begun is finished with none).
+   */
+  async withDetails(head: JobHead): Promise<JobView> {
+    const [compile, tests] = await this.redis.hmget(this.keys.job(head.id), ...DETAIL_FIELDS)
+    return {
+      ...head,
+      job: {
+        ...head.job,
+        compile: compile ? (JSON.parse(compile) as CompileResult) : null,
+        tests: tests ? (JSON.parse(tests) as TestResult[]) : [],
+      },
+    }
+  }
+
+  /** The whole record but spec and output (the worker's and tests' read; the API reads heads). */
+  async view(id: string): Promise<JobView | undefined> {
+    const head = await this.head(id)
+    return head && this.withDetails(head)
+  }
+
+  /**
+   * The job's head if it exists and belongs to `tenant`; other tenants' jobs do not exist
+   * for them. The owner is checked before anything else is read, so a 404 costs the same
    * whether or not the id is another tenant's.
    */
-  async viewForTenant(id: string, tenant: string): Promise<JobView | undefined> {
+  async headForTenant(id: string, tenant: string): Promise<JobHead | undefined> {
     if ((await this.redis.hget(this.keys.job(id), 'tenant')) !== tenant) return undefined
-    const view = await this.view(id)
-    return view && view.tenant === tenant ? view : undefined
+    const head = await this.head(id)
+    return head && head.tenant === tenant ? head : undefined
   }
 
   /**

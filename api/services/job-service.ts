@@ -11,7 +11,7 @@ import {
   newJobId,
   type CreateResult,
   type JobStore,
-  type JobView,
+  type JobHead,
 } from '../../core/job-store.js'
 import { isFinalStatus } from '../../core/job-lifecycle/transitions.js'
 import type { Metrics } from '../../core/metrics.js'
@@ -269,7 +269,7 @@ export class JobService {
           // Taken back while still queued; a worker that has it by now (the transaction ran
           // and only its answer was lost) makes it accepted after all: it will run once.
           const withdrawn = await store.remove(job.id, tenant).catch(() => false)
-          if (!withdrawn && ran && (await store.view(job.id).catch(() => undefined))?.tenant === tenant) return job
+          if (!withdrawn && ran && (await store.head(job.id).catch(() => undefined))?.tenant === tenant) return job
         }
         if (!entryError || ran) await queue.remove(job.id).catch(() => undefined)
         if (ran) return { ...job, error: ran }
@@ -345,7 +345,7 @@ export class JobService {
     const { store, queue, metrics } = this.deps
     // Only a job id is looked up: any other string could name another kind of key.
     // The owner first: another tenant's job costs the same to refuse as an unknown id.
-    const view = JOB_ID_PATTERN.test(id) ? await store.viewForTenant(id, tenant) : undefined
+    const view = JOB_ID_PATTERN.test(id) ? await store.headForTenant(id, tenant) : undefined
     if (!view) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
     const result = await store.cancel(id, tenant)
     if (result.kind === 'missing') throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${id} not found`)
@@ -358,17 +358,17 @@ export class JobService {
   }
 
   /**
-   * The tenant's job once it has ended, waiting at most as long as it may run (and
+   * The tenant's job (its head) once it has ended, waiting at most as long as it may run (and
    * AIRLOCK_MAX_WAIT_MS); undefined when it has not ended by then or `signal` aborted
    * (the caller went away). A tenant holding AIRLOCK_MAX_WAITS_PER_TENANT waits on this
    * process waits no more: each request held is a connection, and one tenant's must not
    * take the process's every one.
    */
-  async waitForEnd(id: string, tenant: string, spec: JobSpec, signal: AbortSignal): Promise<JobView | undefined> {
+  async waitForEnd(id: string, tenant: string, spec: JobSpec, signal: AbortSignal): Promise<JobHead | undefined> {
     const { config, store, waiter } = this.deps
     const held = this.waits.get(tenant) ?? 0
     if (held >= config.maxWaitsPerTenant) {
-      const now = await store.view(id)
+      const now = await store.head(id)
       return now && isFinalStatus(now.status) ? now : undefined
     }
     this.waits.set(tenant, held + 1)
@@ -376,9 +376,9 @@ export class JobService {
       await waiter.ready()
       const waitMs = Math.min(config.maxWaitMs, stepsWallMs(spec.limits, spec.tests?.length ?? 1) + 60_000)
       const { finished } = waiter.wait(id, waitMs, signal)
-      const now = await store.view(id)
+      const now = await store.head(id)
       if (!(now && isFinalStatus(now.status))) await finished
-      const done = await store.view(id)
+      const done = await store.head(id)
       return done && isFinalStatus(done.status) ? done : undefined
     } finally {
       const left = (this.waits.get(tenant) ?? 1) - 1

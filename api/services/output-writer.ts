@@ -1,7 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import type { JobEventReader } from '../../core/job-events.js'
 import type { JobOutputReader, TakeBudget } from '../../core/job-output.js'
-import type { JobView } from '../../core/job-store.js'
+import type { JobHead, JobStore, JobView } from '../../core/job-store.js'
 import type { OutputBudget } from './output-budget.js'
 
 /** Writes text or bytes out of the process; resolves once they have left (flushed to the socket). */
@@ -20,10 +20,16 @@ export function pieceMemoryBytes(chars: number): number {
   return chars * 8
 }
 
-/** What a record's JSON of `chars` characters costs on its way out: the string and the socket's copy. */
+/**
+ * What a record's JSON of `chars` characters costs on its way out: the stored string,
+ * what it parses to, the JSON made of it and the socket's copy.
+ */
 function headMemoryBytes(chars: number): number {
-  return chars * 3
+  return chars * 6
 }
+
+/** Characters of a record's JSON beyond its step results, at most (the head: ids, times, artifacts' list). */
+const HEAD_CHARS = 16 * 1024
 
 /**
  * Everything the API sends that carries job output (a job, its log, a stream's `end`
@@ -33,6 +39,8 @@ function headMemoryBytes(chars: number): number {
  */
 export class OutputWriter {
   constructor(
+    /** Where a job's step results are read, under the budget. */
+    private readonly store: JobStore,
     private readonly output: JobOutputReader,
     private readonly events: JobEventReader,
     private readonly budget: OutputBudget,
@@ -56,42 +64,44 @@ export class OutputWriter {
 
   /**
    * The job as JSON (the shape of JobSchema), its stdout and stderr read in pieces. The
-   * record itself (test cases' previews, compile output, artifacts: up to a few MB) is
-   * held against the budget too until it has left, and the first hold is the only one
+   * record's step results (test cases' previews, compile output: up to a few MB) are
+   * read only once the budget holds what they will cost, until the record has left, and
+   * the first hold is the only one
    * that may give up: a busy budget is a 503 before anything is sent, never a body cut
    * short after the record.
    */
-  async *jobJson(view: JobView): AsyncGenerator<string> {
-    const take = this.take(view.tenant)
-    const head = JSON.stringify(view.job)
-    const hold = await take(headMemoryBytes(head.length))
+  async *jobJson(job: JobHead): AsyncGenerator<string> {
+    const take = this.take(job.tenant)
+    // Held before the step results are read: their size is known from the head.
+    const hold = await take(headMemoryBytes(job.detailChars + HEAD_CHARS))
     try {
-      yield `${head.slice(0, -1)},"stdout":"`
+      const view = await this.store.withDetails(job)
+      yield `${JSON.stringify(view.job).slice(0, -1)},"stdout":"`
     } finally {
       hold.release()
     }
-    for await (const piece of this.output.pieces(view.id, view.output, 'stdout', take))
+    for await (const piece of this.output.pieces(job.id, job.output, 'stdout', take))
       yield JSON.stringify(piece).slice(1, -1)
     yield '","stderr":"'
-    for await (const piece of this.output.pieces(view.id, view.output, 'stderr', take))
+    for await (const piece of this.output.pieces(job.id, job.output, 'stderr', take))
       yield JSON.stringify(piece).slice(1, -1)
     yield '"}'
   }
 
   /** The stream's `end` message: `{type:"end",job,seq,ts}`. */
-  async *endMessage(view: JobView, seq: number, ts: string): AsyncGenerator<string> {
+  async *endMessage(view: JobHead, seq: number, ts: string): AsyncGenerator<string> {
     yield '{"type":"end","job":'
     yield* this.jobJson(view)
     yield `,"seq":${seq},"ts":${JSON.stringify(ts)}}`
   }
 
   /** Every log event's text, in order (`GET /logs` as text). */
-  logText(view: JobView): AsyncGenerator<string> {
+  logText(view: JobHead): AsyncGenerator<string> {
     return this.output.pieces(view.id, view.output, 'both', this.take(view.tenant))
   }
 
   /** Every event as a line of JSON; the `end` line carries the job (`GET /logs` as NDJSON). */
-  async *ndjson(view: JobView): AsyncGenerator<string> {
+  async *ndjson(view: JobHead): AsyncGenerator<string> {
     for (let cursor = 0; ; ) {
       const hold = await this.budget.take(view.tenant, EVENTS_PER_READ * 3 * EVENT_MAX_BYTES)
       try {
@@ -203,21 +213,42 @@ export class OutputWriter {
   }
 
   /**
+   * The job with its step results, for an API that answers in its own shape (the Judge0
+   * and Piston adapters), read under the budget as jobJson reads them: a busy budget is a
+   * 503 before anything is sent (`patient`: it waits its turn instead, for an answer
+   * already begun). `keep` says which test cases the answer uses; the rest
+   * are let go before the hold is given back, so what a waiting answer keeps is small.
+   */
+  async details(
+    job: JobHead,
+    keep: (tests: JobView['job']['tests']) => JobView['job']['tests'],
+    patient = false,
+  ): Promise<JobView> {
+    const hold = await this.budget.take(job.tenant, headMemoryBytes(job.detailChars + HEAD_CHARS), patient)
+    try {
+      const view = await this.store.withDetails(job)
+      return { ...view, job: { ...view.job, tests: keep(view.job.tests) } }
+    } finally {
+      hold.release()
+    }
+  }
+
+  /**
    * One of a job's streams as text, in pieces read under the budget: for an API that
    * sends output in its own shape (the Judge0 and Piston adapters). Each piece is
    * held until the next is asked for, so hand each on before asking.
    */
-  text(view: JobView, stream: 'stdout' | 'stderr' | 'both'): AsyncGenerator<string> {
+  text(view: JobHead, stream: 'stdout' | 'stderr' | 'both'): AsyncGenerator<string> {
     return this.output.pieces(view.id, view.output, stream, this.take(view.tenant))
   }
 
   /** An artifact's bytes, as they were left. */
-  artifact(view: JobView, index: number): AsyncGenerator<Buffer> {
+  artifact(view: JobHead, index: number): AsyncGenerator<Buffer> {
     return this.output.artifactBytes(view.id, index, this.take(view.tenant))
   }
 
   /** `send` for the job as it was submitted (GET /v1/jobs/:id/request). */
-  sendRequest(reply: FastifyReply, view: JobView): Promise<void> {
+  sendRequest(reply: FastifyReply, view: JobHead): Promise<void> {
     return this.send(
       reply,
       200,
@@ -227,7 +258,7 @@ export class OutputWriter {
   }
 
   /** `send` for a job as JSON. */
-  sendJob(reply: FastifyReply, status: number, view: JobView): Promise<void> {
+  sendJob(reply: FastifyReply, status: number, view: JobHead): Promise<void> {
     return this.send(reply, status, 'application/json; charset=utf-8', this.jobJson(view))
   }
 }

@@ -163,7 +163,7 @@ export class StreamSession {
       } while (this.dirty && !this.closed)
       // Events of a finished job can be gone (retention) while its record is not.
       if (checkFinished) {
-        const stored = await this.deps.store.view(this.jobId)
+        const stored = await this.deps.store.head(this.jobId)
         if (
           stored &&
           isFinalStatus(stored.status) &&
@@ -232,7 +232,7 @@ export class StreamSession {
    * is held to the same slow-client limit between pieces as for any other message.
    */
   private async end(event: Extract<StoredEvent, { type: 'end' }>): Promise<void> {
-    const view = await this.deps.store.view(this.jobId)
+    const view = await this.deps.store.head(this.jobId)
     if (this.closed || !view) return
     const parts = this.deps.writer.endMessage(view, event.seq, event.ts)
     let pending: string | undefined

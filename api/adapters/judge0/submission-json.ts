@@ -1,5 +1,5 @@
 import { isFinalStatus } from '../../../core/job-lifecycle/transitions.js'
-import type { JobView } from '../../../core/job-store.js'
+import type { JobHead, JobView } from '../../../core/job-store.js'
 import type { OutputWriter } from '../../services/output-writer.js'
 import {
   ENCODED,
@@ -71,10 +71,13 @@ async function* nothing(): AsyncGenerator<string> {}
 
 /** One submission as a JSON object of the attributes asked for. */
 export async function* submissionJson(
-  view: JobView,
+  head: JobHead,
   writer: OutputWriter,
   options: SubmissionJsonOptions,
+  patient = false,
 ): AsyncGenerator<string> {
+  // A submission is one test case at most: the rest of a job's cases are not read into it.
+  const view = await writer.details(head, (tests) => tests.slice(0, 1), patient)
   const plain = plainAttributes(view, options.languageName)
   let sep = ''
   yield '{'
@@ -102,7 +105,7 @@ export async function* submissionJson(
  * left: a page of 100 big records is never held at once.
  */
 export async function* submissionsJson(
-  views: AsyncIterable<JobView | undefined>,
+  views: AsyncIterable<JobHead | undefined>,
   writer: OutputWriter,
   options: SubmissionJsonOptions,
   meta?: unknown,
@@ -112,7 +115,8 @@ export async function* submissionsJson(
   for await (const view of views) {
     if (sep) yield sep
     sep = ','
-    if (view) yield* submissionJson(view, writer, options)
+    // The answer has begun: each record waits its turn for the budget.
+    if (view) yield* submissionJson(view, writer, options, true)
     else yield 'null'
   }
   yield meta === undefined ? ']}' : `],"meta":${JSON.stringify(meta)}}`

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError, isAirlockError } from '../../../core/errors.js'
-import type { JobView } from '../../../core/job-store.js'
+import type { JobHead } from '../../../core/job-store.js'
 import { registerAuth } from '../../plugins/auth.js'
 import { callerGone } from '../../services/job-service.js'
 import { MISSING_KEY, pistonKey } from './auth.js'
@@ -102,15 +102,21 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       const gone = callerGone(reply)
       const done = gone.signal.aborted ? undefined : await jobService.waitForEnd(id, request.tenant, spec, gone.signal)
       gone.stop()
-      const answer = (view: JobView) =>
-        outputWriter.send(reply, 200, 'application/json; charset=utf-8', pistonResult(view, runtime, outputWriter))
+      // Piston's answer has the compile step, not test cases: those are not read into it.
+      const answer = async (head: JobHead) =>
+        outputWriter.send(
+          reply,
+          200,
+          'application/json; charset=utf-8',
+          pistonResult(await outputWriter.details(head, () => []), runtime, outputWriter),
+        )
       if (done) return answer(done)
       // It may have ended between the wait and the cancel: then it is answered, not run again.
       const endedMeanwhile = await jobService.cancel(id, request.tenant).then(
         () => false,
         (err: unknown) => isAirlockError(err) && err.code === 'AIRLOCK_ERR_JOB_FINISHED',
       )
-      const view = endedMeanwhile && !gone.signal.aborted ? await store.view(id) : undefined
+      const view = endedMeanwhile && !gone.signal.aborted ? await store.head(id) : undefined
       if (view) return answer(view)
       if (gone.signal.aborted || reply.raw.destroyed) return reply.hijack()
       // Waited as long as AIRLOCK_MAX_WAIT_MS allows (a long queue), or the server is stopping.

@@ -1,0 +1,74 @@
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { loadConfig } from '../../core/config.js'
+import { JobEventReader } from '../../core/job-events.js'
+import { JobOutputReader } from '../../core/job-output.js'
+import { resolveJobSpec } from '../../core/job-spec.js'
+import { JobStore, newJobId } from '../../core/job-store.js'
+import { redisKeys } from '../../core/redis-keys.js'
+import { OutputBudget } from '../../api/services/output-budget.js'
+import { OutputWriter } from '../../api/services/output-writer.js'
+import { redisUrl } from '../helper.js'
+
+// A job's record can carry MBs of step results (64 test cases' previews, compile output).
+// Found by a hostile review: 1,000 pipelined reads of such a job parsed each record before
+// any budget was taken, 147 MB -> 2.36 GB. The API reads a job's head (a few hundred bytes)
+// first, and its step results only once the output budget holds what they will cost.
+t.test("a job's step results are read only under the output budget", async (t) => {
+  const redis = new Redis(redisUrl())
+  const keys = redisKeys(`test-job-records-${randomBytes(4).toString('hex')}`)
+  t.teardown(async () => {
+    const left = await redis.keys(`${keys.prefix}*`)
+    if (left.length > 0) await redis.del(...left)
+    redis.disconnect()
+  })
+  const store = new JobStore(redis, keys, 3600)
+  const id = newJobId()
+  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})))
+  const preview = '\u0000'.repeat(4096)
+  const tests = Array.from({ length: 32 }, () => ({
+    status: 'passed',
+    exitCode: 0,
+    signal: null,
+    timeMs: 1,
+    stdout: preview,
+    stderr: preview,
+    truncated: false,
+  }))
+  const stored = JSON.stringify(tests)
+  await redis.hset(keys.job(id), 'status', 'succeeded', 'tests', stored)
+
+  const head = await store.headForTenant(id, 'alice')
+  t.ok(head, "the tenant's job")
+  t.notOk('tests' in head!.job, 'its head carries no step results')
+  t.equal(head!.detailChars, stored.length, 'but knows what they will cost')
+  t.equal(await store.headForTenant(id, 'bob'), undefined, "another tenant's job is none")
+
+  // The tenant's share of the budget is held by another reader: the record waits, unread.
+  const budget = new OutputBudget(16 * 1024 * 1024, 300)
+  const writer = new OutputWriter(
+    store,
+    new JobOutputReader(redis, keys),
+    new JobEventReader(redis, keys),
+    budget,
+    1000,
+  )
+  const other = await budget.take('alice', 8 * 1024 * 1024)
+  await t.rejects(writer.jobJson(head!).next(), { code: 'AIRLOCK_ERR_OUTPUT_BUSY' }, 'a busy budget answers 503')
+  await t.rejects(
+    writer.details(head!, (all) => all),
+    { code: 'AIRLOCK_ERR_OUTPUT_BUSY' },
+  )
+  t.equal(budget.inUse, 8 * 1024 * 1024, 'and holds nothing while it waits')
+  other.release()
+
+  const parts: string[] = []
+  for await (const part of writer.jobJson(head!)) parts.push(part)
+  const job = JSON.parse(parts.join('')) as { tests: unknown[]; status: string }
+  t.equal(job.tests.length, 32, 'with the budget free, the record is read whole')
+  t.equal(job.status, 'succeeded')
+  const judged = await writer.details(head!, (all) => all.slice(0, 1))
+  t.equal(judged.job.tests.length, 1, 'an adapter keeps only the cases its answer uses')
+  t.equal(budget.inUse, 0, 'every hold given back')
+})
