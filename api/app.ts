@@ -16,6 +16,7 @@ import { WorkerRegistry } from '../core/worker-registry.js'
 import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, keyTenants, registerAuth } from './plugins/auth.js'
+import { limitBodies } from './plugins/body-budget.js'
 import { limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { strictValidatorCompiler } from './plugins/strict-validator.js'
 import { registerOpenApi } from './plugins/openapi.js'
@@ -122,6 +123,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   app.removeContentTypeParser('text/plain')
 
   decorateTenant(app)
+  limitBodies(app, config.bodyBufferBytes, config.bodyLimitBytes)
 
   const keys = redisKeys(config.redisPrefix)
   const redis = createRedis(config.redisUrl, 'command')

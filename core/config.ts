@@ -278,6 +278,13 @@ export const SETTINGS = {
     1,
     1_000_000,
   ),
+  bodyBufferBytes: int(
+    'AIRLOCK_BODY_BUFFER_BYTES',
+    'Bytes of request bodies one API process holds at once, for all callers together (a body counts by its Content-Length from before it is read until its answer has left); past it, or past half of it for one tenant, 503 AIRLOCK_ERR_BODIES_BUSY',
+    64 * 1024 * 1024,
+    1024 * 1024,
+    4 * 1024 * 1024 * 1024,
+  ),
   outputReadBufferBytes: int(
     'AIRLOCK_OUTPUT_READ_BUFFER_BYTES',
     "Bytes of job output one API process holds at once for all readers together (GET a job, its logs, a stream's messages); readers past it wait their turn",

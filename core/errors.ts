@@ -42,6 +42,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_STORE_UNAVAILABLE: 503,
   /** The API process is sending as much job output as it may hold at once; retry shortly. */
   AIRLOCK_ERR_OUTPUT_BUSY: 503,
+  /** The API process is receiving as many request bytes as it may hold at once; retry shortly. */
+  AIRLOCK_ERR_BODIES_BUSY: 503,
   /** Redis refused a write (its maxmemory is reached); nothing was accepted. */
   AIRLOCK_ERR_STORE_FULL: 503,
   /** The web console's files were not built with this install (npm run build makes them). */

@@ -11,6 +11,8 @@ declare module 'fastify' {
      * empty tenant.
      */
     tenant: string
+    /** The authenticated tenant, or '' for a request that was not (what it holds is counted as nobody's). */
+    readonly tenantOrNone: string
     /** The key's role: static keys (AIRLOCK_API_KEYS) are their tenant's admins. */
     keyRole: KeyRole
     /** The SHA-256 of the key the request came with (of the key that asked for its stream token). */
@@ -40,6 +42,11 @@ export function decorateTenant(app: FastifyInstance): void {
     },
   })
   app.decorateRequest('keyRole', 'member')
+  app.decorateRequest('tenantOrNone', {
+    getter(this: WithTenant): string {
+      return this[TENANT] ?? ''
+    },
+  })
   app.decorateRequest('keyDigest', '')
 }
 

@@ -22,6 +22,12 @@ export class OutputBudget {
     readonly capacityBytes: number,
     readonly waitMs = 30_000,
     tenantShare = 0.5,
+    /** What a reader that waited `waitMs` in vain is told. */
+    private readonly busy: () => Error = () =>
+      new AirlockError(
+        'AIRLOCK_ERR_OUTPUT_BUSY',
+        'the server is sending as much job output as it may hold; retry shortly',
+      ),
   ) {
     this.tenantCapacity = Math.max(1, Math.floor(capacityBytes * tenantShare))
   }
@@ -39,12 +45,7 @@ export class OutputBudget {
         if (!patient) {
           waiter.timer = setTimeout(() => {
             this.waiting.splice(this.waiting.indexOf(waiter), 1)
-            reject(
-              new AirlockError(
-                'AIRLOCK_ERR_OUTPUT_BUSY',
-                'the server is sending as much job output as it may hold; retry shortly',
-              ),
-            )
+            reject(this.busy())
           }, this.waitMs)
         }
         this.waiting.push(waiter)

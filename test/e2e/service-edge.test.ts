@@ -360,6 +360,35 @@ t.test('requests held until a job ends are capped per tenant: one tenant cannot 
   t.equal(await within(wait('alice').answer, 500), 'held', 'a wait that ended gives its place back')
 })
 
+t.test('request bodies held at once are bounded for the process and per tenant, with a code', async (t) => {
+  const h = await build(t, {
+    worker: false,
+    listen: true,
+    env: { AIRLOCK_BODY_BUFFER_BYTES: String(1024 * 1024), AIRLOCK_MAX_BODY_BYTES: String(1024 * 1024) },
+  })
+  const port = portOf(h)
+  const size = 400 * 1024
+  const head = (tenant: 'alice' | 'bob') =>
+    `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS[tenant]}\r\nContent-Type: application/json\r\nContent-Length: ${size}`
+  // Alice's first body arrives slowly: it holds its 400 KiB of her 512 KiB share.
+  const slow = await openRaw(port, head('alice'))
+  t.teardown(() => slow.destroy())
+  slow.write(' ')
+  await new Promise((r) => setTimeout(r, 200))
+  const body = `{"runtime":"bash","source":"true"}${' '.repeat(size - 34)}`
+  const second = await rawRequest(port, head('alice'), body)
+  t.equal(second.status, 503, "past the tenant's share of the bodies held, a body is refused")
+  t.match(JSON.parse(second.body), { code: 'AIRLOCK_ERR_BODIES_BUSY' })
+  t.ok(Number(second.headers['retry-after']) >= 1, 'with when to retry')
+  t.ok(second.closed, 'and the connection closed: its body was not read')
+  const bob = await rawRequest(port, head('bob'), body)
+  t.equal(bob.status, 202, "another tenant's body is taken")
+  slow.destroy()
+  await new Promise((r) => setTimeout(r, 200))
+  const again = await rawRequest(port, head('alice'), body)
+  t.equal(again.status, 202, 'a body whose connection went gives its room back')
+})
+
 t.test('stream clients that never read are cut and give their output budget back', async (t) => {
   const h = await build(t, { listen: true, streamLimits: { slowClientGraceMs: 500 } })
   const job = await h.run({
