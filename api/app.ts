@@ -6,6 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Config } from '../core/config.js'
+import { AirlockError } from '../core/errors.js'
 import { JobEventReader } from '../core/job-events.js'
 import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
@@ -22,7 +23,12 @@ import { strictValidatorCompiler } from './plugins/strict-validator.js'
 import { registerOpenApi } from './plugins/openapi.js'
 import { registerConsole } from './plugins/console.js'
 import { ROUTER_MAX_PARAM_LENGTH } from './schemas.js'
-import { clientErrorHandler, frameworkErrors, registerErrorHandler } from './plugins/error-handler.js'
+import {
+  answerNodeLevelRequests,
+  clientErrorHandler,
+  frameworkErrors,
+  registerErrorHandler,
+} from './plugins/error-handler.js'
 import adminRoutes from './routes/v1/admin/index.js'
 import auditRoutes from './routes/v1/audit/index.js'
 import healthRoutes from './routes/health.js'
@@ -83,6 +89,9 @@ export interface BuildAppOptions {
   streamLimits?: Partial<StreamLimits>
 }
 
+/** The one WebSocket route. */
+const STREAM_ROUTE = '/v1/jobs/:id/stream'
+
 /**
  * The API: external plugins (websocket, OpenAPI), then our services (Redis, queue,
  * store), then routes, one folder per resource. Connections are closed with the app.
@@ -108,6 +117,8 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     http: {
       headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs),
       connectionsCheckingInterval: 1000,
+      // Node's own answer to a missing Host is a 400 without a body: the hook below gives the code.
+      requireHostHeader: false,
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
   limitConnections(app.server, {
@@ -117,6 +128,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     log: logger,
     metrics,
   })
+  answerNodeLevelRequests(app.server)
   app.setValidatorCompiler(strictValidatorCompiler)
   registerErrorHandler(app, metrics)
   // JSON only: a text body would otherwise reach validation and get a misleading 400.
@@ -185,7 +197,23 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   })
   // @fastify/websocket hides WebSocket routes from the document; ours is part of the API.
   app.addHook('onRoute', (route) => {
-    if (route.url === '/v1/jobs/:id/stream' && route.schema) route.schema.hide = false
+    if (route.url === STREAM_ROUTE && route.schema) route.schema.hide = false
+  })
+  // Any other route asked for an upgrade would take it and close it at once, and the
+  // socket would linger for ws's close timeout, past every stream cap: refused plainly.
+  // A request without Host (HTTP/1.1 requires one) too, in the API's shape.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      reply.header('connection', 'close')
+      throw new AirlockError('AIRLOCK_ERR_BAD_REQUEST', 'an HTTP/1.1 request must have a Host header')
+    }
+    if (request.ws && request.routeOptions.url !== STREAM_ROUTE) {
+      reply.header('connection', 'close')
+      throw new AirlockError(
+        'AIRLOCK_ERR_BAD_REQUEST',
+        `only ${STREAM_ROUTE.replace(':id', '{id}')} is a WebSocket; ask this route without Upgrade`,
+      )
+    }
   })
   await app.register(healthRoutes)
   // The web console: static files at /console/, calling the same routes as every client.

@@ -35,6 +35,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_JOB_FINISHED: 409,
   /** A WebSocket route asked for without the upgrade. */
   AIRLOCK_ERR_UPGRADE_REQUIRED: 426,
+  /** An Expect header other than 100-continue. */
+  AIRLOCK_ERR_EXPECTATION_FAILED: 417,
   AIRLOCK_ERR_BODY_TOO_LARGE: 413,
   AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   AIRLOCK_ERR_INTERNAL: 500,

@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError, ErrorCodes, isAirlockError, type ErrorCode } from '../../core/errors.js'
@@ -107,13 +107,43 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): 
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'AIRLOCK_ERR_REQUEST_TIMEOUT', 'the request took too long to arrive']
         : [400, 'AIRLOCK_ERR_BAD_REQUEST', 'the HTTP request could not be parsed']
+  answerRaw(socket, status, code, message)
+}
+
+/** An error answer written straight to a socket Node has not given to fastify; the connection is closed. */
+function answerRaw(socket: Duplex, status: number, code: ErrorCode, message: string, headers = ''): void {
   const body = JSON.stringify({ statusCode: status, code, message })
   if (socket.writable) {
     socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n${headers}\r\n${body}`,
     )
   }
   socket.destroy()
+}
+
+/**
+ * Requests Node answers itself, before fastify sees them, get the API's error shape
+ * too: CONNECT (Node would close the socket without a word) and an Expect other than
+ * 100-continue (Node's 417 has no body).
+ */
+export function answerNodeLevelRequests(server: Server): void {
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    req.resume()
+    answerRaw(socket, 405, 'AIRLOCK_ERR_METHOD_NOT_ALLOWED', 'CONNECT is not served here')
+  })
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify({
+      statusCode: 417,
+      code: 'AIRLOCK_ERR_EXPECTATION_FAILED' satisfies ErrorCode,
+      message: `Expect: ${String(req.headers.expect).slice(0, 64)} is not supported; only 100-continue is`,
+    })
+    res.writeHead(417, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    })
+    res.end(body)
+  })
 }
 
 /**

@@ -182,8 +182,8 @@ t.test('wait=true answers with the finished submission, in plain text unless bas
   )
   t.same(
     (await judge0('GET', `/submissions/${token}?fields=stdout,bogus`)).json,
-    { error: 'invalid fields: [bogus]' },
-    'an unknown field is a 400 in Judge0 words',
+    { error: 'invalid fields: [bogus]', code: 'AIRLOCK_ERR_VALIDATION' },
+    "an unknown field is a 400 in Judge0 words, with Airlock's code",
   )
 
   const listed = await judge0('GET', '/submissions?per_page=100&fields=token,status')
@@ -351,6 +351,7 @@ t.test('what Judge0 clients get wrong, or Airlock refuses, is a clear 4xx in Jud
   t.not(answers[1]!.token, answers[3]!.token)
   t.same((await judge0('POST', '/submissions/batch', { submissions: [] })).json, {
     error: 'there should be at least one submission in a batch',
+    code: 'AIRLOCK_ERR_VALIDATION',
   })
   t.equal((await judge0('GET', '/submissions/job_00000000000000000000000000000000')).status, 404, 'an unknown token')
 })

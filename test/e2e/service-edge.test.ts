@@ -389,6 +389,35 @@ t.test('request bodies held at once are bounded for the process and per tenant, 
   t.equal(again.status, 202, 'a body whose connection went gives its room back')
 })
 
+t.test(
+  'requests Node would answer itself get the API shape: CONNECT, an unknown Expect, no Host, a stray upgrade',
+  async (t) => {
+    const h = await build(t, { worker: false, listen: true })
+    const port = portOf(h)
+    const codeOf = (r: { body: string }) => (JSON.parse(r.body) as { code?: string }).code
+    const connect = await rawRequest(port, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1')
+    t.equal(connect.status, 405, 'CONNECT: 405, not a socket closed without a word')
+    t.equal(codeOf(connect), 'AIRLOCK_ERR_METHOD_NOT_ALLOWED')
+    const expect = await rawRequest(port, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 200-ok')
+    t.equal(expect.status, 417)
+    t.equal(codeOf(expect), 'AIRLOCK_ERR_EXPECTATION_FAILED')
+    const hostless = await rawRequest(port, 'GET /healthz HTTP/1.1')
+    t.equal(hostless.status, 400)
+    t.equal(codeOf(hostless), 'AIRLOCK_ERR_BAD_REQUEST', 'no Host: a 400 with a code, not an empty one')
+    t.equal((await rawRequest(port, 'GET /healthz HTTP/1.0')).status, 200, 'HTTP/1.0 has no Host to send')
+    const started = Date.now()
+    const upgrade = await rawRequest(
+      port,
+      'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      '',
+      5000,
+    )
+    t.equal(upgrade.status, 400, 'an upgrade of a route that is no WebSocket is refused')
+    t.equal(codeOf(upgrade), 'AIRLOCK_ERR_BAD_REQUEST')
+    t.ok(upgrade.closed && Date.now() - started < 4000, 'and its socket closed at once, not held')
+  },
+)
+
 t.test('stream clients that never read are cut and give their output budget back', async (t) => {
   const h = await build(t, { listen: true, streamLimits: { slowClientGraceMs: 500 } })
   const job = await h.run({

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
-import type { ErrorDetail } from '../../../core/errors.js'
+import type { ErrorCode, ErrorDetail } from '../../../core/errors.js'
 import type { Metrics } from '../../../core/metrics.js'
 import { notFoundAnswerer, prepareErrorReply } from '../../plugins/error-handler.js'
 
@@ -74,7 +74,11 @@ export function registerJudge0Errors(
   scope.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof Judge0Error) {
       metrics.rejectedRequests.inc({ code: 'JUDGE0_INVALID' })
-      return reply.status(err.statusCode).send(err.body)
+      // `{error}` carries Airlock's code as the rest of the API does; a 422's keys are the
+      // submission's attributes, which Judge0's clients read as such, so it has none.
+      if (!('error' in err.body)) return reply.status(err.statusCode).send(err.body)
+      const code: ErrorCode = err.statusCode === 404 ? 'AIRLOCK_ERR_NOT_FOUND' : 'AIRLOCK_ERR_VALIDATION'
+      return reply.status(err.statusCode).send({ ...err.body, code })
     }
     if (err.validation && err.validationContext === 'body') {
       metrics.rejectedRequests.inc({ code: 'JUDGE0_INVALID' })
