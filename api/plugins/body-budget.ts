@@ -13,7 +13,7 @@ const BODY_WAIT_MS = 2000
  * holding it took 320 MB. No tenant may hold more than half, so one tenant's bodies
  * cannot stop another's; past it, 503 AIRLOCK_ERR_BODIES_BUSY and the connection closed.
  */
-export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLimitBytes: number): OutputBudget {
+export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLimitBytes: number): void {
   const budget = new OutputBudget(
     capacityBytes,
     BODY_WAIT_MS,
@@ -41,5 +41,4 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
     reply.raw.once('close', () => hold.release())
     return payload
   })
-  return budget
 }

@@ -17,6 +17,9 @@ import { openRaw, percentSpellings, rawRequest } from '../raw-http.js'
 // against the real service over real sockets, with the outcome asserted.
 
 const portOf = (h: Harness) => Number(new URL(h.baseUrl).port)
+/** A job of `tenant`'s submitted (it stays queued where the harness has no worker); its id. */
+const queuedJob = async (h: Harness, tenant: 'alice' | 'bob') =>
+  (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, tenant)).json<{ id: string }>().id
 const JOB_BODY = JSON.stringify({ runtime: 'bash', source: 'echo ran' })
 
 async function jobCount(h: Harness): Promise<number> {
@@ -214,9 +217,7 @@ t.test('WebSocket streams are capped per tenant and per address, with a code', a
     listen: true,
     env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '3', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '4' },
   })
-  const job = async (tenant: 'alice' | 'bob') =>
-    (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, tenant)).json<{ id: string }>().id
-  const [a, b] = [await job('alice'), await job('bob')]
+  const [a, b] = [await queuedJob(h, 'alice'), await queuedJob(h, 'bob')]
   const open = (id: string, tenant: 'alice' | 'bob') =>
     new Promise<{ status: number; code?: string; ws?: WebSocket }>((resolve) => {
       const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
@@ -289,9 +290,7 @@ t.test(
 
 t.test('stream tokens are capped per tenant: minting them cannot fill Redis', async (t) => {
   const h = await build(t, { worker: false, listen: true, env: { AIRLOCK_MAX_STREAM_TOKENS_PER_TENANT: '3' } })
-  const job = async (tenant: 'alice' | 'bob') =>
-    (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, tenant)).json<{ id: string }>().id
-  const [a, b] = [await job('alice'), await job('bob')]
+  const [a, b] = [await queuedJob(h, 'alice'), await queuedJob(h, 'bob')]
   const mint = (id: string, tenant: 'alice' | 'bob') =>
     h.request('POST', `/v1/jobs/${id}/stream-tokens`, undefined, tenant)
   const minted = [await mint(a, 'alice'), await mint(a, 'alice'), await mint(a, 'alice')]
