@@ -18,7 +18,8 @@ import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, keyTenants, registerAuth } from './plugins/auth.js'
 import { limitBodies } from './plugins/body-budget.js'
-import { limitConnections, trustedProxies } from './plugins/connection-limits.js'
+import { refuseForeignCharsets } from './plugins/body-charset.js'
+import { type ClaimConnection, limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { strictValidatorCompiler } from './plugins/strict-validator.js'
 import { registerOpenApi } from './plugins/openapi.js'
 import { registerConsole } from './plugins/console.js'
@@ -73,6 +74,8 @@ export interface Services {
   outputWriter: OutputWriter
   /** Submits, waits for and cancels jobs: the one path every API's jobs take. */
   jobService: JobService
+  /** Counts an authenticated request's connection as its tenant's (false: the tenant holds its most). */
+  claimConnection: ClaimConnection
   metrics: Metrics
 }
 
@@ -121,9 +124,10 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
       requireHostHeader: false,
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
-  limitConnections(app.server, {
+  const claimConnection = limitConnections(app.server, {
     maxConnections: config.maxConnections,
     maxPerAddress: config.maxConnectionsPerAddress,
+    maxPerTenant: config.maxConnectionsPerTenant,
     trustProxy: config.trustProxy,
     log: logger,
     metrics,
@@ -135,6 +139,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   app.removeContentTypeParser('text/plain')
 
   decorateTenant(app)
+  refuseForeignCharsets(app)
   limitBodies(app, config.bodyBufferBytes, config.bodyLimitBytes)
 
   const keys = redisKeys(config.redisPrefix)
@@ -167,6 +172,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     streamSessions: new Set(),
     streamGate: new StreamGate(config.maxStreamsPerTenant, config.maxStreamsPerAddress),
     budget,
+    claimConnection,
     outputWriter: new OutputWriter(store, new JobOutputReader(redis, keys), events, budget, limits.slowClientGraceMs),
     metrics,
   }
@@ -226,6 +232,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
         tenantsByKey: config.tenantsByKey,
         streamTokens: services.streamTokens,
         tenants: services.tenants,
+        claimConnection,
       })
       await v1.register(jobsRoutes, { prefix: '/jobs' })
       await v1.register(batchRoutes, { prefix: '/jobs' })

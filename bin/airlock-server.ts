@@ -90,6 +90,8 @@ async function main(): Promise<void> {
     limitConnections(server, {
       maxConnections: METRICS_MAX_CONNECTIONS,
       maxPerAddress: METRICS_MAX_CONNECTIONS / 4,
+      // Nobody authenticates here.
+      maxPerTenant: METRICS_MAX_CONNECTIONS,
       trustProxy: '',
       log: logger,
       metrics,

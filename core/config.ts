@@ -217,7 +217,7 @@ export const SETTINGS = {
   ),
   maxConnections: int(
     'AIRLOCK_MAX_CONNECTIONS',
-    "Open HTTP connections the API accepts at once (also held below the process's open-file limit, so the worker keeps descriptors for sandboxes)",
+    "Open HTTP connections the API accepts at once (also held below the process's open-file limit, so the worker keeps descriptors for sandboxes); at the cap the oldest connection that has not authenticated is closed to make room",
     4096,
     16,
     1_000_000,
@@ -233,6 +233,13 @@ export const SETTINGS = {
     'AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS',
     'Open HTTP connections from one client address at once',
     256,
+    1,
+    1_000_000,
+  ),
+  maxConnectionsPerTenant: int(
+    'AIRLOCK_MAX_CONNECTIONS_PER_TENANT',
+    "Open HTTP connections one tenant's requests hold at once, from any addresses (a connection is counted for the tenant of its first authenticated request)",
+    1024,
     1,
     1_000_000,
   ),

@@ -62,11 +62,15 @@ function parse(data: string): Omit<RawResponse, 'closed'> | undefined {
   return { status, headers, body: data.slice(end + 4) }
 }
 
-/** Opens a connection and sends `head` (and nothing more); the caller trickles the rest. */
-export function openRaw(port: number, head: string): Promise<Socket> {
+/**
+ * Opens a connection and sends `head` (and nothing more); the caller trickles the rest.
+ * `partial`: the head is sent without the blank line that ends it (headers still coming).
+ * `from`: the local address to connect from (any of 127.0.0.0/8 is a different client).
+ */
+export function openRaw(port: number, head: string, { partial = false, from = '127.0.0.1' } = {}): Promise<Socket> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1', () => {
-      socket.write(`${head}\r\n\r\n`)
+    const socket = connect({ port, host: '127.0.0.1', localAddress: from }, () => {
+      socket.write(partial ? head : `${head}\r\n\r\n`)
       resolve(socket)
     })
     socket.on('error', () => undefined)

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
 import type { StreamTokens } from '../services/stream-tokens.js'
+import type { ClaimConnection } from './connection-limits.js'
 import { keyDigest, type KeyRole, type TenantStore } from '../../core/tenant-store.js'
 
 declare module 'fastify' {
@@ -54,6 +55,8 @@ export interface AuthOptions {
   tenantsByKey: ReadonlyMap<string, string>
   streamTokens: StreamTokens
   tenants: TenantStore
+  /** Counts the request's connection as its tenant's: past the tenant's cap, 503 and the connection closed. */
+  claimConnection: ClaimConnection
   /**
    * Where a request's API key is, for an API whose clients send it elsewhere than
    * `Authorization: Bearer` (the Judge0 adapter's X-Auth-Token); undefined: none sent.
@@ -93,11 +96,23 @@ export function keyTenants(
  */
 export function registerAuth(
   scope: FastifyInstance,
-  { tenantsByKey, streamTokens, tenants, keyFrom = bearerKey, missingKey }: AuthOptions,
+  { tenantsByKey, streamTokens, tenants, claimConnection, keyFrom = bearerKey, missingKey }: AuthOptions,
 ): void {
   const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
   const tenantOf = keyTenants(tenantsByKey, tenants)
   scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    await authenticate(request, reply)
+    if (!claimConnection(request.raw.socket, request.tenant)) {
+      reply.header('connection', 'close')
+      throw new AirlockError(
+        'AIRLOCK_ERR_TOO_MANY_CONNECTIONS',
+        'this tenant holds its most connections open (AIRLOCK_MAX_CONNECTIONS_PER_TENANT); close some first',
+        undefined,
+        1,
+      )
+    }
+  })
+  async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const header = request.headers.authorization
     // A browser opening a job's stream authenticates with a single-use token instead.
     const query = request.query as { token?: unknown } | undefined
@@ -135,5 +150,5 @@ export function registerAuth(
       void tenants.auditKeyUse(identity, `${request.method} ${request.routeOptions.url ?? '?'}`).catch(() => undefined)
     }
     request.log = reply.log = request.log.child({ tenant: request.tenant })
-  })
+  }
 }

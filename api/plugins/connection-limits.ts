@@ -41,11 +41,22 @@ export function trustedProxies(raw: string): false | string[] {
 export interface ConnectionLimitOptions {
   maxConnections: number
   maxPerAddress: number
+  /** Connections one tenant's requests may hold (a connection is its first authenticated request's tenant's). */
+  maxPerTenant: number
   /** AIRLOCK_TRUST_PROXY: proxies' own connections carry many clients, so no per-address cap for them. */
   trustProxy: string
   log: Logger | FastifyBaseLogger
   metrics: Metrics
 }
+
+/**
+ * Tells the limits whose a connection is, once a request on it has authenticated:
+ * `owner` is its tenant (undefined for an operator, counted as nobody's). False when that
+ * tenant already holds its most connections: the request is to be refused and the
+ * connection closed. A connection keeps its first owner; one the limits do not hold (an
+ * injected request) is always true.
+ */
+export type ClaimConnection = (socket: Socket, owner: string | undefined) => boolean
 
 /**
  * Requests one connection may have in the handlers at once. HTTP/1.1 lets a client send
@@ -67,16 +78,26 @@ function refuse(socket: Socket, message: string): void {
   setTimeout(() => socket.destroy(), 1000).unref()
 }
 
+interface Connection {
+  address: string
+  /** Whose it is once claimed ('' for nobody's: an operator's, or a proxy's carrying many). */
+  owner?: string
+}
+
 /**
- * Caps the connections the server holds, in all and per client address, whether or
- * not they ever authenticate. Over a cap, a connection is answered 503
- * AIRLOCK_ERR_TOO_MANY_CONNECTIONS and closed. Node's own `maxConnections` stays a
- * little above as a backstop: past it, connections are dropped unanswered.
+ * Caps the connections the server holds, in all, per client address and per tenant,
+ * whether or not they ever authenticate. Over the address cap a connection is answered
+ * 503 AIRLOCK_ERR_TOO_MANY_CONNECTIONS and closed. At the cap in all, the oldest
+ * connection that has not yet authenticated is closed to make room: connections opened
+ * from many addresses and never used (slow headers, idle) cannot keep out the callers
+ * with keys, who authenticate within their first request. Only when every connection
+ * has authenticated is a new one refused. Node's own `maxConnections` stays a little
+ * above as a backstop: past it, connections are dropped unanswered.
  */
 export function limitConnections(
   server: Server,
-  { maxConnections, maxPerAddress, trustProxy, log, metrics }: ConnectionLimitOptions,
-): void {
+  { maxConnections, maxPerAddress, maxPerTenant, trustProxy, log, metrics }: ConnectionLimitOptions,
+): ClaimConnection {
   const cap = connectionCap(maxConnections, openFileLimit())
   const proxies = trustedProxies(trustProxy)
   const isProxy = proxies ? compile(proxies) : () => false
@@ -86,18 +107,37 @@ export function limitConnections(
   let lastWarning = 0
   server.maxConnections = cap + 64
   const byAddress = new Map<string, number>()
-  let open = 0
+  const byTenant = new Map<string, number>()
+  const connections = new Map<Socket, Connection>()
+  // Not yet authenticated, oldest first (a Set keeps insertion order).
+  const anonymous = new Set<Socket>()
   // Decided before the HTTP server sees the socket: a refused connection never gets a
   // parser, so nothing it sends is ever read as a request.
   const emit = server.emit.bind(server) as (event: string | symbol, ...args: unknown[]) => boolean
   const pipelines = new WeakMap<Socket, Pipeline>()
-  const warn = (fields: Record<string, unknown>, message: string) => {
+  // `answered`: the refusal is a request's, which the error handler counts.
+  const warn = (fields: Record<string, unknown>, message: string, answered = false) => {
+    if (!answered) metrics.rejectedRequests.inc({ code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS' })
     refused++
     if (Date.now() - lastWarning >= 1000) {
       log.warn({ ...fields, refused }, message)
       lastWarning = Date.now()
       refused = 0
     }
+  }
+  const count = (map: Map<string, number>, key: string, by: number) => {
+    const n = (map.get(key) ?? 0) + by
+    if (n <= 0) map.delete(key)
+    else map.set(key, n)
+  }
+  // Once per connection, on its close or when it is evicted (before its close arrives).
+  const release = (socket: Socket) => {
+    const connection = connections.get(socket)
+    if (!connection) return
+    connections.delete(socket)
+    anonymous.delete(socket)
+    count(byAddress, connection.address, -1)
+    if (connection.owner) count(byTenant, connection.owner, -1)
   }
   server.emit = ((event: string | symbol, ...args: unknown[]) => {
     if (event === 'request') {
@@ -109,7 +149,6 @@ export function limitConnections(
         req.socket.once('close', () => pipeline!.close())
       }
       if (!pipeline.add(req, res)) {
-        metrics.rejectedRequests.inc({ code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS' })
         warn({ remoteAddress: req.socket.remoteAddress }, 'connection closed: too many pipelined requests')
         req.socket.destroy()
       }
@@ -119,27 +158,43 @@ export function limitConnections(
     const socket = args[0] as Socket
     const address = socket.remoteAddress ?? '?'
     const fromAddress = byAddress.get(address) ?? 0
-    if (open >= cap || (fromAddress >= maxPerAddress && !isProxy(address, 0))) {
-      metrics.rejectedRequests.inc({ code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS' })
-      warn({ remoteAddress: address, open, fromAddress }, 'connections refused: over the connection cap')
-      refuse(
-        socket,
-        open >= cap
-          ? 'the server has its most connections open; retry shortly'
-          : 'this address has its most connections open; close some first',
-      )
+    if (fromAddress >= maxPerAddress && !isProxy(address, 0)) {
+      warn({ remoteAddress: address, fromAddress }, 'connections refused: over the per-address cap')
+      refuse(socket, 'this address has its most connections open; close some first')
       return true
     }
-    open++
+    if (connections.size >= cap) {
+      const [oldest] = anonymous
+      if (oldest === undefined) {
+        warn({ remoteAddress: address, open: connections.size }, 'connections refused: over the connection cap')
+        refuse(socket, 'the server has its most connections open; retry shortly')
+        return true
+      }
+      warn({ remoteAddress: oldest.remoteAddress }, 'oldest unauthenticated connection closed to make room')
+      release(oldest)
+      oldest.destroy()
+    }
+    connections.set(socket, { address })
+    anonymous.add(socket)
     byAddress.set(address, fromAddress + 1)
-    socket.once('close', () => {
-      open--
-      const n = (byAddress.get(address) ?? 1) - 1
-      if (n <= 0) byAddress.delete(address)
-      else byAddress.set(address, n)
-    })
+    socket.once('close', () => release(socket))
     return emit(event, ...args)
   }) as typeof server.emit
+
+  return (socket, owner) => {
+    const connection = connections.get(socket)
+    if (!connection || connection.owner !== undefined) return true
+    // A proxy's connection carries many tenants' requests: it is nobody's.
+    const tenant = owner === undefined || isProxy(connection.address, 0) ? '' : owner
+    if (tenant && (byTenant.get(tenant) ?? 0) >= maxPerTenant) {
+      warn({ tenant }, 'connection closed: its tenant holds its most connections', true)
+      return false
+    }
+    anonymous.delete(socket)
+    connection.owner = tenant
+    if (tenant) count(byTenant, tenant, 1)
+    return true
+  }
 }
 
 type Handle = (req: IncomingMessage, res: ServerResponse) => void

@@ -198,7 +198,8 @@ export class OutputWriter {
         res.write(text, (err) => (err ? reject(err) : resolve()))
       })
     try {
-      if (!first.done) {
+      // A HEAD answer has no body: the rest is not read (it would cost what a GET costs).
+      if (!first.done && reply.request.method !== 'HEAD') {
         await this.flushInTime(flush, first.value)
         await this.drain(parts, flush, () => res.destroyed)
       }

@@ -136,6 +136,18 @@ t.test('bad requests get 4xx with a machine-readable code', async (t) => {
   const text = await post('print(1)', 'text/plain')
   t.equal(text.statusCode, 415)
   t.equal(text.json().code, 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE')
+  // A body that says it is not UTF-8 would be read as text its sender did not write.
+  const job = JSON.stringify({ runtime: 'python', source: 'print(1)' })
+  for (const type of [
+    'application/json; charset=utf-16',
+    'application/json;CHARSET="latin1"',
+    'application/json; charset=iso-8859-1',
+  ]) {
+    const res = await post(job, type)
+    t.equal(res.statusCode, 415, `${type}: status`)
+    t.equal(res.json().code, 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE', `${type}: code`)
+  }
+  t.equal((await post(job, 'application/json; charset=UTF-8')).statusCode, 202, 'UTF-8 named in any case is taken')
   const route = await h.request('GET', '/v1/nothing-here')
   t.equal(route.statusCode, 404)
   t.equal(route.json().code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')

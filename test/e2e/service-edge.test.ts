@@ -211,6 +211,91 @@ t.test(
   },
 )
 
+t.test(
+  'at the connection cap, connections that never authenticate make room for callers with keys, and no tenant holds them all',
+  async (t) => {
+    const h = await build(t, {
+      worker: false,
+      listen: true,
+      env: {
+        AIRLOCK_MAX_CONNECTIONS: '16',
+        AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '8',
+        AIRLOCK_MAX_CONNECTIONS_PER_TENANT: '4',
+        AIRLOCK_HEADERS_TIMEOUT_MS: '30000',
+        AIRLOCK_REQUEST_TIMEOUT_MS: '30000',
+        AIRLOCK_KEEP_ALIVE_TIMEOUT_MS: '30000',
+      },
+    })
+    const port = portOf(h)
+    const sockets: import('node:net').Socket[] = []
+    t.teardown(() => {
+      for (const socket of sockets) socket.destroy()
+    })
+    const closed = (socket: import('node:net').Socket) => socket.destroyed || socket.readyState === 'closed'
+    const keyed = (tenant: 'alice' | 'bob') =>
+      `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS[tenant]}`
+    // Every place taken by connections from two other addresses that send half a request
+    // and wait: the cap is no longer "the most any address may have".
+    for (const from of ['127.0.0.2', '127.0.0.3'])
+      for (let i = 0; i < 8; i++) {
+        const socket = await openRaw(port, 'GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ', {
+          partial: true,
+          from,
+        })
+        socket.on('close', () => undefined)
+        sockets.push(socket)
+      }
+    await new Promise((r) => setTimeout(r, 100))
+    t.equal(sockets.filter(closed).length, 0, 'sixteen unauthenticated connections are held')
+
+    // A caller with a key still gets in: the oldest unauthenticated connection makes room.
+    const answers: string[] = []
+    const held: import('node:net').Socket[] = []
+    for (let i = 0; i < 4; i++) {
+      const socket = await openRaw(port, keyed('alice'))
+      socket.setEncoding('latin1')
+      socket.on('data', (d: string) => answers.push(d))
+      held.push(socket)
+      sockets.push(socket)
+    }
+    await until(
+      async () => answers.filter((a) => a.startsWith('HTTP/1.1 200')).length,
+      (n) => n === 4,
+      5000,
+      "alice's four requests answered",
+    )
+    t.equal(answers.filter((a) => a.startsWith('HTTP/1.1 200')).length, 4, 'keyed requests are answered at the cap')
+    await until(
+      async () => sockets.slice(0, 16).filter(closed).length,
+      (n) => n === 4,
+      5000,
+      'four unauthenticated connections closed',
+    )
+    t.same(
+      sockets.slice(0, 16).map(closed),
+      [...Array(4).fill(true), ...Array(12).fill(false)],
+      'the oldest unauthenticated connections were the ones closed',
+    )
+
+    // Alice holds her most: a fifth connection of hers is refused with a code, Bob's is not.
+    const fifth = await rawRequest(port, keyed('alice'))
+    t.equal(fifth.status, 503)
+    t.equal((JSON.parse(fifth.body) as { code: string }).code, 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS')
+    t.ok(fifth.closed, 'and its connection is closed')
+    const bob = await rawRequest(port, keyed('bob'))
+    t.equal(bob.status, 200, "another tenant's request is answered")
+    // One of hers closed, she gets a place again.
+    held[0]!.destroy()
+    const again = await until(
+      () => rawRequest(port, keyed('alice')),
+      (r) => r.status === 200,
+      5000,
+      'alice answered once she closed one',
+    )
+    t.equal(again.status, 200, 'a tenant gets connections again once it closes some')
+  },
+)
+
 t.test('WebSocket streams are capped per tenant and per address, with a code', async (t) => {
   const h = await build(t, {
     worker: false,

@@ -19,6 +19,7 @@ async function server(t: { teardown(fn: () => Promise<void>): void }) {
   limitConnections(s, {
     maxConnections: 100,
     maxPerAddress: 100,
+    maxPerTenant: 100,
     trustProxy: '',
     log: createLogger('silent'),
     metrics: new Metrics(),

@@ -53,7 +53,8 @@ function judge0Key(request: FastifyRequest): string | undefined {
 }
 
 const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { config, jobService, store, outputWriter, registry, tenants, metrics, streamTokens } = app.services
+  const { config, jobService, store, outputWriter, registry, tenants, metrics, streamTokens, claimConnection } =
+    app.services
   // Judge0's bound, or this server's for every batch route if it is lower.
   const maxBatch = Math.min(MAX_BATCH, config.maxBatchJobs)
   // Every route here, /about and /languages too, needs a key: nothing is served to
@@ -62,6 +63,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
     tenantsByKey: config.tenantsByKey,
     streamTokens,
     tenants,
+    claimConnection,
     keyFrom: judge0Key,
     missingKey: 'missing API key: send X-Auth-Token: <api key> (or Authorization: Bearer <api key>)',
   })

@@ -25,11 +25,13 @@ import {
  * so its hooks, error handler and parser stay here.
  */
 const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
-  const { config, registry, jobService, outputWriter, metrics, streamTokens, tenants, store } = scope.services
+  const { config, registry, jobService, outputWriter, metrics, streamTokens, tenants, store, claimConnection } =
+    scope.services
   registerAuth(scope, {
     tenantsByKey: config.tenantsByKey,
     streamTokens,
     tenants,
+    claimConnection,
     keyFrom: pistonKey,
     missingKey: MISSING_KEY,
   })

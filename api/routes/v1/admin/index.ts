@@ -25,6 +25,8 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         adminDigest ? 'admin routes need the admin key' : 'admin routes are disabled: AIRLOCK_ADMIN_KEY is not set',
       )
     }
+    // An operator's connection is nobody's, but no longer one to close first at the cap.
+    app.services.claimConnection(request.raw.socket, undefined)
   })
   await app.register(tenantRoutes, { prefix: '/tenants' })
   await app.register(overviewRoutes)

@@ -1,0 +1,30 @@
+import type { FastifyInstance } from 'fastify'
+import { AirlockError } from '../../core/errors.js'
+
+/** Charsets whose bytes read as UTF-8 unchanged: the only ones our parsers decode. */
+const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii'])
+
+/** The charset a Content-Type names, lower-cased; undefined when it names none. Pure. */
+export function declaredCharset(contentType: string | undefined): string | undefined {
+  const m = contentType === undefined ? null : /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i.exec(contentType)
+  return m ? (m[1] ?? m[2] ?? '').toLowerCase() : undefined
+}
+
+/**
+ * Bodies are decoded as UTF-8 (JSON's only interchange encoding, RFC 8259 §8.1), so a
+ * body that says it is in another charset would be read as something its sender did not
+ * write: refused with 415 before a byte of it is read, whatever the route.
+ */
+export function refuseForeignCharsets(app: FastifyInstance): void {
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const { headers } = request
+    if (headers['transfer-encoding'] === undefined && !(Number(headers['content-length']) > 0)) return payload
+    const charset = declaredCharset(headers['content-type'])
+    if (charset !== undefined && !UTF8_CHARSETS.has(charset))
+      throw new AirlockError(
+        'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE',
+        `request bodies must be UTF-8; this one says charset=${charset.slice(0, 40)}`,
+      )
+    return payload
+  })
+}
