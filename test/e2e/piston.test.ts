@@ -223,6 +223,21 @@ t.test('a Piston request refused gets a 4xx in Piston shape, { message } with ou
       'AIRLOCK_ERR_VALIDATION',
     ],
     ['no files', { language: 'python', version: '*', files: [] }, 400, /files/, 'AIRLOCK_ERR_VALIDATION'],
+    // A version is parsed as a SemVer range, and semver keeps the ranges it parsed.
+    [
+      'a version longer than any listed one',
+      { language: 'python', version: `${'1 '.repeat(40)}1`, files: file },
+      400,
+      /version/,
+      'AIRLOCK_ERR_VALIDATION',
+    ],
+    [
+      'a language longer than any listed one',
+      { language: 'p'.repeat(65), version: '*', files: file },
+      400,
+      /language/,
+      'AIRLOCK_ERR_VALIDATION',
+    ],
     [
       'a file without content',
       { language: 'python', version: '*', files: [{ name: 'a.py' }] },

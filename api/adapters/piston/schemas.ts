@@ -37,9 +37,22 @@ export const PistonFileSchema = Type.Object({
   ),
 })
 
+/**
+ * The longest `language` or `version` a request may name: every listed one is far
+ * shorter, and a version is parsed as a SemVer range (semver keeps the last 1,000 ranges
+ * it parsed, so an unbounded one is memory held for anyone who asks).
+ */
+export const PISTON_SELECTOR_MAX_LENGTH = 64
+
 export const PistonExecuteSchema = Type.Object({
-  language: Type.String({ description: 'A language or alias of GET /api/v2/runtimes' }),
-  version: Type.String({ description: "A SemVer range (or *) the runtime's version must satisfy" }),
+  language: Type.String({
+    maxLength: PISTON_SELECTOR_MAX_LENGTH,
+    description: 'A language or alias of GET /api/v2/runtimes',
+  }),
+  version: Type.String({
+    maxLength: PISTON_SELECTOR_MAX_LENGTH,
+    description: "A SemVer range (or *) the runtime's version must satisfy",
+  }),
   files: Type.Array(PistonFileSchema, { minItems: 1, description: 'The first UTF-8 file is the one run' }),
   stdin: Type.Optional(Type.String()),
   args: Type.Optional(Type.Array(Type.String())),
