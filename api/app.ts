@@ -18,7 +18,7 @@ import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, keyTenants, registerAuth } from './plugins/auth.js'
 import { limitBodies } from './plugins/body-budget.js'
-import { refuseForeignCharsets } from './plugins/body-charset.js'
+import { refuseUndecodableBodies } from './plugins/body-encoding.js'
 import { type ClaimConnection, limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { strictValidatorCompiler } from './plugins/strict-validator.js'
 import { registerOpenApi } from './plugins/openapi.js'
@@ -139,7 +139,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   app.removeContentTypeParser('text/plain')
 
   decorateTenant(app)
-  refuseForeignCharsets(app)
+  refuseUndecodableBodies(app)
   limitBodies(app, config.bodyBufferBytes, config.bodyLimitBytes)
 
   const keys = redisKeys(config.redisPrefix)

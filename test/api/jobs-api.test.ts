@@ -148,6 +148,21 @@ t.test('bad requests get 4xx with a machine-readable code', async (t) => {
     t.equal(res.json().code, 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE', `${type}: code`)
   }
   t.equal((await post(job, 'application/json; charset=UTF-8')).statusCode, 202, 'UTF-8 named in any case is taken')
+  // Nor is a compressed body read as if it were plain.
+  for (const coding of ['gzip', 'br', 'deflate, gzip']) {
+    const res = await h.app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: {
+        authorization: `Bearer ${TENANTS.alice}`,
+        'content-type': 'application/json',
+        'content-encoding': coding,
+      },
+      payload: job,
+    })
+    t.equal(res.statusCode, 415, `Content-Encoding ${coding}: status`)
+    t.equal(res.json().code, 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${coding}: code`)
+  }
   const route = await h.request('GET', '/v1/nothing-here')
   t.equal(route.statusCode, 404)
   t.equal(route.json().code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')

@@ -471,6 +471,37 @@ t.test('request bodies held at once are bounded for the process and per tenant, 
   await new Promise((r) => setTimeout(r, 200))
   const again = await rawRequest(port, head('alice'), body)
   t.equal(again.status, 202, 'a body whose connection went gives its room back')
+
+  // A body whose client leaves while it waits for room does not keep the room it is given.
+  const holder = await openRaw(port, head('alice'))
+  holder.write(' ')
+  await new Promise((r) => setTimeout(r, 200))
+  const waiter = await openRaw(port, head('alice'))
+  waiter.write(' ')
+  await new Promise((r) => setTimeout(r, 300))
+  waiter.destroy()
+  await new Promise((r) => setTimeout(r, 100))
+  holder.destroy()
+  await new Promise((r) => setTimeout(r, 300))
+  t.equal((await rawRequest(port, head('alice'), body)).status, 202, 'the room a departed waiter was given comes back')
+
+  // Bodies no tenant sent (keyless, on their way to a 404) do not use the tenants' room.
+  const anonymous = await Promise.all(
+    Array.from({ length: 4 }, () =>
+      openRaw(
+        port,
+        `POST /v1/no-such-route HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${size}`,
+      ),
+    ),
+  )
+  t.teardown(() => {
+    for (const socket of anonymous) socket.destroy()
+  })
+  for (const socket of anonymous) socket.write(' ')
+  await new Promise((r) => setTimeout(r, 200))
+  const [a, b] = await Promise.all([rawRequest(port, head('alice'), body), rawRequest(port, head('bob'), body)])
+  t.equal(a.status, 202, "anonymous bodies held: alice's body is taken")
+  t.equal(b.status, 202, "and bob's")
 })
 
 t.test(
