@@ -6,7 +6,15 @@ import { TRANSITIONS, type TransitionName } from './transitions.js'
  * Numbers the scripts share with TypeScript, given to every script as Lua constants so
  * each is defined once.
  */
-export const JOB_OVERHEAD_BYTES = 2048
+/**
+ * What an ended job holds in Redis beyond what its record counts (input, output, results):
+ * its hash's fields, its event stream (Redis gives a stream a 4 KB node up front) and
+ * its entries in the tenant's indexes. Measured 6.3 KB for a job cancelled in the queue
+ * and up to 8.5 KB for one that ran (its hash past Redis's compact encoding); 2,048 was
+ * counted before, so the storage quota held three to four times what it said.
+ * test/e2e/service-edge.test.ts measures it against Redis's own MEMORY USAGE.
+ */
+export const JOB_OVERHEAD_BYTES = 10 * 1024
 /** What one log event costs Redis beyond its data (its entry, id and fields), counted against the tenant's storage. */
 export const LOG_EVENT_OVERHEAD_BYTES = 96
 /**

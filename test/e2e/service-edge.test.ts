@@ -694,6 +694,50 @@ t.test(
   },
 )
 
+t.test("an ended job is counted against its tenant's storage for at least what Redis holds for it", async (t) => {
+  // No quota in the way of the measure: a queued job reserves far more than it will hold.
+  const h = await build(t, {
+    worker: false,
+    env: {
+      AIRLOCK_DEFAULT_MAX_STORED_BYTES: '0',
+      AIRLOCK_DEFAULT_MAX_QUEUED: '0',
+      AIRLOCK_DEFAULT_SUBMITS_PER_SECOND: '0',
+    },
+  })
+  const redis = new Redis(h.config.redisUrl)
+  t.teardown(() => redis.disconnect())
+  const prefix = `{${h.config.redisPrefix}}`
+  // Every key of the jobs and of the tenant's indexes, by Redis's own account.
+  const held = async () => {
+    let sum = 0
+    for (const pattern of [`${prefix}:job:*`, `${prefix}:tenant:*`]) {
+      for (const key of await redis.keys(pattern)) sum += (await redis.memory('USAGE', key, 'SAMPLES', 0)) ?? 0
+    }
+    return sum
+  }
+  // Let the index structures reach the encoding they keep at size before measuring.
+  const submitAndEnd = async (n: number) => {
+    const ids: string[] = []
+    for (let i = 0; i < n; i += 50) {
+      const res = await h.request('POST', '/v1/jobs/batch', {
+        jobs: Array.from({ length: Math.min(50, n - i) }, () => ({ runtime: 'bash', source: 'true' })),
+      })
+      t.equal(res.statusCode, 200, res.body.slice(0, 200))
+      ids.push(...res.json<{ items: { id: string }[] }>().items.map((r) => r.id))
+    }
+    for (const id of ids) t.equal((await h.request('DELETE', `/v1/jobs/${id}`)).statusCode, 202)
+    return ids
+  }
+  await submitAndEnd(150)
+  const before = await held()
+  const ids = await submitAndEnd(200)
+  const perJob = ((await held()) - before) / ids.length
+  const counted = await redis.hmget(`${prefix}:tenant:alice:stored:bytes`, ...ids)
+  const least = Math.min(...counted.map(Number))
+  t.ok(perJob > 0, `an ended job holds ${perJob.toFixed(0)} bytes of Redis`)
+  t.ok(least >= perJob, `and its tenant is counted ${least} bytes for it (at least what it holds)`)
+})
+
 t.test("a tenant's retention quota shortens how long its jobs are kept", async (t) => {
   const h = await build(t, { worker: false })
   const redis = new Redis(h.config.redisUrl)
