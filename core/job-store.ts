@@ -448,7 +448,10 @@ export class JobStore {
     let scanned = 0
     let last: { score: number; id: string } | undefined
     for (;;) {
-      const raw = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', offset, LIST_BATCH)
+      // Unfiltered, a page needs its items and one more (to know there is a next page):
+      // a page of 1 reads 2 records, not 200.
+      const size = wanted ? LIST_BATCH : Math.min(LIST_BATCH, options.limit - items.length + 1)
+      const raw = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', offset, size)
       const batch: { id: string; score: number }[] = []
       for (let i = 0; i + 1 < raw.length; i += 2) batch.push({ id: raw[i]!, score: Number(raw[i + 1]) })
       // Entries that share the cursor's score sort by id, descending; skip those already seen.
@@ -481,9 +484,9 @@ export class JobStore {
         })
       }
       if (gone.length > 0) await this.redis.zrem(index, ...gone)
-      if (batch.length < LIST_BATCH) return { items, nextCursor: null }
+      if (batch.length < size) return { items, nextCursor: null }
       // Removed entries shift the later ones up by as many places.
-      offset += LIST_BATCH - gone.length
+      offset += size - gone.length
     }
   }
 

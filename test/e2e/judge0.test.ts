@@ -195,6 +195,23 @@ t.test('wait=true answers with the finished submission, in plain text unless bas
   t.match(listed.json.meta, { current_page: 1 })
 })
 
+t.test('numbered pages walk the list in order: none twice, none skipped, then empty', async (t) => {
+  const all = (await h.request('GET', '/v1/jobs?limit=100')).json<{ items: { id: string }[] }>().items.map((i) => i.id)
+  t.ok(all.length >= 3, `alice has ${all.length} jobs to page through`)
+  const pages = Math.ceil(all.length / 2)
+  const seen: string[] = []
+  for (let page = 1; page <= pages + 1; page++) {
+    const { status, json } = await judge0('GET', `/submissions?page=${page}&per_page=2&fields=token`)
+    t.equal(status, 200)
+    const tokens = (json.submissions as { token: string }[]).map((s) => s.token)
+    const meta = json.meta as { next_page: number | null }
+    if (page <= pages) t.equal(meta.next_page, page < pages ? page + 1 : null, `page ${page}'s next page`)
+    else t.same(tokens, [], 'past the last page: none')
+    seen.push(...tokens)
+  }
+  t.same(seen, all, 'the pages together are the list, in its order')
+})
+
 t.test("another tenant's token is not found, and cannot be cancelled", async (t) => {
   const mine = await judge0('POST', '/submissions', { source_code: 'print(1)', language_id: 71 })
   t.equal(mine.status, 201)
