@@ -19,6 +19,18 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_ASYNC_CONSTRAINT: 'AIRLOCK_ERR_VALIDATION',
 }
 
+// The code of a plugin's own 4xx, by its status.
+const CODES_BY_STATUS: Partial<Record<number, ErrorCode>> = {
+  403: 'AIRLOCK_ERR_FORBIDDEN',
+  404: 'AIRLOCK_ERR_NOT_FOUND',
+  405: 'AIRLOCK_ERR_METHOD_NOT_ALLOWED',
+  408: 'AIRLOCK_ERR_REQUEST_TIMEOUT',
+  413: 'AIRLOCK_ERR_BODY_TOO_LARGE',
+  414: 'AIRLOCK_ERR_URI_TOO_LONG',
+  415: 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE',
+  431: 'AIRLOCK_ERR_HEADERS_TOO_LARGE',
+}
+
 function isStoreUnavailable(err: Error): boolean {
   // ioredis, when Redis is down: offline queue disabled, retries exhausted, or socket errors;
   // or Redis had lost the scripts (SCRIPT FLUSH), which the next connection sends again.
@@ -84,13 +96,11 @@ export function toErrorResponse(err: FastifyError | Error): { status: number; bo
       log: true,
     }
   }
-  // Any other client error fastify raised keeps its status, under a generic code.
+  // Any other client error a plugin raised (a static file's 403 for a dotfile or a
+  // directory) keeps its status, under the code that says it, else a generic one.
   if (typeof f.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
-    return {
-      status: f.statusCode,
-      body: { statusCode: f.statusCode, code: 'AIRLOCK_ERR_VALIDATION', message: f.message },
-      log: false,
-    }
+    const code = CODES_BY_STATUS[f.statusCode] ?? 'AIRLOCK_ERR_BAD_REQUEST'
+    return { status: f.statusCode, body: { statusCode: f.statusCode, code, message: f.message }, log: false }
   }
   return { status: 500, body: { statusCode: 500, code: 'AIRLOCK_ERR_INTERNAL', message: 'internal error' }, log: true }
 }

@@ -59,6 +59,12 @@ t.test('the console is served at /console/ with a strict policy and a fresh styl
     'nothing outside the build is served',
   )
   t.equal((await h.app.inject({ method: 'GET', url: '/console/%2e%2e/%2e%2e/package.json' })).statusCode, 404)
+  // The static files' own refusals (a dotfile, a directory) carry the code that says so.
+  for (const url of ['/console/.env', '/console/assets/']) {
+    const refused = await h.app.inject({ method: 'GET', url })
+    t.equal(refused.statusCode, 403, `${url}: status`)
+    t.equal(refused.json().code, 'AIRLOCK_ERR_FORBIDDEN', `${url}: code`)
+  }
 })
 
 t.test('an install without the built console says so instead of serving a blank page', async (t) => {
