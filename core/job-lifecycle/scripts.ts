@@ -15,6 +15,12 @@ import { TRANSITIONS, type TransitionName } from './transitions.js'
  * test/e2e/service-edge.test.ts measures it against Redis's own MEMORY USAGE.
  */
 export const JOB_OVERHEAD_BYTES = 10 * 1024
+/**
+ * What Redis holds for a job's bytes (its input, output, artifacts and results) per byte
+ * counted: a big value takes the allocator's next size class, up to a quarter more (a
+ * job of 2 MiB of output in 64 KB writes held 1.25 times its bytes).
+ */
+export const STORED_VALUE_FACTOR = 1.25
 /** What one log event costs Redis beyond its data (its entry, id and fields), counted against the tenant's storage. */
 export const LOG_EVENT_OVERHEAD_BYTES = 96
 /**
@@ -30,7 +36,12 @@ const INCLUDE = /^--- @include "([a-z/-]+)"$/gm
 /** A script's text with its includes in place (bullmq's `--- @include` convention) and the constants above it. */
 export function scriptSource(name: string): string {
   const read = (file: string) => readFileSync(new URL(`${file}.lua`, LUA_DIR), 'utf8')
-  const constants = Object.entries({ JOB_OVERHEAD_BYTES, LOG_EVENT_OVERHEAD_BYTES, MAX_LOG_EVENTS })
+  const constants = Object.entries({
+    JOB_OVERHEAD_BYTES,
+    LOG_EVENT_OVERHEAD_BYTES,
+    MAX_LOG_EVENTS,
+    STORED_VALUE_FACTOR,
+  })
     .map(([k, v]) => `local ${k} = ${v}`)
     .join('\n')
   return `${constants}\n${read(name).replace(INCLUDE, (_, include: string) => read(include))}`

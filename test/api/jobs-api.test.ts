@@ -117,6 +117,13 @@ t.test('bad requests get 4xx with a machine-readable code', async (t) => {
       400,
       'AIRLOCK_ERR_INVALID_FILE',
     ],
+    // gVisor's start and a kill run on the job's share: at 0.001 cores they took 81 s.
+    [
+      'cpus below the least',
+      JSON.stringify({ runtime: 'python', source: 'x', limits: { cpus: 0.001 } }),
+      400,
+      'AIRLOCK_ERR_VALIDATION',
+    ],
     ['malformed JSON', '{"runtime": "python", ', 400, 'AIRLOCK_ERR_MALFORMED_JSON'],
     ['empty body', '', 400, 'AIRLOCK_ERR_MALFORMED_JSON'],
     ['JSON that is not an object', '[1,2,3]', 400, 'AIRLOCK_ERR_VALIDATION'],

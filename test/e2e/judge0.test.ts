@@ -1,6 +1,8 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { build, TENANTS } from '../helper.js'
+import { splitCommandLine } from '../../api/adapters/judge0/submission-request.js'
+import { MAX_ARGS } from '../../core/job-spec.js'
 
 // The Judge0 CE adapter (/judge0), driven by the official Judge0 Python client, unchanged,
 // against a real Airlock on real Redis and gVisor; then what that client does not send
@@ -323,6 +325,12 @@ t.test('what Judge0 clients get wrong, or Airlock refuses, is a clear 4xx in Jud
   t.same((await submit({ command_line_arguments: "'open" })).json, {
     command_line_arguments: ['has a quote that is not closed'],
   })
+  // A command line is split a character at a time: one longer than any valid one is
+  // refused by its length, and one of many words is not split past the most allowed.
+  const longLine = await submit({ command_line_arguments: 'a '.repeat(950_000) })
+  t.equal(longLine.status, 422, 'a command line longer than 64 arguments at their longest')
+  t.match(longLine.json.command_line_arguments, [/at most \d+ characters/])
+  t.equal(splitCommandLine('a '.repeat(10_000))?.length, MAX_ARGS + 1, 'splitting stops one word past the most')
   const bigStdin = await submit({ stdin: 'x'.repeat(1024 * 1024 + 1) })
   t.equal(bigStdin.status, 422, 'stdin past the bound POST /v1/jobs holds it to')
   t.match(bigStdin.json.stdin, [/at most 1048576 characters/])

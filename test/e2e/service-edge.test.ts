@@ -716,11 +716,13 @@ t.test("an ended job is counted against its tenant's storage for at least what R
     return sum
   }
   // Let the index structures reach the encoding they keep at size before measuring.
-  const submitAndEnd = async (n: number) => {
+  const submitAndEnd = async (n: number, stdin = '') => {
     const ids: string[] = []
-    for (let i = 0; i < n; i += 50) {
+    // Batches under the body limit.
+    const per = stdin ? 5 : 50
+    for (let i = 0; i < n; i += per) {
       const res = await h.request('POST', '/v1/jobs/batch', {
-        jobs: Array.from({ length: Math.min(50, n - i) }, () => ({ runtime: 'bash', source: 'true' })),
+        jobs: Array.from({ length: Math.min(per, n - i) }, () => ({ runtime: 'bash', source: 'true', stdin })),
       })
       t.equal(res.statusCode, 200, res.body.slice(0, 200))
       ids.push(...res.json<{ items: { id: string }[] }>().items.map((r) => r.id))
@@ -736,6 +738,14 @@ t.test("an ended job is counted against its tenant's storage for at least what R
   const least = Math.min(...counted.map(Number))
   t.ok(perJob > 0, `an ended job holds ${perJob.toFixed(0)} bytes of Redis`)
   t.ok(least >= perJob, `and its tenant is counted ${least} bytes for it (at least what it holds)`)
+  // A big value takes the allocator's next size class: more than its bytes.
+  const from = await held()
+  const big = await submitAndEnd(20, 'x'.repeat(200_000))
+  const perBig = ((await held()) - from) / big.length
+  const countedBig = Math.min(
+    ...(await redis.hmget(`${prefix}:tenant:alice:stored:bytes`, ...big)).map((b) => Number(b)),
+  )
+  t.ok(countedBig >= perBig, `a job of 200,000 bytes of input holds ${perBig.toFixed(0)}, counted ${countedBig}`)
 })
 
 t.test("a tenant's retention quota shortens how long its jobs are kept", async (t) => {

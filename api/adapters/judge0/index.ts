@@ -2,6 +2,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isAirlockError } from '../../../core/errors.js'
 import type { JobRequest } from '../../../core/job-spec.js'
+import { LIST_SCAN_MAX } from '../../../core/job-store.js'
 import { tenantLimitsPolicy } from '../../../core/quotas.js'
 import { bearerKey, registerAuth } from '../../plugins/auth.js'
 import { ownJob } from '../../routes/v1/jobs/own-job.js'
@@ -29,7 +30,7 @@ const MAX_BATCH = 20
 /** Submissions before a page of the list, at most: each page before it is a read of the store. */
 const MAX_LIST_DEPTH = 2000
 /** Reads of the store that skipping to a page may take (each stops at the store's scan bound). */
-const SKIP_READS = 4
+const SKIP_READS = Math.ceil(MAX_LIST_DEPTH / LIST_SCAN_MAX) + 1
 const JSON_TYPE = 'application/json; charset=utf-8'
 
 const Token = Type.Object({ token: Type.String({ minLength: 1, maxLength: MAX_PATH_PARAM_LENGTH }) })

@@ -77,10 +77,11 @@ local function final(status, kept)
   if own and own < keep then keep = own end
   for i = 1, 3 do redis.call('EXPIRE', KEYS[i], keep) end
   for _, k in ipairs(kept or {}) do redis.call('EXPIRE', k, keep) end
-  local held = JOB_OVERHEAD_BYTES
+  local values = 0
   for _, f in ipairs({'inputBytes', 'outputBytes', 'artifactBytes', 'resultBytes'}) do
-    held = held + tonumber(redis.call('HGET', KEYS[1], f) or '0')
+    values = values + tonumber(redis.call('HGET', KEYS[1], f) or '0')
   end
+  local held = JOB_OVERHEAD_BYTES + math.ceil(values * STORED_VALUE_FACTOR)
   storageSet(id, held, tonumber(now) + keep * 1000, liveTtl)
   redis.call('PUBLISH', finished, id)
 end
