@@ -1,6 +1,12 @@
 import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
-import type { JobEventReader, StoredEvent } from '../../core/job-events.js'
+import {
+  EVENT_MAX_DATA_BYTES,
+  EVENT_READ_BYTES,
+  EVENT_READ_ENTRIES,
+  type JobEventReader,
+  type StoredEvent,
+} from '../../core/job-events.js'
 import type { JobStore } from '../../core/job-store.js'
 import { isFinalStatus } from '../../core/job-lifecycle/transitions.js'
 import type { Metrics } from '../../core/metrics.js'
@@ -25,26 +31,27 @@ export interface StreamLimits {
   maxBufferedBytes: number
   /** How long a client may stay above `maxBufferedBytes` before it is dropped. */
   slowClientGraceMs: number
-  /** Events read from Redis at a time. */
-  batch: number
   /** Re-read interval in case a pub/sub wake-up was lost. */
   pollMs: number
   /** How often an open stream asks again whether the key it was opened with still stands. */
   keyCheckMs: number
 }
 
-// A batch is a few events: each holds up to the log batcher's 64 K chars, and a batch is
-// held against the process's output budget until the client has taken it.
 export const DEFAULT_STREAM_LIMITS: StreamLimits = {
   maxBufferedBytes: 1024 * 1024,
   slowClientGraceMs: 10_000,
-  batch: 4,
   pollMs: 2000,
   keyCheckMs: 10_000,
 }
 
-/** Memory an event may take on its way, reserved before it is read: 64 K chars (pieceMemoryBytes). */
-const EVENT_MAX_MEMORY_BYTES = pieceMemoryBytes(64 * 1024)
+/**
+ * Memory one bounded read of events may take on its way, reserved before it is read: its
+ * data (a byte is at most a character) and its events' own fields. A batch is one such
+ * read (many small events, or a few big ones: 10,000 events of a byte each were 2,500
+ * reads at four a time), held against the process's output budget until the client has
+ * taken it.
+ */
+const BATCH_MAX_MEMORY_BYTES = pieceMemoryBytes(EVENT_READ_BYTES + EVENT_MAX_DATA_BYTES) + 256 * EVENT_READ_ENTRIES
 
 export interface SessionDeps {
   store: JobStore
@@ -185,11 +192,10 @@ export class StreamSession {
    * whether there may be more to read.
    */
   private async sendBatch(): Promise<{ ended?: Extract<StoredEvent, { type: 'end' }>; more: boolean }> {
-    const { batch } = this.deps.limits
-    const hold = await this.deps.budget.take(this.deps.tenant, batch * EVENT_MAX_MEMORY_BYTES)
+    const hold = await this.deps.budget.take(this.deps.tenant, BATCH_MAX_MEMORY_BYTES)
     const sent: Promise<void>[] = []
     try {
-      const events = await this.deps.reader.after(this.jobId, this.cursor, batch)
+      const events = await this.deps.reader.within(this.jobId, this.cursor)
       hold.shrink(events.reduce((n, e) => n + (e.type === 'log' ? pieceMemoryBytes(e.data.length) : 0) + 256, 0))
       for (const event of events) {
         if (this.closed) return { more: false }

@@ -83,7 +83,7 @@ export interface Limits {
    */
   memoryMb?: number;
   /**
-   * CPU limit, cores (fractions allowed)
+   * CPU limit, cores (fractions allowed, at least 0.1)
    */
   cpus?: number;
   /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { loadConfig } from '../../core/config.js'
-import { JobEventReader } from '../../core/job-events.js'
+import { EVENT_READ_BYTES, EVENT_READ_ENTRIES, JobEventReader } from '../../core/job-events.js'
 import { JobOutputReader } from '../../core/job-output.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { JobStore, newJobId } from '../../core/job-store.js'
@@ -71,4 +71,34 @@ t.test("a job's step results are read only under the output budget", async (t) =
   const judged = await writer.details(head!, (all) => all.slice(0, 1))
   t.equal(judged.job.tests.length, 1, 'an adapter keeps only the cases its answer uses')
   t.equal(budget.inUse, 0, 'every hold given back')
+})
+
+// A program alternating stdout and stderr a byte at a time makes an event per byte: read
+// four at a time, 10,000 of them were 2,500 round trips. A bounded read takes many small
+// events at once, and stops soon after big ones pass its bytes.
+t.test('a bounded read of events takes many small ones at once and few big ones', async (t) => {
+  const redis = new Redis(redisUrl())
+  const keys = redisKeys(`test-job-events-${randomBytes(4).toString('hex')}`)
+  t.teardown(async () => {
+    const left = await redis.keys(`${keys.prefix}*`)
+    if (left.length > 0) await redis.del(...left)
+    redis.disconnect()
+  })
+  const reader = new JobEventReader(redis, keys)
+  const id = newJobId()
+  const add = (seq: number, data: string) =>
+    redis.xadd(keys.jobEvents(id), `${seq}-0`, 'type', 'log', 'stream', 'stdout', 'data', data, 'seq', seq, 'ts', 0)
+  for (let seq = 1; seq <= 600; seq++) await add(seq, 'x')
+  for (let seq = 601; seq <= 610; seq++) await add(seq, 'y'.repeat(60_000))
+  const first = await reader.within(id, 0)
+  t.equal(first.length, EVENT_READ_ENTRIES, 'small events: as many as a read takes, in one round trip')
+  t.same(
+    first.map((e) => e.seq),
+    Array.from({ length: EVENT_READ_ENTRIES }, (_, i) => i + 1),
+    'in order, from the first',
+  )
+  const rest = await reader.within(id, 600)
+  t.equal(rest.length, Math.ceil(EVENT_READ_BYTES / 60_000), 'big ones: stops after the one that passes its bytes')
+  t.equal(rest[0]?.seq, 601, 'after the seq asked for')
+  t.same(await reader.within(id, 610), [], 'none after the last')
 })
