@@ -2,10 +2,9 @@ import { readFileSync } from 'node:fs'
 import type { ChainableCommander, Redis } from 'ioredis'
 import { TRANSITIONS, type TransitionName } from './transitions.js'
 
-/**
- * Numbers the scripts share with TypeScript, given to every script as Lua constants so
- * each is defined once.
- */
+// Numbers the scripts share with TypeScript, given to every script as Lua constants so
+// each is defined once.
+
 /**
  * What an ended job holds in Redis beyond what its record counts (input, output, results):
  * its hash's fields, its event stream (Redis gives a stream a 4 KB node up front) and

@@ -11,18 +11,24 @@ import { OutputBudget } from '../../api/services/output-budget.js'
 import { OutputWriter } from '../../api/services/output-writer.js'
 import { redisUrl } from '../helper.js'
 
-// A job's record can carry MBs of step results (64 test cases' previews, compile output).
-// Found by a hostile review: 1,000 pipelined reads of such a job parsed each record before
-// any budget was taken, 147 MB -> 2.36 GB. The API reads a job's head (a few hundred bytes)
-// first, and its step results only once the output budget holds what they will cost.
-t.test("a job's step results are read only under the output budget", async (t) => {
+/** A connection and a key prefix of the test's own, its keys removed when it ends. */
+function freshRedis(t: { teardown(fn: () => unknown): void }, name: string) {
   const redis = new Redis(redisUrl())
-  const keys = redisKeys(`test-job-records-${randomBytes(4).toString('hex')}`)
+  const keys = redisKeys(`test-job-${name}-${randomBytes(4).toString('hex')}`)
   t.teardown(async () => {
     const left = await redis.keys(`${keys.prefix}*`)
     if (left.length > 0) await redis.del(...left)
     redis.disconnect()
   })
+  return { redis, keys }
+}
+
+// A job's record can carry MBs of step results (64 test cases' previews, compile output).
+// Found by a hostile review: 1,000 pipelined reads of such a job parsed each record before
+// any budget was taken, 147 MB -> 2.36 GB. The API reads a job's head (a few hundred bytes)
+// first, and its step results only once the output budget holds what they will cost.
+t.test("a job's step results are read only under the output budget", async (t) => {
+  const { redis, keys } = freshRedis(t, 'records')
   const store = new JobStore(redis, keys, 3600)
   const id = newJobId()
   await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})))
@@ -77,13 +83,7 @@ t.test("a job's step results are read only under the output budget", async (t) =
 // four at a time, 10,000 of them were 2,500 round trips. A bounded read takes many small
 // events at once, and stops soon after big ones pass its bytes.
 t.test('a bounded read of events takes many small ones at once and few big ones', async (t) => {
-  const redis = new Redis(redisUrl())
-  const keys = redisKeys(`test-job-events-${randomBytes(4).toString('hex')}`)
-  t.teardown(async () => {
-    const left = await redis.keys(`${keys.prefix}*`)
-    if (left.length > 0) await redis.del(...left)
-    redis.disconnect()
-  })
+  const { redis, keys } = freshRedis(t, 'events')
   const reader = new JobEventReader(redis, keys)
   const id = newJobId()
   const add = (seq: number, data: string) =>
