@@ -33,6 +33,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_ROUTE_NOT_FOUND: 404,
   AIRLOCK_ERR_METHOD_NOT_ALLOWED: 405,
   AIRLOCK_ERR_JOB_FINISHED: 409,
+  /** An Idempotency-Key sent again with another request than the one that made its job. */
+  AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED: 409,
   /** A WebSocket route asked for without the upgrade. */
   AIRLOCK_ERR_UPGRADE_REQUIRED: 426,
   /** An Expect header other than 100-continue. */

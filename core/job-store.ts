@@ -5,6 +5,7 @@ import type { Isolation, Job, JobList, JobOutcome, JobSummary } from './job.js'
 import type { JobSpec } from './job-spec.js'
 import type { JobStatus } from './job-status.js'
 import type { RedisKeys } from './redis-keys.js'
+import { pipelined } from './redis.js'
 import { findRuntime } from './runtimes.js'
 import type { TenantUsage } from './tenant-store.js'
 import { stepResultsMaxBytes, type CompileResult, type StepKind, type TestResult } from './test-cases.js'
@@ -74,8 +75,24 @@ export class JobIdTakenError extends Error {
   }
 }
 
-/** What a create did: made the job, or refused it for a quota of the tenant's. */
-export type CreateResult = 'created' | 'queued-quota' | 'storage-quota'
+/** A job to create; `digest` is its request's, when its id came from an Idempotency-Key. */
+export interface KeyedCreate {
+  id: string
+  spec: JobSpec
+  digest?: string
+}
+
+/** Who made a job: its tenant, and the digest of the request when an Idempotency-Key named it. */
+export interface JobMaker {
+  tenant: string
+  digest?: string
+}
+
+/**
+ * What a create did: made the job, refused it for a quota of the tenant's, or found the
+ * job its Idempotency-Key names there already, made by the same request or by another.
+ */
+export type CreateResult = 'created' | 'queued-quota' | 'storage-quota' | 'replay' | 'key-reused'
 /** A create's result (with the bytes the tenant held, when storage refused it), or the error Redis gave. */
 export type Created = { result: CreateResult; heldBytes?: number } | Error
 
@@ -310,11 +327,7 @@ export class JobStore {
    * `create` for several jobs of one tenant, in one call; each is created or refused in
    * order, as if alone. A call Redis refused (it is full) is every job's Error.
    */
-  async createMany(
-    tenant: string,
-    jobs: readonly { id: string; spec: JobSpec }[],
-    now = Date.now(),
-  ): Promise<Created[]> {
+  async createMany(tenant: string, jobs: readonly KeyedCreate[], now = Date.now()): Promise<Created[]> {
     const pipeline = this.redis.pipeline()
     const created = this.queueCreates(pipeline, tenant, jobs, now)
     return created.read((await pipeline.exec()) ?? [])
@@ -329,7 +342,7 @@ export class JobStore {
   queueCreates(
     pipeline: ChainableCommander,
     tenant: string,
-    jobs: readonly { id: string; spec: JobSpec }[],
+    jobs: readonly KeyedCreate[],
     now = Date.now(),
   ): { commands: number; read: (replies: [Error | null, unknown][]) => Created[] } {
     const first = jobs[0]
@@ -337,14 +350,14 @@ export class JobStore {
     const oldest = now - this.liveTtlSeconds * 1000
     const keys = [...this.tenantJobKeys(first.id, tenant), this.keys.tenantJobs(tenant)]
     const own: (string | number)[] = [tenant, oldest, jobs.length]
-    for (const { id, spec } of jobs) {
+    for (const { id, spec, digest } of jobs) {
       const specJson = JSON.stringify(spec)
       const inputBytes = Buffer.byteLength(specJson)
       const compiles = findRuntime(spec.runtime)?.compile !== undefined
       const stepBytes = stepResultsMaxBytes(compiles, spec.tests?.length ?? 0)
       const reserve = jobReservationBytes(inputBytes, spec.limits.outputBytes, this.artifactBytes, stepBytes)
       keys.push(...this.jobKeys(id))
-      own.push(id, this.keys.jobNotify(id), reserve, spec.runtime, specJson, inputBytes)
+      own.push(id, this.keys.jobNotify(id), reserve, spec.runtime, specJson, inputBytes, digest ?? '')
     }
     runJobScript(pipeline, 'create', keys, this.args('create', first.id, now, ...own))
     return {
@@ -359,10 +372,30 @@ export class JobStore {
           if (r.startsWith('storage-quota:'))
             return { result: 'storage-quota' as const, heldBytes: Number(r.slice('storage-quota:'.length)) }
           if (r === 'queued-quota') return { result: 'queued-quota' as const }
-          if (r === 'created') return { result: 'created' as const }
+          if (r === 'created' || r === 'replay' || r === 'key-reused') return { result: r }
           return new Error(`unexpected reply from create: ${r}`)
         })
       },
+    }
+  }
+
+  /**
+   * Queues on `pipeline` a read of who made each job and for what request (the tenant
+   * and the digest of an Idempotency-Key's request); `read` gives them once it ran,
+   * undefined for a job that is not there.
+   */
+  queueMakers(pipeline: ChainableCommander, ids: readonly string[]): { read: () => (JobMaker | undefined)[] } {
+    const replies = ids.map((id) => {
+      const reply = pipelined<(string | null)[]>()
+      pipeline.hmget(this.keys.job(id), 'tenant', 'requestDigest', reply.callback)
+      return reply
+    })
+    return {
+      read: () =>
+        replies.map((reply) => {
+          const [tenant, digest] = reply.value() ?? []
+          return tenant ? { tenant, digest: digest ?? undefined } : undefined
+        }),
     }
   }
 

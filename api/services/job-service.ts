@@ -14,9 +14,10 @@ import {
   type JobHead,
 } from '../../core/job-store.js'
 import { isFinalStatus } from '../../core/job-lifecycle/transitions.js'
+import { keyedJobId, requestDigest } from '../../core/idempotency.js'
 import type { Metrics } from '../../core/metrics.js'
 import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
-import { withinRate, type Quotas, type TenantStore } from '../../core/tenant-store.js'
+import { withinRate, type Quotas, type Submission, type TenantStore } from '../../core/tenant-store.js'
 import { defineJobScripts } from '../../core/job-lifecycle/scripts.js'
 import type { WorkerRegistry } from '../../core/worker-registry.js'
 import { toErrorResponse } from '../plugins/error-handler.js'
@@ -24,8 +25,23 @@ import type { JobWaiter } from './job-waiter.js'
 
 type BullTransaction = Parameters<Queue['backend']['addJobToTransaction']>[0]
 
-/** One job of a submission: accepted (its id and resolved spec), or refused. */
-export type SubmitOutcome = { id: string; spec: JobSpec } | { error: Error }
+/**
+ * One job of a submission: accepted (its id and resolved spec; `replayed` when its
+ * Idempotency-Key's job was there already, made by the same request), or refused.
+ */
+export type SubmitOutcome = Accepted | { error: Error }
+export interface Accepted {
+  id: string
+  spec: JobSpec
+  replayed?: boolean
+}
+
+const keyReused = () =>
+  new AirlockError(
+    'AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED',
+    'this Idempotency-Key was sent with another request; a key stands for one request (use a new key for a new job)',
+    [{ path: '/headers/idempotency-key', message: 'sent before with another request' }],
+  )
 
 /**
  * The error a batch answers whole, as a single submit would, so that it is retried whole:
@@ -45,8 +61,9 @@ export function wholeBatchRefusal(outcomes: readonly SubmitOutcome[]): Error | u
 /** A single submission waiting to go to Redis with the others of its turn. */
 interface Gathered {
   request: JobRequest
+  key: string | undefined
   log: FastifyBaseLogger
-  resolve: (accepted: { id: string; spec: JobSpec }) => void
+  resolve: (accepted: Accepted) => void
   reject: (err: unknown) => void
 }
 
@@ -99,7 +116,7 @@ export class JobService {
    * (up to AIRLOCK_MAX_BATCH_JOBS each): two round trips for all of them instead of two
    * each. Each is still accepted or refused on its own, in the order they arrived.
    */
-  submit(tenant: string, request: JobRequest, log: FastifyBaseLogger): Promise<{ id: string; spec: JobSpec }> {
+  submit(tenant: string, request: JobRequest, log: FastifyBaseLogger, idempotencyKey?: string): Promise<Accepted> {
     return new Promise((resolve, reject) => {
       let waiting = this.gathering.get(tenant)
       if (!waiting) {
@@ -112,7 +129,7 @@ export class JobService {
           void this.submitGathered(tenant, gathered)
         })
       }
-      waiting.push({ request, log, resolve, reject })
+      waiting.push({ request, key: idempotencyKey, log, resolve, reject })
     })
   }
 
@@ -125,7 +142,8 @@ export class JobService {
       chunks.map(async (chunk) => {
         try {
           const requests = chunk.map((g) => g.request)
-          const outcomes = await this.submitMany(tenant, requests, (i) => chunk[i]!.log)
+          const keys = chunk.map((g) => g.key)
+          const outcomes = await this.submitMany(tenant, requests, (i) => chunk[i]!.log, keys)
           chunk.forEach((g, i) => {
             const outcome = outcomes[i]!
             if ('error' in outcome) g.reject(outcome.error)
@@ -141,32 +159,87 @@ export class JobService {
   /**
    * Checks every job first, then records and queues the ones that pass together, in two
    * Redis round trips however many jobs: one reads the tenant's quotas, counts the
-   * submissions against its rate and counts the workers that can isolate; the other
-   * writes each job's record and its queue entry in one transaction. Each item ends
-   * accepted or refused with the error a single submit would have had (an Error in
-   * `items` is refused as it is). A record whose queue entry was not written is removed,
-   * and a queue entry whose record was refused: never a job accepted that no worker
-   * sees, nor one a worker sees that was refused.
+   * submissions against its rate, counts the workers that can isolate and looks for the
+   * jobs the items' Idempotency-Keys name; the other writes each job's record and its
+   * queue entry in one transaction. Each item ends accepted or refused with the error a
+   * single submit would have had (an Error in `items` is refused as it is). A record
+   * whose queue entry was not written is removed, and a queue entry whose record was
+   * refused: never a job accepted that no worker sees, nor one a worker sees that was
+   * refused. An item whose key's job is there (or comes earlier in `items`) is answered
+   * with that job, not written again: neither the rate nor a worker's absence refuses it.
    */
   async submitMany(
     tenant: string,
     items: readonly (JobRequest | Error)[],
     log: FastifyBaseLogger | ((index: number) => FastifyBaseLogger),
+    idempotencyKeys?: readonly (string | undefined)[],
   ): Promise<SubmitOutcome[]> {
-    const { config, redis, registry, tenants } = this.deps
+    const { redis, registry, store, tenants } = this.deps
     const counted = items.filter((item) => !(item instanceof Error)).length
     if (counted === 0) return items.map((item) => ({ error: item as Error }))
+    const keyed = items.map((item, i) => {
+      const key = idempotencyKeys?.[i]
+      return key === undefined || item instanceof Error
+        ? undefined
+        : { id: keyedJobId(tenant, key), digest: requestDigest(item) }
+    })
     const read = redis.pipeline()
     const readSubmission = tenants.submission(read, tenant, counted)
     const workers = registry.countIsolating(read)
+    const keyedIds = keyed.flatMap((k) => (k ? [k.id] : []))
+    const makers = store.queueMakers(read, keyedIds)
     await read.exec()
     const submission = readSubmission()
     const { quotas } = submission
     const specs = items.map((item) => (item instanceof Error ? item : this.checked(tenant, item, quotas)))
     // Every job that passed its checks is either accepted or refused below, before any return.
     const out: SubmitOutcome[] = specs.map((spec) => (spec instanceof Error ? { error: spec } : { id: '', spec }))
-    let ready = specs.flatMap((spec, i) => (spec instanceof Error ? [] : [i]))
-    if (ready.length === 0) return out
+    const made = new Map(makers.read().map((maker, n) => [keyedIds[n]!, maker]))
+    // An item whose key an earlier one of these has: answered as that one is, once it is.
+    const sameAs = new Map<number, number>()
+    const firstOf = new Map<string, number>()
+    const ready = specs.flatMap((spec, i) => {
+      const k = keyed[i]
+      if (spec instanceof Error) return []
+      if (!k) return [i]
+      const maker = made.get(k.id)
+      const first = firstOf.get(k.id)
+      if (maker) {
+        out[i] =
+          maker.tenant !== tenant
+            ? { error: new JobIdTakenError(k.id) }
+            : maker.digest === k.digest
+              ? { id: k.id, spec, replayed: true }
+              : { error: keyReused() }
+      } else if (first === undefined) {
+        firstOf.set(k.id, i)
+        return [i]
+      } else if (keyed[first]!.digest === k.digest) sameAs.set(i, first)
+      else out[i] = { error: keyReused() }
+      return []
+    })
+    if (ready.length > 0) await this.accept(tenant, items, specs, ready, keyed, submission, workers, log, out)
+    for (const [i, first] of sameAs) {
+      const answer = out[first]!
+      out[i] = 'error' in answer ? answer : { ...answer, spec: specs[i] as JobSpec, replayed: true }
+    }
+    return out
+  }
+
+  /** The rate, a worker that can isolate, then the write: each of `ready` ends in `out` accepted or refused. */
+  private async accept(
+    tenant: string,
+    items: readonly (JobRequest | Error)[],
+    specs: readonly (JobSpec | Error)[],
+    ready: number[],
+    keyed: readonly ({ id: string; digest: string } | undefined)[],
+    submission: Submission,
+    workers: { refusal: () => Promise<string | undefined> },
+    log: FastifyBaseLogger | ((index: number) => FastifyBaseLogger),
+    out: SubmitOutcome[],
+  ): Promise<void> {
+    const { config } = this.deps
+    const { quotas } = submission
     const refuse = (indices: number[], error: Error) => {
       for (const i of indices) out[i] = { error }
     }
@@ -191,23 +264,29 @@ export class JobService {
           ),
         )
         ready = ready.filter((i) => !over.includes(i))
-        if (ready.length === 0) return out
+        if (ready.length === 0) return
       }
     }
     const refusal = await workers.refusal()
     if (refusal) {
       refuse(ready, new AirlockError('AIRLOCK_ERR_ISOLATION_UNAVAILABLE', refusal))
-      return out
+      return
     }
-    const jobs = ready.map((i) => ({ index: i, id: newJobId(), spec: specs[i] as JobSpec }))
+    const jobs = ready.map((i) => ({
+      index: i,
+      id: keyed[i]?.id ?? newJobId(),
+      spec: specs[i] as JobSpec,
+      digest: keyed[i]?.digest,
+    }))
     const byRuntime = new Map<string, number>()
     const accepted: string[] = []
-    for (const { index, id, spec, error } of await this.write(tenant, jobs, quotas)) {
+    for (const { index, id, spec, error, replayed } of await this.write(tenant, jobs, quotas)) {
       if (error) {
         out[index] = { error }
         continue
       }
-      out[index] = { id, spec }
+      out[index] = replayed ? { id, spec, replayed } : { id, spec }
+      if (replayed) continue
       byRuntime.set(spec.runtime, (byRuntime.get(spec.runtime) ?? 0) + 1)
       // A request's own job has its own line; a batch's jobs share one (a line for each
       // was a tenth of a batch's CPU).
@@ -217,7 +296,6 @@ export class JobService {
     if (accepted.length > 0) (log as FastifyBaseLogger).info({ jobIds: accepted }, 'jobs accepted')
     const { metrics } = this.deps
     for (const [runtime, n] of byRuntime) metrics.jobsSubmitted.inc({ runtime, tenant: metrics.tenant(tenant) }, n)
-    return out
   }
 
   /**
@@ -227,9 +305,9 @@ export class JobService {
    */
   private async write(
     tenant: string,
-    jobs: { index: number; id: string; spec: JobSpec }[],
+    jobs: { index: number; id: string; spec: JobSpec; digest: string | undefined }[],
     quotas: Quotas,
-  ): Promise<((typeof jobs)[number] & { error?: Error })[]> {
+  ): Promise<((typeof jobs)[number] & { error?: Error; replayed?: boolean })[]> {
     const { store, queue } = this.deps
     // bullmq types its connection and transactions as its own interfaces over ioredis's.
     const client = await this.queueClient()
@@ -259,6 +337,10 @@ export class JobService {
         const result = results[n]!
         // The id is another job's: neither its record nor its queue entry is this call's to take back.
         if (result instanceof JobIdTakenError) return { ...job, error: result }
+        // Its key's job came meanwhile (another request with the same key, a moment ahead):
+        // that job and its queue entry are the other request's.
+        if (!ran && !(result instanceof Error) && result.result === 'replay') return { ...job, replayed: true }
+        if (!ran && !(result instanceof Error) && result.result === 'key-reused') return { ...job, error: keyReused() }
         const entryError =
           ran ??
           replies[created.commands + n]?.[0] ??

@@ -7,6 +7,7 @@ import os
 import random
 import sys
 import time
+import uuid
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote
 
@@ -41,6 +42,18 @@ def _retryable(err: AirlockError, idempotent: bool) -> bool:
     # 429 and 503 mean the request was not taken, so any call may be sent again;
     # a broken connection may have been processed, so only calls safe to repeat.
     return isinstance(err, (RateLimitError, UnavailableError)) or (idempotent and isinstance(err, (ConnectionError, TimeoutError)))
+
+
+def _idempotency(key: Optional[str]) -> Dict[str, str]:
+    # One key for every attempt of a call: the server makes one job of them all.
+    return {"idempotency-key": key if key is not None else str(uuid.uuid4())}
+
+
+def _headers(accept: Optional[str], extra: Optional[Dict[str, str]]) -> Optional[Dict[str, str]]:
+    headers = dict(extra or {})
+    if accept:
+        headers["accept"] = accept
+    return headers or None
 
 
 def _job_path(job_id: str) -> str:
@@ -120,13 +133,15 @@ class Jobs:
     def __init__(self, client: "Airlock"):
         self._c = client
 
-    def create(self, request: JobRequest) -> JobAccepted:
-        """Submits a job; it is queued."""
-        return self._c._request("POST", "/v1/jobs", body=request, idempotent=False)
+    def create(self, request: JobRequest, idempotency_key: Optional[str] = None) -> JobAccepted:
+        """Submits a job; it is queued. Sent with an ``Idempotency-Key`` (a new UUID unless
+        you pass your own), so a submit whose answer was lost is retried as the same job."""
+        return self._c._request("POST", "/v1/jobs", body=request, headers=_idempotency(idempotency_key))
 
-    def create_batch(self, requests: List[JobRequest]) -> JobBatchResult:
-        """Submits several jobs in one request; each item says whether its job was queued or why not."""
-        return self._c._request("POST", "/v1/jobs/batch", body={"jobs": requests}, idempotent=False)
+    def create_batch(self, requests: List[JobRequest], idempotency_key: Optional[str] = None) -> JobBatchResult:
+        """Submits several jobs in one request; each item says whether its job was queued or why not.
+        Retried as ``create`` is: sent again with its key, only the jobs not made before are made."""
+        return self._c._request("POST", "/v1/jobs/batch", body={"jobs": requests}, headers=_idempotency(idempotency_key))
 
     def get(self, job_id: str) -> Job:
         return self._c._request("GET", _job_path(job_id))
@@ -238,12 +253,12 @@ class Airlock:
     def runtimes(self) -> List[Runtime]:
         return self._request("GET", "/v1/runtimes")["runtimes"]
 
-    def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None, binary: bool = False) -> Any:
+    def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None, binary: bool = False, headers: Optional[Dict[str, str]] = None) -> Any:
         attempt = 0
         while True:
             try:
                 try:
-                    res = self._http.request(method, path, json=body, params=params, headers={"accept": accept} if accept else None)
+                    res = self._http.request(method, path, json=body, params=params, headers=_headers(accept, headers))
                 except httpx.HTTPError as err:
                     raise _transport_error(err, self._s.base_url) from err
                 return _answer(res, binary)
@@ -277,11 +292,11 @@ class AsyncJobs:
     def __init__(self, client: "AsyncAirlock"):
         self._c = client
 
-    async def create(self, request: JobRequest) -> JobAccepted:
-        return await self._c._request("POST", "/v1/jobs", body=request, idempotent=False)
+    async def create(self, request: JobRequest, idempotency_key: Optional[str] = None) -> JobAccepted:
+        return await self._c._request("POST", "/v1/jobs", body=request, headers=_idempotency(idempotency_key))
 
-    async def create_batch(self, requests: List[JobRequest]) -> JobBatchResult:
-        return await self._c._request("POST", "/v1/jobs/batch", body={"jobs": requests}, idempotent=False)
+    async def create_batch(self, requests: List[JobRequest], idempotency_key: Optional[str] = None) -> JobBatchResult:
+        return await self._c._request("POST", "/v1/jobs/batch", body={"jobs": requests}, headers=_idempotency(idempotency_key))
 
     async def get(self, job_id: str) -> Job:
         return await self._c._request("GET", _job_path(job_id))
@@ -381,12 +396,12 @@ class AsyncAirlock:
     async def runtimes(self) -> List[Runtime]:
         return (await self._request("GET", "/v1/runtimes"))["runtimes"]
 
-    async def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None, binary: bool = False) -> Any:
+    async def _request(self, method: str, path: str, *, body: Any = None, params: Optional[Dict[str, Any]] = None, idempotent: bool = True, accept: Optional[str] = None, binary: bool = False, headers: Optional[Dict[str, str]] = None) -> Any:
         attempt = 0
         while True:
             try:
                 try:
-                    res = await self._http.request(method, path, json=body, params=params, headers={"accept": accept} if accept else None)
+                    res = await self._http.request(method, path, json=body, params=params, headers=_headers(accept, headers))
                 except httpx.HTTPError as err:
                     raise _transport_error(err, self._s.base_url) from err
                 return _answer(res, binary)

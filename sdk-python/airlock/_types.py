@@ -146,10 +146,12 @@ class ErrorResponse(TypedDict, total=False):
 
 
 class JobBatchItem(TypedDict, total=False):
-    """One job of a batch: ``id`` and ``status`` when accepted, ``error`` (as a single submit would have answered) when refused."""
+    """One job of a batch: ``id`` and ``status`` when accepted (``replayed`` when the batch's
+    Idempotency-Key had made it already), ``error`` (as a single submit would have answered) when refused."""
     index: int
     id: str
     status: JobStatus
+    replayed: bool
     error: ErrorResponse
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import httpx
 import pytest
 
 import airlock
@@ -129,6 +130,49 @@ def test_rate_limit_carries_retry_after_and_is_retried():
         with pytest.raises(airlock.RateLimitError) as err:
             Airlock(base, "k", max_retries=0).jobs.list()
         assert err.value.retry_after == pytest.approx(0.3)
+    finally:
+        server.shutdown()
+
+
+def test_a_submit_whose_answer_is_lost_is_retried_as_the_same_job(url, key):
+    # A proxy that passes the first submit to the real server, then drops the connection
+    # instead of answering: the job is made and the client never hears of it.
+    keys, made = [], []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            keys.append(self.headers.get("idempotency-key"))
+            passed = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type", "idempotency-key")}
+            res = httpx.post(url.rstrip("/") + self.path, content=body, headers=passed)
+            made.append(res.json()["id"])
+            if len(keys) == 1:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.send_response(res.status_code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(res.content)))
+            self.end_headers()
+            self.wfile.write(res.content)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Airlock(f"http://127.0.0.1:{server.server_address[1]}", key) as via_proxy:
+            accepted = via_proxy.jobs.create({"runtime": "bash", "source": "true"})
+        assert len(keys) == 2, "the submit was sent again after its answer was lost"
+        assert keys[0] and keys[0] == keys[1], "with the same Idempotency-Key"
+        assert made == [accepted["id"], accepted["id"]], "and the server made one job of both"
+        with Airlock(url, key) as direct:
+            assert direct.jobs.get(accepted["id"])["id"] == accepted["id"]
+            other = direct.jobs.create({"runtime": "bash", "source": "true"})
+            assert other["id"] != accepted["id"], "each call has its own key"
     finally:
         server.shutdown()
 

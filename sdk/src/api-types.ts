@@ -291,6 +291,10 @@ export interface JobBatchAccepted {
   index: number;
   id: string;
   status: "queued";
+  /**
+   * The batch's Idempotency-Key had made this job already, from the same job request
+   */
+  replayed?: true;
 }
 export interface ErrorDetail {
   path: string;

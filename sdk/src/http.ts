@@ -28,6 +28,8 @@ export interface RequestSpec extends CallOptions {
   accept?: string
   /** The answer is bytes (a Uint8Array), not text or JSON; errors are still JSON. */
   binary?: boolean
+  /** Headers beyond the SDK's own (authorization, accept, content-type). */
+  headers?: Record<string, string>
 }
 
 export interface HttpResponse<T> {
@@ -101,6 +103,7 @@ export class Http {
           authorization: `Bearer ${this.options.apiKey}`,
           accept: spec.accept ?? 'application/json',
           ...(spec.body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...spec.headers,
         },
         ...(spec.body === undefined ? {} : { body: JSON.stringify(spec.body) }),
         signal,

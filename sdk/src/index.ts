@@ -1,5 +1,5 @@
 export { Airlock } from './client.js'
-export { isFinished, Jobs, type ListOptions, type RunOptions, type WaitOptions } from './jobs.js'
+export { isFinished, Jobs, type ListOptions, type RunOptions, type SubmitOptions, type WaitOptions } from './jobs.js'
 export type { StreamOptions } from './stream.js'
 export type { AirlockOptions, CallOptions, Logger } from './options.js'
 export * from './errors.js'

@@ -37,7 +37,17 @@ export interface WaitOptions extends CallOptions {
   pollIntervalMs?: number
 }
 
-export interface RunOptions extends CallOptions {
+export interface SubmitOptions extends CallOptions {
+  /**
+   * Sent as `Idempotency-Key`: the same request with the same key makes one job however
+   * often it is sent, so a submit whose answer was lost is retried safely. Pass your own
+   * (an order id, a UUID you keep) to be safe across restarts of your own process too.
+   * @default a new random UUID per call, used for each of its retries
+   */
+  idempotencyKey?: string
+}
+
+export interface RunOptions extends SubmitOptions {
   /** Called with output as the job produces it. */
   onOutput?: (stream: 'stdout' | 'stderr', data: string) => void
   /** Called when the job's status changes (queued, running, ...). */
@@ -51,15 +61,21 @@ const path = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`
 export class Jobs {
   constructor(private readonly http: Http) {}
 
-  /** Submits a job; it is queued. Retried only when the server refused it (429, 503). */
-  async create(request: JobRequest, options: CallOptions = {}): Promise<JobAccepted> {
+  /**
+   * Submits a job; it is queued. Retried when the server refused it (429, 503) and when
+   * its answer was lost (network, timeout): its Idempotency-Key makes the retry the same
+   * job, never a second one.
+   */
+  async create(request: JobRequest, options: SubmitOptions = {}): Promise<JobAccepted> {
+    const { idempotencyKey = globalThis.crypto.randomUUID(), ...call } = options
     return (
       await this.http.request<JobAccepted>({
         method: 'POST',
         path: '/v1/jobs',
         body: request,
-        idempotent: false,
-        ...options,
+        headers: { 'idempotency-key': idempotencyKey },
+        idempotent: true,
+        ...call,
       })
     ).body
   }
@@ -67,16 +83,19 @@ export class Jobs {
   /**
    * Submits several jobs in one request (at most the server's AIRLOCK_MAX_BATCH_JOBS).
    * Each item is accepted (`id`) or refused (`error`, as a single submit would have
-   * been); a batch the server could not take at all throws. Retried only on 429 and 503.
+   * been); a batch the server could not take at all throws. Retried as `create` is: a
+   * batch sent again with its key makes only the jobs it did not make before.
    */
-  async createBatch(requests: JobRequest[], options: CallOptions = {}): Promise<JobBatchResult> {
+  async createBatch(requests: JobRequest[], options: SubmitOptions = {}): Promise<JobBatchResult> {
+    const { idempotencyKey = globalThis.crypto.randomUUID(), ...call } = options
     return (
       await this.http.request<JobBatchResult>({
         method: 'POST',
         path: '/v1/jobs/batch',
         body: { jobs: requests },
-        idempotent: false,
-        ...options,
+        headers: { 'idempotency-key': idempotencyKey },
+        idempotent: true,
+        ...call,
       })
     ).body
   }

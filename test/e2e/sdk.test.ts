@@ -201,6 +201,56 @@ t.test('429: RateLimitError carries retryAfterMs, and the SDK waits that long an
   await t.rejects(new Airlock({ baseUrl: url, apiKey: 'k', maxRetries: 0 }).jobs.list(), RateLimitError)
 })
 
+t.test('a submit whose answer is lost is retried with its Idempotency-Key, and is one job', async (t) => {
+  // A proxy that passes the first submit to the real server, then drops the connection
+  // instead of answering: the job is made and the client never hears of it.
+  const keys: (string | undefined)[] = []
+  const made: string[] = []
+  const proxy = createHttpServer(async (req, res) => {
+    const chunks: Buffer[] = []
+    for await (const chunk of req) chunks.push(chunk as Buffer)
+    const key = req.headers['idempotency-key'] as string | undefined
+    keys.push(key)
+    const upstream = await fetch(`${h.baseUrl}${req.url}`, {
+      method: req.method,
+      headers: {
+        authorization: req.headers.authorization!,
+        'content-type': 'application/json',
+        ...(key ? { 'idempotency-key': key } : {}),
+      },
+      body: Buffer.concat(chunks),
+    })
+    const text = await upstream.text()
+    made.push(JSON.parse(text).id)
+    if (keys.length === 1) return req.socket.destroy()
+    res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(text)
+  })
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
+  t.teardown(() => proxy.close())
+  const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`
+  const accepted = await new Airlock({ baseUrl: url, apiKey: TENANTS.alice }).jobs.create({
+    runtime: 'bash',
+    source: 'true',
+  })
+  t.equal(keys.length, 2, 'the submit was sent again after its answer was lost')
+  t.ok(keys[0] && keys[0] === keys[1], 'with the same Idempotency-Key')
+  t.same(made, [accepted.id, accepted.id], 'and the server made one job of both')
+  t.equal((await airlock.jobs.get(accepted.id)).id, accepted.id)
+  const own = await airlock.jobs.create({ runtime: 'bash', source: 'true' }, { idempotencyKey: 'sdk-own-key-1' })
+  const again = await airlock.jobs.create({ runtime: 'bash', source: 'true' }, { idempotencyKey: 'sdk-own-key-1' })
+  t.equal(again.id, own.id, "a caller's own key holds across calls")
+  await t.rejects(
+    airlock.jobs.create({ runtime: 'bash', source: 'false' }, { idempotencyKey: 'sdk-own-key-1' }),
+    ConflictError,
+    'and another request with it is a ConflictError',
+  )
+  const batch = await airlock.jobs.createBatch([{ runtime: 'bash', source: 'true' }], { idempotencyKey: 'sdk-batch-1' })
+  const batchAgain = await airlock.jobs.createBatch([{ runtime: 'bash', source: 'true' }], {
+    idempotencyKey: 'sdk-batch-1',
+  })
+  t.same(batchAgain.items, [{ ...batch.items[0], replayed: true }], "and a batch's")
+})
+
 t.test('a stream whose connection is cut mid-job resumes without losing or repeating events', async (t) => {
   // A TCP proxy between the SDK and the server, whose connections are cut on demand.
   const target = new URL(h.baseUrl)

@@ -12,15 +12,17 @@
   ARGV[9]      tenant (tenant.lua)
   ARGV[10]     index entries older than this (ms) are dropped: their records expired
   ARGV[11]     the number of jobs
-  ARGV[12..]   six for each job, job i's at 12 + 6(i-1): its id, its notify channel, the
-               bytes it reserves against the tenant's storage quota, its runtime, its
-               spec (JSON) and that spec's size in bytes
+  ARGV[12..]   seven for each job, job i's at 12 + 7(i-1): its id, its notify channel,
+               the bytes it reserves against the tenant's storage quota, its runtime, its
+               spec (JSON), that spec's size in bytes, and the digest of the request an
+               Idempotency-Key made it for ('' for a job without one; idempotency.ts)
 
   Returns, for each job in order, 'created' or why it was not: 'queued-quota',
-  'storage-quota:<bytes the tenant holds>', or 'exists' (the id is taken). The same
-  create run twice (a client library sends a transaction again after a reconnect) is
-  'created' both times: a record is this call's own when its tenant and createdAt
-  (ARGV[1]) are.
+  'storage-quota:<bytes the tenant holds>', 'exists' (the id is taken), or, for a job
+  whose id its tenant's Idempotency-Key chose and that is there already, 'replay' (the
+  same request made it) or 'key-reused' (another request did). The same create run twice
+  (a client library sends a transaction again after a reconnect) is 'created' both times:
+  a record is this call's own when its tenant, createdAt (ARGV[1]) and digest are.
 ]]
 --- @include "includes/job"
 --- @include "includes/tenant"
@@ -41,11 +43,19 @@ local expiresAt = tonumber(now) + liveTtl * 1000
 
 local results, made = {}, false
 for i = 1, count do
-  local k, a = 12 + 3 * (i - 1), 12 + 6 * (i - 1)
-  local record, jobId, reserve = KEYS[k], ARGV[a], tonumber(ARGV[a + 2])
+  local k, a = 12 + 3 * (i - 1), 12 + 7 * (i - 1)
+  local record, jobId, reserve, digest = KEYS[k], ARGV[a], tonumber(ARGV[a + 2]), ARGV[a + 6]
   if redis.call('EXISTS', record) == 1 then
-    local own = redis.call('HGET', record, 'tenant') == tenant and redis.call('HGET', record, 'createdAt') == now
-    results[i] = own and 'created' or 'exists'
+    local owner, createdAt, made = unpack(redis.call('HMGET', record, 'tenant', 'createdAt', 'requestDigest'))
+    if owner ~= tenant then
+      results[i] = 'exists'
+    elseif createdAt == now and (made or '') == digest then
+      results[i] = 'created'
+    elseif digest == '' then
+      results[i] = 'exists'
+    else
+      results[i] = made == digest and 'replay' or 'key-reused'
+    end
   elseif maxQueued and queued >= maxQueued then
     results[i] = 'queued-quota'
   elseif maxStored and held + reserve > maxStored then
@@ -57,6 +67,7 @@ for i = 1, count do
     redis.call('ZADD', KEYS[6], now, jobId)
     redis.call('HSET', record, 'tenant', tenant, 'status', 'queued', 'runtime', ARGV[a + 3], 'spec', ARGV[a + 4],
       'inputBytes', ARGV[a + 5], 'createdAt', now)
+    if digest ~= '' then redis.call('HSET', record, 'requestDigest', digest) end
     redis.call('EXPIRE', record, liveTtl)
     redis.call('ZADD', KEYS[11], now, jobId)
     eventOn(KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], 'type', 'status', 'status', 'queued')

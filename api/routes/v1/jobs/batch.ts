@@ -1,5 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { JobRequestSchema, unknownRuntimeError, type JobRequest } from '../../../../core/job-spec.js'
+import { batchItemKey, IDEMPOTENCY_KEY_HEADER, IdempotencyKeyHeaderSchema } from '../../../../core/idempotency.js'
 import { BoundedValidator, ErrorBudget } from '../../../plugins/bounded-validator.js'
 import { toErrorResponse, validationFailure } from '../../../plugins/error-handler.js'
 import { errorResponses, ErrorResponseSchema } from '../../../schemas.js'
@@ -11,6 +12,11 @@ const BatchItemSchema = Type.Union([
       index: Type.Integer({ description: "The job's place in `jobs`, from 0" }),
       id: Type.String(),
       status: Type.Literal('queued'),
+      replayed: Type.Optional(
+        Type.Literal(true, {
+          description: "The batch's Idempotency-Key had made this job already, from the same job request",
+        }),
+      ),
     },
     { title: 'JobBatchAccepted' },
   ),
@@ -63,21 +69,27 @@ const batchRoutes: FastifyPluginAsyncTypebox = async (app) => {
           },
           { additionalProperties: false, title: 'JobBatch' },
         ),
-        response: { 200: JobBatchResultSchema, ...errorResponses(400, 401, 408, 413, 415, 429, 503) },
+        // One key for the batch: the job at each place has its own from it, so a batch sent
+        // again makes the jobs it did not make the first time, and no other.
+        headers: IdempotencyKeyHeaderSchema,
+        response: { 200: JobBatchResultSchema, ...errorResponses(400, 401, 408, 409, 413, 415, 429, 503) },
       },
     },
     async (request) => {
       const { jobs } = request.body
+      const key = request.headers[IDEMPOTENCY_KEY_HEADER]
       const budget = new ErrorBudget()
       const outcomes = await jobService.submitMany(
         request.tenant,
         jobs.map((item) => checkedRequest(item, budget)),
         request.log,
+        key === undefined ? undefined : jobs.map((_, index) => batchItemKey(key, index)),
       )
       const whole = wholeBatchRefusal(outcomes)
       if (whole) throw whole
       const items = outcomes.map((o, index) => {
-        if ('id' in o) return { index, id: o.id, status: 'queued' as const }
+        if ('id' in o)
+          return { index, id: o.id, status: 'queued' as const, ...(o.replayed && { replayed: true as const }) }
         const { body, log } = toErrorResponse(o.error)
         if (log) request.log.error({ err: o.error, index }, 'a job of a batch was not taken')
         metrics.rejectedRequests.inc({ code: body.code })

@@ -2,6 +2,11 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import { AirlockError } from '../../../../core/errors.js'
 import { JobAcceptedSchema, JobListSchema, JobSchema } from '../../../../core/job.js'
 import { JobRequestSchema, unknownRuntimeError } from '../../../../core/job-spec.js'
+import {
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENT_REPLAYED_HEADER,
+  IdempotencyKeyHeaderSchema,
+} from '../../../../core/idempotency.js'
 import { CURSOR_PATTERN } from '../../../../core/job-store.js'
 import { JOB_STATUSES, type JobStatus } from '../../../../core/job-status.js'
 import { ownJob } from './own-job.js'
@@ -24,8 +29,13 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         querystring: Type.Object({
           wait: Type.Optional(Type.Boolean({ description: 'Hold the request until the job ends' })),
         }),
+        headers: IdempotencyKeyHeaderSchema,
         body: JobRequestSchema,
-        response: { 200: JobSchema, 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 408, 413, 415, 429, 503) },
+        response: {
+          200: JobSchema,
+          202: JobAcceptedSchema,
+          ...errorResponses(400, 401, 403, 408, 409, 413, 415, 429, 503),
+        },
       },
       preValidation: async (request) => {
         const unknown = unknownRuntimeError(request.body)
@@ -33,8 +43,10 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { id, spec } = await jobService.submit(request.tenant, request.body, request.log)
+      const key = request.headers[IDEMPOTENCY_KEY_HEADER]
+      const { id, spec, replayed } = await jobService.submit(request.tenant, request.body, request.log, key)
       request.log = reply.log = request.log.child({ jobId: id })
+      if (replayed) reply.header(IDEMPOTENT_REPLAYED_HEADER, 'true')
       if (request.query.wait) {
         const gone = callerGone(reply)
         const done = await jobService.waitForEnd(id, request.tenant, spec, gone.signal)

@@ -1,0 +1,214 @@
+import t from 'tap'
+import { keyedJobId, requestDigest } from '../../core/idempotency.js'
+import { resolveJobSpec } from '../../core/job-spec.js'
+import { build, TENANTS, type Tenant } from '../helper.js'
+
+// Idempotency-Key on POST /v1/jobs and /v1/jobs/batch, against the real Redis and queue:
+// a request sent again with its key is the job it made, never a second one.
+const ADMIN_KEY = 'idem-admin-key-0001'
+const h = await build(t, { worker: false, env: { AIRLOCK_ADMIN_KEY: ADMIN_KEY, AIRLOCK_MAX_BATCH_JOBS: '8' } })
+
+const submit = (body: unknown, key: string | undefined, options: { url?: string; bearer?: string } = {}) =>
+  h.app.inject({
+    method: 'POST',
+    url: options.url ?? '/v1/jobs',
+    headers: {
+      authorization: `Bearer ${options.bearer ?? TENANTS.alice}`,
+      'content-type': 'application/json',
+      ...(key === undefined ? {} : { 'idempotency-key': key }),
+    },
+    payload: JSON.stringify(body),
+  })
+
+/** How many of the tenant's jobs are recorded, and how many of those the queue holds. */
+async function jobsOf(tenant: Tenant | string, bearer: string = TENANTS[tenant as Tenant]): Promise<string[]> {
+  const res = await h.app.inject({
+    method: 'GET',
+    url: '/v1/jobs?limit=100',
+    headers: { authorization: `Bearer ${bearer}` },
+  })
+  return res.json<{ items: { id: string }[] }>().items.map((j) => j.id)
+}
+
+async function tenantWithKey(name: string, quotas: Record<string, number>): Promise<string> {
+  const admin = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }
+  const made = await h.app.inject({
+    method: 'POST',
+    url: '/v1/admin/tenants',
+    headers: admin,
+    payload: JSON.stringify({ name, quotas }),
+  })
+  t.equal(made.statusCode, 201)
+  const key = await h.app.inject({
+    method: 'POST',
+    url: `/v1/admin/tenants/${name}/keys`,
+    headers: admin,
+    payload: JSON.stringify({ role: 'member' }),
+  })
+  return key.json().key
+}
+
+const JOB = { runtime: 'bash', source: 'echo once' }
+
+t.test('the same request sent again with its key is the same job, queued once', async (t) => {
+  const before = await jobsOf('alice')
+  const first = await submit(JOB, 'order-1001')
+  t.equal(first.statusCode, 202)
+  t.equal(first.headers['idempotent-replayed'], undefined, 'the first answer is no replay')
+  const { id } = first.json()
+  for (let i = 0; i < 3; i++) {
+    const again = await submit(JOB, 'order-1001')
+    t.equal(again.statusCode, 202, 'the same answer')
+    t.same(again.json(), { id, status: 'queued' }, 'for the same job')
+    t.equal(again.headers['idempotent-replayed'], 'true', 'marked as a replay')
+    t.equal(again.headers.location, `/v1/jobs/${id}`)
+  }
+  const after = await jobsOf('alice')
+  t.same(
+    after.filter((j) => !before.includes(j)),
+    [id],
+    'one job recorded',
+  )
+  t.ok(await h.app.services.queue.getJob(id), 'and queued')
+  const other = await submit(JOB, 'order-1002')
+  t.not(other.json().id, id, 'another key, another job')
+  const none = [await submit(JOB, undefined), await submit(JOB, undefined)]
+  t.not(none[0]!.json().id, none[1]!.json().id, 'without a key, every submit is a new job')
+})
+
+t.test('a key sent with another request is refused with 409, and its job stays as it was', async (t) => {
+  const first = await submit(JOB, 'order-2001')
+  t.equal(first.statusCode, 202)
+  const other = await submit({ runtime: 'bash', source: 'echo twice' }, 'order-2001')
+  t.equal(other.statusCode, 409)
+  t.equal(other.json().code, 'AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED')
+  t.match(other.json().message, /another request/)
+  const job = await h.app.inject({
+    method: 'GET',
+    url: `/v1/jobs/${first.json().id}/request`,
+    headers: { authorization: `Bearer ${TENANTS.alice}` },
+  })
+  t.match(JSON.stringify(job.json()), 'echo once', "the first request's job is untouched")
+  const reordered = await submit({ source: 'echo once', runtime: 'bash' }, 'order-2001')
+  t.equal(reordered.statusCode, 409, 'the same request means the same JSON: keys in another order are another')
+})
+
+t.test("tenants' keys are their own: the same key makes each tenant its own job", async (t) => {
+  const alice = await submit(JOB, 'shared-key')
+  const bob = await submit(JOB, 'shared-key', { bearer: TENANTS.bob })
+  t.equal(alice.statusCode, 202)
+  t.equal(bob.statusCode, 202, "bob's key is not alice's")
+  t.not(alice.json().id, bob.json().id)
+  t.equal(bob.headers['idempotent-replayed'], undefined)
+  const read = await h.app.inject({
+    method: 'GET',
+    url: `/v1/jobs/${alice.json().id}`,
+    headers: { authorization: `Bearer ${TENANTS.bob}` },
+  })
+  t.equal(read.statusCode, 404, "and bob cannot read alice's job through it")
+})
+
+t.test('requests with one key that arrive together make one job', async (t) => {
+  const before = await jobsOf('alice')
+  const answers = await Promise.all(Array.from({ length: 8 }, () => submit(JOB, 'together-1')))
+  t.same(
+    answers.map((a) => a.statusCode),
+    Array(8).fill(202),
+  )
+  const ids = new Set(answers.map((a) => a.json().id))
+  t.equal(ids.size, 1, 'every answer names the same job')
+  t.equal(answers.filter((a) => a.headers['idempotent-replayed'] === undefined).length, 1, 'and one made it')
+  const made = (await jobsOf('alice')).filter((j) => !before.includes(j))
+  t.same(made, [...ids], 'one job recorded')
+  const mixed = await Promise.all([submit(JOB, 'together-2'), submit({ runtime: 'bash', source: 'x' }, 'together-2')])
+  t.same(
+    mixed.map((a) => a.statusCode),
+    [202, 409],
+    'in one turn too, the second request with the key is refused',
+  )
+})
+
+t.test('the create script makes one job of two racing creates, and refuses another request', async (t) => {
+  // Two API processes that both found no job for the key go to create together.
+  const { store } = h.app.services
+  const spec = resolveJobSpec({ runtime: 'bash', source: 'true' }, h.config)
+  const id = keyedJobId('alice', `race-${Date.now()}`)
+  const digest = requestDigest(spec)
+  const [made] = await store.createMany('alice', [{ id, spec, digest }], 1_000_000)
+  t.same(made, { result: 'created' })
+  const [again] = await store.createMany('alice', [{ id, spec, digest }], 1_000_000)
+  t.same(again, { result: 'created' }, 'the same call sent again (a reconnect) is still created')
+  const [racer] = await store.createMany('alice', [{ id, spec, digest }], 1_000_001)
+  t.same(racer, { result: 'replay' }, "another create with the key's request is a replay")
+  const [other] = await store.createMany('alice', [{ id, spec, digest: requestDigest({ other: 1 }) }], 1_000_002)
+  t.same(other, { result: 'key-reused' }, 'with another request, refused')
+  const [thief] = await store.createMany('bob', [{ id, spec, digest }], 1_000_003)
+  t.type(thief, Error, "another tenant's create finds the id taken")
+  t.ok(await store.remove(id, 'alice'))
+})
+
+t.test('a replay is answered whatever the rate says, and a refused submit can be retried', async (t) => {
+  const bearer = await tenantWithKey('idem-rate', { submitsPerSecond: 1 })
+  const first = await submit(JOB, 'rate-1', { bearer })
+  t.equal(first.statusCode, 202)
+  // The rate's window is a second long and may turn between two requests: new jobs until one is refused.
+  let refused: string | undefined
+  for (let i = 0; i < 5 && !refused; i++) {
+    const res = await submit(JOB, `rate-new-${i}`, { bearer })
+    if (res.statusCode === 429) refused = `rate-new-${i}`
+  }
+  t.ok(refused, 'a new job over the rate is refused')
+  const replay = await submit(JOB, 'rate-1', { bearer })
+  t.equal(replay.statusCode, 202, 'the replay is not')
+  t.equal(replay.json().id, first.json().id)
+  // The refused one made nothing: sent again once the second has passed, it is made.
+  await new Promise((r) => setTimeout(r, 1100))
+  const retried = await submit(JOB, refused!, { bearer })
+  t.equal(retried.statusCode, 202)
+  t.equal(retried.headers['idempotent-replayed'], undefined, 'made now, not before')
+  t.ok((await jobsOf('idem-rate', bearer)).includes(retried.json().id))
+})
+
+t.test('a batch sent again with its key makes only the jobs it did not make', async (t) => {
+  const url = '/v1/jobs/batch'
+  const jobs = [JOB, { runtime: 'cobol', source: 'x' }, { runtime: 'bash', source: 'echo b' }]
+  const first = await submit({ jobs }, 'batch-1', { url })
+  t.equal(first.statusCode, 200)
+  const items = first.json().items
+  t.same(
+    items.map((i: { id?: string }) => typeof i.id),
+    ['string', 'undefined', 'string'],
+  )
+  const again = await submit({ jobs }, 'batch-1', { url })
+  t.same(
+    again.json().items,
+    [{ ...items[0], replayed: true }, items[1], { ...items[2], replayed: true }],
+    'the same answer for each job, its made ones marked as replays',
+  )
+  const changed = await submit({ jobs: [JOB, { runtime: 'bash', source: 'echo c' }, JOB] }, 'batch-1', { url })
+  const [same, fresh, other] = changed.json().items
+  t.same(same, { ...items[0], replayed: true }, 'the job at place 0 is the one it made')
+  t.equal(fresh.status, 'queued', 'place 1 made nothing before, so it makes its job now')
+  t.not(fresh.id, undefined)
+  t.equal(other.error.code, 'AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED', 'place 2 made another job with this key')
+  t.equal(other.error.statusCode, 409)
+  const single = await submit(JOB, 'batch-1')
+  t.not(single.json().id, items[0].id, "a single submit's key is not a batch's")
+})
+
+t.test('an Idempotency-Key that is not one is refused with 400', async (t) => {
+  for (const [what, key] of [
+    ['empty', ''],
+    ['too long', 'k'.repeat(256)],
+    ['a space', 'order 1'],
+    ['two keys', 'a, b'],
+  ] as const) {
+    const res = await submit(JOB, key)
+    t.equal(res.statusCode, 400, what)
+    t.equal(res.json().code, 'AIRLOCK_ERR_VALIDATION', what)
+  }
+  const longest = await submit(JOB, 'k'.repeat(255))
+  t.equal(longest.statusCode, 202, '255 visible characters are a key')
+  const batch = await submit({ jobs: [JOB] }, 'a b', { url: '/v1/jobs/batch' })
+  t.equal(batch.statusCode, 400, 'on a batch too')
+})
