@@ -231,7 +231,7 @@ export const SETTINGS = {
   ),
   maxConnectionsPerAddress: int(
     'AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS',
-    'Open HTTP connections from one client address at once',
+    'Open HTTP connections from one client address at once (an IPv6 /64 is one address)',
     256,
     1,
     1_000_000,
@@ -280,7 +280,7 @@ export const SETTINGS = {
   ),
   maxStreamsPerAddress: int(
     'AIRLOCK_MAX_STREAMS_PER_ADDRESS',
-    'WebSocket streams one client address may have open on one API process',
+    'WebSocket streams one client address (an IPv6 /64 is one) may have open on one API process',
     64,
     1,
     1_000_000,

@@ -5,6 +5,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Logger } from 'pino'
 import { compile } from '@fastify/proxy-addr'
 import type { Metrics } from '../../core/metrics.js'
+import { addressGroup } from '../services/address-group.js'
 
 /** Descriptors kept for everything but client connections: Redis, sandboxes, files. */
 export const RESERVED_DESCRIPTORS = 1024
@@ -80,12 +81,15 @@ function refuse(socket: Socket, message: string): void {
 
 interface Connection {
   address: string
+  /** What the per-address cap counts it under (addressGroup). */
+  group: string
   /** Whose it is once claimed ('' for nobody's: an operator's, or a proxy's carrying many). */
   owner?: string
 }
 
 /**
- * Caps the connections the server holds, in all, per client address and per tenant,
+ * Caps the connections the server holds, in all, per client address (an IPv6 /64 is one)
+ * and per tenant,
  * whether or not they ever authenticate. Over the address cap a connection is answered
  * 503 AIRLOCK_ERR_TOO_MANY_CONNECTIONS and closed. At the cap in all, the oldest
  * connection that has not yet authenticated is closed to make room: connections opened
@@ -136,7 +140,7 @@ export function limitConnections(
     if (!connection) return
     connections.delete(socket)
     anonymous.delete(socket)
-    count(byAddress, connection.address, -1)
+    count(byAddress, connection.group, -1)
     if (connection.owner) count(byTenant, connection.owner, -1)
   }
   server.emit = ((event: string | symbol, ...args: unknown[]) => {
@@ -157,7 +161,8 @@ export function limitConnections(
     if (event !== 'connection') return emit(event, ...args)
     const socket = args[0] as Socket
     const address = socket.remoteAddress ?? '?'
-    const fromAddress = byAddress.get(address) ?? 0
+    const group = addressGroup(address)
+    const fromAddress = byAddress.get(group) ?? 0
     if (fromAddress >= maxPerAddress && !isProxy(address, 0)) {
       warn({ remoteAddress: address, fromAddress }, 'connections refused: over the per-address cap')
       refuse(socket, 'this address has its most connections open; close some first')
@@ -174,9 +179,9 @@ export function limitConnections(
       release(oldest)
       oldest.destroy()
     }
-    connections.set(socket, { address })
+    connections.set(socket, { address, group })
     anonymous.add(socket)
-    byAddress.set(address, fromAddress + 1)
+    byAddress.set(group, fromAddress + 1)
     socket.once('close', () => release(socket))
     return emit(event, ...args)
   }) as typeof server.emit

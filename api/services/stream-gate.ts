@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import { AirlockError } from '../../core/errors.js'
+import { addressGroup } from './address-group.js'
 
 /**
  * Caps the WebSocket streams one tenant and one client address hold open on this
@@ -16,8 +17,9 @@ export class StreamGate {
     private readonly maxPerAddress: number,
   ) {}
 
-  /** Takes a slot for the tenant and address until `socket` closes; 429 when either is at its cap. */
-  enter(tenant: string, address: string, socket: Socket): void {
+  /** Takes a slot for the tenant and address (an IPv6 /64 is one) until `socket` closes; 429 when either is at its cap. */
+  enter(tenant: string, clientAddress: string, socket: Socket): void {
+    const address = addressGroup(clientAddress)
     if ((this.byTenant.get(tenant) ?? 0) >= this.maxPerTenant) {
       throw new AirlockError(
         'AIRLOCK_ERR_TOO_MANY_STREAMS',
