@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import websocket from '@fastify/websocket'
 import { Queue } from 'bullmq'
@@ -21,6 +23,8 @@ import { limitBodies } from './plugins/body-budget.js'
 import { refuseUndecodableBodies } from './plugins/body-encoding.js'
 import { type ClaimConnection, limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { strictValidatorCompiler } from './plugins/strict-validator.js'
+import { answerRaw } from './plugins/error-handler.js'
+import { repeatedHeader } from './plugins/repeated-headers.js'
 import { registerOpenApi } from './plugins/openapi.js'
 import { registerConsole } from './plugins/console.js'
 import { ROUTER_MAX_PARAM_LENGTH } from './schemas.js'
@@ -124,14 +128,16 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
       requireHostHeader: false,
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
-  const claimConnection = limitConnections(app.server, {
+  const connectionLimits = limitConnections(app.server, {
     maxConnections: config.maxConnections,
     maxPerAddress: config.maxConnectionsPerAddress,
     maxPerTenant: config.maxConnectionsPerTenant,
     trustProxy: config.trustProxy,
+    upgradeTimeoutMs: config.headersTimeoutMs,
     log: logger,
     metrics,
   })
+  const claimConnection = connectionLimits.claim
   answerNodeLevelRequests(app.server)
   app.setValidatorCompiler(strictValidatorCompiler)
   registerErrorHandler(app, metrics)
@@ -201,6 +207,20 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
       app.websocketServer.close(() => done())
     },
   })
+  app.websocketServer.on('connection', (_ws: unknown, req: IncomingMessage) =>
+    connectionLimits.becameWebSocket(req.socket as Socket),
+  )
+  // A handshake ws refuses (a bad Sec-WebSocket-Key or -Version) gets the API's shape,
+  // not ws's text/html.
+  app.websocketServer.on('wsClientError', (err: Error, socket: Socket) =>
+    answerRaw(
+      socket,
+      400,
+      'AIRLOCK_ERR_BAD_REQUEST',
+      `WebSocket handshake refused: ${err.message}`,
+      'Sec-WebSocket-Version: 13\r\n',
+    ),
+  )
   // @fastify/websocket hides WebSocket routes from the document; ours is part of the API.
   app.addHook('onRoute', (route) => {
     if (route.url === STREAM_ROUTE && route.schema) route.schema.hide = false
@@ -212,6 +232,11 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
       reply.header('connection', 'close')
       throw new AirlockError('AIRLOCK_ERR_BAD_REQUEST', 'an HTTP/1.1 request must have a Host header')
+    }
+    const twice = repeatedHeader(request.raw.rawHeaders)
+    if (twice) {
+      reply.header('connection', 'close')
+      throw new AirlockError('AIRLOCK_ERR_BAD_REQUEST', `the ${twice} header must be sent once`)
     }
     if (request.ws && request.routeOptions.url !== STREAM_ROUTE) {
       reply.header('connection', 'close')

@@ -1,7 +1,8 @@
-import { createServer } from 'node:http'
+import { createServer, type ServerResponse } from 'node:http'
 import { buildApp } from '../api/app.js'
 import { limitConnections } from '../api/plugins/connection-limits.js'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
+import type { ErrorCode } from '../core/errors.js'
 import { createLogger } from '../core/logger.js'
 import { Metrics } from '../core/metrics.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
@@ -72,9 +73,13 @@ async function main(): Promise<void> {
     }
     const server = createServer(timeouts, (req, res) => {
       if (req.url === '/metrics') {
-        void metrics.registry
-          .metrics()
-          .then((body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body))
+        void metrics.registry.metrics().then(
+          (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+          (err: unknown) => {
+            logger.error({ err }, 'metrics could not be collected')
+            json(res, 500, 'AIRLOCK_ERR_INTERNAL', 'internal error')
+          },
+        )
       } else if (req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
       } else if (req.url === '/readyz' && worker) {
@@ -83,7 +88,7 @@ async function main(): Promise<void> {
           .writeHead(isolation?.ok ? 200 : 503, { 'content-type': 'application/json' })
           .end(JSON.stringify({ ok: !!isolation?.ok, reason: isolation?.reason ?? null }))
       } else {
-        res.writeHead(404).end()
+        json(res, 404, 'AIRLOCK_ERR_ROUTE_NOT_FOUND', 'this port serves /metrics, /healthz and /readyz')
       }
     })
     // The same process's descriptors: a scraper needs a few connections, never thousands.
@@ -93,6 +98,8 @@ async function main(): Promise<void> {
       // Nobody authenticates here.
       maxPerTenant: METRICS_MAX_CONNECTIONS,
       trustProxy: '',
+      // It has no WebSocket: Node closes an upgrade at once.
+      upgradeTimeoutMs: config.headersTimeoutMs,
       log: logger,
       metrics,
     })
@@ -123,3 +130,10 @@ main().catch((err: unknown) => {
   console.error(err)
   process.exit(1)
 })
+
+/** An answer of the metrics port in the API's error shape. */
+function json(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
+  res
+    .writeHead(status, { 'content-type': 'application/json' })
+    .end(JSON.stringify({ statusCode: status, code, message }))
+}

@@ -50,6 +50,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_BODIES_BUSY: 503,
   /** Redis refused a write (its maxmemory is reached); nothing was accepted. */
   AIRLOCK_ERR_STORE_FULL: 503,
+  /** A call that answers only once its job has run (Piston's execute) waited its longest; the job was cancelled, retry. */
+  AIRLOCK_ERR_WAIT_EXPIRED: 503,
   /** The web console's files were not built with this install (npm run build makes them). */
   AIRLOCK_ERR_CONSOLE_UNAVAILABLE: 503,
 } as const

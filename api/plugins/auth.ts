@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
 import type { StreamTokens } from '../services/stream-tokens.js'
+import { upgradeRequired } from '../services/stream-gate.js'
 import type { ClaimConnection } from './connection-limits.js'
 import { keyDigest, type KeyRole, type TenantStore } from '../../core/tenant-store.js'
 
@@ -117,6 +118,8 @@ export function registerAuth(
     // A browser opening a job's stream authenticates with a single-use token instead.
     const query = request.query as { token?: unknown } | undefined
     if (!header && request.routeOptions.url === '/v1/jobs/:id/stream' && typeof query?.token === 'string') {
+      // A token opens one WebSocket: a plain GET (a link preview, a prefetch) must not spend it.
+      if (!request.ws) throw upgradeRequired(reply)
       const jobId = (request.params as { id?: string }).id ?? ''
       const grant = await streamTokens.redeem(query.token, jobId)
       if (!grant) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid or expired stream token')

@@ -4,7 +4,9 @@ import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Logger } from 'pino'
 import { compile } from '@fastify/proxy-addr'
+import type { ErrorCode } from '../../core/errors.js'
 import type { Metrics } from '../../core/metrics.js'
+import { answerRaw } from './error-handler.js'
 import { addressGroup } from '../services/address-group.js'
 
 /** Descriptors kept for everything but client connections: Redis, sandboxes, files. */
@@ -46,6 +48,8 @@ export interface ConnectionLimitOptions {
   maxPerTenant: number
   /** AIRLOCK_TRUST_PROXY: proxies' own connections carry many clients, so no per-address cap for them. */
   trustProxy: string
+  /** How long a connection handed over as an Upgrade has to become a WebSocket before it is closed. */
+  upgradeTimeoutMs: number
   log: Logger | FastifyBaseLogger
   metrics: Metrics
 }
@@ -58,6 +62,12 @@ export interface ConnectionLimitOptions {
  * injected request) is always true.
  */
 export type ClaimConnection = (socket: Socket, owner: string | undefined) => boolean
+
+export interface ConnectionLimits {
+  claim: ClaimConnection
+  /** The connection is a WebSocket now (its handshake is done): no longer an upgrade waiting. */
+  becameWebSocket(socket: Socket): void
+}
 
 /**
  * Requests one connection may have in the handlers at once. HTTP/1.1 lets a client send
@@ -100,8 +110,8 @@ interface Connection {
  */
 export function limitConnections(
   server: Server,
-  { maxConnections, maxPerAddress, maxPerTenant, trustProxy, log, metrics }: ConnectionLimitOptions,
-): ClaimConnection {
+  { maxConnections, maxPerAddress, maxPerTenant, trustProxy, upgradeTimeoutMs, log, metrics }: ConnectionLimitOptions,
+): ConnectionLimits {
   const cap = connectionCap(maxConnections, openFileLimit())
   const proxies = trustedProxies(trustProxy)
   const isProxy = proxies ? compile(proxies) : () => false
@@ -119,9 +129,15 @@ export function limitConnections(
   // parser, so nothing it sends is ever read as a request.
   const emit = server.emit.bind(server) as (event: string | symbol, ...args: unknown[]) => boolean
   const pipelines = new WeakMap<Socket, Pipeline>()
-  // `answered`: the refusal is a request's, which the error handler counts.
-  const warn = (fields: Record<string, unknown>, message: string, answered = false) => {
-    if (!answered) metrics.rejectedRequests.inc({ code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS' })
+  const webSockets = new WeakSet<Socket>()
+  // `counted`: the code to count the refusal under; false when it is a request's, which
+  // the error handler counts.
+  const warn = (
+    fields: Record<string, unknown>,
+    message: string,
+    counted: ErrorCode | false = 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS',
+  ) => {
+    if (counted) metrics.rejectedRequests.inc({ code: counted })
     refused++
     if (Date.now() - lastWarning >= 1000) {
       log.warn({ ...fields, refused }, message)
@@ -158,6 +174,7 @@ export function limitConnections(
       }
       return true
     }
+    if (event === 'upgrade') return upgrade(args[1] as Socket) || emit(event, ...args)
     if (event !== 'connection') return emit(event, ...args)
     const socket = args[0] as Socket
     const address = socket.remoteAddress ?? '?'
@@ -186,13 +203,43 @@ export function limitConnections(
     return emit(event, ...args)
   }) as typeof server.emit
 
-  return (socket, owner) => {
+  /**
+   * Node takes its parser and timeouts off a connection it hands over as an Upgrade: one
+   * that does not become a WebSocket is closed here, or nothing would ever close it. An
+   * Upgrade sent behind other requests on its connection (their answers still to come)
+   * cannot take the connection over: it is answered 400 once they have been. True when
+   * the upgrade was refused here.
+   */
+  const upgrade = (socket: Socket): boolean => {
+    const timer = setTimeout(() => {
+      if (!webSockets.has(socket)) socket.destroy()
+    }, upgradeTimeoutMs).unref()
+    socket.once('close', () => clearTimeout(timer))
+    const pipeline = pipelines.get(socket)
+    if (!pipeline || pipeline.idle) return false
+    warn(
+      { remoteAddress: socket.remoteAddress },
+      'upgrade refused: it came behind other requests',
+      'AIRLOCK_ERR_BAD_REQUEST',
+    )
+    pipeline.whenIdle(() =>
+      answerRaw(
+        socket,
+        400,
+        'AIRLOCK_ERR_BAD_REQUEST',
+        'an Upgrade must not come behind other requests on its connection; open a new connection for the WebSocket',
+      ),
+    )
+    return true
+  }
+
+  const claim: ClaimConnection = (socket, owner) => {
     const connection = connections.get(socket)
     if (!connection || connection.owner !== undefined) return true
     // A proxy's connection carries many tenants' requests: it is nobody's.
     const tenant = owner === undefined || isProxy(connection.address, 0) ? '' : owner
     if (tenant && (byTenant.get(tenant) ?? 0) >= maxPerTenant) {
-      warn({ tenant }, 'connection closed: its tenant holds its most connections', true)
+      warn({ tenant }, 'connection closed: its tenant holds its most connections', false)
       return false
     }
     anonymous.delete(socket)
@@ -200,6 +247,7 @@ export function limitConnections(
     if (tenant) count(byTenant, tenant, 1)
     return true
   }
+  return { claim, becameWebSocket: (socket) => webSockets.add(socket) }
 }
 
 type Handle = (req: IncomingMessage, res: ServerResponse) => void
@@ -212,6 +260,18 @@ class Pipeline {
   private inFlight = 0
   private closed = false
   private readonly waiting: [IncomingMessage, ServerResponse][] = []
+  private idleCallbacks: (() => void)[] = []
+
+  /** Every request taken has been answered (or its connection is gone). */
+  get idle(): boolean {
+    return this.closed || (this.inFlight === 0 && this.waiting.length === 0)
+  }
+
+  /** Runs `callback` once every request taken so far has been answered; never if the connection goes first. */
+  whenIdle(callback: () => void): void {
+    if (this.idle) callback()
+    else this.idleCallbacks.push(callback)
+  }
 
   constructor(private readonly handle: Handle) {}
 
@@ -230,6 +290,7 @@ class Pipeline {
   close(): void {
     this.closed = true
     this.waiting.length = 0
+    this.idleCallbacks = []
   }
 
   private start(req: IncomingMessage, res: ServerResponse): void {
@@ -238,6 +299,10 @@ class Pipeline {
       this.inFlight--
       const next = this.waiting.shift()
       if (next && !this.closed) this.start(...next)
+      if (!this.idle) return
+      const callbacks = this.idleCallbacks
+      this.idleCallbacks = []
+      for (const callback of callbacks) callback()
     })
     this.handle(req, res)
   }

@@ -121,7 +121,7 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): 
 }
 
 /** An error answer written straight to a socket Node has not given to fastify; the connection is closed. */
-function answerRaw(socket: Duplex, status: number, code: ErrorCode, message: string, headers = ''): void {
+export function answerRaw(socket: Duplex, status: number, code: ErrorCode, message: string, headers = ''): void {
   const body = JSON.stringify({ statusCode: status, code, message })
   if (socket.writable) {
     socket.write(

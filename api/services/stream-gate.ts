@@ -1,6 +1,19 @@
 import type { Socket } from 'node:net'
+import type { FastifyReply } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
 import { addressGroup } from './address-group.js'
+
+/**
+ * The answer to a stream asked for without a WebSocket upgrade (Node did not hand the
+ * request over as one: `request.ws` is false), before it takes a slot or spends a token.
+ */
+export function upgradeRequired(reply: FastifyReply): AirlockError {
+  reply.header('upgrade', 'websocket').header('connection', 'upgrade')
+  return new AirlockError(
+    'AIRLOCK_ERR_UPGRADE_REQUIRED',
+    'this is a WebSocket: ask with Connection: Upgrade and Upgrade: websocket, or read GET /v1/jobs/{id}/logs',
+  )
+}
 
 /**
  * Caps the WebSocket streams one tenant and one client address hold open on this

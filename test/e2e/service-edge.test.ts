@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import { Redis } from 'ioredis'
 import t from 'tap'
@@ -896,4 +897,118 @@ t.test('request logging is bounded whatever the request', async (t) => {
   })
   t.notMatch(text, /st_spelled|st_plain/, 'stream tokens are redacted however their name is spelled')
   t.match(text, /plain-id-1/, 'a short plain request id is kept')
+})
+
+t.test('a WebSocket asked for wrongly is answered with a code and holds nothing', async (t) => {
+  const h = await build(t, {
+    worker: false,
+    listen: true,
+    env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '4', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '4' },
+  })
+  const port = portOf(h)
+  const job = await queuedJob(h, 'alice')
+  const auth = `Authorization: Bearer ${TENANTS.alice}`
+  /** Everything the server writes on one connection until it closes it (or `ms` pass). */
+  const exchange = (bytes: string, ms = 5000) =>
+    new Promise<{ data: string; closed: boolean }>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write(bytes))
+      let data = ''
+      socket.setEncoding('latin1')
+      socket.on('data', (d: string) => (data += d))
+      socket.on('error', () => undefined)
+      const timer = setTimeout(() => {
+        socket.destroy()
+        resolve({ data, closed: false })
+      }, ms)
+      socket.once('close', () => {
+        clearTimeout(timer)
+        resolve({ data, closed: true })
+      })
+    })
+  const upgrade = (path: string, extra = '') =>
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra}\r\n`
+
+  // Behind another request on its connection, an upgrade cannot take the socket over (its
+  // answer still owns it): once that is answered, a 400 with a code, and the connection closed.
+  const behind = await exchange(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${upgrade(`/v1/jobs/${job}/stream`)}`)
+  t.ok(behind.closed, 'an upgrade behind another request: the connection is closed, not left open')
+  t.match(behind.data, /^HTTP\/1\.1 200[\s\S]*HTTP\/1\.1 400 [\s\S]*AIRLOCK_ERR_BAD_REQUEST/, 'after the first answer')
+
+  // A handshake ws refuses: the API's shape, not ws's text/html.
+  const badVersion = await exchange(upgrade(`/v1/jobs/${job}/stream`).replace('Version: 13', 'Version: 99'))
+  t.match(badVersion.data, /^HTTP\/1\.1 400 /)
+  t.match(badVersion.data, /content-type: application\/json/i)
+  t.match(badVersion.data, /AIRLOCK_ERR_BAD_REQUEST/)
+  t.match(badVersion.data, /Sec-WebSocket-Version: 13/i, 'with the version that is served')
+  t.ok(badVersion.closed)
+  const noKey = await exchange(upgrade(`/v1/jobs/${job}/stream`).replace(/Sec-WebSocket-Key: .*\r\n/, ''))
+  t.match(noKey.data, /AIRLOCK_ERR_BAD_REQUEST/, 'a missing Sec-WebSocket-Key too')
+
+  // Upgrade: websocket without Connection: Upgrade is plain HTTP: 426, and no stream slot,
+  // however many are sent on one connection.
+  const plain = `GET /v1/jobs/${job}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nUpgrade: websocket\r\n\r\n`
+  const many = await exchange(plain.repeat(12), 3000)
+  const statuses = [...many.data.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])
+  t.same(statuses, Array(12).fill('426'), 'each is 426')
+  t.equal((many.data.match(/AIRLOCK_ERR_UPGRADE_REQUIRED/g) ?? []).length, 12, 'with its code')
+  const streams = await Promise.all(
+    Array.from(
+      { length: 4 },
+      () =>
+        new Promise<WebSocket | number>((resolve) => {
+          const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${job}/stream`, {
+            headers: { authorization: `Bearer ${TENANTS.alice}` },
+          })
+          ws.on('open', () => resolve(ws))
+          ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0))
+          ws.on('error', () => undefined)
+        }),
+    ),
+  )
+  t.ok(
+    streams.every((s) => s instanceof WebSocket),
+    'every stream slot is still free for real WebSockets',
+  )
+  for (const s of streams) if (s instanceof WebSocket) s.terminate()
+
+  // A stream token opens one WebSocket: a plain GET (a link preview) neither spends it nor opens anything.
+  const token = (await h.request('POST', `/v1/jobs/${job}/stream-tokens`)).json<{ token: string }>().token
+  const preview = await rawRequest(port, `GET /v1/jobs/${job}/stream?token=${token} HTTP/1.1\r\nHost: 127.0.0.1`)
+  t.equal(preview.status, 426)
+  t.match(preview.body, /AIRLOCK_ERR_UPGRADE_REQUIRED/)
+  const opened = await new Promise<boolean>((resolve) => {
+    const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${job}/stream?token=${token}`)
+    ws.on('open', () => {
+      ws.terminate()
+      resolve(true)
+    })
+    ws.on('unexpected-response', () => resolve(false))
+    ws.on('error', () => undefined)
+  })
+  t.ok(opened, 'the token still opens its stream')
+})
+
+t.test('a header that must come once and comes twice is refused', async (t) => {
+  const h = await build(t, { worker: false, listen: true })
+  const port = portOf(h)
+  const twoKeys = await rawRequest(
+    port,
+    `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nAuthorization: Bearer ${TENANTS.bob}`,
+  )
+  t.equal(twoKeys.status, 400, 'two Authorization headers: neither is chosen')
+  t.match(twoKeys.body, /AIRLOCK_ERR_BAD_REQUEST/)
+  t.match(twoKeys.body, /authorization header must be sent once/)
+  const twoHosts = await rawRequest(port, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: example.com')
+  t.equal(twoHosts.status, 400)
+  const twoTypes = await rawRequest(
+    port,
+    `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\nContent-Length: ${JOB_BODY.length}`,
+    JOB_BODY,
+  )
+  t.equal(twoTypes.status, 400, 'two Content-Types')
+  const once = await rawRequest(
+    port,
+    `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`,
+  )
+  t.equal(once.status, 200, 'each once: answered')
 })

@@ -21,6 +21,7 @@ async function server(t: { teardown(fn: () => Promise<void>): void }) {
     maxPerAddress: 100,
     maxPerTenant: 100,
     trustProxy: '',
+    upgradeTimeoutMs: 1000,
     log: createLogger('silent'),
     metrics: new Metrics(),
   })
@@ -78,4 +79,47 @@ t.test('a connection with too many waiting is closed, and what waited is never h
   t.ok(closedEarly, 'closed before all were answered')
   await new Promise((r) => setTimeout(r, 200))
   t.ok(s.stats().handled <= MAX_IN_FLIGHT_PER_CONNECTION + 1, `handled only those in flight (${s.stats().handled})`)
+})
+
+t.test('a connection handed over as an Upgrade that never becomes a WebSocket is closed', async (t) => {
+  // Node takes its parser and timeouts off an upgraded socket: here an 'upgrade' listener
+  // that fails to take it over (as a library throwing would), and one that does.
+  const s = createServer()
+  const limits = limitConnections(s, {
+    maxConnections: 100,
+    maxPerAddress: 100,
+    maxPerTenant: 100,
+    trustProxy: '',
+    upgradeTimeoutMs: 300,
+    log: createLogger('silent'),
+    metrics: new Metrics(),
+  })
+  const taken: import('node:net').Socket[] = []
+  s.on('upgrade', (req: IncomingMessage, socket: import('node:net').Socket) => {
+    if (req.url !== '/taken') return
+    limits.becameWebSocket(socket)
+    taken.push(socket)
+  })
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>((r) => s.close(() => r())))
+  const port = (s.address() as AddressInfo).port
+  const closedWithin = (path: string, ms: number) =>
+    new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () =>
+        socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`),
+      )
+      socket.on('error', () => undefined)
+      const timer = setTimeout(() => {
+        socket.destroy()
+        resolve(false)
+      }, ms)
+      socket.once('close', () => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+  const [dropped, left] = await Promise.all([closedWithin('/dropped', 2000), closedWithin('/taken', 1000)])
+  t.ok(dropped, 'an upgrade nobody took is closed after upgradeTimeoutMs')
+  t.notOk(left, 'a WebSocket is left alone')
+  for (const socket of taken) socket.destroy()
 })

@@ -122,12 +122,12 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       if (view) return answer(view)
       if (gone.signal.aborted || reply.raw.destroyed) return reply.hijack()
       // Waited as long as AIRLOCK_MAX_WAIT_MS allows (a long queue), or the server is stopping.
-      return reply
-        .status(503)
-        .header('retry-after', '1')
-        .send({
-          message: `job ${id} did not end in time (the queue is long, this tenant holds its most waiting requests, or this server is restarting); it was cancelled: retry`,
-        })
+      throw new AirlockError(
+        'AIRLOCK_ERR_WAIT_EXPIRED',
+        `job ${id} did not end in time (the queue is long, this tenant holds its most waiting requests, or this server is restarting); it was cancelled: retry`,
+        undefined,
+        1,
+      )
     },
   )
 }

@@ -1,9 +1,9 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { AirlockError } from '../../../../core/errors.js'
 import { ownJob } from './own-job.js'
 import { errorResponses, JobParams } from '../../../schemas.js'
 import { STREAM_SECURITY } from '../../../plugins/openapi.js'
 import { StreamSession } from '../../../services/stream-session.js'
+import { upgradeRequired } from '../../../services/stream-gate.js'
 
 /** Live logs: a WebSocket per watcher, the whole log as text or NDJSON, and browser tokens. */
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -47,13 +47,9 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       // plain HTTP answers.
       preHandler: async (request, reply) => {
         await ownJob(store, request.params.id, request.tenant)
-        if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
-          reply.header('upgrade', 'websocket').header('connection', 'upgrade')
-          throw new AirlockError(
-            'AIRLOCK_ERR_UPGRADE_REQUIRED',
-            'this is a WebSocket: ask with Connection: Upgrade and Upgrade: websocket, or read GET /v1/jobs/{id}/logs',
-          )
-        }
+        // Node's verdict, not the Upgrade header alone: a request with Upgrade but no
+        // Connection: Upgrade is plain HTTP, and would hold a stream slot for nothing.
+        if (!request.ws) throw upgradeRequired(reply)
         streamGate.enter(request.tenant, request.ip, request.raw.socket)
       },
     },
