@@ -55,11 +55,12 @@ export class OutputWriter {
 
   /**
    * The budget for one response's reads. Only its first read may give up (503
-   * AIRLOCK_ERR_OUTPUT_BUSY, before anything is sent); later ones wait their turn,
-   * which always comes: every hold is given back within the slow-reader limit.
+   * AIRLOCK_ERR_OUTPUT_BUSY, before anything is sent), and not even that one when
+   * `patient`; later ones wait their turn, which always comes: every hold is given back
+   * within the slow-reader limit.
    */
-  private take(tenant: string): TakeBudget {
-    let first = true
+  private take(tenant: string, patientFromStart = false): TakeBudget {
+    let first = !patientFromStart
     return (bytes) => {
       const patient = !first
       first = false
@@ -75,8 +76,8 @@ export class OutputWriter {
    * that may give up: a busy budget is a 503 before anything is sent, never a body cut
    * short after the record.
    */
-  async *jobJson(job: JobHead): AsyncGenerator<string> {
-    const take = this.take(job.tenant)
+  async *jobJson(job: JobHead, patient = false): AsyncGenerator<string> {
+    const take = this.take(job.tenant, patient)
     // Held before the step results are read: their size is known from the head.
     const hold = await take(headMemoryBytes(job.detailChars + HEAD_CHARS))
     try {
@@ -244,11 +245,12 @@ export class OutputWriter {
 
   /**
    * One of a job's streams as text, in pieces read under the budget: for an API that
-   * sends output in its own shape (the Judge0 and Piston adapters). Each piece is
-   * held until the next is asked for, so hand each on before asking.
+   * sends output in its own shape (the Judge0 and Piston adapters), inside an answer
+   * already begun (after `details`), so it waits its turn rather than give up. Each
+   * piece is held until the next is asked for, so hand each on before asking.
    */
   text(view: JobHead, stream: 'stdout' | 'stderr' | 'both'): AsyncGenerator<string> {
-    return this.output.pieces(view.id, view.output, stream, this.take(view.tenant))
+    return this.output.pieces(view.id, view.output, stream, this.take(view.tenant, true))
   }
 
   /** An artifact's bytes, as they were left. */
@@ -266,9 +268,13 @@ export class OutputWriter {
     )
   }
 
-  /** `send` for a job as JSON. */
-  sendJob(reply: FastifyReply, status: number, view: JobHead): Promise<void> {
-    return this.send(reply, status, 'application/json; charset=utf-8', this.jobJson(view))
+  /**
+   * `send` for a job as JSON. `patient` for the answer to a submission that waited for
+   * its job: the job has run, so a 503 (which says nothing was taken, retry) would have
+   * the client run it again; that answer waits its turn instead.
+   */
+  sendJob(reply: FastifyReply, status: number, view: JobHead, patient = false): Promise<void> {
+    return this.send(reply, status, 'application/json; charset=utf-8', this.jobJson(view, patient))
   }
 }
 

@@ -67,7 +67,19 @@ t.test("a job's step results are read only under the output budget", async (t) =
     { code: 'AIRLOCK_ERR_OUTPUT_BUSY' },
   )
   t.equal(budget.inUse, 8 * 1024 * 1024, 'and holds nothing while it waits')
+  // The answer to a submission that waited for its job: the job has run, and a 503 would
+  // have the client submit it again. It waits its turn past the budget's wait instead.
+  const patientJob = writer.jobJson(head!, true)
+  const patient = patientJob.next()
+  const patientDetails = writer.details(head!, (all) => all.slice(0, 1), true)
+  let settled = false
+  void Promise.allSettled([patient, patientDetails]).then(() => (settled = true))
+  await new Promise((r) => setTimeout(r, 600))
+  t.notOk(settled, "a patient answer is still waiting, twice the budget's wait later")
   other.release()
+  t.match((await patient).value, /^\{/, 'and goes on once there is room')
+  await patientJob.return(undefined)
+  t.equal((await patientDetails).job.tests.length, 1)
 
   const parts: string[] = []
   for await (const part of writer.jobJson(head!)) parts.push(part)

@@ -140,7 +140,8 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
         (await jobService.waitForEnd(id, request.tenant, spec, gone.signal)) ??
         (await ownJob(store, id, request.tenant))
       gone.stop()
-      return send(reply, 201, submissionJson(view, outputWriter, options))
+      // Patient: the job has run; a 503 would have the client submit it again.
+      return send(reply, 201, submissionJson(view, outputWriter, options, true))
     },
   )
 

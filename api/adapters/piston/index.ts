@@ -110,7 +110,8 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
           reply,
           200,
           'application/json; charset=utf-8',
-          pistonResult(await outputWriter.details(head, () => []), runtime, outputWriter),
+          // Patient: the job has run; a 503 would have the client run it again.
+          pistonResult(await outputWriter.details(head, () => [], true), runtime, outputWriter),
         )
       if (done) return answer(done)
       // It may have ended between the wait and the cancel: then it is answered, not run again.

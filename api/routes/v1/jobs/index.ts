@@ -51,7 +51,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const gone = callerGone(reply)
         const done = await jobService.waitForEnd(id, request.tenant, spec, gone.signal)
         gone.stop()
-        if (done) return outputWriter.sendJob(reply, 200, done)
+        if (done) return outputWriter.sendJob(reply, 200, done, true)
       }
       // Where the job is read, as HTTP has 202 and 201 say.
       return reply
