@@ -1012,3 +1012,29 @@ t.test('a header that must come once and comes twice is refused', async (t) => {
   )
   t.equal(once.status, 200, 'each once: answered')
 })
+
+t.test('a submission that waits answers with its job, never a 5xx, when Redis fails while it waits', async (t) => {
+  // A 5xx says nothing was taken: a client that retries it would run the job twice. The
+  // fault: Redis refuses a command only the wait's read of the job uses (an ACL).
+  const redis = await startRedis()
+  t.teardown(() => void redis.process.kill('SIGKILL'))
+  const h = await build(t, { worker: false, redisUrl: redis.url })
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  await admin.call('ACL', 'SETUSER', 'default', '-hstrlen')
+  const waited = await h.request('POST', '/v1/jobs?wait=true', { runtime: 'bash', source: 'true' })
+  t.equal(waited.statusCode, 202, 'accepted, and said so')
+  t.equal(waited.headers.location, `/v1/jobs/${waited.json().id}`)
+  const judge0 = await h.app.inject({
+    method: 'POST',
+    url: '/judge0/submissions?wait=true',
+    headers: { 'x-auth-token': TENANTS.alice, 'content-type': 'application/json' },
+    payload: JSON.stringify({ source_code: 'print(1)', language_id: 71 }),
+  })
+  t.equal(judge0.statusCode, 201, "Judge0's wait: the submission's token, as without wait")
+  t.match(judge0.json(), { token: /^job_/ })
+  await admin.call('ACL', 'SETUSER', 'default', '+hstrlen')
+  for (const id of [waited.json().id, judge0.json().token]) {
+    t.equal((await h.request('GET', `/v1/jobs/${id}`)).json().status, 'queued', `${id} is there, queued once`)
+  }
+})

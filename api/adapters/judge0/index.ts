@@ -135,13 +135,21 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       request.log = reply.log = request.log.child({ jobId: id })
       if (!options) return reply.status(201).send({ token: id })
       const gone = callerGone(reply)
-      // Judge0 answers a wait with the submission as it is then; past our wait it is still running.
-      const view =
-        (await jobService.waitForEnd(id, request.tenant, spec, gone.signal)) ??
-        (await ownJob(store, id, request.tenant))
-      gone.stop()
-      // Patient: the job has run; a 503 would have the client submit it again.
-      return send(reply, 201, submissionJson(view, outputWriter, options, true))
+      try {
+        // Judge0 answers a wait with the submission as it is then; past our wait it is still running.
+        const view =
+          (await jobService.waitForEnd(id, request.tenant, spec, gone.signal)) ??
+          (await ownJob(store, id, request.tenant))
+        // Patient: the job has run; a 503 would have the client submit it again.
+        return await send(reply, 201, submissionJson(view, outputWriter, options, true))
+      } catch (err) {
+        // Accepted all the same: its token, as a submission without wait is answered,
+        // never a 5xx that says retry (nothing was sent yet: send throws only then).
+        request.log.warn({ err }, 'waiting for the submission failed; answered with its token')
+        return reply.status(201).send({ token: id })
+      } finally {
+        gone.stop()
+      }
     },
   )
 

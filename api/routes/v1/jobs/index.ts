@@ -49,9 +49,18 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (replayed) reply.header(IDEMPOTENT_REPLAYED_HEADER, 'true')
       if (request.query.wait) {
         const gone = callerGone(reply)
-        const done = await jobService.waitForEnd(id, request.tenant, spec, gone.signal)
-        gone.stop()
-        if (done) return outputWriter.sendJob(reply, 200, done, true)
+        try {
+          const done = await jobService.waitForEnd(id, request.tenant, spec, gone.signal)
+          // Patient: the job has run; a 503 would have the client submit it again.
+          if (done) return await outputWriter.sendJob(reply, 200, done, true)
+        } catch (err) {
+          // The job is accepted: a fault while waiting for it (Redis gone a moment) must
+          // not answer 5xx, which says nothing was taken. Nothing was sent yet (sendJob
+          // throws only then): the 202 below says where the job is.
+          request.log.warn({ err }, 'waiting for the job failed; answered 202')
+        } finally {
+          gone.stop()
+        }
       }
       // Where the job is read, as HTTP has 202 and 201 say.
       return reply
