@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import { JobSchema } from './job.js'
 import { JobStatusSchema } from './job-status.js'
 import type { RedisKeys } from './redis-keys.js'
+import { defineJobScripts, runReadScript } from './job-lifecycle/scripts.js'
 import { STEP_KINDS } from './test-cases.js'
 
 /**
@@ -64,35 +65,6 @@ function toEvent(fields: string[]): StoredEvent | undefined {
   return undefined
 }
 
-/**
- * KEYS[1]: a job's event stream. ARGV[1]: read after this entry id ('-' from the start);
- * ARGV[2]: stop once the events' data passes this many bytes; ARGV[3]: at most this many
- * events. Returns the entries as XRANGE does: many small events in one round trip (a
- * program alternating stdout and stderr a byte at a time makes 10,000 of them), few big
- * ones. Read-only, so it answers when Redis is at its maxmemory.
- */
-const READ_EVENTS = `#!lua flags=no-writes
-local start, maxBytes, maxEntries = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out, bytes, count = {}, 0, 4
-while bytes < maxBytes and #out < maxEntries do
-  -- A few entries first (an event holds up to 64 K characters); more while they are small.
-  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', math.min(count, maxEntries - #out))
-  if #entries == 0 then break end
-  for _, e in ipairs(entries) do
-    out[#out + 1] = e
-    local f = e[2]
-    for i = 1, #f, 2 do
-      if f[i] == 'data' then bytes = bytes + #f[i + 1] end
-    end
-    if bytes >= maxBytes then break end
-  end
-  start = '(' .. out[#out][1]
-  if #entries < count then break end
-  if bytes < maxBytes / 4 then count = math.min(count * 4, 256) end
-end
-return out
-`
-
 /** Data bytes a bounded read gathers at most, beyond the one event that passes them. */
 export const EVENT_READ_BYTES = 128 * 1024
 /** Events a bounded read returns at most. */
@@ -104,7 +76,9 @@ export class JobEventReader {
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
-  ) {}
+  ) {
+    defineJobScripts(redis)
+  }
 
   /** Up to `count` events with seq greater than `afterSeq`, in order. */
   async after(jobId: string, afterSeq: number, count: number): Promise<StoredEvent[]> {
@@ -120,13 +94,11 @@ export class JobEventReader {
    */
   async within(jobId: string, afterSeq: number): Promise<StoredEvent[]> {
     const start = afterSeq > 0 ? `(${afterSeq}-0` : '-'
-    const entries = (await this.redis.eval(
-      READ_EVENTS,
-      1,
-      this.keys.jobEvents(jobId),
-      start,
-      EVENT_READ_BYTES,
-      EVENT_READ_ENTRIES,
+    const entries = (await runReadScript(
+      this.redis,
+      'readEvents',
+      [this.keys.jobEvents(jobId)],
+      [start, EVENT_READ_BYTES, EVENT_READ_ENTRIES],
     )) as [string, string[]][]
     return entries.map(([, fields]) => toEvent(fields)).filter((e): e is StoredEvent => e !== undefined)
   }

@@ -4,47 +4,12 @@ import type { OutputPlace } from './job-store.js'
 import type { JobSpec } from './job-spec.js'
 import { AirlockError } from './errors.js'
 import type { RedisKeys } from './redis-keys.js'
+import { defineJobScripts, runReadScript } from './job-lifecycle/scripts.js'
 
 export type OutputStream = 'stdout' | 'stderr'
 
 /** Reserves memory for one read; the hold is given back once what was read has left. */
 export type TakeBudget = (bytes: number) => Promise<{ shrink(actualBytes: number): void; release(): void }>
-
-/**
- * KEYS[1]: a job's event stream. ARGV[1]: read after this entry id ('-' from the
- * start); ARGV[2]: 'stdout', 'stderr' or 'both'; ARGV[3]: stop once this many bytes
- * are gathered; ARGV[4]: stop after looking at this many entries. Returns the id of the
- * last entry looked at ('' when none) and the data of the matching log events, joined:
- * a read costs one round trip and a bounded reply however small or many the events
- * (a program alternating stdout and stderr a byte at a time makes an event per byte).
- * Read-only, so it answers even when Redis is at its maxmemory.
- */
-const READ_OUTPUT = `#!lua flags=no-writes
-local start, want, maxBytes, maxEntries = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local parts, bytes, seen, last, count = {}, 0, 0, '', 4
-while bytes < maxBytes and seen < maxEntries do
-  -- A few entries first (an event holds up to 64 K characters); more while they are small.
-  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count)
-  if #entries == 0 then break end
-  for _, e in ipairs(entries) do
-    seen = seen + 1
-    last = e[1]
-    local f, kind, s, data = e[2], nil, 'stdout', nil
-    for i = 1, #f, 2 do
-      if f[i] == 'type' then kind = f[i + 1] elseif f[i] == 'stream' then s = f[i + 1] elseif f[i] == 'data' then data = f[i + 1] end
-    end
-    if kind == 'log' and data and (want == 'both' or want == s) then
-      parts[#parts + 1] = data
-      bytes = bytes + #data
-    end
-    if bytes >= maxBytes or seen >= maxEntries then break end
-  end
-  start = '(' .. last
-  if #entries < count then break end
-  if bytes < maxBytes / 4 then count = math.min(count * 4, 256) end
-end
-return {last, table.concat(parts)}
-`
 
 /**
  * Reads a job's output in bounded pieces, wherever it is stored (once): its event
@@ -58,7 +23,9 @@ export class JobOutputReader {
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
-  ) {}
+  ) {
+    defineJobScripts(redis)
+  }
 
   /** Bytes of output one read gathers, at least (one more event can pass it). */
   static readonly READ_BYTES = 128 * 1024
@@ -98,15 +65,13 @@ export class JobOutputReader {
     for (let start = '-'; ; ) {
       const hold = await take(JobOutputReader.memoryOf(JobOutputReader.READ_BYTES + JobOutputReader.EVENT_MAX_BYTES))
       try {
-        const [last, data] = (await this.redis.callBuffer('EVAL', [
-          READ_OUTPUT,
-          1,
-          key,
-          start,
-          stream,
-          JobOutputReader.READ_BYTES,
-          JobOutputReader.READ_ENTRIES,
-        ])) as [Buffer, Buffer]
+        const [last, data] = (await runReadScript(
+          this.redis,
+          'readOutput',
+          [key],
+          [start, stream, JobOutputReader.READ_BYTES, JobOutputReader.READ_ENTRIES],
+          true,
+        )) as [Buffer, Buffer]
         hold.shrink(JobOutputReader.memoryOf(data.length))
         yield* textPieces(data)
         if (last.length === 0) return

@@ -32,7 +32,10 @@ export const MAX_LOG_EVENTS = 10_000
 const LUA_DIR = new URL('./lua/', import.meta.url)
 const INCLUDE = /^--- @include "([a-z/-]+)"$/gm
 
-/** A script's text with its includes in place (bullmq's `--- @include` convention) and the constants above it. */
+/**
+ * A script's text with its includes in place (bullmq's `--- @include` convention) and the
+ * constants above it (below its `#!lua` line, which must come first).
+ */
 export function scriptSource(name: string): string {
   const read = (file: string) => readFileSync(new URL(`${file}.lua`, LUA_DIR), 'utf8')
   const constants = Object.entries({
@@ -43,15 +46,27 @@ export function scriptSource(name: string): string {
   })
     .map(([k, v]) => `local ${k} = ${v}`)
     .join('\n')
-  return `${constants}\n${read(name).replace(INCLUDE, (_, include: string) => read(include))}`
+  const text = read(name).replace(INCLUDE, (_, include: string) => read(include))
+  const shebang = /^#!lua[^\n]*\n/.exec(text)?.[0] ?? ''
+  return `${shebang}${constants}\n${text.slice(shebang.length)}`
 }
 
-/** The ioredis command a move is defined as, on every connection that runs it. */
-function commandName(move: TransitionName): string {
-  return `airlockJob_${move}`
+/**
+ * Read-only scripts (`lua/reads/`): a job's events and output read in bounded pieces.
+ * They move nothing, and answer when Redis is at its maxmemory.
+ */
+export const READ_SCRIPTS = { readEvents: 'reads/read-events', readOutput: 'reads/read-output' } as const
+export type ReadScript = keyof typeof READ_SCRIPTS
+
+/** The ioredis command a script is defined as, on every connection that runs it. */
+function commandName(script: TransitionName | ReadScript): string {
+  return `airlockJob_${script}`
 }
 
-const SOURCES = new Map(Object.entries(TRANSITIONS).map(([move, t]) => [move, scriptSource(t.script)]))
+const SOURCES = new Map([
+  ...Object.entries(TRANSITIONS).map(([move, t]) => [move, scriptSource(t.script)] as const),
+  ...Object.entries(READ_SCRIPTS).map(([name, file]) => [name, scriptSource(file)] as const),
+])
 
 /**
  * Defines the job scripts on a connection, once, so each call goes by SHA (EVALSHA)
@@ -59,8 +74,8 @@ const SOURCES = new Map(Object.entries(TRANSITIONS).map(([move, t]) => [move, sc
  * the connection have them too.
  */
 export function defineJobScripts(redis: Redis): void {
-  for (const [move, lua] of SOURCES) {
-    const name = commandName(move as TransitionName)
+  for (const [script, lua] of SOURCES) {
+    const name = commandName(script as TransitionName | ReadScript)
     if (!(name in redis)) redis.defineCommand(name, { lua })
   }
 }
@@ -98,4 +113,21 @@ export function runJobScript(
   const command = (target as unknown as Record<string, (...a: (Arg | Callback)[]) => unknown>)[commandName(move)]
   if (!command) throw new Error(`job script ${move} is not defined on this connection (defineJobScripts)`)
   return command.call(target, keys.length, ...keys, ...args, ...(callback ? [callback] : []))
+}
+
+/**
+ * Runs a read script on a connection that had defineJobScripts; its reply, with bulk
+ * strings as Buffers when `buffers` (output bytes that may split a character).
+ */
+export function runReadScript(
+  redis: Redis,
+  script: ReadScript,
+  keys: readonly string[],
+  args: readonly Arg[],
+  buffers = false,
+): Promise<unknown> {
+  const name = `${commandName(script)}${buffers ? 'Buffer' : ''}`
+  const command = (redis as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>)[name]
+  if (!command) throw new Error(`read script ${script} is not defined on this connection (defineJobScripts)`)
+  return command.call(redis, keys.length, ...keys, ...args)
 }

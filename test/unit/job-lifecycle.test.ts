@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { scriptSource } from '../../core/job-lifecycle/scripts.js'
+import { defineJobScripts, READ_SCRIPTS, scriptSource } from '../../core/job-lifecycle/scripts.js'
+import { JobEventReader } from '../../core/job-events.js'
 import {
   FINAL_STATUSES,
   isFinalStatus,
@@ -51,6 +52,31 @@ t.test('each script is headed with its KEYS, ARGV and reply, and builds no key o
     // A key made inside a script is one redis-keys.ts does not list and a cluster cannot route.
     t.notMatch(source, /':tenant:'|string\.sub\(KEYS/, `${file} names only keys it is given`)
   }
+})
+
+t.test('the read scripts are headed too, read-only, and go by SHA', async (t) => {
+  for (const file of Object.values(READ_SCRIPTS)) {
+    const text = await readFile(new URL(`${file}.lua`, LUA_DIR), 'utf8')
+    const header = /^#!lua flags=no-writes\n--\[\[([\s\S]*?)\]\]/.exec(text)?.[1] ?? ''
+    t.match(header, /KEYS\[1/, `${file} names its KEYS`)
+    t.match(header, /ARGV\[1/, `${file} names its ARGV`)
+    t.match(header, /Returns/, `${file} says what it returns`)
+    const source = scriptSource(file)
+    t.match(source, /^#!lua flags=no-writes\n/, `${file}: read-only (it answers when Redis is full), its flag first`)
+    t.notMatch(source, /@include/, `${file}: every include is resolved`)
+  }
+  const redis = new Redis(redisUrl())
+  t.teardown(() => redis.disconnect())
+  defineJobScripts(redis)
+  const sent: string[] = []
+  const sendCommand = redis.sendCommand.bind(redis)
+  redis.sendCommand = ((command: { name: string }) => {
+    sent.push(command.name)
+    return sendCommand(command as never)
+  }) as typeof redis.sendCommand
+  const events = new JobEventReader(redis, redisKeys(`read-sha-${randomBytes(4).toString('hex')}`))
+  t.same(await events.within('job_00000000000000000000000000000000', 0), [], 'no events: none read')
+  t.notOk(sent.includes('eval'), `by SHA, not by text (${sent.join(', ')})`)
 })
 
 /** A JobStore on the real Redis under a prefix of its own, removed when the test ends; and a job spec. */
