@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
-import type { StreamTokens } from '../services/stream-tokens.js'
+import { invalidStreamToken, type StreamTokens } from '../services/stream-tokens.js'
 import { upgradeRequired } from '../services/stream-gate.js'
 import type { ClaimConnection } from './connection-limits.js'
 import { keyDigest, type KeyRole, type TenantStore } from '../../core/tenant-store.js'
@@ -121,8 +121,9 @@ export function registerAuth(
       // A token opens one WebSocket: a plain GET (a link preview, a prefetch) must not spend it.
       if (!request.ws) throw upgradeRequired(reply)
       const jobId = (request.params as { id?: string }).id ?? ''
-      const grant = await streamTokens.redeem(query.token, jobId)
-      if (!grant) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid or expired stream token')
+      // Read here, used up by the stream route once the WebSocket is about to open.
+      const grant = await streamTokens.peek(query.token, jobId)
+      if (!grant) throw invalidStreamToken()
       // A token is worth no more than the key that asked for it: revoked since, it opens nothing.
       if ((await tenantOf(grant.keyDigest)) !== grant.tenant)
         throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'the key this stream token was issued to has been revoked')

@@ -211,12 +211,16 @@ export function limitConnections(
    * the upgrade was refused here.
    */
   const upgrade = (socket: Socket): boolean => {
-    const timer = setTimeout(() => {
-      if (!webSockets.has(socket)) socket.destroy()
-    }, upgradeTimeoutMs).unref()
-    socket.once('close', () => clearTimeout(timer))
     const pipeline = pipelines.get(socket)
-    if (!pipeline || pipeline.idle) return false
+    if (!pipeline || pipeline.idle) {
+      const timer = setTimeout(() => {
+        if (!webSockets.has(socket)) socket.destroy()
+      }, upgradeTimeoutMs).unref()
+      socket.once('close', () => clearTimeout(timer))
+      return false
+    }
+    // The answers ahead of it may take their time (a request that waits for its job):
+    // they are sent whole, then this one (answerRaw closes the connection).
     warn(
       { remoteAddress: socket.remoteAddress },
       'upgrade refused: it came behind other requests',

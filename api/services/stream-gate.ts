@@ -8,11 +8,34 @@ import { addressGroup } from './address-group.js'
  * request over as one: `request.ws` is false), before it takes a slot or spends a token.
  */
 export function upgradeRequired(reply: FastifyReply): AirlockError {
-  reply.header('upgrade', 'websocket').header('connection', 'upgrade')
+  // A 426 names its protocol in Upgrade, a hop-by-hop header Connection must list; a
+  // client that asked to close still gets its close.
+  const close = /(^|[\s,])close($|[\s,])/i.test(String(reply.request.headers.connection ?? ''))
+  reply.header('upgrade', 'websocket').header('connection', close ? 'upgrade, close' : 'upgrade')
   return new AirlockError(
     'AIRLOCK_ERR_UPGRADE_REQUIRED',
     'this is a WebSocket: ask with Connection: Upgrade and Upgrade: websocket, or read GET /v1/jobs/{id}/logs',
   )
+}
+
+/**
+ * What ws would refuse in a handshake (RFC 6455 4.2.1), checked before the stream takes
+ * a slot or spends a token; ws's own refusal (answered by the app's wsClientError
+ * handler) stays the backstop.
+ */
+export function handshakeRefusal(reply: FastifyReply): AirlockError | undefined {
+  const { headers } = reply.request
+  const problem =
+    String(headers.upgrade).toLowerCase() !== 'websocket'
+      ? 'Upgrade must be websocket'
+      : !/^[+/0-9A-Za-z]{22}==$/.test(String(headers['sec-websocket-key']))
+        ? 'missing or invalid Sec-WebSocket-Key'
+        : headers['sec-websocket-version'] !== '13' && headers['sec-websocket-version'] !== '8'
+          ? 'missing or invalid Sec-WebSocket-Version'
+          : undefined
+  if (!problem) return undefined
+  reply.header('sec-websocket-version', '13').header('connection', 'close')
+  return new AirlockError('AIRLOCK_ERR_BAD_REQUEST', `WebSocket handshake refused: ${problem}`)
 }
 
 /**

@@ -51,6 +51,9 @@ export const DEFAULT_STREAM_LIMITS: StreamLimits = {
  * reads at four a time), held against the process's output budget until the client has
  * taken it.
  */
+/** How long a client that has everything we sent has to answer our close frame before its connection is cut. */
+export const CLOSE_HANDSHAKE_MS = 2000
+
 const BATCH_MAX_MEMORY_BYTES = pieceMemoryBytes(EVENT_READ_BYTES + EVENT_MAX_DATA_BYTES) + 256 * EVENT_READ_ENTRIES
 
 export interface SessionDeps {
@@ -140,6 +143,14 @@ export class StreamSession {
     if (this.closed) return
     void this.stop()
     this.socket.close(code, reason.slice(0, 120))
+    // ws waits 30 s for the client's close frame; a client that never sends it would hold
+    // its stream slot (and the connection) that long after the stream is over. Once all we
+    // wrote, the close frame too, has left the process (the kernel delivers it even after
+    // the cut), the connection is cut; a client still reading its backlog keeps ws's wait.
+    const check = setInterval(() => {
+      if (this.socket.bufferedAmount === 0) this.socket.terminate()
+    }, CLOSE_HANDSHAKE_MS).unref()
+    this.socket.once('close', () => clearInterval(check))
   }
 
   private async stop(): Promise<void> {

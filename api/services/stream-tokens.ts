@@ -3,6 +3,11 @@ import type { Redis } from 'ioredis'
 import { AirlockError } from '../../core/errors.js'
 import type { RedisKeys } from '../../core/redis-keys.js'
 
+/** The answer to a stream token that opens nothing (unknown, used, lapsed, or another job's). */
+export function invalidStreamToken(): AirlockError {
+  return new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid or expired stream token')
+}
+
 /**
  * Browsers cannot set headers on a WebSocket, so they open a job's stream with a token
  * in the URL instead of their API key. The token is good for one job, one connection
@@ -65,6 +70,18 @@ export class StreamTokens {
       this.ttlSeconds,
     )
     return { token, expiresAt: new Date(expiresAt).toISOString() }
+  }
+
+  /**
+   * The tenant and key the token was issued to, if it is valid for `jobId`, without using
+   * it: authentication reads it, and the stream route redeems it only once the WebSocket
+   * is about to open (a refused handshake or a full stream cap leaves it usable).
+   */
+  async peek(token: string, jobId: string): Promise<{ tenant: string; keyDigest: string } | undefined> {
+    const raw = await this.redis.get(this.keys.streamToken(StreamTokens.digest(token)))
+    if (!raw) return undefined
+    const grant = JSON.parse(raw) as { tenant: string; jobId: string; key?: string }
+    return grant.jobId === jobId && grant.key ? { tenant: grant.tenant, keyDigest: grant.key } : undefined
   }
 
   /** The tenant and key the token was issued to, if it is valid for `jobId`; the token is used up. */

@@ -903,7 +903,13 @@ t.test('a WebSocket asked for wrongly is answered with a code and holds nothing'
   const h = await build(t, {
     worker: false,
     listen: true,
-    env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '4', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '4' },
+    env: {
+      AIRLOCK_MAX_STREAMS_PER_TENANT: '4',
+      AIRLOCK_MAX_STREAMS_PER_ADDRESS: '4',
+      // An upgrade not taken over is closed after the headers timeout; the wait below outlasts it.
+      AIRLOCK_HEADERS_TIMEOUT_MS: '1000',
+      AIRLOCK_MAX_WAIT_MS: '2500',
+    },
   })
   const port = portOf(h)
   const job = await queuedJob(h, 'alice')
@@ -933,6 +939,18 @@ t.test('a WebSocket asked for wrongly is answered with a code and holds nothing'
   const behind = await exchange(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${upgrade(`/v1/jobs/${job}/stream`)}`)
   t.ok(behind.closed, 'an upgrade behind another request: the connection is closed, not left open')
   t.match(behind.data, /^HTTP\/1\.1 200[\s\S]*HTTP\/1\.1 400 [\s\S]*AIRLOCK_ERR_BAD_REQUEST/, 'after the first answer')
+  // Behind a request slower than the upgrade timeout (a submission that waits 2.5 s for a
+  // job no worker takes): its answer is not lost, and the 400 follows it.
+  const slow = await exchange(
+    `POST /v1/jobs?wait=true HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}\r\n\r\n${JOB_BODY}${upgrade(`/v1/jobs/${job}/stream`)}`,
+    8000,
+  )
+  t.match(
+    slow.data,
+    /^HTTP\/1\.1 202[\s\S]*"status":"queued"[\s\S]*HTTP\/1\.1 400 /,
+    'the slow answer whole, then the 400',
+  )
+  t.ok(slow.closed)
 
   // A handshake ws refuses: the API's shape, not ws's text/html.
   const badVersion = await exchange(upgrade(`/v1/jobs/${job}/stream`).replace('Version: 13', 'Version: 99'))
@@ -947,6 +965,12 @@ t.test('a WebSocket asked for wrongly is answered with a code and holds nothing'
   // Upgrade: websocket without Connection: Upgrade is plain HTTP: 426, and no stream slot,
   // however many are sent on one connection.
   const plain = `GET /v1/jobs/${job}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nUpgrade: websocket\r\n\r\n`
+  const closing = await rawRequest(
+    port,
+    `GET /v1/jobs/${job}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nConnection: close`,
+  )
+  t.equal(closing.status, 426)
+  t.match(closing.headers.connection ?? '', /close/, 'a client that asked to close gets its close')
   const many = await exchange(plain.repeat(12), 3000)
   const statuses = [...many.data.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])
   t.same(statuses, Array(12).fill('426'), 'each is 426')
@@ -986,6 +1010,53 @@ t.test('a WebSocket asked for wrongly is answered with a code and holds nothing'
     ws.on('error', () => undefined)
   })
   t.ok(opened, 'the token still opens its stream')
+
+  // Nor does a handshake refused, nor a full stream cap: a token is used up only by the
+  // WebSocket it opens.
+  const again = (await h.request('POST', `/v1/jobs/${job}/stream-tokens`)).json<{ token: string }>().token
+  const tokenUpgrade = upgrade(`/v1/jobs/${job}/stream?token=${again}`).replace(`${auth}\r\n`, '')
+  const refused = await exchange(tokenUpgrade.replace('Version: 13', 'Version: 99'))
+  t.match(refused.data, /^HTTP\/1\.1 400 [\s\S]*AIRLOCK_ERR_BAD_REQUEST/, 'a bad handshake with a token: 400')
+  const full = await Promise.all(
+    Array.from(
+      { length: 4 },
+      () =>
+        new Promise<WebSocket>((resolve) => {
+          const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${job}/stream`, {
+            headers: { authorization: `Bearer ${TENANTS.alice}` },
+          })
+          ws.on('open', () => resolve(ws))
+          ws.on('error', () => undefined)
+        }),
+    ),
+  )
+  const capped = await exchange(tokenUpgrade)
+  t.match(capped.data, /^HTTP\/1\.1 429 [\s\S]*AIRLOCK_ERR_TOO_MANY_STREAMS/, 'at the cap with a token: 429')
+  for (const ws of full) ws.terminate()
+  const still = await until(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${job}/stream?token=${again}`)
+        ws.on('open', () => {
+          ws.terminate()
+          resolve(true)
+        })
+        ws.on('unexpected-response', () => resolve(false))
+        ws.on('error', () => undefined)
+      }),
+    (ok) => ok,
+    5000,
+    'the token opening its stream once the cap has room',
+  )
+  t.ok(still, 'the token still opens its stream after both')
+
+  // A client that never answers the server's close frame is cut soon after, not after ws's 30 s.
+  t.equal((await h.request('DELETE', `/v1/jobs/${job}`)).json().status, 'cancelled')
+  const t0 = Date.now()
+  const silent = await exchange(upgrade(`/v1/jobs/${job}/stream`), 10_000)
+  t.ok(silent.closed, 'the connection is closed')
+  t.match(silent.data, /^HTTP\/1\.1 101 /)
+  t.ok(Date.now() - t0 < 6000, `within seconds of the end (${Date.now() - t0} ms)`)
 })
 
 t.test('a header that must come once and comes twice is refused', async (t) => {
@@ -1011,6 +1082,18 @@ t.test('a header that must come once and comes twice is refused', async (t) => {
     `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`,
   )
   t.equal(once.status, 200, 'each once: answered')
+  // Judge0 takes its key in X-Auth-Token or Authorization: both at once may name two tenants.
+  const both = await rawRequest(
+    port,
+    `GET /judge0/submissions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: ${TENANTS.alice}\r\nAuthorization: Bearer ${TENANTS.bob}`,
+  )
+  t.equal(both.status, 400, 'X-Auth-Token and Authorization together')
+  t.match(both.body, /AIRLOCK_ERR_BAD_REQUEST/)
+  const twoTokens = await rawRequest(
+    port,
+    `GET /judge0/submissions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: ${TENANTS.alice}\r\nX-Auth-Token: ${TENANTS.alice}`,
+  )
+  t.equal(twoTokens.status, 400, 'X-Auth-Token twice')
 })
 
 t.test('a submission that waits answers with its job, never a 5xx, when Redis fails while it waits', async (t) => {

@@ -1,6 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { isAirlockError } from '../../../core/errors.js'
+import { AirlockError, isAirlockError } from '../../../core/errors.js'
 import type { JobRequest } from '../../../core/job-spec.js'
 import { LIST_SCAN_MAX } from '../../../core/job-store.js'
 import { tenantLimitsPolicy } from '../../../core/quotas.js'
@@ -52,6 +52,9 @@ const hidden = { hide: true }
 function judge0Key(request: FastifyRequest): string | undefined {
   const header = request.headers['x-auth-token']
   const token = typeof header === 'string' ? header.trim() : undefined
+  // Both, perhaps naming two tenants: a proxy acting on the one we do not would disagree on who calls.
+  if (token && request.headers.authorization !== undefined)
+    throw new AirlockError('AIRLOCK_ERR_BAD_REQUEST', 'send the API key once: X-Auth-Token or Authorization, not both')
   return token ? token : bearerKey(request)
 }
 

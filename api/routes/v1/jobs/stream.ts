@@ -3,7 +3,8 @@ import { ownJob } from './own-job.js'
 import { errorResponses, JobParams } from '../../../schemas.js'
 import { STREAM_SECURITY } from '../../../plugins/openapi.js'
 import { StreamSession } from '../../../services/stream-session.js'
-import { upgradeRequired } from '../../../services/stream-gate.js'
+import { handshakeRefusal, upgradeRequired } from '../../../services/stream-gate.js'
+import { invalidStreamToken } from '../../../services/stream-tokens.js'
 
 /** Live logs: a WebSocket per watcher, the whole log as text or NDJSON, and browser tokens. */
 const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -50,7 +51,17 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         // Node's verdict, not the Upgrade header alone: a request with Upgrade but no
         // Connection: Upgrade is plain HTTP, and would hold a stream slot for nothing.
         if (!request.ws) throw upgradeRequired(reply)
+        const refusal = handshakeRefusal(reply)
+        if (refusal) throw refusal
         streamGate.enter(request.tenant, request.ip, request.raw.socket)
+        // A browser's single-use token is used up only now, when nothing is left to refuse it.
+        const { token } = request.query as { token?: string }
+        if (
+          !request.headers.authorization &&
+          token !== undefined &&
+          !(await streamTokens.redeem(token, request.params.id))
+        )
+          throw invalidStreamToken()
       },
     },
     async (socket, request) => {
