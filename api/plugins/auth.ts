@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
 import { invalidStreamToken, type StreamTokens } from '../services/stream-tokens.js'
-import { upgradeRequired } from '../services/stream-gate.js'
 import type { ClaimConnection } from './connection-limits.js'
 import { keyDigest, type KeyRole, type TenantStore } from '../../core/tenant-store.js'
 
@@ -118,10 +117,9 @@ export function registerAuth(
     // A browser opening a job's stream authenticates with a single-use token instead.
     const query = request.query as { token?: unknown } | undefined
     if (!header && request.routeOptions.url === '/v1/jobs/:id/stream' && typeof query?.token === 'string') {
-      // A token opens one WebSocket: a plain GET (a link preview, a prefetch) must not spend it.
-      if (!request.ws) throw upgradeRequired(reply)
       const jobId = (request.params as { id?: string }).id ?? ''
-      // Read here, used up by the stream route once the WebSocket is about to open.
+      // Read here, used up by the stream route once the WebSocket is about to open: a plain
+      // GET (a link preview, a prefetch) or a refused handshake leaves it usable.
       const grant = await streamTokens.peek(query.token, jobId)
       if (!grant) throw invalidStreamToken()
       // A token is worth no more than the key that asked for it: revoked since, it opens nothing.
