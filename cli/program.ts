@@ -4,7 +4,7 @@ import { Command, CommanderError } from 'commander'
 import { Airlock, AirlockError } from '../sdk/src/index.js'
 import { benchCommand, benchSandboxesCommand, type BenchFlags } from './bench/command.js'
 import { SANDBOX_CONFIG_NAMES } from './bench/sandbox-compare.js'
-import { cancelJob, getJob, jobLogs, listJobs, listRuntimes, submitJobs } from './commands/jobs.js'
+import { cancelJob, getJob, jobLogs, listJobs, listRuntimes, type SubmitFlags, submitJobs } from './commands/jobs.js'
 import { runCommand, RUNTIME_BY_EXTENSION, type RunFlags } from './commands/run.js'
 import { addTenantCommands } from './commands/tenants.js'
 import { EXIT, exitCodeForError } from './exit-codes.js'
@@ -69,6 +69,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
       '--tests <file>',
       'run once per test case (compiled once): a JSON file [{"stdin", "args", "expectedOutput"}]; each verdict is printed',
     )
+    .option(
+      '--idempotency-key <key>',
+      'run at most once under this key: run again with it (after a lost answer), the command follows the job the first run made instead of making another',
+    )
     .option('--json', 'print the finished job as JSON instead of streaming output')
     .action(
       action((file: string, args: string[], flags: RunFlags) => runCommand(clientFor(globals()), file, args, flags)),
@@ -93,8 +97,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
       'queue the jobs of a JSON array in one request (POST /v1/jobs/batch); prints each id or why it was refused; exit 65 if any was',
     )
     .argument('<file>', 'a JSON file [{"runtime", "source" | "files", ...}], or - for stdin')
+    .option(
+      '--idempotency-key <key>',
+      'queue each job at most once under this key: submitted again with it, the jobs made before are answered, not made again',
+    )
     .option('--json', 'print JSON')
-    .action(action((file: string, flags: { json?: boolean }) => submitJobs(clientFor(globals()), file, flags)))
+    .action(action((file: string, flags: SubmitFlags) => submitJobs(clientFor(globals()), file, flags)))
   jobs
     .command('get')
     .description('a job, with its output')

@@ -18,6 +18,8 @@ declare module 'fastify' {
     keyRole: KeyRole
     /** The SHA-256 of the key the request came with (of the key that asked for its stream token). */
     keyDigest: string
+    /** The single-use stream token this request authenticated with, still to be used up by its route. */
+    streamToken?: string
   }
 }
 
@@ -49,6 +51,7 @@ export function decorateTenant(app: FastifyInstance): void {
     },
   })
   app.decorateRequest('keyDigest', '')
+  app.decorateRequest('streamToken', undefined)
 }
 
 export interface AuthOptions {
@@ -129,6 +132,7 @@ export function registerAuth(
       request.tenant = tenant
       request.keyRole = 'member'
       request.keyDigest = grant.keyDigest
+      request.streamToken = query.token
       request.log = reply.log = request.log.child({ tenant })
       return
     }

@@ -77,6 +77,8 @@ export interface JobServiceDeps {
   tenants: TenantStore
   waiter: JobWaiter
   metrics: Metrics
+  /** The tenant a key (by its digest) stands for now: asked again when a wait ends. */
+  keyTenant: (digest: string) => Promise<string | undefined>
 }
 
 /**
@@ -444,9 +446,22 @@ export class JobService {
    * AIRLOCK_MAX_WAIT_MS); undefined when it has not ended by then or `signal` aborted
    * (the caller went away). A tenant holding AIRLOCK_MAX_WAITS_PER_TENANT waits on this
    * process waits no more: each request held is a connection, and one tenant's must not
-   * take the process's every one.
+   * take the process's every one. 401 when the caller's key was revoked meanwhile.
    */
-  async waitForEnd(id: string, tenant: string, spec: JobSpec, signal: AbortSignal): Promise<JobHead | undefined> {
+  async waitForEnd(
+    id: string,
+    caller: { tenant: string; keyDigest: string },
+    spec: JobSpec,
+    signal: AbortSignal,
+  ): Promise<JobHead | undefined> {
+    const done = await this.waitFor(id, caller.tenant, spec, signal)
+    // What a wait hands over goes only to a key that still stands: one revoked while the
+    // request was held open gets 401, as an open stream of it is closed.
+    if (done && (await this.deps.keyTenant(caller.keyDigest)) !== caller.tenant) throw keyRevokedWhileWaiting(id)
+    return done
+  }
+
+  private async waitFor(id: string, tenant: string, spec: JobSpec, signal: AbortSignal): Promise<JobHead | undefined> {
     const { config, store, waiter } = this.deps
     const held = this.waits.get(tenant) ?? 0
     if (held >= config.maxWaitsPerTenant) {
@@ -484,4 +499,12 @@ export function callerGone(reply: FastifyReply): { signal: AbortSignal; stop: ()
   if (reply.raw.destroyed) controller.abort()
   else reply.raw.once('close', onClose)
   return { signal: controller.signal, stop: () => reply.raw.off('close', onClose) }
+}
+
+/** 401 for a request whose key was revoked while it waited for its job. */
+export function keyRevokedWhileWaiting(id: string): AirlockError {
+  return new AirlockError(
+    'AIRLOCK_ERR_UNAUTHORIZED',
+    `the key this request came with was revoked while it waited; job ${id} has ended: read it with a key that stands`,
+  )
 }

@@ -93,12 +93,18 @@ export async function listRuntimes(client: Airlock, flags: { json?: boolean }): 
   return EXIT.ok
 }
 
+export interface SubmitFlags {
+  json?: boolean
+  /** Sent as the batch's Idempotency-Key: each place of the array is then made once however often submitted. */
+  idempotencyKey?: string
+}
+
 /**
  * `airlock jobs submit FILE`: the jobs of a JSON array ([{runtime, source | files, ...}],
  * '-' for stdin) in one request. Prints each job's id, or why it was refused; exits
  * `invalid` when any was refused.
  */
-export async function submitJobs(client: Airlock, file: string, flags: { json?: boolean }): Promise<number> {
+export async function submitJobs(client: Airlock, file: string, flags: SubmitFlags): Promise<number> {
   const text = await (file === '-' ? readStdin() : readFile(file, 'utf8')).catch((err: Error) => {
     throw new UsageError(`cannot read ${file}: ${err.message}`)
   })
@@ -109,7 +115,10 @@ export async function submitJobs(client: Airlock, file: string, flags: { json?: 
     throw new UsageError(`${file} is not JSON: ${(err as Error).message}`)
   }
   if (!Array.isArray(jobs) || jobs.length === 0) throw new UsageError(`${file} must hold a JSON array of jobs`)
-  const result = await client.jobs.createBatch(jobs as JobRequest[])
+  const result = await client.jobs.createBatch(
+    jobs as JobRequest[],
+    flags.idempotencyKey === undefined ? {} : { idempotencyKey: flags.idempotencyKey },
+  )
   print(!!flags.json, result, () =>
     table([
       ['#', 'JOB', 'REFUSED'],

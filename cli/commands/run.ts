@@ -40,6 +40,8 @@ export interface RunFlags {
   /** A JSON file with the test cases: [{stdin, args?, expectedOutput?}]. */
   tests?: string
   json?: boolean
+  /** Sent as the submit's Idempotency-Key: the same key and program make one job however often run. */
+  idempotencyKey?: string
 }
 
 /** A whole number flag -> its value. */
@@ -154,7 +156,10 @@ export async function runCommand(client: Airlock, file: string, args: string[], 
   if (flags.out !== undefined) await mustBeEmpty(flags.out)
   const request = await buildRequest(file, args, flags, () => readAll(process.stdin), stdinIsPiped())
   const spinner = new Spinner(process.stderr)
-  const { id } = await client.jobs.create(request)
+  const { id } = await client.jobs.create(
+    request,
+    flags.idempotencyKey === undefined ? {} : { idempotencyKey: flags.idempotencyKey },
+  )
   const onSigint = () => {
     spinner.clear()
     process.stderr.write(`\nairlock: cancelling ${id}\n`)

@@ -106,7 +106,7 @@ export interface UsageReport {
   tenants: {
     name: string;
     /**
-     * admin: made through the admin API; static: a key in AIRLOCK_API_KEYS
+     * admin: made through the admin API; static: a tenant of AIRLOCK_API_KEYS (whose quotas and keys the admin API may still set)
      */
     source: "admin" | "static";
     quotas: Quotas;

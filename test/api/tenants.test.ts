@@ -115,6 +115,43 @@ t.test('an open stream is worth no more than the key that opened it: revoked, it
   )
 })
 
+t.test('a request held open for its job is worth no more than its key: revoked meanwhile, it gets 401', async (t) => {
+  const { key, keyId } = await tenantWithKey('otto')
+  const other = (await admin('POST', '/v1/admin/tenants/otto/keys', {})).json<{ key: string }>().key
+  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' }
+  const body = JSON.stringify({ runtime: 'bash', source: 'echo otto-secret' })
+  // No worker takes them: they end when the tenant's other key cancels them.
+  const waits = [
+    a.app.inject({ method: 'POST', url: '/v1/jobs?wait=true', headers, payload: body }),
+    a.app.inject({
+      method: 'POST',
+      url: '/judge0/submissions?wait=true',
+      headers,
+      payload: JSON.stringify({ language_id: 46, source_code: 'echo otto-secret' }),
+    }),
+  ]
+  let ids: string[] = []
+  for (let i = 0; i < 50 && ids.length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    ids = (await as(a, other, 'GET', '/v1/jobs')).json<{ items: { id: string }[] }>().items.map((j) => j.id)
+  }
+  t.equal(ids.length, 2, 'both jobs are queued, their requests held')
+  t.equal((await admin('DELETE', `/v1/admin/tenants/otto/keys/${keyId}`)).statusCode, 204)
+  for (const id of ids)
+    t.equal(
+      (await a.app.inject({ method: 'DELETE', url: `/v1/jobs/${id}`, headers: { authorization: `Bearer ${other}` } }))
+        .statusCode,
+      202,
+    )
+  const [v1, judge0] = await Promise.all(waits)
+  t.equal(v1!.statusCode, 401, 'the v1 wait ends in 401, not the job')
+  t.equal(v1!.json().code, 'AIRLOCK_ERR_UNAUTHORIZED')
+  t.equal(judge0!.statusCode, 401, "and Judge0's")
+  for (const answer of [v1!, judge0!]) t.notMatch(answer.body, /otto-secret|cancelled/, 'nothing of the job in it')
+  const still = await as(a, other, 'GET', `/v1/jobs/${ids[0]}`)
+  t.equal(still.json().status, 'cancelled', 'the job is read with a key that stands')
+})
+
 t.test('several keys per tenant (rotation): the old one revoked, the new one still works', async (t) => {
   const first = await tenantWithKey('dave')
   const second = (await admin('POST', '/v1/admin/tenants/dave/keys', {})).json<{ key: string }>().key
@@ -175,6 +212,45 @@ t.test(
       202,
       'a raised quota applies at once',
     )
+  },
+)
+
+t.test(
+  'a static tenant (AIRLOCK_API_KEYS) is no new name for the admin API: not made again, but its quotas and keys are set',
+  async (t) => {
+    const made = await admin('POST', '/v1/admin/tenants', { name: 'bob', quotas: { maxQueued: 5 } })
+    t.equal(made.statusCode, 409, "making a tenant by a static one's name would hand it that tenant's jobs")
+    t.equal(made.json().code, 'AIRLOCK_ERR_TENANT_EXISTS')
+    t.match(made.json().message, /AIRLOCK_API_KEYS/)
+    t.ok((await admin('GET', '/v1/admin/tenants')).json<{ tenants: string[] }>().tenants.includes('bob'), 'listed')
+    const shown = await admin('GET', '/v1/admin/tenants/bob')
+    t.equal(shown.statusCode, 200, 'and shown')
+    t.same(shown.json().quotas, {}, 'without quotas of its own: the defaults hold')
+    t.equal((await admin('PUT', '/v1/admin/tenants/bob/quotas', { maxMemoryMb: 128 })).statusCode, 200)
+    const refused = await as(a, TENANTS.bob, 'POST', '/v1/jobs', {
+      runtime: 'bash',
+      source: 'true',
+      limits: { memoryMb: 256 },
+    })
+    t.equal(
+      refused.json().code,
+      'AIRLOCK_ERR_QUOTA_JOB_LIMITS',
+      'its quota set by the admin API holds for its static key',
+    )
+    const usage = (await admin('GET', '/v1/admin/usage')).json<{
+      tenants: { name: string; source: string; quotas: object }[]
+    }>()
+    t.match(
+      usage.tenants.find((x) => x.name === 'bob'),
+      { source: 'static', quotas: { maxMemoryMb: 128 } },
+    )
+    const audit = (await admin('GET', '/v1/admin/tenants/bob/audit')).json<{ entries: { action: string }[] }>()
+    t.same(
+      audit.entries.map((e) => e.action).reverse(),
+      ['tenant.adopted', 'quotas.set'],
+      'its record was made once, when the admin API first acted on it, and audited',
+    )
+    t.equal((await admin('PUT', '/v1/admin/tenants/bob/quotas', {})).statusCode, 200)
   },
 )
 

@@ -107,6 +107,23 @@ t.test('airlock run compiles by extension, shows a compile error, and runs test 
   t.match(r.stderr, /airlock: test case 1: passed, \d+ ms\nairlock: test case 2: wrong-answer, \d+ ms/)
 })
 
+t.test('airlock run --idempotency-key runs a program once however often the command is run', async (t) => {
+  const prog = await file('once.sh', 'echo "ran at $(date +%s%N)"')
+  const key = `cli-${process.pid}-${Date.now()}`
+  const first = await airlock(['run', prog, '--idempotency-key', key, '--json'])
+  const again = await airlock(['run', prog, '--idempotency-key', key, '--json'])
+  t.equal(first.code, 0)
+  t.equal(again.code, 0, 'run again with the key, the command follows the job and exits with its code')
+  const [a, b] = [JSON.parse(first.stdout), JSON.parse(again.stdout)] as { id: string; stdout: string }[]
+  t.equal(b!.id, a!.id, 'the second run is the job the first made')
+  t.equal(b!.stdout, a!.stdout, 'whose output is from its one run')
+  const other = await file('other.sh', 'echo other')
+  const reused = await airlock(['run', other, '--idempotency-key', key])
+  t.not(reused.code, 0, 'another program under the key is refused')
+  t.match(reused.stderr, /AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED/)
+  t.equal(reused.stdout, '', 'and nothing ran')
+})
+
 t.test('airlock run exits 124 on timeout and 125 on oom', async (t) => {
   const loop = await file('loop.js', 'for (;;) {}')
   const timeout = await airlock(['run', loop, '--timeout', '1s'])
@@ -176,6 +193,14 @@ t.test('airlock jobs submit queues a JSON array of jobs in one request and says 
   })
   t.equal(piped.code, 0)
   t.equal(JSON.parse(piped.stdout).accepted, 1, 'from stdin, as JSON')
+  const key = `cli-batch-${process.pid}-${Date.now()}`
+  const once = JSON.stringify([{ runtime: 'bash', source: 'echo keyed' }])
+  const [k1, k2] = [
+    await airlock(['jobs', 'submit', '-', '--json', '--idempotency-key', key], { input: once }),
+    await airlock(['jobs', 'submit', '-', '--json', '--idempotency-key', key], { input: once }),
+  ].map((r) => JSON.parse(r.stdout) as { items: { id: string; replayed?: boolean }[] })
+  t.equal(k2!.items[0]!.id, k1!.items[0]!.id, 'submitted again with its key, the batch answers the job it made')
+  t.equal(k2!.items[0]!.replayed, true, 'and says it was made before')
   const bad = await airlock(['jobs', 'submit', await file('notjobs.json', '{"runtime":"bash"}')])
   t.equal(bad.code, 64)
   t.match(bad.stderr, /must hold a JSON array/)

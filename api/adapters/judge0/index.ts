@@ -141,11 +141,11 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       try {
         // Judge0 answers a wait with the submission as it is then; past our wait it is still running.
         const view =
-          (await jobService.waitForEnd(id, request.tenant, spec, gone.signal)) ??
-          (await ownJob(store, id, request.tenant))
+          (await jobService.waitForEnd(id, request, spec, gone.signal)) ?? (await ownJob(store, id, request.tenant))
         // Patient: the job has run; a 503 would have the client submit it again.
         return await send(reply, 201, submissionJson(view, outputWriter, options, true))
       } catch (err) {
+        if (isAirlockError(err) && err.code === 'AIRLOCK_ERR_UNAUTHORIZED') throw err
         // Accepted all the same: its token, as a submission without wait is answered,
         // never a 5xx that says retry (nothing was sent yet: send throws only then).
         request.log.warn({ err }, 'waiting for the submission failed; answered with its token')

@@ -102,8 +102,12 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       // Piston answers only once the code has run, and a job nobody waits for is nobody's:
       // a client that goes away cancels it.
       const gone = callerGone(reply)
-      const done = gone.signal.aborted ? undefined : await jobService.waitForEnd(id, request.tenant, spec, gone.signal)
-      gone.stop()
+      let done: JobHead | undefined
+      try {
+        done = gone.signal.aborted ? undefined : await jobService.waitForEnd(id, request, spec, gone.signal)
+      } finally {
+        gone.stop()
+      }
       // Piston's answer has the compile step, not test cases: those are not read into it.
       const answer = async (head: JobHead) =>
         outputWriter.send(

@@ -21,11 +21,12 @@ const overviewRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async () => {
       const made = new Set(await tenants.list())
-      const names = [...new Set([...made, ...config.tenantsByKey.values()])].sort()
+      const statics = new Set(config.tenantsByKey.values())
+      const names = [...new Set([...made, ...statics])].sort()
       const rows = await Promise.all(
         names.map(async (name) => ({
           name,
-          source: made.has(name) ? ('admin' as const) : ('static' as const),
+          source: statics.has(name) ? ('static' as const) : ('admin' as const),
           quotas: made.has(name) ? await tenants.quotas(name) : {},
           usage: await store.usage(name),
         })),

@@ -40,7 +40,8 @@ export const UsageReportSchema = Type.Object(
       Type.Object({
         name: Type.String(),
         source: Type.Union([Type.Literal('admin'), Type.Literal('static')], {
-          description: 'admin: made through the admin API; static: a key in AIRLOCK_API_KEYS',
+          description:
+            'admin: made through the admin API; static: a tenant of AIRLOCK_API_KEYS (whose quotas and keys the admin API may still set)',
         }),
         quotas: QuotasSchema,
         usage: TenantUsageSchema,

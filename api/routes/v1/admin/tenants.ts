@@ -18,10 +18,20 @@ const NameParams = Type.Object({ name: TenantName })
 
 /** Tenants, their keys and quotas (behind the admin credential of the parent plugin). Every change is audited. */
 const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { tenants } = app.services
+  const { tenants, config } = app.services
+  /** Tenants of AIRLOCK_API_KEYS: they exist whether or not the admin API has touched them. */
+  const statics = new Set(config.tenantsByKey.values())
 
+  /**
+   * Ensures a tenant has its record: a static one gets it the first time the admin API
+   * acts on it (no quotas of its own, so the defaults still hold), so its quotas, keys and
+   * audit are set the same way as a made tenant's. 404 for any other unknown name.
+   */
   const mustExist = async (name: string) => {
-    if (!(await tenants.exists(name))) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no tenant ${name}`)
+    if (await tenants.exists(name)) return
+    if (!statics.has(name)) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no tenant ${name}`)
+    if (await tenants.create(name, {}))
+      await tenants.audit(name, 'admin', 'tenant.adopted', 'static (AIRLOCK_API_KEYS)')
   }
 
   app.post(
@@ -38,6 +48,12 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { name, quotas = {} } = request.body
+      // A new tenant by the name of a static one would be handed that tenant's jobs.
+      if (statics.has(name))
+        throw new AirlockError(
+          'AIRLOCK_ERR_TENANT_EXISTS',
+          `tenant ${name} exists already, from AIRLOCK_API_KEYS: set its quotas with PUT /v1/admin/tenants/${name}/quotas`,
+        )
       if (!(await tenants.create(name, quotas)))
         throw new AirlockError('AIRLOCK_ERR_TENANT_EXISTS', `tenant ${name} exists already`)
       await tenants.audit(name, 'admin', 'tenant.created', JSON.stringify(quotas))
@@ -62,7 +78,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async () => ({ tenants: await tenants.list() }),
+    async () => ({ tenants: [...new Set([...(await tenants.list()), ...statics])].sort() }),
   )
 
   app.get(
@@ -78,6 +94,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
+      await mustExist(request.params.name)
       const tenant = await tenants.get(request.params.name)
       if (!tenant) throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `no tenant ${request.params.name}`)
       return tenant

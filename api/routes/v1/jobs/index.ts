@@ -1,5 +1,5 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { AirlockError } from '../../../../core/errors.js'
+import { AirlockError, isAirlockError } from '../../../../core/errors.js'
 import { JobAcceptedSchema, JobListSchema, JobSchema } from '../../../../core/job.js'
 import { JobRequestSchema, unknownRuntimeError } from '../../../../core/job-spec.js'
 import {
@@ -50,10 +50,11 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (request.query.wait) {
         const gone = callerGone(reply)
         try {
-          const done = await jobService.waitForEnd(id, request.tenant, spec, gone.signal)
+          const done = await jobService.waitForEnd(id, request, spec, gone.signal)
           // Patient: the job has run; a 503 would have the client submit it again.
           if (done) return await outputWriter.sendJob(reply, 200, done, true)
         } catch (err) {
+          if (isAirlockError(err) && err.code === 'AIRLOCK_ERR_UNAUTHORIZED') throw err
           // The job is accepted: a fault while waiting for it (Redis gone a moment) must
           // not answer 5xx, which says nothing was taken. Nothing was sent yet (sendJob
           // throws only then): the 202 below says where the job is.

@@ -55,13 +55,8 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (refusal) throw refusal
         streamGate.enter(request.tenant, request.ip, request.raw.socket)
         // A browser's single-use token is used up only now, when nothing is left to refuse it.
-        const { token } = request.query as { token?: string }
-        if (
-          !request.headers.authorization &&
-          token !== undefined &&
-          !(await streamTokens.redeem(token, request.params.id))
-        )
-          throw invalidStreamToken()
+        const token = request.streamToken
+        if (token !== undefined && !(await streamTokens.redeem(token, request.params.id))) throw invalidStreamToken()
       },
     },
     async (socket, request) => {
