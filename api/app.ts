@@ -19,6 +19,7 @@ import { WorkerRegistry } from '../core/worker-registry.js'
 import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, keyTenants, registerAuth } from './plugins/auth.js'
+import { boundJsonBodies } from './plugins/bounded-json.js'
 import { limitBodies } from './plugins/body-budget.js'
 import { refuseUndecodableBodies } from './plugins/body-encoding.js'
 import { type ClaimConnection, limitConnections, trustedProxies } from './plugins/connection-limits.js'
@@ -143,6 +144,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   registerErrorHandler(app, metrics)
   // JSON only: a text body would otherwise reach validation and get a misleading 400.
   app.removeContentTypeParser('text/plain')
+  boundJsonBodies(app)
 
   decorateTenant(app)
   refuseUndecodableBodies(app)

@@ -11,6 +11,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_HEADERS_TOO_LARGE: 431,
   AIRLOCK_ERR_URI_TOO_LONG: 414,
   AIRLOCK_ERR_MALFORMED_JSON: 400,
+  /** A JSON body nested deeper, or holding more values or distinct names, than any request takes; not parsed. */
+  AIRLOCK_ERR_JSON_TOO_COMPLEX: 400,
   AIRLOCK_ERR_UNKNOWN_RUNTIME: 400,
   AIRLOCK_ERR_SOURCE_REQUIRED: 400,
   AIRLOCK_ERR_INVALID_FILE: 400,

@@ -76,7 +76,7 @@ const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options']
 /** What every status the service answers on its own means, for the document. */
 const STANDARD_ERRORS: Record<string, string> = {
   '400':
-    'The request is malformed or fails validation (AIRLOCK_ERR_VALIDATION, AIRLOCK_ERR_BAD_REQUEST, AIRLOCK_ERR_MALFORMED_JSON)',
+    'The request is malformed or fails validation (AIRLOCK_ERR_VALIDATION, AIRLOCK_ERR_BAD_REQUEST, AIRLOCK_ERR_MALFORMED_JSON, AIRLOCK_ERR_JSON_TOO_COMPLEX)',
   '401': 'Missing, wrong or revoked key (AIRLOCK_ERR_UNAUTHORIZED)',
   '408': 'The request took too long to arrive (AIRLOCK_ERR_REQUEST_TIMEOUT)',
   '413': 'The body is larger than the server takes (AIRLOCK_ERR_BODY_TOO_LARGE)',

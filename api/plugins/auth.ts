@@ -20,6 +20,8 @@ declare module 'fastify' {
     keyDigest: string
     /** The single-use stream token this request authenticated with, still to be used up by its route. */
     streamToken?: string
+    /** Whether the request came with the operator's key (AIRLOCK_ADMIN_KEY). */
+    operator: boolean
   }
 }
 
@@ -52,6 +54,7 @@ export function decorateTenant(app: FastifyInstance): void {
   })
   app.decorateRequest('keyDigest', '')
   app.decorateRequest('streamToken', undefined)
+  app.decorateRequest('operator', false)
 }
 
 export interface AuthOptions {

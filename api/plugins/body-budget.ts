@@ -15,8 +15,11 @@ const TENANT_SHARE = 0.25
  * (AIRLOCK_MAX_BODY_BYTES), but not their sum: 200 connections each sending 2 MB and
  * holding it took 320 MB. No tenant may hold more than a quarter, so one tenant's bodies
  * cannot stop another's; past it, 503 AIRLOCK_ERR_BODIES_BUSY and the connection closed.
- * Bodies no tenant sent (an operator's, or one on its way to a 404) take from a small
- * budget of their own: anonymous callers cannot use up the tenants' room.
+ * An operator's bodies (the admin API's) take from a small budget of their own, and so
+ * do any others no tenant sent: neither tenants nor anonymous callers can use up the
+ * operator's room. A body on its way to no route (a 404 or 405) is not read at all: it
+ * is answered at once and its connection closed, so a caller without a key makes the
+ * server neither hold nor parse anything.
  */
 export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLimitBytes: number): void {
   const busy = () =>
@@ -27,11 +30,18 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
       1,
     )
   const tenants = new OutputBudget(capacityBytes, BODY_WAIT_MS, TENANT_SHARE, busy)
-  const anonymous = new OutputBudget(Math.min(capacityBytes, bodyLimitBytes * 2), BODY_WAIT_MS, 1, busy)
+  const small = () => new OutputBudget(Math.min(capacityBytes, bodyLimitBytes * 2), BODY_WAIT_MS, 1, busy)
+  const [operators, anonymous] = [small(), small()]
   app.addHook('preParsing', async (request, reply, payload) => {
     const length = Number(request.headers['content-length'])
     const chunked = request.headers['transfer-encoding'] !== undefined
     if (!chunked && !(length > 0)) return payload
+    if (request.is404) {
+      // The error handler answers a request without a route as it answers any (404 or
+      // 405); the body left unread, the connection cannot carry another request.
+      reply.header('connection', 'close')
+      throw new AirlockError('AIRLOCK_ERR_ROUTE_NOT_FOUND', 'no route')
+    }
     const tenant = request.tenantOrNone
     // Listened for before the wait: a client that leaves while its body waits for room
     // must not leave the room it is given taken for good.
@@ -44,7 +54,7 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
     }
     res.once('close', leave)
     try {
-      hold = await (tenant ? tenants : anonymous).take(
+      hold = await (tenant ? tenants : request.operator ? operators : anonymous).take(
         tenant,
         chunked ? bodyLimitBytes : Math.min(length, bodyLimitBytes),
       )

@@ -501,8 +501,87 @@ t.test('request bodies held at once are bounded for the process and per tenant, 
   for (const socket of anonymous) socket.write(' ')
   await new Promise((r) => setTimeout(r, 200))
   const [a, b] = await Promise.all([rawRequest(port, head('alice'), body), rawRequest(port, head('bob'), body)])
-  t.equal(a.status, 202, "anonymous bodies held: alice's body is taken")
+  t.equal(a.status, 202, "anonymous bodies sent: alice's body is taken")
   t.equal(b.status, 202, "and bob's")
+})
+
+/** The status line a server answers on `socket` with, once it has answered; 'none' if it has not within `ms`. */
+const statusLine = (socket: import('node:net').Socket, ms = 5000) =>
+  new Promise<string>((resolve) => {
+    let data = ''
+    const timer = setTimeout(() => resolve('none'), ms)
+    socket.on('data', (d: Buffer) => {
+      data += d.toString('latin1')
+      if (data.includes('\r\n')) {
+        clearTimeout(timer)
+        resolve(data.split('\r\n')[0]!)
+      }
+    })
+  })
+
+t.test('a body sent to no route is neither held nor parsed, and an operator has room for its own', async (t) => {
+  const h = await build(t, { worker: false, listen: true, env: { AIRLOCK_ADMIN_KEY: 'admin-key-for-edge-tests-01' } })
+  const port = portOf(h)
+  // Keyless, slow, as big as a body may be: each would have held the room bodies without a tenant share.
+  const slow = await Promise.all(
+    Array.from({ length: 6 }, () =>
+      openRaw(
+        port,
+        `POST /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${h.config.bodyLimitBytes}`,
+      ),
+    ),
+  )
+  t.teardown(() => {
+    for (const socket of slow) socket.destroy()
+  })
+  const answers = await Promise.all(
+    slow.map((socket) => {
+      const answered = statusLine(socket)
+      socket.write('[')
+      return answered
+    }),
+  )
+  t.same(answers, Array(6).fill('HTTP/1.1 404 Not Found'), 'each is answered 404 at once, its body not waited for')
+  const admin = await rawRequest(
+    port,
+    `POST /v1/admin/tenants HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer admin-key-for-edge-tests-01\r\nContent-Type: application/json\r\nContent-Length: 17`,
+    '{"name":"edgeop"}',
+  )
+  t.equal(admin.status, 201, "an operator's body is read meanwhile")
+
+  // A deep body to no route with a key: still 404, never parsed.
+  const deep = '['.repeat(200_000) + ']'.repeat(200_000)
+  const lost = await rawRequest(
+    port,
+    `POST /v1/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: ${deep.length}`,
+    deep,
+  )
+  t.equal(lost.status, 404)
+  t.equal(JSON.parse(lost.body).code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
+})
+
+t.test('a JSON body whose shape would make its parse long is refused unparsed, with a code', async (t) => {
+  const h = await build(t, { worker: false, listen: true })
+  const port = portOf(h)
+  const bodies = {
+    'nested 200,000 deep': '['.repeat(200_000) + ']'.repeat(200_000),
+    '20,000 distinct names': `{${Array.from({ length: 20_000 }, (_, i) => `"k${i}":1`).join(',')}}`,
+    '300,000 values': `[${Array(300_000).fill('1').join(',')}]`,
+  }
+  for (const [what, body] of Object.entries(bodies)) {
+    for (const path of ['/v1/jobs', '/v1/jobs/batch', '/judge0/submissions', '/piston/api/v2/execute']) {
+      const res = await rawRequest(
+        port,
+        `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}`,
+        body,
+      )
+      t.equal(res.status, 400, `${what} to ${path}: 400`)
+      t.match(JSON.parse(res.body), { code: 'AIRLOCK_ERR_JSON_TOO_COMPLEX' }, `${what} to ${path}: its code`)
+    }
+  }
+  const big = JSON.stringify({ runtime: 'bash', source: `echo "${'x'.repeat(1_000_000)}" > /dev/null` })
+  const ok = await h.request('POST', '/v1/jobs', JSON.parse(big) as object)
+  t.equal(ok.statusCode, 202, 'a big body of strings is taken as before')
 })
 
 t.test(

@@ -63,15 +63,16 @@ export function registerJudge0Errors(
 ): void {
   // After the scope's authentication, as its routes: a path or method it does not have is
   // answered, in Judge0's shape, only to a caller with a key.
-  scope.setNotFoundHandler(
-    notFoundAnswerer(
-      scope,
-      metrics,
-      (err) => ({ error: err.message, code: err.code }),
-      ' in the Judge0 API (docs/judge0.md)',
-    ),
+  const notFound = notFoundAnswerer(
+    scope,
+    metrics,
+    (err) => ({ error: err.message, code: err.code }),
+    ' in the Judge0 API (docs/judge0.md)',
   )
+  scope.setNotFoundHandler(notFound)
   scope.setErrorHandler((err: FastifyError, request, reply) => {
+    // Refused before its body was read (body-budget.ts): answered as a path without a route.
+    if (request.is404) return notFound(request, reply)
     if (err instanceof Judge0Error) {
       metrics.rejectedRequests.inc({ code: 'JUDGE0_INVALID' })
       // `{error}` carries Airlock's code as the rest of the API does; a 422's keys are the

@@ -41,7 +41,15 @@ export function pistonValidationMessage(issues: readonly ValidationIssue[]): str
  * 404 (405 for a method the path does not take).
  */
 export function registerPistonErrors(scope: FastifyInstance, metrics: Metrics): void {
+  const notFound = notFoundAnswerer(
+    scope,
+    metrics,
+    (err) => ({ message: err.message, code: err.code }),
+    ' in the Piston API (docs/piston.md)',
+  )
   scope.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    // Refused before its body was read (body-budget.ts): answered as a path without a route.
+    if (request.is404) return notFound(request, reply)
     const { status, body } = prepareErrorReply(err, request, reply, metrics)
     const message =
       err.validation && err.validationContext === 'body'
@@ -52,12 +60,5 @@ export function registerPistonErrors(scope: FastifyInstance, metrics: Metrics): 
     return reply.status(status).send({ message, code: body.code })
   })
 
-  scope.setNotFoundHandler(
-    notFoundAnswerer(
-      scope,
-      metrics,
-      (err) => ({ message: err.message, code: err.code }),
-      ' in the Piston API (docs/piston.md)',
-    ),
-  )
+  scope.setNotFoundHandler(notFound)
 }

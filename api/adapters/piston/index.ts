@@ -1,3 +1,4 @@
+import { boundedJsonParser } from '../../plugins/bounded-json.js'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError, isAirlockError } from '../../../core/errors.js'
 import type { JobHead } from '../../../core/job-store.js'
@@ -38,7 +39,7 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
   registerPistonErrors(scope, metrics)
   // piston-client (npm) posts its JSON as text/plain (node-fetch's default for a string
   // body); it is read as JSON here, and only here: a body that is not JSON is a 400.
-  scope.addContentTypeParser('text/plain', { parseAs: 'string' }, scope.getDefaultJsonParser('error', 'error'))
+  scope.addContentTypeParser('text/plain', { parseAs: 'string' }, boundedJsonParser(scope))
 
   scope.get(
     '/api/v2/runtimes',

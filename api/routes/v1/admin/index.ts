@@ -25,6 +25,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         adminDigest ? 'admin routes need the admin key' : 'admin routes are disabled: AIRLOCK_ADMIN_KEY is not set',
       )
     }
+    request.operator = true
     // An operator's connection is nobody's, but no longer one to close first at the cap.
     app.services.claimConnection(request.raw.socket, undefined)
   })
