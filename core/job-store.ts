@@ -43,9 +43,14 @@ export interface JobHead {
   status: JobStatus
   cancelRequested: boolean
   output: OutputPlace
-  job: Omit<Job, 'stdout' | 'stderr' | 'compile' | 'tests'>
-  /** Characters of the step results in Redis (compile, tests): what reading them costs, known before it is paid. */
+  job: Omit<Job, 'stdout' | 'stderr' | 'compile' | 'tests' | 'artifacts'>
+  /**
+   * Characters of the details in Redis (the step results and the artifacts' list, which
+   * a job's paths can make ~280 KB): what reading them costs, known before it is paid.
+   */
   detailChars: number
+  /** Characters of the artifacts' list alone (of detailChars). */
+  artifactChars: number
 }
 
 export interface JobView extends Omit<JobHead, 'job'> {
@@ -158,13 +163,16 @@ const VIEW_FIELDS = [
   'sandboxStart',
   'executor',
   'isolation',
-  'artifacts',
 ] as const
 type ViewFields = Partial<Record<(typeof VIEW_FIELDS)[number], string>>
-/** The step results: read after the head, and only by the API under its output budget. */
-const DETAIL_FIELDS = ['compile', 'tests'] as const
+/** The step results and the artifacts' list: read after the head, and only by the API under its output budget. */
+const DETAIL_FIELDS = ['compile', 'tests', 'artifacts'] as const
 
-function toHead(id: string, h: ViewFields, runtime: string, detailChars: number): JobHead {
+function parseArtifacts(json: string | null | undefined): Artifact[] {
+  return json ? (JSON.parse(json) as Artifact[]) : []
+}
+
+function toHead(id: string, h: ViewFields, runtime: string, detailChars: number, artifactChars: number): JobHead {
   const status = h.status as JobStatus
   const created = Number(h.createdAt)
   const started = h.startedAt ? Number(h.startedAt) : null
@@ -195,9 +203,9 @@ function toHead(id: string, h: ViewFields, runtime: string, detailChars: number)
       sandboxStart: h.sandboxStart === 'warm' || h.sandboxStart === 'cold' ? h.sandboxStart : null,
       executor: h.executor || null,
       isolation: h.isolation ? (JSON.parse(h.isolation) as Isolation) : null,
-      artifacts: h.artifacts ? (JSON.parse(h.artifacts) as Artifact[]) : [],
     },
     detailChars,
+    artifactChars,
   }
 }
 
@@ -423,18 +431,19 @@ export class JobStore {
   /** The record without spec, output and step results, so reading it costs the same however big the job. */
   async head(id: string): Promise<JobHead | undefined> {
     const key = this.keys.job(id)
-    const [values, runtime, compileChars, testsChars] = await Promise.all([
+    const [values, runtime, compileChars, testsChars, artifactChars] = await Promise.all([
       this.redis.hmget(key, ...VIEW_FIELDS),
       this.redis.hget(key, 'runtime'),
       this.redis.hstrlen(key, 'compile'),
       this.redis.hstrlen(key, 'tests'),
+      this.redis.hstrlen(key, 'artifacts'),
     ])
     const h: ViewFields = {}
     VIEW_FIELDS.forEach((f, i) => {
       if (values[i] !== null && values[i] !== undefined) h[f] = values[i]!
     })
     if (!h.status) return undefined
-    return toHead(id, h, runtime ?? '', compileChars + testsChars)
+    return toHead(id, h, runtime ?? '', compileChars + testsChars + artifactChars, artifactChars)
   }
 
   /**
@@ -442,15 +451,21 @@ export class JobStore {
    * read has none left (an answer already begun is finished with none).
    */
   async withDetails(head: JobHead): Promise<JobView> {
-    const [compile, tests] = await this.redis.hmget(this.keys.job(head.id), ...DETAIL_FIELDS)
+    const [compile, tests, artifacts] = await this.redis.hmget(this.keys.job(head.id), ...DETAIL_FIELDS)
     return {
       ...head,
       job: {
         ...head.job,
         compile: compile ? (JSON.parse(compile) as CompileResult) : null,
         tests: tests ? (JSON.parse(tests) as TestResult[]) : [],
+        artifacts: parseArtifacts(artifacts),
       },
     }
+  }
+
+  /** The job's artifacts' list alone (the caller holds `head.artifactChars` of budget for it). */
+  async artifacts(head: JobHead): Promise<Artifact[]> {
+    return parseArtifacts(await this.redis.hget(this.keys.job(head.id), 'artifacts'))
   }
 
   /** The whole record but spec and output (the worker's and tests' read; the API reads heads). */

@@ -5,6 +5,7 @@ import {
   EVENT_READ_ENTRIES,
   type JobEventReader,
 } from '../../core/job-events.js'
+import type { Artifact } from '../../core/artifacts.js'
 import type { JobOutputReader, TakeBudget } from '../../core/job-output.js'
 import type { JobHead, JobStore, JobView } from '../../core/job-store.js'
 import type { OutputBudget } from './output-budget.js'
@@ -33,7 +34,7 @@ function headMemoryBytes(chars: number): number {
   return chars * 6
 }
 
-/** Characters of a record's JSON beyond its step results, at most (the head: ids, times, artifacts' list). */
+/** Characters of a record's JSON beyond its details, at most (the head: ids, times, isolation). */
 const HEAD_CHARS = 16 * 1024
 
 /**
@@ -251,6 +252,23 @@ export class OutputWriter {
    */
   text(view: JobHead, stream: 'stdout' | 'stderr' | 'both'): AsyncGenerator<string> {
     return this.output.pieces(view.id, view.output, stream, this.take(view.tenant, true))
+  }
+
+  /**
+   * The job's artifact at `path` (its place in the list, and its entry), or undefined; the
+   * list (up to ~280 KB of JSON for long paths) is read and searched under the budget, so
+   * many readers of a job with a long list wait their turn instead of each holding it.
+   */
+  async findArtifact(view: JobHead, path: string): Promise<{ index: number; artifact: Artifact } | undefined> {
+    if (view.artifactChars === 0) return undefined
+    const hold = await this.budget.take(view.tenant, headMemoryBytes(view.artifactChars), false)
+    try {
+      const list = await this.store.artifacts(view)
+      const index = list.findIndex((a) => a.path === path)
+      return index < 0 ? undefined : { index, artifact: list[index]! }
+    } finally {
+      hold.release()
+    }
   }
 
   /** An artifact's bytes, as they were left. */

@@ -91,6 +91,55 @@ t.test("a job's step results are read only under the output budget", async (t) =
   t.equal(budget.inUse, 0, 'every hold given back')
 })
 
+// Found by the fifth hostile review: a job's paths can make its artifacts' list ~280 KB
+// (128 entries, quotes doubled by JSON), read and parsed with the head before any budget
+// was taken; 1,000 slow readers of one such job took the process from 209 MB to 1.09 GB.
+t.test("a job's artifacts' list is read only under the output budget, as its step results are", async (t) => {
+  const { redis, keys } = freshRedis(t, 'artifacts')
+  const store = new JobStore(redis, keys, 3600)
+  const id = newJobId()
+  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})))
+  const dir = '"'.repeat(250)
+  const list = Array.from({ length: 124 }, (_, i) => ({
+    path: `${dir}/${dir}/${dir}/${dir}/f${i}`,
+    bytes: 0,
+    contentType: 'application/octet-stream',
+  }))
+  const stored = JSON.stringify(list)
+  await redis.hset(keys.job(id), 'status', 'succeeded', 'artifacts', stored)
+
+  const head = await store.headForTenant(id, 'alice')
+  t.notOk('artifacts' in head!.job, 'its head carries no artifacts')
+  t.equal(head!.artifactChars, stored.length, 'but knows what their list will cost')
+  t.equal(head!.detailChars, stored.length, 'and counts it with what a whole read costs')
+  t.ok(stored.length > 240_000, `the list is ${stored.length} characters`)
+
+  const budget = new OutputBudget(16 * 1024 * 1024, 300)
+  const writer = new OutputWriter(
+    store,
+    new JobOutputReader(redis, keys),
+    new JobEventReader(redis, keys),
+    budget,
+    1000,
+  )
+  const other = await budget.take('alice', 7 * 1024 * 1024)
+  await t.rejects(writer.jobJson(head!).next(), { code: 'AIRLOCK_ERR_OUTPUT_BUSY' }, 'a busy budget answers 503')
+  await t.rejects(
+    writer.findArtifact(head!, list[3]!.path),
+    { code: 'AIRLOCK_ERR_OUTPUT_BUSY' },
+    'and so does an artifact',
+  )
+  t.equal(budget.inUse, 7 * 1024 * 1024, 'holding nothing while they wait')
+  other.release()
+  const found = await writer.findArtifact(head!, list[3]!.path)
+  t.equal(found?.index, 3, 'with room, the artifact is found in the list')
+  t.equal(await writer.findArtifact(head!, 'nope'), undefined)
+  const parts: string[] = []
+  for await (const part of writer.jobJson(head!)) parts.push(part)
+  t.same((JSON.parse(parts.join('')) as { artifacts: unknown[] }).artifacts, list, 'and the job has its whole list')
+  t.equal(budget.inUse, 0, 'every hold given back')
+})
+
 // A program alternating stdout and stderr a byte at a time makes an event per byte: read
 // four at a time, 10,000 of them were 2,500 round trips. A bounded read takes many small
 // events at once, and stops soon after big ones pass its bytes.

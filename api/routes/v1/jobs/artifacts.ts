@@ -43,10 +43,10 @@ const artifactRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const view = await ownJob(store, request.params.id, request.tenant)
       const path = (request.params as { '*'?: string })['*'] ?? ''
-      const index = view.job.artifacts.findIndex((a) => a.path === path)
-      if (index < 0)
+      const found = await outputWriter.findArtifact(view, path)
+      if (!found)
         throw new AirlockError('AIRLOCK_ERR_NOT_FOUND', `job ${view.id} has no artifact ${JSON.stringify(path)}`)
-      const artifact = view.job.artifacts[index]!
+      const { index, artifact } = found
       const name = path.slice(path.lastIndexOf('/') + 1)
       // What a job wrote is hostile: a browser gets it as bytes to download, of no type it
       // would render, sniffs nothing, and would run nothing of it on this origin even if it
