@@ -20,6 +20,7 @@ import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, keyTenants, registerAuth } from './plugins/auth.js'
 import { boundJsonBodies } from './plugins/bounded-json.js'
+import { TenantTurns } from './services/tenant-turns.js'
 import { limitBodies } from './plugins/body-budget.js'
 import { refuseUndecodableBodies } from './plugins/body-encoding.js'
 import { type ClaimConnection, limitConnections, trustedProxies } from './plugins/connection-limits.js'
@@ -68,6 +69,7 @@ export interface Services {
   tenants: TenantStore
   /** The tenant a key (by its digest) stands for now; undefined once it is revoked. */
   keyTenant: (digest: string) => Promise<string | undefined>
+  turns: TenantTurns
   streamLimits: StreamLimits
   /** Open stream sessions of this process, closed with a resumable code on shutdown. */
   streamSessions: Set<StreamSession>
@@ -176,6 +178,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     streamTokens: new StreamTokens(redis, keys, config.maxStreamTokensPerTenant),
     tenants,
     keyTenant: keyTenants(config.tenantsByKey, tenants),
+    turns: new TenantTurns(config.maxActiveRequestsPerTenant),
     streamLimits: limits,
     streamSessions: new Set(),
     streamGate: new StreamGate(config.maxStreamsPerTenant, config.maxStreamsPerAddress),
@@ -260,6 +263,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
         streamTokens: services.streamTokens,
         tenants: services.tenants,
         claimConnection,
+        turns: services.turns,
       })
       await v1.register(jobsRoutes, { prefix: '/jobs' })
       await v1.register(batchRoutes, { prefix: '/jobs' })

@@ -320,6 +320,13 @@ export const SETTINGS = {
     200,
     86_400_000,
   ),
+  maxActiveRequestsPerTenant: int(
+    'AIRLOCK_MAX_ACTIVE_REQUESTS_PER_TENANT',
+    "Requests of one tenant one API process works on at once; the rest wait their turn in order, so one tenant's flood is not ahead of another's requests (0: no turns)",
+    16,
+    0,
+    100_000,
+  ),
   maxWaitsPerTenant: int(
     'AIRLOCK_MAX_WAITS_PER_TENANT',
     "Requests of one tenant one API process holds open until a job ends (`?wait=true`, Judge0's wait, Piston's execute); past it a wait ends at once, as if its time had run out",

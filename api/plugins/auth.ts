@@ -1,3 +1,4 @@
+import { type LeaveTurn, NO_TURN, type TenantTurns } from '../services/tenant-turns.js'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
 import { invalidStreamToken, type StreamTokens } from '../services/stream-tokens.js'
@@ -22,6 +23,8 @@ declare module 'fastify' {
     streamToken?: string
     /** Whether the request came with the operator's key (AIRLOCK_ADMIN_KEY). */
     operator: boolean
+    /** Gives the request's turn among its tenant's back (tenant-turns.ts); does nothing if it holds none. */
+    leaveTurn: LeaveTurn
   }
 }
 
@@ -55,6 +58,7 @@ export function decorateTenant(app: FastifyInstance): void {
   app.decorateRequest('keyDigest', '')
   app.decorateRequest('streamToken', undefined)
   app.decorateRequest('operator', false)
+  app.decorateRequest('leaveTurn', NO_TURN)
 }
 
 export interface AuthOptions {
@@ -63,6 +67,8 @@ export interface AuthOptions {
   tenants: TenantStore
   /** Counts the request's connection as its tenant's: past the tenant's cap, 503 and the connection closed. */
   claimConnection: ClaimConnection
+  /** Where the tenant's requests take turns, once authenticated. */
+  turns: TenantTurns
   /**
    * Where a request's API key is, for an API whose clients send it elsewhere than
    * `Authorization: Bearer` (the Judge0 adapter's X-Auth-Token); undefined: none sent.
@@ -102,7 +108,7 @@ export function keyTenants(
  */
 export function registerAuth(
   scope: FastifyInstance,
-  { tenantsByKey, streamTokens, tenants, claimConnection, keyFrom = bearerKey, missingKey }: AuthOptions,
+  { tenantsByKey, streamTokens, tenants, claimConnection, turns, keyFrom = bearerKey, missingKey }: AuthOptions,
 ): void {
   const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
   const tenantOf = keyTenants(tenantsByKey, tenants)
@@ -117,7 +123,19 @@ export function registerAuth(
         1,
       )
     }
+    // Its turn among the tenant's requests, before its body is read; given back however
+    // the request ends (answered, cut, or a client gone while it waited).
+    const res = reply.raw
+    const leave = await turns.enter(request.tenant)
+    request.leaveTurn = leave
+    if (res.destroyed || request.raw.destroyed) leave()
+    else res.once('close', leave)
   })
+  scope.addHook('onSend', async (request, _reply, payload) => {
+    request.leaveTurn()
+    return payload
+  })
+  scope.addHook('onRequestAbort', async (request) => request.leaveTurn())
   async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const header = request.headers.authorization
     // A browser opening a job's stream authenticates with a single-use token instead.

@@ -450,10 +450,12 @@ export class JobService {
    */
   async waitForEnd(
     id: string,
-    caller: { tenant: string; keyDigest: string },
+    caller: { tenant: string; keyDigest: string; leaveTurn?: () => void },
     spec: JobSpec,
     signal: AbortSignal,
   ): Promise<JobHead | undefined> {
+    // A request held for minutes is not one of its tenant's requests being worked on.
+    caller.leaveTurn?.()
     const done = await this.waitFor(id, caller.tenant, spec, signal)
     // What a wait hands over goes only to a key that still stands: one revoked while the
     // request was held open gets 401, as an open stream of it is closed.

@@ -196,6 +196,8 @@ export class OutputWriter {
       throw err
     }
     const res = reply.raw
+    // The answer is on its way: what streams after is the output budget's to pace.
+    reply.request.leaveTurn()
     reply.hijack()
     // `headers` are the body's own: an error before the first byte is answered without them.
     res.writeHead(status, {

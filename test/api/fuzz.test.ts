@@ -209,12 +209,12 @@ t.test('every route refuses hostile input with a 4xx and a code', async (t) => {
   t.pass('keyless requests to percent-encoded and absolute-form targets')
 
   const cases: [string, string, number, string][] = [
-    ['deeply nested JSON', `${'['.repeat(100_000)}${']'.repeat(100_000)}`, 400, 'AIRLOCK_ERR_VALIDATION'],
+    ['deeply nested JSON', `${'['.repeat(100_000)}${']'.repeat(100_000)}`, 400, 'AIRLOCK_ERR_JSON_TOO_COMPLEX'],
     [
       'deeply nested object in a field',
       `{"runtime":"python","source":"x","env":${'{"a":'.repeat(5000)}1${'}'.repeat(5001)}`,
       400,
-      'AIRLOCK_ERR_VALIDATION',
+      'AIRLOCK_ERR_JSON_TOO_COMPLEX',
     ],
     [
       'too many files',

@@ -560,6 +560,49 @@ t.test('a body sent to no route is neither held nor parsed, and an operator has 
   t.equal(JSON.parse(lost.body).code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
 })
 
+t.test("a tenant's requests take turns: past its turns they wait, and another tenant's do not", async (t) => {
+  const h = await build(t, { worker: false, listen: true, env: { AIRLOCK_MAX_ACTIVE_REQUESTS_PER_TENANT: '2' } })
+  const port = portOf(h)
+  const get = (tenant: 'alice' | 'bob') =>
+    rawRequest(port, `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS[tenant]}`)
+  // Two of alice's requests being worked on: bodies still on their way hold her two turns.
+  const holders = await Promise.all(
+    Array.from({ length: 2 }, () =>
+      openRaw(
+        port,
+        `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: 100`,
+      ),
+    ),
+  )
+  t.teardown(() => {
+    for (const socket of holders) socket.destroy()
+  })
+  for (const socket of holders) socket.write('{')
+  const { turns } = h.app.services
+  await until(
+    async () => turns.activeFor('alice'),
+    (n) => n === 2,
+    5000,
+    "alice's two turns taken",
+  )
+  let third: string | undefined
+  const waiting = get('alice').then((r) => (third = `${r.status}`))
+  await until(
+    async () => turns.waitingFor('alice'),
+    (n) => n === 1,
+    5000,
+    "alice's third request waiting",
+  )
+  t.equal(turns.waitingFor('alice'), 1, "alice's third request waits for a turn")
+  const bob = await get('bob')
+  t.equal(bob.status, 200, "bob's request is answered meanwhile")
+  t.equal(third, undefined, "while alice's still waits")
+  holders[0]!.destroy()
+  await waiting
+  t.equal(third, '200', 'a turn given back (its client gone) passes to it')
+  holders[1]!.end('"runtime":"bash","source":"true"}'.padEnd(99, ' '))
+})
+
 t.test('a JSON body whose shape would make its parse long is refused unparsed, with a code', async (t) => {
   const h = await build(t, { worker: false, listen: true })
   const port = portOf(h)

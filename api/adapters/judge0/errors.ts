@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
+import { isAirlockError } from '../../../core/errors.js'
 import type { ErrorCode, ErrorDetail } from '../../../core/errors.js'
 import type { Metrics } from '../../../core/metrics.js'
 import { notFoundAnswerer, prepareErrorReply } from '../../plugins/error-handler.js'
@@ -71,8 +72,10 @@ export function registerJudge0Errors(
   )
   scope.setNotFoundHandler(notFound)
   scope.setErrorHandler((err: FastifyError, request, reply) => {
-    // Refused before its body was read (body-budget.ts): answered as a path without a route.
-    if (request.is404) return notFound(request, reply)
+    // A body on its way to no route, refused unread (body-budget.ts): answered as the path
+    // is, 404 or 405; anything else (a missing key first) as it is.
+    if (request.is404 && isAirlockError(err) && err.code === 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
+      return notFound(request, reply)
     if (err instanceof Judge0Error) {
       metrics.rejectedRequests.inc({ code: 'JUDGE0_INVALID' })
       // `{error}` carries Airlock's code as the rest of the API does; a 422's keys are the

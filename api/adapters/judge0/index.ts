@@ -59,7 +59,7 @@ function judge0Key(request: FastifyRequest): string | undefined {
 }
 
 const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { config, jobService, store, outputWriter, registry, tenants, metrics, streamTokens, claimConnection } =
+  const { config, jobService, store, outputWriter, registry, tenants, metrics, streamTokens, claimConnection, turns } =
     app.services
   // Judge0's bound, or this server's for every batch route if it is lower.
   const maxBatch = Math.min(MAX_BATCH, config.maxBatchJobs)
@@ -70,6 +70,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
     streamTokens,
     tenants,
     claimConnection,
+    turns,
     keyFrom: judge0Key,
     missingKey: 'missing API key: send X-Auth-Token: <api key> (or Authorization: Bearer <api key>)',
   })

@@ -48,8 +48,10 @@ export function registerPistonErrors(scope: FastifyInstance, metrics: Metrics): 
     ' in the Piston API (docs/piston.md)',
   )
   scope.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    // Refused before its body was read (body-budget.ts): answered as a path without a route.
-    if (request.is404) return notFound(request, reply)
+    // A body on its way to no route, refused unread (body-budget.ts): answered as the path
+    // is, 404 or 405; anything else (a missing key first) as it is.
+    if (request.is404 && isAirlockError(err) && err.code === 'AIRLOCK_ERR_ROUTE_NOT_FOUND')
+      return notFound(request, reply)
     const { status, body } = prepareErrorReply(err, request, reply, metrics)
     const message =
       err.validation && err.validationContext === 'body'

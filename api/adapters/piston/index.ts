@@ -26,13 +26,14 @@ import {
  * so its hooks, error handler and parser stay here.
  */
 const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
-  const { config, registry, jobService, outputWriter, metrics, streamTokens, tenants, store, claimConnection } =
+  const { config, registry, jobService, outputWriter, metrics, streamTokens, tenants, store, claimConnection, turns } =
     scope.services
   registerAuth(scope, {
     tenantsByKey: config.tenantsByKey,
     streamTokens,
     tenants,
     claimConnection,
+    turns,
     keyFrom: pistonKey,
     missingKey: MISSING_KEY,
   })

@@ -57,6 +57,8 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         // A browser's single-use token is used up only now, when nothing is left to refuse it.
         const token = request.streamToken
         if (token !== undefined && !(await streamTokens.redeem(token, request.params.id))) throw invalidStreamToken()
+        // A stream lasts as long as its job: its slot, not a turn, is what it holds.
+        request.leaveTurn()
       },
     },
     async (socket, request) => {
