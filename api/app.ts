@@ -20,6 +20,7 @@ import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, keyTenants, registerAuth } from './plugins/auth.js'
 import { boundJsonBodies } from './plugins/bounded-json.js'
+import { boundUnreadBodies } from './plugins/unread-bodies.js'
 import { TenantTurns } from './services/tenant-turns.js'
 import { limitBodies } from './plugins/body-budget.js'
 import { refuseUndecodableBodies } from './plugins/body-encoding.js'
@@ -151,6 +152,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   decorateTenant(app)
   refuseUndecodableBodies(app)
   limitBodies(app, config.bodyBufferBytes, config.bodyLimitBytes)
+  boundUnreadBodies(app, config.bodyLimitBytes)
 
   const keys = redisKeys(config.redisPrefix)
   const redis = createRedis(config.redisUrl, 'command')

@@ -25,6 +25,8 @@ declare module 'fastify' {
     operator: boolean
     /** Gives the request's turn among its tenant's back (tenant-turns.ts); does nothing if it holds none. */
     leaveTurn: LeaveTurn
+    /** Takes the request's turn among its tenant's, once (a request of no tenant has none to take). */
+    takeTurn: () => Promise<void>
   }
 }
 
@@ -59,6 +61,7 @@ export function decorateTenant(app: FastifyInstance): void {
   app.decorateRequest('streamToken', undefined)
   app.decorateRequest('operator', false)
   app.decorateRequest('leaveTurn', NO_TURN)
+  app.decorateRequest('takeTurn', async () => undefined)
 }
 
 export interface AuthOptions {
@@ -123,13 +126,22 @@ export function registerAuth(
         1,
       )
     }
-    // Its turn among the tenant's requests, before its body is read; given back however
-    // the request ends (answered, cut, or a client gone while it waited).
+    // Its turn among the tenant's requests, given back however the request ends (answered,
+    // cut, or a client gone while it waited). A request with a body takes it once the body
+    // has come (the JSON parser asks): a slow upload holds no turn of its tenant's others.
     const res = reply.raw
-    const leave = await turns.enter(request.tenant)
-    request.leaveTurn = leave
-    if (res.destroyed || request.raw.destroyed) leave()
-    else res.once('close', leave)
+    const tenant = request.tenant
+    let asked = false
+    request.takeTurn = async () => {
+      if (asked) return
+      asked = true
+      const leave = await turns.enter(tenant)
+      request.leaveTurn = leave
+      if (res.destroyed || request.raw.destroyed) leave()
+      else res.once('close', leave)
+    }
+    const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length']) > 0
+    if (!hasBody) await request.takeTurn()
   })
   scope.addHook('onSend', async (request, _reply, payload) => {
     request.leaveTurn()

@@ -457,9 +457,9 @@ export class JobService {
     // A request held for minutes is not one of its tenant's requests being worked on.
     caller.leaveTurn?.()
     const done = await this.waitFor(id, caller.tenant, spec, signal)
-    // What a wait hands over goes only to a key that still stands: one revoked while the
-    // request was held open gets 401, as an open stream of it is closed.
-    if (done && (await this.deps.keyTenant(caller.keyDigest)) !== caller.tenant) throw keyRevokedWhileWaiting(id)
+    // What follows a wait (the job, or as it is now when the wait ran out) goes only to a
+    // key that still stands: one revoked meanwhile gets 401, as an open stream is closed.
+    if ((await this.deps.keyTenant(caller.keyDigest)) !== caller.tenant) throw keyRevokedWhileWaiting(id)
     return done
   }
 
@@ -507,6 +507,6 @@ export function callerGone(reply: FastifyReply): { signal: AbortSignal; stop: ()
 export function keyRevokedWhileWaiting(id: string): AirlockError {
   return new AirlockError(
     'AIRLOCK_ERR_UNAUTHORIZED',
-    `the key this request came with was revoked while it waited; job ${id} has ended: read it with a key that stands`,
+    `the key this request came with was revoked while it waited; job ${id} is kept: read it with a key that stands`,
   )
 }

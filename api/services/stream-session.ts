@@ -251,6 +251,12 @@ export class StreamSession {
   private async end(event: Extract<StoredEvent, { type: 'end' }>): Promise<void> {
     const view = await this.deps.store.head(this.jobId)
     if (this.closed || !view) return
+    // The whole job goes out only to a key that stands now, not as of the last check.
+    if (!(await this.deps.keyStands().catch(() => true))) {
+      this.deps.log.info('stream closed at its end: its key was revoked')
+      return this.close(CloseCodes.KEY_REVOKED, 'the key this stream was opened with was revoked')
+    }
+    if (this.closed) return
     const parts = this.deps.writer.endMessage(view, event.seq, event.ts)
     let pending: string | undefined
     try {

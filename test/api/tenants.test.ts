@@ -152,6 +152,36 @@ t.test('a request held open for its job is worth no more than its key: revoked m
   t.equal(still.json().status, 'cancelled', 'the job is read with a key that stands')
 })
 
+t.test("a stream's end, which carries the whole job, goes only to a key that stands when it is sent", async (t) => {
+  // The periodic check is far off: only the check at the end can stop it.
+  const c = await build(t, { worker: false, listen: true, env, streamLimits: { pollMs: 50, keyCheckMs: 600_000 } })
+  const { key, keyId } = await tenantWithKey('pia')
+  const other = (await admin('POST', '/v1/admin/tenants/pia/keys', {})).json<{ key: string }>().key
+  const job = (await as(c, key, 'POST', '/v1/jobs', { runtime: 'bash', source: 'echo pia-secret' })).json<{
+    id: string
+  }>().id
+  const socket = new WebSocket(`${c.baseUrl.replace('http', 'ws')}/v1/jobs/${job}/stream`, {
+    headers: { authorization: `Bearer ${key}` },
+  })
+  t.teardown(() => socket.terminate())
+  const messages: string[] = []
+  socket.on('message', (m) => messages.push(String(m)))
+  const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)))
+  await new Promise((resolve) => socket.on('open', resolve))
+  t.equal((await admin('DELETE', `/v1/admin/tenants/pia/keys/${keyId}`)).statusCode, 204)
+  const cancel = await c.app.inject({
+    method: 'DELETE',
+    url: `/v1/jobs/${job}`,
+    headers: { authorization: `Bearer ${other}` },
+  })
+  t.equal(cancel.statusCode, 202, 'the job ends (cancelled by the key that stands)')
+  t.equal(await closed, 4401, 'the stream of the revoked key is closed with 4401')
+  t.notOk(
+    messages.some((m) => m.includes('"type":"end"')),
+    'without the end message and its job',
+  )
+})
+
 t.test('several keys per tenant (rotation): the old one revoked, the new one still works', async (t) => {
   const first = await tenantWithKey('dave')
   const second = (await admin('POST', '/v1/admin/tenants/dave/keys', {})).json<{ key: string }>().key

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { JSON_BOUNDS, jsonShapeProblem } from '../../api/plugins/bounded-json.js'
 
-const small = { maxDepth: 3, maxValues: 10, maxNames: 3 } as const
+const small = { maxDepth: 3, maxValues: 10, maxNames: 3, maxShapeSteps: 100 } as const
 
 t.test('a JSON text within the bounds passes, whatever its strings hold', async (t) => {
   t.equal(jsonShapeProblem('{"a":[1,2,{"b":"x"}]}', small), undefined)
@@ -25,5 +25,9 @@ t.test('past a bound, it says which', async (t) => {
   t.match(jsonShapeProblem(`[${Array(11).fill(1).join(',')}]`, small), /more than 10 values/)
   t.match(jsonShapeProblem('[{"a":1},{"b":1},{"c":1},{"d":1}]', small), /more than 3 distinct/)
   t.equal(jsonShapeProblem('[{"a":1},{"a":1},{"b":1},{"c":1}]', small), undefined, 'names are counted once each')
+  const orders = { ...small, maxNames: 10, maxShapeSteps: 4, maxValues: 100 }
+  t.equal(jsonShapeProblem('[{"a":1,"b":1},{"a":2,"b":2},{"a":3,"b":3}]', orders), undefined, 'one key order, once')
+  t.equal(jsonShapeProblem('[{"a":1,"b":1},{"a":1,"c":1},{"b":1}]', orders), undefined, 'a, a-b, a-c, b: four steps')
+  t.match(jsonShapeProblem('[{"a":1,"b":1},{"b":1,"a":1},{"c":1}]', orders), /more than 4 different key orders/)
   t.match(jsonShapeProblem('['.repeat(JSON_BOUNDS.maxDepth + 1)), /nests deeper/, 'an unclosed text too')
 })
