@@ -143,6 +143,9 @@ export function registerAuth(
     const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length']) > 0
     if (!hasBody) await request.takeTurn()
   })
+  // Whatever did not take its turn with its body (a GET sent with one, which no parser
+  // reads) takes it here, before its handler: no request is worked on without one.
+  scope.addHook('preValidation', async (request) => request.takeTurn())
   scope.addHook('onSend', async (request, _reply, payload) => {
     request.leaveTurn()
     return payload

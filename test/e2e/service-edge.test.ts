@@ -600,7 +600,25 @@ t.test("a tenant's requests take turns: past its turns they wait, and another te
   held[0]!()
   await waiting
   t.equal(third, '200', 'a turn given back passes to it')
+  // A body on a route that reads none is no way around the turns.
+  held[0] = await turns.enter('alice')
+  let withBody: string | undefined
+  const sneaky = rawRequest(
+    port,
+    `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Length: 1`,
+    'x',
+  ).then((r) => (withBody = `${r.status}`))
+  await until(
+    async () => turns.waitingFor('alice'),
+    (n) => n === 1,
+    5000,
+    'the GET with a body waiting',
+  )
+  t.equal(withBody, undefined, 'a GET sent with a body waits for a turn too')
   held[1]!()
+  await sneaky
+  t.equal(withBody, '200')
+  held[0]()
   const body = '{"runtime":"bash","source":"true"}'.padEnd(99, ' ')
   for (const socket of uploads) socket.write(body)
   await until(
