@@ -18,7 +18,9 @@ export function boundUnreadBodies(app: FastifyInstance, bodyLimitBytes: number):
   app.addHook('onResponse', async (request) => {
     const req = request.raw
     const socket = req.socket
-    if (req.complete || !(socket instanceof Socket) || socket.destroyed) return
+    // An upgraded connection (a WebSocket) is no longer HTTP's: what comes on it is not a body.
+    if (req.complete || (req as { upgrade?: boolean }).upgrade || !(socket instanceof Socket) || socket.destroyed)
+      return
     // Node's parser throws the rest away itself (no 'data' events): the socket's count says how much came.
     const from = socket.bytesRead
     const started = Date.now()
