@@ -60,6 +60,8 @@ import { StreamTokens } from './services/stream-tokens.js'
 export interface Services {
   config: Config
   redis: Redis
+  /** Submissions' own connection: their reads, and each job's record with its queue entry. */
+  submitRedis: Redis
   store: JobStore
   queue: Queue
   registry: WorkerRegistry
@@ -158,10 +160,12 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   const redis = createRedis(config.redisUrl, 'command')
   const subscriber = createRedis(config.redisUrl, 'blocking')
   const queueConnection = createRedis(config.redisUrl, 'command')
+  const submitConnection = createRedis(config.redisUrl, 'command')
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'))
   subscriber.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber error'))
   queueConnection.on('error', (err) => logger.warn({ err: err.message }, 'redis queue error'))
-  await Promise.all([redis.connect(), subscriber.connect(), queueConnection.connect()])
+  submitConnection.on('error', (err) => logger.warn({ err: err.message }, 'redis submit error'))
+  await Promise.all([redis.connect(), subscriber.connect(), queueConnection.connect(), submitConnection.connect()])
 
   const events = new JobEventReader(redis, keys)
   const budget = new OutputBudget(config.outputReadBufferBytes)
@@ -171,6 +175,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   const base: Omit<Services, 'jobService'> = {
     config,
     redis,
+    submitRedis: submitConnection,
     store,
     queue: new Queue(QUEUE_NAME, { connection: queueConnection, prefix: keys.bullPrefix }),
     registry: new WorkerRegistry(redis, keys),
@@ -197,6 +202,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     await Promise.race([services.queue.close().catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())])
     subscriber.disconnect()
     queueConnection.disconnect()
+    submitConnection.disconnect()
     redis.disconnect()
   })
 

@@ -4,6 +4,7 @@ import { AirlockError } from '../../core/errors.js'
 import { invalidStreamToken, type StreamTokens } from '../services/stream-tokens.js'
 import type { ClaimConnection } from './connection-limits.js'
 import { keyDigest, type KeyRole, type TenantStore } from '../../core/tenant-store.js'
+import { bindRequestLog } from '../../core/logger.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -169,7 +170,7 @@ export function registerAuth(
       request.keyRole = 'member'
       request.keyDigest = grant.keyDigest
       request.streamToken = query.token
-      request.log = reply.log = request.log.child({ tenant })
+      request.log = reply.log = bindRequestLog(request.log, { tenant })
       return
     }
     const key = keyFrom(request)
@@ -191,6 +192,6 @@ export function registerAuth(
       request.keyRole = identity.role
       void tenants.auditKeyUse(identity, `${request.method} ${request.routeOptions.url ?? '?'}`).catch(() => undefined)
     }
-    request.log = reply.log = request.log.child({ tenant: request.tenant })
+    request.log = reply.log = bindRequestLog(request.log, { tenant: request.tenant })
   }
 }

@@ -18,10 +18,10 @@ import { keyedJobId, requestDigest } from '../../core/idempotency.js'
 import type { Metrics } from '../../core/metrics.js'
 import { jobLimitsOverQuota, tenantLimitsPolicy } from '../../core/quotas.js'
 import { withinRate, type Quotas, type Submission, type TenantStore } from '../../core/tenant-store.js'
-import { defineJobScripts } from '../../core/job-lifecycle/scripts.js'
 import type { WorkerRegistry } from '../../core/worker-registry.js'
 import { toErrorResponse } from '../plugins/error-handler.js'
 import type { JobWaiter } from './job-waiter.js'
+import { submitConnection, type SubmitConnection } from './submit-connection.js'
 
 type BullTransaction = Parameters<Queue['backend']['addJobToTransaction']>[0]
 
@@ -69,8 +69,8 @@ interface Gathered {
 
 export interface JobServiceDeps {
   config: Config
-  /** The API's command connection: a submission's reads go on it. */
-  redis: Redis
+  /** A command connection of the submissions' own: their reads and writes go on it. */
+  submitRedis: Redis
   store: JobStore
   queue: Queue
   registry: WorkerRegistry
@@ -89,7 +89,7 @@ export interface JobServiceDeps {
  * it. Each refusal is an AirlockError with its code.
  */
 export class JobService {
-  private queueClientReady: Promise<Redis> | undefined
+  private submitClientReady: Promise<SubmitConnection> | undefined
   /** Single submissions waiting for the end of this turn of the event loop, by tenant. */
   private readonly gathering = new Map<string, Gathered[]>()
   /** Requests held open until a job ends, by tenant. */
@@ -97,19 +97,14 @@ export class JobService {
 
   constructor(private readonly deps: JobServiceDeps) {}
 
-  /** The queue's connection, with the job scripts defined on it once: submissions write there. */
-  private queueClient(): Promise<Redis> {
-    // bullmq types its connection and transactions as its own interfaces over ioredis's.
-    this.queueClientReady ??= this.deps.queue.backend.client.then((c) => {
-      const client = c as unknown as Redis
-      defineJobScripts(client)
-      return client
-    })
+  /** The submissions' connection, once the queue's has bullmq's scripts to copy. */
+  private submitClient(): Promise<SubmitConnection> {
+    this.submitClientReady ??= submitConnection(this.deps.submitRedis, this.deps.queue)
     // A connection that failed to start is asked for again by the next submission.
-    this.queueClientReady.catch(() => {
-      this.queueClientReady = undefined
+    this.submitClientReady.catch(() => {
+      this.submitClientReady = undefined
     })
-    return this.queueClientReady
+    return this.submitClientReady
   }
 
   /**
@@ -176,7 +171,7 @@ export class JobService {
     log: FastifyBaseLogger | ((index: number) => FastifyBaseLogger),
     idempotencyKeys?: readonly (string | undefined)[],
   ): Promise<SubmitOutcome[]> {
-    const { redis, registry, store, tenants } = this.deps
+    const { registry, store, tenants } = this.deps
     const counted = items.filter((item) => !(item instanceof Error)).length
     if (counted === 0) return items.map((item) => ({ error: item as Error }))
     const keyed = items.map((item, i) => {
@@ -185,7 +180,7 @@ export class JobService {
         ? undefined
         : { id: keyedJobId(tenant, key), digest: requestDigest(item) }
     })
-    const read = redis.pipeline()
+    const read = (await this.submitClient()).pipeline()
     const readSubmission = tenants.submission(read, tenant, counted)
     const workers = registry.countIsolating(read)
     const keyedIds = keyed.flatMap((k) => (k ? [k.id] : []))
@@ -311,8 +306,7 @@ export class JobService {
     quotas: Quotas,
   ): Promise<((typeof jobs)[number] & { error?: Error; replayed?: boolean })[]> {
     const { store, queue } = this.deps
-    // bullmq types its connection and transactions as its own interfaces over ioredis's.
-    const client = await this.queueClient()
+    const client = await this.submitClient()
     const tx = client.multi()
     const created = store.queueCreates(tx, tenant, jobs)
     for (const { id } of jobs) {
@@ -332,7 +326,7 @@ export class JobService {
     }
     // ioredis marks a script loaded once per connection; after a SCRIPT FLUSH the commands
     // in a transaction fail with NOSCRIPT until a new connection sends the scripts again.
-    if (replies.some(([err]) => err?.message.includes('NOSCRIPT'))) client.disconnect(true)
+    if (replies.some(([err]) => err?.message.includes('NOSCRIPT'))) client.reconnect()
     const results = created.read(replies)
     return Promise.all(
       jobs.map(async (job, n) => {

@@ -1,5 +1,4 @@
 import t from 'tap'
-import type { Redis } from 'ioredis'
 import type { AirlockError } from '../../core/errors.js'
 import type { JobRequest } from '../../core/job-spec.js'
 import { build, TENANTS } from '../helper.js'
@@ -114,7 +113,7 @@ t.test("the tenant's quotas count every job of a batch: the queue and the submis
 t.test('a batch whose queue entries cannot be written takes none of its jobs, and says to retry', async (t) => {
   // The queue's Redis failing at this point is what this stands in for: the transaction
   // that writes the records and their queue entries runs, and its answer is lost.
-  const client = (await h.app.services.queue.backend.client) as unknown as Redis
+  const client = h.app.services.submitRedis
   const multi = client.multi.bind(client)
   client.multi = ((...args: Parameters<typeof multi>) => {
     const tx = multi(...args)
@@ -161,7 +160,7 @@ t.test(
   'single submits made in the same turn of the event loop go to Redis together, each answered on its own',
   async (t) => {
     const { jobService } = h.app.services
-    const client = (await h.app.services.queue.backend.client) as unknown as Redis
+    const client = h.app.services.submitRedis
     const multi = client.multi.bind(client)
     let transactions = 0
     client.multi = ((...args: Parameters<typeof multi>) => {

@@ -14,6 +14,7 @@ import { attributeErrors, Judge0Error, registerJudge0Errors, type FieldErrors } 
 import { submissionJson, submissionsJson, type SubmissionJsonOptions } from './submission-json.js'
 import { ATTRIBUTE_DESCRIPTIONS, checkSubmission, SubmissionSchema, toJobRequest } from './submission-request.js'
 import { selectFields } from './submission-result.js'
+import { bindRequestLog } from '../../../core/logger.js'
 
 /**
  * A drop-in Judge0 CE 1.13 API under /judge0: Judge0's routes, attributes, statuses and
@@ -136,7 +137,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       // Checked before anything is queued: a bad `fields` must not leave a job behind.
       const options = request.query.wait ? await writeOptions(request.query) : undefined
       const { id, spec } = await jobService.submit(request.tenant, job, request.log)
-      request.log = reply.log = request.log.child({ jobId: id })
+      request.log = reply.log = bindRequestLog(request.log, { jobId: id })
       if (!options) return reply.status(201).send({ token: id })
       const gone = callerGone(reply)
       try {

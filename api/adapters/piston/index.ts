@@ -16,6 +16,7 @@ import {
   PistonRuntimeListSchema,
   pistonErrors,
 } from './schemas.js'
+import { bindRequestLog } from '../../../core/logger.js'
 
 /**
  * A drop-in Piston v2 API (engineer-man/piston, /api/v2) under /piston: a Piston
@@ -100,7 +101,7 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
         toJobRequest(request.body, runtime.definition),
         request.log,
       )
-      request.log = reply.log = request.log.child({ jobId: id })
+      request.log = reply.log = bindRequestLog(request.log, { jobId: id })
       // Piston answers only once the code has run, and a job nobody waits for is nobody's:
       // a client that goes away cancels it.
       const gone = callerGone(reply)

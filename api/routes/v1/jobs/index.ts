@@ -12,6 +12,7 @@ import { JOB_STATUSES, type JobStatus } from '../../../../core/job-status.js'
 import { ownJob } from './own-job.js'
 import { callerGone } from '../../../services/job-service.js'
 import { errorResponses, JobParams } from '../../../schemas.js'
+import { bindRequestLog } from '../../../../core/logger.js'
 
 // The schema is the whole check: any list of known statuses, spaces around commas allowed.
 const STATUS_LIST_PATTERN = `^\\s*(${JOB_STATUSES.join('|')})\\s*(,\\s*(${JOB_STATUSES.join('|')})\\s*)*$`
@@ -45,7 +46,7 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const key = request.headers[IDEMPOTENCY_KEY_HEADER]
       const { id, spec, replayed } = await jobService.submit(request.tenant, request.body, request.log, key)
-      request.log = reply.log = request.log.child({ jobId: id })
+      request.log = reply.log = bindRequestLog(request.log, { jobId: id })
       if (replayed) reply.header(IDEMPOTENT_REPLAYED_HEADER, 'true')
       if (request.query.wait) {
         const gone = callerGone(reply)
