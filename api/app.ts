@@ -46,6 +46,7 @@ import streamRoutes from './routes/v1/jobs/stream.js'
 import artifactRoutes from './routes/v1/jobs/artifacts.js'
 import runtimesRoutes from './routes/v1/runtimes/index.js'
 import judge0Adapter from './adapters/judge0/index.js'
+import { CountedIncomingMessage, refuseFinelyCutBodies } from './plugins/body-pieces.js'
 import pistonAdapter from './adapters/piston/index.js'
 import { EventHub } from './services/event-hub.js'
 import { JobWaiter } from './services/job-waiter.js'
@@ -128,6 +129,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     keepAliveTimeout: config.keepAliveTimeoutMs,
     requestTimeout: config.requestTimeoutMs,
     http: {
+      IncomingMessage: CountedIncomingMessage,
       headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs),
       connectionsCheckingInterval: 1000,
       // Node's own answer to a missing Host is a 400 without a body: the hook below gives the code.
@@ -154,6 +156,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   decorateTenant(app)
   refuseUndecodableBodies(app)
   limitBodies(app, config.bodyBufferBytes, config.bodyLimitBytes)
+  refuseFinelyCutBodies(app)
   boundUnreadBodies(app, config.bodyLimitBytes)
 
   const keys = redisKeys(config.redisPrefix)

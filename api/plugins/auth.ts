@@ -5,6 +5,7 @@ import { invalidStreamToken, type StreamTokens } from '../services/stream-tokens
 import type { ClaimConnection } from './connection-limits.js'
 import { keyDigest, type KeyRole, type TenantStore } from '../../core/tenant-store.js'
 import { bindRequestLog } from '../../core/logger.js'
+import { continueExpected } from './error-handler.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -26,7 +27,7 @@ declare module 'fastify' {
     operator: boolean
     /** Gives the request's turn among its tenant's back (tenant-turns.ts); does nothing if it holds none. */
     leaveTurn: LeaveTurn
-    /** Takes the request's turn among its tenant's, once (a request of no tenant has none to take). */
+    /** Takes the request's turn among its tenant's, if it holds none (a request of no tenant has none to take). */
     takeTurn: () => Promise<void>
   }
 }
@@ -118,29 +119,41 @@ export function registerAuth(
   const tenantOf = keyTenants(tenantsByKey, tenants)
   scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     await authenticate(request, reply)
-    if (!claimConnection(request.raw.socket, request.tenant)) {
+    const refused = claimConnection(request.raw.socket, request.tenant)
+    if (refused) {
       reply.header('connection', 'close')
-      throw new AirlockError(
-        'AIRLOCK_ERR_TOO_MANY_CONNECTIONS',
-        'this tenant holds its most connections open (AIRLOCK_MAX_CONNECTIONS_PER_TENANT); close some first',
-        undefined,
-        1,
-      )
+      throw new AirlockError('AIRLOCK_ERR_TOO_MANY_CONNECTIONS', refused, undefined, 1)
     }
+    continueExpected(request.raw, reply.raw)
     // Its turn among the tenant's requests, given back however the request ends (answered,
     // cut, or a client gone while it waited). A request with a body takes it once the body
     // has come (the JSON parser asks): a slow upload holds no turn of its tenant's others.
+    // A turn left can be taken again: an answer sent in pieces takes it for each piece it
+    // reads, and leaves it while the client takes the piece.
     const res = reply.raw
     const tenant = request.tenant
-    let asked = false
-    request.takeTurn = async () => {
-      if (asked) return
-      asked = true
-      const leave = await turns.enter(tenant)
-      request.leaveTurn = leave
-      if (res.destroyed || request.raw.destroyed) leave()
-      else res.once('close', leave)
+    let turn: 'none' | 'waiting' | 'held' = 'none'
+    let leave: LeaveTurn = NO_TURN
+    let gone = false
+    request.leaveTurn = () => {
+      if (turn !== 'held') return
+      turn = 'none'
+      leave()
     }
+    request.takeTurn = async () => {
+      if (turn !== 'none' || gone) return
+      turn = 'waiting'
+      const left = await turns.enter(tenant)
+      turn = 'held'
+      leave = left
+      if (gone) request.leaveTurn()
+    }
+    const away = () => {
+      gone = true
+      request.leaveTurn()
+    }
+    if (res.destroyed || request.raw.destroyed) away()
+    else res.once('close', away)
     const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length']) > 0
     if (!hasBody) await request.takeTurn()
   })

@@ -4,22 +4,37 @@ import { AirlockError } from '../../core/errors.js'
 /** Charsets whose bytes read as UTF-8 unchanged: the only ones our parsers decode. */
 const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii'])
 
-/** The charset a Content-Type names, lower-cased; undefined when it names none. Pure. */
+/**
+ * The charset a Content-Type names, lower-cased; undefined when it names none, and
+ * `repeated` when it names more than one (the first or the last could be the one a proxy
+ * on the way read). Pure.
+ */
 export function declaredCharset(contentType: string | undefined): string | undefined {
-  const m = contentType === undefined ? null : /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i.exec(contentType)
+  const all = contentType === undefined ? [] : [...contentType.matchAll(/;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/gi)]
+  if (all.length > 1) return 'repeated'
+  const m = all[0]
   return m ? (m[1] ?? m[2] ?? '').toLowerCase() : undefined
 }
 
 /**
  * Bodies are read as they come, as UTF-8 (JSON's only interchange encoding, RFC 8259
  * §8.1): a body that says it is in another charset, or compressed (Content-Encoding:
- * gzip, br, ...), would be read as something its sender did not write. Both are refused
+ * gzip, br, ...) or in a transfer coding besides chunked, would be read as something its
+ * sender did not write. Each is refused
  * with 415 (RFC 9110 §15.5.16) before a byte of the body is read, whatever the route.
  */
 export function refuseUndecodableBodies(app: FastifyInstance): void {
   app.addHook('preParsing', async (request, _reply, payload) => {
     const { headers } = request
     if (headers['transfer-encoding'] === undefined && !(Number(headers['content-length']) > 0)) return payload
+    // Node's parser reads a body whose last coding is chunked as chunked and ignores the
+    // rest (gzip, chunked): a proxy that applied them would pass on a body other than ours.
+    const transfer = headers['transfer-encoding']?.trim().toLowerCase()
+    if (transfer !== undefined && transfer !== 'chunked')
+      throw new AirlockError(
+        'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE',
+        `request bodies are read as sent; Transfer-Encoding ${transfer.slice(0, 40)} is not supported (only chunked)`,
+      )
     const coding = headers['content-encoding']?.trim().toLowerCase()
     if (coding && coding !== 'identity')
       throw new AirlockError(
@@ -30,7 +45,9 @@ export function refuseUndecodableBodies(app: FastifyInstance): void {
     if (charset !== undefined && !UTF8_CHARSETS.has(charset))
       throw new AirlockError(
         'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE',
-        `request bodies must be UTF-8; this one says charset=${charset.slice(0, 40)}`,
+        charset === 'repeated'
+          ? 'request bodies must be UTF-8; this Content-Type names more than one charset'
+          : `request bodies must be UTF-8; this one says charset=${charset.slice(0, 40)}`,
       )
     return payload
   })

@@ -56,12 +56,12 @@ export interface ConnectionLimitOptions {
 
 /**
  * Tells the limits whose a connection is, once a request on it has authenticated:
- * `owner` is its tenant (undefined for an operator, counted as nobody's). False when that
- * tenant already holds its most connections: the request is to be refused and the
- * connection closed. A connection keeps its first owner; one the limits do not hold (an
- * injected request) is always true.
+ * `owner` is its tenant (undefined for an operator, counted as nobody's). Undefined when
+ * it may be; else why not (the tenant holds its most connections, in all or from this
+ * address): the request is to be refused and the connection closed. A connection keeps
+ * its first owner; one the limits do not hold (an injected request) may always be claimed.
  */
-export type ClaimConnection = (socket: Socket, owner: string | undefined) => boolean
+export type ClaimConnection = (socket: Socket, owner: string | undefined) => string | undefined
 
 export interface ConnectionLimits {
   claim: ClaimConnection
@@ -95,6 +95,13 @@ interface Connection {
   group: string
   /** Whose it is once claimed ('' for nobody's: an operator's, or a proxy's carrying many). */
   owner?: string
+  /**
+   * What the per-address cap counts it under: its address group until a tenant claims it,
+   * then its address group and tenant. One tenant cannot take the allowance of an address
+   * it shares with others (a NAT, an office: found by the seventh review, alice's 200
+   * connections left bob's from the same address refused).
+   */
+  counted: string
 }
 
 /**
@@ -156,7 +163,7 @@ export function limitConnections(
     if (!connection) return
     connections.delete(socket)
     anonymous.delete(socket)
-    count(byAddress, connection.group, -1)
+    count(byAddress, connection.counted, -1)
     if (connection.owner) count(byTenant, connection.owner, -1)
   }
   server.emit = ((event: string | symbol, ...args: unknown[]) => {
@@ -196,7 +203,7 @@ export function limitConnections(
       release(oldest)
       oldest.destroy()
     }
-    connections.set(socket, { address, group })
+    connections.set(socket, { address, group, counted: group })
     anonymous.add(socket)
     byAddress.set(group, fromAddress + 1)
     socket.once('close', () => release(socket))
@@ -239,17 +246,32 @@ export function limitConnections(
 
   const claim: ClaimConnection = (socket, owner) => {
     const connection = connections.get(socket)
-    if (!connection || connection.owner !== undefined) return true
+    if (!connection || connection.owner !== undefined) return undefined
     // A proxy's connection carries many tenants' requests: it is nobody's.
     const tenant = owner === undefined || isProxy(connection.address, 0) ? '' : owner
+    // A tenant's connections from an address are counted apart from the address's others.
+    const counted = tenant ? `${connection.group}\u0000${tenant}` : connection.group
     if (tenant && (byTenant.get(tenant) ?? 0) >= maxPerTenant) {
       warn({ tenant }, 'connection closed: its tenant holds its most connections', false)
-      return false
+      return 'this tenant holds its most connections open (AIRLOCK_MAX_CONNECTIONS_PER_TENANT); close some first'
+    }
+    if (tenant && (byAddress.get(counted) ?? 0) >= maxPerAddress) {
+      warn(
+        { tenant, remoteAddress: connection.address },
+        'connection closed: its tenant holds its most from here',
+        false,
+      )
+      return 'this tenant holds its most connections open from this address; close some first'
     }
     anonymous.delete(socket)
     connection.owner = tenant
-    if (tenant) count(byTenant, tenant, 1)
-    return true
+    if (tenant) {
+      count(byTenant, tenant, 1)
+      count(byAddress, connection.counted, -1)
+      count(byAddress, counted, 1)
+      connection.counted = counted
+    }
+    return undefined
   }
   return { claim, becameWebSocket: (socket) => webSockets.add(socket) }
 }

@@ -131,12 +131,29 @@ export function answerRaw(socket: Duplex, status: number, code: ErrorCode, messa
   socket.destroy()
 }
 
+const CONTINUED = Symbol('continued')
+
+/**
+ * Tells a client that sent `Expect: 100-continue` to send its body: called once its
+ * request has authenticated, so a keyless caller is never asked for one.
+ */
+export function continueExpected(req: IncomingMessage, res: ServerResponse): void {
+  const marked = res as ServerResponse & { [CONTINUED]?: true }
+  if (marked[CONTINUED] || res.headersSent || !/^\s*100-continue\s*$/i.test(req.headers.expect ?? '')) return
+  marked[CONTINUED] = true
+  res.writeContinue()
+}
+
 /**
  * Requests Node answers itself, before fastify sees them, get the API's error shape
  * too: CONNECT (Node would close the socket without a word) and an Expect other than
- * 100-continue (Node's 417 has no body).
+ * 100-continue (Node's 417 has no body). Node also says 100 Continue to every request
+ * that expects it, before any hook has run: here such a request is handled as any
+ * other, and continueExpected says it once the request has authenticated (a client
+ * never told sends its body after a wait of its own).
  */
 export function answerNodeLevelRequests(server: Server): void {
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res))
   server.on('connect', (req: IncomingMessage, socket: Duplex) => {
     req.resume()
     answerRaw(socket, 405, 'AIRLOCK_ERR_METHOD_NOT_ALLOWED', 'CONNECT is not served here')

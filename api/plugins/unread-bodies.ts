@@ -11,8 +11,9 @@ const UNREAD_BODY_CHECK_MS = 10
  * `GET /healthz` with a Content-Length; a 401, 404 or 415): Node reads and throws away
  * the rest so the connection can carry the next request, however long it is and until
  * the request timeout. Found by a hostile review: 8 keyless connections sent 5.7 GB to
- * `/healthz` in 8 s and took 11.9 s of the server's CPU. The rest may be at most the
- * body limit and come within a second; past either, the connection is cut.
+ * `/healthz` in 8 s and took 11.9 s of the server's CPU. The rest of a Content-Length
+ * body may be at most the body limit and come within a second; past either, the
+ * connection is cut. A chunked body's rest is not waited for at all.
  */
 export function boundUnreadBodies(app: FastifyInstance, bodyLimitBytes: number): void {
   app.addHook('onResponse', async (request) => {
@@ -21,6 +22,13 @@ export function boundUnreadBodies(app: FastifyInstance, bodyLimitBytes: number):
     // An upgraded connection (a WebSocket) is no longer HTTP's: what comes on it is not a body.
     if (req.complete || (req as { upgrade?: boolean }).upgrade || !(socket instanceof Socket) || socket.destroyed)
       return
+    // A chunked body's rest costs the parser a call into JavaScript per chunk however it is
+    // thrown away (1-byte chunks: ~0.75 us a byte on the wire, found by the seventh review):
+    // the connection is cut as soon as the answer has gone.
+    if (req.headers['transfer-encoding'] !== undefined) {
+      socket.destroy()
+      return
+    }
     // Node's parser throws the rest away itself (no 'data' events): the socket's count says how much came.
     const from = socket.bytesRead
     const started = Date.now()

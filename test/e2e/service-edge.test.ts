@@ -201,6 +201,13 @@ t.test(
     )
     t.equal(over.status, 503)
     t.equal((JSON.parse(over.body) as { code: string }).code, 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS')
+    // Found by the seventh review: a tenant's connections are counted apart from the rest
+    // of its address's, so one tenant behind a shared address does not lock out another.
+    const bob = await rawRequest(
+      port,
+      `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.bob}`,
+    )
+    t.equal(bob.status, 200, "another tenant's connection from the same address is answered")
     for (const socket of held) socket.destroy()
     const after = await until(
       () => rawRequest(port, `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`),
@@ -1317,4 +1324,137 @@ t.test('a submission that waits answers with its job, never a 5xx, when Redis fa
   for (const id of [waited.json().id, judge0.json().token]) {
     t.equal((await h.request('GET', `/v1/jobs/${id}`)).json().status, 'queued', `${id} is there, queued once`)
   }
+})
+
+t.test('a body cut into tiny pieces costs its sender the connection, not the server its event loop', async (t) => {
+  const h = await build(t, { worker: false, listen: true })
+  const port = portOf(h)
+  // Found by the seventh review: Node hands each chunk of a chunked body to JavaScript on
+  // its own, so 1-byte chunks cost ~0.75 us of the event loop per byte on the wire.
+  const chunked = (head: string, chunks: number) =>
+    new Promise<{ answer: string; closedAfterMs: number; sentChunks: number }>((resolve) => {
+      let answer = ''
+      let sent = 0
+      let answeredAt = 0
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(`${head}\r\nTransfer-Encoding: chunked\r\n\r\n`)
+        const pump = () => {
+          while (!socket.destroyed && sent < chunks) {
+            sent += 1000
+            if (!socket.write('1\r\n{\r\n'.repeat(1000))) return
+          }
+        }
+        socket.on('drain', pump)
+        pump()
+      })
+      socket.setEncoding('latin1')
+      socket.on('data', (d: string) => {
+        answer += d
+        answeredAt ||= Date.now()
+      })
+      socket.on('error', () => undefined)
+      const timer = setTimeout(() => socket.destroy(), 10_000)
+      socket.on('close', () => {
+        clearTimeout(timer)
+        resolve({ answer, closedAfterMs: answeredAt ? Date.now() - answeredAt : -1, sentChunks: sent })
+      })
+    })
+  const keyed = await chunked(
+    `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json`,
+    2_000_000,
+  )
+  t.match(keyed.answer, /^HTTP\/1\.1 400/, 'a tenant body in 1-byte chunks is refused')
+  t.match(keyed.answer, /AIRLOCK_ERR_BAD_REQUEST/, 'with a code')
+  t.ok(
+    keyed.sentChunks < 2_000_000,
+    `and its connection cut long before its 2,000,000 chunks (${keyed.sentChunks} sent)`,
+  )
+  for (const path of ['/healthz', '/nowhere', '/v1/jobs']) {
+    const keyless = await chunked(
+      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json`,
+      2_000_000,
+    )
+    t.match(keyless.answer, /^HTTP\/1\.1 [1-5]\d\d/, `${path}: answered (${keyless.answer.split('\r\n')[0]})`)
+    t.ok(
+      keyless.closedAfterMs >= 0 && keyless.closedAfterMs < 500,
+      `${path}: the rest of a chunked body no one reads is not waited for (closed ${keyless.closedAfterMs} ms after the answer)`,
+    )
+  }
+  // A body in ordinary chunks is read as before.
+  const body = JSON.stringify({ runtime: 'bash', source: 'true' })
+  const fine = await rawRequest(
+    port,
+    `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked`,
+    `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+  )
+  t.equal(fine.status, 202, 'a chunked body in whole pieces is taken')
+})
+
+t.test(
+  'transfer codings and charsets a body is read without are refused, and 100 Continue waits for a key',
+  async (t) => {
+    const h = await build(t, { worker: false, listen: true })
+    const port = portOf(h)
+    const body = JSON.stringify({ runtime: 'bash', source: 'true' })
+    const chunk = `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`
+    const head = (extra: string) =>
+      `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json${extra}`
+    for (const coding of ['gzip, chunked', 'x-custom, chunked']) {
+      const res = await rawRequest(port, head(`\r\nTransfer-Encoding: ${coding}`), chunk)
+      t.equal(res.status, 415, `Transfer-Encoding: ${coding} is refused`)
+      t.equal(JSON.parse(res.body).code, 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE')
+    }
+    const twice = await rawRequest(
+      port,
+      `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json; charset=utf-8; charset=latin1\r\nContent-Length: ${body.length}`,
+      body,
+    )
+    t.equal(twice.status, 415, 'a Content-Type naming two charsets is refused')
+    t.equal(JSON.parse(twice.body).code, 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE')
+
+    // Expect: 100-continue: a keyless request is answered 401 without being asked for its body.
+    const expecting = (key: string | undefined) =>
+      new Promise<string>((resolve) => {
+        let data = ''
+        const socket = connect(port, '127.0.0.1', () =>
+          socket.write(
+            `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n${key ? `Authorization: Bearer ${key}\r\n` : ''}Content-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`,
+          ),
+        )
+        socket.setEncoding('latin1')
+        socket.on('data', (d: string) => {
+          data += d
+          if (data.startsWith('HTTP/1.1 100')) {
+            socket.write(body)
+            if (/\r\n\r\nHTTP\/1\.1 [2-5]/.test(data)) socket.destroy()
+          } else if (data.includes('\r\n\r\n')) socket.destroy()
+        })
+        socket.on('error', () => undefined)
+        const timer = setTimeout(() => socket.destroy(), 5000)
+        socket.on('close', () => {
+          clearTimeout(timer)
+          resolve(data)
+        })
+      })
+    const keyless = await expecting(undefined)
+    t.match(keyless, /^HTTP\/1\.1 401/, 'keyless: 401 first, no 100 Continue')
+    const keyed = await expecting(TENANTS.alice)
+    t.match(keyed, /^HTTP\/1\.1 100 Continue/, 'with a key: 100 Continue')
+    t.match(keyed, /HTTP\/1\.1 202/, 'then the job is taken')
+  },
+)
+
+t.test('a stream client that sends a message is closed with 1008: clients send nothing on a stream', async (t) => {
+  const h = await build(t, { worker: false, listen: true })
+  const id = await queuedJob(h, 'alice')
+  const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
+    headers: { authorization: `Bearer ${TENANTS.alice}` },
+  })
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve)
+    ws.once('error', reject)
+  })
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)))
+  ws.send('x')
+  t.equal(await closed, 1008)
 })

@@ -89,8 +89,18 @@ function decoded(value: string, name: string, errors: FieldErrors): string {
     ;(errors[name] ??= []).push('is not valid base64 (base64_encoded=true)')
     return ''
   }
-  return Buffer.from(compact, 'base64').toString('utf8')
+  // Jobs carry text: bytes that are not UTF-8 would be changed on the way (each bad byte
+  // to U+FFFD, three bytes of its own), so they are refused, not run as something else.
+  try {
+    return UTF8.decode(Buffer.from(compact, 'base64'))
+  } catch {
+    ;(errors[name] ??= []).push('decodes to bytes that are not UTF-8 text (base64_encoded=true)')
+    return ''
+  }
 }
+
+// ignoreBOM: a leading byte order mark is kept, as Buffer's decoding keeps it.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
  * Splits command_line_arguments as a POSIX shell splits words, without expanding anything:

@@ -15,8 +15,8 @@ type JobLimit = 'timeoutMs' | 'compileTimeoutMs' | 'memoryMb'
  * Where each Piston limit goes. Airlock limits wall-clock time, not CPU time: a
  * CPU-time limit caps the wall-clock one (a single-threaded program's CPU time is at
  * most its wall time, so this is never looser than asked). The sandbox has one memory
- * limit for the compile and the run, the run's; compile_memory_limit is checked and
- * otherwise not applied (docs/piston.md).
+ * limit for the compile and the run, the run's; compile_memory_limit is only checked to
+ * be a number in range, and not applied, so no quota is asked of it (docs/piston.md).
  */
 const LIMIT_TARGETS: Record<LimitField, JobLimit | undefined> = {
   run_timeout: 'timeoutMs',

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AirlockError } from '../../../../core/errors.js'
 import { errorResponses } from '../../../schemas.js'
 import { ADMIN_SECURITY } from '../../../plugins/openapi.js'
+import { continueExpected } from '../../../plugins/error-handler.js'
 import { readQueueState } from '../../../services/queue-state.js'
 import { QueueStateSchema } from './schemas.js'
 import tenantRoutes from './tenants.js'
@@ -17,7 +18,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { config, queue, registry } = app.services
   const adminDigest = config.adminKey ? digest(config.adminKey) : undefined
 
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')
     if (!adminDigest || !m || !timingSafeEqual(digest(m[1]!), adminDigest)) {
       throw new AirlockError(
@@ -28,6 +29,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     request.operator = true
     // An operator's connection is nobody's, but no longer one to close first at the cap.
     app.services.claimConnection(request.raw.socket, undefined)
+    continueExpected(request.raw, reply.raw)
   })
   await app.register(tenantRoutes, { prefix: '/tenants' })
   await app.register(overviewRoutes)
