@@ -299,12 +299,10 @@ export async function runBench(client: Airlock, options: BenchOptions): Promise<
 
 /** Jobs in each batch the ingest run sends. */
 export const INGEST_BATCH = 50
-/** Requests (jobs, for a route that takes them) each ingest route is sent before it is measured. */
-const INGEST_WARM_UP_JOBS = 1000
 
 /**
  * Submissions per second to POST /v1/jobs and to its batch route next to GET /healthz (no work) on the same
- * server in the same run, each route warmed up first. The jobs it submits are cancelled right after.
+ * server in the same run. The jobs it submits are cancelled right after.
  */
 async function ingestBench(client: Airlock, apiKey: string, seconds: number): Promise<IngestResult[]> {
   const results: IngestResult[] = []
@@ -322,22 +320,15 @@ async function ingestBench(client: Airlock, apiKey: string, seconds: number): Pr
     },
   ]
   for (const t of targets) {
-    const load = {
-      url: t.url,
-      method: t.method,
-      connections: 8,
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      ...(t.body ? { body: t.body } : {}),
-    }
-    // Each route is run unmeasured first: V8 compiles a route's code once it is hot, and a
-    // cold submit path ran its first second or two at half speed. What that queued goes first.
-    await autocannon({ ...load, amount: Math.ceil(INGEST_WARM_UP_JOBS / Math.max(1, t.jobsEach)) })
-    if (t.jobsEach > 0) await cancelUnfinished(client)
     // A batch answers 200 whatever it took: count the jobs it says it accepted.
     let accepted = 0
     const r = await autocannon({
-      ...load,
+      url: t.url,
+      method: t.method,
+      connections: 8,
       duration: seconds,
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      ...(t.body ? { body: t.body } : {}),
       ...(t.jobsEach > 1
         ? {
             requests: [
@@ -364,17 +355,11 @@ async function ingestBench(client: Airlock, apiKey: string, seconds: number): Pr
       errors: r.errors,
     })
   }
-  await cancelUnfinished(client)
-  return results
-}
-
-/**
- * Cancels what the ingest run queued, so the service is left as it was found: passes over
- * the tenant's unfinished jobs, page by page (a page can be empty and still not the last:
- * the server scans a bounded number of jobs per page), until a pass finds none. Requests
- * still in flight when the load generator stopped create jobs after the first pass.
- */
-async function cancelUnfinished(client: Airlock): Promise<void> {
+  // Cancel what the ingest run queued, so the service is left as it was found: passes
+  // over the tenant's unfinished jobs, page by page (a page can be empty and still not
+  // the last: the server scans a bounded number of jobs per page), until a pass finds
+  // none. Requests still in flight when the load generator stopped create jobs after
+  // the first pass has gone by.
   for (let pass = 0; pass < 10; pass++) {
     let cancelled = 0
     let cursor: string | undefined
@@ -387,4 +372,5 @@ async function cancelUnfinished(client: Airlock): Promise<void> {
     if (cancelled === 0) break
     await new Promise((r) => setTimeout(r, 200))
   }
+  return results
 }
