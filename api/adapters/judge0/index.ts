@@ -98,7 +98,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
   /** The tenant's jobs of `ids`, each read when asked for; undefined (or skipped) for one that is not its. */
   async function* ownJobs(ids: readonly string[], tenant: string, skipMissing = false) {
     for (const id of ids) {
-      const view = await ownJob(store, id, tenant).catch(notFoundAsUndefined)
+      const view = await outputWriter.inTurn(() => ownJob(store, id, tenant).catch(notFoundAsUndefined))
       if (view || !skipMissing) yield view
     }
   }
