@@ -243,9 +243,16 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   })
   // Any other route asked for an upgrade would take it and close it at once, and the
   // socket would linger for ws's close timeout, past every stream cap: refused plainly.
-  // A request without Host (HTTP/1.1 requires one) too, in the API's shape.
+  // A request without Host (HTTP/1.1 requires one) too, in the API's shape, and one that
+  // says it is of a version this server does not speak (an "HTTP/2.0" request line was
+  // served as HTTP/1.1, past the Host check).
   app.addHook('onRequest', async (request, reply) => {
-    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+    const { httpVersionMajor: major, httpVersionMinor: minor } = request.raw
+    if (major !== 1) {
+      reply.header('connection', 'close')
+      throw new AirlockError('AIRLOCK_ERR_BAD_REQUEST', `HTTP/${major}.${minor} is not spoken here: HTTP/1.1 or 1.0`)
+    }
+    if (minor >= 1 && request.headers.host === undefined) {
       reply.header('connection', 'close')
       throw new AirlockError('AIRLOCK_ERR_BAD_REQUEST', 'an HTTP/1.1 request must have a Host header')
     }

@@ -287,7 +287,7 @@ export const SETTINGS = {
   ),
   bodyBufferBytes: int(
     'AIRLOCK_BODY_BUFFER_BYTES',
-    'Bytes of request bodies one API process holds at once, for all callers together (a body counts by its Content-Length from before it is read until its answer has left); past it, or past a quarter of it for one tenant, 503 AIRLOCK_ERR_BODIES_BUSY (bodies no tenant sent have a room of their own, as much as two bodies)',
+    'Bytes of request bodies one API process holds at once, for all callers together (a body counts by its Content-Length from before it is read until its answer has left, or until its request is held for its job); past it, or past a quarter of it for one tenant, 503 AIRLOCK_ERR_BODIES_BUSY (bodies no tenant sent have a room of their own, as much as two bodies)',
     64 * 1024 * 1024,
     1024 * 1024,
     4 * 1024 * 1024 * 1024,

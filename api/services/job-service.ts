@@ -444,20 +444,39 @@ export class JobService {
    */
   async waitForEnd(
     id: string,
-    caller: { tenant: string; keyDigest: string; leaveTurn?: () => void },
+    caller: {
+      tenant: string
+      keyDigest: string
+      leaveTurn?: () => void
+      takeTurn?: () => Promise<void>
+      letGoOfBody?: () => void
+    },
     spec: JobSpec,
     signal: AbortSignal,
   ): Promise<JobHead | undefined> {
-    // A request held for minutes is not one of its tenant's requests being worked on.
+    // A request held for minutes is not one of its tenant's requests being worked on, and
+    // holds nothing of its body; what it does once the wait is over is, in its turn again.
+    const wait = { limits: spec.limits, steps: spec.tests?.length ?? 1 }
     caller.leaveTurn?.()
-    const done = await this.waitFor(id, caller.tenant, spec, signal)
+    caller.letGoOfBody?.()
+    let done: JobHead | undefined
+    try {
+      done = await this.waitFor(id, caller.tenant, wait, signal)
+    } finally {
+      await caller.takeTurn?.()
+    }
     // What follows a wait (the job, or as it is now when the wait ran out) goes only to a
     // key that still stands: one revoked meanwhile gets 401, as an open stream is closed.
     if ((await this.deps.keyTenant(caller.keyDigest)) !== caller.tenant) throw keyRevokedWhileWaiting(id)
     return done
   }
 
-  private async waitFor(id: string, tenant: string, spec: JobSpec, signal: AbortSignal): Promise<JobHead | undefined> {
+  private async waitFor(
+    id: string,
+    tenant: string,
+    wait: { limits: JobSpec['limits']; steps: number },
+    signal: AbortSignal,
+  ): Promise<JobHead | undefined> {
     const { config, store, waiter } = this.deps
     const held = this.waits.get(tenant) ?? 0
     if (held >= config.maxWaitsPerTenant) {
@@ -467,7 +486,7 @@ export class JobService {
     this.waits.set(tenant, held + 1)
     try {
       await waiter.ready()
-      const waitMs = Math.min(config.maxWaitMs, stepsWallMs(spec.limits, spec.tests?.length ?? 1) + 60_000)
+      const waitMs = Math.min(config.maxWaitMs, stepsWallMs(wait.limits, wait.steps) + 60_000)
       const { finished } = waiter.wait(id, waitMs, signal)
       const now = await store.head(id)
       if (!(now && isFinalStatus(now.status))) await finished

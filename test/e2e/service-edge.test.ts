@@ -725,6 +725,12 @@ t.test(
     t.equal(hostless.status, 400)
     t.equal(codeOf(hostless), 'AIRLOCK_ERR_BAD_REQUEST', 'no Host: a 400 with a code, not an empty one')
     t.equal((await rawRequest(port, 'GET /healthz HTTP/1.0')).status, 200, 'HTTP/1.0 has no Host to send')
+    // Found by the seventh review: served as HTTP/1.1, without the Host check.
+    for (const version of ['2.0', '1.9']) {
+      const other = await rawRequest(port, `GET /healthz HTTP/${version}`)
+      t.equal(other.status, 400, `HTTP/${version}: 400`)
+      t.equal(codeOf(other), 'AIRLOCK_ERR_BAD_REQUEST')
+    }
     const started = Date.now()
     const upgrade = await rawRequest(
       port,
@@ -778,6 +784,71 @@ t.test('stream clients that never read are cut and give their output budget back
   t.equal(budget.inUse, 0, 'nothing is held for clients that stopped reading')
   const again = await h.request('GET', `/v1/jobs/${job.id}`)
   t.equal(again.json().stdout.length, 4_000_000, 'and readers are served after them')
+})
+
+t.test('answers pipelined on one connection do not wait on each other for the output budget', async (t) => {
+  // The smallest budget: one read of a tenant's output at a time. Before, the second
+  // answer read its first piece and held it while it waited for the first to leave, and
+  // the first waited for that budget: the connection was cut at the slow-reader limit.
+  const h = await build(t, {
+    listen: true,
+    env: { AIRLOCK_OUTPUT_READ_BUFFER_BYTES: String(1024 * 1024) },
+    streamLimits: { slowClientGraceMs: 3000 },
+  })
+  const size = 2_000_000
+  const job = await h.run({
+    runtime: 'python',
+    source: `import sys\nsys.stdout.write('p' * ${size})`,
+    limits: { outputBytes: size },
+  })
+  t.equal(job.stdout.length, size)
+  const get = `GET /v1/jobs/${job.id}/logs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\n\r\n`
+  const socket = await openRaw(portOf(h), `${get}${get}`.slice(0, -4))
+  t.teardown(() => socket.destroy())
+  const received = await new Promise<string>((resolve) => {
+    let data = ''
+    const answered = () => (data.match(/\r\n0\r\n\r\n/g) ?? []).length === 2
+    socket.on('data', (d: Buffer) => {
+      data += d.toString('latin1')
+      if (answered()) resolve(data)
+    })
+    socket.on('close', () => resolve(data))
+  })
+  t.equal((received.match(/^HTTP\/1\.1 200 /gm) ?? []).length, 2, 'both answers came')
+  const bodies = received.replace(/HTTP\/1\.1 [\s\S]*?\r\n\r\n/g, '')
+  t.equal((bodies.match(/p/g) ?? []).length, 2 * size, 'each whole')
+  t.equal(h.app.services.budget.inUse, 0, 'and gave their budget back')
+})
+
+t.test('a request held for its job holds none of the room for bodies', async (t) => {
+  // A quarter of 1 MiB for each tenant's bodies: one 200 KiB body fits, two do not.
+  const h = await build(t, {
+    worker: false,
+    listen: true,
+    env: {
+      AIRLOCK_BODY_BUFFER_BYTES: String(1024 * 1024),
+      AIRLOCK_MAX_BODY_BYTES: String(1024 * 1024),
+      AIRLOCK_MAX_WAIT_MS: '30000',
+    },
+  })
+  const port = portOf(h)
+  const size = 200 * 1024
+  const body = `{"runtime":"bash","source":"true"}${' '.repeat(size - 34)}`
+  const head = (path: string) =>
+    `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: ${size}`
+  // No worker: the job stays queued, so the wait is held until its time is up.
+  const held = await openRaw(port, head('/v1/jobs?wait=true'))
+  t.teardown(() => held.destroy())
+  held.write(body)
+  await until(
+    async () => `${await jobCount(h)} job, ${h.app.services.turns.activeFor('alice')} turns`,
+    (state) => state === '1 job, 0 turns',
+    5000,
+    'the waiting submission accepted and left its turn',
+  )
+  const next = await rawRequest(port, head('/v1/jobs'), body)
+  t.equal(next.status, 202, "the tenant's next body is taken while the first request waits (before: 503 BODIES_BUSY)")
+  t.equal(h.app.services.turns.activeFor('alice'), 0, 'and the waiting request holds no turn')
 })
 
 t.test('a program alternating stdout and stderr a byte at a time cannot make millions of events', async (t) => {
