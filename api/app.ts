@@ -136,12 +136,14 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
       requireHostHeader: false,
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
+  const limits = { ...DEFAULT_STREAM_LIMITS, ...streamLimits }
   const connectionLimits = limitConnections(app.server, {
     maxConnections: config.maxConnections,
     maxPerAddress: config.maxConnectionsPerAddress,
     maxPerTenant: config.maxConnectionsPerTenant,
     trustProxy: config.trustProxy,
     upgradeTimeoutMs: config.headersTimeoutMs,
+    slowReaderMs: limits.slowClientGraceMs,
     log: logger,
     metrics,
   })
@@ -172,7 +174,6 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
 
   const events = new JobEventReader(redis, keys)
   const budget = new OutputBudget(config.outputReadBufferBytes)
-  const limits = { ...DEFAULT_STREAM_LIMITS, ...streamLimits }
   const tenants = new TenantStore(redis, keys)
   const store = new JobStore(redis, keys, config.jobRetentionSeconds, tenantDefaults(config), config.artifactBytes)
   const base: Omit<Services, 'jobService'> = {

@@ -1,6 +1,7 @@
 import { createServer, type ServerResponse } from 'node:http'
 import { buildApp } from '../api/app.js'
 import { limitConnections } from '../api/plugins/connection-limits.js'
+import { DEFAULT_STREAM_LIMITS } from '../api/services/stream-session.js'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
 import type { ErrorCode } from '../core/errors.js'
 import { createLogger } from '../core/logger.js'
@@ -100,6 +101,7 @@ async function main(): Promise<void> {
       trustProxy: '',
       // It has no WebSocket: Node closes an upgrade at once.
       upgradeTimeoutMs: config.headersTimeoutMs,
+      slowReaderMs: DEFAULT_STREAM_LIMITS.slowClientGraceMs,
       log: logger,
       metrics,
     })

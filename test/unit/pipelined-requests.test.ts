@@ -22,6 +22,7 @@ async function server(t: { teardown(fn: () => Promise<void>): void }) {
     maxPerTenant: 100,
     trustProxy: '',
     upgradeTimeoutMs: 1000,
+    slowReaderMs: 10_000,
     log: createLogger('silent'),
     metrics: new Metrics(),
   })
@@ -91,6 +92,7 @@ t.test('a connection handed over as an Upgrade that never becomes a WebSocket is
     maxPerTenant: 100,
     trustProxy: '',
     upgradeTimeoutMs: 300,
+    slowReaderMs: 10_000,
     log: createLogger('silent'),
     metrics: new Metrics(),
   })
