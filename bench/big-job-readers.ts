@@ -16,7 +16,7 @@ import { connect } from 'node:net'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
 import { removeCgroup } from '../worker/executors/local/cgroup-host.js'
-import { freePort, rssMb } from './local-process.js'
+import { dropRedisPrefix, freePort, rssMb } from './local-process.js'
 
 const { values } = parseArgs({
   options: {
@@ -173,9 +173,8 @@ try {
   for (const close of closers) close()
   child.kill('SIGTERM')
   await exit
-  const keys = await redis.keys(`{${prefix}}*`)
-  if (keys.length > 0) await redis.del(...keys)
   redis.disconnect()
+  await dropRedisPrefix(redisUrl, prefix)
   await rm(env.AIRLOCK_STATE_DIR, { recursive: true, force: true })
   await removeCgroup(env.AIRLOCK_CGROUP_PARENT).catch(() => undefined)
 }

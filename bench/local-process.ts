@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { Redis } from 'ioredis'
 
 /** Resident memory of a process on this machine, MiB; NaN once it is gone. */
 export function rssMb(pid: number): number {
@@ -18,4 +19,15 @@ export async function freePort(): Promise<number> {
       srv.close(() => resolve(port))
     })
   })
+}
+
+/** Deletes every key of a run's Redis prefix (its jobs are kept for days otherwise). */
+export async function dropRedisPrefix(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl)
+  try {
+    const keys = await redis.keys(`{${prefix}}*`)
+    if (keys.length > 0) await redis.del(...keys)
+  } finally {
+    redis.disconnect()
+  }
 }

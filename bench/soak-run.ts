@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import WebSocket from 'ws'
 import { removeCgroup } from '../worker/executors/local/cgroup-host.js'
-import { freePort, rssMb } from './local-process.js'
+import { dropRedisPrefix, freePort, rssMb } from './local-process.js'
 
 export interface SoakOptions {
   seconds: number
@@ -167,5 +167,6 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       log(`could not remove cgroup ${env.AIRLOCK_CGROUP_PARENT}: ${(err as Error).message}`),
     )
     await rm(env.AIRLOCK_STATE_DIR, { recursive: true, force: true })
+    await dropRedisPrefix(env.REDIS_URL, prefix)
   }
 }
