@@ -329,7 +329,6 @@ type Handle = (req: IncomingMessage, res: ServerResponse) => void
  * rest held in order (their answers go out in order anyway) until one ends.
  */
 class Pipeline {
-  private inFlight = 0
   private closed = false
   /** The answers being worked on, in order; the first owns the socket, the rest wait for it. */
   private readonly answers = new Set<ServerResponse>()
@@ -338,7 +337,7 @@ class Pipeline {
 
   /** Every request taken has been answered (or its connection is gone). */
   get idle(): boolean {
-    return this.closed || (this.inFlight === 0 && this.waiting.length === 0)
+    return this.closed || (this.answers.size === 0 && this.waiting.length === 0)
   }
 
   /** Runs `callback` once every request taken so far has been answered; never if the connection goes first. */
@@ -351,7 +350,7 @@ class Pipeline {
 
   /** Takes a request; false when the connection has too many waiting and is to be closed. */
   add(req: IncomingMessage, res: ServerResponse): boolean {
-    if (this.inFlight < MAX_IN_FLIGHT_PER_CONNECTION) {
+    if (this.answers.size < MAX_IN_FLIGHT_PER_CONNECTION) {
       this.start(req, res)
       return true
     }
@@ -379,11 +378,9 @@ class Pipeline {
   }
 
   private start(req: IncomingMessage, res: ServerResponse): void {
-    this.inFlight++
     this.answers.add(res)
     res.once('close', () => {
       this.answers.delete(res)
-      this.inFlight--
       const next = this.waiting.shift()
       if (next && !this.closed) this.start(...next)
       if (!this.idle) return

@@ -77,9 +77,8 @@ export class OutputWriter {
    * job sat in their tenant's 16 turns waiting for budget that readers queued for a turn
    * held: the test of many readers ran past its 170 s.)
    */
-  private async hold(tenant: string, bytes: number, patient: boolean): Promise<BudgetHold> {
-    await (this.reading.getStore() ?? NO_TURNS).takeTurn()
-    return this.budget.take(tenant, bytes, patient)
+  private hold(tenant: string, bytes: number, patient: boolean): Promise<BudgetHold> {
+    return this.inTurn(() => this.budget.take(tenant, bytes, patient))
   }
 
   /**
@@ -198,8 +197,9 @@ export class OutputWriter {
   }
 
   /**
-   * `read` in the turn of the answer being sent, for a read that is not of output (a
-   * list's next job, between its pieces): it holds no budget, so it may wait for a turn.
+   * `read` in the turn of the answer being sent: a hold on the budget (`hold`), or a read
+   * that is not of output (a list's next job, between its pieces). Whoever calls it holds
+   * no budget, so it may wait for a turn.
    */
   async inTurn<T>(read: () => Promise<T>): Promise<T> {
     await (this.reading.getStore() ?? NO_TURNS).takeTurn()
@@ -370,11 +370,10 @@ export class OutputWriter {
 const NDJSON_READ_MEMORY_BYTES = 3 * 2 * (EVENT_READ_BYTES + EVENT_MAX_DATA_BYTES) + 256 * EVENT_READ_ENTRIES
 
 /**
- * Resolves true once `res` is the answer its connection is writing (a pipelined request's
- * answer waits for those before it), false if the connection closes first.
+ * For an answer that does not own its connection yet (a pipelined request's waits for those
+ * before it): true once it does, false if the connection closes first.
  */
 function ownsConnection(res: ServerResponse, connection: Socket): Promise<boolean> {
-  if (res.socket) return Promise.resolve(true)
   if (connection.destroyed) return Promise.resolve(false)
   return new Promise((resolve) => {
     const done = () => {
