@@ -25,7 +25,7 @@ import { TenantTurns } from './services/tenant-turns.js'
 import { limitBodies } from './plugins/body-budget.js'
 import { refuseUndecodableBodies } from './plugins/body-encoding.js'
 import { type ClaimConnection, limitConnections, trustedProxies } from './plugins/connection-limits.js'
-import { strictValidatorCompiler } from './plugins/strict-validator.js'
+import { closeQueryStrings, strictValidatorCompiler } from './plugins/strict-validator.js'
 import { answerRaw } from './plugins/error-handler.js'
 import { repeatedHeader } from './plugins/repeated-headers.js'
 import { registerOpenApi } from './plugins/openapi.js'
@@ -277,6 +277,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   // the router matched (the decoded path), so no spelling of a URL walks around it.
   await app.register(
     async (v1) => {
+      closeQueryStrings(v1)
       registerAuth(v1, {
         tenantsByKey: config.tenantsByKey,
         streamTokens: services.streamTokens,
@@ -298,6 +299,12 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   await app.register(judge0Adapter, { prefix: '/judge0' })
   await app.register(pistonAdapter, { prefix: '/piston' })
   // Operator routes have their own credential (routes/v1/admin/index.ts).
-  await app.register(adminRoutes, { prefix: '/v1/admin' })
+  await app.register(
+    async (admin) => {
+      closeQueryStrings(admin)
+      await admin.register(adminRoutes)
+    },
+    { prefix: '/v1/admin' },
+  )
   return app
 }

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
 
@@ -94,23 +95,51 @@ function stringEnd(text: string, start: number): number {
   }
 }
 
-type JsonParser = (request: FastifyRequest, body: string, done: (err: Error | null, body?: unknown) => void) => void
+type JsonParser = (request: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => void
+type TextParser = (request: FastifyRequest, body: string, done: (err: Error | null, body?: unknown) => void) => void
+
+/** A `\u` escape of a UTF-16 surrogate: the only way a JSON text that is UTF-8 can hold a lone one. */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/
+
+/** Whether every string in a parsed JSON value, names too, is well-formed Unicode (no lone surrogate). */
+export function wellFormed(value: unknown): boolean {
+  if (typeof value === 'string') return (value as unknown as { isWellFormed(): boolean }).isWellFormed()
+  if (Array.isArray(value)) return value.every(wellFormed)
+  if (value !== null && typeof value === 'object')
+    return Object.entries(value).every(([name, v]) => wellFormed(name) && wellFormed(v))
+  return true
+}
 
 /**
  * Fastify's own JSON parser (`__proto__` and `constructor.prototype` refused) behind the
  * request's turn and the shape check: a body past JSON_BOUNDS is 400
- * AIRLOCK_ERR_JSON_TOO_COMPLEX, never parsed.
+ * AIRLOCK_ERR_JSON_TOO_COMPLEX, never parsed. The body must be UTF-8 and its strings
+ * well-formed Unicode (400 AIRLOCK_ERR_MALFORMED_JSON): read as a string, a byte that is
+ * not UTF-8 became U+FFFD and a lone `\ud800` a character no file can hold, so a job ran a
+ * program other than the one its caller sent.
  */
 export function boundedJsonParser(scope: FastifyInstance): JsonParser {
-  const parse = scope.getDefaultJsonParser('error', 'error') as unknown as JsonParser
+  const parse = scope.getDefaultJsonParser('error', 'error') as unknown as TextParser
   return (request, body, done) => {
     // The body has come: the request now waits for its turn among its tenant's (auth.ts)
     // before the work of its scan and parse.
     request.takeTurn().then(() => {
-      const problem = jsonShapeProblem(body)
+      if (!isUtf8(body))
+        return done(new AirlockError('AIRLOCK_ERR_MALFORMED_JSON', 'the body is not UTF-8 (JSON is, RFC 8259 §8.1)'))
+      const text = body.toString('utf8')
+      const problem = jsonShapeProblem(text)
       if (problem)
         return done(new AirlockError('AIRLOCK_ERR_JSON_TOO_COMPLEX', `the JSON body was not read: ${problem}`))
-      parse(request, body, done)
+      parse(request, text, (err, value) => {
+        if (!err && SURROGATE_ESCAPE.test(text) && !wellFormed(value))
+          return done(
+            new AirlockError(
+              'AIRLOCK_ERR_MALFORMED_JSON',
+              'the JSON body holds a lone surrogate (a \\ud800-\\udfff escape without its pair): text must be well-formed Unicode',
+            ),
+          )
+        done(err, value)
+      })
     }, done)
   }
 }
@@ -118,5 +147,5 @@ export function boundedJsonParser(scope: FastifyInstance): JsonParser {
 /** Parses the scope's `application/json` bodies with `boundedJsonParser`. */
 export function boundJsonBodies(scope: FastifyInstance): void {
   scope.removeContentTypeParser('application/json')
-  scope.addContentTypeParser('application/json', { parseAs: 'string' }, boundedJsonParser(scope))
+  scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, boundedJsonParser(scope))
 }

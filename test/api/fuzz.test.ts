@@ -238,7 +238,8 @@ t.test('every route refuses hostile input with a 4xx and a code', async (t) => {
       400,
       'AIRLOCK_ERR_INVALID_FILE',
     ],
-    ['a lone surrogate', '{"runtime":"python","source":"\\ud800"}', 202, ''],
+    // Once taken (202) and written to the job's file as U+FFFD: a program other than the one sent.
+    ['a lone surrogate', '{"runtime":"python","source":"\\ud800"}', 400, 'AIRLOCK_ERR_MALFORMED_JSON'],
   ]
   for (const [name, payload, status, code] of cases) {
     const res = await post(payload)

@@ -80,7 +80,7 @@ t.test('cancelling a queued job ends it as cancelled; cancelling again is a conf
 
 t.test('bad requests get 4xx with a machine-readable code', async (t) => {
   const h = await build(t, { worker: false, env: { AIRLOCK_MAX_BODY_BYTES: '65536' } })
-  const post = (payload: string, contentType = 'application/json') =>
+  const post = (payload: string | Buffer, contentType = 'application/json') =>
     h.app.inject({
       method: 'POST',
       url: '/v1/jobs',
@@ -155,6 +155,30 @@ t.test('bad requests get 4xx with a machine-readable code', async (t) => {
     t.equal(res.json().code, 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE', `${type}: code`)
   }
   t.equal((await post(job, 'application/json; charset=UTF-8')).statusCode, 202, 'UTF-8 named in any case is taken')
+  // Nor is a body that is not UTF-8, or that escapes half a character: each would have
+  // run a program other than the one sent (a stray byte read as U+FFFD).
+  const sourceOf = (...bytes: number[]) =>
+    Buffer.concat([Buffer.from('{"runtime":"python","source":"print(1) #'), Buffer.from(bytes), Buffer.from('"}')])
+  const lone = [
+    String.raw`{"runtime":"python","source":"print('\ud800')"}`,
+    String.raw`{"runtime":"python","source":"x","env":{"A\udc00":"1"}}`,
+    String.raw`{"runtime":"python","source":"\ude00\ud83d"}`,
+  ]
+  for (const [name, payload] of [
+    ['a byte that is not UTF-8 (Latin-1 é)', sourceOf(0xe9)],
+    ['an overlong encoding', sourceOf(0xc0, 0xaf)],
+    ['a surrogate encoded as UTF-8 bytes', sourceOf(0xed, 0xa0, 0x80)],
+    ['a sequence cut short', sourceOf(0xf0, 0x9f, 0x98)],
+    ...lone.map((body, i) => [`a lone surrogate escape (${i + 1})`, body] as const),
+  ] as const) {
+    const res = await post(payload)
+    t.equal(res.statusCode, 400, `${name}: status`)
+    t.equal(res.json().code, 'AIRLOCK_ERR_MALFORMED_JSON', `${name}: code`)
+  }
+  const paired = await post(String.raw`{"runtime":"python","source":"print('\ud83d\ude00 \\ud800 é')"}`)
+  t.equal(paired.statusCode, 202, 'a pair, an escaped backslash before "ud800" and UTF-8 are taken')
+  const sent = await h.request('GET', `/v1/jobs/${paired.json().id}/request`)
+  t.equal(sent.json().files[0].content, "print('\u{1F600} \\ud800 é')", 'as sent')
   // Nor is a compressed body read as if it were plain.
   for (const coding of ['gzip', 'br', 'deflate, gzip']) {
     const res = await h.app.inject({
@@ -261,4 +285,49 @@ t.test('query numbers and booleans are read only as they are written: decimal di
   t.equal((await h.request('GET', '/v1/jobs?limit=101')).statusCode, 400, 'the bounds still hold')
   const wait = await h.request('POST', '/v1/jobs?wait=yes', { runtime: 'python', source: 'print(1)' })
   t.equal(wait.statusCode, 400, 'a boolean is true or false')
+})
+
+t.test("a query parameter the route does not take is refused, not ignored (Airlock's own API)", async (t) => {
+  const adminKey = 'admin-key-for-query-tests-01'
+  const h = await build(t, { worker: false, env: { AIRLOCK_ADMIN_KEY: adminKey } })
+  const job = { runtime: 'python', source: 'print(1)' }
+  const misspelt = await h.request('POST', '/v1/jobs?wiat=true', job)
+  t.equal(misspelt.statusCode, 400, 'a misspelt ?wait is not a job submitted without waiting')
+  t.equal(misspelt.json().code, 'AIRLOCK_ERR_VALIDATION')
+  t.same(misspelt.json().details?.[0]?.path, '/wiat')
+  t.match(misspelt.json().message, /not a query parameter of this route \(it takes wait\)/)
+  t.equal((await h.request('GET', '/v1/jobs')).json().items.length, 0, 'and no job was made')
+  const accepted = await h.request('POST', '/v1/jobs', job)
+  const { id } = accepted.json()
+  // Routes without a query schema take none; every other member of the API the same.
+  for (const [method, url] of [
+    ['GET', `/v1/jobs/${id}?x=1`],
+    ['GET', `/v1/jobs/${id}/logs?follow=true`],
+    ['HEAD', `/v1/jobs/${id}?x=1`],
+    ['GET', '/v1/runtimes?all=1'],
+    ['GET', '/v1/jobs?limit=1&Limit=2'],
+    ['GET', `/v1/jobs?__proto__=1`],
+    ['DELETE', `/v1/jobs/${id}?force=true`],
+    ['GET', `/v1/jobs/${id}/stream?token=x&from=1&x=1`],
+    ['POST', '/v1/jobs/batch?atomic=true'],
+  ] as const) {
+    const res = await h.app.inject({
+      method,
+      url,
+      headers: { authorization: `Bearer ${TENANTS.alice}` },
+      ...(method === 'POST' ? { payload: { jobs: [job] } } : {}),
+    })
+    t.equal(res.statusCode, 400, `${method} ${url}`)
+    if (method !== 'HEAD') t.equal(res.json().code, 'AIRLOCK_ERR_VALIDATION', `${method} ${url}: its code`)
+  }
+  t.equal((await h.request('GET', `/v1/jobs/${id}`)).json().status, 'queued', 'the DELETE with ?force did not cancel')
+  const admin = await h.app.inject({
+    method: 'GET',
+    url: '/v1/admin/queue?verbose=1',
+    headers: { authorization: `Bearer ${adminKey}` },
+  })
+  t.equal(admin.statusCode, 400, "the operator's routes too")
+  t.equal((await h.request('GET', '/v1/jobs?limit=1&status=queued')).statusCode, 200, 'named parameters still pass')
+  // The adapters take what their clients send, as Judge0 and Piston do.
+  t.equal((await h.app.inject({ method: 'GET', url: '/healthz?probe=1' })).statusCode, 200, 'nor does the probe care')
 })

@@ -41,7 +41,7 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
   registerPistonErrors(scope, metrics)
   // piston-client (npm) posts its JSON as text/plain (node-fetch's default for a string
   // body); it is read as JSON here, and only here: a body that is not JSON is a 400.
-  scope.addContentTypeParser('text/plain', { parseAs: 'string' }, boundedJsonParser(scope))
+  scope.addContentTypeParser('text/plain', { parseAs: 'buffer' }, boundedJsonParser(scope))
 
   scope.get(
     '/api/v2/runtimes',

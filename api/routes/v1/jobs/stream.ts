@@ -39,7 +39,8 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         querystring: Type.Object({
           // A string, parsed below: numeric coercion would quietly turn "1.5" into a seq.
           from: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Resume after this seq' })),
-          // ?token= is a credential (the streamToken security scheme), read by the auth hook.
+          // A credential (the streamToken security scheme), read by the auth hook; named here so the route takes it.
+          token: Type.Optional(Type.String({ description: 'A stream token from POST /v1/jobs/{id}/stream-tokens' })),
         }),
         security: STREAM_SECURITY,
         response: errorResponses(400, 401, 404, 426, 429),
