@@ -27,7 +27,7 @@ import { refuseUndecodableBodies } from './plugins/body-encoding.js'
 import { type ClaimConnection, limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { closeQueryStrings, strictValidatorCompiler } from './plugins/strict-validator.js'
 import { answerRaw } from './plugins/error-handler.js'
-import { repeatedHeader } from './plugins/repeated-headers.js'
+import { MAX_HEADERS, repeatedHeader } from './plugins/repeated-headers.js'
 import { registerOpenApi } from './plugins/openapi.js'
 import { registerConsole } from './plugins/console.js'
 import { ROUTER_MAX_PARAM_LENGTH } from './schemas.js'
@@ -148,6 +148,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     metrics,
   })
   const claimConnection = connectionLimits.claim
+  app.server.maxHeadersCount = MAX_HEADERS + 1
   answerNodeLevelRequests(app.server)
   app.setValidatorCompiler(strictValidatorCompiler)
   registerErrorHandler(app, metrics)
@@ -215,6 +216,16 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   // would leave its socket open.
   await app.register(websocket, {
     options: { maxPayload: 4096 },
+    // A client's bad frame (ws's WS_ERR_* codes) or a connection it dropped is the
+    // client's doing, not a fault of ours: not logged as an error with its stack, one per
+    // connection a hostile client opens. What our handler throws still is.
+    errorHandler: (error, socket, request) => {
+      const code = String((error as { code?: unknown }).code ?? '')
+      if (code.startsWith('WS_ERR_') || code === 'ECONNRESET' || code === 'EPIPE')
+        request.log.info({ code, reason: error.message }, 'stream client sent a bad frame or went away')
+      else request.log.error({ err: error }, 'stream failed')
+      socket.terminate()
+    },
     // Tell each watcher where it was, so it resumes on another replica without a gap.
     preClose: (done) => {
       services.waiter.releaseAll()
@@ -256,6 +267,10 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     if (minor >= 1 && request.headers.host === undefined) {
       reply.header('connection', 'close')
       throw new AirlockError('AIRLOCK_ERR_BAD_REQUEST', 'an HTTP/1.1 request must have a Host header')
+    }
+    if (request.raw.rawHeaders.length > 2 * MAX_HEADERS) {
+      reply.header('connection', 'close')
+      throw new AirlockError('AIRLOCK_ERR_HEADERS_TOO_LARGE', `a request may send at most ${MAX_HEADERS} headers`)
     }
     const twice = repeatedHeader(request.raw.rawHeaders)
     if (twice) {

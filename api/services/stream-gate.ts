@@ -18,13 +18,27 @@ export function upgradeRequired(reply: FastifyReply): AirlockError {
   )
 }
 
+/** An HTTP token (RFC 9110 5.6.2): what a subprotocol's name is. */
+const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+"
+const SUBPROTOCOLS = new RegExp(`^${TOKEN}(?:[ \t]*,[ \t]*${TOKEN})*$`)
+
+/** Whether ws takes a Sec-WebSocket-Protocol value: tokens by commas, none twice (ws's subprotocol.parse). Pure. */
+export function validSubprotocols(value: string): boolean {
+  if (!SUBPROTOCOLS.test(value)) return false
+  const names = value.split(',').map((name) => name.trim())
+  return new Set(names).size === names.length
+}
+
 /**
- * What ws would refuse in a handshake (RFC 6455 4.2.1), checked before the stream takes
- * a slot or spends a token; ws's own refusal (answered by the app's wsClientError
- * handler) stays the backstop.
+ * What ws would refuse in a handshake (RFC 6455 4.2.1), every check of its own it makes
+ * (the method is the route's), before the stream takes a slot or spends a token: a token
+ * spent on a handshake ws then refused was gone (the ninth review, with a malformed
+ * Sec-WebSocket-Protocol). ws's own refusal (answered by the app's wsClientError handler)
+ * stays the backstop.
  */
 export function handshakeRefusal(reply: FastifyReply): AirlockError | undefined {
   const { headers } = reply.request
+  const protocols = headers['sec-websocket-protocol']
   const problem =
     String(headers.upgrade).toLowerCase() !== 'websocket'
       ? 'Upgrade must be websocket'
@@ -32,7 +46,9 @@ export function handshakeRefusal(reply: FastifyReply): AirlockError | undefined 
         ? 'missing or invalid Sec-WebSocket-Key'
         : headers['sec-websocket-version'] !== '13' && headers['sec-websocket-version'] !== '8'
           ? 'missing or invalid Sec-WebSocket-Version'
-          : undefined
+          : protocols !== undefined && !validSubprotocols(protocols)
+            ? 'invalid Sec-WebSocket-Protocol (names by commas, each once)'
+            : undefined
   if (!problem) return undefined
   reply.header('sec-websocket-version', '13').header('connection', 'close')
   return new AirlockError('AIRLOCK_ERR_BAD_REQUEST', `WebSocket handshake refused: ${problem}`)

@@ -56,6 +56,15 @@ export const DEFAULT_STREAM_LIMITS: StreamLimits = {
 /** How long a client that has everything we sent has to answer our close frame before its connection is cut. */
 export const CLOSE_HANDSHAKE_MS = 2000
 
+/**
+ * Pings and pongs a client may send in CONTROL_WINDOW_MS: a keep-alive every few seconds
+ * is far below it. Control frames are no message, and each is still parsed (and a ping
+ * answered): a client sending empty pongs in a loop kept the event loop busy with 48
+ * million of them in 10 s, another tenant's reads at 264 ms (the ninth review).
+ */
+export const MAX_CONTROL_FRAMES = 16
+export const CONTROL_WINDOW_MS = 10_000
+
 const BATCH_MAX_MEMORY_BYTES = pieceMemoryBytes(EVENT_READ_BYTES + EVENT_MAX_DATA_BYTES) + 256 * EVENT_READ_ENTRIES
 
 export interface SessionDeps {
@@ -115,7 +124,17 @@ export class StreamSession {
     // Clients have nothing to say on this stream. Each message would still be parsed and
     // dropped: a client sending 1-byte frames took 6.6 s of the event loop in 6 s (the
     // seventh review), so the first one closes the stream.
-    this.socket.on('message', () => this.close(CloseCodes.CLIENT_SENT, 'clients send nothing on a stream'))
+    this.socket.on('message', () => this.refuseClient('clients send nothing on a stream'))
+    let controls = 0
+    let windowStart = Date.now()
+    const control = () => {
+      const now = Date.now()
+      if (now - windowStart >= CONTROL_WINDOW_MS) [windowStart, controls] = [now, 0]
+      if (++controls > MAX_CONTROL_FRAMES)
+        this.refuseClient(`more than ${MAX_CONTROL_FRAMES} pings and pongs in ${CONTROL_WINDOW_MS / 1000} s`)
+    }
+    this.socket.on('ping', control)
+    this.socket.on('pong', control)
     // A client gone already (it closed during the upgrade) must leave no subscription
     // and no poll behind: else each open-and-close would leak a Redis read every pollMs.
     if (this.closed || this.socket.readyState !== this.socket.OPEN) return void this.stop()
@@ -141,6 +160,15 @@ export class StreamSession {
       }
     }
     await this.pump(true)
+  }
+
+  /**
+   * Closes the stream of a client that sent what it may not, and reads nothing more from
+   * it: frames it has sent since would each still be parsed until its close frame came.
+   */
+  private refuseClient(reason: string): void {
+    this.close(CloseCodes.CLIENT_SENT, reason)
+    this.socket.pause()
   }
 
   close(code: number, reason: string): void {

@@ -6,6 +6,8 @@ import t from 'tap'
 import WebSocket from 'ws'
 import { parseTenantList } from '../../core/config.js'
 import { JobStore, MAX_LOG_EVENTS, newJobId } from '../../core/job-store.js'
+import { MAX_CONTROL_FRAMES } from '../../api/services/stream-session.js'
+import { MAX_HEADERS } from '../../api/plugins/repeated-headers.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { redisKeys } from '../../core/redis-keys.js'
 import { TenantStore } from '../../core/tenant-store.js'
@@ -1286,6 +1288,21 @@ t.test('a WebSocket asked for wrongly is answered with a code and holds nothing'
   t.ok(badVersion.closed)
   const noKey = await exchange(upgrade(`/v1/jobs/${job}/stream`).replace(/Sec-WebSocket-Key: .*\r\n/, ''))
   t.match(noKey.data, /AIRLOCK_ERR_BAD_REQUEST/, 'a missing Sec-WebSocket-Key too')
+  // A browser's single-use token is not spent on a handshake that is then refused: each of
+  // ws's own refusals is made before the token is redeemed (a malformed subprotocol list
+  // was refused by ws after it, and the token was gone).
+  const browserToken = (await h.request('POST', `/v1/jobs/${job}/stream-tokens`)).json<{ token: string }>().token
+  const withToken = (extra: string) =>
+    exchange(
+      upgrade(`/v1/jobs/${job}/stream?token=${encodeURIComponent(browserToken)}`, extra).replace(`${auth}\r\n`, ''),
+      3000,
+    )
+  for (const protocols of ['a,,a b', 'a,a', ' ,', 'a;b']) {
+    const refused = await withToken(`Sec-WebSocket-Protocol: ${protocols}\r\n`)
+    t.match(refused.data, /^HTTP\/1\.1 400 [\s\S]*AIRLOCK_ERR_BAD_REQUEST/, `Sec-WebSocket-Protocol: ${protocols}`)
+  }
+  const tokenOpens = await withToken('Sec-WebSocket-Protocol: airlock, b\r\n')
+  t.match(tokenOpens.data, /^HTTP\/1\.1 101 /, 'the token still opens the stream')
 
   // Upgrade: websocket without Connection: Upgrade is plain HTTP: 426, and no stream slot,
   // however many are sent on one connection.
@@ -1419,6 +1436,22 @@ t.test('a header that must come once and comes twice is refused', async (t) => {
     `GET /judge0/submissions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: ${TENANTS.alice}\r\nX-Auth-Token: ${TENANTS.alice}`,
   )
   t.equal(twoTokens.status, 400, 'X-Auth-Token twice')
+  // Node keeps only so many headers and drops the rest unseen: a second key behind 2,000
+  // others was never compared with the first (the ninth review served it as alice).
+  const fillers = (n: number) => Array.from({ length: n }, (_, i) => `X-F${i}: 1\r\n`).join('')
+  for (const n of [MAX_HEADERS, 2000]) {
+    const hidden = await rawRequest(
+      port,
+      `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\n${fillers(n)}Authorization: Bearer ${TENANTS.bob}`,
+    )
+    t.equal(hidden.status, 431, `a second key behind ${n} other headers: refused`)
+    t.match(hidden.body, /AIRLOCK_ERR_HEADERS_TOO_LARGE/)
+  }
+  const many = await rawRequest(
+    port,
+    `GET /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\n${fillers(MAX_HEADERS - 2)}`.trimEnd(),
+  )
+  t.equal(many.status, 200, `${MAX_HEADERS} headers in all are taken`)
 })
 
 t.test('a submission that waits answers with its job, never a 5xx, when Redis fails while it waits', async (t) => {
@@ -1578,4 +1611,70 @@ t.test('a stream client that sends a message is closed with 1008: clients send n
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)))
   ws.send('x')
   t.equal(await closed, 1008)
+})
+
+t.test("a stream client's malformed frame is the client's doing: logged as such, not as our error", async (t) => {
+  const lines: { level: number; msg: string; code?: string }[] = []
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line))
+      done()
+    },
+  })
+  const h = await build(t, { worker: false, listen: true, logStream: sink })
+  const id = await queuedJob(h, 'alice')
+  const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
+    headers: { authorization: `Bearer ${TENANTS.alice}` },
+  })
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve)
+    ws.once('error', reject)
+  })
+  const closed = new Promise((resolve) => ws.once('close', resolve))
+  ws.on('error', () => undefined)
+  // A text frame without the mask every client frame must have (RFC 6455 5.1).
+  ;(ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.from([0x81, 0x01, 0x78]))
+  await closed
+  await until(async () => lines.some((l) => l.code === 'WS_ERR_EXPECTED_MASK'), Boolean, 5000, 'the log line')
+  t.same(
+    lines.filter((l) => l.level >= 50).map((l) => l.msg),
+    [],
+    'nothing logged as an error',
+  )
+})
+
+t.test('a stream client that floods pings or pongs is closed with 1008; a keep-alive is answered', async (t) => {
+  const h = await build(t, { worker: false, listen: true })
+  const id = await queuedJob(h, 'alice')
+  const open = async () => {
+    const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
+      headers: { authorization: `Bearer ${TENANTS.alice}` },
+    })
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve)
+      ws.once('error', reject)
+    })
+    return ws
+  }
+  const keepAlive = await open()
+  let pongs = 0
+  keepAlive.on('pong', () => pongs++)
+  for (let i = 0; i < MAX_CONTROL_FRAMES; i++) keepAlive.ping()
+  await until(
+    async () => pongs,
+    (n) => n === MAX_CONTROL_FRAMES,
+    5000,
+    'the pongs',
+  )
+  t.equal(pongs, MAX_CONTROL_FRAMES, 'pings within the bound are answered')
+  t.equal(keepAlive.readyState, WebSocket.OPEN, 'and the stream stays open')
+  keepAlive.terminate()
+  for (const frame of ['pong', 'ping'] as const) {
+    const ws = await open()
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)))
+    // What the ninth review sent: empty control frames in a loop, never a message.
+    for (let i = 0; i < 20_000; i++) ws[frame]()
+    t.equal(await closed, 1008, `a flood of ${frame}s`)
+  }
+  t.equal((await h.request('GET', '/v1/jobs?limit=1', undefined, 'bob')).statusCode, 200, 'the server answers others')
 })
