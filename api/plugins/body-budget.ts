@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
 import { type BudgetHold, OutputBudget } from '../services/output-budget.js'
+import type { CountedIncomingMessage } from './body-pieces.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,6 +18,18 @@ const BODY_WAIT_MS = 2000
 
 /** The most of the budget one tenant's bodies may hold, so it takes several tenants to fill it. */
 const TENANT_SHARE = 0.25
+
+/** How long a body must have been arriving before it may be made to give its room up (one that comes at once never is). */
+export const YIELD_AFTER_MS = 1000
+
+/** A tenant's body on its way in, and the room it holds. */
+interface Arriving {
+  tenant: string
+  bytes: number
+  since: number
+  /** Stops reading it and gives its room back: it is answered 503 and its connection closed. */
+  yieldRoom: () => void
+}
 
 /**
  * The bytes of request bodies one API process holds at once, for every caller together:
@@ -41,7 +54,41 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
       undefined,
       1,
     )
-  const tenants = new OutputBudget(capacityBytes, BODY_WAIT_MS, TENANT_SHARE, busy)
+  const arriving = new Set<Arriving>()
+  /**
+   * Shares alone let four tenants fill the room: 32 bodies trickled at 100 bytes a second
+   * (3 KB/s in all) held it until the request timeout, and every other tenant's body was
+   * 503 (the ninth review). So a tenant whose body waits for room the process lacks takes
+   * it from the tenant holding the most (more than the waiter will, its body taken): that
+   * tenant's body that has been arriving longest gives its room up, until the waiter's
+   * fits or no tenant holds more.
+   */
+  const yieldFor = (waiter: string, bytes: number, waits: () => boolean) => {
+    for (let short = bytes - (capacityBytes - tenants.inUse); short > 0 && waits(); ) {
+      const now = Date.now()
+      const after = tenants.heldBy(waiter) + bytes
+      let victim: Arriving | undefined
+      // When a body that would do has not been arriving long enough yet: asked again then.
+      let soonest = Infinity
+      for (const body of arriving) {
+        const held = tenants.heldBy(body.tenant)
+        if (body.tenant === waiter || held <= after) continue
+        if (now - body.since < YIELD_AFTER_MS) {
+          soonest = Math.min(soonest, body.since + YIELD_AFTER_MS)
+          continue
+        }
+        const most = victim ? tenants.heldBy(victim.tenant) : 0
+        if (!victim || held > most || (held === most && body.since < victim.since)) victim = body
+      }
+      if (!victim) {
+        if (soonest < Infinity) setTimeout(() => yieldFor(waiter, bytes, waits), soonest - now).unref()
+        return
+      }
+      victim.yieldRoom()
+      short -= victim.bytes
+    }
+  }
+  const tenants = new OutputBudget(capacityBytes, BODY_WAIT_MS, TENANT_SHARE, busy, yieldFor)
   const small = () => new OutputBudget(Math.min(capacityBytes, bodyLimitBytes * 2), BODY_WAIT_MS, 1, busy)
   const [operators, anonymous] = [small(), small()]
   app.addHook('preParsing', async (request, reply, payload) => {
@@ -65,11 +112,9 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
       hold?.release()
     }
     res.once('close', leave)
+    const bytes = chunked ? bodyLimitBytes : Math.min(length, bodyLimitBytes)
     try {
-      hold = await (tenant ? tenants : request.operator ? operators : anonymous).take(
-        tenant,
-        chunked ? bodyLimitBytes : Math.min(length, bodyLimitBytes),
-      )
+      hold = await (tenant ? tenants : request.operator ? operators : anonymous).take(tenant, bytes)
     } catch (err) {
       res.off('close', leave)
       // The body is not read: the connection cannot be used for another request.
@@ -77,6 +122,31 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
       throw err
     }
     if (gone) hold.release()
+    else if (tenant) {
+      const body: Arriving = {
+        tenant,
+        bytes,
+        since: Date.now(),
+        yieldRoom: () => {
+          arriving.delete(body)
+          reply.header('connection', 'close')
+          const refusal = new AirlockError(
+            'AIRLOCK_ERR_BODIES_BUSY',
+            "this body gave its room up to another tenant's: the server holds as many request bytes as it may (AIRLOCK_BODY_BUFFER_BYTES) and this tenant held the most; retry shortly",
+            undefined,
+            1,
+          )
+          const raw = request.raw as Partial<CountedIncomingMessage>
+          if (raw.refuse) raw.refuse(refusal)
+          else request.raw.destroy(refusal)
+          hold?.release()
+        },
+      }
+      arriving.add(body)
+      const arrived = () => arriving.delete(body)
+      request.raw.once('end', arrived)
+      res.once('close', arrived)
+    }
     // A waiting request held the room for as long as it waited (up to AIRLOCK_MAX_WAIT_MS):
     // a few tenants' waits left none for anyone's bodies (found by the eighth review).
     request.letGoOfBody = () => {

@@ -28,6 +28,11 @@ export class CountedIncomingMessage extends IncomingMessage {
   private pieces = 0
   private bytes = 0
 
+  /** Bytes of its body that have come so far. */
+  get received(): number {
+    return this.bytes
+  }
+
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
     if (chunk === null) return super.push(chunk, encoding)
     // false: Node's parser stops reading the socket.
@@ -35,12 +40,23 @@ export class CountedIncomingMessage extends IncomingMessage {
     this.pieces++
     this.bytes += (chunk as { length: number }).length
     if (!tooFinelyCut(this.pieces, this.bytes)) return super.push(chunk, encoding)
-    this.refusal = new AirlockError(
-      'AIRLOCK_ERR_BAD_REQUEST',
-      `the body came in ${this.pieces} pieces of ${Math.floor(this.bytes / this.pieces)} bytes on average; send it in larger pieces (with a Content-Length)`,
+    this.refuse(
+      new AirlockError(
+        'AIRLOCK_ERR_BAD_REQUEST',
+        `the body came in ${this.pieces} pieces of ${Math.floor(this.bytes / this.pieces)} bytes on average; send it in larger pieces (with a Content-Length)`,
+      ),
     )
-    if (this.listenerCount('error') > 0) this.emit('error', this.refusal)
     return false
+  }
+
+  /**
+   * Stops reading its body, for `error`: what reads the body (fastify's parser) gets it
+   * and answers with it; a body not yet being read is refused with it when it is.
+   */
+  refuse(error: AirlockError): void {
+    if (this.refusal) return
+    this.refusal = error
+    if (this.listenerCount('error') > 0) this.emit('error', error)
   }
 }
 

@@ -124,6 +124,8 @@ export function boundedJsonParser(scope: FastifyInstance): JsonParser {
     // The body has come: the request now waits for its turn among its tenant's (auth.ts)
     // before the work of its scan and parse.
     request.takeTurn().then(() => {
+      // A DELETE or GET sent with a Content-Type and nothing else: its route reads no body.
+      if (body.length === 0 && !request.routeOptions.schema?.body) return done(null, undefined)
       if (!isUtf8(body))
         return done(new AirlockError('AIRLOCK_ERR_MALFORMED_JSON', 'the body is not UTF-8 (JSON is, RFC 8259 §8.1)'))
       const text = body.toString('utf8')

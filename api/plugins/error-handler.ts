@@ -247,7 +247,11 @@ export function prepareErrorReply(
 ): { status: number; body: ErrorResponse } {
   const { status, body, log } = toErrorResponse(err)
   metrics.rejectedRequests.inc({ code: body.code })
-  if (log) request.log.error({ err }, 'request failed')
+  // A server at one of its bounds (busy, too many) refuses on purpose, each time a
+  // flood asks: a warning with its code, not an error with a stack per request.
+  if (log && (body.code.endsWith('_BUSY') || body.code.startsWith('AIRLOCK_ERR_TOO_MANY_')))
+    request.log.warn({ code: body.code, reason: body.message }, 'request refused: the server is at a bound')
+  else if (log) request.log.error({ err }, 'request failed')
   if (status === 503) reply.header('retry-after', '1')
   if (isAirlockError(err) && err.retryAfterSeconds !== undefined)
     reply.header('retry-after', String(err.retryAfterSeconds))

@@ -28,12 +28,22 @@ export class OutputBudget {
         'AIRLOCK_ERR_OUTPUT_BUSY',
         'the server is sending as much job output as it may hold; retry shortly',
       ),
+    /**
+     * Told when `tenant` has to wait for `bytes` that its share has room for: the budget
+     * as a whole is short. `waits` says whether it still waits.
+     */
+    private readonly onShort?: (tenant: string, bytes: number, waits: () => boolean) => void,
   ) {
     this.tenantCapacity = Math.max(1, Math.floor(capacityBytes * tenantShare))
   }
 
   get inUse(): number {
     return this.used
+  }
+
+  /** What `tenant` holds now. */
+  heldBy(tenant: string): number {
+    return this.byTenant.get(tenant) ?? 0
   }
 
   /** Waits for `bytes` (at most one tenant's share) for `tenant`; the hold gives them back. */
@@ -51,6 +61,8 @@ export class OutputBudget {
         this.waiting.push(waiter)
         // A waiter of a tenant under its share may go ahead of one whose tenant is at it.
         this.wake()
+        if (this.waiting.includes(waiter) && this.heldBy(tenant) + held <= this.tenantCapacity)
+          this.onShort?.(tenant, held, () => this.waiting.includes(waiter))
       })
     } else {
       this.add(tenant, held)

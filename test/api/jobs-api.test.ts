@@ -287,6 +287,19 @@ t.test('query numbers and booleans are read only as they are written: decimal di
   t.equal(wait.statusCode, 400, 'a boolean is true or false')
 })
 
+t.test('a route that reads no body takes a request that names a Content-Type and sends nothing', async (t) => {
+  const h = await build(t, { worker: false })
+  const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(1)' })).json()
+  const headers = { authorization: `Bearer ${TENANTS.alice}`, 'content-type': 'application/json' }
+  const cancel = await h.app.inject({ method: 'DELETE', url: `/v1/jobs/${id}`, headers })
+  t.equal(cancel.statusCode, 202, 'DELETE with Content-Type: application/json and no body (some clients send it)')
+  t.equal(cancel.json().status, 'cancelled')
+  t.equal((await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers })).statusCode, 200, 'a GET too')
+  const empty = await h.app.inject({ method: 'POST', url: '/v1/jobs', headers })
+  t.equal(empty.statusCode, 400, 'a route that reads one still needs it')
+  t.equal(empty.json().code, 'AIRLOCK_ERR_MALFORMED_JSON')
+})
+
 t.test("a query parameter the route does not take is refused, not ignored (Airlock's own API)", async (t) => {
   const adminKey = 'admin-key-for-query-tests-01'
   const h = await build(t, { worker: false, env: { AIRLOCK_ADMIN_KEY: adminKey } })

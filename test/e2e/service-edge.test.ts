@@ -529,6 +529,42 @@ const statusLine = (socket: import('node:net').Socket, ms = 5000) =>
     })
   })
 
+t.test("tenants that fill the bodies' room with slow bodies give it up to a tenant that holds none", async (t) => {
+  // Four tenants, each at its share (a quarter), fill the room with bodies trickled in:
+  // before, every other tenant's body was 503 for as long as they kept trickling.
+  const keys = Object.fromEntries(['t1', 't2', 't3', 't4', 'erin'].map((name) => [name, `${name}-body-room-key-01`]))
+  const h = await build(t, {
+    worker: false,
+    listen: true,
+    env: {
+      AIRLOCK_API_KEYS: Object.entries(keys)
+        .map(([name, key]) => `${name}:${key}`)
+        .join(','),
+      AIRLOCK_BODY_BUFFER_BYTES: String(1024 * 1024),
+      AIRLOCK_MAX_BODY_BYTES: String(256 * 1024),
+    },
+  })
+  const port = portOf(h)
+  const head = (name: string, length?: number) =>
+    `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${keys[name]}\r\nContent-Type: application/json\r\n${length === undefined ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`}`
+  const slow = await Promise.all(['t1', 't2', 't3', 't4'].map((name) => openRaw(port, head(name))))
+  t.teardown(() => {
+    for (const socket of slow) socket.destroy()
+  })
+  const answers = slow.map((socket) => statusLine(socket, 8000))
+  for (const socket of slow) socket.write('1\r\n \r\n')
+  const job = JSON.stringify({ runtime: 'bash', source: 'true' })
+  // Sent before the slow bodies have been arriving for YIELD_AFTER_MS: it waits for that.
+  const erin = await rawRequest(port, head('erin', job.length), job)
+  t.equal(erin.status, 202, 'a tenant holding no room gets it')
+  const gave = (await Promise.all(answers)).filter((line) => line.startsWith('HTTP/1.1 503'))
+  t.equal(gave.length, 1, 'one slow body gave its room up (503), the others kept theirs')
+  // A body that came at once is never made to give up its room: erin's own, and a slow
+  // tenant's second body (at its share) still waits in vain, as before.
+  const second = await rawRequest(port, head('t2', job.length), job)
+  t.equal(second.status, 503, "a tenant at its share does not take another's room")
+})
+
 t.test('a body sent to no route is neither held nor parsed, and an operator has room for its own', async (t) => {
   const h = await build(t, { worker: false, listen: true, env: { AIRLOCK_ADMIN_KEY: 'admin-key-for-edge-tests-01' } })
   const port = portOf(h)
