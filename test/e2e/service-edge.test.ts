@@ -25,6 +25,17 @@ const portOf = (h: Harness) => Number(new URL(h.baseUrl).port)
 const queuedJob = async (h: Harness, tenant: 'alice' | 'bob') =>
   (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }, tenant)).json<{ id: string }>().id
 const JOB_BODY = JSON.stringify({ runtime: 'bash', source: 'echo ran' })
+/** Alice's open WebSocket stream of job `id`. */
+const openStream = async (h: Harness, id: string): Promise<WebSocket> => {
+  const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
+    headers: { authorization: `Bearer ${TENANTS.alice}` },
+  })
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve)
+    ws.once('error', reject)
+  })
+  return ws
+}
 
 async function jobCount(h: Harness): Promise<number> {
   const redis = new Redis(h.config.redisUrl)
@@ -1637,13 +1648,7 @@ t.test(
 t.test('a stream client that sends a message is closed with 1008: clients send nothing on a stream', async (t) => {
   const h = await build(t, { worker: false, listen: true })
   const id = await queuedJob(h, 'alice')
-  const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
-    headers: { authorization: `Bearer ${TENANTS.alice}` },
-  })
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve)
-    ws.once('error', reject)
-  })
+  const ws = await openStream(h, id)
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)))
   ws.send('x')
   t.equal(await closed, 1008)
@@ -1659,13 +1664,7 @@ t.test("a stream client's malformed frame is the client's doing: logged as such,
   })
   const h = await build(t, { worker: false, listen: true, logStream: sink })
   const id = await queuedJob(h, 'alice')
-  const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
-    headers: { authorization: `Bearer ${TENANTS.alice}` },
-  })
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve)
-    ws.once('error', reject)
-  })
+  const ws = await openStream(h, id)
   const closed = new Promise((resolve) => ws.once('close', resolve))
   ws.on('error', () => undefined)
   // A text frame without the mask every client frame must have (RFC 6455 5.1).
@@ -1682,16 +1681,7 @@ t.test("a stream client's malformed frame is the client's doing: logged as such,
 t.test('a stream client that floods pings or pongs is closed with 1008; a keep-alive is answered', async (t) => {
   const h = await build(t, { worker: false, listen: true })
   const id = await queuedJob(h, 'alice')
-  const open = async () => {
-    const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
-      headers: { authorization: `Bearer ${TENANTS.alice}` },
-    })
-    await new Promise((resolve, reject) => {
-      ws.once('open', resolve)
-      ws.once('error', reject)
-    })
-    return ws
-  }
+  const open = () => openStream(h, id)
   const keepAlive = await open()
   let pongs = 0
   keepAlive.on('pong', () => pongs++)
