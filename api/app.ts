@@ -215,7 +215,10 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   // Before the auth hook: its own hooks must see every upgrade, or a refused one
   // would leave its socket open.
   await app.register(websocket, {
-    options: { maxPayload: 4096 },
+    // Clients send nothing on a stream (the session closes it at the first message), so
+    // no message of theirs is ever in more than one frame: 16,383 empty fragments (ws's
+    // default bound) made no message, no ping, and cost the loop (the tenth review).
+    options: { maxPayload: 4096, maxFragments: 1 },
     // A client's bad frame (ws's WS_ERR_* codes) or a connection it dropped is the
     // client's doing, not a fault of ours: not logged as an error with its stack, one per
     // connection a hostile client opens. What our handler throws still is.

@@ -19,16 +19,52 @@ const BODY_WAIT_MS = 2000
 /** The most of the budget one tenant's bodies may hold, so it takes several tenants to fill it. */
 const TENANT_SHARE = 0.25
 
+/** How long a tenant's body waits for room before others are asked to give theirs up (most bodies free theirs sooner). */
+export const YIELD_WAIT_MS = 500
 /** How long a body must have been arriving before it may be made to give its room up (one that comes at once never is). */
 export const YIELD_AFTER_MS = 1000
+/** Bodies arriving slower than this, on average since they began, may be made to give their room up. */
+export const YIELD_BELOW_BYTES_PER_S = 64 * 1024
 
 /** A tenant's body on its way in, and the room it holds. */
-interface Arriving {
+export interface Arriving {
   tenant: string
   bytes: number
   since: number
+  /** Bytes of it that have come. */
+  received: () => number
   /** Stops reading it and gives its room back: it is answered 503 and its connection closed. */
   yieldRoom: () => void
+}
+
+/**
+ * Which body gives its room up to `waiter`'s body of `bytes`: one that has been arriving
+ * for YIELD_AFTER_MS at under YIELD_BELOW_BYTES_PER_S, of a tenant that holds more than
+ * the waiter will with its body (so two tenants never take turns cutting each other's),
+ * the tenant holding the most first, its slowest body first. Else, whether one may do
+ * later (one too young, or fast now). Pure.
+ */
+export function bodyToYield(
+  bodies: Iterable<Arriving>,
+  heldBy: (tenant: string) => number,
+  waiter: string,
+  bytes: number,
+  now: number,
+): { body: Arriving } | { later: boolean } {
+  const after = heldBy(waiter) + bytes
+  const rate = (body: Arriving) => body.received() / Math.max(0.001, (now - body.since) / 1000)
+  let best: Arriving | undefined
+  let later = false
+  for (const body of bodies) {
+    if (body.tenant === waiter || heldBy(body.tenant) <= after) continue
+    if (now - body.since < YIELD_AFTER_MS || rate(body) >= YIELD_BELOW_BYTES_PER_S) {
+      later = true
+      continue
+    }
+    const [held, most] = [heldBy(body.tenant), best ? heldBy(best.tenant) : -1]
+    if (held > most || (held === most && rate(body) < rate(best!))) best = body
+  }
+  return best ? { body: best } : { later }
 }
 
 /**
@@ -58,37 +94,27 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
   /**
    * Shares alone let four tenants fill the room: 32 bodies trickled at 100 bytes a second
    * (3 KB/s in all) held it until the request timeout, and every other tenant's body was
-   * 503 (the ninth review). So a tenant whose body waits for room the process lacks takes
-   * it from the tenant holding the most (more than the waiter will, its body taken): that
-   * tenant's body that has been arriving longest gives its room up, until the waiter's
-   * fits or no tenant holds more.
+   * 503 (the ninth review). So a tenant whose body has waited YIELD_WAIT_MS for room the
+   * process lacks takes it from slow bodies of tenants holding more (bodyToYield), until
+   * its body fits, it stops waiting (its client gone too), or none will do. Asking at
+   * once let a tenant that sent headers and hung up cut every other tenant's uploads
+   * (the tenth review).
    */
   const yieldFor = (waiter: string, bytes: number, waits: () => boolean) => {
     for (let short = bytes - (capacityBytes - tenants.inUse); short > 0 && waits(); ) {
-      const now = Date.now()
-      const after = tenants.heldBy(waiter) + bytes
-      let victim: Arriving | undefined
-      // When a body that would do has not been arriving long enough yet: asked again then.
-      let soonest = Infinity
-      for (const body of arriving) {
-        const held = tenants.heldBy(body.tenant)
-        if (body.tenant === waiter || held <= after) continue
-        if (now - body.since < YIELD_AFTER_MS) {
-          soonest = Math.min(soonest, body.since + YIELD_AFTER_MS)
-          continue
-        }
-        const most = victim ? tenants.heldBy(victim.tenant) : 0
-        if (!victim || held > most || (held === most && body.since < victim.since)) victim = body
-      }
-      if (!victim) {
-        if (soonest < Infinity) setTimeout(() => yieldFor(waiter, bytes, waits), soonest - now).unref()
+      const pick = bodyToYield(arriving, (tenant) => tenants.heldBy(tenant), waiter, bytes, Date.now())
+      if ('later' in pick) {
+        if (pick.later) setTimeout(() => yieldFor(waiter, bytes, waits), YIELD_WAIT_MS / 2).unref()
         return
       }
-      victim.yieldRoom()
-      short -= victim.bytes
+      pick.body.yieldRoom()
+      short -= pick.body.bytes
     }
   }
-  const tenants = new OutputBudget(capacityBytes, BODY_WAIT_MS, TENANT_SHARE, busy, yieldFor)
+  const tenants = new OutputBudget(capacityBytes, BODY_WAIT_MS, TENANT_SHARE, busy, {
+    firstFit: true,
+    onShort: (waiter, bytes, waits) => setTimeout(() => yieldFor(waiter, bytes, waits), YIELD_WAIT_MS).unref(),
+  })
   const small = () => new OutputBudget(Math.min(capacityBytes, bodyLimitBytes * 2), BODY_WAIT_MS, 1, busy)
   const [operators, anonymous] = [small(), small()]
   app.addHook('preParsing', async (request, reply, payload) => {
@@ -107,14 +133,22 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
     const res = reply.raw
     let hold: BudgetHold | undefined
     let gone = false
+    // A client gone while its body waits stops waiting: it would hold its place in line, and ask others to yield.
+    const waiting = new AbortController()
     const leave = () => {
       gone = true
       hold?.release()
+      waiting.abort()
     }
     res.once('close', leave)
     const bytes = chunked ? bodyLimitBytes : Math.min(length, bodyLimitBytes)
     try {
-      hold = await (tenant ? tenants : request.operator ? operators : anonymous).take(tenant, bytes)
+      hold = await (tenant ? tenants : request.operator ? operators : anonymous).take(
+        tenant,
+        bytes,
+        false,
+        waiting.signal,
+      )
     } catch (err) {
       res.off('close', leave)
       // The body is not read: the connection cannot be used for another request.
@@ -123,10 +157,12 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
     }
     if (gone) hold.release()
     else if (tenant) {
+      const raw = request.raw as Partial<CountedIncomingMessage>
       const body: Arriving = {
         tenant,
         bytes,
         since: Date.now(),
+        received: () => raw.received ?? 0,
         yieldRoom: () => {
           arriving.delete(body)
           reply.header('connection', 'close')
@@ -136,7 +172,6 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
             undefined,
             1,
           )
-          const raw = request.raw as Partial<CountedIncomingMessage>
           if (raw.refuse) raw.refuse(refusal)
           else request.raw.destroy(refusal)
           hold?.release()

@@ -125,7 +125,10 @@ export function boundedJsonParser(scope: FastifyInstance): JsonParser {
     // before the work of its scan and parse.
     request.takeTurn().then(() => {
       // A DELETE or GET sent with a Content-Type and nothing else: its route reads no body.
-      if (body.length === 0 && !request.routeOptions.schema?.body) return done(null, undefined)
+      if (body.length === 0)
+        return request.routeOptions.schema?.body
+          ? done(new AirlockError('AIRLOCK_ERR_MALFORMED_JSON', 'the body is empty; this route reads a JSON body'))
+          : done(null, undefined)
       if (!isUtf8(body))
         return done(new AirlockError('AIRLOCK_ERR_MALFORMED_JSON', 'the body is not UTF-8 (JSON is, RFC 8259 §8.1)'))
       const text = body.toString('utf8')

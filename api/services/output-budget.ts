@@ -28,11 +28,7 @@ export class OutputBudget {
         'AIRLOCK_ERR_OUTPUT_BUSY',
         'the server is sending as much job output as it may hold; retry shortly',
       ),
-    /**
-     * Told when `tenant` has to wait for `bytes` that its share has room for: the budget
-     * as a whole is short. `waits` says whether it still waits.
-     */
-    private readonly onShort?: (tenant: string, bytes: number, waits: () => boolean) => void,
+    private readonly options: BudgetOptions = {},
   ) {
     this.tenantCapacity = Math.max(1, Math.floor(capacityBytes * tenantShare))
   }
@@ -46,23 +42,30 @@ export class OutputBudget {
     return this.byTenant.get(tenant) ?? 0
   }
 
-  /** Waits for `bytes` (at most one tenant's share) for `tenant`; the hold gives them back. */
-  async take(tenant: string, bytes: number, patient = false): Promise<BudgetHold> {
+  /**
+   * Waits for `bytes` (at most one tenant's share) for `tenant`; the hold gives them back.
+   * A wait `signal` aborts (its caller has gone) ends at once, refused, and holds no place.
+   */
+  async take(tenant: string, bytes: number, patient = false, signal?: AbortSignal): Promise<BudgetHold> {
     let held = Math.min(Math.max(0, Math.ceil(bytes)), this.tenantCapacity)
-    if (this.waiting.length > 0 || !this.fits(tenant, held)) {
+    if ((this.waiting.length > 0 && !this.options.firstFit) || !this.fits(tenant, held)) {
       await new Promise<void>((resolve, reject) => {
         const waiter: Waiter = { tenant, bytes: held, resolve, timer: undefined }
-        if (!patient) {
-          waiter.timer = setTimeout(() => {
-            this.waiting.splice(this.waiting.indexOf(waiter), 1)
-            reject(this.busy())
-          }, this.waitMs)
+        const giveUp = () => {
+          const at = this.waiting.indexOf(waiter)
+          if (at < 0) return
+          this.waiting.splice(at, 1)
+          clearTimeout(waiter.timer)
+          reject(this.busy())
+          this.wake()
         }
+        if (!patient) waiter.timer = setTimeout(giveUp, this.waitMs)
+        signal?.addEventListener('abort', giveUp, { once: true })
         this.waiting.push(waiter)
         // A waiter of a tenant under its share may go ahead of one whose tenant is at it.
         this.wake()
         if (this.waiting.includes(waiter) && this.heldBy(tenant) + held <= this.tenantCapacity)
-          this.onShort?.(tenant, held, () => this.waiting.includes(waiter))
+          this.options.onShort?.(tenant, held, () => this.waiting.includes(waiter))
       })
     } else {
       this.add(tenant, held)
@@ -98,7 +101,11 @@ export class OutputBudget {
   private wake(): void {
     for (let i = 0; i < this.waiting.length; ) {
       const w = this.waiting[i]!
-      if (this.used + w.bytes > this.capacityBytes) return
+      if (this.used + w.bytes > this.capacityBytes) {
+        if (!this.options.firstFit) return
+        i++
+        continue
+      }
       if (!this.fits(w.tenant, w.bytes)) {
         i++
         continue
@@ -109,6 +116,21 @@ export class OutputBudget {
       w.resolve()
     }
   }
+}
+
+export interface BudgetOptions {
+  /**
+   * A waiter that fits goes ahead of those before it that do not (else they wait in
+   * order: a big one at the head holds back the small ones behind it until it fits or
+   * gives up; the ninth review's header-only bodies held other tenants' 8 KB bodies at
+   * the head of the line for seconds).
+   */
+  firstFit?: boolean
+  /**
+   * Told when `tenant` has to wait for `bytes` that its share has room for: the budget
+   * as a whole is short. `waits` says whether it still waits.
+   */
+  onShort?: (tenant: string, bytes: number, waits: () => boolean) => void
 }
 
 interface Waiter {

@@ -334,6 +334,14 @@ t.test('a Piston request refused gets a 4xx in Piston shape, { message } with ou
   })
   t.equal(notJson.statusCode, 400, 'a text/plain body is read as JSON, and this is not JSON')
   t.match(notJson.json(), { code: 'AIRLOCK_ERR_MALFORMED_JSON', message: String })
+  const empty = await h.app.inject({
+    method: 'POST',
+    url: '/piston/api/v2/execute',
+    headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': 'text/plain' },
+  })
+  t.equal(empty.statusCode, 400, 'an empty body where one is read')
+  t.match(empty.json(), { code: 'AIRLOCK_ERR_MALFORMED_JSON', message: /body is empty/ })
+  t.notMatch(empty.json().message, /application\/json/, 'not said to be of a type it was not sent as')
   const jobs = (await h.request('GET', '/v1/jobs?limit=100')).json<JobList>()
   t.notOk(
     jobs.items.some((j) => j.status === 'queued'),

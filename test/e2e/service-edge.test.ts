@@ -562,10 +562,25 @@ t.test("tenants that fill the bodies' room with slow bodies give it up to a tena
   t.teardown(() => {
     for (const socket of slow) socket.destroy()
   })
-  const answers = slow.map((socket) => statusLine(socket, 8000))
+  let answered = 0
+  const answers = slow.map((socket) =>
+    statusLine(socket, 10_000).then((line) => {
+      answered++
+      return line
+    }),
+  )
   for (const socket of slow) socket.write('1\r\n \r\n')
   const job = JSON.stringify({ runtime: 'bash', source: 'true' })
-  // Sent before the slow bodies have been arriving for YIELD_AFTER_MS: it waits for that.
+  // A body's headers sent, and the client gone before its body: it asks no one to give room
+  // up (the tenth review cut every other tenant's uploads this way, one a request).
+  await new Promise((r) => setTimeout(r, 1100))
+  for (let i = 0; i < 3; i++) {
+    const ghost = await openRaw(port, head('erin', job.length))
+    await new Promise((r) => setTimeout(r, 100))
+    ghost.destroy()
+  }
+  await new Promise((r) => setTimeout(r, 1000))
+  t.equal(answered, 0, 'no slow body was cut for a client that left')
   const erin = await rawRequest(port, head('erin', job.length), job)
   t.equal(erin.status, 202, 'a tenant holding no room gets it')
   const gave = (await Promise.all(answers)).filter((line) => line.startsWith('HTTP/1.1 503'))
@@ -1702,5 +1717,15 @@ t.test('a stream client that floods pings or pongs is closed with 1008; a keep-a
     for (let i = 0; i < 20_000; i++) ws[frame]()
     t.equal(await closed, 1008, `a flood of ${frame}s`)
   }
+  // Nor a message that never ends: empty fragments make no message event.
+  const fragments = await open()
+  const fragmented = new Promise<number | string>((resolve) => {
+    fragments.once('close', (code) => resolve(code))
+    setTimeout(() => resolve('still open'), 3000)
+  })
+  // Fewer than ws's own default bound, which would close it too.
+  for (let i = 0; i < 1000; i++) fragments.send('', { fin: false })
+  t.equal(await fragmented, 1008, 'a flood of fragments')
+  fragments.terminate()
   t.equal((await h.request('GET', '/v1/jobs?limit=1', undefined, 'bob')).statusCode, 200, 'the server answers others')
 })

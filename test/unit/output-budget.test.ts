@@ -46,3 +46,55 @@ t.test('a reader that cannot get budget in time gets AIRLOCK_ERR_OUTPUT_BUSY, an
   t.equal(budget.inUse, 10, 'the timed-out waiter no longer holds a place in the queue')
   next.release()
 })
+
+t.test('in order by default; first fit lets a waiter that fits go ahead of one that does not', async (t) => {
+  for (const firstFit of [false, true]) {
+    const budget = new OutputBudget(1000, 500, 1, undefined, { firstFit })
+    const held = await budget.take('a', 900)
+    const big = budget.take('b', 500).catch(() => 'busy')
+    let smallGot = false
+    const small = budget.take('c', 50).then((h) => {
+      smallGot = true
+      return h
+    })
+    await new Promise((r) => setTimeout(r, 20))
+    t.equal(smallGot, firstFit, firstFit ? 'first fit: the small one goes' : 'in order: the small one waits')
+    held.release()
+    const [b, c] = await Promise.all([big, small])
+    if (typeof b !== 'string') b.release()
+    c.release()
+    t.equal(budget.inUse, 0)
+  }
+})
+
+t.test('a waiter whose signal aborts leaves the line at once, refused, and those behind it go', async (t) => {
+  const budget = new OutputBudget(1000, 5000, 1)
+  const held = await budget.take('a', 900)
+  const gone = new AbortController()
+  const first = budget.take('b', 500, false, gone.signal).catch((e: unknown) => e)
+  let nextGot = false
+  const next = budget.take('c', 50).then((h) => {
+    nextGot = true
+    return h
+  })
+  gone.abort()
+  t.ok(isAirlockError(await first), 'the aborted wait ends refused, well before its 5 s')
+  await new Promise((r) => setTimeout(r, 10))
+  t.ok(nextGot, 'the waiter behind it goes: in order, it had been held back only by the one that left')
+  ;(await next).release()
+  held.release()
+  t.equal(budget.inUse, 0)
+})
+
+t.test('onShort is told only when the budget as a whole is short, not the tenant at its share', async (t) => {
+  const told: [string, number][] = []
+  const budget = new OutputBudget(1000, 100, 0.6, undefined, { onShort: (tenant, bytes) => told.push([tenant, bytes]) })
+  const a = await budget.take('a', 500)
+  const overShare = budget.take('a', 150).catch(() => undefined)
+  const b = await budget.take('b', 450)
+  const short = budget.take('b', 100).catch(() => undefined)
+  await Promise.all([overShare, short])
+  t.same(told, [['b', 100]])
+  a.release()
+  b.release()
+})
