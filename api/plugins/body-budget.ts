@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
-import { type BudgetHold, OutputBudget } from '../services/output-budget.js'
+import { type BudgetHold, OutputBudget, type ShortWaiter } from '../services/output-budget.js'
 import type { CountedIncomingMessage } from './body-pieces.js'
 
 declare module 'fastify' {
@@ -100,20 +100,22 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
    * once let a tenant that sent headers and hung up cut every other tenant's uploads
    * (the tenth review).
    */
-  const yieldFor = (waiter: string, bytes: number, waits: () => boolean) => {
-    for (let short = bytes - (capacityBytes - tenants.inUse); short > 0 && waits(); ) {
+  const yieldFor = (waiter: string, bytes: number, asking: ShortWaiter) => {
+    // The room a body gives up goes to the body that asked, not to the next in line (it
+    // could be the cut tenant's own next body).
+    asking.first()
+    while (asking.waits() && bytes > capacityBytes - tenants.inUse) {
       const pick = bodyToYield(arriving, (tenant) => tenants.heldBy(tenant), waiter, bytes, Date.now())
       if ('later' in pick) {
-        if (pick.later) setTimeout(() => yieldFor(waiter, bytes, waits), YIELD_WAIT_MS / 2).unref()
+        if (pick.later) setTimeout(() => yieldFor(waiter, bytes, asking), YIELD_WAIT_MS / 2).unref()
         return
       }
       pick.body.yieldRoom()
-      short -= pick.body.bytes
     }
   }
   const tenants = new OutputBudget(capacityBytes, BODY_WAIT_MS, TENANT_SHARE, busy, {
     firstFit: true,
-    onShort: (waiter, bytes, waits) => setTimeout(() => yieldFor(waiter, bytes, waits), YIELD_WAIT_MS).unref(),
+    onShort: (waiter, bytes, asking) => setTimeout(() => yieldFor(waiter, bytes, asking), YIELD_WAIT_MS).unref(),
   })
   const small = () => new OutputBudget(Math.min(capacityBytes, bodyLimitBytes * 2), BODY_WAIT_MS, 1, busy)
   const [operators, anonymous] = [small(), small()]
@@ -140,7 +142,9 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
       hold?.release()
       waiting.abort()
     }
-    res.once('close', leave)
+    // Gone before this hook (while its key was looked up): its close has been and gone.
+    if (res.destroyed || request.raw.destroyed) leave()
+    else res.once('close', leave)
     const bytes = chunked ? bodyLimitBytes : Math.min(length, bodyLimitBytes)
     try {
       hold = await (tenant ? tenants : request.operator ? operators : anonymous).take(
@@ -156,7 +160,8 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
       throw err
     }
     if (gone) hold.release()
-    else if (tenant) {
+    // Bodies fastify reads as they come (a GET's or an upgrade's never is): only those can be told to stop.
+    else if (tenant && request.method !== 'GET' && request.method !== 'HEAD' && !request.ws) {
       const raw = request.raw as Partial<CountedIncomingMessage>
       const body: Arriving = {
         tenant,
@@ -172,8 +177,7 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
             undefined,
             1,
           )
-          if (raw.refuse) raw.refuse(refusal)
-          else request.raw.destroy(refusal)
+          raw.refuse?.(refusal)
           hold?.release()
         },
       }

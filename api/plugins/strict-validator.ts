@@ -12,14 +12,24 @@ const WRITTEN = {
 
 interface PartSchema {
   properties?: Record<string, { type?: unknown }>
-  [CLOSED]?: true
+  [CLOSED]?: readonly string[]
 }
 
 /**
- * Marks a query schema whose route takes no other parameters. Not `additionalProperties:
- * false`: TypeBox then stops converting the named ones (`?limit=1` was "must be integer").
+ * Marks a query schema whose route takes no other parameters than its own and the
+ * credentials listed under it. Not `additionalProperties: false`: TypeBox then stops
+ * converting the named ones (`?limit=1` was "must be integer").
  */
 const CLOSED = Symbol('closed query')
+
+/**
+ * A route's `config` naming the query parameters that are credentials (a security
+ * scheme's, read by the auth hook): taken, but not in the query schema, where the
+ * OpenAPI document would have them twice.
+ */
+export interface QueryCredentialsConfig {
+  queryCredentials?: readonly string[]
+}
 
 /**
  * Makes every route of `scope` refuse a query parameter its schema does not name (a
@@ -33,7 +43,7 @@ export function closeQueryStrings(scope: FastifyInstance): void {
     const query = (route.schema?.querystring as TSchema | undefined) ?? Type.Object({})
     // A copy with every property (TypeBox's kind is not enumerable: a spread lost it, and with it the conversions).
     const closed = Object.create(Object.getPrototypeOf(query), Object.getOwnPropertyDescriptors(query)) as PartSchema
-    closed[CLOSED] = true
+    closed[CLOSED] = (route.config as QueryCredentialsConfig | undefined)?.queryCredentials ?? []
     route.schema = { ...route.schema, querystring: closed }
   })
 }
@@ -58,13 +68,16 @@ export const strictValidatorCompiler: FastifySchemaCompiler<unknown> = (route) =
   const typed = Object.entries(properties).flatMap(([name, s]) =>
     typeof s.type === 'string' && s.type in WRITTEN ? [[name, WRITTEN[s.type as keyof typeof WRITTEN]] as const] : [],
   )
-  const closed = route.httpPart === 'querystring' && closedQuery === true
+  const closed = route.httpPart === 'querystring' && closedQuery !== undefined
+  const credentials = new Set(closedQuery ?? [])
   const names = Object.keys(properties)
   const unknownMessage = `is not a query parameter of this route (${names.length > 0 ? `it takes ${names.join(', ')}` : 'it takes none'})`
   if (typed.length === 0 && !closed) return check
   return (value: unknown) => {
     const raw = (value ?? {}) as Record<string, unknown>
-    const unknown = closed ? Object.keys(raw).filter((name) => !Object.hasOwn(properties, name)) : []
+    const unknown = closed
+      ? Object.keys(raw).filter((name) => !Object.hasOwn(properties, name) && !credentials.has(name))
+      : []
     const errors = [
       ...unknown.slice(0, 20).map((name) => ({ instancePath: `/${name.slice(0, 100)}`, message: unknownMessage })),
       ...typed

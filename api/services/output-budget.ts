@@ -44,28 +44,38 @@ export class OutputBudget {
 
   /**
    * Waits for `bytes` (at most one tenant's share) for `tenant`; the hold gives them back.
-   * A wait `signal` aborts (its caller has gone) ends at once, refused, and holds no place.
+   * A wait whose `signal` aborts (its caller has gone), or has already, ends at once,
+   * refused with `left`, and holds no place.
    */
   async take(tenant: string, bytes: number, patient = false, signal?: AbortSignal): Promise<BudgetHold> {
+    if (signal?.aborted) throw left()
     let held = Math.min(Math.max(0, Math.ceil(bytes)), this.tenantCapacity)
     if ((this.waiting.length > 0 && !this.options.firstFit) || !this.fits(tenant, held)) {
       await new Promise<void>((resolve, reject) => {
         const waiter: Waiter = { tenant, bytes: held, resolve, timer: undefined }
-        const giveUp = () => {
+        const giveUp = (why: Error) => {
           const at = this.waiting.indexOf(waiter)
           if (at < 0) return
           this.waiting.splice(at, 1)
           clearTimeout(waiter.timer)
-          reject(this.busy())
+          signal?.removeEventListener('abort', abort)
+          reject(why)
           this.wake()
         }
-        if (!patient) waiter.timer = setTimeout(giveUp, this.waitMs)
-        signal?.addEventListener('abort', giveUp, { once: true })
+        const abort = () => giveUp(left())
+        if (!patient) waiter.timer = setTimeout(() => giveUp(this.busy()), this.waitMs)
+        signal?.addEventListener('abort', abort, { once: true })
         this.waiting.push(waiter)
         // A waiter of a tenant under its share may go ahead of one whose tenant is at it.
         this.wake()
         if (this.waiting.includes(waiter) && this.heldBy(tenant) + held <= this.tenantCapacity)
-          this.options.onShort?.(tenant, held, () => this.waiting.includes(waiter))
+          this.options.onShort?.(tenant, held, {
+            waits: () => this.waiting.includes(waiter),
+            first: () => {
+              const at = this.waiting.indexOf(waiter)
+              if (at > 0) this.waiting.unshift(...this.waiting.splice(at, 1))
+            },
+          })
       })
     } else {
       this.add(tenant, held)
@@ -128,10 +138,21 @@ export interface BudgetOptions {
   firstFit?: boolean
   /**
    * Told when `tenant` has to wait for `bytes` that its share has room for: the budget
-   * as a whole is short. `waits` says whether it still waits.
+   * as a whole is short.
    */
-  onShort?: (tenant: string, bytes: number, waits: () => boolean) => void
+  onShort?: (tenant: string, bytes: number, waiter: ShortWaiter) => void
 }
+
+/** A waiter the budget is short for. */
+export interface ShortWaiter {
+  /** Whether it still waits (not yet given its room, timed out or gone). */
+  waits(): boolean
+  /** Puts it first in line: room given back next goes to it if it fits. */
+  first(): void
+}
+
+/** Why a wait ended whose caller had gone: nobody hears it, so it is neither a bound nor logged. */
+const left = () => new AirlockError('AIRLOCK_ERR_BAD_REQUEST', 'the client left while it waited')
 
 interface Waiter {
   tenant: string

@@ -341,6 +341,13 @@ t.test("a query parameter the route does not take is refused, not ignored (Airlo
   })
   t.equal(admin.statusCode, 400, "the operator's routes too")
   t.equal((await h.request('GET', '/v1/jobs?limit=1&status=queued')).statusCode, 200, 'named parameters still pass')
+  // A stream's ?token= is a credential: taken, and in the document once, as its security scheme.
+  const doc = (await h.app.inject({ method: 'GET', url: '/docs/json' })).json()
+  const streamParams = doc.paths['/v1/jobs/{id}/stream'].get.parameters as { name: string; in: string }[]
+  t.notOk(
+    streamParams.some((p) => p.in === 'query' && p.name === 'token'),
+    'not a query parameter beside the scheme',
+  )
   // The adapters take what their clients send, as Judge0 and Piston do.
   t.equal((await h.app.inject({ method: 'GET', url: '/healthz?probe=1' })).statusCode, 200, 'nor does the probe care')
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { OutputBudget } from '../../api/services/output-budget.js'
+import { type BudgetHold, OutputBudget } from '../../api/services/output-budget.js'
 import { isAirlockError } from '../../core/errors.js'
 
 t.test('one tenant gets at most its share; the others go ahead of its waiting readers', async (t) => {
@@ -97,4 +97,41 @@ t.test('onShort is told only when the budget as a whole is short, not the tenant
   t.same(told, [['b', 100]])
   a.release()
   b.release()
+})
+
+t.test('a take whose signal has already aborted is refused at once and holds no place', async (t) => {
+  const budget = new OutputBudget(1000, 5000, 1)
+  const gone = new AbortController()
+  gone.abort()
+  const err = await budget.take('a', 10, false, gone.signal).catch((e: unknown) => e)
+  t.ok(isAirlockError(err))
+  t.equal(budget.inUse, 0)
+})
+
+t.test('a short waiter put first gets the room given back next, ahead of those before it', async (t) => {
+  let asking: { first(): void } | undefined
+  const budget = new OutputBudget(1000, 5000, 0.5, undefined, {
+    firstFit: true,
+    onShort: (tenant, _bytes, waiter) => {
+      if (tenant === 'asker') asking = waiter
+    },
+  })
+  const a = await budget.take('a', 500)
+  const b = await budget.take('b', 450)
+  const got: string[] = []
+  const noting = (name: string) => (h: BudgetHold) => {
+    got.push(name)
+    return h
+  }
+  const before = budget.take('c', 100).then(noting('c'))
+  const asker = budget.take('asker', 100).then(noting('asker'))
+  t.ok(asking, 'told that the budget is short for the asker')
+  asking!.first()
+  a.release()
+  const [c, held] = await Promise.all([before, asker])
+  t.same(got, ['asker', 'c'], 'the room given back went to the asker first, though c asked before it')
+  c.release()
+  held.release()
+  b.release()
+  t.equal(budget.inUse, 0)
 })

@@ -2,6 +2,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import { ownJob } from './own-job.js'
 import { errorResponses, JobParams } from '../../../schemas.js'
 import { STREAM_SECURITY } from '../../../plugins/openapi.js'
+import type { QueryCredentialsConfig } from '../../../plugins/strict-validator.js'
 import { StreamSession } from '../../../services/stream-session.js'
 import { handshakeRefusal, upgradeRequired } from '../../../services/stream-gate.js'
 import { invalidStreamToken } from '../../../services/stream-tokens.js'
@@ -39,12 +40,12 @@ const streamRoutes: FastifyPluginAsyncTypebox = async (app) => {
         querystring: Type.Object({
           // A string, parsed below: numeric coercion would quietly turn "1.5" into a seq.
           from: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Resume after this seq' })),
-          // A credential (the streamToken security scheme), read by the auth hook; named here so the route takes it.
-          token: Type.Optional(Type.String({ description: 'A stream token from POST /v1/jobs/{id}/stream-tokens' })),
+          // ?token= is a credential (the streamToken security scheme), read by the auth hook: `config` below.
         }),
         security: STREAM_SECURITY,
         response: errorResponses(400, 401, 404, 426, 429),
       },
+      config: { queryCredentials: ['token'] } satisfies QueryCredentialsConfig,
       // Ownership and the stream caps are checked before the upgrade, so refusals are
       // plain HTTP answers.
       preHandler: async (request, reply) => {
