@@ -29,7 +29,6 @@ export const YIELD_BELOW_BYTES_PER_S = 64 * 1024
 /** A tenant's body on its way in, and the room it holds. */
 export interface Arriving {
   tenant: string
-  bytes: number
   since: number
   /** Bytes of it that have come. */
   received: () => number
@@ -165,7 +164,6 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
       const raw = request.raw as Partial<CountedIncomingMessage>
       const body: Arriving = {
         tenant,
-        bytes,
         since: Date.now(),
         received: () => raw.received ?? 0,
         yieldRoom: () => {

@@ -3,9 +3,8 @@ import { type Arriving, bodyToYield, YIELD_AFTER_MS, YIELD_BELOW_BYTES_PER_S } f
 
 // Which body gives its room up when a tenant's body waits for room the process lacks.
 const now = 100_000
-const body = (tenant: string, ageMs: number, bytesPerS: number, bytes = 256 * 1024): Arriving => ({
+const body = (tenant: string, ageMs: number, bytesPerS: number): Arriving => ({
   tenant,
-  bytes,
   since: now - ageMs,
   received: () => (bytesPerS * ageMs) / 1000,
   yieldRoom: () => undefined,
