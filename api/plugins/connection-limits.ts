@@ -86,6 +86,9 @@ export const MAX_IN_FLIGHT_PER_CONNECTION = 4
  */
 export const MAX_WAITING_PER_CONNECTION = 12
 
+/** A socket closes on its error by itself: listening is only so that it is not thrown. */
+function ignoreSocketError(): void {}
+
 /** The answer to a connection over a cap, written before any of its request is read. */
 function refuse(socket: Socket, message: string): void {
   const body = JSON.stringify({ statusCode: 503, code: 'AIRLOCK_ERR_TOO_MANY_CONNECTIONS', message })
@@ -204,6 +207,12 @@ export function limitConnections(
     if (event === 'upgrade') return upgrade(args[1] as Socket) || emit(event, ...args)
     if (event !== 'connection') return emit(event, ...args)
     const socket = args[0] as Socket
+    // A socket's error (the client's reset, most often) is thrown when nothing listens,
+    // and that ends the process. Node's HTTP server listens only on the sockets it is
+    // given, and stops before it hands one over as an Upgrade: found by the eleventh
+    // review, a keyless client that reset the connections the per-address cap refused
+    // took the API down. Node closes a socket on its error; nothing else is to be done.
+    socket.on('error', ignoreSocketError)
     const address = socket.remoteAddress ?? '?'
     const group = addressGroup(address)
     const fromAddress = byAddress.get(group) ?? 0

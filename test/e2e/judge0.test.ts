@@ -233,6 +233,12 @@ t.test("another tenant's token is not found, and cannot be cancelled", async (t)
     TENANTS.bob,
   )
   t.same(batch.json, { submissions: [null, null] }, 'a batch read shows nothing of it')
+  const twice = await judge0('GET', `/submissions/batch?tokens=${token},${token}&fields=token`)
+  t.equal(twice.status, 400, 'a token listed twice is refused: the job would be read twice in one request')
+  t.same(twice.json, {
+    error: `submission ${token} is listed more than once in a batch; list each once`,
+    code: 'AIRLOCK_ERR_VALIDATION',
+  })
 })
 
 t.test('DELETE cancels a running submission, which then reads as Internal Error', async (t) => {

@@ -1729,3 +1729,63 @@ t.test('a stream client that floods pings or pongs is closed with 1008; a keep-a
   fragments.terminate()
   t.equal((await h.request('GET', '/v1/jobs?limit=1', undefined, 'bob')).statusCode, 200, 'the server answers others')
 })
+
+t.test(
+  'a client that resets a connection the server refused or holds as an Upgrade does not end the process',
+  async (t) => {
+    // Found by the eleventh review: a socket's error is thrown where nothing listens, and
+    // Node's HTTP server listens only on the sockets it has (not on those the caps refuse
+    // before it sees them, nor on an Upgrade it has handed over). A keyless client that
+    // reset the connections the per-address cap refused took the API down.
+    const h = await build(t, {
+      worker: false,
+      listen: true,
+      env: { AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '2', AIRLOCK_MAX_WAIT_MS: '1500' },
+    })
+    const port = portOf(h)
+    const resetOnFirstByte = (head: string, from = '127.0.0.1') =>
+      openRaw(port, head, { from }).then(
+        (socket) =>
+          new Promise<string>((resolve) => {
+            socket.once('data', (d: Buffer) => {
+              socket.resetAndDestroy()
+              resolve(d.toString('latin1'))
+            })
+            socket.once('close', () => resolve(''))
+          }),
+      )
+    const held = await Promise.all([
+      openRaw(port, 'GET /healthz HTTP/1.1\r\nHost: x', { partial: true }),
+      openRaw(port, 'GET /healthz HTTP/1.1\r\nHost: x', { partial: true }),
+    ])
+    const refused = await Promise.all(
+      Array.from({ length: 40 }, () => resetOnFirstByte('GET /healthz HTTP/1.1\r\nHost: x')),
+    )
+    t.ok(
+      refused.every((answer) => /^HTTP\/1\.1 503 [\s\S]*AIRLOCK_ERR_TOO_MANY_CONNECTIONS/.test(answer)),
+      'each connection over the cap was refused with a code before its client reset it',
+    )
+    for (const socket of held) socket.destroy()
+
+    // An Upgrade behind a request that waits for its job: the connection is reset while
+    // the upgrade waits for the answer ahead of it.
+    const job = await queuedJob(h, 'alice')
+    const auth = `Authorization: Bearer ${TENANTS.alice}`
+    const behind = await openRaw(
+      port,
+      `POST /v1/jobs?wait=true HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}\r\n\r\n${JOB_BODY}GET /v1/jobs/${job}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n`,
+      { from: '127.0.0.2' },
+    )
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    behind.resetAndDestroy()
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+
+    const after = await until(
+      () => rawRequest(port, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1'),
+      (r) => r.status === 200,
+      5000,
+      'the server answering after the resets',
+    )
+    t.equal(after.status, 200, 'the server still answers')
+  },
+)

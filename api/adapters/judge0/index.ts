@@ -233,6 +233,13 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
         throw new Judge0Error(400, {
           error: `number of submissions in a batch should be less than or equal to ${MAX_BATCH}`,
         })
+      // Judge0 answers a token listed twice twice; here each answer streams the whole job,
+      // so one request naming a big job 20 times read it 20 times: each token once.
+      const repeated = tokens.find((token, i) => tokens.indexOf(token) !== i)
+      if (repeated !== undefined)
+        throw new Judge0Error(400, {
+          error: `submission ${repeated} is listed more than once in a batch; list each once`,
+        })
       const options = await writeOptions(request.query)
       return send(reply, 200, submissionsJson(ownJobs(tokens, request.tenant), outputWriter, options))
     },
