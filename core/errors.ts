@@ -83,6 +83,11 @@ export class AirlockError extends Error {
   }
 }
 
+/** The answer (never read) to a client that went while its request waited for something. */
+export function clientLeft(during: string): AirlockError {
+  return new AirlockError('AIRLOCK_ERR_BAD_REQUEST', `the client left ${during}`)
+}
+
 export function isAirlockError(err: unknown): err is AirlockError {
   return err instanceof AirlockError
 }

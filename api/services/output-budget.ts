@@ -1,4 +1,4 @@
-import { AirlockError } from '../../core/errors.js'
+import { AirlockError, clientLeft } from '../../core/errors.js'
 
 /**
  * The bytes of job output one API process holds at once, for every reader together:
@@ -152,7 +152,7 @@ export interface ShortWaiter {
 }
 
 /** Why a wait ended whose caller had gone: nobody hears it, so it is neither a bound nor logged. */
-const left = () => new AirlockError('AIRLOCK_ERR_BAD_REQUEST', 'the client left while it waited')
+const left = () => clientLeft('while it waited')
 
 interface Waiter {
   tenant: string

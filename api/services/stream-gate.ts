@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 import type { FastifyReply } from 'fastify'
-import { AirlockError } from '../../core/errors.js'
+import { AirlockError, clientLeft } from '../../core/errors.js'
 import { addressGroup } from './address-group.js'
 
 /**
@@ -70,8 +70,13 @@ export class StreamGate {
   ) {}
 
   /** Takes a slot for the tenant and address (an IPv6 /64 is one) until `socket` closes; 429 when either is at its cap. */
-  enter(tenant: string, clientAddress: string, socket: Socket): void {
-    const address = addressGroup(clientAddress)
+  enter(tenant: string, clientAddress: string | undefined, socket: Socket): void {
+    // A client that went while its handshake was checked (its job looked up in Redis) has
+    // already closed: a slot taken now would wait for a close that came before, and never
+    // be given back (found by the eleventh review: 64 resets locked a tenant, and its
+    // address, out of streams until the process restarted).
+    if (socket.destroyed) throw clientLeft('during its handshake')
+    const address = addressGroup(clientAddress ?? '?')
     if ((this.byTenant.get(tenant) ?? 0) >= this.maxPerTenant) {
       throw new AirlockError(
         'AIRLOCK_ERR_TOO_MANY_STREAMS',
