@@ -28,24 +28,34 @@ export class EventHub {
 
   /** Calls `wake` after each new event of the job until the returned function is called. */
   async watch(jobId: string, wake: () => void): Promise<() => Promise<void>> {
+    const channel = this.keys.jobNotify(jobId)
     let set = this.watchers.get(jobId)
+    const first = !set
     if (!set) {
       set = new Set()
       this.watchers.set(jobId, set)
-      const channel = this.keys.jobNotify(jobId)
       this.jobByChannel.set(channel, jobId)
-      await this.subscriber.subscribe(channel)
     }
+    // Added before the subscribe is waited for: another watcher of the job that came and
+    // went meanwhile would have found the set empty, dropped it and unsubscribed.
     set.add(wake)
-    return async () => {
+    const unwatch = async () => {
       const current = this.watchers.get(jobId)
       if (!current) return
       current.delete(wake)
       if (current.size > 0) return
       this.watchers.delete(jobId)
-      const channel = this.keys.jobNotify(jobId)
       this.jobByChannel.delete(channel)
       await this.subscriber.unsubscribe(channel).catch(() => undefined)
     }
+    if (first) {
+      try {
+        await this.subscriber.subscribe(channel)
+      } catch (err) {
+        await unwatch()
+        throw err
+      }
+    }
+    return unwatch
   }
 }

@@ -478,6 +478,9 @@ export class JobService {
     signal: AbortSignal,
   ): Promise<JobHead | undefined> {
     const { config, store, waiter } = this.deps
+    // A client gone while its job was submitted holds no wait (found by a review: 256
+    // such left the tenant's waits all taken, each to its timeout, up to 330 s).
+    if (signal.aborted) return undefined
     const held = this.waits.get(tenant) ?? 0
     if (held >= config.maxWaitsPerTenant) {
       const now = await store.head(id)

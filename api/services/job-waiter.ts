@@ -24,7 +24,12 @@ export class JobWaiter {
   }
 
   async ready(): Promise<void> {
-    this.subscribed ??= this.subscriber.subscribe(this.channel)
+    // A subscribe that failed (Redis away) is tried again by the next wait, not kept as
+    // the answer of every wait to come.
+    this.subscribed ??= this.subscriber.subscribe(this.channel).catch((err: unknown) => {
+      this.subscribed = undefined
+      throw err
+    })
     await this.subscribed
   }
 
@@ -35,6 +40,8 @@ export class JobWaiter {
 
   /** Resolves true when the job finishes, false after `timeoutMs` or when `signal` aborts. */
   wait(jobId: string, timeoutMs: number, signal?: AbortSignal): { finished: Promise<boolean>; cancel: () => void } {
+    // An abort that has been fires no listener: the wait would be held to its timeout.
+    if (signal?.aborted) return { finished: Promise.resolve(false), cancel: () => undefined }
     let wake!: () => void
     let release!: () => void
     let timer: NodeJS.Timeout | undefined

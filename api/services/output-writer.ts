@@ -262,18 +262,19 @@ export class OutputWriter {
     // between pieces, take theirs too), and no turn is held while the client takes a piece
     // (found by the seventh review: Judge0's lists read their 100 jobs outside any turn).
     request.leaveTurn()
-    reply.hijack()
-    // `headers` are the body's own: an error before the first byte is answered without them.
-    res.writeHead(status, {
-      'content-type': contentType,
-      ...(reply.getHeaders() as Record<string, string>),
-      ...headers,
-    })
     const flush: Flush = (text) =>
       new Promise((resolve, reject) => {
         res.write(text, (err) => (err ? reject(err) : resolve()))
       })
+    // From here the first piece's hold is given back only by `parts.return`: in the finally.
     try {
+      reply.hijack()
+      // `headers` are the body's own: an error before the first byte is answered without them.
+      res.writeHead(status, {
+        'content-type': contentType,
+        ...(reply.getHeaders() as Record<string, string>),
+        ...headers,
+      })
       // A HEAD answer has no body: the rest is not read (it would cost what a GET costs).
       if (!first.done && reply.request.method !== 'HEAD') {
         await this.flushInTime(flush, first.value)

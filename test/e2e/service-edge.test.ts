@@ -1789,3 +1789,74 @@ t.test(
     t.equal(after.status, 200, 'the server still answers')
   },
 )
+
+t.test('a WebSocket handshake that announces a body holds none of the room for bodies', async (t) => {
+  // Found by a review: fastify runs the body hook for a GET too, and an upgrade's answer
+  // closes only with its stream, so streams announcing bodies held their tenant's share of
+  // the room for as long as their jobs ran; its POSTs were 503 meanwhile.
+  const h = await build(t, {
+    worker: false,
+    listen: true,
+    env: { AIRLOCK_BODY_BUFFER_BYTES: String(1024 * 1024), AIRLOCK_MAX_BODY_BYTES: String(1024 * 1024) },
+  })
+  const port = portOf(h)
+  const size = 400 * 1024
+  const job = await queuedJob(h, 'alice')
+  const stream = await openRaw(
+    port,
+    `GET /v1/jobs/${job}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: ${size}`,
+  )
+  t.teardown(() => stream.destroy())
+  const answer = await new Promise<string>((resolve) => stream.once('data', (d: Buffer) => resolve(d.toString())))
+  t.match(answer, /^HTTP\/1\.1 101 /, 'the stream is open')
+  const body = `{"runtime":"bash","source":"true"}${' '.repeat(size - 34)}`
+  const post = await rawRequest(
+    port,
+    `POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: ${size}`,
+    body,
+  )
+  t.equal(post.status, 202, "the tenant's body is taken while its stream is open (before: 503 BODIES_BUSY)")
+})
+
+t.test('a request that would wait for its job, whose client went while it was submitted, holds no wait', async (t) => {
+  // Found by a review: the wait listened for an abort that had already happened, so it was
+  // held to its timeout with nobody behind it, and 256 such took every wait of the tenant.
+  const redis = await startRedis()
+  t.teardown(() => void redis.process.kill('SIGKILL'))
+  const h = await build(t, {
+    worker: false,
+    listen: true,
+    redisUrl: redis.url,
+    env: { AIRLOCK_MAX_WAITS_PER_TENANT: '1', AIRLOCK_MAX_WAIT_MS: '30000' },
+  })
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  const port = portOf(h)
+  const head = `POST /v1/jobs?wait=true HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}`
+  // Redis holds the submission's writes, so the client can go while it is submitted.
+  await admin.call('CLIENT', 'PAUSE', '5000', 'WRITE')
+  const gone = await openRaw(port, `${head}\r\n\r\n${JOB_BODY}`, { partial: true })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  gone.resetAndDestroy()
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  await admin.call('CLIENT', 'UNPAUSE')
+  await until(
+    () => jobCount(h),
+    (n) => n === 1,
+    5000,
+    'the job of the client that went, taken all the same',
+  )
+  const abort = new AbortController()
+  t.teardown(() => abort.abort())
+  const next = fetch(`${h.baseUrl}/v1/jobs?wait=true`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': 'application/json' },
+    body: JOB_BODY,
+    signal: abort.signal,
+  }).then(
+    (r) => r.status,
+    () => 'aborted',
+  )
+  const within = await Promise.race([next, new Promise((r) => setTimeout(() => r('held'), 1500))])
+  t.equal(within, 'held', "the tenant's one wait is free: its next request waits for its job (before: 202 at once)")
+})

@@ -203,11 +203,14 @@ export class WarmPool<S extends WarmSandbox> {
       try {
         const s = await this.options.boot(runtime)
         this.backoff.delete(runtime)
+        const memory = await s.memoryBytes()
+        // Checked after the last wait: a flush or close while the memory was read must not
+        // find this sandbox idle afterwards (booted on the old platform, or never destroyed).
         if (!this.running || generation !== this.generation) {
           await this.discard(s)
           continue
         }
-        this.memory.set(s, await s.memoryBytes())
+        this.memory.set(s, memory)
         this.idle.set(runtime, [...(this.idle.get(runtime) ?? []), s])
       } catch (err) {
         const ms = Math.min(BOOT_BACKOFF_MAX_MS, (this.backoff.get(runtime)?.ms ?? BOOT_BACKOFF_MS / 2) * 2)
