@@ -174,3 +174,43 @@ t.test('one create for several jobs: each created or refused in order, as if it 
   t.match(refused, { result: 'storage-quota', heldBytes: 0 }, 'the storage quota refuses with what the tenant holds')
   t.same(await store.createMany('carol', [], now), [], 'no jobs, no call')
 })
+
+t.test(
+  "an expired job's index entry and storage entry go with its record, with a storage quota or without",
+  async (t) => {
+    // Found by the twelfth review: without a storage quota the tenant's storage entries were
+    // never forgotten (they grew with every job ever made), and with a short retention the
+    // index entry outlived the record, and its charge, by a day and the retention.
+    const { redis, keys, store, spec } = storeOnRedis(t, 'test-forget')
+    const outcome = {
+      status: 'succeeded' as const,
+      exitCode: 0,
+      signal: null,
+      reason: null,
+      stdout: '',
+      stderr: '',
+      truncated: false,
+      startupMs: 1,
+      runMs: 1,
+    }
+    const meta = { executor: 'local', isolation: null, outputInEvents: true }
+    for (const [tenant, quotas] of [
+      ['dave', { retentionSeconds: 60 }],
+      ['erin', { retentionSeconds: 60, maxStoredBytes: 1_000_000_000 }],
+    ] as const) {
+      await redis.hset(keys.tenant(tenant), 'quotas', JSON.stringify(quotas))
+      const ended = newJobId()
+      await store.create(ended, tenant, spec)
+      t.equal(await store.claim(ended, 'w1'), 'claimed')
+      t.ok(await store.finish(ended, outcome, meta))
+      t.ok(await redis.zscore(keys.tenantJobs(tenant), ended), `${tenant}: an ended job is in the index while kept`)
+      // A create two minutes on: the ended job's record has expired by then (its retention is 60 s).
+      const later = newJobId()
+      t.same(await store.create(later, tenant, spec, Date.now() + 120_000), { result: 'created' })
+      t.equal(await redis.zscore(keys.tenantJobs(tenant), ended), null, `${tenant}: its index entry is gone`)
+      t.equal(await redis.zscore(keys.tenantStored(tenant), ended), null, `${tenant}: its storage entry is gone`)
+      t.equal(await redis.hget(keys.tenantStoredBytes(tenant), ended), null)
+      t.ok(await redis.zscore(keys.tenantJobs(tenant), later), `${tenant}: the new job is indexed`)
+    }
+  },
+)

@@ -33,12 +33,14 @@ redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. oldest)
 redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', '(' .. oldest)
 local maxQueued, maxStored = quota('maxQueued'), quota('maxStoredBytes')
 local queued = maxQueued and redis.call('ZCARD', KEYS[6])
-local held
-if maxStored then
-  -- Records that expired free their bytes here, a bounded number per call.
-  storageForget(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, 200))
-  held = tonumber(redis.call('GET', KEYS[10]) or '0')
-end
+-- Records that expired free their bytes and their index entries here, a bounded number
+-- per call, with a storage quota or without one: kept, they grew for as long as the
+-- tenant made jobs (without a quota), or outlived a record a short retention expired by
+-- up to a day and the retention (the index), counted by nothing.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, 200)
+storageForget(expired)
+for _, j in ipairs(expired) do redis.call('ZREM', KEYS[11], j) end
+local held = maxStored and tonumber(redis.call('GET', KEYS[10]) or '0')
 local expiresAt = tonumber(now) + liveTtl * 1000
 
 local results, made = {}, false
