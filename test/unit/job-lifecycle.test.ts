@@ -79,6 +79,20 @@ t.test('the read scripts are headed too, read-only, and go by SHA', async (t) =>
   t.notOk(sent.includes('eval'), `by SHA, not by text (${sent.join(', ')})`)
 })
 
+/** A job's end and how it ran, for the moves that finish one. */
+const outcome = {
+  status: 'succeeded' as const,
+  exitCode: 0,
+  signal: null,
+  reason: null,
+  stdout: '',
+  stderr: '',
+  truncated: false,
+  startupMs: 1,
+  runMs: 1,
+}
+const meta = { executor: 'local', isolation: null, outputInEvents: true }
+
 /** A JobStore on the real Redis under a prefix of its own, removed when the test ends; and a job spec. */
 function storeOnRedis(t: Test, name: string) {
   const redis = new Redis(redisUrl())
@@ -94,18 +108,6 @@ function storeOnRedis(t: Test, name: string) {
 
 t.test('against Redis, each move writes only from the statuses its table row lists', async (t) => {
   const { redis, keys, store, spec } = storeOnRedis(t, 'test-lifecycle')
-  const outcome = {
-    status: 'succeeded' as const,
-    exitCode: 0,
-    signal: null,
-    reason: null,
-    stdout: '',
-    stderr: '',
-    truncated: false,
-    startupMs: 1,
-    runMs: 1,
-  }
-  const meta = { executor: 'local', isolation: null, outputInEvents: true }
   // Each move, and whether it wrote (a move that may not start here answers "nothing done").
   const moves: Record<Exclude<TransitionName, 'create'>, (id: string) => Promise<boolean>> = {
     claim: async (id) => (await store.claim(id, 'w2')) === 'claimed',
@@ -182,18 +184,6 @@ t.test(
     // never forgotten (they grew with every job ever made), and with a short retention the
     // index entry outlived the record, and its charge, by a day and the retention.
     const { redis, keys, store, spec } = storeOnRedis(t, 'test-forget')
-    const outcome = {
-      status: 'succeeded' as const,
-      exitCode: 0,
-      signal: null,
-      reason: null,
-      stdout: '',
-      stderr: '',
-      truncated: false,
-      startupMs: 1,
-      runMs: 1,
-    }
-    const meta = { executor: 'local', isolation: null, outputInEvents: true }
     for (const [tenant, quotas] of [
       ['dave', { retentionSeconds: 60 }],
       ['erin', { retentionSeconds: 60, maxStoredBytes: 1_000_000_000 }],
