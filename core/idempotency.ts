@@ -23,7 +23,7 @@ export const IdempotencyKeyHeaderSchema = Type.Object({
       maxLength: IDEMPOTENCY_KEY_MAX_LENGTH,
       pattern: '^[\\x21-\\x7e]+$',
       description:
-        "A key of the caller's choosing (a UUID is usual). The same request sent again with it gets the job the first made (202, Idempotent-Replayed: true), for as long as that job is kept; another request with it gets 409 AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED",
+        "A key of the caller's choosing (a UUID is usual). The same request sent again with it gets the job the first made (202, Idempotent-Replayed: true), for as long as that job is kept; another request with it to the same route gets 409 AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED. Keys are per route: on POST /v1/jobs/batch the job at each place has a key of its own from this one, apart from the same key's on POST /v1/jobs",
     }),
   ),
 })
