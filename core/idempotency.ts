@@ -16,17 +16,24 @@ export const IDEMPOTENT_REPLAYED_HEADER = 'idempotent-replayed'
 export const IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 /** The header as a route declares it: visible ASCII (a UUID, a hash, an order id). */
-export const IdempotencyKeyHeaderSchema = Type.Object({
-  [IDEMPOTENCY_KEY_HEADER]: Type.Optional(
-    Type.String({
-      minLength: 1,
-      maxLength: IDEMPOTENCY_KEY_MAX_LENGTH,
-      pattern: '^[\\x21-\\x7e]+$',
-      description:
-        "A key of the caller's choosing (a UUID is usual). The same request sent again with it gets the job the first made (202, Idempotent-Replayed: true), for as long as that job is kept; another request with it to the same route gets 409 AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED. Keys are per route: on POST /v1/jobs/batch the job at each place has a key of its own from this one, apart from the same key's on POST /v1/jobs",
-    }),
-  ),
-})
+const idempotencyKeyHeader = (description: string) =>
+  Type.Object({
+    [IDEMPOTENCY_KEY_HEADER]: Type.Optional(
+      Type.String({ minLength: 1, maxLength: IDEMPOTENCY_KEY_MAX_LENGTH, pattern: '^[\\x21-\\x7e]+$', description }),
+    ),
+  })
+
+const KEY_OF_CALLERS_CHOOSING = "A key of the caller's choosing (a UUID is usual)."
+
+/** POST /v1/jobs's. */
+export const IdempotencyKeyHeaderSchema = idempotencyKeyHeader(
+  `${KEY_OF_CALLERS_CHOOSING} The same request sent again with it gets the job the first made (202, Idempotent-Replayed: true), for as long as that job is kept; another request with it gets 409 AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED. A batch's keys are its own (POST /v1/jobs/batch)`,
+)
+
+/** POST /v1/jobs/batch's: the job at each place has a key of its own from it (batchItemKey). */
+export const BatchIdempotencyKeyHeaderSchema = idempotencyKeyHeader(
+  `${KEY_OF_CALLERS_CHOOSING} The job at each place of the batch has a key of its own from it: the batch sent again answers, in \`items\`, each job it made (\`replayed: true\`) and makes the ones it did not; a job at a place whose key made another job is refused there with 409 AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED. The same key on POST /v1/jobs names another job`,
+)
 
 const digest = (...parts: string[]) => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 32)
 

@@ -223,8 +223,8 @@ export class OutputWriter {
 
   /**
    * Answers with a body of `parts`, written straight to the socket so that each piece
-   * is known to have left before the next is read. An error before the first byte is
-   * the caller's to answer (the error handler's 503 for a busy budget or a Redis
+   * is known to have left before the next is read. An error before the head is written
+   * is the caller's to answer (the error handler's 503 for a busy budget or a Redis
    * failure); after it, the connection is cut (the client sees a truncated body, never
    * a wrong one).
    */

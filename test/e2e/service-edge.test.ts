@@ -11,7 +11,7 @@ import { MAX_HEADERS } from '../../api/plugins/repeated-headers.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { redisKeys } from '../../core/redis-keys.js'
 import { TenantStore } from '../../core/tenant-store.js'
-import { build, TENANTS, type Harness } from '../helper.js'
+import { build, metricValue, TENANTS, type Harness } from '../helper.js'
 import { startRedis, until } from '../processes.js'
 import { openRaw, percentSpellings, rawRequest } from '../raw-http.js'
 
@@ -1771,14 +1771,18 @@ t.test(
     // the upgrade waits for the answer ahead of it.
     const job = await queuedJob(h, 'alice')
     const auth = `Authorization: Bearer ${TENANTS.alice}`
+    const refusedUpgrades = () =>
+      metricValue(h.metrics, 'airlock_requests_rejected_total', { code: 'AIRLOCK_ERR_BAD_REQUEST' })
+    const refusedBefore = await refusedUpgrades()
     const behind = await openRaw(
       port,
       `POST /v1/jobs?wait=true HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nContent-Type: application/json\r\nContent-Length: ${JOB_BODY.length}\r\n\r\n${JOB_BODY}GET /v1/jobs/${job}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n`,
       { from: '127.0.0.2' },
     )
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    // Reset only once the upgrade is held behind the wait (Node has handed the socket over).
+    await until(refusedUpgrades, (n) => n > refusedBefore, 5000, 'the upgrade held behind the wait')
     behind.resetAndDestroy()
-    await new Promise((resolve) => setTimeout(resolve, 2000))
+    await new Promise((resolve) => setTimeout(resolve, 500))
 
     const after = await until(
       () => rawRequest(port, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1'),
@@ -1836,7 +1840,13 @@ t.test('a request that would wait for its job, whose client went while it was su
   // Redis holds the submission's writes, so the client can go while it is submitted.
   await admin.call('CLIENT', 'PAUSE', '5000', 'WRITE')
   const gone = await openRaw(port, `${head}\r\n\r\n${JOB_BODY}`, { partial: true })
-  await new Promise((resolve) => setTimeout(resolve, 500))
+  // Its body read, the request holds a turn while it is submitted (held by the pause).
+  await until(
+    async () => h.app.services.turns.activeFor('alice'),
+    (n) => n === 1,
+    5000,
+    'the request being submitted',
+  )
   gone.resetAndDestroy()
   await new Promise((resolve) => setTimeout(resolve, 200))
   await admin.call('CLIENT', 'UNPAUSE')
@@ -1846,17 +1856,29 @@ t.test('a request that would wait for its job, whose client went while it was su
     5000,
     'the job of the client that went, taken all the same',
   )
-  const abort = new AbortController()
-  t.teardown(() => abort.abort())
-  const next = fetch(`${h.baseUrl}/v1/jobs?wait=true`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': 'application/json' },
-    body: JOB_BODY,
-    signal: abort.signal,
-  }).then(
-    (r) => r.status,
-    () => 'aborted',
+  const aborts: AbortController[] = []
+  t.teardown(() => {
+    for (const a of aborts) a.abort()
+  })
+  const wait = () => {
+    const abort = new AbortController()
+    aborts.push(abort)
+    return fetch(`${h.baseUrl}/v1/jobs?wait=true`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': 'application/json' },
+      body: JOB_BODY,
+      signal: abort.signal,
+    }).then(
+      (r) => r.status,
+      () => 'aborted',
+    )
+  }
+  const within = (p: Promise<unknown>, ms: number) =>
+    Promise.race([p, new Promise((r) => setTimeout(() => r('held'), ms))])
+  t.equal(
+    await within(wait(), 1500),
+    'held',
+    "the tenant's one wait is free: its next request waits for its job (before: 202 at once)",
   )
-  const within = await Promise.race([next, new Promise((r) => setTimeout(() => r('held'), 1500))])
-  t.equal(within, 'held', "the tenant's one wait is free: its next request waits for its job (before: 202 at once)")
+  t.equal(await within(wait(), 5000), 202, 'and holds it: the one after answers at once, queued')
 })

@@ -194,7 +194,8 @@ t.test(
       t.equal(await store.claim(ended, 'w1'), 'claimed')
       t.ok(await store.finish(ended, outcome, meta))
       t.ok(await redis.zscore(keys.tenantJobs(tenant), ended), `${tenant}: an ended job is in the index while kept`)
-      // A create two minutes on: the ended job's record has expired by then (its retention is 60 s).
+      // A create dated two minutes on: by the scores its expiry was set with (a 60 s retention),
+      // its record has expired by then (Redis's own expiry of the record is not waited for).
       const later = newJobId()
       t.same(await store.create(later, tenant, spec, Date.now() + 120_000), { result: 'created' })
       t.equal(await redis.zscore(keys.tenantJobs(tenant), ended), null, `${tenant}: its index entry is gone`)

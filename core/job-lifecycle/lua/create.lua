@@ -36,8 +36,10 @@ local queued = maxQueued and redis.call('ZCARD', KEYS[6])
 -- Records that expired free their bytes and their index entries here, a bounded number
 -- per call, with a storage quota or without one: kept, they grew for as long as the
 -- tenant made jobs (without a quota), or outlived a record a short retention expired by
--- up to a day and the retention (the index), counted by nothing.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, 200)
+-- up to a day and the retention (the index), counted by nothing. A minute late: an
+-- expiry is scored by the clock of the host that set it, and Redis's may run behind.
+local CLOCK_MARGIN_MS = 60000
+local expired = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', '(' .. (tonumber(now) - CLOCK_MARGIN_MS), 'LIMIT', 0, 200)
 storageForget(expired)
 for _, j in ipairs(expired) do redis.call('ZREM', KEYS[11], j) end
 local held = maxStored and tonumber(redis.call('GET', KEYS[10]) or '0')

@@ -1,6 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { JobRequestSchema, unknownRuntimeError, type JobRequest } from '../../../../core/job-spec.js'
-import { batchItemKey, IDEMPOTENCY_KEY_HEADER, IdempotencyKeyHeaderSchema } from '../../../../core/idempotency.js'
+import { BatchIdempotencyKeyHeaderSchema, batchItemKey, IDEMPOTENCY_KEY_HEADER } from '../../../../core/idempotency.js'
 import { BoundedValidator, ErrorBudget } from '../../../plugins/bounded-validator.js'
 import { toErrorResponse, validationFailure } from '../../../plugins/error-handler.js'
 import { errorResponses, ErrorResponseSchema } from '../../../schemas.js'
@@ -71,7 +71,7 @@ const batchRoutes: FastifyPluginAsyncTypebox = async (app) => {
         ),
         // One key for the batch: the job at each place has its own from it, so a batch sent
         // again makes the jobs it did not make the first time, and no other.
-        headers: IdempotencyKeyHeaderSchema,
+        headers: BatchIdempotencyKeyHeaderSchema,
         response: { 200: JobBatchResultSchema, ...errorResponses(400, 401, 408, 409, 413, 415, 429, 503) },
       },
     },
