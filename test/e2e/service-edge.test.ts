@@ -2,7 +2,7 @@ import { readdir, readlink } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import { Redis } from 'ioredis'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { parseTenantList } from '../../core/config.js'
 import { JobStore, MAX_LOG_EVENTS, newJobId } from '../../core/job-store.js'
@@ -36,6 +36,28 @@ const openStream = async (h: Harness, id: string): Promise<WebSocket> => {
   })
   return ws
 }
+
+/**
+ * A `?wait=true` submit of `tenant`'s, aborted when the test ends: its answer is its
+ * status, or 'aborted'. No worker: a waited job stays queued, so it waits its time out.
+ */
+const waitingSubmit = (t: Test, h: Harness, tenant: 'alice' | 'bob' = 'alice') => {
+  const abort = new AbortController()
+  t.teardown(() => abort.abort())
+  const answer = fetch(`${h.baseUrl}/v1/jobs?wait=true`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TENANTS[tenant]}`, 'content-type': 'application/json' },
+    body: JOB_BODY,
+    signal: abort.signal,
+  }).then(
+    (r) => r.status,
+    () => 'aborted',
+  )
+  return { abort, answer }
+}
+/** What `p` resolves to within `ms`, else 'held'. */
+const within = (p: Promise<unknown>, ms: number) =>
+  Promise.race([p, new Promise((r) => setTimeout(() => r('held'), ms))])
 
 async function jobCount(h: Harness): Promise<number> {
   const redis = new Redis(h.config.redisUrl)
@@ -435,27 +457,7 @@ t.test('requests held until a job ends are capped per tenant: one tenant cannot 
     listen: true,
     env: { AIRLOCK_MAX_WAITS_PER_TENANT: '2', AIRLOCK_MAX_WAIT_MS: '30000' },
   })
-  const aborts: AbortController[] = []
-  t.teardown(() => {
-    for (const a of aborts) a.abort()
-  })
-  // No worker: a waited job stays queued, so a wait ends only when its time is up.
-  const wait = (tenant: 'alice' | 'bob') => {
-    const abort = new AbortController()
-    aborts.push(abort)
-    const answer = fetch(`${h.baseUrl}/v1/jobs?wait=true`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TENANTS[tenant]}`, 'content-type': 'application/json' },
-      body: JOB_BODY,
-      signal: abort.signal,
-    }).then(
-      (r) => r.status,
-      () => 'aborted',
-    )
-    return { abort, answer }
-  }
-  const within = (p: Promise<unknown>, ms: number) =>
-    Promise.race([p, new Promise((r) => setTimeout(() => r('held'), ms))])
+  const wait = (tenant: 'alice' | 'bob') => waitingSubmit(t, h, tenant)
   const [first, second] = [wait('alice'), wait('alice')]
   t.equal(await within(first.answer, 500), 'held')
   t.equal(await within(second.answer, 10), 'held')
@@ -1856,25 +1858,7 @@ t.test('a request that would wait for its job, whose client went while it was su
     5000,
     'the job of the client that went, taken all the same',
   )
-  const aborts: AbortController[] = []
-  t.teardown(() => {
-    for (const a of aborts) a.abort()
-  })
-  const wait = () => {
-    const abort = new AbortController()
-    aborts.push(abort)
-    return fetch(`${h.baseUrl}/v1/jobs?wait=true`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TENANTS.alice}`, 'content-type': 'application/json' },
-      body: JOB_BODY,
-      signal: abort.signal,
-    }).then(
-      (r) => r.status,
-      () => 'aborted',
-    )
-  }
-  const within = (p: Promise<unknown>, ms: number) =>
-    Promise.race([p, new Promise((r) => setTimeout(() => r('held'), ms))])
+  const wait = () => waitingSubmit(t, h).answer
   t.equal(
     await within(wait(), 1500),
     'held',
