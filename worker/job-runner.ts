@@ -125,9 +125,14 @@ export class JobRunner {
       )
       return 'done'
     } finally {
-      this.running.delete(jobId)
+      this.release(jobId, controller)
       this.metrics.activeSandboxes.dec()
     }
+  }
+
+  /** Drops a job's entry, if it is still this run's (never another's that came after it). */
+  private release(jobId: string, controller: AbortController): void {
+    if (this.running.get(jobId) === controller) this.running.delete(jobId)
   }
 
   /**
@@ -144,11 +149,16 @@ export class JobRunner {
 
   /** Follows a sandbox a stopped worker launched; false when there is none to follow. */
   private async adopt(jobId: string, log: Logger, fromWorker = ''): Promise<boolean> {
-    const stored = await this.store.get(jobId)
-    if (!stored || !(await this.store.takeOver(jobId, this.workerId, fromWorker))) return false
+    // Held from the first moment, before any wait: a second delivery of the job (`run`) and
+    // the sweep (`adoptOrLose`) may both come for it at once, and each found it not held
+    // here. Both took it over (the delivery's take-over names no worker) and both followed
+    // its sandbox, and the first to end dropped the other's entry.
+    if (this.running.has(jobId)) return true
     const controller = new AbortController()
     this.running.set(jobId, controller)
     try {
+      const stored = await this.store.get(jobId)
+      if (!stored || !(await this.store.takeOver(jobId, this.workerId, fromWorker))) return false
       if ((await this.store.get(jobId))?.cancelRequested) controller.abort()
       const plan = executionPlan(stored.spec)
       const ran = await this.executor.adopt!({
@@ -165,7 +175,7 @@ export class JobRunner {
       this.forgetSoon(jobId, log)
       return true
     } finally {
-      this.running.delete(jobId)
+      this.release(jobId, controller)
     }
   }
 
