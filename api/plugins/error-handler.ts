@@ -185,7 +185,12 @@ export function frameworkErrors(metrics: Metrics) {
   }
 }
 
-/** One error handler: 4xx carry the message and code; 5xx are logged and answered generically. */
+/** For a route with a pattern: its scope's 405 for a path written out that another route has. */
+const writtenOutAnswers = new WeakMap<
+  object,
+  (request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined
+>()
+
 /**
  * A 404 for a path of `scope` no route has, or a 405 (with Allow) for a method it does
  * not take, whatever else the request got wrong (a QUERY with no Content-Type fails body
@@ -200,9 +205,26 @@ export function notFoundAnswerer(
   where = '',
 ): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
   const routes = new RouteMethods()
-  scope.addHook('onRoute', (route) => routes.add(route.url, route.method))
-  return (request, reply) => {
-    const path = request.url.split('?')[0]!
+  scope.addHook('onRoute', (route) => {
+    routes.add(route.url, route.method)
+    // `GET /v1/jobs/batch` is routed to `GET /v1/jobs/:id` (the router tries a pattern when
+    // the path written out takes other methods): the path is a route's own, so a method
+    // it does not take is a 405 for it too, not a 404 for a job named "batch".
+    // A route of a nested scope (Judge0's) is seen by every scope's answerer around it, the
+    // innermost last: its answer, in its own shape, is the one given.
+    if (!route.url.includes('/:')) return
+    const first = !writtenOutAnswers.has(route)
+    writtenOutAnswers.set(route, (request, reply) => {
+      const path = routes.writtenOut(route.url, request.params as Record<string, string>)
+      return path === undefined ? undefined : answer(request, reply, path)
+    })
+    if (first)
+      route.preValidation = [
+        ...[route.preValidation ?? []].flat(),
+        async (request: FastifyRequest, reply: FastifyReply) => writtenOutAnswers.get(route)?.(request, reply),
+      ]
+  })
+  const answer = (request: FastifyRequest, reply: FastifyReply, path: string) => {
     // A route that takes this method but found nothing (a static file that is not there) is a 404.
     const allowed = routes.allowed(path).includes(request.method) ? [] : routes.allowed(path)
     const err =
@@ -216,8 +238,10 @@ export function notFoundAnswerer(
     if (allowed.length > 0) reply.header('allow', allowed.join(', '))
     return reply.status(err.statusCode).send(shape(err))
   }
+  return (request, reply) => answer(request, reply, request.url.split('?')[0]!)
 }
 
+/** One error handler: 4xx carry the message and code; 5xx are logged and answered generically. */
 export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): void {
   const notFound = notFoundAnswerer(app, metrics, (err) => ({
     statusCode: err.statusCode,
@@ -284,6 +308,15 @@ export class RouteMethods {
    * route written as exactly this path speaks for it alone (`/v1/jobs/batch` is POST,
    * whatever `/v1/jobs/:id` takes), as the document lists it.
    */
+  /**
+   * The path `pattern` matched with `params`, when it is another route's path written out
+   * (`/v1/jobs/:id` with id `batch` is `/v1/jobs/batch`); undefined otherwise.
+   */
+  writtenOut(pattern: string, params: Record<string, string>): string | undefined {
+    const path = pattern.replace(/:(\w+)/g, (_, name: string) => params[name] ?? '')
+    return path !== pattern && this.patterns.has(path) ? path : undefined
+  }
+
   allowed(path: string): string[] {
     const exact = this.patterns.get(path)
     if (exact) return [...exact.methods].sort()

@@ -249,6 +249,10 @@ t.test(
       ['POST', '/v1/jobs/job_0123456789abcdef0123456789abcdef/stream', /\bGET\b/],
       ['PUT', '/v1/jobs/job_0123456789abcdef0123456789abcdef', /\bGET\b/],
       ['OPTIONS', '/v1/jobs', /\bPOST\b/],
+      // Routed to `/v1/jobs/:id` by the router, and answered as the path's own route.
+      ['GET', '/v1/jobs/batch', /^POST$/],
+      ['DELETE', '/v1/jobs/batch', /^POST$/],
+      ['GET', '/v1/jobs/%62atch', /^POST$/],
     ] as const) {
       const res = await h.app.inject({ method, url, headers: { authorization: `Bearer ${TENANTS.alice}` } })
       t.equal(res.statusCode, 405, `${method} ${url}`)
@@ -259,6 +263,15 @@ t.test(
         'and not the method it refused',
       )
     }
+    // In a nested scope, in its own shape (Judge0's `{error}` with the code).
+    const judge0 = await h.app.inject({
+      method: 'DELETE',
+      url: '/judge0/submissions/batch',
+      headers: { authorization: `Bearer ${TENANTS.alice}` },
+    })
+    t.equal(judge0.statusCode, 405, 'DELETE /judge0/submissions/batch')
+    t.match(judge0.json(), { error: /does not take DELETE/, code: 'AIRLOCK_ERR_METHOD_NOT_ALLOWED' })
+    t.match(judge0.headers.allow, /^GET, HEAD, POST$/)
     const none = await h.app.inject({
       method: 'PATCH',
       url: '/v1/nothing-here',
