@@ -23,7 +23,7 @@ import { boundJsonBodies } from './plugins/bounded-json.js'
 import { boundUnreadBodies } from './plugins/unread-bodies.js'
 import { TenantTurns } from './services/tenant-turns.js'
 import { limitBodies } from './plugins/body-budget.js'
-import { refuseUndecodableBodies } from './plugins/body-encoding.js'
+import { refuseUndecodableBodies, takeEmptyBodiesOfAnyType } from './plugins/body-encoding.js'
 import { type ClaimConnection, limitConnections, trustedProxies } from './plugins/connection-limits.js'
 import { closeQueryStrings, strictValidatorCompiler } from './plugins/strict-validator.js'
 import { answerRaw } from './plugins/error-handler.js'
@@ -155,6 +155,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   // JSON only: a text body would otherwise reach validation and get a misleading 400.
   app.removeContentTypeParser('text/plain')
   boundJsonBodies(app)
+  takeEmptyBodiesOfAnyType(app)
 
   decorateTenant(app)
   refuseUndecodableBodies(app)

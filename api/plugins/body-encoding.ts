@@ -52,3 +52,23 @@ export function refuseUndecodableBodies(app: FastifyInstance): void {
     return payload
   })
 }
+
+/**
+ * A route that reads no body takes a request that names any Content-Type and sends
+ * nothing (a client may name one for an empty DELETE, as it may `application/json`); a
+ * body of a type no parser of the scope reads is refused with 415 unread, as before.
+ */
+export function takeEmptyBodiesOfAnyType(app: FastifyInstance): void {
+  app.addContentTypeParser('*', (request, _payload, done) => {
+    const { headers } = request
+    if (headers['transfer-encoding'] === undefined && !(Number(headers['content-length']) > 0))
+      return done(null, undefined)
+    const type = headers['content-type']?.split(';')[0]?.trim().slice(0, 80)
+    done(
+      new AirlockError(
+        'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE',
+        type ? `request bodies are application/json; this one is ${type}` : 'a request body must name its Content-Type',
+      ),
+    )
+  })
+}

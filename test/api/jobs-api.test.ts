@@ -311,6 +311,21 @@ t.test('a route that reads no body takes a request that names a Content-Type and
   const empty = await h.app.inject({ method: 'POST', url: '/v1/jobs', headers })
   t.equal(empty.statusCode, 400, 'a route that reads one still needs it')
   t.equal(empty.json().code, 'AIRLOCK_ERR_MALFORMED_JSON')
+  // Any other type too (fetch names text/plain for an empty string body): there is nothing to read.
+  for (const type of ['text/plain;charset=UTF-8', 'application/x-www-form-urlencoded', 'application/octet-stream']) {
+    const other = { ...headers, 'content-type': type }
+    const read = await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: other })
+    t.equal(read.statusCode, 200, `GET with Content-Type: ${type} and no body`)
+    const queued = (await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(1)' })).json().id
+    const sent = await h.app.inject({ method: 'DELETE', url: `/v1/jobs/${queued}`, headers: other, payload: 'x' })
+    t.equal(sent.statusCode, 415, `but a ${type} body is still refused`)
+    t.equal(sent.json().code, 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE')
+    const cancelled = await h.app.inject({ method: 'DELETE', url: `/v1/jobs/${queued}`, headers: other, payload: '' })
+    t.equal(cancelled.statusCode, 202, `DELETE with Content-Type: ${type} and an empty body`)
+    t.equal(cancelled.json().status, 'cancelled')
+    const job = await h.app.inject({ method: 'POST', url: '/v1/jobs', headers: other })
+    t.equal(job.statusCode, 400, `a route that reads one, sent none as ${type}`)
+  }
 })
 
 t.test("a query parameter the route does not take is refused, not ignored (Airlock's own API)", async (t) => {
