@@ -66,6 +66,28 @@ t.test('a case passes when its stdout matches, line ends and trailing blank line
   t.notOk(outputMatches('3', '4'))
   t.notOk(outputMatches(' 3', '3'), 'leading whitespace counts')
   t.notOk(outputMatches('a\n\nb', 'a\nb'), 'blank lines inside count')
+  t.ok(outputMatches('a \f\v\r\n \r\n\n', 'a'), 'every kind of line-end whitespace, and lines of only it at the end')
+  t.notOk(outputMatches('a\rb', 'ab'), 'a lone CR inside a line counts')
+})
+
+t.test('comparing a long run of whitespace that something follows takes one pass, not one per start', async (t) => {
+  // Found by the fourteenth review: the old comparison's `[ \t]+$` and `\n+$` were tried from
+  // every start of such a run, quadratic in its length: 200,000 of them took 38-46 s (its
+  // event loop the API's too), a megabyte minutes. Not a speed target: a bound a hundred
+  // times what one pass takes here, that the quadratic comparison passes many times over.
+  for (const [name, run] of [
+    ['spaces', ' '],
+    ['tabs', '\t'],
+    ['newlines', '\n'],
+    ['CRLFs', '\r\n'],
+  ] as const) {
+    const long = `${run.repeat(200_000)}x`
+    const started = performance.now()
+    t.notOk(outputMatches(long, 'y'), `${name}: compared`)
+    t.ok(outputMatches(`${long}${run}`, long), `${name}: trailing ones ignored`)
+    const ms = performance.now() - started
+    t.ok(ms < 1000, `${name}: 200,000 and an x compared in ${ms.toFixed(1)} ms`)
+  }
 })
 
 t.test('the parser reads frames however the stream is cut, and nothing without the nonce is a frame', async (t) => {
