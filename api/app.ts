@@ -8,7 +8,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Config } from '../core/config.js'
-import { AirlockError } from '../core/errors.js'
+import { AirlockError, droppedByClient } from '../core/errors.js'
 import { JobEventReader } from '../core/job-events.js'
 import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
@@ -225,7 +225,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     // connection a hostile client opens. What our handler throws still is.
     errorHandler: (error, socket, request) => {
       const code = String((error as { code?: unknown }).code ?? '')
-      if (code.startsWith('WS_ERR_') || code === 'ECONNRESET' || code === 'EPIPE')
+      if (code.startsWith('WS_ERR_') || droppedByClient(error))
         request.log.info({ code, reason: error.message }, 'stream client sent a bad frame or went away')
       else request.log.error({ err: error }, 'stream failed')
       socket.terminate()

@@ -88,6 +88,17 @@ export function clientLeft(during: string): AirlockError {
   return new AirlockError('AIRLOCK_ERR_BAD_REQUEST', `the client left ${during}`)
 }
 
+/** Codes of an error on a connection its client dropped (reset, or written to after it went). */
+const DROPPED_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED'])
+
+/**
+ * The error is a connection its client dropped: the client's doing, not a fault of ours,
+ * so logged without a stack (a hostile client can make one per connection it opens).
+ */
+export function droppedByClient(err: unknown): boolean {
+  return DROPPED_CONNECTION_CODES.has(String((err as { code?: unknown } | undefined)?.code ?? ''))
+}
+
 export function isAirlockError(err: unknown): err is AirlockError {
   return err instanceof AirlockError
 }

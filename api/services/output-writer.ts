@@ -8,6 +8,7 @@ import {
   EVENT_READ_ENTRIES,
   type JobEventReader,
 } from '../../core/job-events.js'
+import { droppedByClient } from '../../core/errors.js'
 import type { Artifact } from '../../core/artifacts.js'
 import type { JobOutputReader, TakeBudget } from '../../core/job-output.js'
 import type { JobHead, JobStore, JobView } from '../../core/job-store.js'
@@ -283,6 +284,8 @@ export class OutputWriter {
       res.end()
     } catch (err) {
       if (err instanceof SlowReaderError) reply.log.info('reader too slow; response cut short')
+      else if (droppedByClient(err))
+        reply.log.info({ code: (err as { code: string }).code }, 'client went away; response cut short')
       else reply.log.warn({ err }, 'response cut short')
       res.destroy()
     } finally {

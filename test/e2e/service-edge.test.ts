@@ -59,6 +59,24 @@ const waitingSubmit = (t: Test, h: Harness, tenant: 'alice' | 'bob' = 'alice') =
 const within = (p: Promise<unknown>, ms: number) =>
   Promise.race([p, new Promise((r) => setTimeout(() => r('held'), ms))])
 
+/** Ends a claimed job as succeeded with `stdout`, as a worker would (no sandbox). */
+const finishWith = (store: JobStore, id: string, stdout: string) =>
+  store.finish(
+    id,
+    {
+      status: 'succeeded',
+      exitCode: 0,
+      signal: null,
+      reason: null,
+      stdout,
+      stderr: '',
+      truncated: false,
+      startupMs: 1,
+      runMs: 1,
+    },
+    { executor: 'local', isolation: null, outputInEvents: false },
+  )
+
 async function jobCount(h: Harness): Promise<number> {
   const redis = new Redis(h.config.redisUrl)
   try {
@@ -1150,21 +1168,7 @@ t.test("a tenant's retention quota shortens how long its jobs are kept", async (
   const id = newJobId()
   await store.create(id, 'brief', resolveJobSpec({ runtime: 'bash', source: 'true' }, h.config))
   t.equal(await store.claim(id, 'w1'), 'claimed')
-  await store.finish(
-    id,
-    {
-      status: 'succeeded',
-      exitCode: 0,
-      signal: null,
-      reason: null,
-      stdout: 'ok\n',
-      stderr: '',
-      truncated: false,
-      startupMs: 1,
-      runMs: 1,
-    },
-    { executor: 'local', isolation: null, outputInEvents: false },
-  )
+  await finishWith(store, id, 'ok\n')
   t.equal(await store.appendLog(id, 'stdout', 'late'), 0, 'an ended job takes no more log (a lost worker writing late)')
   for (const key of [keys.job(id), keys.jobEvents(id), keys.jobOutput(id, 'stdout')]) {
     const ttl = await redis.ttl(key)
@@ -1693,6 +1697,55 @@ t.test("a stream client's malformed frame is the client's doing: logged as such,
     [],
     'nothing logged as an error',
   )
+})
+
+t.test("a reader that resets its connection mid-answer is the client's doing: no warning with a stack", async (t) => {
+  // Found by the fourteenth review: every reset during a streamed answer was a warning with
+  // an EPIPE or ECONNRESET stack, one per connection a hostile client opened.
+  const lines: { level: number; msg: string; err?: unknown; code?: string }[] = []
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line))
+      done()
+    },
+  })
+  const h = await build(t, { worker: false, listen: true, logStream: sink })
+  const redis = new Redis(h.config.redisUrl)
+  t.teardown(() => redis.disconnect())
+  const store = new JobStore(redis, redisKeys(h.config.redisPrefix), h.config.jobRetentionSeconds)
+  const id = newJobId()
+  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, h.config))
+  t.equal(await store.claim(id, 'w1'), 'claimed')
+  await finishWith(store, id, 's'.repeat(4_000_000))
+  for (let i = 0; i < 4; i++) {
+    const socket = await openRaw(
+      portOf(h),
+      `GET /v1/jobs/${id} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS.alice}`,
+    )
+    // Its first bytes come, then it reads no more (the server's writes wait) and resets.
+    await new Promise((resolve) => socket.once('data', resolve))
+    socket.pause()
+    socket.resetAndDestroy()
+  }
+  await until(
+    async () => lines.filter((l) => l.msg.includes('response cut short')).length,
+    (n) => n === 4,
+    10_000,
+    'each answer to be cut short',
+  )
+  t.same(
+    lines.filter((l) => l.level >= 40).map((l) => l.msg),
+    [],
+    'nothing logged as a warning or an error',
+  )
+  // A reset the server sees only when its wait for the reader ends is a slow reader's cut.
+  const cuts = lines.filter((l) => l.msg.includes('response cut short'))
+  t.ok(
+    cuts.every((l) => l.err === undefined && (l.code || l.msg.startsWith('reader too slow'))),
+    'each with its code, without a stack',
+    { cuts },
+  )
+  t.equal((await h.request('GET', `/v1/jobs/${id}`)).json().stdout.length, 4_000_000, 'the next reader is served')
 })
 
 t.test('a stream client that floods pings or pongs is closed with 1008; a keep-alive is answered', async (t) => {
