@@ -364,6 +364,17 @@ t.test("a program's last newline reaches a live reader within moments, not at it
   filter.flush()
   t.same(got.join(''), 'line 1\n', "the launcher's own newline and line are not output")
   t.match(lines, [{ kind: 'exit', exitCode: 0, at: 1700000000000 }])
+  // What looks like an exit line's start but runs on past any the launcher writes is output.
+  got.length = 0
+  const long = new LauncherReportFilter(
+    (b) => got.push(b.toString()),
+    () => undefined,
+    60_000,
+  )
+  long.write(Buffer.from(`${LAUNCHER_REPORT.begin} ${nonce}\nx\n${LAUNCHER_REPORT.exit} ${nonce} 1 `))
+  const held = got.join('')
+  long.write(Buffer.from('2'.repeat(30)))
+  t.ok(got.join('').length > held.length + 30, "digits past an exit line's are passed on, not held")
 })
 
 t.test('the capped launcher passes output on as it is written, not when the program ends', async (t) => {

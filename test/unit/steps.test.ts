@@ -272,6 +272,13 @@ t.test('frames out of order, or a step twice, break the report: the job fails an
     ).broken,
     'a compile after a case',
   )
+  // A frame's start with no line end where the driver's would have one: held, it was searched
+  // again with every piece after it (quadratic in the stream, found by a code review).
+  const open = new StepStreamParser(() => 1_000_000)
+  open.push(`${STEP_BEGIN} ${NONCE}\n${STEP_FRAME} ${NONCE} start test 1\nok\n${STEP_FRAME} ${NONCE} end te`)
+  t.notOk(open.broken, 'a frame cut between pieces is waited for')
+  for (let i = 0; i < 100 && !open.broken; i++) open.push('s'.repeat(1024))
+  t.ok(open.broken, 'a frame line longer than any the driver writes breaks the report')
   const o = stepsOutcome(
     withTests,
     python,

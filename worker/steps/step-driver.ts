@@ -35,7 +35,7 @@ export type { StepKind } from '../../core/test-cases.js'
 /** Processes the driver keeps beside the program (itself, two readers with head and cat each, timeout). */
 export const DRIVER_HELPER_PROCESSES = 6
 /** The longest frame, bytes, with room to spare. */
-const FRAME_BYTES = 128
+export const FRAME_BYTES = 128
 
 /** Where the driver keeps the steps' inputs inside the sandbox (a directory of its own under /tmp). */
 const DATA = {

@@ -1,6 +1,6 @@
 import { utf8Boundary } from '../executors/output-capture.js'
 import { STEP_KINDS, type StepKind } from '../../core/test-cases.js'
-import { STEP_BEGIN, STEP_FRAME } from './step-driver.js'
+import { FRAME_BYTES, STEP_BEGIN, STEP_FRAME } from './step-driver.js'
 
 /** One step as one stream (stdout or stderr) of the driver reported it. */
 export interface StepText {
@@ -62,6 +62,9 @@ export class StepStreamParser {
       const eol = this.buf.indexOf('\n', at + this.marker.length)
       if (eol < 0) {
         this.buf = this.buf.slice(at)
+        // The driver writes a frame's line at once, and none is longer: a longer one is not
+        // its. Held, it would be searched again with every piece that came after it.
+        if (this.buf.length > FRAME_BYTES) this.broken = true
         return
       }
       const frame = this.buf.slice(at + this.marker.length, eol)

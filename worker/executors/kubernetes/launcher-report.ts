@@ -115,9 +115,11 @@ export class LauncherReportFilter {
   private heldBack(): number {
     const nl = this.pending.lastIndexOf('\n')
     const tail = nl < 0 ? this.pending : this.pending.slice(nl + 1)
+    // An exit line's rest is a status (3 digits) and a time (20): longer is not the launcher's,
+    // and held, it would be searched again with every piece that came after it.
     const mayStart = (s: string) =>
       this.prefixes.some(
-        (p) => p.startsWith(s) || (p.endsWith(' ') && s.startsWith(p) && /^[0-9 ]*$/.test(s.slice(p.length))),
+        (p) => p.startsWith(s) || (p.endsWith(' ') && s.startsWith(p) && /^[0-9 ]{0,25}$/.test(s.slice(p.length))),
       )
     if (!mayStart(tail)) return 0
     // A line start with nothing before it in `pending` is at the start of a line only
