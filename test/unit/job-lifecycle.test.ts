@@ -205,3 +205,22 @@ t.test(
     }
   },
 )
+
+t.test('a create drops expired queued and index entries a bounded number at a time', async (t) => {
+  // Found by a code review: every entry past its record's life was dropped in one call, so a
+  // tenant without quotas, back after a long time away, could hold Redis for one long sweep.
+  const { redis, keys, store, spec } = storeOnRedis(t, 'test-sweep')
+  const stale = Array.from({ length: 1000 }, (_, i) => [i + 1, `job_stale${String(i).padStart(27, '0')}`]).flat()
+  await redis.zadd(keys.tenantJobs('frank'), ...stale)
+  await redis.zadd(keys.tenantQueued('frank'), ...stale)
+  const first = newJobId()
+  t.same(await store.create(first, 'frank', spec), { result: 'created' })
+  t.equal(await redis.zcard(keys.tenantJobs('frank')), 1000 - 202 + 1, 'a create of one drops 202 of the index')
+  t.equal(await redis.zcard(keys.tenantQueued('frank')), 1000 - 202 + 1, 'and of the queued set')
+  const batch = Array.from({ length: 10 }, () => ({ id: newJobId(), spec }))
+  await store.createMany('frank', batch)
+  t.equal(await redis.zcard(keys.tenantJobs('frank')), 799 - 220 + 10, 'a batch of ten, 220: more than it adds')
+  for (let i = 0; i < 4; i++) await store.create(newJobId(), 'frank', spec)
+  t.equal(await redis.zcard(keys.tenantJobs('frank')), 1 + 10 + 4, 'until none is left but the live ones')
+  t.ok(await redis.zscore(keys.tenantJobs('frank'), first), 'the live ones stay')
+})

@@ -28,9 +28,16 @@
 --- @include "includes/tenant"
 
 local tenant, oldest, count = ARGV[9], ARGV[10], tonumber(ARGV[11])
--- A queued entry older than any record can live is one whose record expired unclaimed.
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. oldest)
-redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', '(' .. oldest)
+-- A queued or index entry older than any record can live is one whose record expired.
+-- Dropped a bounded number per call, more than a call adds: a tenant back after a long
+-- time away (with a million entries) must not hold Redis, everyone's, for one long sweep
+-- (its queued quota counts the expired entries still left, a few calls at most).
+local function dropOlder(key)
+  local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. oldest, 'LIMIT', 0, 200 + 2 * count)
+  if #old > 0 then redis.call('ZREM', key, unpack(old)) end
+end
+dropOlder(KEYS[6])
+dropOlder(KEYS[11])
 local maxQueued, maxStored = quota('maxQueued'), quota('maxStoredBytes')
 local queued = maxQueued and redis.call('ZCARD', KEYS[6])
 -- Records that expired free their bytes and their index entries here, a bounded number
