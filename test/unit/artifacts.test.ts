@@ -142,7 +142,7 @@ t.test('a file may be sent as base64 bytes; only strict base64 is taken, and its
       return (err as AirlockError).code
     }
   }
-  for (const bad of ['abc', 'ab=c', 'a b=', '@@@@', 'AAAA===='])
+  for (const bad of ['abc', 'ab=c', 'a b=', '@@@@', 'AAAA====', 'AA=A', '=AAA', 'A===', '\u00ffAAA', 'AAA\u0141'])
     t.equal(code(bad), 'AIRLOCK_ERR_INVALID_FILE', `${JSON.stringify(bad)} is not base64`)
   for (const good of ['', 'AA==', 'AAA=', 'AAAA']) t.equal(code(good), 'accepted', `${JSON.stringify(good)} is`)
   // Beside main.sh's 4 bytes, 1 MiB - 4 bytes (1,398,100 base64 characters) fill the 1 MiB total: the decoded size is
