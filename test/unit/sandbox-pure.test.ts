@@ -231,6 +231,24 @@ t.test('output is capped per stream without splitting a UTF-8 character', async 
   t.equal(utf8Boundary(Buffer.from('😀').subarray(0, 2)), 0)
 })
 
+t.test('output written a byte at a time is kept in blocks, not one object per byte', async (t) => {
+  // Found by the fifteenth review: a program writing a byte at a time is read a byte at a
+  // time, and each piece was kept as an object of its own until the job ended.
+  const text = 'é, a€ and 😀 '.repeat(20_000)
+  const bytes = Buffer.from(text)
+  const out = new CappedOutput(bytes.length + 10)
+  for (let i = 0; i < bytes.length; i++) out.push(bytes.subarray(i, i + 1))
+  t.equal(out.text(), text, 'every byte, in order')
+  const held = (out as unknown as { blocks: Buffer[] }).blocks.length
+  t.ok(held <= Math.ceil(bytes.length / 65_536), `${bytes.length} pieces held as ${held} blocks`)
+  // Big pieces, small ones between them, and the cap within a block: the same bytes.
+  const mixed = new CappedOutput(200_000)
+  const parts = [Buffer.alloc(100_000, 'a'), Buffer.from('bc'), Buffer.alloc(70_000, 'd'), Buffer.alloc(50_000, 'e')]
+  for (const p of parts) mixed.push(p)
+  t.equal(mixed.truncated, true)
+  t.equal(mixed.text(), Buffer.concat(parts).subarray(0, 200_000).toString())
+})
+
 /**
  * The Kubernetes launcher's own script for a bash program, to be run by this
  * machine's dash with the sandbox's paths moved under a temporary directory: the FIFO

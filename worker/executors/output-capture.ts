@@ -1,12 +1,18 @@
 import type { Readable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 
+/** Size of the blocks small pieces of output are copied into. */
+const OUTPUT_BLOCK_BYTES = 64 * 1024
+
 /**
  * Keeps the first `capBytes` of a stream and drains the rest, so a program that floods
  * its output neither blocks on a full pipe nor grows our memory.
  */
 export class CappedOutput {
-  private readonly chunks: Buffer[] = []
+  /** Whole blocks, and the block being filled (`filling` bytes of it so far). */
+  private readonly blocks: Buffer[] = []
+  private block: Buffer | undefined
+  private filling = 0
   private kept = 0
   truncated = false
 
@@ -21,14 +27,39 @@ export class CappedOutput {
     }
     const part = chunk.length > room ? chunk.subarray(0, room) : chunk
     if (part.length < chunk.length) this.truncated = true
-    this.chunks.push(part)
+    this.keep(part)
     this.kept += part.length
     return part
   }
 
+  /**
+   * Copies small pieces into blocks: a program writing a byte at a time is delivered a
+   * byte a read, and each kept as it came was an object of its own until the job ended
+   * (~130 bytes of heap per byte written, 7 million of them in 300 s; found by the
+   * fifteenth review). Big pieces are kept as they are.
+   */
+  private keep(part: Buffer): void {
+    if (part.length >= OUTPUT_BLOCK_BYTES && this.filling === 0) {
+      this.blocks.push(part)
+      return
+    }
+    let from = 0
+    while (from < part.length) {
+      this.block ??= Buffer.allocUnsafe(Math.min(OUTPUT_BLOCK_BYTES, this.capBytes - this.kept - from))
+      const copied = part.copy(this.block, this.filling, from)
+      this.filling += copied
+      from += copied
+      if (this.filling === this.block.length) {
+        this.blocks.push(this.block)
+        this.block = undefined
+        this.filling = 0
+      }
+    }
+  }
+
   /** The kept bytes as text; a multi-byte character cut by the cap is dropped whole. */
   text(): string {
-    const buf = Buffer.concat(this.chunks)
+    const buf = Buffer.concat(this.block ? [...this.blocks, this.block.subarray(0, this.filling)] : this.blocks)
     return (this.truncated ? buf.subarray(0, utf8Boundary(buf)) : buf).toString('utf8')
   }
 }
