@@ -114,8 +114,15 @@ export type LimitDefaultKey<K extends LimitField = LimitField> = `default${Capit
 export type LimitMaxKey<K extends LimitName = LimitName> = `max${Capitalize<K>}`
 
 const capitalized = (s: string) => `${s[0]!.toUpperCase()}${s.slice(1)}`
-export const defaultKey = <K extends LimitField>(field: K) => `default${capitalized(field)}` as LimitDefaultKey<K>
-export const maxKey = <K extends LimitName>(name: K) => `max${capitalized(name)}` as LimitMaxKey<K>
+/** Each name made once: every submission resolves its limits through them. */
+const keyNames = (prefix: string) => {
+  const made = new Map<string, string>()
+  return (name: string) => made.get(name) ?? made.set(name, `${prefix}${capitalized(name)}`).get(name)!
+}
+const defaultKeyOf = keyNames('default')
+const maxKeyOf = keyNames('max')
+export const defaultKey = <K extends LimitField>(field: K) => defaultKeyOf(field) as LimitDefaultKey<K>
+export const maxKey = <K extends LimitName>(name: K) => maxKeyOf(name) as LimitMaxKey<K>
 
 /** Each field of a job's limits with the limit whose maximum (server's and tenant's) it may not pass. */
 export const LIMIT_BOUNDS: readonly (readonly [LimitField, LimitName])[] = [

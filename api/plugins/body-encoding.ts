@@ -10,7 +10,9 @@ const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii'])
  * on the way read). Pure.
  */
 export function declaredCharset(contentType: string | undefined): string | undefined {
-  const all = contentType === undefined ? [] : [...contentType.matchAll(/;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/gi)]
+  // Most name no parameter at all: no regex for them (it ran for every request with a body).
+  if (contentType === undefined || !contentType.includes(';')) return undefined
+  const all = [...contentType.matchAll(/;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/gi)]
   if (all.length > 1) return 'repeated'
   const m = all[0]
   return m ? (m[1] ?? m[2] ?? '').toLowerCase() : undefined
