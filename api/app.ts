@@ -152,7 +152,8 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   answerNodeLevelRequests(app.server)
   app.setValidatorCompiler(strictValidatorCompiler)
   registerErrorHandler(app, metrics)
-  // JSON only: a text body would otherwise reach validation and get a misleading 400.
+  // JSON only: a text body would otherwise reach validation and get a misleading 400 (an
+  // empty one of any type, on a route that needs a body, gets the 400 an empty JSON body gets).
   app.removeContentTypeParser('text/plain')
   boundJsonBodies(app)
   takeEmptyBodiesOfAnyType(app)
@@ -226,7 +227,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     errorHandler: (error, socket, request) => {
       const code = String((error as { code?: unknown }).code ?? '')
       if (code.startsWith('WS_ERR_') || droppedByClient(error))
-        request.log.info({ code, reason: error.message }, 'stream client sent a bad frame or went away')
+        request.log.info({ code, reason: error.message }, 'stream client sent a bad frame or its connection closed')
       else request.log.error({ err: error }, 'stream failed')
       socket.terminate()
     },

@@ -92,8 +92,9 @@ export function clientLeft(during: string): AirlockError {
 const DROPPED_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED'])
 
 /**
- * The error is a connection its client dropped: the client's doing, not a fault of ours,
- * so logged without a stack (a hostile client can make one per connection it opens).
+ * The error is a connection closed under a write or read: most often its client dropped
+ * it (our own cut of a slow reader ends the same way), not a fault of ours, so logged
+ * without a stack (a hostile client can make one per connection it opens).
  */
 export function droppedByClient(err: unknown): boolean {
   return DROPPED_CONNECTION_CODES.has(String((err as { code?: unknown } | undefined)?.code ?? ''))

@@ -147,7 +147,10 @@ export class JobRunner {
       log.warn({ worker: fromWorker }, 'job ended as error: its worker stopped')
   }
 
-  /** Follows a sandbox a stopped worker launched; false when there is none to follow. */
+  /**
+   * Follows a sandbox a stopped worker launched, or ends the job as lost once taken over
+   * and there is none to follow; false when it could not be taken over (ended, or another's).
+   */
   private async adopt(jobId: string, log: Logger, fromWorker = ''): Promise<boolean> {
     // Held from the first moment, before any wait: a second delivery of the job (`run`) and
     // the sweep (`adoptOrLose`) may both come for it at once, and each found it not held
@@ -166,8 +169,18 @@ export class JobRunner {
         tenant: stored.tenant,
         spec: plan.spec,
         signal: controller.signal,
+      }).catch((err: unknown) => {
+        log.warn({ err }, 'could not follow the sandbox of a worker that stopped')
+        return null
       })
-      if (!ran) return false
+      if (!ran) {
+        // Taken over, the job is this worker's now: its end is this worker's to record. Left
+        // running, the sweep skipped it (a live worker's) and the stopped worker's loss was
+        // no longer there to mark (found by a code review).
+        await this.finishLost(jobId)
+        log.warn('job was running on a worker that stopped and its sandbox could not be followed; marked error')
+        return true
+      }
       const outcome = plan.conclude(ran)
       log.warn({ status: outcome.status }, 'adopted the sandbox of a worker that stopped')
       // Its live log was the stopped worker's, maybe cut short: the outcome's output is kept.

@@ -6,6 +6,7 @@ import type { ClaimConnection } from './connection-limits.js'
 import { keyDigest, type KeyRole, type TenantStore } from '../../core/tenant-store.js'
 import { bindRequestLog } from '../../core/logger.js'
 import { continueExpected } from './error-handler.js'
+import { announcesBody } from './body-encoding.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -154,8 +155,7 @@ export function registerAuth(
     }
     if (res.destroyed || request.raw.destroyed) away()
     else res.once('close', away)
-    const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length']) > 0
-    if (!hasBody) await request.takeTurn()
+    if (!announcesBody(request.headers)) await request.takeTurn()
   })
   // Whatever did not take its turn with its body (a GET sent with one, which no parser
   // reads) takes it here, before its handler: no request is worked on without one.

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
 import { type BudgetHold, OutputBudget, type ShortWaiter } from '../services/output-budget.js'
 import type { CountedIncomingMessage } from './body-pieces.js'
+import { announcesBody } from './body-encoding.js'
 
 /** The methods whose bodies fastify never reads (its own `bodyless` set, not exported). */
 const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'TRACE'])
@@ -122,9 +123,9 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
   const small = () => new OutputBudget(Math.min(capacityBytes, bodyLimitBytes * 2), BODY_WAIT_MS, 1, busy)
   const [operators, anonymous] = [small(), small()]
   app.addHook('preParsing', async (request, reply, payload) => {
+    if (!announcesBody(request.headers)) return payload
     const length = Number(request.headers['content-length'])
     const chunked = request.headers['transfer-encoding'] !== undefined
-    if (!chunked && !(length > 0)) return payload
     if (request.is404) {
       // The error handler answers a request without a route as it answers any (404 or
       // 405); the body left unread, the connection cannot carry another request.

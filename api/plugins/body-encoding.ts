@@ -1,5 +1,11 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
+
+/** The request announces a body: chunked, or a Content-Length above 0. */
+export function announcesBody(headers: IncomingHttpHeaders): boolean {
+  return headers['transfer-encoding'] !== undefined || Number(headers['content-length']) > 0
+}
 
 /** Charsets whose bytes read as UTF-8 unchanged: the only ones our parsers decode. */
 const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii'])
@@ -28,7 +34,7 @@ export function declaredCharset(contentType: string | undefined): string | undef
 export function refuseUndecodableBodies(app: FastifyInstance): void {
   app.addHook('preParsing', async (request, _reply, payload) => {
     const { headers } = request
-    if (headers['transfer-encoding'] === undefined && !(Number(headers['content-length']) > 0)) return payload
+    if (!announcesBody(headers)) return payload
     // Node's parser reads a body whose last coding is chunked as chunked and ignores the
     // rest (gzip, chunked): a proxy that applied them would pass on a body other than ours.
     const transfer = headers['transfer-encoding']?.trim().toLowerCase()
@@ -63,8 +69,7 @@ export function refuseUndecodableBodies(app: FastifyInstance): void {
 export function takeEmptyBodiesOfAnyType(app: FastifyInstance): void {
   app.addContentTypeParser('*', (request, _payload, done) => {
     const { headers } = request
-    if (headers['transfer-encoding'] === undefined && !(Number(headers['content-length']) > 0))
-      return done(null, undefined)
+    if (!announcesBody(headers)) return done(null, undefined)
     const type = headers['content-type']?.split(';')[0]?.trim().slice(0, 80)
     done(
       new AirlockError(

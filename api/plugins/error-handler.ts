@@ -1,7 +1,7 @@
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AirlockError, ErrorCodes, isAirlockError, type ErrorCode } from '../../core/errors.js'
+import { AirlockError, droppedByClient, ErrorCodes, isAirlockError, type ErrorCode } from '../../core/errors.js'
 import type { Metrics } from '../../core/metrics.js'
 import type { ErrorResponse } from '../schemas.js'
 
@@ -110,7 +110,7 @@ export function toErrorResponse(err: FastifyError | Error): { status: number; bo
  * handlers; they still get our error shape and code.
  */
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  if (droppedByClient(err) || socket.destroyed) return
   const [status, code, message]: [number, ErrorCode, string] =
     err.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'AIRLOCK_ERR_HEADERS_TOO_LARGE', 'request headers are too large']
@@ -214,8 +214,10 @@ export function notFoundAnswerer(
     // innermost last: its answer, in its own shape, is the one given.
     if (!route.url.includes('/:')) return
     const first = !writtenOutAnswers.has(route)
+    let sibling: ReturnType<RouteMethods['writtenOut']> | undefined
     writtenOutAnswers.set(route, (request, reply) => {
-      const path = routes.writtenOut(route.url, request.params as Record<string, string>)
+      sibling ??= routes.writtenOut(route.url)
+      const path = sibling(request.params as Record<string, string>)
       return path === undefined ? undefined : answer(request, reply, path)
     })
     if (first)
@@ -304,19 +306,28 @@ export class RouteMethods {
   }
 
   /**
+   * For a route's `pattern`, a check of the path it matched (by its `params`): the path
+   * when it is another route's written out, with no pattern in it (`/v1/jobs/:id` with id
+   * `batch` is `/v1/jobs/batch`), else undefined. Made on first use, once every route is
+   * known: most patterns have no such sibling and cost their requests nothing.
+   */
+  writtenOut(pattern: string): (params: Record<string, string>) => string | undefined {
+    const re = this.patterns.get(pattern)?.re
+    const siblings = new Set(
+      [...this.patterns.keys()].filter((url) => url !== pattern && !/[:*]/.test(url) && re?.test(url)),
+    )
+    if (siblings.size === 0) return () => undefined
+    return (params) => {
+      const path = pattern.replace(/:(\w+)/g, (_, name: string) => params[name] ?? '')
+      return siblings.has(path) ? path : undefined
+    }
+  }
+
+  /**
    * The methods some route takes at `path`, sorted; empty when no route has the path. A
    * route written as exactly this path speaks for it alone (`/v1/jobs/batch` is POST,
    * whatever `/v1/jobs/:id` takes), as the document lists it.
    */
-  /**
-   * The path `pattern` matched with `params`, when it is another route's path written out
-   * (`/v1/jobs/:id` with id `batch` is `/v1/jobs/batch`); undefined otherwise.
-   */
-  writtenOut(pattern: string, params: Record<string, string>): string | undefined {
-    const path = pattern.replace(/:(\w+)/g, (_, name: string) => params[name] ?? '')
-    return path !== pattern && this.patterns.has(path) ? path : undefined
-  }
-
   allowed(path: string): string[] {
     const exact = this.patterns.get(path)
     if (exact) return [...exact.methods].sort()

@@ -90,7 +90,7 @@ export interface JobServiceDeps {
  */
 export class JobService {
   private submitClientReady: Promise<SubmitConnection> | undefined
-  /** Single submissions waiting for the end of this turn of the event loop, by tenant. */
+  /** Single submissions waiting to go to Redis together (`submit`), by tenant. */
   private readonly gathering = new Map<string, Gathered[]>()
   /** Requests held open until a job ends, by tenant. */
   private readonly waits = new Map<string, number>()
@@ -109,7 +109,7 @@ export class JobService {
 
   /**
    * Checks, records and queues a job; its id and resolved spec. The tenant's submissions
-   * that arrive in the same turn of the event loop go to Redis together, as one batch
+   * that arrive within two turns of the event loop go to Redis together, as one batch
    * (up to AIRLOCK_MAX_BATCH_JOBS each): two round trips for all of them instead of two
    * each. Each is still accepted or refused on its own, in the order they arrived.
    */

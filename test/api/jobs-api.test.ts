@@ -314,8 +314,6 @@ t.test('a route that reads no body takes a request that names a Content-Type and
   // Any other type too (fetch names text/plain for an empty string body): there is nothing to read.
   for (const type of ['text/plain;charset=UTF-8', 'application/x-www-form-urlencoded', 'application/octet-stream']) {
     const other = { ...headers, 'content-type': type }
-    const read = await h.app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: other })
-    t.equal(read.statusCode, 200, `GET with Content-Type: ${type} and no body`)
     const queued = (await h.request('POST', '/v1/jobs', { runtime: 'python', source: 'print(1)' })).json().id
     const sent = await h.app.inject({ method: 'DELETE', url: `/v1/jobs/${queued}`, headers: other, payload: 'x' })
     t.equal(sent.statusCode, 415, `but a ${type} body is still refused`)

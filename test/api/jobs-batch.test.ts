@@ -228,6 +228,16 @@ t.test(
       'two batches of at most AIRLOCK_MAX_BATCH_JOBS for one tenant, one for the other: no tenant is written with another',
     )
 
+    // Clients whose answers went together send again together, read over a poll phase or two.
+    transactions = 0
+    await tenantWithKey('wade', {})
+    const early = jobService.submit('wade', job, h.app.log)
+    const late = new Promise<unknown>((resolve, reject) =>
+      setImmediate(() => jobService.submit('wade', job, h.app.log).then(resolve, reject)),
+    )
+    await Promise.all([early, late])
+    t.equal(transactions, 1, 'a submit made in the next turn of the loop goes with the one before it')
+
     const single = await call('POST', '/v1/jobs', job, await tenantWithKey('vic', {}))
     t.equal(single.statusCode, 202, 'a submit over HTTP goes the same way')
   },

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 
-/** Size of the blocks small pieces of output are copied into. */
+/** The most a block of small pieces of output holds: they start at 4 KiB and grow with the output. */
 const OUTPUT_BLOCK_BYTES = 64 * 1024
 
 /**
@@ -36,7 +36,7 @@ export class CappedOutput {
    * Copies small pieces into blocks: a program writing a byte at a time is delivered a
    * byte a read, and each kept as it came was an object of its own until the job ended
    * (~130 bytes of heap per byte written, 7 million of them in 300 s; found by the
-   * fifteenth review). Big pieces are kept as they are.
+   * fifteenth review). A big piece that comes with no block being filled is kept as it is.
    */
   private keep(part: Buffer): void {
     if (part.length >= OUTPUT_BLOCK_BYTES && this.filling === 0) {
@@ -45,7 +45,8 @@ export class CappedOutput {
     }
     let from = 0
     while (from < part.length) {
-      this.block ??= Buffer.allocUnsafe(Math.min(OUTPUT_BLOCK_BYTES, this.capBytes - this.kept - from))
+      const size = Math.max(4096, Math.min(OUTPUT_BLOCK_BYTES, this.kept + from))
+      this.block ??= Buffer.allocUnsafe(Math.min(size, this.capBytes - this.kept - from))
       const copied = part.copy(this.block, this.filling, from)
       this.filling += copied
       from += copied

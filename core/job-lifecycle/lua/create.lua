@@ -32,8 +32,9 @@ local tenant, oldest, count = ARGV[9], ARGV[10], tonumber(ARGV[11])
 -- Dropped a bounded number per call, more than a call adds: a tenant back after a long
 -- time away (with a million entries) must not hold Redis, everyone's, for one long sweep
 -- (its queued quota counts the expired entries still left, a few calls at most).
+-- (Lua's unpack takes ~8,000 values: 4,000 at most, above any AIRLOCK_MAX_BATCH_JOBS's 2,200.)
 local function dropOlder(key)
-  local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. oldest, 'LIMIT', 0, 200 + 2 * count)
+  local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. oldest, 'LIMIT', 0, math.min(200 + 2 * count, 4000))
   if #old > 0 then redis.call('ZREM', key, unpack(old)) end
 end
 dropOlder(KEYS[6])
