@@ -179,6 +179,8 @@ export class JobRunner {
         // no longer there to mark (found by a code review).
         await this.finishLost(jobId)
         log.warn('job was running on a worker that stopped and its sandbox could not be followed; marked error')
+        // What the executor may still hold for it (a Kubernetes Job found but not followed).
+        this.forgetSoon(jobId, log)
         return true
       }
       const outcome = plan.conclude(ran)

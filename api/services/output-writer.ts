@@ -17,11 +17,11 @@ import type { BudgetHold, OutputBudget } from './output-budget.js'
 /** Writes text or bytes out of the process; resolves once they have left (flushed to the socket). */
 export type Flush = (chunk: string | Buffer) => Promise<void>
 
-/** A reader left a piece unread past the slow-reader limit. */
 /** A write's wait ended by its connection's close: a client's doing (droppedByClient). */
 const connectionClosed = () =>
   Object.assign(new Error('the connection closed during a write'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })
 
+/** A reader left a piece unread past the slow-reader limit. */
 export class SlowReaderError extends Error {
   constructor() {
     super('the reader did not take its output in time')

@@ -45,7 +45,7 @@ async function runningOnGoneWorker(t: Test) {
  * Only the Kubernetes executor adopts (its Jobs outlive a worker), and this machine's
  * cluster is for test/kube: a stand-in, whose `adopt` is given; the runner is what is tested.
  */
-const standIn = (adopt: Executor['adopt']): Executor => ({
+const standIn = (adopt: Executor['adopt'], forgotten: string[] = []): Executor => ({
   name: 'kubernetes',
   checkIsolation: async () => ({ ok: true, technology: 'gvisor', detail: 'stand-in', reason: null, isolation }),
   runtimeVersions: async () => ({}),
@@ -53,6 +53,9 @@ const standIn = (adopt: Executor['adopt']): Executor => ({
     throw new Error('a job taken over is never launched again')
   },
   adopt,
+  forget: async (jobId) => {
+    forgotten.push(jobId)
+  },
   reapOrphans: async () => 0,
   close: async () => undefined,
 })
@@ -119,8 +122,12 @@ t.test('a job taken over whose sandbox cannot be followed still ends, as lost', 
     ],
   ] as const) {
     const { store, id } = await runningOnGoneWorker(t)
-    const runner = new JobRunner(store, standIn(adopt), isolation, 'this-worker', createLogger('silent'), new Metrics())
+    const forgotten: string[] = []
+    const executor = standIn(adopt, forgotten)
+    const runner = new JobRunner(store, executor, isolation, 'this-worker', createLogger('silent'), new Metrics())
     await runner.adoptOrLose(id, 'gone-worker')
+    await runner.flushCleanups()
+    t.same(forgotten, [id], `${name}: what the executor held for it is cleaned up`)
     const stored = await store.get(id)
     t.equal(stored?.job.status, 'error', `${name}: the job ended`)
     t.equal(stored?.job.reason, REASONS.workerLost, `${name}: as lost`)
