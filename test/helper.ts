@@ -9,6 +9,9 @@ import { loadConfig, type Config } from '../core/config.js'
 import { Metrics } from '../core/metrics.js'
 import { createLogger } from '../core/logger.js'
 import type { Job } from '../core/job.js'
+import { JobStore } from '../core/job-store.js'
+import { resolveJobSpec } from '../core/job-spec.js'
+import { redisKeys } from '../core/redis-keys.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
 import { hostCgroups } from '../worker/executors/local/cgroup-host.js'
 import { unmountUnder } from '../worker/executors/local/mounts.js'
@@ -142,6 +145,19 @@ export async function warmIdle(h: Pick<Harness, 'metrics'>, runtime: string, n =
 
 export function redisUrl(): string {
   return process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+}
+
+/** A JobStore on the real Redis under a prefix of its own, removed when the test ends; and a job spec. */
+export function storeOnRedis(t: TestLike, name: string) {
+  const redis = new Redis(redisUrl())
+  const keys = redisKeys(`${name}-${randomBytes(4).toString('hex')}`)
+  t.teardown(async () => {
+    const left = await redis.keys(`${keys.prefix}*`)
+    if (left.length > 0) await redis.del(...left)
+    redis.disconnect()
+  })
+  const store = new JobStore(redis, keys, 3600)
+  return { redis, keys, store, spec: resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})) }
 }
 
 /**

@@ -179,14 +179,13 @@ export class JobRunner {
         // no longer there to mark (found by a code review).
         await this.finishLost(jobId)
         log.warn('job was running on a worker that stopped and its sandbox could not be followed; marked error')
-        // What the executor may still hold for it (a Kubernetes Job found but not followed).
-        this.forgetSoon(jobId, log)
-        return true
+      } else {
+        const outcome = plan.conclude(ran)
+        log.warn({ status: outcome.status }, 'adopted the sandbox of a worker that stopped')
+        // Its live log was the stopped worker's, maybe cut short: the outcome's output is kept.
+        if (await this.finish(jobId, outcome, false)) this.observeFinished(stored, outcome)
       }
-      const outcome = plan.conclude(ran)
-      log.warn({ status: outcome.status }, 'adopted the sandbox of a worker that stopped')
-      // Its live log was the stopped worker's, maybe cut short: the outcome's output is kept.
-      if (await this.finish(jobId, outcome, false)) this.observeFinished(stored, outcome)
+      // What the executor holds for it, followed or not (a Kubernetes Job found but not followed).
       this.forgetSoon(jobId, log)
       return true
     } finally {

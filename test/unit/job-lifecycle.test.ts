@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { Redis } from 'ioredis'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { defineJobScripts, READ_SCRIPTS, scriptSource } from '../../core/job-lifecycle/scripts.js'
 import { JobEventReader } from '../../core/job-events.js'
 import {
@@ -11,12 +11,10 @@ import {
   transitionsTable,
   type TransitionName,
 } from '../../core/job-lifecycle/transitions.js'
-import { resolveJobSpec } from '../../core/job-spec.js'
 import { JOB_STATUSES, type JobStatus } from '../../core/job-status.js'
-import { JobStore, newJobId } from '../../core/job-store.js'
+import { newJobId } from '../../core/job-store.js'
 import { redisKeys } from '../../core/redis-keys.js'
-import { loadConfig } from '../../core/config.js'
-import { redisUrl } from '../helper.js'
+import { redisUrl, storeOnRedis } from '../helper.js'
 
 const LUA_DIR = new URL('../../core/job-lifecycle/lua/', import.meta.url)
 
@@ -92,19 +90,6 @@ const outcome = {
   runMs: 1,
 }
 const meta = { executor: 'local', isolation: null, outputInEvents: true }
-
-/** A JobStore on the real Redis under a prefix of its own, removed when the test ends; and a job spec. */
-function storeOnRedis(t: Test, name: string) {
-  const redis = new Redis(redisUrl())
-  const keys = redisKeys(`${name}-${randomBytes(4).toString('hex')}`)
-  t.teardown(async () => {
-    const left = await redis.keys(`${keys.prefix}*`)
-    if (left.length > 0) await redis.del(...left)
-    redis.disconnect()
-  })
-  const store = new JobStore(redis, keys, 3600)
-  return { redis, keys, store, spec: resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})) }
-}
 
 t.test('against Redis, each move writes only from the statuses its table row lists', async (t) => {
   const { redis, keys, store, spec } = storeOnRedis(t, 'test-lifecycle')

@@ -1,17 +1,12 @@
-import { randomBytes } from 'node:crypto'
-import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { loadConfig } from '../../core/config.js'
 import type { Isolation, JobOutcome } from '../../core/job.js'
-import { resolveJobSpec } from '../../core/job-spec.js'
-import { JobStore, newJobId } from '../../core/job-store.js'
+import { newJobId } from '../../core/job-store.js'
 import { createLogger } from '../../core/logger.js'
 import { Metrics } from '../../core/metrics.js'
-import { redisKeys } from '../../core/redis-keys.js'
 import type { ExecutionRequest, Executor } from '../../worker/executors/executor.js'
 import { JobRunner } from '../../worker/job-runner.js'
 import { REASONS } from '../../core/job-lifecycle/reasons.js'
-import { redisUrl } from '../helper.js'
+import { storeOnRedis } from '../helper.js'
 import { until } from '../processes.js'
 
 const isolation: Isolation = {
@@ -27,16 +22,9 @@ const isolation: Isolation = {
 
 /** A JobStore on the real Redis under a prefix of its own, and a job running on a worker that then stopped. */
 async function runningOnGoneWorker(t: Test) {
-  const redis = new Redis(redisUrl())
-  const keys = redisKeys(`test-runner-${randomBytes(4).toString('hex')}`)
-  t.teardown(async () => {
-    const left = await redis.keys(`${keys.prefix}*`)
-    if (left.length > 0) await redis.del(...left)
-    redis.disconnect()
-  })
-  const store = new JobStore(redis, keys, 3600)
+  const { redis, keys, store, spec } = storeOnRedis(t, 'test-runner')
   const id = newJobId()
-  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})))
+  await store.create(id, 'alice', spec)
   t.equal(await store.claim(id, 'gone-worker'), 'claimed', 'the job runs on a worker that then stopped')
   return { redis, keys, store, id }
 }
