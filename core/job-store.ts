@@ -16,6 +16,7 @@ import {
   LOG_EVENT_OVERHEAD_BYTES,
   MAX_LOG_EVENTS,
   runJobScript,
+  runReadScript,
 } from './job-lifecycle/scripts.js'
 import { TRANSITIONS, type TransitionName } from './job-lifecycle/transitions.js'
 
@@ -498,20 +499,32 @@ export class JobStore {
     let offset = 0
     let scanned = 0
     let last: { score: number; id: string } | undefined
-    for (;;) {
+    for (let first = true; ; first = false) {
       // Unfiltered, a page needs its items and one more (to know there is a next page):
       // a page of 1 reads 2 records, not 200.
       const size = wanted ? LIST_BATCH : Math.min(LIST_BATCH, options.limit - items.length + 1)
-      const raw = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', offset, size)
+      let raw: string[]
+      if (after && first) {
+        // The first read after a cursor also finds how many entries at the cursor's score
+        // were seen already, and the reads after it go on below them.
+        const [skip, entries] = (await runReadScript(
+          this.redis,
+          'listAfter',
+          [index],
+          [after.score, after.id, size],
+        )) as [number, string[]]
+        offset = skip
+        raw = entries
+      } else {
+        raw = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', offset, size)
+      }
       const batch: { id: string; score: number }[] = []
       for (let i = 0; i + 1 < raw.length; i += 2) batch.push({ id: raw[i]!, score: Number(raw[i + 1]) })
-      // Entries that share the cursor's score sort by id, descending; skip those already seen.
-      const fresh = batch.filter((e) => !(after && e.score === after.score && e.id >= after.id))
       const pipeline = this.redis.pipeline()
-      for (const e of fresh) pipeline.hmget(this.keys.job(e.id), ...SUMMARY_FIELDS)
+      for (const e of batch) pipeline.hmget(this.keys.job(e.id), ...SUMMARY_FIELDS)
       const rows = (await pipeline.exec()) ?? []
       const gone: string[] = []
-      for (const [i, e] of fresh.entries()) {
+      for (const [i, e] of batch.entries()) {
         if (items.length === options.limit) return { items, nextCursor: encodeCursor(last!.score, last!.id) }
         if (scanned === LIST_SCAN_MAX) return { items, nextCursor: last ? encodeCursor(last.score, last.id) : null }
         scanned++

@@ -52,10 +52,15 @@ export function scriptSource(name: string): string {
 }
 
 /**
- * Read-only scripts (`lua/reads/`): a job's events and output read in bounded pieces.
- * They move nothing, and answer when Redis is at its maxmemory.
+ * Read-only scripts (`lua/reads/`): a job's events and output read in bounded pieces, and
+ * a page of a tenant's jobs after a cursor. They move nothing, and answer when Redis is
+ * at its maxmemory.
  */
-export const READ_SCRIPTS = { readEvents: 'reads/read-events', readOutput: 'reads/read-output' } as const
+export const READ_SCRIPTS = {
+  readEvents: 'reads/read-events',
+  readOutput: 'reads/read-output',
+  listAfter: 'reads/list-after',
+} as const
 export type ReadScript = keyof typeof READ_SCRIPTS
 
 /** The ioredis command a script is defined as, on every connection that runs it. */

@@ -52,6 +52,83 @@ t.test("GET /v1/jobs pages through the tenant's jobs newest first, without gaps 
   t.notOk(ids.includes(bob.items[0]!.id))
 })
 
+t.test(
+  'GET /v1/jobs goes on after a cursor inside one batch in one read, whether or not its entry is still there',
+  async (t) => {
+    // No queue or storage quota: 244 jobs stay queued.
+    const h = await build(t, {
+      worker: false,
+      env: { AIRLOCK_DEFAULT_MAX_QUEUED: '0', AIRLOCK_DEFAULT_MAX_STORED_BYTES: '0' },
+    })
+    const { store } = h.app.services
+    const keys = store['keys' as never] as { job(id: string): string; tenantJobs(t: string): string }
+    const index = keys.tenantJobs('alice')
+    const base = Date.now() - 100_000
+    // One batch: 240 jobs made in one millisecond, between two older and two newer ones.
+    const at = (id: string, score: number) => ({ id, score })
+    const made: { id: string; score: number }[] = []
+    for (const [n, score] of [
+      [2, base + 1],
+      [240, base],
+      [2, base - 1],
+    ] as const) {
+      for (let i = 0; i < n; i++) made.push(at(newJobId(), score))
+    }
+    const results = new Set<string>()
+    for (const e of made) results.add((await store.create(e.id, 'alice', spec, e.score)).result)
+    t.same([...results], ['created'], 'all made')
+    const expected = [...made].sort((a, b) => b.score - a.score || (a.id < b.id ? 1 : -1)).map((e) => e.id)
+
+    const redis = new Redis(h.config.redisUrl)
+    const monitor = await redis.monitor()
+    t.teardown(() => {
+      monitor.disconnect()
+      redis.disconnect()
+    })
+    let reads = 0
+    let marked: (() => void) | undefined
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua' && args[0]?.toLowerCase() !== 'echo' && args.includes(index)) reads++
+      if (args[0]?.toLowerCase() === 'echo' && args[1] === index) marked?.()
+    })
+    // MONITOR tells of a command after it ran: a marker sent after a page's commands and
+    // seen come back puts all of them before it.
+    const settled = () =>
+      new Promise<void>((resolve) => {
+        marked = resolve
+        void redis.echo(index)
+      })
+    const seen: string[] = []
+    const readsPerPage: number[] = []
+    let cursor: string | null = null
+    let pages = 0
+    do {
+      if (pages === 10) {
+        // The cursor's own entry is gone, as when its record expired and a page dropped it.
+        const last = seen[seen.length - 1]!
+        await redis.del(keys.job(last))
+        await redis.zrem(index, last)
+      }
+      await settled()
+      const before = reads
+      const res = await h.request('GET', `/v1/jobs?limit=10${cursor ? `&cursor=${cursor}` : ''}`)
+      t.equal(res.statusCode, 200)
+      const page = res.json<JobList>()
+      seen.push(...page.items.map((j) => j.id))
+      cursor = page.nextCursor
+      pages++
+      await settled()
+      readsPerPage.push(reads - before)
+    } while (cursor && pages < 40)
+    t.equal(pages, 25, '244 jobs in pages of 10')
+    t.same(seen, expected, 'every job once, newest first, a batch by id')
+    t.ok(
+      readsPerPage.every((n) => n <= 2),
+      `each page reads the index once (and drops what it found gone): ${readsPerPage.join(' ')}`,
+    )
+  },
+)
+
 t.test('GET /v1/jobs?status= filters, and a listing carries no output', async (t) => {
   const h = await build(t, { worker: false })
   const { store } = h.app.services
