@@ -3,26 +3,62 @@ import { pino, type DestinationStream, type Logger } from 'pino'
 /** A logged URL is cut here, so a caller's 12 KB query string costs the log 256 bytes. */
 export const LOGGED_URL_MAX = 256
 
-/** Strips stream tokens from URLs before they are logged, and bounds their length. */
+/**
+ * Query parameters whose values are logged as sent: the ones Airlock's routes read that
+ * carry no secret. Every other value (a stream's `token`, and whatever a caller put in a
+ * query by mistake: `?api_key=...`) is logged as `[redacted]`, so a parameter added
+ * later is redacted until it is listed here.
+ */
+const LOGGED_QUERY_VALUES = new Set([
+  'status',
+  'limit',
+  'cursor',
+  'wait',
+  'from',
+  'base64_encoded',
+  'fields',
+  'tokens',
+  'page',
+  'per_page',
+])
+
+/** A query's name as the router reads it: `?%74oken=` is a token too. */
+function queryName(name: string): string {
+  try {
+    return decodeURIComponent(name.replaceAll('+', ' '))
+  } catch {
+    return name // not valid percent-encoding: compared as it is
+  }
+}
+
+/**
+ * A request target fit for a log line: no credentials (the user and password of an
+ * absolute-form target, `http://user:key@host/...`, and every query value not known to
+ * be harmless), and bounded in length.
+ */
 export function redactUrl(url: string): string {
   const q = url.indexOf('?')
-  // Names are compared decoded, as the router reads them: `?%74oken=` is a token too.
+  let path = q < 0 ? url : url.slice(0, q)
+  // An absolute-form target's authority ends at the first '/' after its scheme's '//'.
+  const scheme = path.indexOf('://')
+  if (scheme >= 0 && !path.startsWith('/')) {
+    const from = scheme + 3
+    const slash = path.indexOf('/', from)
+    const at = path.lastIndexOf('@', slash < 0 ? path.length : slash)
+    if (at >= from) path = `${path.slice(0, from)}[redacted]${path.slice(at)}`
+  }
   const redacted =
     q < 0
-      ? url
-      : `${url.slice(0, q + 1)}${url
+      ? path
+      : `${path}?${url
           .slice(q + 1)
           .split('&')
           .map((pair) => {
             const eq = pair.indexOf('=')
             const name = eq < 0 ? pair : pair.slice(0, eq)
-            let decoded = name
-            try {
-              decoded = decodeURIComponent(name.replaceAll('+', ' '))
-            } catch {
-              // not valid percent-encoding: compared as it is
-            }
-            return decoded === 'token' ? `${name}=[redacted]` : pair
+            if (LOGGED_QUERY_VALUES.has(queryName(name))) return pair
+            // A bare name not listed may itself be the secret.
+            return eq < 0 ? '[redacted]' : `${name}=[redacted]`
           })
           .join('&')}`
   return redacted.length > LOGGED_URL_MAX ? `${redacted.slice(0, LOGGED_URL_MAX)}…(${redacted.length} chars)` : redacted
