@@ -35,7 +35,12 @@ export function consoleCsp(nonce: string): string {
 /** Where the page finds its nonce (console/index.html has the placeholder; main.tsx reads it). */
 const NONCE_PLACEHOLDER = '__AIRLOCK_STYLE_NONCE__'
 
-function commonHeaders(reply: { setHeader(name: string, value: string): unknown }): void {
+/**
+ * What every page Airlock serves to a browser sends (the console's and the API docs',
+ * which share the origin that holds the keys): no sniffing, no referrer, never framed, no
+ * window handle across origins.
+ */
+export function pageHeaders(reply: { setHeader(name: string, value: string): unknown }): void {
   reply.setHeader('x-content-type-options', 'nosniff')
   // The key is never in a URL, but a job id in a shared link should not leave either.
   reply.setHeader('referrer-policy', 'no-referrer')
@@ -79,7 +84,7 @@ export async function registerConsole(app: FastifyInstance, dir = consoleDir()):
     throw new Error(`${dir}/index.html has no ${NONCE_PLACEHOLDER}: rebuild the console`)
   const sendPage = async (_request: unknown, reply: FastifyReply) => {
     const nonce = randomBytes(18).toString('base64')
-    commonHeaders(reply.raw)
+    pageHeaders(reply.raw)
     return reply
       .header('content-security-policy', consoleCsp(nonce))
       .header('cache-control', 'no-store')
@@ -98,7 +103,7 @@ export async function registerConsole(app: FastifyInstance, dir = consoleDir()):
     cacheControl: false,
     // Hashed asset names never change their content.
     setHeaders: (res) => {
-      commonHeaders(res)
+      pageHeaders(res)
       res.setHeader('content-security-policy', "default-src 'none'; frame-ancestors 'none'")
       res.setHeader('cache-control', 'public, max-age=31536000, immutable')
     },

@@ -2,9 +2,27 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance, FastifySchema } from 'fastify'
 import { finishDocument } from '../openapi/document.js'
+import { pageHeaders } from './console.js'
 
 /** The OpenAPI version the document is written in: numeric exclusiveMinimum, `type: null`. */
 export const OPENAPI_VERSION = '3.1.0'
+
+/**
+ * swagger-ui's static policy with nothing from elsewhere: no frames of it on other pages,
+ * no validator badge from validator.swagger.io, no styles or fonts from any https origin,
+ * and no upgrade of its requests to https (the API may be served on plain HTTP).
+ */
+export function docsCsp(policy: string): string {
+  const directives = policy
+    .split(';')
+    .map((d) => d.trim().split(/\s+/))
+    .filter((d) => d[0] && d[0] !== 'upgrade-insecure-requests')
+    .map(([name, ...sources]) => {
+      if (name === 'frame-ancestors') return [name, "'none'"]
+      return [name!, ...sources.filter((s) => s !== 'https:' && s !== 'validator.swagger.io')]
+    })
+  return [...directives.map((d) => d.join(' ')), "form-action 'none'"].join('; ')
+}
 
 /**
  * The credentials: a tenant's API key, the operator's admin key, and a browser's
@@ -105,6 +123,10 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
     docs.setReplySerializer((payload) =>
       payload === docs.swagger() ? (serialized ??= JSON.stringify(payload)) : JSON.stringify(payload),
     )
-    await docs.register(swaggerUi, { routePrefix: '/docs' })
+    // The docs page is on the console's origin, where the keys are kept: the same headers,
+    // and swagger-ui's own policy (the hashes of its inline pieces) without what reaches
+    // out or lets it be framed.
+    docs.addHook('onSend', async (_request, reply) => pageHeaders(reply.raw))
+    await docs.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, transformStaticCSP: docsCsp })
   })
 }

@@ -169,6 +169,16 @@ t.test(
     const ui = await h.app.inject({ method: 'GET', url: '/docs/' })
     t.equal(ui.statusCode, 200)
     t.match(ui.body, /swagger/i)
+    // The docs share the console's origin, where the keys are kept.
+    for (const url of ['/docs/', '/docs/static/oauth2-redirect.html', '/docs/static/swagger-initializer.js']) {
+      const page = await h.app.inject({ method: 'GET', url })
+      t.equal(page.statusCode, 200, url)
+      t.match(page.headers, { 'x-frame-options': 'DENY', 'x-content-type-options': 'nosniff' }, url)
+      const csp = String(page.headers['content-security-policy'])
+      t.match(csp, /frame-ancestors 'none'/, `${url}: never framed`)
+      t.match(csp, /script-src 'self'/, `${url}: its own scripts`)
+      t.notMatch(csp, /https:|validator\.swagger\.io|upgrade-insecure-requests/, `${url}: nothing from elsewhere`)
+    }
   },
 )
 
