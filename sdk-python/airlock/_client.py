@@ -70,10 +70,13 @@ class _Settings:
         if not key:
             raise AirlockError("an API key is required: pass api_key or set AIRLOCK_API_KEY", "AIRLOCK_SDK_CONFIG")
         self.base_url = (base_url or os.environ.get("AIRLOCK_URL") or "http://127.0.0.1:8080").rstrip("/")
-        self.api_key = key
         self.timeout = timeout
         self.max_retries = max_retries
         self.headers = {"authorization": f"Bearer {key}", "accept": "application/json"}
+
+    def __repr__(self) -> str:
+        # A client logged with an error (its vars, a debugger's view) does not show its key.
+        return f"<airlock settings {self.base_url}>"
 
     def ws_url(self, path: str, params: Dict[str, Any]) -> str:
         query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())

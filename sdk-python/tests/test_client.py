@@ -66,6 +66,14 @@ def test_cancel_then_conflict(client):
     assert err.value.code == "AIRLOCK_ERR_JOB_FINISHED"
 
 
+def test_a_client_logged_shows_no_key(url):
+    # What a log line or a debugger shows of a client: its attributes' reprs.
+    for client in (Airlock(url, "ak_do_not_log_me"), airlock.AsyncAirlock(url, "ak_do_not_log_me")):
+        shown = repr(vars(client)) + repr(client)
+        assert "ak_do_not_log_me" not in shown, shown
+        assert url in shown, "the settings still say where the client goes"
+
+
 def test_each_error_class(client, url):
     with pytest.raises(airlock.AuthenticationError):
         Airlock(url, "wrong-key-123").jobs.list()

@@ -64,7 +64,17 @@ export function backoffMs(attempt: number, retryAfterMs?: number): number {
 
 /** HTTP with one error mapping, timeouts, abort, and retries where they are safe. */
 export class Http {
-  constructor(readonly options: HttpOptions) {}
+  readonly options: Omit<HttpOptions, 'apiKey'>
+  /**
+   * The key lives in a private field, which neither JSON.stringify nor util.inspect shows:
+   * a client logged with an error (`log.error({ client })`) does not log its key.
+   */
+  readonly #authorization: string
+
+  constructor({ apiKey, ...options }: HttpOptions) {
+    this.options = options
+    this.#authorization = `Bearer ${apiKey}`
+  }
 
   url(path: string, query?: RequestSpec['query']): string {
     const url = new URL(`${this.options.baseUrl.replace(/\/+$/, '')}${path}`)
@@ -100,7 +110,7 @@ export class Http {
       res = await fetch(this.url(spec.path, spec.query), {
         method: spec.method,
         headers: {
-          authorization: `Bearer ${this.options.apiKey}`,
+          authorization: this.#authorization,
           accept: spec.accept ?? 'application/json',
           ...(spec.body === undefined ? {} : { 'content-type': 'application/json' }),
           ...spec.headers,

@@ -2,6 +2,7 @@ import t from 'tap'
 import { createServer as createHttpServer } from 'node:http'
 import { createServer, connect, type Socket } from 'node:net'
 import { readFile } from 'node:fs/promises'
+import { inspect } from 'node:util'
 import {
   Airlock,
   AuthenticationError,
@@ -161,6 +162,10 @@ t.test('each error class, from the real server where it can produce it', async (
   await airlock.jobs.cancel(id)
   t.equal((await airlock.jobs.wait(id)).status, 'cancelled')
   t.throws(() => new Airlock({ baseUrl: h.baseUrl, apiKey: '' }), { code: 'AIRLOCK_SDK_CONFIG' })
+  // A client logged with an error does not log its key.
+  const logged = new Airlock({ baseUrl: h.baseUrl, apiKey: 'ak_do_not_log_me' })
+  t.notMatch(inspect(logged, { depth: 10, showHidden: true }), /ak_do_not_log_me/, 'util.inspect shows no key')
+  t.notMatch(JSON.stringify(logged), /ak_do_not_log_me/, 'JSON.stringify shows no key')
 
   // When no live worker can isolate jobs, the API refuses new ones with 503.
   const noWorker = await build(t, { listen: true, env: { AIRLOCK_RUNSC_PATH: '/nonexistent/runsc' } })
