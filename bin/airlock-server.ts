@@ -1,16 +1,10 @@
-import { createServer, type ServerResponse } from 'node:http'
 import { buildApp } from '../api/app.js'
-import { limitConnections } from '../api/plugins/connection-limits.js'
-import { DEFAULT_STREAM_LIMITS } from '../api/services/stream-session.js'
+import { startMetricsListener } from '../api/metrics-listener.js'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
-import type { ErrorCode } from '../core/errors.js'
 import { createLogger } from '../core/logger.js'
 import { Metrics } from '../core/metrics.js'
 import { createExecutor } from '../worker/executors/create-executor.js'
 import { WorkerService } from '../worker/worker-service.js'
-
-/** Connections the metrics listener holds at once (a quarter of them from one address). */
-const METRICS_MAX_CONNECTIONS = 64
 
 /**
  * Entry point. `--role=all` (the default, `npm start`) runs API + worker + local
@@ -63,50 +57,12 @@ async function main(): Promise<void> {
     stops.push(() => app.close())
   }
   {
-    // Every process serves /metrics on a listener of its own, off the public port (a
-    // worker-only process also /healthz and /readyz: ready while it can isolate jobs,
-    // so an orchestrator sees a fail-closed worker).
-    // A client that trickles its headers or its request is timed out as on the API's port.
-    const timeouts = {
-      requestTimeout: config.requestTimeoutMs,
-      headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs),
-      connectionsCheckingInterval: 1000,
-    }
-    const server = createServer(timeouts, (req, res) => {
-      if (req.url === '/metrics') {
-        void metrics.registry.metrics().then(
-          (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
-          (err: unknown) => {
-            logger.error({ err }, 'metrics could not be collected')
-            json(res, 500, 'AIRLOCK_ERR_INTERNAL', 'internal error')
-          },
-        )
-      } else if (req.url === '/healthz') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
-      } else if (req.url === '/readyz' && worker) {
-        const isolation = worker?.isolation
-        res
-          .writeHead(isolation?.ok ? 200 : 503, { 'content-type': 'application/json' })
-          .end(JSON.stringify({ ok: !!isolation?.ok, reason: isolation?.reason ?? null }))
-      } else {
-        json(res, 404, 'AIRLOCK_ERR_ROUTE_NOT_FOUND', 'this port serves /metrics, /healthz and /readyz')
-      }
-    })
-    // The same process's descriptors: a scraper needs a few connections, never thousands.
-    limitConnections(server, {
-      maxConnections: METRICS_MAX_CONNECTIONS,
-      maxPerAddress: METRICS_MAX_CONNECTIONS / 4,
-      // Nobody authenticates here.
-      maxPerTenant: METRICS_MAX_CONNECTIONS,
-      trustProxy: '',
-      // It has no WebSocket: Node closes an upgrade at once.
-      upgradeTimeoutMs: config.headersTimeoutMs,
-      slowReaderMs: DEFAULT_STREAM_LIMITS.slowClientGraceMs,
-      log: logger,
+    const server = startMetricsListener({
+      config,
       metrics,
+      log: logger,
+      isolation: worker && (() => worker!.isolation),
     })
-    server.keepAliveTimeout = config.keepAliveTimeoutMs
-    server.listen(config.metricsPort, config.metricsHost)
     stops.push(() => new Promise((resolve) => server.close(() => resolve())))
   }
 
@@ -132,10 +88,3 @@ main().catch((err: unknown) => {
   console.error(err)
   process.exit(1)
 })
-
-/** An answer of the metrics port in the API's error shape. */
-function json(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  res
-    .writeHead(status, { 'content-type': 'application/json' })
-    .end(JSON.stringify({ statusCode: status, code, message }))
-}

@@ -39,6 +39,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED: 409,
   /** A WebSocket route asked for without the upgrade. */
   AIRLOCK_ERR_UPGRADE_REQUIRED: 426,
+  /** A request to a listener bound to loopback that names another host (a page whose name resolves to 127.0.0.1). */
+  AIRLOCK_ERR_MISDIRECTED: 421,
   /** An Expect header other than 100-continue. */
   AIRLOCK_ERR_EXPECTATION_FAILED: 417,
   AIRLOCK_ERR_BODY_TOO_LARGE: 413,

@@ -1,0 +1,100 @@
+import { createServer, type Server, type ServerResponse } from 'node:http'
+import { isIP } from 'node:net'
+import type { Logger } from 'pino'
+import type { Config } from '../core/config.js'
+import type { ErrorCode } from '../core/errors.js'
+import type { Metrics } from '../core/metrics.js'
+import { limitConnections } from './plugins/connection-limits.js'
+import { DEFAULT_STREAM_LIMITS } from './services/stream-session.js'
+
+/** Connections the metrics listener holds at once (a quarter of them from one address). */
+const METRICS_MAX_CONNECTIONS = 64
+
+/** Whether an address to bind names this machine only. */
+export function isLoopbackAddress(address: string): boolean {
+  const bare = address.replace(/^\[|\]$/g, '').toLowerCase()
+  return bare === 'localhost' || bare === '::1' || (isIP(bare) === 4 && bare.startsWith('127.'))
+}
+
+/**
+ * Whether a Host header names this machine's loopback: `localhost`, `127.x.y.z` or
+ * `[::1]`, with or without a port. A browser sends the name of the page's site, so a
+ * page whose name was made to resolve to 127.0.0.1 (DNS rebinding) sends its own name.
+ */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (!host) return false
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d*$/, '')
+  return isLoopbackAddress(name)
+}
+
+/** What the metrics listener serves, and where. */
+export interface MetricsListenerOptions {
+  config: Pick<Config, 'metricsPort' | 'metricsHost' | 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs'>
+  metrics: Metrics
+  log: Logger
+  /** A worker's isolation, for /readyz; an API-only process has none and no /readyz. */
+  isolation?: () => { ok: boolean; reason?: string | null } | undefined
+}
+
+/**
+ * Every process serves /metrics on a listener of its own, off the public port (a
+ * worker-only process also /healthz and /readyz: ready while it can isolate jobs, so an
+ * orchestrator sees a fail-closed worker). Nobody authenticates here, and /metrics names
+ * tenants: bound to loopback (the default) it answers only requests that name loopback,
+ * so a web page whose name was made to resolve to 127.0.0.1 cannot read it from a
+ * browser on this machine.
+ */
+export function startMetricsListener({ config, metrics, log, isolation }: MetricsListenerOptions): Server {
+  const loopbackOnly = isLoopbackAddress(config.metricsHost)
+  // A client that trickles its headers or its request is timed out as on the API's port.
+  const timeouts = {
+    requestTimeout: config.requestTimeoutMs,
+    headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs),
+    connectionsCheckingInterval: 1000,
+  }
+  const server = createServer(timeouts, (req, res) => {
+    if (loopbackOnly && !isLoopbackHost(req.headers.host)) {
+      json(res, 421, 'AIRLOCK_ERR_MISDIRECTED', 'this listener answers only requests for localhost')
+    } else if (req.url === '/metrics') {
+      void metrics.registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+        (err: unknown) => {
+          log.error({ err }, 'metrics could not be collected')
+          json(res, 500, 'AIRLOCK_ERR_INTERNAL', 'internal error')
+        },
+      )
+    } else if (req.url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')
+    } else if (req.url === '/readyz' && isolation) {
+      const now = isolation()
+      res
+        .writeHead(now?.ok ? 200 : 503, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ ok: !!now?.ok, reason: now?.reason ?? null }))
+    } else {
+      json(res, 404, 'AIRLOCK_ERR_ROUTE_NOT_FOUND', 'this port serves /metrics, /healthz and /readyz')
+    }
+  })
+  // The same process's descriptors: a scraper needs a few connections, never thousands.
+  limitConnections(server, {
+    maxConnections: METRICS_MAX_CONNECTIONS,
+    maxPerAddress: METRICS_MAX_CONNECTIONS / 4,
+    // Nobody authenticates here.
+    maxPerTenant: METRICS_MAX_CONNECTIONS,
+    trustProxy: '',
+    // It has no WebSocket: Node closes an upgrade at once.
+    upgradeTimeoutMs: config.headersTimeoutMs,
+    slowReaderMs: DEFAULT_STREAM_LIMITS.slowClientGraceMs,
+    log,
+    metrics,
+  })
+  server.keepAliveTimeout = config.keepAliveTimeoutMs
+  server.listen(config.metricsPort, config.metricsHost)
+  return server
+}
+
+/** An answer of the metrics port in the API's error shape. */
+function json(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
+  res
+    .writeHead(status, { 'content-type': 'application/json' })
+    .end(JSON.stringify({ statusCode: status, code, message }))
+}
