@@ -594,9 +594,12 @@ export class JobStore {
     )
   }
 
-  /** Counts a sandbox launch for the job (the record of at-most-once); returns the count. */
-  async countLaunch(id: string): Promise<number> {
-    return this.redis.hincrby(this.keys.job(id), 'launches', 1)
+  /**
+   * Counts a sandbox launch for the job (the record of at-most-once) and returns the count,
+   * or 0 when this worker may not launch it: the job is no longer running under it.
+   */
+  async countLaunch(id: string, workerId: string, now = Date.now()): Promise<number> {
+    return Number(await runJobScript(this.redis, 'launch', this.jobKeys(id), this.args('launch', id, now, workerId)))
   }
 
   /** Running jobs and the worker each one was claimed by. */

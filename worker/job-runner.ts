@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { Isolation, JobOutcome } from '../core/job.js'
 import type { JobStore, StoredJob } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
-import { IsolationUnavailableError, type Executor } from './executors/executor.js'
+import { IsolationUnavailableError, LaunchRefusedError, type Executor } from './executors/executor.js'
 import { executorFailureReason } from './executors/outcome.js'
 import { LogBatcher, type LogMark } from './log-batcher.js'
 import { publicText } from '../core/public-text.js'
@@ -13,7 +13,10 @@ import { StepStreamParser } from './steps/step-report.js'
 import { stepsOutcome } from './steps/step-outcome.js'
 import { outcomeWithoutRun, REASONS } from '../core/job-lifecycle/reasons.js'
 
-/** Abort reason when the worker stops: the job goes back to the queue, it is not cancelled. */
+/**
+ * Abort reason when the worker stops: a job not launched yet goes back to the queue; one
+ * whose program started ends as lost (never run twice). It is not cancelled.
+ */
 const SHUTDOWN = Symbol('shutdown')
 /**
  * How long the host clean-up after a finished job waits. Its result is stored and
@@ -92,13 +95,19 @@ export class JobRunner {
       if (stored.cancelRequested) controller.abort()
       let outcome: JobOutcome
       let outputInEvents = false
+      const launch = { counted: false }
       try {
         ;({ outcome, outputInEvents } = await this.execute(
           stored,
           controller.signal,
           log.child({ tenant: stored.tenant }),
+          launch,
         ))
       } catch (err) {
+        if (err instanceof LaunchRefusedError) {
+          log.warn('job no longer running under this worker (ended as lost meanwhile); not launched')
+          return 'done'
+        }
         if (!(err instanceof IsolationUnavailableError)) throw err
         // Not launched: back to the queue for when isolation is restored (fail closed).
         log.error({ reason: err.message }, 'isolation cannot be guaranteed; job not launched and handed back')
@@ -112,8 +121,13 @@ export class JobRunner {
         controller.signal.reason === SHUTDOWN &&
         !(await this.store.get(jobId))?.cancelRequested
       ) {
-        if (await this.store.requeue(jobId, this.workerId)) {
-          log.warn('worker stopping: job handed back to the queue')
+        // At most once: a program that started may have done part of its work, so it is
+        // never started again; only a job that was not launched goes back to the queue.
+        if (launch.counted) {
+          outcome = { ...outcome, status: 'error', reason: REASONS.workerLost }
+          log.warn('worker stopping: job killed after its launch; ended as error, not run again')
+        } else if (await this.store.requeue(jobId, this.workerId)) {
+          log.warn('worker stopping: job not launched yet, handed back to the queue')
           return 'handed-back'
         }
       }
@@ -230,6 +244,7 @@ export class JobRunner {
     stored: StoredJob,
     signal: AbortSignal,
     log: Logger,
+    launch: { counted: boolean },
   ): Promise<{ outcome: JobOutcome; outputInEvents: boolean }> {
     // Live output goes to the job's event stream, which is where the output is stored.
     // A failed write loses no output: the record then keeps the outcome's own copy.
@@ -264,14 +279,15 @@ export class JobRunner {
         spec: plan.spec,
         signal,
         beforeLaunch: async () => {
-          await this.store.countLaunch(stored.id)
+          if ((await this.store.countLaunch(stored.id, this.workerId)) === 0) throw new LaunchRefusedError(stored.id)
+          launch.counted = true
         },
         onOutput: live.onOutput,
       })
       live.end()
       outcome = plan.conclude(ran)
     } catch (err) {
-      if (err instanceof IsolationUnavailableError) {
+      if (err instanceof IsolationUnavailableError || err instanceof LaunchRefusedError) {
         await logs.close()
         throw err
       }

@@ -65,6 +65,12 @@ export const TRANSITIONS = {
     to: [],
     doc: 'a job whose queue entry was not written (or whose answer was lost) is taken back, unless a worker has it',
   },
+  launch: {
+    script: 'launch',
+    from: ['running'],
+    to: [],
+    doc: 'the worker holding the job starts its program, only while it still holds it; counted in `launches`',
+  },
   log: {
     script: 'append-log',
     from: ['running'],

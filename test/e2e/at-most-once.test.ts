@@ -43,3 +43,46 @@ t.test('a job is claimed once: a second claim sees it running', async (t) => {
   t.same(claims.filter((c) => c === 'running').length, 2)
   t.equal(await store.claim('job_ffffffffffffffffffffffffffffffff', 'a'), 'missing')
 })
+
+t.test('a job ended as lost between its claim and its launch is never launched', async (t) => {
+  // Found by review 16: a worker frozen (SIGSTOP) between its claim and its launch had its
+  // job ended as lost by another worker's sweep, and on waking started the program anyway
+  // (its launch record was a bare counter). The freeze is made here by ending the job as
+  // lost just before the real local executor is asked to run it.
+  const h = await build(t)
+  const redis = new Redis(h.config.redisUrl)
+  const keys = redisKeys(h.config.redisPrefix)
+  const store = new JobStore(redis, keys, 3600)
+  const executor = h.worker!['executor' as never] as { run: (r: { jobId: string }) => Promise<unknown> }
+  const run = executor.run
+  const ran: unknown[] = []
+  const refused: unknown[] = []
+  executor.run = async (request) => {
+    t.ok(await store.markLost(request.jobId, h.worker!.id), "another worker's sweep ends it as lost")
+    try {
+      const outcome = await run.call(executor, request)
+      ran.push(outcome)
+      return outcome
+    } catch (err) {
+      refused.push(err)
+      throw err
+    }
+  }
+  t.teardown(() => {
+    executor.run = run
+    redis.disconnect()
+  })
+  const { id } = (
+    await h.request('POST', '/v1/jobs', { runtime: 'bash', source: `echo ran > /dev/stderr; echo ran` })
+  ).json<{ id: string }>()
+  const job = await h.poll(id, (j: Job) => j.status !== 'queued' && j.status !== 'running')
+  // The runner's own end would be recorded in its finish; wait past it.
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const after = (await h.request('GET', `/v1/jobs/${id}`)).json<Job>()
+  t.match(after, { status: 'error', stdout: '', stderr: '' }, 'ended once, as lost, with no output')
+  t.match(job.reason, /not run again/)
+  t.equal(await redis.hget(keys.job(id), 'launches'), null, 'no launch was counted')
+  t.equal(after.reason, job.reason, 'and nothing ended it a second time')
+  t.same(ran, [], 'the executor ran nothing')
+  t.match(refused, [{ name: 'LaunchRefusedError' }], 'its launch was refused')
+})

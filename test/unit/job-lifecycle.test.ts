@@ -104,6 +104,7 @@ t.test('against Redis, each move writes only from the statuses its table row lis
     withdraw: (id) => store.remove(id, 'alice'),
     log: async (id) => (await store.appendLog(id, 'stdout', 'x')) > 0,
     step: async (id) => (await store.appendStep(id, 'test', 0)) > 0,
+    launch: async (id) => (await store.countLaunch(id, 'w1')) > 0,
   }
   for (const [move, run] of Object.entries(moves) as [keyof typeof moves, (id: string) => Promise<boolean>][]) {
     for (const status of JOB_STATUSES) {
@@ -114,6 +115,18 @@ t.test('against Redis, each move writes only from the statuses its table row lis
       t.equal(await run(id), from.includes(status), `${move} from ${status}`)
     }
   }
+  // A launch is counted only for the worker that holds the job (review 16: a worker frozen
+  // between its claim and its launch started the program after its job had ended as lost).
+  const held = newJobId()
+  await store.create(held, 'alice', spec)
+  t.equal(await store.claim(held, 'w1'), 'claimed')
+  t.equal(await store.countLaunch(held, 'w2'), 0, "another worker's launch is refused")
+  t.equal(await store.countLaunch(held, 'w1'), 1, "the holder's is counted")
+  t.equal(await store.countLaunch(held, 'w1'), 2, 'and a second would show')
+  t.ok(await store.markLost(held, 'w1'))
+  t.equal(await store.countLaunch(held, 'w1'), 0, 'once the job ended as lost, its old worker may not launch it')
+  t.equal(await redis.hget(keys.job(held), 'launches'), '2')
+
   const id = newJobId()
   const now = Date.now()
   t.same(await store.create(id, 'alice', spec, now), { result: 'created' })

@@ -23,7 +23,10 @@ export interface ExecutionRequest {
   spec: JobSpec
   /** Aborted when the job is cancelled; the sandbox is then killed. */
   signal: AbortSignal
-  /** Called (and awaited) right before the sandbox starts: the launch record. */
+  /**
+   * Called (and awaited) right before the sandbox starts: the launch record. When it
+   * throws (LaunchRefusedError), nothing is started and run rejects with its error.
+   */
   beforeLaunch?: () => Promise<void>
   /** Called with output as the program produces it (within the output cap), in order. */
   onOutput?: (stream: 'stdout' | 'stderr', text: string) => void
@@ -69,5 +72,17 @@ export class IsolationUnavailableError extends ExecutorError {
   constructor(reason: string) {
     super(reason)
     this.name = 'IsolationUnavailableError'
+  }
+}
+
+/**
+ * The launch record refused the launch: the job is no longer running under this worker
+ * (it was ended as lost while this worker was frozen between its claim and its launch).
+ * Nothing of it is started, and its end is someone else's to record.
+ */
+export class LaunchRefusedError extends ExecutorError {
+  constructor(jobId: string) {
+    super(`${jobId} is no longer running under this worker; not launched`)
+    this.name = 'LaunchRefusedError'
   }
 }
