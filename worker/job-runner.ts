@@ -26,6 +26,10 @@ const SHUTDOWN = Symbol('shutdown')
  */
 export const CLEANUP_DELAY_MS = 50
 
+/** How often a job's end is tried before it is given up (~5 minutes, at most 10 s apart). */
+const FINISH_ATTEMPTS = 35
+const FINISH_RETRY_MAX_MS = 10_000
+
 /** What became of a delivered job: done (any final status or skipped), or handed back. */
 export type RunResult = 'done' | 'handed-back' | 'throttled'
 
@@ -322,12 +326,22 @@ export class JobRunner {
     await this.finish(jobId, outcomeWithoutRun('error', REASONS.workerLost))
   }
 
+  /**
+   * Records the job's end, trying again while Redis refuses it (full: `OOM` under
+   * noeviction; loading after a restart). Given up, the job would stay `running` under
+   * this live worker, which no sweep takes for lost, for as long as its record lives.
+   */
   private async finish(jobId: string, outcome: JobOutcome, outputInEvents = true): Promise<boolean> {
-    return this.store.finish(jobId, outcome, {
-      executor: this.executor.name,
-      isolation: outcome.isolation ?? this.isolation,
-      outputInEvents,
-    })
+    const meta = { executor: this.executor.name, isolation: outcome.isolation ?? this.isolation, outputInEvents }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.store.finish(jobId, outcome, meta)
+      } catch (err) {
+        if (attempt >= FINISH_ATTEMPTS - 1) throw err
+        this.logger.warn({ jobId, err, attempt }, "the job's end could not be recorded; trying again")
+        await new Promise((resolve) => setTimeout(resolve, Math.min(FINISH_RETRY_MAX_MS, 250 * 2 ** attempt)))
+      }
+    }
   }
 }
 

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import t from 'tap'
+import { Redis } from 'ioredis'
 import { operationIdProblems } from '../../api/openapi/document.js'
 import { loadConfig } from '../../core/config.js'
 import type { Job } from '../../core/job.js'
@@ -229,6 +230,35 @@ t.test('readyz goes not-ready while Redis is down and ready again after', async 
   t.teardown(() => void again.process.kill('SIGKILL'))
   await until(ready, (r) => r.statusCode === 200, 20_000, 'readyz 200 after Redis is back')
   t.pass('ready again once Redis is back')
+})
+
+t.test('a job whose end Redis refused (full) ends once Redis takes writes again', async (t) => {
+  // Found by review 16: the end was tried once; refused (OOM under noeviction), the job
+  // stayed running under its live worker, which no sweep takes for lost.
+  const redis = await startRedis()
+  t.teardown(() => void redis.process.kill('SIGKILL'))
+  const h = await build(t, { redisUrl: redis.url })
+  const admin = new Redis(redis.url)
+  t.teardown(async () => {
+    await admin.config('SET', 'maxmemory', '0').catch(() => undefined)
+    admin.disconnect()
+  })
+  const { id } = (
+    await h.request('POST', '/v1/jobs', {
+      runtime: 'bash',
+      source: 'sleep 1; echo done',
+      limits: { timeoutMs: 20_000 },
+    })
+  ).json<{ id: string }>()
+  await h.poll(id, (j: Job) => j.status === 'running' && j.startedAt !== null)
+  await admin.config('SET', 'maxmemory-policy', 'noeviction')
+  await admin.config('SET', 'maxmemory', '1')
+  // The program ends meanwhile, and its end is refused.
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  t.equal((await h.request('GET', `/v1/jobs/${id}`)).json<Job>().status, 'running', 'not ended while Redis is full')
+  await admin.config('SET', 'maxmemory', '0')
+  const job = await h.poll(id, (j: Job) => j.status !== 'running', 20_000)
+  t.match(job, { status: 'succeeded', stdout: 'done\n' }, 'ended with its result once Redis takes writes')
 })
 
 t.test('readyz goes not-ready while runsc is unusable and ready again after; jobs are refused meanwhile', async (t) => {
