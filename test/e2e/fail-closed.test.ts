@@ -10,6 +10,7 @@ import { createExecutor } from '../../worker/executors/create-executor.js'
 import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
 import { LocalExecutor } from '../../worker/executors/local/local-executor.js'
 import { build, writeBareBundle } from '../helper.js'
+import { until } from '../processes.js'
 
 t.test('a worker that cannot run runsc takes no jobs, and the API refuses new ones saying why', async (t) => {
   const h = await build(t, { env: { AIRLOCK_RUNSC_PATH: '/nonexistent/runsc' } })
@@ -146,4 +147,76 @@ t.test('a host with no cgroup hierarchy the executor knows takes no jobs, and sa
     { name: 'IsolationUnavailableError' },
     'a job that reaches it anyway is refused before any sandbox starts',
   )
+})
+
+t.test("a worker's clean-up of a job leaves another worker's sandbox of the same job alone", async (t) => {
+  // Found by review 16: a job's cgroup was named for the job alone, the same on every
+  // worker. A stopping worker hands back a job it had prepared but not launched, another
+  // worker takes it at once, and the first's clean-up removed that cgroup, killing what
+  // ran in it. Two executors in this process stand for the two worker processes.
+  const base = loadConfig({
+    AIRLOCK_STATE_DIR: `/run/airlock-test/owners-${process.pid}`,
+    AIRLOCK_CGROUP_PARENT: `airlock-test/owners-${process.pid}`,
+  })
+  const executor = (owner: string) =>
+    new LocalExecutor({
+      runscPath: base.runscPath,
+      runcPath: base.runcPath,
+      platform: base.runscPlatform,
+      network: 'none',
+      imagesDir: base.imagesDir,
+      stateDir: base.stateDir,
+      cgroupParent: base.cgroupParent,
+      sandboxOverheadMb: 64,
+      workspaceMb: 64,
+      logger: pino({ level: 'silent' }),
+      owner,
+    })
+  const stopping = executor(`${process.pid}a`)
+  const taking = executor(`${process.pid}b`)
+  t.teardown(async () => {
+    await stopping.close()
+    await taking.close()
+    await rm(base.stateDir, { recursive: true, force: true })
+    await removeCgroup(base.cgroupParent).catch(() => undefined)
+  })
+  const spec = {
+    runtime: 'bash',
+    files: [{ path: 'main.sh', content: 'sleep 2; echo done' }],
+    entrypoint: 'main.sh',
+    args: [],
+    stdin: '',
+    env: {},
+    limits: { timeoutMs: 20_000, memoryMb: 64, cpus: 1, pids: 32, outputBytes: 1024 },
+  }
+  const jobId = `owners${process.pid}`
+  const started = new Promise<void>((resolve) => {
+    void taking
+      .run({
+        jobId,
+        tenant: 't',
+        spec,
+        signal: new AbortController().signal,
+        onOutput: () => undefined,
+        beforeLaunch: async () => {
+          setTimeout(resolve, 500)
+        },
+      })
+      .then((outcome) => results.push(outcome))
+  })
+  const results: { status: string; stdout: string }[] = []
+  await started
+  // The stopping worker prepares the same job, is stopped before its launch, and cleans up.
+  const stopped = new AbortController()
+  stopped.abort()
+  const handedBack = await stopping.run({ jobId, tenant: 't', spec, signal: stopped.signal })
+  t.equal(handedBack.status, 'cancelled', 'the stopping worker launched nothing')
+  await stopping.close()
+  await until(
+    async () => results.length,
+    (n) => n === 1,
+    20_000,
+    'the other worker to finish the job',
+  )
+  t.match(results[0], { status: 'succeeded', stdout: 'done\n' }, "the other worker's sandbox ran to its end")
 })

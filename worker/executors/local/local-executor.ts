@@ -67,6 +67,13 @@ export interface LocalExecutorOptions {
     limits: { memoryMb: number; cpus: number; pids: number }
   }
   metrics?: Metrics
+  /**
+   * Whose sandboxes these are: the worker process's pid, which names its state directory
+   * and is part of each sandbox's cgroup. Tests give two executors in one process two
+   * owners, to stand for two worker processes.
+   * @default process.pid
+   */
+  owner?: string
 }
 
 const CONTAINER_PREFIX = 'airlock-'
@@ -117,9 +124,12 @@ export class LocalExecutor implements Executor {
   /** Removals of finished sandboxes not yet done, by job: each starts its removal once (afterResult). */
   private readonly cleanups = new Map<string, () => Promise<void>>()
 
+  private readonly owner: string
+
   constructor(private readonly options: LocalExecutorOptions) {
     this.images = new ImageStore(options.imagesDir)
-    this.ownDir = join(options.stateDir, 'workers', String(process.pid))
+    this.owner = options.owner ?? String(process.pid)
+    this.ownDir = join(options.stateDir, 'workers', this.owner)
     this.runsc = this.runscOn(options.platform === 'auto' ? 'systrap' : options.platform)
     this.runc = new Runsc({
       kind: 'runc',
@@ -387,7 +397,7 @@ export class LocalExecutor implements Executor {
       bundle,
       logFile: join(bundle, 'runsc.log'),
       pidFile: join(bundle, 'sandbox.pid'),
-      cgroup: cgroups.sandbox(`/${this.options.cgroupParent}/${id}`),
+      cgroup: cgroups.sandbox(this.cgroupPath(id)),
       created: false,
     }
   }
@@ -609,7 +619,7 @@ export class LocalExecutor implements Executor {
     const id = `${CONTAINER_PREFIX}warm-${this.warmTag}-${this.warmBoots++}`
     const bundle = join(this.ownDir, 'bundles', id)
     const jobDir = join(bundle, 'job')
-    const cgroup = cgroups.sandbox(`/${this.options.cgroupParent}/${id}`)
+    const cgroup = cgroups.sandbox(this.cgroupPath(id))
     const runsc = this.runsc
     const logFile = join(bundle, 'runsc.log')
     let child: ChildProcessWithoutNullStreams | undefined
@@ -732,6 +742,15 @@ export class LocalExecutor implements Executor {
   }
 
   /**
+   * A sandbox's cgroup: named for its owner too. A job's sandbox is named for the job on
+   * every worker, and a job handed back by a stopping worker may be prepared by another at
+   * once: the stopping worker's clean-up removed (and killed) the other's cgroup.
+   */
+  private cgroupPath(id: string, owner = this.owner): string {
+    return `/${this.options.cgroupParent}/${id}.${owner}`
+  }
+
+  /**
    * Removes sandboxes, cgroups and bundles of worker processes that no longer exist.
    * Runs at worker start, before it takes jobs.
    */
@@ -742,7 +761,7 @@ export class LocalExecutor implements Executor {
     let reaped = 0
     for (const owner of owners) {
       const pid = Number(owner)
-      if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue
+      if (!Number.isInteger(pid) || owner === this.owner || pid === process.pid || isAlive(pid)) continue
       const runsc = new Runsc({ ...this.runsc.options, root: join(workersDir, owner, 'runsc') })
       const runc = new Runsc({ ...this.runc.options, root: join(workersDir, owner, 'runc') })
       // Sandboxes runsc knows of, and bundles of launches it may not have got to: the
@@ -753,7 +772,7 @@ export class LocalExecutor implements Executor {
         await runsc.delete(id)
         await runc.delete(id)
         await cgroups
-          ?.sandbox(`/${this.options.cgroupParent}/${id}`)
+          ?.sandbox(this.cgroupPath(id, owner))
           .remove()
           .catch(() => undefined)
         reaped++
