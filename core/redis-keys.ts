@@ -99,3 +99,15 @@ export function redisKeys(prefix: string): RedisKeys {
 }
 
 export const QUEUE_NAME = 'jobs'
+
+/**
+ * A job's entry on the queue: one per job (its id is the job's, so a second add of a job
+ * whose entry is there is a no-op), gone once a worker is done with it.
+ */
+export function queueEntry(jobId: string, delayMs = 0) {
+  return {
+    name: 'run',
+    data: { jobId },
+    opts: { jobId, removeOnComplete: true, removeOnFail: true, ...(delayMs > 0 ? { delay: delayMs } : {}) },
+  }
+}

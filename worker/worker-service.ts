@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
-import { DelayedError, Worker } from 'bullmq'
+import { DelayedError, Queue, Worker, type Job as BullJob } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Config } from '../core/config.js'
@@ -8,7 +8,7 @@ import { tenantDefaults } from '../core/quotas.js'
 import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
-import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
+import { QUEUE_NAME, queueEntry, redisKeys } from '../core/redis-keys.js'
 import {
   HEARTBEAT_INTERVAL_MS,
   HEARTBEAT_TTL_MS,
@@ -40,6 +40,8 @@ export class WorkerService {
   private readonly store: JobStore
   private runner: JobRunner | undefined
   private worker: Worker<QueuedJobData> | undefined
+  /** For hand-backs whose delivery BullMQ no longer holds (handBack); made when first needed. */
+  private queue: Queue<QueuedJobData> | undefined
   private heartbeat: NodeJS.Timeout | undefined
   private checker: NodeJS.Timeout | undefined
   private isolationReport: IsolationReport | undefined
@@ -183,7 +185,7 @@ export class WorkerService {
             result === 'throttled'
               ? THROTTLE_DELAY_MS * (1 + Math.floor(this.throttledRun / 4)) * (1 + Math.random())
               : 0
-          await job.moveToDelayed(Date.now() + delayMs, token)
+          await this.handBack(job, token, delayMs)
           throw new DelayedError()
         }
       },
@@ -201,6 +203,26 @@ export class WorkerService {
       },
     )
     this.worker.on('error', (err) => this.logger.error({ err }, 'queue worker error'))
+  }
+
+  /**
+   * Puts a delivered job back on the queue, its record `queued` again. When BullMQ no
+   * longer holds the delivery (its lock lapsed while this worker was frozen, and the entry
+   * was handed out again and done with), the move fails: the job gets an entry anew, or
+   * its record would stay `queued` with nothing on the queue to deliver it, for good.
+   */
+  private async handBack(job: BullJob<QueuedJobData>, token: string | undefined, delayMs: number): Promise<void> {
+    try {
+      await job.moveToDelayed(Date.now() + delayMs, token)
+    } catch (err) {
+      this.logger.warn(
+        { jobId: job.data.jobId, err: (err as Error).message },
+        'the queue no longer held this delivery; the job is queued anew',
+      )
+      const entry = queueEntry(job.data.jobId, delayMs)
+      this.queue ??= new Queue(QUEUE_NAME, { connection: this.bullConnection, prefix: this.keys.bullPrefix })
+      await this.queue.add(entry.name, entry.data, entry.opts)
+    }
   }
 
   /**
@@ -263,6 +285,7 @@ export class WorkerService {
     await this.registry.remove(this.id).catch(() => undefined)
     await this.runner?.flushCleanups()
     await this.executor.close()
+    await this.queue?.close()
     this.subscriber.disconnect()
     this.bullConnection.disconnect()
     this.redis.disconnect()

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import type { Config } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
+import { queueEntry } from '../../core/redis-keys.js'
 import { resolveJobSpec, stepsTooLong, type JobRequest, type JobSpec } from '../../core/job-spec.js'
 import { stepsTimeMs, stepsWallMs } from '../../core/test-cases.js'
 import {
@@ -315,7 +316,8 @@ export class JobService {
     const tx = client.multi()
     const created = store.queueCreates(tx, tenant, jobs)
     for (const { id } of jobs) {
-      const job = new Job(queue, 'run', { jobId: id }, { jobId: id, removeOnComplete: true, removeOnFail: true }, id)
+      const entry = queueEntry(id)
+      const job = new Job(queue, entry.name, entry.data, entry.opts, id)
       // bullmq's own way to add to a shared transaction: the command is queued on `tx` at
       // once, one per job, after the create; its reply is read from the transaction's.
       void queue.backend.addJobToTransaction(tx as unknown as BullTransaction, job.asJSON(), id).catch(() => undefined)

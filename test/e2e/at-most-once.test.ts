@@ -5,6 +5,7 @@ import type { Job } from '../../core/job.js'
 import { newJobId, JobStore } from '../../core/job-store.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { QUEUE_NAME, redisKeys } from '../../core/redis-keys.js'
+import { IsolationUnavailableError } from '../../worker/executors/executor.js'
 import { build } from '../helper.js'
 
 t.test('a job handed out again after its worker died is not run twice', async (t) => {
@@ -85,4 +86,33 @@ t.test('a job ended as lost between its claim and its launch is never launched',
   t.equal(after.reason, job.reason, 'and nothing ended it a second time')
   t.same(ran, [], 'the executor ran nothing')
   t.match(refused, [{ name: 'LaunchRefusedError' }], 'its launch was refused')
+})
+
+t.test('a job handed back after the queue lost its delivery is queued anew, and runs once', async (t) => {
+  // Found by review 16: a worker frozen past its job's lock had the delivery handed out
+  // again and done with; its hand-back then failed (the entry was gone) and the record
+  // stayed queued with nothing on the queue, for good. Made here by removing the entry,
+  // as the lapsed lock left it, and handing the job back as a worker that lost isolation.
+  const h = await build(t)
+  const redis = new Redis(h.config.redisUrl)
+  const keys = redisKeys(h.config.redisPrefix)
+  const executor = h.worker!['executor' as never] as { run: (r: { jobId: string }) => Promise<unknown> }
+  const run = executor.run
+  let first = true
+  executor.run = async (request) => {
+    if (!first) return run.call(executor, request)
+    first = false
+    const entry = `${keys.bullPrefix}:${QUEUE_NAME}:${request.jobId}`
+    t.equal(await redis.del(entry, `${entry}:lock`), 2, "the queue's delivery is gone")
+    throw new IsolationUnavailableError('a stand-in loss of isolation, once')
+  }
+  t.teardown(() => {
+    executor.run = run
+    redis.disconnect()
+  })
+  const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo ran' })).json<{ id: string }>()
+  const job = await h.poll(id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
+  t.match(job, { status: 'succeeded', stdout: 'ran\n' }, 'handed back, queued anew and run')
+  t.equal(await redis.hget(keys.job(id), 'launches'), '1', 'once')
+  t.equal(first, false)
 })
