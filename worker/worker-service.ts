@@ -40,6 +40,7 @@ export class WorkerService {
   private readonly store: JobStore
   private runner: JobRunner | undefined
   private worker: Worker<QueuedJobData> | undefined
+  private sweeping: Promise<void> | undefined
   /** For hand-backs whose delivery BullMQ no longer holds (handBack); made when first needed. */
   private queue: Queue<QueuedJobData> | undefined
   private heartbeat: NodeJS.Timeout | undefined
@@ -85,7 +86,12 @@ export class WorkerService {
     await this.checkIsolation()
     this.heartbeat = setInterval(() => {
       void this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed'))
-      void this.sweepLost().catch((err: unknown) => this.logger.warn({ err }, 'sweep of lost jobs failed'))
+      // One sweep at a time: removing a dead worker's sandboxes can outlast a beat.
+      this.sweeping ??= this.sweepLost()
+        .catch((err: unknown) => this.logger.warn({ err }, 'sweep of lost jobs failed'))
+        .finally(() => {
+          this.sweeping = undefined
+        })
     }, HEARTBEAT_INTERVAL_MS)
     this.heartbeat.unref()
     this.checker = setInterval(() => void this.checkIsolation(), this.config.isolationCheckIntervalMs)
@@ -238,6 +244,10 @@ export class WorkerService {
     // After a Redis outage every heartbeat looks stale; give live workers a full TTL to
     // beat again before taking anyone for dead.
     if (Date.now() - this.connectedSince < HEARTBEAT_TTL_MS) return
+    // Sandboxes of a worker process on this host that died go now, not when a worker next
+    // starts: a dead worker's sandbox ran on past its job's time limit and its end.
+    const reaped = await this.executor.reapOrphans()
+    if (reaped > 0) this.logger.warn({ reaped }, 'removed sandboxes left by a worker that died')
     const running = await this.store.running()
     if (running.length === 0) return
     const live = new Set((await this.registry.live()).map((w) => w.id))
@@ -265,8 +275,8 @@ export class WorkerService {
 
   /**
    * Stops taking jobs and lets running ones finish for up to `graceMs`; past that, kills
-   * their sandboxes and hands the jobs back to the queue (another worker runs them), so
-   * nothing accepted is lost.
+   * their sandboxes: a job whose program started ends `error` (never run twice), one not
+   * launched yet goes back to the queue (another worker runs it). Nothing accepted is lost.
    */
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     this.stopping = true
@@ -282,6 +292,7 @@ export class WorkerService {
     }
     // Beats go on while running jobs finish, so no other worker takes them for lost.
     clearInterval(this.heartbeat)
+    await this.sweeping
     await this.registry.remove(this.id).catch(() => undefined)
     await this.runner?.flushCleanups()
     await this.executor.close()

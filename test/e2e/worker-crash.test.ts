@@ -5,6 +5,7 @@ import t from 'tap'
 import type { Job } from '../../core/job.js'
 import { JobStore } from '../../core/job-store.js'
 import { redisKeys } from '../../core/redis-keys.js'
+import { WorkerRegistry } from '../../core/worker-registry.js'
 import { Redis } from 'ioredis'
 import { build, sandboxCgroupsLeft, TENANTS } from '../helper.js'
 import { exited, startAirlock, until } from '../processes.js'
@@ -101,3 +102,62 @@ t.test(`a worker killed -9 ${ROUNDS} times loses no job and runs none twice`, as
   }
   t.equal(procs.trim(), '', 'no sandbox process is left')
 })
+
+t.test(
+  'a worker that dies has its sandboxes removed by a live worker on the host, not by the next to start',
+  async (t) => {
+    // Found by review 16: orphans were removed only when a worker started, so a killed
+    // worker's sandbox ran on past its job's time limit, and its job's end, for as long as
+    // no worker started.
+    const h = await build(t, { worker: false })
+    const env = {
+      REDIS_URL: h.config.redisUrl,
+      AIRLOCK_REDIS_PREFIX: h.config.redisPrefix,
+      AIRLOCK_STATE_DIR: `${h.config.stateDir}-orphans`,
+      AIRLOCK_CGROUP_PARENT: `${h.config.cgroupParent}-orphans`,
+    }
+    const redis = new Redis(h.config.redisUrl)
+    t.teardown(() => redis.disconnect())
+    const registry = new WorkerRegistry(redis, redisKeys(h.config.redisPrefix))
+    const dying = startAirlock('worker', env)
+    t.teardown(() => void dying.kill('SIGKILL'))
+    const { id } = (
+      await h.request('POST', '/v1/jobs', {
+        runtime: 'bash',
+        source: 'echo RUN-START; sleep 600',
+        limits: { timeoutMs: 120_000 },
+      })
+    ).json<{ id: string }>()
+    await h.poll(id, (j: Job) => j.status === 'running' && j.startedAt !== null, 30_000)
+    const live = startAirlock('worker', env)
+    t.teardown(async () => {
+      live.kill('SIGTERM')
+      await exited(live)
+    })
+    // Up and beating: its start-up removal of orphans is behind it.
+    await until(
+      () => registry.live(),
+      (workers) => workers.length === 2,
+      30_000,
+      'the second worker to beat',
+    )
+    dying.kill('SIGKILL')
+    await exited(dying)
+    const sandbox = () => {
+      try {
+        return execFileSync('pgrep', ['-f', `airlock-${id}`], { encoding: 'utf8' }).trim()
+      } catch {
+        return '' // pgrep exits 1 when nothing matches
+      }
+    }
+    t.not(sandbox(), '', "the dead worker's sandbox runs on at first")
+    await until(
+      async () => sandbox(),
+      (left) => left === '',
+      40_000,
+      'the live worker to remove the sandbox',
+    )
+    const job = await h.poll(id, (j: Job) => j.status !== 'running', 40_000)
+    t.match(job, { status: 'error', reason: /not run again/ }, 'and its job ends, not run again')
+  },
+)
