@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util'
 import { buildApp } from '../api/app.js'
 import { startMetricsListener } from '../api/metrics-listener.js'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
@@ -13,9 +14,36 @@ import { WorkerService } from '../worker/worker-service.js'
  */
 type Role = 'all' | 'api' | 'worker'
 
+const USAGE = `usage: airlock-server [--role=all|api|worker]
+
+  --role=all     API, worker and local executor in one process (the default)
+  --role=api     the API alone
+  --role=worker  a worker alone
+
+Settings come from the environment (AIRLOCK_*, README "Configuration").`
+
+/**
+ * The process's role from its arguments. Anything else is refused before anything
+ * starts: a mistyped flag (or `--help`) must not start a server with the default settings.
+ */
 function parseRole(argv: string[]): Role {
-  const arg = argv.find((a) => a.startsWith('--role='))
-  const role = arg ? arg.slice('--role='.length) : 'all'
+  let values: { role?: string; help?: boolean }
+  try {
+    ;({ values } = parseArgs({
+      args: argv,
+      options: { role: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }))
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`)
+    process.exit(2)
+  }
+  if (values.help) {
+    console.log(USAGE)
+    process.exit(0)
+  }
+  const role = values.role ?? 'all'
   if (role !== 'all' && role !== 'api' && role !== 'worker') {
     console.error(`unknown --role=${role}; use all, api or worker`)
     process.exit(2)

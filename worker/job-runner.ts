@@ -135,12 +135,21 @@ export class JobRunner {
           return 'handed-back'
         }
       }
-      if (await this.finish(jobId, outcome, outputInEvents)) this.observeFinished(stored, outcome)
+      const recorded = await this.finish(jobId, outcome, outputInEvents)
       this.forgetSoon(jobId, log)
-      log.info(
-        { tenant: stored.tenant, status: outcome.status, startupMs: outcome.startupMs, runMs: outcome.runMs },
-        'job finished',
-      )
+      const summary = {
+        tenant: stored.tenant,
+        status: outcome.status,
+        startupMs: outcome.startupMs,
+        runMs: outcome.runMs,
+      }
+      if (recorded) {
+        this.observeFinished(stored, outcome)
+        log.info(summary, 'job finished')
+      } else {
+        // Ended by another meanwhile (taken for lost while this worker was frozen): that end stands.
+        log.warn(summary, 'job had already ended elsewhere; this result is discarded')
+      }
       return 'done'
     } finally {
       this.release(jobId, controller)

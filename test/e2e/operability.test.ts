@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,7 +10,7 @@ import { loadConfig } from '../../core/config.js'
 import type { Job } from '../../core/job.js'
 import { REASONS } from '../../core/job-lifecycle/reasons.js'
 import { build, TENANTS } from '../helper.js'
-import { exited, startAirlock, startRedis, until } from '../processes.js'
+import { exited, SERVER_JS, startAirlock, startRedis, until } from '../processes.js'
 import { openStream } from '../ws-client.js'
 
 /** Reads one sample of the Prometheus text format. */
@@ -400,4 +401,23 @@ t.test('logs carry request id, tenant and job id, and never source, stdin, outpu
   t.match(finished, { tenant: 'alice', jobId: job.id, status: 'succeeded' })
   const completed = parsed.filter((l) => l.msg === 'request completed' && l.tenant === 'alice')
   t.ok(completed.length > 0, 'request lines carry the tenant')
+})
+
+t.test('the server refuses arguments it does not know, and starts nothing', async (t) => {
+  // Found by review 16: `--help` (any argument but --role) started a whole server with
+  // the default settings, listening on 0.0.0.0:8080 against the default Redis.
+  const server = (...args: string[]) =>
+    spawnSync(process.execPath, [SERVER_JS, ...args], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      env: { PATH: process.env.PATH ?? '', REDIS_URL: 'redis://127.0.0.1:9' },
+    })
+  const help = server('--help')
+  t.equal(help.status, 0, '--help exits')
+  t.match(help.stdout, /usage: airlock-server \[--role=all\|api\|worker\]/)
+  for (const args of [['--bogus'], ['extra'], ['--role=nope'], ['-x']]) {
+    const refused = server(...args)
+    t.equal(refused.status, 2, `${args.join(' ')}: exit 2, not a server`)
+    t.match(refused.stderr, /usage|unknown --role/, `${args.join(' ')}: says why`)
+  }
 })
