@@ -1,14 +1,28 @@
 import { Redis, type RedisOptions } from 'ioredis'
 
 /**
- * `command` connections answer quickly or fail: while Redis is unreachable, a request
- * gets a 503 instead of hanging on an offline queue. `blocking` connections are for
- * BullMQ workers and subscribers, which must wait for Redis to come back.
+ * How long a `command` connection waits for a reply. Redis answers the API's commands
+ * in well under a millisecond here; one stalled but still connected (paused, swapping, a
+ * long script of someone else's) held requests for as long as it stalled.
+ */
+export const COMMAND_TIMEOUT_MS = 5000
+
+/**
+ * `command` connections answer quickly or fail: while Redis is unreachable or stalled, a
+ * request gets a 503 instead of hanging on an offline queue or a reply that does not
+ * come. `blocking` connections are for BullMQ workers and subscribers, which must wait
+ * for Redis to come back.
  */
 export function createRedis(url: string, kind: 'command' | 'blocking', extra: RedisOptions = {}): Redis {
   const base: RedisOptions =
     kind === 'command'
-      ? { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 5000, lazyConnect: true }
+      ? {
+          maxRetriesPerRequest: 1,
+          enableOfflineQueue: false,
+          connectTimeout: 5000,
+          commandTimeout: COMMAND_TIMEOUT_MS,
+          lazyConnect: true,
+        }
       : { maxRetriesPerRequest: null, lazyConnect: true }
   return new Redis(url, { ...base, ...extra })
 }

@@ -33,10 +33,13 @@ const CODES_BY_STATUS: Partial<Record<number, ErrorCode>> = {
 
 function isStoreUnavailable(err: Error): boolean {
   // ioredis, when Redis is down: offline queue disabled, retries exhausted, or socket errors;
-  // or Redis had lost the scripts (SCRIPT FLUSH), which the next connection sends again.
+  // when it stalls: no reply within the command timeout (core/redis.ts); or Redis had lost
+  // the scripts (SCRIPT FLUSH), which the next connection sends again.
   return (
     err.name === 'MaxRetriesPerRequestError' ||
-    /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|ECONNRESET|^NOSCRIPT/.test(err.message)
+    /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|ECONNRESET|^Command timed out|^NOSCRIPT/.test(
+      err.message,
+    )
   )
 }
 

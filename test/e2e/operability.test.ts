@@ -233,6 +233,37 @@ t.test('readyz goes not-ready while Redis is down and ready again after', async 
   t.pass('ready again once Redis is back')
 })
 
+t.test('while Redis stalls, connected but not answering, requests get 503 with a code, not a wait', async (t) => {
+  // Found by review 16: with Redis paused, a submit answered after the pause (30 s), or
+  // never before its client gave up.
+  const redis = await startRedis()
+  t.teardown(() => void redis.process.kill('SIGKILL'))
+  const h = await build(t, { worker: false, redisUrl: redis.url })
+  const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json<{ id: string }>()
+  const admin = new Redis(redis.url)
+  t.teardown(async () => {
+    await admin.call('CLIENT', 'UNPAUSE').catch(() => undefined)
+    admin.disconnect()
+  })
+  await admin.call('CLIENT', 'PAUSE', '30000', 'ALL')
+  const t0 = Date.now()
+  const [submit, read] = await Promise.all([
+    h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' }),
+    h.request('GET', `/v1/jobs/${id}`),
+  ])
+  const tookMs = Date.now() - t0
+  for (const [what, res] of [
+    ['a submit', submit],
+    ['a read', read],
+  ] as const) {
+    t.equal(res.statusCode, 503, `${what}: 503`)
+    t.equal(res.json().code, 'AIRLOCK_ERR_STORE_UNAVAILABLE', `${what}: with its code`)
+  }
+  t.ok(tookMs < 15_000, `answered in ${tookMs} ms, inside the 30 s pause`)
+  await admin.call('CLIENT', 'UNPAUSE')
+  t.equal((await h.request('GET', `/v1/jobs/${id}`)).statusCode, 200, 'and answered again once Redis is')
+})
+
 t.test('a job whose end Redis refused (full) ends once Redis takes writes again', async (t) => {
   // Found by review 16: the end was tried once; refused (OOM under noeviction), the job
   // stayed running under its live worker, which no sweep takes for lost.
