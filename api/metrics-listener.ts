@@ -10,26 +10,28 @@ import { DEFAULT_STREAM_LIMITS } from './services/stream-session.js'
 /** Connections the metrics listener holds at once (a quarter of them from one address). */
 const METRICS_MAX_CONNECTIONS = 64
 
-/** Whether an address to bind names this machine only. */
-export function isLoopbackAddress(address: string): boolean {
-  const bare = address.replace(/^\[|\]$/g, '').toLowerCase()
-  return bare === 'localhost' || bare === '::1' || (isIP(bare) === 4 && bare.startsWith('127.'))
-}
-
 /**
- * Whether a Host header names this machine's loopback: `localhost`, `127.x.y.z` or
- * `[::1]`, with or without a port. A browser sends the name of the page's site, so a
- * page whose name was made to resolve to 127.0.0.1 (DNS rebinding) sends its own name.
+ * Whether a Host header may be answered: an IP address (a scraper that connects by
+ * address: Prometheus on Kubernetes, a probe), `localhost`, or one of `names`. A browser
+ * sends the name of the page's site, so a page whose name was made to resolve to this
+ * machine (DNS rebinding) sends its own name, which is none of these.
  */
-export function isLoopbackHost(host: string | undefined): boolean {
+export function isScraperHost(host: string | undefined, names: ReadonlySet<string> = new Set()): boolean {
   if (!host) return false
-  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d*$/, '')
-  return isLoopbackAddress(name)
+  const h = host.toLowerCase()
+  // An IPv6 address comes in brackets ([::1]:9464); anything else is a name or an IPv4
+  // address, with or without a port.
+  if (h.startsWith('[')) return /^\[[^\]]+\](:\d*)?$/.test(h) && isIP(h.slice(1, h.indexOf(']'))) === 6
+  const name = h.replace(/:\d*$/, '')
+  return isIP(name) === 4 || name === 'localhost' || names.has(name)
 }
 
 /** What the metrics listener serves, and where. */
 export interface MetricsListenerOptions {
-  config: Pick<Config, 'metricsPort' | 'metricsHost' | 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs'>
+  config: Pick<
+    Config,
+    'metricsPort' | 'metricsHost' | 'metricsHostNames' | 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs'
+  >
   metrics: Metrics
   log: Logger
   /** A worker's isolation, for /readyz; an API-only process has none and no /readyz. */
@@ -40,12 +42,16 @@ export interface MetricsListenerOptions {
  * Every process serves /metrics on a listener of its own, off the public port (a
  * worker-only process also /healthz and /readyz: ready while it can isolate jobs, so an
  * orchestrator sees a fail-closed worker). Nobody authenticates here, and /metrics names
- * tenants: bound to loopback (the default) it answers only requests that name loopback,
- * so a web page whose name was made to resolve to 127.0.0.1 cannot read it from a
- * browser on this machine.
+ * tenants: it answers only a Host a scraper would send (isScraperHost), so a web page
+ * whose name was made to resolve to this machine cannot read it from a browser.
  */
 export function startMetricsListener({ config, metrics, log, isolation }: MetricsListenerOptions): Server {
-  const loopbackOnly = isLoopbackAddress(config.metricsHost)
+  const names = new Set(
+    config.metricsHostNames
+      .split(',')
+      .map((n) => n.trim().toLowerCase())
+      .filter(Boolean),
+  )
   // A client that trickles its headers or its request is timed out as on the API's port.
   const timeouts = {
     requestTimeout: config.requestTimeoutMs,
@@ -53,8 +59,13 @@ export function startMetricsListener({ config, metrics, log, isolation }: Metric
     connectionsCheckingInterval: 1000,
   }
   const server = createServer(timeouts, (req, res) => {
-    if (loopbackOnly && !isLoopbackHost(req.headers.host)) {
-      json(res, 421, 'AIRLOCK_ERR_MISDIRECTED', 'this listener answers only requests for localhost')
+    if (!isScraperHost(req.headers.host, names)) {
+      json(
+        res,
+        421,
+        'AIRLOCK_ERR_MISDIRECTED',
+        'this listener answers requests for an IP address, localhost or AIRLOCK_METRICS_HOST_NAMES',
+      )
     } else if (req.url === '/metrics') {
       void metrics.registry.metrics().then(
         (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),

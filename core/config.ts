@@ -209,6 +209,13 @@ export const SETTINGS = {
     'Address the metrics listener binds; keep it off the public network',
     '127.0.0.1',
   ),
+  metricsHostNames: str(
+    'AIRLOCK_METRICS_HOST_NAMES',
+    "Host names (comma-separated) a scraper may name in its requests to the metrics listener besides IP addresses and localhost (a Compose service's name); any other name is refused, so a web page whose name resolves to this machine cannot read it from a browser",
+    '',
+    /^[A-Za-z0-9.\-, ]*$/,
+    'host names separated by commas',
+  ),
   metricsOnApiPort: oneOf(
     'AIRLOCK_METRICS_ON_API_PORT',
     'Also serve /metrics on the public API port (tenant names and counts: only where that port is private)',

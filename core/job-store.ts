@@ -411,11 +411,13 @@ export class JobStore {
   /**
    * Takes back a job that was never accepted (its queue entry could not be written, often
    * because Redis is full), while it is still queued (the withdraw move); false when a
-   * worker has it by now, and it stands as accepted.
+   * worker has it by now, and it stands as accepted. `via`: the connection the creating
+   * transaction went on (one with the job scripts defined), so that Redis runs the take-back
+   * after it even when that transaction's answer timed out and it has not run yet.
    */
-  async remove(id: string, tenant: string, now = Date.now()): Promise<boolean> {
+  async remove(id: string, tenant: string, now = Date.now(), via: Redis = this.redis): Promise<boolean> {
     const keys = [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)]
-    return (await runJobScript(this.redis, 'withdraw', keys, this.args('withdraw', id, now, tenant))) === 1
+    return (await runJobScript(via, 'withdraw', keys, this.args('withdraw', id, now, tenant))) === 1
   }
 
   /** The whole record, spec included: what a worker needs to run the job. */
@@ -529,8 +531,11 @@ export class JobStore {
         if (scanned === LIST_SCAN_MAX) return { items, nextCursor: last ? encodeCursor(last.score, last.id) : null }
         scanned++
         last = e
-        const values = rows[i]?.[1] as (string | null)[] | undefined
-        const [status, runtime, exitCode, reason, createdAt, startedAt, finishedAt] = values ?? []
+        const [err, reply] = rows[i] ?? [new Error('no reply from Redis'), undefined]
+        // A read that failed (Redis stalled past the command timeout) says nothing of the
+        // record: only a record that is not there makes its entry one to drop.
+        if (err) throw err
+        const [status, runtime, exitCode, reason, createdAt, startedAt, finishedAt] = reply as (string | null)[]
         if (!status) {
           gone.push(e.id)
           continue

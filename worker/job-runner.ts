@@ -110,6 +110,7 @@ export class JobRunner {
       } catch (err) {
         if (err instanceof LaunchRefusedError) {
           log.warn('job no longer running under this worker (ended as lost meanwhile); not launched')
+          this.forgetSoon(jobId, log)
           return 'done'
         }
         if (!(err instanceof IsolationUnavailableError)) throw err

@@ -41,6 +41,7 @@ export class WorkerService {
   private runner: JobRunner | undefined
   private worker: Worker<QueuedJobData> | undefined
   private sweeping: Promise<void> | undefined
+  private reaping: Promise<void> | undefined
   /** For hand-backs whose delivery BullMQ no longer holds (handBack); made when first needed. */
   private queue: Queue<QueuedJobData> | undefined
   private heartbeat: NodeJS.Timeout | undefined
@@ -86,11 +87,22 @@ export class WorkerService {
     await this.checkIsolation()
     this.heartbeat = setInterval(() => {
       void this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed'))
-      // One sweep at a time: removing a dead worker's sandboxes can outlast a beat.
       this.sweeping ??= this.sweepLost()
         .catch((err: unknown) => this.logger.warn({ err }, 'sweep of lost jobs failed'))
         .finally(() => {
           this.sweeping = undefined
+        })
+      // Sandboxes of a worker process on this host that died go now, not when a worker next
+      // starts: a dead worker's sandbox ran on past its job's time limit and its end. On
+      // its own, without Redis: one at a time (a removal can outlast a beat).
+      this.reaping ??= this.executor
+        .reapOrphans()
+        .then((reaped) => {
+          if (reaped > 0) this.logger.warn({ reaped }, 'removed sandboxes left by a worker that died')
+        })
+        .catch((err: unknown) => this.logger.warn({ err }, "removal of dead workers' sandboxes failed"))
+        .finally(() => {
+          this.reaping = undefined
         })
     }, HEARTBEAT_INTERVAL_MS)
     this.heartbeat.unref()
@@ -244,10 +256,6 @@ export class WorkerService {
     // After a Redis outage every heartbeat looks stale; give live workers a full TTL to
     // beat again before taking anyone for dead.
     if (Date.now() - this.connectedSince < HEARTBEAT_TTL_MS) return
-    // Sandboxes of a worker process on this host that died go now, not when a worker next
-    // starts: a dead worker's sandbox ran on past its job's time limit and its end.
-    const reaped = await this.executor.reapOrphans()
-    if (reaped > 0) this.logger.warn({ reaped }, 'removed sandboxes left by a worker that died')
     const running = await this.store.running()
     if (running.length === 0) return
     const live = new Set((await this.registry.live()).map((w) => w.id))
@@ -292,7 +300,7 @@ export class WorkerService {
     }
     // Beats go on while running jobs finish, so no other worker takes them for lost.
     clearInterval(this.heartbeat)
-    await this.sweeping
+    await Promise.all([this.sweeping, this.reaping])
     await this.registry.remove(this.id).catch(() => undefined)
     await this.runner?.flushCleanups()
     await this.executor.close()

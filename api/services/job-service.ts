@@ -353,7 +353,7 @@ export class JobService {
         if (recorded || ran) {
           // Taken back while still queued; a worker that has it by now (the transaction ran
           // and only its answer was lost) makes it accepted after all: it will run once.
-          const withdrawn = await store.remove(job.id, tenant).catch(() => false)
+          const withdrawn = await store.remove(job.id, tenant, Date.now(), client.redis).catch(() => false)
           if (!withdrawn && ran && (await store.head(job.id).catch(() => undefined))?.tenant === tenant) return job
         }
         if (!entryError || ran) await queue.remove(job.id).catch(() => undefined)

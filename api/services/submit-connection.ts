@@ -17,6 +17,12 @@ export interface SubmitConnection {
   multi(): ChainableCommander
   /** Drops and remakes the connection (its scripts are sent again on first use). */
   reconnect(): void
+  /**
+   * The connection itself, for a take-back of what a transaction on it made: Redis runs a
+   * connection's commands in order, so the take-back comes after the transaction even when
+   * the transaction's answer timed out before Redis ran it.
+   */
+  readonly redis: Redis
 }
 
 /**
@@ -41,5 +47,6 @@ export async function submitConnection(redis: Redis, queue: Queue): Promise<Subm
     pipeline: () => redis.pipeline(),
     multi: () => bull.multi(),
     reconnect: () => redis.disconnect(true),
+    redis,
   }
 }

@@ -170,6 +170,27 @@ t.test('GET /v1/jobs drops index entries whose job record has expired', async (t
   t.equal(await redis.zscore(keys.tenantJobs('alice'), expired), null, 'the stale entry is gone from the index')
 })
 
+t.test(
+  'GET /v1/jobs drops an index entry only for a record that is not there, never for a read that failed',
+  async (t) => {
+    // Found by a code review: a read that failed (with the API's command timeout, a Redis
+    // stalled mid-page) was taken for an expired record, and its entry dropped for good.
+    // A read made to fail here by a record of the wrong type.
+    const h = await build(t, { worker: false })
+    const { store } = h.app.services
+    const unreadable = newJobId()
+    await store.create(unreadable, 'alice', spec)
+    const redis = new Redis(h.config.redisUrl)
+    t.teardown(() => redis.disconnect())
+    const keys = h.app.services.store['keys' as never] as { job(id: string): string; tenantJobs(t: string): string }
+    await redis.del(keys.job(unreadable))
+    await redis.set(keys.job(unreadable), 'not a hash')
+    const res = await h.request('GET', '/v1/jobs')
+    t.equal(res.statusCode, 500, 'the page fails')
+    t.ok(await redis.zscore(keys.tenantJobs('alice'), unreadable), 'and the entry stays in the index')
+  },
+)
+
 t.test('GET /v1/jobs refuses a bad status, limit or cursor with 400 and a code', async (t) => {
   const h = await build(t, { worker: false })
   for (const query of [

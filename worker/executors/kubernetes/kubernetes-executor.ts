@@ -602,7 +602,15 @@ export class KubernetesExecutor implements Executor {
       this.warmJobs.delete(jobId)
       return outcomeWithoutRun('cancelled', REASONS.cancelledBeforeStart)
     }
-    await request.beforeLaunch?.()
+    try {
+      await request.beforeLaunch?.()
+    } catch (err) {
+      // The launch was refused (the job ended meanwhile): the pod took nothing of it.
+      ws.close()
+      await pod.destroy().catch(() => undefined)
+      this.warmJobs.delete(jobId)
+      throw err
+    }
     const warmSince = Date.now()
     stdin.end(warmJobStream(spec, runtime))
     // 'end' comes once every byte is handed to the socket: from then on the job is the

@@ -70,7 +70,8 @@ export interface LocalExecutorOptions {
   /**
    * Whose sandboxes these are: the worker process's pid, which names its state directory
    * and is part of each sandbox's cgroup. Tests give two executors in one process two
-   * owners, to stand for two worker processes.
+   * owners, to stand for two worker processes (an owner that is not a pid is never taken
+   * for a dead worker's by reapOrphans).
    * @default process.pid
    */
   owner?: string
@@ -752,7 +753,7 @@ export class LocalExecutor implements Executor {
 
   /**
    * Removes sandboxes, cgroups and bundles of worker processes that no longer exist.
-   * Runs at worker start, before it takes jobs.
+   * Runs at worker start, before it takes jobs, and at every heartbeat after.
    */
   async reapOrphans(): Promise<number> {
     const workersDir = join(this.options.stateDir, 'workers')
@@ -771,10 +772,12 @@ export class LocalExecutor implements Executor {
       for (const id of ids) {
         await runsc.delete(id)
         await runc.delete(id)
-        await cgroups
-          ?.sandbox(this.cgroupPath(id, owner))
-          .remove()
-          .catch(() => undefined)
+        // And under the name a worker from before cgroups were named for their owner gave it.
+        for (const path of [this.cgroupPath(id, owner), `/${this.options.cgroupParent}/${id}`])
+          await cgroups
+            ?.sandbox(path)
+            .remove()
+            .catch(() => undefined)
         reaped++
       }
       await unmountUnder(join(workersDir, owner))
