@@ -28,6 +28,28 @@ export function createRedis(url: string, kind: 'command' | 'blocking', extra: Re
 }
 
 /**
+ * Redis cannot be reached, or stalled: ioredis with the offline queue disabled, retries
+ * exhausted, a socket error, no reply within the command timeout; or Redis had lost the
+ * scripts (SCRIPT FLUSH), which the next connection sends again.
+ */
+export function isRedisUnreachable(err: Error): boolean {
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|ECONNRESET|^Command timed out|^NOSCRIPT/.test(
+      err.message,
+    )
+  )
+}
+
+/**
+ * Redis refuses for now what it will take later: full (noeviction), loading its data
+ * after a restart, busy with a long script, a replica or a cluster not ready.
+ */
+export function isRedisRefusingForNow(err: Error): boolean {
+  return /^(OOM|LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN) /.test(err.message)
+}
+
+/**
  * A reply of a command queued on a pipeline or transaction, read once it has run: pass
  * `callback` as the command's callback, call `value` after `exec`. Lets each store queue
  * its own reads on one pipeline (one round trip) and keep how they are read to itself.

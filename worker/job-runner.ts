@@ -12,6 +12,7 @@ import { driverSpec, runsAsSteps, stepOutputBytes } from './steps/step-driver.js
 import { StepStreamParser } from './steps/step-report.js'
 import { stepsOutcome } from './steps/step-outcome.js'
 import { outcomeWithoutRun, REASONS } from '../core/job-lifecycle/reasons.js'
+import { isRedisRefusingForNow, isRedisUnreachable } from '../core/redis.js'
 
 /**
  * Abort reason when the worker stops: a job not launched yet goes back to the queue; one
@@ -43,6 +44,8 @@ export class JobRunner {
   /** Clean-ups of finished jobs waiting for CLEANUP_DELAY_MS, by job: each starts once. */
   private readonly pendingCleanups = new Map<string, () => Promise<void>>()
   private flushed = false
+  /** Past the grace period of a stop: its sandboxes are being killed, and nothing is retried. */
+  private stopping = false
 
   constructor(
     private readonly store: JobStore,
@@ -66,6 +69,7 @@ export class JobRunner {
 
   /** Kills this worker's sandboxes so their jobs can be handed back (shutdown past the grace period). */
   interruptAll(): void {
+    this.stopping = true
     for (const controller of this.running.values()) controller.abort(SHUTDOWN)
   }
 
@@ -129,8 +133,11 @@ export class JobRunner {
         // At most once: a program that started may have done part of its work, so it is
         // never started again; only a job that was not launched goes back to the queue.
         if (launch.counted) {
-          outcome = { ...outcome, status: 'error', reason: REASONS.workerLost }
-          log.warn('worker stopping: job killed after its launch; ended as error, not run again')
+          // Killed by the stop (a program that ended on its own first keeps its result).
+          if (outcome.status === 'cancelled') {
+            outcome = { ...outcome, status: 'error', reason: REASONS.workerLost }
+            log.warn('worker stopping: job killed after its launch; ended as error, not run again')
+          }
         } else if (await this.store.requeue(jobId, this.workerId)) {
           log.warn('worker stopping: job not launched yet, handed back to the queue')
           return 'handed-back'
@@ -347,7 +354,9 @@ export class JobRunner {
       try {
         return await this.store.finish(jobId, outcome, meta)
       } catch (err) {
-        if (attempt >= FINISH_ATTEMPTS - 1) throw err
+        // Stopping, it is left to the sweep of the workers still running (they end it as lost).
+        const passing = isRedisRefusingForNow(err as Error) || isRedisUnreachable(err as Error)
+        if (!passing || this.stopping || attempt >= FINISH_ATTEMPTS - 1) throw err
         this.logger.warn({ jobId, err, attempt }, "the job's end could not be recorded; trying again")
         await new Promise((resolve) => setTimeout(resolve, Math.min(FINISH_RETRY_MAX_MS, 250 * 2 ** attempt)))
       }

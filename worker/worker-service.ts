@@ -235,7 +235,7 @@ export class WorkerService {
     } catch (err) {
       this.logger.warn(
         { jobId: job.data.jobId, err: (err as Error).message },
-        'the queue no longer held this delivery; the job is queued anew',
+        'could not hand the delivery back (the queue no longer held it, or Redis refused); the job is queued anew',
       )
       const entry = queueEntry(job.data.jobId, delayMs)
       this.queue ??= new Queue(QUEUE_NAME, { connection: this.bullConnection, prefix: this.keys.bullPrefix })

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError, droppedByClient, ErrorCodes, isAirlockError, type ErrorCode } from '../../core/errors.js'
 import type { Metrics } from '../../core/metrics.js'
+import { isRedisUnreachable } from '../../core/redis.js'
 import type { ErrorResponse } from '../schemas.js'
 
 // fastify's own errors for bad requests -> our catalogue.
@@ -29,18 +30,6 @@ const CODES_BY_STATUS: Partial<Record<number, ErrorCode>> = {
   414: 'AIRLOCK_ERR_URI_TOO_LONG',
   415: 'AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE',
   431: 'AIRLOCK_ERR_HEADERS_TOO_LARGE',
-}
-
-function isStoreUnavailable(err: Error): boolean {
-  // ioredis, when Redis is down: offline queue disabled, retries exhausted, or socket errors;
-  // when it stalls: no reply within the command timeout (core/redis.ts); or Redis had lost
-  // the scripts (SCRIPT FLUSH), which the next connection sends again.
-  return (
-    err.name === 'MaxRetriesPerRequestError' ||
-    /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|ECONNRESET|^Command timed out|^NOSCRIPT/.test(
-      err.message,
-    )
-  )
 }
 
 /** A schema's complaints about part of a request (`where`: body, querystring, ...) as the one validation error. */
@@ -88,7 +77,7 @@ export function toErrorResponse(err: FastifyError | Error): { status: number; bo
       log: true,
     }
   }
-  if (isStoreUnavailable(err)) {
+  if (isRedisUnreachable(err)) {
     return {
       status: 503,
       body: {

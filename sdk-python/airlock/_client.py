@@ -64,6 +64,19 @@ def _artifact_path(job_id: str, path: str) -> str:
     return f"{_job_path(job_id)}/artifacts/{quote(path, safe='/')}"
 
 
+class _Hidden:
+    """A secret that a repr does not show: a client logged with an error (its vars, a
+    debugger's view) does not show its key."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "[redacted]"
+
+
 class _Settings:
     def __init__(self, base_url: Optional[str], api_key: Optional[str], timeout: float, max_retries: int):
         key = api_key if api_key is not None else os.environ.get("AIRLOCK_API_KEY")
@@ -72,10 +85,14 @@ class _Settings:
         self.base_url = (base_url or os.environ.get("AIRLOCK_URL") or "http://127.0.0.1:8080").rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
-        self.headers = {"authorization": f"Bearer {key}", "accept": "application/json"}
+        self._authorization = _Hidden(f"Bearer {key}")
+
+    @property
+    def headers(self) -> Dict[str, str]:
+        # httpx shows an authorization header as [secure] in its own reprs.
+        return {"authorization": self._authorization.value, "accept": "application/json"}
 
     def __repr__(self) -> str:
-        # A client logged with an error (its vars, a debugger's view) does not show its key.
         return f"<airlock settings {self.base_url}>"
 
     def ws_url(self, path: str, params: Dict[str, Any]) -> str:

@@ -69,7 +69,7 @@ def test_cancel_then_conflict(client):
 def test_a_client_logged_shows_no_key(url):
     # What a log line or a debugger shows of a client: its attributes' reprs.
     for client in (Airlock(url, "ak_do_not_log_me"), airlock.AsyncAirlock(url, "ak_do_not_log_me")):
-        shown = repr(vars(client)) + repr(client)
+        shown = repr(vars(client)) + repr(client) + repr(vars(client._s)) + repr(vars(client._http))
         assert "ak_do_not_log_me" not in shown, shown
         assert url in shown, "the settings still say where the client goes"
 

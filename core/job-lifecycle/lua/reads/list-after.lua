@@ -24,7 +24,8 @@ if rank and tonumber(redis.call('ZSCORE', index, id)) == tonumber(score) then
 else
   -- The cursor's own entry is gone (its record expired and a page dropped it): count
   -- those at its score that sort above it. Bounded by the jobs one tenant made in one
-  -- millisecond.
+  -- millisecond. Lua compares strings by the locale's collation, the sorted set by bytes;
+  -- they agree on job ids (job_ and lowercase hex: the cursor's pattern, and newJobId's).
   skip = 0
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', index, score, score)) do
     if member > id then skip = skip + 1 end
