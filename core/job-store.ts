@@ -410,14 +410,26 @@ export class JobStore {
 
   /**
    * Takes back a job that was never accepted (its queue entry could not be written, often
-   * because Redis is full), while it is still queued (the withdraw move); false when a
-   * worker has it by now, and it stands as accepted. `via`: the connection the creating
-   * transaction went on (one with the job scripts defined), so that Redis runs the take-back
-   * after it even when that transaction's answer timed out and it has not run yet.
+   * because Redis is full), while it is still queued (the withdraw move): 'withdrawn';
+   * 'stands' when a worker has it by now (or it has ended), and it stands as accepted;
+   * 'absent' when there is no job of this tenant's by that id. `via`: the connection the
+   * creating transaction went on (one with the job scripts defined), so that Redis runs
+   * the take-back after it even when that transaction's answer timed out before it ran.
    */
-  async remove(id: string, tenant: string, now = Date.now(), via: Redis = this.redis): Promise<boolean> {
+  async withdraw(
+    id: string,
+    tenant: string,
+    now = Date.now(),
+    via: Redis = this.redis,
+  ): Promise<'withdrawn' | 'absent' | 'stands'> {
     const keys = [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)]
-    return (await runJobScript(via, 'withdraw', keys, this.args('withdraw', id, now, tenant))) === 1
+    const taken = await runJobScript(via, 'withdraw', keys, this.args('withdraw', id, now, tenant))
+    return taken === 1 ? 'withdrawn' : taken === 2 ? 'stands' : 'absent'
+  }
+
+  /** withdraw: whether the job was taken back. */
+  async remove(id: string, tenant: string, now = Date.now()): Promise<boolean> {
+    return (await this.withdraw(id, tenant, now)) === 'withdrawn'
   }
 
   /** The whole record, spec included: what a worker needs to run the job. */

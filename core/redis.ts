@@ -43,10 +43,11 @@ export function isRedisUnreachable(err: Error): boolean {
 
 /**
  * Redis refuses for now what it will take later: full (noeviction), loading its data
- * after a restart, busy with a long script, a replica or a cluster not ready.
+ * after a restart, busy with a long script, a replica or a cluster not ready, a failed
+ * save that stops writes.
  */
 export function isRedisRefusingForNow(err: Error): boolean {
-  return /^(OOM|LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN) /.test(err.message)
+  return /^(OOM|LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|MISCONF|NOREPLICAS) /.test(err.message)
 }
 
 /**

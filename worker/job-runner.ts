@@ -30,6 +30,8 @@ export const CLEANUP_DELAY_MS = 50
 /** How often a job's end is tried before it is given up (~5 minutes, at most 10 s apart). */
 const FINISH_ATTEMPTS = 35
 const FINISH_RETRY_MAX_MS = 10_000
+/** ... and once the worker is stopping past its grace (~4 s). */
+const STOPPING_FINISH_ATTEMPTS = 5
 
 /** What became of a delivered job: done (any final status or skipped), or handed back. */
 export type RunResult = 'done' | 'handed-back' | 'throttled'
@@ -354,9 +356,10 @@ export class JobRunner {
       try {
         return await this.store.finish(jobId, outcome, meta)
       } catch (err) {
-        // Stopping, it is left to the sweep of the workers still running (they end it as lost).
+        // Stopping, a few seconds only; then it is left to the sweep of the workers still
+        // running (they end it as lost).
         const passing = isRedisRefusingForNow(err as Error) || isRedisUnreachable(err as Error)
-        if (!passing || this.stopping || attempt >= FINISH_ATTEMPTS - 1) throw err
+        if (!passing || attempt >= (this.stopping ? STOPPING_FINISH_ATTEMPTS : FINISH_ATTEMPTS) - 1) throw err
         this.logger.warn({ jobId, err, attempt }, "the job's end could not be recorded; trying again")
         await new Promise((resolve) => setTimeout(resolve, Math.min(FINISH_RETRY_MAX_MS, 250 * 2 ** attempt)))
       }

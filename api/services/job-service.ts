@@ -331,11 +331,8 @@ export class JobService {
       // a full Redis's OOM among them is what the caller is told.
       ran = ((err as { previousErrors?: Error[] }).previousErrors?.[0] ?? err) as Error
     }
-    // ioredis marks a script loaded once per connection; after a SCRIPT FLUSH the commands
-    // in a transaction fail with NOSCRIPT until a new connection sends the scripts again.
-    if (replies.some(([err]) => err?.message.includes('NOSCRIPT'))) client.reconnect()
     const results = created.read(replies)
-    return Promise.all(
+    const written = await Promise.all(
       jobs.map(async (job, n) => {
         const result = results[n]!
         // The id is another job's: neither its record nor its queue entry is this call's to take back.
@@ -352,9 +349,11 @@ export class JobService {
         if (recorded && !entryError) return job
         if (recorded || ran) {
           // Taken back while still queued; a worker that has it by now (the transaction ran
-          // and only its answer was lost) makes it accepted after all: it will run once.
-          const withdrawn = await store.remove(job.id, tenant, Date.now(), client.redis).catch(() => false)
-          if (!withdrawn && ran && (await store.head(job.id).catch(() => undefined))?.tenant === tenant) return job
+          // and only its answer was lost) makes it accepted after all: it will run once. A
+          // take-back whose answer did not come either is refused: Redis runs it after the
+          // transaction (the same connection), so the job will not stand.
+          const taken = await store.withdraw(job.id, tenant, Date.now(), client.redis).catch(() => undefined)
+          if (taken === 'stands' && ran) return job
         }
         if (!entryError || ran) await queue.remove(job.id).catch(() => undefined)
         if (ran) return { ...job, error: ran }
@@ -369,6 +368,11 @@ export class JobService {
         }
       }),
     )
+    // ioredis marks a script loaded once per connection; after a SCRIPT FLUSH the commands
+    // in a transaction fail with NOSCRIPT until a new connection sends the scripts again.
+    // Only once the take-backs above have gone on this one.
+    if (replies.some(([err]) => err?.message.includes('NOSCRIPT'))) client.reconnect()
+    return written
   }
 
   /** The job's spec under the server's and the tenant's limits, or why it may not run. */

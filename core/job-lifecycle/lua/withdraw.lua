@@ -8,12 +8,15 @@
   ARGV[1..8]   job.lua
   ARGV[9]      tenant (tenant.lua)
 
-  Returns 1, or 0 when there was nothing to take back (no such queued job of this tenant's).
+  Returns 1 when it took the job back, 0 when there is no job of this tenant's by that id,
+  2 when the job stands (a worker has it, or it has ended).
 ]]
 --- @include "includes/job"
 --- @include "includes/tenant"
 
-if not movesFrom(redis.call('HGET', KEYS[1], 'status')) or not tenantMatches(ARGV[9]) then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or not tenantMatches(ARGV[9]) then return 0 end
+if not movesFrom(status) then return 2 end
 -- Deleting is allowed when Redis is full, so it goes first; giving back the reservation is
 -- a write a full Redis refuses, and then the reservation lapses with its expiry.
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])

@@ -772,12 +772,10 @@ export class LocalExecutor implements Executor {
       for (const id of ids) {
         await runsc.delete(id)
         await runc.delete(id)
-        // And under the name a worker from before cgroups were named for their owner gave it.
-        for (const path of [this.cgroupPath(id, owner), `/${this.options.cgroupParent}/${id}`])
-          await cgroups
-            ?.sandbox(path)
-            .remove()
-            .catch(() => undefined)
+        await cgroups
+          ?.sandbox(this.cgroupPath(id, owner))
+          .remove()
+          .catch(() => undefined)
         reaped++
       }
       await unmountUnder(join(workersDir, owner))
