@@ -427,11 +427,6 @@ export class JobStore {
     return taken === 1 ? 'withdrawn' : taken === 2 ? 'stands' : 'absent'
   }
 
-  /** withdraw: whether the job was taken back. */
-  async remove(id: string, tenant: string, now = Date.now()): Promise<boolean> {
-    return (await this.withdraw(id, tenant, now)) === 'withdrawn'
-  }
-
   /** The whole record, spec included: what a worker needs to run the job. */
   async get(id: string): Promise<StoredJob | undefined> {
     const [view, spec, launches] = await Promise.all([

@@ -14,6 +14,22 @@ export async function freePort(): Promise<number> {
   })
 }
 
+/**
+ * Settings for a worker process beside a test's harness: its Redis and prefix, and a state
+ * directory and cgroup parent of its own (`<harness's>-<name>`).
+ */
+export function workerEnv(
+  config: { redisUrl: string; redisPrefix: string; stateDir: string; cgroupParent: string },
+  name: string,
+) {
+  return {
+    REDIS_URL: config.redisUrl,
+    AIRLOCK_REDIS_PREFIX: config.redisPrefix,
+    AIRLOCK_STATE_DIR: `${config.stateDir}-${name}`,
+    AIRLOCK_CGROUP_PARENT: `${config.cgroupParent}-${name}`,
+  }
+}
+
 /** Starts an Airlock process (`--role=...`) with the given settings. */
 export function startAirlock(role: 'all' | 'api' | 'worker', env: Record<string, string>): ChildProcess {
   if (!existsSync(SERVER_JS)) throw new Error(`${SERVER_JS} is missing: run npm run build (scripts/test.sh does)`)

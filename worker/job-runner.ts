@@ -46,7 +46,7 @@ export class JobRunner {
   /** Clean-ups of finished jobs waiting for CLEANUP_DELAY_MS, by job: each starts once. */
   private readonly pendingCleanups = new Map<string, () => Promise<void>>()
   private flushed = false
-  /** Past the grace period of a stop: its sandboxes are being killed, and nothing is retried. */
+  /** Past the grace period of a stop: its sandboxes are being killed, and a finish is tried for seconds only. */
   private stopping = false
 
   constructor(
@@ -69,7 +69,7 @@ export class JobRunner {
     this.running.get(jobId)?.abort()
   }
 
-  /** Kills this worker's sandboxes so their jobs can be handed back (shutdown past the grace period). */
+  /** Kills this worker's sandboxes (shutdown past the grace period): see SHUTDOWN for what becomes of their jobs. */
   interruptAll(): void {
     this.stopping = true
     for (const controller of this.running.values()) controller.abort(SHUTDOWN)

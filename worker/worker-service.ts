@@ -40,8 +40,8 @@ export class WorkerService {
   private readonly store: JobStore
   private runner: JobRunner | undefined
   private worker: Worker<QueuedJobData> | undefined
-  private sweeping: Promise<void> | undefined
-  private reaping: Promise<void> | undefined
+  /** Work of the heartbeat still under way, by kind: one of each at a time (it can outlast a beat). */
+  private readonly background: { sweeping?: Promise<void>; reaping?: Promise<void> } = {}
   /** For hand-backs whose delivery BullMQ no longer holds (handBack); made when first needed. */
   private queue: Queue<QueuedJobData> | undefined
   private heartbeat: NodeJS.Timeout | undefined
@@ -87,23 +87,18 @@ export class WorkerService {
     await this.checkIsolation()
     this.heartbeat = setInterval(() => {
       void this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed'))
-      this.sweeping ??= this.sweepLost()
-        .catch((err: unknown) => this.logger.warn({ err }, 'sweep of lost jobs failed'))
-        .finally(() => {
-          this.sweeping = undefined
-        })
+      this.inBackground('sweeping', () => this.sweepLost(), 'sweep of lost jobs failed')
       // Sandboxes of a worker process on this host that died go now, not when a worker next
       // starts: a dead worker's sandbox ran on past its job's time limit and its end. On
-      // its own, without Redis: one at a time (a removal can outlast a beat).
-      this.reaping ??= this.executor
-        .reapOrphans()
-        .then((reaped) => {
+      // its own, without Redis.
+      this.inBackground(
+        'reaping',
+        async () => {
+          const reaped = await this.executor.reapOrphans()
           if (reaped > 0) this.logger.warn({ reaped }, 'removed sandboxes left by a worker that died')
-        })
-        .catch((err: unknown) => this.logger.warn({ err }, "removal of dead workers' sandboxes failed"))
-        .finally(() => {
-          this.reaping = undefined
-        })
+        },
+        "removal of dead workers' sandboxes failed",
+      )
     }, HEARTBEAT_INTERVAL_MS)
     this.heartbeat.unref()
     this.checker = setInterval(() => void this.checkIsolation(), this.config.isolationCheckIntervalMs)
@@ -223,6 +218,15 @@ export class WorkerService {
     this.worker.on('error', (err) => this.logger.error({ err }, 'queue worker error'))
   }
 
+  /** Starts `work` unless the last of its kind is still under way; a failure is logged. */
+  private inBackground(kind: keyof WorkerService['background'], work: () => Promise<void>, failed: string): void {
+    this.background[kind] ??= work()
+      .catch((err: unknown) => this.logger.warn({ err }, failed))
+      .finally(() => {
+        delete this.background[kind]
+      })
+  }
+
   /**
    * Puts a delivered job back on the queue, its record `queued` again. When BullMQ no
    * longer holds the delivery (its lock lapsed while this worker was frozen, and the entry
@@ -300,7 +304,7 @@ export class WorkerService {
     }
     // Beats go on while running jobs finish, so no other worker takes them for lost.
     clearInterval(this.heartbeat)
-    await Promise.all([this.sweeping, this.reaping])
+    await Promise.all(Object.values(this.background))
     await this.registry.remove(this.id).catch(() => undefined)
     await this.runner?.flushCleanups()
     await this.executor.close()

@@ -144,7 +144,7 @@ t.test('the create script makes one job of two racing creates, and refuses anoth
   t.same(other, { result: 'key-reused' }, 'with another request, refused')
   const [thief] = await store.createMany('bob', [{ id, spec, digest }], 1_000_003)
   t.type(thief, Error, "another tenant's create finds the id taken")
-  t.ok(await store.remove(id, 'alice'))
+  t.ok((await store.withdraw(id, 'alice')) === 'withdrawn')
 })
 
 t.test('a replay is answered whatever the rate says, and a refused submit can be retried', async (t) => {

@@ -4,13 +4,30 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { pino } from 'pino'
-import { loadConfig } from '../../core/config.js'
+import { loadConfig, type Config } from '../../core/config.js'
 import { AUTO_PLATFORMS } from '../../core/runsc-platforms.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
 import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
-import { LocalExecutor } from '../../worker/executors/local/local-executor.js'
+import { LocalExecutor, type LocalExecutorOptions } from '../../worker/executors/local/local-executor.js'
 import { build, writeBareBundle } from '../helper.js'
 import { until } from '../processes.js'
+
+/** A local executor of this host's runsc and images, small and silent, with `options` on top. */
+function localExecutor(base: Config, options: Partial<LocalExecutorOptions>): LocalExecutor {
+  return new LocalExecutor({
+    runscPath: base.runscPath,
+    runcPath: base.runcPath,
+    platform: base.runscPlatform,
+    network: 'none',
+    imagesDir: base.imagesDir,
+    stateDir: base.stateDir,
+    cgroupParent: base.cgroupParent,
+    sandboxOverheadMb: 64,
+    workspaceMb: 64,
+    logger: pino({ level: 'silent' }),
+    ...options,
+  })
+}
 
 t.test('a worker that cannot run runsc takes no jobs, and the API refuses new ones saying why', async (t) => {
   const h = await build(t, { env: { AIRLOCK_RUNSC_PATH: '/nonexistent/runsc' } })
@@ -107,19 +124,7 @@ t.test('a host with no cgroup hierarchy the executor knows takes no jobs, and sa
   // An empty directory stands in for /sys/fs/cgroup: neither v1 controllers nor a v2 root.
   const root = await mkdtemp(join(tmpdir(), 'airlock-no-cgroups-'))
   const base = loadConfig({ AIRLOCK_STATE_DIR: `/run/airlock-test/nocg-${process.pid}` })
-  const executor = new LocalExecutor({
-    runscPath: base.runscPath,
-    runcPath: base.runcPath,
-    platform: base.runscPlatform,
-    network: 'none',
-    imagesDir: base.imagesDir,
-    stateDir: base.stateDir,
-    cgroupParent: 'airlock-test/nocg',
-    sandboxOverheadMb: 64,
-    workspaceMb: 64,
-    logger: pino({ level: 'silent' }),
-    cgroupRoot: root,
-  })
+  const executor = localExecutor(base, { cgroupParent: 'airlock-test/nocg', cgroupRoot: root })
   t.teardown(async () => {
     await executor.close()
     await rm(root, { recursive: true, force: true })
@@ -158,22 +163,8 @@ t.test("a worker's clean-up of a job leaves another worker's sandbox of the same
     AIRLOCK_STATE_DIR: `/run/airlock-test/owners-${process.pid}`,
     AIRLOCK_CGROUP_PARENT: `airlock-test/owners-${process.pid}`,
   })
-  const executor = (owner: string) =>
-    new LocalExecutor({
-      runscPath: base.runscPath,
-      runcPath: base.runcPath,
-      platform: base.runscPlatform,
-      network: 'none',
-      imagesDir: base.imagesDir,
-      stateDir: base.stateDir,
-      cgroupParent: base.cgroupParent,
-      sandboxOverheadMb: 64,
-      workspaceMb: 64,
-      logger: pino({ level: 'silent' }),
-      owner,
-    })
-  const stopping = executor(`${process.pid}a`)
-  const taking = executor(`${process.pid}b`)
+  const stopping = localExecutor(base, { owner: `${process.pid}a` })
+  const taking = localExecutor(base, { owner: `${process.pid}b` })
   t.teardown(async () => {
     await stopping.close()
     await taking.close()

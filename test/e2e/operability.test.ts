@@ -10,7 +10,7 @@ import { loadConfig } from '../../core/config.js'
 import type { Job } from '../../core/job.js'
 import { REASONS } from '../../core/job-lifecycle/reasons.js'
 import { build, TENANTS } from '../helper.js'
-import { exited, SERVER_JS, startAirlock, startRedis, until } from '../processes.js'
+import { exited, SERVER_JS, startAirlock, startRedis, until, workerEnv } from '../processes.js'
 import { openStream } from '../ws-client.js'
 
 /** Reads one sample of the Prometheus text format. */
@@ -321,12 +321,7 @@ t.test('readyz goes not-ready while runsc is unusable and ready again after; job
 
 t.test('SIGTERM during a running job loses nothing and runs nothing twice', async (t) => {
   const h = await build(t, { worker: false })
-  const env = {
-    REDIS_URL: h.config.redisUrl,
-    AIRLOCK_REDIS_PREFIX: h.config.redisPrefix,
-    AIRLOCK_STATE_DIR: `${h.config.stateDir}-w`,
-    AIRLOCK_CGROUP_PARENT: `${h.config.cgroupParent}-w`,
-  }
+  const env = workerEnv(h.config, 'w')
   const source = 'import time\nprint("start", flush=True)\ntime.sleep(3)\nprint("done", flush=True)'
   const runningOn = async (id: string) => h.poll(id, (j: Job) => j.status === 'running' && j.startedAt !== null)
   const logOf = async (id: string) => (await h.request('GET', `/v1/jobs/${id}/logs`)).body

@@ -8,7 +8,7 @@ import { redisKeys } from '../../core/redis-keys.js'
 import { WorkerRegistry } from '../../core/worker-registry.js'
 import { Redis } from 'ioredis'
 import { build, sandboxCgroupsLeft, TENANTS } from '../helper.js'
-import { exited, startAirlock, until } from '../processes.js'
+import { exited, startAirlock, until, workerEnv } from '../processes.js'
 
 // kill -9 a worker at random moments of its jobs' lives, again and again. Longer runs:
 // AIRLOCK_CRASH_ROUNDS=50 npx tap test/e2e/worker-crash.test.ts
@@ -17,15 +17,8 @@ const JOBS_PER_ROUND = 3
 
 t.test(`a worker killed -9 ${ROUNDS} times loses no job and runs none twice`, async (t) => {
   const h = await build(t, { worker: false })
-  const stateDir = `${h.config.stateDir}-crash`
-  const cgroupParent = `${h.config.cgroupParent}-crash`
-  const env = {
-    REDIS_URL: h.config.redisUrl,
-    AIRLOCK_REDIS_PREFIX: h.config.redisPrefix,
-    AIRLOCK_STATE_DIR: stateDir,
-    AIRLOCK_CGROUP_PARENT: cgroupParent,
-    AIRLOCK_JOB_LOCK_MS: '2000',
-  }
+  const env = { ...workerEnv(h.config, 'crash'), AIRLOCK_JOB_LOCK_MS: '2000' }
+  const { AIRLOCK_STATE_DIR: stateDir, AIRLOCK_CGROUP_PARENT: cgroupParent } = env
   const redis = new Redis(h.config.redisUrl)
   t.teardown(() => redis.disconnect())
   const store = new JobStore(redis, redisKeys(h.config.redisPrefix), 3600)
@@ -110,12 +103,7 @@ t.test(
     // worker's sandbox ran on past its job's time limit, and its job's end, for as long as
     // no worker started.
     const h = await build(t, { worker: false })
-    const env = {
-      REDIS_URL: h.config.redisUrl,
-      AIRLOCK_REDIS_PREFIX: h.config.redisPrefix,
-      AIRLOCK_STATE_DIR: `${h.config.stateDir}-orphans`,
-      AIRLOCK_CGROUP_PARENT: `${h.config.cgroupParent}-orphans`,
-    }
+    const env = workerEnv(h.config, 'orphans')
     const redis = new Redis(h.config.redisUrl)
     t.teardown(() => redis.disconnect())
     const registry = new WorkerRegistry(redis, redisKeys(h.config.redisPrefix))

@@ -101,7 +101,7 @@ t.test('against Redis, each move writes only from the statuses its table row lis
     finish: (id) => store.finish(id, outcome, meta),
     cancel: async (id) => ['cancelled', 'cancelling'].includes((await store.cancel(id, 'alice')).kind),
     lost: (id) => store.markLost(id, 'w1'),
-    withdraw: (id) => store.remove(id, 'alice'),
+    withdraw: async (id) => (await store.withdraw(id, 'alice')) === 'withdrawn',
     log: async (id) => (await store.appendLog(id, 'stdout', 'x')) > 0,
     step: async (id) => (await store.appendStep(id, 'test', 0)) > 0,
     launch: async (id) => (await store.countLaunch(id, 'w1')) > 0,
