@@ -14,9 +14,12 @@ const METRICS_MAX_CONNECTIONS = 64
  * Whether a Host header may be answered: an IP address (a scraper that connects by
  * address: Prometheus on Kubernetes, a probe), `localhost`, or one of `names`. A browser
  * sends the name of the page's site, so a page whose name was made to resolve to this
- * machine (DNS rebinding) sends its own name, which is none of these.
+ * machine (DNS rebinding) sends its own name, which is none of these. A request with no
+ * Host at all (an HTTP/1.0 tool; Node refuses HTTP/1.1 without one) is answered: a browser
+ * always sends one.
  */
 export function isScraperHost(host: string | undefined, names: ReadonlySet<string> = new Set()): boolean {
+  if (host === undefined) return true
   if (!host) return false
   const h = host.toLowerCase()
   // An IPv6 address comes in brackets ([::1]:9464); anything else is a name or an IPv4

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { request } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, connect } from 'node:net'
 import { once } from 'node:events'
 import { isScraperHost, startMetricsListener } from '../../api/metrics-listener.js'
 import { createLogger } from '../../core/logger.js'
@@ -19,10 +19,11 @@ t.test('the Host names a scraper sends', async (t) => {
     '[fd00::5]:9464',
     'airlock-api:9464',
     'Prometheus-Target',
-  ])
-    t.ok(isScraperHost(host, names), host)
-  for (const host of [
+    // HTTP/1.0 without a Host: no browser sends that.
     undefined,
+  ])
+    t.ok(isScraperHost(host, names), String(host))
+  for (const host of [
     '',
     'evil.example',
     'evil.example:9464',
@@ -80,5 +81,12 @@ t.test('the metrics listener answers a scraper, never a page whose name resolves
         t.notMatch(res.body, /airlock_/, 'and no metrics')
       }
     }
+    // An HTTP/1.0 tool sends no Host at all.
+    const raw = connect(port, '127.0.0.1')
+    raw.end('GET /metrics HTTP/1.0\r\n\r\n')
+    let answer = ''
+    for await (const chunk of raw) answer += String(chunk)
+    t.match(answer, /^HTTP\/1\.1 200 /, `${bound}: HTTP/1.0 without a Host`)
+    t.match(answer, /# HELP/, `${bound}: HTTP/1.0 without a Host: the metrics`)
   }
 })
