@@ -158,13 +158,15 @@ t.test("a worker's clean-up of a job leaves another worker's sandbox of the same
   // Found by review 16: a job's cgroup was named for the job alone, the same on every
   // worker. A stopping worker hands back a job it had prepared but not launched, another
   // worker takes it at once, and the first's clean-up removed that cgroup, killing what
-  // ran in it. Two executors in this process stand for the two worker processes.
+  // ran in it. Two executors in this process stand for the two worker processes, with
+  // their default owners: of one pid, as two workers are that each is pid 1 in its
+  // container on one host (review 19; the pid alone named both cgroups the same).
   const base = loadConfig({
     AIRLOCK_STATE_DIR: `/run/airlock-test/owners-${process.pid}`,
     AIRLOCK_CGROUP_PARENT: `airlock-test/owners-${process.pid}`,
   })
-  const stopping = localExecutor(base, { owner: `${process.pid}a` })
-  const taking = localExecutor(base, { owner: `${process.pid}b` })
+  const stopping = localExecutor(base, {})
+  const taking = localExecutor(base, {})
   t.teardown(async () => {
     await stopping.close()
     await taking.close()

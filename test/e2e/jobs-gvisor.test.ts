@@ -194,9 +194,13 @@ t.test('jobs run under gVisor', async (t) => {
     // A job's sandbox is removed once its result is stored, so just after it; the warm
     // pool's idle sandboxes (airlock-warm-*) stay until the worker stops.
     const ofJobs = (names: string[]) => names.filter((n) => !n.startsWith('airlock-warm-'))
+    // This process's worker's state directory: named for its pid and a tag.
+    const workers = `${h.config.stateDir}/workers`
+    const owners = (await readdir(workers)).filter((o) => o.startsWith(`${process.pid}-`))
+    t.equal(owners.length, 1, "the worker's own state directory")
     const left = async () => ({
       cgroups: ofJobs(await sandboxCgroupsLeft(h.config.cgroupParent)),
-      bundles: ofJobs(await readdir(`${h.config.stateDir}/workers/${process.pid}/bundles`).catch(() => [] as string[])),
+      bundles: ofJobs(await readdir(`${workers}/${owners[0]}/bundles`).catch(() => [] as string[])),
     })
     const deadline = Date.now() + 10_000
     let seen = await left()

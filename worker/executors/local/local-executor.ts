@@ -68,16 +68,20 @@ export interface LocalExecutorOptions {
   }
   metrics?: Metrics
   /**
-   * Whose sandboxes these are: the worker process's pid, which names its state directory
-   * and is part of each sandbox's cgroup. Tests give two executors in one process two
-   * owners, to stand for two worker processes (an owner that is not a pid is never taken
-   * for a dead worker's by reapOrphans).
-   * @default process.pid
+   * Whose sandboxes these are: names its state directory and is part of each sandbox's
+   * cgroup. By default the worker process's pid and a random tag: the pid tells
+   * reapOrphans whether the owner is alive, and the tag sets apart workers of one pid
+   * (every worker is pid 1 in its container, and containers on one host may share its
+   * cgroups). Tests give two executors two owners, to stand for two worker processes (an
+   * owner that does not begin with a pid is never taken for a dead worker's).
+   * @default `${process.pid}-<random tag>`
    */
   owner?: string
 }
 
 const CONTAINER_PREFIX = 'airlock-'
+/** An owner's name as a worker process gives it (LocalExecutorOptions.owner): its pid first. */
+const OWNER = /^(\d+)(?:-[0-9a-f]+)?$/
 /** A bundle's artifacts directory (the host side of ARTIFACTS_DIR). */
 const ARTIFACTS_SUBDIR = 'artifacts'
 /**
@@ -125,11 +129,12 @@ export class LocalExecutor implements Executor {
   /** Removals of finished sandboxes not yet done, by job: each starts its removal once (afterResult). */
   private readonly cleanups = new Map<string, () => Promise<void>>()
 
-  private readonly owner: string
+  /** Whose sandboxes these are (LocalExecutorOptions.owner). */
+  readonly owner: string
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.images = new ImageStore(options.imagesDir)
-    this.owner = options.owner ?? String(process.pid)
+    this.owner = options.owner ?? `${process.pid}-${randomBytes(4).toString('hex')}`
     this.ownDir = join(options.stateDir, 'workers', this.owner)
     this.runsc = this.runscOn(options.platform === 'auto' ? 'systrap' : options.platform)
     this.runc = new Runsc({
@@ -761,7 +766,8 @@ export class LocalExecutor implements Executor {
     const cgroups = await this.cgroups()
     let reaped = 0
     for (const owner of owners) {
-      const pid = Number(owner)
+      // `<pid>-<tag>`, or `<pid>` as releases before the tag named it.
+      const pid = Number(OWNER.exec(owner)?.[1])
       if (!Number.isInteger(pid) || owner === this.owner || pid === process.pid || isAlive(pid)) continue
       const runsc = new Runsc({ ...this.runsc.options, root: join(workersDir, owner, 'runsc') })
       const runc = new Runsc({ ...this.runc.options, root: join(workersDir, owner, 'runc') })
