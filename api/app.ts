@@ -13,6 +13,7 @@ import { JobEventReader } from '../core/job-events.js'
 import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
+import { keepClockInSync, syncClock } from '../core/clock.js'
 import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
 import { tenantDefaults } from '../core/quotas.js'
 import { WorkerRegistry } from '../core/worker-registry.js'
@@ -174,6 +175,9 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   queueConnection.on('error', (err) => logger.warn({ err: err.message }, 'redis queue error'))
   submitConnection.on('error', (err) => logger.warn({ err: err.message }, 'redis submit error'))
   await Promise.all([redis.connect(), subscriber.connect(), queueConnection.connect(), submitConnection.connect()])
+  // What the API stores and compares with others' times goes by Redis's clock (core/clock.ts).
+  await syncClock(redis)
+  const stopClockSync = keepClockInSync(redis, (err) => logger.warn({ err }, "could not read Redis's clock"))
 
   const events = new JobEventReader(redis, keys)
   const budget = new OutputBudget(config.outputReadBufferBytes)
@@ -205,6 +209,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   app.decorate('services', services)
   metrics.addQueueGauges(() => readQueueState(services.queue))
   app.addHook('onClose', async () => {
+    stopClockSync()
     // BullMQ waits for Redis to close cleanly; with Redis gone that would never happen.
     await Promise.race([services.queue.close().catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())])
     subscriber.disconnect()

@@ -19,6 +19,7 @@ import {
   runReadScript,
 } from './job-lifecycle/scripts.js'
 import { TRANSITIONS, type TransitionName } from './job-lifecycle/transitions.js'
+import { now as clockNow } from './clock.js'
 
 export { JOB_OVERHEAD_BYTES, LOG_EVENT_OVERHEAD_BYTES, MAX_LOG_EVENTS }
 
@@ -325,7 +326,7 @@ export class JobStore {
     id: string,
     tenant: string,
     spec: JobSpec,
-    now = Date.now(),
+    now = clockNow(),
   ): Promise<{ result: CreateResult; heldBytes?: number }> {
     const [created] = await this.createMany(tenant, [{ id, spec }], now)
     if (created instanceof Error) throw created
@@ -336,7 +337,7 @@ export class JobStore {
    * `create` for several jobs of one tenant, in one call; each is created or refused in
    * order, as if alone. A call Redis refused (it is full) is every job's Error.
    */
-  async createMany(tenant: string, jobs: readonly KeyedCreate[], now = Date.now()): Promise<Created[]> {
+  async createMany(tenant: string, jobs: readonly KeyedCreate[], now = clockNow()): Promise<Created[]> {
     const pipeline = this.redis.pipeline()
     const created = this.queueCreates(pipeline, tenant, jobs, now)
     return created.read((await pipeline.exec()) ?? [])
@@ -352,7 +353,7 @@ export class JobStore {
     pipeline: ChainableCommander,
     tenant: string,
     jobs: readonly KeyedCreate[],
-    now = Date.now(),
+    now = clockNow(),
   ): { commands: number; read: (replies: [Error | null, unknown][]) => Created[] } {
     const first = jobs[0]
     if (!first) return { commands: 0, read: () => [] }
@@ -419,7 +420,7 @@ export class JobStore {
   async withdraw(
     id: string,
     tenant: string,
-    now = Date.now(),
+    now = clockNow(),
     via: Redis = this.redis,
   ): Promise<'withdrawn' | 'absent' | 'stands'> {
     const keys = [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)]
@@ -578,7 +579,7 @@ export class JobStore {
     return { queued: queued ?? 0, running: running ?? 0, storedBytes: Math.max(0, stored ?? 0) }
   }
 
-  async claim(id: string, workerId: string, now = Date.now()): Promise<ClaimResult> {
+  async claim(id: string, workerId: string, now = clockNow()): Promise<ClaimResult> {
     return (await this.tenantMove('claim', id, now, workerId, REASONS.cancelledBeforeStart)) as ClaimResult
   }
 
@@ -586,7 +587,7 @@ export class JobStore {
    * Puts a running job back to `queued` (worker shutting down past its grace period),
    * so that a claim can take it again. False if this worker no longer holds it.
    */
-  async requeue(id: string, workerId: string, now = Date.now()): Promise<boolean> {
+  async requeue(id: string, workerId: string, now = clockNow()): Promise<boolean> {
     return (await this.tenantMove('requeue', id, now, workerId)) === 1
   }
 
@@ -595,7 +596,7 @@ export class JobStore {
    * sandbox that outlived it. False if the job is no longer running (or, when
    * `fromWorker` is given, no longer held by that worker).
    */
-  async takeOver(id: string, workerId: string, fromWorker = '', now = Date.now()): Promise<boolean> {
+  async takeOver(id: string, workerId: string, fromWorker = '', now = clockNow()): Promise<boolean> {
     return (
       (await runJobScript(
         this.redis,
@@ -610,7 +611,7 @@ export class JobStore {
    * Counts a sandbox launch for the job (the record of at-most-once) and returns the count,
    * or 0 when this worker may not launch it: the job is no longer running under it.
    */
-  async countLaunch(id: string, workerId: string, now = Date.now()): Promise<number> {
+  async countLaunch(id: string, workerId: string, now = clockNow()): Promise<number> {
     return Number(await runJobScript(this.redis, 'launch', this.jobKeys(id), this.args('launch', id, now, workerId)))
   }
 
@@ -623,7 +624,7 @@ export class JobStore {
   }
 
   /** Ends a running job whose worker is gone as `error`; false if it had moved on. */
-  async markLost(id: string, deadWorker: string, now = Date.now()): Promise<boolean> {
+  async markLost(id: string, deadWorker: string, now = clockNow()): Promise<boolean> {
     return (await this.tenantMove('lost', id, now, deadWorker, REASONS.workerLost)) === 1
   }
 
@@ -631,12 +632,12 @@ export class JobStore {
    * Appends output to a running job's event stream; returns its seq, or 0 when it was not written (MAX_LOG_EVENTS, or
    * the job is not running).
    */
-  async appendLog(id: string, stream: 'stdout' | 'stderr', data: string, now = Date.now()): Promise<number> {
+  async appendLog(id: string, stream: 'stdout' | 'stderr', data: string, now = clockNow()): Promise<number> {
     return Number(await runJobScript(this.redis, 'log', this.jobKeys(id), this.args('log', id, now, stream, data)))
   }
 
   /** Records that a step of a running job started (a step event); its seq, or 0 when not written. */
-  async appendStep(id: string, step: StepKind, index: number, now = Date.now()): Promise<number> {
+  async appendStep(id: string, step: StepKind, index: number, now = clockNow()): Promise<number> {
     return Number(await runJobScript(this.redis, 'step', this.jobKeys(id), this.args('step', id, now, step, index)))
   }
 
@@ -649,7 +650,7 @@ export class JobStore {
     id: string,
     outcome: JobOutcome,
     meta: { executor: string; isolation: Isolation | null; outputInEvents: boolean },
-    now = Date.now(),
+    now = clockNow(),
   ): Promise<boolean> {
     const fields: Record<string, string> = {
       output: meta.outputInEvents ? 'events' : 'keys',
@@ -716,7 +717,7 @@ export class JobStore {
     return done === 1
   }
 
-  async cancel(id: string, tenant: string, now = Date.now()): Promise<CancelResult> {
+  async cancel(id: string, tenant: string, now = clockNow()): Promise<CancelResult> {
     const keys = this.tenantJobKeys(id, tenant)
     const r = (await runJobScript(
       this.redis,

@@ -4,6 +4,7 @@ import { pipelined } from './redis.js'
 import { Type, type Static } from 'typebox'
 import { LIMIT_QUOTA_PROPERTIES, QUOTA_MAX } from './limits.js'
 import type { RedisKeys } from './redis-keys.js'
+import { now as clockNow } from './clock.js'
 
 /** Per-tenant quotas; an absent field means the server's default. */
 export const QuotasSchema = Type.Object(
@@ -132,7 +133,7 @@ export class TenantStore {
   ) {}
 
   /** False if the tenant exists already. */
-  async create(name: string, quotas: Quotas, now = Date.now()): Promise<boolean> {
+  async create(name: string, quotas: Quotas, now = clockNow()): Promise<boolean> {
     const created = await this.redis.hsetnx(this.keys.tenant(name), 'createdAt', String(now))
     if (!created) return false
     await this.redis
@@ -179,7 +180,7 @@ export class TenantStore {
    * quotas, and the `n` submissions in this second's window (kept in Redis, so the rate
    * holds across API replicas). Read after the pipeline ran.
    */
-  submission(pipeline: ChainableCommander, tenant: string, n: number, now = Date.now()): () => Submission {
+  submission(pipeline: ChainableCommander, tenant: string, n: number, now = clockNow()): () => Submission {
     const quotas = pipelined<string | null>()
     const count = pipelined<number>()
     const second = Math.floor(now / 1000)
@@ -203,7 +204,7 @@ export class TenantStore {
   }
 
   /** A new key for the tenant; the only time the key itself is seen. */
-  async issueKey(tenant: string, role: KeyRole, now = Date.now()): Promise<{ key: string; info: KeyInfo }> {
+  async issueKey(tenant: string, role: KeyRole, now = clockNow()): Promise<{ key: string; info: KeyInfo }> {
     const key = `ak_${randomBytes(24).toString('base64url')}`
     const keyId = `key_${randomBytes(6).toString('hex')}`
     const digest = keyDigest(key)
@@ -223,7 +224,7 @@ export class TenantStore {
   }
 
   /** False if there is no such live key. The key stops working on every replica at once. */
-  async revokeKey(tenant: string, keyId: string, now = Date.now()): Promise<boolean> {
+  async revokeKey(tenant: string, keyId: string, now = clockNow()): Promise<boolean> {
     const raw = await this.redis.hget(this.keys.tenantKeys(tenant), keyId)
     if (!raw) return false
     const info = JSON.parse(raw) as KeyInfo & { digest: string }
@@ -242,7 +243,7 @@ export class TenantStore {
     return { tenant: h.tenant, keyId: h.keyId, role: h.role === 'admin' ? 'admin' : 'member' }
   }
 
-  async audit(tenant: string, actor: string, action: string, detail = '', now = Date.now()): Promise<void> {
+  async audit(tenant: string, actor: string, action: string, detail = '', now = clockNow()): Promise<void> {
     await this.redis.xadd(
       this.keys.audit(tenant),
       'MAXLEN',
@@ -265,7 +266,7 @@ export class TenantStore {
    * marked, so a busy key costs Redis one write a minute, not one a request; the mark in
    * Redis keeps other replicas from auditing it again within the minute.
    */
-  async auditKeyUse(identity: KeyIdentity, what: string, now = Date.now()): Promise<void> {
+  async auditKeyUse(identity: KeyIdentity, what: string, now = clockNow()): Promise<void> {
     const marked = this.keyUseMarked.get(identity.keyId)
     if (marked !== undefined && now - marked < KEY_USE_AUDIT_MS) return
     if (this.keyUseMarked.size >= KEY_USE_MEMORY) this.keyUseMarked.clear()

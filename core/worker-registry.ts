@@ -2,6 +2,7 @@ import type { ChainableCommander, Redis } from 'ioredis'
 import { pipelined } from './redis.js'
 import type { RedisKeys } from './redis-keys.js'
 import { publicText } from './public-text.js'
+import { now as clockNow } from './clock.js'
 
 /** What a worker tells the rest of the deployment about itself, every few seconds. */
 export interface WorkerHeartbeat {
@@ -49,7 +50,7 @@ export class WorkerRegistry {
    * does it read their heartbeats (a worker of an older release counts none), so a
    * refusal still gives the workers' reasons.
    */
-  countIsolating(pipeline: ChainableCommander, now = Date.now()): { refusal: () => Promise<string | undefined> } {
+  countIsolating(pipeline: ChainableCommander, now = clockNow()): { refusal: () => Promise<string | undefined> } {
     const live = pipelined<number>()
     const isolating = pipelined<number>()
     const since = now - HEARTBEAT_TTL_MS
@@ -62,7 +63,7 @@ export class WorkerRegistry {
   }
 
   /** Workers that beat within the TTL; forgets the long dead ones on the way. */
-  async live(now = Date.now()): Promise<WorkerHeartbeat[]> {
+  async live(now = clockNow()): Promise<WorkerHeartbeat[]> {
     const dead = await this.redis.zrangebyscore(this.keys.workers, '-inf', `(${now - 20 * HEARTBEAT_TTL_MS}`)
     if (dead.length > 0) {
       const keys = this.keys

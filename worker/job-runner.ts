@@ -13,6 +13,7 @@ import { StepStreamParser } from './steps/step-report.js'
 import { stepsOutcome } from './steps/step-outcome.js'
 import { outcomeWithoutRun, REASONS } from '../core/job-lifecycle/reasons.js'
 import { isRedisRefusingForNow, isRedisUnreachable } from '../core/redis.js'
+import { now as clockNow } from '../core/clock.js'
 
 /**
  * Abort reason when the worker stops: a job not launched yet goes back to the queue; one
@@ -334,7 +335,7 @@ export class JobRunner {
     this.metrics.jobsFinished.inc({ runtime, tenant: this.metrics.tenant(stored.tenant), status: outcome.status })
     this.metrics.endToEnd.observe(
       { runtime, status: outcome.status },
-      (Date.now() - Date.parse(stored.job.createdAt)) / 1000,
+      (clockNow() - Date.parse(stored.job.createdAt)) / 1000,
     )
     if (outcome.startupMs !== null)
       this.metrics.sandboxStart.observe({ runtime, start: outcome.sandboxStart ?? 'cold' }, outcome.startupMs / 1000)

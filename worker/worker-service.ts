@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
-import { DelayedError, Queue, Worker, type Job as BullJob } from 'bullmq'
+import { DelayedError, Queue, WaitingError, Worker, type Job as BullJob } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Config } from '../core/config.js'
@@ -8,6 +8,8 @@ import { tenantDefaults } from '../core/quotas.js'
 import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
+import { keepClockInSync, now as clockNow, syncClock } from '../core/clock.js'
+import { performance } from 'node:perf_hooks'
 import { QUEUE_NAME, queueEntry, redisKeys } from '../core/redis-keys.js'
 import {
   HEARTBEAT_INTERVAL_MS,
@@ -49,8 +51,9 @@ export class WorkerService {
   private isolationReport: IsolationReport | undefined
   private versions: Record<string, string> = {}
   private stopping = false
-  /** When this worker's Redis connection last became ready. */
-  private connectedSince = Date.now()
+  /** When this worker's Redis connection last became ready (performance.now()). */
+  private connectedSince = performance.now()
+  private stopClockSync: (() => void) | undefined
   private checking: Promise<void> | undefined
 
   constructor(
@@ -66,7 +69,9 @@ export class WorkerService {
     for (const c of [this.redis, this.subscriber, this.bullConnection])
       c.on('error', (err) => logger.warn({ err: err.message }, 'redis error'))
     this.redis.on('ready', () => {
-      this.connectedSince = Date.now()
+      this.connectedSince = performance.now()
+      // Redis may now be another host (a failover), with a clock of its own.
+      void syncClock(this.redis).catch((err: unknown) => logger.warn({ err }, "could not read Redis's clock"))
     })
     this.registry = new WorkerRegistry(this.redis, this.keys)
     this.store = new JobStore(this.redis, this.keys, config.jobRetentionSeconds, tenantDefaults(config))
@@ -78,6 +83,9 @@ export class WorkerService {
 
   async start(): Promise<void> {
     await Promise.all([this.redis.connect(), this.subscriber.connect(), this.bullConnection.connect()])
+    // Heartbeats, and whose are stale, go by Redis's clock, not this host's (core/clock.ts).
+    await syncClock(this.redis)
+    this.stopClockSync = keepClockInSync(this.redis, (err) => this.logger.warn({ err }, "could not read Redis's clock"))
     const reaped = await this.executor.reapOrphans()
     if (reaped > 0) this.logger.warn({ reaped }, 'removed sandboxes left by workers that died')
     this.versions = await this.executor.runtimeVersions()
@@ -199,7 +207,7 @@ export class WorkerService {
               ? THROTTLE_DELAY_MS * (1 + Math.floor(this.throttledRun / 4)) * (1 + Math.random())
               : 0
           await this.handBack(job, token, delayMs)
-          throw new DelayedError()
+          throw delayMs === 0 ? new WaitingError() : new DelayedError()
         }
       },
       {
@@ -235,7 +243,11 @@ export class WorkerService {
    */
   private async handBack(job: BullJob<QueuedJobData>, token: string | undefined, delayMs: number): Promise<void> {
     try {
-      await job.moveToDelayed(Date.now() + delayMs, token)
+      // BullMQ dates a delayed entry by this host's clock, and the others take it once theirs
+      // reach that date: an entry handed back "now" by a host whose clock was 10 min fast
+      // waited 10 min (review 19). One for at once goes straight back to the waiting list.
+      if (delayMs === 0) await job.moveToWait(token)
+      else await job.moveToDelayed(Date.now() + delayMs, token)
     } catch (err) {
       this.logger.warn(
         { jobId: job.data.jobId, err: (err as Error).message },
@@ -259,7 +271,7 @@ export class WorkerService {
     if (this.stopping || !this.isolationReport?.ok) return
     // After a Redis outage every heartbeat looks stale; give live workers a full TTL to
     // beat again before taking anyone for dead.
-    if (Date.now() - this.connectedSince < HEARTBEAT_TTL_MS) return
+    if (performance.now() - this.connectedSince < HEARTBEAT_TTL_MS) return
     const running = await this.store.running()
     if (running.length === 0) return
     const live = new Set((await this.registry.live()).map((w) => w.id))
@@ -280,7 +292,7 @@ export class WorkerService {
       executor: this.executor.name,
       isolation: { ok: report.ok, technology: report.technology, detail: report.detail, reason: report.reason },
       runtimes: this.versions,
-      at: Date.now(),
+      at: clockNow(),
     }
     await this.registry.beat(hb)
   }
@@ -304,6 +316,7 @@ export class WorkerService {
     }
     // Beats go on while running jobs finish, so no other worker takes them for lost.
     clearInterval(this.heartbeat)
+    this.stopClockSync?.()
     await Promise.all(Object.values(this.background))
     await this.registry.remove(this.id).catch(() => undefined)
     await this.runner?.flushCleanups()

@@ -108,7 +108,7 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
     // could be the cut tenant's own next body).
     asking.first()
     while (asking.waits() && bytes > capacityBytes - tenants.inUse) {
-      const pick = bodyToYield(arriving, (tenant) => tenants.heldBy(tenant), waiter, bytes, Date.now())
+      const pick = bodyToYield(arriving, (tenant) => tenants.heldBy(tenant), waiter, bytes, performance.now())
       if ('later' in pick) {
         if (pick.later) setTimeout(() => yieldFor(waiter, bytes, asking), YIELD_WAIT_MS / 2).unref()
         return
@@ -175,7 +175,7 @@ export function limitBodies(app: FastifyInstance, capacityBytes: number, bodyLim
       const raw = request.raw as Partial<CountedIncomingMessage>
       const body: Arriving = {
         tenant,
-        since: Date.now(),
+        since: performance.now(),
         received: () => raw.received ?? 0,
         yieldRoom: () => {
           arriving.delete(body)

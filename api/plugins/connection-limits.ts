@@ -169,9 +169,9 @@ export function limitConnections(
   ) => {
     if (counted) metrics.rejectedRequests.inc({ code: counted })
     refused++
-    if (Date.now() - lastWarning >= 1000) {
+    if (performance.now() - lastWarning >= 1000) {
       log.warn({ ...fields, refused }, message)
-      lastWarning = Date.now()
+      lastWarning = performance.now()
       refused = 0
     }
   }
@@ -246,7 +246,7 @@ export function limitConnections(
   // stayed. Job output has its own cut (a piece not taken within the same limit); this
   // is every other answer's. A stream's WebSocket is its session's to close (4001).
   const watch = setInterval(() => {
-    const now = Date.now()
+    const now = performance.now()
     for (const [socket, connection] of connections) {
       if (webSockets.has(socket) || socket.destroyed || socket.writableLength === 0) {
         connection.stalledSince = undefined

@@ -31,10 +31,10 @@ export function boundUnreadBodies(app: FastifyInstance, bodyLimitBytes: number):
     }
     // Node's parser throws the rest away itself (no 'data' events): the socket's count says how much came.
     const from = socket.bytesRead
-    const started = Date.now()
+    const started = performance.now()
     const watch = setInterval(() => {
       if (req.complete || socket.destroyed) return clearInterval(watch)
-      if (socket.bytesRead - from > bodyLimitBytes || Date.now() - started > UNREAD_BODY_GRACE_MS) {
+      if (socket.bytesRead - from > bodyLimitBytes || performance.now() - started > UNREAD_BODY_GRACE_MS) {
         clearInterval(watch)
         socket.destroy()
       }

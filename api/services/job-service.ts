@@ -23,6 +23,7 @@ import type { WorkerRegistry } from '../../core/worker-registry.js'
 import { toErrorResponse } from '../plugins/error-handler.js'
 import type { JobWaiter } from './job-waiter.js'
 import { submitConnection, type SubmitConnection } from './submit-connection.js'
+import { now as clockNow } from '../../core/clock.js'
 
 type BullTransaction = Parameters<Queue['backend']['addJobToTransaction']>[0]
 
@@ -352,7 +353,7 @@ export class JobService {
           // and only its answer was lost) makes it accepted after all: it will run once. A
           // take-back whose answer did not come either is refused: Redis runs it after the
           // transaction (the same connection), so the job will not stand.
-          const taken = await store.withdraw(job.id, tenant, Date.now(), client.redis).catch(() => undefined)
+          const taken = await store.withdraw(job.id, tenant, clockNow(), client.redis).catch(() => undefined)
           if (taken === 'stands' && ran) return job
         }
         if (!entryError || ran) await queue.remove(job.id).catch(() => undefined)

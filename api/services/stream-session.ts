@@ -101,7 +101,7 @@ export class StreamSession {
   private unwatch: (() => Promise<void>) | undefined
   /** The last batch taken by the client's socket (true), or the client cut for not taking it (false). */
   private flushed: Promise<boolean> = Promise.resolve(true)
-  private keyCheckedAt = Date.now()
+  private keyCheckedAt = performance.now()
 
   constructor(
     private readonly socket: WebSocket,
@@ -126,9 +126,9 @@ export class StreamSession {
     // seventh review), so the first one closes the stream.
     this.socket.on('message', () => this.refuseClient('clients send nothing on a stream'))
     let controls = 0
-    let windowStart = Date.now()
+    let windowStart = performance.now()
     const control = () => {
-      const now = Date.now()
+      const now = performance.now()
       if (now - windowStart >= CONTROL_WINDOW_MS) [windowStart, controls] = [now, 0]
       if (++controls > MAX_CONTROL_FRAMES)
         this.refuseClient(`more than ${MAX_CONTROL_FRAMES} pings and pongs in ${CONTROL_WINDOW_MS / 1000} s`)
@@ -151,9 +151,9 @@ export class StreamSession {
    * answer is asked again at the next turn, as the stream's own reads would fail too).
    */
   private async tick(): Promise<void> {
-    if (Date.now() - this.keyCheckedAt >= this.deps.limits.keyCheckMs) {
+    if (performance.now() - this.keyCheckedAt >= this.deps.limits.keyCheckMs) {
       const stands = await this.deps.keyStands().catch(() => true)
-      this.keyCheckedAt = Date.now()
+      this.keyCheckedAt = performance.now()
       if (!stands && !this.closed) {
         this.deps.log.info('stream closed: its key was revoked')
         return this.close(CloseCodes.KEY_REVOKED, 'the key this stream was opened with was revoked')
@@ -320,9 +320,9 @@ export class StreamSession {
   private async roomToSend(): Promise<boolean> {
     if (!(await this.flushed)) return false
     const { maxBufferedBytes, slowClientGraceMs } = this.deps.limits
-    const deadline = Date.now() + slowClientGraceMs
+    const deadline = performance.now() + slowClientGraceMs
     while (!this.closed && this.socket.bufferedAmount > maxBufferedBytes) {
-      if (Date.now() > deadline) {
+      if (performance.now() > deadline) {
         this.deps.log.info({ jobId: this.jobId, seq: this.cursor }, 'dropping a slow stream client')
         this.close(CloseCodes.SLOW_CONSUMER, `slow consumer; reconnect with ?from=<last seq received>`)
         return false

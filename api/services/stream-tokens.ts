@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { AirlockError } from '../../core/errors.js'
 import type { RedisKeys } from '../../core/redis-keys.js'
+import { now as clockNow } from '../../core/clock.js'
 
 /** The answer to a stream token that opens nothing (unknown, used, lapsed, or another job's). */
 export function invalidStreamToken(): AirlockError {
@@ -38,7 +39,7 @@ export class StreamTokens {
     tenant: string,
     jobId: string,
     keyDigest: string,
-    now = Date.now(),
+    now = clockNow(),
   ): Promise<{ token: string; expiresAt: string }> {
     const token = `st_${randomBytes(24).toString('base64url')}`
     const digest = StreamTokens.digest(token)

@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { Job } from '../../core/job.js'
 import { newJobId, JobStore } from '../../core/job-store.js'
@@ -115,4 +116,42 @@ t.test('a job handed back after the queue lost its delivery is queued anew, and 
   t.match(job, { status: 'succeeded', stdout: 'ran\n' }, 'handed back, queued anew and run')
   t.equal(await redis.hget(keys.job(id), 'launches'), '1', 'once')
   t.equal(first, false)
+})
+
+t.test('a job handed back by a worker whose clock is fast is taken at once by the others', async (t) => {
+  // Found by review 19: a hand-back "at once" was a delayed entry dated by the handing
+  // worker's clock, and the others take a delayed entry once their clocks reach its date:
+  // from a host 10 min fast, it waited 10 min. The host's clock stands as Date.now()
+  // moved in this process for the hand-back alone (from the stand-in loss of isolation to
+  // the hand-back's end); the worker then takes jobs by the right clock, as the others
+  // would. One job at a time: another of its slots, woken by the hand-back, would take the
+  // entry while the clock was still moved.
+  const h = await build(t, { env: { AIRLOCK_WORKER_CONCURRENCY: '1' } })
+  const worker = h.worker! as unknown as Record<'handBack', (...a: unknown[]) => Promise<void>>
+  const executor = h.worker!['executor' as never] as { run: (r: { jobId: string }) => Promise<unknown> }
+  const [run, handBack, realNow] = [executor.run, worker.handBack, Date.now]
+  let first = true
+  executor.run = async (request) => {
+    if (!first) return run.call(executor, request)
+    first = false
+    Date.now = () => realNow() + 10 * 60_000
+    throw new IsolationUnavailableError('a stand-in loss of isolation, once')
+  }
+  worker.handBack = async (...args) => {
+    try {
+      await handBack.apply(worker, args)
+    } finally {
+      Date.now = realNow
+    }
+  }
+  t.teardown(() => {
+    executor.run = run
+    worker.handBack = handBack
+    Date.now = realNow
+  })
+  const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo ran' })).json<{ id: string }>()
+  // The test's own deadlines read Date.now() too: they start once it is put right.
+  while (first || Date.now !== realNow) await sleep(20)
+  const job = await h.poll(id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
+  t.match(job, { status: 'succeeded', stdout: 'ran\n' }, 'handed back and run within a minute, not ten')
 })

@@ -35,7 +35,7 @@ t.test('the target is the busiest second of the last window, within min and max'
 
 class StandIn implements WarmSandbox {
   static booted = 0
-  readonly bootedAt = Date.now()
+  readonly bootedAt = performance.now()
   readonly bootMs = 1
   destroyed = false
   dead = false
@@ -57,8 +57,8 @@ class StandIn implements WarmSandbox {
 }
 
 async function until(what: () => boolean, timeoutMs = 3000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  while (!what() && Date.now() < deadline) await sleep(10)
+  const deadline = performance.now() + timeoutMs
+  while (!what() && performance.now() < deadline) await sleep(10)
   return what()
 }
 

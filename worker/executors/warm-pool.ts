@@ -124,7 +124,7 @@ export class WarmPool<S extends WarmSandbox> {
   /** An idle sandbox of `runtime` for one job, or undefined (start cold). Counts a hit or a miss. */
   take(runtime: string): S | undefined {
     if (!this.options.sizes.has(runtime)) return undefined
-    const now = Date.now()
+    const now = performance.now()
     const times = this.claims.get(runtime) ?? []
     times.push(now)
     while (times.length > 0 && now - times[0]! > DEMAND_WINDOW_MS) times.shift()
@@ -214,7 +214,7 @@ export class WarmPool<S extends WarmSandbox> {
         this.idle.set(runtime, [...(this.idle.get(runtime) ?? []), s])
       } catch (err) {
         const ms = Math.min(BOOT_BACKOFF_MAX_MS, (this.backoff.get(runtime)?.ms ?? BOOT_BACKOFF_MS / 2) * 2)
-        this.backoff.set(runtime, { until: Date.now() + ms, ms })
+        this.backoff.set(runtime, { until: performance.now() + ms, ms })
         this.options.logger.warn(
           { err: (err as Error).message, runtime, retryInMs: ms },
           'could not boot a warm sandbox; jobs of this runtime start cold meanwhile',
@@ -228,7 +228,7 @@ export class WarmPool<S extends WarmSandbox> {
 
   /** The runtime furthest below its target that may boot now (budget, backoff), if any. */
   private neediest(): string | undefined {
-    const now = Date.now()
+    const now = performance.now()
     const held = [...this.memory.values()].reduce((a, b) => a + b, 0)
     let best: string | undefined
     let bestGap = 0
@@ -247,7 +247,7 @@ export class WarmPool<S extends WarmSandbox> {
   }
 
   private async shrink(): Promise<void> {
-    const now = Date.now()
+    const now = performance.now()
     const gone: S[] = []
     for (const [runtime, idle] of this.idle) {
       const target = poolTarget(this.options.sizes.get(runtime)!, this.claims.get(runtime) ?? [], now)

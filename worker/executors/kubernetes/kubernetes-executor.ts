@@ -56,6 +56,7 @@ import { isTransientRefusal, observe, type Observation } from './pod-state.js'
 import { ResumableWatch, type WatchEventType } from './resumable-watch.js'
 import { SANDBOX_SECCOMP_PROFILE_NAME } from '../sandbox-seccomp.js'
 import { outcomeWithoutRun, REASONS } from '../../../core/job-lifecycle/reasons.js'
+import { now as clockNow } from '../../../core/clock.js'
 
 export interface KubernetesExecutorOptions {
   /** A kubeconfig file; empty for the in-cluster service account. */
@@ -264,7 +265,7 @@ export class KubernetesExecutor implements Executor {
       await this.pool?.pause()
       return { ok: false, technology: 'gvisor', detail, reason: problems.join('; '), isolation: null }
     }
-    this.safeUntil = Date.now() + SAFETY_CACHE_MS
+    this.safeUntil = clockNow() + SAFETY_CACHE_MS
     this.kubeVersion = version
     this.pool?.start()
     return {
@@ -307,10 +308,10 @@ export class KubernetesExecutor implements Executor {
 
   /** Throws IsolationUnavailableError unless the namespace is (still) safe. */
   private async ensureSafe(): Promise<void> {
-    if (Date.now() < this.safeUntil) return
+    if (clockNow() < this.safeUntil) return
     const problems = await this.safetyProblems()
     if (problems.length > 0) throw new IsolationUnavailableError(problems.join('; '))
-    this.safeUntil = Date.now() + SAFETY_CACHE_MS
+    this.safeUntil = clockNow() + SAFETY_CACHE_MS
   }
 
   /**
@@ -352,7 +353,7 @@ export class KubernetesExecutor implements Executor {
       throw new ExecutorError(
         `runtime ${spec.runtime} is not offered by this worker: no image reference for sandbox image ${runtime.image} in AIRLOCK_K8S_IMAGES`,
       )
-    const t0 = Date.now()
+    const t0 = clockNow()
     const name = kubeJobName(jobId)
     const { namespace } = this.options
 
@@ -422,7 +423,7 @@ export class KubernetesExecutor implements Executor {
   async adopt(request: ExecutionRequest): Promise<JobOutcome | null> {
     const target = await this.kubeJobOf(request.jobId)
     if (!target) return null
-    return this.followOrEnd(request, Date.now(), target)
+    return this.followOrEnd(request, clockNow(), target)
   }
 
   /** Follows an earlier attempt's Job, or ends the job when its hand-over to a warm pod was never completed. */
@@ -474,7 +475,7 @@ export class KubernetesExecutor implements Executor {
     await this.ensureSafe()
     const { namespace } = this.options
     const name = `airlock-warm-${this.warmTag}-${this.warmBoots++}`
-    const t0 = Date.now()
+    const t0 = clockNow()
     await this.batch.createNamespacedJob({
       namespace,
       body: buildWarmJob({
@@ -497,11 +498,11 @@ export class KubernetesExecutor implements Executor {
         podName,
         runtime: runtimeName,
         createdAt: t0,
-        bootedAt: Date.now(),
-        bootMs: Date.now() - t0,
+        bootedAt: performance.now(),
+        bootMs: clockNow() - t0,
         // Its Job's deadline is its idle time plus a minute from its creation: past the
         // idle time it is not handed a job that the deadline could cut short.
-        alive: () => Date.now() < t0 + warm.maxIdleMs,
+        alive: () => clockNow() < t0 + warm.maxIdleMs,
         memoryBytes: async () => warm.limits.memoryMb * 1024 * 1024,
         destroy: () => this.deleteJob(name),
       }
@@ -526,7 +527,7 @@ export class KubernetesExecutor implements Executor {
           )
         }
       }
-      if (Date.now() > deadline) throw new ExecutorError(`the warm pod of ${name} was not running in time`)
+      if (clockNow() > deadline) throw new ExecutorError(`the warm pod of ${name} was not running in time`)
       await new Promise((r) => setTimeout(r, 250))
     }
   }
@@ -547,7 +548,7 @@ export class KubernetesExecutor implements Executor {
     let ws: AttachSocket | undefined
     let handOver: ReturnType<typeof attachFailure>
     try {
-      const claimedAt = Date.now()
+      const claimedAt = clockNow()
       const deadline = Math.ceil(
         (claimedAt - pod.createdAt + spec.limits.timeoutMs + this.options.startAllowanceMs) / 1000,
       )
@@ -611,7 +612,7 @@ export class KubernetesExecutor implements Executor {
       this.warmJobs.delete(jobId)
       throw err
     }
-    const warmSince = Date.now()
+    const warmSince = clockNow()
     stdin.end(warmJobStream(spec, runtime))
     // 'end' comes once every byte is handed to the socket: from then on the job is the
     // pod's, and the end of the attach (the program's end closes it too) is no failure.
@@ -630,9 +631,9 @@ export class KubernetesExecutor implements Executor {
           setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
         )
         .catch((err: unknown) => log.warn({ err: apiMessage(err) }, 'could not mark the warm Job handed over'))
-      const closeBy = Date.now() + ATTACH_TIMEOUT_MS
+      const closeBy = clockNow() + ATTACH_TIMEOUT_MS
       const close = () =>
-        ws!.readyState === ws!.OPEN && ws!.bufferedAmount > 0 && Date.now() < closeBy
+        ws!.readyState === ws!.OPEN && ws!.bufferedAmount > 0 && clockNow() < closeBy
           ? void setTimeout(close, 10)
           : ws!.close()
       close()
@@ -871,7 +872,7 @@ class JobFollow {
     if (this.runningSince === undefined) {
       // The time limit counts from when the program runs, as with the local
       // executor: for a warm pod, from when it was handed the job.
-      this.runningSince = this.target.warmSince ?? Date.now()
+      this.runningSince = this.target.warmSince ?? clockNow()
       this.startTimer()
     }
     if (pod) this.followLogs(pod)
@@ -886,7 +887,7 @@ class JobFollow {
     // A fresh cold pod's program started at the go line, not with its container.
     const wentAt = this.target.fresh && this.handOver === 'done' ? this.runningSince : undefined
     const startedAt = this.target.warmSince ?? wentAt ?? seen.startedAt ?? this.runningSince ?? null
-    const finishedAt = seen.finishedAt ?? Date.now()
+    const finishedAt = seen.finishedAt ?? clockNow()
     this.resolveAfterLog({
       ...seen.end,
       startupMs: startedAt === null ? null : Math.max(0, startedAt - this.t0),
@@ -928,7 +929,7 @@ class JobFollow {
   private startTimer(): void {
     this.timeoutTimer ??= setTimeout(
       () => this.endByUs({ status: 'timeout', reason: REASONS.timeLimit(this.spec.limits.timeoutMs) }),
-      Math.max(0, this.runningSince! + this.spec.limits.timeoutMs - Date.now()),
+      Math.max(0, this.runningSince! + this.spec.limits.timeoutMs - clockNow()),
     )
   }
 
@@ -941,7 +942,7 @@ class JobFollow {
   private async handOverTo(pod: V1Pod): Promise<void> {
     this.handOver = 'trying'
     const podName = pod.metadata!.name!
-    const deadline = Date.now() + Math.max(HAND_OVER_MIN_MS, this.deps.options.startAllowanceMs)
+    const deadline = clockNow() + Math.max(HAND_OVER_MIN_MS, this.deps.options.startAllowanceMs)
     let waitMs = HAND_OVER_RETRY_MS
     let problem = 'the container did not run'
     while (!this.settled) {
@@ -966,7 +967,7 @@ class JobFollow {
         if (early !== undefined) problem = early
       }
       if (this.settled) return
-      if (Date.now() >= deadline) {
+      if (clockNow() >= deadline) {
         const reason = `the job could not be handed to its pod (${problem}); it was not run`
         return this.endByUs({ status: 'error', reason })
       }
@@ -991,7 +992,7 @@ class JobFollow {
       streams.err.on('data', (c: Buffer) => output.feed('stderr', c))
       ws.on('close', () => output.attachEnded())
       this.attachSocket = ws
-      this.runningSince = Date.now()
+      this.runningSince = clockNow()
       this.startTimer()
     }
     this.handOver = 'done'
@@ -1013,8 +1014,8 @@ class JobFollow {
     })
     if (this.settled || this.newestPod()) return
     if (refusal !== undefined) {
-      this.refusedSince ??= Date.now()
-      if (!isTransientRefusal(refusal) || Date.now() - this.refusedSince >= this.deps.options.unschedulableWaitMs) {
+      this.refusedSince ??= clockNow()
+      if (!isTransientRefusal(refusal) || clockNow() - this.refusedSince >= this.deps.options.unschedulableWaitMs) {
         return this.endByUs({ status: 'error', reason: `the cluster refused the job's pod: ${refusal}` })
       }
     }
@@ -1048,7 +1049,7 @@ class JobFollow {
   private endByUs(end: Pick<JobOutcome, 'status' | 'reason'>): void {
     if (this.settled) return
     const startedAt = this.runningSince ?? null
-    const endedAt = Date.now()
+    const endedAt = clockNow()
     this.stopAll()
     const deleted = this.deps
       .deleteJob(this.name)

@@ -32,6 +32,7 @@ import { READ_SECCOMP_MODE, SECCOMP_MODE_FILTER, WARM_GO, warmJobFiles, warmLaun
 import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
 import { AUTO_PLATFORMS, type PlatformChoice, type RunscPlatform } from '../../../core/runsc-platforms.js'
 import { outcomeWithoutRun, REASONS } from '../../../core/job-lifecycle/reasons.js'
+import { now as clockNow } from '../../../core/clock.js'
 
 export interface LocalExecutorOptions {
   runscPath: string
@@ -380,7 +381,7 @@ export class LocalExecutor implements Executor {
     const { jobId, spec, signal } = request
     const comparison = spec.isolation === 'runc' ? await this.runcIsolation() : undefined
     const sandbox = this.coldSandbox(runtimeCli, cgroups, jobId)
-    const t0 = Date.now()
+    const t0 = clockNow()
     try {
       await this.writeBundle(sandbox.bundle, spec, runtime, sandbox.cgroup.path)
       await sandbox.cgroup.create(this.hostLimits(spec))
@@ -480,7 +481,7 @@ export class LocalExecutor implements Executor {
     request: ExecutionRequest,
   ): Promise<JobOutcome | undefined> {
     const { jobId, spec, signal, beforeLaunch } = request
-    const t0 = Date.now()
+    const t0 = clockNow()
     let handed = false
     try {
       if (!(await this.claimWarm(s, runtime, jobId, spec))) return undefined
@@ -638,7 +639,7 @@ export class LocalExecutor implements Executor {
       await unmountUnder(bundle)
       await rm(bundle, { recursive: true, force: true })
     }
-    const t0 = Date.now()
+    const t0 = clockNow()
     try {
       // A job with the pool's memory and CPUs takes it; the claim lowers the process limit.
       const bootSpec: JobSpec = {
@@ -668,8 +669,8 @@ export class LocalExecutor implements Executor {
       return {
         id,
         runtime: runtimeName,
-        bootedAt: Date.now(),
-        bootMs: Date.now() - t0,
+        bootedAt: performance.now(),
+        bootMs: clockNow() - t0,
         child: booted,
         exited,
         jobDir,
@@ -858,7 +859,7 @@ async function watch(p: {
   let timer: NodeJS.Timeout | undefined
   try {
     const up = await p.up
-    const startedAt = Date.now()
+    const startedAt = clockNow()
     if (up) {
       timer = setTimeout(() => {
         timedOut = true
@@ -867,7 +868,7 @@ async function watch(p: {
       if (p.signal.aborted) p.kill()
     }
     const [code, sig] = await p.exited
-    return { code, sig, timedOut, cancelled, up, startedAt, endedAt: Date.now() }
+    return { code, sig, timedOut, cancelled, up, startedAt, endedAt: clockNow() }
   } finally {
     clearTimeout(timer)
     p.signal.removeEventListener('abort', onAbort)
@@ -919,14 +920,14 @@ function drain(
 
 /** Resolves once `path` exists and is non-empty; rejects after `timeoutMs`. */
 async function waitForFile(path: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
+  const deadline = performance.now() + timeoutMs
   for (;;) {
     const size = await stat(path).then(
       (s) => s.size,
       () => 0,
     )
     if (size > 0) return
-    if (Date.now() > deadline) throw new ExecutorError(`the sandbox was not created within ${timeoutMs} ms`)
+    if (performance.now() > deadline) throw new ExecutorError(`the sandbox was not created within ${timeoutMs} ms`)
     await sleep(5)
   }
 }

@@ -8,6 +8,7 @@ import { readQueueState } from '../../../services/queue-state.js'
 import { QueueStateSchema } from './schemas.js'
 import tenantRoutes from './tenants.js'
 import overviewRoutes from './overview.js'
+import { now as clockNow } from '../../../../core/clock.js'
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest()
@@ -50,11 +51,12 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async () => {
       const [state, workers] = await Promise.all([readQueueState(queue), registry.live()])
+      // The queue's entries are dated by their API's clock (bullmq's), heartbeats by Redis's.
       const now = Date.now()
       return {
         counts: state.counts,
         oldestQueuedAgeMs: state.oldestQueuedMs === null ? null : Math.max(0, now - state.oldestQueuedMs),
-        workers: workers.map(({ at, ...w }) => ({ ...w, lastSeenMs: Math.max(0, now - at) })),
+        workers: workers.map(({ at, ...w }) => ({ ...w, lastSeenMs: Math.max(0, clockNow() - at) })),
       }
     },
   )
