@@ -2,6 +2,8 @@ import { release } from 'node:os'
 import { readdir } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
+import { Redis } from 'ioredis'
+import { redisKeys } from '../../core/redis-keys.js'
 import type { Job } from '../../core/job.js'
 import { build, sandboxCgroupsLeft } from '../helper.js'
 
@@ -115,6 +117,24 @@ t.test('jobs run under gVisor', async (t) => {
     t.equal(job.stderr, 'e'.repeat(10))
     const small = await h.run({ runtime: 'bash', source: 'echo ok' })
     t.equal(small.truncated, false)
+  })
+
+  t.test('output that is not UTF-8 is capped as it is stored, not as it was written', async (t) => {
+    // Review 18: each such byte is stored as U+FFFD (three bytes); counted as written, a job
+    // stored three times its cap, and twice over with a character cut at its end.
+    const job = await h.run({
+      runtime: 'python',
+      source: 'import os\nos.write(1, b"\\xff" * 100_000)\nos.write(2, b"ok\\xe2")',
+      limits: { outputBytes: 3000 },
+    })
+    t.equal(job.status, 'succeeded')
+    t.equal(job.truncated, true)
+    t.equal(job.stdout, '\uFFFD'.repeat(1000), '3,000 bytes stored')
+    t.equal(job.stderr, 'ok', 'a character cut at the end is dropped')
+    const redis = new Redis(h.config.redisUrl)
+    t.teardown(() => redis.disconnect())
+    const output = await redis.hget(redisKeys(h.config.redisPrefix).job(job.id), 'output')
+    t.not(output, 'keys', 'kept once: the live log is the stored output, not a second copy beside it')
   })
 
   t.test('cancelling a running job kills it', async (t) => {

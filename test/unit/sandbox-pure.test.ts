@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -231,6 +232,37 @@ t.test('output is capped per stream without splitting a UTF-8 character', async 
   t.equal(utf8Boundary(Buffer.from('😀').subarray(0, 2)), 0)
 })
 
+t.test('the cap counts output as it is stored, and what is passed on live is what is kept', async (t) => {
+  // Found by review 18: each byte that is not UTF-8 is stored as U+FFFD (three bytes), and
+  // the cap counted the bytes written, so a job of 0xff bytes stored three times its cap;
+  // and a character left incomplete at the end was in the stored text (as U+FFFD) but not
+  // in the live log, so the record kept a second copy of the whole output.
+  const flood = new CappedOutput(1000)
+  let live = ''
+  for (let i = 0; i < 10; i++) live += flood.push(Buffer.alloc(500, 0xff))
+  t.equal(flood.truncated, true)
+  t.ok(Buffer.byteLength(flood.text()) <= 1000, `${Buffer.byteLength(flood.text())} bytes stored for a cap of 1000`)
+  t.equal(flood.text(), '\uFFFD'.repeat(333), 'as many whole U+FFFD as fit')
+  t.equal(live, flood.text(), 'passed on live as kept')
+  const ends = new CappedOutput(100)
+  const passed = [ends.push(Buffer.from('abc')), ends.push(Buffer.from([0xe2, 0x82]))]
+  t.equal(ends.text(), 'abc', 'a character incomplete at the end is dropped')
+  t.same(passed, ['abc', ''], 'from the live log too')
+  t.equal(ends.truncated, false)
+  // Any bytes, cut anywhere: the live pieces are the stored text, within the cap.
+  for (let round = 0; round < 200; round++) {
+    const cap = 1 + Math.floor(Math.random() * 300)
+    const out = new CappedOutput(cap)
+    let seen = ''
+    for (let i = 0; i < 20; i++) seen += out.push(randomBytes(Math.floor(Math.random() * 40)))
+    if (seen !== out.text() || Buffer.byteLength(seen) > cap) {
+      t.fail(`round ${round}: cap ${cap}, ${Buffer.byteLength(out.text())} bytes kept, live ${seen === out.text()}`)
+      return
+    }
+  }
+  t.pass('200 rounds of random bytes: live pieces equal the stored text, within the cap')
+})
+
 t.test('output written a byte at a time is kept in blocks, not one object per byte', async (t) => {
   // Found by the fifteenth review: a program writing a byte at a time is read a byte at a
   // time, and each piece was kept as an object of its own until the job ended.
@@ -239,7 +271,7 @@ t.test('output written a byte at a time is kept in blocks, not one object per by
   const out = new CappedOutput(bytes.length + 10)
   for (let i = 0; i < bytes.length; i++) out.push(bytes.subarray(i, i + 1))
   t.equal(out.text(), text, 'every byte, in order')
-  const held = (out as unknown as { blocks: Buffer[] }).blocks.length
+  const held = (out as unknown as { blocks: string[] }).blocks.length
   // The first blocks are 4, 4, 8, 16 and 32 KiB (a short output holds no 64 KiB), then 64 KiB each.
   t.ok(held <= 5 + Math.ceil(bytes.length / 65_536), `${bytes.length} pieces held as ${held} blocks`)
   // Big pieces, small ones between them, and the cap within a block: the same bytes.

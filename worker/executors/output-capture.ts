@@ -1,67 +1,79 @@
 import type { Readable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 
-/** The most a block of small pieces of output holds: they start at 4 KiB and grow with the output. */
-const OUTPUT_BLOCK_BYTES = 64 * 1024
+/** The most bytes of text one byte of output is kept as: U+FFFD, for a byte that is not UTF-8. */
+export const MAX_TEXT_BYTES_PER_BYTE = 3
+
+/** The most characters a block of small pieces of output holds before they are joined into one string. */
+const OUTPUT_BLOCK_CHARS = 64 * 1024
 
 /**
- * Keeps the first `capBytes` of a stream and drains the rest, so a program that floods
- * its output neither blocks on a full pipe nor grows our memory.
+ * Keeps the first `capBytes` of a stream, as the text it is stored and served as, and
+ * drains the rest, so a program that floods its output neither blocks on a full pipe
+ * nor grows our memory. The cap counts the text's UTF-8 bytes, not the bytes the program
+ * wrote: each byte that is not UTF-8 is kept as U+FFFD, three bytes, and counting what was
+ * written let a job store three times its cap (review 18). What `push` returns is what is
+ * kept, piece by piece, so the live log and the stored output are the same text. A
+ * character left incomplete at the very end of the stream is dropped.
  */
 export class CappedOutput {
-  /** Whole blocks, and the block being filled (`filling` bytes of it so far). */
-  private readonly blocks: Buffer[] = []
-  private block: Buffer | undefined
-  private filling = 0
+  private readonly decoder = new StringDecoder('utf8')
+  /** Whole blocks, and the small pieces not yet joined into one. */
+  private readonly blocks: string[] = []
+  private pieces: string[] = []
+  private piecesChars = 0
+  /** UTF-8 bytes of the kept text. */
   private kept = 0
+  private full = false
   truncated = false
 
   constructor(private readonly capBytes: number) {}
 
-  /** Keeps what fits under the cap; returns the kept part (empty once the cap is reached). */
-  push(chunk: Buffer): Buffer {
-    const room = this.capBytes - this.kept
-    if (room <= 0) {
-      if (chunk.length > 0) this.truncated = true
-      return chunk.subarray(0, 0)
+  /** Keeps what fits under the cap; returns the kept text ('' once the cap is reached). */
+  push(chunk: Buffer): string {
+    if (chunk.length === 0) return ''
+    if (this.full) {
+      this.truncated = true
+      return ''
     }
-    const part = chunk.length > room ? chunk.subarray(0, room) : chunk
-    if (part.length < chunk.length) this.truncated = true
-    this.keep(part)
-    this.kept += part.length
-    return part
+    let text = this.decoder.write(chunk)
+    let bytes = Buffer.byteLength(text, 'utf8')
+    if (bytes > this.capBytes - this.kept) {
+      const fits = Buffer.from(text, 'utf8').subarray(0, this.capBytes - this.kept)
+      const whole = fits.subarray(0, utf8Boundary(fits))
+      text = whole.toString('utf8')
+      bytes = whole.length
+      this.full = this.truncated = true
+    }
+    this.kept += bytes
+    if (this.kept >= this.capBytes) this.full = true
+    if (text) this.keep(text)
+    return text
   }
 
   /**
-   * Copies small pieces into blocks: a program writing a byte at a time is delivered a
+   * Joins small pieces into blocks: a program writing a byte at a time is delivered a
    * byte a read, and each kept as it came was an object of its own until the job ended
    * (~130 bytes of heap per byte written, 7 million of them in 300 s; found by the
-   * fifteenth review). A big piece that comes with no block being filled is kept as it is.
+   * fifteenth review). A big piece that comes with no small ones waiting is kept as it is.
    */
-  private keep(part: Buffer): void {
-    if (part.length >= OUTPUT_BLOCK_BYTES && this.filling === 0) {
-      this.blocks.push(part)
+  private keep(text: string): void {
+    if (text.length >= OUTPUT_BLOCK_CHARS && this.pieces.length === 0) {
+      this.blocks.push(text)
       return
     }
-    let from = 0
-    while (from < part.length) {
-      const size = Math.max(4096, Math.min(OUTPUT_BLOCK_BYTES, this.kept + from))
-      this.block ??= Buffer.allocUnsafe(Math.min(size, this.capBytes - this.kept - from))
-      const copied = part.copy(this.block, this.filling, from)
-      this.filling += copied
-      from += copied
-      if (this.filling === this.block.length) {
-        this.blocks.push(this.block)
-        this.block = undefined
-        this.filling = 0
-      }
+    this.pieces.push(text)
+    this.piecesChars += text.length
+    if (this.piecesChars >= OUTPUT_BLOCK_CHARS) {
+      this.blocks.push(this.pieces.join(''))
+      this.pieces = []
+      this.piecesChars = 0
     }
   }
 
-  /** The kept bytes as text; a multi-byte character cut by the cap is dropped whole. */
+  /** The kept text. */
   text(): string {
-    const buf = Buffer.concat(this.block ? [...this.blocks, this.block.subarray(0, this.filling)] : this.blocks)
-    return (this.truncated ? buf.subarray(0, utf8Boundary(buf)) : buf).toString('utf8')
+    return this.blocks.join('') + this.pieces.join('')
   }
 }
 
@@ -80,19 +92,11 @@ export function utf8Boundary(buf: Buffer): number {
   return need > back + 1 ? i : buf.length
 }
 
-/**
- * A sink for one stream's chunks: keeps them in `into` and passes each kept piece on
- * as text as it arrives (a multi-byte character split across chunks is passed on
- * whole, with the next one).
- */
+/** A sink for one stream's chunks: keeps them in `into` and passes each kept piece on as text as it arrives. */
 export function keepAndPassOn(into: CappedOutput, onText?: (text: string) => void): (chunk: Buffer) => void {
-  const decoder = new StringDecoder('utf8')
   return (chunk) => {
-    const kept = into.push(chunk)
-    if (onText && kept.length > 0) {
-      const text = decoder.write(kept)
-      if (text) onText(text)
-    }
+    const text = into.push(chunk)
+    if (onText && text) onText(text)
   }
 }
 

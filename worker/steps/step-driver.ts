@@ -1,6 +1,7 @@
 import type { JobSpec } from '../../core/job-spec.js'
 import type { RuntimeDefinition } from '../../core/runtimes.js'
 import { appendFileWords } from '../executors/sandbox-process.js'
+import { MAX_TEXT_BYTES_PER_BYTE } from '../executors/output-capture.js'
 import { COMPILE_OUTPUT_BYTES, runOutputBytes, stepsWallMs, type StepKind } from '../../core/test-cases.js'
 
 /**
@@ -65,13 +66,15 @@ export function stepOutputBytes(spec: JobSpec, kind: StepKind): number {
 }
 
 /**
- * Bytes one stream of the driver may carry: its frames and every step's output at its cap (plus the byte that shows a
- * cut).
+ * Bytes one stream of the driver may carry, as the text the executor keeps: its frames and every step's output at its
+ * cap (plus the byte that shows a cut), each byte of which may be kept as three (U+FFFD for a byte that is not
+ * UTF-8; the executor's cap counts text). Each step's output is cut to its own cap as text by the step parser.
  */
 export function driverStreamBytes(spec: JobSpec, runtime: RuntimeDefinition): number {
   const runs = runSteps(spec)
   const compile = runtime.compile ? stepOutputBytes(spec, 'compile') + 1 + 2 * FRAME_BYTES : 0
-  return 2 * FRAME_BYTES + compile + runs.length * (stepOutputBytes(spec, runs[0]!.kind) + 1 + 2 * FRAME_BYTES)
+  const written = 2 * FRAME_BYTES + compile + runs.length * (stepOutputBytes(spec, runs[0]!.kind) + 1 + 2 * FRAME_BYTES)
+  return MAX_TEXT_BYTES_PER_BYTE * written
 }
 
 /**
