@@ -1,5 +1,5 @@
 import { release } from 'node:os'
-import { readdir } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { Redis } from 'ioredis'
@@ -218,6 +218,8 @@ t.test('jobs run under gVisor', async (t) => {
     const workers = `${h.config.stateDir}/workers`
     const owners = (await readdir(workers)).filter((o) => o.startsWith(`${process.pid}-`))
     t.equal(owners.length, 1, "the worker's own state directory")
+    // Review 18: the jobs' sources, stdin and environment were readable by any user here.
+    t.equal((await stat(`${workers}/${owners[0]}`)).mode & 0o777, 0o700, 'for root alone')
     const left = async () => ({
       cgroups: ofJobs(await sandboxCgroupsLeft(h.config.cgroupParent)),
       bundles: ofJobs(await readdir(`${workers}/${owners[0]}/bundles`).catch(() => [] as string[])),

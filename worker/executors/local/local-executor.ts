@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
@@ -182,6 +182,10 @@ export class LocalExecutor implements Executor {
       reason,
       isolation: null,
     })
+    // Bundles hold the jobs' sources, stdin and environment: for root alone on this host.
+    // They were world-readable (review 18), and /run may be on disk.
+    await mkdir(this.ownDir, { recursive: true, mode: 0o700 })
+    await chmod(this.ownDir, 0o700)
     let version: string
     try {
       version = await this.runsc.version()
