@@ -12,7 +12,7 @@ import {
   type TransitionName,
 } from '../../core/job-lifecycle/transitions.js'
 import { JOB_STATUSES, type JobStatus } from '../../core/job-status.js'
-import { newJobId } from '../../core/job-store.js'
+import { JobStore, newJobId } from '../../core/job-store.js'
 import { redisKeys } from '../../core/redis-keys.js'
 import { redisUrl, storeOnRedis } from '../helper.js'
 
@@ -230,4 +230,31 @@ t.test('a create drops expired queued and index entries a bounded number at a ti
   for (let i = 0; i < 4; i++) await store.create(newJobId(), 'frank', spec)
   t.equal(await redis.zcard(keys.tenantJobs('frank')), 1 + 10 + 4, 'until none is left but the live ones')
   t.ok(await redis.zscore(keys.tenantJobs('frank'), first), 'the live ones stay')
+})
+
+t.test("a claim renews the record's life, and an entry older than a record lives frees its running slot", async (t) => {
+  // Found by review 19: a record lived a day and its retention from its create, renewed by
+  // nothing; a job that waited long in the queue expired while it ran (its result lost),
+  // and its entry in the tenant's running set, with no record left to end it, held the
+  // tenant's running quota for good.
+  const { redis, keys, spec } = storeOnRedis(t, 'test-claim-life')
+  const store = new JobStore(redis, keys, 3600, { maxRunning: 1, maxQueued: 0, maxStoredBytes: 0 })
+  const liveMs = (3600 + 86_400) * 1000
+  const id = newJobId()
+  t.same(await store.create(id, 'gina', spec), { result: 'created' })
+  // As if it had waited in the queue for all but a minute of its record's life.
+  await redis.expire(keys.job(id), 60)
+  await redis.zadd(keys.tenantStored('gina'), Date.now() + 60_000, id)
+  t.equal(await store.claim(id, 'w1'), 'claimed')
+  t.ok((await redis.ttl(keys.job(id))) > 86_000, 'the record lives a day and its retention from the claim')
+  t.ok(Number(await redis.zscore(keys.tenantStored('gina'), id)) > Date.now() + liveMs - 60_000, 'its storage too')
+  const stale = newJobId()
+  await redis.zadd(keys.tenantRunning('hank'), Date.now() - liveMs - 10_000, stale)
+  const next = newJobId()
+  t.same(await store.create(next, 'hank', spec), { result: 'created' })
+  t.equal(await store.claim(next, 'w1'), 'claimed', 'a running entry with no record left holds no slot')
+  t.same(await redis.zrange(keys.tenantRunning('hank'), '0', '-1'), [next])
+  const third = newJobId()
+  await store.create(third, 'hank', spec)
+  t.equal(await store.claim(third, 'w1'), 'throttled', 'a live one still does')
 })

@@ -23,11 +23,20 @@ if redis.call('HGET', KEYS[1], 'cancelRequested') == '1' then
   final('cancelled')
   return 'cancelled'
 end
+-- A running job's record lives a live TTL from its claim (below): an entry claimed
+-- longer ago than that has no record left to end it (Redis lost it, or it expired before
+-- this renewal existed), and held the tenant's running quota for good (review 19).
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. (tonumber(now) - liveTtl * 1000))
 -- The fair-share gate: a tenant at its maxRunning quota waits; its job goes back to
 -- the queue for a moment and the worker takes the next one, often another tenant's.
 local maxRunning = quota('maxRunning')
 if maxRunning and redis.call('ZCARD', KEYS[7]) >= maxRunning then return 'throttled' end
 redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', now, 'worker', ARGV[10])
+-- The record, and what the tenant's storage counts for it, live a live TTL from now: a
+-- job that waited long in the queue expired while it ran, and its result was lost.
+redis.call('EXPIRE', KEYS[1], liveTtl)
+redis.call('ZADD', KEYS[8], 'XX', tonumber(now) + liveTtl * 1000, id)
+for i = 8, 10 do redis.call('EXPIRE', KEYS[i], liveTtl) end
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('ZREM', KEYS[6], id)
 redis.call('ZADD', KEYS[7], now, id)
