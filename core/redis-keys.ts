@@ -2,7 +2,8 @@
  * Every Redis key and channel Airlock uses, in one place. All of them hang off one
  * prefix so that several deployments (or test files) can share one Redis safely.
  * The `{prefix}` hash tag keeps a deployment's keys in one Redis Cluster slot, which
- * the Lua scripts and BullMQ both need.
+ * the Lua scripts and BullMQ both need (Airlock itself connects to one endpoint and does
+ * not follow a cluster's redirects: docs/reliability.md).
  */
 export interface RedisKeys {
   readonly prefix: string

@@ -24,7 +24,13 @@ export function createRedis(url: string, kind: 'command' | 'blocking', extra: Re
           lazyConnect: true,
         }
       : { maxRetriesPerRequest: null, lazyConnect: true }
-  return new Redis(url, { ...base, ...extra })
+  // A primary demoted under a connection (a failover behind one address, as managed Redis
+  // does it) answers every write READONLY until the connection is made anew. The refused
+  // command fails (READONLY is "refusing for now": the caller tries again, or answers 503);
+  // sending it again on the new connection at once would loop as fast as the replica
+  // answers while the address still leads to one.
+  const reconnectOnError = (err: Error) => err.message.startsWith('READONLY')
+  return new Redis(url, { ...base, reconnectOnError, ...extra })
 }
 
 /**

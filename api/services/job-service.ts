@@ -304,7 +304,7 @@ export class JobService {
 
   /**
    * Each job's record and its queue entry, in one transaction on the queue's connection
-   * (the keys share one slot, so a Redis Cluster takes it too). A job whose record a quota
+   * (the keys share one hash slot). A job whose record a quota
    * refused, or whose entry Redis refused, has the other half taken away again.
    */
   private async write(
