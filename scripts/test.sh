@@ -13,9 +13,11 @@ bash test/kube/build.sh >/dev/null
 # docker-compose.yml is validated with Debian's docker-compose (no engine needed);
 # airlock bench compares gVisor with runc; its HTML report is rendered by Chromium;
 # the one-node cluster (test/kube/cluster.sh) runs pods with containerd, Debian's
-# CNI plugins, and images made with umoci. Each: a file it installs, its package.
+# CNI plugins, and images made with umoci; a test builds a library a job preloads with
+# gcc. Each: a file it installs, its package.
 for need in /usr/bin/docker-compose:docker-compose /usr/sbin/runc:runc /usr/bin/chromium:chromium \
-  /usr/bin/containerd:containerd /usr/lib/cni/bridge:containernetworking-plugins /usr/bin/umoci:umoci; do
+  /usr/bin/containerd:containerd /usr/lib/cni/bridge:containernetworking-plugins /usr/bin/umoci:umoci \
+  /usr/bin/gcc:gcc; do
   [[ -e ${need%%:*} ]] && continue
   pkg="${need#*:}"
   apt-get install -y -qq "$pkg" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$pkg" >/dev/null; }

@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import type { Job } from '../../core/job.js'
 import type { JobEvent } from '../../core/job-events.js'
@@ -231,4 +235,44 @@ t.test('bad test cases get 400 with a code; other tenants cannot read them', asy
   const job: Job = await h.run({ runtime: 'python', source: 'print(input())', tests: [{ stdin: 'private' }] })
   t.equal(job.tests[0]!.stdout, 'private\n')
   t.equal((await h.request('GET', `/v1/jobs/${job.id}`, undefined, 'bob')).statusCode, 404)
+})
+
+t.test("a job's environment is its program's: an LD_PRELOAD of its own cannot lift a case's time limit", async (t) => {
+  // Found by review 18: the step driver and its helpers (timeout, head, od, date) ran in
+  // the job's environment, so a library of the job's own, preloaded, made `timeout`'s
+  // timer do nothing: a case that slept past its limit passed. The library is built here
+  // with the host's C compiler (scripts/test.sh installs gcc).
+  const dir = await mkdtemp(join(tmpdir(), 'airlock-preload-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  await writeFile(
+    join(dir, 'evil.c'),
+    'int timer_settime(void*a,int b,void*c,void*d){return 0;}\nunsigned alarm(unsigned s){return 0;}\nint setitimer(int w,void*n,void*o){return 0;}\n',
+  )
+  const built = spawnSync('gcc', ['-shared', '-fPIC', '-nostdlib', '-o', join(dir, 'evil.so'), join(dir, 'evil.c')])
+  t.equal(built.status, 0, 'the library builds')
+  const library = (await readFile(join(dir, 'evil.so'))).toString('base64')
+  const job = await h.run({
+    runtime: 'python',
+    files: [
+      { path: 'main.py', content: 'import time\ntime.sleep(3)\nprint(42)' },
+      { path: 'evil.so', content: library, encoding: 'base64' },
+    ],
+    // Where a cold and a warm sandbox have the job's files.
+    env: { LD_PRELOAD: '/airlock/job/evil.so /airlock/job/files/evil.so' },
+    tests: [{ stdin: '', expectedOutput: '42' }],
+    limits: { timeoutMs: 1000 },
+  })
+  t.equal(
+    job.tests[0]?.status,
+    'timeout',
+    "the case ran past its limit and was ended: the library was the program's alone",
+  )
+  t.equal(job.status, 'failed')
+  const seen = await h.run({
+    runtime: 'python',
+    source: 'import os\nprint(os.environ["GREETING"], os.environ.get("LD_PRELOAD"))',
+    env: { GREETING: 'hello there', LD_PRELOAD: '' },
+    tests: [{ stdin: '', expectedOutput: 'hello there ' }],
+  })
+  t.equal(seen.tests[0]?.status, 'passed', 'the program has its environment')
 })

@@ -97,12 +97,26 @@ export function driverSpec(spec: JobSpec, runtime: RuntimeDefinition): JobSpec {
       pids: spec.limits.pids + DRIVER_HELPER_PROCESSES,
     },
     program: ['/bin/sh', '-c', DRIVER_SCRIPT, 'airlock-steps'],
+    // The job's environment is its steps' alone (withJobEnv).
+    env: {},
   }
 }
 
 /** Seconds for `timeout`, from milliseconds. */
 function seconds(ms: number): string {
   return (ms / 1000).toFixed(3)
+}
+
+/**
+ * A step's argv with the job's environment set for it alone (`env NAME=value ... argv`):
+ * the driver and its helpers (`timeout`, `head`, `od`, `date`) run in the sandbox's own
+ * environment, so a job's LD_PRELOAD could not switch off its time limits or read its
+ * nonce (review 18). Names are POSIX names (job-spec.ts), so none is taken for an option.
+ */
+function withJobEnv(spec: JobSpec, argv: readonly string[]): string[] {
+  const env = Object.entries(spec.env)
+  if (argv.length === 0 || env.length === 0) return [...argv]
+  return ['env', ...env.map(([name, value]) => `${name}=${value}`), ...argv]
 }
 
 /** One word per file, named so that name order is word order. */
@@ -125,8 +139,8 @@ export function driverInput(spec: JobSpec, runtime: RuntimeDefinition): string {
       path: DATA.limits,
       content: `${runs.length} ${seconds(spec.limits.timeoutMs)} ${seconds(compileMs)} ${stepOutputBytes(spec, runs[0]!.kind) + 1} ${stepOutputBytes(spec, 'compile') + 1} ${mode}\n`,
     },
-    ...words(DATA.compile, runtime.compile?.(spec.entrypoint) ?? []),
-    ...words(DATA.run, runtime.command(spec.entrypoint, [])),
+    ...words(DATA.compile, withJobEnv(spec, runtime.compile?.(spec.entrypoint) ?? [])),
+    ...words(DATA.run, withJobEnv(spec, runtime.command(spec.entrypoint, []))),
     ...runs.flatMap((r, i) => [
       { path: `${DATA.steps}/${i + 1}/in`, content: r.stdin },
       ...words(`${DATA.steps}/${i + 1}/args`, r.args),
