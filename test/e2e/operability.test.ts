@@ -447,3 +447,33 @@ t.test('the server refuses arguments it does not know, and starts nothing', asyn
     t.match(refused.stderr, /usage|unknown --role/, `${args.join(' ')}: says why`)
   }
 })
+
+t.test("a job's file names are logged cut short, ten at most", async (t) => {
+  // Found by review 18: the names of artifacts left behind were logged whole, so a job's
+  // long names made a line of kilobytes in the worker's log for every job.
+  const lines: string[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean))
+      done()
+    },
+  })
+  const h = await build(t, { logStream: sink, env: { AIRLOCK_ARTIFACT_BYTES: String(64 * 1024) } })
+  const job = await h.run({
+    runtime: 'python',
+    // Names that are not UTF-8 are left behind, 200 bytes each.
+    source:
+      'import os\nfor i in range(12):\n    open(b"/workspace/out/" + bytes([0xff]) * 197 + b"%03d" % i, "w").close()',
+  })
+  t.equal(job.status, 'succeeded')
+  await new Promise((r) => setTimeout(r, 100))
+  const line = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => Array.isArray(l.skipped))
+  t.ok(line, 'the names left behind are logged')
+  const skipped = (line?.skipped ?? []) as string[]
+  t.equal(skipped.length, 10, 'ten of them')
+  t.equal(line?.count, 12, 'and how many there were')
+  t.ok(
+    skipped.every((name) => name.length <= 101),
+    `each cut short: ${skipped.map((n) => n.length).join(', ')} characters`,
+  )
+})
