@@ -178,6 +178,10 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   // What the API stores and compares with others' times goes by Redis's clock (core/clock.ts).
   await syncClock(redis)
   const stopClockSync = keepClockInSync(redis, (err) => logger.warn({ err }, "could not read Redis's clock"))
+  // Redis may now be another host (a failover), with a clock of its own.
+  redis.on('ready', () => {
+    void syncClock(redis).catch((err: unknown) => logger.warn({ err }, "could not read Redis's clock"))
+  })
 
   const events = new JobEventReader(redis, keys)
   const budget = new OutputBudget(config.outputReadBufferBytes)

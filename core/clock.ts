@@ -19,7 +19,8 @@ export const CLOCK_SYNC_INTERVAL_MS = 60_000
  * sync (a process syncs before it serves or takes jobs: syncClock).
  */
 export function now(): number {
-  return base ? base.redisMs + (performance.now() - base.monotonicMs) : Date.now()
+  // Whole milliseconds, as Date.now(): stored times are parsed back as integers (a listing's cursor).
+  return base ? Math.floor(base.redisMs + (performance.now() - base.monotonicMs)) : Date.now()
 }
 
 /**

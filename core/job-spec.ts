@@ -210,6 +210,13 @@ export interface JobSpec {
    * compiled job's steps and its test cases).
    */
   program?: string[]
+  /**
+   * Set by the worker with `program`: how many bytes of text the executor keeps of each
+   * stream, where that is not `limits.outputBytes` (the step driver's streams: each
+   * step's output is cut to its own cap as text by the step parser, and a byte written
+   * may be kept as three). `limits.outputBytes` still bounds the bytes written.
+   */
+  outputTextBytes?: number
 }
 
 export type LimitsPolicy = Pick<Config, LimitSettingKey | 'maxTestCases'>

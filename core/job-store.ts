@@ -663,11 +663,12 @@ export class JobStore {
       startupMs: outcome.startupMs === null ? '' : String(outcome.startupMs),
       runMs: outcome.runMs === null ? '' : String(outcome.runMs),
       bootMs: outcome.bootMs === undefined || outcome.bootMs === null ? '' : String(outcome.bootMs),
-      // The sandbox's clock against the worker's: never below 0 when they disagree by a little.
+      // The sandbox's clock against this host's (not the deployment's: the sandbox's end is
+      // on its host's clock): never below 0 when they disagree by a little.
       exitToResultMs:
         outcome.endedAt === undefined || outcome.endedAt === null
           ? ''
-          : String(Math.max(0, Math.round(now - outcome.endedAt))),
+          : String(Math.max(0, Math.round(Date.now() - outcome.endedAt))),
       sandboxStart: outcome.sandboxStart ?? '',
       executor: meta.executor,
       isolation: meta.isolation ? JSON.stringify(meta.isolation) : '',

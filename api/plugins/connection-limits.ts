@@ -148,7 +148,7 @@ export function limitConnections(
   // One warning a second at most, with how many were refused: an anonymous flood of
   // connections must not become a flood of log lines.
   let refused = 0
-  let lastWarning = 0
+  let lastWarning = Number.NEGATIVE_INFINITY
   server.maxConnections = cap + 64
   const byAddress = new Map<string, number>()
   const byTenant = new Map<string, number>()

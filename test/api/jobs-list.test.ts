@@ -210,3 +210,24 @@ t.test('GET /v1/jobs refuses a bad status, limit or cursor with 400 and a code',
   const anon = await h.app.inject({ method: 'GET', url: '/v1/jobs' })
   t.equal(anon.statusCode, 401)
 })
+
+t.test('jobs submitted through the API page through with their cursors', async (t) => {
+  // Found by a code review: the deployment's clock (core/clock.ts) gave fractional
+  // milliseconds, a listing's cursor carried them, and the next page was refused (400).
+  const h = await build(t, { worker: false })
+  const ids: string[] = []
+  for (let i = 0; i < 5; i++)
+    ids.push((await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json<{ id: string }>().id)
+  const seen: string[] = []
+  let cursor: string | null = null
+  do {
+    const res = await h.request('GET', `/v1/jobs?limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+    t.equal(res.statusCode, 200, `a page${cursor ? ` after ${cursor}` : ''}`)
+    const page = res.json<JobList>()
+    seen.push(...page.items.map((j) => j.id))
+    cursor = page.nextCursor
+  } while (cursor && seen.length < 10)
+  t.same(seen.sort(), ids.sort(), 'every job once')
+  const job = (await h.request('GET', `/v1/jobs/${ids[0]}`)).json<{ createdAt: string }>()
+  t.match(job.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'its time in whole milliseconds')
+})

@@ -10,7 +10,7 @@ export interface PoolSize {
 /** What the pool needs of a sandbox booted ahead of its job; the executor makes them. */
 export interface WarmSandbox {
   readonly runtime: string
-  /** When it finished booting (epoch ms). */
+  /** When it finished booting (performance.now()). */
   readonly bootedAt: number
   /** How long its boot took. */
   readonly bootMs: number
@@ -74,7 +74,7 @@ const TICK_MS = 1000
  * How many idle sandboxes of a runtime to keep: the most claims seen within any one
  * second of the last DEMAND_WINDOW_MS, so a burst like the last one finds a sandbox
  * for each of its jobs, within [min, max]. As the window slides past the burst the
- * target falls back to min. `claimTimes` are epoch ms, oldest first. Pure.
+ * target falls back to min. `claimTimes` are performance.now() times, oldest first. Pure.
  */
 export function poolTarget(size: PoolSize, claimTimes: readonly number[], now: number): number {
   const recent = claimTimes.filter((t) => now - t <= DEMAND_WINDOW_MS)

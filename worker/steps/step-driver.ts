@@ -66,15 +66,13 @@ export function stepOutputBytes(spec: JobSpec, kind: StepKind): number {
 }
 
 /**
- * Bytes one stream of the driver may carry, as the text the executor keeps: its frames and every step's output at its
- * cap (plus the byte that shows a cut), each byte of which may be kept as three (U+FFFD for a byte that is not
- * UTF-8; the executor's cap counts text). Each step's output is cut to its own cap as text by the step parser.
+ * Bytes one stream of the driver may carry: its frames and every step's output at its cap (plus the byte that shows a
+ * cut).
  */
 export function driverStreamBytes(spec: JobSpec, runtime: RuntimeDefinition): number {
   const runs = runSteps(spec)
   const compile = runtime.compile ? stepOutputBytes(spec, 'compile') + 1 + 2 * FRAME_BYTES : 0
-  const written = 2 * FRAME_BYTES + compile + runs.length * (stepOutputBytes(spec, runs[0]!.kind) + 1 + 2 * FRAME_BYTES)
-  return MAX_TEXT_BYTES_PER_BYTE * written
+  return 2 * FRAME_BYTES + compile + runs.length * (stepOutputBytes(spec, runs[0]!.kind) + 1 + 2 * FRAME_BYTES)
 }
 
 /**
@@ -97,6 +95,9 @@ export function driverSpec(spec: JobSpec, runtime: RuntimeDefinition): JobSpec {
       pids: spec.limits.pids + DRIVER_HELPER_PROCESSES,
     },
     program: ['/bin/sh', '-c', DRIVER_SCRIPT, 'airlock-steps'],
+    // Each byte of it may be kept as three (U+FFFD for one that is not UTF-8); what is stored
+    // of each step is cut to the step's own cap as text by the step parser.
+    outputTextBytes: MAX_TEXT_BYTES_PER_BYTE * driverStreamBytes(spec, runtime),
     // The job's environment is its steps' alone (withJobEnv).
     env: {},
   }

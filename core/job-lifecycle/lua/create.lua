@@ -45,7 +45,8 @@ local queued = maxQueued and redis.call('ZCARD', KEYS[6])
 -- per call, with a storage quota or without one: kept, they grew for as long as the
 -- tenant made jobs (without a quota), or outlived a record a short retention expired by
 -- up to a day and the retention (the index), counted by nothing. A minute late: an
--- expiry is scored by the clock of the host that set it, and Redis's may run behind.
+-- expiry is scored by the deployment's clock (core/clock.ts), Redis's as a process last
+-- read it, and records expire by Redis's own.
 local CLOCK_MARGIN_MS = 60000
 local expired = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', '(' .. (tonumber(now) - CLOCK_MARGIN_MS), 'LIMIT', 0, 200)
 storageForget(expired)

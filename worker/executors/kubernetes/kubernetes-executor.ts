@@ -265,7 +265,7 @@ export class KubernetesExecutor implements Executor {
       await this.pool?.pause()
       return { ok: false, technology: 'gvisor', detail, reason: problems.join('; '), isolation: null }
     }
-    this.safeUntil = clockNow() + SAFETY_CACHE_MS
+    this.safeUntil = Date.now() + SAFETY_CACHE_MS
     this.kubeVersion = version
     this.pool?.start()
     return {
@@ -308,10 +308,10 @@ export class KubernetesExecutor implements Executor {
 
   /** Throws IsolationUnavailableError unless the namespace is (still) safe. */
   private async ensureSafe(): Promise<void> {
-    if (clockNow() < this.safeUntil) return
+    if (Date.now() < this.safeUntil) return
     const problems = await this.safetyProblems()
     if (problems.length > 0) throw new IsolationUnavailableError(problems.join('; '))
-    this.safeUntil = clockNow() + SAFETY_CACHE_MS
+    this.safeUntil = Date.now() + SAFETY_CACHE_MS
   }
 
   /**
@@ -353,7 +353,7 @@ export class KubernetesExecutor implements Executor {
       throw new ExecutorError(
         `runtime ${spec.runtime} is not offered by this worker: no image reference for sandbox image ${runtime.image} in AIRLOCK_K8S_IMAGES`,
       )
-    const t0 = clockNow()
+    const t0 = Date.now()
     const name = kubeJobName(jobId)
     const { namespace } = this.options
 
@@ -423,7 +423,7 @@ export class KubernetesExecutor implements Executor {
   async adopt(request: ExecutionRequest): Promise<JobOutcome | null> {
     const target = await this.kubeJobOf(request.jobId)
     if (!target) return null
-    return this.followOrEnd(request, clockNow(), target)
+    return this.followOrEnd(request, Date.now(), target)
   }
 
   /** Follows an earlier attempt's Job, or ends the job when its hand-over to a warm pod was never completed. */
@@ -452,7 +452,8 @@ export class KubernetesExecutor implements Executor {
     // Claimed, but not known to be handed over (its worker stopped in between): the pod
     // may hold part of the job or none. It is ended, not run again and not waited on.
     if (!(Number.isFinite(since) && since > 0)) return { name: claimed.metadata.name, notHandedOver: true }
-    return { name: claimed.metadata.name, warmSince: since }
+    // Written by another worker, on the deployment's clock (Redis's); read on this one's.
+    return { name: claimed.metadata.name, warmSince: since - clockNow() + Date.now() }
   }
 
   /** Whether a warm pod (sized for the pool's limits) can run the job as its own pod would. */
@@ -475,7 +476,7 @@ export class KubernetesExecutor implements Executor {
     await this.ensureSafe()
     const { namespace } = this.options
     const name = `airlock-warm-${this.warmTag}-${this.warmBoots++}`
-    const t0 = clockNow()
+    const t0 = Date.now()
     await this.batch.createNamespacedJob({
       namespace,
       body: buildWarmJob({
@@ -499,10 +500,10 @@ export class KubernetesExecutor implements Executor {
         runtime: runtimeName,
         createdAt: t0,
         bootedAt: performance.now(),
-        bootMs: clockNow() - t0,
+        bootMs: Date.now() - t0,
         // Its Job's deadline is its idle time plus a minute from its creation: past the
         // idle time it is not handed a job that the deadline could cut short.
-        alive: () => clockNow() < t0 + warm.maxIdleMs,
+        alive: () => Date.now() < t0 + warm.maxIdleMs,
         memoryBytes: async () => warm.limits.memoryMb * 1024 * 1024,
         destroy: () => this.deleteJob(name),
       }
@@ -527,7 +528,7 @@ export class KubernetesExecutor implements Executor {
           )
         }
       }
-      if (clockNow() > deadline) throw new ExecutorError(`the warm pod of ${name} was not running in time`)
+      if (Date.now() > deadline) throw new ExecutorError(`the warm pod of ${name} was not running in time`)
       await new Promise((r) => setTimeout(r, 250))
     }
   }
@@ -548,7 +549,7 @@ export class KubernetesExecutor implements Executor {
     let ws: AttachSocket | undefined
     let handOver: ReturnType<typeof attachFailure>
     try {
-      const claimedAt = clockNow()
+      const claimedAt = Date.now()
       const deadline = Math.ceil(
         (claimedAt - pod.createdAt + spec.limits.timeoutMs + this.options.startAllowanceMs) / 1000,
       )
@@ -612,7 +613,7 @@ export class KubernetesExecutor implements Executor {
       this.warmJobs.delete(jobId)
       throw err
     }
-    const warmSince = clockNow()
+    const warmSince = Date.now()
     stdin.end(warmJobStream(spec, runtime))
     // 'end' comes once every byte is handed to the socket: from then on the job is the
     // pod's, and the end of the attach (the program's end closes it too) is no failure.
@@ -626,14 +627,17 @@ export class KubernetesExecutor implements Executor {
           {
             name: pod.name,
             namespace,
-            body: { metadata: { annotations: { [ANNOTATION_HANDED_AT]: String(warmSince) } } },
+            // On the deployment's clock: another worker that takes the job over reads it.
+            body: {
+              metadata: { annotations: { [ANNOTATION_HANDED_AT]: String(warmSince - Date.now() + clockNow()) } },
+            },
           },
           setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
         )
         .catch((err: unknown) => log.warn({ err: apiMessage(err) }, 'could not mark the warm Job handed over'))
-      const closeBy = clockNow() + ATTACH_TIMEOUT_MS
+      const closeBy = Date.now() + ATTACH_TIMEOUT_MS
       const close = () =>
-        ws!.readyState === ws!.OPEN && ws!.bufferedAmount > 0 && clockNow() < closeBy
+        ws!.readyState === ws!.OPEN && ws!.bufferedAmount > 0 && Date.now() < closeBy
           ? void setTimeout(close, 10)
           : ws!.close()
       close()
@@ -872,7 +876,7 @@ class JobFollow {
     if (this.runningSince === undefined) {
       // The time limit counts from when the program runs, as with the local
       // executor: for a warm pod, from when it was handed the job.
-      this.runningSince = this.target.warmSince ?? clockNow()
+      this.runningSince = this.target.warmSince ?? Date.now()
       this.startTimer()
     }
     if (pod) this.followLogs(pod)
@@ -887,7 +891,7 @@ class JobFollow {
     // A fresh cold pod's program started at the go line, not with its container.
     const wentAt = this.target.fresh && this.handOver === 'done' ? this.runningSince : undefined
     const startedAt = this.target.warmSince ?? wentAt ?? seen.startedAt ?? this.runningSince ?? null
-    const finishedAt = seen.finishedAt ?? clockNow()
+    const finishedAt = seen.finishedAt ?? Date.now()
     this.resolveAfterLog({
       ...seen.end,
       startupMs: startedAt === null ? null : Math.max(0, startedAt - this.t0),
@@ -905,7 +909,7 @@ class JobFollow {
     this.logs ??= new ContainerOutput({
       kc: this.deps.kc,
       target: { namespace: this.deps.options.namespace, pod: pod.metadata!.name!, container: CONTAINER_NAME },
-      capBytes: this.spec.limits.outputBytes,
+      capBytes: this.spec.outputTextBytes ?? this.spec.limits.outputBytes,
       split: this.deps.splitStreams(),
       onOutput: this.onOutput,
       onProblem: (err) => {
@@ -929,7 +933,7 @@ class JobFollow {
   private startTimer(): void {
     this.timeoutTimer ??= setTimeout(
       () => this.endByUs({ status: 'timeout', reason: REASONS.timeLimit(this.spec.limits.timeoutMs) }),
-      Math.max(0, this.runningSince! + this.spec.limits.timeoutMs - clockNow()),
+      Math.max(0, this.runningSince! + this.spec.limits.timeoutMs - Date.now()),
     )
   }
 
@@ -942,7 +946,7 @@ class JobFollow {
   private async handOverTo(pod: V1Pod): Promise<void> {
     this.handOver = 'trying'
     const podName = pod.metadata!.name!
-    const deadline = clockNow() + Math.max(HAND_OVER_MIN_MS, this.deps.options.startAllowanceMs)
+    const deadline = Date.now() + Math.max(HAND_OVER_MIN_MS, this.deps.options.startAllowanceMs)
     let waitMs = HAND_OVER_RETRY_MS
     let problem = 'the container did not run'
     while (!this.settled) {
@@ -967,7 +971,7 @@ class JobFollow {
         if (early !== undefined) problem = early
       }
       if (this.settled) return
-      if (clockNow() >= deadline) {
+      if (Date.now() >= deadline) {
         const reason = `the job could not be handed to its pod (${problem}); it was not run`
         return this.endByUs({ status: 'error', reason })
       }
@@ -992,7 +996,7 @@ class JobFollow {
       streams.err.on('data', (c: Buffer) => output.feed('stderr', c))
       ws.on('close', () => output.attachEnded())
       this.attachSocket = ws
-      this.runningSince = clockNow()
+      this.runningSince = Date.now()
       this.startTimer()
     }
     this.handOver = 'done'
@@ -1014,8 +1018,8 @@ class JobFollow {
     })
     if (this.settled || this.newestPod()) return
     if (refusal !== undefined) {
-      this.refusedSince ??= clockNow()
-      if (!isTransientRefusal(refusal) || clockNow() - this.refusedSince >= this.deps.options.unschedulableWaitMs) {
+      this.refusedSince ??= Date.now()
+      if (!isTransientRefusal(refusal) || Date.now() - this.refusedSince >= this.deps.options.unschedulableWaitMs) {
         return this.endByUs({ status: 'error', reason: `the cluster refused the job's pod: ${refusal}` })
       }
     }
@@ -1049,7 +1053,7 @@ class JobFollow {
   private endByUs(end: Pick<JobOutcome, 'status' | 'reason'>): void {
     if (this.settled) return
     const startedAt = this.runningSince ?? null
-    const endedAt = clockNow()
+    const endedAt = Date.now()
     this.stopAll()
     const deleted = this.deps
       .deleteJob(this.name)

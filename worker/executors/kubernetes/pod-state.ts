@@ -4,7 +4,6 @@ import { withoutHostPaths } from '../../../core/public-text.js'
 import { classifyEnd } from '../outcome.js'
 import { NO_SECCOMP_EXIT, NO_SECCOMP_MESSAGE, NO_SECCOMP_REASON } from '../sandbox-process.js'
 import { CONTAINER_NAME } from './job-manifests.js'
-import { now as clockNow } from '../../../core/clock.js'
 
 /** What the Job and its pod say, reduced to what the executor acts on. */
 export type Observation =
@@ -103,7 +102,7 @@ export function observe(job: V1Job | undefined, pod: V1Pod | undefined, limits: 
       reason: `the sandbox container could not be created (${waiting.reason}): ${withoutHostPaths(waiting.message ?? 'no detail')}`,
     }
   }
-  if (container?.state?.running) return { kind: 'running', startedAt: startedAt ?? clockNow() }
+  if (container?.state?.running) return { kind: 'running', startedAt: startedAt ?? Date.now() }
   if (pod?.status?.phase === 'Failed') {
     return {
       kind: 'cannot-start',

@@ -32,7 +32,6 @@ import { READ_SECCOMP_MODE, SECCOMP_MODE_FILTER, WARM_GO, warmJobFiles, warmLaun
 import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
 import { AUTO_PLATFORMS, type PlatformChoice, type RunscPlatform } from '../../../core/runsc-platforms.js'
 import { outcomeWithoutRun, REASONS } from '../../../core/job-lifecycle/reasons.js'
-import { now as clockNow } from '../../../core/clock.js'
 
 export interface LocalExecutorOptions {
   runscPath: string
@@ -70,10 +69,11 @@ export interface LocalExecutorOptions {
   metrics?: Metrics
   /**
    * Whose sandboxes these are: names its state directory and is part of each sandbox's
-   * cgroup. By default the worker process's pid and a random tag: the pid tells
-   * reapOrphans whether the owner is alive, and the tag sets apart workers of one pid
-   * (every worker is pid 1 in its container, and containers on one host may share its
-   * cgroups). Tests give two executors two owners, to stand for two worker processes (an
+   * cgroup. By default the worker process's pid and a random tag: the tag sets apart
+   * workers of one pid (every worker is pid 1 in its container, and containers on one
+   * host may share its cgroups), and the pid tells reapOrphans whether the owner is alive
+   * where workers share a pid namespace (one host's processes; not across containers,
+   * where a pid says nothing of another's). Tests give two executors two owners, to stand for two worker processes (an
    * owner that does not begin with a pid is never taken for a dead worker's).
    * @default `${process.pid}-<random tag>`
    */
@@ -385,7 +385,7 @@ export class LocalExecutor implements Executor {
     const { jobId, spec, signal } = request
     const comparison = spec.isolation === 'runc' ? await this.runcIsolation() : undefined
     const sandbox = this.coldSandbox(runtimeCli, cgroups, jobId)
-    const t0 = clockNow()
+    const t0 = Date.now()
     try {
       await this.writeBundle(sandbox.bundle, spec, runtime, sandbox.cgroup.path)
       await sandbox.cgroup.create(this.hostLimits(spec))
@@ -485,7 +485,7 @@ export class LocalExecutor implements Executor {
     request: ExecutionRequest,
   ): Promise<JobOutcome | undefined> {
     const { jobId, spec, signal, beforeLaunch } = request
-    const t0 = clockNow()
+    const t0 = Date.now()
     let handed = false
     try {
       if (!(await this.claimWarm(s, runtime, jobId, spec))) return undefined
@@ -591,7 +591,9 @@ export class LocalExecutor implements Executor {
     if (skipped.length > 0)
       this.options.logger.info(
         {
-          skipped: skipped.slice(0, 10).map((name) => (name.length > 100 ? `${name.slice(0, 100)}…` : name)),
+          skipped: skipped
+            .slice(0, 10)
+            .map((name) => (name.length > 100 ? `${[...name].slice(0, 100).join('')}…` : name)),
           count: skipped.length,
         },
         'artifacts that are not regular files with UTF-8 names, or too large, were left behind',
@@ -648,7 +650,7 @@ export class LocalExecutor implements Executor {
       await unmountUnder(bundle)
       await rm(bundle, { recursive: true, force: true })
     }
-    const t0 = clockNow()
+    const t0 = Date.now()
     try {
       // A job with the pool's memory and CPUs takes it; the claim lowers the process limit.
       const bootSpec: JobSpec = {
@@ -679,7 +681,7 @@ export class LocalExecutor implements Executor {
         id,
         runtime: runtimeName,
         bootedAt: performance.now(),
-        bootMs: clockNow() - t0,
+        bootMs: Date.now() - t0,
         child: booted,
         exited,
         jobDir,
@@ -868,7 +870,7 @@ async function watch(p: {
   let timer: NodeJS.Timeout | undefined
   try {
     const up = await p.up
-    const startedAt = clockNow()
+    const startedAt = Date.now()
     if (up) {
       timer = setTimeout(() => {
         timedOut = true
@@ -877,7 +879,7 @@ async function watch(p: {
       if (p.signal.aborted) p.kill()
     }
     const [code, sig] = await p.exited
-    return { code, sig, timedOut, cancelled, up, startedAt, endedAt: clockNow() }
+    return { code, sig, timedOut, cancelled, up, startedAt, endedAt: Date.now() }
   } finally {
     clearTimeout(timer)
     p.signal.removeEventListener('abort', onAbort)
@@ -906,8 +908,8 @@ function feed(
   spec: JobSpec,
   onOutput: ExecutionRequest['onOutput'],
 ): JobOutput {
-  const stdout = new CappedOutput(spec.limits.outputBytes)
-  const stderr = new CappedOutput(spec.limits.outputBytes)
+  const stdout = new CappedOutput(spec.outputTextBytes ?? spec.limits.outputBytes)
+  const stderr = new CappedOutput(spec.outputTextBytes ?? spec.limits.outputBytes)
   const drained = drain(child, stdout, stderr, onOutput)
   child.stdin.on('error', () => undefined) // the program may exit without reading stdin
   child.stdin.end(input)
