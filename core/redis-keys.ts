@@ -105,10 +105,10 @@ export const QUEUE_NAME = 'jobs'
  * A job's entry on the queue: one per job (its id is the job's, so a second add of a job
  * whose entry is there is a no-op), gone once a worker is done with it.
  */
-export function queueEntry(jobId: string, delayMs = 0) {
+export function queueEntry(jobId: string) {
   return {
     name: 'run',
     data: { jobId },
-    opts: { jobId, removeOnComplete: true, removeOnFail: true, ...(delayMs > 0 ? { delay: delayMs } : {}) },
+    opts: { jobId, removeOnComplete: true, removeOnFail: true },
   }
 }

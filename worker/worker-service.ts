@@ -8,7 +8,7 @@ import { tenantDefaults } from '../core/quotas.js'
 import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
-import { keepClockInSync, now as clockNow, syncClock } from '../core/clock.js'
+import { keepClockInSync, now as clockNow, sinceClockStep, syncClock } from '../core/clock.js'
 import { performance } from 'node:perf_hooks'
 import { QUEUE_NAME, queueEntry, redisKeys } from '../core/redis-keys.js'
 import {
@@ -247,13 +247,17 @@ export class WorkerService {
       // reach that date: an entry handed back "now" by a host whose clock was 10 min fast
       // waited 10 min (review 19). One for at once goes straight back to the waiting list.
       if (delayMs === 0) await job.moveToWait(token)
-      else await job.moveToDelayed(Date.now() + delayMs, token)
+      // Dated on the deployment's clock (core/clock.ts), not by Job.moveToDelayed's
+      // Date.now(): a worker 10 min fast parked a throttled job for 10 min (review 20).
+      else await this.worker!.backend.moveToDelayed(job.id!, clockNow(), delayMs, token, { skipAttempt: true })
     } catch (err) {
       this.logger.warn(
         { jobId: job.data.jobId, err: (err as Error).message },
         'could not hand the delivery back (the queue no longer held it, or Redis refused); the job is queued anew',
       )
-      const entry = queueEntry(job.data.jobId, delayMs)
+      // At once: a delay would be dated by this host's clock (BullMQ's add). A throttled job
+      // is handed back again, by the path above.
+      const entry = queueEntry(job.data.jobId)
       this.queue ??= new Queue(QUEUE_NAME, { connection: this.bullConnection, prefix: this.keys.bullPrefix })
       await this.queue.add(entry.name, entry.data, entry.opts)
     }
@@ -272,6 +276,8 @@ export class WorkerService {
     // After a Redis outage every heartbeat looks stale; give live workers a full TTL to
     // beat again before taking anyone for dead.
     if (performance.now() - this.connectedSince < HEARTBEAT_TTL_MS) return
+    // Likewise after Redis's clock stepped: the others may beat on their old reading of it.
+    if (sinceClockStep() < HEARTBEAT_TTL_MS) return
     const running = await this.store.running()
     if (running.length === 0) return
     const live = new Set((await this.registry.live()).map((w) => w.id))

@@ -155,3 +155,36 @@ t.test('a job handed back by a worker whose clock is fast is taken at once by th
   const job = await h.poll(id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
   t.match(job, { status: 'succeeded', stdout: 'ran\n' }, 'handed back and run within a minute, not ten')
 })
+
+t.test(
+  "a throttled job handed back by a worker whose clock is fast waits its delay, not the worker's skew",
+  async (t) => {
+    // Found by review 20: a throttled job goes back as a delayed entry, dated by BullMQ from
+    // the handing host's clock; from a host 10 min fast, it waited 10 min. The host's clock
+    // stands as Date.now() moved in this process for the hand-back alone.
+    const h = await build(t, { env: { AIRLOCK_DEFAULT_MAX_RUNNING: '1', AIRLOCK_WORKER_CONCURRENCY: '2' } })
+    const worker = h.worker! as unknown as Record<'handBack', (...a: unknown[]) => Promise<void>>
+    const [handBack, realNow] = [worker.handBack, Date.now]
+    let throttled = 0
+    worker.handBack = async (...args) => {
+      if (args[2] === 0) return handBack.apply(worker, args)
+      throttled++
+      Date.now = () => realNow() + 10 * 60_000
+      try {
+        await handBack.apply(worker, args)
+      } finally {
+        Date.now = realNow
+      }
+    }
+    t.teardown(() => {
+      worker.handBack = handBack
+      Date.now = realNow
+    })
+    const first = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'sleep 3' })).json<{ id: string }>()
+    await h.poll(first.id, (j: Job) => j.status === 'running', 30_000)
+    const second = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo ran' })).json<{ id: string }>()
+    const job = await h.poll(second.id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
+    t.match(job, { status: 'succeeded', stdout: 'ran\n' }, 'run once its tenant had room, within a minute')
+    t.ok(throttled > 0, `it was throttled first (${throttled} times)`)
+  },
+)

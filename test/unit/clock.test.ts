@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import t from 'tap'
-import { now, syncClock } from '../../core/clock.js'
+import { now, sinceClockStep, syncClock } from '../../core/clock.js'
 import { redisKeys } from '../../core/redis-keys.js'
 import { type WorkerHeartbeat, WorkerRegistry } from '../../core/worker-registry.js'
 import { redisUrl } from '../helper.js'
@@ -61,4 +61,30 @@ t.test('a worker whose clock is off is still live to the others, and no reader f
     t.same(live.map((w) => w.id).sort(), ['right-host', 'slow-host'], `seen from a host ${skewMs / 1000} s fast`)
   }
   t.equal(await redis.zcard(keys.workers), 2, 'nobody was forgotten')
+})
+
+t.test("a step of Redis's clock is noticed at the next reading, and noise is not", async (t) => {
+  // Found by review 20: Redis's clock stepped 20 s, and a worker that had read it took a
+  // live worker (still on its old reading) for dead. Redis's clock cannot be stepped on
+  // this machine without stepping the machine's: a stand-in answers TIME here, moved.
+  let offsetMs = 0
+  const stepping = {
+    time: async (): Promise<number[]> => {
+      const ms = (await redisTime()) + offsetMs
+      return [Math.floor(ms / 1000), Math.floor((ms % 1000) * 1000)]
+    },
+  }
+  await syncClock(stepping)
+  await syncClock(stepping)
+  t.ok(sinceClockStep() > 60_000, 'read twice, unmoved: no step')
+  offsetMs = 300
+  await syncClock(stepping)
+  t.ok(sinceClockStep() > 60_000, 'moved by 300 ms: noise, no step')
+  offsetMs = 20_300
+  await syncClock(stepping)
+  t.ok(sinceClockStep() < 1000, 'moved by 20 s: a step')
+  t.ok(Math.abs(now() - (await redisTime()) - 20_300) < 1000, 'and the clock follows it')
+  offsetMs = 0
+  await syncClock(stepping)
+  t.ok(Math.abs(now() - (await redisTime())) < 1000, 'back')
 })
