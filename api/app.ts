@@ -13,7 +13,7 @@ import { JobEventReader } from '../core/job-events.js'
 import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
-import { keepClockInSync, syncClock } from '../core/clock.js'
+import { keepClockInSync } from '../core/clock.js'
 import { QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
 import { tenantDefaults } from '../core/quotas.js'
 import { WorkerRegistry } from '../core/worker-registry.js'
@@ -176,12 +176,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
   submitConnection.on('error', (err) => logger.warn({ err: err.message }, 'redis submit error'))
   await Promise.all([redis.connect(), subscriber.connect(), queueConnection.connect(), submitConnection.connect()])
   // What the API stores and compares with others' times goes by Redis's clock (core/clock.ts).
-  await syncClock(redis)
-  const stopClockSync = keepClockInSync(redis, (err) => logger.warn({ err }, "could not read Redis's clock"))
-  // Redis may now be another host (a failover), with a clock of its own.
-  redis.on('ready', () => {
-    void syncClock(redis).catch((err: unknown) => logger.warn({ err }, "could not read Redis's clock"))
-  })
+  const stopClockSync = await keepClockInSync(redis, (err) => logger.warn({ err }, "could not read Redis's clock"))
 
   const events = new JobEventReader(redis, keys)
   const budget = new OutputBudget(config.outputReadBufferBytes)

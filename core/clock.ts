@@ -62,9 +62,19 @@ export function sinceClockStep(): number {
   return performance.now() - steppedAt
 }
 
-/** Syncs again every CLOCK_SYNC_INTERVAL_MS; a sync that fails keeps the last one. Returns the stop. */
-export function keepClockInSync(redis: Redis, onError: (err: unknown) => void): () => void {
-  const timer = setInterval(() => void syncClock(redis).catch(onError), CLOCK_SYNC_INTERVAL_MS)
+/**
+ * Reads Redis's clock now, then every CLOCK_SYNC_INTERVAL_MS and whenever the connection
+ * is made anew (Redis may then be another host, with a clock of its own); a later reading
+ * that fails keeps the last one. Returns the stop.
+ */
+export async function keepClockInSync(redis: Redis, onError: (err: unknown) => void): Promise<() => void> {
+  await syncClock(redis)
+  const sync = () => void syncClock(redis).catch(onError)
+  const timer = setInterval(sync, CLOCK_SYNC_INTERVAL_MS)
   timer.unref()
-  return () => clearInterval(timer)
+  redis.on('ready', sync)
+  return () => {
+    clearInterval(timer)
+    redis.off('ready', sync)
+  }
 }

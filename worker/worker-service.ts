@@ -8,7 +8,7 @@ import { tenantDefaults } from '../core/quotas.js'
 import { JobStore } from '../core/job-store.js'
 import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
-import { keepClockInSync, now as clockNow, sinceClockStep, syncClock } from '../core/clock.js'
+import { keepClockInSync, now as clockNow, sinceClockStep } from '../core/clock.js'
 import { performance } from 'node:perf_hooks'
 import { QUEUE_NAME, queueEntry, redisKeys } from '../core/redis-keys.js'
 import {
@@ -70,8 +70,6 @@ export class WorkerService {
       c.on('error', (err) => logger.warn({ err: err.message }, 'redis error'))
     this.redis.on('ready', () => {
       this.connectedSince = performance.now()
-      // Redis may now be another host (a failover), with a clock of its own.
-      void syncClock(this.redis).catch((err: unknown) => logger.warn({ err }, "could not read Redis's clock"))
     })
     this.registry = new WorkerRegistry(this.redis, this.keys)
     this.store = new JobStore(this.redis, this.keys, config.jobRetentionSeconds, tenantDefaults(config))
@@ -84,8 +82,9 @@ export class WorkerService {
   async start(): Promise<void> {
     await Promise.all([this.redis.connect(), this.subscriber.connect(), this.bullConnection.connect()])
     // Heartbeats, and whose are stale, go by Redis's clock, not this host's (core/clock.ts).
-    await syncClock(this.redis)
-    this.stopClockSync = keepClockInSync(this.redis, (err) => this.logger.warn({ err }, "could not read Redis's clock"))
+    this.stopClockSync = await keepClockInSync(this.redis, (err) =>
+      this.logger.warn({ err }, "could not read Redis's clock"),
+    )
     const reaped = await this.executor.reapOrphans()
     if (reaped > 0) this.logger.warn({ reaped }, 'removed sandboxes left by workers that died')
     this.versions = await this.executor.runtimeVersions()

@@ -1,13 +1,13 @@
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { Job } from '../../core/job.js'
 import { newJobId, JobStore } from '../../core/job-store.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { QUEUE_NAME, redisKeys } from '../../core/redis-keys.js'
 import { IsolationUnavailableError } from '../../worker/executors/executor.js'
-import { build } from '../helper.js'
+import { build, type Harness } from '../helper.js'
 
 t.test('a job handed out again after its worker died is not run twice', async (t) => {
   const h = await build(t)
@@ -118,40 +118,55 @@ t.test('a job handed back after the queue lost its delivery is queued anew, and 
   t.equal(first, false)
 })
 
-t.test('a job handed back by a worker whose clock is fast is taken at once by the others', async (t) => {
-  // Found by review 19: a hand-back "at once" was a delayed entry dated by the handing
-  // worker's clock, and the others take a delayed entry once their clocks reach its date:
-  // from a host 10 min fast, it waited 10 min. The host's clock stands as Date.now()
-  // moved in this process for the hand-back alone (from the stand-in loss of isolation to
-  // the hand-back's end); the worker then takes jobs by the right clock, as the others
-  // would. One job at a time: another of its slots, woken by the hand-back, would take the
-  // entry while the clock was still moved.
-  const h = await build(t, { env: { AIRLOCK_WORKER_CONCURRENCY: '1' } })
+/**
+ * Runs the worker's hand-backs that `picks` (by their delay) as on a host whose clock is
+ * 10 min fast: Date.now() moved in this process for the hand-back alone, then put right.
+ */
+function handBacksOnAFastClock(t: Test, h: Harness, picks: (delayMs: number) => boolean) {
   const worker = h.worker! as unknown as Record<'handBack', (...a: unknown[]) => Promise<void>>
-  const executor = h.worker!['executor' as never] as { run: (r: { jobId: string }) => Promise<unknown> }
-  const [run, handBack, realNow] = [executor.run, worker.handBack, Date.now]
-  let first = true
-  executor.run = async (request) => {
-    if (!first) return run.call(executor, request)
-    first = false
-    Date.now = () => realNow() + 10 * 60_000
-    throw new IsolationUnavailableError('a stand-in loss of isolation, once')
-  }
+  const [handBack, realNow] = [worker.handBack, Date.now]
+  const seen = { count: 0, now: false }
   worker.handBack = async (...args) => {
+    if (!picks(args[2] as number)) return handBack.apply(worker, args)
+    seen.count++
+    seen.now = true
+    Date.now = () => realNow() + 10 * 60_000
     try {
       await handBack.apply(worker, args)
     } finally {
       Date.now = realNow
+      seen.now = false
     }
   }
   t.teardown(() => {
-    executor.run = run
     worker.handBack = handBack
     Date.now = realNow
   })
+  return seen
+}
+
+t.test('a job handed back by a worker whose clock is fast is taken at once by the others', async (t) => {
+  // Found by review 19: a hand-back "at once" was a delayed entry dated by the handing
+  // worker's clock, and the others take a delayed entry once their clocks reach its date:
+  // from a host 10 min fast, it waited 10 min. The worker then takes jobs by the right
+  // clock, as the others would. One job at a time: another of its slots, woken by the
+  // hand-back, would take the entry while the clock was still moved.
+  const h = await build(t, { env: { AIRLOCK_WORKER_CONCURRENCY: '1' } })
+  const fast = handBacksOnAFastClock(t, h, (delayMs) => delayMs === 0)
+  const executor = h.worker!['executor' as never] as { run: (r: { jobId: string }) => Promise<unknown> }
+  const run = executor.run
+  let first = true
+  executor.run = async (request) => {
+    if (!first) return run.call(executor, request)
+    first = false
+    throw new IsolationUnavailableError('a stand-in loss of isolation, once')
+  }
+  t.teardown(() => {
+    executor.run = run
+  })
   const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo ran' })).json<{ id: string }>()
   // The test's own deadlines read Date.now() too: they start once it is put right.
-  while (first || Date.now !== realNow) await sleep(20)
+  while (fast.count === 0 || fast.now) await sleep(20)
   const job = await h.poll(id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
   t.match(job, { status: 'succeeded', stdout: 'ran\n' }, 'handed back and run within a minute, not ten')
 })
@@ -160,31 +175,14 @@ t.test(
   "a throttled job handed back by a worker whose clock is fast waits its delay, not the worker's skew",
   async (t) => {
     // Found by review 20: a throttled job goes back as a delayed entry, dated by BullMQ from
-    // the handing host's clock; from a host 10 min fast, it waited 10 min. The host's clock
-    // stands as Date.now() moved in this process for the hand-back alone.
+    // the handing host's clock; from a host 10 min fast, it waited 10 min.
     const h = await build(t, { env: { AIRLOCK_DEFAULT_MAX_RUNNING: '1', AIRLOCK_WORKER_CONCURRENCY: '2' } })
-    const worker = h.worker! as unknown as Record<'handBack', (...a: unknown[]) => Promise<void>>
-    const [handBack, realNow] = [worker.handBack, Date.now]
-    let throttled = 0
-    worker.handBack = async (...args) => {
-      if (args[2] === 0) return handBack.apply(worker, args)
-      throttled++
-      Date.now = () => realNow() + 10 * 60_000
-      try {
-        await handBack.apply(worker, args)
-      } finally {
-        Date.now = realNow
-      }
-    }
-    t.teardown(() => {
-      worker.handBack = handBack
-      Date.now = realNow
-    })
+    const fast = handBacksOnAFastClock(t, h, (delayMs) => delayMs > 0)
     const first = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'sleep 3' })).json<{ id: string }>()
     await h.poll(first.id, (j: Job) => j.status === 'running', 30_000)
     const second = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo ran' })).json<{ id: string }>()
     const job = await h.poll(second.id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
     t.match(job, { status: 'succeeded', stdout: 'ran\n' }, 'run once its tenant had room, within a minute')
-    t.ok(throttled > 0, `it was throttled first (${throttled} times)`)
+    t.ok(fast.count > 0, `it was throttled first (${fast.count} times)`)
   },
 )

@@ -398,7 +398,8 @@ t.test('SIGTERM during a running job loses nothing and runs nothing twice', asyn
   })
 })
 
-t.test('logs carry request id, tenant and job id, and never source, stdin, output or keys', async (t) => {
+/** A log destination that keeps its lines. */
+function logLines() {
   const lines: string[] = []
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -406,6 +407,11 @@ t.test('logs carry request id, tenant and job id, and never source, stdin, outpu
       done()
     },
   })
+  return { lines, sink }
+}
+
+t.test('logs carry request id, tenant and job id, and never source, stdin, output or keys', async (t) => {
+  const { lines, sink } = logLines()
   const h = await build(t, { logStream: sink })
   const secret = 'SOURCE-SECRET-7f3a'
   const job = await h.run({
@@ -451,13 +457,7 @@ t.test('the server refuses arguments it does not know, and starts nothing', asyn
 t.test("a job's file names are logged cut short, ten at most", async (t) => {
   // Found by review 18: the names of artifacts left behind were logged whole, so a job's
   // long names made a line of kilobytes in the worker's log for every job.
-  const lines: string[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(...chunk.toString().split('\n').filter(Boolean))
-      done()
-    },
-  })
+  const { lines, sink } = logLines()
   const h = await build(t, { logStream: sink, env: { AIRLOCK_ARTIFACT_BYTES: String(64 * 1024) } })
   const job = await h.run({
     runtime: 'python',

@@ -73,8 +73,9 @@ export interface LocalExecutorOptions {
    * workers of one pid (every worker is pid 1 in its container, and containers on one
    * host may share its cgroups), and the pid tells reapOrphans whether the owner is alive
    * where workers share a pid namespace (one host's processes; not across containers,
-   * where a pid says nothing of another's). Tests give two executors two owners, to stand for two worker processes (an
-   * owner that does not begin with a pid is never taken for a dead worker's).
+   * where a pid says nothing of another's). Tests give two executors two owners, to stand
+   * for two worker processes (an owner that does not begin with a pid is never taken for
+   * a dead worker's).
    * @default `${process.pid}-<random tag>`
    */
   owner?: string
