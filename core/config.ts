@@ -21,6 +21,9 @@ import { MAX_TEST_CASES } from './test-cases.js'
 
 type Env = Record<string, string | undefined>
 
+/** The most AIRLOCK_K8S_START_ALLOWANCE_MS may be: also part of how long a claimed job's record must live. */
+export const K8S_START_ALLOWANCE_MAX_MS = 3_600_000
+
 interface Setting<T> {
   name: string
   doc: string
@@ -454,7 +457,7 @@ export const SETTINGS = {
     "kubernetes executor: time for scheduling and image pull added to a job's timeout in the Job's activeDeadlineSeconds (the cluster-side backstop)",
     120_000,
     0,
-    3_600_000,
+    K8S_START_ALLOWANCE_MAX_MS,
   ),
   k8sTtlAfterFinishedSeconds: int(
     'AIRLOCK_K8S_TTL_AFTER_FINISHED_SECONDS',

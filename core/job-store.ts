@@ -7,6 +7,8 @@ import type { JobStatus } from './job-status.js'
 import type { RedisKeys } from './redis-keys.js'
 import { pipelined } from './redis.js'
 import { findRuntime } from './runtimes.js'
+import { K8S_START_ALLOWANCE_MAX_MS } from './config.js'
+import { LIMITS } from './limits.js'
 import type { TenantUsage } from './tenant-store.js'
 import { stepResultsMaxBytes, type CompileResult, type StepKind, type TestResult } from './test-cases.js'
 import { REASONS } from './job-lifecycle/reasons.js'
@@ -246,8 +248,18 @@ const SUMMARY_FIELDS = ['status', 'runtime', 'exitCode', 'reason', 'createdAt', 
 export const LIST_SCAN_MAX = 500
 const LIST_BATCH = 200
 
+/**
+ * How long a job's record lives beyond its retention, from its creation and again from
+ * its claim: the longest a claimed job can take (the largest timeout a server may allow,
+ * and the most time a Kubernetes start may be given on top of it) and an hour for its
+ * start, its artifacts and its end. It was a day: with a 24 h timeout, a job's record
+ * could expire while it ran, and its result be lost.
+ */
+export const LIVE_TTL_BEYOND_RETENTION_SECONDS =
+  (LIMITS.timeoutMs.settings.range[1] + K8S_START_ALLOWANCE_MAX_MS) / 1000 + 3600
+
 export class JobStore {
-  /** Events of a job that has not ended yet are kept at least this long. */
+  /** A job that has not ended yet (its record, events and storage entry) lives this long from its creation and from its claim. */
   private readonly liveTtlSeconds: number
 
   private readonly defaultsJson: string
@@ -260,7 +272,7 @@ export class JobStore {
     /** The most artifact bytes a job may leave (AIRLOCK_ARTIFACT_BYTES): part of what it reserves. */
     private readonly artifactBytes = 0,
   ) {
-    this.liveTtlSeconds = retentionSeconds + 24 * 3600
+    this.liveTtlSeconds = retentionSeconds + LIVE_TTL_BEYOND_RETENTION_SECONDS
     this.defaultsJson = JSON.stringify(defaults)
     defineJobScripts(redis)
   }

@@ -12,7 +12,8 @@ import {
   type TransitionName,
 } from '../../core/job-lifecycle/transitions.js'
 import { JOB_STATUSES, type JobStatus } from '../../core/job-status.js'
-import { JobStore, newJobId } from '../../core/job-store.js'
+import { JobStore, LIVE_TTL_BEYOND_RETENTION_SECONDS, newJobId } from '../../core/job-store.js'
+import { loadConfig } from '../../core/config.js'
 import { redisKeys } from '../../core/redis-keys.js'
 import { redisUrl, storeOnRedis } from '../helper.js'
 
@@ -232,6 +233,39 @@ t.test('a create drops expired queued and index entries a bounded number at a ti
   t.ok(await redis.zscore(keys.tenantJobs('frank'), first), 'the live ones stay')
 })
 
+t.test("a claimed job's record outlives the longest job a server may allow, and its retention", async (t) => {
+  // Found by a code review (L4): a record lived a day and its retention from its claim; a job
+  // with the largest timeout a server may allow (24 h), plus the time a Kubernetes start may
+  // take, outlived it with a short retention, and its result was lost.
+  const config = loadConfig({ AIRLOCK_MAX_TIMEOUT_MS: '86400000', AIRLOCK_K8S_START_ALLOWANCE_MS: '3600000' })
+  const { redis, keys, spec } = storeOnRedis(t, 'test-longest-job')
+  const store = new JobStore(redis, keys, 60)
+  const id = newJobId()
+  await store.create(id, 'ida', spec)
+  t.equal(await store.claim(id, 'w1'), 'claimed')
+  const longestSeconds = (config.maxTimeoutMs + config.k8sStartAllowanceMs) / 1000
+  const ttl = await redis.ttl(keys.job(id))
+  t.ok(ttl > longestSeconds + 60, `the record lives ${ttl} s from its claim: more than ${longestSeconds + 60} s`)
+})
+
+t.test("a job that waited long in the queue stays in its tenant's listing while its record lives", async (t) => {
+  // Found by a code review (L3): the index entry is scored by creation and was cut a live TTL
+  // after it, while a claim renews the record for a live TTL: a job claimed after waiting
+  // long ran, and ended, missing from GET /v1/jobs.
+  const { redis, keys, store, spec } = storeOnRedis(t, 'test-long-queued')
+  const liveMs = (3600 + LIVE_TTL_BEYOND_RETENTION_SECONDS) * 1000
+  const id = newJobId()
+  t.same(await store.create(id, 'jill', spec, Date.now() - liveMs - 3_600_000), { result: 'created' })
+  t.equal(await store.claim(id, 'w1'), 'claimed', 'claimed an hour after a record made then would have expired')
+  t.same(await store.create(newJobId(), 'jill', spec), { result: 'created' }, "the tenant's next job sweeps its sets")
+  t.ok(await redis.zscore(keys.tenantJobs('jill'), id), 'the claimed job is still indexed')
+  const listed = await store.list('jill', { limit: 10 })
+  t.ok(
+    listed.items.some((j) => j.id === id),
+    'and listed',
+  )
+})
+
 t.test("a claim renews the record's life, and an entry older than a record lives frees its running slot", async (t) => {
   // Found by review 19: a record lived a day and its retention from its create, renewed by
   // nothing; a job that waited long in the queue expired while it ran (its result lost),
@@ -239,14 +273,14 @@ t.test("a claim renews the record's life, and an entry older than a record lives
   // tenant's running quota for good.
   const { redis, keys, spec } = storeOnRedis(t, 'test-claim-life')
   const store = new JobStore(redis, keys, 3600, { maxRunning: 1, maxQueued: 0, maxStoredBytes: 0 })
-  const liveMs = (3600 + 86_400) * 1000
+  const liveMs = (3600 + LIVE_TTL_BEYOND_RETENTION_SECONDS) * 1000
   const id = newJobId()
   t.same(await store.create(id, 'gina', spec), { result: 'created' })
   // As if it had waited in the queue for all but a minute of its record's life.
   await redis.expire(keys.job(id), 60)
   await redis.zadd(keys.tenantStored('gina'), Date.now() + 60_000, id)
   t.equal(await store.claim(id, 'w1'), 'claimed')
-  t.ok((await redis.ttl(keys.job(id))) > 86_000, 'the record lives a day and its retention from the claim')
+  t.ok((await redis.ttl(keys.job(id))) > liveMs / 1000 - 60, 'the record lives a live TTL from the claim')
   t.ok(Number(await redis.zscore(keys.tenantStored('gina'), id)) > Date.now() + liveMs - 60_000, 'its storage too')
   const stale = newJobId()
   await redis.zadd(keys.tenantRunning('hank'), Date.now() - liveMs - 10_000, stale)

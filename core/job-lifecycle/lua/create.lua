@@ -10,7 +10,8 @@
   ARGV[1..8]   job.lua (ARGV[4] and ARGV[6] the first job's; ARGV[8] is empty: a job is
                created from nothing)
   ARGV[9]      tenant (tenant.lua)
-  ARGV[10]     index entries older than this (ms) are dropped: their records expired
+  ARGV[10]     queued entries older than this (ms) are dropped, and index entries a live
+               TTL older: their records expired
   ARGV[11]     the number of jobs
   ARGV[12..]   seven for each job, job i's at 12 + 7(i-1): its id, its notify channel,
                the bytes it reserves against the tenant's storage quota, its runtime, its
@@ -33,12 +34,16 @@ local tenant, oldest, count = ARGV[9], ARGV[10], tonumber(ARGV[11])
 -- time away (with a million entries) must not hold Redis, everyone's, for one long sweep
 -- (its queued quota counts the expired entries still left, a few calls at most).
 -- (Lua's unpack takes ~8,000 values: 4,000 at most, above any AIRLOCK_MAX_BATCH_JOBS's 2,200.)
-local function dropOlder(key)
-  local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. oldest, 'LIMIT', 0, math.min(200 + 2 * count, 4000))
+local function dropOlder(key, before)
+  local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. before, 'LIMIT', 0, math.min(200 + 2 * count, 4000))
   if #old > 0 then redis.call('ZREM', key, unpack(old)) end
 end
-dropOlder(KEYS[6])
-dropOlder(KEYS[11])
+dropOlder(KEYS[6], oldest)
+-- A claim renews a record for a live TTL, so a job that waited long in the queue lives up
+-- to two from its creation, and its index entry (scored by creation) as long: cut at one,
+-- such a job dropped out of its tenant's listing while it ran (code review L3). Entries
+-- leave the index sooner as their storage entries expire (below), which a claim renews too.
+dropOlder(KEYS[11], tonumber(oldest) - liveTtl * 1000)
 local maxQueued, maxStored = quota('maxQueued'), quota('maxStoredBytes')
 local queued = maxQueued and redis.call('ZCARD', KEYS[6])
 -- Records that expired free their bytes and their index entries here, a bounded number
