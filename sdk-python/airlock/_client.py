@@ -21,6 +21,7 @@ from ._errors import (
     RateLimitError,
     TimeoutError,
     UnavailableError,
+    ValidationError,
     error_from_response,
 )
 from ._types import FINAL_STATUSES, Job, JobAccepted, JobBatchResult, JobEvent, JobList, JobRequest, JobSummary, Runtime
@@ -56,12 +57,27 @@ def _headers(accept: Optional[str], extra: Optional[Dict[str, str]]) -> Optional
     return headers or None
 
 
+def _segment(value: str, what: str) -> str:
+    """One segment of a request's path, from a caller's value. httpx removes ``.`` and
+    ``..`` segments before sending, so ``jobs.get("..")`` or an artifact path of
+    ``../../<another job>/logs`` reached another route with the caller's key: such a
+    segment, or an empty one, is refused before anything is sent. Every other character
+    is percent-encoded, ``%`` included."""
+    if value in ("", ".", ".."):
+        raise ValidationError(
+            f"{what} {value!r} is not a path segment: empty, '.' and '..' would name another route",
+            "AIRLOCK_SDK_INVALID_PATH",
+        )
+    return quote(value, safe="")
+
+
 def _job_path(job_id: str) -> str:
-    return f"/v1/jobs/{quote(job_id, safe='')}"
+    return f"/v1/jobs/{_segment(job_id, 'job id')}"
 
 
 def _artifact_path(job_id: str, path: str) -> str:
-    return f"{_job_path(job_id)}/artifacts/{quote(path, safe='/')}"
+    segments = "/".join(_segment(s, "artifact path segment") for s in path.split("/"))
+    return f"{_job_path(job_id)}/artifacts/{segments}"
 
 
 class _Hidden:
@@ -77,12 +93,27 @@ class _Hidden:
         return "[redacted]"
 
 
+def _checked_base_url(base_url: str) -> str:
+    """The base URL, refused when it is not an http(s) URL or carries credentials: a key in
+    ``user:key@`` would be printed wherever the URL is (errors, logs), and the API takes its
+    key only as a bearer token."""
+    try:
+        url = httpx.URL(base_url)
+    except Exception:
+        raise AirlockError(f"the base URL is not a URL: {base_url!r}", "AIRLOCK_SDK_CONFIG") from None
+    if url.scheme not in ("http", "https"):
+        raise AirlockError(f"the base URL must be http or https, got {url.scheme!r}", "AIRLOCK_SDK_CONFIG")
+    if url.userinfo:
+        raise AirlockError("the base URL must not carry credentials (user:key@): pass the key as api_key", "AIRLOCK_SDK_CONFIG")
+    return base_url
+
+
 class _Settings:
     def __init__(self, base_url: Optional[str], api_key: Optional[str], timeout: float, max_retries: int):
         key = api_key if api_key is not None else os.environ.get("AIRLOCK_API_KEY")
         if not key:
             raise AirlockError("an API key is required: pass api_key or set AIRLOCK_API_KEY", "AIRLOCK_SDK_CONFIG")
-        self.base_url = (base_url or os.environ.get("AIRLOCK_URL") or "http://127.0.0.1:8080").rstrip("/")
+        self.base_url = _checked_base_url((base_url or os.environ.get("AIRLOCK_URL") or "http://127.0.0.1:8080").rstrip("/"))
         self.timeout = timeout
         self.max_retries = max_retries
         self._authorization = _Hidden(f"Bearer {key}")

@@ -142,6 +142,62 @@ def test_rate_limit_carries_retry_after_and_is_retried():
         server.shutdown()
 
 
+def test_a_path_segment_that_would_name_another_route_is_refused_before_anything_is_sent():
+    # Found by review 21: httpx removes "." and ".." segments, so a job id or an artifact
+    # path of dots reached another route with the caller's key.
+    calls = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            calls.append(self.path)
+            body = b"{}"
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_DELETE = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Airlock(f"http://127.0.0.1:{server.server_address[1]}", "k", max_retries=0)
+        job = "job_00000000000000000000000000000001"
+        for call in [
+            lambda: client.jobs.get(".."),
+            lambda: client.jobs.get(""),
+            lambda: client.jobs.cancel("."),
+            lambda: client.jobs.logs(".."),
+            lambda: client.jobs.artifact(job, "a/../../b"),
+            lambda: client.jobs.artifact(job, "../x"),
+            lambda: client.jobs.artifact(job, "a//b"),
+            lambda: list(client.jobs.stream("..")),
+        ]:
+            with pytest.raises(airlock.ValidationError) as err:
+                call()
+            assert err.value.code == "AIRLOCK_SDK_INVALID_PATH"
+        assert calls == [], "no request was sent"
+        client.jobs.artifact(job, "%2e%2e/x..y/.z")
+        client.jobs.get("a.b")
+        assert calls == [f"/v1/jobs/{job}/artifacts/%252e%252e/x..y/.z", "/v1/jobs/a.b"]
+    finally:
+        server.shutdown()
+
+
+def test_a_base_url_with_credentials_or_not_http_is_refused_without_echoing_them():
+    # Found by review 21: "user:key@" in the base URL ended up in error messages.
+    for base in ["http://user:s3cret@127.0.0.1:1", "https://:s3cret@example.test", "ftp://127.0.0.1", "nope"]:
+        with pytest.raises(airlock.AirlockError) as err:
+            Airlock(base, "k")
+        assert err.value.code == "AIRLOCK_SDK_CONFIG"
+        assert "s3cret" not in str(err.value)
+    assert Airlock("https://airlock.example.test/base/", "k")
+
+
 def test_a_submit_whose_answer_is_lost_is_retried_as_the_same_job(url, key):
     # A proxy that passes the first submit to the real server, then drops the connection
     # instead of answering: the job is made and the client never hears of it.

@@ -28,7 +28,7 @@ export class Airlock {
     if (!apiKey)
       throw new AirlockError('an API key is required: pass apiKey or set AIRLOCK_API_KEY', 'AIRLOCK_SDK_CONFIG')
     this.http = new Http({
-      baseUrl: options.baseUrl ?? env('AIRLOCK_URL') ?? 'http://127.0.0.1:8080',
+      baseUrl: checkedBaseUrl(options.baseUrl ?? env('AIRLOCK_URL') ?? 'http://127.0.0.1:8080'),
       apiKey,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       maxRetries: options.maxRetries ?? 3,
@@ -51,4 +51,26 @@ export class Airlock {
     return (await this.http.request<RuntimeList>({ method: 'GET', path: '/v1/runtimes', idempotent: true, ...options }))
       .body.runtimes
   }
+}
+
+/**
+ * The base URL, refused when it is not an http(s) URL or carries credentials: a key in
+ * `user:key@` would be printed wherever the URL is (errors, logs, bench reports), and the
+ * API takes its key only as a bearer token.
+ */
+function checkedBaseUrl(baseUrl: string): string {
+  let url: URL
+  try {
+    url = new URL(baseUrl)
+  } catch {
+    throw new AirlockError(`the base URL is not a URL: ${JSON.stringify(baseUrl)}`, 'AIRLOCK_SDK_CONFIG')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new AirlockError(`the base URL must be http or https, got ${url.protocol}`, 'AIRLOCK_SDK_CONFIG')
+  if (url.username !== '' || url.password !== '')
+    throw new AirlockError(
+      'the base URL must not carry credentials (user:key@): pass the key as apiKey',
+      'AIRLOCK_SDK_CONFIG',
+    )
+  return baseUrl
 }

@@ -3,4 +3,5 @@ export { isFinished, Jobs, type ListOptions, type RunOptions, type SubmitOptions
 export type { StreamOptions } from './stream.js'
 export type { AirlockOptions, CallOptions, Logger } from './options.js'
 export * from './errors.js'
+export { pathSegment } from './paths.js'
 export type * from './api-types.js'

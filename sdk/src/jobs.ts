@@ -13,6 +13,7 @@ import { TimeoutError } from './errors.js'
 import { sleep, type Http } from './http.js'
 import type { CallOptions } from './options.js'
 import { streamJobEvents, type StreamOptions } from './stream.js'
+import { jobPath as path, pathSegment } from './paths.js'
 
 const FINAL: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'])
 
@@ -55,8 +56,6 @@ export interface RunOptions extends SubmitOptions {
   /** Called as each step of a compiled job or of a job with test cases starts (compile 0, run 1, test 1..n). */
   onStep?: (step: StepKind, index: number) => void
 }
-
-const path = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`
 
 export class Jobs {
   constructor(private readonly http: Http) {}
@@ -172,7 +171,10 @@ export class Jobs {
    * `artifactPath` is relative to that directory and may hold slashes.
    */
   async artifact(id: string, artifactPath: string, options: CallOptions = {}): Promise<Uint8Array> {
-    const encoded = artifactPath.split('/').map(encodeURIComponent).join('/')
+    const encoded = artifactPath
+      .split('/')
+      .map((s) => pathSegment(s, 'artifact path segment'))
+      .join('/')
     return (
       await this.http.request<Uint8Array>({
         method: 'GET',

@@ -1,6 +1,7 @@
 import type { JobEvent } from './api-types.js'
 import { AbortedError, ConnectionError } from './errors.js'
 import { backoffMs, sleep, type Http } from './http.js'
+import { jobPath } from './paths.js'
 
 /** The WebSocket constructor the SDK uses: the platform's, or the `ws` package on Node < 22. */
 type WebSocketLike = {
@@ -94,7 +95,7 @@ export async function* streamJobEvents(
   const Ctor = await webSocketCtor()
   let from = options.from ?? 0
   let failures = 0
-  const path = `/v1/jobs/${encodeURIComponent(jobId)}`
+  const path = jobPath(jobId)
   for (;;) {
     const { token } = (
       await http.request<{ token: string }>({
