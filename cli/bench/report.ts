@@ -192,12 +192,14 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4
     el('text', { x: 840, y: 84, 'font-size': 10, fill: '#777', 'text-anchor': 'end' }, s, fmt(max) + ' ms');
   });
 
+  // Names come from workload files, which travel: every text goes into the tables escaped.
+  function esc(v) { return String(v).replace(/[&<>"']/g, function (c) { return '&#' + c.charCodeAt(0) + ';'; }); }
   var t = '<table><tr><th>workload</th><th>runtime</th><th>start p50</th><th>run p50</th><th>run p90</th><th>e2e p50</th><th>e2e p90</th><th>e2e p99</th><th>e2e max</th><th>jobs/s</th><th>direct p50</th><th>service +</th><th>raw runsc p50</th><th>e2e / raw</th><th>exit to result p50</th></tr>';
   report.workloads.forEach(function (wl) {
-    if (wl.skipped) { t += '<tr><td>' + wl.name + '</td><td colspan="14" class="muted">skipped: ' + wl.skipped.replace(/</g, '&lt;') + '</td></tr>'; return; }
+    if (wl.skipped) { t += '<tr><td>' + esc(wl.name) + '</td><td colspan="14" class="muted">skipped: ' + esc(wl.skipped) + '</td></tr>'; return; }
     ['gvisor', 'runc'].forEach(function (rt) {
       var r = wl[rt];
-      t += '<tr><td>' + wl.name + '</td><td>' + rt + '</td><td>' + fmt(r.submitToStartMs && r.submitToStartMs.p50) + '</td><td>' + fmt(r.startToEndMs && r.startToEndMs.p50) +
+      t += '<tr><td>' + esc(wl.name) + '</td><td>' + rt + '</td><td>' + fmt(r.submitToStartMs && r.submitToStartMs.p50) + '</td><td>' + fmt(r.startToEndMs && r.startToEndMs.p50) +
         '</td><td>' + fmt(r.startToEndMs && r.startToEndMs.p90) + '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.p50) + '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.p90) +
         '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.p99) + '</td><td>' + fmt(r.endToEndMs && r.endToEndMs.max) + '</td><td>' + (r.throughputJobsPerS === null ? '-' : r.throughputJobsPerS.toFixed(2)) +
         '</td><td>' + fmt(r.directMs && r.directMs.p50) + '</td><td>' + fmt(r.serviceOverheadMs) + '</td><td>' + fmt(r.rawMs && r.rawMs.p50) + '</td><td>' + (r.endToEndOverRaw === null || r.endToEndOverRaw === undefined ? '-' : r.endToEndOverRaw.toFixed(2) + 'x') + '</td><td>' + fmt(r.exitToResultMs && r.exitToResultMs.p50) + '</td></tr>';
@@ -205,7 +207,7 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4
   });
   document.getElementById('tables').innerHTML = t + '</table><p class="muted">ms. start: accepted to program start; run: program start to end; e2e: submit to result at the client; direct: the same job run by the executor without API or queue, as many at once; raw runsc: a raw runsc run of the same program in the same image, without Airlock&#39;s sandbox; exit to result: from the end of the program to its result stored.</p>';
   var ing = '<table><tr><th>route</th><th>req/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>non-2xx</th></tr>';
-  report.ingest.forEach(function (i) { ing += '<tr><td>' + i.route + '</td><td>' + i.requestsPerSec.toFixed(0) + '</td><td>' + i.latencyMs.p50 + '</td><td>' + i.latencyMs.p90 + '</td><td>' + i.latencyMs.p99 + '</td><td>' + i.non2xx + '</td></tr>'; });
+  report.ingest.forEach(function (i) { ing += '<tr><td>' + esc(i.route) + '</td><td>' + i.requestsPerSec.toFixed(0) + '</td><td>' + i.latencyMs.p50 + '</td><td>' + i.latencyMs.p90 + '</td><td>' + i.latencyMs.p99 + '</td><td>' + i.non2xx + '</td></tr>'; });
   document.getElementById('ingest').innerHTML = report.ingest.length ? ing + '</table>' : '<p class="muted">not run</p>';
   document.body.setAttribute('data-rendered', String(document.querySelectorAll('svg.chart').length));
 })();

@@ -1,9 +1,10 @@
 import type { Command } from 'commander'
-import { ConnectionError, errorFromResponse } from '../../sdk/src/index.js'
+import { ConnectionError, errorFromResponse, pathSegment } from '../../sdk/src/index.js'
 import { LIMIT_NAMES, maxKey } from '../../core/limits.js'
 import { EXIT } from '../exit-codes.js'
 import { UsageError, type GlobalFlags } from '../settings.js'
 import { table } from './jobs.js'
+import { jsonText, print as printText } from '../terminal.js'
 
 interface AdminFlags extends GlobalFlags {
   adminKey?: string
@@ -79,7 +80,10 @@ export function addTenantCommands(
   const tenants = program
     .command('tenants')
     .description('tenants, API keys, quotas and audit (admin API; --admin-key or AIRLOCK_ADMIN_KEY)')
-    .option('--admin-key <key>', 'the operator credential (env AIRLOCK_ADMIN_KEY)')
+    .option(
+      '--admin-key <key>',
+      'the operator credential (env AIRLOCK_ADMIN_KEY; a flag is seen by every user of the machine in ps: prefer the env)',
+    )
   const client = () => {
     const flags: AdminFlags = { ...globals(), ...tenants.opts<AdminFlags>() }
     const key = flags.adminKey ?? (process.env.AIRLOCK_ADMIN_KEY || undefined)
@@ -87,7 +91,7 @@ export function addTenantCommands(
     return new AdminClient(flags.url ?? (process.env.AIRLOCK_URL || 'http://127.0.0.1:8080'), key)
   }
   const print = (json: boolean | undefined, data: unknown, human: string) =>
-    process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human}\n`)
+    printText(process.stdout, json ? `${jsonText(data)}\n` : `${human}\n`)
 
   const withQuotas = (cmd: Command) => {
     for (const [flag, , doc] of QUOTA_FLAGS) cmd.option(flag, doc)
@@ -124,7 +128,7 @@ export function addTenantCommands(
           name: string
           quotas: object
           keys: { keyId: string; role: string; prefix: string; createdAt: string; revokedAt: string | null }[]
-        }>('GET', `/${encodeURIComponent(name)}`)
+        }>('GET', `/${pathSegment(name, 'tenant')}`)
         print(
           flags.json,
           t,
@@ -141,7 +145,11 @@ export function addTenantCommands(
       .option('--json', 'print JSON'),
   ).action(
     action(async (name: string, flags: Record<string, string | undefined> & { json?: boolean }) => {
-      const t = await client().call<{ quotas: object }>('PUT', `/${encodeURIComponent(name)}/quotas`, quotasFrom(flags))
+      const t = await client().call<{ quotas: object }>(
+        'PUT',
+        `/${pathSegment(name, 'tenant')}/quotas`,
+        quotasFrom(flags),
+      )
       print(flags.json, t, `quotas of ${name}: ${JSON.stringify(t.quotas)}`)
       return EXIT.ok
     }),
@@ -158,7 +166,7 @@ export function addTenantCommands(
         if (!['member', 'admin'].includes(flags.role)) throw new UsageError('--role is member or admin')
         const issued = await client().call<{ key: string; info: { keyId: string } }>(
           'POST',
-          `/${encodeURIComponent(tenant)}/keys`,
+          `/${pathSegment(tenant, 'tenant')}/keys`,
           { role: flags.role },
         )
         print(
@@ -176,8 +184,8 @@ export function addTenantCommands(
     .argument('<keyId>')
     .action(
       action(async (tenant: string, keyId: string) => {
-        await client().call('DELETE', `/${encodeURIComponent(tenant)}/keys/${encodeURIComponent(keyId)}`)
-        process.stdout.write(`revoked ${keyId}\n`)
+        await client().call('DELETE', `/${pathSegment(tenant, 'tenant')}/keys/${pathSegment(keyId, 'key id')}`)
+        printText(process.stdout, `revoked ${keyId}\n`)
         return EXIT.ok
       }),
     )
@@ -191,7 +199,7 @@ export function addTenantCommands(
       action(async (name: string, flags: { limit: string; json?: boolean }) => {
         const { entries } = await client().call<{
           entries: { at: string; actor: string; action: string; detail: string }[]
-        }>('GET', `/${encodeURIComponent(name)}/audit?limit=${encodeURIComponent(flags.limit)}`)
+        }>('GET', `/${pathSegment(name, 'tenant')}/audit?limit=${encodeURIComponent(flags.limit)}`)
         print(
           flags.json,
           entries,
