@@ -11,6 +11,7 @@ import { EXIT, exitCodeForError } from './exit-codes.js'
 import { RUNTIMES } from '../core/runtimes.js'
 import { clientFor, resolveSettings, UsageError, type GlobalFlags } from './settings.js'
 import { renderTable, runProbes, selectProbes } from './verify/verify.js'
+import { jsonText, keepControlSequences, print } from './terminal.js'
 
 const SERVER_JS = fileURLToPath(new URL('../bin/airlock-server.js', import.meta.url))
 
@@ -22,13 +23,23 @@ export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command('airlock')
     .description('Run untrusted code in gVisor sandboxes, and operate Airlock')
     .option('--url <url>', 'Airlock base URL (env AIRLOCK_URL, default http://127.0.0.1:8080)')
-    .option('--key <key>', 'API key (env AIRLOCK_API_KEY)')
+    .option(
+      '--key <key>',
+      'API key (env AIRLOCK_API_KEY; a flag is seen by every user of the machine in ps: prefer the env or --config)',
+    )
     .option(
       '--config <file>',
       'JSON config file {"url","apiKey"} (env AIRLOCK_CONFIG, default ~/.config/airlock/config.json)',
     )
+    .option(
+      '--raw',
+      "print a job's output and the server's text as they came, control sequences and all (on a terminal they are dropped: a job's output could act on it)",
+    )
     .showHelpAfterError()
     .exitOverride()
+    .hook('preAction', () => {
+      if (program.opts<GlobalFlags>().raw) keepControlSequences()
+    })
 
   const globals = (): GlobalFlags => program.opts<GlobalFlags>()
   const action =
@@ -138,12 +149,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
         const client = clientFor(globals())
         const outcomes = await runProbes(client, selectProbes(flags.only), (o) => {
           if (!flags.json)
-            process.stderr.write(`${o.pass ? 'pass' : 'FAIL'} ${o.name} (${(o.durationMs / 1000).toFixed(1)} s)\n`)
+            print(process.stderr, `${o.pass ? 'pass' : 'FAIL'} ${o.name} (${(o.durationMs / 1000).toFixed(1)} s)\n`)
         })
         const passed = outcomes.every((o) => o.pass)
-        if (flags.json)
-          process.stdout.write(`${JSON.stringify({ url: client.baseUrl, passed, probes: outcomes }, null, 2)}\n`)
-        else process.stdout.write(`${renderTable(outcomes, process.stdout.columns ?? 160)}\n`)
+        if (flags.json) print(process.stdout, `${jsonText({ url: client.baseUrl, passed, probes: outcomes })}\n`)
+        else print(process.stdout, `${renderTable(outcomes, process.stdout.columns ?? 160)}\n`)
         return passed ? EXIT.ok : 1
       }),
     )
@@ -207,14 +217,14 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage
     if (err instanceof UsageError) {
-      process.stderr.write(`airlock: ${err.message}\n`)
+      print(process.stderr, `airlock: ${err.message}\n`)
       return EXIT.usage
     }
     if (err instanceof AirlockError) {
-      process.stderr.write(`airlock: ${err.message} (${err.code})\n`)
+      print(process.stderr, `airlock: ${err.message} (${err.code})\n`)
       return exitCodeForError(err)
     }
-    process.stderr.write(`airlock: ${(err as Error).message}\n`)
+    print(process.stderr, `airlock: ${(err as Error).message}\n`)
     return EXIT.software
   }
 }

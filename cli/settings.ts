@@ -7,6 +7,7 @@ export interface GlobalFlags {
   url?: string
   key?: string
   config?: string
+  raw?: boolean
 }
 
 export class UsageError extends Error {}

@@ -143,6 +143,24 @@ export async function warmIdle(h: Pick<Harness, 'metrics'>, runtime: string, n =
   }
 }
 
+/** Flags for Debian's Chromium, headless and off the network, with its profile in `profileDir`. */
+export function headlessChromium(profileDir: string): string[] {
+  return [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-default-apps',
+    '--disable-domain-reliability',
+    '--no-pings',
+    `--user-data-dir=${profileDir}`,
+  ]
+}
+
 export function redisUrl(): string {
   return process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 }

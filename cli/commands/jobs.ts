@@ -2,9 +2,10 @@ import { readFile } from 'node:fs/promises'
 import type { Airlock, Job, JobRequest, JobStatus, JobSummary } from '../../sdk/src/index.js'
 import { EXIT } from '../exit-codes.js'
 import { UsageError } from '../settings.js'
+import { jsonText, print as printText, streamWriter } from '../terminal.js'
 
 function print(json: boolean, data: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`)
+  printText(process.stdout, json ? `${jsonText(data)}\n` : `${human()}\n`)
 }
 
 /** Rows of cells -> aligned columns. */
@@ -67,11 +68,12 @@ function describe(job: Job): string {
 
 export async function jobLogs(client: Airlock, id: string, flags: { follow?: boolean }): Promise<number> {
   if (!flags.follow) {
-    process.stdout.write(await client.jobs.logs(id))
+    printText(process.stdout, await client.jobs.logs(id))
     return EXIT.ok
   }
+  const write = { stdout: streamWriter(process.stdout), stderr: streamWriter(process.stderr) }
   for await (const event of client.jobs.stream(id)) {
-    if (event.type === 'log') (event.stream === 'stderr' ? process.stderr : process.stdout).write(event.data)
+    if (event.type === 'log') write[event.stream === 'stderr' ? 'stderr' : 'stdout'](event.data)
   }
   return EXIT.ok
 }

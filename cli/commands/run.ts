@@ -6,6 +6,7 @@ import { exitCodeForJob } from '../exit-codes.js'
 import { findRuntime, RUNTIMES } from '../../core/runtimes.js'
 import { parseDurationMs, UsageError } from '../settings.js'
 import { collectProject } from './project.js'
+import { jsonText, print, streamWriter, TerminalFilter } from '../terminal.js'
 
 export const RUNTIME_BY_EXTENSION: Record<string, string> = {
   '.py': 'python',
@@ -138,7 +139,8 @@ class Spinner {
   constructor(private readonly out: NodeJS.WriteStream) {}
   show(text: string): void {
     if (!this.out.isTTY || this.timer) return
-    this.timer = setInterval(() => this.out.write(`\r${FRAMES[this.frame++ % FRAMES.length]} ${text}`), 80)
+    const safe = new TerminalFilter().push(text)
+    this.timer = setInterval(() => this.out.write(`\r${FRAMES[this.frame++ % FRAMES.length]} ${safe}`), 80)
   }
   clear(): void {
     if (!this.timer) return
@@ -162,39 +164,40 @@ export async function runCommand(client: Airlock, file: string, args: string[], 
   )
   const onSigint = () => {
     spinner.clear()
-    process.stderr.write(`\nairlock: cancelling ${id}\n`)
+    print(process.stderr, `\nairlock: cancelling ${id}\n`)
     void client.jobs.cancel(id).catch(() => undefined)
   }
   process.once('SIGINT', onSigint)
   let job: Job | undefined
+  const write = { stdout: streamWriter(process.stdout), stderr: streamWriter(process.stderr) }
   try {
     spinner.show(`queued ${id}`)
     for await (const event of client.jobs.stream(id)) {
       if (event.type === 'status' && (event.status as JobStatus) !== 'queued') spinner.clear()
       if (event.type === 'log' && !flags.json) {
         spinner.clear()
-        ;(event.stream === 'stderr' ? process.stderr : process.stdout).write(event.data)
+        write[event.stream === 'stderr' ? 'stderr' : 'stdout'](event.data)
       }
       if (event.type === 'step' && !flags.json) {
         spinner.clear()
         if (event.step === 'compile') spinner.show('compiling')
-        else if (event.step === 'test') process.stderr.write(`airlock: test case ${event.index}\n`)
+        else if (event.step === 'test') print(process.stderr, `airlock: test case ${event.index}\n`)
       }
       if (event.type === 'end') job = event.job
     }
   } catch (err) {
-    process.stderr.write(`airlock: the output stream failed (${(err as Error).message}); waiting for the result\n`)
+    print(process.stderr, `airlock: the output stream failed (${(err as Error).message}); waiting for the result\n`)
   } finally {
     spinner.clear()
     process.removeListener('SIGINT', onSigint)
   }
   job ??= await client.jobs.wait(id)
   if (flags.out !== undefined) await writeArtifacts(client, job, flags.out)
-  if (flags.json) process.stdout.write(`${JSON.stringify(job, null, 2)}\n`)
+  if (flags.json) print(process.stdout, `${jsonText(job)}\n`)
   else {
     reportSteps(job)
     if (job.status !== 'succeeded' && job.status !== 'failed')
-      process.stderr.write(`airlock: job ${id} ${job.status}${job.reason ? `: ${job.reason}` : ''}\n`)
+      print(process.stderr, `airlock: job ${id} ${job.status}${job.reason ? `: ${job.reason}` : ''}\n`)
   }
   return exitCodeForJob(job)
 }
@@ -202,14 +205,15 @@ export async function runCommand(client: Airlock, file: string, args: string[], 
 /** A compile that failed (with the compiler's output) and each test case's verdict, on stderr. */
 function reportSteps(job: Job): void {
   if (job.compile && job.compile.status !== 'succeeded') {
-    process.stderr.write(job.compile.stdout + job.compile.stderr)
-    process.stderr.write(
+    print(process.stderr, job.compile.stdout + job.compile.stderr)
+    print(
+      process.stderr,
       `airlock: the compile ${job.compile.status === 'timeout' ? 'ran past its time limit' : 'failed'}; nothing was run\n`,
     )
   }
   job.tests.forEach((c, i) => {
     const how = c.status === 'runtime-error' ? ` (${c.signal ?? `exit ${c.exitCode}`})` : ''
-    process.stderr.write(`airlock: test case ${i + 1}: ${c.status}${how}, ${c.timeMs ?? '?'} ms\n`)
+    print(process.stderr, `airlock: test case ${i + 1}: ${c.status}${how}, ${c.timeMs ?? '?'} ms\n`)
   })
 }
 
@@ -243,7 +247,7 @@ async function writeArtifacts(client: Airlock, job: Job, dir: string): Promise<v
     await writeFile(target, await client.jobs.artifact(job.id, artifact.path), { flag: 'wx' })
   }
   if (job.artifacts.length > 0)
-    process.stderr.write(`airlock: ${job.artifacts.length} artifact(s) written to ${root}\n`)
+    print(process.stderr, `airlock: ${job.artifacts.length} artifact(s) written to ${root}\n`)
 }
 
 /**

@@ -8,7 +8,7 @@ import { promisify } from 'node:util'
 import type { BenchReport, RuntimeResult } from '../../cli/bench/run-bench.js'
 import { ratio } from '../../cli/bench/stats.js'
 import { describeFailure, type SandboxCompareReport } from '../../cli/bench/sandbox-compare.js'
-import { build, TENANTS } from '../helper.js'
+import { build, headlessChromium, TENANTS } from '../helper.js'
 
 const run = promisify(execFile)
 const CLI = new URL('../../dist/bin/airlock.js', import.meta.url).pathname
@@ -175,20 +175,7 @@ t.test('airlock bench --quick writes a table, a JSON report with sane numbers, a
 
   // The HTML report, rendered by headless Chromium without network.
   const html = join(out, 'report.html')
-  const chromium = [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-dev-shm-usage',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-default-apps',
-    '--disable-domain-reliability',
-    '--no-pings',
-    `--user-data-dir=${join(dir, 'chromium')}`,
-  ]
+  const chromium = headlessChromium(join(dir, 'chromium'))
   const dom = (
     await run('chromium', [...chromium, '--dump-dom', `file://${html}`], {
       maxBuffer: 32 * 1024 * 1024,

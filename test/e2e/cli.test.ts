@@ -26,9 +26,15 @@ interface Result {
   ms: number
 }
 
-function airlock(args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<Result> {
+/** `tty`: the CLI's stdout and stderr are a terminal (util-linux's `script` gives it one), and `stdout` is what it showed. */
+function airlock(
+  args: string[],
+  options: { env?: Record<string, string>; input?: string; tty?: boolean } = {},
+): Promise<Result> {
   const t0 = Date.now()
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const command = [process.execPath, CLI, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ')
+  const [file, argv] = options.tty ? ['script', ['-qec', command, '/dev/null']] : [process.execPath, [CLI, ...args]]
+  const child = spawn(file, argv, {
     env: {
       PATH: process.env.PATH ?? '',
       HOME: dir,
@@ -170,6 +176,42 @@ t.test('airlock jobs list, get, logs and cancel; airlock runtimes', async (t) =>
   const again = await airlock(['jobs', 'cancel', sleeper])
   t.equal(again.code, 3, 'cancelling an ended job: its own exit code, not a failure of the CLI (70)')
   t.match(again.stderr, /AIRLOCK_ERR_JOB_FINISHED/)
+})
+
+t.test("on a terminal, a job's control sequences are dropped from what the CLI prints; --raw keeps them", async (t) => {
+  // Found by review 21: a job's output went to the terminal as it came, so a job could write
+  // the clipboard (OSC 52, and a paste runs it), the window title, or move the cursor.
+  const prog = await file(
+    'hostile.py',
+    [
+      'import sys',
+      'sys.stdout.write("a\\x1b]52;c;Y3VybCBldmlsfHNoCg==\\x07b\\x1b]0;pwned\\x1b\\\\c\\x1b[2K\\x1b[31mred\\x1b[0m\\n")',
+      'sys.stderr.write("e\\x1b]0;pwned\\x07f\\x9b2J\\n")',
+      'sys.exit(2)',
+    ].join('\n'),
+  )
+  const shown = await airlock(['run', prog], { tty: true })
+  t.equal(shown.code, 2, "the program's exit code")
+  t.match(shown.stdout, /abc\x1b\[31mred\x1b\[0m\r\n/, 'its text and colours are shown')
+  t.match(shown.stdout, /ef\r\n/)
+  t.notMatch(shown.stdout, /\x1b[\]P_^X]|\x1b\[2K|\x9b|\u009b|pwned|Y3Vyb/, 'no other sequence, nor what it carried')
+  const run = await airlock(['run', prog, '--json'])
+  const { id } = JSON.parse(run.stdout) as { id: string }
+  for (const args of [
+    ['jobs', 'get', id],
+    ['jobs', 'logs', id],
+    ['jobs', 'logs', id, '--follow'],
+    ['jobs', 'get', id, '--json'],
+  ]) {
+    const r = await airlock(args, { tty: true })
+    t.equal(r.code, 0, args.join(' '))
+    t.match(r.stdout, /red/, `${args.join(' ')}: the text is shown`)
+    t.notMatch(r.stdout, /\x1b[\]P_^X]|\x1b\[2K|\x9b|\u009b/, `${args.join(' ')}: no sequence`)
+  }
+  const raw = await airlock(['--raw', 'run', prog], { tty: true })
+  t.match(raw.stdout, /\x1b\]52;c;Y3VybCBldmlsfHNoCg==\x07/, '--raw: as it came')
+  const piped = await airlock(['run', prog])
+  t.match(piped.stdout, /\x1b\]52;c;/, 'into a pipe: as it came')
 })
 
 t.test('airlock jobs submit queues a JSON array of jobs in one request and says which were refused', async (t) => {

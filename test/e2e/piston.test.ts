@@ -354,6 +354,10 @@ t.test('every Piston route needs a key; Bearer, a bare key and Basic credentials
   t.equal(noKey.statusCode, 401)
   t.match(noKey.json(), { code: 'AIRLOCK_ERR_UNAUTHORIZED', message: /missing API key/ })
   t.equal(noKey.headers.connection, 'close')
+  // Piston's execute takes text/plain bodies and Basic credentials, which a cross-site form
+  // could send: safe only while no browser holds credentials for this origin, and a browser
+  // stores Basic credentials only after a challenge (review 21).
+  t.equal(noKey.headers['www-authenticate'], undefined, 'no Basic challenge, so no browser keeps credentials')
   const noKeyExecute = await raw(
     'POST',
     '/piston/api/v2/execute',

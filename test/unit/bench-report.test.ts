@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { renderHtml } from '../../cli/bench/report.js'
 import type { BenchReport } from '../../cli/bench/run-bench.js'
+import { headlessChromium } from '../helper.js'
 
 // Found by review 21: workload names (from workload files, which are shared) and routes went
 // into the report's tables as HTML, and the report's policy lets inline script run.
@@ -39,17 +40,7 @@ t.test('the HTML report shows workload names as text, whatever they hold (render
   await writeFile(html, renderHtml(report))
   const { stdout: dom } = await promisify(execFile)(
     'chromium',
-    [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-dev-shm-usage',
-      '--no-first-run',
-      '--disable-background-networking',
-      `--user-data-dir=${join(dir, 'chromium')}`,
-      '--dump-dom',
-      `file://${html}`,
-    ],
+    [...headlessChromium(join(dir, 'chromium')), '--dump-dom', `file://${html}`],
     { maxBuffer: 16 * 1024 * 1024, timeout: 60_000 },
   )
   t.match(dom, /data-rendered=/, 'the script ran')
