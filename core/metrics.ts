@@ -117,14 +117,14 @@ export class Metrics {
   }
 
   /** Queue depth and the age of the oldest queued job, read from Redis at each scrape. */
-  addQueueGauges(read: () => Promise<{ counts: Record<string, number>; oldestQueuedMs: number | null }>): void {
+  addQueueGauges(read: () => Promise<{ counts: Record<string, number>; oldestQueuedAgeMs: number | null }>): void {
     let pending: Promise<void> | undefined
     // One Redis round trip serves both gauges of a scrape.
     const refresh = (): Promise<void> =>
       (pending ??= read()
-        .then(({ counts, oldestQueuedMs }) => {
+        .then(({ counts, oldestQueuedAgeMs }) => {
           for (const [state, n] of Object.entries(counts)) depth.set({ state }, n)
-          age.set(oldestQueuedMs === null ? 0 : Math.max(0, (Date.now() - oldestQueuedMs) / 1000))
+          age.set((oldestQueuedAgeMs ?? 0) / 1000)
         })
         .catch(() => undefined)
         .finally(() => {

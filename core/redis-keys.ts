@@ -103,12 +103,14 @@ export const QUEUE_NAME = 'jobs'
 
 /**
  * A job's entry on the queue: one per job (its id is the job's, so a second add of a job
- * whose entry is there is a no-op), gone once a worker is done with it.
+ * whose entry is there is a no-op), gone once a worker is done with it. `queuedAt` is on
+ * the deployment's clock (core/clock.ts), as the queue's age is read (bullmq dates an
+ * entry by its adding host's clock otherwise).
  */
-export function queueEntry(jobId: string) {
+export function queueEntry(jobId: string, queuedAt: number) {
   return {
     name: 'run',
     data: { jobId },
-    opts: { jobId, removeOnComplete: true, removeOnFail: true },
+    opts: { jobId, removeOnComplete: true, removeOnFail: true, timestamp: queuedAt },
   }
 }

@@ -256,7 +256,7 @@ export class WorkerService {
       )
       // At once: a delay would be dated by this host's clock (BullMQ's add). A throttled job
       // is handed back again, by the path above.
-      const entry = queueEntry(job.data.jobId)
+      const entry = queueEntry(job.data.jobId, clockNow())
       this.queue ??= new Queue(QUEUE_NAME, { connection: this.bullConnection, prefix: this.keys.bullPrefix })
       await this.queue.add(entry.name, entry.data, entry.opts)
     }

@@ -315,9 +315,10 @@ export class JobService {
     const { store, queue } = this.deps
     const client = await this.submitClient()
     const tx = client.multi()
-    const created = store.queueCreates(tx, tenant, jobs)
+    const queuedAt = clockNow()
+    const created = store.queueCreates(tx, tenant, jobs, queuedAt)
     for (const { id } of jobs) {
-      const entry = queueEntry(id)
+      const entry = queueEntry(id, queuedAt)
       const job = new Job(queue, entry.name, entry.data, entry.opts, id)
       // bullmq's own way to add to a shared transaction: the command is queued on `tx` at
       // once, one per job, after the create; its reply is read from the transaction's.

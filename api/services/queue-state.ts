@@ -1,9 +1,10 @@
 import type { Queue } from 'bullmq'
+import { now as clockNow } from '../../core/clock.js'
 
 export interface QueueState {
   counts: Record<string, number>
-  /** When the oldest job still waiting was queued (ms), or null when none waits. */
-  oldestQueuedMs: number | null
+  /** How long the oldest job still waiting has waited (ms), or null when none waits. */
+  oldestQueuedAgeMs: number | null
 }
 
 export async function readQueueState(queue: Queue): Promise<QueueState> {
@@ -14,5 +15,7 @@ export async function readQueueState(queue: Queue): Promise<QueueState> {
     (min, job) => (min === null || job.timestamp < min ? job.timestamp : min),
     null,
   )
-  return { counts, oldestQueuedMs: oldest }
+  // An entry is dated by the deployment's clock (queueEntry), and so is its age here: by
+  // the adding API's own clock, an API 10 minutes slow showed jobs 10 minutes old.
+  return { counts, oldestQueuedAgeMs: oldest === null ? null : Math.max(0, clockNow() - oldest) }
 }

@@ -200,7 +200,15 @@ t.test('the admin queue endpoint needs the admin key, not a tenant key', async (
   const h = await build(t, { worker: false, env: { AIRLOCK_ADMIN_KEY: 'admin-key-for-tests-0001' } })
   const asTenant = await h.request('GET', '/v1/admin/queue')
   t.equal(asTenant.statusCode, 401)
-  await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
+  // Submitted by an API whose host clock is 10 minutes slow: the queue's age is on the
+  // deployment's clock (bullmq dated the entry by the host's, and it read 10 minutes old).
+  const realNow = Date.now
+  Date.now = () => realNow() - 10 * 60_000
+  try {
+    t.equal((await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).statusCode, 202)
+  } finally {
+    Date.now = realNow
+  }
   const res = await h.app.inject({
     method: 'GET',
     url: '/v1/admin/queue',
@@ -209,9 +217,14 @@ t.test('the admin queue endpoint needs the admin key, not a tenant key', async (
   t.equal(res.statusCode, 200)
   const body = res.json<{ counts: Record<string, number>; oldestQueuedAgeMs: number | null }>()
   t.equal(body.counts.waiting, 1, 'the queued job is counted (no worker runs here)')
-  t.ok(body.oldestQueuedAgeMs !== null && body.oldestQueuedAgeMs >= 0)
+  t.ok(
+    body.oldestQueuedAgeMs !== null && body.oldestQueuedAgeMs >= 0 && body.oldestQueuedAgeMs < 60_000,
+    `its age (${body.oldestQueuedAgeMs} ms), whatever the submitting host's clock`,
+  )
   const metrics = await h.metrics.registry.metrics()
   t.equal(sample(metrics, 'airlock_queue_depth', { state: 'waiting' }), 1)
+  const age = sample(metrics, 'airlock_queue_oldest_age_seconds', {})
+  t.ok(age !== undefined && age >= 0 && age < 60, `and the gauge (${age} s)`)
 })
 
 t.test('readyz goes not-ready while Redis is down and ready again after', async (t) => {

@@ -51,11 +51,8 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async () => {
       const [state, workers] = await Promise.all([readQueueState(queue), registry.live()])
-      // The queue's entries are dated by their API's clock (bullmq's), heartbeats by Redis's.
-      const now = Date.now()
       return {
-        counts: state.counts,
-        oldestQueuedAgeMs: state.oldestQueuedMs === null ? null : Math.max(0, now - state.oldestQueuedMs),
+        ...state,
         workers: workers.map(({ at, ...w }) => ({ ...w, lastSeenMs: Math.max(0, clockNow() - at) })),
       }
     },
