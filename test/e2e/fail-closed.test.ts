@@ -1,13 +1,14 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { pino } from 'pino'
 import { loadConfig, type Config } from '../../core/config.js'
 import { AUTO_PLATFORMS } from '../../core/runsc-platforms.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
 import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
+import { unmountUnder } from '../../worker/executors/local/mounts.js'
 import { LocalExecutor, type LocalExecutorOptions } from '../../worker/executors/local/local-executor.js'
 import { build, writeBareBundle } from '../helper.js'
 import { until } from '../processes.js'
@@ -81,18 +82,20 @@ t.test('a worker without its sandbox image refuses to run jobs', async (t) => {
   t.match(h.worker?.isolation?.reason, /sandbox image "default" is not installed/)
 })
 
-t.test('sandboxes left by a worker that died are removed when a worker starts', async (t) => {
+/**
+ * A real sandbox left running in `owner`'s state directory, as a worker that died would
+ * leave it, under a state directory and cgroup parent of the test's own.
+ */
+async function orphanSandbox(t: Test, name: string, owner: string) {
   const base = loadConfig({
-    AIRLOCK_STATE_DIR: `/run/airlock-test/reap-${process.pid}`,
-    AIRLOCK_CGROUP_PARENT: `airlock-test/reap-${process.pid}`,
+    AIRLOCK_STATE_DIR: `/run/airlock-test/${name}-${process.pid}`,
+    AIRLOCK_CGROUP_PARENT: `airlock-test/${name}-${process.pid}`,
   })
-  // A pid that is certainly dead: a child that has exited.
-  const deadPid = spawnSync('true').pid!
-  const root = join(base.stateDir, 'workers', String(deadPid), 'runsc')
-  const bundle = join(base.stateDir, 'workers', String(deadPid), 'bundles', 'airlock-orphan')
+  const ownerDir = join(base.stateDir, 'workers', owner)
+  const root = join(ownerDir, 'runsc')
+  const bundle = join(ownerDir, 'bundles', 'airlock-orphan')
   await mkdir(root, { recursive: true })
   await writeBareBundle(bundle, ['/bin/sleep', '600'], base.imagesDir)
-  // Start a real sandbox as the dead worker would have, and leave it running.
   const runsc = (...args: string[]) => [
     `--root=${root}`,
     `--platform=${base.runscPlatform === 'auto' ? AUTO_PLATFORMS[0] : base.runscPlatform}`,
@@ -105,19 +108,45 @@ t.test('sandboxes left by a worker that died are removed when a worker starts', 
   await new Promise((resolve) => orphan.once('exit', resolve))
   const listed = spawnSync(base.runscPath, runsc('list', '-quiet'), { encoding: 'utf8' }).stdout
   t.match(listed, /airlock-orphan/, 'the orphan sandbox is running before the worker starts')
-
   const executor = createExecutor(base, pino({ level: 'silent' }))
   t.teardown(async () => {
     await executor.close()
+    spawnSync(base.runscPath, runsc('delete', '-force', 'airlock-orphan'))
+    await unmountUnder(base.stateDir)
     await rm(base.stateDir, { recursive: true, force: true })
     await removeCgroup(base.cgroupParent).catch(() => undefined)
   })
-  const reaped = await executor.reapOrphans()
-  t.equal(reaped, 1)
-  const owners = await readdir(join(base.stateDir, 'workers')).catch(() => [] as string[])
-  t.notOk(owners.includes(String(deadPid)), "the dead worker's state is gone")
-  const ps = spawnSync('pgrep', ['-f', 'airlock-orphan'], { encoding: 'utf8' }).stdout.trim()
-  t.equal(ps, '', 'no sandbox process of the orphan remains')
+  const owners = () => readdir(join(base.stateDir, 'workers')).catch(() => [] as string[])
+  const orphanProcesses = () => spawnSync('pgrep', ['-f', 'airlock-orphan'], { encoding: 'utf8' }).stdout.trim()
+  return { base, ownerDir, executor, owners, orphanProcesses }
+}
+
+t.test('sandboxes left by a worker that died are removed when a worker starts', async (t) => {
+  // A pid that is certainly dead: a child that has exited.
+  const deadPid = String(spawnSync('true').pid!)
+  const { executor, owners, orphanProcesses } = await orphanSandbox(t, 'reap', deadPid)
+  t.equal(await executor.reapOrphans(), 1)
+  t.notOk((await owners()).includes(deadPid), "the dead worker's state is gone")
+  t.equal(orphanProcesses(), '', 'no sandbox process of the orphan remains')
+})
+
+t.test("a worker's lapsed lease is taken for its death, whatever its pid; a renewed one is not", async (t) => {
+  // Found by a code review (L5): a worker container restarted with its state directory kept
+  // is pid 1 again, so its predecessor's pid was alive and its sandboxes were never
+  // reaped. The predecessor here has this process's pid, as pid 1 would have.
+  const predecessor = `${process.pid}-0badcafe`
+  const { base, ownerDir, executor, owners, orphanProcesses } = await orphanSandbox(t, 'lease', predecessor)
+  const lapsed = new Date(Date.now() - 5 * 60_000)
+  await writeFile(join(ownerDir, 'lease'), '')
+  await utimes(join(ownerDir, 'lease'), lapsed, lapsed)
+  // A live executor of the same pid, whose lease is renewed: never taken for dead.
+  const live = localExecutor(base, { owner: `${process.pid}-0000beef` })
+  t.teardown(() => live.close())
+  t.equal((await live.checkIsolation()).ok, true, 'the live executor checks its isolation (and takes its lease)')
+  t.equal(await executor.reapOrphans(), 1, "the predecessor's sandbox is reaped")
+  t.same((await owners()).sort(), [`${process.pid}-0000beef`], "its state is gone, the live executor's is not")
+  t.equal(orphanProcesses(), '', 'no sandbox process of the orphan remains')
+  t.equal(await executor.reapOrphans(), 0, 'and the live one is left alone on the next round')
 })
 
 t.test('a host with no cgroup hierarchy the executor knows takes no jobs, and says so', async (t) => {

@@ -1,4 +1,4 @@
-import { chmod, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
@@ -32,6 +32,7 @@ import { READ_SECCOMP_MODE, SECCOMP_MODE_FILTER, WARM_GO, warmJobFiles, warmLaun
 import { createWarmPool, type WarmPool, type WarmPoolSettings, type WarmSandbox } from '../warm-pool.js'
 import { AUTO_PLATFORMS, type PlatformChoice, type RunscPlatform } from '../../../core/runsc-platforms.js'
 import { outcomeWithoutRun, REASONS } from '../../../core/job-lifecycle/reasons.js'
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TTL_MS } from '../../../core/worker-registry.js'
 
 export interface LocalExecutorOptions {
   runscPath: string
@@ -71,11 +72,11 @@ export interface LocalExecutorOptions {
    * Whose sandboxes these are: names its state directory and is part of each sandbox's
    * cgroup. By default the worker process's pid and a random tag: the tag sets apart
    * workers of one pid (every worker is pid 1 in its container, and containers on one
-   * host may share its cgroups), and the pid tells reapOrphans whether the owner is alive
-   * where workers share a pid namespace (one host's processes; not across containers,
-   * where a pid says nothing of another's). Tests give two executors two owners, to stand
-   * for two worker processes (an owner that does not begin with a pid is never taken for
-   * a dead worker's).
+   * host may share its cgroups). reapOrphans takes an owner for dead once its lease
+   * lapses (LEASE_FILE), or at once when its pid is gone where workers share a pid
+   * namespace (one host's processes). Tests give two executors two owners, to stand for
+   * two worker processes (an owner that does not begin with a pid is taken for a dead
+   * worker's only by its lease).
    * @default `${process.pid}-<random tag>`
    */
   owner?: string
@@ -84,6 +85,17 @@ export interface LocalExecutorOptions {
 const CONTAINER_PREFIX = 'airlock-'
 /** An owner's name as a worker process gives it (LocalExecutorOptions.owner): its pid first. */
 const OWNER = /^(\d+)(?:-[0-9a-f]+)?$/
+/**
+ * A file in an owner's state directory whose time its executor renews while it lives. A
+ * pid cannot tell a dead owner from a live one everywhere: a worker container restarted
+ * with its state directory kept is pid 1 again (its predecessor's pid, alive), and across
+ * containers sharing the directory a pid names nothing. An owner whose lease has not been
+ * renewed for LEASE_TTL_MS is gone (or frozen: its jobs were ended as lost long before,
+ * at the heartbeat's TTL, and its sandboxes ran on with no one to stop them).
+ */
+const LEASE_FILE = 'lease'
+const LEASE_RENEW_MS = HEARTBEAT_INTERVAL_MS
+const LEASE_TTL_MS = 4 * HEARTBEAT_TTL_MS
 /** A bundle's artifacts directory (the host side of ARTIFACTS_DIR). */
 const ARTIFACTS_SUBDIR = 'artifacts'
 /**
@@ -133,6 +145,7 @@ export class LocalExecutor implements Executor {
 
   /** Whose sandboxes these are (LocalExecutorOptions.owner). */
   readonly owner: string
+  private leaseTimer: NodeJS.Timeout | undefined
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.images = new ImageStore(options.imagesDir)
@@ -187,6 +200,8 @@ export class LocalExecutor implements Executor {
     // They were world-readable (review 18), and /run may be on disk.
     await mkdir(this.ownDir, { recursive: true, mode: 0o700 })
     await chmod(this.ownDir, 0o700)
+    await this.renewLease()
+    this.leaseTimer ??= setInterval(() => void this.renewLease(), LEASE_RENEW_MS).unref()
     let version: string
     try {
       version = await this.runsc.version()
@@ -738,6 +753,9 @@ export class LocalExecutor implements Executor {
     warm?: { jobDir: string; argv: string[] },
   ): Promise<void> {
     const filesDir = warm?.jobDir ?? join(bundle, 'files')
+    // Made anew 0700 if it went (a worker frozen past its lease wakes with its state reaped):
+    // the bundle's own directories below would make it 0755.
+    await mkdir(this.ownDir, { recursive: true, mode: 0o700 })
     await mkdir(filesDir, { recursive: true, mode: 0o755 })
     await writeFiles(
       filesDir,
@@ -773,15 +791,31 @@ export class LocalExecutor implements Executor {
    * Removes sandboxes, cgroups and bundles of worker processes that no longer exist.
    * Runs at worker start, before it takes jobs, and at every heartbeat after.
    */
+  /** Renews this owner's lease (LEASE_FILE); a directory already removed (close) is left so. */
+  private async renewLease(): Promise<void> {
+    const lease = join(this.ownDir, LEASE_FILE)
+    const now = new Date()
+    await utimes(lease, now, now).catch(() => writeFile(lease, '', { flag: 'wx' }).catch(() => undefined))
+  }
+
+  /** Whether another owner's directory is a dead (or frozen) worker's: its lease has lapsed, or its pid is gone. */
+  private async ownerGone(workersDir: string, owner: string): Promise<boolean> {
+    if (owner === this.owner) return false
+    const lease = await stat(join(workersDir, owner, LEASE_FILE)).catch(() => undefined)
+    if (lease && Date.now() - lease.mtimeMs > LEASE_TTL_MS) return true
+    // `<pid>-<tag>`, or `<pid>` as releases before the tag named it; another owner of this
+    // process's pid is another executor of it, or a lapsed one (above).
+    const pid = Number(OWNER.exec(owner)?.[1])
+    return Number.isInteger(pid) && pid !== process.pid && !isAlive(pid)
+  }
+
   async reapOrphans(): Promise<number> {
     const workersDir = join(this.options.stateDir, 'workers')
     const owners = await readdir(workersDir).catch(() => [] as string[])
     const cgroups = await this.cgroups()
     let reaped = 0
     for (const owner of owners) {
-      // `<pid>-<tag>`, or `<pid>` as releases before the tag named it.
-      const pid = Number(OWNER.exec(owner)?.[1])
-      if (!Number.isInteger(pid) || owner === this.owner || pid === process.pid || isAlive(pid)) continue
+      if (!(await this.ownerGone(workersDir, owner))) continue
       const runsc = new Runsc({ ...this.runsc.options, root: join(workersDir, owner, 'runsc') })
       const runc = new Runsc({ ...this.runc.options, root: join(workersDir, owner, 'runc') })
       // Sandboxes runsc knows of, and bundles of launches it may not have got to: the
@@ -804,6 +838,7 @@ export class LocalExecutor implements Executor {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.leaseTimer)
     await this.pool?.close()
     await Promise.all([...this.cleanups.values()].map((start) => start()))
     await unmountUnder(this.ownDir)
