@@ -29,6 +29,8 @@ from ._types import FINAL_STATUSES, Job, JobAccepted, JobBatchResult, JobEvent, 
 OutputCallback = Callable[[str, str], None]
 
 _BASE_BACKOFF_S = 0.25
+# The most bytes of one answer read: far above any the API sends (a job's output, an artifact).
+_MAX_ANSWER_BYTES = 256 * 1024 * 1024
 _MAX_BACKOFF_S = 8.0
 
 
@@ -109,13 +111,14 @@ def _checked_base_url(base_url: str) -> str:
 
 
 class _Settings:
-    def __init__(self, base_url: Optional[str], api_key: Optional[str], timeout: float, max_retries: int):
+    def __init__(self, base_url: Optional[str], api_key: Optional[str], timeout: float, max_retries: int, max_answer_bytes: int = _MAX_ANSWER_BYTES):
         key = api_key if api_key is not None else os.environ.get("AIRLOCK_API_KEY")
         if not key:
             raise AirlockError("an API key is required: pass api_key or set AIRLOCK_API_KEY", "AIRLOCK_SDK_CONFIG")
         self.base_url = _checked_base_url((base_url or os.environ.get("AIRLOCK_URL") or "http://127.0.0.1:8080").rstrip("/"))
         self.timeout = timeout
         self.max_retries = max_retries
+        self.max_answer_bytes = max_answer_bytes
         self._authorization = _Hidden(f"Bearer {key}")
 
     @property
@@ -131,13 +134,35 @@ class _Settings:
         return f"{'ws' + self.base_url[4:] if self.base_url.startswith('http') else self.base_url}{path}?{query}"
 
 
-def _answer(res: httpx.Response, binary: bool = False) -> Any:
+class _Body:
+    """An answer's body, read within the request's time limit and ``max_answer_bytes``:
+    httpx's timeout bounds each read, not the whole answer, so a server sending a byte
+    every few seconds held a call for good, and one that never stopped filled memory."""
+
+    def __init__(self, res: httpx.Response, settings: "_Settings", deadline: float):
+        self.res, self.settings, self.deadline = res, settings, deadline
+        self.chunks: List[bytes] = []
+        self.size = 0
+
+    def take(self, chunk: bytes) -> None:
+        if time.monotonic() > self.deadline:
+            raise TimeoutError(f"the request to {self.settings.base_url} took longer than {self.settings.timeout} s", "AIRLOCK_SDK_TIMEOUT")
+        self.size += len(chunk)
+        if self.size > self.settings.max_answer_bytes:
+            raise AirlockError(f"an answer of {self.settings.base_url} is over {self.settings.max_answer_bytes} bytes", "AIRLOCK_SDK_ANSWER_TOO_LARGE", self.res.status_code)
+        self.chunks.append(chunk)
+
+    def content(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def _answer(res: httpx.Response, content: bytes, binary: bool = False) -> Any:
     if binary and res.status_code < 400:
-        return res.content
+        return content
     is_json = "json" in res.headers.get("content-type", "")
     body: Any
     try:
-        body = res.json() if is_json and res.content else res.text
+        body = json.loads(content) if is_json and content else content.decode("utf-8", errors="replace")
     except ValueError:
         body = None
     if res.status_code >= 400:
@@ -279,13 +304,15 @@ class Jobs:
 class Airlock:
     """Sync client. ``Airlock()`` reads AIRLOCK_URL and AIRLOCK_API_KEY.
 
-    :param timeout: time limit of one HTTP request, seconds
+    :param timeout: time limit of one HTTP request, its whole answer read, seconds
+    :param max_answer_bytes: the most bytes of one answer read (far above any the API sends);
+        past it the call fails with ``AIRLOCK_SDK_ANSWER_TOO_LARGE``
     :param max_retries: retries of calls refused with 429/503 (and, for calls safe to
         repeat, of network errors), with backoff or Retry-After
     """
 
-    def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *, timeout: float = 30.0, max_retries: int = 3):
-        self._s = _Settings(base_url, api_key, timeout, max_retries)
+    def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *, timeout: float = 30.0, max_retries: int = 3, max_answer_bytes: int = _MAX_ANSWER_BYTES):
+        self._s = _Settings(base_url, api_key, timeout, max_retries, max_answer_bytes)
         self._http = httpx.Client(base_url=self._s.base_url, headers=self._s.headers, timeout=timeout)
         self.jobs = Jobs(self)
 
@@ -308,11 +335,15 @@ class Airlock:
         attempt = 0
         while True:
             try:
+                deadline = time.monotonic() + self._s.timeout
                 try:
-                    res = self._http.request(method, path, json=body, params=params, headers=_headers(accept, headers))
+                    with self._http.stream(method, path, json=body, params=params, headers=_headers(accept, headers)) as res:
+                        got = _Body(res, self._s, deadline)
+                        for chunk in res.iter_bytes():
+                            got.take(chunk)
                 except httpx.HTTPError as err:
                     raise _transport_error(err, self._s.base_url) from err
-                return _answer(res, binary)
+                return _answer(res, got.content(), binary)
             except AirlockError as err:
                 if not _retryable(err, idempotent) or attempt >= self._s.max_retries:
                     raise
@@ -427,8 +458,8 @@ class AsyncJobs:
 class AsyncAirlock:
     """asyncio client; same surface as :class:`Airlock` with ``await``."""
 
-    def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *, timeout: float = 30.0, max_retries: int = 3):
-        self._s = _Settings(base_url, api_key, timeout, max_retries)
+    def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *, timeout: float = 30.0, max_retries: int = 3, max_answer_bytes: int = _MAX_ANSWER_BYTES):
+        self._s = _Settings(base_url, api_key, timeout, max_retries, max_answer_bytes)
         self._http = httpx.AsyncClient(base_url=self._s.base_url, headers=self._s.headers, timeout=timeout)
         self.jobs = AsyncJobs(self)
 
@@ -451,11 +482,15 @@ class AsyncAirlock:
         attempt = 0
         while True:
             try:
+                deadline = time.monotonic() + self._s.timeout
                 try:
-                    res = await self._http.request(method, path, json=body, params=params, headers=_headers(accept, headers))
+                    async with self._http.stream(method, path, json=body, params=params, headers=_headers(accept, headers)) as res:
+                        got = _Body(res, self._s, deadline)
+                        async for chunk in res.aiter_bytes():
+                            got.take(chunk)
                 except httpx.HTTPError as err:
                     raise _transport_error(err, self._s.base_url) from err
-                return _answer(res, binary)
+                return _answer(res, got.content(), binary)
             except AirlockError as err:
                 if not _retryable(err, idempotent) or attempt >= self._s.max_retries:
                     raise

@@ -5,7 +5,7 @@ import os
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -196,6 +196,65 @@ def test_a_base_url_with_credentials_or_not_http_is_refused_without_echoing_them
         assert err.value.code == "AIRLOCK_SDK_CONFIG"
         assert "s3cret" not in str(err.value)
     assert Airlock("https://airlock.example.test/base/", "k")
+
+
+def _serving(send):
+    """A loopback server whose every GET answers 200 JSON headers, then calls ``send(wfile)``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            try:
+                send(self.wfile)
+            except OSError:
+                pass  # the client went
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_an_answer_past_max_answer_bytes_or_its_time_limit_fails_the_call():
+    # Found by review 21: httpx's timeout bounds each read, not the answer, so a server
+    # sending a byte at a time held a call for good; and an answer that never ended filled
+    # memory.
+    def endless(out):
+        chunk = b" " * 65536
+        for _ in range(8192):  # 512 MiB at most
+            out.write(chunk)
+
+    def drip(out):
+        for _ in range(300):  # 30 s at most
+            out.write(b" ")
+            out.flush()
+            time.sleep(0.1)
+
+    server, base = _serving(endless)
+    try:
+        with pytest.raises(airlock.AirlockError) as err:
+            Airlock(base, "k", max_retries=0, max_answer_bytes=1 << 20).jobs.list()
+        assert err.value.code == "AIRLOCK_SDK_ANSWER_TOO_LARGE"
+    finally:
+        server.shutdown()
+    server, base = _serving(drip)
+    try:
+        with pytest.raises(airlock.TimeoutError):
+            Airlock(base, "k", max_retries=0, timeout=0.8).jobs.list()
+
+        async def list_async():
+            async with AsyncAirlock(base, "k", max_retries=0, timeout=0.8) as client:
+                return await client.jobs.list()
+
+        with pytest.raises(airlock.TimeoutError):
+            asyncio.run(list_async())
+    finally:
+        server.shutdown()
 
 
 def test_a_submit_whose_answer_is_lost_is_retried_as_the_same_job(url, key):

@@ -32,6 +32,7 @@ export class Airlock {
       apiKey,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       maxRetries: options.maxRetries ?? 3,
+      maxAnswerBytes: options.maxAnswerBytes ?? 256 * 1024 * 1024,
       logger: options.logger ?? SILENT,
     })
     this.jobs = new Jobs(this.http)

@@ -1,6 +1,6 @@
 import {
   AbortedError,
-  type AirlockError,
+  AirlockError,
   ConnectionError,
   errorFromResponse,
   RateLimitError,
@@ -14,6 +14,7 @@ export interface HttpOptions {
   apiKey: string
   requestTimeoutMs: number
   maxRetries: number
+  maxAnswerBytes: number
   logger: Logger
 }
 
@@ -137,14 +138,20 @@ export class Http {
         { cause: err },
       )
     }
-    let text: string
     let bytes: Uint8Array | undefined
     try {
-      if (spec.binary && res.status < 400) bytes = new Uint8Array(await res.arrayBuffer())
-      text = bytes ? '' : await res.text()
+      bytes = await readCapped(res, this.options.maxAnswerBytes)
     } catch (err) {
       if (spec.signal?.aborted)
         throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
+      if (timeout.aborted)
+        throw new TimeoutError(
+          `${spec.method} ${spec.path} took longer than ${timeoutMs} ms`,
+          'AIRLOCK_SDK_TIMEOUT',
+          undefined,
+          undefined,
+          { cause: err },
+        )
       throw new ConnectionError(
         `the answer to ${spec.method} ${spec.path} broke off`,
         'AIRLOCK_SDK_CONNECTION',
@@ -153,11 +160,43 @@ export class Http {
         { cause: err },
       )
     }
-    if (bytes) return { status: res.status, body: bytes as T }
+    if (!bytes)
+      throw new AirlockError(
+        `the answer to ${spec.method} ${spec.path} is over ${this.options.maxAnswerBytes} bytes`,
+        'AIRLOCK_SDK_ANSWER_TOO_LARGE',
+        res.status,
+      )
+    if (spec.binary && res.status < 400) return { status: res.status, body: bytes as T }
+    const text = new TextDecoder().decode(bytes)
     const json = (res.headers.get('content-type') ?? '').includes('json') ? safeJson(text) : undefined
     if (res.status >= 400) throw errorFromResponse(res.status, json as never, res.headers.get('retry-after'))
     return { status: res.status, body: (json ?? text) as T }
   }
+}
+
+/** The whole body, or undefined once it passes `max` bytes (the rest is not read). */
+async function readCapped(res: Response, max: number): Promise<Uint8Array | undefined> {
+  if (!res.body) return new Uint8Array()
+  const reader = res.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > max) {
+      await reader.cancel().catch(() => undefined)
+      return undefined
+    }
+    chunks.push(value)
+  }
+  const whole = new Uint8Array(size)
+  let at = 0
+  for (const chunk of chunks) {
+    whole.set(chunk, at)
+    at += chunk.byteLength
+  }
+  return whole
 }
 
 function safeJson(text: string): unknown {

@@ -28,6 +28,13 @@ export interface AirlockOptions {
    * @default 3
    */
   maxRetries?: number
+  /**
+   * The most bytes of one answer the SDK reads, far above any the API sends (a job's
+   * output, an artifact): past it the call fails (AIRLOCK_SDK_ANSWER_TOO_LARGE), so a
+   * broken or hostile server that does not stop cannot fill this process's memory.
+   * @default 268435456 (256 MiB)
+   */
+  maxAnswerBytes?: number
   /** Receives debug and warning messages. @default silent */
   logger?: Logger
 }
