@@ -106,6 +106,20 @@ export class Http {
     const timeoutMs = spec.timeoutMs ?? this.options.requestTimeoutMs
     const timeout = AbortSignal.timeout(timeoutMs)
     const signal = spec.signal ? AbortSignal.any([spec.signal, timeout]) : timeout
+    // Why a request or the read of its answer stopped: the caller, the time limit, or the network.
+    const failure = (err: unknown, broke: string): AirlockError => {
+      if (spec.signal?.aborted)
+        return new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
+      if (timeout.aborted)
+        return new TimeoutError(
+          `${spec.method} ${spec.path} took longer than ${timeoutMs} ms`,
+          'AIRLOCK_SDK_TIMEOUT',
+          undefined,
+          undefined,
+          { cause: err },
+        )
+      return new ConnectionError(broke, 'AIRLOCK_SDK_CONNECTION', undefined, undefined, { cause: err })
+    }
     let res: Response
     try {
       res = await fetch(this.url(spec.path, spec.query), {
@@ -120,45 +134,13 @@ export class Http {
         signal,
       })
     } catch (err) {
-      if (spec.signal?.aborted)
-        throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
-      if (timeout.aborted)
-        throw new TimeoutError(
-          `${spec.method} ${spec.path} took longer than ${timeoutMs} ms`,
-          'AIRLOCK_SDK_TIMEOUT',
-          undefined,
-          undefined,
-          { cause: err },
-        )
-      throw new ConnectionError(
-        `cannot reach Airlock at ${this.options.baseUrl}: ${(err as Error).message}`,
-        'AIRLOCK_SDK_CONNECTION',
-        undefined,
-        undefined,
-        { cause: err },
-      )
+      throw failure(err, `cannot reach Airlock at ${this.options.baseUrl}: ${(err as Error).message}`)
     }
     let bytes: Uint8Array | undefined
     try {
       bytes = await readCapped(res, this.options.maxAnswerBytes)
     } catch (err) {
-      if (spec.signal?.aborted)
-        throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED', undefined, undefined, { cause: err })
-      if (timeout.aborted)
-        throw new TimeoutError(
-          `${spec.method} ${spec.path} took longer than ${timeoutMs} ms`,
-          'AIRLOCK_SDK_TIMEOUT',
-          undefined,
-          undefined,
-          { cause: err },
-        )
-      throw new ConnectionError(
-        `the answer to ${spec.method} ${spec.path} broke off`,
-        'AIRLOCK_SDK_CONNECTION',
-        undefined,
-        undefined,
-        { cause: err },
-      )
+      throw failure(err, `the answer to ${spec.method} ${spec.path} broke off`)
     }
     if (!bytes)
       throw new AirlockError(
