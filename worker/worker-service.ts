@@ -148,6 +148,10 @@ export class WorkerService {
     if (this.stopping) return
     const was = this.isolationReport?.ok
     this.isolationReport = report
+    // Paused before anything waits on Redis: a job handed back for a lost isolation is at
+    // the head of the waiting list, and this worker took it again while its heartbeat was
+    // on its way (code review L2).
+    const paused = !report.ok && this.worker && !this.worker.isPaused() ? this.worker.pause(true) : undefined
     await this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed'))
     if (!report.ok) {
       if (was !== false)
@@ -155,7 +159,7 @@ export class WorkerService {
           { reason: report.reason },
           'isolation cannot be guaranteed; this worker takes no jobs until it can',
         )
-      if (this.worker && !this.worker.isPaused()) await this.worker.pause(true)
+      await paused
       this.recheckSoon()
       return
     }
@@ -192,6 +196,13 @@ export class WorkerService {
     this.worker = new Worker<QueuedJobData>(
       QUEUE_NAME,
       async (job, token) => {
+        // Delivered after isolation was lost: a fetch of another of this worker's slots was
+        // already waiting when it paused, and took the job handed back for it. It goes back
+        // untouched, not claimed or launched again.
+        if (this.isolationReport?.ok !== true) {
+          await this.handBack(job, token, 0)
+          throw new WaitingError()
+        }
         const result = await runner.run(job.data.jobId)
         if (result === 'done') this.throttledRun = 0
         if (result === 'handed-back' || result === 'throttled') {

@@ -118,6 +118,54 @@ t.test('a job handed back after the queue lost its delivery is queued anew, and 
   t.equal(first, false)
 })
 
+t.test('a worker that loses its isolation at a launch takes no job until it has it back', async (t) => {
+  // Found by a code review (L2): the worker paused only once its heartbeat had been written,
+  // and the job it handed back, at the head of the waiting list, was taken again by it
+  // meanwhile. The heartbeat is held for a second here, as a slow Redis would hold it.
+  const h = await build(t)
+  const worker = h.worker! as unknown as Record<'beat', () => Promise<void>> &
+    Record<'handBack', (...a: unknown[]) => Promise<void>>
+  const executor = h.worker!['executor' as never] as {
+    run: (r: { jobId: string }) => Promise<unknown>
+    checkIsolation: () => Promise<{ ok: boolean }>
+  }
+  const [run, check, beat, handBack] = [executor.run, executor.checkIsolation, worker.beat, worker.handBack]
+  let handBacks = 0
+  worker.handBack = async (...args) => {
+    handBacks++
+    return handBack.apply(worker, args)
+  }
+  let lost = true
+  const launches: string[] = []
+  executor.run = async (request) => {
+    launches.push(request.jobId)
+    if (lost) throw new IsolationUnavailableError('a stand-in loss of isolation')
+    return run.call(executor, request)
+  }
+  executor.checkIsolation = async () => (lost ? { ...(await check.call(executor)), ok: false } : check.call(executor))
+  worker.beat = async () => {
+    await sleep(1000)
+    return beat.call(worker)
+  }
+  t.teardown(() => {
+    Object.assign(executor, { run, checkIsolation: check })
+    Object.assign(worker, { beat, handBack })
+  })
+  const { id } = (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'echo ran' })).json<{ id: string }>()
+  await h.poll(id, () => launches.length > 0, 30_000)
+  await sleep(1500)
+  t.same(launches, [id], 'tried once, then no more while isolation is lost')
+  t.ok(
+    handBacks <= h.config.workerConcurrency,
+    `handed back ${handBacks} times: by the launch, and by fetches already waiting (at most one a slot), not in a loop`,
+  )
+  t.equal((await h.request('GET', `/v1/jobs/${id}`)).json<Job>().status, 'queued', 'the job waits, queued')
+  lost = false
+  worker.beat = beat
+  const job = await h.poll(id, (j: Job) => j.status !== 'queued' && j.status !== 'running', 60_000)
+  t.match(job, { status: 'succeeded', stdout: 'ran\n' }, 'and runs once isolation is back')
+})
+
 /**
  * Runs the worker's hand-backs that `picks` (by their delay) as on a host whose clock is
  * 10 min fast: Date.now() moved in this process for the hand-back alone, then put right.
