@@ -41,11 +41,8 @@ export class TerminalFilter {
       const c = ch.codePointAt(0)!
       switch (this.state) {
         case State.Escape:
-          if (ch === '[') this.enterCsi()
-          else if (ch === ']' || ch === 'P' || ch === 'X' || ch === '^' || ch === '_') this.state = State.Str
-          else if (c === 0x1b || (c >= 0x20 && c <= 0x2f)) this.state = State.Escape
-          else this.state = State.Text
-          continue
+          if (this.escaped(ch, c)) continue
+          break
         case State.Csi:
           if (c >= 0x20 && c <= 0x3f) {
             this.params += ch
@@ -65,7 +62,11 @@ export class TerminalFilter {
           else if (c === 0x1b) this.state = State.StrEscape
           continue
         case State.StrEscape:
-          this.state = ch === '\\' ? State.Text : c === 0x1b ? State.StrEscape : State.Str
+          // ESC then anything but `\` ends the string, as terminals read it, and begins a
+          // sequence of its own.
+          if (ch === '\\') this.state = State.Text
+          else if (this.escaped(ch, c)) continue
+          else break
           continue
       }
       if (c === 0x1b) this.state = State.Escape
@@ -74,6 +75,21 @@ export class TerminalFilter {
       else if (!UNSAFE.test(ch)) out += ch
     }
     return out
+  }
+
+  /**
+   * The character after an ESC: false when it ends the sequence and is to be read as
+   * text (a control, such as a line end, is kept), true when the sequence took it.
+   */
+  private escaped(ch: string, c: number): boolean {
+    if (ch === '[') this.enterCsi()
+    else if (ch === ']' || ch === 'P' || ch === 'X' || ch === '^' || ch === '_') this.state = State.Str
+    else if (c === 0x1b || (c >= 0x20 && c <= 0x2f)) this.state = State.Escape
+    else {
+      this.state = State.Text
+      return c >= 0x20
+    }
+    return true
   }
 
   private enterCsi(): void {
@@ -96,6 +112,11 @@ function filtered(to: NodeJS.WriteStream): boolean {
 /** Text the CLI prints whole (a message, a table, a job's stored output): made safe for a terminal. */
 export function print(to: NodeJS.WriteStream, text: string): void {
   to.write(filtered(to) ? new TerminalFilter().push(text) : text)
+}
+
+/** The CLI's own control sequences (clearing a progress line), written as they are: nothing else goes this way. */
+export function rawStderr(text: string): void {
+  process.stderr.write(text)
 }
 
 /** A writer for one stream of a job's output, which comes in pieces. */

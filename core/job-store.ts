@@ -592,7 +592,14 @@ export class JobStore {
   }
 
   async claim(id: string, workerId: string, now = clockNow()): Promise<ClaimResult> {
-    return (await this.tenantMove('claim', id, now, workerId, REASONS.cancelledBeforeStart)) as ClaimResult
+    // The tenant's job index (KEYS[11]) lives a live TTL from the claim too, as the record does.
+    const tenant = await this.tenantOf(id)
+    return (await runJobScript(
+      this.redis,
+      'claim',
+      [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)],
+      this.args('claim', id, now, tenant, workerId, REASONS.cancelledBeforeStart),
+    )) as ClaimResult
   }
 
   /**

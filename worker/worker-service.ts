@@ -153,6 +153,9 @@ export class WorkerService {
     // on its way (code review L2).
     const paused = !report.ok && this.worker && !this.worker.isPaused() ? this.worker.pause(true) : undefined
     await this.beat().catch((err: unknown) => this.logger.warn({ err }, 'heartbeat failed'))
+    // A later report came in while the heartbeat was on its way (a launch lost isolation
+    // after this check passed): that one decides, and this one must not resume the worker.
+    if (this.isolationReport !== report) return
     if (!report.ok) {
       if (was !== false)
         this.logger.error(
@@ -200,6 +203,7 @@ export class WorkerService {
         // already waiting when it paused, and took the job handed back for it. It goes back
         // untouched, not claimed or launched again.
         if (this.isolationReport?.ok !== true) {
+          if (!this.worker!.isPaused()) void this.worker!.pause(true).catch(() => undefined)
           await this.handBack(job, token, 0)
           throw new WaitingError()
         }

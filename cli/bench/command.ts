@@ -13,6 +13,7 @@ import {
   type SandboxConfigName,
 } from './sandbox-compare.js'
 import { BUILTIN_WORKLOADS, loadWorkloadFile, type Workload } from './workloads.js'
+import { jsonText, print, rawStderr, TerminalFilter } from '../terminal.js'
 
 export interface BenchFlags {
   quick?: boolean
@@ -56,8 +57,9 @@ function progress(): (done: number, total: number, label: string) => void {
   return (done, total, label) => {
     const width = 30
     const filled = Math.min(width, Math.round((done / Math.max(total, 1)) * width))
-    const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${label}`
-    process.stderr.write(isTty ? `\r\x1b[K${line}` : `${line}\n`)
+    const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${new TerminalFilter().push(label)}`
+    // The clearing of the line is ours; the label (a workload's name) is not.
+    rawStderr(isTty ? `\r\x1b[K${line}` : `${line}\n`)
   }
 }
 
@@ -84,11 +86,11 @@ export async function benchSandboxesCommand(flags: BenchFlags): Promise<number> 
     jobs,
     onProgress: progress(),
   })
-  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
+  if (process.stderr.isTTY) rawStderr('\r\x1b[K')
   await mkdir(out, { recursive: true })
   await writeFile(join(out, 'sandboxes.json'), `${JSON.stringify(report, null, 2)}\n`)
-  if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
-  else process.stdout.write(`${renderSandboxTable(report)}\n\nwrote ${join(out, 'sandboxes.json')}\n`)
+  if (flags.json) print(process.stdout, `${jsonText(report)}\n`)
+  else print(process.stdout, `${renderSandboxTable(report)}\n\nwrote ${join(out, 'sandboxes.json')}\n`)
   return report.configs.some((c) => c.unavailable) ? EXIT.unavailable : EXIT.ok
 }
 
@@ -104,7 +106,8 @@ export async function benchCommand(client: Airlock, apiKey: string, flags: Bench
   if (flags.direct !== false) {
     direct = await directRunner()
     if ('unavailable' in direct)
-      process.stderr.write(
+      print(
+        process.stderr,
         `airlock bench: no direct runs (${direct.unavailable}); the service overhead is not reported\n`,
       )
   }
@@ -119,13 +122,14 @@ export async function benchCommand(client: Airlock, apiKey: string, flags: Bench
       apiKey,
       onProgress: progress(),
     })
-    if (isTty) process.stderr.write('\r\x1b[K')
+    if (isTty) rawStderr('\r\x1b[K')
     await mkdir(out, { recursive: true })
     await writeFile(join(out, 'bench.json'), `${JSON.stringify(report, null, 2)}\n`)
     await writeFile(join(out, 'report.html'), renderHtml(report))
-    if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+    if (flags.json) print(process.stdout, `${jsonText(report)}\n`)
     else
-      process.stdout.write(
+      print(
+        process.stdout,
         `${renderTable(report)}\n\nwrote ${join(out, 'bench.json')} and ${join(out, 'report.html')}\n`,
       )
     return EXIT.ok

@@ -304,7 +304,8 @@ class Jobs:
 class Airlock:
     """Sync client. ``Airlock()`` reads AIRLOCK_URL and AIRLOCK_API_KEY.
 
-    :param timeout: time limit of one HTTP request, its whole answer read, seconds
+    :param timeout: time limit of one HTTP request, seconds: its whole answer is read within
+        it, give or take one read
     :param max_answer_bytes: the most bytes of one answer read (far above any the API sends);
         past it the call fails with ``AIRLOCK_SDK_ANSWER_TOO_LARGE``
     :param max_retries: retries of calls refused with 429/503 (and, for calls safe to

@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { pino } from 'pino'
 import { loadConfig, type Config } from '../../core/config.js'
@@ -143,7 +144,13 @@ t.test("a worker's lapsed lease is taken for its death, whatever its pid; a rene
   const live = localExecutor(base, { owner: `${process.pid}-0000beef` })
   t.teardown(() => live.close())
   t.equal((await live.checkIsolation()).ok, true, 'the live executor checks its isolation (and takes its lease)')
-  t.equal(await executor.reapOrphans(), 1, "the predecessor's sandbox is reaped")
+  // The host's clock stepped forward 5 minutes: the live lease looks as old as the lapsed one
+  // until its next renewal. A lease is judged by what this reaper watched of it.
+  const liveLease = join(base.stateDir, 'workers', `${process.pid}-0000beef`, 'lease')
+  await utimes(liveLease, lapsed, lapsed)
+  t.equal(await executor.reapOrphans(), 0, 'a lease seen old for the first time is watched, not yet judged')
+  await sleep(10_500)
+  t.equal(await executor.reapOrphans(), 1, "the predecessor's sandbox is reaped once its lease stayed still")
   t.same((await owners()).sort(), [`${process.pid}-0000beef`], "its state is gone, the live executor's is not")
   t.equal(orphanProcesses(), '', 'no sandbox process of the orphan remains')
   t.equal(await executor.reapOrphans(), 0, 'and the live one is left alone on the next round')

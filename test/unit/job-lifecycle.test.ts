@@ -256,7 +256,13 @@ t.test("a job that waited long in the queue stays in its tenant's listing while 
   const liveMs = (3600 + LIVE_TTL_BEYOND_RETENTION_SECONDS) * 1000
   const id = newJobId()
   t.same(await store.create(id, 'jill', spec, Date.now() - liveMs - 3_600_000), { result: 'created' })
+  // As if the tenant had made no job since: the index key itself near its end.
+  await redis.expire(keys.tenantJobs('jill'), 60)
   t.equal(await store.claim(id, 'w1'), 'claimed', 'claimed an hour after a record made then would have expired')
+  t.ok(
+    (await redis.ttl(keys.tenantJobs('jill'))) > liveMs / 1000 - 60,
+    'the index lives a live TTL from the claim, as the record does (code review: it lived from the last create)',
+  )
   t.same(await store.create(newJobId(), 'jill', spec), { result: 'created' }, "the tenant's next job sweeps its sets")
   t.ok(await redis.zscore(keys.tenantJobs('jill'), id), 'the claimed job is still indexed')
   const listed = await store.list('jill', { limit: 10 })

@@ -43,6 +43,10 @@ t.test('control sequences are dropped whole; text, tabs, line ends and colours a
   t.equal(filterAll(`${ESC}[?1049h${ESC}[31;>mx`, 1), 'x', 'but no other CSI, nor an SGR with private bytes')
   t.equal(filterAll(`${ESC}[${'1;'.repeat(40)}mx`, 1), 'x', 'nor an SGR too long to be colours')
   t.equal(filterAll('naïve 日本 🙂\n', 5), 'naïve 日本 🙂\n', 'any printable character')
+  // From the code review: an ESC that ends a string begins a sequence, and a control after an
+  // ESC is text again, as terminals read them (text was lost).
+  t.equal(filterAll(`x${ESC}]0;t${ESC}[31mhello\nworld`, 1), `x${ESC}[31mhello\nworld`, 'a string ended by a sequence')
+  t.equal(filterAll(`a${ESC}\nb`, 3), 'a\nb', 'a line end after a lone ESC')
   t.equal(filterAll(`${ESC}]52;c;${'A'.repeat(100_000)}`, 7), '', 'an unended string hides what follows, not more')
 })
 
@@ -56,9 +60,7 @@ t.test('JSON for a terminal escapes every control; parsed, it is the same value'
 t.test("every word the CLI prints goes through the terminal's filter", async (t) => {
   // One way out for text, so no command can print a job's output or the server's words raw.
   const root = new URL('../../cli/', import.meta.url)
-  const files = (await readdir(root, { recursive: true })).filter(
-    (f) => f.endsWith('.ts') && !f.startsWith('bench') && f !== 'terminal.ts',
-  )
+  const files = (await readdir(root, { recursive: true })).filter((f) => f.endsWith('.ts') && f !== 'terminal.ts')
   t.ok(files.length > 5, `${files.length} files`)
   for (const f of files) {
     const text = await readFile(new URL(f, root), 'utf8')

@@ -3,6 +3,7 @@
   cancelled when a cancel came first (queued -> cancelled).
 
   KEYS[1..10]  job.lua, tenant.lua
+  KEYS[11]     the tenant's job index {p}:tenant:<t>:jobs (renewed with the record)
   ARGV[1..8]   job.lua
   ARGV[9]      tenant (tenant.lua)
   ARGV[10]     worker id
@@ -32,11 +33,12 @@ redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. (tonumber(now) - liveTtl 
 local maxRunning = quota('maxRunning')
 if maxRunning and redis.call('ZCARD', KEYS[7]) >= maxRunning then return 'throttled' end
 redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', now, 'worker', ARGV[10])
--- The record, and what the tenant's storage counts for it, live a live TTL from now: a
--- job that waited long in the queue expired while it ran, and its result was lost.
+-- The record, what the tenant's storage counts for it and the tenant's job index live a
+-- live TTL from now: a job that waited long in the queue expired while it ran, and its
+-- result was lost (and its listing, with the index, when its tenant made no job since).
 redis.call('EXPIRE', KEYS[1], liveTtl)
 redis.call('ZADD', KEYS[8], 'XX', tonumber(now) + liveTtl * 1000, id)
-for i = 8, 10 do redis.call('EXPIRE', KEYS[i], liveTtl) end
+for i = 8, 11 do redis.call('EXPIRE', KEYS[i], liveTtl) end
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('ZREM', KEYS[6], id)
 redis.call('ZADD', KEYS[7], now, id)

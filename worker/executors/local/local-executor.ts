@@ -96,6 +96,12 @@ const OWNER = /^(\d+)(?:-[0-9a-f]+)?$/
 const LEASE_FILE = 'lease'
 const LEASE_RENEW_MS = HEARTBEAT_INTERVAL_MS
 const LEASE_TTL_MS = 4 * HEARTBEAT_TTL_MS
+/**
+ * And not renewed while this reaper watched it, for this long by its monotonic clock: a
+ * host clock stepped forward made every live owner's lease look old until its next
+ * renewal (code review).
+ */
+const LEASE_WATCHED_MS = 2 * LEASE_RENEW_MS
 /** A bundle's artifacts directory (the host side of ARTIFACTS_DIR). */
 const ARTIFACTS_SUBDIR = 'artifacts'
 /**
@@ -146,6 +152,8 @@ export class LocalExecutor implements Executor {
   /** Whose sandboxes these are (LocalExecutorOptions.owner). */
   readonly owner: string
   private leaseTimer: NodeJS.Timeout | undefined
+  /** Other owners' leases as this reaper last saw them, and since when (performance.now()) unchanged. */
+  private readonly leasesSeen = new Map<string, { mtimeMs: number; since: number }>()
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.images = new ImageStore(options.imagesDir)
@@ -787,10 +795,6 @@ export class LocalExecutor implements Executor {
     return `/${this.options.cgroupParent}/${id}.${owner}`
   }
 
-  /**
-   * Removes sandboxes, cgroups and bundles of worker processes that no longer exist.
-   * Runs at worker start, before it takes jobs, and at every heartbeat after.
-   */
   /** Renews this owner's lease (LEASE_FILE); a directory already removed (close) is left so. */
   private async renewLease(): Promise<void> {
     const lease = join(this.ownDir, LEASE_FILE)
@@ -802,16 +806,27 @@ export class LocalExecutor implements Executor {
   private async ownerGone(workersDir: string, owner: string): Promise<boolean> {
     if (owner === this.owner) return false
     const lease = await stat(join(workersDir, owner, LEASE_FILE)).catch(() => undefined)
-    if (lease && Date.now() - lease.mtimeMs > LEASE_TTL_MS) return true
+    if (lease) {
+      const seen = this.leasesSeen.get(owner)
+      if (seen?.mtimeMs !== lease.mtimeMs)
+        this.leasesSeen.set(owner, { mtimeMs: lease.mtimeMs, since: performance.now() })
+      else if (Date.now() - lease.mtimeMs > LEASE_TTL_MS && performance.now() - seen.since > LEASE_WATCHED_MS)
+        return true
+    }
     // `<pid>-<tag>`, or `<pid>` as releases before the tag named it; another owner of this
     // process's pid is another executor of it, or a lapsed one (above).
     const pid = Number(OWNER.exec(owner)?.[1])
     return Number.isInteger(pid) && pid !== process.pid && !isAlive(pid)
   }
 
+  /**
+   * Removes sandboxes, cgroups and bundles of worker processes that no longer exist.
+   * Runs at worker start, before it takes jobs, and at every heartbeat after.
+   */
   async reapOrphans(): Promise<number> {
     const workersDir = join(this.options.stateDir, 'workers')
     const owners = await readdir(workersDir).catch(() => [] as string[])
+    for (const owner of this.leasesSeen.keys()) if (!owners.includes(owner)) this.leasesSeen.delete(owner)
     const cgroups = await this.cgroups()
     let reaped = 0
     for (const owner of owners) {
