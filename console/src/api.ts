@@ -1,5 +1,5 @@
 import { Airlock } from '../../sdk/src/client.js'
-import { Http } from '../../sdk/src/http.js'
+import { DEFAULT_MAX_ANSWER_BYTES, Http } from '../../sdk/src/http.js'
 import type { AuditList, MetricsSnapshot, QueueState, UsageReport } from '../../sdk/src/admin-types.js'
 
 const SILENT = { debug: () => undefined, warn: () => undefined }
@@ -19,6 +19,7 @@ export class AdminClient {
       apiKey: adminKey,
       requestTimeoutMs: 10_000,
       maxRetries: 0,
+      maxAnswerBytes: DEFAULT_MAX_ANSWER_BYTES,
       logger: SILENT,
     })
   }

@@ -1,6 +1,6 @@
 import type { RuntimeList } from './api-types.js'
 import { AirlockError } from './errors.js'
-import { Http } from './http.js'
+import { DEFAULT_MAX_ANSWER_BYTES, Http } from './http.js'
 import { Jobs, type RunOptions } from './jobs.js'
 import type { AirlockOptions, CallOptions, Logger } from './options.js'
 import type { Job, JobRequest } from './api-types.js'
@@ -32,7 +32,7 @@ export class Airlock {
       apiKey,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       maxRetries: options.maxRetries ?? 3,
-      maxAnswerBytes: options.maxAnswerBytes ?? 256 * 1024 * 1024,
+      maxAnswerBytes: options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES,
       logger: options.logger ?? SILENT,
     })
     this.jobs = new Jobs(this.http)

@@ -9,6 +9,9 @@ import {
 } from './errors.js'
 import type { CallOptions, Logger } from './options.js'
 
+/** The most bytes of one answer read, unless told otherwise (AirlockOptions.maxAnswerBytes). */
+export const DEFAULT_MAX_ANSWER_BYTES = 256 * 1024 * 1024
+
 export interface HttpOptions {
   baseUrl: string
   apiKey: string
