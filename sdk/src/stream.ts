@@ -29,21 +29,30 @@ export interface StreamOptions {
   maxReconnects?: number
 }
 
-/** One WebSocket connection as a queue of text messages. */
+/**
+ * The close code of a connection whose reader fell behind: one of the application's own
+ * (a client may close only with 1000 or 3000-4999), beside the server's 4001 for a reader
+ * that does not read.
+ */
+const FELL_BEHIND = 4009
+
+/**
+ * One WebSocket connection as a queue of text messages. Messages the reader has not taken
+ * are held up to `maxQueued` characters: past it (a reader far behind, or a server that
+ * never stops) the connection is closed, and the stream resumes on a new one from the last
+ * event taken, so nothing is lost and this process's memory stays bounded.
+ */
 class Connection {
   private readonly queue: string[] = []
+  private queued = 0
   private wake: (() => void) | undefined
   closed = false
   closeCode: number | undefined
   closeReason = ''
   private readonly socket: WebSocketLike
 
-  constructor(Ctor: WebSocketCtor, url: string) {
+  constructor(Ctor: WebSocketCtor, url: string, maxQueued: number) {
     this.socket = new Ctor(url)
-    this.socket.addEventListener('message', (e) => {
-      this.queue.push(typeof e.data === 'string' ? e.data : String(e.data))
-      this.wake?.()
-    })
     const end = (code: number | undefined, reason: string) => {
       if (this.closed) return
       this.closed = true
@@ -51,13 +60,29 @@ class Connection {
       this.closeReason = reason
       this.wake?.()
     }
+    this.socket.addEventListener('message', (e) => {
+      if (this.closed) return
+      const text = typeof e.data === 'string' ? e.data : String(e.data)
+      if (this.queued + text.length > maxQueued) {
+        end(FELL_BEHIND, 'the reader fell behind; resumed on a new connection')
+        this.close(FELL_BEHIND)
+        return
+      }
+      this.queued += text.length
+      this.queue.push(text)
+      this.wake?.()
+    })
     this.socket.addEventListener('close', (e) => end(e.code, e.reason ?? ''))
     this.socket.addEventListener('error', (e) => end(undefined, e.message ?? 'connection error'))
   }
 
   async next(signal?: AbortSignal): Promise<string | undefined> {
     for (;;) {
-      if (this.queue.length > 0) return this.queue.shift()
+      const text = this.queue.shift()
+      if (text !== undefined) {
+        this.queued -= text.length
+        return text
+      }
       if (this.closed) return undefined
       if (signal?.aborted) throw new AbortedError('aborted', 'AIRLOCK_SDK_ABORTED')
       await new Promise<void>((resolve) => {
@@ -72,9 +97,9 @@ class Connection {
     }
   }
 
-  close(): void {
+  close(code = 1000): void {
     try {
-      this.socket.close(1000)
+      this.socket.close(code)
     } catch {
       // already closed
     }
@@ -106,7 +131,7 @@ export async function* streamJobEvents(
       })
     ).body
     const url = http.url(`${path}/stream`, { from, token }).replace(/^http/, 'ws')
-    const conn = new Connection(Ctor, url)
+    const conn = new Connection(Ctor, url, http.options.maxAnswerBytes)
     try {
       for (;;) {
         const text = await conn.next(options.signal)
@@ -131,6 +156,7 @@ export async function* streamJobEvents(
     http.options.logger.debug(
       `airlock: stream of ${jobId} closed (${conn.closeCode ?? conn.closeReason}); resuming after seq ${from}`,
     )
-    await sleep(conn.closeCode === 1012 || conn.closeCode === 4001 ? 50 : backoffMs(failures - 1), options.signal)
+    const soon = conn.closeCode === 1012 || conn.closeCode === 4001 || conn.closeCode === FELL_BEHIND
+    await sleep(soon ? 50 : backoffMs(failures - 1), options.signal)
   }
 }
