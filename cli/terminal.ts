@@ -64,10 +64,12 @@ export class TerminalFilter {
         case State.StrEscape:
           // ESC then anything but `\` ends the string, as terminals read it, and begins a
           // sequence of its own.
-          if (ch === '\\') this.state = State.Text
-          else if (this.escaped(ch, c)) continue
-          else break
-          continue
+          if (ch === '\\') {
+            this.state = State.Text
+            continue
+          }
+          if (this.escaped(ch, c)) continue
+          break
       }
       if (c === 0x1b) this.state = State.Escape
       else if (c === 0x9b) this.enterCsi()

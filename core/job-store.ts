@@ -319,15 +319,20 @@ export class JobStore {
     return (await this.redis.hget(this.keys.job(id), 'tenant')) ?? ''
   }
 
-  /** Runs a move that counts against the job's tenant, naming the tenant's keys from its record. */
+  /**
+   * Runs a move that counts against the job's tenant, naming the tenant's keys from its
+   * record; `moreKeys` are the move's own keys of that tenant, after them.
+   */
   private async tenantMove(
     move: TransitionName,
     id: string,
     now: number,
-    ...own: (string | number)[]
+    own: readonly (string | number)[],
+    moreKeys: (tenant: string) => string[] = () => [],
   ): Promise<unknown> {
     const tenant = await this.tenantOf(id)
-    return runJobScript(this.redis, move, this.tenantJobKeys(id, tenant), this.args(move, id, now, tenant, ...own))
+    const keys = [...this.tenantJobKeys(id, tenant), ...moreKeys(tenant)]
+    return runJobScript(this.redis, move, keys, this.args(move, id, now, tenant, ...own))
   }
 
   /**
@@ -593,13 +598,9 @@ export class JobStore {
 
   async claim(id: string, workerId: string, now = clockNow()): Promise<ClaimResult> {
     // The tenant's job index (KEYS[11]) lives a live TTL from the claim too, as the record does.
-    const tenant = await this.tenantOf(id)
-    return (await runJobScript(
-      this.redis,
-      'claim',
-      [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)],
-      this.args('claim', id, now, tenant, workerId, REASONS.cancelledBeforeStart),
-    )) as ClaimResult
+    return (await this.tenantMove('claim', id, now, [workerId, REASONS.cancelledBeforeStart], (tenant) => [
+      this.keys.tenantJobs(tenant),
+    ])) as ClaimResult
   }
 
   /**
@@ -607,7 +608,7 @@ export class JobStore {
    * so that a claim can take it again. False if this worker no longer holds it.
    */
   async requeue(id: string, workerId: string, now = clockNow()): Promise<boolean> {
-    return (await this.tenantMove('requeue', id, now, workerId)) === 1
+    return (await this.tenantMove('requeue', id, now, [workerId])) === 1
   }
 
   /**
@@ -644,7 +645,7 @@ export class JobStore {
 
   /** Ends a running job whose worker is gone as `error`; false if it had moved on. */
   async markLost(id: string, deadWorker: string, now = clockNow()): Promise<boolean> {
-    return (await this.tenantMove('lost', id, now, deadWorker, REASONS.workerLost)) === 1
+    return (await this.tenantMove('lost', id, now, [deadWorker, REASONS.workerLost])) === 1
   }
 
   /**

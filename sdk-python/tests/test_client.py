@@ -142,30 +142,40 @@ def test_rate_limit_carries_retry_after_and_is_retried():
         server.shutdown()
 
 
-def test_a_path_segment_that_would_name_another_route_is_refused_before_anything_is_sent():
-    # Found by review 21: httpx removes "." and ".." segments, so a job id or an artifact
-    # path of dots reached another route with the caller's key.
-    calls = []
+def _serving(send, calls=None):
+    """A loopback server whose every GET or DELETE answers 200 JSON headers, then calls
+    ``send(wfile)`` (the body ends when the connection does); ``calls`` gets each path."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            calls.append(self.path)
-            body = b"{}"
+            if calls is not None:
+                calls.append(self.path)
             self.send_response(200)
             self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                send(self.wfile)
+            except OSError:
+                pass  # the client went
 
         do_DELETE = do_GET
 
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_a_path_segment_that_would_name_another_route_is_refused_before_anything_is_sent():
+    # Found by review 21: httpx removes "." and ".." segments, so a job id or an artifact
+    # path of dots reached another route with the caller's key.
+    calls = []
+    server, base = _serving(lambda out: out.write(b"{}"), calls)
     try:
-        client = Airlock(f"http://127.0.0.1:{server.server_address[1]}", "k", max_retries=0)
+        client = Airlock(base, "k", max_retries=0)
         job = "job_00000000000000000000000000000001"
         for call in [
             lambda: client.jobs.get(".."),
@@ -196,28 +206,6 @@ def test_a_base_url_with_credentials_or_not_http_is_refused_without_echoing_them
         assert err.value.code == "AIRLOCK_SDK_CONFIG"
         assert "s3cret" not in str(err.value)
     assert Airlock("https://airlock.example.test/base/", "k")
-
-
-def _serving(send):
-    """A loopback server whose every GET answers 200 JSON headers, then calls ``send(wfile)``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.end_headers()
-            try:
-                send(self.wfile)
-            except OSError:
-                pass  # the client went
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def test_an_answer_past_max_answer_bytes_or_its_time_limit_fails_the_call():
