@@ -1,11 +1,12 @@
 import { fstatSync } from 'node:fs'
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
-import { dirname, extname, resolve, sep } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { extname, resolve } from 'node:path'
 import type { Airlock, Job, JobRequest, JobStatus } from '../../sdk/src/index.js'
 import { exitCodeForJob } from '../exit-codes.js'
 import { findRuntime, RUNTIMES } from '../../core/runtimes.js'
 import { parseDurationMs, UsageError } from '../settings.js'
 import { collectProject } from './project.js'
+import { mustBeEmpty, placeArtifacts } from '../artifact-dir.js'
 import { jsonText, print, streamWriter, TerminalFilter } from '../terminal.js'
 
 export const RUNTIME_BY_EXTENSION: Record<string, string> = {
@@ -231,38 +232,11 @@ function stdinIsPiped(): boolean {
   }
 }
 
-/**
- * The job's artifacts under `dir`, at the paths the job gave them. A path is the
- * server's word about what a sandbox wrote, so one that would land outside `dir` is refused.
- */
+/** The job's artifacts under `dir`, at the paths the job gave them. */
 async function writeArtifacts(client: Airlock, job: Job, dir: string): Promise<void> {
-  const root = resolve(dir)
-  for (const artifact of job.artifacts) {
-    const target = resolve(root, artifact.path)
-    // eslint-disable-next-line no-control-regex
-    if (!target.startsWith(`${root}${sep}`) || /[\x00-\x1f\x7f]/.test(artifact.path))
-      throw new Error(`artifact path ${JSON.stringify(artifact.path)} would leave ${root}`)
-    await mkdir(dirname(target), { recursive: true })
-    // The directory was empty, so nothing here is overwritten or followed: wx refuses what exists.
-    await writeFile(target, await client.jobs.artifact(job.id, artifact.path), { flag: 'wx' })
-  }
-  if (job.artifacts.length > 0)
-    print(process.stderr, `airlock: ${job.artifacts.length} artifact(s) written to ${root}\n`)
-}
-
-/**
- * --out's directory must be new or empty: a job's files never overwrite the user's (a
- * job that leaves `.git/hooks/pre-commit` must not reach a repository's).
- */
-async function mustBeEmpty(dir: string): Promise<void> {
-  const entries = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return []
-    throw new UsageError(`cannot use ${dir} for --out: ${err.message}`)
-  })
-  if (entries.length > 0)
-    throw new UsageError(
-      `--out ${dir} is not empty; give a new or empty directory, so the job's files overwrite nothing`,
-    )
+  const paths = job.artifacts.map((a) => a.path)
+  await placeArtifacts(dir, paths, (path) => client.jobs.artifact(job.id, path))
+  if (paths.length > 0) print(process.stderr, `airlock: ${paths.length} artifact(s) written to ${resolve(dir)}\n`)
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
