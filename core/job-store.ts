@@ -97,6 +97,12 @@ export interface JobMaker {
   digest?: string
 }
 
+/** Which create made a record: the time it was made at and its request's digest (what create.lua compares). */
+export interface CreateIdentity {
+  createdAt: number
+  digest: string | undefined
+}
+
 /**
  * What a create did: made the job, refused it for a quota of the tenant's, or found the
  * job its Idempotency-Key names there already, made by the same request or by another.
@@ -430,18 +436,20 @@ export class JobStore {
    * Takes back a job that was never accepted (its queue entry could not be written, often
    * because Redis is full), while it is still queued (the withdraw move): 'withdrawn';
    * 'stands' when a worker has it by now (or it has ended), and it stands as accepted;
-   * 'absent' when there is no job of this tenant's by that id. `via`: the connection the
-   * creating transaction went on (one with the job scripts defined), so that Redis runs
-   * the take-back after it even when that transaction's answer timed out before it ran.
+   * 'absent' when there is no job of this tenant's by that id, or (`made`) none that this
+   * create made: a keyed id's record may be another request's with the same key, made a
+   * moment ahead and answered 202. `via`: the connection the creating transaction went on
+   * (one with the job scripts defined), so that Redis runs the take-back after it even
+   * when that transaction's answer timed out before it ran.
    */
   async withdraw(
     id: string,
     tenant: string,
-    now = clockNow(),
-    via: Redis = this.redis,
+    { made, now = clockNow(), via = this.redis }: { made?: CreateIdentity; now?: number; via?: Redis } = {},
   ): Promise<'withdrawn' | 'absent' | 'stands'> {
     const keys = [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)]
-    const taken = await runJobScript(via, 'withdraw', keys, this.args('withdraw', id, now, tenant))
+    const identity = made ? [made.createdAt, made.digest ?? ''] : []
+    const taken = await runJobScript(via, 'withdraw', keys, this.args('withdraw', id, now, tenant, ...identity))
     return taken === 1 ? 'withdrawn' : taken === 2 ? 'stands' : 'absent'
   }
 

@@ -349,15 +349,22 @@ export class JobService {
           (replies[created.commands + n] ? undefined : new Error('no reply from Redis'))
         const recorded = !ran && !(result instanceof Error) && result.result === 'created'
         if (recorded && !entryError) return job
+        let taken: Awaited<ReturnType<JobStore['withdraw']>> | undefined
         if (recorded || ran) {
           // Taken back while still queued; a worker that has it by now (the transaction ran
           // and only its answer was lost) makes it accepted after all: it will run once. A
           // take-back whose answer did not come either is refused: Redis runs it after the
           // transaction (the same connection), so the job will not stand.
-          const taken = await store.withdraw(job.id, tenant, clockNow(), client.redis).catch(() => undefined)
+          taken = await store
+            .withdraw(job.id, tenant, { made: { createdAt: queuedAt, digest: job.digest }, via: client.redis })
+            .catch(() => undefined)
           if (taken === 'stands' && ran) return job
         }
-        if (!entryError || ran) await queue.remove(job.id).catch(() => undefined)
+        // After a transaction whose answer is unknown, a keyed id's queue entry may be that
+        // of another request's job (bullmq adds no second entry for an id it has): it goes
+        // only with the record this call made.
+        const ours = !ran || job.digest === undefined || taken === 'withdrawn'
+        if ((!entryError || ran) && ours) await queue.remove(job.id).catch(() => undefined)
         if (ran) return { ...job, error: ran }
         return {
           ...job,
@@ -503,9 +510,15 @@ export class JobService {
     try {
       await waiter.ready()
       const waitMs = Math.min(config.maxWaitMs, stepsWallMs(wait.limits, wait.steps) + 60_000)
-      const { finished } = waiter.wait(id, waitMs, signal)
-      const now = await store.head(id)
-      if (!(now && isFinalStatus(now.status))) await finished
+      const { finished, cancel } = waiter.wait(id, waitMs, signal)
+      try {
+        const now = await store.head(id)
+        if (!(now && isFinalStatus(now.status))) await finished
+      } finally {
+        // A job that had ended already publishes nothing more: its wait (a timer and the
+        // request's closures) would be held to the end of waitMs, up to AIRLOCK_MAX_WAIT_MS.
+        cancel()
+      }
       const done = await store.head(id)
       return done && isFinalStatus(done.status) ? done : undefined
     } finally {

@@ -33,6 +33,11 @@ export class JobWaiter {
     await this.subscribed
   }
 
+  /** How many waits are held now. */
+  get held(): number {
+    return this.releases.size
+  }
+
   /** Answers every waiting request now (shutdown): they reply with the job's current state. */
   releaseAll(): void {
     for (const release of [...this.releases]) release()

@@ -212,3 +212,62 @@ t.test('an Idempotency-Key that is not one is refused with 400', async (t) => {
   const batch = await submit({ jobs: [JOB] }, 'a b', { url: '/v1/jobs/batch' })
   t.equal(batch.statusCode, 400, 'on a batch too')
 })
+
+t.test(
+  "a submit whose answer was lost takes back only its own job, never another request's with its key",
+  async (t) => {
+    // Found by review 23: R1 and its retry R2 carry one key; R2 read no job for it, R1's
+    // create came first, and R2's transaction ran but its answer was lost. R2 then took
+    // back the job at the key's id, which was R1's, answered 202: a job accepted, then lost.
+    const { queue, store, submitRedis } = h.app.services
+    const first = await submit(JOB, 'lost-answer-1')
+    t.equal(first.statusCode, 202)
+    const { id } = first.json()
+    const queueMakers = store.queueMakers.bind(store)
+    store.queueMakers = (pipeline, ids) => {
+      const made = queueMakers(pipeline, ids)
+      return { read: () => made.read().map(() => undefined) } // read before R1's create
+    }
+    const multi = submitRedis.multi.bind(submitRedis)
+    submitRedis.multi = ((...args: Parameters<typeof multi>) => {
+      const tx = multi(...args)
+      const exec = tx.exec.bind(tx)
+      tx.exec = async () => {
+        await exec()
+        throw new Error('Connection is closed.')
+      }
+      return tx
+    }) as typeof submitRedis.multi
+    const restore = () => {
+      store.queueMakers = queueMakers
+      submitRedis.multi = multi
+    }
+    t.teardown(restore)
+    const retry = await submit(JOB, 'lost-answer-1')
+    restore()
+    t.equal(retry.statusCode, 503, 'the retry whose answer was lost is told to retry')
+    const read = await h.request('GET', `/v1/jobs/${id}`)
+    t.equal(read.statusCode, 200, "R1's job is still there")
+    t.equal(read.json().status, 'queued')
+    t.ok(await queue.getJob(id), 'and so is its queue entry')
+    const again = await submit(JOB, 'lost-answer-1')
+    t.equal(again.json().id, id, 'and the next retry is its replay')
+    t.equal(again.headers['idempotent-replayed'], 'true')
+  },
+)
+
+t.test('a replay with ?wait of a job that has ended holds no wait once answered', async (t) => {
+  // Found by review 23: the wait was registered before the job was read, and a job that
+  // had ended publishes nothing more, so each such answer left a timer and its closures
+  // for up to AIRLOCK_MAX_WAIT_MS (330 s), uncounted by the tenant's waits.
+  const { waiter } = h.app.services
+  const first = await submit(JOB, 'ended-wait-1')
+  const { id } = first.json()
+  t.equal((await h.request('DELETE', `/v1/jobs/${id}`)).json().status, 'cancelled')
+  const before = waiter.held
+  for (let i = 0; i < 20; i++) {
+    const res = await submit(JOB, 'ended-wait-1', { url: '/v1/jobs?wait=true' })
+    t.equal(res.json().status, 'cancelled', 'answered with the ended job')
+  }
+  t.equal(waiter.held, before, 'and no wait is held after')
+})

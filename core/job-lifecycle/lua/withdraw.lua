@@ -7,15 +7,22 @@
   KEYS[11]     the tenant's job index {p}:tenant:<t>:jobs
   ARGV[1..8]   job.lua
   ARGV[9]      tenant (tenant.lua)
+  ARGV[10]     optional: the createdAt of the create taking its job back
+  ARGV[11]     with ARGV[10]: that create's request digest, '' for none
 
-  Returns 1 when it took the job back, 0 when there is no job of this tenant's by that id,
-  2 when the job stands (a worker has it, or it has ended).
+  Returns 1 when it took the job back, 0 when there is no job of this tenant's by that id
+  (or, with ARGV[10], none that create made), 2 when the job stands (a worker has it, or
+  it has ended).
 ]]
 --- @include "includes/job"
 --- @include "includes/tenant"
 
-local status = redis.call('HGET', KEYS[1], 'status')
+local status, createdAt, digest = unpack(redis.call('HMGET', KEYS[1], 'status', 'createdAt', 'requestDigest'))
 if not status or not tenantMatches(ARGV[9]) then return 0 end
+-- An Idempotency-Key's id may hold another request's job, made a moment ahead and
+-- answered 202: a create whose answer was lost takes back only the record it made
+-- (create.lua's own test of "this call's": createdAt and digest).
+if ARGV[10] and (createdAt ~= ARGV[10] or (digest or '') ~= ARGV[11]) then return 0 end
 if not movesFrom(status) then return 2 end
 -- Deleting is allowed when Redis is full, so it goes first; giving back the reservation is
 -- a write a full Redis refuses, and then the reservation lapses with its expiry.
