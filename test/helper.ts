@@ -277,3 +277,26 @@ export async function build(t: TestLike, options: BuildOptions = {}): Promise<Ha
     },
   }
 }
+
+/**
+ * Until the returned function is called (or the test ends), every transaction on `client`
+ * runs and then its answer is lost, as when the connection breaks right after EXEC: what
+ * a submit must be safe against (it cannot know whether its writes were made).
+ */
+export function loseTransactionAnswers(t: TestLike, client: Redis): () => void {
+  const multi = client.multi.bind(client)
+  client.multi = ((...args: Parameters<typeof multi>) => {
+    const tx = multi(...args)
+    const exec = tx.exec.bind(tx)
+    tx.exec = async () => {
+      await exec()
+      throw new Error('Connection is closed.')
+    }
+    return tx
+  }) as typeof client.multi
+  const restore = () => {
+    client.multi = multi
+  }
+  t.teardown(restore)
+  return restore
+}

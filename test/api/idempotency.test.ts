@@ -1,7 +1,7 @@
 import t from 'tap'
 import { keyedJobId, requestDigest } from '../../core/idempotency.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
-import { build, TENANTS, type Tenant } from '../helper.js'
+import { build, loseTransactionAnswers, TENANTS, type Tenant } from '../helper.js'
 
 // Idempotency-Key on POST /v1/jobs and /v1/jobs/batch, against the real Redis and queue:
 // a request sent again with its key is the job it made, never a second one.
@@ -228,19 +228,10 @@ t.test(
       const made = queueMakers(pipeline, ids)
       return { read: () => made.read().map(() => undefined) } // read before R1's create
     }
-    const multi = submitRedis.multi.bind(submitRedis)
-    submitRedis.multi = ((...args: Parameters<typeof multi>) => {
-      const tx = multi(...args)
-      const exec = tx.exec.bind(tx)
-      tx.exec = async () => {
-        await exec()
-        throw new Error('Connection is closed.')
-      }
-      return tx
-    }) as typeof submitRedis.multi
+    const answers = loseTransactionAnswers(t, submitRedis)
     const restore = () => {
       store.queueMakers = queueMakers
-      submitRedis.multi = multi
+      answers()
     }
     t.teardown(restore)
     const retry = await submit(JOB, 'lost-answer-1')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { AirlockError } from '../../core/errors.js'
 import type { JobRequest } from '../../core/job-spec.js'
-import { build, TENANTS } from '../helper.js'
+import { build, loseTransactionAnswers, TENANTS } from '../helper.js'
 
 // POST /v1/jobs/batch against the real Redis and queue: each job accepted or refused on
 // its own, with the code a single POST /v1/jobs gives it.
@@ -113,20 +113,7 @@ t.test("the tenant's quotas count every job of a batch: the queue and the submis
 t.test('a batch whose queue entries cannot be written takes none of its jobs, and says to retry', async (t) => {
   // The queue's Redis failing at this point is what this stands in for: the transaction
   // that writes the records and their queue entries runs, and its answer is lost.
-  const client = h.app.services.submitRedis
-  const multi = client.multi.bind(client)
-  client.multi = ((...args: Parameters<typeof multi>) => {
-    const tx = multi(...args)
-    const exec = tx.exec.bind(tx)
-    tx.exec = async () => {
-      await exec()
-      throw new Error('Connection is closed.')
-    }
-    return tx
-  }) as typeof client.multi
-  t.teardown(() => {
-    client.multi = multi
-  })
+  loseTransactionAnswers(t, h.app.services.submitRedis)
   const waiting = await h.app.services.queue.getWaitingCount()
   const before = (await h.request('GET', '/v1/jobs?limit=100')).json().items.length
   const res = await h.request('POST', '/v1/jobs/batch', {
