@@ -445,3 +445,45 @@ t.test('a client that hangs up cancels its job', async (t) => {
   const ended = await h.poll(job!.id, (j) => j.status !== 'running' && j.status !== 'queued', 30_000)
   t.equal(ended.status, 'cancelled')
 })
+
+t.test('a wait that fails cancels its job: a 503 that says retry never leaves it running', async (t) => {
+  // Found by review 23: a fault while waiting (Redis gone a moment) answered 503 "retry"
+  // and left the job to run, so a retry ran the program twice; a cancel that failed too
+  // was told "it was cancelled: retry".
+  const { jobService } = h.app.services
+  const waitForEnd = jobService.waitForEnd.bind(jobService)
+  const cancel = jobService.cancel.bind(jobService)
+  t.teardown(() => {
+    jobService.waitForEnd = waitForEnd
+    jobService.cancel = cancel
+  })
+  const unreachable = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' })
+  const submitted: string[] = []
+  jobService.waitForEnd = async (id) => {
+    submitted.push(id)
+    throw unreachable()
+  }
+  const body = {
+    language: 'python',
+    version: '*',
+    files: [{ content: 'import time\ntime.sleep(60)' }],
+    run_timeout: 90_000,
+  }
+  const failed = await raw('POST', '/piston/api/v2/execute', body)
+  t.equal(failed.statusCode, 503)
+  t.match(failed.json(), { code: 'AIRLOCK_ERR_WAIT_EXPIRED', message: /it was cancelled: retry/ })
+  const first = await h.poll(submitted[0]!, (j) => j.status === 'cancelled', 30_000)
+  t.equal(first.status, 'cancelled', 'the job that was answered "retry" does not run on')
+
+  jobService.cancel = async () => {
+    throw unreachable()
+  }
+  const unsure = await raw('POST', '/piston/api/v2/execute', body)
+  t.equal(unsure.statusCode, 500, 'a job that may still run is not answered "retry"')
+  t.match(unsure.json(), {
+    code: 'AIRLOCK_ERR_INTERNAL',
+    message: /may still run: sending it again would run it again/,
+  })
+  jobService.cancel = cancel
+  await cancel(submitted[1]!, 'alice')
+})

@@ -106,8 +106,13 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       // a client that goes away cancels it.
       const gone = callerGone(reply)
       let done: JobHead | undefined
+      let waitFailed: unknown
       try {
         done = gone.signal.aborted ? undefined : await jobService.waitForEnd(id, request, spec, gone.signal)
+      } catch (err) {
+        // Redis gone a moment, or the key revoked: Piston has no route to read the job
+        // later, so it is one nobody waits for, cancelled like the rest below.
+        waitFailed = err
       } finally {
         gone.stop()
       }
@@ -122,13 +127,21 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
         )
       if (done) return answer(done)
       // It may have ended between the wait and the cancel: then it is answered, not run again.
-      const endedMeanwhile = await jobService.cancel(id, request.tenant).then(
-        () => false,
-        (err: unknown) => isAirlockError(err) && err.code === 'AIRLOCK_ERR_JOB_FINISHED',
+      const cancel = await jobService.cancel(id, request.tenant).then(
+        () => 'cancelled' as const,
+        (err: unknown) => (isAirlockError(err) && err.code === 'AIRLOCK_ERR_JOB_FINISHED' ? 'ended' : 'unknown'),
       )
-      const view = endedMeanwhile && !gone.signal.aborted ? await store.head(id) : undefined
+      if (isAirlockError(waitFailed) && waitFailed.code === 'AIRLOCK_ERR_UNAUTHORIZED') throw waitFailed
+      if (waitFailed) request.log.warn({ err: waitFailed }, `waiting for the job failed; its cancel: ${cancel}`)
+      const view = cancel === 'ended' && !gone.signal.aborted ? await store.head(id).catch(() => undefined) : undefined
       if (view) return answer(view)
       if (gone.signal.aborted || reply.raw.destroyed) return reply.hijack()
+      // Every 503 says "retry"; a job that ran, or may still, must not be sent again.
+      if (cancel !== 'cancelled')
+        throw new AirlockError(
+          'AIRLOCK_ERR_INTERNAL',
+          `job ${id} ${cancel === 'ended' ? 'ran, and its result could not be read' : 'could not be cancelled and may still run'}: sending it again would run it again`,
+        )
       // Waited as long as AIRLOCK_MAX_WAIT_MS allows (a long queue), or the server is stopping.
       throw new AirlockError(
         'AIRLOCK_ERR_WAIT_EXPIRED',
