@@ -464,6 +464,12 @@ export class JobStore {
     return { ...view, spec: JSON.parse(spec) as JobSpec, launches: Number(launches ?? 0) }
   }
 
+  /** The spec a job was made with (its limits as they were then); undefined once it is gone. */
+  async storedSpec(id: string): Promise<JobSpec | undefined> {
+    const spec = await this.redis.hget(this.keys.job(id), 'spec')
+    return spec === null ? undefined : (JSON.parse(spec) as JobSpec)
+  }
+
   /** The record without spec, output and step results, so reading it costs the same however big the job. */
   async head(id: string): Promise<JobHead | undefined> {
     const key = this.keys.job(id)

@@ -202,19 +202,22 @@ export class JobService {
     // An item whose key an earlier one of these has: answered as that one is, once it is.
     const sameAs = new Map<number, number>()
     const firstOf = new Map<string, number>()
+    // A replay's checks have been passed by the request that made its job; limits and
+    // quotas changed since (an operator's) must not turn it into a refusal of a job that is.
+    const replayedAsMade: number[] = []
     const ready = specs.flatMap((spec, i) => {
       const k = keyed[i]
+      const maker = k && made.get(k.id)
+      if (maker && maker.tenant === tenant && maker.digest === k.digest) {
+        if (spec instanceof Error) replayedAsMade.push(i)
+        else out[i] = { id: k.id, spec, replayed: true }
+        return []
+      }
       if (spec instanceof Error) return []
       if (!k) return [i]
-      const maker = made.get(k.id)
       const first = firstOf.get(k.id)
       if (maker) {
-        out[i] =
-          maker.tenant !== tenant
-            ? { error: new JobIdTakenError(k.id) }
-            : maker.digest === k.digest
-              ? { id: k.id, spec, replayed: true }
-              : { error: keyReused() }
+        out[i] = maker.tenant !== tenant ? { error: new JobIdTakenError(k.id) } : { error: keyReused() }
       } else if (first === undefined) {
         firstOf.set(k.id, i)
         return [i]
@@ -223,6 +226,12 @@ export class JobService {
       return []
     })
     if (ready.length > 0) await this.accept(tenant, items, specs, ready, keyed, submission, workers, log, out)
+    for (const i of replayedAsMade) {
+      const id = keyed[i]!.id
+      const spec = await store.storedSpec(id)
+      // Gone since it was read (its retention ran out): the request is new again, and its checks stand.
+      if (spec) out[i] = { id, spec, replayed: true }
+    }
     for (const [i, first] of sameAs) {
       const answer = out[first]!
       out[i] = 'error' in answer ? answer : { ...answer, spec: specs[i] as JobSpec, replayed: true }

@@ -262,3 +262,30 @@ t.test('a replay with ?wait of a job that has ended holds no wait once answered'
   }
   t.equal(waiter.held, before, 'and no wait is held after')
 })
+
+t.test("a replay is its job's answer even after the tenant's quotas were lowered below it", async (t) => {
+  // Found by review 23: the checks of today's quotas ran before the key was looked up, so
+  // a retry after an operator's change was refused (400) though its job was there.
+  const bearer = await tenantWithKey('idem-quota', { maxTimeoutMs: 60_000 })
+  const job = { ...JOB, limits: { timeoutMs: 60_000 } }
+  const first = await submit(job, 'quota-1', { bearer })
+  t.equal(first.statusCode, 202)
+  const lowered = await h.app.inject({
+    method: 'PUT',
+    url: '/v1/admin/tenants/idem-quota/quotas',
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+    payload: JSON.stringify({ maxTimeoutMs: 10_000 }),
+  })
+  t.equal(lowered.statusCode, 200)
+  const fresh = await submit(job, 'quota-2', { bearer })
+  t.equal(fresh.json().code, 'AIRLOCK_ERR_QUOTA_JOB_LIMITS', 'a new job over the quota is refused')
+  const again = await submit(job, 'quota-1', { bearer })
+  t.equal(again.statusCode, 202)
+  t.equal(again.json().id, first.json().id, 'the replay names the job')
+  t.equal(again.headers['idempotent-replayed'], 'true')
+  const id = first.json().id
+  await h.app.inject({ method: 'DELETE', url: `/v1/jobs/${id}`, headers: { authorization: `Bearer ${bearer}` } })
+  const waited = await submit(job, 'quota-1', { bearer, url: '/v1/jobs?wait=true' })
+  t.equal(waited.statusCode, 200, 'with ?wait, the ended job')
+  t.same([waited.json().id, waited.json().status], [id, 'cancelled'])
+})
