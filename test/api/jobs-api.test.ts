@@ -377,3 +377,28 @@ t.test("a query parameter the route does not take is refused, not ignored (Airlo
   // The adapters take what their clients send, as Judge0 and Piston do.
   t.equal((await h.app.inject({ method: 'GET', url: '/healthz?probe=1' })).statusCode, 200, 'nor does the probe care')
 })
+
+t.test('a cancel that is made is answered with its job, however busy the output budget is', async (t) => {
+  // Found by review 23: DELETE cancelled the job and then, the tenant's share of the
+  // output budget being held, answered 503 "retry", and the retry got 409.
+  const h = await build(t, { worker: false })
+  const { budget } = h.app.services
+  // The budget's wait (30 s) made short, so that an impatient answer shows within the test.
+  ;(budget as { waitMs: number }).waitMs = 200
+  const ids = await Promise.all(
+    [0, 1].map(async () => (await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })).json().id),
+  )
+  const hold = await budget.take('alice', budget.capacityBytes)
+  const read = await h.request('GET', `/v1/jobs/${ids[0]}`)
+  t.equal(read.json().code, 'AIRLOCK_ERR_OUTPUT_BUSY', 'a read is told to retry')
+  setTimeout(() => hold.release(), 600)
+  const headers = { authorization: `Bearer ${TENANTS.alice}` }
+  const [cancel, judge0] = await Promise.all([
+    h.request('DELETE', `/v1/jobs/${ids[0]}`),
+    h.app.inject({ method: 'DELETE', url: `/judge0/submissions/${ids[1]}`, headers }),
+  ])
+  t.equal(cancel.statusCode, 202, 'the cancel waits for room instead')
+  t.equal(cancel.json().status, 'cancelled')
+  t.equal(judge0.statusCode, 200, "and Judge0's")
+  t.equal((await h.request('GET', `/v1/jobs/${ids[1]}`)).json().status, 'cancelled')
+})

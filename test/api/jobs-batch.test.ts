@@ -275,6 +275,10 @@ t.test("Judge0's batch refuses as the rest of the API does", async (t) => {
   )
   t.equal(tooMany.statusCode, 400, "AIRLOCK_MAX_BATCH_JOBS (8 here) bounds Judge0's batch of 20 too")
   t.match(tooMany.json().error, /less than or equal to 8/)
+  const tokens = Array.from({ length: 9 }, (_, i) => `job_${String(i).padStart(32, '0')}`).join(',')
+  const readMany = await call('GET', `/judge0/submissions/batch?tokens=${tokens}`, undefined, TENANTS.alice)
+  t.equal(readMany.statusCode, 400, 'and its batch read, by the same bound (found by review 23)')
+  t.match(readMany.json().error, /less than or equal to 8/)
 
   const rated = await tenantWithKey('judy', { submitsPerSecond: 3 })
   const two = { submissions: Array(2).fill({ source_code: 'echo', language_id: 46 }) }

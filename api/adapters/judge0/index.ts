@@ -218,7 +218,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
         querystring: Type.Object({
           ...Base64Query,
           ...FieldsQuery,
-          tokens: Type.Optional(Type.String({ maxLength: MAX_BATCH * (MAX_PATH_PARAM_LENGTH + 1) })),
+          tokens: Type.Optional(Type.String({ maxLength: maxBatch * (MAX_PATH_PARAM_LENGTH + 1) })),
         }),
       },
     },
@@ -229,9 +229,9 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
         .filter((t) => t !== '')
       if (tokens.length === 0)
         throw new Judge0Error(400, { error: 'there should be at least one submission in a batch' })
-      if (tokens.length > MAX_BATCH)
+      if (tokens.length > maxBatch)
         throw new Judge0Error(400, {
-          error: `number of submissions in a batch should be less than or equal to ${MAX_BATCH}`,
+          error: `number of submissions in a batch should be less than or equal to ${maxBatch}`,
         })
       // Judge0 answers a token listed twice twice; here each answer streams the whole job,
       // so one request naming a big job 20 times read it 20 times: each token once.
@@ -327,7 +327,8 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
       // finished job is kept until it expires): 409 for one that had ended.
       await jobService.cancel(request.params.token, request.tenant)
       const view = await ownJob(store, request.params.token, request.tenant)
-      return send(reply, 200, submissionJson(view, outputWriter, options))
+      // Patient: the cancel is made; a 503 "retry" would be answered 409.
+      return send(reply, 200, submissionJson(view, outputWriter, options, true))
     },
   )
 

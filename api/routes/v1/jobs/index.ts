@@ -153,8 +153,9 @@ const jobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const { id } = request.params
       await jobService.cancel(id, request.tenant)
-      // 202: a running sandbox is being killed; the job turns `cancelled` shortly.
-      return outputWriter.sendJob(reply, 202, await ownJob(store, id, request.tenant))
+      // 202: a running sandbox is being killed; the job turns `cancelled` shortly. Patient:
+      // the cancel is made, and a 503 "retry" would be answered 409 (found by review 23).
+      return outputWriter.sendJob(reply, 202, await ownJob(store, id, request.tenant), true)
     },
   )
 }
