@@ -289,3 +289,34 @@ t.test("a replay is its job's answer even after the tenant's quotas were lowered
   t.equal(waited.statusCode, 200, 'with ?wait, the ended job')
   t.same([waited.json().id, waited.json().status], [id, 'cancelled'])
 })
+
+t.test("Judge0's submissions take the key as POST /v1/jobs does; Piston's execute refuses it", async (t) => {
+  // Found by review 23: both dropped the header without a word, so a client that sent it
+  // and retried made two jobs.
+  const judge0 = { source_code: 'echo hi', language_id: 46 }
+  const first = await submit(judge0, 'judge0-1', { url: '/judge0/submissions' })
+  t.equal(first.statusCode, 201)
+  const again = await submit(judge0, 'judge0-1', { url: '/judge0/submissions' })
+  t.equal(again.statusCode, 201)
+  t.equal(again.json().token, first.json().token, 'the retry gets the token it had')
+  t.equal(again.headers['idempotent-replayed'], 'true')
+  const other = await submit({ ...judge0, source_code: 'echo other' }, 'judge0-1', { url: '/judge0/submissions' })
+  t.equal(other.statusCode, 409)
+  t.equal(other.json().code, 'AIRLOCK_ERR_IDEMPOTENCY_KEY_REUSED')
+  const bad = await submit(judge0, 'not a key', { url: '/judge0/submissions' })
+  t.equal(bad.statusCode, 400, 'a key that is not one is refused')
+
+  const url = '/judge0/submissions/batch'
+  const batch = { submissions: [judge0, { ...judge0, source_code: 'echo two' }] }
+  const made = await submit(batch, 'judge0-batch-1', { url })
+  t.equal(made.statusCode, 201)
+  const remade = await submit(batch, 'judge0-batch-1', { url })
+  t.same(remade.json(), made.json(), 'a batch sent again answers the tokens it had')
+  t.equal(new Set(made.json().map((s: { token: string }) => s.token)).size, 2)
+
+  const piston = await submit({ language: 'bash', version: '*', files: [{ content: 'echo hi' }] }, 'piston-1', {
+    url: '/piston/api/v2/execute',
+  })
+  t.equal(piston.statusCode, 400)
+  t.match(piston.json(), { code: 'AIRLOCK_ERR_VALIDATION', message: /takes no Idempotency-Key/ })
+})

@@ -15,6 +15,13 @@ import { submissionJson, submissionsJson, type SubmissionJsonOptions } from './s
 import { ATTRIBUTE_DESCRIPTIONS, checkSubmission, SubmissionSchema, toJobRequest } from './submission-request.js'
 import { selectFields } from './submission-result.js'
 import { bindRequestLog } from '../../../core/logger.js'
+import {
+  BatchIdempotencyKeyHeaderSchema,
+  batchItemKey,
+  IDEMPOTENCY_KEY_HEADER,
+  IdempotencyKeyHeaderSchema,
+  IDEMPOTENT_REPLAYED_HEADER,
+} from '../../../core/idempotency.js'
 
 /**
  * A drop-in Judge0 CE 1.13 API under /judge0: Judge0's routes, attributes, statuses and
@@ -130,14 +137,18 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
           wait: Type.Optional(Type.Boolean({ description: 'Answer once the submission has ended' })),
         }),
         body: SubmissionSchema,
+        // Not Judge0's: Airlock's, as POST /v1/jobs takes it (a retry gets the token it had).
+        headers: IdempotencyKeyHeaderSchema,
       },
     },
     async (request, reply) => {
       const { request: job } = toJobRequest(request.body, request.query.base64_encoded === true)
       // Checked before anything is queued: a bad `fields` must not leave a job behind.
       const options = request.query.wait ? await writeOptions(request.query) : undefined
-      const { id, spec } = await jobService.submit(request.tenant, job, request.log)
+      const key = request.headers[IDEMPOTENCY_KEY_HEADER]
+      const { id, spec, replayed } = await jobService.submit(request.tenant, job, request.log, key)
       request.log = reply.log = bindRequestLog(request.log, { jobId: id })
+      if (replayed) reply.header(IDEMPOTENT_REPLAYED_HEADER, 'true')
       if (!options) return reply.status(201).send({ token: id })
       const gone = callerGone(reply)
       try {
@@ -168,6 +179,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
           { submissions: Type.Array(Type.Unknown(), { description: `At most ${maxBatch} submissions` }) },
           { additionalProperties: false },
         ),
+        headers: BatchIdempotencyKeyHeaderSchema,
       },
     },
     async (request, reply) => {
@@ -189,7 +201,13 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
           return err as Error
         }
       })
-      const outcomes = await jobService.submitMany(request.tenant, items, request.log)
+      const key = request.headers[IDEMPOTENCY_KEY_HEADER]
+      const outcomes = await jobService.submitMany(
+        request.tenant,
+        items,
+        request.log,
+        key === undefined ? undefined : items.map((_, index) => batchItemKey(key, index)),
+      )
       const whole = wholeBatchRefusal(outcomes)
       if (whole) throw whole
       const taken = outcomes.some((o) => 'id' in o)

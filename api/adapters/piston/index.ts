@@ -17,6 +17,7 @@ import {
   pistonErrors,
 } from './schemas.js'
 import { bindRequestLog } from '../../../core/logger.js'
+import { IDEMPOTENCY_KEY_HEADER } from '../../../core/idempotency.js'
 
 /**
  * A drop-in Piston v2 API (engineer-man/piston, /api/v2) under /piston: a Piston
@@ -90,6 +91,14 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       },
     },
     async (request, reply) => {
+      // Ignored, a client's retry would run its program again. And it cannot be honoured:
+      // a job whose caller left is cancelled here, so a retry would find it cancelled.
+      if (request.headers[IDEMPOTENCY_KEY_HEADER] !== undefined)
+        throw new AirlockError(
+          'AIRLOCK_ERR_VALIDATION',
+          "Piston's execute takes no Idempotency-Key (a job whose caller leaves is cancelled); POST /v1/jobs does",
+          [{ path: '/headers/idempotency-key', message: 'is not taken by this route' }],
+        )
       const { language, version } = request.body
       const runtime = findPistonRuntime(pistonRuntimes(await registry.live()), language, version)
       if (!runtime)
