@@ -9,6 +9,9 @@ export const REASONS = {
   cancelledBeforeStart: 'cancelled before it started',
   cancelledWhileRunning: 'cancelled while running',
   workerLost: 'the worker running this job stopped before it finished; it was not run again',
+  handOverStopped:
+    'the worker handing this job to a warm pod stopped before the hand-over was complete; it was not run again',
+  handOverFailed: (why: string) => `the job could not be handed to its warm pod (${why}); it was not run again`,
   timeLimit: (timeoutMs: number) => `exceeded the time limit of ${timeoutMs} ms`,
   memoryLimit: (memoryMb: number) => `exceeded the memory limit of ${memoryMb} MiB`,
 } as const

@@ -5,12 +5,24 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError, loadConfig } from '../../core/config.js'
 import { settingsTable } from '../../core/config-docs.js'
+import { ErrorCodes } from '../../core/errors.js'
 
 t.test("the README's settings table is the generated one", async (t) => {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
   const m = /<!-- settings:start[^>]*-->\n([\s\S]*?)<!-- settings:end -->/.exec(readme)
   t.ok(m, 'the README has the settings markers')
   t.equal(m?.[1]?.trim(), settingsTable().trim(), 'regenerate with: npm run build && node dist/core/config-docs.js')
+})
+
+t.test("the README's list of error codes names every code of the catalogue", async (t) => {
+  // Review 23 found two codes a client could get that the list did not name.
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+  const list = readme.slice(
+    readme.indexOf('Errors always have the shape'),
+    readme.indexOf('`AIRLOCK_ERR_INTERNAL` (500)'),
+  )
+  for (const code of Object.keys(ErrorCodes).filter((c) => c !== 'AIRLOCK_ERR_INTERNAL'))
+    t.ok(list.includes(`\`${code}\``), code)
 })
 
 t.test('settings can come from a file; the environment wins; typos stop the process', async (t) => {

@@ -430,10 +430,7 @@ export class KubernetesExecutor implements Executor {
   private async followOrEnd(request: ExecutionRequest, t0: number, target: KubeTarget): Promise<JobOutcome> {
     if (!target.notHandedOver) return this.follow(request, t0, target)
     await this.deleteJob(target.name)
-    return outcomeWithoutRun(
-      'error',
-      'the worker handing this job to a warm pod stopped before the hand-over was complete; it was not run again',
-    )
+    return outcomeWithoutRun('error', REASONS.handOverStopped)
   }
 
   /**
@@ -789,8 +786,7 @@ class JobFollow {
     // A warm pod whose attach broke while the job was sent may hold part of it: never
     // run again, and not a timeout of a program that may never have started.
     void this.target.handOverFailed?.then((why) => {
-      const reason = `the job could not be handed to its warm pod (${why}); it was not run again`
-      this.endByUs({ status: 'error', reason })
+      this.endByUs({ status: 'error', reason: REASONS.handOverFailed(why) })
     })
     this.signal.addEventListener('abort', this.onAbort, { once: true })
     if (this.signal.aborted) {
