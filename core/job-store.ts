@@ -91,10 +91,12 @@ export interface KeyedCreate {
   digest?: string
 }
 
-/** Who made a job: its tenant, and the digest of the request when an Idempotency-Key named it. */
+/** Who made a job: its tenant, and the digest of the request when an Idempotency-Key named it; and when, and where it is now. */
 export interface JobMaker {
   tenant: string
   digest?: string
+  status: JobStatus
+  createdAt: number
 }
 
 /** Which create made a record: the time it was made at and its request's digest (what create.lua compares). */
@@ -420,14 +422,16 @@ export class JobStore {
   queueMakers(pipeline: ChainableCommander, ids: readonly string[]): { read: () => (JobMaker | undefined)[] } {
     const replies = ids.map((id) => {
       const reply = pipelined<(string | null)[]>()
-      pipeline.hmget(this.keys.job(id), 'tenant', 'requestDigest', reply.callback)
+      pipeline.hmget(this.keys.job(id), 'tenant', 'requestDigest', 'status', 'createdAt', reply.callback)
       return reply
     })
     return {
       read: () =>
         replies.map((reply) => {
-          const [tenant, digest] = reply.value() ?? []
-          return tenant ? { tenant, digest: digest ?? undefined } : undefined
+          const [tenant, digest, status, createdAt] = reply.value() ?? []
+          return tenant
+            ? { tenant, digest: digest ?? undefined, status: status as JobStatus, createdAt: Number(createdAt) }
+            : undefined
         }),
     }
   }

@@ -205,10 +205,12 @@ export class JobService {
     // A replay's checks have been passed by the request that made its job; limits and
     // quotas changed since (an operator's) must not turn it into a refusal of a job that is.
     const replayedAsMade: number[] = []
+    const stillQueued: { id: string; createdAt: number }[] = []
     const ready = specs.flatMap((spec, i) => {
       const k = keyed[i]
       const maker = k && made.get(k.id)
       if (maker && maker.tenant === tenant && maker.digest === k.digest) {
+        if (maker.status === 'queued') stillQueued.push({ id: k.id, createdAt: maker.createdAt })
         if (spec instanceof Error) replayedAsMade.push(i)
         else out[i] = { id: k.id, spec, replayed: true }
         return []
@@ -226,6 +228,7 @@ export class JobService {
       return []
     })
     if (ready.length > 0) await this.accept(tenant, items, specs, ready, keyed, submission, workers, log, out)
+    await this.keepQueued(stillQueued)
     for (const i of replayedAsMade) {
       const id = keyed[i]!.id
       const spec = await store.storedSpec(id)
@@ -237,6 +240,23 @@ export class JobService {
       out[i] = 'error' in answer ? answer : { ...answer, spec: specs[i] as JobSpec, replayed: true }
     }
     return out
+  }
+
+  /**
+   * A replayed job that is still queued gets its queue entry again, if it has none (bullmq
+   * adds nothing for an id it holds, and a claim runs a job once however often it is
+   * delivered). Its first request may have written the record, failed to write the entry
+   * and failed to take the record back (Redis gone between the two): answered 5xx, that
+   * request's retry is a replay, and without this the job would wait, accepted, for good.
+   */
+  private async keepQueued(jobs: readonly { id: string; createdAt: number }[]): Promise<void> {
+    const { queue } = this.deps
+    await Promise.all(
+      jobs.map(({ id, createdAt }) => {
+        const entry = queueEntry(id, createdAt)
+        return queue.add(entry.name, entry.data, entry.opts)
+      }),
+    )
   }
 
   /** The rate, a worker that can isolate, then the write: each of `ready` ends in `out` accepted or refused. */

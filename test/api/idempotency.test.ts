@@ -320,3 +320,21 @@ t.test("Judge0's submissions take the key as POST /v1/jobs does; Piston's execut
   t.equal(piston.statusCode, 400)
   t.match(piston.json(), { code: 'AIRLOCK_ERR_VALIDATION', message: /takes no Idempotency-Key/ })
 })
+
+t.test('a replay of a queued job whose queue entry was lost puts the entry back: it still runs', async (t) => {
+  // A first request whose record was written, whose queue entry was not, and whose
+  // take-back of the record failed too (Redis gone between them) was answered 5xx; its
+  // retry, a replay, answered 202 for a job no worker would ever see.
+  const { queue } = h.app.services
+  const first = await submit(JOB, 'lost-entry-1')
+  const { id } = first.json()
+  await queue.remove(id)
+  t.notOk(await queue.getJob(id), 'the entry is gone, the record stays queued')
+  const again = await submit(JOB, 'lost-entry-1')
+  t.equal(again.statusCode, 202)
+  t.equal(again.json().id, id)
+  t.ok(await queue.getJob(id), 'the replay put the entry back')
+  const waiting = await queue.getWaitingCount()
+  await submit(JOB, 'lost-entry-1')
+  t.equal(await queue.getWaitingCount(), waiting, 'and a replay of a job whose entry is there adds none')
+})
