@@ -247,7 +247,16 @@ export function decodeCursor(cursor: string): { score: number; id: string } | un
   return { score: Number(cursor.slice(0, dot)), id: cursor.slice(dot + 1) }
 }
 
-const SUMMARY_FIELDS = ['status', 'runtime', 'exitCode', 'reason', 'createdAt', 'startedAt', 'finishedAt'] as const
+const SUMMARY_FIELDS = [
+  'status',
+  'runtime',
+  'exitCode',
+  'reason',
+  'createdAt',
+  'startedAt',
+  'finishedAt',
+  'tenant',
+] as const
 /**
  * A page stops after looking at this many index entries, so one request's cost is
  * bounded however rare the wanted status is; the cursor carries on from there. At 2,000
@@ -578,8 +587,10 @@ export class JobStore {
         // A read that failed (Redis stalled past the command timeout) says nothing of the
         // record: only a record that is not there makes its entry one to drop.
         if (err) throw err
-        const [status, runtime, exitCode, reason, createdAt, startedAt, finishedAt] = reply as (string | null)[]
-        if (!status) {
+        const [status, runtime, exitCode, reason, createdAt, startedAt, finishedAt, owner] = reply as (string | null)[]
+        // Only the tenant's own index names a record here; its owner is asked all the same,
+        // as every read by id asks it (an entry that is not the tenant's is none of its).
+        if (!status || owner !== tenant) {
           gone.push(e.id)
           continue
         }

@@ -168,6 +168,17 @@ t.test('GET /v1/jobs drops index entries whose job record has expired', async (t
     [kept],
   )
   t.equal(await redis.zscore(keys.tenantJobs('alice'), expired), null, 'the stale entry is gone from the index')
+  // Defense in depth (review 23): an entry naming another tenant's record lists nothing of it.
+  const bobs = newJobId()
+  await store.create(bobs, 'bob', spec)
+  await redis.zadd(keys.tenantJobs('alice'), Date.now(), bobs)
+  const mixed = (await h.request('GET', '/v1/jobs')).json<JobList>()
+  t.same(
+    mixed.items.map((j) => j.id),
+    [kept],
+    "bob's job is not in alice's list",
+  )
+  t.equal(await redis.zscore(keys.tenantJobs('alice'), bobs), null, 'and its entry is dropped')
 })
 
 t.test(
