@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { loadConfig } from '../../core/config.js'
@@ -162,4 +164,61 @@ t.test('a bounded read of events takes many small ones at once and few big ones'
   t.equal(rest.length, Math.ceil(EVENT_READ_BYTES / 60_000), 'big ones: stops after the one that passes its bytes')
   t.equal(rest[0]?.seq, 601, 'after the seq asked for')
   t.same(await reader.within(id, 610), [], 'none after the last')
+})
+
+// Found by review 22: 250 paused NDJSON readers of a job of control characters took the
+// API from 260 MB to 1.2 GB against a 32 MB output budget (and killed it under a 300 MB
+// heap): a reader waiting for its next read's turn still held its last read's events and
+// lines, which its hold no longer counted.
+t.test('an NDJSON reader waiting for its next read keeps nothing of its last one', async (t) => {
+  const gc = (() => {
+    setFlagsFromString('--expose-gc')
+    return runInNewContext('gc') as () => void
+  })()
+  const { redis, keys } = freshRedis(t, 'ndjson')
+  const store = new JobStore(redis, keys, 3600)
+  const id = newJobId()
+  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})))
+  t.equal(await store.claim(id, 'w1'), 'claimed')
+  const chunk = '\u0001'.repeat(64 * 1024)
+  for (let i = 0; i < 4; i++) await store.appendLog(id, 'stdout', chunk)
+  const events = new JobEventReader(redis, keys)
+  const read: WeakRef<object>[][] = []
+  const within = events.within.bind(events)
+  events.within = async (...args) => {
+    const batch = await within(...args)
+    read.push(batch.map((e) => new WeakRef(e)))
+    return batch
+  }
+  const budget = new OutputBudget(32 * 1024 * 1024, 300)
+  const writer = new OutputWriter(store, new JobOutputReader(redis, keys), events, budget, 1000)
+  const head = await store.headForTenant(id, 'alice')
+  const lines = writer.ndjson(head!)
+  const first = await lines.next()
+  t.ok(first.value.length > 6 * 64 * 1024, 'the first read is a few escaped events')
+  t.ok(budget.heldBy('alice') >= 2 * first.value.length, 'held while it is on its way: its lines counted')
+  // Other tenants fill the budget, so that the reader's next read waits.
+  const bob = await budget.take('bob', 16 * 1024 * 1024)
+  const carol = await budget.take('carol', 16 * 1024 * 1024 - budget.heldBy('alice'))
+  const second = lines.next()
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
+  t.equal(read.length, 1, 'the next read waits for room')
+  t.equal(budget.heldBy('alice'), 0, 'holding nothing')
+  gc()
+  t.same(
+    read[0]!.map((ref) => ref.deref() === undefined),
+    read[0]!.map(() => true),
+    "and keeping none of the last read's events",
+  )
+  bob.release()
+  carol.release()
+  const rest = [first.value, (await second).value]
+  for await (const line of lines) rest.push(line)
+  const all = rest
+    .join('')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { type: string; data?: string })
+  t.equal(all.filter((e) => e.type === 'log').length, 4, 'every event arrives once the budget has room')
+  t.equal(budget.inUse, 0, 'every hold given back')
 })
