@@ -55,10 +55,12 @@ export function handshakeRefusal(reply: FastifyReply): AirlockError | undefined 
 }
 
 /**
- * Caps the WebSocket streams one tenant and one client address hold open on this
- * process, so no tenant can drive Redis reads (or our memory) up by opening thousands
- * of watchers. A slot is taken before the upgrade and given back when the connection
- * closes, however it ends.
+ * Caps the WebSocket streams one tenant holds open on this process, in all and from one
+ * client address, so no tenant can drive Redis reads (or our memory) up by opening
+ * thousands of watchers. A tenant's streams from an address are counted apart from other
+ * tenants' from it, as its connections are: counted together, one tenant's streams took
+ * every other tenant's behind the same NAT or proxy (found by review 22). A slot is taken
+ * before the upgrade and given back when the connection closes, however it ends.
  */
 export class StreamGate {
   private readonly byTenant = new Map<string, number>()
@@ -69,14 +71,14 @@ export class StreamGate {
     private readonly maxPerAddress: number,
   ) {}
 
-  /** Takes a slot for the tenant and address (an IPv6 /64 is one) until `socket` closes; 429 when either is at its cap. */
+  /** Takes a slot for the tenant, and for it at the address (an IPv6 /64 is one), until `socket` closes; 429 at a cap. */
   enter(tenant: string, clientAddress: string | undefined, socket: Socket): void {
     // A client that went while its handshake was checked (its job looked up in Redis) has
     // already closed: a slot taken now would wait for a close that came before, and never
     // be given back (found by the eleventh review: 64 resets locked a tenant, and its
     // address, out of streams until the process restarted).
     if (socket.destroyed) throw clientLeft('during its handshake')
-    const address = addressGroup(clientAddress ?? '?')
+    const address = `${addressGroup(clientAddress ?? '?')}\u0000${tenant}`
     if ((this.byTenant.get(tenant) ?? 0) >= this.maxPerTenant) {
       throw new AirlockError(
         'AIRLOCK_ERR_TOO_MANY_STREAMS',
@@ -86,7 +88,7 @@ export class StreamGate {
     if ((this.byAddress.get(address) ?? 0) >= this.maxPerAddress) {
       throw new AirlockError(
         'AIRLOCK_ERR_TOO_MANY_STREAMS',
-        `this address has ${this.maxPerAddress} streams open on this server, its most; close some first`,
+        `this tenant has ${this.maxPerAddress} streams open from this address on this server, its most; close some first`,
       )
     }
     bump(this.byTenant, tenant, 1)

@@ -358,17 +358,18 @@ t.test(
   },
 )
 
-t.test('WebSocket streams are capped per tenant and per address, with a code', async (t) => {
+t.test("WebSocket streams are capped per tenant and per tenant's address, with a code", async (t) => {
   const h = await build(t, {
     worker: false,
     listen: true,
-    env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '3', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '4' },
+    env: { AIRLOCK_MAX_STREAMS_PER_TENANT: '3', AIRLOCK_MAX_STREAMS_PER_ADDRESS: '2' },
   })
   const [a, b] = [await queuedJob(h, 'alice'), await queuedJob(h, 'bob')]
-  const open = (id: string, tenant: 'alice' | 'bob') =>
+  const open = (id: string, tenant: 'alice' | 'bob', from = '127.0.0.1') =>
     new Promise<{ status: number; code?: string; ws?: WebSocket }>((resolve) => {
       const ws = new WebSocket(`${h.baseUrl.replace('http', 'ws')}/v1/jobs/${id}/stream`, {
         headers: { authorization: `Bearer ${TENANTS[tenant]}` },
+        localAddress: from,
       })
       ws.on('open', () => resolve({ status: 101, ws }))
       ws.on('unexpected-response', (_req, res) => {
@@ -378,19 +379,27 @@ t.test('WebSocket streams are capped per tenant and per address, with a code', a
       })
       ws.on('error', () => undefined)
     })
-  const alice = [await open(a, 'alice'), await open(a, 'alice'), await open(a, 'alice')]
+  const alice = [await open(a, 'alice'), await open(a, 'alice')]
   t.same(
     alice.map((r) => r.status),
-    [101, 101, 101],
+    [101, 101],
   )
-  const fourth = await open(a, 'alice')
-  t.equal(fourth.status, 429, "the tenant's fourth stream is refused")
+  const third = await open(a, 'alice')
+  t.equal(third.status, 429, "the tenant's third stream from the address is refused")
+  t.equal(third.code, 'AIRLOCK_ERR_TOO_MANY_STREAMS')
+  // Found by review 22: counted across tenants, one tenant's streams took every other
+  // tenant's from its address (a NAT, an office, a proxy).
+  const bob = [await open(b, 'bob'), await open(b, 'bob')]
+  t.same(
+    bob.map((r) => r.status),
+    [101, 101],
+    'another tenant from the same address has its own streams there',
+  )
+  alice.push(await open(a, 'alice', '127.0.0.2'))
+  t.equal(alice[2]!.status, 101, 'the tenant from another address')
+  const fourth = await open(a, 'alice', '127.0.0.3')
+  t.equal(fourth.status, 429, "the tenant's fourth stream in all is refused, from anywhere")
   t.equal(fourth.code, 'AIRLOCK_ERR_TOO_MANY_STREAMS')
-  const bob = await open(b, 'bob')
-  t.equal(bob.status, 101, 'another tenant still gets its stream')
-  const bobSecond = await open(b, 'bob')
-  t.equal(bobSecond.status, 429, 'the address has its most streams open')
-  t.equal(bobSecond.code, 'AIRLOCK_ERR_TOO_MANY_STREAMS')
   alice[0]!.ws!.close()
   const again = await until(
     () => open(a, 'alice'),
@@ -399,7 +408,7 @@ t.test('WebSocket streams are capped per tenant and per address, with a code', a
     'a stream once one closed',
   )
   t.equal(again.status, 101, 'a closed stream gives its slot back')
-  for (const r of [...alice, bob, again]) r.ws?.terminate()
+  for (const r of [...alice, ...bob, again]) r.ws?.terminate()
 })
 
 t.test(
