@@ -114,10 +114,14 @@ export class OutputWriter {
     const take = this.take(job.tenant, patient)
     // Held before the step results are read: their size is known from the head.
     const hold = await take(headMemoryBytes(job.detailChars + HEAD_CHARS))
+    // The record (its step results: MBs) lives in headJson's frame only, and its JSON only
+    // until it has left: neither is kept, uncounted, while the output's reads wait for budget.
+    let head: string | undefined
     try {
-      const view = await this.store.withDetails(job)
-      yield `${JSON.stringify(view.job).slice(0, -1)},"stdout":"`
+      head = await this.headJson(job)
+      yield head
     } finally {
+      head = undefined
       hold.release()
     }
     for await (const piece of this.output.pieces(job.id, job.output, 'stdout', take))
@@ -126,6 +130,12 @@ export class OutputWriter {
     for await (const piece of this.output.pieces(job.id, job.output, 'stderr', take))
       yield JSON.stringify(piece).slice(1, -1)
     yield '"}'
+  }
+
+  /** The job's JSON up to its stdout's opening quote. */
+  private async headJson(job: JobHead): Promise<string> {
+    const view = await this.store.withDetails(job)
+    return `${JSON.stringify(view.job).slice(0, -1)},"stdout":"`
   }
 
   /** The stream's `end` message: `{type:"end",job,seq,ts}`. */
@@ -153,14 +163,17 @@ export class OutputWriter {
       // 250 paused readers of a job of control characters took 800 MB against a 32 MB
       // budget (found by review 22).
       let read: NdjsonRead | undefined
+      let lines: string | undefined
       try {
         read = ndjsonRead(await this.events.within(view.id, cursor))
         if (!read) return
         hold.shrink(read.memoryBytes)
         cursor = read.cursor
         const { end } = read
-        if (read.lines) yield read.lines
+        lines = read.lines
         read = undefined
+        if (lines) yield lines
+        lines = undefined
         if (end) {
           hold.release()
           yield `{"type":"end","seq":${end.seq},"ts":${JSON.stringify(end.ts)},"job":`

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis'
 import t from 'tap'
 import { loadConfig } from '../../core/config.js'
 import { EVENT_READ_BYTES, EVENT_READ_ENTRIES, JobEventReader } from '../../core/job-events.js'
-import { JobOutputReader } from '../../core/job-output.js'
+import { JobOutputReader, type TakeBudget } from '../../core/job-output.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import { JobStore, newJobId } from '../../core/job-store.js'
 import { redisKeys } from '../../core/redis-keys.js'
@@ -221,4 +221,71 @@ t.test('an NDJSON reader waiting for its next read keeps nothing of its last one
     .map((l) => JSON.parse(l) as { type: string; data?: string })
   t.equal(all.filter((e) => e.type === 'log').length, 4, 'every event arrives once the budget has room')
   t.equal(budget.inUse, 0, 'every hold given back')
+})
+
+// The class of review 22's NDJSON finding, in the readers of output as text (GET /logs,
+// a job's stdout and stderr in its JSON, Judge0's and Piston's answers): a read's bytes
+// (up to 320 KB, outside the heap) were kept while the next read waited for budget.
+t.test("a reader of output waiting for its next read keeps none of its last read's bytes", async (t) => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const { redis, keys } = freshRedis(t, 'pieces')
+  const store = new JobStore(redis, keys, 3600)
+  const id = newJobId()
+  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})))
+  t.equal(await store.claim(id, 'w1'), 'claimed')
+  for (let i = 0; i < 4; i++) await store.appendLog(id, 'stdout', String(i).repeat(64 * 1024))
+  await redis.set(keys.jobOutput(id, 'stdout'), 'k'.repeat(256 * 1024))
+  const reads: WeakRef<Buffer>[] = []
+  const client = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+  for (const [name, bytes] of [
+    ['airlockJob_readOutputBuffer', (r: unknown) => (r as Buffer[])[1]!],
+    ['getrangeBuffer', (r: unknown) => r as Buffer],
+  ] as const) {
+    const read = client[name]!.bind(redis)
+    client[name] = async (...args: unknown[]) => {
+      const reply = await read(...args)
+      reads.push(new WeakRef(bytes(reply)))
+      return reply
+    }
+  }
+  await redis.set(keys.jobArtifact(id, 0), Buffer.alloc(256 * 1024, 7))
+  const output = new JobOutputReader(redis, keys)
+  const readers = {
+    events: (take: TakeBudget) => output.pieces(id, 'events', 'stdout', take),
+    keys: (take: TakeBudget) => output.pieces(id, 'keys', 'stdout', take),
+    artifact: (take: TakeBudget) => output.artifactBytes(id, 0, take),
+  }
+  for (const place of ['events', 'keys', 'artifact'] as const) {
+    reads.length = 0
+    let letThrough = 1
+    let open!: () => void
+    const blocked = new Promise<void>((resolve) => (open = resolve))
+    const take = async () => {
+      if (letThrough-- <= 0) await blocked
+      return { shrink: () => undefined, release: () => undefined }
+    }
+    const pieces: AsyncGenerator<string | Buffer> = readers[place](take)
+    // Lengths only: a Buffer piece is the read's own bytes, which the test must not keep either.
+    let got = 0
+    // The first read's pieces, until the next read waits for its hold.
+    for (;;) {
+      const next = pieces.next()
+      const piece = await Promise.race([next, new Promise<'waiting'>((r) => setTimeout(() => r('waiting'), 200))])
+      if (piece === 'waiting') {
+        for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
+        gc()
+        t.equal(reads.length, 1, `${place}: one read made`)
+        t.equal(reads[0]!.deref(), undefined, `${place}: its bytes are let go of while the next read waits`)
+        open()
+        const rest = await next
+        if (!rest.done) got += rest.value.length
+        break
+      }
+      if (piece.done) break
+      got += piece.value.length
+    }
+    for await (const piece of pieces) got += piece.length
+    t.equal(got, 256 * 1024, `${place}: and every byte is read once the next read may go`)
+  }
 })
