@@ -199,30 +199,43 @@ export class OutputWriter {
     flush: (chunk: T) => Promise<void>,
     isClosed: () => boolean = () => false,
     turn: Turn = NO_TURNS,
+    /** A piece already read (`send`'s first), sent first; taken out of the box. */
+    box: T[] = [],
   ): Promise<void> {
     try {
       // Each piece is let go of once it has left the process: not kept while the next read
-      // waits for its turn and budget, uncounted by the budget (found by review 22).
-      let piece: T | undefined
+      // waits for its turn and budget, uncounted by the budget (found by review 22). It is
+      // read into a box in a frame of its own and taken out by `flushNext`, so no frame
+      // that waits on the next read holds it.
       for (;;) {
         if (isClosed()) return
-        let next: IteratorResult<T> | undefined
-        try {
-          next = await this.reading.run(turn, () => parts.next())
-        } finally {
-          turn.leaveTurn()
+        if (box.length === 0) {
+          try {
+            if (!(await this.readInto(box, parts, turn))) return
+          } finally {
+            turn.leaveTurn()
+          }
         }
-        if (next.done) return
-        piece = next.value
-        next = undefined
-        await this.flushInTime(flush, piece)
-        piece = undefined
+        await this.flushNext(box, flush)
       }
     } finally {
       // However it ends (a slow reader cut, a closed socket), the reader's last
       // reservation is given back now, not whenever the generator is collected.
       await parts.return(undefined)
     }
+  }
+
+  /** Reads the next piece into `box`; false when there are no more. */
+  private async readInto<T>(box: T[], parts: AsyncGenerator<T>, turn: Turn): Promise<boolean> {
+    const next = await this.reading.run(turn, () => parts.next())
+    if (next.done) return false
+    box.push(next.value)
+    return true
+  }
+
+  /** Sends the piece in `box`, taken out of it first. */
+  private flushNext<T extends string | Buffer>(box: T[], flush: (chunk: T) => Promise<void>): Promise<void> {
+    return this.flushInTime(flush, box.pop()!)
   }
 
   /**
@@ -279,10 +292,13 @@ export class OutputWriter {
         return
       }
     }
-    let first: IteratorResult<string | Buffer>
+    // The first piece, in a box `drain` empties: held in this frame it stayed (V8 keeps a
+    // suspended frame's values) until the answer's end, uncounted; 130 NDJSON answers kept
+    // 92 MB of first pieces so (found by review 24).
+    let first: (string | Buffer)[]
     try {
       await request.takeTurn()
-      first = await this.reading.run(request, () => parts.next())
+      first = await this.firstPiece(request, parts)
     } catch (err) {
       await parts.return(undefined)
       throw err
@@ -315,10 +331,8 @@ export class OutputWriter {
         ...headers,
       })
       // A HEAD answer has no body: the rest is not read (it would cost what a GET costs).
-      if (!first.done && reply.request.method !== 'HEAD') {
-        await this.flushInTime(flush, first.value)
-        await this.drain(parts, flush, () => res.destroyed, request)
-      }
+      if (first.length > 0 && reply.request.method !== 'HEAD')
+        await this.drain(parts, flush, () => res.destroyed, request, first)
       res.end()
     } catch (err) {
       if (err instanceof SlowReaderError) reply.log.info('reader too slow; response cut short')
@@ -329,6 +343,12 @@ export class OutputWriter {
     } finally {
       await parts.return(undefined)
     }
+  }
+
+  /** An answer's first piece, boxed (empty when there is none): see `send`. */
+  private async firstPiece(request: Turn, parts: AsyncGenerator<string | Buffer>): Promise<(string | Buffer)[]> {
+    const next = await this.reading.run(request, () => parts.next())
+    return next.done ? [] : [next.value]
   }
 
   /**
