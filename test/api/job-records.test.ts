@@ -170,15 +170,30 @@ t.test('a bounded read of events takes many small ones at once and few big ones'
   t.same(await reader.within(id, 610), [], 'none after the last')
 })
 
+/** The engine's collector, to show what a waiting reader still keeps. */
+function exposedGc(): () => void {
+  setFlagsFromString('--expose-gc')
+  return runInNewContext('gc') as () => void
+}
+
+/** A budget that lets `through` reads take their hold, and holds every later one until `open`. */
+function gatedTake(through: number): { take: TakeBudget; open: () => void; takes: () => number } {
+  let takes = 0
+  let open!: () => void
+  const blocked = new Promise<void>((resolve) => (open = resolve))
+  const take: TakeBudget = async () => {
+    if (takes++ >= through) await blocked
+    return { shrink: () => undefined, release: () => undefined }
+  }
+  return { take, open: () => open(), takes: () => takes }
+}
+
 // Found by review 22: 250 paused NDJSON readers of a job of control characters took the
 // API from 260 MB to 1.2 GB against a 32 MB output budget (and killed it under a 300 MB
 // heap): a reader waiting for its next read's turn still held its last read's events and
 // lines, which its hold no longer counted.
 t.test('an NDJSON reader waiting for its next read keeps nothing of its last one', async (t) => {
-  const gc = (() => {
-    setFlagsFromString('--expose-gc')
-    return runInNewContext('gc') as () => void
-  })()
+  const gc = exposedGc()
   const { redis, keys } = freshRedis(t, 'ndjson')
   const store = new JobStore(redis, keys, 3600)
   const id = newJobId()
@@ -231,8 +246,7 @@ t.test('an NDJSON reader waiting for its next read keeps nothing of its last one
 // a job's stdout and stderr in its JSON, Judge0's and Piston's answers): a read's bytes
 // (up to 320 KB, outside the heap) were kept while the next read waited for budget.
 t.test("a reader of output waiting for its next read keeps none of its last read's bytes", async (t) => {
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as () => void
+  const gc = exposedGc()
   const { redis, keys } = freshRedis(t, 'pieces')
   const store = new JobStore(redis, keys, 3600)
   const id = newJobId()
@@ -262,13 +276,7 @@ t.test("a reader of output waiting for its next read keeps none of its last read
   }
   for (const place of ['events', 'keys', 'artifact'] as const) {
     reads.length = 0
-    let letThrough = 1
-    let open!: () => void
-    const blocked = new Promise<void>((resolve) => (open = resolve))
-    const take = async () => {
-      if (letThrough-- <= 0) await blocked
-      return { shrink: () => undefined, release: () => undefined }
-    }
+    const { take, open } = gatedTake(1)
     const pieces: AsyncGenerator<string | Buffer> = readers[place](take)
     // Lengths only: a Buffer piece is the read's own bytes, which the test must not keep either.
     let got = 0
@@ -299,8 +307,7 @@ t.test("a reader of output waiting for its next read keeps none of its last read
 // 400 readers took the API past a 300 MB heap. Shown with an artifact, whose pieces are
 // the read's own Buffers (a string cannot be watched for collection).
 t.test("an answer's first piece is let go of once it has left, while the answer goes on", async (t) => {
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as () => void
+  const gc = exposedGc()
   const { redis, keys } = freshRedis(t, 'send')
   const store = new JobStore(redis, keys, 3600)
   const id = newJobId()
@@ -314,13 +321,7 @@ t.test("an answer's first piece is let go of once it has left, while the answer 
   }) as typeof redis.getrangeBuffer
   const output = new JobOutputReader(redis, keys)
   const writer = new OutputWriter(store, output, new JobEventReader(redis, keys), new OutputBudget(1 << 24), 10_000)
-  let open!: () => void
-  const blocked = new Promise<void>((resolve) => (open = resolve))
-  let takes = 0
-  const take: TakeBudget = async () => {
-    if (takes++ > 0) await blocked
-    return { shrink: () => undefined, release: () => undefined }
-  }
+  const { take, open, takes } = gatedTake(1)
   const app = Fastify()
   decorateTenant(app)
   app.get('/artifact', (_request, reply) =>
@@ -334,8 +335,8 @@ t.test("an answer's first piece is let go of once it has left, while the answer 
   let got = 0
   res.on('data', (chunk: Buffer) => (got += chunk.length))
   while (got < 128 * 1024) await new Promise((r) => setTimeout(r, 10))
-  for (let i = 0; i < 3 && takes < 2; i++) await new Promise((r) => setTimeout(r, 50))
-  t.equal(takes, 2, 'the first piece has left and the next read waits')
+  for (let i = 0; i < 3 && takes() < 2; i++) await new Promise((r) => setTimeout(r, 50))
+  t.equal(takes(), 2, 'the first piece has left and the next read waits')
   for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
   gc()
   t.equal(reads[0]!.deref(), undefined, 'and nothing keeps the first piece')
