@@ -241,7 +241,7 @@ export const SETTINGS = {
   ),
   maxConnectionsPerAddress: int(
     'AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS',
-    "Open HTTP connections from one client address at once: those no tenant's request has claimed, and each tenant's apart (an IPv6 /64 is one address)",
+    "Open HTTP connections from one client address at once: those no tenant's request has claimed, and each tenant's apart (an IPv6 /64 is one address); at the cap the address's oldest connection that has not authenticated is closed to make room",
     256,
     1,
     1_000_000,

@@ -121,12 +121,11 @@ interface Connection {
 /**
  * Caps the connections the server holds, in all, per client address (an IPv6 /64 is one)
  * and per tenant,
- * whether or not they ever authenticate. Over the address cap a connection is answered
- * 503 AIRLOCK_ERR_TOO_MANY_CONNECTIONS and closed. At the cap in all, the oldest
- * connection that has not yet authenticated is closed to make room: connections opened
- * from many addresses and never used (slow headers, idle) cannot keep out the callers
- * with keys, who authenticate within their first request. Only when every connection
- * has authenticated is a new one refused. Node's own `maxConnections` stays a little
+ * whether or not they ever authenticate. At the cap of an address, or in all, the oldest
+ * connection (of the address's) that has not yet authenticated is closed to make room:
+ * connections opened and never used (slow headers, idle) cannot keep out the callers
+ * with keys, who authenticate within their first request. Only when every such
+ * connection has authenticated is a new one refused (503 AIRLOCK_ERR_TOO_MANY_CONNECTIONS). Node's own `maxConnections` stays a little
  * above as a backstop: past it, connections are dropped unanswered.
  */
 export function limitConnections(
@@ -153,8 +152,14 @@ export function limitConnections(
   const byAddress = new Map<string, number>()
   const byTenant = new Map<string, number>()
   const connections = new Map<Socket, Connection>()
-  // Not yet authenticated, oldest first (a Set keeps insertion order).
+  // Not yet authenticated, oldest first (a Set keeps insertion order), in all and by address.
   const anonymous = new Set<Socket>()
+  const anonymousFrom = new Map<string, Set<Socket>>()
+  const authenticated = (socket: Socket, group: string) => {
+    anonymous.delete(socket)
+    const from = anonymousFrom.get(group)
+    if (from?.delete(socket) && from.size === 0) anonymousFrom.delete(group)
+  }
   // Decided before the HTTP server sees the socket: a refused connection never gets a
   // parser, so nothing it sends is ever read as a request.
   const emit = server.emit.bind(server) as (event: string | symbol, ...args: unknown[]) => boolean
@@ -185,7 +190,7 @@ export function limitConnections(
     const connection = connections.get(socket)
     if (!connection) return
     connections.delete(socket)
-    anonymous.delete(socket)
+    authenticated(socket, connection.group)
     count(byAddress, connection.counted, -1)
     if (connection.owner) count(byTenant, connection.owner, -1)
   }
@@ -215,11 +220,19 @@ export function limitConnections(
     socket.on('error', ignoreSocketError)
     const address = socket.remoteAddress ?? '?'
     const group = addressGroup(address)
-    const fromAddress = byAddress.get(group) ?? 0
-    if (fromAddress >= maxPerAddress && !isProxy(address, 0)) {
-      warn({ remoteAddress: address, fromAddress }, 'connections refused: over the per-address cap')
-      refuse(socket, 'this address has its most connections open; close some first')
-      return true
+    if ((byAddress.get(group) ?? 0) >= maxPerAddress && !isProxy(address, 0)) {
+      // The address's oldest connection that has not authenticated makes room, as at the
+      // cap in all: refused instead, one keyless client at an address (a NAT, an office)
+      // kept out every tenant behind it (found by review 24).
+      const [oldest] = anonymousFrom.get(group) ?? []
+      if (oldest === undefined) {
+        warn({ remoteAddress: address }, 'connections refused: over the per-address cap')
+        refuse(socket, 'this address has its most connections open; close some first')
+        return true
+      }
+      warn({ remoteAddress: address }, "the address's oldest unauthenticated connection closed to make room")
+      release(oldest)
+      oldest.destroy()
     }
     if (connections.size >= cap) {
       const [oldest] = anonymous
@@ -234,7 +247,8 @@ export function limitConnections(
     }
     connections.set(socket, { address, group, counted: group })
     anonymous.add(socket)
-    byAddress.set(group, fromAddress + 1)
+    anonymousFrom.set(group, (anonymousFrom.get(group) ?? new Set()).add(socket))
+    count(byAddress, group, 1)
     socket.once('close', () => release(socket))
     return emit(event, ...args)
   }) as typeof server.emit
@@ -318,7 +332,7 @@ export function limitConnections(
       )
       return 'this tenant holds its most connections open from this address; close some first'
     }
-    anonymous.delete(socket)
+    authenticated(socket, connection.group)
     connection.owner = tenant
     if (tenant) {
       count(byTenant, tenant, 1)

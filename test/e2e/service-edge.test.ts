@@ -274,6 +274,51 @@ t.test(
 )
 
 t.test(
+  "at an address's cap, its connections that never authenticate make room for its callers with keys",
+  async (t) => {
+    // Found by review 24: refused outright, one keyless client at an address (a NAT, an
+    // office) reopening half-sent requests kept out every tenant behind it.
+    const h = await build(t, {
+      worker: false,
+      listen: true,
+      env: {
+        AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '8',
+        AIRLOCK_HEADERS_TIMEOUT_MS: '30000',
+        AIRLOCK_REQUEST_TIMEOUT_MS: '30000',
+      },
+    })
+    const port = portOf(h)
+    const keyless: import('node:net').Socket[] = []
+    t.teardown(() => {
+      for (const socket of keyless) socket.destroy()
+    })
+    for (let i = 0; i < 8; i++) {
+      const socket = await openRaw(port, 'GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ', { partial: true })
+      socket.on('close', () => undefined)
+      keyless.push(socket)
+    }
+    const closed = (socket: import('node:net').Socket) => socket.destroyed || socket.readyState === 'closed'
+    await new Promise((r) => setTimeout(r, 100))
+    t.equal(keyless.filter(closed).length, 0, "the address's eight places are held by keyless connections")
+    for (const tenant of ['alice', 'bob'] as const) {
+      const res = await rawRequest(
+        port,
+        `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS[tenant]}`,
+      )
+      t.equal(res.status, 200, `${tenant}, from the same address, is answered`)
+    }
+    await until(
+      async () => keyless.filter(closed).length,
+      (n) => n >= 1,
+      5000,
+      'a keyless connection closed',
+    )
+    // Alice's connection, once it authenticated, counts as hers: one place made room for both.
+    t.same(keyless.map(closed), [true, ...Array(7).fill(false)], 'the oldest keyless one made room')
+  },
+)
+
+t.test(
   'at the connection cap, connections that never authenticate make room for callers with keys, and no tenant holds them all',
   async (t) => {
     const h = await build(t, {
@@ -1813,7 +1858,12 @@ t.test(
     const h = await build(t, {
       worker: false,
       listen: true,
-      env: { AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '2', AIRLOCK_MAX_WAIT_MS: '1500' },
+      env: {
+        AIRLOCK_MAX_CONNECTIONS_PER_ADDRESS: '2',
+        AIRLOCK_MAX_WAIT_MS: '1500',
+        AIRLOCK_ADMIN_KEY: 'reset-test-admin-key-01',
+        AIRLOCK_KEEP_ALIVE_TIMEOUT_MS: '30000',
+      },
     })
     const port = portOf(h)
     const resetOnFirstByte = (head: string, from = '127.0.0.1') =>
@@ -1827,10 +1877,19 @@ t.test(
             socket.once('close', () => resolve(''))
           }),
       )
-    const held = await Promise.all([
-      openRaw(port, 'GET /healthz HTTP/1.1\r\nHost: x', { partial: true }),
-      openRaw(port, 'GET /healthz HTTP/1.1\r\nHost: x', { partial: true }),
-    ])
+    // The address's two places held by an operator's connections (nobody's, and not
+    // unauthenticated ones, which a new connection would close to make room): every new
+    // connection from it is refused.
+    const held = await Promise.all(
+      [0, 1].map(async () => {
+        const socket = await openRaw(
+          port,
+          'GET /v1/admin/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer reset-test-admin-key-01',
+        )
+        await new Promise((resolve) => socket.once('data', resolve))
+        return socket
+      }),
+    )
     const refused = await Promise.all(
       Array.from({ length: 40 }, () => resetOnFirstByte('GET /healthz HTTP/1.1\r\nHost: x')),
     )
