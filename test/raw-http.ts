@@ -90,3 +90,17 @@ export function percentSpellings(path: string): string[] {
   out.add(chars.map((c) => (c === '/' ? c : enc(c))).join(''))
   return [...out]
 }
+
+/** Whether a socket is closed, by either side. */
+export function isClosed(socket: Socket): boolean {
+  return socket.destroyed || socket.readyState === 'closed'
+}
+
+/** An array for the sockets a test holds open, each destroyed when the test ends. */
+export function heldSockets(t: { teardown(fn: () => unknown): void }): Socket[] {
+  const sockets: Socket[] = []
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+  })
+  return sockets
+}

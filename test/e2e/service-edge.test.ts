@@ -13,7 +13,7 @@ import { redisKeys } from '../../core/redis-keys.js'
 import { TenantStore } from '../../core/tenant-store.js'
 import { build, metricValue, TENANTS, type Harness } from '../helper.js'
 import { startRedis, until } from '../processes.js'
-import { openRaw, percentSpellings, rawRequest } from '../raw-http.js'
+import { heldSockets, isClosed, openRaw, percentSpellings, rawRequest } from '../raw-http.js'
 
 // The hostile-tenant suite for the service edge: each class of attack the sandbox never
 // sees (walking around authentication, holding connections, many readers, many streams,
@@ -288,16 +288,13 @@ t.test(
       },
     })
     const port = portOf(h)
-    const keyless: import('node:net').Socket[] = []
-    t.teardown(() => {
-      for (const socket of keyless) socket.destroy()
-    })
+    const keyless = heldSockets(t)
     for (let i = 0; i < 8; i++) {
       const socket = await openRaw(port, 'GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ', { partial: true })
       socket.on('close', () => undefined)
       keyless.push(socket)
     }
-    const closed = (socket: import('node:net').Socket) => socket.destroyed || socket.readyState === 'closed'
+    const closed = isClosed
     await new Promise((r) => setTimeout(r, 100))
     t.equal(keyless.filter(closed).length, 0, "the address's eight places are held by keyless connections")
     for (const tenant of ['alice', 'bob'] as const) {
@@ -334,11 +331,8 @@ t.test(
       },
     })
     const port = portOf(h)
-    const sockets: import('node:net').Socket[] = []
-    t.teardown(() => {
-      for (const socket of sockets) socket.destroy()
-    })
-    const closed = (socket: import('node:net').Socket) => socket.destroyed || socket.readyState === 'closed'
+    const sockets = heldSockets(t)
+    const closed = isClosed
     const keyed = (tenant: 'alice' | 'bob') =>
       `GET /v1/runtimes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TENANTS[tenant]}`
     // Every place taken by connections from two other addresses that send half a request
