@@ -477,10 +477,20 @@ export class JobStore {
     return { ...view, spec: JSON.parse(spec) as JobSpec, launches: Number(launches ?? 0) }
   }
 
-  /** The spec a job was made with (its limits as they were then); undefined once it is gone. */
-  async storedSpec(id: string): Promise<JobSpec | undefined> {
-    const spec = await this.redis.hget(this.keys.job(id), 'spec')
-    return spec === null ? undefined : (JSON.parse(spec) as JobSpec)
+  /** Queues on `pipeline` reads of the specs jobs were made with (their limits as they were then); undefined for one gone. */
+  queueSpecs(pipeline: ChainableCommander, ids: readonly string[]): { read: () => (JobSpec | undefined)[] } {
+    const replies = ids.map((id) => {
+      const reply = pipelined<string | null>()
+      pipeline.hget(this.keys.job(id), 'spec', reply.callback)
+      return reply
+    })
+    return {
+      read: () =>
+        replies.map((reply) => {
+          const spec = reply.value()
+          return spec === null ? undefined : (JSON.parse(spec) as JobSpec)
+        }),
+    }
   }
 
   /** The record without spec, output and step results, so reading it costs the same however big the job. */

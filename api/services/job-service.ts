@@ -4,6 +4,7 @@ import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import type { Config } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
 import { queueEntry } from '../../core/redis-keys.js'
+import { pipelined } from '../../core/redis.js'
 import { resolveJobSpec, stepsTooLong, type JobRequest, type JobSpec } from '../../core/job-spec.js'
 import { stepsTimeMs, stepsWallMs } from '../../core/test-cases.js'
 import {
@@ -227,14 +228,9 @@ export class JobService {
       else out[i] = { error: keyReused() }
       return []
     })
+    // Before anything is written: a fault here refuses the call's jobs, none of them accepted yet.
+    await this.settleReplays(stillQueued, replayedAsMade, keyed, out)
     if (ready.length > 0) await this.accept(tenant, items, specs, ready, keyed, submission, workers, log, out)
-    await this.keepQueued(stillQueued)
-    for (const i of replayedAsMade) {
-      const id = keyed[i]!.id
-      const spec = await store.storedSpec(id)
-      // Gone since it was read (its retention ran out): the request is new again, and its checks stand.
-      if (spec) out[i] = { id, spec, replayed: true }
-    }
     for (const [i, first] of sameAs) {
       const answer = out[first]!
       out[i] = 'error' in answer ? answer : { ...answer, spec: specs[i] as JobSpec, replayed: true }
@@ -243,20 +239,47 @@ export class JobService {
   }
 
   /**
-   * A replayed job that is still queued gets its queue entry again, if it has none (bullmq
-   * adds nothing for an id it holds, and a claim runs a job once however often it is
-   * delivered). Its first request may have written the record, failed to write the entry
-   * and failed to take the record back (Redis gone between the two): answered 5xx, that
-   * request's retry is a replay, and without this the job would wait, accepted, for good.
+   * What replays need beyond their makers, in one round trip, and only when there are any:
+   * - a replayed job that is still queued gets its queue entry again if it has none (a
+   *   claim runs a job once however often it is delivered). Its first request may have
+   *   written the record, failed to write the entry and failed to take the record back
+   *   (Redis gone between the two): answered 5xx, that request's retry is a replay, and
+   *   without this the job would wait, accepted, for good. Only a missing entry is added:
+   *   bullmq's add of an id it holds still writes (a counter, an event).
+   * - a replay whose request today's limits refuse is answered with the spec its job was
+   *   made with; one whose job has gone since (its retention ran out) is new again, and
+   *   its refusal stands.
    */
-  private async keepQueued(jobs: readonly { id: string; createdAt: number }[]): Promise<void> {
-    const { queue } = this.deps
+  private async settleReplays(
+    queued: readonly { id: string; createdAt: number }[],
+    asMade: readonly number[],
+    keyed: readonly ({ id: string } | undefined)[],
+    out: SubmitOutcome[],
+  ): Promise<void> {
+    if (queued.length === 0 && asMade.length === 0) return
+    const { queue, store } = this.deps
+    const read = (await this.submitClient()).pipeline()
+    const entries = queued.map(({ id }) => {
+      const reply = pipelined<number>()
+      read.exists(queue.toKey(id), reply.callback)
+      return reply
+    })
+    const made = store.queueSpecs(
+      read,
+      asMade.map((i) => keyed[i]!.id),
+    )
+    await read.exec()
     await Promise.all(
-      jobs.map(({ id, createdAt }) => {
+      queued.flatMap(({ id, createdAt }, n) => {
+        if (entries[n]!.value() > 0) return []
         const entry = queueEntry(id, createdAt)
-        return queue.add(entry.name, entry.data, entry.opts)
+        return [queue.add(entry.name, entry.data, entry.opts)]
       }),
     )
+    made.read().forEach((spec, n) => {
+      const i = asMade[n]!
+      if (spec) out[i] = { id: keyed[i]!.id, spec, replayed: true }
+    })
   }
 
   /** The rate, a worker that can isolate, then the write: each of `ready` ends in `out` accepted or refused. */
