@@ -1,6 +1,8 @@
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { placeArtifacts } from '../../cli/artifact-dir.js'
 
@@ -15,6 +17,7 @@ async function scratch(t: Test): Promise<string> {
 }
 
 const bytes = (text: string) => async () => new TextEncoder().encode(text)
+const run = (file: string, args: string[]) => promisify(execFile)(file, args)
 
 t.test('artifacts land in a new directory, or in place of an empty one, at their paths', async (t) => {
   const base = await scratch(t)
@@ -71,3 +74,31 @@ t.test('a path that would leave the directory is refused before anything is writ
   t.equal(fetched, 0)
   t.same(await readdir(base), [])
 })
+
+t.test('where the rename cannot be made (a mount point), the files are written in place', async (t) => {
+  // A container's bind-mounted output directory is the usual case: renaming over a mount
+  // point is EBUSY. A tmpfs mounted on the directory stands in for it (this runs as root).
+  const base = await scratch(t)
+  const out = join(base, 'out')
+  await mkdir(out)
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'airlock-test-out', out])
+  t.teardown(() => run('umount', [out]))
+  await placeArtifacts(out, ['a.txt', 'deep/b.txt'], (p) => bytes(`of ${p}`)())
+  t.equal(await readFile(join(out, 'a.txt'), 'utf8'), 'of a.txt')
+  t.equal(await readFile(join(out, 'deep/b.txt'), 'utf8'), 'of deep/b.txt')
+  t.same((await readdir(base)).sort(), ['out'], 'and nothing is left beside it')
+})
+
+t.test(
+  'the current directory is written into, not replaced (a shell in it would be left in a removed one)',
+  async (t) => {
+    const base = await scratch(t)
+    const before = process.cwd()
+    process.chdir(base)
+    t.teardown(() => process.chdir(before))
+    const inode = (await stat(base)).ino
+    await placeArtifacts('.', ['c.txt'], bytes('c'))
+    t.equal((await stat(base)).ino, inode, 'the same directory')
+    t.equal(await readFile(join(base, 'c.txt'), 'utf8'), 'c')
+  },
+)
