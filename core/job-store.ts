@@ -449,9 +449,9 @@ export class JobStore {
    * Takes back a job that was never accepted (its queue entry could not be written, often
    * because Redis is full), while it is still queued (the withdraw move): 'withdrawn';
    * 'stands' when a worker has it by now (or it has ended), and it stands as accepted;
-   * 'absent' when there is no job of this tenant's by that id, or (`made`) none that this
-   * create made: a keyed id's record may be another request's with the same key, made a
-   * moment ahead and answered 202. `via`: the connection the creating transaction went on
+   * 'absent' when there is no job of this tenant's by that id; 'another' (with `made`)
+   * when the job there is not the one this create made: a keyed id's record may be
+   * another request's with the same key, made a moment ahead and answered 202. `via`: the connection the creating transaction went on
    * (one with the job scripts defined), so that Redis runs the take-back after it even
    * when that transaction's answer timed out before it ran.
    */
@@ -459,11 +459,11 @@ export class JobStore {
     id: string,
     tenant: string,
     { made, now = clockNow(), via = this.redis }: { made?: CreateIdentity; now?: number; via?: Redis } = {},
-  ): Promise<'withdrawn' | 'absent' | 'stands'> {
+  ): Promise<'withdrawn' | 'absent' | 'stands' | 'another'> {
     const keys = [...this.tenantJobKeys(id, tenant), this.keys.tenantJobs(tenant)]
     const identity = made ? [made.createdAt, made.digest ?? ''] : []
     const taken = await runJobScript(via, 'withdraw', keys, this.args('withdraw', id, now, tenant, ...identity))
-    return taken === 1 ? 'withdrawn' : taken === 2 ? 'stands' : 'absent'
+    return taken === 1 ? 'withdrawn' : taken === 2 ? 'stands' : taken === 3 ? 'another' : 'absent'
   }
 
   /** The whole record, spec included: what a worker needs to run the job. */

@@ -414,8 +414,9 @@ export class JobService {
         }
         // After a transaction whose answer is unknown, a keyed id's queue entry may be that
         // of another request's job (bullmq adds no second entry for an id it has): it goes
-        // only with the record this call made.
-        const ours = !ran || job.digest === undefined || taken === 'withdrawn'
+        // with the record this call made, or with none (a create a quota refused, whose
+        // entry the transaction still wrote), never with another request's.
+        const ours = !ran || job.digest === undefined || taken === 'withdrawn' || taken === 'absent'
         if ((!entryError || ran) && ours) await queue.remove(job.id).catch(() => undefined)
         if (ran) return { ...job, error: ran }
         return {

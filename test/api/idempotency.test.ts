@@ -369,3 +369,16 @@ t.test("a fault while a replay's entry is put back accepts none of the call's jo
   )
   t.ok(await queue.getJob(made), 'with the first one queued again')
 })
+
+t.test('a submit whose answer was lost takes back the queue entry of a create a quota refused', async (t) => {
+  // Found by the review of the change: the transaction writes the queue entry even when
+  // its create is refused; with the answer lost, that entry was kept for a keyed id whose
+  // take-back found no record, and a later job of that key could have been left without one.
+  const { queue, submitRedis } = h.app.services
+  const bearer = await tenantWithKey('idem-lost-quota', { maxQueued: 1 })
+  t.equal((await submit(JOB, 'fills-the-queue', { bearer })).statusCode, 202)
+  loseTransactionAnswers(t, submitRedis)
+  const refused = await submit({ runtime: 'bash', source: 'echo refused' }, 'lost-refused-1', { bearer })
+  t.equal(refused.statusCode, 503, 'answered as a lost answer is')
+  t.notOk(await queue.getJob(keyedJobId('idem-lost-quota', 'lost-refused-1')), 'and no queue entry is left for it')
+})

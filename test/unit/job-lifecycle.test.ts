@@ -131,6 +131,11 @@ t.test('against Redis, each move writes only from the statuses its table row lis
   t.equal(await store.withdraw(held, 'alice'), 'stands', 'an ended job stands')
   t.equal(await store.withdraw(held, 'bob'), 'absent', "another tenant's is none of this one's")
   const queued = newJobId()
+  await store.create(queued, 'alice', spec, 1_000_000)
+  const made = { createdAt: 1_000_001, digest: undefined }
+  t.equal(await store.withdraw(queued, 'alice', { made }), 'another', 'a create takes back only the job it made')
+  t.equal(await store.withdraw(queued, 'alice', { made: { ...made, createdAt: 1_000_000 } }), 'withdrawn')
+  t.equal(await store.withdraw(queued, 'alice', { made }), 'absent', 'then there is none')
   await store.create(queued, 'alice', spec)
   t.equal(await store.withdraw(queued, 'alice'), 'withdrawn')
   t.equal(await store.withdraw(queued, 'alice'), 'absent', 'and then it is gone')

@@ -27,6 +27,7 @@
 ]]
 --- @include "includes/job"
 --- @include "includes/tenant"
+--- @include "includes/made-by"
 
 local tenant, oldest, count = ARGV[9], ARGV[10], tonumber(ARGV[11])
 -- A queued or index entry older than any record can live is one whose record expired.
@@ -67,7 +68,7 @@ for i = 1, count do
     local owner, createdAt, made = unpack(redis.call('HMGET', record, 'tenant', 'createdAt', 'requestDigest'))
     if owner ~= tenant then
       results[i] = 'exists'
-    elseif createdAt == now and (made or '') == digest then
+    elseif madeBy(createdAt, made, now, digest) then
       results[i] = 'created'
     elseif digest == '' then
       results[i] = 'exists'
