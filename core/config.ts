@@ -290,7 +290,7 @@ export const SETTINGS = {
   ),
   maxStreamsPerAddress: int(
     'AIRLOCK_MAX_STREAMS_PER_ADDRESS',
-    "WebSocket streams one tenant may have open from one client address (an IPv6 /64 is one) on one API process; other tenants' from it are counted apart",
+    "WebSocket streams one tenant may have open from one client address (an IPv6 /64 is one) on one API process; other tenants' from it are counted apart. Binds only below AIRLOCK_MAX_STREAMS_PER_TENANT (one client of a tenant's may not take all its streams)",
     64,
     1,
     1_000_000,

@@ -552,7 +552,7 @@ export class JobStore {
 
   /**
    * The tenant's jobs, newest first, a page at a time. Index entries whose record has
-   * expired are dropped as they are met.
+   * expired, or is not the tenant's, are dropped as they are met.
    */
   async list(tenant: string, options: ListOptions): Promise<JobList> {
     const index = this.keys.tenantJobs(tenant)
@@ -595,7 +595,7 @@ export class JobStore {
         last = e
         const [err, reply] = rows[i] ?? [new Error('no reply from Redis'), undefined]
         // A read that failed (Redis stalled past the command timeout) says nothing of the
-        // record: only a record that is not there makes its entry one to drop.
+        // record: only a record that is not there, or not the tenant's, makes its entry one to drop.
         if (err) throw err
         const [status, runtime, exitCode, reason, createdAt, startedAt, finishedAt, owner] = reply as (string | null)[]
         // Only the tenant's own index names a record here; its owner is asked all the same,

@@ -120,8 +120,7 @@ interface Connection {
 
 /**
  * Caps the connections the server holds, in all, per client address (an IPv6 /64 is one)
- * and per tenant,
- * whether or not they ever authenticate. At the cap of an address, or in all, the oldest
+ * and per tenant, whether or not they ever authenticate. At the cap of an address, or in all, the oldest
  * connection (of the address's) that has not yet authenticated is closed to make room:
  * connections opened and never used (slow headers, idle) cannot keep out the callers
  * with keys, who authenticate within their first request. Only when every such

@@ -87,7 +87,7 @@ const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
       schema: {
         hide: true,
         body: PistonExecuteSchema,
-        response: { 200: PistonResultSchema, ...pistonErrors(400, 401, 403, 413, 415, 429, 503) },
+        response: { 200: PistonResultSchema, ...pistonErrors(400, 401, 403, 413, 415, 429, 500, 503) },
       },
     },
     async (request, reply) => {
