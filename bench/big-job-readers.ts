@@ -25,6 +25,8 @@ const { values } = parseArgs({
     stalled: { type: 'string', default: '60' },
     server: { type: 'string' },
     'hold-seconds': { type: 'string', default: '15' },
+    /** The server's heap cap (--max-old-space-size), as a memory-limited container has one; none by default. */
+    'heap-mb': { type: 'string' },
   },
 })
 
@@ -70,7 +72,8 @@ const env = {
   HOST: '127.0.0.1',
   PORT: String(port),
 }
-const child = spawn(process.execPath, [SERVER, '--role=all'], { env, stdio: ['ignore', 'ignore', 'inherit'] })
+const heap = values['heap-mb'] === undefined ? [] : [`--max-old-space-size=${Number(values['heap-mb'])}`]
+const child = spawn(process.execPath, [...heap, SERVER, '--role=all'], { env, stdio: ['ignore', 'ignore', 'inherit'] })
 const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
 const url = `http://127.0.0.1:${port}`
 const redis = new Redis(redisUrl)
@@ -110,6 +113,9 @@ try {
     `job ${job.id}: ${job.status}, stdout ${job.stdout.length} B, stderr ${job.stderr.length} B; Redis grew by ${((memAfter - memBefore) / 1e6).toFixed(1)} MB`,
   )
   peakMb = 0
+  // What the readers add is counted from here: the job's own run and its ?wait answer (20 MB
+  // of JSON, collected whenever the heap next is) are not theirs.
+  const beforeReadersMb = rssMb(child.pid!)
 
   for (let i = 0; i < stalled; i++) closers.push(stalledStream(port, `/v1/jobs/${job.id}/stream?from=999999999`, key))
   const t0 = Date.now()
@@ -157,6 +163,7 @@ try {
         readers,
         stalledStreams: stalled,
         idleRssMb: Math.round(idleMb),
+        beforeReadersRssMb: Math.round(beforeReadersMb),
         peakRssMb: Math.round(peakMb),
         readersComplete: ok,
         readSeconds: readMs / 1000,
