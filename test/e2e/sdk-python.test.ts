@@ -8,7 +8,9 @@ import { build, TENANTS } from '../helper.js'
 const root = new URL('../..', import.meta.url).pathname
 const python =
   process.env.AIRLOCK_PYTHON ?? (await promisify(execFile)('bash', [`${root}scripts/python-sdk-env.sh`])).stdout.trim()
-const h = await build(t, { listen: true })
+// A job's default limit made roomy: these tests are of the SDK, and a python job timed out
+// at the default 10 s once on this 2-core machine with another test file running beside it.
+const h = await build(t, { listen: true, env: { AIRLOCK_DEFAULT_TIMEOUT_MS: '60000' } })
 const unsafe = await build(t, { listen: true, env: { AIRLOCK_RUNSC_PATH: '/nonexistent/runsc' } })
 
 t.test('the Python SDK passes its tests against a running Airlock', async (t) => {
