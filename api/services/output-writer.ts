@@ -298,7 +298,8 @@ export class OutputWriter {
     let first: (string | Buffer)[]
     try {
       await request.takeTurn()
-      first = await this.firstPiece(request, parts)
+      first = []
+      await this.readInto(first, parts, request)
     } catch (err) {
       await parts.return(undefined)
       throw err
@@ -343,12 +344,6 @@ export class OutputWriter {
     } finally {
       await parts.return(undefined)
     }
-  }
-
-  /** An answer's first piece, boxed (empty when there is none): see `send`. */
-  private async firstPiece(request: Turn, parts: AsyncGenerator<string | Buffer>): Promise<(string | Buffer)[]> {
-    const next = await this.reading.run(request, () => parts.next())
-    return next.done ? [] : [next.value]
   }
 
   /**

@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { Redis } from 'ioredis'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { loadConfig } from '../../core/config.js'
 import { EVENT_READ_BYTES, EVENT_READ_ENTRIES, JobEventReader } from '../../core/job-events.js'
 import { JobOutputReader, type TakeBudget } from '../../core/job-output.js'
@@ -170,6 +170,16 @@ t.test('a bounded read of events takes many small ones at once and few big ones'
   t.same(await reader.within(id, 610), [], 'none after the last')
 })
 
+/** A job of alice's that a worker has claimed, on a Redis prefix of the test's own: its log may grow. */
+async function runningJob(t: Test, name: string) {
+  const { redis, keys } = freshRedis(t, name)
+  const store = new JobStore(redis, keys, 3600)
+  const id = newJobId()
+  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})))
+  t.equal(await store.claim(id, 'w1'), 'claimed')
+  return { redis, keys, store, id }
+}
+
 /** The engine's collector, to show what a waiting reader still keeps. */
 function exposedGc(): () => void {
   setFlagsFromString('--expose-gc')
@@ -194,11 +204,7 @@ function gatedTake(through: number): { take: TakeBudget; open: () => void; takes
 // lines, which its hold no longer counted.
 t.test('an NDJSON reader waiting for its next read keeps nothing of its last one', async (t) => {
   const gc = exposedGc()
-  const { redis, keys } = freshRedis(t, 'ndjson')
-  const store = new JobStore(redis, keys, 3600)
-  const id = newJobId()
-  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})))
-  t.equal(await store.claim(id, 'w1'), 'claimed')
+  const { redis, keys, store, id } = await runningJob(t, 'ndjson')
   const chunk = '\u0001'.repeat(64 * 1024)
   for (let i = 0; i < 4; i++) await store.appendLog(id, 'stdout', chunk)
   const events = new JobEventReader(redis, keys)
@@ -247,11 +253,7 @@ t.test('an NDJSON reader waiting for its next read keeps nothing of its last one
 // (up to 320 KB, outside the heap) were kept while the next read waited for budget.
 t.test("a reader of output waiting for its next read keeps none of its last read's bytes", async (t) => {
   const gc = exposedGc()
-  const { redis, keys } = freshRedis(t, 'pieces')
-  const store = new JobStore(redis, keys, 3600)
-  const id = newJobId()
-  await store.create(id, 'alice', resolveJobSpec({ runtime: 'bash', source: 'true' }, loadConfig({})))
-  t.equal(await store.claim(id, 'w1'), 'claimed')
+  const { redis, keys, store, id } = await runningJob(t, 'pieces')
   for (let i = 0; i < 4; i++) await store.appendLog(id, 'stdout', String(i).repeat(64 * 1024))
   await redis.set(keys.jobOutput(id, 'stdout'), 'k'.repeat(256 * 1024))
   const reads: WeakRef<Buffer>[] = []
