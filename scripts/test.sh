@@ -33,4 +33,16 @@ AIRLOCK_API_TOOLS_PYTHON="$(bash scripts/api-tools-env.sh)"
 # The Judge0 adapter's test drives it with the official Judge0 Python client (pinned, cached).
 AIRLOCK_JUDGE0_PYTHON="$(bash scripts/judge0-client-env.sh)"
 export AIRLOCK_PYTHON AIRLOCK_API_TOOLS_PYTHON AIRLOCK_JUDGE0_PYTHON
-npx tap
+# A failing run repeats its failures last: CI keeps only the tail of what a run prints, and
+# there the coverage table would hide which test failed and why.
+mkdir -p .tap
+status=0
+npx tap 2>&1 | tee .tap/run.log || status=$?
+if ((status != 0)); then
+  echo "---- the run failed (exit ${status}); its failing tests, each with what tap said of it:"
+  awk '/^[ \t]*not ok /{n=12} /^[ \t]*\.\.\.$/{if (n>0) print; n=0} n>0{print; n--}' .tap/run.log |
+    cut -c1-240 | head -n 90
+  echo "---- the files that failed:"
+  grep -E '^not ok ' .tap/run.log || echo "(none: tap itself failed; see above)"
+fi
+exit "$status"
