@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError } from 'commander'
 import { Airlock, AirlockError } from '../sdk/src/index.js'
-import { benchCommand, benchSandboxesCommand, type BenchFlags } from './bench/command.js'
-import { SANDBOX_CONFIG_NAMES } from './bench/sandbox-compare.js'
+import type { BenchFlags } from './bench/command.js'
+import { SANDBOX_CONFIG_NAMES } from './bench/sandbox-configs.js'
 import { cancelJob, getJob, jobLogs, listJobs, listRuntimes, type SubmitFlags, submitJobs } from './commands/jobs.js'
 import { runCommand, RUNTIME_BY_EXTENSION, type RunFlags } from './commands/run.js'
 import { addTenantCommands } from './commands/tenants.js'
@@ -183,6 +183,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
     )
     .action(
       action(async (flags: BenchFlags) => {
+        // Loaded only here: the bench pulls in the executors and a load generator.
+        const { benchCommand, benchSandboxesCommand } = await import('./bench/command.js')
         if (flags.sandboxes !== undefined) return benchSandboxesCommand(flags)
         const { url, apiKey } = resolveSettings(globals())
         return benchCommand(new Airlock({ baseUrl: url, apiKey, requestTimeoutMs: 120_000 }), apiKey, flags)

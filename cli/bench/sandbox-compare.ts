@@ -4,43 +4,15 @@ import { loadConfig } from '../../core/config.js'
 import { resolveJobSpec } from '../../core/job-spec.js'
 import type { Isolation as IsolationRecord, JobOutcome } from '../../core/job.js'
 import { createLogger } from '../../core/logger.js'
-import type { PlatformChoice } from '../../core/runsc-platforms.js'
 import type { Executor } from '../../worker/executors/executor.js'
 import { createExecutor } from '../../worker/executors/create-executor.js'
 import { removeCgroup } from '../../worker/executors/local/cgroup-host.js'
 import { alignColumns, ms } from './report.js'
 import { ratio, summarize, type Ratio, type Summary } from './stats.js'
 import type { Workload } from './workloads.js'
+import { SANDBOX_CONFIGS, type SandboxConfigDef, type SandboxConfigName } from './sandbox-configs.js'
 
-interface SandboxConfigDef {
-  describe: string
-  runscPath?: string
-  platform?: PlatformChoice
-  runc?: true
-  seccomp?: false
-}
-
-/**
- * Sandbox configurations `airlock bench --sandboxes` compares on this machine: the
- * same job through the local executor (same bundle, cgroups and capture), under
- * Debian's 2022 runsc, the pinned runsc on either platform, and runc (no sandbox:
- * the baseline every ratio is taken to), and systrap without the seccomp profile.
- */
-export const SANDBOX_CONFIGS = {
-  'debian-ptrace': { describe: "Debian's runsc (2022), ptrace", runscPath: '/usr/bin/runsc', platform: 'ptrace' },
-  ptrace: { describe: 'pinned runsc, ptrace', platform: 'ptrace' },
-  systrap: { describe: 'pinned runsc, systrap', platform: 'systrap' },
-  // What the seccomp profile costs: the same sandbox without it (never a setting).
-  'systrap-no-seccomp': {
-    describe: 'pinned runsc, systrap, without the seccomp profile',
-    platform: 'systrap',
-    seccomp: false,
-  },
-  runc: { describe: 'runc: a plain container, no gVisor', runc: true },
-} as const satisfies Record<string, SandboxConfigDef>
-
-export type SandboxConfigName = keyof typeof SANDBOX_CONFIGS
-export const SANDBOX_CONFIG_NAMES = Object.keys(SANDBOX_CONFIGS) as SandboxConfigName[]
+export { SANDBOX_CONFIG_NAMES, type SandboxConfigName } from './sandbox-configs.js'
 
 export interface SandboxResult {
   config: SandboxConfigName
