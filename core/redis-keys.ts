@@ -1,3 +1,5 @@
+import type { Queue } from 'bullmq'
+
 /**
  * Every Redis key and channel Airlock uses, in one place. All of them hang off one
  * prefix so that several deployments (or test files) can share one Redis safely.
@@ -113,4 +115,10 @@ export function queueEntry(jobId: string, queuedAt: number) {
     data: { jobId },
     opts: { jobId, removeOnComplete: true, removeOnFail: true, timestamp: queuedAt },
   }
+}
+
+/** Adds a job's queue entry (queueEntry) on its own, outside a submit's transaction. */
+export function addQueueEntry(queue: Pick<Queue, 'add'>, jobId: string, queuedAt: number): Promise<unknown> {
+  const entry = queueEntry(jobId, queuedAt)
+  return queue.add(entry.name, entry.data, entry.opts)
 }

@@ -10,7 +10,7 @@ import type { Metrics } from '../core/metrics.js'
 import { createRedis } from '../core/redis.js'
 import { keepClockInSync, now as clockNow, sinceClockStep } from '../core/clock.js'
 import { performance } from 'node:perf_hooks'
-import { QUEUE_NAME, queueEntry, redisKeys } from '../core/redis-keys.js'
+import { addQueueEntry, QUEUE_NAME, redisKeys } from '../core/redis-keys.js'
 import {
   HEARTBEAT_INTERVAL_MS,
   HEARTBEAT_TTL_MS,
@@ -271,9 +271,8 @@ export class WorkerService {
       )
       // At once: a delay would be dated by this host's clock (BullMQ's add). A throttled job
       // is handed back again, by the path above.
-      const entry = queueEntry(job.data.jobId, clockNow())
       this.queue ??= new Queue(QUEUE_NAME, { connection: this.bullConnection, prefix: this.keys.bullPrefix })
-      await this.queue.add(entry.name, entry.data, entry.opts)
+      await addQueueEntry(this.queue, job.data.jobId, clockNow())
     }
   }
 

@@ -7,7 +7,7 @@ import { compile } from '@fastify/proxy-addr'
 import type { ErrorCode } from '../../core/errors.js'
 import type { Metrics } from '../../core/metrics.js'
 import { answerRaw } from './error-handler.js'
-import { addressGroup } from '../services/address-group.js'
+import { addressGroup, tenantAtGroup } from '../services/address-group.js'
 
 /** Descriptors kept for everything but client connections: Redis, sandboxes, files. */
 export const RESERVED_DESCRIPTORS = 1024
@@ -318,7 +318,7 @@ export function limitConnections(
     // A proxy's connection carries many tenants' requests: it is nobody's.
     const tenant = owner === undefined || isProxy(connection.address, 0) ? '' : owner
     // A tenant's connections from an address are counted apart from the address's others.
-    const counted = tenant ? `${connection.group}\u0000${tenant}` : connection.group
+    const counted = tenant ? tenantAtGroup(connection.group, tenant) : connection.group
     if (tenant && (byTenant.get(tenant) ?? 0) >= maxPerTenant) {
       warn({ tenant }, 'connection closed: its tenant holds its most connections', false)
       return 'this tenant holds its most connections open (AIRLOCK_MAX_CONNECTIONS_PER_TENANT); close some first'

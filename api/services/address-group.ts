@@ -24,3 +24,12 @@ export function addressGroup(address: string): string {
     .map((g) => Number.parseInt(g, 16).toString(16))
     .join(':')}::/64`
 }
+
+/**
+ * What a per-address cap counts a tenant's connections or streams from a group under: a
+ * tenant's are counted apart from the group's others, so one tenant at its cap from a NAT
+ * or a proxy does not lock the others there out.
+ */
+export function tenantAtGroup(group: string, tenant: string): string {
+  return `${group}\u0000${tenant}`
+}

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import type { Config } from '../../core/config.js'
 import { AirlockError } from '../../core/errors.js'
-import { queueEntry } from '../../core/redis-keys.js'
+import { addQueueEntry, queueEntry } from '../../core/redis-keys.js'
 import { pipelined } from '../../core/redis.js'
 import { resolveJobSpec, stepsTooLong, type JobRequest, type JobSpec } from '../../core/job-spec.js'
 import { stepsTimeMs, stepsWallMs } from '../../core/test-cases.js'
@@ -272,8 +272,7 @@ export class JobService {
     await Promise.all(
       queued.flatMap(({ id, createdAt }, n) => {
         if (entries[n]!.value() > 0) return []
-        const entry = queueEntry(id, createdAt)
-        return [queue.add(entry.name, entry.data, entry.opts)]
+        return [addQueueEntry(queue, id, createdAt)]
       }),
     )
     made.read().forEach((spec, n) => {

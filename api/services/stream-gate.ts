@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import type { FastifyReply } from 'fastify'
 import { AirlockError, clientLeft } from '../../core/errors.js'
-import { addressGroup } from './address-group.js'
+import { addressGroup, tenantAtGroup } from './address-group.js'
 
 /**
  * The answer to a stream asked for without a WebSocket upgrade (Node did not hand the
@@ -78,7 +78,7 @@ export class StreamGate {
     // be given back (found by the eleventh review: 64 resets locked a tenant, and its
     // address, out of streams until the process restarted).
     if (socket.destroyed) throw clientLeft('during its handshake')
-    const address = `${addressGroup(clientAddress ?? '?')}\u0000${tenant}`
+    const address = tenantAtGroup(addressGroup(clientAddress ?? '?'), tenant)
     if ((this.byTenant.get(tenant) ?? 0) >= this.maxPerTenant) {
       throw new AirlockError(
         'AIRLOCK_ERR_TOO_MANY_STREAMS',
