@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../core/config.js'
 import type { ErrorCode } from '../core/errors.js'
 import type { Metrics } from '../core/metrics.js'
+import { announcesBody } from './plugins/body-encoding.js'
 import { limitConnections } from './plugins/connection-limits.js'
 import { DEFAULT_STREAM_LIMITS } from './services/stream-session.js'
 
@@ -62,7 +63,13 @@ export function startMetricsListener({ config, metrics, log, isolation }: Metric
     connectionsCheckingInterval: 1000,
   }
   const server = createServer(timeouts, (req, res) => {
-    if (!isScraperHost(req.headers.host, names)) {
+    if (announcesBody(req.headers)) {
+      // Nothing here takes a body; kept, it would be read and thrown away for as long as it
+      // came (found by review 25). The connection ends with the answer.
+      res.once('finish', () => req.socket.destroy())
+      res.setHeader('connection', 'close')
+      json(res, 413, 'AIRLOCK_ERR_BODY_TOO_LARGE', 'this listener takes no request body')
+    } else if (!isScraperHost(req.headers.host, names)) {
       json(
         res,
         421,

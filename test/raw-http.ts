@@ -104,3 +104,24 @@ export function heldSockets(t: { teardown(fn: () => unknown): void }): Socket[] 
   })
   return sockets
 }
+
+/**
+ * What a socket is sent until it closes, or until `timeoutMs` (then `closed` is false and
+ * the socket is destroyed).
+ */
+export function untilClosed(socket: Socket, timeoutMs: number): Promise<{ data: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    let data = ''
+    socket.on('data', (d: Buffer) => {
+      data += d.toString('latin1')
+    })
+    socket.on('error', () => undefined)
+    const done = (closed: boolean) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve({ data, closed })
+    }
+    const timer = setTimeout(() => done(false), timeoutMs)
+    socket.on('close', () => done(true))
+  })
+}

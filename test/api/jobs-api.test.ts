@@ -238,6 +238,27 @@ t.test('health endpoints answer without a key', async (t) => {
   t.equal(ready.json().checks.redis, 'ok')
 })
 
+t.test('a flood of keyless /readyz runs one readiness check a second, not one each', async (t) => {
+  const h = await build(t, { worker: false })
+  const registry = h.app.services.registry
+  const live = registry.live.bind(registry)
+  let checks = 0
+  registry.live = () => {
+    checks++
+    return live()
+  }
+  const flood = () => Promise.all(Array.from({ length: 50 }, () => h.app.inject({ method: 'GET', url: '/readyz' })))
+  const first = await flood()
+  t.same(new Set(first.map((r) => r.statusCode)), new Set([200]), 'every ask answered')
+  t.equal(checks, 1, '50 asks at once: one check')
+  await flood()
+  t.equal(checks, 1, 'asked again within the second: the same answer')
+  await new Promise((r) => setTimeout(r, 1100))
+  const later = await h.app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(later.statusCode, 200)
+  t.equal(checks, 2, 'a second later: checked again')
+})
+
 t.test(
   'a path that exists answers a method it does not take with 405 and Allow, for every route; no path at all is 404',
   async (t) => {

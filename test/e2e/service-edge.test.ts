@@ -13,7 +13,7 @@ import { redisKeys } from '../../core/redis-keys.js'
 import { TenantStore } from '../../core/tenant-store.js'
 import { build, metricValue, TENANTS, type Harness } from '../helper.js'
 import { startRedis, until } from '../processes.js'
-import { heldSockets, isClosed, openRaw, percentSpellings, rawRequest } from '../raw-http.js'
+import { heldSockets, isClosed, openRaw, percentSpellings, rawRequest, untilClosed } from '../raw-http.js'
 
 // The hostile-tenant suite for the service edge: each class of attack the sandbox never
 // sees (walking around authentication, holding connections, many readers, many streams,
@@ -775,35 +775,24 @@ t.test('the rest of a body no route reads is cut short: at most the body limit, 
   const port = portOf(h)
   // Found by the sixth review: Node reads and throws away what is left of a body after the
   // answer, as long as it comes; 8 keyless connections sent 5.7 GB to /healthz in 8 s.
-  const send = (path: string, fast: boolean) =>
-    new Promise<{ status: string; closed: boolean; sentMb: number }>((resolve) => {
-      let data = ''
-      let sent = 0
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000000\r\n\r\n`)
-        const chunk = Buffer.alloc(64 * 1024, 97)
-        const pump = () => {
-          while (!socket.destroyed && sent < 200e6 && socket.write(chunk)) sent += chunk.length
-        }
-        if (fast) {
-          socket.on('drain', pump)
-          pump()
-        } else {
-          const trickle = setInterval(() => (socket.destroyed ? clearInterval(trickle) : socket.write('a')), 100)
-        }
-      })
-      socket.on('data', (d: Buffer) => {
-        data += d.toString('latin1')
-      })
-      socket.on('error', () => undefined)
-      const done = (closed: boolean) => {
-        clearTimeout(timer)
-        socket.destroy()
-        resolve({ status: data.split('\r\n')[0] ?? '', closed, sentMb: sent / 1e6 })
+  const send = async (path: string, fast: boolean) => {
+    let sent = 0
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000000\r\n\r\n`)
+      const chunk = Buffer.alloc(64 * 1024, 97)
+      const pump = () => {
+        while (!socket.destroyed && sent < 200e6 && socket.write(chunk)) sent += chunk.length
       }
-      const timer = setTimeout(() => done(false), 10_000)
-      socket.on('close', () => done(true))
+      if (fast) {
+        socket.on('drain', pump)
+        pump()
+      } else {
+        const trickle = setInterval(() => (socket.destroyed ? clearInterval(trickle) : socket.write('a')), 100)
+      }
     })
+    const { data, closed } = await untilClosed(socket, 10_000)
+    return { status: data.split('\r\n')[0] ?? '', closed, sentMb: sent / 1e6 }
+  }
   for (const path of ['/healthz', '/docs/json', '/v1/jobs']) {
     const fast = await send(path, true)
     t.ok(fast.closed, `${path}: a fast body is cut (${fast.status}; ${fast.sentMb.toFixed(0)} MB written before)`)
@@ -813,6 +802,34 @@ t.test('the rest of a body no route reads is cut short: at most the body limit, 
   }
   const after = await h.request('GET', '/v1/jobs')
   t.equal(after.statusCode, 200, 'and the server answers as before')
+})
+
+t.test('a connection carries at most one body nothing read: the answer to it closes the connection', async (t) => {
+  const h = await build(t, { worker: false, listen: true })
+  const port = portOf(h)
+  // Found by review 25: bodies just under the body limit to /healthz, one after another on
+  // a kept connection, each read and thrown away at the server's cost, without a key.
+  const body = Buffer.alloc(2 * 1024 * 1024, 97)
+  const twice = async (path: string, withBody: boolean) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      const head = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${withBody ? `Content-Length: ${body.length}\r\n` : ''}\r\n`
+      for (let i = 0; i < 2; i++) {
+        socket.write(head)
+        if (withBody) socket.write(body)
+      }
+    })
+    const { data, closed } = await untilClosed(socket, 1500)
+    return { answers: data.match(/HTTP\/1\.1 \d{3} /g)?.length ?? 0, closed, head: data.split('\r\n\r\n')[0] ?? '' }
+  }
+  for (const path of ['/healthz', '/docs/json']) {
+    const kept = await twice(path, false)
+    t.equal(kept.answers, 2, `${path} without a body: both requests answered on one connection`)
+    t.notOk(kept.closed, `${path} without a body: the connection stays open`)
+    const bodies = await twice(path, true)
+    t.equal(bodies.answers, 1, `${path} with a body nothing reads: only the first is answered`)
+    t.match(bodies.head, /\r\nconnection: close\r\n/i, 'its answer says the connection closes')
+    t.ok(bodies.closed, 'and it closes')
+  }
 })
 
 t.test('a JSON body whose shape would make its parse long is refused unparsed, with a code', async (t) => {

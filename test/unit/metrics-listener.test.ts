@@ -90,3 +90,27 @@ t.test('the metrics listener answers a scraper, never a page whose name resolves
     t.match(answer, /# HELP/, `${bound}: HTTP/1.0 without a Host: the metrics`)
   }
 })
+
+t.test('the metrics listener takes no request body: the answer to one ends its connection', async (t) => {
+  // Found by review 25: nothing here reads a body, and Node read and threw away whatever
+  // came, for as long as it came, on each of the listener's connections.
+  const { port } = await listener(t, '127.0.0.1')
+  for (const head of [
+    'POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000000\r\n\r\n',
+    'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n',
+  ]) {
+    const raw = connect(port, '127.0.0.1')
+    raw.write(head)
+    const trickle = setInterval(() => raw.write(head.includes('chunked') ? '1\r\na\r\n' : 'a'), 20)
+    let answer = ''
+    raw.on('error', () => undefined)
+    raw.on('data', (chunk: Buffer) => {
+      answer += String(chunk)
+    })
+    await once(raw, 'close')
+    clearInterval(trickle)
+    t.match(answer, /^HTTP\/1\.1 413 /, `${head.split('\r\n')[0]}: 413`)
+    t.match(answer, /"code":"AIRLOCK_ERR_BODY_TOO_LARGE"/, 'with a code')
+    t.match(answer, /\r\nconnection: close\r\n/i, 'and the connection closed, not read on')
+  }
+})
