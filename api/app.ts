@@ -20,6 +20,7 @@ import { WorkerRegistry } from '../core/worker-registry.js'
 import { TenantStore } from '../core/tenant-store.js'
 import { JobOutputReader } from '../core/job-output.js'
 import { decorateTenant, keyTenants, registerAuth } from './plugins/auth.js'
+import { FailedKeys } from './services/failed-keys.js'
 import { boundJsonBodies } from './plugins/bounded-json.js'
 import { boundUnreadBodies } from './plugins/unread-bodies.js'
 import { TenantTurns } from './services/tenant-turns.js'
@@ -71,6 +72,8 @@ export interface Services {
   events: JobEventReader
   hub: EventHub
   streamTokens: StreamTokens
+  /** Key lookups that found nothing, per address group (made-up keys cost Redis a lookup each). */
+  failedKeys: FailedKeys
   tenants: TenantStore
   /** The tenant a key (by its digest) stands for now; undefined once it is revoked. */
   keyTenant: (digest: string) => Promise<string | undefined>
@@ -193,6 +196,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
     events,
     hub: new EventHub(subscriber, keys),
     streamTokens: new StreamTokens(redis, keys, config.maxStreamTokensPerTenant),
+    failedKeys: new FailedKeys(),
     tenants,
     keyTenant: keyTenants(config.tenantsByKey, tenants),
     turns: new TenantTurns(config.maxActiveRequestsPerTenant),
@@ -306,6 +310,7 @@ export async function buildApp({ config, logger, metrics, streamLimits }: BuildA
         tenantsByKey: config.tenantsByKey,
         streamTokens: services.streamTokens,
         tenants: services.tenants,
+        failedKeys: services.failedKeys,
         claimConnection,
         turns: services.turns,
       })

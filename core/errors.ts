@@ -26,6 +26,8 @@ export const ErrorCodes = {
   AIRLOCK_ERR_TOO_MANY_STREAMS: 429,
   /** The tenant holds its most unused stream tokens; one is freed when it is used or expires. */
   AIRLOCK_ERR_TOO_MANY_STREAM_TOKENS: 429,
+  /** The client's address sent too many API keys or stream tokens that open nothing this second; not looked up. */
+  AIRLOCK_ERR_TOO_MANY_FAILED_KEYS: 429,
   /** The process, or the client's address, has its most connections open. */
   AIRLOCK_ERR_TOO_MANY_CONNECTIONS: 503,
   AIRLOCK_ERR_FORBIDDEN: 403,

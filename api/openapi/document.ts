@@ -82,6 +82,8 @@ const STANDARD_ERRORS: Record<string, string> = {
   '413': 'The body is larger than the server takes (AIRLOCK_ERR_BODY_TOO_LARGE)',
   '414': 'A path parameter is longer than any valid one (AIRLOCK_ERR_URI_TOO_LONG)',
   '415': 'The body is not application/json (AIRLOCK_ERR_UNSUPPORTED_MEDIA_TYPE)',
+  '429':
+    "The client's address sent too many keys that open nothing this second; retry after Retry-After (AIRLOCK_ERR_TOO_MANY_FAILED_KEYS)",
   '431': 'The request headers are too large (AIRLOCK_ERR_HEADERS_TOO_LARGE)',
   '500': 'An internal error; logged by the server (AIRLOCK_ERR_INTERNAL)',
   '503': 'The job store is unavailable or full; retry (AIRLOCK_ERR_STORE_UNAVAILABLE, AIRLOCK_ERR_STORE_FULL)',
@@ -110,7 +112,7 @@ export function completeResponses(doc: Json): Json {
       const needs = ['400', '408', '431', '500']
       if (path.includes('{')) needs.push('414')
       if (BODY_METHODS.has(method) && op.requestBody) needs.push('413', '415')
-      if (secured) needs.push('401', '503')
+      if (secured) needs.push('401', '429', '503')
       const responses: Json = { ...((op.responses ?? {}) as Json) }
       for (const status of needs) responses[status] ??= errorResponse(STANDARD_ERRORS[status]!)
       // A route that answers 426 to plain HTTP is a WebSocket: its success is the upgrade.

@@ -1,7 +1,8 @@
 import { type LeaveTurn, NO_TURN, type TenantTurns } from '../services/tenant-turns.js'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AirlockError } from '../../core/errors.js'
-import { invalidStreamToken, type StreamTokens } from '../services/stream-tokens.js'
+import { invalidStreamToken, StreamTokens } from '../services/stream-tokens.js'
+import type { FailedKeys } from '../services/failed-keys.js'
 import type { ClaimConnection } from './connection-limits.js'
 import { keyDigest, type KeyRole, type TenantStore } from '../../core/tenant-store.js'
 import { bindRequestLog } from '../../core/logger.js'
@@ -71,6 +72,8 @@ export interface AuthOptions {
   tenantsByKey: ReadonlyMap<string, string>
   streamTokens: StreamTokens
   tenants: TenantStore
+  /** Refuses made-up keys unasked past an address's allowance (FailedKeys). */
+  failedKeys: FailedKeys
   /** Counts the request's connection as its tenant's: past the tenant's cap, 503 and the connection closed. */
   claimConnection: ClaimConnection
   /** Where the tenant's requests take turns, once authenticated. */
@@ -114,7 +117,16 @@ export function keyTenants(
  */
 export function registerAuth(
   scope: FastifyInstance,
-  { tenantsByKey, streamTokens, tenants, claimConnection, turns, keyFrom = bearerKey, missingKey }: AuthOptions,
+  {
+    tenantsByKey,
+    streamTokens,
+    tenants,
+    failedKeys,
+    claimConnection,
+    turns,
+    keyFrom = bearerKey,
+    missingKey,
+  }: AuthOptions,
 ): void {
   const tenantsByDigest = new Map([...tenantsByKey].map(([key, tenant]) => [keyDigest(key), tenant]))
   const tenantOf = keyTenants(tenantsByKey, tenants)
@@ -165,6 +177,20 @@ export function registerAuth(
     return payload
   })
   scope.addHook('onRequestAbort', async (request) => request.leaveTurn())
+  // A made-up key or token costs Redis a lookup; past its address's allowance, it is refused unasked.
+  async function lookUp<T>(request: FastifyRequest, digest: string, ask: () => Promise<T | null | undefined>) {
+    if (!failedKeys.mayLookUp(request.ip, digest))
+      throw new AirlockError(
+        'AIRLOCK_ERR_TOO_MANY_FAILED_KEYS',
+        'this address sent too many keys or stream tokens that open nothing; retry in a second',
+        undefined,
+        1,
+      )
+    const found = await ask()
+    if (found) failedKeys.found(digest)
+    else failedKeys.failed(request.ip)
+    return found
+  }
   async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const header = request.headers.authorization
     // A browser opening a job's stream authenticates with a single-use token instead.
@@ -173,7 +199,9 @@ export function registerAuth(
       const jobId = (request.params as { id?: string }).id ?? ''
       // Read here, used up by the stream route once the WebSocket is about to open: a plain
       // GET (a link preview, a prefetch) or a refused handshake leaves it usable.
-      const grant = await streamTokens.peek(query.token, jobId)
+      const grant = await lookUp(request, StreamTokens.digest(query.token), () =>
+        streamTokens.peek(query.token as string, jobId),
+      )
       if (!grant) throw invalidStreamToken()
       // A token is worth no more than the key that asked for it: revoked since, it opens nothing.
       if ((await tenantOf(grant.keyDigest)) !== grant.tenant)
@@ -199,7 +227,7 @@ export function registerAuth(
       request.tenant = staticTenant
       request.keyRole = 'admin'
     } else {
-      const identity = await tenants.authenticate(digest)
+      const identity = await lookUp(request, digest, () => tenants.authenticate(digest))
       if (!identity) throw new AirlockError('AIRLOCK_ERR_UNAUTHORIZED', 'invalid or revoked API key')
       request.tenant = identity.tenant
       request.keyRole = identity.role

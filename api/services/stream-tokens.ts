@@ -25,7 +25,7 @@ export class StreamTokens {
     readonly ttlSeconds = 60,
   ) {}
 
-  private static digest(token: string): string {
+  static digest(token: string): string {
     return createHash('sha256').update(token).digest('hex')
   }
 

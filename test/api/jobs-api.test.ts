@@ -3,6 +3,7 @@ import { Redis } from 'ioredis'
 import { redisKeys } from '../../core/redis-keys.js'
 import { WorkerRegistry } from '../../core/worker-registry.js'
 import { build, TENANTS } from '../helper.js'
+import { FAILED_KEYS_PER_SECOND } from '../../api/services/failed-keys.js'
 
 // The API's contract at the edge, against the real Redis. No worker runs here, so
 // accepted jobs stay queued; running them is covered in test/e2e.
@@ -422,4 +423,38 @@ t.test('a cancel that is made is answered with its job, however busy the output 
   t.equal(cancel.json().status, 'cancelled')
   t.equal(judge0.statusCode, 200, "and Judge0's")
   t.equal((await h.request('GET', `/v1/jobs/${ids[1]}`)).json().status, 'cancelled')
+})
+
+t.test("made-up keys and stream tokens past an address's allowance are refused without a lookup", async (t) => {
+  const h = await build(t, { worker: false })
+  const issued = await h.app.services.tenants.issueKey('alice', 'member')
+  const from = (remoteAddress: string, headers: Record<string, string>, url = '/v1/jobs') =>
+    h.app.inject({ method: 'GET', url, headers, remoteAddress })
+  const tenants = h.app.services.tenants
+  const authenticate = tenants.authenticate.bind(tenants)
+  let lookups = 0
+  tenants.authenticate = (digest) => {
+    lookups++
+    return authenticate(digest)
+  }
+  t.equal((await from('198.51.100.5', { authorization: `Bearer ${issued.key}` })).statusCode, 200, 'an issued key')
+  const before = lookups
+  const answers = []
+  for (let i = 0; i < FAILED_KEYS_PER_SECOND + 10; i++)
+    answers.push(await from('198.51.100.5', { authorization: `Bearer ak_${String(i).padStart(32, 'x')}` }))
+  const statuses = answers.map((r) => r.statusCode)
+  t.same(statuses.slice(0, FAILED_KEYS_PER_SECOND), Array(FAILED_KEYS_PER_SECOND).fill(401), 'the allowance: 401')
+  const refused = answers.at(-1)!
+  t.equal(refused.statusCode, 429, 'past it: 429')
+  t.equal(refused.json().code, 'AIRLOCK_ERR_TOO_MANY_FAILED_KEYS')
+  t.equal(refused.headers['retry-after'], '1')
+  t.equal(lookups - before, FAILED_KEYS_PER_SECOND, 'the refused ones asked Redis nothing')
+  const token = await from('198.51.100.5', {}, `/v1/jobs/job_${'0'.repeat(32)}/stream?token=st_${'y'.repeat(32)}`)
+  t.equal(token.statusCode, 429, 'a made-up stream token from there too')
+  t.equal(
+    (await from('198.51.100.5', { authorization: `Bearer ${issued.key}` })).statusCode,
+    200,
+    'its key, found lately, still opens',
+  )
+  t.equal((await from('198.51.100.6', { authorization: 'Bearer ak_nothing' })).statusCode, 401, 'another address: 401')
 })

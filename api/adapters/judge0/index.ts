@@ -67,8 +67,19 @@ function judge0Key(request: FastifyRequest): string | undefined {
 }
 
 const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { config, jobService, store, outputWriter, registry, tenants, metrics, streamTokens, claimConnection, turns } =
-    app.services
+  const {
+    config,
+    jobService,
+    store,
+    outputWriter,
+    registry,
+    tenants,
+    metrics,
+    streamTokens,
+    claimConnection,
+    turns,
+    failedKeys,
+  } = app.services
   // Judge0's bound, or this server's for every batch route if it is lower.
   const maxBatch = Math.min(MAX_BATCH, config.maxBatchJobs)
   // Every route here, /about and /languages too, needs a key: nothing is served to
@@ -77,6 +88,7 @@ const judge0Routes: FastifyPluginAsyncTypebox = async (app) => {
     tenantsByKey: config.tenantsByKey,
     streamTokens,
     tenants,
+    failedKeys,
     claimConnection,
     turns,
     keyFrom: judge0Key,

@@ -28,12 +28,24 @@ import { IDEMPOTENCY_KEY_HEADER } from '../../../core/idempotency.js'
  * so its hooks, error handler and parser stay here.
  */
 const pistonAdapter: FastifyPluginAsyncTypebox = async (scope) => {
-  const { config, registry, jobService, outputWriter, metrics, streamTokens, tenants, store, claimConnection, turns } =
-    scope.services
+  const {
+    config,
+    registry,
+    jobService,
+    outputWriter,
+    metrics,
+    streamTokens,
+    tenants,
+    store,
+    claimConnection,
+    turns,
+    failedKeys,
+  } = scope.services
   registerAuth(scope, {
     tenantsByKey: config.tenantsByKey,
     streamTokens,
     tenants,
+    failedKeys,
     claimConnection,
     turns,
     keyFrom: pistonKey,

@@ -1,0 +1,20 @@
+import t from 'tap'
+import { FAILED_KEYS_PER_SECOND, FailedKeys } from '../../api/services/failed-keys.js'
+
+t.test("an address's made-up keys are looked up up to its allowance a second, a key found lately always", async (t) => {
+  let now = 5_000
+  const keys = new FailedKeys(() => now)
+  keys.found('good')
+  for (let i = 0; i < FAILED_KEYS_PER_SECOND; i++) {
+    t.ok(keys.mayLookUp('203.0.113.7', `guess${i}`), `guess ${i} is looked up`)
+    keys.failed('203.0.113.7')
+  }
+  t.notOk(keys.mayLookUp('203.0.113.7', 'guess-next'), 'past the allowance: not looked up')
+  t.ok(keys.mayLookUp('203.0.113.7', 'good'), 'a key found lately still is, from the same address')
+  t.ok(keys.mayLookUp('203.0.113.8', 'guess-next'), 'another address keeps its own allowance')
+  t.notOk(keys.mayLookUp('::ffff:203.0.113.7', 'guess-next'), 'the same address in IPv6 form is the same')
+  for (let i = 0; i < FAILED_KEYS_PER_SECOND; i++) keys.failed(`2001:db8:1:2:${i.toString(16)}::1`)
+  t.notOk(keys.mayLookUp('2001:db8:1:2:ffff::9', 'guess'), 'an IPv6 /64 is one address group')
+  now += 1000
+  t.ok(keys.mayLookUp('203.0.113.7', 'guess-next'), 'the next second, a new allowance')
+})
