@@ -100,6 +100,9 @@ export async function registerConsole(app: FastifyInstance, dir = consoleDir()):
     wildcard: true,
     index: false,
     dotfiles: 'deny',
+    // Anyone may ask for these files: a Range of thousands of ranges was parsed, sorted and
+    // merged on every ask (found by review 25), and nothing here is big enough to resume.
+    acceptRanges: false,
     cacheControl: false,
     // Hashed asset names never change their content.
     setHeaders: (res) => {

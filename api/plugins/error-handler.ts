@@ -250,6 +250,27 @@ export function registerErrorHandler(app: FastifyInstance, metrics: Metrics): vo
   app.setNotFoundHandler(notFound)
 }
 
+const STORE_DOWN = new Set<string>(['AIRLOCK_ERR_STORE_UNAVAILABLE', 'AIRLOCK_ERR_STORE_FULL'])
+
+/** Lines of a kind a flood repeats: one a second per code, saying how many it stands for. */
+class FloodLog {
+  private readonly last = new Map<string, { at: number; left: number }>()
+
+  /** The count left out since the last line of `code`, if one is to be written now; else undefined. */
+  take(code: string): number | undefined {
+    const now = performance.now()
+    const seen = this.last.get(code)
+    if (seen && now - seen.at < 1000) {
+      seen.left++
+      return undefined
+    }
+    this.last.set(code, { at: now, left: 0 })
+    return seen?.left ?? 0
+  }
+}
+
+const floodLog = new FloodLog()
+
 /**
  * What every error handler (the app's, and the Judge0 and Piston adapters', which only
  * answer in another shape) does before it answers: the one mapping to a status and
@@ -266,10 +287,20 @@ export function prepareErrorReply(
   const { status, body, log } = toErrorResponse(err)
   metrics.rejectedRequests.inc({ code: body.code })
   // A server at one of its bounds (busy, too many) refuses on purpose, each time a
-  // flood asks: a warning with its code, not an error with a stack per request.
-  if (log && (body.code.endsWith('_BUSY') || body.code.startsWith('AIRLOCK_ERR_TOO_MANY_')))
-    request.log.warn({ code: body.code, reason: body.message }, 'request refused: the server is at a bound')
-  else if (log) request.log.error({ err }, 'request failed')
+  // flood asks: a warning with its code, not an error with a stack per request. And while
+  // the store is down, every request fails alike, at its callers' rate (anyone's, with a
+  // made-up key): its code is logged once a second, with how many were left out.
+  if (log && (body.code.endsWith('_BUSY') || body.code.startsWith('AIRLOCK_ERR_TOO_MANY_'))) {
+    const left = floodLog.take(body.code)
+    if (left !== undefined)
+      request.log.warn(
+        { code: body.code, reason: body.message, alike: left },
+        'request refused: the server is at a bound',
+      )
+  } else if (log && STORE_DOWN.has(body.code)) {
+    const left = floodLog.take(body.code)
+    if (left !== undefined) request.log.error({ err, alike: left }, 'request failed: the store is unavailable')
+  } else if (log) request.log.error({ err }, 'request failed')
   if (status === 503) reply.header('retry-after', '1')
   if (isAirlockError(err) && err.retryAfterSeconds !== undefined)
     reply.header('retry-after', String(err.retryAfterSeconds))

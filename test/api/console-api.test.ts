@@ -50,6 +50,12 @@ t.test('the console is served at /console/ with a strict policy and a fresh styl
   t.equal(asset.statusCode, 200)
   t.match(asset.headers['content-type'], /javascript/)
   t.match(asset.headers['cache-control'], /immutable/, 'hashed assets are cached for good')
+  // Found by review 25: anyone may ask for these, so nothing costs more than the file.
+  const ranges = Array.from({ length: 2000 }, (_, i) => `${i * 2}-${i * 2}`).join(',')
+  const ranged = await h.app.inject({ method: 'GET', url: script!, headers: { range: `bytes=${ranges}` } })
+  t.equal(ranged.statusCode, 200, 'a Range of 2,000 ranges is not parsed: the whole file')
+  t.equal(ranged.headers['accept-ranges'], undefined, 'and no ranges are offered')
+  t.equal((await h.app.inject({ method: 'GET', url: `${script!}.map` })).statusCode, 404, 'no source map is served')
   const missing = await h.app.inject({ method: 'GET', url: '/console/assets/nothing-here.js' })
   t.equal(missing.statusCode, 404, 'a file that is not there is a 404, not a 405')
   t.equal(missing.json().code, 'AIRLOCK_ERR_ROUTE_NOT_FOUND')

@@ -230,7 +230,8 @@ t.test('the admin queue endpoint needs the admin key, not a tenant key', async (
 t.test('readyz goes not-ready while Redis is down and ready again after', async (t) => {
   const redis = await startRedis()
   t.teardown(() => void redis.process.kill('SIGKILL'))
-  const h = await build(t, { worker: false, env: {}, redisUrl: redis.url })
+  const { lines, sink } = logLines()
+  const h = await build(t, { worker: false, env: {}, redisUrl: redis.url, logStream: sink })
   const ready = () => h.app.inject({ method: 'GET', url: '/readyz' })
   t.equal((await ready()).statusCode, 200)
   redis.process.kill('SIGKILL')
@@ -240,6 +241,17 @@ t.test('readyz goes not-ready while Redis is down and ready again after', async 
   const submit = await h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })
   t.equal(submit.statusCode, 503, 'submissions get 503 while Redis is down')
   t.equal(submit.json().code, 'AIRLOCK_ERR_STORE_UNAVAILABLE')
+  // Every request fails alike while the store is down, at its callers' rate: its error is
+  // logged once a second, not a stack per request.
+  const started = performance.now()
+  const flood = await Promise.all(
+    Array.from({ length: 40 }, () => h.request('POST', '/v1/jobs', { runtime: 'bash', source: 'true' })),
+  )
+  const seconds = Math.ceil((performance.now() - started) / 1000)
+  t.same(new Set(flood.map((r) => r.statusCode)), new Set([503]), '40 more submits: 503 each')
+  const logged = lines.filter((l) => l.includes('request failed'))
+  t.ok(logged.length >= 1, 'the store being down is logged')
+  t.ok(logged.length <= seconds + 1, `once a second (${logged.length} lines for 41 requests in ${seconds} s)`)
   const again = await startRedis(redis.port)
   t.teardown(() => void again.process.kill('SIGKILL'))
   await until(ready, (r) => r.statusCode === 200, 20_000, 'readyz 200 after Redis is back')
