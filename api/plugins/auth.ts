@@ -188,7 +188,7 @@ export function registerAuth(
       )
     const found = await ask()
     if (found) failedKeys.found(digest)
-    else failedKeys.failed(request.ip)
+    else failedKeys.failed(request.ip, digest)
     return found
   }
   async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {

@@ -22,7 +22,10 @@ export function boundUnreadBodies(app: FastifyInstance, bodyLimitBytes: number):
   // (found by review 25: 2 MiB bodies to /healthz, one after another on 8 connections).
   app.addHook('onSend', async (request, reply, payload) => {
     const req = request.raw
-    if (!req.complete && !(req as { upgrade?: boolean }).upgrade && announcesBody(req.headers))
+    // Not read: still coming, or come whole and left in the request's buffer (a GET's body
+    // that fit in the first packets; found by review 25's live probe, 60 KB bodies went on).
+    const unread = !req.complete || !req.readableDidRead
+    if (unread && !(req as { upgrade?: boolean }).upgrade && announcesBody(req.headers))
       reply.header('connection', 'close')
     return payload
   })

@@ -28,7 +28,9 @@ export class FailedKeys {
     return (this.byGroup.get(addressGroup(address)) ?? 0) < FAILED_KEYS_PER_SECOND
   }
 
-  failed(address: string): void {
+  /** `digest` opened nothing: a key revoked since it was found is forgotten as found. */
+  failed(address: string, digest: string): void {
+    this.known.delete(digest)
     this.roll()
     const group = addressGroup(address)
     const n = this.byGroup.get(group)
