@@ -199,9 +199,8 @@ export function registerAuth(
       const jobId = (request.params as { id?: string }).id ?? ''
       // Read here, used up by the stream route once the WebSocket is about to open: a plain
       // GET (a link preview, a prefetch) or a refused handshake leaves it usable.
-      const grant = await lookUp(request, StreamTokens.digest(query.token), () =>
-        streamTokens.peek(query.token as string, jobId),
-      )
+      const token = query.token
+      const grant = await lookUp(request, StreamTokens.digest(token), () => streamTokens.peek(token, jobId))
       if (!grant) throw invalidStreamToken()
       // A token is worth no more than the key that asked for it: revoked since, it opens nothing.
       if ((await tenantOf(grant.keyDigest)) !== grant.tenant)

@@ -290,16 +290,13 @@ export function prepareErrorReply(
   // flood asks: a warning with its code, not an error with a stack per request. And while
   // the store is down, every request fails alike, at its callers' rate (anyone's, with a
   // made-up key): its code is logged once a second, with how many were left out.
-  if (log && (body.code.endsWith('_BUSY') || body.code.startsWith('AIRLOCK_ERR_TOO_MANY_'))) {
-    const left = floodLog.take(body.code)
-    if (left !== undefined)
-      request.log.warn(
-        { code: body.code, reason: body.message, alike: left },
-        'request refused: the server is at a bound',
-      )
-  } else if (log && STORE_DOWN.has(body.code)) {
-    const left = floodLog.take(body.code)
-    if (left !== undefined) request.log.error({ err, alike: left }, 'request failed: the store is unavailable')
+  const atBound = body.code.endsWith('_BUSY') || body.code.startsWith('AIRLOCK_ERR_TOO_MANY_')
+  if (log && (atBound || STORE_DOWN.has(body.code))) {
+    // undefined: counted into the next line of its code.
+    const alike = floodLog.take(body.code)
+    if (alike !== undefined && atBound)
+      request.log.warn({ code: body.code, reason: body.message, alike }, 'request refused: the server is at a bound')
+    else if (alike !== undefined) request.log.error({ err, alike }, 'request failed: the store is unavailable')
   } else if (log) request.log.error({ err }, 'request failed')
   if (status === 503) reply.header('retry-after', '1')
   if (isAirlockError(err) && err.retryAfterSeconds !== undefined)

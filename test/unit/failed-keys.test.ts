@@ -6,19 +6,18 @@ t.test("an address's made-up keys are looked up up to its allowance a second, a 
   const keys = new FailedKeys(() => now)
   keys.found('good')
   for (let i = 0; i < FAILED_KEYS_PER_SECOND; i++) {
-    t.ok(keys.mayLookUp('203.0.113.7', `guess${i}`), `guess ${i} is looked up`)
-    keys.failed('203.0.113.7', `guess${i}`)
+    t.ok(keys.mayLookUp('127.0.0.7', `guess${i}`), `guess ${i} is looked up`)
+    keys.failed('127.0.0.7', `guess${i}`)
   }
-  t.notOk(keys.mayLookUp('203.0.113.7', 'guess-next'), 'past the allowance: not looked up')
-  t.ok(keys.mayLookUp('203.0.113.7', 'good'), 'a key found lately still is, from the same address')
-  t.ok(keys.mayLookUp('203.0.113.8', 'guess-next'), 'another address keeps its own allowance')
-  t.notOk(keys.mayLookUp('::ffff:203.0.113.7', 'guess-next'), 'the same address in IPv6 form is the same')
-  for (let i = 0; i < FAILED_KEYS_PER_SECOND; i++) keys.failed(`2001:db8:1:2:${i.toString(16)}::1`, `v6-guess${i}`)
-  t.notOk(keys.mayLookUp('2001:db8:1:2:ffff::9', 'guess'), 'an IPv6 /64 is one address group')
+  t.notOk(keys.mayLookUp('127.0.0.7', 'guess-next'), 'past the allowance: not looked up')
+  t.ok(keys.mayLookUp('127.0.0.7', 'good'), 'a key found lately still is, from the same address')
+  t.ok(keys.mayLookUp('127.0.0.8', 'guess-next'), 'another address keeps its own allowance')
+  t.notOk(keys.mayLookUp('::ffff:127.0.0.7', 'guess-next'), 'the same address in IPv6 form is the same')
+  // How addresses are grouped (an IPv6 /64 is one) is address-group.test.ts's.
   now += 1000
-  t.ok(keys.mayLookUp('203.0.113.7', 'guess-next'), 'the next second, a new allowance')
+  t.ok(keys.mayLookUp('127.0.0.7', 'guess-next'), 'the next second, a new allowance')
   // Found by review 25's live probe: a key revoked after it was found was looked up for good.
-  keys.failed('203.0.113.9', 'good')
-  for (let i = 0; i < FAILED_KEYS_PER_SECOND; i++) keys.failed('203.0.113.9', `again${i}`)
-  t.notOk(keys.mayLookUp('203.0.113.9', 'good'), 'a found key that then opens nothing is no longer exempt')
+  keys.failed('127.0.0.9', 'good')
+  for (let i = 0; i < FAILED_KEYS_PER_SECOND; i++) keys.failed('127.0.0.9', `again${i}`)
+  t.notOk(keys.mayLookUp('127.0.0.9', 'good'), 'a found key that then opens nothing is no longer exempt')
 })
